@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one test command (README, .ci/run): every test layer that exists today, on a fresh
+# machine. It installs what it needs idempotently and caches it outside the repo.
+#
+#   scripts/test.sh            format, lints, unit/property/recovery tests
+#
+# Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
+mkdir -p "$LMQ_CACHE"
+
+step() { printf '\n==> %s\n' "$*"; }
+need() {
+  command -v "$1" >/dev/null 2>&1 || {
+    echo "scripts/test.sh: '$1' is missing: $2" >&2
+    exit 1
+  }
+}
+
+need cargo "install Rust with rustup (https://rustup.rs) and retry"
+cargo fmt --version >/dev/null 2>&1 || { echo "scripts/test.sh: rustfmt missing: rustup component add rustfmt" >&2; exit 1; }
+cargo clippy --version >/dev/null 2>&1 || { echo "scripts/test.sh: clippy missing: rustup component add clippy" >&2; exit 1; }
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+
+step "cargo clippy (all targets, warnings are errors)"
+cargo clippy --workspace --all-targets --locked -- -D warnings
+
+step "cargo test (unit, property, crash-recovery)"
+cargo test --workspace --locked

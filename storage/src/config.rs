@@ -1,0 +1,107 @@
+//! Per-log settings. Defaults follow Kafka's broker defaults where Kafka has one.
+
+/// When appended data is forced to disk with fsync (`fdatasync`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// Every append call is on disk before it returns: all batches of one call share one
+    /// fsync (group commit at the call level).
+    EveryBatch,
+    /// An append flushes when this many milliseconds passed since the last flush; the owner
+    /// also calls [`crate::PartitionLog::flush_if_due`] from a timer.
+    IntervalMs(u64),
+    /// Leave it to the OS page cache (Kafka's default); flushed on roll and close.
+    Os,
+}
+
+/// `message.timestamp.type`: whose clock the batch timestamps carry.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TimestampType {
+    /// Keep the producer's timestamps.
+    #[default]
+    CreateTime,
+    /// Stamp each batch with the broker's append time (rewrites the CRC).
+    LogAppendTime,
+}
+
+/// Retention limits; `None` keeps data forever by that measure.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionPolicy {
+    /// `retention.ms`: delete sealed segments whose newest timestamp is older than this.
+    pub retention_ms: Option<u64>,
+    /// `retention.bytes`: delete the oldest sealed segments while the log stays at or above it.
+    pub retention_bytes: Option<u64>,
+}
+
+impl Default for RetentionPolicy {
+    fn default() -> Self {
+        RetentionPolicy {
+            retention_ms: Some(7 * 24 * 60 * 60 * 1000),
+            retention_bytes: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogConfig {
+    /// `segment.bytes`: roll when the active segment would grow past this.
+    pub segment_bytes_max: u64,
+    /// `segment.ms`: roll a non-empty active segment this long after it was created.
+    pub segment_ms: u64,
+    /// `index.interval.bytes`: bytes of log between two sparse index entries.
+    pub index_interval_bytes: u64,
+    /// `segment.index.bytes`: size each index file is created with; a full index rolls.
+    pub index_bytes_max: u64,
+    /// `max.message.bytes`: the largest batch the log accepts.
+    pub batch_bytes_max: u64,
+    pub flush_policy: FlushPolicy,
+    pub retention: RetentionPolicy,
+    pub timestamp_type: TimestampType,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes_max: 1024 * 1024 * 1024,
+            segment_ms: 7 * 24 * 60 * 60 * 1000,
+            index_interval_bytes: 4096,
+            index_bytes_max: 10 * 1024 * 1024,
+            batch_bytes_max: 1024 * 1024 + 12,
+            flush_policy: FlushPolicy::Os,
+            retention: RetentionPolicy::default(),
+            timestamp_type: TimestampType::CreateTime,
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the limits Kafka also enforces, so a bad topic config fails at creation.
+    pub fn validate(&self) -> Result<(), String> {
+        // Positions in the offset index are u32: a segment must stay addressable by them.
+        if self.segment_bytes_max < 14 || self.segment_bytes_max > u64::from(u32::MAX) {
+            return Err(format!(
+                "segment_bytes_max {} must be between 14 and {}",
+                self.segment_bytes_max,
+                u32::MAX
+            ));
+        }
+        if self.index_bytes_max < 12 || self.index_bytes_max > u64::from(u32::MAX) {
+            return Err(format!(
+                "index_bytes_max {} must be between 12 and {}",
+                self.index_bytes_max,
+                u32::MAX
+            ));
+        }
+        // The batch length field is an i32; a batch never spans segments.
+        if self.batch_bytes_max < 61 || self.batch_bytes_max > i32::MAX as u64 {
+            return Err(format!(
+                "batch_bytes_max {} must be between 61 and {}",
+                self.batch_bytes_max,
+                i32::MAX
+            ));
+        }
+        if self.segment_ms == 0 {
+            return Err("segment_ms must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,539 @@
+//! Sparse, memory-mapped segment indexes.
+//!
+//! An index file is created at its full capacity (`segment.index.bytes`) so appends are plain
+//! memory writes, and trimmed to its entries when the segment seals. The `.log` is the truth:
+//! an index that fails its sanity check is rebuilt from the log, never repaired in place.
+
+use std::fs::{File, OpenOptions};
+use std::path::{Path, PathBuf};
+
+use memmap2::{Mmap, MmapMut};
+
+use crate::error::{Result, StorageError};
+
+/// Offset index entry: offset relative to the segment base (u32), file position (u32).
+pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
+/// Time index entry: timestamp (i64), offset relative to the segment base (u32).
+pub(crate) const TIME_ENTRY_BYTES: usize = 12;
+
+#[derive(Debug)]
+enum Mapping {
+    Writable { file: File, map: MmapMut },
+    ReadOnly(Mmap),
+    Empty,
+}
+
+/// The fixed-size-entry file both indexes are made of.
+#[derive(Debug)]
+struct IndexFile {
+    path: PathBuf,
+    entry_bytes: usize,
+    entries: usize,
+    capacity_entries: usize,
+    mapping: Mapping,
+}
+
+impl IndexFile {
+    /// A new empty index of `capacity_bytes` (rounded down to whole entries), replacing any file.
+    fn create(path: &Path, entry_bytes: usize, capacity_bytes: u64) -> Result<Self> {
+        let capacity_entries = usize::try_from(capacity_bytes).unwrap_or(usize::MAX) / entry_bytes;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(path)
+            .map_err(|error| StorageError::io("create index", path, error))?;
+        file.set_len((capacity_entries * entry_bytes) as u64)
+            .map_err(|error| StorageError::io("size index", path, error))?;
+        let mapping = map_writable(path, file)?;
+        Ok(IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            entries: 0,
+            capacity_entries,
+            mapping,
+        })
+    }
+
+    /// An existing trimmed index, mapped read-only. `None` when the file is missing or its
+    /// length is not a whole number of entries.
+    fn open_sealed(path: &Path, entry_bytes: usize) -> Result<Option<Self>> {
+        let Some((file, length)) = open_existing(path)? else {
+            return Ok(None);
+        };
+        if length % entry_bytes != 0 {
+            return Ok(None);
+        }
+        let entries = length / entry_bytes;
+        let mapping = if entries == 0 {
+            Mapping::Empty
+        } else {
+            map_read_only(path, &file)?
+        };
+        Ok(Some(IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            entries,
+            capacity_entries: entries,
+            mapping,
+        }))
+    }
+
+    /// An existing trimmed index, grown back to `capacity_bytes` so appends can continue.
+    fn open_writable(path: &Path, entry_bytes: usize, capacity_bytes: u64) -> Result<Option<Self>> {
+        let Some((_, length)) = open_existing(path)? else {
+            return Ok(None);
+        };
+        if length % entry_bytes != 0 {
+            return Ok(None);
+        }
+        let entries = length / entry_bytes;
+        let capacity_entries =
+            (usize::try_from(capacity_bytes).unwrap_or(usize::MAX) / entry_bytes).max(entries);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|error| StorageError::io("open index", path, error))?;
+        file.set_len((capacity_entries * entry_bytes) as u64)
+            .map_err(|error| StorageError::io("size index", path, error))?;
+        let mapping = map_writable(path, file)?;
+        Ok(Some(IndexFile {
+            path: path.to_path_buf(),
+            entry_bytes,
+            entries,
+            capacity_entries,
+            mapping,
+        }))
+    }
+
+    fn entry(&self, index: usize) -> &[u8] {
+        let start = index * self.entry_bytes;
+        let bytes: &[u8] = match &self.mapping {
+            Mapping::Writable { map, .. } => map,
+            Mapping::ReadOnly(map) => map,
+            Mapping::Empty => &[],
+        };
+        &bytes[start..start + self.entry_bytes]
+    }
+
+    fn is_full(&self) -> bool {
+        self.entries >= self.capacity_entries
+    }
+
+    /// Callers check [`IndexFile::is_full`] first; a full index rolls the segment.
+    fn push(&mut self, entry: &[u8]) {
+        debug_assert_eq!(entry.len(), self.entry_bytes);
+        if let Mapping::Writable { map, .. } = &mut self.mapping
+            && self.entries < self.capacity_entries
+        {
+            let start = self.entries * self.entry_bytes;
+            map[start..start + self.entry_bytes].copy_from_slice(entry);
+            self.entries += 1;
+        }
+    }
+
+    fn flush(&self) -> Result<()> {
+        if let Mapping::Writable { map, .. } = &self.mapping {
+            map.flush()
+                .map_err(|error| StorageError::io("flush index", &self.path, error))?;
+        }
+        Ok(())
+    }
+
+    /// Cuts the file to its entries and maps it read-only: the sealed form.
+    fn seal(self) -> Result<Self> {
+        let IndexFile {
+            path,
+            entry_bytes,
+            entries,
+            mapping,
+            ..
+        } = self;
+        if let Mapping::Writable { file, map } = mapping {
+            map.flush()
+                .map_err(|error| StorageError::io("flush index", &path, error))?;
+            drop(map);
+            file.set_len((entries * entry_bytes) as u64)
+                .map_err(|error| StorageError::io("trim index", &path, error))?;
+            file.sync_all()
+                .map_err(|error| StorageError::io("fsync index", &path, error))?;
+        }
+        match Self::open_sealed(&path, entry_bytes)? {
+            Some(sealed) => Ok(sealed),
+            None => Err(StorageError::io(
+                "reopen sealed index",
+                &path,
+                std::io::Error::other("index length changed while sealing"),
+            )),
+        }
+    }
+}
+
+fn open_existing(path: &Path) -> Result<Option<(File, usize)>> {
+    let file = match File::open(path) {
+        Ok(file) => file,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(error) => return Err(StorageError::io("open index", path, error)),
+    };
+    let length = file
+        .metadata()
+        .map_err(|error| StorageError::io("stat index", path, error))?
+        .len();
+    Ok(Some((file, usize::try_from(length).unwrap_or(usize::MAX))))
+}
+
+#[allow(unsafe_code)]
+fn map_writable(path: &Path, file: File) -> Result<Mapping> {
+    if file
+        .metadata()
+        .map_err(|error| StorageError::io("stat index", path, error))?
+        .len()
+        == 0
+    {
+        return Ok(Mapping::Empty);
+    }
+    // SAFETY: the index file belongs to this segment alone; it is only resized after the
+    // mapping is dropped (`seal`), and no other process writes the data directory.
+    let map = unsafe { MmapMut::map_mut(&file) }
+        .map_err(|error| StorageError::io("map index", path, error))?;
+    Ok(Mapping::Writable { file, map })
+}
+
+#[allow(unsafe_code)]
+fn map_read_only(path: &Path, file: &File) -> Result<Mapping> {
+    // SAFETY: sealed index files are never modified; a rebuild writes a new file under the
+    // same name only after this mapping's owner has dropped it.
+    let map =
+        unsafe { Mmap::map(file) }.map_err(|error| StorageError::io("map index", path, error))?;
+    Ok(Mapping::ReadOnly(map))
+}
+
+fn u32_at(bytes: &[u8], at: usize) -> u32 {
+    let mut out = [0u8; 4];
+    out.copy_from_slice(&bytes[at..at + 4]);
+    u32::from_be_bytes(out)
+}
+
+fn i64_at(bytes: &[u8], at: usize) -> i64 {
+    let mut out = [0u8; 8];
+    out.copy_from_slice(&bytes[at..at + 8]);
+    i64::from_be_bytes(out)
+}
+
+/// Binary search: the last entry index whose key is `<= target` (or `< target` when
+/// `strict`), given keys sorted ascending.
+fn floor_entry(
+    entries: usize,
+    strict: bool,
+    key: impl Fn(usize) -> i64,
+    target: i64,
+) -> Option<usize> {
+    let (mut low, mut high) = (0usize, entries);
+    while low < high {
+        let middle = low + (high - low) / 2;
+        let below = if strict {
+            key(middle) < target
+        } else {
+            key(middle) <= target
+        };
+        if below {
+            low = middle + 1;
+        } else {
+            high = middle;
+        }
+    }
+    low.checked_sub(1)
+}
+
+/// Relative offset → file position of the batch starting there, one entry per
+/// `index.interval.bytes` of log.
+#[derive(Debug)]
+pub(crate) struct OffsetIndex {
+    file: IndexFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct OffsetEntry {
+    pub relative_offset: u32,
+    pub position: u32,
+}
+
+impl OffsetIndex {
+    pub fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
+        IndexFile::create(path, OFFSET_ENTRY_BYTES, capacity_bytes).map(|file| OffsetIndex { file })
+    }
+
+    /// The sealed index if it exists and passes [`OffsetIndex::is_sane`].
+    pub fn open_sealed(path: &Path, log_bytes: u64, offset_span: u64) -> Result<Option<Self>> {
+        let index =
+            IndexFile::open_sealed(path, OFFSET_ENTRY_BYTES)?.map(|file| OffsetIndex { file });
+        Ok(index.filter(|index| index.is_sane(log_bytes, offset_span)))
+    }
+
+    pub fn open_writable(path: &Path, capacity_bytes: u64, log_bytes: u64) -> Result<Option<Self>> {
+        let index = IndexFile::open_writable(path, OFFSET_ENTRY_BYTES, capacity_bytes)?
+            .map(|file| OffsetIndex { file });
+        Ok(index.filter(|index| index.is_sane(log_bytes, u64::from(u32::MAX) + 1)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.file.entries
+    }
+    pub fn is_full(&self) -> bool {
+        self.file.is_full()
+    }
+    pub fn entry(&self, index: usize) -> OffsetEntry {
+        let bytes = self.file.entry(index);
+        OffsetEntry {
+            relative_offset: u32_at(bytes, 0),
+            position: u32_at(bytes, 4),
+        }
+    }
+    pub fn last(&self) -> Option<OffsetEntry> {
+        self.len().checked_sub(1).map(|index| self.entry(index))
+    }
+
+    pub fn push(&mut self, entry: OffsetEntry) {
+        let mut bytes = [0u8; OFFSET_ENTRY_BYTES];
+        bytes[..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
+        bytes[4..].copy_from_slice(&entry.position.to_be_bytes());
+        self.file.push(&bytes);
+    }
+
+    /// The entry of the last indexed batch starting at or before `relative_offset`.
+    pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
+        floor_entry(
+            self.len(),
+            false,
+            |index| i64::from(self.entry(index).relative_offset),
+            i64::from(relative_offset),
+        )
+        .map(|index| self.entry(index))
+    }
+
+    /// Entries strictly increasing in offset and position, inside the log and offset span.
+    pub fn is_sane(&self, log_bytes: u64, offset_span: u64) -> bool {
+        let mut previous: Option<OffsetEntry> = None;
+        for index in 0..self.len() {
+            let entry = self.entry(index);
+            if u64::from(entry.position) >= log_bytes
+                || u64::from(entry.relative_offset) >= offset_span
+            {
+                return false;
+            }
+            if let Some(previous) = previous
+                && (entry.relative_offset <= previous.relative_offset
+                    || entry.position <= previous.position)
+            {
+                return false;
+            }
+            previous = Some(entry);
+        }
+        true
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.file.flush()
+    }
+    pub fn seal(self) -> Result<Self> {
+        self.file.seal().map(|file| OffsetIndex { file })
+    }
+}
+
+/// Timestamp → relative offset: entry `(t, o)` says no batch up to offset `o` has a
+/// timestamp above `t`. Appended only when the segment's max timestamp grows.
+#[derive(Debug)]
+pub(crate) struct TimeIndex {
+    file: IndexFile,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct TimeEntry {
+    pub timestamp_ms: i64,
+    pub relative_offset: u32,
+}
+
+impl TimeIndex {
+    pub fn create(path: &Path, capacity_bytes: u64) -> Result<Self> {
+        IndexFile::create(path, TIME_ENTRY_BYTES, capacity_bytes).map(|file| TimeIndex { file })
+    }
+
+    pub fn open_sealed(path: &Path, offset_span: u64) -> Result<Option<Self>> {
+        let index = IndexFile::open_sealed(path, TIME_ENTRY_BYTES)?.map(|file| TimeIndex { file });
+        Ok(index.filter(|index| index.is_sane(offset_span)))
+    }
+
+    pub fn open_writable(path: &Path, capacity_bytes: u64) -> Result<Option<Self>> {
+        let index = IndexFile::open_writable(path, TIME_ENTRY_BYTES, capacity_bytes)?
+            .map(|file| TimeIndex { file });
+        Ok(index.filter(|index| index.is_sane(u64::from(u32::MAX) + 1)))
+    }
+
+    pub fn len(&self) -> usize {
+        self.file.entries
+    }
+    /// One slot stays free for the entry a segment adds when it seals.
+    pub fn is_full(&self) -> bool {
+        self.file.entries + 1 >= self.file.capacity_entries
+    }
+    pub fn entry(&self, index: usize) -> TimeEntry {
+        let bytes = self.file.entry(index);
+        TimeEntry {
+            timestamp_ms: i64_at(bytes, 0),
+            relative_offset: u32_at(bytes, 8),
+        }
+    }
+    pub fn last(&self) -> Option<TimeEntry> {
+        self.len().checked_sub(1).map(|index| self.entry(index))
+    }
+
+    /// Appends when `entry` raises the indexed maximum timestamp; the full check is the
+    /// caller's (a full index rolls the segment before the next batch).
+    pub fn push_if_newer(&mut self, entry: TimeEntry) {
+        if self
+            .last()
+            .is_some_and(|last| entry.timestamp_ms <= last.timestamp_ms)
+        {
+            return;
+        }
+        let mut bytes = [0u8; TIME_ENTRY_BYTES];
+        bytes[..8].copy_from_slice(&entry.timestamp_ms.to_be_bytes());
+        bytes[8..].copy_from_slice(&entry.relative_offset.to_be_bytes());
+        self.file.push(&bytes);
+    }
+
+    /// The last entry with a timestamp strictly below `timestamp_ms`: every batch up to its
+    /// offset is older than the target, so a search may start there.
+    pub fn lookup_before(&self, timestamp_ms: i64) -> Option<TimeEntry> {
+        floor_entry(
+            self.len(),
+            true,
+            |index| self.entry(index).timestamp_ms,
+            timestamp_ms,
+        )
+        .map(|index| self.entry(index))
+    }
+
+    /// Timestamps strictly increasing, offsets non-decreasing and inside the span.
+    pub fn is_sane(&self, offset_span: u64) -> bool {
+        let mut previous: Option<TimeEntry> = None;
+        for index in 0..self.len() {
+            let entry = self.entry(index);
+            if u64::from(entry.relative_offset) >= offset_span {
+                return false;
+            }
+            if let Some(previous) = previous
+                && (entry.timestamp_ms <= previous.timestamp_ms
+                    || entry.relative_offset < previous.relative_offset)
+            {
+                return false;
+            }
+            previous = Some(entry);
+        }
+        true
+    }
+
+    pub fn flush(&self) -> Result<()> {
+        self.file.flush()
+    }
+    pub fn seal(self) -> Result<Self> {
+        self.file.seal().map(|file| TimeIndex { file })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offset_index_lookup_finds_the_floor_entry() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = OffsetIndex::create(&dir.path().join("0.index"), 64).unwrap();
+        for (relative_offset, position) in [(10, 100), (20, 200), (30, 300)] {
+            index.push(OffsetEntry {
+                relative_offset,
+                position,
+            });
+        }
+        assert_eq!(index.lookup(5), None);
+        assert_eq!(index.lookup(10).unwrap().position, 100);
+        assert_eq!(index.lookup(29).unwrap().position, 200);
+        assert_eq!(index.lookup(1_000).unwrap().position, 300);
+        assert!(index.is_sane(301, 31));
+        assert!(!index.is_sane(300, 31), "a position past the log is insane");
+    }
+
+    #[test]
+    fn a_full_index_refuses_more_entries_and_seals_to_its_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 20).unwrap();
+        index.push(OffsetEntry {
+            relative_offset: 1,
+            position: 1,
+        });
+        index.push(OffsetEntry {
+            relative_offset: 2,
+            position: 2,
+        });
+        assert!(index.is_full());
+        index.push(OffsetEntry {
+            relative_offset: 3,
+            position: 3,
+        });
+        assert_eq!(index.len(), 2);
+        let sealed = index.seal().unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
+        assert_eq!(sealed.last().unwrap().relative_offset, 2);
+        let reopened = OffsetIndex::open_sealed(&path, 10, 10).unwrap().unwrap();
+        assert_eq!(reopened.len(), 2);
+    }
+
+    #[test]
+    fn garbage_index_files_are_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("0.index");
+        std::fs::write(&path, [0xffu8; 13]).unwrap();
+        assert!(
+            OffsetIndex::open_sealed(&path, 1_000, 1_000)
+                .unwrap()
+                .is_none()
+        );
+        std::fs::write(&path, [0xffu8; 16]).unwrap();
+        assert!(
+            OffsetIndex::open_sealed(&path, 1_000, 1_000)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            OffsetIndex::open_sealed(&dir.path().join("missing"), 1, 1)
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn time_index_lookup_is_strictly_before_the_target() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut index = TimeIndex::create(&dir.path().join("0.timeindex"), 120).unwrap();
+        index.push_if_newer(TimeEntry {
+            timestamp_ms: 100,
+            relative_offset: 0,
+        });
+        index.push_if_newer(TimeEntry {
+            timestamp_ms: 90,
+            relative_offset: 1,
+        });
+        index.push_if_newer(TimeEntry {
+            timestamp_ms: 200,
+            relative_offset: 5,
+        });
+        assert_eq!(index.len(), 2);
+        assert_eq!(index.lookup_before(100), None);
+        assert_eq!(index.lookup_before(101).unwrap().relative_offset, 0);
+        assert_eq!(index.lookup_before(200).unwrap().relative_offset, 0);
+        assert_eq!(index.lookup_before(201).unwrap().relative_offset, 5);
+    }
+}

@@ -1,0 +1,322 @@
+//! Appends: validate every batch of a call first, assign offsets by rewriting each batch's
+//! base offset in place, write, then flush as the policy says.
+
+use std::ops::Range;
+
+use super::PartitionLog;
+use crate::batch::{
+    BatchView, batch_total_bytes, set_base_offset, set_log_append_time, set_partition_leader_epoch,
+};
+use crate::config::{FlushPolicy, TimestampType};
+use crate::error::{Result, StorageError};
+use crate::scan::BatchHeader;
+use crate::segment::ActiveSegment;
+
+/// What an append assigned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendInfo {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// Broker time of the append (Kafka's `log_append_time_ms` answer, when it applies).
+    pub log_append_time_ms: i64,
+    pub max_timestamp_ms: i64,
+    pub log_start_offset: i64,
+    pub batches: usize,
+    pub bytes: u64,
+    /// The records are on disk (the flush policy ran an fsync for this call).
+    pub durable: bool,
+}
+
+/// Who produced the batches being appended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Source {
+    /// A producer: every offset of a batch holds a record.
+    Producer,
+    /// The leader's log: compaction may have left fewer records than offsets.
+    Replica,
+}
+
+/// Splits `bytes` into whole, CRC-valid batches no larger than `batch_bytes_max`.
+fn split_batches(bytes: &[u8], batch_bytes_max: u64, source: Source) -> Result<Vec<Range<usize>>> {
+    let mut ranges = Vec::new();
+    let mut start = 0usize;
+    while start < bytes.len() {
+        let batch_index = ranges.len();
+        let rest = &bytes[start..];
+        let invalid = |reason| StorageError::InvalidBatch {
+            batch_index,
+            reason,
+        };
+        let total = batch_total_bytes(rest)
+            .and_then(|total| usize::try_from(total).ok())
+            .filter(|&total| total <= rest.len())
+            .ok_or_else(|| {
+                invalid(crate::batch::BatchError::LengthMismatch {
+                    declared: batch_total_bytes(rest).map_or(-1, |total| total as i64),
+                    available: rest.len(),
+                })
+            })?;
+        if total as u64 > batch_bytes_max {
+            return Err(StorageError::BatchTooLarge {
+                batch_index,
+                size_bytes: total,
+                batch_bytes_max,
+            });
+        }
+        let view = BatchView::validated(&rest[..total]).map_err(invalid)?;
+        if source == Source::Producer
+            && (view.records_count() < 1 || view.records_count() != view.last_offset_delta() + 1)
+        {
+            return Err(StorageError::RecordsCountMismatch {
+                batch_index,
+                records_count: view.records_count(),
+                last_offset_delta: view.last_offset_delta(),
+            });
+        }
+        ranges.push(start..start + total);
+        start += total;
+    }
+    if ranges.is_empty() {
+        return Err(StorageError::EmptyAppend);
+    }
+    Ok(ranges)
+}
+
+impl PartitionLog {
+    /// Appends the batches of one produce call as leader at `leader_epoch`: offsets are
+    /// assigned from the log end, each batch is stamped with the epoch, and with
+    /// `LogAppendTime` with `now_ms`. Either every batch is validated and written, or the call
+    /// fails before writing anything (a write failure poisons the log instead).
+    pub fn append(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.ensure_writable()?;
+        if leader_epoch < 0 {
+            return Err(StorageError::InvalidLeaderEpoch {
+                epoch: leader_epoch,
+            });
+        }
+        if let Some(latest_epoch) = self.state.epochs.latest_epoch()
+            && leader_epoch < latest_epoch
+        {
+            return Err(StorageError::StaleLeaderEpoch {
+                epoch: leader_epoch,
+                latest_epoch,
+            });
+        }
+        let ranges = split_batches(batches, self.config.batch_bytes_max, Source::Producer)?;
+        let timestamp_type = self.config.timestamp_type;
+        self.poison_on_error(|log| {
+            log.assign_epoch(leader_epoch, log.log_end_offset())?;
+            let mut info = log.start_info(now_ms);
+            for range in ranges {
+                let batch = &mut batches[range];
+                set_base_offset(batch, log.log_end_offset());
+                set_partition_leader_epoch(batch, leader_epoch);
+                if timestamp_type == TimestampType::LogAppendTime {
+                    set_log_append_time(batch, now_ms);
+                }
+                log.append_one(batch, now_ms, &mut info)?;
+            }
+            log.finish_append(now_ms, info)
+        })
+    }
+
+    /// Appends batches copied from the leader, keeping their offsets and epochs (a follower's
+    /// append). Offsets must go up from the log end; a gap starts a new segment so offsets
+    /// stay contiguous inside every segment, which recovery relies on.
+    pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo> {
+        self.ensure_writable()?;
+        let ranges = split_batches(batches, i32::MAX as u64, Source::Replica)?;
+        let mut expected = self.log_end_offset();
+        let mut latest_epoch = self.state.epochs.latest_epoch();
+        for range in &ranges {
+            let view = BatchView::new(&batches[range.clone()]).map_err(|reason| {
+                StorageError::InvalidBatch {
+                    batch_index: 0,
+                    reason,
+                }
+            })?;
+            if view.base_offset() < expected {
+                return Err(StorageError::NonMonotonicOffset {
+                    base_offset: view.base_offset(),
+                    log_end_offset: expected,
+                });
+            }
+            let epoch = view.partition_leader_epoch();
+            if epoch < 0 {
+                return Err(StorageError::InvalidLeaderEpoch { epoch });
+            }
+            if let Some(latest) = latest_epoch
+                && epoch < latest
+            {
+                return Err(StorageError::StaleLeaderEpoch {
+                    epoch,
+                    latest_epoch: latest,
+                });
+            }
+            latest_epoch = Some(epoch);
+            expected = view.last_offset() + 1;
+        }
+        self.poison_on_error(|log| {
+            let mut info = log.start_info(now_ms);
+            for range in ranges {
+                let batch = &batches[range];
+                let (base_offset, epoch) = {
+                    let view =
+                        BatchView::new(batch).map_err(|reason| StorageError::InvalidBatch {
+                            batch_index: 0,
+                            reason,
+                        })?;
+                    (view.base_offset(), view.partition_leader_epoch())
+                };
+                if base_offset != log.log_end_offset() {
+                    log.start_segment_at(base_offset)?;
+                }
+                log.assign_epoch(epoch, base_offset)?;
+                log.append_one(batch, now_ms, &mut info)?;
+            }
+            log.finish_append(now_ms, info)
+        })
+    }
+
+    fn start_info(&self, now_ms: i64) -> AppendInfo {
+        AppendInfo {
+            base_offset: self.log_end_offset(),
+            last_offset: self.log_end_offset() - 1,
+            log_append_time_ms: now_ms,
+            max_timestamp_ms: i64::MIN,
+            log_start_offset: self.state.log_start_offset,
+            batches: 0,
+            bytes: 0,
+            durable: false,
+        }
+    }
+
+    /// Records a new leader epoch starting at `start_offset`, durably before any batch of it
+    /// is written, so recovery can check every batch's epoch.
+    fn assign_epoch(&mut self, epoch: i32, start_offset: i64) -> Result<()> {
+        if self.state.epochs.assign(epoch, start_offset) {
+            self.store_state()?;
+        }
+        Ok(())
+    }
+
+    fn append_one(&mut self, batch: &[u8], now_ms: i64, info: &mut AppendInfo) -> Result<()> {
+        let view = BatchView::new(batch).map_err(|reason| StorageError::InvalidBatch {
+            batch_index: info.batches,
+            reason,
+        })?;
+        let total_bytes = view.total_bytes() as u64;
+        if self
+            .active
+            .should_roll(total_bytes, view.last_offset(), now_ms, &self.config)
+        {
+            self.roll_active()?;
+        }
+        let header = BatchHeader::from_view(self.active.size_bytes(), &view);
+        if info.batches == 0 {
+            info.base_offset = header.base_offset;
+        }
+        self.active.append(batch, header, now_ms)?;
+        info.last_offset = header.last_offset;
+        info.max_timestamp_ms = info.max_timestamp_ms.max(header.max_timestamp_ms);
+        info.batches += 1;
+        info.bytes += total_bytes;
+        Ok(())
+    }
+
+    fn finish_append(&mut self, now_ms: i64, mut info: AppendInfo) -> Result<AppendInfo> {
+        let flush_now = match self.config.flush_policy {
+            FlushPolicy::EveryBatch => true,
+            FlushPolicy::IntervalMs(interval_ms) => {
+                now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
+            }
+            FlushPolicy::Os => false,
+        };
+        if flush_now {
+            self.active.flush(self.options.syncer.as_ref())?;
+            self.state.recovery_point = self.log_end_offset();
+            self.last_flush_ms = now_ms;
+        }
+        info.durable = self.state.recovery_point >= self.log_end_offset();
+        Ok(info)
+    }
+
+    /// Seals the active segment (flushing it) and starts a new one at the log end.
+    pub fn roll(&mut self) -> Result<()> {
+        self.ensure_writable()?;
+        self.poison_on_error(|log| log.roll_active())
+    }
+
+    pub(crate) fn roll_active(&mut self) -> Result<()> {
+        if self.active.is_empty() {
+            return Ok(());
+        }
+        let next_offset = self.log_end_offset();
+        self.replace_active(next_offset)
+    }
+
+    /// A replicated batch after a gap: the new segment is named by that batch's offset.
+    fn start_segment_at(&mut self, base_offset: i64) -> Result<()> {
+        if self.active.is_empty() {
+            super::open::delete_segment_files(&self.dir, self.active.base_offset)?;
+            self.active = ActiveSegment::create(&self.dir, base_offset, &self.config)?;
+            return Ok(());
+        }
+        self.replace_active(base_offset)
+    }
+
+    fn replace_active(&mut self, base_offset: i64) -> Result<()> {
+        let fresh = ActiveSegment::create(&self.dir, base_offset, &self.config)?;
+        let previous = std::mem::replace(&mut self.active, fresh);
+        let sealed = previous.seal(self.options.syncer.as_ref())?;
+        self.sealed.push_back(sealed);
+        // Everything before the new segment was flushed by the seal.
+        self.state.recovery_point = base_offset;
+        self.store_state()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::builder::BatchBuilder;
+
+    fn batch(records: usize) -> Vec<u8> {
+        let mut builder = BatchBuilder::new(0);
+        for _ in 0..records {
+            builder.push(None, Some(b"v"), 0);
+        }
+        builder.build()
+    }
+
+    #[test]
+    fn split_accepts_concatenated_batches_and_rejects_trailing_bytes() {
+        let mut bytes = batch(1);
+        bytes.extend(batch(3));
+        let ranges = split_batches(&bytes, 1 << 20, Source::Producer).unwrap();
+        assert_eq!(ranges.len(), 2);
+        bytes.extend_from_slice(&[0, 0, 0]);
+        assert!(matches!(
+            split_batches(&bytes, 1 << 20, Source::Producer),
+            Err(StorageError::InvalidBatch { batch_index: 2, .. })
+        ));
+        assert!(matches!(
+            split_batches(&[], 1 << 20, Source::Producer),
+            Err(StorageError::EmptyAppend)
+        ));
+    }
+
+    #[test]
+    fn split_enforces_the_batch_size_limit() {
+        let bytes = batch(10);
+        assert!(matches!(
+            split_batches(&bytes, 70, Source::Producer),
+            Err(StorageError::BatchTooLarge { batch_index: 0, .. })
+        ));
+    }
+}

@@ -1,0 +1,227 @@
+//! [`PartitionLog`]: one partition's segments, its offsets and its durable state.
+//!
+//! One writer: appends, rolls, truncation and retention take `&mut self`; reads take `&self`
+//! and return file regions, so an owner may put the log behind a read-write lock.
+
+mod append;
+mod maintenance;
+mod open;
+mod read;
+
+use std::collections::VecDeque;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use append::AppendInfo;
+pub use maintenance::RetentionOutcome;
+pub use open::{RecoveryReport, Truncation};
+pub use read::{FirstBatch, ReadBound, ReadLimits, ReadResult, TimestampMatch};
+
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::files::{FileCache, OsSyncer, Syncer};
+use crate::retention::SegmentInfo;
+use crate::segment::{ActiveSegment, SealedSegment};
+use crate::state::{LeaderEpochCache, PartitionState};
+
+/// What a log shares with the other logs of a broker, and the seams tests inject faults at.
+#[derive(Debug, Clone)]
+pub struct LogOptions {
+    /// Bounds open sealed-segment files across all logs that share it.
+    pub file_cache: Arc<FileCache>,
+    pub syncer: Arc<dyn Syncer>,
+}
+
+impl Default for LogOptions {
+    fn default() -> Self {
+        LogOptions {
+            file_cache: Arc::new(FileCache::default()),
+            syncer: Arc::new(OsSyncer),
+        }
+    }
+}
+
+/// A partition's log: sealed segments oldest first, then the active segment.
+#[derive(Debug)]
+pub struct PartitionLog {
+    dir: PathBuf,
+    config: LogConfig,
+    options: LogOptions,
+    sealed: VecDeque<SealedSegment>,
+    active: ActiveSegment,
+    /// In memory, `state.recovery_point` is the flushed offset; on disk it is as of the last
+    /// checkpoint.
+    state: PartitionState,
+    last_flush_ms: i64,
+    /// Set by the first failed write or fsync: the file contents are then unknown, so the log
+    /// refuses writes until it is reopened and recovered.
+    poisoned: Option<String>,
+}
+
+impl PartitionLog {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    /// Changes limits for what comes next (topic config update); existing segments stay.
+    pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
+        config.validate().map_err(StorageError::InvalidConfig)?;
+        self.config = config;
+        Ok(())
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.state.log_start_offset
+    }
+    /// The offset the next appended record gets.
+    pub fn log_end_offset(&self) -> i64 {
+        self.active.next_offset()
+    }
+    pub fn high_watermark(&self) -> i64 {
+        self.state.high_watermark
+    }
+    /// Everything below this offset has been fsynced.
+    pub fn recovery_point(&self) -> i64 {
+        self.state.recovery_point
+    }
+    pub fn leader_epochs(&self) -> &LeaderEpochCache {
+        &self.state.epochs
+    }
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.is_some()
+    }
+
+    /// Sets the high watermark, clamped to `[log_start_offset, log_end_offset]`; the owner
+    /// (replication, or the single-node broker after a durable append) decides it.
+    pub fn set_high_watermark(&mut self, offset: i64) -> i64 {
+        self.state.high_watermark = offset
+            .min(self.log_end_offset())
+            .max(self.state.log_start_offset);
+        self.state.high_watermark
+    }
+
+    pub fn segment_count(&self) -> usize {
+        self.sealed.len() + 1
+    }
+
+    pub fn size_bytes(&self) -> u64 {
+        self.sealed
+            .iter()
+            .map(SealedSegment::size_bytes)
+            .sum::<u64>()
+            + self.active.size_bytes()
+    }
+
+    /// Base offsets of all segments, oldest first.
+    pub fn segment_base_offsets(&self) -> Vec<i64> {
+        self.sealed
+            .iter()
+            .map(|segment| segment.base_offset)
+            .chain(std::iter::once(self.active.base_offset))
+            .collect()
+    }
+
+    /// Retention's view of the segments. Timestamps are read only when `with_timestamps`
+    /// (they load sealed indexes).
+    pub(crate) fn segment_infos(&self, with_timestamps: bool) -> Result<Vec<SegmentInfo>> {
+        let mut infos = Vec::with_capacity(self.segment_count());
+        for segment in &self.sealed {
+            let newest_timestamp_ms = if with_timestamps {
+                match segment.max_timestamp(self.config.index_interval_bytes)? {
+                    Some(timestamp) if timestamp >= 0 => timestamp,
+                    _ => segment.modified_ms()?,
+                }
+            } else {
+                0
+            };
+            infos.push(SegmentInfo {
+                base_offset: segment.base_offset,
+                next_offset: segment.next_offset(),
+                size_bytes: segment.size_bytes(),
+                newest_timestamp_ms,
+            });
+        }
+        infos.push(SegmentInfo {
+            base_offset: self.active.base_offset,
+            next_offset: self.active.next_offset(),
+            size_bytes: self.active.size_bytes(),
+            newest_timestamp_ms: self
+                .active
+                .max_timestamp()
+                .map_or(i64::MIN, |(timestamp, _)| timestamp),
+        });
+        Ok(infos)
+    }
+
+    fn ensure_writable(&self) -> Result<()> {
+        match &self.poisoned {
+            Some(reason) => Err(StorageError::Poisoned {
+                path: self.dir.clone(),
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a write step; any failure poisons the log so nothing after it is acknowledged.
+    fn poison_on_error<T>(&mut self, step: impl FnOnce(&mut Self) -> Result<T>) -> Result<T> {
+        let outcome = step(self);
+        if let Err(error) = &outcome {
+            tracing::error!(log = %self.dir.display(), %error, "write failed; log refuses writes until reopened");
+            self.poisoned = Some(error.to_string());
+        }
+        outcome
+    }
+
+    fn store_state(&self) -> Result<()> {
+        self.state.store(&self.dir, self.options.syncer.as_ref())
+    }
+
+    /// Forces the active segment to disk and advances the recovery point to the log end.
+    pub fn flush(&mut self, now_ms: i64) -> Result<()> {
+        self.ensure_writable()?;
+        self.poison_on_error(|log| {
+            log.active.flush(log.options.syncer.as_ref())?;
+            log.state.recovery_point = log.log_end_offset();
+            log.last_flush_ms = now_ms;
+            Ok(())
+        })
+    }
+
+    /// [`PartitionLog::flush`] when the `IntervalMs` policy says one is due.
+    pub fn flush_if_due(&mut self, now_ms: i64) -> Result<()> {
+        if let crate::config::FlushPolicy::IntervalMs(interval_ms) = self.config.flush_policy
+            && self.state.recovery_point < self.log_end_offset()
+            && now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
+        {
+            self.flush(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Writes the checkpoint (recovery point, log start, high watermark, epochs) so the next
+    /// open can skip recovering what was flushed. Owners call it from a timer.
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.ensure_writable()?;
+        self.poison_on_error(|log| log.store_state())
+    }
+
+    /// Clean shutdown: flush, trim the active segment's indexes and checkpoint, so the next
+    /// open takes the fast path. A poisoned log skips this and recovers on the next open.
+    pub fn close(self) -> Result<()> {
+        if self.poisoned.is_some() {
+            return Ok(());
+        }
+        let PartitionLog {
+            dir,
+            options,
+            active,
+            mut state,
+            ..
+        } = self;
+        state.recovery_point = active.next_offset();
+        active.seal(options.syncer.as_ref())?;
+        state.store(&dir, options.syncer.as_ref())
+    }
+}

@@ -1,0 +1,311 @@
+//! Opening a log: find its segments, trust what the checkpoint says was flushed, and recover
+//! the rest from the `.log` files, which are the truth.
+
+use std::collections::VecDeque;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use super::{LogOptions, PartitionLog};
+use crate::config::LogConfig;
+use crate::error::{Result, StorageError};
+use crate::files::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, is_temporary, parse_segment_name,
+    remove_if_exists, segment_path, sync_dir,
+};
+use crate::scan::{BatchHeader, Verify};
+use crate::segment::{ActiveSegment, SealedSegment};
+use crate::state::{LeaderEpochCache, PartitionState};
+
+/// Where recovery cut the log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Truncation {
+    pub segment_base_offset: i64,
+    pub position: u64,
+    pub bytes_dropped: u64,
+    pub reason: String,
+}
+
+/// What opening a log found and changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct RecoveryReport {
+    /// The checkpoint covered everything: no segment was rescanned.
+    pub clean: bool,
+    /// Segments rescanned and re-indexed from their `.log`.
+    pub segments_recovered: usize,
+    /// The first damage found: torn, corrupt or out-of-order bytes cut from there on.
+    pub truncation: Option<Truncation>,
+    /// Later segments removed because the damage came before them.
+    pub segments_dropped: Vec<i64>,
+    /// Segments wholly below the log start offset, left by an interrupted deletion.
+    pub segments_below_log_start_deleted: Vec<i64>,
+    /// The checkpoint was unreadable and was rebuilt from the log.
+    pub checkpoint_rebuilt: bool,
+    pub log_end_offset: i64,
+}
+
+impl PartitionLog {
+    /// Opens (creating if needed) the log in `dir`, recovering it after a crash.
+    pub fn open(
+        dir: &Path,
+        config: LogConfig,
+        options: LogOptions,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport)> {
+        config.validate().map_err(StorageError::InvalidConfig)?;
+        fs::create_dir_all(dir).map_err(|error| StorageError::io("create dir", dir, error))?;
+        let mut report = RecoveryReport::default();
+        let (state, epochs_trusted) = match PartitionState::load(dir) {
+            Ok(Some(state)) => (state, true),
+            Ok(None) => (PartitionState::default(), false),
+            Err(error) => {
+                tracing::warn!(log = %dir.display(), %error, "checkpoint unreadable; recovering the whole log");
+                report.checkpoint_rebuilt = true;
+                (PartitionState::default(), false)
+            }
+        };
+        let mut bases = list_segments(dir)?;
+        let syncer = options.syncer.as_ref();
+
+        // Segments wholly below the log start: a deletion was interrupted.
+        while bases.len() > 1 && bases[1] <= state.log_start_offset {
+            let base = bases.remove(0);
+            delete_segment_files(dir, base)?;
+            report.segments_below_log_start_deleted.push(base);
+        }
+        if bases.is_empty() {
+            bases.push(state.log_start_offset.max(0));
+            ActiveSegment::create(dir, bases[0], &config)?;
+        }
+
+        let mut sealed = VecDeque::new();
+        let mut epochs = state.epochs.clone();
+        // First segment that holds anything past the recovery point.
+        let first_unflushed = bases
+            .iter()
+            .enumerate()
+            .position(|(index, _)| {
+                bases
+                    .get(index + 1)
+                    .is_none_or(|&next| next > state.recovery_point)
+            })
+            .unwrap_or(bases.len() - 1);
+        for index in 0..first_unflushed {
+            sealed.push_back(SealedSegment::open_lazy(
+                dir,
+                bases[index],
+                bases[index + 1],
+            )?);
+        }
+
+        let last = bases.len() - 1;
+        let clean_active = if first_unflushed == last && epochs_trusted {
+            ActiveSegment::open_clean(dir, bases[last], &config, state.recovery_point, |header| {
+                check_epoch(&epochs, header)
+            })?
+        } else {
+            None
+        };
+        let active = match clean_active {
+            Some(active) => {
+                report.clean = true;
+                active
+            }
+            None => {
+                let mut recovered = None;
+                for index in first_unflushed..=last {
+                    let base = bases[index];
+                    let (segment, damage) = ActiveSegment::recover(
+                        dir,
+                        base,
+                        &config,
+                        Verify::Crc,
+                        syncer,
+                        |header| {
+                            if epochs_trusted {
+                                check_epoch(&epochs, header)
+                            } else {
+                                rebuild_epoch(&mut epochs, header)
+                            }
+                        },
+                    )?;
+                    report.segments_recovered += 1;
+                    let overlaps_next = bases
+                        .get(index + 1)
+                        .is_some_and(|&next| segment.next_offset() > next);
+                    if let Some(damage) = damage {
+                        let file_bytes = fs::metadata(segment_path(dir, base, LOG_SUFFIX))
+                            .map_or(0, |metadata| metadata.len());
+                        tracing::warn!(log = %dir.display(), segment = base, position = damage.position,
+                            reason = %damage.reason, "truncating damaged log tail");
+                        report.truncation = Some(Truncation {
+                            segment_base_offset: base,
+                            position: damage.position,
+                            bytes_dropped: dropped_bytes(
+                                dir,
+                                &bases[index + 1..],
+                                file_bytes,
+                                damage.position,
+                            ),
+                            reason: damage.reason,
+                        });
+                    }
+                    if report.truncation.is_some() || overlaps_next || index == last {
+                        for &later in &bases[index + 1..] {
+                            delete_segment_files(dir, later)?;
+                            report.segments_dropped.push(later);
+                        }
+                        recovered = Some(segment);
+                        break;
+                    }
+                    if segment.is_empty() {
+                        delete_segment_files(dir, base)?;
+                        continue;
+                    }
+                    sealed.push_back(segment.seal(syncer)?);
+                }
+                match recovered {
+                    Some(active) => active,
+                    None => ActiveSegment::create(dir, bases[last], &config)?,
+                }
+            }
+        };
+
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            config,
+            options,
+            sealed,
+            active,
+            state: PartitionState { epochs, ..state },
+            last_flush_ms: now_ms,
+            poisoned: None,
+        };
+        log.finish_recovery(&mut report)?;
+        Ok((log, report))
+    }
+
+    /// Settles offsets after the segments are known, flushing and checkpointing what
+    /// recovery changed.
+    fn finish_recovery(&mut self, report: &mut RecoveryReport) -> Result<()> {
+        let log_end_offset = self.log_end_offset();
+        let first_base = self
+            .sealed
+            .front()
+            .map_or(self.active.base_offset, |segment| segment.base_offset);
+        if self.state.log_start_offset > log_end_offset {
+            // Flushed data below the log start was lost: start over at the log start.
+            tracing::warn!(log = %self.dir.display(), log_start = self.state.log_start_offset, log_end_offset,
+                "log ends below its start offset; starting empty there");
+            self.reset_to(self.state.log_start_offset)?;
+        }
+        self.state.log_start_offset = self.state.log_start_offset.max(first_base);
+        self.state.epochs.truncate_from(self.log_end_offset());
+        self.state.high_watermark = self
+            .state
+            .high_watermark
+            .clamp(self.state.log_start_offset, self.log_end_offset());
+        report.log_end_offset = self.log_end_offset();
+        if !report.clean {
+            self.active.flush(self.options.syncer.as_ref())?;
+            self.state.recovery_point = self.log_end_offset();
+            sync_dir(&self.dir, self.options.syncer.as_ref())?;
+            self.store_state()?;
+        }
+        Ok(())
+    }
+
+    /// Deletes every segment and starts an empty log at `offset`.
+    pub(crate) fn reset_to(&mut self, offset: i64) -> Result<()> {
+        for segment in self.sealed.drain(..) {
+            segment.delete(&self.options.file_cache)?;
+        }
+        delete_segment_files(&self.dir, self.active.base_offset)?;
+        self.active = ActiveSegment::create(&self.dir, offset, &self.config)?;
+        self.state.log_start_offset = offset;
+        self.state.recovery_point = offset;
+        self.state.high_watermark = offset;
+        self.state.epochs.clear();
+        Ok(())
+    }
+}
+
+/// With a trusted epoch cache, each batch must carry the epoch the cache names for its
+/// offset: the epoch field lies outside the CRC, so this is what catches a flipped byte there.
+fn check_epoch(epochs: &LeaderEpochCache, header: &BatchHeader) -> Result<(), String> {
+    let first_start = epochs
+        .entries()
+        .first()
+        .map_or(i64::MAX, |&(_, start)| start);
+    if header.base_offset < first_start {
+        return Ok(());
+    }
+    match epochs.epoch_for_offset(header.base_offset) {
+        Some(epoch) if epoch == header.partition_leader_epoch => Ok(()),
+        expected => Err(format!(
+            "leader epoch {} at offset {} where the epoch cache says {expected:?}",
+            header.partition_leader_epoch, header.base_offset
+        )),
+    }
+}
+
+/// Without a checkpoint, epochs are learnt from the log; they must never go down.
+fn rebuild_epoch(epochs: &mut LeaderEpochCache, header: &BatchHeader) -> Result<(), String> {
+    let epoch = header.partition_leader_epoch;
+    if epoch < 0 {
+        return Ok(());
+    }
+    if epochs.latest_epoch().is_some_and(|latest| epoch < latest) {
+        return Err(format!(
+            "leader epoch {epoch} at offset {} goes backwards",
+            header.base_offset
+        ));
+    }
+    epochs.assign(epoch, header.base_offset);
+    Ok(())
+}
+
+fn dropped_bytes(dir: &Path, later_bases: &[i64], file_bytes: u64, position: u64) -> u64 {
+    let later: u64 = later_bases
+        .iter()
+        .filter_map(|&base| fs::metadata(segment_path(dir, base, LOG_SUFFIX)).ok())
+        .map(|metadata| metadata.len())
+        .sum();
+    file_bytes.saturating_sub(position) + later
+}
+
+/// Base offsets of the segments in `dir`, ascending. Removes temporary files and indexes
+/// whose `.log` is gone.
+fn list_segments(dir: &Path) -> Result<Vec<i64>> {
+    let mut bases = Vec::new();
+    let mut orphans: Vec<(i64, PathBuf)> = Vec::new();
+    let entries = fs::read_dir(dir).map_err(|error| StorageError::io("list", dir, error))?;
+    for entry in entries {
+        let entry = entry.map_err(|error| StorageError::io("list", dir, error))?;
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if is_temporary(name) {
+            remove_if_exists(&entry.path())?;
+            continue;
+        }
+        match parse_segment_name(name) {
+            Some((base, LOG_SUFFIX)) => bases.push(base),
+            Some((base, OFFSET_INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => {
+                orphans.push((base, entry.path()))
+            }
+            _ => {}
+        }
+    }
+    bases.sort_unstable();
+    for (base, path) in orphans {
+        if bases.binary_search(&base).is_err() {
+            remove_if_exists(&path)?;
+        }
+    }
+    Ok(bases)
+}
+
+pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
+    remove_if_exists(&segment_path(dir, base_offset, LOG_SUFFIX))?;
+    remove_if_exists(&segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX))?;
+    remove_if_exists(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))
+}
