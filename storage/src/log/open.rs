@@ -114,6 +114,8 @@ impl PartitionLog {
                 let mut recovered = None;
                 for index in first_unflushed..=last {
                     let base = bases[index];
+                    let file_bytes = fs::metadata(segment_path(dir, base, LOG_SUFFIX))
+                        .map_or(0, |metadata| metadata.len());
                     let (segment, damage) = ActiveSegment::recover(
                         dir,
                         base,
@@ -133,8 +135,6 @@ impl PartitionLog {
                         .get(index + 1)
                         .is_some_and(|&next| segment.next_offset() > next);
                     if let Some(damage) = damage {
-                        let file_bytes = fs::metadata(segment_path(dir, base, LOG_SUFFIX))
-                            .map_or(0, |metadata| metadata.len());
                         tracing::warn!(log = %dir.display(), segment = base, position = damage.position,
                             reason = %damage.reason, "truncating damaged log tail");
                         report.truncation = Some(Truncation {
