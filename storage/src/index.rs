@@ -134,14 +134,6 @@ impl IndexFile {
         }
     }
 
-    fn flush(&self) -> Result<()> {
-        if let Mapping::Writable { map, .. } = &self.mapping {
-            map.flush()
-                .map_err(|error| StorageError::io("flush index", &self.path, error))?;
-        }
-        Ok(())
-    }
-
     /// Cuts the file to its entries and maps it read-only: the sealed form.
     fn seal(self) -> Result<Self> {
         let IndexFile {
@@ -334,9 +326,6 @@ impl OffsetIndex {
         true
     }
 
-    pub fn flush(&self) -> Result<()> {
-        self.file.flush()
-    }
     pub fn seal(self) -> Result<Self> {
         self.file.seal().map(|file| OffsetIndex { file })
     }
@@ -435,9 +424,6 @@ impl TimeIndex {
         true
     }
 
-    pub fn flush(&self) -> Result<()> {
-        self.file.flush()
-    }
     pub fn seal(self) -> Result<Self> {
         self.file.seal().map(|file| TimeIndex { file })
     }

@@ -320,12 +320,13 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// Forces the `.log` to disk. The indexes are not synced here: recovery rebuilds or
+    /// tail-checks them from the log, so an fsync per append pays for the log alone. They
+    /// are synced when the segment seals.
     pub fn flush(&self, syncer: &dyn Syncer) -> Result<()> {
         syncer
             .sync_data(&self.file)
-            .map_err(|error| StorageError::io("fsync", &self.log_path, error))?;
-        self.offset_index.flush()?;
-        self.time_index.flush()
+            .map_err(|error| StorageError::io("fsync", &self.log_path, error))
     }
 
     /// Flushes the segment and trims its indexes; the result is read-only.
