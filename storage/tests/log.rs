@@ -492,3 +492,61 @@ fn bad_config_is_refused_with_the_reason() {
         lmq_storage::PartitionLog::open(dir.path(), config, Default::default(), 0).unwrap_err();
     assert!(error.to_string().contains("segment_bytes_max"), "{error}");
 }
+
+#[test]
+fn segments_roll_by_age_once_they_hold_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_ms: 1_000,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(dir.path(), &config);
+    log.append(&mut batch(1, 1, 1, 0), 0, 10_000).unwrap();
+    log.append(&mut batch(1, 1, 2, 0), 0, 10_999).unwrap();
+    assert_eq!(log.segment_count(), 1);
+    log.append(&mut batch(1, 1, 3, 0), 0, 11_000).unwrap();
+    assert_eq!(log.segment_base_offsets(), [0, 2]);
+}
+
+#[test]
+fn interval_flush_policy_flushes_when_due() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        flush_policy: lmq_storage::FlushPolicy::IntervalMs(100),
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(dir.path(), &config);
+    // The open counts as the last flush (time 0 in these tests).
+    let info = log.append(&mut batch(1, 1, 1, 0), 0, 50).unwrap();
+    assert!(!info.durable);
+    assert_eq!(log.recovery_point(), 0);
+    log.flush_if_due(99).unwrap();
+    assert_eq!(log.recovery_point(), 0);
+    log.flush_if_due(100).unwrap();
+    assert_eq!(log.recovery_point(), 1);
+    let info = log.append(&mut batch(1, 1, 2, 0), 0, 150).unwrap();
+    assert!(!info.durable);
+    let info = log.append(&mut batch(1, 1, 3, 0), 0, 200).unwrap();
+    assert!(info.durable, "100 ms after the last flush");
+    assert_eq!(log.recovery_point(), 3);
+}
+
+#[test]
+fn open_sealed_segment_files_stay_within_the_shared_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = std::sync::Arc::new(lmq_storage::FileCache::new(
+        std::num::NonZeroUsize::new(2).unwrap(),
+    ));
+    let options = lmq_storage::LogOptions {
+        file_cache: cache.clone(),
+        ..Default::default()
+    };
+    let (mut log, _) =
+        lmq_storage::PartitionLog::open(dir.path(), small_segments(), options, 0).unwrap();
+    for seed in 0..60 {
+        append(&mut log, &batch(2, 100, seed, 0));
+    }
+    assert!(log.segment_count() > 3);
+    assert_eq!(read_all(&log).len(), 60);
+    assert_eq!(cache.open_files(), 2);
+}
