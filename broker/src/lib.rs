@@ -1,4 +1,13 @@
-//! The LMQ broker: network shell, one handler per Kafka API, partitions over
-//! [`lmq-storage`](../lmq_storage/index.html) logs, replication, groups and the controller.
-//!
-//! It is empty until the single-node broker issue fills it.
+//! The LMQ broker: network shell, one handler per Kafka API, partitions over `lmq-storage`
+//! logs. Single node today; replication, groups and the controller come next.
+
+pub mod broker;
+pub mod clock;
+pub mod config;
+mod handler;
+pub mod partition;
+pub mod server;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::BrokerConfig;

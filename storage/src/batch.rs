@@ -252,6 +252,47 @@ pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The first record of an uncompressed batch whose timestamp is at or after `target_ms`, as
+/// `(timestamp, offset)`. `None` when the records are compressed (the caller must
+/// decompress), malformed, or all older.
+pub fn first_offset_at_or_after(view: &BatchView<'_>, target_ms: i64) -> Option<(i64, i64)> {
+    if view.is_log_append_time() {
+        // Every record carries the broker's append time, the batch's max timestamp.
+        return (view.max_timestamp() >= target_ms)
+            .then(|| (view.max_timestamp(), view.base_offset()));
+    }
+    if view.compression() != Compression::None {
+        return None;
+    }
+    let mut rest = view.records_bytes();
+    for _ in 0..view.records_count() {
+        let (length, after_length) = read_varlong(rest)?;
+        let length = usize::try_from(length).ok()?;
+        let record = after_length.get(..length)?;
+        let (timestamp_delta, after_timestamp) = read_varlong(record.get(1..)?)?;
+        let (offset_delta, _) = read_varlong(after_timestamp)?;
+        let timestamp = view.base_timestamp().checked_add(timestamp_delta)?;
+        if timestamp >= target_ms {
+            return Some((timestamp, view.base_offset().checked_add(offset_delta)?));
+        }
+        rest = after_length.get(length..)?;
+    }
+    None
+}
+
+/// A zig-zag varint of at most 10 bytes and what follows it.
+fn read_varlong(bytes: &[u8]) -> Option<(i64, &[u8])> {
+    let mut value = 0u64;
+    for (index, &byte) in bytes.iter().enumerate().take(10) {
+        value |= u64::from(byte & 0x7f) << (7 * index);
+        if byte & 0x80 == 0 {
+            let decoded = ((value >> 1) as i64) ^ -((value & 1) as i64);
+            return Some((decoded, &bytes[index + 1..]));
+        }
+    }
+    None
+}
+
 fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
     let field = bytes.get(at..at + 4)?;
     let mut out = [0u8; 4];
@@ -338,6 +379,31 @@ mod tests {
         assert_eq!(
             EMPTY_BATCH_LENGTH as usize,
             BATCH_HEADER_BYTES - BATCH_LENGTH_PREFIX_BYTES
+        );
+    }
+
+    #[test]
+    fn timestamp_search_finds_the_exact_record_of_an_uncompressed_batch() {
+        let mut builder = BatchBuilder::new(1_000);
+        for (index, timestamp) in [1_000, 1_010, 1_005, 1_020].into_iter().enumerate() {
+            builder.push(None, Some(&[u8::try_from(index).unwrap(); 200]), timestamp);
+        }
+        let mut bytes = builder.build();
+        set_base_offset(&mut bytes, 100);
+        let view = BatchView::validated(&bytes).unwrap();
+        assert_eq!(first_offset_at_or_after(&view, 0), Some((1_000, 100)));
+        assert_eq!(first_offset_at_or_after(&view, 1_006), Some((1_010, 101)));
+        assert_eq!(first_offset_at_or_after(&view, 1_011), Some((1_020, 103)));
+        assert_eq!(first_offset_at_or_after(&view, 1_021), None);
+        let mut truncated = bytes.clone();
+        truncated.truncate(100);
+        let length = i32::try_from(truncated.len() - 12).unwrap();
+        truncated[8..12].copy_from_slice(&length.to_be_bytes());
+        let view = BatchView::new(&truncated).unwrap();
+        assert_eq!(
+            first_offset_at_or_after(&view, 1_011),
+            None,
+            "malformed records: no answer"
         );
     }
 

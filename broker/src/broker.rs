@@ -1,0 +1,100 @@
+//! The state one node serves from: config, topics, clock and the append signal long-polling
+//! fetches wait on.
+
+use std::fs;
+use std::path::Path;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::clock::Clock;
+use crate::config::BrokerConfig;
+use crate::topics::{TopicError, TopicRegistry};
+
+#[derive(Debug)]
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: TopicRegistry,
+    pub clock: Arc<dyn Clock>,
+    /// Woken after every append, so fetches waiting for `min_bytes` re-check.
+    pub appended: Notify,
+    pub cluster_id: String,
+}
+
+impl Broker {
+    /// Opens the data directory, recovering every partition log.
+    pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, TopicError> {
+        config.validate().map_err(TopicError::InvalidConfig)?;
+        let log_defaults = config.log.log_config().map_err(TopicError::InvalidConfig)?;
+        fs::create_dir_all(&config.data_dir).map_err(|error| TopicError::Metadata {
+            path: config.data_dir.clone(),
+            reason: error.to_string(),
+        })?;
+        let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
+        let topics = TopicRegistry::load(
+            &config.data_dir,
+            log_defaults,
+            config.default_partitions,
+            clock.now_ms(),
+        )?;
+        Ok(Broker {
+            config,
+            topics,
+            clock,
+            appended: Notify::new(),
+            cluster_id,
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Interval flushes for every partition (every second).
+    pub fn flush_due(&self) {
+        self.for_each_partition("flush", |partition, now_ms| partition.flush_if_due(now_ms));
+    }
+
+    /// Retention and checkpoints for every partition (every minute).
+    pub fn maintain(&self) {
+        self.for_each_partition("retention", |partition, now_ms| partition.maintain(now_ms));
+    }
+
+    fn for_each_partition(
+        &self,
+        what: &'static str,
+        operation: impl Fn(&crate::partition::Partition, i64) -> Result<(), lmq_storage::StorageError>,
+    ) {
+        let now_ms = self.now_ms();
+        for topic in self.topics.list() {
+            for partition in &topic.partitions {
+                if let Err(error) = operation(partition, now_ms) {
+                    tracing::error!(topic = topic.name, partition = partition.index, %error, "log {what} failed");
+                }
+            }
+        }
+    }
+
+    /// Flushes and closes every log: the next start takes the fast path.
+    pub fn close(&self) {
+        self.topics.close();
+    }
+}
+
+/// The cluster id, made once and kept in the data directory so it survives restarts.
+fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, TopicError> {
+    let path = data_dir.join("cluster_id");
+    let error = |error: std::io::Error| TopicError::Metadata {
+        path: path.clone(),
+        reason: error.to_string(),
+    };
+    match fs::read_to_string(&path) {
+        Ok(id) if !id.trim().is_empty() => return Ok(id.trim().to_string()),
+        Ok(_) => {}
+        Err(read) if read.kind() == std::io::ErrorKind::NotFound => {}
+        Err(read) => return Err(error(read)),
+    }
+    let id = uuid::Uuid::new_v4().simple().to_string();
+    fs::write(&path, &id).map_err(error)?;
+    Ok(id)
+}

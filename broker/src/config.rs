@@ -1,0 +1,181 @@
+//! Broker settings: defaults, a TOML file, then command-line flags, in that order.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lmq_storage::{FlushPolicy, LogConfig, RetentionPolicy};
+use serde::Deserialize;
+
+/// Every broker setting with its default. A TOML config file may set any of them (same
+/// names); unknown keys are refused so a typo does not silently keep a default.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BrokerConfig {
+    /// Where partition logs and topic metadata live.
+    pub data_dir: PathBuf,
+    /// Address the Kafka listener binds.
+    pub listen: SocketAddr,
+    /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
+    pub advertised_listener: Option<String>,
+    pub node_id: i32,
+    /// Create a topic when a client asks Metadata for one that does not exist
+    /// (`auto.create.topics.enable`).
+    pub auto_create_topics: bool,
+    /// Partitions of auto-created topics and of CreateTopics with -1 (LMQ's default is 3).
+    pub default_partitions: i32,
+    /// Largest request frame (`socket.request.max.bytes`).
+    pub frame_bytes_max: usize,
+    /// Concurrent client connections; more wait for a free slot.
+    pub connections_max: usize,
+    /// Topic defaults, Kafka's names and meanings.
+    pub log: LogDefaults,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogDefaults {
+    pub segment_bytes: u64,
+    pub segment_ms: u64,
+    /// -1 keeps data forever by time.
+    pub retention_ms: i64,
+    /// -1 keeps data forever by size.
+    pub retention_bytes: i64,
+    pub max_message_bytes: u64,
+    pub index_interval_bytes: u64,
+    /// `os` (default, Kafka's), `every-batch`, or a number of milliseconds.
+    pub flush: String,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            data_dir: PathBuf::from("./lmq-data"),
+            listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            advertised_listener: None,
+            node_id: 0,
+            auto_create_topics: true,
+            default_partitions: 3,
+            frame_bytes_max: lmq_wire::FRAME_BYTES_MAX_DEFAULT,
+            connections_max: 10_000,
+            log: LogDefaults::default(),
+        }
+    }
+}
+
+impl Default for LogDefaults {
+    fn default() -> Self {
+        let storage = LogConfig::default();
+        LogDefaults {
+            segment_bytes: storage.segment_bytes_max,
+            segment_ms: storage.segment_ms,
+            retention_ms: 7 * 24 * 60 * 60 * 1000,
+            retention_bytes: -1,
+            max_message_bytes: storage.batch_bytes_max,
+            index_interval_bytes: storage.index_interval_bytes,
+            flush: "os".to_string(),
+        }
+    }
+}
+
+impl LogDefaults {
+    pub fn flush_policy(&self) -> Result<FlushPolicy, String> {
+        match self.flush.as_str() {
+            "os" => Ok(FlushPolicy::Os),
+            "every-batch" => Ok(FlushPolicy::EveryBatch),
+            other => other.parse().map(FlushPolicy::IntervalMs).map_err(|_| {
+                format!(
+                    "log.flush {other:?} is not 'os', 'every-batch' or a number of milliseconds"
+                )
+            }),
+        }
+    }
+
+    /// The storage config topics start from before their own overrides.
+    pub fn log_config(&self) -> Result<LogConfig, String> {
+        let config = LogConfig {
+            segment_bytes_max: self.segment_bytes,
+            segment_ms: self.segment_ms,
+            index_interval_bytes: self.index_interval_bytes,
+            batch_bytes_max: self.max_message_bytes,
+            flush_policy: self.flush_policy()?,
+            retention: RetentionPolicy {
+                retention_ms: u64::try_from(self.retention_ms).ok(),
+                retention_bytes: u64::try_from(self.retention_bytes).ok(),
+            },
+            ..LogConfig::default()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+}
+
+impl BrokerConfig {
+    pub fn from_toml_file(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
+        toml::from_str(&text).map_err(|error| format!("config file {}: {error}", path.display()))
+    }
+
+    pub fn advertised(&self) -> (String, i32) {
+        let listener = self
+            .advertised_listener
+            .clone()
+            .unwrap_or_else(|| self.listen.to_string());
+        match listener.rsplit_once(':') {
+            Some((host, port)) => (host.to_string(), port.parse().unwrap_or(9092)),
+            None => (listener, 9092),
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.log.log_config()?;
+        if self.default_partitions < 1 {
+            return Err("default_partitions must be at least 1".to_string());
+        }
+        if self.connections_max == 0 {
+            return Err("connections_max must be at least 1".to_string());
+        }
+        if let Some(listener) = &self.advertised_listener {
+            let port = listener
+                .rsplit_once(':')
+                .and_then(|(_, port)| port.parse::<u16>().ok());
+            if port.is_none() {
+                return Err(format!(
+                    "advertised listener {listener:?} must be HOST:PORT"
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_config_file_overrides_defaults_and_refuses_typos() {
+        let config: BrokerConfig = toml::from_str(
+            "node_id = 3\nlisten = \"127.0.0.1:19092\"\n[log]\nflush = \"every-batch\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.node_id, 3);
+        assert_eq!(config.log.flush_policy().unwrap(), FlushPolicy::EveryBatch);
+        assert_eq!(config.default_partitions, 3);
+        assert!(toml::from_str::<BrokerConfig>("nod_id = 3").is_err());
+    }
+
+    #[test]
+    fn flush_accepts_a_millisecond_interval() {
+        let log = LogDefaults {
+            flush: "250".to_string(),
+            ..LogDefaults::default()
+        };
+        assert_eq!(log.flush_policy().unwrap(), FlushPolicy::IntervalMs(250));
+        let log = LogDefaults {
+            flush: "sometimes".to_string(),
+            ..LogDefaults::default()
+        };
+        assert!(log.flush_policy().is_err());
+    }
+}

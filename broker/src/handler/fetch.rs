@@ -1,0 +1,122 @@
+//! Fetch (v4-12, topics by name): whole batches from each partition's log, long-polling
+//! until `min_bytes` are available or `max_wait_ms` passes. Sessionless: every answer has
+//! session id 0, which tells clients to keep sending full requests (KIP-227).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use lmq_storage::{FirstBatch, ReadBound, ReadLimits};
+use lmq_wire::protocol::messages::fetch_request::FetchTopic;
+use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use lmq_wire::protocol::messages::{FetchRequest, FetchResponse};
+
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
+use crate::broker::Broker;
+
+/// Upper bound on how long a fetch may park, whatever the client asks.
+const MAX_WAIT_MS_CAP: i32 = 30_000;
+
+pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+    let max_wait = Duration::from_millis(
+        u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP)).unwrap_or(0),
+    );
+    let deadline = tokio::time::Instant::now() + max_wait;
+    let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
+    let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
+    loop {
+        // Register for the append signal before reading, so an append in between wakes us.
+        let appended = broker.appended.notified();
+        tokio::pin!(appended);
+        appended.as_mut().enable();
+        let (response, bytes) = read_all(broker, &request.topics, max_bytes, version);
+        if bytes >= min_bytes
+            || bytes > 0 && max_bytes <= bytes
+            || tokio::time::Instant::now() >= deadline
+        {
+            return response;
+        }
+        if tokio::time::timeout_at(deadline, appended).await.is_err() {
+            return read_all(broker, &request.topics, max_bytes, version).0;
+        }
+    }
+}
+
+fn read_all(
+    broker: &Broker,
+    topics: &[FetchTopic],
+    max_bytes: u64,
+    version: i16,
+) -> (FetchResponse, u64) {
+    let mut response = FetchResponse::default();
+    let mut total = 0u64;
+    for fetch_topic in topics {
+        let topic = broker.topics.get(&fetch_topic.topic.0);
+        let mut topic_response = FetchableTopicResponse::default();
+        topic_response.topic = fetch_topic.topic.clone();
+        for fetch_partition in &fetch_topic.partitions {
+            let mut data = PartitionData::default();
+            data.partition_index = fetch_partition.partition;
+            data.high_watermark = -1;
+            data.last_stable_offset = -1;
+            let partition = topic.as_ref().and_then(|topic| {
+                usize::try_from(fetch_partition.partition)
+                    .ok()
+                    .and_then(|index| topic.partitions.get(index))
+            });
+            let Some(partition) = partition else {
+                data.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                topic_response.partitions.push(data);
+                continue;
+            };
+            let partition_max =
+                u64::try_from(fetch_partition.partition_max_bytes.max(0)).unwrap_or(0);
+            let limits = ReadLimits {
+                max_bytes: partition_max.min(max_bytes.saturating_sub(total)),
+                bound: ReadBound::HighWatermark,
+                // KIP-74: the first batch of the response goes whole even past the limits,
+                // so a consumer is never stuck behind a batch larger than its max bytes.
+                first_batch: if total == 0 {
+                    FirstBatch::Whole
+                } else {
+                    FirstBatch::WithinMaxBytes
+                },
+            };
+            match partition.read(fetch_partition.fetch_offset, limits) {
+                Ok(read) => {
+                    data.error_code = NONE;
+                    data.high_watermark = read.high_watermark;
+                    data.last_stable_offset = read.high_watermark;
+                    if version >= 5 {
+                        data.log_start_offset = read.log_start_offset;
+                    }
+                    data.aborted_transactions = Some(Vec::new());
+                    match read.region.map(|region| region.read_to_vec()) {
+                        Some(Ok(bytes)) => {
+                            total += bytes.len() as u64;
+                            data.records = Some(Bytes::from(bytes));
+                        }
+                        Some(Err(error)) => {
+                            tracing::error!(topic = %fetch_topic.topic.0, %error, "reading a log region failed");
+                            data.error_code =
+                                lmq_wire::protocol::ResponseError::KafkaStorageError.code();
+                        }
+                        None => data.records = Some(Bytes::new()),
+                    }
+                }
+                Err(error) => {
+                    data.error_code = storage_error_code(&error);
+                    if let Ok(offsets) = partition.offsets() {
+                        data.high_watermark = offsets.high_watermark;
+                        data.last_stable_offset = offsets.high_watermark;
+                        if version >= 5 {
+                            data.log_start_offset = offsets.log_start_offset;
+                        }
+                    }
+                }
+            }
+            topic_response.partitions.push(data);
+        }
+        response.responses.push(topic_response);
+    }
+    (response, total)
+}

@@ -1,0 +1,83 @@
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
+
+use lmq_storage::batch::{BatchView, first_offset_at_or_after};
+use lmq_wire::protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use lmq_wire::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
+use crate::broker::Broker;
+use crate::partition::{Partition, SINGLE_NODE_LEADER_EPOCH};
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+const MAX_TIMESTAMP: i64 = -3;
+
+pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+    let mut response = ListOffsetsResponse::default();
+    for topic_request in request.topics {
+        let topic = broker.topics.get(&topic_request.name.0);
+        let mut topic_response = ListOffsetsTopicResponse::default();
+        topic_response.name = topic_request.name.clone();
+        for partition_request in topic_request.partitions {
+            let mut answer = ListOffsetsPartitionResponse::default();
+            answer.partition_index = partition_request.partition_index;
+            answer.timestamp = -1;
+            answer.offset = -1;
+            answer.leader_epoch = -1;
+            let partition = topic.as_ref().and_then(|topic| {
+                usize::try_from(partition_request.partition_index)
+                    .ok()
+                    .and_then(|index| topic.partitions.get(index))
+            });
+            match partition {
+                None => answer.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+                Some(partition) => match lookup(partition, partition_request.timestamp) {
+                    Ok((timestamp, offset)) => {
+                        answer.error_code = NONE;
+                        answer.timestamp = timestamp;
+                        answer.offset = offset;
+                        if version >= 4 && offset >= 0 {
+                            answer.leader_epoch = SINGLE_NODE_LEADER_EPOCH;
+                        }
+                    }
+                    Err(error) => answer.error_code = storage_error_code(&error),
+                },
+            }
+            topic_response.partitions.push(answer);
+        }
+        response.topics.push(topic_response);
+    }
+    response
+}
+
+/// `(timestamp, offset)` as Kafka answers it; `(-1, -1)` when no record qualifies.
+fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), lmq_storage::StorageError> {
+    let offsets = partition.offsets()?;
+    match timestamp {
+        // With no transactions yet, the last stable offset is the high watermark.
+        LATEST => Ok((-1, offsets.high_watermark)),
+        EARLIEST => Ok((-1, offsets.log_start_offset)),
+        MAX_TIMESTAMP => Ok(partition.max_timestamp()?.unwrap_or((-1, -1))),
+        target => {
+            let Some(found) = partition.find_by_timestamp(target)? else {
+                return Ok((-1, -1));
+            };
+            let bytes =
+                found
+                    .region
+                    .read_to_vec()
+                    .map_err(|error| lmq_storage::StorageError::Io {
+                        operation: "read",
+                        path: "partition".into(),
+                        source: error,
+                    })?;
+            // Exact record for uncompressed batches; the batch's first offset otherwise.
+            let exact = BatchView::new(&bytes)
+                .ok()
+                .and_then(|view| first_offset_at_or_after(&view, target));
+            Ok(exact.unwrap_or((found.max_timestamp_ms, found.base_offset)))
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! Produce: append each partition's batches as received (offsets assigned in place), answer
+//! per partition. acks=0 gets no response at all, as in Kafka.
+
+use lmq_wire::protocol::messages::produce_response::{
+    PartitionProduceResponse, TopicProduceResponse,
+};
+use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
+
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code, str_bytes};
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+    let now_ms = broker.now_ms();
+    let mut appended_any = false;
+    let mut response = ProduceResponse::default();
+    for topic_data in request.topic_data {
+        let topic = broker.topics.get(&topic_data.name.0);
+        let mut topic_response = TopicProduceResponse::default();
+        topic_response.name = topic_data.name.clone();
+        for partition_data in topic_data.partition_data {
+            let mut partition_response = PartitionProduceResponse::default();
+            partition_response.index = partition_data.index;
+            partition_response.base_offset = -1;
+            partition_response.log_append_time_ms = -1;
+
+            let partition = topic.as_ref().and_then(|topic| {
+                usize::try_from(partition_data.index)
+                    .ok()
+                    .and_then(|index| topic.partitions.get(index))
+            });
+            let Some(partition) = partition else {
+                partition_response.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                topic_response.partition_responses.push(partition_response);
+                continue;
+            };
+            // The log rewrites base offsets in place, so it needs its own copy of the bytes.
+            let mut records = partition_data
+                .records
+                .map(|records| records.to_vec())
+                .unwrap_or_default();
+            match partition.append(&mut records, now_ms) {
+                Ok(info) => {
+                    appended_any = true;
+                    partition_response.error_code = NONE;
+                    partition_response.base_offset = info.base_offset;
+                    if version >= 5 {
+                        partition_response.log_start_offset = info.log_start_offset;
+                    }
+                    if partition_uses_log_append_time(broker, &topic_data.name.0) {
+                        partition_response.log_append_time_ms = info.log_append_time_ms;
+                    }
+                }
+                Err(error) => {
+                    tracing::warn!(topic = %topic_data.name.0, partition = partition_data.index, %error, "produce refused");
+                    partition_response.error_code = storage_error_code(&error);
+                    if version >= 8 {
+                        partition_response.error_message = Some(str_bytes(error.to_string()));
+                    }
+                }
+            }
+            topic_response.partition_responses.push(partition_response);
+        }
+        response.responses.push(topic_response);
+    }
+    if appended_any {
+        broker.appended.notify_waiters();
+    }
+    (request.acks != 0).then_some(response)
+}
+
+fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {
+    broker
+        .topics
+        .get(topic)
+        .and_then(|topic| topic.configs.get("message.timestamp.type").cloned())
+        .is_some_and(|kind| kind == "LogAppendTime")
+}

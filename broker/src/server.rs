@@ -1,0 +1,156 @@
+//! The network shell: accept connections under a limit, read length-prefixed frames bounded
+//! by `frame_bytes_max`, run each connection's requests one at a time (so responses go out
+//! in request order, as Kafka guarantees), and stop on the shutdown signal.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
+use lmq_wire::{WireError, decode_request, encode_response, frame_length};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::broker::Broker;
+use crate::handler::{dispatch, unsupported_version_response};
+
+/// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
+/// connection to finish the request it is running.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let connections = Arc::new(Semaphore::new(broker.config.connections_max));
+    let mut tasks = JoinSet::new();
+    loop {
+        let permit = tokio::select! {
+            permit = Arc::clone(&connections).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        };
+        match accepted {
+            Ok((socket, peer)) => {
+                let broker = Arc::clone(&broker);
+                let shutdown = shutdown.clone();
+                tasks.spawn(async move {
+                    if let Err(error) = connection(socket, peer, &broker, shutdown).await {
+                        tracing::debug!(%peer, %error, "connection closed");
+                    }
+                    drop(permit);
+                });
+            }
+            Err(error) => {
+                // Out of file descriptors and the like: keep serving the others.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+        while tasks.try_join_next().is_some() {}
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+async fn connection(
+    socket: TcpStream,
+    peer: SocketAddr,
+    broker: &Broker,
+    mut shutdown: watch::Receiver<bool>,
+) -> std::io::Result<()> {
+    socket.set_nodelay(true)?;
+    let (reader, writer) = socket.into_split();
+    let mut reader = BufReader::with_capacity(64 * 1024, reader);
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    loop {
+        let mut prefix = [0u8; 4];
+        tokio::select! {
+            read = reader.read_exact(&mut prefix) => { read?; }
+            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
+        }
+        let length = match frame_length(prefix, broker.config.frame_bytes_max) {
+            Ok(length) => length,
+            Err(error) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                return Ok(());
+            }
+        };
+        let mut frame = BytesMut::zeroed(length);
+        reader.read_exact(&mut frame).await?;
+        let (api_key, api_version, correlation_id, response) = match decode_request(frame.freeze())
+        {
+            Ok(request) => {
+                let (api_key, version, correlation_id) = (
+                    request.api_key,
+                    request.api_version(),
+                    request.correlation_id(),
+                );
+                tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+                (
+                    api_key,
+                    version,
+                    correlation_id,
+                    dispatch(broker, request).await,
+                )
+            }
+            // Kafka answers an ApiVersions it cannot parse with v0 and UNSUPPORTED_VERSION so
+            // the client can pick a version both sides know.
+            Err(WireError::UnsupportedVersion {
+                api_key,
+                correlation_id,
+                ..
+            }) if api_key == ApiKey::ApiVersions as i16 => (
+                ApiKey::ApiVersions,
+                0,
+                correlation_id,
+                Some(ResponseKind::ApiVersions(unsupported_version_response())),
+            ),
+            Err(error) => {
+                // As Kafka does for requests it cannot parse: log and close the connection.
+                tracing::warn!(%peer, %error, "closing connection");
+                return Ok(());
+            }
+        };
+        let Some(response) = response else { continue };
+        match encode_response(&response, api_key, api_version, correlation_id) {
+            Ok(bytes) => {
+                writer.write_all(&bytes).await?;
+                writer.flush().await?;
+            }
+            Err(error) => {
+                tracing::error!(%peer, ?api_key, %error, "encoding a response failed; closing");
+                return Ok(());
+            }
+        }
+    }
+}
+
+/// Binds the listener and runs the broker's background upkeep beside `serve`.
+pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    let upkeep = {
+        let broker = Arc::clone(&broker);
+        let mut shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            let mut flush = tokio::time::interval(Duration::from_secs(1));
+            let mut retention = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tokio::select! {
+                    _ = flush.tick() => broker.flush_due(),
+                    _ = retention.tick() => broker.maintain(),
+                    _ = shutdown.wait_for(|stop| *stop) => break,
+                }
+            }
+        })
+    };
+    serve(listener, Arc::clone(&broker), shutdown).await;
+    let _ = upkeep.await;
+    broker.close();
+}

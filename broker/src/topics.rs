@@ -1,0 +1,389 @@
+//! The topics this node hosts: names, ids, partitions and per-topic configs, persisted as one
+//! small TOML file per topic under `<data_dir>/topics/`, with partition logs in
+//! `<data_dir>/<topic>-<partition>/` as Kafka lays them out.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, PoisonError, RwLock};
+
+use lmq_storage::{FileCache, LogConfig, LogOptions, PartitionLog, StorageError, TimestampType};
+use serde::{Deserialize, Serialize};
+use thiserror::Error;
+use uuid::Uuid;
+
+use crate::partition::Partition;
+
+/// Kafka's limit on topic name length.
+const TOPIC_NAME_BYTES_MAX: usize = 249;
+/// A broker-side bound on partitions per topic, so a request cannot make us open millions of
+/// files.
+pub const PARTITIONS_MAX: i32 = 10_000;
+
+#[derive(Debug, Error)]
+pub enum TopicError {
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidName { name: String, reason: &'static str },
+    #[error("topic {0:?} already exists")]
+    AlreadyExists(String),
+    #[error("number of partitions {0} must be between 1 and {PARTITIONS_MAX}")]
+    InvalidPartitions(i32),
+    #[error("replication factor {0} is not possible on a single node (use 1 or -1)")]
+    InvalidReplicationFactor(i16),
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error("topic metadata {path}: {reason}")]
+    Metadata { path: PathBuf, reason: String },
+}
+
+/// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
+    let invalid = |reason| TopicError::InvalidName {
+        name: name.to_string(),
+        reason,
+    };
+    if name.is_empty() {
+        return Err(invalid("it is empty"));
+    }
+    if name == "." || name == ".." {
+        return Err(invalid("'.' and '..' are reserved"));
+    }
+    if name.len() > TOPIC_NAME_BYTES_MAX {
+        return Err(invalid("it is longer than 249 characters"));
+    }
+    if !name
+        .bytes()
+        .all(|byte| byte.is_ascii_alphanumeric() || matches!(byte, b'.' | b'_' | b'-'))
+    {
+        return Err(invalid(
+            "only ASCII letters, digits, '.', '_' and '-' are allowed",
+        ));
+    }
+    Ok(())
+}
+
+/// Applies Kafka topic configs (`retention.ms`, ...) over the broker defaults.
+pub fn log_config_for(
+    defaults: &LogConfig,
+    configs: &BTreeMap<String, String>,
+) -> Result<LogConfig, TopicError> {
+    let mut config = defaults.clone();
+    for (key, value) in configs {
+        let invalid = |reason: &str| TopicError::InvalidConfig(format!("{key}={value}: {reason}"));
+        let number = || value.parse::<i64>().map_err(|_| invalid("not a number"));
+        let positive = || {
+            number().and_then(|number| {
+                u64::try_from(number).map_err(|_| invalid("must not be negative"))
+            })
+        };
+        match key.as_str() {
+            "retention.ms" => config.retention.retention_ms = u64::try_from(number()?).ok(),
+            "retention.bytes" => config.retention.retention_bytes = u64::try_from(number()?).ok(),
+            "segment.bytes" => config.segment_bytes_max = positive()?,
+            "segment.ms" => config.segment_ms = positive()?,
+            "max.message.bytes" => config.batch_bytes_max = positive()?,
+            "index.interval.bytes" => config.index_interval_bytes = positive()?,
+            "message.timestamp.type" => {
+                config.timestamp_type = match value.as_str() {
+                    "CreateTime" => TimestampType::CreateTime,
+                    "LogAppendTime" => TimestampType::LogAppendTime,
+                    _ => return Err(invalid("must be CreateTime or LogAppendTime")),
+                }
+            }
+            "cleanup.policy" if value == "delete" => {}
+            "cleanup.policy" => {
+                return Err(invalid(
+                    "only 'delete' is supported (compaction is not built yet)",
+                ));
+            }
+            _ => return Err(invalid("unknown or unsupported topic config")),
+        }
+    }
+    config.validate().map_err(TopicError::InvalidConfig)?;
+    Ok(config)
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TopicFile {
+    id: Uuid,
+    partitions: i32,
+    #[serde(default)]
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: Vec<Arc<Partition>>,
+    pub configs: BTreeMap<String, String>,
+}
+
+/// What a topic is created with.
+#[derive(Debug, Clone)]
+pub struct NewTopic {
+    pub name: String,
+    /// -1: the broker default.
+    pub partitions: i32,
+    /// -1 or 1 on a single node.
+    pub replication_factor: i16,
+    pub configs: BTreeMap<String, String>,
+}
+
+#[derive(Debug)]
+pub struct TopicRegistry {
+    data_dir: PathBuf,
+    defaults: LogConfig,
+    default_partitions: i32,
+    file_cache: Arc<FileCache>,
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+}
+
+impl TopicRegistry {
+    /// Loads every topic in `data_dir`, recovering each partition log.
+    pub fn load(
+        data_dir: &Path,
+        defaults: LogConfig,
+        default_partitions: i32,
+        now_ms: i64,
+    ) -> Result<Self, TopicError> {
+        let registry = TopicRegistry {
+            data_dir: data_dir.to_path_buf(),
+            defaults,
+            default_partitions,
+            file_cache: Arc::new(FileCache::default()),
+            topics: RwLock::new(BTreeMap::new()),
+        };
+        let topics_dir = registry.topics_dir();
+        fs::create_dir_all(&topics_dir).map_err(|error| metadata_error(&topics_dir, error))?;
+        let entries =
+            fs::read_dir(&topics_dir).map_err(|error| metadata_error(&topics_dir, error))?;
+        let mut loaded = BTreeMap::new();
+        for entry in entries {
+            let path = entry
+                .map_err(|error| metadata_error(&topics_dir, error))?
+                .path();
+            let Some(name) = path
+                .file_name()
+                .and_then(|name| name.to_str())
+                .and_then(|name| name.strip_suffix(".toml"))
+            else {
+                continue;
+            };
+            let text = fs::read_to_string(&path).map_err(|error| metadata_error(&path, error))?;
+            let file: TopicFile =
+                toml::from_str(&text).map_err(|error| metadata_error(&path, error))?;
+            let topic = registry.open_topic(name, &file, now_ms)?;
+            tracing::info!(topic = name, partitions = file.partitions, "loaded topic");
+            loaded.insert(name.to_string(), Arc::new(topic));
+        }
+        *registry
+            .topics
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = loaded;
+        Ok(registry)
+    }
+
+    fn topics_dir(&self) -> PathBuf {
+        self.data_dir.join("topics")
+    }
+
+    fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
+        let config = log_config_for(&self.defaults, &file.configs)?;
+        let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
+        for index in 0..file.partitions {
+            let dir = self.data_dir.join(format!("{name}-{index}"));
+            let options = LogOptions {
+                file_cache: Arc::clone(&self.file_cache),
+                ..LogOptions::default()
+            };
+            let (log, report) = PartitionLog::open(&dir, config.clone(), options, now_ms)?;
+            if report.truncation.is_some() || !report.segments_dropped.is_empty() {
+                tracing::warn!(
+                    topic = name,
+                    partition = index,
+                    ?report,
+                    "recovered a damaged log"
+                );
+            }
+            partitions.push(Arc::new(Partition::new(index, log)));
+        }
+        Ok(Topic {
+            name: name.to_string(),
+            id: file.id,
+            partitions,
+            configs: file.configs.clone(),
+        })
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    pub fn list(&self) -> Vec<Arc<Topic>> {
+        self.topics
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    pub fn default_partitions(&self) -> i32 {
+        self.default_partitions
+    }
+
+    /// Checks a creation without doing it (CreateTopics `validate_only`).
+    pub fn validate(&self, new: &NewTopic) -> Result<i32, TopicError> {
+        validate_topic_name(&new.name)?;
+        if self.get(&new.name).is_some() {
+            return Err(TopicError::AlreadyExists(new.name.clone()));
+        }
+        let partitions = if new.partitions == -1 {
+            self.default_partitions
+        } else {
+            new.partitions
+        };
+        if !(1..=PARTITIONS_MAX).contains(&partitions) {
+            return Err(TopicError::InvalidPartitions(new.partitions));
+        }
+        if !matches!(new.replication_factor, -1 | 1) {
+            return Err(TopicError::InvalidReplicationFactor(new.replication_factor));
+        }
+        log_config_for(&self.defaults, &new.configs)?;
+        Ok(partitions)
+    }
+
+    /// Creates a topic: metadata file first (written by rename), then its partition logs.
+    pub fn create(&self, new: &NewTopic, now_ms: i64) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if topics.contains_key(&new.name) {
+            return Err(TopicError::AlreadyExists(new.name.clone()));
+        }
+        drop(topics);
+        let partitions = self.validate(new)?;
+        let file = TopicFile {
+            id: Uuid::new_v4(),
+            partitions,
+            configs: new.configs.clone(),
+        };
+        topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if topics.contains_key(&new.name) {
+            return Err(TopicError::AlreadyExists(new.name.clone()));
+        }
+        self.write_topic_file(&new.name, &file)?;
+        let topic = Arc::new(self.open_topic(&new.name, &file, now_ms)?);
+        topics.insert(new.name.clone(), Arc::clone(&topic));
+        tracing::info!(topic = new.name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    fn write_topic_file(&self, name: &str, file: &TopicFile) -> Result<(), TopicError> {
+        let path = self.topics_dir().join(format!("{name}.toml"));
+        let temporary = path.with_extension("toml.tmp");
+        let text = toml::to_string(file).map_err(|error| metadata_error(&path, error))?;
+        let mut handle =
+            fs::File::create(&temporary).map_err(|error| metadata_error(&temporary, error))?;
+        handle
+            .write_all(text.as_bytes())
+            .and_then(|()| handle.sync_all())
+            .map_err(|error| metadata_error(&temporary, error))?;
+        fs::rename(&temporary, &path).map_err(|error| metadata_error(&path, error))?;
+        fs::File::open(self.topics_dir())
+            .and_then(|dir| dir.sync_all())
+            .map_err(|error| metadata_error(&path, error))
+    }
+
+    /// Closes every partition log cleanly (shutdown).
+    pub fn close(&self) {
+        for topic in self.list() {
+            for partition in &topic.partitions {
+                if let Err(error) = partition.close() {
+                    tracing::error!(topic = topic.name, partition = partition.index, %error, "close failed");
+                }
+            }
+        }
+    }
+}
+
+fn metadata_error(path: &Path, error: impl std::fmt::Display) -> TopicError {
+    TopicError::Metadata {
+        path: path.to_path_buf(),
+        reason: error.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_names_follow_kafka_rules() {
+        assert!(validate_topic_name("orders.v1_eu-west").is_ok());
+        for bad in ["", ".", "..", "a b", "ü", &"x".repeat(250)] {
+            assert!(validate_topic_name(bad).is_err(), "{bad:?}");
+        }
+        assert!(validate_topic_name(&"x".repeat(249)).is_ok());
+    }
+
+    #[test]
+    fn topic_configs_override_defaults_and_bad_ones_are_refused() {
+        let defaults = LogConfig::default();
+        let configs = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("segment.bytes".to_string(), "1048576".to_string()),
+            (
+                "message.timestamp.type".to_string(),
+                "LogAppendTime".to_string(),
+            ),
+        ]);
+        let config = log_config_for(&defaults, &configs).unwrap();
+        assert_eq!(config.retention.retention_ms, None);
+        assert_eq!(config.segment_bytes_max, 1_048_576);
+        assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
+        for (key, value) in [
+            ("segment.bytes", "x"),
+            ("cleanup.policy", "compact"),
+            ("no.such", "1"),
+        ] {
+            let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
+            assert!(
+                log_config_for(&defaults, &configs).is_err(),
+                "{key}={value}"
+            );
+        }
+    }
+
+    #[test]
+    fn topics_persist_across_reloads() {
+        let dir = tempfile::tempdir().unwrap();
+        let registry = TopicRegistry::load(dir.path(), LogConfig::default(), 3, 0).unwrap();
+        let new = NewTopic {
+            name: "orders".to_string(),
+            partitions: -1,
+            replication_factor: -1,
+            configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
+        };
+        let created = registry.create(&new, 0).unwrap();
+        assert_eq!(created.partitions.len(), 3);
+        assert!(matches!(
+            registry.create(&new, 0),
+            Err(TopicError::AlreadyExists(_))
+        ));
+        registry.close();
+        let reloaded = TopicRegistry::load(dir.path(), LogConfig::default(), 3, 0).unwrap();
+        let topic = reloaded.get("orders").unwrap();
+        assert_eq!((topic.id, topic.partitions.len()), (created.id, 3));
+        assert_eq!(
+            topic.configs.get("retention.ms").map(String::as_str),
+            Some("1000")
+        );
+    }
+}

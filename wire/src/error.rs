@@ -1,0 +1,33 @@
+use thiserror::Error;
+
+/// Why bytes from a peer are not a request or response we can handle. Kafka's broker closes
+/// the connection on all of these except [`WireError::UnsupportedVersion`] for ApiVersions,
+/// which it answers (see the broker).
+#[derive(Debug, Error)]
+pub enum WireError {
+    #[error("frame of {length} bytes exceeds the {frame_bytes_max}-byte limit")]
+    FrameTooLarge { length: i64, frame_bytes_max: usize },
+    #[error("frame length {length} is negative")]
+    NegativeLength { length: i32 },
+    #[error("request of {length} bytes is shorter than a request header")]
+    TruncatedHeader { length: usize },
+    #[error("unknown API key {api_key}")]
+    UnknownApiKey { api_key: i16, correlation_id: i32 },
+    #[error("API key {api_key} version {api_version} is not supported")]
+    UnsupportedVersion {
+        api_key: i16,
+        api_version: i16,
+        correlation_id: i32,
+    },
+    #[error("malformed {what}: {reason}")]
+    Malformed { what: &'static str, reason: String },
+}
+
+impl WireError {
+    pub(crate) fn malformed(what: &'static str, error: impl std::fmt::Display) -> Self {
+        WireError::Malformed {
+            what,
+            reason: error.to_string(),
+        }
+    }
+}

@@ -1,0 +1,54 @@
+//! The APIs LMQ serves and their version ranges: one table for ApiVersions and dispatch.
+
+use kafka_protocol::messages::ApiKey;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SupportedApi {
+    pub api_key: ApiKey,
+    /// Advertised minimum. Produce advertises 0 because librdkafka refuses to produce
+    /// (compressed) without it, as Apache Kafka 4 also does; versions below what the codec
+    /// decodes are still refused as unsupported.
+    pub min_version: i16,
+    pub max_version: i16,
+}
+
+const fn api(api_key: ApiKey, min_version: i16, max_version: i16) -> SupportedApi {
+    SupportedApi {
+        api_key,
+        min_version,
+        max_version,
+    }
+}
+
+/// What the broker advertises. Maximums are what the codec decodes and the handlers
+/// implement; a handler file exists for every line.
+pub const SUPPORTED_APIS: &[SupportedApi] = &[
+    api(ApiKey::Produce, 0, 11),
+    api(ApiKey::Fetch, 4, 12),
+    api(ApiKey::ListOffsets, 1, 8),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+];
+
+/// The advertised range of `api_key`, or `None` when LMQ does not serve it.
+pub fn supported_range(api_key: ApiKey) -> Option<SupportedApi> {
+    SUPPORTED_APIS
+        .iter()
+        .copied()
+        .find(|api| api.api_key == api_key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_advertised_maximum_is_decodable() {
+        for api in SUPPORTED_APIS {
+            let valid = api.api_key.valid_versions();
+            assert!(api.max_version <= valid.max, "{:?}", api.api_key);
+            assert!(api.min_version <= api.max_version, "{:?}", api.api_key);
+        }
+    }
+}
