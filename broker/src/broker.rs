@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use crate::config::BrokerConfig;
+use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -19,7 +20,11 @@ pub struct Broker {
     /// Woken after every append, so fetches waiting for `min_bytes` re-check.
     pub appended: Notify,
     pub cluster_id: String,
+    pub producer_ids: ProducerIdAllocator,
 }
+
+/// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
 
 impl Broker {
     /// Opens the data directory, recovering every partition log.
@@ -31,6 +36,11 @@ impl Broker {
             reason: error.to_string(),
         })?;
         let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
+        let producer_ids =
+            ProducerIdAllocator::open(&config.data_dir).map_err(|error| TopicError::Metadata {
+                path: config.data_dir.join("producer_id_block"),
+                reason: error.to_string(),
+            })?;
         let topics = TopicRegistry::load(
             &config.data_dir,
             log_defaults,
@@ -43,6 +53,7 @@ impl Broker {
             clock,
             appended: Notify::new(),
             cluster_id,
+            producer_ids,
         })
     }
 

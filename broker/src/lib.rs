@@ -6,6 +6,7 @@ pub mod clock;
 pub mod config;
 mod handler;
 pub mod partition;
+pub mod producer_ids;
 pub mod server;
 pub mod topics;
 

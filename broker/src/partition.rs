@@ -92,10 +92,11 @@ impl Partition {
         self.with_log(|log| log.flush_if_due(now_ms))
     }
 
-    /// Periodic upkeep: retention, then the checkpoint.
+    /// Periodic upkeep: retention, idle producer expiry, then the checkpoint.
     pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
         self.with_log(|log| {
             log.apply_retention(now_ms)?;
+            log.expire_producers(now_ms, crate::broker::PRODUCER_ID_EXPIRATION_MS);
             log.checkpoint()
         })
     }

@@ -55,6 +55,11 @@ pub enum StorageError {
     },
     #[error("log {path} refuses writes after an I/O failure ({reason}); reopen it to recover")]
     Poisoned { path: PathBuf, reason: String },
+    #[error("batch {batch_index} of the append is refused by idempotence: {reason:?}")]
+    Sequence {
+        batch_index: usize,
+        reason: crate::producers::SequenceError,
+    },
     #[error("invalid log config: {0}")]
     InvalidConfig(String),
     #[error("corrupt checkpoint {path}: {reason}")]

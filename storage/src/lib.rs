@@ -17,6 +17,7 @@ mod error;
 mod files;
 mod index;
 mod log;
+pub mod producers;
 pub mod retention;
 mod scan;
 mod segment;

@@ -8,6 +8,7 @@ use std::path::Path;
 
 use crate::batch::{BATCH_HEADER_BYTES, BatchView, EMPTY_BATCH_LENGTH, batch_total_bytes};
 use crate::error::{Result, StorageError};
+use crate::producers::ProducerBatch;
 
 /// The facts about one stored batch that the log layer needs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -18,6 +19,9 @@ pub(crate) struct BatchHeader {
     pub last_offset: i64,
     pub partition_leader_epoch: i32,
     pub max_timestamp_ms: i64,
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
 impl BatchHeader {
@@ -29,7 +33,22 @@ impl BatchHeader {
             last_offset: view.last_offset(),
             partition_leader_epoch: view.partition_leader_epoch(),
             max_timestamp_ms: view.max_timestamp(),
+            producer_id: view.producer_id(),
+            producer_epoch: view.producer_epoch(),
+            base_sequence: view.base_sequence(),
         }
+    }
+
+    /// The idempotence fields, for batches written by an idempotent producer.
+    pub fn producer_batch(&self) -> Option<ProducerBatch> {
+        (self.producer_id >= 0).then(|| ProducerBatch {
+            producer_id: self.producer_id,
+            producer_epoch: self.producer_epoch,
+            base_sequence: self.base_sequence,
+            last_offset_delta: i32::try_from(self.last_offset - self.base_offset)
+                .unwrap_or(i32::MAX),
+            max_timestamp_ms: self.max_timestamp_ms,
+        })
     }
 
     pub fn end_position(&self) -> u64 {

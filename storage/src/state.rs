@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Result, StorageError};
 use crate::files::{Syncer, write_atomically};
+use crate::producers::ProducerStates;
 
 pub(crate) const STATE_FILE: &str = "state.checkpoint";
 const HEADER: &str = "lmq-partition-state 1";
@@ -93,6 +94,10 @@ pub(crate) struct PartitionState {
     pub recovery_point: i64,
     pub high_watermark: i64,
     pub epochs: LeaderEpochCache,
+    /// Idempotent producers as of `producer_snapshot_offset`; recovery replays the log from
+    /// there.
+    pub producers: ProducerStates,
+    pub producer_snapshot_offset: i64,
 }
 
 impl PartitionState {
@@ -128,6 +133,11 @@ impl PartitionState {
         for (epoch, start) in self.epochs.entries() {
             body.push_str(&format!("leader_epoch {epoch} {start}\n"));
         }
+        body.push_str(&format!(
+            "producer_snapshot_offset {}\n",
+            self.producer_snapshot_offset
+        ));
+        self.producers.render(&mut body);
         let crc = crc32c::crc32c(body.as_bytes());
         body.push_str(&format!("crc {crc}\n"));
         body
@@ -170,7 +180,12 @@ impl PartitionState {
                         return Err(format!("epochs not ascending at {line:?}"));
                     }
                 }
-                _ => return Err(format!("unknown line {line:?}")),
+                Some(&"producer_snapshot_offset") => state.producer_snapshot_offset = number(1)?,
+                _ => {
+                    if !state.producers.parse_line(line)? {
+                        return Err(format!("unknown line {line:?}"));
+                    }
+                }
             }
         }
         Ok(state)
@@ -196,8 +211,20 @@ mod tests {
             log_start_offset: 5,
             recovery_point: 40,
             high_watermark: 38,
-            epochs: LeaderEpochCache::default(),
+            ..PartitionState::default()
         };
+        state.producers.record(
+            &crate::producers::ProducerBatch {
+                producer_id: 4,
+                producer_epoch: 1,
+                base_sequence: 0,
+                last_offset_delta: 2,
+                max_timestamp_ms: 5,
+            },
+            30,
+            6,
+        );
+        state.producer_snapshot_offset = 40;
         state.epochs.assign(0, 0);
         state.epochs.assign(3, 20);
         state.store(dir.path(), &OsSyncer).unwrap();

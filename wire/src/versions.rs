@@ -29,6 +29,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::Metadata, 0, 12),
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

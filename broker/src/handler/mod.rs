@@ -3,12 +3,14 @@
 mod api_versions;
 mod create_topics;
 mod fetch;
+mod init_producer_id;
 mod list_offsets;
 mod metadata;
 mod produce;
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
+use lmq_storage::producers::SequenceError;
 use lmq_wire::DecodedRequest;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{RequestKind, ResponseKind, TopicName};
@@ -38,6 +40,9 @@ pub async fn dispatch(broker: &Broker, request: DecodedRequest) -> Option<Respon
         RequestKind::ListOffsets(body) => Some(ResponseKind::ListOffsets(list_offsets::handle(
             broker, body, version,
         ))),
+        RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
+            init_producer_id::handle(broker, body),
+        )),
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(create_topics::handle(
             broker, body, version,
         ))),
@@ -68,6 +73,11 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
             ResponseError::InvalidRequest
         }
         StorageError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        StorageError::Sequence { reason, .. } => match reason {
+            SequenceError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
+            SequenceError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+        },
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
         | StorageError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,

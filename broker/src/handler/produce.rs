@@ -6,6 +6,9 @@ use lmq_wire::protocol::messages::produce_response::{
 };
 use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
 
+use lmq_storage::batch::batch_total_bytes;
+use lmq_wire::protocol::ResponseError;
+
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code, str_bytes};
 use crate::broker::Broker;
 
@@ -38,6 +41,20 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
                 .records
                 .map(|records| records.to_vec())
                 .unwrap_or_default();
+            // Kafka: "Produce requests with version 3+ are only allowed to contain exactly one
+            // record batch" per partition.
+            let one_batch =
+                batch_total_bytes(&records).is_some_and(|total| total == records.len() as u64);
+            if !one_batch {
+                partition_response.error_code = ResponseError::InvalidRecord.code();
+                if version >= 8 {
+                    partition_response.error_message = Some(str_bytes(
+                        "a produce request must carry exactly one record batch per partition",
+                    ));
+                }
+                topic_response.partition_responses.push(partition_response);
+                continue;
+            }
             match partition.append(&mut records, now_ms) {
                 Ok(info) => {
                     appended_any = true;

@@ -9,6 +9,7 @@ use crate::batch::{
 };
 use crate::config::{FlushPolicy, TimestampType};
 use crate::error::{Result, StorageError};
+use crate::producers::{BatchMetadata, ProducerBatch, ProducerStates, SequenceCheck};
 use crate::scan::BatchHeader;
 use crate::segment::ActiveSegment;
 
@@ -25,6 +26,18 @@ pub struct AppendInfo {
     pub bytes: u64,
     /// The records are on disk (the flush policy ran an fsync for this call).
     pub durable: bool,
+    /// Batches an idempotent producer had already written: answered with their original
+    /// offsets, not appended again.
+    pub duplicate_batches: usize,
+}
+
+/// What idempotence decided for one batch of a call.
+#[derive(Debug, Clone, Copy)]
+enum Verdict {
+    /// No producer id: plain append.
+    Plain,
+    Append(ProducerBatch),
+    Duplicate(BatchMetadata),
 }
 
 /// Who produced the batches being appended.
@@ -108,21 +121,91 @@ impl PartitionLog {
             });
         }
         let ranges = split_batches(batches, self.config.batch_bytes_max, Source::Producer)?;
+        let verdicts = self.check_producers(batches, &ranges)?;
         let timestamp_type = self.config.timestamp_type;
         self.poison_on_error(|log| {
             log.assign_epoch(leader_epoch, log.log_end_offset())?;
             let mut info = log.start_info(now_ms);
-            for range in ranges {
+            for (range, verdict) in ranges.into_iter().zip(verdicts) {
+                let producer = match verdict {
+                    Verdict::Duplicate(original) => {
+                        if info.batches == 0 && info.duplicate_batches == 0 {
+                            info.base_offset = original.base_offset;
+                            info.last_offset = original.last_offset;
+                        }
+                        info.last_offset = info.last_offset.max(original.last_offset);
+                        info.duplicate_batches += 1;
+                        continue;
+                    }
+                    Verdict::Plain => None,
+                    Verdict::Append(producer) => Some(producer),
+                };
                 let batch = &mut batches[range];
-                set_base_offset(batch, log.log_end_offset());
+                let base_offset = log.log_end_offset();
+                set_base_offset(batch, base_offset);
                 set_partition_leader_epoch(batch, leader_epoch);
                 if timestamp_type == TimestampType::LogAppendTime {
                     set_log_append_time(batch, now_ms);
                 }
                 log.append_one(batch, now_ms, &mut info)?;
+                if let Some(producer) = producer {
+                    log.state.producers.record(&producer, base_offset, now_ms);
+                }
+            }
+            if info.batches == 0 {
+                // Only duplicates: nothing was written.
+                info.durable = log.state.recovery_point > info.last_offset;
+                return Ok(info);
             }
             log.finish_append(now_ms, info)
         })
+    }
+
+    /// Idempotence verdicts for every batch of a call, before anything is written: a refused
+    /// batch fails the whole call.
+    fn check_producers(&self, batches: &[u8], ranges: &[Range<usize>]) -> Result<Vec<Verdict>> {
+        // Several batches of one producer in one call see each other's sequences.
+        let mut scratch: Option<ProducerStates> = None;
+        let mut next_offset = self.log_end_offset();
+        let mut verdicts = Vec::with_capacity(ranges.len());
+        for (batch_index, range) in ranges.iter().enumerate() {
+            let view = BatchView::new(&batches[range.clone()]).map_err(|reason| {
+                StorageError::InvalidBatch {
+                    batch_index,
+                    reason,
+                }
+            })?;
+            let header = BatchHeader::from_view(0, &view);
+            let Some(producer) = header.producer_batch() else {
+                verdicts.push(Verdict::Plain);
+                next_offset = header.last_offset - header.base_offset + next_offset + 1;
+                continue;
+            };
+            let states = match &scratch {
+                Some(states) => states,
+                None => &self.state.producers,
+            };
+            let verdict = match states.check(&producer) {
+                Ok(SequenceCheck::Accept) => Verdict::Append(producer),
+                Ok(SequenceCheck::Duplicate(original)) => Verdict::Duplicate(original),
+                Err(reason) => {
+                    return Err(StorageError::Sequence {
+                        batch_index,
+                        reason,
+                    });
+                }
+            };
+            if ranges.len() > 1
+                && let Verdict::Append(producer) = verdict
+            {
+                scratch
+                    .get_or_insert_with(|| self.state.producers.clone())
+                    .record(&producer, next_offset, 0);
+                next_offset += i64::from(producer.last_offset_delta) + 1;
+            }
+            verdicts.push(verdict);
+        }
+        Ok(verdicts)
     }
 
     /// Appends batches copied from the leader, keeping their offsets and epochs (a follower's
@@ -178,6 +261,16 @@ impl PartitionLog {
                 }
                 log.assign_epoch(epoch, base_offset)?;
                 log.append_one(batch, now_ms, &mut info)?;
+                let header = BatchHeader::from_view(
+                    0,
+                    &BatchView::new(batch).map_err(|reason| StorageError::InvalidBatch {
+                        batch_index: 0,
+                        reason,
+                    })?,
+                );
+                if let Some(producer) = header.producer_batch() {
+                    log.state.producers.record(&producer, base_offset, now_ms);
+                }
             }
             log.finish_append(now_ms, info)
         })
@@ -193,6 +286,7 @@ impl PartitionLog {
             batches: 0,
             bytes: 0,
             durable: false,
+            duplicate_batches: 0,
         }
     }
 

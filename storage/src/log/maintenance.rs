@@ -67,6 +67,7 @@ impl PartitionLog {
             log.active = log.reopen_active(base)?;
             let log_end_offset = log.log_end_offset();
             log.state.epochs.truncate_from(log_end_offset);
+            log.state.producers.truncate_from(log_end_offset);
             log.state.high_watermark = log.state.high_watermark.min(log_end_offset);
             log.state.recovery_point = log.state.recovery_point.min(log_end_offset);
             log.state.log_start_offset = log.state.log_start_offset.min(log_end_offset);

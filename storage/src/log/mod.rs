@@ -174,8 +174,20 @@ impl PartitionLog {
         outcome
     }
 
-    fn store_state(&self) -> Result<()> {
+    /// Writes the checkpoint; the producer table in it is as of the log end.
+    fn store_state(&mut self) -> Result<()> {
+        self.state.producer_snapshot_offset = self.log_end_offset();
         self.state.store(&self.dir, self.options.syncer.as_ref())
+    }
+
+    /// Idempotent producer state (for the broker's answers and tests).
+    pub fn producers(&self) -> &crate::producers::ProducerStates {
+        &self.state.producers
+    }
+
+    /// Forgets producers idle for longer than `expiration_ms` (`producer.id.expiration.ms`).
+    pub fn expire_producers(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        self.state.producers.expire(now_ms, expiration_ms)
     }
 
     /// Forces the active segment to disk and advances the recovery point to the log end.
@@ -221,6 +233,7 @@ impl PartitionLog {
             ..
         } = self;
         state.recovery_point = active.next_offset();
+        state.producer_snapshot_offset = active.next_offset();
         active.seal(options.syncer.as_ref())?;
         state.store(&dir, options.syncer.as_ref())
     }

@@ -40,6 +40,8 @@ pub struct RecoveryReport {
     pub segments_below_log_start_deleted: Vec<i64>,
     /// The checkpoint was unreadable and was rebuilt from the log.
     pub checkpoint_rebuilt: bool,
+    /// Idempotent producer batches replayed from the log past the producer snapshot.
+    pub producer_batches_replayed: usize,
     pub log_end_offset: i64,
 }
 
@@ -180,13 +182,13 @@ impl PartitionLog {
             last_flush_ms: now_ms,
             poisoned: None,
         };
-        log.finish_recovery(&mut report)?;
+        log.finish_recovery(&mut report, now_ms)?;
         Ok((log, report))
     }
 
     /// Settles offsets after the segments are known, flushing and checkpointing what
     /// recovery changed.
-    fn finish_recovery(&mut self, report: &mut RecoveryReport) -> Result<()> {
+    fn finish_recovery(&mut self, report: &mut RecoveryReport, now_ms: i64) -> Result<()> {
         let log_end_offset = self.log_end_offset();
         let first_base = self
             .sealed
@@ -205,6 +207,7 @@ impl PartitionLog {
             .high_watermark
             .clamp(self.state.log_start_offset, self.log_end_offset());
         report.log_end_offset = self.log_end_offset();
+        report.producer_batches_replayed = self.replay_producers(now_ms)?;
         if !report.clean {
             self.active.flush(self.options.syncer.as_ref())?;
             self.state.recovery_point = self.log_end_offset();
@@ -212,6 +215,48 @@ impl PartitionLog {
             self.store_state()?;
         }
         Ok(())
+    }
+
+    /// Brings the producer table from its snapshot offset up to the log end by replaying the
+    /// batches in between (after a crash); drops what the log no longer has.
+    fn replay_producers(&mut self, now_ms: i64) -> Result<usize> {
+        let log_end_offset = self.log_end_offset();
+        let snapshot_offset = self.state.producer_snapshot_offset;
+        if snapshot_offset > log_end_offset {
+            self.state.producers.truncate_from(log_end_offset);
+        }
+        let from = snapshot_offset.max(self.state.log_start_offset);
+        let mut replayed = 0;
+        if from < log_end_offset {
+            let mut headers = Vec::new();
+            for segment in &self.sealed {
+                if segment.next_offset() <= from {
+                    continue;
+                }
+                let target = from.max(segment.base_offset);
+                headers.extend(segment.with_view(
+                    &self.options.file_cache,
+                    self.config.index_interval_bytes,
+                    target,
+                    |view| view.headers_from(target),
+                )?);
+            }
+            headers.extend(
+                self.active
+                    .view()
+                    .headers_from(from.max(self.active.base_offset))?,
+            );
+            for header in headers.iter().filter(|header| header.base_offset >= from) {
+                if let Some(producer) = header.producer_batch() {
+                    self.state
+                        .producers
+                        .record(&producer, header.base_offset, now_ms);
+                    replayed += 1;
+                }
+            }
+        }
+        self.state.producer_snapshot_offset = log_end_offset;
+        Ok(replayed)
     }
 
     /// Deletes every segment and starts an empty log at `offset`.
@@ -225,6 +270,7 @@ impl PartitionLog {
         self.state.recovery_point = offset;
         self.state.high_watermark = offset;
         self.state.epochs.clear();
+        self.state.producers.clear();
         Ok(())
     }
 }

@@ -125,6 +125,17 @@ impl SegmentView<'_> {
         find_batch(self.file, self.path, self.size_bytes, position, offset)
     }
 
+    /// Headers of every batch from the one holding `offset` to the end of the segment.
+    pub fn headers_from(&self, offset: i64) -> Result<Vec<BatchHeader>> {
+        let mut headers = Vec::new();
+        let mut next = self.find(offset)?;
+        while let Some(header) = next {
+            headers.push(header);
+            next = read_header_at(self.file, self.path, header.end_position(), self.size_bytes)?;
+        }
+        Ok(headers)
+    }
+
     /// The first batch at or after `min_offset` whose max timestamp reaches `timestamp_ms`.
     pub fn find_by_timestamp(
         &self,

@@ -1,0 +1,36 @@
+//! InitProducerId: a producer id and epoch for idempotent producers. With a known id and
+//! epoch (v3+, KIP-360) the epoch is bumped so the producer can reset its sequences.
+//! Transactions are not built yet: a transactional id is refused.
+
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use crate::broker::Broker;
+
+pub fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+    let mut response = InitProducerIdResponse::default();
+    response.producer_id = ProducerId(-1);
+    response.producer_epoch = -1;
+    if request.transactional_id.is_some() {
+        tracing::warn!(transactional_id = ?request.transactional_id, "transactions are not supported yet");
+        response.error_code = ResponseError::InvalidRequest.code();
+        return response;
+    }
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+        response.producer_id = ProducerId(producer_id);
+        response.producer_epoch = epoch + 1;
+        return response;
+    }
+    match broker.producer_ids.allocate() {
+        Ok(id) => {
+            response.producer_id = ProducerId(id);
+            response.producer_epoch = 0;
+        }
+        Err(error) => {
+            tracing::error!(%error, "allocating a producer id failed");
+            response.error_code = ResponseError::KafkaStorageError.code();
+        }
+    }
+    response
+}

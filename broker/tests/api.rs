@@ -1,0 +1,791 @@
+//! Every API the broker serves, over a real socket on port 0, including the error paths.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{TestBroker, TestClient, batch};
+use lmq_storage::builder::BatchBuilder;
+use lmq_wire::SUPPORTED_APIS;
+use lmq_wire::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use lmq_wire::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic;
+use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use lmq_wire::protocol::messages::{
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, FetchResponse,
+    InitProducerIdRequest, ListOffsetsRequest, MetadataRequest, ProduceRequest, ProduceResponse,
+    RequestKind, ResponseKind, TopicName,
+};
+use lmq_wire::protocol::protocol::StrBytes;
+
+fn name(text: &str) -> TopicName {
+    TopicName(StrBytes::from_string(text.to_string()))
+}
+
+fn produce_request(topic: &str, partition: i32, records: Bytes, acks: i16) -> RequestKind {
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(records);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = name(topic);
+    topic_data.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.acks = acks;
+    request.timeout_ms = 5_000;
+    request.topic_data = vec![topic_data];
+    RequestKind::Produce(request)
+}
+
+fn fetch_request(
+    topic: &str,
+    partition: i32,
+    offset: i64,
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> RequestKind {
+    let mut fetch_partition = FetchPartition::default();
+    fetch_partition.partition = partition;
+    fetch_partition.fetch_offset = offset;
+    fetch_partition.partition_max_bytes = 1 << 20;
+    let mut fetch_topic = FetchTopic::default();
+    fetch_topic.topic = name(topic);
+    fetch_topic.partitions = vec![fetch_partition];
+    let mut request = FetchRequest::default();
+    request.max_wait_ms = max_wait_ms;
+    request.min_bytes = min_bytes;
+    request.max_bytes = 50 << 20;
+    request.topics = vec![fetch_topic];
+    RequestKind::Fetch(request)
+}
+
+fn metadata_request(topics: &[&str]) -> RequestKind {
+    let mut request = MetadataRequest::default();
+    request.allow_auto_topic_creation = true;
+    request.topics = Some(
+        topics
+            .iter()
+            .map(|topic| {
+                let mut requested = MetadataRequestTopic::default();
+                requested.name = Some(name(topic));
+                requested
+            })
+            .collect(),
+    );
+    RequestKind::Metadata(request)
+}
+
+fn create_topic_request(
+    topic: &str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: &[(&str, &str)],
+) -> RequestKind {
+    let mut creatable = CreatableTopic::default();
+    creatable.name = name(topic);
+    creatable.num_partitions = partitions;
+    creatable.replication_factor = replication_factor;
+    creatable.configs = configs
+        .iter()
+        .map(|(key, value)| {
+            let mut config = CreatableTopicConfig::default();
+            config.name = StrBytes::from_string(key.to_string());
+            config.value = Some(StrBytes::from_string(value.to_string()));
+            config
+        })
+        .collect();
+    let mut request = CreateTopicsRequest::default();
+    request.topics = vec![creatable];
+    request.timeout_ms = 5_000;
+    RequestKind::CreateTopics(request)
+}
+
+fn list_offsets_request(topic: &str, partition: i32, timestamp: i64) -> RequestKind {
+    let mut requested = ListOffsetsPartition::default();
+    requested.partition_index = partition;
+    requested.timestamp = timestamp;
+    let mut requested_topic = ListOffsetsTopic::default();
+    requested_topic.name = name(topic);
+    requested_topic.partitions = vec![requested];
+    let mut request = ListOffsetsRequest::default();
+    request.replica_id = lmq_wire::protocol::messages::BrokerId(-1);
+    request.topics = vec![requested_topic];
+    RequestKind::ListOffsets(request)
+}
+
+fn init_producer_id_request() -> RequestKind {
+    let mut request = InitProducerIdRequest::default();
+    request.transactional_id = None;
+    RequestKind::InitProducerId(request)
+}
+
+fn version(api_key: ApiKey) -> (i16, i16) {
+    let api = SUPPORTED_APIS
+        .iter()
+        .find(|api| api.api_key == api_key)
+        .unwrap();
+    (
+        api.min_version.max(api_key.valid_versions().min),
+        api.max_version,
+    )
+}
+
+async fn produce(
+    client: &mut TestClient,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> (i16, i64) {
+    let response = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce_request(topic, partition, records, -1),
+        )
+        .await;
+    let ResponseKind::Produce(response) = response else {
+        panic!()
+    };
+    let answer = &response.responses[0].partition_responses[0];
+    (answer.error_code, answer.base_offset)
+}
+
+async fn fetch(
+    client: &mut TestClient,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> FetchResponse {
+    match client
+        .call(
+            ApiKey::Fetch,
+            version,
+            fetch_request(topic, partition, offset, 0, 0),
+        )
+        .await
+    {
+        ResponseKind::Fetch(response) => response,
+        other => panic!("{other:?}"),
+    }
+}
+
+fn temp() -> tempfile::TempDir {
+    tempfile::tempdir().unwrap()
+}
+
+#[tokio::test]
+async fn api_versions_advertises_the_table_and_answers_unknown_versions_with_v0() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    for version in 0..=4 {
+        let ResponseKind::ApiVersions(response) = client
+            .call(
+                ApiKey::ApiVersions,
+                version,
+                RequestKind::ApiVersions(ApiVersionsRequest::default()),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(response.error_code, 0);
+        let produce = response
+            .api_keys
+            .iter()
+            .find(|key| key.api_key == 0)
+            .unwrap();
+        assert_eq!(produce.min_version, 0, "librdkafka needs Produce from v0");
+        assert_eq!(response.api_keys.len(), SUPPORTED_APIS.len());
+    }
+    // A newer ApiVersions than we know: v0 body with UNSUPPORTED_VERSION (35).
+    let frame = lmq_wire::encode_request(
+        &RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        ApiKey::ApiVersions,
+        3,
+        77,
+        "x",
+    )
+    .unwrap();
+    let mut bytes = frame.to_vec();
+    bytes[6..8].copy_from_slice(&9i16.to_be_bytes());
+    use tokio::io::AsyncWriteExt;
+    client.stream.write_all(&bytes).await.unwrap();
+    let (correlation_id, response) =
+        lmq_wire::decode_response(client.read_frame().await.unwrap(), ApiKey::ApiVersions, 0)
+            .unwrap();
+    let ResponseKind::ApiVersions(response) = response else {
+        panic!()
+    };
+    assert_eq!((correlation_id, response.error_code), (77, 35));
+    assert!(!response.api_keys.is_empty());
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn every_supported_version_of_every_api_round_trips() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let (low, high) = version(ApiKey::Metadata);
+    for version in low..=high {
+        let response = client
+            .call(
+                ApiKey::Metadata,
+                version,
+                metadata_request(&["all-versions"]),
+            )
+            .await;
+        let ResponseKind::Metadata(response) = response else {
+            panic!()
+        };
+        assert_eq!(response.topics[0].error_code, 0, "metadata v{version}");
+        assert_eq!(
+            response.topics[0].partitions.len(),
+            3,
+            "auto-created with 3 partitions"
+        );
+    }
+    let (low, high) = version(ApiKey::Produce);
+    for version in low..=high {
+        let response = client
+            .call(
+                ApiKey::Produce,
+                version,
+                produce_request("all-versions", 0, batch(&["v"], 1_000), 1),
+            )
+            .await;
+        let ResponseKind::Produce(response) = response else {
+            panic!()
+        };
+        assert_eq!(
+            response.responses[0].partition_responses[0].error_code, 0,
+            "produce v{version}"
+        );
+    }
+    let (low, high) = version(ApiKey::Fetch);
+    for version in low..=high {
+        let response = fetch(&mut client, version, "all-versions", 0, 0).await;
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "fetch v{version}");
+        assert!(!partition.records.as_ref().unwrap().is_empty());
+    }
+    let (low, high) = version(ApiKey::ListOffsets);
+    for version in low..=high {
+        let response = client
+            .call(
+                ApiKey::ListOffsets,
+                version,
+                list_offsets_request("all-versions", 0, -1),
+            )
+            .await;
+        let ResponseKind::ListOffsets(response) = response else {
+            panic!()
+        };
+        assert_eq!(
+            response.topics[0].partitions[0].error_code, 0,
+            "list offsets v{version}"
+        );
+    }
+    let (low, high) = version(ApiKey::CreateTopics);
+    for version in low..=high {
+        let topic = format!("created-v{version}");
+        let response = client
+            .call(
+                ApiKey::CreateTopics,
+                version,
+                create_topic_request(&topic, 2, -1, &[]),
+            )
+            .await;
+        let ResponseKind::CreateTopics(response) = response else {
+            panic!()
+        };
+        assert_eq!(response.topics[0].error_code, 0, "create topics v{version}");
+    }
+    let (low, high) = version(ApiKey::InitProducerId);
+    for version in low..=high {
+        let mut request = InitProducerIdRequest::default();
+        request.transactional_id = None;
+        request.transaction_timeout_ms = 60_000;
+        let response = client
+            .call(
+                ApiKey::InitProducerId,
+                version,
+                RequestKind::InitProducerId(request),
+            )
+            .await;
+        let ResponseKind::InitProducerId(response) = response else {
+            panic!()
+        };
+        assert_eq!(response.error_code, 0, "init producer id v{version}");
+        assert!(response.producer_id.0 >= 0);
+    }
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn produced_batches_are_fetched_back_byte_identical_at_their_offsets() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["orders"]))
+        .await;
+    let sent = [
+        batch(&["a", "b", "c"], 1_000),
+        batch(&["d"], 2_000),
+        batch(&["e", "f"], 3_000),
+    ];
+    let mut offsets = Vec::new();
+    for records in &sent {
+        let (error, base_offset) = produce(&mut client, "orders", 1, records.clone()).await;
+        assert_eq!(error, 0);
+        offsets.push(base_offset);
+    }
+    assert_eq!(offsets, [0, 3, 4]);
+    let response = fetch(&mut client, 12, "orders", 1, 0).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(
+        (partition.high_watermark, partition.log_start_offset),
+        (6, 0)
+    );
+    let records = partition.records.clone().unwrap();
+    let mut position = 0;
+    for (records_sent, offset) in sent.iter().zip(&offsets) {
+        let stored = &records[position..position + records_sent.len()];
+        let mut expected = records_sent.to_vec();
+        lmq_storage::batch::set_base_offset(&mut expected, *offset);
+        lmq_storage::batch::set_partition_leader_epoch(&mut expected, 0);
+        assert_eq!(stored, &expected[..]);
+        position += records_sent.len();
+    }
+    assert_eq!(position, records.len());
+    // From the middle of a batch: the batch holding the offset comes back.
+    let response = fetch(&mut client, 12, "orders", 1, 5).await;
+    let records = response.responses[0].partitions[0].records.clone().unwrap();
+    assert_eq!(records.len(), sent[2].len());
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn fetch_long_polls_until_data_arrives_or_max_wait_passes() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut consumer = broker.client().await;
+    let mut producer = broker.client().await;
+    consumer
+        .call(ApiKey::Metadata, 12, metadata_request(&["poll"]))
+        .await;
+
+    let started = Instant::now();
+    let response = consumer
+        .call(ApiKey::Fetch, 12, fetch_request("poll", 0, 0, 300, 1))
+        .await;
+    let ResponseKind::Fetch(response) = response else {
+        panic!()
+    };
+    assert!(
+        response.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        started.elapsed() >= Duration::from_millis(250),
+        "waited for max_wait_ms"
+    );
+
+    let correlation = consumer
+        .send(ApiKey::Fetch, 12, fetch_request("poll", 0, 0, 10_000, 1))
+        .await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let started = Instant::now();
+    produce(&mut producer, "poll", 0, batch(&["wake"], 0)).await;
+    let frame = consumer.read_frame().await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the append woke the fetch"
+    );
+    let (received, response) = lmq_wire::decode_response(frame, ApiKey::Fetch, 12).unwrap();
+    assert_eq!(received, correlation);
+    let ResponseKind::Fetch(response) = response else {
+        panic!()
+    };
+    assert!(
+        !response.responses[0].partitions[0]
+            .records
+            .as_ref()
+            .unwrap()
+            .is_empty()
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn acks_zero_gets_no_response_and_responses_stay_in_request_order() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["fire"]))
+        .await;
+    client
+        .send(
+            ApiKey::Produce,
+            9,
+            produce_request("fire", 0, batch(&["x"], 0), 0),
+        )
+        .await;
+    let second = client
+        .send(
+            ApiKey::Produce,
+            9,
+            produce_request("fire", 0, batch(&["y"], 0), 1),
+        )
+        .await;
+    let third = client
+        .send(ApiKey::ListOffsets, 8, list_offsets_request("fire", 0, -1))
+        .await;
+    let (received, response) =
+        lmq_wire::decode_response(client.read_frame().await.unwrap(), ApiKey::Produce, 9).unwrap();
+    assert_eq!(received, second, "no response for acks=0");
+    let ResponseKind::Produce(ProduceResponse { .. }) = response else {
+        panic!()
+    };
+    let (received, response) =
+        lmq_wire::decode_response(client.read_frame().await.unwrap(), ApiKey::ListOffsets, 8)
+            .unwrap();
+    assert_eq!(received, third);
+    let ResponseKind::ListOffsets(response) = response else {
+        panic!()
+    };
+    assert_eq!(
+        response.topics[0].partitions[0].offset, 2,
+        "the acks=0 record was stored"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn idempotent_retries_return_the_original_offset_and_gaps_are_refused() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["exactly-once"]))
+        .await;
+    let ResponseKind::InitProducerId(init) = client
+        .call(ApiKey::InitProducerId, 4, init_producer_id_request())
+        .await
+    else {
+        panic!()
+    };
+    let producer_id = init.producer_id.0;
+    let producer_batch = |sequence: i32| {
+        let mut builder = BatchBuilder::new(0).producer(producer_id, init.producer_epoch, sequence);
+        builder.push(None, Some(b"once"), 0);
+        builder.push(None, Some(b"twice"), 0);
+        Bytes::from(builder.build())
+    };
+    assert_eq!(
+        produce(&mut client, "exactly-once", 0, producer_batch(0)).await,
+        (0, 0)
+    );
+    assert_eq!(
+        produce(&mut client, "exactly-once", 0, producer_batch(2)).await,
+        (0, 2)
+    );
+    assert_eq!(
+        produce(&mut client, "exactly-once", 0, producer_batch(2)).await,
+        (0, 2),
+        "retry"
+    );
+    assert_eq!(
+        produce(&mut client, "exactly-once", 0, producer_batch(9))
+            .await
+            .0,
+        45,
+        "gap"
+    );
+    let ResponseKind::ListOffsets(response) = client
+        .call(
+            ApiKey::ListOffsets,
+            8,
+            list_offsets_request("exactly-once", 0, -1),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics[0].partitions[0].offset, 4, "stored once");
+    broker.stop().await;
+
+    // Producer state and producer ids survive a restart.
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        produce(&mut client, "exactly-once", 0, producer_batch(2)).await,
+        (0, 2),
+        "retry after restart"
+    );
+    let ResponseKind::InitProducerId(again) = client
+        .call(ApiKey::InitProducerId, 4, init_producer_id_request())
+        .await
+    else {
+        panic!()
+    };
+    assert_ne!(again.producer_id.0, producer_id);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn produce_errors_carry_kafka_codes() {
+    let dir = temp();
+    let broker =
+        TestBroker::start_in(dir.path(), |config| config.log.max_message_bytes = 1_000).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["strict"]))
+        .await;
+    assert_eq!(
+        produce(&mut client, "no-such-topic", 0, batch(&["x"], 0))
+            .await
+            .0,
+        3
+    );
+    assert_eq!(
+        produce(&mut client, "strict", 7, batch(&["x"], 0)).await.0,
+        3
+    );
+    let mut corrupt = batch(&["x"], 0).to_vec();
+    let last = corrupt.len() - 1;
+    corrupt[last] ^= 1;
+    assert_eq!(
+        produce(&mut client, "strict", 0, Bytes::from(corrupt))
+            .await
+            .0,
+        2,
+        "CORRUPT_MESSAGE"
+    );
+    let big = "x".repeat(2_000);
+    assert_eq!(
+        produce(&mut client, "strict", 0, batch(&[&big], 0)).await.0,
+        10,
+        "MESSAGE_TOO_LARGE"
+    );
+    let mut two = batch(&["a"], 0).to_vec();
+    two.extend_from_slice(&batch(&["b"], 0));
+    assert_eq!(
+        produce(&mut client, "strict", 0, Bytes::from(two)).await.0,
+        87,
+        "one batch per partition"
+    );
+    assert_eq!(
+        produce(&mut client, "strict", 0, Bytes::from_static(b"garbage"))
+            .await
+            .0,
+        87
+    );
+    let response = fetch(&mut client, 12, "strict", 0, 0).await;
+    assert_eq!(
+        response.responses[0].partitions[0].high_watermark, 0,
+        "nothing stored"
+    );
+    let response = fetch(&mut client, 12, "strict", 0, 5).await;
+    assert_eq!(
+        response.responses[0].partitions[0].error_code, 1,
+        "OFFSET_OUT_OF_RANGE"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn topic_errors_carry_kafka_codes() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| config.auto_create_topics = false).await;
+    let mut client = broker.client().await;
+    let ResponseKind::Metadata(response) = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            metadata_request(&["missing", "bad name"]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics[0].error_code, 3, "no auto-creation");
+    assert_eq!(response.topics[1].error_code, 17, "INVALID_TOPIC_EXCEPTION");
+    type Case<'a> = (&'a str, i32, i16, &'a [(&'a str, &'a str)], i16);
+    let cases: [Case; 5] = [
+        ("bad/name", 1, 1, &[], 17),
+        ("zero", 0, 1, &[], 37),
+        ("replicated", 1, 3, &[], 38),
+        ("bad-config", 1, 1, &[("retention.ms", "soon")], 40),
+        ("unknown-config", 1, 1, &[("no.such.config", "1")], 40),
+    ];
+    for (topic, partitions, replication, configs, code) in cases {
+        let ResponseKind::CreateTopics(response) = client
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topic_request(topic, partitions, replication, configs),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(response.topics[0].error_code, code, "{topic}");
+        assert!(response.topics[0].error_message.is_some());
+    }
+    let mut validate_only = create_topic_request("dry-run", 4, 1, &[]);
+    if let RequestKind::CreateTopics(request) = &mut validate_only {
+        request.validate_only = true;
+    }
+    let ResponseKind::CreateTopics(response) =
+        client.call(ApiKey::CreateTopics, 7, validate_only).await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        (
+            response.topics[0].error_code,
+            response.topics[0].num_partitions
+        ),
+        (0, 4)
+    );
+    let ResponseKind::Metadata(response) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&["dry-run"]))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        response.topics[0].error_code, 3,
+        "validate_only created nothing"
+    );
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("twice", 1, 1, &[]),
+        )
+        .await;
+    let ResponseKind::CreateTopics(response) = client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("twice", 1, 1, &[]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn list_offsets_answers_earliest_latest_and_timestamps() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["times"]))
+        .await;
+    produce(&mut client, "times", 0, batch(&["a", "b", "c"], 1_000)).await; // 1000, 1001, 1002
+    produce(&mut client, "times", 0, batch(&["d", "e"], 2_000)).await; // 2000, 2001
+    let answer = |response: ResponseKind| match response {
+        ResponseKind::ListOffsets(response) => {
+            let partition = &response.topics[0].partitions[0];
+            (partition.error_code, partition.timestamp, partition.offset)
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut ask = async |timestamp| {
+        answer(
+            client
+                .call(
+                    ApiKey::ListOffsets,
+                    8,
+                    list_offsets_request("times", 0, timestamp),
+                )
+                .await,
+        )
+    };
+    assert_eq!(ask(-2).await, (0, -1, 0));
+    assert_eq!(ask(-1).await, (0, -1, 5));
+    assert_eq!(ask(-3).await, (0, 2_001, 4));
+    assert_eq!(ask(1_001).await, (0, 1_001, 1), "the exact record");
+    assert_eq!(ask(1_500).await, (0, 2_000, 3));
+    assert_eq!(ask(9_999).await, (0, -1, -1));
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn malformed_frames_close_the_connection_without_harming_the_broker() {
+    use tokio::io::AsyncWriteExt;
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| config.frame_bytes_max = 1024).await;
+    let attacks: [Vec<u8>; 5] = [
+        2_000i32.to_be_bytes().to_vec(), // over frame_bytes_max
+        (-5i32).to_be_bytes().to_vec(),  // negative length
+        [&10i32.to_be_bytes()[..], &[0xff; 10]].concat(), // unknown API key
+        [&6i32.to_be_bytes()[..], &[0, 3, 0, 1, 0, 0]].concat(), // truncated header
+        [
+            &20i32.to_be_bytes()[..],
+            &[0, 3, 0, 12, 0, 0, 0, 1],
+            &[0xff; 12],
+        ]
+        .concat(), // garbage body
+    ];
+    for attack in attacks {
+        let mut client = broker.client().await;
+        client.stream.write_all(&attack).await.unwrap();
+        assert!(client.is_closed().await, "{attack:?}");
+    }
+    // Still serving.
+    let mut client = broker.client().await;
+    let ResponseKind::Metadata(response) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&["alive"]))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics[0].error_code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn data_survives_a_restart() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["durable"]))
+        .await;
+    for index in 0..10 {
+        produce(&mut client, "durable", index % 3, batch(&["x", "y"], 0)).await;
+    }
+    broker.stop().await;
+    let broker = TestBroker::start_in(dir.path(), |config| config.auto_create_topics = false).await;
+    let mut client = broker.client().await;
+    let mut total = 0;
+    for partition in 0..3 {
+        let response = fetch(&mut client, 12, "durable", partition, 0).await;
+        total += response.responses[0].partitions[0].high_watermark;
+    }
+    assert_eq!(total, 20);
+    broker.stop().await;
+}

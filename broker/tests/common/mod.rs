@@ -1,0 +1,121 @@
+//! An in-process broker on port 0 and a minimal Kafka client for the API tests.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use lmq_broker::clock::SystemClock;
+use lmq_broker::{Broker, BrokerConfig};
+use lmq_storage::builder::BatchBuilder;
+use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use lmq_wire::{decode_response, encode_request};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub struct TestBroker {
+    pub addr: SocketAddr,
+    pub data_dir: std::path::PathBuf,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl TestBroker {
+    /// A broker on a fresh port over `data_dir`, configured by `adjust`.
+    pub async fn start_in(
+        data_dir: &std::path::Path,
+        adjust: impl FnOnce(&mut BrokerConfig),
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let mut config = BrokerConfig {
+            data_dir: data_dir.to_path_buf(),
+            listen: addr,
+            ..BrokerConfig::default()
+        };
+        adjust(&mut config);
+        let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
+        let (stop, shutdown) = watch::channel(false);
+        let task = tokio::spawn(lmq_broker::server::run(broker, listener, shutdown));
+        TestBroker {
+            addr,
+            data_dir: data_dir.to_path_buf(),
+            stop,
+            task,
+        }
+    }
+
+    pub async fn client(&self) -> TestClient {
+        TestClient {
+            stream: TcpStream::connect(self.addr).await.unwrap(),
+            next_correlation: 1,
+        }
+    }
+
+    /// Graceful shutdown: waits until every log is closed.
+    pub async fn stop(self) {
+        self.stop.send(true).unwrap();
+        self.task.await.unwrap();
+    }
+}
+
+pub struct TestClient {
+    pub stream: TcpStream,
+    next_correlation: i32,
+}
+
+impl TestClient {
+    pub async fn send(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> i32 {
+        let correlation_id = self.next_correlation;
+        self.next_correlation += 1;
+        let frame = encode_request(&body, api_key, version, correlation_id, "lmq-test").unwrap();
+        self.stream.write_all(&frame).await.unwrap();
+        correlation_id
+    }
+
+    /// The next response frame body, or `None` when the broker closed the connection.
+    pub async fn read_frame(&mut self) -> Option<Bytes> {
+        let mut prefix = [0u8; 4];
+        self.stream.read_exact(&mut prefix).await.ok()?;
+        let mut body = vec![0u8; usize::try_from(i32::from_be_bytes(prefix)).unwrap()];
+        self.stream.read_exact(&mut body).await.ok()?;
+        Some(Bytes::from(body))
+    }
+
+    pub async fn call(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> ResponseKind {
+        let correlation_id = self.send(api_key, version, body).await;
+        let frame = self.read_frame().await.expect("a response");
+        let (received, response) = decode_response(frame, api_key, version).unwrap();
+        assert_eq!(received, correlation_id);
+        response
+    }
+
+    /// True when the broker closed the connection (reads EOF within a second).
+    pub async fn is_closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        matches!(
+            tokio::time::timeout(
+                std::time::Duration::from_secs(5),
+                self.stream.read(&mut byte)
+            )
+            .await,
+            Ok(Ok(0)) | Ok(Err(_))
+        )
+    }
+}
+
+/// An uncompressed batch of `values`, timestamps from `timestamp_ms` on.
+pub fn batch(values: &[&str], timestamp_ms: i64) -> Bytes {
+    let mut builder = BatchBuilder::new(timestamp_ms);
+    for (index, value) in values.iter().enumerate() {
+        let key = format!("key-{index}");
+        builder.push(
+            Some(key.as_bytes()),
+            Some(value.as_bytes()),
+            timestamp_ms + index as i64,
+        );
+    }
+    Bytes::from(builder.build())
+}

@@ -1,0 +1,363 @@
+//! Idempotent producer state of one partition: per producer id, its epoch and its last few
+//! batches, so a retried batch is recognised (and answered with its original offsets) and a
+//! gap in sequence numbers is refused. Pure logic; the log feeds it appends and replays.
+
+use std::collections::BTreeMap;
+
+/// Batches remembered per producer for duplicate detection: Kafka's
+/// `max.in.flight.requests.per.connection` limit for idempotence is 5.
+pub const BATCHES_REMEMBERED: usize = 5;
+
+/// What a producer batch carries that idempotence checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerBatch {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
+    pub last_offset_delta: i32,
+    pub max_timestamp_ms: i64,
+}
+
+impl ProducerBatch {
+    pub fn last_sequence(&self) -> i32 {
+        // Sequences wrap at i32::MAX, as in Kafka.
+        let last = i64::from(self.base_sequence) + i64::from(self.last_offset_delta);
+        i32::try_from(last % (i64::from(i32::MAX) + 1)).unwrap_or(0)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchMetadata {
+    pub base_sequence: i32,
+    pub last_sequence: i32,
+    pub base_offset: i64,
+    pub last_offset: i64,
+    pub timestamp_ms: i64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerEntry {
+    pub epoch: i16,
+    /// Oldest first, at most [`BATCHES_REMEMBERED`].
+    pub batches: Vec<BatchMetadata>,
+    /// Broker time of the last append, for expiry.
+    pub last_append_ms: i64,
+}
+
+/// Why a producer batch is refused; the broker maps each to its Kafka error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceError {
+    /// An older epoch than the producer's current one: a zombie (INVALID_PRODUCER_EPOCH).
+    FencedEpoch { current: i16, received: i16 },
+    /// Not the next sequence (OUT_OF_ORDER_SEQUENCE_NUMBER).
+    OutOfOrder { expected: i32, received: i32 },
+    /// No state for this producer and not its first batch (UNKNOWN_PRODUCER_ID).
+    UnknownProducer { producer_id: i64 },
+}
+
+/// The verdict on one batch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SequenceCheck {
+    /// Append it.
+    Accept,
+    /// Already in the log: answer with these offsets, append nothing.
+    Duplicate(BatchMetadata),
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ProducerStates {
+    producers: BTreeMap<i64, ProducerEntry>,
+}
+
+impl ProducerStates {
+    pub fn len(&self) -> usize {
+        self.producers.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.producers.is_empty()
+    }
+    pub fn get(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+    pub fn entries(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
+        self.producers.iter()
+    }
+
+    /// Checks `batch` against the producer's state without changing it.
+    pub fn check(&self, batch: &ProducerBatch) -> Result<SequenceCheck, SequenceError> {
+        let Some(entry) = self.producers.get(&batch.producer_id) else {
+            return if batch.base_sequence == 0 {
+                Ok(SequenceCheck::Accept)
+            } else {
+                Err(SequenceError::UnknownProducer {
+                    producer_id: batch.producer_id,
+                })
+            };
+        };
+        if batch.producer_epoch < entry.epoch {
+            return Err(SequenceError::FencedEpoch {
+                current: entry.epoch,
+                received: batch.producer_epoch,
+            });
+        }
+        if batch.producer_epoch > entry.epoch {
+            // A bumped epoch restarts the sequence.
+            return if batch.base_sequence == 0 {
+                Ok(SequenceCheck::Accept)
+            } else {
+                Err(SequenceError::OutOfOrder {
+                    expected: 0,
+                    received: batch.base_sequence,
+                })
+            };
+        }
+        if let Some(duplicate) = entry.batches.iter().find(|cached| {
+            cached.base_sequence == batch.base_sequence
+                && cached.last_sequence == batch.last_sequence()
+        }) {
+            return Ok(SequenceCheck::Duplicate(*duplicate));
+        }
+        let expected = entry
+            .batches
+            .last()
+            .map_or(0, |last| next_sequence(last.last_sequence));
+        if batch.base_sequence != expected {
+            return Err(SequenceError::OutOfOrder {
+                expected,
+                received: batch.base_sequence,
+            });
+        }
+        Ok(SequenceCheck::Accept)
+    }
+
+    /// Records an appended (or replayed) batch at its offsets.
+    pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64, now_ms: i64) {
+        let entry = self.producers.entry(batch.producer_id).or_default();
+        if batch.producer_epoch != entry.epoch {
+            entry.epoch = batch.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.batches.push(BatchMetadata {
+            base_sequence: batch.base_sequence,
+            last_sequence: batch.last_sequence(),
+            base_offset,
+            last_offset: base_offset + i64::from(batch.last_offset_delta),
+            timestamp_ms: batch.max_timestamp_ms,
+        });
+        if entry.batches.len() > BATCHES_REMEMBERED {
+            entry.batches.remove(0);
+        }
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+    }
+
+    /// Forgets producers idle for longer than `expiration_ms` (`producer.id.expiration.ms`),
+    /// so the table stays bounded. Returns how many were removed.
+    pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
+        let before = self.producers.len();
+        self.producers
+            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) <= expiration_ms);
+        before - self.producers.len()
+    }
+
+    /// Drops batches at or after `offset` (the log was truncated there); producers left with
+    /// no batch are forgotten.
+    pub fn truncate_from(&mut self, offset: i64) {
+        for entry in self.producers.values_mut() {
+            entry.batches.retain(|batch| batch.last_offset < offset);
+        }
+        self.producers.retain(|_, entry| !entry.batches.is_empty());
+    }
+
+    pub fn clear(&mut self) {
+        self.producers.clear();
+    }
+
+    /// A line-based rendering for the snapshot file.
+    pub(crate) fn render(&self, out: &mut String) {
+        for (producer_id, entry) in &self.producers {
+            out.push_str(&format!(
+                "producer {producer_id} {} {}\n",
+                entry.epoch, entry.last_append_ms
+            ));
+            for batch in &entry.batches {
+                out.push_str(&format!(
+                    "batch {producer_id} {} {} {} {} {}\n",
+                    batch.base_sequence,
+                    batch.last_sequence,
+                    batch.base_offset,
+                    batch.last_offset,
+                    batch.timestamp_ms
+                ));
+            }
+        }
+    }
+
+    /// Parses one line of [`ProducerStates::render`]; `false` when it is not one.
+    pub(crate) fn parse_line(&mut self, line: &str) -> Result<bool, String> {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let number = |index: usize| -> Result<i64, String> {
+            fields
+                .get(index)
+                .and_then(|field| field.parse().ok())
+                .ok_or_else(|| format!("bad line {line:?}"))
+        };
+        let narrow = |value: i64| i32::try_from(value).map_err(|_| format!("bad line {line:?}"));
+        match fields.first() {
+            Some(&"producer") => {
+                let entry = self.producers.entry(number(1)?).or_default();
+                entry.epoch =
+                    i16::try_from(number(2)?).map_err(|_| format!("bad epoch {line:?}"))?;
+                entry.last_append_ms = number(3)?;
+                Ok(true)
+            }
+            Some(&"batch") => {
+                let entry = self
+                    .producers
+                    .get_mut(&number(1)?)
+                    .ok_or_else(|| format!("batch before its producer {line:?}"))?;
+                entry.batches.push(BatchMetadata {
+                    base_sequence: narrow(number(2)?)?,
+                    last_sequence: narrow(number(3)?)?,
+                    base_offset: number(4)?,
+                    last_offset: number(5)?,
+                    timestamp_ms: number(6)?,
+                });
+                Ok(true)
+            }
+            _ => Ok(false),
+        }
+    }
+}
+
+fn next_sequence(sequence: i32) -> i32 {
+    if sequence == i32::MAX {
+        0
+    } else {
+        sequence + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn batch(
+        producer_id: i64,
+        producer_epoch: i16,
+        base_sequence: i32,
+        records: i32,
+    ) -> ProducerBatch {
+        ProducerBatch {
+            producer_id,
+            producer_epoch,
+            base_sequence,
+            last_offset_delta: records - 1,
+            max_timestamp_ms: 0,
+        }
+    }
+
+    #[test]
+    fn sequences_must_follow_on_and_retries_are_duplicates() {
+        let mut states = ProducerStates::default();
+        let first = batch(7, 0, 0, 3);
+        assert_eq!(states.check(&first), Ok(SequenceCheck::Accept));
+        states.record(&first, 100, 1);
+        let retry = states.check(&first).unwrap();
+        assert!(matches!(
+            retry,
+            SequenceCheck::Duplicate(BatchMetadata {
+                base_offset: 100,
+                last_offset: 102,
+                ..
+            })
+        ));
+        assert_eq!(
+            states.check(&batch(7, 0, 4, 1)),
+            Err(SequenceError::OutOfOrder {
+                expected: 3,
+                received: 4
+            })
+        );
+        assert_eq!(states.check(&batch(7, 0, 3, 1)), Ok(SequenceCheck::Accept));
+    }
+
+    #[test]
+    fn only_the_last_five_batches_are_remembered() {
+        let mut states = ProducerStates::default();
+        for index in 0..7 {
+            states.record(&batch(1, 0, index, 1), i64::from(index), 0);
+        }
+        assert_eq!(states.get(1).unwrap().batches.len(), BATCHES_REMEMBERED);
+        assert!(matches!(
+            states.check(&batch(1, 0, 6, 1)),
+            Ok(SequenceCheck::Duplicate(_))
+        ));
+        assert!(matches!(
+            states.check(&batch(1, 0, 1, 1)),
+            Err(SequenceError::OutOfOrder { .. })
+        ));
+    }
+
+    #[test]
+    fn epochs_fence_zombies_and_restart_sequences() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 2, 0, 1), 0, 0);
+        assert_eq!(
+            states.check(&batch(1, 1, 1, 1)),
+            Err(SequenceError::FencedEpoch {
+                current: 2,
+                received: 1
+            })
+        );
+        assert_eq!(states.check(&batch(1, 3, 0, 1)), Ok(SequenceCheck::Accept));
+        assert!(matches!(
+            states.check(&batch(1, 3, 5, 1)),
+            Err(SequenceError::OutOfOrder { .. })
+        ));
+        assert_eq!(
+            states.check(&batch(9, 0, 5, 1)),
+            Err(SequenceError::UnknownProducer { producer_id: 9 })
+        );
+    }
+
+    #[test]
+    fn sequences_wrap_at_i32_max() {
+        let mut states = ProducerStates::default();
+        let near_end = ProducerBatch {
+            producer_id: 1,
+            producer_epoch: 0,
+            base_sequence: i32::MAX - 1,
+            last_offset_delta: 1,
+            max_timestamp_ms: 0,
+        };
+        assert_eq!(near_end.last_sequence(), i32::MAX);
+        states.producers.insert(1, ProducerEntry::default());
+        states.record(&near_end, 0, 0);
+        assert_eq!(states.check(&batch(1, 0, 0, 1)), Ok(SequenceCheck::Accept));
+    }
+
+    #[test]
+    fn expiry_and_truncation_forget_producers() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 0, 0, 1), 10, 1_000);
+        states.record(&batch(2, 0, 0, 1), 20, 5_000);
+        assert_eq!(states.expire(6_000, 2_000), 1);
+        assert!(states.get(1).is_none());
+        states.truncate_from(20);
+        assert!(states.is_empty());
+    }
+
+    #[test]
+    fn render_and_parse_round_trip() {
+        let mut states = ProducerStates::default();
+        states.record(&batch(1, 3, 0, 2), 10, 7);
+        states.record(&batch(1, 3, 2, 1), 12, 8);
+        let mut text = String::new();
+        states.render(&mut text);
+        let mut parsed = ProducerStates::default();
+        for line in text.lines() {
+            assert!(parsed.parse_line(line).unwrap());
+        }
+        assert_eq!(parsed, states);
+    }
+}
