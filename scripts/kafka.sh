@@ -22,6 +22,7 @@
 # releases: check a tool's --help for this version.
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq); KAFKA_LOG_LEVEL for tools (default WARN);
+# KAFKA_EXTRA_CLASSPATH put before the jars by 'tool' (your own compiled classes);
 # KAFKA_HEAP for the broker (default -Xmx1g).
 set -euo pipefail
 
@@ -130,7 +131,7 @@ java_tool() {
   exec java -Xmx512m -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
     -Dlog4j2.configurationFile="$KHOME/config/tools-log4j2.properties" \
     -Dkafka.tools.log.level="${KAFKA_LOG_LEVEL:-WARN}" \
-    -cp "$LIB/*" "$class" "$@"
+    -cp "${KAFKA_EXTRA_CLASSPATH:+$KAFKA_EXTRA_CLASSPATH:}$LIB/*" "$class" "$@"
 }
 
 free_port() {

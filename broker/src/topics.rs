@@ -33,6 +33,10 @@ pub enum TopicError {
     InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
+    #[error("topic {0:?} does not exist")]
+    Unknown(String),
+    #[error("topic has {current} partitions; it can only grow, not become {requested}")]
+    InvalidPartitionCount { current: i32, requested: i32 },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error("topic metadata {path}: {reason}")]
@@ -104,6 +108,46 @@ pub fn log_config_for(
     }
     config.validate().map_err(TopicError::InvalidConfig)?;
     Ok(config)
+}
+
+/// How Kafka types a config in DescribeConfigs (`ConfigEntry.ConfigType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConfigKind {
+    String = 2,
+    Int = 3,
+    Long = 5,
+    List = 7,
+}
+
+/// The topic configs LMQ honours, in the order DescribeConfigs lists them.
+pub const TOPIC_CONFIGS: &[(&str, ConfigKind)] = &[
+    ("cleanup.policy", ConfigKind::List),
+    ("index.interval.bytes", ConfigKind::Int),
+    ("max.message.bytes", ConfigKind::Int),
+    ("message.timestamp.type", ConfigKind::String),
+    ("retention.bytes", ConfigKind::Long),
+    ("retention.ms", ConfigKind::Long),
+    ("segment.bytes", ConfigKind::Int),
+    ("segment.ms", ConfigKind::Long),
+];
+
+/// The value a topic config has when the topic does not override it.
+pub fn default_topic_config(name: &str, defaults: &LogConfig) -> Option<String> {
+    let unlimited = |value: Option<u64>| value.map_or("-1".to_string(), |value| value.to_string());
+    Some(match name {
+        "cleanup.policy" => "delete".to_string(),
+        "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
+        "max.message.bytes" => defaults.batch_bytes_max.to_string(),
+        "message.timestamp.type" => match defaults.timestamp_type {
+            TimestampType::CreateTime => "CreateTime".to_string(),
+            TimestampType::LogAppendTime => "LogAppendTime".to_string(),
+        },
+        "retention.bytes" => unlimited(defaults.retention.retention_bytes),
+        "retention.ms" => unlimited(defaults.retention.retention_ms),
+        "segment.bytes" => defaults.segment_bytes_max.to_string(),
+        "segment.ms" => defaults.segment_ms.to_string(),
+        _ => return None,
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -184,6 +228,7 @@ impl TopicRegistry {
             .topics
             .write()
             .unwrap_or_else(PoisonError::into_inner) = loaded;
+        remove_leftover_partitions(data_dir, &registry.list());
         Ok(registry)
     }
 
@@ -195,21 +240,7 @@ impl TopicRegistry {
         let config = log_config_for(&self.defaults, &file.configs)?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
-            let dir = self.data_dir.join(format!("{name}-{index}"));
-            let options = LogOptions {
-                file_cache: Arc::clone(&self.file_cache),
-                ..LogOptions::default()
-            };
-            let (log, report) = PartitionLog::open(&dir, config.clone(), options, now_ms)?;
-            if report.truncation.is_some() || !report.segments_dropped.is_empty() {
-                tracing::warn!(
-                    topic = name,
-                    partition = index,
-                    ?report,
-                    "recovered a damaged log"
-                );
-            }
-            partitions.push(Arc::new(Partition::new(index, log)));
+            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
         }
         Ok(Topic {
             name: name.to_string(),
@@ -217,6 +248,30 @@ impl TopicRegistry {
             partitions,
             configs: file.configs.clone(),
         })
+    }
+
+    fn open_partition(
+        &self,
+        name: &str,
+        index: i32,
+        config: &LogConfig,
+        now_ms: i64,
+    ) -> Result<Partition, TopicError> {
+        let dir = self.data_dir.join(format!("{name}-{index}"));
+        let options = LogOptions {
+            file_cache: Arc::clone(&self.file_cache),
+            ..LogOptions::default()
+        };
+        let (log, report) = PartitionLog::open(&dir, config.clone(), options, now_ms)?;
+        if report.truncation.is_some() || !report.segments_dropped.is_empty() {
+            tracing::warn!(
+                topic = name,
+                partition = index,
+                ?report,
+                "recovered a damaged log"
+            );
+        }
+        Ok(Partition::new(index, log))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -301,6 +356,115 @@ impl TopicRegistry {
             .map_err(|error| metadata_error(&path, error))
     }
 
+    /// Deletes a topic: its metadata file first (the commit point: a restart no longer loads
+    /// it), then its partition directories. Leftover directories after a crash in between
+    /// are removed by the next load.
+    pub fn delete(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.remove(name) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let path = self.topics_dir().join(format!("{name}.toml"));
+        fs::remove_file(&path).map_err(|error| metadata_error(&path, error))?;
+        drop(topics);
+        for partition in &topic.partitions {
+            if let Err(error) = partition.close() {
+                tracing::warn!(topic = name, partition = partition.index, %error, "closing a deleted partition failed");
+            }
+            remove_partition_dir(&self.data_dir.join(format!("{name}-{}", partition.index)));
+        }
+        tracing::info!(topic = name, "deleted topic");
+        Ok(topic)
+    }
+
+    /// Grows a topic to `total` partitions (CreatePartitions); partitions never shrink.
+    pub fn add_partitions(
+        &self,
+        name: &str,
+        total: i32,
+        validate_only: bool,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+        if total <= current {
+            return Err(TopicError::InvalidPartitionCount {
+                current,
+                requested: total,
+            });
+        }
+        if total > PARTITIONS_MAX {
+            return Err(TopicError::InvalidPartitions(total));
+        }
+        if validate_only {
+            return Ok(topic);
+        }
+        let file = TopicFile {
+            id: topic.id,
+            partitions: total,
+            configs: topic.configs.clone(),
+        };
+        self.write_topic_file(name, &file)?;
+        let config = log_config_for(&self.defaults, &topic.configs)?;
+        let mut partitions = topic.partitions.clone();
+        for index in current..total {
+            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
+        }
+        let grown = Arc::new(Topic {
+            name: name.to_string(),
+            id: topic.id,
+            partitions,
+            configs: topic.configs.clone(),
+        });
+        topics.insert(name.to_string(), Arc::clone(&grown));
+        tracing::info!(topic = name, from = current, to = total, "added partitions");
+        Ok(grown)
+    }
+
+    /// Replaces a topic's config overrides (validated as a whole) and applies them to its
+    /// logs.
+    pub fn set_configs(
+        &self,
+        name: &str,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+    ) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.get(name).cloned() else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let config = log_config_for(&self.defaults, &configs)?;
+        if validate_only {
+            return Ok(topic);
+        }
+        let file = TopicFile {
+            id: topic.id,
+            partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+            configs: configs.clone(),
+        };
+        self.write_topic_file(name, &file)?;
+        for partition in &topic.partitions {
+            partition.with_log(|log| log.set_config(config.clone()))?;
+        }
+        let updated = Arc::new(Topic {
+            name: name.to_string(),
+            id: topic.id,
+            partitions: topic.partitions.clone(),
+            configs,
+        });
+        topics.insert(name.to_string(), Arc::clone(&updated));
+        tracing::info!(topic = name, "updated topic configs");
+        Ok(updated)
+    }
+
+    /// The broker-wide defaults topics start from.
+    pub fn defaults(&self) -> &LogConfig {
+        &self.defaults
+    }
+
     /// Closes every partition log cleanly (shutdown).
     pub fn close(&self) {
         for topic in self.list() {
@@ -310,6 +474,41 @@ impl TopicRegistry {
                 }
             }
         }
+    }
+}
+
+/// Partition directories (`<topic>-<n>` holding a partition checkpoint) of topics that no
+/// longer exist: a deletion was interrupted between its metadata and its data.
+fn remove_leftover_partitions(data_dir: &Path, topics: &[Arc<Topic>]) {
+    let Ok(entries) = fs::read_dir(data_dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Some(name) = path.file_name().and_then(|name| name.to_str()) else {
+            continue;
+        };
+        let Some((topic, index)) = name.rsplit_once('-') else {
+            continue;
+        };
+        let Ok(index) = index.parse::<usize>() else {
+            continue;
+        };
+        let known = topics
+            .iter()
+            .any(|known| known.name == topic && index < known.partitions.len());
+        if !known && path.join(lmq_storage::STATE_FILE).exists() {
+            tracing::warn!(dir = %path.display(), "removing the partition directory of a deleted topic");
+            remove_partition_dir(&path);
+        }
+    }
+}
+
+fn remove_partition_dir(dir: &Path) {
+    if let Err(error) = fs::remove_dir_all(dir)
+        && error.kind() != std::io::ErrorKind::NotFound
+    {
+        tracing::error!(dir = %dir.display(), %error, "removing a partition directory failed");
     }
 }
 

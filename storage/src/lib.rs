@@ -32,4 +32,4 @@ pub use log::{
 };
 pub use scan::Damage;
 pub use segment::FileRegion;
-pub use state::LeaderEpochCache;
+pub use state::{LeaderEpochCache, STATE_FILE};

@@ -9,7 +9,7 @@ use crate::error::{Result, StorageError};
 use crate::files::{Syncer, write_atomically};
 use crate::producers::ProducerStates;
 
-pub(crate) const STATE_FILE: &str = "state.checkpoint";
+pub const STATE_FILE: &str = "state.checkpoint";
 const HEADER: &str = "lmq-partition-state 1";
 
 /// Which leader epoch wrote which offsets: `(epoch, start_offset)` ascending in both.

@@ -30,6 +30,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::ApiVersions, 0, 4),
     api(ApiKey::CreateTopics, 2, 7),
     api(ApiKey::InitProducerId, 0, 5),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::DescribeCluster, 0, 2),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

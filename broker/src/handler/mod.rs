@@ -1,8 +1,14 @@
 //! One file per Kafka API. This is the only place Kafka error codes are chosen.
 
 mod api_versions;
+mod create_partitions;
 mod create_topics;
+mod delete_records;
+mod delete_topics;
+mod describe_cluster;
+mod describe_configs;
 mod fetch;
+mod incremental_alter_configs;
 mod init_producer_id;
 mod list_offsets;
 mod metadata;
@@ -42,6 +48,24 @@ pub async fn dispatch(broker: &Broker, request: DecodedRequest) -> Option<Respon
         ))),
         RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
             init_producer_id::handle(broker, body),
+        )),
+        RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(delete_topics::handle(
+            broker, body, version,
+        ))),
+        RequestKind::CreatePartitions(body) => Some(ResponseKind::CreatePartitions(
+            create_partitions::handle(broker, body),
+        )),
+        RequestKind::DescribeConfigs(body) => Some(ResponseKind::DescribeConfigs(
+            describe_configs::handle(broker, body, version),
+        )),
+        RequestKind::IncrementalAlterConfigs(body) => Some(ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(broker, body),
+        )),
+        RequestKind::DeleteRecords(body) => Some(ResponseKind::DeleteRecords(
+            delete_records::handle(broker, body),
+        )),
+        RequestKind::DescribeCluster(body) => Some(ResponseKind::DescribeCluster(
+            describe_cluster::handle(broker, body),
         )),
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(create_topics::handle(
             broker, body, version,
@@ -93,6 +117,8 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
         TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
+        TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
+        TopicError::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions,
         TopicError::Storage(error) => return storage_error_code(error),
         TopicError::Metadata { .. } => ResponseError::KafkaStorageError,
     };

@@ -1,0 +1,121 @@
+//! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic configs, validated as
+//! a whole before anything changes.
+
+use std::collections::BTreeMap;
+
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::incremental_alter_configs_request::AlterableConfig;
+use lmq_wire::protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use lmq_wire::protocol::messages::{
+    IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
+};
+
+use super::describe_configs::RESOURCE_TOPIC;
+use super::{NONE, str_bytes, topic_error_code};
+use crate::broker::Broker;
+use crate::topics::{ConfigKind, TOPIC_CONFIGS, TopicError, default_topic_config};
+
+const SET: i8 = 0;
+const DELETE: i8 = 1;
+const APPEND: i8 = 2;
+const SUBTRACT: i8 = 3;
+
+pub fn handle(
+    broker: &Broker,
+    request: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut response = IncrementalAlterConfigsResponse::default();
+    for resource in request.resources {
+        let mut result = AlterConfigsResourceResponse::default();
+        result.resource_type = resource.resource_type;
+        result.resource_name = resource.resource_name.clone();
+        let outcome = if resource.resource_type == RESOURCE_TOPIC {
+            alter_topic(
+                broker,
+                &resource.resource_name,
+                &resource.configs,
+                request.validate_only,
+            )
+            .map_err(|error| (topic_error_code(&error), error.to_string()))
+        } else {
+            Err((
+                ResponseError::InvalidRequest.code(),
+                "only topic configs can be altered; broker settings come from its config file"
+                    .to_string(),
+            ))
+        };
+        match outcome {
+            Ok(()) => result.error_code = NONE,
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(str_bytes(message));
+            }
+        }
+        response.responses.push(result);
+    }
+    response
+}
+
+fn alter_topic(
+    broker: &Broker,
+    name: &str,
+    changes: &[AlterableConfig],
+    validate_only: bool,
+) -> Result<(), TopicError> {
+    let topic = broker
+        .topics
+        .get(name)
+        .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
+    let mut configs: BTreeMap<String, String> = topic.configs.clone();
+    for change in changes {
+        let key = change.name.to_string();
+        let value = change.value.as_ref().map(ToString::to_string);
+        let is_list = TOPIC_CONFIGS
+            .iter()
+            .any(|&(known, kind)| known == key && kind == ConfigKind::List);
+        match (change.config_operation, value) {
+            (SET, Some(value)) => {
+                configs.insert(key, value);
+            }
+            (DELETE, _) => {
+                configs.remove(&key);
+            }
+            (APPEND | SUBTRACT, Some(value)) if is_list => {
+                let current = configs
+                    .get(&key)
+                    .cloned()
+                    .or_else(|| default_topic_config(&key, broker.topics.defaults()))
+                    .unwrap_or_default();
+                let mut items: Vec<String> = current
+                    .split(',')
+                    .filter(|item| !item.is_empty())
+                    .map(String::from)
+                    .collect();
+                for item in value.split(',').filter(|item| !item.is_empty()) {
+                    if change.config_operation == APPEND {
+                        if !items.iter().any(|existing| existing == item) {
+                            items.push(item.to_string());
+                        }
+                    } else {
+                        items.retain(|existing| existing != item);
+                    }
+                }
+                configs.insert(key, items.join(","));
+            }
+            (APPEND | SUBTRACT, Some(_)) => {
+                return Err(TopicError::InvalidConfig(format!(
+                    "{key} is not a list: APPEND and SUBTRACT do not apply"
+                )));
+            }
+            (operation, _) => {
+                return Err(TopicError::InvalidConfig(format!(
+                    "operation {operation} on {key} needs a value"
+                )));
+            }
+        }
+    }
+    broker
+        .topics
+        .set_configs(name, configs, validate_only)
+        .map(|_| ())
+}
