@@ -13,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use common::{TestBroker, TestClient, batch};
+use common::{TestBroker, TestClient, batch, gzip_batch};
 use lmq_storage::builder::BatchBuilder;
 use lmq_wire::SUPPORTED_APIS;
 use lmq_wire::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
@@ -706,6 +706,7 @@ async fn list_offsets_answers_earliest_latest_and_timestamps() {
         .await;
     produce(&mut client, "times", 0, batch(&["a", "b", "c"], 1_000)).await; // 1000, 1001, 1002
     produce(&mut client, "times", 0, batch(&["d", "e"], 2_000)).await; // 2000, 2001
+    produce(&mut client, "times", 0, gzip_batch(&["f", "g", "h"], 3_000)).await; // 3000-3002
     let answer = |response: ResponseKind| match response {
         ResponseKind::ListOffsets(response) => {
             let partition = &response.topics[0].partitions[0];
@@ -725,8 +726,9 @@ async fn list_offsets_answers_earliest_latest_and_timestamps() {
         )
     };
     assert_eq!(ask(-2).await, (0, -1, 0));
-    assert_eq!(ask(-1).await, (0, -1, 5));
-    assert_eq!(ask(-3).await, (0, 2_001, 4));
+    assert_eq!(ask(-1).await, (0, -1, 8));
+    assert_eq!(ask(-3).await, (0, 3_002, 7));
+    assert_eq!(ask(3_001).await, (0, 3_001, 6), "inside a compressed batch");
     assert_eq!(ask(1_001).await, (0, 1_001, 1), "the exact record");
     assert_eq!(ask(1_500).await, (0, 2_000, 3));
     assert_eq!(ask(9_999).await, (0, -1, -1));

@@ -264,7 +264,20 @@ pub fn first_offset_at_or_after(view: &BatchView<'_>, target_ms: i64) -> Option<
     if view.compression() != Compression::None {
         return None;
     }
-    let mut rest = view.records_bytes();
+    first_offset_in_records(view, view.records_bytes(), target_ms)
+}
+
+/// [`first_offset_at_or_after`] over `records`, the batch's records already decompressed.
+pub fn first_offset_in_records(
+    view: &BatchView<'_>,
+    records: &[u8],
+    target_ms: i64,
+) -> Option<(i64, i64)> {
+    if view.is_log_append_time() {
+        return (view.max_timestamp() >= target_ms)
+            .then(|| (view.max_timestamp(), view.base_offset()));
+    }
+    let mut rest = records;
     for _ in 0..view.records_count() {
         let (length, after_length) = read_varlong(rest)?;
         let length = usize::try_from(length).ok()?;

@@ -7,6 +7,7 @@
 
 mod error;
 mod frame;
+pub mod records;
 mod request;
 mod response;
 mod versions;

@@ -1,10 +1,11 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
 
-use lmq_storage::batch::{BatchView, first_offset_at_or_after};
+use lmq_storage::batch::{BatchView, first_offset_in_records};
 use lmq_wire::protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use lmq_wire::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use lmq_wire::records::{Codec, decompress};
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
 use crate::broker::Broker;
@@ -13,6 +14,8 @@ use crate::partition::{Partition, SINGLE_NODE_LEADER_EPOCH};
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
 const MAX_TIMESTAMP: i64 = -3;
+/// Bound on a batch's decompressed size when looking inside it.
+const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
 
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
@@ -73,10 +76,14 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), lmq_stora
                         path: "partition".into(),
                         source: error,
                     })?;
-            // Exact record for uncompressed batches; the batch's first offset otherwise.
-            let exact = BatchView::new(&bytes)
-                .ok()
-                .and_then(|view| first_offset_at_or_after(&view, target));
+            // The exact record, decompressing the batch when needed; a batch that cannot be
+            // decoded answers with its first offset.
+            let exact = BatchView::new(&bytes).ok().and_then(|view| {
+                let codec = Codec::from_attributes(view.attributes()).ok()?;
+                let records =
+                    decompress(codec, view.records_bytes(), DECOMPRESSED_BYTES_MAX).ok()?;
+                first_offset_in_records(&view, &records, target)
+            });
             Ok(exact.unwrap_or((found.max_timestamp_ms, found.base_offset)))
         }
     }

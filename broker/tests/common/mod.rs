@@ -106,6 +106,40 @@ impl TestClient {
     }
 }
 
+/// A gzip-compressed batch of `values` (as Java and librdkafka producers send them),
+/// timestamps from `timestamp_ms` on.
+pub fn gzip_batch(values: &[&str], timestamp_ms: i64) -> Bytes {
+    use std::io::Write;
+    let plain = batch(values, timestamp_ms);
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder.write_all(&plain[61..]).unwrap();
+    let compressed = encoder.finish().unwrap();
+    let mut out = plain[..61].to_vec();
+    out.extend_from_slice(&compressed);
+    let length = i32::try_from(out.len() - 12).unwrap();
+    out[8..12].copy_from_slice(&length.to_be_bytes());
+    out[22] |= 1; // attributes: gzip
+    let crc = crc32c_of(&out[21..]);
+    out[17..21].copy_from_slice(&crc.to_be_bytes());
+    Bytes::from(out)
+}
+
+fn crc32c_of(bytes: &[u8]) -> u32 {
+    // CRC-32C (Castagnoli), bitwise: test code, no dependency needed.
+    let mut crc = !0u32;
+    for &byte in bytes {
+        crc ^= u32::from(byte);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0x82f6_3b78
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
 /// An uncompressed batch of `values`, timestamps from `timestamp_ms` on.
 pub fn batch(values: &[&str], timestamp_ms: i64) -> Bytes {
     let mut builder = BatchBuilder::new(timestamp_ms);

@@ -1,0 +1,241 @@
+#!/usr/bin/env bash
+# Real Kafka clients against one `lmq serve` node: kcat, confluent-kafka (Python), Java
+# kafka-clients, Kafka's own CLI tools, and kill -9 / torn-tail durability.
+#
+#   compat-tests/single-node.sh target/release/lmq
+#
+# Starts BINARY on a free 127.0.0.1 port with a fresh data dir, runs every scenario, prints
+# 'PASS name' / 'FAIL name: reason' per check and, last, 'N passed, M failed'; exits non-zero
+# if anything failed. Progress goes to stderr; logs stay in the work dir, which is kept when
+# something failed (or with LMQ_COMPAT_KEEP=1).
+#
+# Installs what it needs, idempotently: kcat (apt), a venv with confluent-kafka under
+# $LMQ_CACHE/venv, Apache Kafka's jars (scripts/kafka.sh), the compiled Java scenario under
+# $LMQ_CACHE/compat-java/<hash of its sources>. LMQ_CACHE defaults to ~/.cache/lmq.
+# RUST_LOG is passed to the broker (default info).
+set -euo pipefail
+
+[[ $# -eq 1 ]] || { echo "usage: $0 BINARY   (e.g. target/release/lmq; build it with cargo build --release -p lmq-broker)" >&2; exit 2; }
+[[ -x "$1" ]] || { echo "$0: $1 is not an executable; build it with: cargo build --release -p lmq-broker" >&2; exit 2; }
+BINARY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
+CONFLUENT_KAFKA_VERSION=2.16.1
+KAFKA="$ROOT/scripts/kafka.sh"
+PY="$LMQ_CACHE/venv/bin/python"
+STARTED=$SECONDS
+
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/lmq-compat.XXXXXX")"
+LOGS="$WORK/logs"
+DATA="$WORK/data"
+mkdir -p "$LOGS" "$LMQ_CACHE"
+BROKER_PID=""
+PASSED=0
+FAILED=0
+
+say() { echo "==> $*" >&2; }
+die() {
+  echo "compat-tests/single-node.sh: $*" >&2
+  exit 2
+}
+
+cleanup() {
+  local rc=$?
+  if [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null; then
+    kill -TERM "$BROKER_PID" 2>/dev/null || true
+    for _ in $(seq 1 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+  fi
+  if ((FAILED > 0 || rc != 0)) || [[ -n "${LMQ_COMPAT_KEEP:-}" ]]; then
+    echo "compat-tests: logs and data kept in $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- prerequisites (idempotent)
+
+apt_install() { # PACKAGE...: apt-get install, running apt-get update only if that fails
+  [[ $(id -u) -eq 0 ]] || die "missing $*: run as root or: sudo apt-get install -y $*"
+  say "apt-get install $*"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$LOGS/apt.log" 2>&1 ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$LOGS/apt.log" 2>&1 &&
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$LOGS/apt.log" 2>&1; } ||
+    die "could not install $* (see $LOGS/apt.log); install them with apt-get and retry"
+}
+
+command -v kcat >/dev/null || apt_install kcat
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+command -v mvn >/dev/null || apt_install maven
+command -v python3 >/dev/null || apt_install python3 python3-venv
+
+if ! "$PY" -c "import confluent_kafka, sys; sys.exit(confluent_kafka.version()[0] != '$CONFLUENT_KAFKA_VERSION')" 2>/dev/null; then
+  say "python venv with confluent-kafka==$CONFLUENT_KAFKA_VERSION in $LMQ_CACHE/venv"
+  python3 -m venv "$LMQ_CACHE/venv" >"$LOGS/venv.log" 2>&1 ||
+    { apt_install python3-venv && python3 -m venv "$LMQ_CACHE/venv" >"$LOGS/venv.log" 2>&1; } ||
+    die "python3 -m venv failed (see $LOGS/venv.log): apt-get install -y python3-venv"
+  "$LMQ_CACHE/venv/bin/pip" install -q "confluent-kafka==$CONFLUENT_KAFKA_VERSION" >>"$LOGS/venv.log" 2>&1 ||
+    die "pip install confluent-kafka==$CONFLUENT_KAFKA_VERSION failed (see $LOGS/venv.log); PyPI must be reachable"
+fi
+
+say "Apache Kafka jars (scripts/kafka.sh install)"
+"$KAFKA" install
+KAFKA_VERSION="$("$KAFKA" version)"
+
+JAVA_HASH="$(cat "$HERE"/java/*.java <(echo "$KAFKA_VERSION") | sha256sum | cut -c1-16)"
+JAVA_CLASSES="$LMQ_CACHE/compat-java/$JAVA_HASH"
+if [[ ! -d "$JAVA_CLASSES" ]]; then
+  say "compiling compat-tests/java into $JAVA_CLASSES"
+  rm -rf "$JAVA_CLASSES.tmp"
+  mkdir -p "$JAVA_CLASSES.tmp"
+  javac -d "$JAVA_CLASSES.tmp" -cp "$("$KAFKA" classpath)" "$HERE"/java/*.java >"$LOGS/javac.log" 2>&1 ||
+    { cat "$LOGS/javac.log" >&2; die "javac failed"; }
+  mv "$JAVA_CLASSES.tmp" "$JAVA_CLASSES"
+fi
+
+# ---------------------------------------------------------------- the broker
+
+PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+BOOTSTRAP="127.0.0.1:$PORT"
+
+start_broker() { # starts on DATA and PORT, waits (bounded) for 'lmq ready'; returns 1 if it does not come up
+  local before
+  before="$(grep -c 'lmq ready' "$LOGS/broker.log" 2>/dev/null || true)"
+  RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve --data-dir "$DATA" --listen "$BOOTSTRAP" \
+    >>"$LOGS/broker.log" 2>&1 </dev/null &
+  BROKER_PID=$!
+  for _ in $(seq 1 300); do
+    if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+      BROKER_PID=""
+      return 1
+    fi
+    if (($(grep -c 'lmq ready' "$LOGS/broker.log" || true) > before)) &&
+      (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null; then
+      return 0
+    fi
+    sleep 0.1
+  done
+  return 1
+}
+
+kill9_broker() {
+  kill -KILL "$BROKER_PID" 2>/dev/null || true
+  wait "$BROKER_PID" 2>/dev/null || true
+  BROKER_PID=""
+}
+
+broker_log_tail() { tail -n 5 "$LOGS/broker.log" | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' | cut -c1-400; }
+
+# ---------------------------------------------------------------- results
+
+result() { # NAME [FAILURE-TEXT]
+  if [[ -z "${2:-}" ]]; then
+    echo "PASS $1"
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAIL $1: $2"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+# run_scenario NAME TIMEOUT COMMAND...: COMMAND prints PASS/FAIL lines on stdout (collected
+# here); its stderr goes to logs/NAME.log. A scenario that prints nothing, or is cut off by
+# TIMEOUT, fails as a whole. A broker that died meanwhile is reported and restarted.
+run_scenario() {
+  local name="$1" limit="$2" rc=0 line printed=0
+  shift 2
+  say "scenario $name"
+  timeout "$limit" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.log" </dev/null || rc=$?
+  while IFS= read -r line; do
+    case "$line" in
+    "PASS "*) result "${line#PASS }"; printed=1 ;;
+    "FAIL "*)
+      line="${line#FAIL }"
+      result "${line%%:*}" "${line#*: }"
+      printed=1
+      ;;
+    esac
+  done <"$LOGS/$name.out"
+  if ((rc == 124)); then
+    result "$name" "timed out after ${limit}s (logs/$name.log)"
+  elif ((printed == 0)); then
+    result "$name" "exited $rc without a result: $(tail -n 3 "$LOGS/$name.log" | tr '\n' ' ' | cut -c1-300)"
+  fi
+  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
+    result "broker-alive-after-$name" "the broker exited: $(broker_log_tail)"
+    start_broker || die "the broker does not start again (logs/broker.log)"
+  fi
+}
+
+# ---------------------------------------------------------------- scenario 5: durability
+
+durability() {
+  local topic="durability" state="$WORK/durability.json" why
+  say "scenario durability"
+  why="$(timeout 120 "$PY" "$HERE/python/durability.py" produce "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
+  if [[ -n "$why" ]]; then
+    result durability-kill9-restart "producing before the kill failed: $why"
+    return
+  fi
+  kill9_broker
+  if ! start_broker; then
+    result durability-kill9-restart "the broker does not start after kill -9: $(broker_log_tail)"
+    return
+  fi
+  why="$(timeout 120 "$PY" "$HERE/python/durability.py" verify "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
+  result durability-kill9-restart "$why"
+
+  # Torn tail: kill -9, cut 7 bytes off partition 0's newest .log (into its last batch) and
+  # append 23 garbage bytes to partition 1's, restart.
+  kill9_broker
+  why="$("$PY" "$HERE/python/durability.py" damage "$DATA" "$topic" "$state" 0 truncate 7 2>>"$LOGS/durability.log")" || true
+  [[ -n "$why" ]] || why="$("$PY" "$HERE/python/durability.py" damage "$DATA" "$topic" "$state" 1 append 23 2>>"$LOGS/durability.log")" || true
+  if [[ -n "$why" ]]; then
+    result durability-damaged-tail "could not damage the log: $why"
+    start_broker || die "the broker does not start again (logs/broker.log)"
+    return
+  fi
+  if ! start_broker; then
+    result durability-damaged-tail "the broker does not start after the damage: $(broker_log_tail)"
+    start_broker 2>/dev/null || true
+    return
+  fi
+  why="$(timeout 120 "$PY" "$HERE/python/durability.py" verify "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
+  result durability-damaged-tail "$why"
+  why="$(timeout 120 "$PY" "$HERE/python/durability.py" append-after "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
+  result durability-append-after-damage "$why"
+}
+
+# ---------------------------------------------------------------- run
+
+say "starting $BINARY serve on $BOOTSTRAP (data: $DATA)"
+start_broker || die "the broker did not become ready within 30 s: $(broker_log_tail)"
+
+export PYTHONPATH="$HERE/python"
+run_scenario kcat 240 "$HERE/kcat/kcat.sh" "$BOOTSTRAP" "$WORK/kcat" "$PY"
+run_scenario python-idempotent 180 "$PY" "$HERE/python/idempotent.py" "$BOOTSTRAP" python-idempotent
+run_scenario java-roundtrip 180 env KAFKA_EXTRA_CLASSPATH="$JAVA_CLASSES" "$KAFKA" tool RoundTrip "$BOOTSTRAP" java-roundtrip
+run_scenario cli 480 "$HERE/cli/cli.sh" "$BOOTSTRAP" "$WORK/cli"
+durability
+
+# A clean stop: SIGTERM, exit status 0 within 15 s.
+say "stopping the broker"
+if [[ -n "$BROKER_PID" ]]; then
+  kill -TERM "$BROKER_PID"
+  for _ in $(seq 1 150); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$BROKER_PID" 2>/dev/null; then
+    result broker-sigterm-shutdown "still running 15 s after SIGTERM"
+  else
+    rc=0
+    wait "$BROKER_PID" || rc=$?
+    if ((rc == 0)); then result broker-sigterm-shutdown; else result broker-sigterm-shutdown "exit status $rc: $(broker_log_tail)"; fi
+    BROKER_PID=""
+  fi
+fi
+
+say "done in $((SECONDS - STARTED)) s"
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))
