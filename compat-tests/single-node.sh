@@ -72,7 +72,7 @@ command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
 command -v mvn >/dev/null || apt_install maven
 command -v python3 >/dev/null || apt_install python3 python3-venv
 
-if ! "$PY" -c "import confluent_kafka, sys; sys.exit(confluent_kafka.version()[0] != '$CONFLUENT_KAFKA_VERSION')" 2>/dev/null; then
+if ! "$PY" -c "import importlib.metadata as m, sys; sys.exit(m.version('confluent-kafka') != '$CONFLUENT_KAFKA_VERSION')" 2>/dev/null; then
   say "python venv with confluent-kafka==$CONFLUENT_KAFKA_VERSION in $LMQ_CACHE/venv"
   python3 -m venv "$LMQ_CACHE/venv" >"$LOGS/venv.log" 2>&1 ||
     { apt_install python3-venv && python3 -m venv "$LMQ_CACHE/venv" >"$LOGS/venv.log" 2>&1; } ||
@@ -107,6 +107,7 @@ start_broker() { # starts on DATA and PORT, waits (bounded) for 'lmq ready'; ret
   RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve --data-dir "$DATA" --listen "$BOOTSTRAP" \
     >>"$LOGS/broker.log" 2>&1 </dev/null &
   BROKER_PID=$!
+  say "broker pid $BROKER_PID"
   for _ in $(seq 1 300); do
     if ! kill -0 "$BROKER_PID" 2>/dev/null; then
       BROKER_PID=""
@@ -125,6 +126,10 @@ kill9_broker() {
   kill -KILL "$BROKER_PID" 2>/dev/null || true
   wait "$BROKER_PID" 2>/dev/null || true
   BROKER_PID=""
+}
+
+broker_up() { # the broker process lives and accepts connections
+  [[ -n "$BROKER_PID" ]] && kill -0 "$BROKER_PID" 2>/dev/null && (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null
 }
 
 broker_log_tail() { tail -n 5 "$LOGS/broker.log" | sed 's/\x1b\[[0-9;]*m//g' | tr '\n' ' ' | cut -c1-400; }
@@ -164,8 +169,9 @@ run_scenario() {
   elif ((printed == 0)); then
     result "$name" "exited $rc without a result: $(tail -n 3 "$LOGS/$name.log" | tr '\n' ' ' | cut -c1-300)"
   fi
-  if ! kill -0 "$BROKER_PID" 2>/dev/null; then
-    result "broker-alive-after-$name" "the broker exited: $(broker_log_tail)"
+  if ! broker_up; then
+    result "broker-alive-after-$name" "the broker is gone or not accepting connections: $(broker_log_tail)"
+    kill9_broker
     start_broker || die "the broker does not start again (logs/broker.log)"
   fi
 }

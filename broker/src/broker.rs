@@ -8,8 +8,13 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::clock::Clock;
+use std::collections::BTreeMap;
+
 use crate::config::BrokerConfig;
+use crate::group::GroupCoordinator;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::producer_ids::ProducerIdAllocator;
+use crate::topics::NewTopic;
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -21,6 +26,7 @@ pub struct Broker {
     pub appended: Notify,
     pub cluster_id: String,
     pub producer_ids: ProducerIdAllocator,
+    pub groups: GroupCoordinator,
 }
 
 /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
@@ -47,6 +53,7 @@ impl Broker {
             config.default_partitions,
             clock.now_ms(),
         )?;
+        let groups = open_group_coordinator(&config, &topics, clock.now_ms())?;
         Ok(Broker {
             config,
             topics,
@@ -54,6 +61,7 @@ impl Broker {
             appended: Notify::new(),
             cluster_id,
             producer_ids,
+            groups,
         })
     }
 
@@ -90,6 +98,33 @@ impl Broker {
     pub fn close(&self) {
         self.topics.close();
     }
+}
+
+/// Creates the internal offsets topic on first start, then rebuilds committed offsets from
+/// it. Its records are never deleted by time: without compaction they are the only copy.
+fn open_group_coordinator(
+    config: &BrokerConfig,
+    topics: &TopicRegistry,
+    now_ms: i64,
+) -> Result<GroupCoordinator, TopicError> {
+    let topic = match topics.get(OFFSETS_TOPIC) {
+        Some(topic) => topic,
+        None => topics.create(
+            &NewTopic {
+                name: OFFSETS_TOPIC.to_string(),
+                partitions: config.group.offsets_topic_partitions,
+                replication_factor: 1,
+                configs: BTreeMap::from([
+                    ("retention.ms".to_string(), "-1".to_string()),
+                    ("retention.bytes".to_string(), "-1".to_string()),
+                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+                ]),
+            },
+            now_ms,
+        )?,
+    };
+    GroupCoordinator::load(config.group.coordinator_config(), topic.partitions.clone())
+        .map_err(TopicError::from)
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.

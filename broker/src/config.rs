@@ -29,6 +29,49 @@ pub struct BrokerConfig {
     pub connections_max: usize,
     /// Topic defaults, Kafka's names and meanings.
     pub log: LogDefaults,
+    /// Consumer group coordinator settings.
+    pub group: GroupSettings,
+}
+
+/// Kafka's `group.*` and `offsets.topic.*` broker settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupSettings {
+    pub min_session_timeout_ms: i32,
+    pub max_session_timeout_ms: i32,
+    /// A new group waits this long for more members before its first assignment.
+    pub initial_rebalance_delay_ms: i64,
+    pub max_size: usize,
+    pub groups_max: usize,
+    /// Partitions of `__consumer_offsets`, fixed when it is first created.
+    pub offsets_topic_partitions: i32,
+}
+
+impl Default for GroupSettings {
+    fn default() -> Self {
+        let defaults = crate::group::state::GroupConfig::default();
+        GroupSettings {
+            min_session_timeout_ms: defaults.session_timeout_ms_min,
+            max_session_timeout_ms: defaults.session_timeout_ms_max,
+            initial_rebalance_delay_ms: defaults.initial_rebalance_delay_ms,
+            max_size: defaults.members_max,
+            groups_max: defaults.groups_max,
+            offsets_topic_partitions: 1,
+        }
+    }
+}
+
+impl GroupSettings {
+    pub fn coordinator_config(&self) -> crate::group::state::GroupConfig {
+        crate::group::state::GroupConfig {
+            session_timeout_ms_min: self.min_session_timeout_ms,
+            session_timeout_ms_max: self.max_session_timeout_ms,
+            initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
+            members_max: self.max_size,
+            groups_max: self.groups_max,
+            ..crate::group::state::GroupConfig::default()
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -58,6 +101,7 @@ impl Default for BrokerConfig {
             frame_bytes_max: lmq_wire::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             log: LogDefaults::default(),
+            group: GroupSettings::default(),
         }
     }
 }

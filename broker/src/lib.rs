@@ -4,6 +4,7 @@
 pub mod broker;
 pub mod clock;
 pub mod config;
+pub mod group;
 mod handler;
 pub mod partition;
 pub mod producer_ids;

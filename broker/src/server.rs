@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::handler::{dispatch, unsupported_version_response};
+use crate::handler::{RequestContext, dispatch, unsupported_version_response};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running.
@@ -94,11 +94,20 @@ async fn connection(
                     request.correlation_id(),
                 );
                 tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+                let context = RequestContext {
+                    peer,
+                    client_id: request
+                        .header
+                        .client_id
+                        .as_deref()
+                        .unwrap_or_default()
+                        .to_string(),
+                };
                 (
                     api_key,
                     version,
                     correlation_id,
-                    dispatch(broker, request).await,
+                    dispatch(broker, &context, request).await,
                 )
             }
             // Kafka answers an ApiVersions it cannot parse with v0 and UNSUPPORTED_VERSION so
@@ -141,8 +150,10 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         tokio::spawn(async move {
             let mut flush = tokio::time::interval(Duration::from_secs(1));
             let mut retention = tokio::time::interval(Duration::from_secs(60));
+            let mut groups = tokio::time::interval(Duration::from_millis(100));
             loop {
                 tokio::select! {
+                    _ = groups.tick() => broker.groups.tick(broker.now_ms()),
                     _ = flush.tick() => broker.flush_due(),
                     _ = retention.tick() => broker.maintain(),
                     _ = shutdown.wait_for(|stop| *stop) => break,

@@ -293,6 +293,54 @@ pub fn first_offset_in_records(
     None
 }
 
+/// One record of a batch, borrowed from its (uncompressed) records bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordView<'a> {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<&'a [u8]>,
+    pub value: Option<&'a [u8]>,
+}
+
+/// Parses every record of a batch from `records` (its payload, decompressed if it was
+/// compressed). Headers are skipped. `None` when the bytes are malformed.
+pub fn parse_records<'a>(view: &BatchView<'_>, records: &'a [u8]) -> Option<Vec<RecordView<'a>>> {
+    let count = usize::try_from(view.records_count()).ok()?;
+    // Each record takes at least 7 bytes: never trust the count for the allocation.
+    let mut out = Vec::with_capacity(count.min(records.len() / 7));
+    let mut rest = records;
+    for _ in 0..count {
+        let (length, after_length) = read_varlong(rest)?;
+        let length = usize::try_from(length).ok()?;
+        let record = after_length.get(..length)?;
+        rest = after_length.get(length..)?;
+        let (timestamp_delta, body) = read_varlong(record.get(1..)?)?;
+        let (offset_delta, body) = read_varlong(body)?;
+        let (key, body) = read_bytes(body)?;
+        let (value, _headers) = read_bytes(body)?;
+        out.push(RecordView {
+            offset: view.base_offset().checked_add(offset_delta)?,
+            timestamp_ms: if view.is_log_append_time() {
+                view.max_timestamp()
+            } else {
+                view.base_timestamp().checked_add(timestamp_delta)?
+            },
+            key,
+            value,
+        });
+    }
+    Some(out)
+}
+
+fn read_bytes(bytes: &[u8]) -> Option<(Option<&[u8]>, &[u8])> {
+    let (length, rest) = read_varlong(bytes)?;
+    if length < 0 {
+        return Some((None, rest));
+    }
+    let length = usize::try_from(length).ok()?;
+    Some((Some(rest.get(..length)?), rest.get(length..)?))
+}
+
 /// A zig-zag varint of at most 10 bytes and what follows it.
 fn read_varlong(bytes: &[u8]) -> Option<(i64, &[u8])> {
     let mut value = 0u64;
@@ -418,6 +466,37 @@ mod tests {
             None,
             "malformed records: no answer"
         );
+    }
+
+    #[test]
+    fn records_parse_back_to_what_was_built() {
+        let mut builder = BatchBuilder::new(50);
+        builder.push(Some(b"k1"), Some(b"v1"), 50);
+        builder.push(None, None, 57);
+        let mut bytes = builder.build();
+        set_base_offset(&mut bytes, 10);
+        let view = BatchView::validated(&bytes).unwrap();
+        let records = parse_records(&view, view.records_bytes()).unwrap();
+        assert_eq!(records.len(), 2);
+        assert_eq!(
+            records[0],
+            RecordView {
+                offset: 10,
+                timestamp_ms: 50,
+                key: Some(b"k1"),
+                value: Some(b"v1")
+            }
+        );
+        assert_eq!(
+            records[1],
+            RecordView {
+                offset: 11,
+                timestamp_ms: 57,
+                key: None,
+                value: None
+            }
+        );
+        assert_eq!(parse_records(&view, &view.records_bytes()[..5]), None);
     }
 
     #[test]

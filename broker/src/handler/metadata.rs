@@ -11,6 +11,7 @@ use lmq_wire::protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes, topic_error_code, topic_name};
 use crate::broker::Broker;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::partition::SINGLE_NODE_LEADER_EPOCH;
 use crate::topics::{NewTopic, Topic, TopicError, validate_topic_name};
 
@@ -101,6 +102,7 @@ fn describe(topic: &Topic, node_id: i32) -> MetadataResponseTopic {
     response.error_code = NONE;
     response.name = Some(topic_name(topic.name.clone()));
     response.topic_id = topic.id;
+    response.is_internal = topic.name == OFFSETS_TOPIC;
     response.partitions = topic
         .partitions
         .iter()

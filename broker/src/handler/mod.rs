@@ -3,16 +3,27 @@
 mod api_versions;
 mod create_partitions;
 mod create_topics;
+mod delete_groups;
 mod delete_records;
 mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
+mod describe_groups;
 mod fetch;
+mod find_coordinator;
+mod heartbeat;
 mod incremental_alter_configs;
 mod init_producer_id;
+mod join_group;
+mod leave_group;
+mod list_groups;
 mod list_offsets;
 mod metadata;
+mod offset_commit;
+mod offset_delete;
+mod offset_fetch;
 mod produce;
+mod sync_group;
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
@@ -23,12 +34,24 @@ use lmq_wire::protocol::messages::{RequestKind, ResponseKind, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::group::state::GroupError;
 use crate::topics::TopicError;
 
 pub use api_versions::unsupported_version_response;
 
+/// Who sent a request.
+#[derive(Debug, Clone)]
+pub struct RequestContext {
+    pub peer: std::net::SocketAddr,
+    pub client_id: String,
+}
+
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
-pub async fn dispatch(broker: &Broker, request: DecodedRequest) -> Option<ResponseKind> {
+pub async fn dispatch(
+    broker: &Broker,
+    context: &RequestContext,
+    request: DecodedRequest,
+) -> Option<ResponseKind> {
     let version = request.api_version();
     match request.body {
         RequestKind::ApiVersions(body) => Some(ResponseKind::ApiVersions(api_versions::handle(
@@ -67,6 +90,39 @@ pub async fn dispatch(broker: &Broker, request: DecodedRequest) -> Option<Respon
         RequestKind::DescribeCluster(body) => Some(ResponseKind::DescribeCluster(
             describe_cluster::handle(broker, body),
         )),
+        RequestKind::FindCoordinator(body) => Some(ResponseKind::FindCoordinator(
+            find_coordinator::handle(broker, body, version),
+        )),
+        RequestKind::JoinGroup(body) => Some(ResponseKind::JoinGroup(
+            join_group::handle(broker, context, body, version).await,
+        )),
+        RequestKind::SyncGroup(body) => Some(ResponseKind::SyncGroup(
+            sync_group::handle(broker, body, version).await,
+        )),
+        RequestKind::Heartbeat(body) => {
+            Some(ResponseKind::Heartbeat(heartbeat::handle(broker, body)))
+        }
+        RequestKind::LeaveGroup(body) => Some(ResponseKind::LeaveGroup(leave_group::handle(
+            broker, body, version,
+        ))),
+        RequestKind::OffsetCommit(body) => Some(ResponseKind::OffsetCommit(offset_commit::handle(
+            broker, body,
+        ))),
+        RequestKind::OffsetFetch(body) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
+            broker, body, version,
+        ))),
+        RequestKind::OffsetDelete(body) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
+            broker, body,
+        ))),
+        RequestKind::ListGroups(body) => Some(ResponseKind::ListGroups(list_groups::handle(
+            broker, body, version,
+        ))),
+        RequestKind::DescribeGroups(body) => Some(ResponseKind::DescribeGroups(
+            describe_groups::handle(broker, body),
+        )),
+        RequestKind::DeleteGroups(body) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
+            broker, body,
+        ))),
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(create_topics::handle(
             broker, body, version,
         ))),
@@ -121,6 +177,26 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions,
         TopicError::Storage(error) => return storage_error_code(error),
         TopicError::Metadata { .. } => ResponseError::KafkaStorageError,
+    };
+    code.code()
+}
+
+/// The Kafka error code for a group coordinator refusal.
+pub(crate) fn group_error_code(error: GroupError) -> i16 {
+    let code = match error {
+        GroupError::InvalidGroupId => ResponseError::InvalidGroupId,
+        GroupError::UnknownMemberId => ResponseError::UnknownMemberId,
+        GroupError::IllegalGeneration => ResponseError::IllegalGeneration,
+        GroupError::RebalanceInProgress => ResponseError::RebalanceInProgress,
+        GroupError::InconsistentGroupProtocol => ResponseError::InconsistentGroupProtocol,
+        GroupError::FencedInstanceId => ResponseError::FencedInstanceId,
+        GroupError::MemberIdRequired => ResponseError::MemberIdRequired,
+        GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+        GroupError::InvalidSessionTimeout => ResponseError::InvalidSessionTimeout,
+        GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
+        GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
+        GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::LimitExceeded => ResponseError::PolicyViolation,
     };
     code.code()
 }

@@ -11,6 +11,7 @@ use lmq_wire::protocol::ResponseError;
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code, str_bytes};
 use crate::broker::Broker;
+use crate::group::offsets::OFFSETS_TOPIC;
 
 pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let now_ms = broker.now_ms();
@@ -31,6 +32,12 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
                     .ok()
                     .and_then(|index| topic.partitions.get(index))
             });
+            if topic_data.name.0.as_str() == OFFSETS_TOPIC {
+                // Only the group coordinator writes the offsets topic.
+                partition_response.error_code = ResponseError::InvalidTopicException.code();
+                topic_response.partition_responses.push(partition_response);
+                continue;
+            }
             let Some(partition) = partition else {
                 partition_response.error_code = UNKNOWN_TOPIC_OR_PARTITION;
                 topic_response.partition_responses.push(partition_response);

@@ -1,0 +1,412 @@
+//! The group coordinator: the pure [`state::Groups`] machine driven by thin async code, and
+//! committed offsets persisted in the internal `__consumer_offsets` topic.
+
+pub mod offsets;
+pub mod state;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use bytes::Bytes;
+use lmq_storage::batch::{BatchView, parse_records};
+use lmq_storage::builder::BatchBuilder;
+use lmq_storage::{FirstBatch, ReadBound, ReadLimits, StorageError};
+use tokio::sync::oneshot;
+
+use crate::partition::Partition;
+use offsets::{CommittedOffset, OffsetKey, OffsetTable, partition_for};
+use state::{
+    GroupConfig, GroupError, Groups, JoinRequest, JoinResponse, Output, SyncRequest, SyncResponse,
+    Token,
+};
+
+#[derive(Debug)]
+enum Waiter {
+    Join(oneshot::Sender<JoinResponse>),
+    Sync(oneshot::Sender<SyncResponse>),
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    groups: Groups,
+    offsets: OffsetTable,
+    waiters: HashMap<Token, Waiter>,
+    next_token: Token,
+}
+
+impl Inner {
+    fn token(&mut self) -> Token {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Hands each answer to the connection waiting for it (gone connections are skipped).
+    fn deliver(&mut self, outputs: Vec<Output>) {
+        for output in outputs {
+            match output {
+                Output::Join(token, response) => {
+                    if let Some(Waiter::Join(sender)) = self.waiters.remove(&token) {
+                        let _ = sender.send(response);
+                    }
+                }
+                Output::Sync(token, response) => {
+                    if let Some(Waiter::Sync(sender)) = self.waiters.remove(&token) {
+                        let _ = sender.send(response);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A failure to persist offsets, or a refusal by the group.
+#[derive(Debug, thiserror::Error)]
+pub enum CommitError {
+    #[error("group refused the commit: {0:?}")]
+    Group(GroupError),
+    #[error("offset metadata of {0} bytes is over the limit")]
+    MetadataTooLarge(usize),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// One partition's commit as asked.
+#[derive(Debug, Clone)]
+pub struct OffsetCommit {
+    pub topic: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug)]
+pub struct GroupCoordinator {
+    inner: Mutex<Inner>,
+    offsets_partitions: Vec<Arc<Partition>>,
+}
+
+impl GroupCoordinator {
+    /// Rebuilds committed offsets by replaying the offsets topic's partitions.
+    pub fn load(
+        config: GroupConfig,
+        offsets_partitions: Vec<Arc<Partition>>,
+    ) -> Result<Self, StorageError> {
+        let mut inner = Inner {
+            groups: Groups::new(config),
+            ..Inner::default()
+        };
+        let mut replayed = 0usize;
+        for partition in &offsets_partitions {
+            let offsets = partition.offsets()?;
+            let mut offset = offsets.log_start_offset;
+            while offset < offsets.high_watermark {
+                let limits = ReadLimits {
+                    max_bytes: 4 * 1024 * 1024,
+                    bound: ReadBound::HighWatermark,
+                    first_batch: FirstBatch::Whole,
+                };
+                let Some(region) = partition.read(offset, limits)?.region else {
+                    break;
+                };
+                let bytes = region.read_to_vec().map_err(|error| StorageError::Io {
+                    operation: "read",
+                    path: "__consumer_offsets".into(),
+                    source: error,
+                })?;
+                let mut rest = &bytes[..];
+                while let Some(total) = lmq_storage::batch::batch_total_bytes(rest)
+                    .and_then(|total| usize::try_from(total).ok())
+                {
+                    let Some(batch) = rest.get(..total) else {
+                        break;
+                    };
+                    rest = &rest[total..];
+                    let Ok(view) = BatchView::new(batch) else {
+                        break;
+                    };
+                    offset = view.last_offset() + 1;
+                    for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
+                        if let Some(key) = record.key {
+                            inner.offsets.apply(key, record.value);
+                            replayed += 1;
+                        }
+                    }
+                }
+            }
+        }
+        for group_id in inner.offsets.groups() {
+            let _ = inner.groups.ensure(&group_id);
+        }
+        tracing::info!(
+            records = replayed,
+            groups = inner.offsets.groups().len(),
+            "loaded committed offsets"
+        );
+        Ok(GroupCoordinator {
+            inner: Mutex::new(inner),
+            offsets_partitions,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// JoinGroup: answered when the join phase completes (or at once on errors).
+    pub async fn join(&self, request: JoinRequest, now_ms: i64) -> JoinResponse {
+        let member_id = request.member_id.clone();
+        let receiver = {
+            let mut inner = self.lock();
+            let token = inner.token();
+            let (sender, receiver) = oneshot::channel();
+            inner.waiters.insert(token, Waiter::Join(sender));
+            let outputs = inner.groups.join(token, request, now_ms);
+            inner.deliver(outputs);
+            receiver
+        };
+        receiver.await.unwrap_or_else(|_| JoinResponse {
+            error: Some(GroupError::CoordinatorNotAvailable),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id,
+            members: Vec::new(),
+        })
+    }
+
+    /// SyncGroup: followers wait for the leader's assignment.
+    pub async fn sync(&self, request: SyncRequest, now_ms: i64) -> SyncResponse {
+        let receiver = {
+            let mut inner = self.lock();
+            let token = inner.token();
+            let (sender, receiver) = oneshot::channel();
+            inner.waiters.insert(token, Waiter::Sync(sender));
+            let outputs = inner.groups.sync(token, request, now_ms);
+            inner.deliver(outputs);
+            receiver
+        };
+        receiver.await.unwrap_or_else(|_| SyncResponse {
+            error: Some(GroupError::CoordinatorNotAvailable),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        })
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
+        self.lock()
+            .groups
+            .heartbeat(group_id, member_id, instance_id, generation_id, now_ms)
+    }
+
+    pub fn leave(
+        &self,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+        now_ms: i64,
+    ) -> Result<Vec<state::MemberResult>, GroupError> {
+        let mut inner = self.lock();
+        let (results, outputs) = inner.groups.leave(group_id, members, now_ms)?;
+        inner.deliver(outputs);
+        Ok(results)
+    }
+
+    /// Session expiry and join deadlines; the server calls it several times a second.
+    pub fn tick(&self, now_ms: i64) {
+        let mut inner = self.lock();
+        let outputs = inner.groups.tick(now_ms);
+        inner.deliver(outputs);
+    }
+
+    /// Validates and persists a commit: the records reach the offsets topic before the
+    /// table changes and before the client hears back.
+    pub fn commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        commits: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<(), CommitError> {
+        let mut inner = self.lock();
+        inner
+            .groups
+            .validate_commit(group_id, member_id, instance_id, generation_id)
+            .map_err(CommitError::Group)?;
+        if let Some(too_large) = commits
+            .iter()
+            .filter_map(|commit| commit.metadata.as_ref())
+            .find(|metadata| metadata.len() > offsets::OFFSET_METADATA_BYTES_MAX)
+        {
+            return Err(CommitError::MetadataTooLarge(too_large.len()));
+        }
+        inner.groups.ensure(group_id).map_err(CommitError::Group)?;
+        let entries: Vec<(OffsetKey, CommittedOffset)> = commits
+            .iter()
+            .map(|commit| {
+                (
+                    OffsetKey {
+                        group_id: group_id.to_string(),
+                        topic: commit.topic.clone(),
+                        partition: commit.partition,
+                    },
+                    CommittedOffset {
+                        offset: commit.offset,
+                        leader_epoch: commit.leader_epoch,
+                        metadata: commit.metadata.clone().unwrap_or_default(),
+                        commit_timestamp_ms: now_ms,
+                    },
+                )
+            })
+            .collect();
+        let records: Vec<(Bytes, Option<Bytes>)> = entries
+            .iter()
+            .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
+            .collect();
+        self.persist(group_id, &records, now_ms)?;
+        for (key, value) in entries {
+            inner.offsets.put(key, value);
+        }
+        Ok(())
+    }
+
+    fn persist(
+        &self,
+        group_id: &str,
+        records: &[(Bytes, Option<Bytes>)],
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let partition =
+            &self.offsets_partitions[partition_for(group_id, self.offsets_partitions.len())];
+        let mut builder = BatchBuilder::new(now_ms);
+        for (key, value) in records {
+            builder.push(Some(key), value.as_deref(), now_ms);
+        }
+        partition.append(&mut builder.build(), now_ms).map(|_| ())
+    }
+
+    /// Committed offsets of a group: every partition when `topics` is `None`.
+    pub fn fetch_offsets(
+        &self,
+        group_id: &str,
+        topics: Option<&[(String, Vec<i32>)]>,
+    ) -> Vec<(String, i32, Option<CommittedOffset>)> {
+        let inner = self.lock();
+        match topics {
+            None => inner
+                .offsets
+                .of_group(group_id)
+                .map(|(key, value)| (key.topic.clone(), key.partition, Some(value.clone())))
+                .collect(),
+            Some(topics) => topics
+                .iter()
+                .flat_map(|(topic, partitions)| {
+                    partitions.iter().map(|&partition| {
+                        let key = OffsetKey {
+                            group_id: group_id.to_string(),
+                            topic: topic.clone(),
+                            partition,
+                        };
+                        (topic.clone(), partition, inner.offsets.get(&key).cloned())
+                    })
+                })
+                .collect(),
+        }
+    }
+
+    /// Deletes committed offsets of an Empty group's partitions (OffsetDelete).
+    pub fn delete_offsets(
+        &self,
+        group_id: &str,
+        partitions: &[(String, i32)],
+        now_ms: i64,
+    ) -> Result<(), CommitError> {
+        let mut inner = self.lock();
+        let group = inner
+            .groups
+            .get(group_id)
+            .ok_or(CommitError::Group(GroupError::GroupIdNotFound))?;
+        if !group.is_empty() {
+            return Err(CommitError::Group(GroupError::NonEmptyGroup));
+        }
+        let keys: Vec<OffsetKey> = partitions
+            .iter()
+            .map(|(topic, partition)| OffsetKey {
+                group_id: group_id.to_string(),
+                topic: topic.clone(),
+                partition: *partition,
+            })
+            .filter(|key| inner.offsets.get(key).is_some())
+            .collect();
+        let tombstones: Vec<(Bytes, Option<Bytes>)> = keys
+            .iter()
+            .map(|key| (offsets::encode_key(key), None))
+            .collect();
+        self.persist(group_id, &tombstones, now_ms)?;
+        for key in &keys {
+            inner.offsets.remove(key);
+        }
+        Ok(())
+    }
+
+    /// DeleteGroups: an Empty group and all its offsets.
+    pub fn delete_group(&self, group_id: &str, now_ms: i64) -> Result<(), CommitError> {
+        let mut inner = self.lock();
+        match inner.groups.get(group_id) {
+            None => return Err(CommitError::Group(GroupError::GroupIdNotFound)),
+            Some(group) if !group.is_empty() => {
+                return Err(CommitError::Group(GroupError::NonEmptyGroup));
+            }
+            Some(_) => {}
+        }
+        let keys: Vec<OffsetKey> = inner
+            .offsets
+            .of_group(group_id)
+            .map(|(key, _)| key.clone())
+            .collect();
+        let tombstones: Vec<(Bytes, Option<Bytes>)> = keys
+            .iter()
+            .map(|key| (offsets::encode_key(key), None))
+            .collect();
+        self.persist(group_id, &tombstones, now_ms)?;
+        for key in &keys {
+            inner.offsets.remove(key);
+        }
+        inner.groups.delete(group_id).map_err(CommitError::Group)
+    }
+
+    /// A snapshot of one group for DescribeGroups; `None` when it does not exist.
+    pub fn describe(&self, group_id: &str) -> Option<state::Group> {
+        self.lock().groups.get(group_id).cloned()
+    }
+
+    /// Every group: id, protocol type and state.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        self.lock()
+            .groups
+            .list()
+            .map(|group| {
+                (
+                    group.group_id.clone(),
+                    group.protocol_type.clone().unwrap_or_default(),
+                    group.state.name(),
+                )
+            })
+            .collect()
+    }
+}

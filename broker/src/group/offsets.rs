@@ -1,0 +1,202 @@
+//! Committed offsets: the in-memory table and the records that persist it in the internal
+//! `__consumer_offsets` topic, in Kafka's own layout (key v1, value v3), so the table can be
+//! rebuilt by replaying the topic after a restart.
+
+use std::collections::BTreeMap;
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+/// Kafka's `offset.metadata.max.bytes`.
+pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
+
+const KEY_VERSION_OFFSET_COMMIT: i16 = 1;
+const VALUE_VERSION: i16 = 3;
+
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct OffsetKey {
+    pub group_id: String,
+    pub topic: String,
+    pub partition: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CommittedOffset {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: String,
+    pub commit_timestamp_ms: i64,
+}
+
+/// All committed offsets, by group, topic and partition.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OffsetTable {
+    offsets: BTreeMap<OffsetKey, CommittedOffset>,
+}
+
+impl OffsetTable {
+    pub fn get(&self, key: &OffsetKey) -> Option<&CommittedOffset> {
+        self.offsets.get(key)
+    }
+
+    pub fn put(&mut self, key: OffsetKey, value: CommittedOffset) {
+        self.offsets.insert(key, value);
+    }
+
+    pub fn remove(&mut self, key: &OffsetKey) -> bool {
+        self.offsets.remove(key).is_some()
+    }
+
+    /// Every committed partition of a group.
+    pub fn of_group<'a>(
+        &'a self,
+        group_id: &'a str,
+    ) -> impl Iterator<Item = (&'a OffsetKey, &'a CommittedOffset)> {
+        self.offsets
+            .iter()
+            .filter(move |(key, _)| key.group_id == group_id)
+    }
+
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups: Vec<String> = self
+            .offsets
+            .keys()
+            .map(|key| key.group_id.clone())
+            .collect();
+        groups.dedup();
+        groups
+    }
+
+    /// Applies one record replayed from the offsets topic; other record kinds are skipped.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
+        let Some(key) = decode_key(key) else { return };
+        match value.map(decode_value) {
+            Some(Some(value)) => self.put(key, value),
+            Some(None) => {}
+            None => {
+                self.remove(&key);
+            }
+        }
+    }
+}
+
+fn put_string(out: &mut BytesMut, text: &str) {
+    // Group ids, topics and metadata are bounded well below i16::MAX by the handlers.
+    out.put_i16(i16::try_from(text.len()).unwrap_or(i16::MAX));
+    out.put_slice(&text.as_bytes()[..text.len().min(i16::MAX as usize)]);
+}
+
+fn get_string(bytes: &mut &[u8]) -> Option<String> {
+    if bytes.remaining() < 2 {
+        return None;
+    }
+    let length = usize::try_from(bytes.get_i16()).ok()?;
+    let text = bytes.get(..length)?;
+    let text = String::from_utf8(text.to_vec()).ok()?;
+    bytes.advance(length);
+    Some(text)
+}
+
+pub fn encode_key(key: &OffsetKey) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i16(KEY_VERSION_OFFSET_COMMIT);
+    put_string(&mut out, &key.group_id);
+    put_string(&mut out, &key.topic);
+    out.put_i32(key.partition);
+    out.freeze()
+}
+
+pub fn encode_value(value: &CommittedOffset) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i16(VALUE_VERSION);
+    out.put_i64(value.offset);
+    out.put_i32(value.leader_epoch);
+    put_string(&mut out, &value.metadata);
+    out.put_i64(value.commit_timestamp_ms);
+    out.freeze()
+}
+
+pub fn decode_key(mut bytes: &[u8]) -> Option<OffsetKey> {
+    if bytes.remaining() < 2 || bytes.get_i16() != KEY_VERSION_OFFSET_COMMIT {
+        return None;
+    }
+    let group_id = get_string(&mut bytes)?;
+    let topic = get_string(&mut bytes)?;
+    if bytes.remaining() < 4 {
+        return None;
+    }
+    Some(OffsetKey {
+        group_id,
+        topic,
+        partition: bytes.get_i32(),
+    })
+}
+
+pub fn decode_value(mut bytes: &[u8]) -> Option<CommittedOffset> {
+    if bytes.remaining() < 2 || bytes.get_i16() != VALUE_VERSION || bytes.remaining() < 12 {
+        return None;
+    }
+    let offset = bytes.get_i64();
+    let leader_epoch = bytes.get_i32();
+    let metadata = get_string(&mut bytes)?;
+    if bytes.remaining() < 8 {
+        return None;
+    }
+    Some(CommittedOffset {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms: bytes.get_i64(),
+    })
+}
+
+/// The offsets topic partition that holds a group's records (Kafka's rule: hash of the
+/// group id modulo the partition count; Java's `String.hashCode` so the layout matches).
+pub fn partition_for(group_id: &str, partitions: usize) -> usize {
+    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| {
+        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
+    });
+    // Kafka's Utils.abs maps i32::MIN to 0.
+    let positive = if hash == i32::MIN {
+        0
+    } else {
+        hash.unsigned_abs()
+    };
+    usize::try_from(positive).unwrap_or(0) % partitions.max(1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn records_round_trip_and_tombstones_delete() {
+        let key = OffsetKey {
+            group_id: "g".to_string(),
+            topic: "t".to_string(),
+            partition: 3,
+        };
+        let value = CommittedOffset {
+            offset: 42,
+            leader_epoch: 0,
+            metadata: "meta".to_string(),
+            commit_timestamp_ms: 1_000,
+        };
+        let mut table = OffsetTable::default();
+        table.apply(&encode_key(&key), Some(&encode_value(&value)));
+        assert_eq!(table.get(&key), Some(&value));
+        assert_eq!(table.groups(), ["g"]);
+        table.apply(&encode_key(&key), None);
+        assert_eq!(table.get(&key), None);
+        table.apply(b"\x00\x02garbage", Some(b"x"));
+        assert_eq!(table, OffsetTable::default());
+        assert_eq!(decode_value(&encode_value(&value)[..10]), None);
+    }
+
+    #[test]
+    fn groups_map_to_partitions_like_kafka() {
+        // Java: "test-group".hashCode() == 627841412, % 50 == 12.
+        assert_eq!(partition_for("test-group", 50), 12);
+        assert_eq!(partition_for("anything", 1), 0);
+    }
+}

@@ -1,0 +1,986 @@
+//! The classic consumer group protocol as a state machine without I/O.
+//!
+//! Inputs are requests (JoinGroup, SyncGroup, Heartbeat, LeaveGroup) and ticks of a clock
+//! passed in as `now_ms`; outputs are answers. JoinGroup and SyncGroup answers are often
+//! delayed (the group waits for every member to rejoin, followers wait for the leader's
+//! assignment): such a request is parked under its [`Token`] and answered by a later call's
+//! [`Output`]. Assignment is the clients' business (the leader computes it), so eager and
+//! cooperative rebalancing both work through the same states:
+//!
+//! ```text
+//! Empty ──join──▶ PreparingRebalance ──all joined / timeout──▶ CompletingRebalance
+//!   ▲                   ▲                                              │ leader's sync
+//!   └── last member ────┴──── join with new metadata, leave, expiry ◀── Stable
+//! ```
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use bytes::Bytes;
+
+/// Identifies a parked request so its answer can find the waiting connection.
+pub type Token = u64;
+
+/// The outcome for one member of a batched LeaveGroup.
+pub type MemberResult = Result<(), GroupError>;
+
+/// Limits and timings (Kafka's `group.*` broker settings).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupConfig {
+    pub session_timeout_ms_min: i32,
+    pub session_timeout_ms_max: i32,
+    /// `group.initial.rebalance.delay.ms`: a new group waits this long for more members.
+    pub initial_rebalance_delay_ms: i64,
+    /// `group.max.size`.
+    pub members_max: usize,
+    /// Groups the coordinator keeps (with members or committed offsets).
+    pub groups_max: usize,
+    /// Bytes of protocol metadata plus assignment one member may hold.
+    pub member_metadata_bytes_max: usize,
+}
+
+impl Default for GroupConfig {
+    fn default() -> Self {
+        GroupConfig {
+            session_timeout_ms_min: 6_000,
+            session_timeout_ms_max: 1_800_000,
+            initial_rebalance_delay_ms: 3_000,
+            members_max: 1_000,
+            groups_max: 100_000,
+            member_metadata_bytes_max: 1024 * 1024,
+        }
+    }
+}
+
+/// Why the coordinator refuses a request; handlers turn these into Kafka error codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupError {
+    InvalidGroupId,
+    UnknownMemberId,
+    IllegalGeneration,
+    RebalanceInProgress,
+    InconsistentGroupProtocol,
+    FencedInstanceId,
+    MemberIdRequired,
+    GroupMaxSizeReached,
+    InvalidSessionTimeout,
+    GroupIdNotFound,
+    NonEmptyGroup,
+    CoordinatorNotAvailable,
+    /// Too many groups, or member metadata over its limit.
+    LimitExceeded,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupState {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl GroupState {
+    /// The name Kafka's tools print.
+    pub fn name(self) -> &'static str {
+        match self {
+            GroupState::Empty => "Empty",
+            GroupState::PreparingRebalance => "PreparingRebalance",
+            GroupState::CompletingRebalance => "CompletingRebalance",
+            GroupState::Stable => "Stable",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinRequest {
+    pub group_id: String,
+    /// Empty for a member joining for the first time.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocol_type: String,
+    /// Supported protocols (assignors) in preference order, with their metadata.
+    pub protocols: Vec<(String, Bytes)>,
+    /// JoinGroup v4+: a new member first gets an id with MEMBER_ID_REQUIRED (KIP-394).
+    pub require_known_member_id: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub metadata: Bytes,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinResponse {
+    pub error: Option<GroupError>,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: String,
+    pub member_id: String,
+    /// Only the leader gets the members and their metadata.
+    pub members: Vec<JoinedMember>,
+}
+
+impl JoinResponse {
+    fn error(error: GroupError, member_id: &str) -> Self {
+        JoinResponse {
+            error: Some(error),
+            generation_id: -1,
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            member_id: member_id.to_string(),
+            members: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub group_id: String,
+    pub generation_id: i32,
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// From the leader: each member's assignment.
+    pub assignments: Vec<(String, Bytes)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncResponse {
+    pub error: Option<GroupError>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub assignment: Bytes,
+}
+
+impl SyncResponse {
+    fn error(error: GroupError) -> Self {
+        SyncResponse {
+            error: Some(error),
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
+        }
+    }
+}
+
+/// An answer to a parked request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    Join(Token, JoinResponse),
+    Sync(Token, SyncResponse),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
+    last_heartbeat_ms: i64,
+    awaiting_join: Option<Token>,
+    awaiting_sync: Option<Token>,
+}
+
+impl Member {
+    /// This member's metadata for `protocol`.
+    pub fn metadata(&self, protocol: &str) -> Bytes {
+        self.protocols
+            .iter()
+            .find(|(name, _)| name == protocol)
+            .map(|(_, metadata)| metadata.clone())
+            .unwrap_or_default()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Group {
+    pub group_id: String,
+    pub state: GroupState,
+    pub generation_id: i32,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: BTreeMap<String, Member>,
+    /// Member ids handed out with MEMBER_ID_REQUIRED, valid until their session times out.
+    pending: BTreeMap<String, i64>,
+    /// When the join phase ends at the latest.
+    join_deadline_ms: i64,
+    /// A new group does not complete its first join before this (initial delay).
+    initial_delay_until_ms: i64,
+}
+
+impl Group {
+    fn new(group_id: &str) -> Self {
+        Group {
+            group_id: group_id.to_string(),
+            state: GroupState::Empty,
+            generation_id: 0,
+            protocol_type: None,
+            protocol_name: None,
+            leader: None,
+            members: BTreeMap::new(),
+            pending: BTreeMap::new(),
+            join_deadline_ms: 0,
+            initial_delay_until_ms: 0,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    fn member_for_instance(&self, instance_id: &str) -> Option<&Member> {
+        self.members
+            .values()
+            .find(|member| member.group_instance_id.as_deref() == Some(instance_id))
+    }
+
+    /// A protocol every member supports: the one most members prefer (Kafka's vote).
+    fn select_protocol(&self) -> Option<String> {
+        let mut candidates: Option<BTreeSet<&str>> = None;
+        for member in self.members.values() {
+            let supported: BTreeSet<&str> = member
+                .protocols
+                .iter()
+                .map(|(name, _)| name.as_str())
+                .collect();
+            candidates = Some(match candidates {
+                None => supported,
+                Some(current) => current.intersection(&supported).copied().collect(),
+            });
+        }
+        let candidates = candidates?;
+        let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
+        for member in self.members.values() {
+            if let Some((name, _)) = member
+                .protocols
+                .iter()
+                .find(|(name, _)| candidates.contains(name.as_str()))
+            {
+                *votes.entry(name.as_str()).or_default() += 1;
+            }
+        }
+        votes
+            .into_iter()
+            .max_by_key(|&(name, count)| (count, std::cmp::Reverse(name)))
+            .map(|(name, _)| name.to_string())
+    }
+
+    /// Whether `protocols` share at least one with what every current member supports.
+    fn supports(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+        if self.members.is_empty() {
+            return true;
+        }
+        if self.protocol_type.as_deref() != Some(protocol_type) {
+            return false;
+        }
+        protocols.iter().any(|(name, _)| {
+            self.members.values().all(|member| {
+                member
+                    .protocols
+                    .iter()
+                    .any(|(supported, _)| supported == name)
+            })
+        })
+    }
+}
+
+/// All groups of this coordinator.
+#[derive(Debug, Default)]
+pub struct Groups {
+    config: GroupConfig,
+    groups: BTreeMap<String, Group>,
+    /// Member id suffixes: unique for the coordinator's lifetime.
+    next_member_number: u64,
+}
+
+impl Groups {
+    pub fn new(config: GroupConfig) -> Self {
+        Groups {
+            config,
+            groups: BTreeMap::new(),
+            next_member_number: 0,
+        }
+    }
+
+    pub fn get(&self, group_id: &str) -> Option<&Group> {
+        self.groups.get(group_id)
+    }
+
+    pub fn list(&self) -> impl Iterator<Item = &Group> {
+        self.groups.values()
+    }
+
+    /// Makes sure a group exists (one that only has committed offsets is Empty).
+    pub fn ensure(&mut self, group_id: &str) -> Result<(), GroupError> {
+        if !self.groups.contains_key(group_id) {
+            if self.groups.len() >= self.config.groups_max {
+                return Err(GroupError::LimitExceeded);
+            }
+            self.groups
+                .insert(group_id.to_string(), Group::new(group_id));
+        }
+        Ok(())
+    }
+
+    /// Removes an Empty group (DeleteGroups); its offsets are the caller's to delete.
+    pub fn delete(&mut self, group_id: &str) -> Result<(), GroupError> {
+        match self.groups.get(group_id) {
+            None => Err(GroupError::GroupIdNotFound),
+            Some(group) if !group.is_empty() => Err(GroupError::NonEmptyGroup),
+            Some(_) => {
+                self.groups.remove(group_id);
+                Ok(())
+            }
+        }
+    }
+
+    fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
+        self.next_member_number += 1;
+        let prefix = instance_id.unwrap_or(client_id);
+        format!(
+            "{prefix}-{:016x}",
+            self.next_member_number ^ 0x5bd1_e995_0000_0000
+        )
+    }
+
+    pub fn join(&mut self, token: Token, request: JoinRequest, now_ms: i64) -> Vec<Output> {
+        let reply = |response| vec![Output::Join(token, response)];
+        if request.group_id.is_empty() {
+            return reply(JoinResponse::error(
+                GroupError::InvalidGroupId,
+                &request.member_id,
+            ));
+        }
+        if request.session_timeout_ms < self.config.session_timeout_ms_min
+            || request.session_timeout_ms > self.config.session_timeout_ms_max
+        {
+            return reply(JoinResponse::error(
+                GroupError::InvalidSessionTimeout,
+                &request.member_id,
+            ));
+        }
+        let metadata_bytes: usize = request
+            .protocols
+            .iter()
+            .map(|(name, metadata)| name.len() + metadata.len())
+            .sum();
+        if metadata_bytes > self.config.member_metadata_bytes_max {
+            return reply(JoinResponse::error(
+                GroupError::LimitExceeded,
+                &request.member_id,
+            ));
+        }
+        if !self.groups.contains_key(&request.group_id) {
+            if !request.member_id.is_empty() {
+                return reply(JoinResponse::error(
+                    GroupError::UnknownMemberId,
+                    &request.member_id,
+                ));
+            }
+            if let Err(error) = self.ensure(&request.group_id) {
+                return reply(JoinResponse::error(error, &request.member_id));
+            }
+        }
+        let members_max = self.config.members_max;
+        let Some(group) = self.groups.get(&request.group_id) else {
+            return reply(JoinResponse::error(
+                GroupError::CoordinatorNotAvailable,
+                &request.member_id,
+            ));
+        };
+        if !group.supports(&request.protocol_type, &request.protocols) {
+            return reply(JoinResponse::error(
+                GroupError::InconsistentGroupProtocol,
+                &request.member_id,
+            ));
+        }
+        let known = group.members.contains_key(&request.member_id);
+        let pending = group.pending.contains_key(&request.member_id);
+        if request.member_id.is_empty() {
+            if let Some(instance_id) = request.group_instance_id.clone() {
+                return self.join_static_unknown(token, request, &instance_id, now_ms);
+            }
+            if group.members.len() + group.pending.len() >= members_max {
+                return reply(JoinResponse::error(GroupError::GroupMaxSizeReached, ""));
+            }
+            let member_id = self.new_member_id(&request.client_id, None);
+            if request.require_known_member_id {
+                if let Some(group) = self.groups.get_mut(&request.group_id) {
+                    group.pending.insert(
+                        member_id.clone(),
+                        now_ms + i64::from(request.session_timeout_ms),
+                    );
+                }
+                return reply(JoinResponse::error(
+                    GroupError::MemberIdRequired,
+                    &member_id,
+                ));
+            }
+            return self.add_member_and_rebalance(token, request, member_id, now_ms);
+        }
+        if pending {
+            if let Some(group) = self.groups.get_mut(&request.group_id) {
+                group.pending.remove(&request.member_id);
+            }
+            let member_id = request.member_id.clone();
+            return self.add_member_and_rebalance(token, request, member_id, now_ms);
+        }
+        if !known {
+            return reply(JoinResponse::error(
+                GroupError::UnknownMemberId,
+                &request.member_id,
+            ));
+        }
+        if let Some(member) = group.members.get(&request.member_id)
+            && member.group_instance_id != request.group_instance_id
+        {
+            return reply(JoinResponse::error(
+                GroupError::FencedInstanceId,
+                &request.member_id,
+            ));
+        }
+        self.rejoin_known(token, request, now_ms)
+    }
+
+    /// A static member coming back with a new member id (restart): it replaces its old id.
+    /// When the group is stable and nothing changed, it rejoins without a rebalance.
+    fn join_static_unknown(
+        &mut self,
+        token: Token,
+        request: JoinRequest,
+        instance_id: &str,
+        now_ms: i64,
+    ) -> Vec<Output> {
+        let member_id = self.new_member_id(&request.client_id, Some(instance_id));
+        let Some(group) = self.groups.get_mut(&request.group_id) else {
+            return Vec::new();
+        };
+        let Some(old) = group.member_for_instance(instance_id).cloned() else {
+            return self.add_member_and_rebalance(token, request, member_id, now_ms);
+        };
+        let mut replaced = old.clone();
+        replaced.member_id = member_id.clone();
+        replaced.last_heartbeat_ms = now_ms;
+        replaced.awaiting_join = None;
+        replaced.awaiting_sync = None;
+        let unchanged = old.protocols == request.protocols;
+        group.members.remove(&old.member_id);
+        let mut outputs = Vec::new();
+        // The old incarnation's parked requests are fenced.
+        if let Some(parked) = old.awaiting_join {
+            outputs.push(Output::Join(
+                parked,
+                JoinResponse::error(GroupError::FencedInstanceId, &old.member_id),
+            ));
+        }
+        if let Some(parked) = old.awaiting_sync {
+            outputs.push(Output::Sync(
+                parked,
+                SyncResponse::error(GroupError::FencedInstanceId),
+            ));
+        }
+        if group.leader.as_deref() == Some(old.member_id.as_str()) {
+            group.leader = Some(member_id.clone());
+        }
+        group.members.insert(member_id.clone(), replaced);
+        if group.state == GroupState::Stable && unchanged {
+            outputs.push(Output::Join(token, current_generation(group, &member_id)));
+            return outputs;
+        }
+        outputs.extend(self.rejoin_known(
+            token,
+            JoinRequest {
+                member_id,
+                ..request
+            },
+            now_ms,
+        ));
+        outputs
+    }
+
+    fn add_member_and_rebalance(
+        &mut self,
+        token: Token,
+        request: JoinRequest,
+        member_id: String,
+        now_ms: i64,
+    ) -> Vec<Output> {
+        let Some(group) = self.groups.get_mut(&request.group_id) else {
+            return Vec::new();
+        };
+        if group.members.len() >= self.config.members_max {
+            return vec![Output::Join(
+                token,
+                JoinResponse::error(GroupError::GroupMaxSizeReached, &member_id),
+            )];
+        }
+        group.members.insert(
+            member_id.clone(),
+            Member {
+                member_id: member_id.clone(),
+                group_instance_id: request.group_instance_id.clone(),
+                client_id: request.client_id.clone(),
+                client_host: request.client_host.clone(),
+                session_timeout_ms: request.session_timeout_ms,
+                rebalance_timeout_ms: request.rebalance_timeout_ms,
+                protocols: request.protocols.clone(),
+                assignment: Bytes::new(),
+                last_heartbeat_ms: now_ms,
+                awaiting_join: Some(token),
+                awaiting_sync: None,
+            },
+        );
+        if group.protocol_type.is_none() {
+            group.protocol_type = Some(request.protocol_type.clone());
+        }
+        let mut outputs = prepare_rebalance(group, now_ms, self.config.initial_rebalance_delay_ms);
+        outputs.extend(maybe_complete_join(group, now_ms));
+        outputs
+    }
+
+    fn rejoin_known(&mut self, token: Token, request: JoinRequest, now_ms: i64) -> Vec<Output> {
+        let Some(group) = self.groups.get_mut(&request.group_id) else {
+            return Vec::new();
+        };
+        let Some(member) = group.members.get_mut(&request.member_id) else {
+            return vec![Output::Join(
+                token,
+                JoinResponse::error(GroupError::UnknownMemberId, &request.member_id),
+            )];
+        };
+        let unchanged = member.protocols == request.protocols;
+        member.protocols = request.protocols;
+        member.session_timeout_ms = request.session_timeout_ms;
+        member.rebalance_timeout_ms = request.rebalance_timeout_ms;
+        member.last_heartbeat_ms = now_ms;
+        let mut outputs = Vec::new();
+        if let Some(previous) = member.awaiting_join.replace(token) {
+            // A member retried its join: the older request is superseded.
+            outputs.push(Output::Join(
+                previous,
+                JoinResponse::error(GroupError::RebalanceInProgress, &request.member_id),
+            ));
+        }
+        let is_leader = group.leader.as_deref() == Some(request.member_id.as_str());
+        match group.state {
+            GroupState::CompletingRebalance | GroupState::Stable if unchanged && !is_leader => {
+                // Same metadata: hand back the current generation, no new rebalance.
+                if let Some(member) = group.members.get_mut(&request.member_id) {
+                    member.awaiting_join = None;
+                }
+                outputs.push(Output::Join(
+                    token,
+                    current_generation(group, &request.member_id),
+                ));
+            }
+            GroupState::PreparingRebalance => outputs.extend(maybe_complete_join(group, now_ms)),
+            _ => {
+                outputs.extend(prepare_rebalance(
+                    group,
+                    now_ms,
+                    self.config.initial_rebalance_delay_ms,
+                ));
+                outputs.extend(maybe_complete_join(group, now_ms));
+            }
+        }
+        outputs
+    }
+
+    pub fn sync(&mut self, token: Token, request: SyncRequest, now_ms: i64) -> Vec<Output> {
+        let reply = |error| vec![Output::Sync(token, SyncResponse::error(error))];
+        let Some(group) = self.groups.get_mut(&request.group_id) else {
+            return reply(GroupError::UnknownMemberId);
+        };
+        if let Err(error) = check_member(
+            group,
+            &request.member_id,
+            request.group_instance_id.as_deref(),
+            request.generation_id,
+        ) {
+            return reply(error);
+        }
+        if request
+            .protocol_type
+            .as_ref()
+            .is_some_and(|kind| Some(kind) != group.protocol_type.as_ref())
+            || request
+                .protocol_name
+                .as_ref()
+                .is_some_and(|name| Some(name) != group.protocol_name.as_ref())
+        {
+            return reply(GroupError::InconsistentGroupProtocol);
+        }
+        match group.state {
+            GroupState::Empty => reply(GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => reply(GroupError::RebalanceInProgress),
+            GroupState::Stable => {
+                let assignment = group
+                    .members
+                    .get(&request.member_id)
+                    .map(|member| member.assignment.clone())
+                    .unwrap_or_default();
+                vec![Output::Sync(token, sync_ok(group, assignment))]
+            }
+            GroupState::CompletingRebalance => {
+                if let Some(member) = group.members.get_mut(&request.member_id) {
+                    member.awaiting_sync = Some(token);
+                    member.last_heartbeat_ms = now_ms;
+                }
+                if group.leader.as_deref() != Some(request.member_id.as_str()) {
+                    return Vec::new();
+                }
+                let assignments: BTreeMap<String, Bytes> =
+                    request.assignments.into_iter().collect();
+                let mut outputs = Vec::new();
+                let response_template = sync_ok(group, Bytes::new());
+                for member in group.members.values_mut() {
+                    member.assignment = assignments
+                        .get(&member.member_id)
+                        .cloned()
+                        .unwrap_or_default();
+                    if let Some(parked) = member.awaiting_sync.take() {
+                        outputs.push(Output::Sync(
+                            parked,
+                            SyncResponse {
+                                assignment: member.assignment.clone(),
+                                ..response_template.clone()
+                            },
+                        ));
+                    }
+                }
+                group.state = GroupState::Stable;
+                outputs
+            }
+        }
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        check_member(group, member_id, group_instance_id, generation_id)?;
+        if let Some(member) = group.members.get_mut(member_id) {
+            member.last_heartbeat_ms = now_ms;
+        }
+        match group.state {
+            GroupState::Empty => Err(GroupError::UnknownMemberId),
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::CompletingRebalance | GroupState::Stable => Ok(()),
+        }
+    }
+
+    /// Removes members (LeaveGroup); each gets its own result. Remaining members rebalance.
+    pub fn leave(
+        &mut self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+        now_ms: i64,
+    ) -> Result<(Vec<MemberResult>, Vec<Output>), GroupError> {
+        let group = self
+            .groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        let mut results = Vec::with_capacity(leaving.len());
+        let mut removed = Vec::new();
+        for (member_id, instance_id) in leaving {
+            // v3+ may name a static member by instance id alone.
+            let target = if member_id.is_empty() {
+                instance_id
+                    .as_deref()
+                    .and_then(|instance| group.member_for_instance(instance))
+                    .map(|member| member.member_id.clone())
+            } else {
+                Some(member_id.clone())
+            };
+            let Some(target) = target else {
+                results.push(Err(GroupError::UnknownMemberId));
+                continue;
+            };
+            if group.pending.remove(&target).is_some() {
+                results.push(Ok(()));
+                continue;
+            }
+            match group.members.get(&target) {
+                None => results.push(Err(GroupError::UnknownMemberId)),
+                Some(member)
+                    if instance_id.is_some() && member.group_instance_id != *instance_id =>
+                {
+                    results.push(Err(GroupError::FencedInstanceId));
+                }
+                Some(_) => {
+                    if let Some(member) = group.members.remove(&target) {
+                        removed.push(member);
+                    }
+                    results.push(Ok(()));
+                }
+            }
+        }
+        let mut outputs = Vec::new();
+        for member in &removed {
+            if let Some(parked) = member.awaiting_join {
+                outputs.push(Output::Join(
+                    parked,
+                    JoinResponse::error(GroupError::UnknownMemberId, &member.member_id),
+                ));
+            }
+            if let Some(parked) = member.awaiting_sync {
+                outputs.push(Output::Sync(
+                    parked,
+                    SyncResponse::error(GroupError::UnknownMemberId),
+                ));
+            }
+        }
+        if !removed.is_empty() {
+            outputs.extend(after_members_left(
+                group,
+                now_ms,
+                self.config.initial_rebalance_delay_ms,
+            ));
+        }
+        Ok((results, outputs))
+    }
+
+    /// Expires members whose session timed out and completes join phases that are due.
+    pub fn tick(&mut self, now_ms: i64) -> Vec<Output> {
+        let mut outputs = Vec::new();
+        for group in self.groups.values_mut() {
+            group.pending.retain(|_, expiry| *expiry > now_ms);
+            let expired: Vec<String> = group
+                .members
+                .values()
+                .filter(|member| {
+                    member.awaiting_join.is_none()
+                        && now_ms.saturating_sub(member.last_heartbeat_ms)
+                            > i64::from(member.session_timeout_ms)
+                })
+                .map(|member| member.member_id.clone())
+                .collect();
+            for member_id in &expired {
+                if let Some(member) = group.members.remove(member_id)
+                    && let Some(parked) = member.awaiting_sync
+                {
+                    outputs.push(Output::Sync(
+                        parked,
+                        SyncResponse::error(GroupError::UnknownMemberId),
+                    ));
+                }
+            }
+            if !expired.is_empty() {
+                outputs.extend(after_members_left(
+                    group,
+                    now_ms,
+                    self.config.initial_rebalance_delay_ms,
+                ));
+            }
+            outputs.extend(maybe_complete_join(group, now_ms));
+        }
+        outputs
+    }
+
+    /// Whether an offset commit from this member and generation may be stored now. A
+    /// generation of -1 with no member id is a simple (standalone) commit, allowed while the
+    /// group has no members.
+    pub fn validate_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        group_instance_id: Option<&str>,
+        generation_id: i32,
+    ) -> Result<(), GroupError> {
+        let Some(group) = self.groups.get(group_id) else {
+            return if generation_id < 0 {
+                Ok(())
+            } else {
+                Err(GroupError::IllegalGeneration)
+            };
+        };
+        if generation_id < 0 && member_id.is_empty() {
+            return if group.is_empty() {
+                Ok(())
+            } else {
+                Err(GroupError::UnknownMemberId)
+            };
+        }
+        check_member(group, member_id, group_instance_id, generation_id)?;
+        match group.state {
+            GroupState::CompletingRebalance => Err(GroupError::RebalanceInProgress),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn check_member(
+    group: &Group,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation_id: i32,
+) -> Result<(), GroupError> {
+    if let Some(instance_id) = instance_id
+        && let Some(static_member) = group.member_for_instance(instance_id)
+        && static_member.member_id != member_id
+    {
+        return Err(GroupError::FencedInstanceId);
+    }
+    let member = group
+        .members
+        .get(member_id)
+        .ok_or(GroupError::UnknownMemberId)?;
+    if instance_id.is_some() && member.group_instance_id.as_deref() != instance_id {
+        return Err(GroupError::FencedInstanceId);
+    }
+    if generation_id != group.generation_id {
+        return Err(GroupError::IllegalGeneration);
+    }
+    Ok(())
+}
+
+fn sync_ok(group: &Group, assignment: Bytes) -> SyncResponse {
+    SyncResponse {
+        error: None,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        assignment,
+    }
+}
+
+fn current_generation(group: &Group, member_id: &str) -> JoinResponse {
+    let is_leader = group.leader.as_deref() == Some(member_id);
+    JoinResponse {
+        error: None,
+        generation_id: group.generation_id,
+        protocol_type: group.protocol_type.clone(),
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader.clone().unwrap_or_default(),
+        member_id: member_id.to_string(),
+        members: if is_leader {
+            joined_members(group)
+        } else {
+            Vec::new()
+        },
+    }
+}
+
+fn joined_members(group: &Group) -> Vec<JoinedMember> {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    group
+        .members
+        .values()
+        .map(|member| JoinedMember {
+            member_id: member.member_id.clone(),
+            group_instance_id: member.group_instance_id.clone(),
+            metadata: member.metadata(&protocol),
+        })
+        .collect()
+}
+
+/// Starts (or keeps) a join phase. Members waiting for a sync learn that a new rebalance
+/// began.
+fn prepare_rebalance(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> Vec<Output> {
+    let mut outputs = Vec::new();
+    for member in group.members.values_mut() {
+        if let Some(parked) = member.awaiting_sync.take() {
+            outputs.push(Output::Sync(
+                parked,
+                SyncResponse::error(GroupError::RebalanceInProgress),
+            ));
+        }
+    }
+    if group.state == GroupState::PreparingRebalance {
+        return outputs;
+    }
+    let rebalance_timeout_ms = group
+        .members
+        .values()
+        .map(|member| i64::from(member.rebalance_timeout_ms))
+        .max()
+        .unwrap_or(0);
+    group.initial_delay_until_ms = if group.state == GroupState::Empty {
+        now_ms + initial_delay_ms.min(rebalance_timeout_ms)
+    } else {
+        now_ms
+    };
+    group.join_deadline_ms = now_ms + rebalance_timeout_ms;
+    group.state = GroupState::PreparingRebalance;
+    outputs
+}
+
+/// Ends the join phase when every member rejoined (after any initial delay) or the deadline
+/// passed: members that did not rejoin are dropped, a new generation starts and every parked
+/// join is answered (the leader with the member list).
+fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
+    if group.state != GroupState::PreparingRebalance {
+        return Vec::new();
+    }
+    let all_joined = group
+        .members
+        .values()
+        .all(|member| member.awaiting_join.is_some());
+    if !(all_joined && now_ms >= group.initial_delay_until_ms || now_ms >= group.join_deadline_ms) {
+        return Vec::new();
+    }
+    group
+        .members
+        .retain(|_, member| member.awaiting_join.is_some());
+    group.generation_id += 1;
+    if group.members.is_empty() {
+        group.state = GroupState::Empty;
+        group.protocol_name = None;
+        group.leader = None;
+        return Vec::new();
+    }
+    group.protocol_name = group.select_protocol();
+    if !group
+        .leader
+        .as_ref()
+        .is_some_and(|leader| group.members.contains_key(leader))
+    {
+        group.leader = group.members.keys().next().cloned();
+    }
+    group.state = GroupState::CompletingRebalance;
+    let mut outputs = Vec::new();
+    let member_ids: Vec<String> = group.members.keys().cloned().collect();
+    for member_id in member_ids {
+        let response = current_generation(group, &member_id);
+        if let Some(member) = group.members.get_mut(&member_id) {
+            member.last_heartbeat_ms = now_ms;
+            if let Some(parked) = member.awaiting_join.take() {
+                outputs.push(Output::Join(parked, response));
+            }
+        }
+    }
+    outputs
+}
+
+fn after_members_left(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> Vec<Output> {
+    if group.members.is_empty() && group.state != GroupState::PreparingRebalance {
+        group.state = GroupState::Empty;
+        group.generation_id += 1;
+        group.protocol_name = None;
+        group.leader = None;
+        return Vec::new();
+    }
+    let mut outputs = prepare_rebalance(group, now_ms, initial_delay_ms);
+    outputs.extend(maybe_complete_join(group, now_ms));
+    outputs
+}

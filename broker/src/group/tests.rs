@@ -1,0 +1,358 @@
+//! The group state machine with a manual clock: no sockets, no sleeps.
+
+use bytes::Bytes;
+
+use super::state::{
+    GroupConfig, GroupError, GroupState, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
+    SyncResponse,
+};
+
+const SESSION_MS: i32 = 10_000;
+const REBALANCE_MS: i32 = 30_000;
+
+fn groups() -> Groups {
+    Groups::new(GroupConfig {
+        initial_rebalance_delay_ms: 0,
+        ..GroupConfig::default()
+    })
+}
+
+fn join_request(member_id: &str, instance: Option<&str>, metadata: &str) -> JoinRequest {
+    JoinRequest {
+        group_id: "g".to_string(),
+        member_id: member_id.to_string(),
+        group_instance_id: instance.map(str::to_string),
+        client_id: "client".to_string(),
+        client_host: "/127.0.0.1".to_string(),
+        session_timeout_ms: SESSION_MS,
+        rebalance_timeout_ms: REBALANCE_MS,
+        protocol_type: "consumer".to_string(),
+        protocols: vec![("range".to_string(), Bytes::from(metadata.to_string()))],
+        require_known_member_id: true,
+    }
+}
+
+fn join_answer(outputs: &[Output], token: u64) -> Option<JoinResponse> {
+    outputs.iter().find_map(|output| match output {
+        Output::Join(answered, response) if *answered == token => Some(response.clone()),
+        _ => None,
+    })
+}
+
+fn sync_answer(outputs: &[Output], token: u64) -> Option<SyncResponse> {
+    outputs.iter().find_map(|output| match output {
+        Output::Sync(answered, response) if *answered == token => Some(response.clone()),
+        _ => None,
+    })
+}
+
+/// KIP-394: first join gets MEMBER_ID_REQUIRED and an id, the second join enters.
+fn new_member(groups: &mut Groups, token: u64, now_ms: i64) -> (String, Vec<Output>) {
+    let outputs = groups.join(token, join_request("", None, "m"), now_ms);
+    let response = join_answer(&outputs, token).unwrap();
+    assert_eq!(response.error, Some(GroupError::MemberIdRequired));
+    let member_id = response.member_id;
+    let outputs = groups.join(token + 1, join_request(&member_id, None, "m"), now_ms);
+    (member_id, outputs)
+}
+
+fn sync(
+    groups: &mut Groups,
+    token: u64,
+    member_id: &str,
+    generation_id: i32,
+    assignments: Vec<(String, Bytes)>,
+    now_ms: i64,
+) -> Vec<Output> {
+    groups.sync(
+        token,
+        SyncRequest {
+            group_id: "g".to_string(),
+            generation_id,
+            member_id: member_id.to_string(),
+            group_instance_id: None,
+            protocol_type: Some("consumer".to_string()),
+            protocol_name: Some("range".to_string()),
+            assignments,
+        },
+        now_ms,
+    )
+}
+
+#[test]
+fn a_single_member_joins_syncs_and_heartbeats() {
+    let mut groups = groups();
+    let (member, outputs) = new_member(&mut groups, 1, 0);
+    let joined = join_answer(&outputs, 2).unwrap();
+    assert_eq!(joined.error, None);
+    assert_eq!(
+        (joined.generation_id, joined.leader.as_str()),
+        (1, member.as_str())
+    );
+    assert_eq!(joined.members.len(), 1, "the leader gets the member list");
+    assert_eq!(joined.protocol_name.as_deref(), Some("range"));
+    let outputs = sync(
+        &mut groups,
+        3,
+        &member,
+        1,
+        vec![(member.clone(), Bytes::from_static(b"p0"))],
+        10,
+    );
+    assert_eq!(
+        sync_answer(&outputs, 3).unwrap().assignment,
+        Bytes::from_static(b"p0")
+    );
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Stable);
+    assert_eq!(groups.heartbeat("g", &member, None, 1, 20), Ok(()));
+    assert_eq!(
+        groups.heartbeat("g", &member, None, 0, 20),
+        Err(GroupError::IllegalGeneration)
+    );
+    assert_eq!(
+        groups.heartbeat("g", "stranger", None, 1, 20),
+        Err(GroupError::UnknownMemberId)
+    );
+}
+
+#[test]
+fn a_second_member_triggers_a_rebalance_that_waits_for_everyone() {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    sync(
+        &mut groups,
+        3,
+        &first,
+        1,
+        vec![(first.clone(), Bytes::from_static(b"all"))],
+        0,
+    );
+
+    let (second, outputs) = new_member(&mut groups, 10, 100);
+    assert!(
+        join_answer(&outputs, 11).is_none(),
+        "parked until the first member rejoins"
+    );
+    assert_eq!(
+        groups.heartbeat("g", &first, None, 1, 200),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let outputs = groups.join(20, join_request(&first, None, "m"), 300);
+    let first_join = join_answer(&outputs, 20).unwrap();
+    let second_join = join_answer(&outputs, 11).unwrap();
+    assert_eq!(
+        (first_join.generation_id, second_join.generation_id),
+        (2, 2)
+    );
+    assert_eq!(first_join.leader, first, "the leader stays the leader");
+    assert_eq!(first_join.members.len(), 2);
+    assert!(second_join.members.is_empty());
+
+    // The follower's sync waits for the leader's.
+    let outputs = sync(&mut groups, 30, &second, 2, Vec::new(), 400);
+    assert!(outputs.is_empty());
+    let assignments = vec![
+        (first.clone(), Bytes::from_static(b"a")),
+        (second.clone(), Bytes::from_static(b"b")),
+    ];
+    let outputs = sync(&mut groups, 31, &first, 2, assignments, 500);
+    assert_eq!(
+        sync_answer(&outputs, 30).unwrap().assignment,
+        Bytes::from_static(b"b")
+    );
+    assert_eq!(
+        sync_answer(&outputs, 31).unwrap().assignment,
+        Bytes::from_static(b"a")
+    );
+}
+
+#[test]
+fn members_that_do_not_rejoin_in_time_are_dropped() {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &first, 1, Vec::new(), 0);
+    // Keep the first member's session alive while the second joins; it never rejoins.
+    groups.heartbeat("g", &first, None, 1, 5_000).unwrap();
+    let (second, outputs) = new_member(&mut groups, 10, 5_000);
+    assert!(join_answer(&outputs, 11).is_none());
+    // Its session runs out before the rebalance timeout does: it is dropped then.
+    assert!(groups.tick(5_000 + i64::from(SESSION_MS)).is_empty());
+    let outputs = groups.tick(5_000 + i64::from(SESSION_MS) + 1);
+    let joined = join_answer(&outputs, 11).unwrap();
+    assert_eq!(
+        (joined.generation_id, joined.leader.as_str()),
+        (2, second.as_str())
+    );
+    assert!(!groups.get("g").unwrap().members.contains_key(&first));
+}
+
+#[test]
+fn an_expired_session_removes_the_member_and_rebalances_the_rest() {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    let (second, _) = new_member(&mut groups, 10, 0);
+    let outputs = groups.join(20, join_request(&first, None, "m"), 0);
+    assert!(join_answer(&outputs, 20).is_some());
+    sync(&mut groups, 30, &second, 2, Vec::new(), 0);
+    sync(&mut groups, 31, &first, 2, Vec::new(), 0);
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Stable);
+    // Only the first member keeps heartbeating.
+    for now in (1_000..=12_000).step_by(1_000) {
+        let _ = groups.heartbeat("g", &first, None, 2, now);
+        groups.tick(now);
+    }
+    let group = groups.get("g").unwrap();
+    assert!(
+        !group.members.contains_key(&second),
+        "expired after the session timeout"
+    );
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+    let outputs = groups.join(40, join_request(&first, None, "m"), 12_500);
+    assert_eq!(join_answer(&outputs, 40).unwrap().generation_id, 3);
+}
+
+#[test]
+fn leaving_members_get_their_answers_and_the_last_one_empties_the_group() {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &first, 1, Vec::new(), 0);
+    let (results, _) = groups
+        .leave(
+            "g",
+            &[(first.clone(), None), ("ghost".to_string(), None)],
+            10,
+        )
+        .unwrap();
+    assert_eq!(results, vec![Ok(()), Err(GroupError::UnknownMemberId)]);
+    let group = groups.get("g").unwrap();
+    assert_eq!((group.state, group.generation_id), (GroupState::Empty, 2));
+    assert_eq!(groups.delete("g"), Ok(()));
+    assert_eq!(groups.delete("g"), Err(GroupError::GroupIdNotFound));
+}
+
+#[test]
+fn a_static_member_rejoining_with_a_new_id_keeps_the_group_stable() {
+    let mut groups = groups();
+    let outputs = groups.join(1, join_request("", Some("instance-a"), "m"), 0);
+    let first = join_answer(&outputs, 1).unwrap();
+    assert_eq!(first.error, None, "static members skip MEMBER_ID_REQUIRED");
+    let (other, _) = new_member(&mut groups, 5, 0);
+    let outputs = groups.join(
+        7,
+        join_request(&first.member_id, Some("instance-a"), "m"),
+        0,
+    );
+    assert!(join_answer(&outputs, 7).is_some());
+    sync(&mut groups, 8, &other, 2, Vec::new(), 0);
+    let assignments = vec![(first.member_id.clone(), Bytes::from_static(b"mine"))];
+    let leader = groups.get("g").unwrap().leader.clone().unwrap();
+    sync(&mut groups, 9, &leader, 2, assignments, 0);
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Stable);
+
+    // Restart: same instance id, no member id. No rebalance, same generation.
+    let outputs = groups.join(20, join_request("", Some("instance-a"), "m"), 100);
+    let rejoined = join_answer(&outputs, 20).unwrap();
+    assert_eq!((rejoined.error, rejoined.generation_id), (None, 2));
+    assert_ne!(rejoined.member_id, first.member_id);
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Stable);
+    // The old incarnation is fenced.
+    assert_eq!(
+        groups.heartbeat("g", &first.member_id, Some("instance-a"), 2, 200),
+        Err(GroupError::FencedInstanceId)
+    );
+}
+
+#[test]
+fn a_member_joining_during_a_rebalance_is_part_of_it() {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &first, 1, Vec::new(), 0);
+    let (_second, _) = new_member(&mut groups, 10, 10);
+    let (_third, outputs) = new_member(&mut groups, 20, 20);
+    assert!(
+        outputs
+            .iter()
+            .all(|output| matches!(output, Output::Sync(..)))
+            || outputs.is_empty()
+    );
+    let outputs = groups.join(30, join_request(&first, None, "m"), 30);
+    let answers: Vec<JoinResponse> = [11, 21, 30]
+        .iter()
+        .filter_map(|token| join_answer(&outputs, *token))
+        .collect();
+    assert_eq!(answers.len(), 3);
+    assert!(answers.iter().all(|answer| answer.generation_id == 2));
+}
+
+#[test]
+fn commits_are_checked_against_the_generation() {
+    let mut groups = groups();
+    assert_eq!(
+        groups.validate_commit("solo", "", None, -1),
+        Ok(()),
+        "simple commits need no group"
+    );
+    let (first, _) = new_member(&mut groups, 1, 0);
+    assert_eq!(
+        groups.validate_commit("g", &first, None, 1),
+        Err(GroupError::RebalanceInProgress)
+    );
+    sync(&mut groups, 3, &first, 1, Vec::new(), 0);
+    assert_eq!(groups.validate_commit("g", &first, None, 1), Ok(()));
+    assert_eq!(
+        groups.validate_commit("g", &first, None, 0),
+        Err(GroupError::IllegalGeneration),
+        "stale generation"
+    );
+    assert_eq!(
+        groups.validate_commit("g", "", None, -1),
+        Err(GroupError::UnknownMemberId),
+        "group is active"
+    );
+}
+
+#[test]
+fn protocol_mismatches_and_bad_timeouts_are_refused() {
+    let mut groups = groups();
+    let (_member, _) = new_member(&mut groups, 1, 0);
+    let mut other = join_request("", None, "m");
+    other.protocols = vec![("roundrobin".to_string(), Bytes::new())];
+    let outputs = groups.join(5, other, 0);
+    assert_eq!(
+        join_answer(&outputs, 5).unwrap().error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
+    let mut short = join_request("", None, "m");
+    short.session_timeout_ms = 10;
+    let outputs = groups.join(6, short, 0);
+    assert_eq!(
+        join_answer(&outputs, 6).unwrap().error,
+        Some(GroupError::InvalidSessionTimeout)
+    );
+    let outputs = groups.join(
+        7,
+        JoinRequest {
+            group_id: String::new(),
+            ..join_request("", None, "m")
+        },
+        0,
+    );
+    assert_eq!(
+        join_answer(&outputs, 7).unwrap().error,
+        Some(GroupError::InvalidGroupId)
+    );
+}
+
+#[test]
+fn a_new_group_waits_for_the_initial_rebalance_delay() {
+    let mut groups = Groups::new(GroupConfig {
+        initial_rebalance_delay_ms: 3_000,
+        ..GroupConfig::default()
+    });
+    let (_first, outputs) = new_member(&mut groups, 1, 0);
+    assert!(join_answer(&outputs, 2).is_none());
+    let (_second, outputs) = new_member(&mut groups, 10, 1_000);
+    assert!(join_answer(&outputs, 11).is_none());
+    let outputs = groups.tick(3_000);
+    assert!(join_answer(&outputs, 2).is_some() && join_answer(&outputs, 11).is_some());
+}

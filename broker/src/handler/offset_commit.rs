@@ -1,0 +1,81 @@
+//! OffsetCommit: generation-checked commits from group members, or simple commits
+//! (generation -1) for groups without members.
+
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use lmq_wire::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::{UNKNOWN_TOPIC_OR_PARTITION, group_error_code, storage_error_code};
+use crate::broker::Broker;
+use crate::group::{CommitError, OffsetCommit};
+
+pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+    // Partitions of unknown topics are refused one by one; the rest commit together.
+    let mut commits = Vec::new();
+    let mut unknown = Vec::new();
+    for topic in &request.topics {
+        let known = broker.topics.get(&topic.name.0);
+        for partition in &topic.partitions {
+            let exists = known.as_ref().is_some_and(|known| {
+                usize::try_from(partition.partition_index)
+                    .is_ok_and(|index| index < known.partitions.len())
+            });
+            if exists {
+                commits.push(OffsetCommit {
+                    topic: topic.name.0.to_string(),
+                    partition: partition.partition_index,
+                    offset: partition.committed_offset,
+                    leader_epoch: partition.committed_leader_epoch,
+                    metadata: partition
+                        .committed_metadata
+                        .as_ref()
+                        .map(ToString::to_string),
+                });
+            } else {
+                unknown.push((topic.name.0.to_string(), partition.partition_index));
+            }
+        }
+    }
+    let outcome = broker.groups.commit(
+        &request.group_id.0,
+        &request.member_id,
+        request.group_instance_id.as_deref(),
+        request.generation_id_or_member_epoch,
+        &commits,
+        broker.now_ms(),
+    );
+    let error_code = match &outcome {
+        Ok(()) => 0,
+        Err(CommitError::Group(error)) => group_error_code(*error),
+        Err(CommitError::MetadataTooLarge(_)) => ResponseError::OffsetMetadataTooLarge.code(),
+        Err(CommitError::Storage(error)) => {
+            tracing::error!(group = %request.group_id.0, %error, "persisting offsets failed");
+            match storage_error_code(error) {
+                code if code == ResponseError::KafkaStorageError.code() => {
+                    ResponseError::CoordinatorNotAvailable.code()
+                }
+                code => code,
+            }
+        }
+    };
+    let mut response = OffsetCommitResponse::default();
+    for topic in request.topics {
+        let mut answered = OffsetCommitResponseTopic::default();
+        answered.name = topic.name.clone();
+        for partition in topic.partitions {
+            let mut result = OffsetCommitResponsePartition::default();
+            result.partition_index = partition.partition_index;
+            result.error_code =
+                if unknown.contains(&(topic.name.0.to_string(), partition.partition_index)) {
+                    UNKNOWN_TOPIC_OR_PARTITION
+                } else {
+                    error_code
+                };
+            answered.partitions.push(result);
+        }
+        response.topics.push(answered);
+    }
+    response
+}

@@ -1,0 +1,62 @@
+//! OffsetDelete: remove committed offsets of partitions of a group that has no members.
+
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use lmq_wire::protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use super::{group_error_code, storage_error_code};
+use crate::broker::Broker;
+use crate::group::CommitError;
+use crate::group::state::GroupError;
+
+pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let partitions: Vec<(String, i32)> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic
+                .partitions
+                .iter()
+                .map(|partition| (topic.name.0.to_string(), partition.partition_index))
+        })
+        .collect();
+    let mut response = OffsetDeleteResponse::default();
+    let partition_error =
+        match broker
+            .groups
+            .delete_offsets(&request.group_id.0, &partitions, broker.now_ms())
+        {
+            Ok(()) => 0,
+            // Kafka refuses per partition when active members may still consume it.
+            Err(CommitError::Group(GroupError::NonEmptyGroup)) => {
+                ResponseError::GroupSubscribedToTopic.code()
+            }
+            Err(CommitError::Group(error)) => {
+                response.error_code = group_error_code(error);
+                return response;
+            }
+            Err(CommitError::Storage(error)) => {
+                response.error_code = storage_error_code(&error);
+                return response;
+            }
+            Err(CommitError::MetadataTooLarge(_)) => ResponseError::UnknownServerError.code(),
+        };
+    for topic in request.topics {
+        let mut answered = OffsetDeleteResponseTopic::default();
+        answered.name = topic.name.clone();
+        answered.partitions = topic
+            .partitions
+            .into_iter()
+            .map(|partition| {
+                let mut result = OffsetDeleteResponsePartition::default();
+                result.partition_index = partition.partition_index;
+                result.error_code = partition_error;
+                result
+            })
+            .collect();
+        response.topics.push(answered);
+    }
+    response
+}
