@@ -1,0 +1,438 @@
+//! Consumer groups over a socket: join, sync, heartbeat, commits, listing, deletion, and
+//! committed offsets surviving a restart.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use bytes::Bytes;
+use common::{TestBroker, TestClient};
+use lmq_wire::protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use lmq_wire::protocol::messages::leave_group_request::MemberIdentity;
+use lmq_wire::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use lmq_wire::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use lmq_wire::protocol::messages::{
+    ApiKey, DeleteGroupsRequest, DescribeGroupsRequest, FindCoordinatorRequest, GroupId,
+    HeartbeatRequest, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest, ListGroupsRequest,
+    MetadataRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind,
+    SyncGroupRequest, TopicName,
+};
+use lmq_wire::protocol::protocol::StrBytes;
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+fn group() -> GroupId {
+    GroupId(text("orders-readers"))
+}
+
+fn join_request(member_id: &str) -> RequestKind {
+    let mut protocol = JoinGroupRequestProtocol::default();
+    protocol.name = text("range");
+    protocol.metadata = Bytes::from_static(b"subscription");
+    let mut request = JoinGroupRequest::default();
+    request.group_id = group();
+    request.session_timeout_ms = 10_000;
+    request.rebalance_timeout_ms = 10_000;
+    request.member_id = text(member_id);
+    request.group_instance_id = None;
+    request.protocol_type = text("consumer");
+    request.protocols = vec![protocol];
+    RequestKind::JoinGroup(request)
+}
+
+async fn join(client: &mut TestClient, member_id: &str) -> JoinGroupResponse {
+    match client
+        .call(ApiKey::JoinGroup, 9, join_request(member_id))
+        .await
+    {
+        ResponseKind::JoinGroup(response) => response,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// KIP-394: the first join answers MEMBER_ID_REQUIRED (79) with an id to rejoin with.
+async fn member_id(client: &mut TestClient) -> String {
+    let first = join(client, "").await;
+    assert_eq!(first.error_code, 79);
+    first.member_id.to_string()
+}
+
+fn sync_request(member_id: &str, generation_id: i32, assignments: &[(&str, &str)]) -> RequestKind {
+    let mut request = SyncGroupRequest::default();
+    request.group_id = group();
+    request.generation_id = generation_id;
+    request.member_id = text(member_id);
+    request.group_instance_id = None;
+    request.protocol_type = Some(text("consumer"));
+    request.protocol_name = Some(text("range"));
+    request.assignments = assignments
+        .iter()
+        .map(|(member, assignment)| {
+            let mut entry = SyncGroupRequestAssignment::default();
+            entry.member_id = text(member);
+            entry.assignment = Bytes::from(assignment.to_string());
+            entry
+        })
+        .collect();
+    RequestKind::SyncGroup(request)
+}
+
+fn commit_request(member_id: &str, generation_id: i32, offset: i64) -> RequestKind {
+    let mut partition = OffsetCommitRequestPartition::default();
+    partition.partition_index = 0;
+    partition.committed_offset = offset;
+    partition.committed_metadata = Some(text("meta"));
+    let mut topic = OffsetCommitRequestTopic::default();
+    topic.name = TopicName(text("orders"));
+    topic.partitions = vec![partition];
+    let mut request = OffsetCommitRequest::default();
+    request.group_id = group();
+    request.generation_id_or_member_epoch = generation_id;
+    request.member_id = text(member_id);
+    request.group_instance_id = None;
+    request.topics = vec![topic];
+    RequestKind::OffsetCommit(request)
+}
+
+async fn commit(client: &mut TestClient, member_id: &str, generation_id: i32, offset: i64) -> i16 {
+    match client
+        .call(
+            ApiKey::OffsetCommit,
+            8,
+            commit_request(member_id, generation_id, offset),
+        )
+        .await
+    {
+        ResponseKind::OffsetCommit(response) => response.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn committed(client: &mut TestClient, version: i16) -> i64 {
+    let mut request = OffsetFetchRequest::default();
+    if version >= 8 {
+        let mut requested =
+            lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default();
+        requested.group_id = group();
+        requested.topics = None;
+        request.groups = vec![requested];
+    } else {
+        let mut topic = OffsetFetchRequestTopic::default();
+        topic.name = TopicName(text("orders"));
+        topic.partition_indexes = vec![0];
+        request.group_id = group();
+        request.topics = Some(vec![topic]);
+    }
+    match client
+        .call(
+            ApiKey::OffsetFetch,
+            version,
+            RequestKind::OffsetFetch(request),
+        )
+        .await
+    {
+        ResponseKind::OffsetFetch(response) if version >= 8 => response.groups[0]
+            .topics
+            .first()
+            .map_or(-1, |topic| topic.partitions[0].committed_offset),
+        ResponseKind::OffsetFetch(response) => response.topics[0].partitions[0].committed_offset,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn start(dir: &std::path::Path) -> TestBroker {
+    TestBroker::start_in(dir, |config| config.group.initial_rebalance_delay_ms = 0).await
+}
+
+#[tokio::test]
+async fn two_members_join_sync_heartbeat_commit_and_leave() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut first = broker.client().await;
+    let mut second = broker.client().await;
+    let mut admin = broker.client().await;
+    let mut metadata = MetadataRequest::default();
+    metadata.topics = None;
+    admin
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(metadata))
+        .await;
+    let mut create = lmq_wire::protocol::messages::CreateTopicsRequest::default();
+    let mut topic = lmq_wire::protocol::messages::create_topics_request::CreatableTopic::default();
+    topic.name = TopicName(text("orders"));
+    topic.num_partitions = 2;
+    topic.replication_factor = 1;
+    create.topics = vec![topic];
+    admin
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await;
+
+    let mut find = FindCoordinatorRequest::default();
+    find.key_type = 0;
+    find.coordinator_keys = vec![text("orders-readers")];
+    let ResponseKind::FindCoordinator(found) = admin
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(find),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(found.coordinators[0].error_code, 0);
+    assert_eq!(found.coordinators[0].port, i32::from(broker.addr.port()));
+
+    let first_id = member_id(&mut first).await;
+    let joined = join(&mut first, &first_id).await;
+    assert_eq!((joined.error_code, joined.generation_id), (0, 1));
+    assert_eq!(joined.leader.as_str(), first_id);
+    first
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            sync_request(&first_id, 1, &[(&first_id, "p0,p1")]),
+        )
+        .await;
+
+    // The second member's join parks until the first rejoins (told by its heartbeat).
+    let second_id = member_id(&mut second).await;
+    let parked = second
+        .send(ApiKey::JoinGroup, 9, join_request(&second_id))
+        .await;
+    let mut heartbeat = HeartbeatRequest::default();
+    heartbeat.group_id = group();
+    heartbeat.generation_id = 1;
+    heartbeat.member_id = text(&first_id);
+    heartbeat.group_instance_id = None;
+    let ResponseKind::Heartbeat(beat) = first
+        .call(
+            ApiKey::Heartbeat,
+            4,
+            RequestKind::Heartbeat(heartbeat.clone()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, 27, "REBALANCE_IN_PROGRESS");
+    let rejoined = join(&mut first, &first_id).await;
+    assert_eq!((rejoined.generation_id, rejoined.members.len()), (2, 2));
+    let (correlation, response) =
+        lmq_wire::decode_response(second.read_frame().await.unwrap(), ApiKey::JoinGroup, 9)
+            .unwrap();
+    assert_eq!(correlation, parked);
+    let ResponseKind::JoinGroup(second_join) = response else {
+        panic!()
+    };
+    assert_eq!(
+        (second_join.generation_id, second_join.members.len()),
+        (2, 0)
+    );
+
+    let follower_sync = second
+        .send(ApiKey::SyncGroup, 5, sync_request(&second_id, 2, &[]))
+        .await;
+    first
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            sync_request(&first_id, 2, &[(&first_id, "p0"), (&second_id, "p1")]),
+        )
+        .await;
+    let (correlation, response) =
+        lmq_wire::decode_response(second.read_frame().await.unwrap(), ApiKey::SyncGroup, 5)
+            .unwrap();
+    assert_eq!(correlation, follower_sync);
+    let ResponseKind::SyncGroup(assigned) = response else {
+        panic!()
+    };
+    assert_eq!(assigned.assignment, Bytes::from_static(b"p1"));
+
+    heartbeat.generation_id = 2;
+    let ResponseKind::Heartbeat(beat) = first
+        .call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(heartbeat))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(beat.error_code, 0);
+
+    assert_eq!(commit(&mut first, &first_id, 2, 42).await, 0);
+    assert_eq!(
+        commit(&mut first, &first_id, 1, 43).await,
+        22,
+        "stale generation: ILLEGAL_GENERATION"
+    );
+    assert_eq!(
+        commit(&mut admin, "", -1, 44).await,
+        25,
+        "simple commit to an active group"
+    );
+    for version in [1, 5, 7, 8] {
+        assert_eq!(
+            committed(&mut admin, version).await,
+            42,
+            "offset fetch v{version}"
+        );
+    }
+
+    let ResponseKind::DescribeGroups(described) = admin
+        .call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups({
+                let mut request = DescribeGroupsRequest::default();
+                request.groups = vec![group()];
+                request
+            }),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(described.groups[0].group_state.as_str(), "Stable");
+    assert_eq!(described.groups[0].members.len(), 2);
+    let ResponseKind::ListGroups(listed) = admin
+        .call(
+            ApiKey::ListGroups,
+            4,
+            RequestKind::ListGroups(ListGroupsRequest::default()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert!(
+        listed
+            .groups
+            .iter()
+            .any(|listed| listed.group_id == group() && listed.group_state.as_str() == "Stable")
+    );
+
+    let delete = || {
+        let mut request = DeleteGroupsRequest::default();
+        request.groups_names = vec![group()];
+        RequestKind::DeleteGroups(request)
+    };
+    let ResponseKind::DeleteGroups(deleted) = admin.call(ApiKey::DeleteGroups, 2, delete()).await
+    else {
+        panic!()
+    };
+    assert_eq!(deleted.results[0].error_code, 68, "NON_EMPTY_GROUP");
+
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = group();
+    leave.members = [&first_id, &second_id]
+        .iter()
+        .map(|member| {
+            let mut identity = MemberIdentity::default();
+            identity.member_id = text(member);
+            identity
+        })
+        .collect();
+    let ResponseKind::LeaveGroup(left) = admin
+        .call(ApiKey::LeaveGroup, 4, RequestKind::LeaveGroup(leave))
+        .await
+    else {
+        panic!()
+    };
+    assert!(left.members.iter().all(|member| member.error_code == 0));
+    assert_eq!(
+        commit(&mut admin, "", -1, 50).await,
+        0,
+        "simple commit to an empty group"
+    );
+    broker.stop().await;
+
+    // Committed offsets survive a restart.
+    let broker = start(dir.path()).await;
+    let mut admin = broker.client().await;
+    assert_eq!(committed(&mut admin, 8).await, 50);
+    let ResponseKind::DeleteGroups(deleted) = admin.call(ApiKey::DeleteGroups, 2, delete()).await
+    else {
+        panic!()
+    };
+    assert_eq!(deleted.results[0].error_code, 0);
+    assert_eq!(committed(&mut admin, 8).await, -1);
+    broker.stop().await;
+    let broker = start(dir.path()).await;
+    let mut admin = broker.client().await;
+    assert_eq!(
+        committed(&mut admin, 8).await,
+        -1,
+        "the deletion is durable too"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn every_group_api_version_round_trips() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut client = broker.client().await;
+    for version in 0..=9 {
+        let response = client
+            .call(ApiKey::JoinGroup, version, join_request(""))
+            .await;
+        let ResponseKind::JoinGroup(response) = response else {
+            panic!()
+        };
+        let expected = if version >= 4 { 79 } else { 0 };
+        assert_eq!(response.error_code, expected, "join v{version}");
+        if version < 4 {
+            // Leave so the next version starts from an empty group.
+            let mut leave = LeaveGroupRequest::default();
+            leave.group_id = group();
+            leave.member_id = response.member_id.clone();
+            client
+                .call(ApiKey::LeaveGroup, 0, RequestKind::LeaveGroup(leave))
+                .await;
+        }
+    }
+    for version in 0..=5 {
+        let response = client
+            .call(ApiKey::SyncGroup, version, sync_request("nobody", 1, &[]))
+            .await;
+        let ResponseKind::SyncGroup(response) = response else {
+            panic!()
+        };
+        assert_eq!(response.error_code, 25, "sync v{version}");
+    }
+    for version in 2..=8 {
+        assert_eq!(
+            match client
+                .call(ApiKey::OffsetCommit, version, commit_request("", -1, 7))
+                .await
+            {
+                ResponseKind::OffsetCommit(response) => response.topics[0].partitions[0].error_code,
+                other => panic!("{other:?}"),
+            },
+            3,
+            "commit v{version} to a topic that does not exist"
+        );
+    }
+    for version in 0..=5 {
+        let ResponseKind::ListGroups(_) = client
+            .call(
+                ApiKey::ListGroups,
+                version,
+                RequestKind::ListGroups(ListGroupsRequest::default()),
+            )
+            .await
+        else {
+            panic!()
+        };
+    }
+    broker.stop().await;
+}
