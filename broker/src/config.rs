@@ -43,6 +43,8 @@ pub struct GroupSettings {
     pub initial_rebalance_delay_ms: i64,
     pub max_size: usize,
     pub groups_max: usize,
+    /// Bytes of subscription metadata one member may send with its JoinGroup.
+    pub member_metadata_bytes_max: usize,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
 }
@@ -56,6 +58,7 @@ impl Default for GroupSettings {
             initial_rebalance_delay_ms: defaults.initial_rebalance_delay_ms,
             max_size: defaults.members_max,
             groups_max: defaults.groups_max,
+            member_metadata_bytes_max: defaults.member_metadata_bytes_max,
             offsets_topic_partitions: 1,
         }
     }
@@ -69,7 +72,7 @@ impl GroupSettings {
             initial_rebalance_delay_ms: self.initial_rebalance_delay_ms,
             members_max: self.max_size,
             groups_max: self.groups_max,
-            ..crate::group::state::GroupConfig::default()
+            member_metadata_bytes_max: self.member_metadata_bytes_max,
         }
     }
 }
