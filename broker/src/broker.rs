@@ -10,9 +10,12 @@ use tokio::sync::Notify;
 use crate::clock::Clock;
 use std::collections::BTreeMap;
 
+use std::sync::atomic::AtomicBool;
+
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::group::offsets::OFFSETS_TOPIC;
+use crate::metrics::{GroupLabels, GroupPartitionLabels, Metrics, PartitionLabels, TimedSyncer};
 use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::NewTopic;
 use crate::topics::{TopicError, TopicRegistry};
@@ -27,6 +30,9 @@ pub struct Broker {
     pub cluster_id: String,
     pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
+    pub metrics: Metrics,
+    /// Set once the listener serves: logs are recovered and requests are answered.
+    pub ready: AtomicBool,
 }
 
 /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
@@ -47,10 +53,15 @@ impl Broker {
                 path: config.data_dir.join("producer_id_block"),
                 reason: error.to_string(),
             })?;
+        let metrics = Metrics::new();
+        let syncer = Arc::new(TimedSyncer {
+            histogram: metrics.fsync_duration.clone(),
+        });
         let topics = TopicRegistry::load(
             &config.data_dir,
             log_defaults,
             config.default_partitions,
+            syncer,
             clock.now_ms(),
         )?;
         let groups = open_group_coordinator(&config, &topics, clock.now_ms())?;
@@ -62,6 +73,8 @@ impl Broker {
             cluster_id,
             producer_ids,
             groups,
+            metrics,
+            ready: AtomicBool::new(false),
         })
     }
 
@@ -76,7 +89,100 @@ impl Broker {
 
     /// Retention and checkpoints for every partition (every minute).
     pub fn maintain(&self) {
-        self.for_each_partition("retention", |partition, now_ms| partition.maintain(now_ms));
+        self.for_each_partition("retention", |partition, now_ms| {
+            let outcome = partition.maintain(now_ms)?;
+            self.metrics
+                .retention_deleted_segments
+                .inc_by(outcome.deleted_segments.len() as u64);
+            self.metrics
+                .retention_deleted_bytes
+                .inc_by(outcome.deleted_bytes);
+            Ok(())
+        });
+    }
+
+    /// Brings the state gauges up to date; the admin endpoint calls it before each scrape.
+    pub fn refresh_metrics(&self) {
+        let metrics = &self.metrics;
+        metrics.refresh_process(&self.config.data_dir);
+        metrics.log_size.clear();
+        metrics.log_segments.clear();
+        metrics.log_end_offset.clear();
+        let mut partitions = 0i64;
+        let mut high_watermarks = std::collections::HashMap::new();
+        for topic in self.topics.list() {
+            for partition in &topic.partitions {
+                partitions += 1;
+                let labels = PartitionLabels {
+                    topic: topic.name.clone(),
+                    partition: partition.index.to_string(),
+                };
+                if let Ok((size_bytes, segments, log_end_offset)) = partition.log_stats() {
+                    metrics
+                        .log_size
+                        .get_or_create(&labels)
+                        .set(i64::try_from(size_bytes).unwrap_or(i64::MAX));
+                    metrics
+                        .log_segments
+                        .get_or_create(&labels)
+                        .set(i64::try_from(segments).unwrap_or(i64::MAX));
+                    metrics
+                        .log_end_offset
+                        .get_or_create(&labels)
+                        .set(log_end_offset);
+                }
+                if let Ok(offsets) = partition.offsets() {
+                    high_watermarks.insert(
+                        (topic.name.clone(), partition.index),
+                        offsets.high_watermark,
+                    );
+                }
+            }
+        }
+        // One node: it leads every partition it hosts and every replica is in sync.
+        metrics.partitions.set(partitions);
+        metrics.leader_partitions.set(partitions);
+        metrics.under_replicated_partitions.set(0);
+        metrics.offline_partitions.set(0);
+        metrics.group_members.clear();
+        metrics.group_generation.clear();
+        metrics.consumer_lag.clear();
+        let groups = self.groups.list();
+        metrics
+            .groups
+            .set(i64::try_from(groups.len()).unwrap_or(i64::MAX));
+        for (group_id, _, _) in groups {
+            let Some(group) = self.groups.describe(&group_id) else {
+                continue;
+            };
+            let labels = GroupLabels {
+                group: group_id.clone(),
+            };
+            metrics
+                .group_members
+                .get_or_create(&labels)
+                .set(i64::try_from(group.members.len()).unwrap_or(i64::MAX));
+            metrics
+                .group_generation
+                .get_or_create(&labels)
+                .set(i64::from(group.generation_id));
+            for (topic, partition, committed) in self.groups.fetch_offsets(&group_id, None) {
+                let (Some(committed), Some(high_watermark)) =
+                    (committed, high_watermarks.get(&(topic.clone(), partition)))
+                else {
+                    continue;
+                };
+                let labels = GroupPartitionLabels {
+                    group: group_id.clone(),
+                    topic,
+                    partition: partition.to_string(),
+                };
+                metrics
+                    .consumer_lag
+                    .get_or_create(&labels)
+                    .set((high_watermark - committed.offset).max(0));
+            }
+        }
     }
 
     fn for_each_partition(

@@ -15,6 +15,9 @@ pub struct BrokerConfig {
     pub data_dir: PathBuf,
     /// Address the Kafka listener binds.
     pub listen: SocketAddr,
+    /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`, `/v1/status`);
+    /// `None` turns it off.
+    pub admin_listen: Option<SocketAddr>,
     /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
     pub advertised_listener: Option<String>,
     pub node_id: i32,
@@ -97,6 +100,7 @@ impl Default for BrokerConfig {
         BrokerConfig {
             data_dir: PathBuf::from("./lmq-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             advertised_listener: None,
             node_id: 0,
             auto_create_topics: true,

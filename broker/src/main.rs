@@ -35,6 +35,9 @@ struct ServeArgs {
     /// Address the Kafka listener binds [default: 127.0.0.1:9092]
     #[arg(long)]
     listen: Option<SocketAddr>,
+    /// Admin HTTP address for /metrics, /health, /ready, /v1/status, or "off" [default: 127.0.0.1:9644]
+    #[arg(long)]
+    admin_listen: Option<String>,
     /// HOST:PORT clients are told to connect to [default: the listen address]
     #[arg(long)]
     advertised_listener: Option<String>,
@@ -73,6 +76,14 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(advertised) = args.advertised_listener {
         config.advertised_listener = Some(advertised);
     }
+    if let Some(admin_listen) = args.admin_listen {
+        config.admin_listen = match admin_listen.as_str() {
+            "off" => None,
+            address => Some(address.parse().with_context(|| {
+                format!("--admin-listen {address:?} is not HOST:PORT or \"off\"")
+            })?),
+        };
+    }
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
     }
@@ -88,6 +99,13 @@ fn serve(args: ServeArgs) -> Result<()> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (is another broker running there? use --listen HOST:PORT)"))?;
+        let admin = match config.admin_listen {
+            Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
+                format!("cannot listen on {address} for the admin endpoints (use --admin-listen HOST:PORT or off)")
+            })?),
+            None => None,
+        };
+        let admin_address = admin.as_ref().and_then(|admin| admin.local_addr().ok());
         let broker = Arc::new(
             Broker::open(config, Arc::new(SystemClock))
                 .with_context(|| format!("cannot open data dir {}", data_dir.display()))?,
@@ -102,9 +120,10 @@ fn serve(args: ServeArgs) -> Result<()> {
             listen = %listener.local_addr().unwrap_or(listen),
             node_id,
             data_dir = %data_dir.display(),
+            admin = ?admin_address,
             "lmq ready"
         );
-        lmq_broker::server::run(broker, listener, shutdown).await;
+        lmq_broker::server::run(broker, listener, admin, shutdown).await;
         tracing::info!("stopped; logs flushed");
         Ok(())
     })

@@ -2,7 +2,10 @@
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use lmq_storage::{AppendInfo, PartitionLog, ReadLimits, ReadResult, StorageError, TimestampMatch};
+use lmq_storage::{
+    AppendInfo, PartitionLog, ReadLimits, ReadResult, RetentionOutcome, StorageError,
+    TimestampMatch,
+};
 
 /// The leader epoch a single node stamps on every batch.
 pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
@@ -93,12 +96,18 @@ impl Partition {
     }
 
     /// Periodic upkeep: retention, idle producer expiry, then the checkpoint.
-    pub fn maintain(&self, now_ms: i64) -> Result<(), StorageError> {
+    pub fn maintain(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
         self.with_log(|log| {
-            log.apply_retention(now_ms)?;
+            let outcome = log.apply_retention(now_ms)?;
             log.expire_producers(now_ms, crate::broker::PRODUCER_ID_EXPIRATION_MS);
-            log.checkpoint()
+            log.checkpoint()?;
+            Ok(outcome)
         })
+    }
+
+    /// Size on disk, segment count and log end offset, for the metrics.
+    pub fn log_stats(&self) -> Result<(u64, usize, i64), StorageError> {
+        self.with_log(|log| Ok((log.size_bytes(), log.segment_count(), log.log_end_offset())))
     }
 
     /// Clean shutdown of the log; later calls fail as the broker is going away.

@@ -4,7 +4,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
@@ -15,7 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
-use crate::handler::{RequestContext, dispatch, unsupported_version_response};
+use crate::handler::{RequestContext, dispatch, error_codes, unsupported_version_response};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running.
@@ -42,10 +42,13 @@ pub async fn serve(
             Ok((socket, peer)) => {
                 let broker = Arc::clone(&broker);
                 let shutdown = shutdown.clone();
+                broker.metrics.connections_accepted.inc();
+                broker.metrics.connections_active.inc();
                 tasks.spawn(async move {
                     if let Err(error) = connection(socket, peer, &broker, shutdown).await {
                         tracing::debug!(%peer, %error, "connection closed");
                     }
+                    broker.metrics.connections_active.dec();
                     drop(permit);
                 });
             }
@@ -80,11 +83,13 @@ async fn connection(
             Ok(length) => length,
             Err(error) => {
                 tracing::warn!(%peer, %error, "closing connection");
+                close_on_error(broker, &error);
                 return Ok(());
             }
         };
         let mut frame = BytesMut::zeroed(length);
         reader.read_exact(&mut frame).await?;
+        let started = Instant::now();
         let (api_key, api_version, correlation_id, response) = match decode_request(frame.freeze())
         {
             Ok(request) => {
@@ -125,10 +130,18 @@ async fn connection(
             Err(error) => {
                 // As Kafka does for requests it cannot parse: log and close the connection.
                 tracing::warn!(%peer, %error, "closing connection");
+                close_on_error(broker, &error);
                 return Ok(());
             }
         };
-        let Some(response) = response else { continue };
+        let api_name = format!("{api_key:?}");
+        let Some(response) = response else {
+            broker.metrics.observe_request(&api_name, started, &[]);
+            continue;
+        };
+        broker
+            .metrics
+            .observe_request(&api_name, started, &error_codes(&response));
         match encode_response(&response, api_key, api_version, correlation_id) {
             Ok(bytes) => {
                 writer.write_all(&bytes).await?;
@@ -142,8 +155,40 @@ async fn connection(
     }
 }
 
-/// Binds the listener and runs the broker's background upkeep beside `serve`.
-pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+/// Counts a connection closed because of what the client sent.
+fn close_on_error(broker: &Broker, error: &WireError) {
+    broker.metrics.connections_closed_on_error.inc();
+    let (api, kind) = match error {
+        WireError::FrameTooLarge { .. } | WireError::NegativeLength { .. } => {
+            ("frame", "INVALID_FRAME")
+        }
+        WireError::TruncatedHeader { .. } | WireError::Malformed { .. } => {
+            ("request", "INVALID_REQUEST")
+        }
+        WireError::UnknownApiKey { .. } => ("request", "UNKNOWN_API_KEY"),
+        WireError::UnsupportedVersion { .. } => ("request", "UNSUPPORTED_VERSION"),
+    };
+    broker.metrics.count_error(api, kind);
+}
+
+/// Runs the Kafka listener, the admin listener (when given) and the broker's background
+/// upkeep until `shutdown`, then closes every log.
+pub async fn run(
+    broker: Arc<Broker>,
+    listener: TcpListener,
+    admin: Option<TcpListener>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let admin = admin.map(|admin| {
+        tokio::spawn(crate::admin::serve(
+            admin,
+            Arc::clone(&broker),
+            shutdown.clone(),
+        ))
+    });
+    broker
+        .ready
+        .store(true, std::sync::atomic::Ordering::Release);
     let upkeep = {
         let broker = Arc::clone(&broker);
         let mut shutdown = shutdown.clone();
@@ -162,6 +207,12 @@ pub async fn run(broker: Arc<Broker>, listener: TcpListener, shutdown: watch::Re
         })
     };
     serve(listener, Arc::clone(&broker), shutdown).await;
+    broker
+        .ready
+        .store(false, std::sync::atomic::Ordering::Release);
     let _ = upkeep.await;
+    if let Some(admin) = admin {
+        let _ = admin.await;
+    }
     broker.close();
 }

@@ -8,7 +8,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use lmq_storage::{FileCache, LogConfig, LogOptions, PartitionLog, StorageError, TimestampType};
+use lmq_storage::{
+    FileCache, LogConfig, LogOptions, PartitionLog, StorageError, Syncer, TimestampType,
+};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
@@ -183,6 +185,8 @@ pub struct TopicRegistry {
     defaults: LogConfig,
     default_partitions: i32,
     file_cache: Arc<FileCache>,
+    /// Every log's fsyncs go through it (timed for the metrics).
+    syncer: Arc<dyn Syncer>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
 }
 
@@ -192,9 +196,11 @@ impl TopicRegistry {
         data_dir: &Path,
         defaults: LogConfig,
         default_partitions: i32,
+        syncer: Arc<dyn Syncer>,
         now_ms: i64,
     ) -> Result<Self, TopicError> {
         let registry = TopicRegistry {
+            syncer,
             data_dir: data_dir.to_path_buf(),
             defaults,
             default_partitions,
@@ -260,7 +266,7 @@ impl TopicRegistry {
         let dir = self.data_dir.join(format!("{name}-{index}"));
         let options = LogOptions {
             file_cache: Arc::clone(&self.file_cache),
-            ..LogOptions::default()
+            syncer: Arc::clone(&self.syncer),
         };
         let (log, report) = PartitionLog::open(&dir, config.clone(), options, now_ms)?;
         if report.truncation.is_some() || !report.segments_dropped.is_empty() {
@@ -563,7 +569,14 @@ mod tests {
     #[test]
     fn topics_persist_across_reloads() {
         let dir = tempfile::tempdir().unwrap();
-        let registry = TopicRegistry::load(dir.path(), LogConfig::default(), 3, 0).unwrap();
+        let registry = TopicRegistry::load(
+            dir.path(),
+            LogConfig::default(),
+            3,
+            Arc::new(lmq_storage::OsSyncer),
+            0,
+        )
+        .unwrap();
         let new = NewTopic {
             name: "orders".to_string(),
             partitions: -1,
@@ -577,7 +590,14 @@ mod tests {
             Err(TopicError::AlreadyExists(_))
         ));
         registry.close();
-        let reloaded = TopicRegistry::load(dir.path(), LogConfig::default(), 3, 0).unwrap();
+        let reloaded = TopicRegistry::load(
+            dir.path(),
+            LogConfig::default(),
+            3,
+            Arc::new(lmq_storage::OsSyncer),
+            0,
+        )
+        .unwrap();
         let topic = reloaded.get("orders").unwrap();
         assert_eq!((topic.id, topic.partitions.len()), (created.id, 3));
         assert_eq!(

@@ -12,6 +12,8 @@ use lmq_wire::protocol::messages::{FetchRequest, FetchResponse};
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
 use crate::broker::Broker;
+use crate::metrics::TopicLabels;
+use lmq_storage::batch::{BatchView, batch_total_bytes};
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
 const MAX_WAIT_MS_CAP: i32 = 30_000;
@@ -23,6 +25,26 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
+    let started = std::time::Instant::now();
+    let response = long_poll(broker, &request, version, deadline, min_bytes, max_bytes).await;
+    if started.elapsed() >= Duration::from_millis(1) {
+        broker
+            .metrics
+            .fetch_wait_duration
+            .observe(started.elapsed().as_secs_f64());
+    }
+    count_out(broker, &response);
+    response
+}
+
+async fn long_poll(
+    broker: &Broker,
+    request: &FetchRequest,
+    version: i16,
+    deadline: tokio::time::Instant,
+    min_bytes: u64,
+    max_bytes: u64,
+) -> FetchResponse {
     loop {
         // Register for the append signal before reading, so an append in between wakes us.
         let appended = broker.appended.notified();
@@ -37,6 +59,47 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
         }
         if tokio::time::timeout_at(deadline, appended).await.is_err() {
             return read_all(broker, &request.topics, max_bytes, version).0;
+        }
+    }
+}
+
+/// Bytes and records handed to consumers, by topic.
+fn count_out(broker: &Broker, response: &FetchResponse) {
+    for topic in &response.responses {
+        let labels = TopicLabels {
+            topic: topic.topic.0.to_string(),
+        };
+        for partition in &topic.partitions {
+            let Some(records) = partition
+                .records
+                .as_ref()
+                .filter(|records| !records.is_empty())
+            else {
+                continue;
+            };
+            broker
+                .metrics
+                .bytes_out
+                .get_or_create(&labels)
+                .inc_by(records.len() as u64);
+            let mut rest = &records[..];
+            let mut count = 0u64;
+            while let Some(total) =
+                batch_total_bytes(rest).and_then(|total| usize::try_from(total).ok())
+            {
+                let Some(batch) = rest.get(..total) else {
+                    break;
+                };
+                if let Ok(view) = BatchView::new(batch) {
+                    count += u64::try_from(view.records_count()).unwrap_or(0);
+                }
+                rest = &rest[total..];
+            }
+            broker
+                .metrics
+                .records_out
+                .get_or_create(&labels)
+                .inc_by(count);
         }
     }
 }

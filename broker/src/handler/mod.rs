@@ -9,6 +9,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod errors;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -38,6 +39,7 @@ use crate::group::state::GroupError;
 use crate::topics::TopicError;
 
 pub use api_versions::unsupported_version_response;
+pub use errors::error_codes;
 
 /// Who sent a request.
 #[derive(Debug, Clone)]

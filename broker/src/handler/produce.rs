@@ -12,6 +12,7 @@ use lmq_wire::protocol::ResponseError;
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::group::offsets::OFFSETS_TOPIC;
+use crate::metrics::TopicLabels;
 
 pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
     let now_ms = broker.now_ms();
@@ -62,9 +63,32 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
                 topic_response.partition_responses.push(partition_response);
                 continue;
             }
-            match partition.append(&mut records, now_ms) {
+            let started = std::time::Instant::now();
+            let appended = partition.append(&mut records, now_ms);
+            broker
+                .metrics
+                .produce_append_duration
+                .observe(started.elapsed().as_secs_f64());
+            match appended {
                 Ok(info) => {
                     appended_any = true;
+                    if info.batches > 0 {
+                        let labels = TopicLabels {
+                            topic: topic_data.name.0.to_string(),
+                        };
+                        broker
+                            .metrics
+                            .bytes_in
+                            .get_or_create(&labels)
+                            .inc_by(info.bytes);
+                        let records =
+                            u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+                        broker
+                            .metrics
+                            .records_in
+                            .get_or_create(&labels)
+                            .inc_by(records);
+                    }
                     partition_response.error_code = NONE;
                     partition_response.base_offset = info.base_offset;
                     if version >= 5 {

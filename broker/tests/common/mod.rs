@@ -17,6 +17,7 @@ use tokio::task::JoinHandle;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
+    pub admin_addr: SocketAddr,
     pub data_dir: std::path::PathBuf,
     stop: watch::Sender<bool>,
     task: JoinHandle<()>,
@@ -30,6 +31,8 @@ impl TestBroker {
     ) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
+        let admin = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let admin_addr = admin.local_addr().unwrap();
         let mut config = BrokerConfig {
             data_dir: data_dir.to_path_buf(),
             listen: addr,
@@ -38,13 +41,34 @@ impl TestBroker {
         adjust(&mut config);
         let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
         let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(lmq_broker::server::run(broker, listener, shutdown));
+        let task = tokio::spawn(lmq_broker::server::run(
+            broker,
+            listener,
+            Some(admin),
+            shutdown,
+        ));
         TestBroker {
             addr,
+            admin_addr,
             data_dir: data_dir.to_path_buf(),
             stop,
             task,
         }
+    }
+
+    /// GET `path` from the admin listener: status code and body.
+    pub async fn http_get(&self, path: &str) -> (u16, String) {
+        let mut stream = TcpStream::connect(self.admin_addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: lmq\r\nConnection: close\r\n\r\n");
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let mut response = String::new();
+        stream.read_to_string(&mut response).await.unwrap();
+        let status = response[9..12].parse().unwrap();
+        let body = response
+            .split_once("\r\n\r\n")
+            .map(|(_, body)| body.to_string())
+            .unwrap_or_default();
+        (status, body)
     }
 
     pub async fn client(&self) -> TestClient {

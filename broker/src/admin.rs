@@ -1,0 +1,132 @@
+//! The admin HTTP listener: Prometheus `/metrics`, `/health` (the process is up), `/ready`
+//! (logs recovered and the Kafka listener serving) and a JSON `/v1/status`.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::broker::Broker;
+
+pub fn router(broker: Arc<Broker>) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/v1/status", get(status))
+        .with_state(broker)
+}
+
+/// Serves the admin endpoints until `shutdown` turns true.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let address = listener.local_addr().ok();
+    let served = axum::serve(listener, router(broker))
+        .with_graceful_shutdown(async move {
+            let _ = shutdown.wait_for(|stop| *stop).await;
+        })
+        .await;
+    if let Err(error) = served {
+        tracing::error!(?address, %error, "admin listener failed");
+    }
+}
+
+/// OpenMetrics for scrapers that ask for it, the classic text format otherwise.
+async fn metrics(State(broker): State<Arc<Broker>>, headers: HeaderMap) -> Response {
+    broker.refresh_metrics();
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|accept| accept.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    match broker.metrics.encode() {
+        Ok(text) if wants_openmetrics => (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            text,
+        )
+            .into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::to_prometheus_text(&text),
+        )
+            .into_response(),
+        Err(error) => (StatusCode::INTERNAL_SERVER_ERROR, error.to_string()).into_response(),
+    }
+}
+
+async fn health() -> &'static str {
+    "ok\n"
+}
+
+async fn ready(State(broker): State<Arc<Broker>>) -> Response {
+    if broker.ready.load(Ordering::Acquire) {
+        (StatusCode::OK, "ready\n").into_response()
+    } else {
+        (StatusCode::SERVICE_UNAVAILABLE, "starting\n").into_response()
+    }
+}
+
+async fn status(State(broker): State<Arc<Broker>>) -> Response {
+    let node_id = broker.config.node_id;
+    let topics: Vec<serde_json::Value> = broker
+        .topics
+        .list()
+        .iter()
+        .map(|topic| {
+            let partitions: Vec<serde_json::Value> = topic
+                .partitions
+                .iter()
+                .map(|partition| {
+                    let offsets = partition.offsets().ok();
+                    let stats = partition.log_stats().ok();
+                    json!({
+                        "partition": partition.index,
+                        "leader": node_id,
+                        "replicas": [node_id],
+                        "isr": [node_id],
+                        "log_start_offset": offsets.map(|offsets| offsets.log_start_offset),
+                        "high_watermark": offsets.map(|offsets| offsets.high_watermark),
+                        "log_end_offset": offsets.map(|offsets| offsets.log_end_offset),
+                        "size_bytes": stats.map(|stats| stats.0),
+                        "segments": stats.map(|stats| stats.1),
+                    })
+                })
+                .collect();
+            json!({
+                "name": topic.name,
+                "id": topic.id.to_string(),
+                "configs": topic.configs,
+                "partitions": partitions,
+            })
+        })
+        .collect();
+    axum::Json(json!({
+        "node_id": node_id,
+        "version": env!("CARGO_PKG_VERSION"),
+        "cluster_id": broker.cluster_id,
+        "uptime_seconds": broker.metrics.uptime().as_secs(),
+        "ready": broker.ready.load(Ordering::Acquire),
+        "controller": node_id,
+        "brokers": [{ "node_id": node_id, "address": broker.config.advertised().0 + ":" + &broker.config.advertised().1.to_string() }],
+        "topics": topics,
+        "groups": broker.groups.list().into_iter().map(|(group, protocol_type, state)| json!({
+            "group": group, "protocol_type": protocol_type, "state": state,
+        })).collect::<Vec<_>>(),
+    }))
+    .into_response()
+}
