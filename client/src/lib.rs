@@ -1,3 +1,24 @@
-//! The native LMQ client: producer, consumer and admin speaking the Kafka protocol.
+//! The native LMQ client: producer, consumer and admin speaking the Kafka protocol, so it
+//! works against LMQ and Apache Kafka alike.
 //!
-//! It is empty until the native-client issue fills it.
+//! ```no_run
+//! # async fn example() -> Result<(), lmq::ClientError> {
+//! let producer = lmq::Producer::connect(lmq::ProducerConfig::default()).await?;
+//! let delivery = producer.send("orders", "hi").await?;
+//! println!("partition {} offset {}", delivery.partition, delivery.offset);
+//! # Ok(())
+//! # }
+//! ```
+
+pub mod admin;
+pub mod cluster;
+pub mod connection;
+pub mod consumer;
+mod error;
+pub mod producer;
+
+pub use admin::{Admin, OffsetSpec};
+pub use cluster::ClientConfig;
+pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig};
+pub use error::{ClientError, Result, error_name};
+pub use producer::{Acks, Codec, Delivery, Producer, ProducerConfig, Record};

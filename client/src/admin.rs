@@ -1,0 +1,618 @@
+//! Admin operations: topics, partitions, configs, consumer groups and their offsets.
+
+use std::collections::BTreeMap;
+
+use bytes::Buf;
+use lmq_wire::protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use lmq_wire::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
+use lmq_wire::protocol::messages::describe_configs_request::DescribeConfigsResource;
+use lmq_wire::protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
+use lmq_wire::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use lmq_wire::protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use lmq_wire::protocol::messages::{
+    ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
+    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
+    OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
+};
+use lmq_wire::protocol::protocol::{Decodable, StrBytes};
+
+use crate::cluster::{ClientConfig, Cluster, TopicInfo};
+use crate::error::{ClientError, Result};
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+/// A topic config as the broker reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigEntry {
+    pub name: String,
+    pub value: Option<String>,
+    /// Set on the topic itself rather than inherited.
+    pub is_override: bool,
+    pub read_only: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupListing {
+    pub group: String,
+    pub protocol_type: String,
+    pub state: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    /// Decoded from the consumer protocol assignment (empty for other protocols).
+    pub assignment: Vec<(String, Vec<i32>)>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupDescription {
+    pub group: String,
+    pub state: String,
+    pub protocol_type: String,
+    pub protocol: String,
+    pub members: Vec<GroupMember>,
+}
+
+/// One partition's position for a group: committed offset, log end, lag.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionLag {
+    pub topic: String,
+    pub partition: i32,
+    pub committed: Option<i64>,
+    pub log_end_offset: i64,
+    pub lag: Option<i64>,
+}
+
+/// Where `reset_offsets` moves a group.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetSpec {
+    Earliest,
+    Latest,
+    Offset(i64),
+}
+
+#[derive(Debug)]
+pub struct Admin {
+    cluster: Cluster,
+}
+
+impl Admin {
+    /// An admin never creates topics by asking about them.
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let config = ClientConfig {
+            allow_auto_create_topics: false,
+            ..config
+        };
+        Ok(Admin {
+            cluster: Cluster::connect(config).await?,
+        })
+    }
+
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    /// Every topic (internal ones only when asked for), by name.
+    pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>> {
+        let mut topics: Vec<TopicInfo> = self
+            .cluster
+            .refresh(&[])
+            .await?
+            .into_iter()
+            .filter(|topic| include_internal || !topic.internal)
+            .collect();
+        topics.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(topics)
+    }
+
+    pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
+        self.cluster
+            .refresh(&[name])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::UnknownPartition {
+                topic: name.to_string(),
+                partition: -1,
+            })
+    }
+
+    /// Creates a topic; `partitions` and `replication_factor` of -1 take the broker defaults.
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<()> {
+        let mut topic = CreatableTopic::default();
+        topic.name = TopicName(text(name));
+        topic.num_partitions = partitions;
+        topic.replication_factor = replication_factor;
+        topic.configs = configs
+            .iter()
+            .map(|(key, value)| {
+                let mut config = CreatableTopicConfig::default();
+                config.name = text(key);
+                config.value = Some(text(value));
+                config
+            })
+            .collect();
+        let mut request = CreateTopicsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 30_000;
+        let connection = self.cluster.controller().await?;
+        let ResponseKind::CreateTopics(response) = connection
+            .call(
+                ApiKey::CreateTopics,
+                2..=7,
+                RequestKind::CreateTopics(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("CreateTopics".to_string()));
+        };
+        for result in response.topics {
+            if let Some(error) = ClientError::from_code(
+                &format!("create topic {name}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<()> {
+        let mut request = DeleteTopicsRequest::default();
+        request.topic_names = vec![TopicName(text(name))];
+        request.timeout_ms = 30_000;
+        let connection = self.cluster.controller().await?;
+        let ResponseKind::DeleteTopics(response) = connection
+            .call(
+                ApiKey::DeleteTopics,
+                1..=5,
+                RequestKind::DeleteTopics(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("DeleteTopics".to_string()));
+        };
+        for result in response.responses {
+            if let Some(error) = ClientError::from_code(
+                &format!("delete topic {name}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+        }
+        self.cluster.invalidate(name).await;
+        Ok(())
+    }
+
+    /// Grows a topic to `total` partitions.
+    pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
+        let mut topic = CreatePartitionsTopic::default();
+        topic.name = TopicName(text(name));
+        topic.count = total;
+        topic.assignments = None;
+        let mut request = CreatePartitionsRequest::default();
+        request.topics = vec![topic];
+        request.timeout_ms = 30_000;
+        let connection = self.cluster.controller().await?;
+        let ResponseKind::CreatePartitions(response) = connection
+            .call(
+                ApiKey::CreatePartitions,
+                0..=3,
+                RequestKind::CreatePartitions(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "CreatePartitions".to_string(),
+            ));
+        };
+        for result in response.results {
+            if let Some(error) = ClientError::from_code(
+                &format!("create partitions of {name}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+        }
+        self.cluster.invalidate(name).await;
+        Ok(())
+    }
+
+    pub async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
+        let mut resource = DescribeConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = text(topic);
+        resource.configuration_keys = None;
+        let mut request = DescribeConfigsRequest::default();
+        request.resources = vec![resource];
+        let connection = self.cluster.any_connection().await?;
+        let ResponseKind::DescribeConfigs(response) = connection
+            .call(
+                ApiKey::DescribeConfigs,
+                1..=4,
+                RequestKind::DescribeConfigs(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "DescribeConfigs".to_string(),
+            ));
+        };
+        let mut entries = Vec::new();
+        for result in response.results {
+            if let Some(error) = ClientError::from_code(
+                &format!("describe configs of {topic}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+            entries.extend(result.configs.into_iter().map(|config| ConfigEntry {
+                name: config.name.to_string(),
+                value: config.value.map(|value| value.to_string()),
+                is_override: config.config_source == 1,
+                read_only: config.read_only,
+            }));
+        }
+        Ok(entries)
+    }
+
+    /// Sets and removes topic config overrides in one request.
+    pub async fn alter_configs(
+        &self,
+        topic: &str,
+        set: &BTreeMap<String, String>,
+        delete: &[String],
+    ) -> Result<()> {
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = text(topic);
+        resource.configs = set
+            .iter()
+            .map(|(key, value)| {
+                let mut change = AlterableConfig::default();
+                change.name = text(key);
+                change.config_operation = 0;
+                change.value = Some(text(value));
+                change
+            })
+            .chain(delete.iter().map(|key| {
+                let mut change = AlterableConfig::default();
+                change.name = text(key);
+                change.config_operation = 1;
+                change.value = None;
+                change
+            }))
+            .collect();
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        let connection = self.cluster.any_connection().await?;
+        let ResponseKind::IncrementalAlterConfigs(response) = connection
+            .call(
+                ApiKey::IncrementalAlterConfigs,
+                0..=1,
+                RequestKind::IncrementalAlterConfigs(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "IncrementalAlterConfigs".to_string(),
+            ));
+        };
+        for result in response.responses {
+            if let Some(error) = ClientError::from_code(
+                &format!("alter configs of {topic}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
+        let connection = self.cluster.any_connection().await?;
+        let ResponseKind::ListGroups(response) = connection
+            .call(
+                ApiKey::ListGroups,
+                0..=4,
+                RequestKind::ListGroups(ListGroupsRequest::default()),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("ListGroups".to_string()));
+        };
+        if let Some(error) = ClientError::from_code("list groups", response.error_code, None) {
+            return Err(error);
+        }
+        let mut groups: Vec<GroupListing> = response
+            .groups
+            .into_iter()
+            .map(|group| GroupListing {
+                group: group.group_id.0.to_string(),
+                protocol_type: group.protocol_type.to_string(),
+                state: group.group_state.to_string(),
+            })
+            .collect();
+        groups.sort_by(|a, b| a.group.cmp(&b.group));
+        Ok(groups)
+    }
+
+    async fn coordinator(
+        &self,
+        group: &str,
+    ) -> Result<std::sync::Arc<crate::connection::Connection>> {
+        let connection = self.cluster.any_connection().await?;
+        let version = connection.version(ApiKey::FindCoordinator, 0..=4)?;
+        let mut request = FindCoordinatorRequest::default();
+        request.key_type = 0;
+        // v4 batched the keys and dropped the single one.
+        if version >= 4 {
+            request.coordinator_keys = vec![text(group)];
+        } else {
+            request.key = text(group);
+        }
+        let ResponseKind::FindCoordinator(response) = connection
+            .call(
+                ApiKey::FindCoordinator,
+                version..=version,
+                RequestKind::FindCoordinator(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "FindCoordinator".to_string(),
+            ));
+        };
+        let (code, node) = match response.coordinators.first() {
+            Some(coordinator) => (coordinator.error_code, coordinator.node_id),
+            None => (response.error_code, response.node_id),
+        };
+        if let Some(error) =
+            ClientError::from_code(&format!("find the coordinator of {group}"), code, None)
+        {
+            return Err(error);
+        }
+        let BrokerId(node) = node;
+        self.cluster.connection(node).await
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        let connection = self.coordinator(group).await?;
+        let mut request = DescribeGroupsRequest::default();
+        request.groups = vec![GroupId(text(group))];
+        let ResponseKind::DescribeGroups(response) = connection
+            .call(
+                ApiKey::DescribeGroups,
+                0..=5,
+                RequestKind::DescribeGroups(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "DescribeGroups".to_string(),
+            ));
+        };
+        let described = response
+            .groups
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::UnexpectedResponse("DescribeGroups".to_string()))?;
+        if let Some(error) = ClientError::from_code(
+            &format!("describe group {group}"),
+            described.error_code,
+            None,
+        ) {
+            return Err(error);
+        }
+        let consumer = described.protocol_type.as_str() == "consumer";
+        Ok(GroupDescription {
+            group: group.to_string(),
+            state: described.group_state.to_string(),
+            protocol_type: described.protocol_type.to_string(),
+            protocol: described.protocol_data.to_string(),
+            members: described
+                .members
+                .into_iter()
+                .map(|member| GroupMember {
+                    member_id: member.member_id.to_string(),
+                    group_instance_id: member.group_instance_id.map(|id| id.to_string()),
+                    client_id: member.client_id.to_string(),
+                    client_host: member.client_host.to_string(),
+                    assignment: if consumer {
+                        decode_assignment(member.member_assignment)
+                    } else {
+                        Vec::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// Log start or end offset of every partition of `topic`.
+    pub async fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        let timestamp = match spec {
+            OffsetSpec::Earliest => -2,
+            OffsetSpec::Latest => -1,
+            OffsetSpec::Offset(offset) => {
+                let info = self.cluster.topic(topic).await?;
+                return Ok(info
+                    .partitions
+                    .iter()
+                    .map(|partition| (partition.partition, offset))
+                    .collect());
+            }
+        };
+        let info = self.cluster.topic(topic).await?;
+        let mut offsets = Vec::new();
+        for partition in &info.partitions {
+            let connection = self.cluster.leader(topic, partition.partition).await?;
+            let mut requested = ListOffsetsPartition::default();
+            requested.partition_index = partition.partition;
+            requested.timestamp = timestamp;
+            let mut requested_topic = ListOffsetsTopic::default();
+            requested_topic.name = TopicName(text(topic));
+            requested_topic.partitions = vec![requested];
+            let mut request = ListOffsetsRequest::default();
+            request.replica_id = BrokerId(-1);
+            request.topics = vec![requested_topic];
+            let ResponseKind::ListOffsets(response) = connection
+                .call(
+                    ApiKey::ListOffsets,
+                    1..=8,
+                    RequestKind::ListOffsets(request),
+                )
+                .await?
+            else {
+                return Err(ClientError::UnexpectedResponse("ListOffsets".to_string()));
+            };
+            for answered in response.topics.iter().flat_map(|topic| &topic.partitions) {
+                if let Some(error) = ClientError::from_code(
+                    &format!("list offsets of {topic}-{}", answered.partition_index),
+                    answered.error_code,
+                    None,
+                ) {
+                    return Err(error);
+                }
+                offsets.push((answered.partition_index, answered.offset));
+            }
+        }
+        Ok(offsets)
+    }
+
+    /// Committed offsets of a group with the log end and lag of each partition.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        let connection = self.coordinator(group).await?;
+        let mut request = OffsetFetchRequest::default();
+        request.group_id = GroupId(text(group));
+        request.topics = None;
+        let ResponseKind::OffsetFetch(response) = connection
+            .call(
+                ApiKey::OffsetFetch,
+                1..=7,
+                RequestKind::OffsetFetch(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("OffsetFetch".to_string()));
+        };
+        if let Some(error) = ClientError::from_code(
+            &format!("fetch offsets of {group}"),
+            response.error_code,
+            None,
+        ) {
+            return Err(error);
+        }
+        let mut lags = Vec::new();
+        for topic in response.topics {
+            let name = topic.name.0.to_string();
+            let ends: BTreeMap<i32, i64> = self
+                .list_offsets(&name, OffsetSpec::Latest)
+                .await?
+                .into_iter()
+                .collect();
+            for partition in topic.partitions {
+                let committed =
+                    (partition.committed_offset >= 0).then_some(partition.committed_offset);
+                let log_end_offset = ends.get(&partition.partition_index).copied().unwrap_or(-1);
+                lags.push(PartitionLag {
+                    topic: name.clone(),
+                    partition: partition.partition_index,
+                    committed,
+                    log_end_offset,
+                    lag: committed.map(|committed| (log_end_offset - committed).max(0)),
+                });
+            }
+        }
+        lags.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
+        Ok(lags)
+    }
+
+    /// Moves a group with no active members to `spec` on every partition of `topic`
+    /// (the group must be empty, as with Kafka's tool). Returns the offsets set.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        spec: OffsetSpec,
+    ) -> Result<Vec<(i32, i64)>> {
+        let offsets = self.list_offsets(topic, spec).await?;
+        let connection = self.coordinator(group).await?;
+        let mut commit_topic = OffsetCommitRequestTopic::default();
+        commit_topic.name = TopicName(text(topic));
+        commit_topic.partitions = offsets
+            .iter()
+            .map(|&(partition, offset)| {
+                let mut committed = OffsetCommitRequestPartition::default();
+                committed.partition_index = partition;
+                committed.committed_offset = offset;
+                committed.committed_metadata = Some(text(""));
+                committed
+            })
+            .collect();
+        let mut request = OffsetCommitRequest::default();
+        request.group_id = GroupId(text(group));
+        request.generation_id_or_member_epoch = -1;
+        request.member_id = text("");
+        request.group_instance_id = None;
+        request.topics = vec![commit_topic];
+        let ResponseKind::OffsetCommit(response) = connection
+            .call(
+                ApiKey::OffsetCommit,
+                2..=8,
+                RequestKind::OffsetCommit(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("OffsetCommit".to_string()));
+        };
+        for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
+            if let Some(error) = ClientError::from_code(
+                &format!("reset offsets of {group}"),
+                partition.error_code,
+                None,
+            ) {
+                return Err(error);
+            }
+        }
+        Ok(offsets)
+    }
+}
+
+/// The consumer protocol's assignment: topics and their partitions.
+fn decode_assignment(bytes: bytes::Bytes) -> Vec<(String, Vec<i32>)> {
+    if bytes.len() < 2 {
+        return Vec::new();
+    }
+    let mut buffer = bytes;
+    let version = buffer.get_i16();
+    match ConsumerProtocolAssignment::decode(&mut buffer, version.clamp(0, 3)) {
+        Ok(assignment) => assignment
+            .assigned_partitions
+            .into_iter()
+            .map(|partitions| (partitions.topic.0.to_string(), partitions.partitions))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}

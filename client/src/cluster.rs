@@ -1,0 +1,252 @@
+//! What the client knows of the cluster: brokers, partition leaders, and one connection per
+//! broker, refreshed from Metadata when it is missing or stale.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic;
+use lmq_wire::protocol::messages::{ApiKey, MetadataRequest, RequestKind, ResponseKind, TopicName};
+use lmq_wire::protocol::protocol::StrBytes;
+use tokio::sync::Mutex;
+
+use crate::connection::Connection;
+use crate::error::{ClientError, Result};
+
+/// Connection settings every client shares.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// `host:port` of one or more brokers to learn the cluster from.
+    pub brokers: Vec<String>,
+    pub client_id: String,
+    pub request_timeout: Duration,
+    /// Ask brokers to create topics this client uses but that do not exist (Kafka's
+    /// `allow.auto.create.topics`; the broker must allow it too).
+    pub allow_auto_create_topics: bool,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        ClientConfig {
+            brokers: vec!["127.0.0.1:9092".to_string()],
+            client_id: "lmq-rust".to_string(),
+            request_timeout: Duration::from_secs(30),
+            allow_auto_create_topics: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionInfo {
+    pub partition: i32,
+    pub leader: i32,
+    pub leader_epoch: i32,
+    pub replicas: Vec<i32>,
+    pub isr: Vec<i32>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TopicInfo {
+    pub name: String,
+    pub internal: bool,
+    pub partitions: Vec<PartitionInfo>,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    brokers: HashMap<i32, String>,
+    topics: HashMap<String, TopicInfo>,
+    connections: HashMap<String, Arc<Connection>>,
+    controller: i32,
+}
+
+#[derive(Debug)]
+pub struct Cluster {
+    config: ClientConfig,
+    state: Mutex<State>,
+}
+
+impl Cluster {
+    pub async fn connect(config: ClientConfig) -> Result<Self> {
+        let cluster = Cluster {
+            config,
+            state: Mutex::new(State::default()),
+        };
+        cluster.bootstrap().await?;
+        Ok(cluster)
+    }
+
+    pub fn config(&self) -> &ClientConfig {
+        &self.config
+    }
+
+    /// A connection to any reachable broker, bootstrap addresses first.
+    pub async fn any_connection(&self) -> Result<Arc<Connection>> {
+        let known: Vec<String> = {
+            let state = self.state.lock().await;
+            state.brokers.values().cloned().collect()
+        };
+        let mut last_error = None;
+        for address in self.config.brokers.iter().chain(known.iter()) {
+            match self.connection_to(address).await {
+                Ok(connection) => return Ok(connection),
+                Err(error) => last_error = Some(error),
+            }
+        }
+        Err(last_error.unwrap_or(ClientError::NoBrokers {
+            brokers: self.config.brokers.clone(),
+        }))
+    }
+
+    async fn connection_to(&self, address: &str) -> Result<Arc<Connection>> {
+        let mut state = self.state.lock().await;
+        if let Some(connection) = state.connections.get(address)
+            && !connection.is_closed()
+        {
+            return Ok(Arc::clone(connection));
+        }
+        let connection = Arc::new(
+            Connection::connect(address, &self.config.client_id, self.config.request_timeout)
+                .await?,
+        );
+        state
+            .connections
+            .insert(address.to_string(), Arc::clone(&connection));
+        Ok(connection)
+    }
+
+    /// The connection to broker `node_id`, from the last metadata.
+    pub async fn connection(&self, node_id: i32) -> Result<Arc<Connection>> {
+        let address = self.state.lock().await.brokers.get(&node_id).cloned();
+        match address {
+            Some(address) => self.connection_to(&address).await,
+            None => {
+                self.refresh(&[]).await?;
+                let address = self.state.lock().await.brokers.get(&node_id).cloned();
+                let address = address.ok_or_else(|| ClientError::NoBrokers {
+                    brokers: self.config.brokers.clone(),
+                })?;
+                self.connection_to(&address).await
+            }
+        }
+    }
+
+    pub async fn controller(&self) -> Result<Arc<Connection>> {
+        let controller = self.state.lock().await.controller;
+        if controller >= 0 {
+            return self.connection(controller).await;
+        }
+        self.any_connection().await
+    }
+
+    async fn bootstrap(&self) -> Result<()> {
+        self.refresh(&[]).await.map(|_| ())
+    }
+
+    /// Fetches metadata for `topics` (all when empty) and updates what is known. Missing
+    /// topics are created when the broker auto-creates.
+    pub async fn refresh(&self, topics: &[&str]) -> Result<Vec<TopicInfo>> {
+        let connection = self.any_connection().await?;
+        let mut request = MetadataRequest::default();
+        request.allow_auto_topic_creation = self.config.allow_auto_create_topics;
+        request.topics = if topics.is_empty() {
+            None
+        } else {
+            Some(
+                topics
+                    .iter()
+                    .map(|topic| {
+                        let mut requested = MetadataRequestTopic::default();
+                        requested.name =
+                            Some(TopicName(StrBytes::from_string((*topic).to_string())));
+                        requested
+                    })
+                    .collect(),
+            )
+        };
+        let ResponseKind::Metadata(response) = connection
+            .call(ApiKey::Metadata, 1..=12, RequestKind::Metadata(request))
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse("Metadata".to_string()));
+        };
+        let mut state = self.state.lock().await;
+        for broker in &response.brokers {
+            state.brokers.insert(
+                broker.node_id.0,
+                format!("{}:{}", broker.host.as_str(), broker.port),
+            );
+        }
+        state.controller = response.controller_id.0;
+        let mut described = Vec::new();
+        for topic in response.topics {
+            let name = topic
+                .name
+                .map(|name| name.0.to_string())
+                .unwrap_or_default();
+            if let Some(error) =
+                ClientError::from_code(&format!("metadata for {name}"), topic.error_code, None)
+            {
+                if !topics.is_empty() {
+                    return Err(error);
+                }
+                continue;
+            }
+            let mut partitions: Vec<PartitionInfo> = topic
+                .partitions
+                .into_iter()
+                .map(|partition| PartitionInfo {
+                    partition: partition.partition_index,
+                    leader: partition.leader_id.0,
+                    leader_epoch: partition.leader_epoch,
+                    replicas: partition.replica_nodes.iter().map(|node| node.0).collect(),
+                    isr: partition.isr_nodes.iter().map(|node| node.0).collect(),
+                })
+                .collect();
+            partitions.sort_by_key(|partition| partition.partition);
+            let info = TopicInfo {
+                name: name.clone(),
+                internal: topic.is_internal,
+                partitions,
+            };
+            state.topics.insert(name, info.clone());
+            described.push(info);
+        }
+        Ok(described)
+    }
+
+    /// The topic as last known, refreshing when it is not known yet.
+    pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
+        if let Some(topic) = self.state.lock().await.topics.get(name).cloned() {
+            return Ok(topic);
+        }
+        self.refresh(&[name])
+            .await?
+            .into_iter()
+            .next()
+            .ok_or_else(|| ClientError::UnknownPartition {
+                topic: name.to_string(),
+                partition: -1,
+            })
+    }
+
+    /// The leader's connection for a partition.
+    pub async fn leader(&self, topic: &str, partition: i32) -> Result<Arc<Connection>> {
+        let info = self.topic(topic).await?;
+        let leader = info
+            .partitions
+            .iter()
+            .find(|known| known.partition == partition)
+            .map(|known| known.leader)
+            .ok_or_else(|| ClientError::UnknownPartition {
+                topic: topic.to_string(),
+                partition,
+            })?;
+        self.connection(leader).await
+    }
+
+    /// Forgets a topic's metadata so the next use refreshes it (after a leadership error).
+    pub async fn invalidate(&self, topic: &str) {
+        self.state.lock().await.topics.remove(topic);
+    }
+}

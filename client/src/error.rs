@@ -1,0 +1,65 @@
+use thiserror::Error;
+
+/// What can go wrong talking to a Kafka-compatible cluster.
+#[derive(Debug, Error)]
+pub enum ClientError {
+    #[error("connecting to {address}: {source}")]
+    Connect {
+        address: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("connection to {address} failed: {reason}")]
+    Connection { address: String, reason: String },
+    #[error("request to {address} timed out after {timeout_ms} ms")]
+    Timeout { address: String, timeout_ms: u64 },
+    #[error(transparent)]
+    Wire(#[from] lmq_wire::WireError),
+    #[error("the broker does not support {api} (needs a version in {min}..={max})")]
+    UnsupportedApi { api: String, min: i16, max: i16 },
+    #[error("{operation}: {name} (error code {code}){}", message.as_deref().map(|message| format!(": {message}")).unwrap_or_default())]
+    Kafka {
+        operation: String,
+        code: i16,
+        name: String,
+        message: Option<String>,
+    },
+    #[error("no broker of {brokers:?} could be reached")]
+    NoBrokers { brokers: Vec<String> },
+    #[error("unknown topic or partition {topic}-{partition}")]
+    UnknownPartition { topic: String, partition: i32 },
+    #[error("unexpected response to {0}")]
+    UnexpectedResponse(String),
+}
+
+impl ClientError {
+    /// The error a Kafka error code means, or `None` for 0 (no error).
+    pub fn from_code(operation: &str, code: i16, message: Option<String>) -> Option<Self> {
+        (code != 0).then(|| ClientError::Kafka {
+            operation: operation.to_string(),
+            code,
+            name: error_name(code),
+            message,
+        })
+    }
+}
+
+/// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`).
+pub fn error_name(code: i16) -> String {
+    match lmq_wire::protocol::ResponseError::try_from_code(code) {
+        Some(lmq_wire::protocol::ResponseError::Unknown(_)) | None => format!("CODE_{code}"),
+        Some(error) => {
+            let camel = format!("{error:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (index, character) in camel.chars().enumerate() {
+                if character.is_ascii_uppercase() && index > 0 {
+                    out.push('_');
+                }
+                out.push(character.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
