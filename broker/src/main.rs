@@ -6,12 +6,15 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use lmq_broker::cli;
 use lmq_broker::clock::SystemClock;
 use lmq_broker::{Broker, BrokerConfig};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 /// LMQ: a lightweight message queue that speaks the Kafka protocol.
+///
+/// Example: lmq serve   (then: echo hello | lmq produce demo; lmq consume demo)
 #[derive(Debug, Parser)]
 #[command(name = "lmq", version, about)]
 struct Cli {
@@ -25,6 +28,59 @@ enum Command {
     ///
     /// Example: lmq serve --data-dir /var/lib/lmq --listen 0.0.0.0:9092 --advertised-listener kafka.example:9092
     Serve(ServeArgs),
+    /// List, describe, create, delete and alter topics (works against any Kafka-compatible broker).
+    ///
+    /// Example: lmq topics create orders --partitions 6
+    Topics {
+        #[command(subcommand)]
+        command: cli::topics::TopicsCommand,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
+    /// List and describe consumer groups (members, lag) and reset their offsets.
+    ///
+    /// Example: lmq groups describe orders-readers
+    Groups {
+        #[command(subcommand)]
+        command: cli::groups::GroupsCommand,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
+    /// Cluster-wide views.
+    ///
+    /// Example: lmq cluster status -o json
+    Cluster {
+        #[command(subcommand)]
+        command: ClusterCommand,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
+    /// Send records: the given values, or one per line of standard input.
+    ///
+    /// Example: echo hello | lmq produce orders --key customer-7
+    Produce {
+        #[command(flatten)]
+        args: cli::data::ProduceArgs,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
+    /// Print records of one partition from an offset, until idle or --max.
+    ///
+    /// Example: lmq consume orders --partition 0 --from earliest --max 10
+    Consume {
+        #[command(flatten)]
+        args: cli::data::ConsumeArgs,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ClusterCommand {
+    /// Brokers, controller, topic/partition counts, offline and under-replicated partitions.
+    ///
+    /// Example: lmq cluster status
+    Status,
 }
 
 #[derive(Debug, Args)]
@@ -49,17 +105,46 @@ struct ServeArgs {
     config: Option<PathBuf>,
 }
 
-fn main() -> Result<()> {
+fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .init();
     let cli = Cli::parse();
+    // The message and its causes, one line, never a backtrace: this is what a user reads.
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Topics { command, connect } => run_client(cli::topics::run(command, &connect)),
+        Command::Groups { command, connect } => run_client(cli::groups::run(command, &connect)),
+        Command::Cluster {
+            command: ClusterCommand::Status,
+            connect,
+        } => run_client(cli::data::cluster_status(&connect)),
+        Command::Produce { args, connect } => run_client(cli::data::produce(args, &connect)),
+        Command::Consume { args, connect } => run_client(cli::data::consume(args, &connect)),
     }
+}
+
+/// Runs an admin verb on a small runtime.
+fn run_client(verb: impl std::future::Future<Output = Result<()>>) -> Result<()> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?
+        .block_on(verb)
 }
 
 fn serve(args: ServeArgs) -> Result<()> {

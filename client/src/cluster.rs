@@ -245,6 +245,25 @@ impl Cluster {
         self.connection(leader).await
     }
 
+    /// Brokers as last known: node id and address, by id.
+    pub async fn brokers(&self) -> Vec<(i32, String)> {
+        let mut brokers: Vec<(i32, String)> = self
+            .state
+            .lock()
+            .await
+            .brokers
+            .iter()
+            .map(|(id, address)| (*id, address.clone()))
+            .collect();
+        brokers.sort();
+        brokers
+    }
+
+    /// The controller's node id as last known (-1: unknown).
+    pub async fn controller_id(&self) -> i32 {
+        self.state.lock().await.controller
+    }
+
     /// Forgets a topic's metadata so the next use refreshes it (after a leadership error).
     pub async fn invalidate(&self, topic: &str) {
         self.state.lock().await.topics.remove(topic);

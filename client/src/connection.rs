@@ -48,15 +48,15 @@ impl Connection {
                 address: address.to_string(),
                 timeout_ms: u64::try_from(request_timeout.as_millis()).unwrap_or(u64::MAX),
             })?
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 address: address.to_string(),
-                source,
+                error,
             })?;
         stream
             .set_nodelay(true)
-            .map_err(|source| ClientError::Connect {
+            .map_err(|error| ClientError::Connect {
                 address: address.to_string(),
-                source,
+                error,
             })?;
         let (reader, writer) = stream.into_split();
         let pending: Pending = Arc::default();

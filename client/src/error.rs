@@ -3,11 +3,10 @@ use thiserror::Error;
 /// What can go wrong talking to a Kafka-compatible cluster.
 #[derive(Debug, Error)]
 pub enum ClientError {
-    #[error("connecting to {address}: {source}")]
+    #[error("connecting to {address}: {error}")]
     Connect {
         address: String,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("connection to {address} failed: {reason}")]
     Connection { address: String, reason: String },
