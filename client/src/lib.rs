@@ -15,10 +15,12 @@ pub mod cluster;
 pub mod connection;
 pub mod consumer;
 mod error;
+pub mod group;
 pub mod producer;
 
 pub use admin::{Admin, OffsetSpec};
 pub use cluster::ClientConfig;
 pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig};
 pub use error::{ClientError, Result, error_name};
+pub use group::{GroupConfig, GroupConsumer, HandlerError, StopHandle};
 pub use producer::{Acks, Codec, Delivery, Producer, ProducerConfig, Record};
