@@ -1,13 +1,17 @@
 //! The producer: `send("topic", b"hi")` → the partition and offset once acknowledged.
 //!
-//! This first version sends one batch per call (no linger batching yet), partitions keys as
-//! the Java client does (murmur2), spreads keyless records round-robin, and is idempotent by
-//! default: one producer id, one sequence per partition, one request in flight per partition,
-//! so a retry after a lost answer is deduplicated by the broker.
+//! Records are gathered per partition into batches that a background sender ships when
+//! they reach `batch_bytes` or have waited `linger`. Memory for records not yet
+//! acknowledged is bounded by `buffer_bytes`: `send` waits (back-pressure) when it is used
+//! up. Idempotence is on by default: one producer id, sequences per partition, one request
+//! in flight per partition, and retries that resend the same batch, so a batch whose answer
+//! was lost is never stored twice. Keys are partitioned as the Java client does (murmur2);
+//! keyless records stick to one partition per batch, as Kafka's sticky partitioner does.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lmq_wire::protocol::indexmap::IndexMap;
@@ -19,7 +23,7 @@ use lmq_wire::protocol::protocol::StrBytes;
 use lmq_wire::protocol::records::{Record as WireRecord, TimestampType};
 pub use lmq_wire::records::Codec;
 use lmq_wire::records::encode_batch;
-use tokio::sync::Mutex;
+use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, Result};
@@ -27,7 +31,7 @@ use crate::error::{ClientError, Result};
 /// How many replicas must have a record before it is acknowledged.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Acks {
-    /// No answer at all (offsets are unknown: `send` returns -1).
+    /// No answer at all (offsets are unknown: deliveries report -1).
     None,
     Leader,
     All,
@@ -42,6 +46,12 @@ pub struct ProducerConfig {
     pub idempotent: bool,
     pub retries: u32,
     pub retry_backoff: Duration,
+    /// How long a batch waits for more records before it is sent.
+    pub linger: Duration,
+    /// A batch is sent once its records reach this size.
+    pub batch_bytes: usize,
+    /// Bytes of records sent but not yet acknowledged; `send` waits beyond it.
+    pub buffer_bytes: usize,
 }
 
 impl Default for ProducerConfig {
@@ -53,6 +63,9 @@ impl Default for ProducerConfig {
             idempotent: true,
             retries: 5,
             retry_backoff: Duration::from_millis(100),
+            linger: Duration::from_millis(5),
+            batch_bytes: 16 * 1024,
+            buffer_bytes: 32 * 1024 * 1024,
         }
     }
 }
@@ -75,20 +88,48 @@ pub struct Delivery {
     pub offset: i64,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy)]
 struct Identity {
     producer_id: i64,
     producer_epoch: i16,
 }
 
+type Waiter = oneshot::Sender<Result<Delivery>>;
+
 #[derive(Debug)]
-pub struct Producer {
+struct Batch {
+    records: Vec<WireRecord>,
+    waiters: Vec<Waiter>,
+    bytes: usize,
+    created: Instant,
+    _memory: Vec<OwnedSemaphorePermit>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionQueue {
+    open: Option<Batch>,
+    ready: VecDeque<Batch>,
+    in_flight: bool,
+    next_sequence: i32,
+}
+
+#[derive(Debug)]
+struct Inner {
     cluster: Cluster,
     config: ProducerConfig,
     identity: Option<Identity>,
-    /// Next sequence per partition; the lock also keeps one request in flight per partition.
-    sequences: Mutex<HashMap<(String, i32), i32>>,
-    round_robin: AtomicUsize,
+    queues: Mutex<HashMap<(String, i32), PartitionQueue>>,
+    memory: Arc<Semaphore>,
+    wake: Notify,
+    idle: Notify,
+    flushing: AtomicBool,
+    closed: AtomicBool,
+    sticky: AtomicUsize,
+}
+
+#[derive(Debug)]
+pub struct Producer {
+    inner: Arc<Inner>,
 }
 
 impl Producer {
@@ -99,16 +140,25 @@ impl Producer {
         } else {
             None
         };
-        Ok(Producer {
+        let inner = Arc::new(Inner {
             cluster,
+            memory: Arc::new(Semaphore::new(
+                config.buffer_bytes.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             config,
             identity,
-            sequences: Mutex::new(HashMap::new()),
-            round_robin: AtomicUsize::new(0),
-        })
+            queues: Mutex::new(HashMap::new()),
+            wake: Notify::new(),
+            idle: Notify::new(),
+            flushing: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
+            sticky: AtomicUsize::new(0),
+        });
+        tokio::spawn(sender(Arc::clone(&inner)));
+        Ok(Producer { inner })
     }
 
-    /// Sends `value` with no key to `topic`.
+    /// Sends `value` with no key to `topic` and waits for its acknowledgement.
     pub async fn send(&self, topic: &str, value: impl Into<Bytes>) -> Result<Delivery> {
         self.send_record(
             topic,
@@ -120,118 +170,325 @@ impl Producer {
         .await
     }
 
+    /// Sends one record and waits for its acknowledgement. Many concurrent calls share
+    /// batches; use [`Producer::enqueue`] to pipeline from one task.
     pub async fn send_record(&self, topic: &str, record: Record) -> Result<Delivery> {
+        let delivery = self.enqueue(topic, record).await?;
+        delivery
+            .await
+            .map_err(|_| ClientError::UnexpectedResponse("producer closed".to_string()))?
+    }
+
+    /// Queues a record and returns at once (after waiting for buffer space); the receiver
+    /// yields its delivery or error.
+    pub async fn enqueue(
+        &self,
+        topic: &str,
+        record: Record,
+    ) -> Result<oneshot::Receiver<Result<Delivery>>> {
+        let inner = &self.inner;
         let partitions =
-            i32::try_from(self.cluster.topic(topic).await?.partitions.len()).unwrap_or(i32::MAX);
+            i32::try_from(inner.cluster.topic(topic).await?.partitions.len()).unwrap_or(i32::MAX);
         if partitions == 0 {
             return Err(ClientError::UnknownPartition {
                 topic: topic.to_string(),
                 partition: -1,
             });
         }
-        let partition = match (record.partition, &record.key) {
-            (Some(partition), _) => partition,
-            (None, Some(key)) => partition_for_key(key, partitions),
-            (None, None) => {
-                let next = self.round_robin.fetch_add(1, Ordering::Relaxed);
-                i32::try_from(next % usize::try_from(partitions).unwrap_or(1)).unwrap_or(0)
-            }
-        };
+        let size = record_size(&record);
+        let permits = u32::try_from(size.min(inner.config.buffer_bytes)).unwrap_or(u32::MAX);
+        let memory = Arc::clone(&inner.memory)
+            .acquire_many_owned(permits)
+            .await
+            .map_err(|_| ClientError::UnexpectedResponse("producer closed".to_string()))?;
+        let (waiter, receiver) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let mut sequences = self.sequences.lock().await;
-        let sequence_key = (topic.to_string(), partition);
-        let sequence = sequences.get(&sequence_key).copied().unwrap_or(0);
-        let batch = self.encode(&record, timestamp, sequence)?;
-        let mut attempt = 0;
-        loop {
-            match self.produce_once(topic, partition, batch.clone()).await {
-                Ok(offset) => {
-                    sequences.insert(sequence_key, sequence.wrapping_add(1) & i32::MAX);
-                    return Ok(Delivery { partition, offset });
-                }
-                Err(error) if attempt < self.config.retries && retriable(&error) => {
-                    attempt += 1;
-                    tracing::debug!(topic, partition, attempt, %error, "retrying produce");
-                    self.cluster.invalidate(topic).await;
-                    tokio::time::sleep(self.config.retry_backoff * attempt).await;
-                }
-                Err(error) => return Err(error),
-            }
-        }
-    }
-
-    fn encode(&self, record: &Record, timestamp: i64, sequence: i32) -> Result<Bytes> {
-        let (producer_id, producer_epoch, sequence) = match &self.identity {
-            Some(identity) => (identity.producer_id, identity.producer_epoch, sequence),
-            None => (-1, -1, -1),
-        };
-        let mut headers = IndexMap::new();
-        for (key, value) in &record.headers {
-            headers.insert(StrBytes::from_string(key.clone()), value.clone());
-        }
         let wire_record = WireRecord {
             transactional: false,
             control: false,
             delete_horizon: false,
             partition_leader_epoch: -1,
-            producer_id,
-            producer_epoch,
+            producer_id: -1,
+            producer_epoch: -1,
             timestamp_type: TimestampType::Creation,
             offset: 0,
-            sequence,
+            sequence: -1,
             timestamp,
             key: record.key.clone(),
             value: record.value.clone(),
-            headers,
+            headers: record
+                .headers
+                .iter()
+                .map(|(key, value)| (StrBytes::from_string(key.clone()), value.clone()))
+                .collect::<IndexMap<_, _>>(),
         };
-        Ok(encode_batch(&[wire_record], self.config.codec)?)
+        let mut queues = inner.queues.lock().await;
+        let partition = match (record.partition, &record.key) {
+            (Some(partition), _) => partition,
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                // Sticky: keep filling the same partition's batch until it is sent.
+                let modulus = usize::try_from(partitions).unwrap_or(1);
+                i32::try_from(inner.sticky.load(Ordering::Relaxed) % modulus).unwrap_or(0)
+            }
+        };
+        let queue = queues.entry((topic.to_string(), partition)).or_default();
+        let full = queue.open.as_ref().is_some_and(|open| {
+            open.bytes + size > inner.config.batch_bytes && !open.records.is_empty()
+        });
+        if full {
+            if let Some(open) = queue.open.take() {
+                queue.ready.push_back(open);
+            }
+            if record.partition.is_none() && record.key.is_none() {
+                inner.sticky.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        let batch = queue.open.get_or_insert_with(|| Batch {
+            records: Vec::new(),
+            waiters: Vec::new(),
+            bytes: 0,
+            created: Instant::now(),
+            _memory: Vec::new(),
+        });
+        batch.records.push(wire_record);
+        batch.waiters.push(waiter);
+        batch.bytes += size;
+        batch._memory.push(memory);
+        if batch.bytes >= inner.config.batch_bytes {
+            if let Some(open) = queue.open.take() {
+                queue.ready.push_back(open);
+            }
+        }
+        drop(queues);
+        inner.wake.notify_one();
+        Ok(receiver)
     }
 
-    async fn produce_once(&self, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
-        let connection = self.cluster.leader(topic, partition).await?;
-        let mut data = PartitionProduceData::default();
-        data.index = partition;
-        data.records = Some(batch);
-        let mut topic_data = TopicProduceData::default();
-        topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
-        topic_data.partition_data = vec![data];
-        let mut request = ProduceRequest::default();
-        request.transactional_id = None;
-        request.acks = match self.config.acks {
-            Acks::None => 0,
-            Acks::Leader => 1,
-            Acks::All => -1,
-        };
-        request.timeout_ms = 30_000;
-        request.topic_data = vec![topic_data];
-        if self.config.acks == Acks::None {
-            let version = connection.version(ApiKey::Produce, 3..=11)?;
-            connection
-                .send_without_response(ApiKey::Produce, version, RequestKind::Produce(request))
-                .await?;
-            return Ok(-1);
+    /// Sends everything queued now and waits until every queued record is acknowledged.
+    pub async fn flush(&self) {
+        let inner = &self.inner;
+        inner.flushing.store(true, Ordering::Release);
+        loop {
+            let idle = inner.idle.notified();
+            tokio::pin!(idle);
+            idle.as_mut().enable();
+            if inner
+                .queues
+                .lock()
+                .await
+                .values()
+                .all(|queue| queue.open.is_none() && queue.ready.is_empty() && !queue.in_flight)
+            {
+                break;
+            }
+            inner.wake.notify_one();
+            let _ = tokio::time::timeout(Duration::from_millis(50), idle).await;
         }
-        let ResponseKind::Produce(response) = connection
-            .call(ApiKey::Produce, 3..=11, RequestKind::Produce(request))
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("Produce".to_string()));
-        };
-        let answer = response
-            .responses
-            .into_iter()
-            .flat_map(|topic| topic.partition_responses)
-            .next()
-            .ok_or_else(|| ClientError::UnexpectedResponse("Produce".to_string()))?;
-        if let Some(error) = ClientError::from_code(
-            &format!("produce to {topic}-{partition}"),
-            answer.error_code,
-            answer.error_message.map(|message| message.to_string()),
-        ) {
-            return Err(error);
-        }
-        Ok(answer.base_offset)
+        inner.flushing.store(false, Ordering::Release);
     }
+
+    /// Flushes, then stops the background sender.
+    pub async fn close(self) {
+        self.flush().await;
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+    }
+}
+
+impl Drop for Producer {
+    fn drop(&mut self) {
+        self.inner.closed.store(true, Ordering::Release);
+        self.inner.wake.notify_one();
+    }
+}
+
+/// The background sender: ships batches that are full, lingered long enough, or flushed,
+/// one request in flight per partition.
+async fn sender(inner: Arc<Inner>) {
+    loop {
+        let wake = inner.wake.notified();
+        tokio::pin!(wake);
+        wake.as_mut().enable();
+        let drained = drain(&inner).await;
+        let idle = drained.is_empty() && all_idle(&inner).await;
+        for ((topic, partition), batch, sequence) in drained {
+            let inner = Arc::clone(&inner);
+            tokio::spawn(async move {
+                ship(&inner, &topic, partition, batch, sequence).await;
+                inner.wake.notify_one();
+            });
+        }
+        if idle {
+            inner.idle.notify_waiters();
+            if inner.closed.load(Ordering::Acquire) {
+                return;
+            }
+        }
+        let _ = tokio::time::timeout(inner.config.linger.max(Duration::from_millis(1)), wake).await;
+    }
+}
+
+async fn all_idle(inner: &Inner) -> bool {
+    inner
+        .queues
+        .lock()
+        .await
+        .values()
+        .all(|queue| queue.open.is_none() && queue.ready.is_empty() && !queue.in_flight)
+}
+
+/// Takes the next sendable batch of every partition that has none in flight.
+async fn drain(inner: &Inner) -> Vec<((String, i32), Batch, i32)> {
+    let flushing = inner.flushing.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire);
+    let mut queues = inner.queues.lock().await;
+    let mut drained = Vec::new();
+    for (key, queue) in queues.iter_mut() {
+        if queue.in_flight {
+            continue;
+        }
+        let lingered = queue
+            .open
+            .as_ref()
+            .is_some_and(|open| flushing || open.created.elapsed() >= inner.config.linger);
+        let batch = match queue.ready.pop_front() {
+            Some(batch) => batch,
+            None if lingered => match queue.open.take() {
+                Some(batch) => batch,
+                None => continue,
+            },
+            None => continue,
+        };
+        queue.in_flight = true;
+        let sequence = queue.next_sequence;
+        drained.push((key.clone(), batch, sequence));
+    }
+    if !drained.is_empty() {
+        // A new batch for keyless records goes to the next partition.
+        inner.sticky.fetch_add(1, Ordering::Relaxed);
+    }
+    drained
+}
+
+/// Sends one batch with retries, answers its waiters and frees its partition.
+async fn ship(inner: &Inner, topic: &str, partition: i32, mut batch: Batch, sequence: i32) {
+    let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+    let (producer_id, producer_epoch) = inner.identity.map_or((-1, -1), |identity| {
+        (identity.producer_id, identity.producer_epoch)
+    });
+    for (index, record) in batch.records.iter_mut().enumerate() {
+        let index = i32::try_from(index).unwrap_or(0);
+        record.offset = i64::from(index);
+        record.producer_id = producer_id;
+        record.producer_epoch = producer_epoch;
+        // Without a producer id, offset - sequence must stay constant (base sequence -1).
+        record.sequence = if producer_id >= 0 {
+            sequence.wrapping_add(index) & i32::MAX
+        } else {
+            index - 1
+        };
+    }
+    let outcome = match encode_batch(&batch.records, inner.config.codec) {
+        Ok(bytes) => produce_with_retries(inner, topic, partition, bytes).await,
+        Err(error) => Err(ClientError::from(error)),
+    };
+    {
+        let mut queues = inner.queues.lock().await;
+        if let Some(queue) = queues.get_mut(&(topic.to_string(), partition)) {
+            queue.in_flight = false;
+            if outcome.is_ok() {
+                queue.next_sequence = sequence.wrapping_add(count) & i32::MAX;
+            }
+        }
+    }
+    match outcome {
+        Ok(base_offset) => {
+            for (index, waiter) in batch.waiters.into_iter().enumerate() {
+                let offset = if base_offset >= 0 {
+                    base_offset + i64::try_from(index).unwrap_or(0)
+                } else {
+                    -1
+                };
+                let _ = waiter.send(Ok(Delivery { partition, offset }));
+            }
+        }
+        Err(error) => {
+            let message = error.to_string();
+            for waiter in batch.waiters {
+                let _ = waiter.send(Err(ClientError::Connection {
+                    address: format!("{topic}-{partition}"),
+                    reason: message.clone(),
+                }));
+            }
+        }
+    }
+}
+
+async fn produce_with_retries(
+    inner: &Inner,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> Result<i64> {
+    let mut attempt = 0;
+    loop {
+        match produce_once(inner, topic, partition, batch.clone()).await {
+            Ok(offset) => return Ok(offset),
+            Err(error) if attempt < inner.config.retries && retriable(&error) => {
+                attempt += 1;
+                tracing::debug!(topic, partition, attempt, %error, "retrying produce");
+                inner.cluster.invalidate(topic).await;
+                tokio::time::sleep(inner.config.retry_backoff * attempt).await;
+            }
+            Err(error) => return Err(error),
+        }
+    }
+}
+
+async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
+    let connection = inner.cluster.leader(topic, partition).await?;
+    let mut data = PartitionProduceData::default();
+    data.index = partition;
+    data.records = Some(batch);
+    let mut topic_data = TopicProduceData::default();
+    topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
+    topic_data.partition_data = vec![data];
+    let mut request = ProduceRequest::default();
+    request.transactional_id = None;
+    request.acks = match inner.config.acks {
+        Acks::None => 0,
+        Acks::Leader => 1,
+        Acks::All => -1,
+    };
+    request.timeout_ms = 30_000;
+    request.topic_data = vec![topic_data];
+    if inner.config.acks == Acks::None {
+        let version = connection.version(ApiKey::Produce, 3..=11)?;
+        connection
+            .send_without_response(ApiKey::Produce, version, RequestKind::Produce(request))
+            .await?;
+        return Ok(-1);
+    }
+    let ResponseKind::Produce(response) = connection
+        .call(ApiKey::Produce, 3..=11, RequestKind::Produce(request))
+        .await?
+    else {
+        return Err(ClientError::UnexpectedResponse("Produce".to_string()));
+    };
+    let answer = response
+        .responses
+        .into_iter()
+        .flat_map(|topic| topic.partition_responses)
+        .next()
+        .ok_or_else(|| ClientError::UnexpectedResponse("Produce".to_string()))?;
+    if let Some(error) = ClientError::from_code(
+        &format!("produce to {topic}-{partition}"),
+        answer.error_code,
+        answer.error_message.map(|message| message.to_string()),
+    ) {
+        return Err(error);
+    }
+    Ok(answer.base_offset)
 }
 
 async fn init_producer_id(cluster: &Cluster) -> Result<Identity> {
@@ -258,6 +515,19 @@ async fn init_producer_id(cluster: &Cluster) -> Result<Identity> {
         producer_id: response.producer_id.0,
         producer_epoch: response.producer_epoch,
     })
+}
+
+/// Bytes a record takes in a batch, roughly: what the memory bound counts.
+fn record_size(record: &Record) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|(key, value)| key.len() + value.as_ref().map_or(0, Bytes::len) + 4)
+        .sum();
+    record.key.as_ref().map_or(0, Bytes::len)
+        + record.value.as_ref().map_or(0, Bytes::len)
+        + headers
+        + 24
 }
 
 /// Errors a retry can fix: leadership moved, a connection dropped, a timeout.

@@ -249,3 +249,58 @@ async fn admin_manages_topics_configs_and_group_offsets() {
     running.stop.send(true).unwrap();
     running.task.await.unwrap();
 }
+
+#[tokio::test]
+async fn pipelined_sends_are_batched_in_order_within_a_small_buffer() {
+    let running = broker().await;
+    let producer = Producer::connect(ProducerConfig {
+        client: client(&running.address),
+        linger: std::time::Duration::from_millis(20),
+        batch_bytes: 8 * 1024,
+        // Far smaller than the data: sends must wait for acknowledgements to free space.
+        buffer_bytes: 16 * 1024,
+        ..ProducerConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut pending = Vec::new();
+    for index in 0..2_000 {
+        let record = Record {
+            partition: Some(0),
+            value: Some(Bytes::from(format!("{index:0>100}"))),
+            ..Record::default()
+        };
+        pending.push(producer.enqueue("pipelined", record).await.unwrap());
+    }
+    let mut offsets = Vec::new();
+    for delivery in pending {
+        offsets.push(delivery.await.unwrap().unwrap().offset);
+    }
+    assert_eq!(
+        offsets,
+        (0..2_000).collect::<Vec<i64>>(),
+        "acknowledged in order, each once"
+    );
+    producer.flush().await;
+    let mut consumer = Consumer::connect(ConsumerConfig {
+        client: client(&running.address),
+        ..ConsumerConfig::default()
+    })
+    .await
+    .unwrap();
+    consumer
+        .assign("pipelined", 0, OffsetSpec::Earliest)
+        .await
+        .unwrap();
+    let mut read = Vec::new();
+    while read.len() < 2_000 {
+        read.extend(consumer.poll().await.unwrap());
+    }
+    assert_eq!(
+        read[1_999].value.as_deref(),
+        Some(format!("{:0>100}", 1_999).as_bytes())
+    );
+    producer.close().await;
+    running.stop.send(true).unwrap();
+    running.task.await.unwrap();
+}
