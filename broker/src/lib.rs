@@ -11,6 +11,7 @@ mod handler;
 pub mod metrics;
 pub mod partition;
 pub mod producer_ids;
+pub mod replication;
 pub mod server;
 pub mod topics;
 
