@@ -30,3 +30,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, property, crash-recovery)"
 cargo test --workspace --locked
+
+step "metrics under load pass promtool check metrics"
+cargo build -p lmq-broker --locked
+scripts/check-metrics.sh target/debug/lmq

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Checks the broker's /metrics under load with Prometheus's own linter:
+#   scripts/check-metrics.sh [LMQ_BINARY]
+# Installs promtool (Debian package "prometheus") when missing, starts lmq on free loopback
+# ports, produces and consumes with the lmq CLI, scrapes /metrics in the classic text format
+# and runs `promtool check metrics` on it. Exits non-zero on any lint problem.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LMQ="${1:-target/debug/lmq}"
+[[ -x "$LMQ" ]] || { echo "check-metrics: $LMQ is not built: cargo build -p lmq-broker" >&2; exit 1; }
+if ! command -v promtool >/dev/null 2>&1; then
+  echo "check-metrics: installing promtool (Debian package prometheus)" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get install -y -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+  # The package may start a Prometheus server; this check does not need one.
+  pkill -x prometheus 2>/dev/null || true
+fi
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+kafka_port=$(free_port)
+admin_port=$(free_port)
+data_dir=$(mktemp -d)
+"$LMQ" serve --data-dir "$data_dir" --listen "127.0.0.1:$kafka_port" --admin-listen "127.0.0.1:$admin_port" >"$data_dir.log" 2>&1 &
+pid=$!
+trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data_dir" "$data_dir.log" "$data_dir.metrics"' EXIT
+for _ in $(seq 1 100); do
+  curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null || { echo "check-metrics: lmq did not become ready" >&2; cat "$data_dir.log" >&2; exit 1; }
+bootstrap="127.0.0.1:$kafka_port"
+"$LMQ" topics create metrics-load --partitions 3 -b "$bootstrap" >/dev/null
+seq 1 500 | "$LMQ" produce metrics-load -b "$bootstrap" >/dev/null
+"$LMQ" consume metrics-load --partition 0 --max 10 --idle-ms 500 -b "$bootstrap" >/dev/null
+"$LMQ" groups reset-offsets metrics-readers --topic metrics-load --to earliest -b "$bootstrap" >/dev/null 2>&1
+curl -sf "http://127.0.0.1:$admin_port/metrics" >"$data_dir.metrics"
+grep -q '^lmq_topic_records_in_total{topic="metrics-load"} 500$' "$data_dir.metrics" \
+  || { echo "check-metrics: records-in counter did not count the 500 records" >&2; exit 1; }
+promtool check metrics <"$data_dir.metrics"
+echo "check-metrics: promtool check metrics passed ($(grep -vc '^#' "$data_dir.metrics") samples)"
