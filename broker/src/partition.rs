@@ -33,7 +33,11 @@ fn closed() -> StorageError {
 }
 
 impl Partition {
-    pub fn new(index: i32, log: PartitionLog) -> Self {
+    /// Takes over a recovered log as its single-node leader: everything in it is committed,
+    /// whatever high watermark the last checkpoint had (it lags after a crash), as Kafka's
+    /// only in-sync replica moves it to its log end on becoming leader.
+    pub fn new(index: i32, mut log: PartitionLog) -> Self {
+        log.set_high_watermark(log.log_end_offset());
         Partition {
             index,
             log: Mutex::new(Some(log)),

@@ -740,7 +740,7 @@ async fn malformed_frames_close_the_connection_without_harming_the_broker() {
     use tokio::io::AsyncWriteExt;
     let dir = temp();
     let broker = TestBroker::start_in(dir.path(), |config| config.frame_bytes_max = 1024).await;
-    let attacks: [Vec<u8>; 5] = [
+    let attacks: [Vec<u8>; 7] = [
         2_000i32.to_be_bytes().to_vec(), // over frame_bytes_max
         (-5i32).to_be_bytes().to_vec(),  // negative length
         [&10i32.to_be_bytes()[..], &[0xff; 10]].concat(), // unknown API key
@@ -751,6 +751,20 @@ async fn malformed_frames_close_the_connection_without_harming_the_broker() {
             &[0xff; 12],
         ]
         .concat(), // garbage body
+        // Array counts of 2^31 and 2^32 (found by the fuzzer): the decoder must not try to
+        // preallocate them (that aborted the process).
+        [
+            &14i32.to_be_bytes()[..],
+            &[0, 0x13, 0, 4, 0, 0, 0, 1, 0, 0, 0x7f, 0xff, 0xff, 0xff],
+        ]
+        .concat(),
+        [
+            &16i32.to_be_bytes()[..],
+            &[
+                0, 3, 0, 12, 0, 0, 0, 1, 0xff, 0xff, 0, 0xff, 0xff, 0xff, 0xff, 0x0f,
+            ],
+        ]
+        .concat(),
     ];
     for attack in attacks {
         let mut client = broker.client().await;
@@ -766,6 +780,38 @@ async fn malformed_frames_close_the_connection_without_harming_the_broker() {
         panic!()
     };
     assert_eq!(response.topics[0].error_code, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn everything_acknowledged_is_readable_after_a_crash() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["crashy"]))
+        .await;
+    // Let the first checkpoint (high watermark 0) be written, then produce.
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    for _ in 0..5 {
+        assert_eq!(
+            produce(&mut client, "crashy", 0, batch(&["a", "b"], 0))
+                .await
+                .0,
+            0
+        );
+    }
+    drop(client);
+    broker.crash().await;
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let response = fetch(&mut client, 12, "crashy", 0, 0).await;
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(
+        partition.high_watermark, 10,
+        "the high watermark is the log end again"
+    );
+    assert!(lmq_storage::batch::batch_total_bytes(partition.records.as_ref().unwrap()).is_some());
     broker.stop().await;
 }
 

@@ -108,15 +108,17 @@ fn assert_recovers_to_prefix(dir: &Path, template: &Template, damage_at: u64, wh
     }
     log.set_high_watermark(log.log_end_offset());
     assert_eq!(read_all(&log), kept, "{what}: kept batches");
-    assert_eq!(
-        log.check_indexes().unwrap(),
-        Vec::<String>::new(),
-        "{what}: indexes"
-    );
+    // Append before anything else scans the file (a scan would move its cursor and hide a
+    // write position left behind by recovery).
     assert_eq!(
         append(&mut log, &batch(2, 10, 999, 5_000)).0,
         final_base,
         "{what}: next append"
+    );
+    assert_eq!(
+        log.check_indexes().unwrap(),
+        Vec::<String>::new(),
+        "{what}: indexes"
     );
     drop(log);
     let (log, report) = PartitionLog::open(dir, config(), LogOptions::default(), 0).unwrap();
@@ -229,4 +231,40 @@ fn damage_in_an_unflushed_earlier_segment_drops_the_later_segments() {
         .collect();
     assert_eq!(read_all(&log), kept);
     assert!(log.log_end_offset() > 0);
+}
+
+#[test]
+fn appends_after_a_cut_tail_land_right_after_the_kept_data() {
+    // Regression: recovery shortened the file but the write position stayed where the scan
+    // had read to, so the next append left a hole of zeros (and was lost at the next open).
+    let dir = tempfile::tempdir().unwrap();
+    let big = LogConfig::default();
+    let (mut log, _) =
+        PartitionLog::open(dir.path(), big.clone(), LogOptions::default(), 0).unwrap();
+    for seed in 0..50u64 {
+        append(&mut log, &batch(20, 900, seed, 0));
+    }
+    drop(log);
+    let path = dir.path().join(format!("{:020}.log", 0));
+    let file_bytes = fs::metadata(&path).unwrap().len();
+    fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(file_bytes - 7)
+        .unwrap();
+    let (mut log, report) =
+        PartitionLog::open(dir.path(), big.clone(), LogOptions::default(), 0).unwrap();
+    let kept = report.truncation.unwrap().position;
+    let extra = batch(1, 10, 999, 0);
+    append(&mut log, &extra);
+    assert_eq!(
+        fs::metadata(&path).unwrap().len(),
+        kept + extra.len() as u64,
+        "no hole"
+    );
+    drop(log);
+    let (log, report) = PartitionLog::open(dir.path(), big, LogOptions::default(), 0).unwrap();
+    assert_eq!(report.truncation, None);
+    assert_eq!(log.log_end_offset(), 49 * 20 + 1);
 }

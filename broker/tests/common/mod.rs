@@ -78,6 +78,12 @@ impl TestBroker {
         }
     }
 
+    /// A crash: the server task is dropped mid-flight, no log is closed or checkpointed.
+    pub async fn crash(self) {
+        self.task.abort();
+        let _ = self.task.await;
+    }
+
     /// Graceful shutdown: waits until every log is closed.
     pub async fn stop(self) {
         self.stop.send(true).unwrap();

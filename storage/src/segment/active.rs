@@ -1,5 +1,5 @@
 use std::fs::File;
-use std::io::Write;
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -309,8 +309,10 @@ impl ActiveSegment {
     /// caller must poison the log: the file may hold part of the batch.
     pub fn append(&mut self, batch: &[u8], header: BatchHeader, now_ms: i64) -> Result<()> {
         debug_assert_eq!(header.position, self.size_bytes);
-        (&*self.file)
-            .write_all(batch)
+        // Positioned write: the file's cursor is shared with scans and may sit anywhere (a
+        // recovery scan reads ahead past a tail it then cuts); the segment's size is the truth.
+        self.file
+            .write_all_at(batch, self.size_bytes)
             .map_err(|error| StorageError::io("append", &self.log_path, error))?;
         self.first_append_ms.get_or_insert(now_ms);
         self.indexer
