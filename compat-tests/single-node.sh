@@ -12,7 +12,8 @@
 # Installs what it needs, idempotently: kcat (apt), a venv with confluent-kafka under
 # $LMQ_CACHE/venv, Apache Kafka's jars (scripts/kafka.sh), the compiled Java scenario under
 # $LMQ_CACHE/compat-java/<hash of its sources>. LMQ_CACHE defaults to ~/.cache/lmq.
-# RUST_LOG is passed to the broker (default info).
+# RUST_LOG is passed to the broker (default info; keep lmq's info line 'lmq ready', the
+# readiness signal).
 set -euo pipefail
 
 [[ $# -eq 1 ]] || { echo "usage: $0 BINARY   (e.g. target/release/lmq; build it with cargo build --release -p lmq-broker)" >&2; exit 2; }
@@ -98,14 +99,21 @@ fi
 
 # ---------------------------------------------------------------- the broker
 
-PORT="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+PORT="$(free_port)"
 BOOTSTRAP="127.0.0.1:$PORT"
+SERVE_ARGS=(--data-dir "$DATA" --listen "$BOOTSTRAP")
+# The admin HTTP listener (when this build has one) gets a free port too, not its fixed default.
+if "$BINARY" serve --help 2>/dev/null | grep -q -- '--admin-listen'; then
+  SERVE_ARGS+=(--admin-listen "127.0.0.1:$(free_port)")
+fi
 
-start_broker() { # starts on DATA and PORT, waits (bounded) for 'lmq ready'; returns 1 if it does not come up
+# Starts BINARY on DATA and PORT and waits (30 s at most) for its 'lmq ready' line and an open
+# port; returns 1 (broker killed) if it does not come up.
+start_broker() {
   local before
   before="$(grep -c 'lmq ready' "$LOGS/broker.log" 2>/dev/null || true)"
-  RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve --data-dir "$DATA" --listen "$BOOTSTRAP" \
-    >>"$LOGS/broker.log" 2>&1 </dev/null &
+  RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve "${SERVE_ARGS[@]}" >>"$LOGS/broker.log" 2>&1 </dev/null &
   BROKER_PID=$!
   say "broker pid $BROKER_PID"
   for _ in $(seq 1 300); do
@@ -119,7 +127,23 @@ start_broker() { # starts on DATA and PORT, waits (bounded) for 'lmq ready'; ret
     fi
     sleep 0.1
   done
+  kill9_broker
   return 1
+}
+
+stop_broker() { # SIGTERM, bounded wait (15 s) then SIGKILL; sets STOP_STATUS (exit status, or 'hung')
+  STOP_STATUS=""
+  [[ -n "$BROKER_PID" ]] || return 0
+  kill -TERM "$BROKER_PID" 2>/dev/null || true
+  for _ in $(seq 1 150); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
+  if kill -0 "$BROKER_PID" 2>/dev/null; then
+    STOP_STATUS=hung
+    kill -KILL "$BROKER_PID" 2>/dev/null || true
+  fi
+  local rc=0
+  wait "$BROKER_PID" 2>/dev/null || rc=$?
+  [[ -n "$STOP_STATUS" ]] || STOP_STATUS=$rc
+  BROKER_PID=""
 }
 
 kill9_broker() {
@@ -150,7 +174,7 @@ result() { # NAME [FAILURE-TEXT]
 # here); its stderr goes to logs/NAME.log. A scenario that prints nothing, or is cut off by
 # TIMEOUT, fails as a whole. A broker that died meanwhile is reported and restarted.
 run_scenario() {
-  local name="$1" limit="$2" rc=0 line printed=0
+  local name="$1" limit="$2" rc=0 line printed=0 t0=$SECONDS
   shift 2
   say "scenario $name"
   timeout "$limit" "$@" >"$LOGS/$name.out" 2>"$LOGS/$name.log" </dev/null || rc=$?
@@ -164,6 +188,7 @@ run_scenario() {
       ;;
     esac
   done <"$LOGS/$name.out"
+  say "scenario $name took $((SECONDS - t0)) s"
   if ((rc == 124)); then
     result "$name" "timed out after ${limit}s (logs/$name.log)"
   elif ((printed == 0)); then
@@ -213,11 +238,20 @@ durability() {
   result durability-damaged-tail "$why"
   why="$(timeout 120 "$PY" "$HERE/python/durability.py" append-after "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
   result durability-append-after-damage "$why"
+
+  # A clean restart keeps all of it, the records written after the damage included.
+  stop_broker
+  if ! start_broker; then
+    result durability-clean-restart "the broker does not start again: $(broker_log_tail)"
+    return
+  fi
+  why="$(timeout 120 "$PY" "$HERE/python/durability.py" verify "$BOOTSTRAP" "$topic" "$state" 2>>"$LOGS/durability.log")" || true
+  result durability-clean-restart "$why"
 }
 
 # ---------------------------------------------------------------- run
 
-say "starting $BINARY serve on $BOOTSTRAP (data: $DATA)"
+say "starting $BINARY serve ${SERVE_ARGS[*]}"
 start_broker || die "the broker did not become ready within 30 s: $(broker_log_tail)"
 
 export PYTHONPATH="$HERE/python"
@@ -230,16 +264,12 @@ durability
 # A clean stop: SIGTERM, exit status 0 within 15 s.
 say "stopping the broker"
 if [[ -n "$BROKER_PID" ]]; then
-  kill -TERM "$BROKER_PID"
-  for _ in $(seq 1 150); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-  if kill -0 "$BROKER_PID" 2>/dev/null; then
-    result broker-sigterm-shutdown "still running 15 s after SIGTERM"
-  else
-    rc=0
-    wait "$BROKER_PID" || rc=$?
-    if ((rc == 0)); then result broker-sigterm-shutdown; else result broker-sigterm-shutdown "exit status $rc: $(broker_log_tail)"; fi
-    BROKER_PID=""
-  fi
+  stop_broker
+  case "$STOP_STATUS" in
+  0) result broker-sigterm-shutdown ;;
+  hung) result broker-sigterm-shutdown "still running 15 s after SIGTERM (killed)" ;;
+  *) result broker-sigterm-shutdown "exit status $STOP_STATUS: $(broker_log_tail)" ;;
+  esac
 fi
 
 say "done in $((SECONDS - STARTED)) s"

@@ -139,11 +139,17 @@ free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
 }
 
+alive() { # PID runs (a zombie, killed but not yet reaped by its new parent, does not count)
+  local state
+  state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
+  [[ -n "$state" && "$state" != Z* ]]
+}
+
 broker_pid() { # prints the pid of DIR's broker if it runs
   local dir="$1" pid
   [[ -f "$dir/kafka.pid" ]] || return 1
   pid="$(cat "$dir/kafka.pid")"
-  kill -0 "$pid" 2>/dev/null || return 1
+  alive "$pid" || return 1
   echo "$pid"
 }
 
@@ -219,8 +225,8 @@ broker_stop() {
   pid="$(broker_pid "$dir")" || { rm -f "$dir/kafka.pid"; return 0; }
   kill -TERM "$pid" 2>/dev/null || true
   local deadline=$((SECONDS + 30))
-  while kill -0 "$pid" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.3; done
-  if kill -0 "$pid" 2>/dev/null; then
+  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.3; done
+  if alive "$pid"; then
     echo "scripts/kafka.sh: broker $pid ignored SIGTERM for 30 s, killing it" >&2
     kill -KILL "$pid" 2>/dev/null || true
   fi

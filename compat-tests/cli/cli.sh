@@ -60,7 +60,7 @@ fi
 if tool describe.log org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" \
   --describe --topic "$TOPIC"; then
   if grep -q "PartitionCount: 4" "$WORK/describe.log" &&
-    [[ "$(grep -c "Topic: $TOPIC[[:space:]]*Partition: [0-3][[:space:]]" "$WORK/describe.log")" == 4 ]]; then
+    [[ "$(grep -c "Topic: ${TOPIC}[[:space:]]*Partition: [0-3][[:space:]]" "$WORK/describe.log")" == 4 ]]; then
     result cli-topics-describe ""
   else
     result cli-topics-describe "unexpected output: $(head -c 300 "$WORK/describe.log" | tr '\n\t' '  ')"

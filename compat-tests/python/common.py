@@ -110,6 +110,18 @@ def read_back(bootstrap, topic, partitions, until, timeout_s=60):
     return got, problems
 
 
+def watermarks(bootstrap, topic, partitions, timeout_s=10):
+    """{partition: (log start offset, high watermark)} as ListOffsets reports them."""
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"lmq-compat-wm-{time.time_ns()}"})
+    try:
+        return {
+            p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=timeout_s)
+            for p in partitions
+        }
+    finally:
+        consumer.close()
+
+
 def compare(records, acks, got, allowed_missing=lambda p, off: False):
     """Every acknowledged record must be read back at its acknowledged offset with identical
     key, value and headers. Returns a list of problems (empty when all is well)."""

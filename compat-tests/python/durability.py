@@ -11,7 +11,8 @@ usage:
                                                      records which offsets the cut may take
   durability.py append-after BOOTSTRAP TOPIC STATE   after the damaged restart: one new record
                                                      per damaged partition lands right after the
-                                                     surviving records and reads back
+                                                     surviving records and reads back (verify
+                                                     checks it from then on)
 
 Each command prints nothing on success; on failure it prints the reason to stdout and exits 1.
 """
@@ -21,7 +22,7 @@ import os
 import struct
 import sys
 
-from common import compare, make_records, produce, read_back, summarize
+from common import compare, make_records, produce, read_back, summarize, watermarks
 
 PARTITIONS = 3
 COUNT = 1500
@@ -38,6 +39,7 @@ def load(state):
         data = json.load(f)
     data["acks"] = {int(i): tuple(v) for i, v in data["acks"].items()}
     data["lost_from"] = {int(p): off for p, off in data.get("lost_from", {}).items()}
+    data["after"] = {int(p): off for p, off in data.get("after", {}).items()}
     return data
 
 
@@ -62,17 +64,34 @@ def read_all(bootstrap, topic, data):
     for p, off in data["acks"].values():
         if off < data["lost_from"].get(p, 1 << 62):
             until[p] = max(until.get(p, 0), off + 1)
-    return read_back(bootstrap, topic, range(PARTITIONS), until)
+    for p, off in data["after"].items():
+        until[p] = max(until.get(p, 0), off + 1)
+    # Say first whether the broker even admits to the records (high watermark), then read.
+    problems = [
+        f"p{p} high watermark {high} after restart, {until.get(p, 0)} records acknowledged below it"
+        for p, (_low, high) in sorted(watermarks(bootstrap, topic, range(PARTITIONS)).items())
+        if high < until.get(p, 0)
+    ]
+    got, read_problems = read_back(bootstrap, topic, range(PARTITIONS), until, timeout_s=20 if problems else 60)
+    return got, problems + read_problems
 
 
 def cmd_verify(bootstrap, topic, state):
     data = load(state)
     got, problems = read_all(bootstrap, topic, data)
     lost_from = data["lost_from"]
+    # Records written after the damage (append-after) are acknowledged too: they must stay.
+    for p, off in data["after"].items():
+        if got.pop((p, off), None) != after_record(p):
+            problems.append(f"p{p}: the record acknowledged at offset {off} after the damaged restart is gone")
     problems += compare(
         records(), data["acks"], got, allowed_missing=lambda p, off: off >= lost_from.get(p, 1 << 62)
     )
     return summarize(problems) if problems else None
+
+
+def after_record(p):
+    return (f"after-{p}".encode(), b"written after recovery", [("after", b"1")])
 
 
 def batches(path):
@@ -115,8 +134,6 @@ def cmd_damage(data_dir, topic, state, partition, mode, nbytes):
         data["garbage"] = data.get("garbage", []) + [partition]
     else:
         return f"unknown damage mode {mode}"
-    data["acks"] = {str(i): v for i, v in data["acks"].items()}
-    data["lost_from"] = {str(p): off for p, off in data["lost_from"].items()}
     save(state, data)
     return None
 
@@ -132,20 +149,22 @@ def cmd_append_after(bootstrap, topic, state):
         expect[p] = 1 + max(off for q, off in data["acks"].values() if q == p)
     problems = []
     for p, want in sorted(expect.items()):
-        rec = [(f"after-{p}".encode(), b"written after recovery", [("after", b"1")])]
+        rec = [after_record(p)]
         acks, errors = produce(
             {"bootstrap.servers": bootstrap, **PRODUCER}, topic, rec, partition_of=lambda i: p
         )
         if errors or 0 not in acks:
             problems.append(f"p{p}: produce after recovery failed: {summarize(errors)}")
             continue
+        data["after"][p] = acks[0][1]
         if acks[0] != (p, want):
             problems.append(f"p{p}: new record acknowledged at offset {acks[0][1]}, expected {want}")
             continue
-        got, read_problems = read_back(bootstrap, topic, [p], {p: want + 1})
+        got, read_problems = read_back(bootstrap, topic, [p], {p: want + 1}, timeout_s=20)
         problems += read_problems
         if got.get((p, want)) != rec[0]:
             problems.append(f"p{p}: new record at offset {want} does not read back")
+    save(state, data)
     return summarize(problems) if problems else None
 
 

@@ -66,10 +66,10 @@ fuzz_target!(|data: &[u8]| {
         if let Some((timestamp, _offset)) = first_offset_at_or_after(&view, target) {
             assert!(timestamp >= target);
         }
-        if let Some(records) = &records {
-            if let Some((timestamp, _offset)) = first_offset_in_records(&view, records, target) {
-                assert!(timestamp >= target);
-            }
+        if let Some(records) = &records
+            && let Some((timestamp, _offset)) = first_offset_in_records(&view, records, target)
+        {
+            assert!(timestamp >= target);
         }
     }
 });

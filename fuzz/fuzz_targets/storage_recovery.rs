@@ -45,10 +45,10 @@ const ALL: ReadLimits = ReadLimits {
 fn scratch() -> tempfile::TempDir {
     // tmpfs when there is one: every execution creates and deletes a directory.
     let shm = std::path::Path::new("/dev/shm");
-    if shm.is_dir() {
-        if let Ok(dir) = tempfile::tempdir_in(shm) {
-            return dir;
-        }
+    if shm.is_dir()
+        && let Ok(dir) = tempfile::tempdir_in(shm)
+    {
+        return dir;
     }
     tempfile::tempdir().expect("temporary directory")
 }
