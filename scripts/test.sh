@@ -34,3 +34,6 @@ cargo test --workspace --locked
 step "metrics under load pass promtool check metrics"
 cargo build -p lmq-broker --locked
 scripts/check-metrics.sh target/debug/lmq
+
+step "real Kafka clients against lmq serve (kcat, confluent-kafka, Java clients, Kafka CLI tools, durability)"
+compat-tests/single-node.sh target/debug/lmq
