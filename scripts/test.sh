@@ -37,3 +37,11 @@ scripts/check-metrics.sh target/debug/lmq
 
 step "real Kafka clients against lmq serve (kcat, confluent-kafka, Java clients, Kafka CLI tools, durability)"
 compat-tests/single-node.sh target/debug/lmq
+
+step "native client tests against Apache Kafka 4.x too (the same test bodies)"
+kafka_dir=$(mktemp -d)
+kafka_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+trap 'scripts/kafka.sh broker stop "$kafka_dir" >/dev/null 2>&1 || true; rm -rf "$kafka_dir"' EXIT
+scripts/kafka.sh broker start "$kafka_dir" "$kafka_port"
+LMQ_KAFKA_BOOTSTRAP="127.0.0.1:$kafka_port" cargo test -p lmq-client --locked
+scripts/kafka.sh broker stop "$kafka_dir"

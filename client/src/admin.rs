@@ -15,9 +15,9 @@ use lmq_wire::protocol::messages::offset_commit_request::{
 };
 use lmq_wire::protocol::messages::{
     ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, FindCoordinatorRequest,
-    GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest,
-    OffsetCommitRequest, OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
+    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
+    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
+    OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
 };
 use lmq_wire::protocol::protocol::{Decodable, StrBytes};
 
@@ -363,39 +363,7 @@ impl Admin {
         &self,
         group: &str,
     ) -> Result<std::sync::Arc<crate::connection::Connection>> {
-        let connection = self.cluster.any_connection().await?;
-        let version = connection.version(ApiKey::FindCoordinator, 0..=4)?;
-        let mut request = FindCoordinatorRequest::default();
-        request.key_type = 0;
-        // v4 batched the keys and dropped the single one.
-        if version >= 4 {
-            request.coordinator_keys = vec![text(group)];
-        } else {
-            request.key = text(group);
-        }
-        let ResponseKind::FindCoordinator(response) = connection
-            .call(
-                ApiKey::FindCoordinator,
-                version..=version,
-                RequestKind::FindCoordinator(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "FindCoordinator".to_string(),
-            ));
-        };
-        let (code, node) = match response.coordinators.first() {
-            Some(coordinator) => (coordinator.error_code, coordinator.node_id),
-            None => (response.error_code, response.node_id),
-        };
-        if let Some(error) =
-            ClientError::from_code(&format!("find the coordinator of {group}"), code, None)
-        {
-            return Err(error);
-        }
-        let BrokerId(node) = node;
-        self.cluster.connection(node).await
+        self.cluster.group_coordinator(group).await
     }
 
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {

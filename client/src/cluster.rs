@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic;
-use lmq_wire::protocol::messages::{ApiKey, MetadataRequest, RequestKind, ResponseKind, TopicName};
+use lmq_wire::protocol::messages::{
+    ApiKey, FindCoordinatorRequest, MetadataRequest, RequestKind, ResponseKind, TopicName,
+};
 use lmq_wire::protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 
@@ -262,6 +264,61 @@ impl Cluster {
     /// The controller's node id as last known (-1: unknown).
     pub async fn controller_id(&self) -> i32 {
         self.state.lock().await.controller
+    }
+
+    /// The connection to a group's coordinator. Retries what a coordinator still loading
+    /// answers (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, ...) until the
+    /// request timeout, as Kafka's clients do.
+    pub async fn group_coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        let deadline = std::time::Instant::now() + self.config.request_timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.find_coordinator_once(group).await {
+                Err(error)
+                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(group, %error, "retrying FindCoordinator");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    async fn find_coordinator_once(&self, group: &str) -> Result<Arc<Connection>> {
+        let connection = self.any_connection().await?;
+        let version = connection.version(ApiKey::FindCoordinator, 0..=4)?;
+        let mut request = FindCoordinatorRequest::default();
+        request.key_type = 0;
+        // v4 batched the keys and dropped the single one.
+        if version >= 4 {
+            request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
+        } else {
+            request.key = StrBytes::from_string(group.to_string());
+        }
+        let ResponseKind::FindCoordinator(response) = connection
+            .call(
+                ApiKey::FindCoordinator,
+                version..=version,
+                RequestKind::FindCoordinator(request),
+            )
+            .await?
+        else {
+            return Err(ClientError::UnexpectedResponse(
+                "FindCoordinator".to_string(),
+            ));
+        };
+        let (code, node) = match response.coordinators.first() {
+            Some(coordinator) => (coordinator.error_code, coordinator.node_id.0),
+            None => (response.error_code, response.node_id.0),
+        };
+        if let Some(error) =
+            ClientError::from_code(&format!("find the coordinator of {group}"), code, None)
+        {
+            return Err(error);
+        }
+        self.connection(node).await
     }
 
     /// Forgets a topic's metadata so the next use refreshes it (after a leadership error).

@@ -32,6 +32,21 @@ pub enum ClientError {
 }
 
 impl ClientError {
+    /// Whether retrying may succeed: a connection dropped, a timeout, or a Kafka error code
+    /// marked retriable (leadership moving, a coordinator loading, ...).
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ClientError::Connection { .. }
+            | ClientError::Timeout { .. }
+            | ClientError::Connect { .. } => true,
+            ClientError::Kafka { code, .. } => {
+                lmq_wire::protocol::ResponseError::try_from_code(*code)
+                    .is_some_and(|error| error.is_retriable())
+            }
+            _ => false,
+        }
+    }
+
     /// The error a Kafka error code means, or `None` for 0 (no error).
     pub fn from_code(operation: &str, code: i16, message: Option<String>) -> Option<Self> {
         (code != 0).then(|| ClientError::Kafka {

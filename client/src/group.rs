@@ -19,9 +19,9 @@ use lmq_wire::protocol::messages::offset_commit_request::{
 use lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use lmq_wire::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use lmq_wire::protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, ConsumerProtocolSubscription, FindCoordinatorRequest,
-    GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest,
-    OffsetFetchRequest, RequestKind, ResponseKind, SyncGroupRequest, TopicName,
+    ApiKey, ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
+    ResponseKind, SyncGroupRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -155,35 +155,7 @@ impl GroupConsumer {
     }
 
     async fn coordinator(&self) -> Result<Arc<Connection>> {
-        let connection = self.cluster.any_connection().await?;
-        let version = connection.version(ApiKey::FindCoordinator, 0..=4)?;
-        let mut request = FindCoordinatorRequest::default();
-        request.key_type = 0;
-        if version >= 4 {
-            request.coordinator_keys = vec![text(&self.config.group)];
-        } else {
-            request.key = text(&self.config.group);
-        }
-        let ResponseKind::FindCoordinator(response) = connection
-            .call(
-                ApiKey::FindCoordinator,
-                version..=version,
-                RequestKind::FindCoordinator(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "FindCoordinator".to_string(),
-            ));
-        };
-        let (code, node) = match response.coordinators.first() {
-            Some(coordinator) => (coordinator.error_code, coordinator.node_id.0),
-            None => (response.error_code, response.node_id.0),
-        };
-        if let Some(error) = ClientError::from_code("find coordinator", code, None) {
-            return Err(error);
-        }
-        self.cluster.connection(node).await
+        self.cluster.group_coordinator(&self.config.group).await
     }
 
     async fn join(&self, known_member_id: &str) -> Result<Membership> {

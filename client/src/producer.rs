@@ -491,7 +491,24 @@ async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) 
     Ok(answer.base_offset)
 }
 
+/// Gets a producer id, retrying what a broker that is still starting answers (Kafka's
+/// transaction coordinator reports COORDINATOR_LOAD_IN_PROGRESS for a while after start).
 async fn init_producer_id(cluster: &Cluster) -> Result<Identity> {
+    let deadline = Instant::now() + cluster.config().request_timeout;
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        match try_init_producer_id(cluster).await {
+            Err(error) if retriable(&error) && Instant::now() + backoff < deadline => {
+                tracing::debug!(%error, "retrying InitProducerId");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
+async fn try_init_producer_id(cluster: &Cluster) -> Result<Identity> {
     let connection = cluster.any_connection().await?;
     let mut request = InitProducerIdRequest::default();
     request.transactional_id = None;
@@ -532,14 +549,7 @@ fn record_size(record: &Record) -> usize {
 
 /// Errors a retry can fix: leadership moved, a connection dropped, a timeout.
 fn retriable(error: &ClientError) -> bool {
-    match error {
-        ClientError::Connection { .. }
-        | ClientError::Timeout { .. }
-        | ClientError::Connect { .. } => true,
-        ClientError::Kafka { code, .. } => lmq_wire::protocol::ResponseError::try_from_code(*code)
-            .is_some_and(|error| error.is_retriable()),
-        _ => false,
-    }
+    error.is_retriable()
 }
 
 fn now_ms() -> i64 {

@@ -1,0 +1,299 @@
+//! The native client's producer, consumer and admin against LMQ and (when configured)
+//! Apache Kafka: the same test bodies for both brokers.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::cast_possible_truncation
+)]
+
+mod common;
+
+use std::collections::BTreeMap;
+
+use bytes::Bytes;
+use common::{Target, targets, unique};
+use lmq::{Admin, Codec, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, Record};
+
+async fn consumer(target: &Target) -> Consumer {
+    Consumer::connect(ConsumerConfig {
+        client: target.client(),
+        ..ConsumerConfig::default()
+    })
+    .await
+    .unwrap()
+}
+
+#[tokio::test]
+async fn produce_and_consume_round_trip_with_every_codec() {
+    for target in targets().await {
+        let topic = unique("native");
+        let admin = Admin::connect(target.client()).await.unwrap();
+        admin
+            .create_topic(&topic, 4, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        for codec in [
+            Codec::None,
+            Codec::Gzip,
+            Codec::Snappy,
+            Codec::Lz4,
+            Codec::Zstd,
+        ] {
+            let producer = Producer::connect(ProducerConfig {
+                client: target.client(),
+                codec,
+                ..ProducerConfig::default()
+            })
+            .await
+            .unwrap();
+            let value = format!("value with {codec:?}");
+            let delivery = producer
+                .send_record(
+                    &topic,
+                    Record {
+                        key: Some(Bytes::from("same-key")),
+                        value: Some(Bytes::from(value.clone())),
+                        headers: vec![(
+                            "codec".to_string(),
+                            Some(Bytes::from(format!("{codec:?}"))),
+                        )],
+                        ..Record::default()
+                    },
+                )
+                .await
+                .unwrap();
+            let expected = lmq::producer::partition_for_key(b"same-key", 4);
+            assert_eq!(
+                delivery.partition,
+                expected,
+                "{}: murmur2 as in Java",
+                target.name()
+            );
+            let mut consumer = consumer(&target).await;
+            consumer
+                .assign(
+                    &topic,
+                    delivery.partition,
+                    OffsetSpec::Offset(delivery.offset),
+                )
+                .await
+                .unwrap();
+            let records = consumer.poll().await.unwrap();
+            assert_eq!(records[0].offset, delivery.offset, "{}", target.name());
+            assert_eq!(records[0].value.as_deref(), Some(value.as_bytes()));
+            assert_eq!(records[0].key.as_deref(), Some(&b"same-key"[..]));
+            assert_eq!(records[0].headers[0].0, "codec");
+        }
+        target.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn keyless_sends_spread_and_offsets_are_consecutive() {
+    for target in targets().await {
+        let topic = unique("spread");
+        Admin::connect(target.client())
+            .await
+            .unwrap()
+            .create_topic(&topic, 3, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut partitions = BTreeMap::new();
+        for index in 0..30 {
+            let delivery = producer.send(&topic, format!("m{index}")).await.unwrap();
+            let offsets: &mut Vec<i64> = partitions.entry(delivery.partition).or_default();
+            offsets.push(delivery.offset);
+        }
+        assert_eq!(
+            partitions.len(),
+            3,
+            "{}: all partitions used",
+            target.name()
+        );
+        for offsets in partitions.values() {
+            assert_eq!(*offsets, (0..offsets.len() as i64).collect::<Vec<_>>());
+        }
+        target.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn pipelined_sends_are_batched_in_order_within_a_small_buffer() {
+    for target in targets().await {
+        let topic = unique("pipelined");
+        Admin::connect(target.client())
+            .await
+            .unwrap()
+            .create_topic(&topic, 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            linger: std::time::Duration::from_millis(20),
+            batch_bytes: 8 * 1024,
+            // Far smaller than the data: sends must wait for acknowledgements to free space.
+            buffer_bytes: 16 * 1024,
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut pending = Vec::new();
+        for index in 0..2_000 {
+            let record = Record {
+                partition: Some(0),
+                value: Some(Bytes::from(format!("{index:0>100}"))),
+                ..Record::default()
+            };
+            pending.push(producer.enqueue(&topic, record).await.unwrap());
+        }
+        let mut offsets = Vec::new();
+        for delivery in pending {
+            offsets.push(delivery.await.unwrap().unwrap().offset);
+        }
+        assert_eq!(
+            offsets,
+            (0..2_000).collect::<Vec<i64>>(),
+            "{}: in order, each once",
+            target.name()
+        );
+        producer.flush().await;
+        let mut consumer = consumer(&target).await;
+        consumer
+            .assign(&topic, 0, OffsetSpec::Earliest)
+            .await
+            .unwrap();
+        let mut read = Vec::new();
+        while read.len() < 2_000 {
+            read.extend(consumer.poll().await.unwrap());
+        }
+        assert_eq!(
+            read[1_999].value.as_deref(),
+            Some(format!("{:0>100}", 1_999).as_bytes())
+        );
+        producer.close().await;
+        target.finish().await;
+    }
+}
+
+#[tokio::test]
+async fn admin_manages_topics_configs_and_group_offsets() {
+    for target in targets().await {
+        let topic = unique("managed");
+        let group = unique("readers");
+        let admin = Admin::connect(target.client()).await.unwrap();
+        let configs = BTreeMap::from([("retention.ms".to_string(), "3600000".to_string())]);
+        admin.create_topic(&topic, 2, 1, &configs).await.unwrap();
+        let error = admin
+            .create_topic(&topic, 2, 1, &BTreeMap::new())
+            .await
+            .unwrap_err();
+        assert!(
+            error.to_string().contains("TOPIC_ALREADY_EXISTS"),
+            "{}: {error}",
+            target.name()
+        );
+        let listed = admin.list_topics(false).await.unwrap();
+        assert!(listed.iter().any(|listed| listed.name == topic));
+        assert!(
+            listed.iter().all(|listed| !listed.internal),
+            "internal topics hidden"
+        );
+        admin.create_partitions(&topic, 5).await.unwrap();
+        // Kafka applies partition changes asynchronously: wait for metadata to show them.
+        let started = std::time::Instant::now();
+        while admin.describe_topic(&topic).await.unwrap().partitions.len() != 5 {
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{}",
+                target.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        let entries = admin.describe_configs(&topic).await.unwrap();
+        let retention = entries
+            .iter()
+            .find(|entry| entry.name == "retention.ms")
+            .unwrap();
+        assert_eq!(
+            (retention.value.as_deref(), retention.is_override),
+            (Some("3600000"), true)
+        );
+        admin
+            .alter_configs(
+                &topic,
+                &BTreeMap::from([("segment.ms".to_string(), "60000".to_string())]),
+                &["retention.ms".to_string()],
+            )
+            .await
+            .unwrap();
+        // Kafka applies config changes asynchronously too.
+        let started = std::time::Instant::now();
+        loop {
+            let entries = admin.describe_configs(&topic).await.unwrap();
+            if !entries
+                .iter()
+                .find(|entry| entry.name == "retention.ms")
+                .unwrap()
+                .is_override
+            {
+                break;
+            }
+            assert!(
+                started.elapsed() < std::time::Duration::from_secs(10),
+                "{}: override not removed",
+                target.name()
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        for index in 0..10 {
+            let record = Record {
+                partition: Some(0),
+                value: Some(Bytes::from(format!("{index}"))),
+                ..Record::default()
+            };
+            producer.send_record(&topic, record).await.unwrap();
+        }
+        let reset = admin
+            .reset_offsets(&group, &topic, OffsetSpec::Offset(4))
+            .await
+            .unwrap();
+        assert_eq!(reset.len(), 5);
+        let lag = admin.group_lag(&group).await.unwrap();
+        let partition_zero = lag.iter().find(|lag| lag.partition == 0).unwrap();
+        assert_eq!(
+            (
+                partition_zero.committed,
+                partition_zero.log_end_offset,
+                partition_zero.lag
+            ),
+            (Some(4), 10, Some(6))
+        );
+        assert!(
+            admin
+                .list_groups()
+                .await
+                .unwrap()
+                .iter()
+                .any(|listed| listed.group == group)
+        );
+        assert_eq!(admin.describe_group(&group).await.unwrap().state, "Empty");
+        admin.delete_topic(&topic).await.unwrap();
+        target.finish().await;
+    }
+}

@@ -1,0 +1,97 @@
+//! The brokers the client tests run against: always an in-process LMQ on port 0, and Apache
+//! Kafka too when `LMQ_KAFKA_BOOTSTRAP` names one (scripts/test.sh starts one with
+//! scripts/kafka.sh). The same test bodies run against each.
+#![allow(dead_code)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use lmq::ClientConfig;
+use lmq_broker::clock::SystemClock;
+use lmq_broker::{Broker, BrokerConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+pub enum Target {
+    Lmq {
+        address: String,
+        stop: watch::Sender<bool>,
+        task: tokio::task::JoinHandle<()>,
+        _dir: tempfile::TempDir,
+    },
+    Kafka {
+        address: String,
+    },
+}
+
+impl Target {
+    pub fn address(&self) -> &str {
+        match self {
+            Target::Lmq { address, .. } | Target::Kafka { address } => address,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            Target::Lmq { .. } => "lmq",
+            Target::Kafka { .. } => "kafka",
+        }
+    }
+
+    pub fn client(&self) -> ClientConfig {
+        ClientConfig {
+            brokers: vec![self.address().to_string()],
+            ..ClientConfig::default()
+        }
+    }
+
+    pub async fn finish(self) {
+        if let Target::Lmq { stop, task, .. } = self {
+            stop.send(true).unwrap();
+            task.await.unwrap();
+        }
+    }
+}
+
+pub async fn lmq() -> Target {
+    let dir = tempfile::tempdir().unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let mut config = BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: address,
+        ..BrokerConfig::default()
+    };
+    config.group.initial_rebalance_delay_ms = 0;
+    let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
+    let (stop, shutdown) = watch::channel(false);
+    let task = tokio::spawn(lmq_broker::server::run(broker, listener, None, shutdown));
+    Target::Lmq {
+        address: address.to_string(),
+        stop,
+        task,
+        _dir: dir,
+    }
+}
+
+/// LMQ, then Kafka when configured.
+pub async fn targets() -> Vec<Target> {
+    let mut targets = vec![lmq().await];
+    if let Ok(address) = std::env::var("LMQ_KAFKA_BOOTSTRAP") {
+        targets.push(Target::Kafka { address });
+    }
+    targets
+}
+
+/// A name no earlier run used on a long-lived broker (Kafka keeps topics between runs).
+pub fn unique(name: &str) -> String {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_nanos());
+    format!(
+        "{name}-{}-{nanos}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
