@@ -422,25 +422,7 @@ pub fn to_prometheus_text(openmetrics: &str) -> String {
     out
 }
 
-/// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`), for labels.
-pub fn error_name(code: i16) -> String {
-    match lmq_wire::protocol::ResponseError::try_from_code(code) {
-        Some(lmq_wire::protocol::ResponseError::Unknown(_)) | None => format!("CODE_{code}"),
-        Some(error) => upper_snake(&format!("{error:?}")),
-    }
-}
-
-/// `UnknownTopicOrPartition` → `UNKNOWN_TOPIC_OR_PARTITION`, Kafka's spelling.
-fn upper_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (index, character) in camel.chars().enumerate() {
-        if character.is_ascii_uppercase() && index > 0 {
-            out.push('_');
-        }
-        out.push(character.to_ascii_uppercase());
-    }
-    out
-}
+pub use lmq_wire::error_name;
 
 /// Times every fsync the storage layer makes.
 #[derive(Debug)]

@@ -2,7 +2,6 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Buf;
 use lmq_wire::protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use lmq_wire::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use lmq_wire::protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -10,16 +9,13 @@ use lmq_wire::protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use lmq_wire::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use lmq_wire::protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use lmq_wire::protocol::messages::{
-    ApiKey, BrokerId, ConsumerProtocolAssignment, CreatePartitionsRequest, CreateTopicsRequest,
-    DeleteTopicsRequest, DescribeConfigsRequest, DescribeGroupsRequest, GroupId,
-    IncrementalAlterConfigsRequest, ListGroupsRequest, ListOffsetsRequest, OffsetCommitRequest,
-    OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
+    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
+    ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, RequestKind, ResponseKind,
+    TopicName,
 };
-use lmq_wire::protocol::protocol::{Decodable, StrBytes};
+use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::cluster::{ClientConfig, Cluster, TopicInfo};
 use crate::error::{ClientError, Result};
@@ -409,7 +405,7 @@ impl Admin {
                     client_id: member.client_id.to_string(),
                     client_host: member.client_host.to_string(),
                     assignment: if consumer {
-                        decode_assignment(member.member_assignment)
+                        crate::offsets::decode_assignment(member.member_assignment)
                     } else {
                         Vec::new()
                     },
@@ -527,60 +523,22 @@ impl Admin {
     ) -> Result<Vec<(i32, i64)>> {
         let offsets = self.list_offsets(topic, spec).await?;
         let connection = self.coordinator(group).await?;
-        let mut commit_topic = OffsetCommitRequestTopic::default();
-        commit_topic.name = TopicName(text(topic));
-        commit_topic.partitions = offsets
-            .iter()
-            .map(|&(partition, offset)| {
-                let mut committed = OffsetCommitRequestPartition::default();
-                committed.partition_index = partition;
-                committed.committed_offset = offset;
-                committed.committed_metadata = Some(text(""));
-                committed
-            })
-            .collect();
-        let mut request = OffsetCommitRequest::default();
-        request.group_id = GroupId(text(group));
-        request.generation_id_or_member_epoch = -1;
-        request.member_id = text("");
-        request.group_instance_id = None;
-        request.topics = vec![commit_topic];
-        let ResponseKind::OffsetCommit(response) = connection
-            .call(
-                ApiKey::OffsetCommit,
-                2..=8,
-                RequestKind::OffsetCommit(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("OffsetCommit".to_string()));
+        let committer = crate::offsets::Committer {
+            group,
+            generation_id: -1,
+            member_id: "",
         };
-        for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
-            if let Some(error) = ClientError::from_code(
-                &format!("reset offsets of {group}"),
-                partition.error_code,
-                None,
-            ) {
+        let wanted = offsets
+            .iter()
+            .map(|&(partition, offset)| ((topic.to_string(), partition), offset))
+            .collect();
+        for (_, _, code) in crate::offsets::commit(&connection, committer, &wanted).await? {
+            if let Some(error) =
+                ClientError::from_code(&format!("reset offsets of {group}"), code, None)
+            {
                 return Err(error);
             }
         }
         Ok(offsets)
-    }
-}
-
-/// The consumer protocol's assignment: topics and their partitions.
-fn decode_assignment(bytes: bytes::Bytes) -> Vec<(String, Vec<i32>)> {
-    if bytes.len() < 2 {
-        return Vec::new();
-    }
-    let mut buffer = bytes;
-    let version = buffer.get_i16();
-    match ConsumerProtocolAssignment::decode(&mut buffer, version.clamp(0, 3)) {
-        Ok(assignment) => assignment
-            .assigned_partitions
-            .into_iter()
-            .map(|partitions| (partitions.topic.0.to_string(), partitions.partitions))
-            .collect(),
-        Err(_) => Vec::new(),
     }
 }

@@ -58,22 +58,6 @@ impl ClientError {
     }
 }
 
-/// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`).
-pub fn error_name(code: i16) -> String {
-    match lmq_wire::protocol::ResponseError::try_from_code(code) {
-        Some(lmq_wire::protocol::ResponseError::Unknown(_)) | None => format!("CODE_{code}"),
-        Some(error) => {
-            let camel = format!("{error:?}");
-            let mut out = String::with_capacity(camel.len() + 8);
-            for (index, character) in camel.chars().enumerate() {
-                if character.is_ascii_uppercase() && index > 0 {
-                    out.push('_');
-                }
-                out.push(character.to_ascii_uppercase());
-            }
-            out
-        }
-    }
-}
+pub use lmq_wire::error_name;
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -13,15 +13,12 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 use lmq_wire::protocol::messages::consumer_protocol_assignment::TopicPartition;
 use lmq_wire::protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use lmq_wire::protocol::messages::leave_group_request::MemberIdentity;
-use lmq_wire::protocol::messages::offset_commit_request::{
-    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
-};
 use lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use lmq_wire::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use lmq_wire::protocol::messages::{
     ApiKey, ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetCommitRequest, OffsetFetchRequest, RequestKind,
-    ResponseKind, SyncGroupRequest, TopicName,
+    JoinGroupRequest, LeaveGroupRequest, OffsetFetchRequest, RequestKind, ResponseKind,
+    SyncGroupRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -30,12 +27,15 @@ use crate::cluster::{ClientConfig, Cluster};
 use crate::connection::Connection;
 use crate::consumer::{ConsumedRecord, Consumer, ConsumerConfig};
 use crate::error::{ClientError, Result};
+use crate::offsets::{Committer, commit};
 use crate::producer::{Producer, ProducerConfig, Record};
 
 const PROTOCOL_TYPE: &str = "consumer";
 const ASSIGNOR: &str = "range";
 const MEMBER_ID_REQUIRED: i16 = 79;
 const REBALANCE_IN_PROGRESS: i16 = 27;
+const ILLEGAL_GENERATION: i16 = 22;
+const UNKNOWN_MEMBER_ID: i16 = 25;
 
 fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
@@ -435,60 +435,20 @@ impl GroupConsumer {
         membership: &Membership,
         offsets: &BTreeMap<(String, i32), i64>,
     ) -> Result<()> {
-        let mut by_topic: BTreeMap<String, Vec<(i32, i64)>> = BTreeMap::new();
-        for ((topic, partition), offset) in offsets {
-            by_topic
-                .entry(topic.clone())
-                .or_default()
-                .push((*partition, *offset));
-        }
-        let mut request = OffsetCommitRequest::default();
-        request.group_id = GroupId(text(&self.config.group));
-        request.generation_id_or_member_epoch = membership.generation_id;
-        request.member_id = text(&membership.member_id);
-        request.group_instance_id = None;
-        request.topics = by_topic
-            .into_iter()
-            .map(|(topic, partitions)| {
-                let mut committed = OffsetCommitRequestTopic::default();
-                committed.name = TopicName(text(&topic));
-                committed.partitions = partitions
-                    .into_iter()
-                    .map(|(partition, offset)| {
-                        let mut entry = OffsetCommitRequestPartition::default();
-                        entry.partition_index = partition;
-                        entry.committed_offset = offset;
-                        entry.committed_metadata = Some(text(""));
-                        entry
-                    })
-                    .collect();
-                committed
-            })
-            .collect();
-        let ResponseKind::OffsetCommit(response) = membership
-            .coordinator
-            .call(
-                ApiKey::OffsetCommit,
-                2..=8,
-                RequestKind::OffsetCommit(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("OffsetCommit".to_string()));
+        let committer = Committer {
+            group: &self.config.group,
+            generation_id: membership.generation_id,
+            member_id: &membership.member_id,
         };
-        for partition in response.topics.iter().flat_map(|topic| &topic.partitions) {
-            // A rebalance started: the records are processed but the commit belongs to the
-            // old generation; whoever gets the partition may see them again (at-least-once).
-            if partition.error_code == REBALANCE_IN_PROGRESS
-                || partition.error_code == 22
-                || partition.error_code == 25
-            {
+        for (_, _, code) in commit(&membership.coordinator, committer, offsets).await? {
+            // A rebalance started (or this generation ended): the records are processed but
+            // the commit belongs to the old generation; whoever gets the partition may see
+            // them again (at-least-once).
+            if [REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID].contains(&code) {
                 tracing::info!(group = %self.config.group, "commit refused by a rebalance; rejoining");
                 return Ok(());
             }
-            if let Some(error) =
-                ClientError::from_code("commit offsets", partition.error_code, None)
-            {
+            if let Some(error) = ClientError::from_code("commit offsets", code, None) {
                 return Err(error);
             }
         }
@@ -602,26 +562,15 @@ fn encode_assignment(partitions: &[(String, i32)]) -> Result<Bytes> {
     Ok(out.freeze())
 }
 
-fn decode_assignment(mut bytes: Bytes) -> Vec<(String, i32)> {
-    if bytes.len() < 2 {
-        return Vec::new();
-    }
-    let version = bytes.get_i16().clamp(0, 3);
-    ConsumerProtocolAssignment::decode(&mut bytes, version)
-        .map(|assignment| {
-            assignment
-                .assigned_partitions
+fn decode_assignment(bytes: Bytes) -> Vec<(String, i32)> {
+    crate::offsets::decode_assignment(bytes)
+        .into_iter()
+        .flat_map(|(topic, partitions)| {
+            partitions
                 .into_iter()
-                .flat_map(|topic| {
-                    let name = topic.topic.0.to_string();
-                    topic
-                        .partitions
-                        .into_iter()
-                        .map(move |partition| (name.clone(), partition))
-                })
-                .collect()
+                .map(move |partition| (topic.clone(), partition))
         })
-        .unwrap_or_default()
+        .collect()
 }
 
 /// Kafka's range assignor: per topic, members (sorted by id) subscribed to it get consecutive

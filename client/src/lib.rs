@@ -16,6 +16,7 @@ pub mod connection;
 pub mod consumer;
 mod error;
 pub mod group;
+mod offsets;
 pub mod producer;
 
 pub use admin::{Admin, OffsetSpec};

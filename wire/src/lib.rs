@@ -20,3 +20,32 @@ pub use frame::{FRAME_BYTES_MAX_DEFAULT, FRAME_PREFIX_BYTES, frame_length};
 pub use request::{DecodedRequest, decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use versions::{SUPPORTED_APIS, SupportedApi, supported_range};
+
+/// Kafka's name for an error code (`UNKNOWN_TOPIC_OR_PARTITION`), as its tools print it;
+/// `CODE_<n>` for codes Kafka does not define.
+pub fn error_name(code: i16) -> String {
+    match kafka_protocol::ResponseError::try_from_code(code) {
+        Some(kafka_protocol::ResponseError::Unknown(_)) | None => format!("CODE_{code}"),
+        Some(error) => {
+            let camel = format!("{error:?}");
+            let mut out = String::with_capacity(camel.len() + 8);
+            for (index, character) in camel.chars().enumerate() {
+                if character.is_ascii_uppercase() && index > 0 {
+                    out.push('_');
+                }
+                out.push(character.to_ascii_uppercase());
+            }
+            out
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn error_names_are_kafkas() {
+        assert_eq!(super::error_name(3), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(super::error_name(2), "CORRUPT_MESSAGE");
+        assert_eq!(super::error_name(-999), "CODE_-999");
+    }
+}
