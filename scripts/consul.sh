@@ -51,7 +51,9 @@ usage() {
 binary_ok() {
   [[ -x "$CONSUL_BIN" ]] || return 1
   local first
-  first="$("$CONSUL_BIN" version 2>/dev/null | head -n1)" || return 1
+  # sed reads all of its input: head would close the pipe early and, under pipefail, the
+  # SIGPIPE'd consul would fail the check now and then.
+  first="$("$CONSUL_BIN" version 2>/dev/null | sed -n 1p)" || return 1
   [[ "$first" == "Consul v$CONSUL_VERSION" ]]
 }
 
@@ -168,7 +170,15 @@ ensure_consul() {
   if command -v flock >/dev/null 2>&1; then
     exec 9>"$CACHE_DIR/consul-build.lock"
     flock 9
-    binary_ok && return 0 # built by another process while we waited
+    # Close the lock before anything else runs: agents started later would inherit fd 9
+    # and hold the lock for their whole life.
+    if binary_ok; then
+      exec 9>&-
+      return 0 # built by another process while we waited
+    fi
+    build_consul
+    exec 9>&-
+    return 0
   fi
   build_consul
 }
