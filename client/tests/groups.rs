@@ -93,7 +93,30 @@ async fn three_members_share_six_partitions_and_a_restart_resumes() {
         }
         wait_for(&seen, 60).await;
         tokio::time::sleep(Duration::from_millis(500)).await;
-        for handle in &stops {
+        // One member leaves: the others take over its partitions.
+        stops[0].stop();
+        let mut tasks = tasks.into_iter();
+        tasks.next().unwrap().await.unwrap().unwrap();
+        for index in 0..6 {
+            let record = Record {
+                partition: Some(index),
+                value: Some(Bytes::from("after-leave")),
+                ..Record::default()
+            };
+            producer.send_record(&topic, record).await.unwrap();
+        }
+        wait_for(&seen, 66).await;
+        let after_leave: BTreeSet<usize> = seen.lock().unwrap()[60..]
+            .iter()
+            .map(|&(member, _, _)| member)
+            .collect();
+        assert!(
+            !after_leave.contains(&0),
+            "{}: the member that left handled nothing more",
+            target.name()
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for handle in &stops[1..] {
             handle.stop();
         }
         for running in tasks {
@@ -106,7 +129,7 @@ async fn three_members_share_six_partitions_and_a_restart_resumes() {
             .collect();
         assert_eq!(
             distinct.len(),
-            60,
+            66,
             "{}: every record handled",
             target.name()
         );
@@ -146,7 +169,7 @@ async fn three_members_share_six_partitions_and_a_restart_resumes() {
             .collect();
         assert_eq!(
             offsets,
-            BTreeSet::from([10]),
+            BTreeSet::from([11]),
             "{}: resumed from the committed offsets",
             target.name()
         );
