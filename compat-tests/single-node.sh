@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real Kafka clients against one `lmq serve` node: kcat, confluent-kafka (Python), Java
-# kafka-clients, Kafka's own CLI tools, and kill -9 / torn-tail durability.
+# kafka-clients, Kafka's own CLI tools, consumer groups (all of those as group members and
+# kafka-consumer-groups), committed offsets across restarts, and kill -9 / torn-tail durability.
 #
 #   compat-tests/single-node.sh target/release/lmq
 #
@@ -10,8 +11,8 @@
 # something failed (or with LMQ_COMPAT_KEEP=1).
 #
 # Installs what it needs, idempotently: kcat (apt), a venv with confluent-kafka under
-# $LMQ_CACHE/venv, Apache Kafka's jars (scripts/kafka.sh), the compiled Java scenario under
-# $LMQ_CACHE/compat-java/<hash of its sources>. LMQ_CACHE defaults to ~/.cache/lmq.
+# $LMQ_CACHE/venv, Apache Kafka's jars (scripts/kafka.sh), the compiled Java scenarios under
+# $LMQ_CACHE/compat-java/<hash of their sources>. LMQ_CACHE defaults to ~/.cache/lmq.
 # RUST_LOG is passed to the broker (default info; keep lmq's info line 'lmq ready', the
 # readiness signal).
 set -euo pipefail
@@ -86,13 +87,14 @@ say "Apache Kafka jars (scripts/kafka.sh install)"
 "$KAFKA" install
 KAFKA_VERSION="$("$KAFKA" version)"
 
-JAVA_HASH="$(cat "$HERE"/java/*.java <(echo "$KAFKA_VERSION") | sha256sum | cut -c1-16)"
+JAVA_SOURCES=("$HERE"/java/*.java "$HERE"/groups/*.java)
+JAVA_HASH="$(cat "${JAVA_SOURCES[@]}" <(echo "$KAFKA_VERSION") | sha256sum | cut -c1-16)"
 JAVA_CLASSES="$LMQ_CACHE/compat-java/$JAVA_HASH"
 if [[ ! -d "$JAVA_CLASSES" ]]; then
-  say "compiling compat-tests/java into $JAVA_CLASSES"
+  say "compiling compat-tests/java and compat-tests/groups into $JAVA_CLASSES"
   rm -rf "$JAVA_CLASSES.tmp"
   mkdir -p "$JAVA_CLASSES.tmp"
-  javac -d "$JAVA_CLASSES.tmp" -cp "$("$KAFKA" classpath)" "$HERE"/java/*.java >"$LOGS/javac.log" 2>&1 ||
+  javac -d "$JAVA_CLASSES.tmp" -cp "$("$KAFKA" classpath)" "${JAVA_SOURCES[@]}" >"$LOGS/javac.log" 2>&1 ||
     { cat "$LOGS/javac.log" >&2; die "javac failed"; }
   mv "$JAVA_CLASSES.tmp" "$JAVA_CLASSES"
 fi
@@ -103,6 +105,12 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 PORT="$(free_port)"
 BOOTSTRAP="127.0.0.1:$PORT"
 SERVE_ARGS=(--data-dir "$DATA" --listen "$BOOTSTRAP")
+# No initial rebalance delay (Kafka's default is 3 s), as scripts/kafka.sh configures Apache
+# Kafka: a group's first member is assigned at once, later ones rebalance it.
+if "$BINARY" serve --help 2>/dev/null | grep -q -- '--config'; then
+  printf '[group]\ninitial_rebalance_delay_ms = 0\n' >"$WORK/lmq.toml"
+  SERVE_ARGS+=(--config "$WORK/lmq.toml")
+fi
 # The admin HTTP listener (when this build has one) gets a free port too, not its fixed default.
 if "$BINARY" serve --help 2>/dev/null | grep -q -- '--admin-listen'; then
   SERVE_ARGS+=(--admin-listen "127.0.0.1:$(free_port)")
@@ -201,6 +209,51 @@ run_scenario() {
   fi
 }
 
+# ---------------------------------------------------------------- committed offsets across restarts
+
+# Every group's committed offsets (those the group scenarios left, plus known commits made
+# here, one group deleted) read back the same after SIGTERM + restart and after kill -9 +
+# restart, through OffsetFetch (groups/admin.py).
+groups_restart() {
+  local state="$WORK/groups-restart.json" log="$LOGS/groups-restart.log" why
+  say "scenario groups-restart"
+  group_admin() { # ARGS...: groups/admin.py; prints why it failed (nothing on success)
+    local out rc=0
+    out="$(timeout 120 "$PY" "$HERE/groups/admin.py" "$@" 2>>"$log")" || rc=$?
+    if ((rc != 0)); then echo "admin.py $1: ${out:-exit $rc: $(tail -n 1 "$log" | cut -c1-300)}"; fi
+  }
+  why="$(group_admin commit "$BOOTSTRAP" "$state" groups-restart-a groups-restart 1)"
+  [[ -n "$why" ]] || why="$(group_admin commit "$BOOTSTRAP" "$state" groups-restart-gone groups-restart 2)"
+  [[ -n "$why" ]] || why="$(group_admin delete "$BOOTSTRAP" "$state" groups-restart-gone)"
+  [[ -n "$why" ]] || why="$(group_admin snapshot "$BOOTSTRAP" "$state")"
+  if [[ -n "$why" ]]; then
+    result groups-restart-sigterm "could not set up the groups before the restart: $why"
+    return
+  fi
+  stop_broker
+  if ! start_broker; then
+    result groups-restart-sigterm "the broker does not start again: $(broker_log_tail)"
+    start_broker || die "the broker does not start again (logs/broker.log)"
+    return
+  fi
+  result groups-restart-sigterm "$(group_admin verify "$BOOTSTRAP" "$state")"
+
+  # New commits right before a kill -9: an acknowledged commit survives it.
+  why="$(group_admin commit "$BOOTSTRAP" "$state" groups-restart-a groups-restart 3)"
+  [[ -n "$why" ]] || why="$(group_admin commit "$BOOTSTRAP" "$state" groups-restart-b groups-restart 4)"
+  if [[ -n "$why" ]]; then
+    result groups-restart-kill9 "could not commit before the kill: $why"
+    return
+  fi
+  kill9_broker
+  if ! start_broker; then
+    result groups-restart-kill9 "the broker does not start after kill -9: $(broker_log_tail)"
+    start_broker || die "the broker does not start again (logs/broker.log)"
+    return
+  fi
+  result groups-restart-kill9 "$(group_admin verify "$BOOTSTRAP" "$state")"
+}
+
 # ---------------------------------------------------------------- scenario 5: durability
 
 durability() {
@@ -259,6 +312,13 @@ run_scenario kcat 240 "$HERE/kcat/kcat.sh" "$BOOTSTRAP" "$WORK/kcat" "$PY"
 run_scenario python-idempotent 180 "$PY" "$HERE/python/idempotent.py" "$BOOTSTRAP" python-idempotent
 run_scenario java-roundtrip 180 env KAFKA_EXTRA_CLASSPATH="$JAVA_CLASSES" "$KAFKA" tool RoundTrip "$BOOTSTRAP" java-roundtrip
 run_scenario cli 480 "$HERE/cli/cli.sh" "$BOOTSTRAP" "$WORK/cli"
+run_scenario groups-kcat 150 "$HERE/groups/kcat-group.sh" "$BOOTSTRAP" "$WORK/groups-kcat" "$PY"
+run_scenario groups-python 180 "$PY" "$HERE/groups/python_group.py" "$BOOTSTRAP" groups-python "$WORK/groups-python"
+for mode in default range cooperative; do
+  run_scenario "groups-java-$mode" 180 env KAFKA_EXTRA_CLASSPATH="$JAVA_CLASSES" "$KAFKA" tool GroupConsumers "$BOOTSTRAP" "groups-java-$mode" "$mode"
+done
+run_scenario groups-cli 300 "$HERE/groups/consumer-groups.sh" "$BOOTSTRAP" "$WORK/groups-cli" "$PY"
+groups_restart
 durability
 
 # A clean stop: SIGTERM, exit status 0 within 15 s.
