@@ -15,19 +15,22 @@ if ! command -v promtool >/dev/null 2>&1; then
   # The package may start a Prometheus server; this check does not need one.
   pkill -x prometheus 2>/dev/null || true
 fi
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-kafka_port=$(free_port)
-admin_port=$(free_port)
 data_dir=$(mktemp -d)
-"$LMQ" serve --data-dir "$data_dir" --listen "127.0.0.1:$kafka_port" --admin-listen "127.0.0.1:$admin_port" >"$data_dir.log" 2>&1 &
+# Port 0 for both listeners: the kernel picks free ports and the ready line names them.
+"$LMQ" serve --data-dir "$data_dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$data_dir.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data_dir" "$data_dir.log" "$data_dir.metrics"' EXIT
-for _ in $(seq 1 100); do
-  curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null 2>&1 && break
+ready=""
+for _ in $(seq 1 200); do
+  ready=$(grep -m1 'lmq ready' "$data_dir.log" || true)
+  [[ -n "$ready" ]] && break
   sleep 0.1
 done
-curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null || { echo "check-metrics: lmq did not become ready" >&2; cat "$data_dir.log" >&2; exit 1; }
-bootstrap="127.0.0.1:$kafka_port"
+[[ -n "$ready" ]] || { echo "check-metrics: lmq did not become ready" >&2; cat "$data_dir.log" >&2; exit 1; }
+bootstrap=$(sed -n 's/.* listen=\([0-9.]*:[0-9]*\).*/\1/p' <<<"$ready")
+admin=$(sed -n 's/.* admin=Some(\([0-9.]*:[0-9]*\)).*/\1/p' <<<"$ready")
+admin_port=${admin##*:}
+curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null || { echo "check-metrics: /ready did not answer" >&2; cat "$data_dir.log" >&2; exit 1; }
 "$LMQ" topics create metrics-load --partitions 3 -b "$bootstrap" >/dev/null
 seq 1 500 | "$LMQ" produce metrics-load -b "$bootstrap" >/dev/null
 "$LMQ" consume metrics-load --partition 0 --max 10 --idle-ms 500 -b "$bootstrap" >/dev/null

@@ -108,6 +108,8 @@ struct ServeArgs {
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colours only for a terminal: log files and pipes get plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
@@ -184,6 +186,8 @@ fn serve(args: ServeArgs) -> Result<()> {
         let listener = TcpListener::bind(listen)
             .await
             .with_context(|| format!("cannot listen on {listen} (is another broker running there? use --listen HOST:PORT)"))?;
+        // With port 0 the kernel picks one: clients must be told the real address.
+        config.listen = listener.local_addr().context("reading the bound address")?;
         let admin = match config.admin_listen {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
                 format!("cannot listen on {address} for the admin endpoints (use --admin-listen HOST:PORT or off)")

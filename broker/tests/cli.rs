@@ -13,38 +13,42 @@ use std::time::{Duration, Instant};
 
 const LMQ: &str = env!("CARGO_BIN_EXE_lmq");
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 struct Server {
     child: Child,
     address: String,
 }
 
 impl Server {
+    /// Starts `lmq serve` on a port the kernel picks and reads the address from its ready
+    /// line (choosing a free port first and passing it races with other processes).
     fn start(data_dir: &std::path::Path) -> Self {
-        let address = format!("127.0.0.1:{}", free_port());
-        let child = Command::new(LMQ)
+        let mut child = Command::new(LMQ)
             .args(["serve", "--data-dir"])
             .arg(data_dir)
-            .args(["--listen", &address, "--admin-listen", "off"])
+            .args(["--listen", "127.0.0.1:0", "--admin-listen", "off"])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let started = Instant::now();
-        while std::net::TcpStream::connect(&address).is_err() {
-            assert!(
-                started.elapsed() < Duration::from_secs(20),
-                "lmq serve did not listen"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        let stderr = child.stderr.take().unwrap();
+        let (sender, receiver) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in
+                std::io::BufRead::lines(std::io::BufReader::new(stderr)).map_while(Result::ok)
+            {
+                if line.contains("lmq ready") {
+                    let _ = sender.send(line);
+                }
+            }
+        });
+        let ready = receiver
+            .recv_timeout(Duration::from_secs(20))
+            .expect("lmq serve printed its ready line");
+        let address = ready
+            .split_whitespace()
+            .find_map(|field| field.strip_prefix("listen="))
+            .expect("the ready line names the listen address")
+            .to_string();
         Server { child, address }
     }
 
