@@ -21,8 +21,8 @@
 # counts (stored = acknowledged = consumed) and is flagged when the client used >= 90% of its
 # core (client-bound). --quick: 1 and 8 partitions, linger 5 ms, latency and consume under (a)
 # only, ~10 s per measurement (about 7 minutes in all). Full: 1/8/64 partitions, linger 0 and
-# 5 ms, latency and consume under (a) and (b), one zstd run, ~30 s per measurement (over an
-# hour).
+# 5 ms, latency and consume under (a) and (b), one zstd run, ~30 s per measurement (172 runs,
+# roughly two hours).
 #
 # Output: the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
 #   produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)
@@ -31,7 +31,7 @@
 # the empty-data-dir start-up.
 #
 # Environment: LMQ_BENCH_DIR (work dir; its run/ subdir is removed at start and its data at
-# exit), BENCH_SECONDS (override the per-measurement seconds), BENCH_BROKER_CPUS /
+# exit), BENCH_SECONDS (override the per-measurement seconds, an integer), BENCH_BROKER_CPUS /
 # BENCH_CLIENT_CPUS (taskset lists; default 0 and 1 on a machine with 2+ cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -52,7 +52,11 @@ else
   PARTS=(1 8 64) LINGERS=(0 5) LATENCY_DURS=" a b " CONSUME_DURS=" a b " SECONDS_PER=30 WARMUP_S=5
   ZSTD=1 WARMUP_LOAD_S=15
 fi
-SECONDS_PER="${BENCH_SECONDS:-$SECONDS_PER}"
+if [[ -n "${BENCH_SECONDS:-}" ]]; then
+  # Shorter runs keep a fifth of their time as latency warm-up.
+  SECONDS_PER="$BENCH_SECONDS"
+  WARMUP_S="$(awk -v s="$SECONDS_PER" -v w="$WARMUP_S" 'BEGIN {print (s / 5 < w ? s / 5 : w)}')"
+fi
 LOADS=(25 50 80)
 RECORD=1024
 BATCH=16384
@@ -81,7 +85,7 @@ PERF="$ROOT/target/release/lmq-perf"
 JSONL="$RUN/measurements.jsonl"
 
 # ---- processes we start, and their cleanup ---------------------------------------------
-BPID="" BROKER="" KDIR="" LMQ_PID="" SAMPLER="" WAITER=""
+BPID="" BROKER="" KDIR="" LMQ_PID="" SAMPLER="" WAITER="" IPERF=""
 alive() { # PID runs (a zombie does not count)
   local state
   state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
@@ -109,7 +113,8 @@ stop_kafka() {
 }
 cleanup() {
   local status=$?
-  [[ -n "$WAITER" ]] && kill "$WAITER" 2>/dev/null
+  [[ -z "$WAITER" ]] || kill "$WAITER" 2>/dev/null || true
+  [[ -z "$IPERF" ]] || kill "$IPERF" 2>/dev/null || true
   stop_sampler
   stop_lmq
   stop_kafka
@@ -157,7 +162,8 @@ start_sampler() { # FILE
   SAMPLER=$!
 }
 
-# client TAG LIMIT_S CMD...: runs CMD on the client cores, output in $RUN/out/TAG.{out,err};
+# client TAG LIMIT_S CMD...: syncs the page cache, then runs CMD on the client cores, output in
+# $RUN/out/TAG.{out,err};
 # sets CLIENT_UTIL (CPU-seconds per second per client core) and BROKER_CPU_S; returns CMD's
 # status.
 CLIENT_UTIL=null BROKER_CPU_S=0
@@ -165,6 +171,8 @@ client() {
   local tag="$1" limit="$2"
   shift 2
   local out="$RUN/out/$tag" before after status=0
+  # Dirty pages of the previous run are written back now, not during this one.
+  timeout 120 sync || true
   before="$(broker_ticks)"
   timeout --kill-after=10 "$limit" taskset -c "$CLIENT_CPUS" \
     /usr/bin/time -f '%U %S %e' -o "$out.time" "$@" >"$out.out" 2>"$out.err" || status=$?
@@ -338,17 +346,20 @@ log "ceilings: loopback TCP and disk"
 loopback=null
 if command -v iperf3 >/dev/null; then
   port="$(free_port)"
-  timeout 30 taskset -c "$BROKER_CPUS" iperf3 -s -1 -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
-  iperf_server=$!
+  timeout 60 taskset -c "$BROKER_CPUS" iperf3 -s -B 127.0.0.1 -p "$port" >/dev/null 2>&1 &
+  IPERF=$!
   for _ in $(seq 1 25); do
-    if out="$(timeout 30 taskset -c "$CLIENT_CPUS" iperf3 -c 127.0.0.1 -p "$port" -t 3 -J 2>/dev/null)"; then
-      loopback="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["end"]["sum_received"]["bits_per_second"] / 8e6)' "$out")"
+    sleep 0.2
+    out="$(timeout 30 taskset -c "$CLIENT_CPUS" iperf3 -c 127.0.0.1 -p "$port" -t 3 -J 2>/dev/null)" ||
+      continue
+    if loopback="$(python3 -c 'import json,sys; print(json.loads(sys.argv[1])["end"]["sum_received"]["bits_per_second"] / 8e6)' "$out" 2>/dev/null)"; then
       break
     fi
-    sleep 0.2
+    loopback=null
   done
-  kill "$iperf_server" 2>/dev/null || true
-  wait "$iperf_server" 2>/dev/null || true
+  kill "$IPERF" 2>/dev/null || true
+  wait "$IPERF" 2>/dev/null || true
+  IPERF=""
   loopback_tool=iperf3
 else
   loopback_tool=python
@@ -595,7 +606,7 @@ for (kind, dur, tool, part, linger, codec, pct), pair in sorted(pairs.items(), k
         for which, label in (("e2e_us", "end-to-end"), ("produce_us", "produce")):
             def lat(m):
                 h = kv(m, which)
-                return None if not h else (h["p50"] / 1e3, h["p99"] / 1e3, h["p999"] / 1e3)
+                return None if not h or not h["count"] else (h["p50"] / 1e3, h["p99"] / 1e3, h["p999"] / 1e3)
             lk, ll = lat(k), lat(l)
             absk = "/".join(fmt(x, 2) for x in lk) if lk else "n/a"
             absl = "/".join(fmt(x, 2) for x in ll) if ll else "n/a"

@@ -99,6 +99,50 @@ impl Admin {
         &self.cluster
     }
 
+    /// Runs a group operation again while its coordinator is moving or loading (the errors
+    /// Kafka marks retriable), within the request timeout, as Kafka's admin client does.
+    async fn retrying<T, F, Fut>(&self, operation: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
+        let deadline = std::time::Instant::now() + self.cluster.config().request_timeout;
+        let mut backoff = std::time::Duration::from_millis(50);
+        loop {
+            match operation().await {
+                Err(error)
+                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(%error, "retrying a group operation");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
+                }
+                outcome => return outcome,
+            }
+        }
+    }
+
+    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+        self.retrying(|| self.describe_group_once(group)).await
+    }
+
+    /// Committed offsets of a group with the log end and lag of each partition.
+    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+        self.retrying(|| self.group_lag_once(group)).await
+    }
+
+    /// Moves a group with no active members to `spec` on every partition of `topic`
+    /// (the group must be empty, as with Kafka's tool). Returns the offsets set.
+    pub async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        spec: OffsetSpec,
+    ) -> Result<Vec<(i32, i64)>> {
+        self.retrying(|| self.reset_offsets_once(group, topic, spec))
+            .await
+    }
+
     /// Every topic (internal ones only when asked for), by name.
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>> {
         let mut topics: Vec<TopicInfo> = self
@@ -362,7 +406,7 @@ impl Admin {
         self.cluster.group_coordinator(group).await
     }
 
-    pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
+    async fn describe_group_once(&self, group: &str) -> Result<GroupDescription> {
         let connection = self.coordinator(group).await?;
         let mut request = DescribeGroupsRequest::default();
         request.groups = vec![GroupId(text(group))];
@@ -466,7 +510,7 @@ impl Admin {
     }
 
     /// Committed offsets of a group with the log end and lag of each partition.
-    pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
+    async fn group_lag_once(&self, group: &str) -> Result<Vec<PartitionLag>> {
         let connection = self.coordinator(group).await?;
         let mut request = OffsetFetchRequest::default();
         request.group_id = GroupId(text(group));
@@ -515,7 +559,7 @@ impl Admin {
 
     /// Moves a group with no active members to `spec` on every partition of `topic`
     /// (the group must be empty, as with Kafka's tool). Returns the offsets set.
-    pub async fn reset_offsets(
+    async fn reset_offsets_once(
         &self,
         group: &str,
         topic: &str,

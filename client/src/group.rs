@@ -143,15 +143,41 @@ impl GroupConsumer {
     pub async fn run(&mut self) -> Result<()> {
         let mut member_id = String::new();
         while !self.stop.load(Ordering::Acquire) {
-            let membership = self.join(&member_id).await?;
+            let membership = self.join_retrying(&member_id).await?;
             member_id = membership.member_id.clone();
             let outcome = self.consume_generation(&membership).await;
+            if let Err(error) = &outcome
+                && error.is_retriable()
+                && !self.stop.load(Ordering::Acquire)
+            {
+                // The coordinator or a leader moved, a connection dropped: join again.
+                tracing::info!(group = %self.config.group, %error, "rejoining after a retriable error");
+                continue;
+            }
             if self.stop.load(Ordering::Acquire) || outcome.is_err() {
                 self.leave(&membership).await;
                 return outcome;
             }
         }
         Ok(())
+    }
+
+    /// Joins, finding the coordinator again while it is moving or loading.
+    async fn join_retrying(&self, member_id: &str) -> Result<Membership> {
+        let deadline = std::time::Instant::now() + self.config.client.request_timeout;
+        let mut backoff = Duration::from_millis(50);
+        loop {
+            match self.join(member_id).await {
+                Err(error)
+                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
+                {
+                    tracing::debug!(group = %self.config.group, %error, "retrying the join");
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+                outcome => return outcome,
+            }
+        }
     }
 
     async fn coordinator(&self) -> Result<Arc<Connection>> {
@@ -314,7 +340,10 @@ impl GroupConsumer {
                 self.handle(record, &dead_letters).await?;
                 processed.insert((record.topic.clone(), record.partition), record.offset + 1);
             }
-            self.commit(membership, &processed).await?;
+            if !self.commit(membership, &processed).await? {
+                // The coordinator moved or the generation ended: rejoin.
+                return Ok(());
+            }
         }
         Ok(())
     }
@@ -411,6 +440,11 @@ impl GroupConsumer {
         else {
             return Err(ClientError::UnexpectedResponse("OffsetFetch".to_string()));
         };
+        if let Some(error) =
+            ClientError::from_code("fetch committed offsets", response.error_code, None)
+        {
+            return Err(error);
+        }
         Ok(response
             .topics
             .into_iter()
@@ -430,29 +464,41 @@ impl GroupConsumer {
             .collect())
     }
 
+    /// Commits what the handlers finished. `Ok(false)`: the commit belongs to a generation
+    /// or coordinator that is gone; the caller rejoins (whoever gets those partitions may see
+    /// the records again: at-least-once).
     async fn commit(
         &self,
         membership: &Membership,
         offsets: &BTreeMap<(String, i32), i64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let committer = Committer {
             group: &self.config.group,
             generation_id: membership.generation_id,
             member_id: &membership.member_id,
         };
-        for (_, _, code) in commit(&membership.coordinator, committer, offsets).await? {
-            // A rebalance started (or this generation ended): the records are processed but
-            // the commit belongs to the old generation; whoever gets the partition may see
-            // them again (at-least-once).
+        let codes = match commit(&membership.coordinator, committer, offsets).await {
+            Ok(codes) => codes,
+            Err(error) if error.is_retriable() => {
+                tracing::info!(group = %self.config.group, %error, "commit failed; rejoining");
+                return Ok(false);
+            }
+            Err(error) => return Err(error),
+        };
+        for (_, _, code) in codes {
             if [REBALANCE_IN_PROGRESS, ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID].contains(&code) {
                 tracing::info!(group = %self.config.group, "commit refused by a rebalance; rejoining");
-                return Ok(());
+                return Ok(false);
             }
             if let Some(error) = ClientError::from_code("commit offsets", code, None) {
+                if error.is_retriable() {
+                    tracing::info!(group = %self.config.group, %error, "coordinator moved; rejoining");
+                    return Ok(false);
+                }
                 return Err(error);
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     async fn leave(&self, membership: &Membership) {
