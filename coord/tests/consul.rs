@@ -259,18 +259,7 @@ macro_rules! contract_tests {
     };
 }
 
-contract_tests!(
-    keys_get_put_list_delete,
-    cas_conflicts_are_reported_not_retried,
-    watch_delivers_every_change_in_order,
-    registration_visible_and_removed_when_holder_dies,
-    tcp_health_check,
-    exactly_one_leader_among_campaigners,
-    resign_flips_the_handle_and_fences_the_old_token,
-    killed_leader_is_replaced_and_its_token_rejected,
-    locks_are_exclusive,
-    close_releases_everything,
-);
+contract::for_every_contract_test!(contract_tests);
 
 // ---------------------------------------------------------------- dev agent only
 

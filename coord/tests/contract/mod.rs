@@ -546,3 +546,23 @@ pub async fn close_releases_everything<H: Harness>(harness: &H) {
     assert!(matches!(a.get("x").await, Err(CoordError::Closed)));
     b.close().await.unwrap();
 }
+
+/// Calls `$make!` with the name of every contract test, so each store's test file
+/// instantiates all of them and a new contract test cannot be left out of one store.
+macro_rules! for_every_contract_test {
+    ($make:ident) => {
+        $make!(
+            keys_get_put_list_delete,
+            cas_conflicts_are_reported_not_retried,
+            watch_delivers_every_change_in_order,
+            registration_visible_and_removed_when_holder_dies,
+            tcp_health_check,
+            exactly_one_leader_among_campaigners,
+            resign_flips_the_handle_and_fences_the_old_token,
+            killed_leader_is_replaced_and_its_token_rejected,
+            locks_are_exclusive,
+            close_releases_everything,
+        );
+    };
+}
+pub(crate) use for_every_contract_test;
