@@ -167,14 +167,8 @@ impl GroupCoordinator {
             inner.deliver(outputs);
             receiver
         };
-        receiver.await.unwrap_or_else(|_| JoinResponse {
-            error: Some(GroupError::CoordinatorNotAvailable),
-            generation_id: -1,
-            protocol_type: None,
-            protocol_name: None,
-            leader: String::new(),
-            member_id,
-            members: Vec::new(),
+        receiver.await.unwrap_or_else(|_| {
+            JoinResponse::error(GroupError::CoordinatorNotAvailable, &member_id)
         })
     }
 
@@ -189,12 +183,9 @@ impl GroupCoordinator {
             inner.deliver(outputs);
             receiver
         };
-        receiver.await.unwrap_or_else(|_| SyncResponse {
-            error: Some(GroupError::CoordinatorNotAvailable),
-            protocol_type: None,
-            protocol_name: None,
-            assignment: Bytes::new(),
-        })
+        receiver
+            .await
+            .unwrap_or_else(|_| SyncResponse::error(GroupError::CoordinatorNotAvailable))
     }
 
     pub fn heartbeat(

@@ -115,7 +115,7 @@ pub struct JoinResponse {
 }
 
 impl JoinResponse {
-    pub(super) fn error(error: GroupError, member_id: &str) -> Self {
+    pub(crate) fn error(error: GroupError, member_id: &str) -> Self {
         JoinResponse {
             error: Some(error),
             generation_id: -1,
@@ -149,7 +149,7 @@ pub struct SyncResponse {
 }
 
 impl SyncResponse {
-    pub(super) fn error(error: GroupError) -> Self {
+    pub(crate) fn error(error: GroupError) -> Self {
         SyncResponse {
             error: Some(error),
             protocol_type: None,
