@@ -106,20 +106,12 @@ impl Admin {
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
     {
-        let deadline = std::time::Instant::now() + self.cluster.config().request_timeout;
-        let mut backoff = std::time::Duration::from_millis(50);
-        loop {
-            match operation().await {
-                Err(error)
-                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(%error, "retrying a group operation");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(std::time::Duration::from_secs(1));
-                }
-                outcome => return outcome,
-            }
-        }
+        crate::retry::retrying(
+            "a group operation",
+            self.cluster.config().request_timeout,
+            operation,
+        )
+        .await
     }
 
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {

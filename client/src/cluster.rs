@@ -217,19 +217,25 @@ impl Cluster {
         Ok(described)
     }
 
-    /// The topic as last known, refreshing when it is not known yet.
+    /// The topic as last known, refreshing when it is not known yet. A topic just created
+    /// may be unknown to a broker for a moment (Kafka propagates metadata asynchronously), so
+    /// UNKNOWN_TOPIC_OR_PARTITION and LEADER_NOT_AVAILABLE are retried within the request
+    /// timeout, as Kafka's clients wait for metadata.
     pub async fn topic(&self, name: &str) -> Result<TopicInfo> {
         if let Some(topic) = self.state.lock().await.topics.get(name).cloned() {
             return Ok(topic);
         }
-        self.refresh(&[name])
-            .await?
-            .into_iter()
-            .next()
-            .ok_or_else(|| ClientError::UnknownPartition {
-                topic: name.to_string(),
-                partition: -1,
-            })
+        crate::retry::retrying("topic metadata", self.config.request_timeout, || async {
+            self.refresh(&[name])
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| ClientError::UnknownPartition {
+                    topic: name.to_string(),
+                    partition: -1,
+                })
+        })
+        .await
     }
 
     /// The leader's connection for a partition.
@@ -270,20 +276,10 @@ impl Cluster {
     /// answers (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, ...) until the
     /// request timeout, as Kafka's clients do.
     pub async fn group_coordinator(&self, group: &str) -> Result<Arc<Connection>> {
-        let deadline = std::time::Instant::now() + self.config.request_timeout;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.find_coordinator_once(group).await {
-                Err(error)
-                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(group, %error, "retrying FindCoordinator");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                outcome => return outcome,
-            }
-        }
+        crate::retry::retrying("FindCoordinator", self.config.request_timeout, || {
+            self.find_coordinator_once(group)
+        })
+        .await
     }
 
     async fn find_coordinator_once(&self, group: &str) -> Result<Arc<Connection>> {

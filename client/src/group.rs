@@ -164,20 +164,10 @@ impl GroupConsumer {
 
     /// Joins, finding the coordinator again while it is moving or loading.
     async fn join_retrying(&self, member_id: &str) -> Result<Membership> {
-        let deadline = std::time::Instant::now() + self.config.client.request_timeout;
-        let mut backoff = Duration::from_millis(50);
-        loop {
-            match self.join(member_id).await {
-                Err(error)
-                    if error.is_retriable() && std::time::Instant::now() + backoff < deadline =>
-                {
-                    tracing::debug!(group = %self.config.group, %error, "retrying the join");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(1));
-                }
-                outcome => return outcome,
-            }
-        }
+        crate::retry::retrying("the join", self.config.client.request_timeout, || {
+            self.join(member_id)
+        })
+        .await
     }
 
     async fn coordinator(&self) -> Result<Arc<Connection>> {

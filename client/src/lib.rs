@@ -18,6 +18,7 @@ mod error;
 pub mod group;
 mod offsets;
 pub mod producer;
+mod retry;
 
 pub use admin::{Admin, OffsetSpec};
 pub use cluster::ClientConfig;

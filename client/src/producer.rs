@@ -434,7 +434,7 @@ async fn produce_with_retries(
     loop {
         match produce_once(inner, topic, partition, batch.clone()).await {
             Ok(offset) => return Ok(offset),
-            Err(error) if attempt < inner.config.retries && retriable(&error) => {
+            Err(error) if attempt < inner.config.retries && error.is_retriable() => {
                 attempt += 1;
                 tracing::debug!(topic, partition, attempt, %error, "retrying produce");
                 inner.cluster.invalidate(topic).await;
@@ -494,18 +494,10 @@ async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) 
 /// Gets a producer id, retrying what a broker that is still starting answers (Kafka's
 /// transaction coordinator reports COORDINATOR_LOAD_IN_PROGRESS for a while after start).
 async fn init_producer_id(cluster: &Cluster) -> Result<Identity> {
-    let deadline = Instant::now() + cluster.config().request_timeout;
-    let mut backoff = Duration::from_millis(50);
-    loop {
-        match try_init_producer_id(cluster).await {
-            Err(error) if retriable(&error) && Instant::now() + backoff < deadline => {
-                tracing::debug!(%error, "retrying InitProducerId");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(1));
-            }
-            outcome => return outcome,
-        }
-    }
+    crate::retry::retrying("InitProducerId", cluster.config().request_timeout, || {
+        try_init_producer_id(cluster)
+    })
+    .await
 }
 
 async fn try_init_producer_id(cluster: &Cluster) -> Result<Identity> {
@@ -545,11 +537,6 @@ fn record_size(record: &Record) -> usize {
         + record.value.as_ref().map_or(0, Bytes::len)
         + headers
         + 24
-}
-
-/// Errors a retry can fix: leadership moved, a connection dropped, a timeout.
-fn retriable(error: &ClientError) -> bool {
-    error.is_retriable()
 }
 
 fn now_ms() -> i64 {
