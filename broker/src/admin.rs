@@ -118,7 +118,7 @@ async fn status(State(broker): State<Arc<Broker>>) -> Response {
     axum::Json(json!({
         "node_id": node_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "cluster_id": broker.cluster_id,
+        "cluster_id": broker.cluster_id(),
         "uptime_seconds": broker.metrics.uptime().as_secs(),
         "ready": broker.ready.load(Ordering::Acquire),
         "controller": node_id,

@@ -33,6 +33,8 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
+    /// The replicated cluster this broker joined (`None`: a single node).
+    cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
 }
 
 /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
@@ -75,7 +77,23 @@ impl Broker {
             groups,
             metrics,
             ready: AtomicBool::new(false),
+            cluster: std::sync::OnceLock::new(),
         })
+    }
+
+    /// The cluster id clients see: the replicated cluster's, else this data dir's.
+    pub fn cluster_id(&self) -> String {
+        self.cluster()
+            .map_or_else(|| self.cluster_id.clone(), |node| node.cluster_id.clone())
+    }
+
+    /// The cluster this broker serves in, once it joined one.
+    pub fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterNode>> {
+        self.cluster.get()
+    }
+
+    pub(crate) fn set_cluster(&self, node: Arc<crate::cluster::ClusterNode>) {
+        let _ = self.cluster.set(node);
     }
 
     pub fn now_ms(&self) -> i64 {

@@ -34,6 +34,42 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
     pub group: GroupSettings,
+    /// Replicated cluster settings (used with `consul`).
+    pub cluster: ClusterSettings,
+}
+
+/// The replicated cluster: where its coordinator is and Kafka's replication settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ClusterSettings {
+    /// HTTP address of a Consul agent (`http://127.0.0.1:8500`); `None` runs a single node.
+    pub consul: Option<String>,
+    /// Root of every Consul key of this cluster (one Consul can hold several clusters).
+    pub consul_key_prefix: String,
+    /// Rack of this broker (`broker.rack`): replicas of a partition go to different racks.
+    pub rack: Option<String>,
+    /// A broker that stops renewing its registration for this long counts as gone.
+    pub broker_ttl_ms: u64,
+    /// `replica.lag.time.max.ms`: a follower this far behind leaves the ISR.
+    pub replica_lag_time_max_ms: i64,
+    /// `min.insync.replicas` of topics that do not set it.
+    pub min_insync_replicas: usize,
+    /// `default.replication.factor`; -1 means min(3, live brokers).
+    pub default_replication_factor: i16,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            consul: None,
+            consul_key_prefix: "lmq".to_string(),
+            rack: None,
+            broker_ttl_ms: 6_000,
+            replica_lag_time_max_ms: 10_000,
+            min_insync_replicas: 1,
+            default_replication_factor: -1,
+        }
+    }
 }
 
 /// Kafka's `group.*` and `offsets.topic.*` broker settings.
@@ -109,6 +145,7 @@ impl Default for BrokerConfig {
             connections_max: 10_000,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
+            cluster: ClusterSettings::default(),
         }
     }
 }
@@ -182,6 +219,18 @@ impl BrokerConfig {
         self.log.log_config()?;
         if self.default_partitions < 1 {
             return Err("default_partitions must be at least 1".to_string());
+        }
+        if self.cluster.broker_ttl_ms < 1_000 {
+            return Err("cluster.broker_ttl_ms must be at least 1000".to_string());
+        }
+        if self.cluster.replica_lag_time_max_ms < 1 || self.cluster.min_insync_replicas < 1 {
+            return Err(
+                "cluster.replica_lag_time_max_ms and cluster.min_insync_replicas must be at least 1"
+                    .to_string(),
+            );
+        }
+        if self.cluster.consul.is_some() && self.node_id < 0 {
+            return Err("a cluster broker needs --node-id 0 or more".to_string());
         }
         if self.connections_max == 0 {
             return Err("connections_max must be at least 1".to_string());

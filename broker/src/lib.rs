@@ -1,10 +1,12 @@
 //! The LMQ broker: network shell, one handler per Kafka API, partitions over `lmq-storage`
-//! logs. Single node today; replication, groups and the controller come next.
+//! logs, consumer groups, and the replicated cluster (`cluster`) coordinated through
+//! `lmq-coord`.
 
 pub mod admin;
 pub mod broker;
 pub mod cli;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod group;
 mod handler;

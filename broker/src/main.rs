@@ -103,6 +103,13 @@ struct ServeArgs {
     /// TOML file with any setting (see docs/CONFIG.md); flags override it
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Join a replicated cluster through the Consul agent at this HTTP address
+    /// (e.g. http://127.0.0.1:8500); every broker needs its own --node-id
+    #[arg(long, value_name = "HTTP_ADDR")]
+    consul: Option<String>,
+    /// This broker's rack: replicas of a partition go to different racks
+    #[arg(long)]
+    rack: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -174,6 +181,12 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(node_id) = args.node_id {
         config.node_id = node_id;
     }
+    if let Some(consul) = args.consul {
+        config.cluster.consul = Some(consul);
+    }
+    if let Some(rack) = args.rack {
+        config.cluster.rack = Some(rack);
+    }
     config.validate().map_err(anyhow::Error::msg)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -205,6 +218,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             tracing::info!("shutting down");
             let _ = stop.send(true);
         });
+        // A cluster broker joins before it serves: its first answers already describe the
+        // cluster, never this node alone.
+        let coordinator = match broker.config.cluster.consul.clone() {
+            Some(address) => Some(join_cluster(&broker, address, shutdown.clone()).await?),
+            None => None,
+        };
         tracing::info!(
             listen = %listener.local_addr().unwrap_or(listen),
             node_id,
@@ -213,9 +232,34 @@ fn serve(args: ServeArgs) -> Result<()> {
             "lmq ready"
         );
         lmq_broker::server::run(broker, listener, admin, shutdown).await;
+        if let Some(coordinator) = coordinator {
+            // Deregisters and releases the controller role at once, so failover need not
+            // wait for a session to expire.
+            if let Err(error) = coordinator.close().await {
+                tracing::warn!(%error, "leaving the cluster coordinator failed");
+            }
+        }
         tracing::info!("stopped; logs flushed");
         Ok(())
     })
+}
+
+async fn join_cluster(
+    broker: &Arc<Broker>,
+    address: String,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<dyn lmq_coord::Coordinator>> {
+    let mut consul = lmq_coord::ConsulConfig::new(address.clone());
+    consul.key_prefix = broker.config.cluster.consul_key_prefix.clone();
+    let coordinator: Arc<dyn lmq_coord::Coordinator> = Arc::new(
+        lmq_coord::ConsulCoordinator::connect(consul)
+            .await
+            .with_context(|| format!("cannot reach Consul at {address} (is the agent running? use --consul http://HOST:PORT)"))?,
+    );
+    lmq_broker::cluster::join(Arc::clone(broker), Arc::clone(&coordinator), shutdown)
+        .await
+        .with_context(|| format!("cannot join the cluster through Consul at {address}"))?;
+    Ok(coordinator)
 }
 
 async fn wait_for_signal() {

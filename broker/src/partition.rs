@@ -1,11 +1,16 @@
-//! One partition of a topic: its log behind a lock, written by one appender at a time.
+//! One partition of a topic: its log behind a lock, written by one appender at a time, and
+//! its replica role (single node, leader, follower or none). Lock order: role, then log.
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lmq_storage::{
     AppendInfo, PartitionLog, ReadLimits, ReadResult, RetentionOutcome, StorageError,
     TimestampMatch,
 };
+use tokio::sync::oneshot;
+
+use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
 
 /// The leader epoch a single node stamps on every batch.
 pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
@@ -15,6 +20,68 @@ pub struct Partition {
     pub index: i32,
     /// `None` once closed at shutdown.
     log: Mutex<Option<PartitionLog>>,
+    replica: Mutex<Replica>,
+}
+
+/// What this node is for the partition.
+#[derive(Debug)]
+pub enum Role {
+    /// The only node (embedded mode): it leads and is the whole ISR.
+    Single,
+    Leader(LeaderState),
+    Follower {
+        leader: i32,
+        leader_epoch: i32,
+    },
+    /// Not a replica, or no leader is known.
+    Offline,
+}
+
+#[derive(Debug)]
+struct Replica {
+    role: Role,
+    waiters: HashMap<Token, oneshot::Sender<Result<(), AckError>>>,
+    next_token: Token,
+}
+
+/// Why a replicated partition refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum ReplicaError {
+    #[error("this broker does not lead the partition")]
+    NotLeader,
+    #[error("the request's leader epoch {0} is older than the partition's")]
+    FencedLeaderEpoch(i32),
+    #[error("the request's leader epoch {0} is newer than this broker knows")]
+    UnknownLeaderEpoch(i32),
+    #[error("fewer in-sync replicas than min.insync.replicas")]
+    NotEnoughReplicas,
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+/// A replicated append: offsets assigned, and (acks=all) a receiver for the moment the ISR
+/// has it. `proposal` is an ISR change the caller must persist.
+#[derive(Debug)]
+pub struct LeaderAppend {
+    pub info: AppendInfo,
+    pub committed: Option<oneshot::Receiver<Result<(), AckError>>>,
+    pub proposal: Option<IsrProposal>,
+}
+
+/// An ISR change the leader of `leader_epoch` wants persisted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IsrProposal {
+    pub leader_epoch: i32,
+    pub isr: BTreeSet<i32>,
+}
+
+/// A follower's fetch as the leader judged it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FollowerCheck {
+    /// Read from the fetch offset on.
+    Read { high_watermark: i64 },
+    /// The follower's history differs from this epoch's end on: it must truncate there.
+    Diverging { epoch: i32, end_offset: i64 },
 }
 
 /// The log end, high watermark and start a response reports.
@@ -41,6 +108,25 @@ impl Partition {
         Partition {
             index,
             log: Mutex::new(Some(log)),
+            replica: Mutex::new(Replica {
+                role: Role::Single,
+                waiters: HashMap::new(),
+                next_token: 0,
+            }),
+        }
+    }
+
+    /// A partition of a replicated cluster: no role until the cluster metadata gives one, and
+    /// the checkpointed high watermark kept (only a leader may move it).
+    pub fn new_replica(index: i32, log: PartitionLog) -> Self {
+        Partition {
+            index,
+            log: Mutex::new(Some(log)),
+            replica: Mutex::new(Replica {
+                role: Role::Offline,
+                waiters: HashMap::new(),
+                next_token: 0,
+            }),
         }
     }
 
@@ -59,6 +145,10 @@ impl Partition {
         }
     }
 
+    fn replica(&self) -> MutexGuard<'_, Replica> {
+        self.replica.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Appends as the single node's leader; the record is committed (high watermark) as soon
     /// as the log took it, since this node is the whole ISR.
     pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
@@ -66,6 +156,312 @@ impl Partition {
             let info = log.append(records, SINGLE_NODE_LEADER_EPOCH, now_ms)?;
             log.set_high_watermark(log.log_end_offset());
             Ok(info)
+        })
+    }
+
+    /// Appends as leader, whatever the mode: committed at once on a single node, after the
+    /// ISR has it in a cluster (`acks_all` then returns a receiver to wait on).
+    pub fn append_as_leader(
+        &self,
+        records: &mut [u8],
+        acks_all: bool,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        let mut replica = self.replica();
+        let Replica {
+            role,
+            waiters,
+            next_token,
+        } = &mut *replica;
+        let state = match role {
+            Role::Single => {
+                return Ok(LeaderAppend {
+                    info: self.append(records, now_ms)?,
+                    committed: None,
+                    proposal: None,
+                });
+            }
+            Role::Leader(state) => state,
+            Role::Follower { .. } | Role::Offline => return Err(ReplicaError::NotLeader),
+        };
+        if acks_all && state.check_produce().is_err() {
+            return Err(ReplicaError::NotEnoughReplicas);
+        }
+        let epoch = state.leader_epoch();
+        let info = self.with_log(|log| log.append(records, epoch, now_ms))?;
+        let (token, committed) = if acks_all {
+            let (sender, receiver) = oneshot::channel();
+            *next_token += 1;
+            waiters.insert(*next_token, sender);
+            (Some(*next_token), Some(receiver))
+        } else {
+            (None, None)
+        };
+        let actions = state.appended(info.last_offset + 1, token, now_ms);
+        let proposal = self.apply(state, waiters, actions);
+        Ok(LeaderAppend {
+            info,
+            committed,
+            proposal,
+        })
+    }
+
+    /// Carries out the replication state machine's actions: moves the log's high watermark,
+    /// answers waiting produces, and hands an ISR proposal back to the caller.
+    fn apply(
+        &self,
+        state: &LeaderState,
+        waiters: &mut HashMap<Token, oneshot::Sender<Result<(), AckError>>>,
+        actions: Vec<Action>,
+    ) -> Option<IsrProposal> {
+        let mut proposal = None;
+        for action in actions {
+            match action {
+                Action::HighWatermark(offset) => {
+                    if let Err(error) = self.with_log(|log| Ok(log.set_high_watermark(offset))) {
+                        tracing::debug!(%error, "high watermark not moved on a closed log");
+                    }
+                }
+                Action::Ack { token, result } => {
+                    if let Some(waiter) = waiters.remove(&token) {
+                        let _ = waiter.send(result);
+                    }
+                }
+                Action::IsrChanged(isr) => {
+                    proposal = Some(IsrProposal {
+                        leader_epoch: state.leader_epoch(),
+                        isr,
+                    });
+                }
+            }
+        }
+        proposal
+    }
+
+    /// The leader's side of a follower's fetch: checks the follower's epoch and history, and
+    /// records that it has everything below `fetch_offset`.
+    pub fn follower_fetch(
+        &self,
+        replica_id: i32,
+        fetch_offset: i64,
+        current_leader_epoch: i32,
+        last_fetched_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(FollowerCheck, Option<IsrProposal>), ReplicaError> {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        let Role::Leader(state) = role else {
+            return Err(ReplicaError::NotLeader);
+        };
+        check_epoch(state.leader_epoch(), current_leader_epoch)?;
+        let log_end = self.with_log(|log| Ok(log.log_end_offset()))?;
+        if last_fetched_epoch >= 0 {
+            let end = self.with_log(|log| {
+                Ok(log
+                    .leader_epochs()
+                    .end_offset_for(last_fetched_epoch, log_end))
+            })?;
+            match end {
+                Some((epoch, end_offset))
+                    if epoch == last_fetched_epoch && end_offset >= fetch_offset => {}
+                Some((epoch, end_offset)) => {
+                    return Ok((FollowerCheck::Diverging { epoch, end_offset }, None));
+                }
+                // The follower's epoch is older than anything here: no answer by epoch; the
+                // read below reports an offset out of range if it is past our log.
+                None => {}
+            }
+        }
+        let actions = state.follower_fetched(replica_id, fetch_offset.min(log_end), now_ms);
+        tracing::trace!(
+            partition = self.index,
+            replica_id,
+            fetch_offset,
+            ?actions,
+            "follower fetched"
+        );
+        let proposal = self.apply(state, waiters, actions);
+        let high_watermark = state.high_watermark();
+        Ok((FollowerCheck::Read { high_watermark }, proposal))
+    }
+
+    /// Checks a client's view of the leader epoch (Fetch/ListOffsets `current_leader_epoch`,
+    /// -1 = not given) and that this node leads.
+    pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), ReplicaError> {
+        match &self.replica().role {
+            Role::Single => Ok(()),
+            Role::Leader(state) => check_epoch(state.leader_epoch(), current_leader_epoch),
+            Role::Follower { .. } | Role::Offline => Err(ReplicaError::NotLeader),
+        }
+    }
+
+    /// The leader epoch clients see (Metadata, ListOffsets).
+    pub fn leader_epoch(&self) -> i32 {
+        match &self.replica().role {
+            Role::Leader(state) => state.leader_epoch(),
+            Role::Follower { leader_epoch, .. } => *leader_epoch,
+            Role::Single | Role::Offline => SINGLE_NODE_LEADER_EPOCH,
+        }
+    }
+
+    /// Time passes for a leader: lagging followers leave the ISR.
+    pub fn tick(&self, now_ms: i64) -> Option<IsrProposal> {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        let Role::Leader(state) = role else {
+            return None;
+        };
+        let actions = state.tick(now_ms);
+        self.apply(state, waiters, actions)
+    }
+
+    /// The outcome of persisting an ISR proposal of `leader_epoch`.
+    pub fn isr_persisted(&self, leader_epoch: i32, isr: Option<BTreeSet<i32>>, now_ms: i64) {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        let Role::Leader(state) = role else {
+            return;
+        };
+        if state.leader_epoch() != leader_epoch {
+            return;
+        }
+        match isr {
+            Some(isr) => {
+                let actions = state.isr_committed(isr, now_ms);
+                // A follow-up proposal is made again by the next tick.
+                if self.apply(state, waiters, actions).is_some() {
+                    state.isr_change_failed();
+                }
+            }
+            None => state.isr_change_failed(),
+        }
+    }
+
+    /// Takes the role the cluster metadata gives this node. Leading the same epoch again only
+    /// refreshes the persisted ISR; any change of role fails the produces still waiting.
+    pub fn become_role(
+        &self,
+        node_id: i32,
+        assignment: &Assignment,
+        config: ReplicationConfig,
+        now_ms: i64,
+    ) -> Result<(), StorageError> {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        if assignment.leader_id == node_id {
+            if let Role::Leader(state) = role
+                && state.leader_epoch() == assignment.leader_epoch
+            {
+                if state.pending_isr().is_none() && *state.isr() != assignment.isr_set() {
+                    let actions = state.isr_committed(assignment.isr_set(), now_ms);
+                    let _ = self.apply(state, waiters, actions);
+                }
+                return Ok(());
+            }
+            let (log_end, high_watermark) =
+                self.with_log(|log| Ok((log.log_end_offset(), log.high_watermark())))?;
+            tracing::info!(
+                partition = self.index,
+                epoch = assignment.leader_epoch,
+                isr = ?assignment.isr,
+                log_end,
+                high_watermark,
+                "becoming leader"
+            );
+            *role = Role::Leader(LeaderState::new(
+                config,
+                assignment,
+                log_end,
+                high_watermark,
+                now_ms,
+            ));
+        } else if assignment.replicas.contains(&node_id) && assignment.leader_id >= 0 {
+            if matches!(role, Role::Follower { leader, leader_epoch }
+                if *leader == assignment.leader_id && *leader_epoch == assignment.leader_epoch)
+            {
+                return Ok(());
+            }
+            *role = Role::Follower {
+                leader: assignment.leader_id,
+                leader_epoch: assignment.leader_epoch,
+            };
+        } else {
+            *role = Role::Offline;
+        }
+        for (_, waiter) in waiters.drain() {
+            let _ = waiter.send(Err(AckError::NotEnoughReplicasAfterAppend));
+        }
+        Ok(())
+    }
+
+    /// Where a follower fetches from: (leader, its epoch, fetch offset, last fetched epoch).
+    pub fn follower_position(&self) -> Option<(i32, i32, i64, i32)> {
+        let Role::Follower {
+            leader,
+            leader_epoch,
+        } = self.replica().role
+        else {
+            return None;
+        };
+        self.with_log(|log| {
+            Ok((
+                leader,
+                leader_epoch,
+                log.log_end_offset(),
+                log.leader_epochs().latest_epoch().unwrap_or(-1),
+            ))
+        })
+        .ok()
+    }
+
+    /// A follower appends what the leader of `leader_epoch` sent and takes the leader's high
+    /// watermark as far as its own log reaches.
+    pub fn append_as_follower(
+        &self,
+        leader_epoch: i32,
+        records: &[u8],
+        leader_high_watermark: i64,
+        now_ms: i64,
+    ) -> Result<(), ReplicaError> {
+        let replica = self.replica();
+        match replica.role {
+            Role::Follower {
+                leader_epoch: current,
+                ..
+            } if current == leader_epoch => {}
+            _ => return Err(ReplicaError::FencedLeaderEpoch(leader_epoch)),
+        }
+        self.with_log(|log| {
+            if !records.is_empty() {
+                log.append_replicated(records, now_ms)?;
+            }
+            log.set_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+            Ok(())
+        })?;
+        Ok(())
+    }
+
+    /// A follower cuts the history it does not share with the leader, which reported that
+    /// `epoch` ends at `end_offset` on its side.
+    pub fn truncate_diverging(&self, epoch: i32, end_offset: i64) -> Result<i64, StorageError> {
+        self.with_log(|log| {
+            let log_end = log.log_end_offset();
+            let offset = crate::replication::follower_truncation_offset(
+                epoch,
+                end_offset,
+                log_end,
+                |wanted| log.leader_epochs().end_offset_for(wanted, log_end),
+            );
+            if offset < log_end {
+                tracing::warn!(
+                    partition = self.index,
+                    from = offset,
+                    to = log_end,
+                    "truncating history not shared with the leader"
+                );
+                log.truncate_to(offset)?;
+            }
+            Ok(offset)
         })
     }
 
@@ -114,11 +510,54 @@ impl Partition {
         self.with_log(|log| Ok((log.size_bytes(), log.segment_count(), log.log_end_offset())))
     }
 
+    /// A follower whose fetch offset the leader does not have: past the leader's end, it
+    /// keeps only what the leader committed; below the leader's log start, it starts over
+    /// there.
+    pub fn follower_out_of_range(
+        &self,
+        leader_log_start: i64,
+        leader_high_watermark: i64,
+    ) -> Result<(), StorageError> {
+        self.with_log(|log| {
+            if log.log_end_offset() < leader_log_start {
+                tracing::warn!(
+                    partition = self.index,
+                    leader_log_start,
+                    "restarting the replica at the leader's log start"
+                );
+                log.truncate_fully_and_start_at(leader_log_start)
+            } else if leader_high_watermark >= 0 && log.log_end_offset() > leader_high_watermark {
+                log.truncate_to(leader_high_watermark).map(|_| ())
+            } else {
+                Ok(())
+            }
+        })
+    }
+
+    /// Whether this node may serve consumers' reads and answer for offsets.
+    pub fn role_name(&self) -> &'static str {
+        match self.replica().role {
+            Role::Single => "single",
+            Role::Leader(_) => "leader",
+            Role::Follower { .. } => "follower",
+            Role::Offline => "offline",
+        }
+    }
+
     /// Clean shutdown of the log; later calls fail as the broker is going away.
     pub fn close(&self) -> Result<(), StorageError> {
         match self.lock().take() {
             Some(log) => log.close(),
             None => Ok(()),
         }
+    }
+}
+
+fn check_epoch(current: i32, requested: i32) -> Result<(), ReplicaError> {
+    match requested {
+        -1 => Ok(()),
+        requested if requested < current => Err(ReplicaError::FencedLeaderEpoch(requested)),
+        requested if requested > current => Err(ReplicaError::UnknownLeaderEpoch(requested)),
+        _ => Ok(()),
     }
 }

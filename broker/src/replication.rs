@@ -33,6 +33,17 @@ pub struct Assignment {
     pub isr: Vec<i32>,
 }
 
+impl Assignment {
+    /// The ISR as a set, the leader always in it.
+    pub fn isr_set(&self) -> BTreeSet<i32> {
+        self.isr
+            .iter()
+            .copied()
+            .chain((self.leader_id >= 0).then_some(self.leader_id))
+            .collect()
+    }
+}
+
 /// A produce waiting for replication, identified by the driver.
 pub type Token = u64;
 
@@ -46,7 +57,10 @@ pub enum AckError {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// The ISR changed: persist it (through the controller) before acting on it.
+    /// Propose this ISR: persist it (with the metadata's compare-and-set) and report back
+    /// with [`LeaderState::isr_committed`] or [`LeaderState::isr_change_failed`]. Until
+    /// then the high watermark counts both the old and the proposed members, so nothing is
+    /// acknowledged on the strength of an ISR a new leader might not know (Kafka's KIP-497).
     IsrChanged(BTreeSet<i32>),
     /// Consumers may now read below this offset.
     HighWatermark(i64),
@@ -72,7 +86,10 @@ pub struct LeaderState {
     leader_epoch: i32,
     /// Offset where this leader epoch started: a follower below it is not caught up.
     epoch_start_offset: i64,
+    /// The ISR as persisted: what a new leader would be chosen from.
     isr: BTreeSet<i32>,
+    /// A change proposed and not yet persisted (at most one in flight).
+    pending_isr: Option<BTreeSet<i32>>,
     followers: BTreeMap<i32, Follower>,
     log_end_offset: i64,
     high_watermark: i64,
@@ -114,6 +131,7 @@ impl LeaderState {
                 .copied()
                 .chain(std::iter::once(leader_id))
                 .collect(),
+            pending_isr: None,
             followers,
             log_end_offset,
             high_watermark,
@@ -176,6 +194,32 @@ impl LeaderState {
         self.settle(now_ms)
     }
 
+    /// The proposed ISR (or one the controller set in the same leader epoch) is persisted.
+    pub fn isr_committed(&mut self, isr: BTreeSet<i32>, now_ms: i64) -> Vec<Action> {
+        // A replica removed (by the controller when its broker died) must fetch again before
+        // it may rejoin: its last known position proves nothing about a broker that is gone.
+        for (replica, follower) in &mut self.followers {
+            if self.isr.contains(replica) && !isr.contains(replica) {
+                follower.log_end_offset = -1;
+            }
+        }
+        self.isr = isr;
+        self.isr.insert(self.leader_id);
+        self.pending_isr = None;
+        self.settle(now_ms)
+    }
+
+    /// Persisting the proposal failed (a conflict or the coordinator away): propose again on
+    /// the next step.
+    pub fn isr_change_failed(&mut self) {
+        self.pending_isr = None;
+    }
+
+    /// The proposed ISR, if one is waiting to be persisted.
+    pub fn pending_isr(&self) -> Option<&BTreeSet<i32>> {
+        self.pending_isr.as_ref()
+    }
+
     fn settle(&mut self, now_ms: i64) -> Vec<Action> {
         let mut actions = Vec::new();
         let mut isr = self.isr.clone();
@@ -193,12 +237,18 @@ impl LeaderState {
                 isr.insert(replica);
             }
         }
-        if isr != self.isr {
-            self.isr = isr;
-            actions.push(Action::IsrChanged(self.isr.clone()));
+        if isr != self.isr && self.pending_isr.is_none() {
+            self.pending_isr = Some(isr.clone());
+            actions.push(Action::IsrChanged(isr));
         }
-        let replicated = self
+        // The maximal ISR: members leaving still count until their removal is persisted.
+        let maximal: BTreeSet<i32> = self
             .isr
+            .iter()
+            .chain(self.pending_isr.iter().flatten())
+            .copied()
+            .collect();
+        let replicated = maximal
             .iter()
             .map(|replica| {
                 if *replica == self.leader_id {
@@ -278,6 +328,19 @@ mod tests {
         actions.contains(wanted)
     }
 
+    /// Persists the ISR change `actions` proposed, as the metadata store would, and returns
+    /// what the leader does then.
+    fn commit(state: &mut LeaderState, actions: &[Action], now_ms: i64) -> Vec<Action> {
+        let isr = actions
+            .iter()
+            .find_map(|action| match action {
+                Action::IsrChanged(isr) => Some(isr.clone()),
+                _ => None,
+            })
+            .unwrap();
+        state.isr_committed(isr, now_ms)
+    }
+
     #[test]
     fn the_high_watermark_follows_the_slowest_in_sync_replica() {
         let mut state = leader(2);
@@ -332,6 +395,15 @@ mod tests {
                 .any(|action| matches!(action, Action::IsrChanged(isr) if !isr.contains(&3)))
         );
         assert!(
+            !has(&actions, &Action::HighWatermark(130)),
+            "replica 3 counts until its removal is persisted"
+        );
+        assert!(
+            state.tick(6 + LAG_MS + 2).is_empty(),
+            "one proposal at a time"
+        );
+        let actions = commit(&mut state, &actions, 6 + LAG_MS + 3);
+        assert!(
             has(&actions, &Action::HighWatermark(130)),
             "with 3 out, 2 alone completes the batch"
         );
@@ -349,6 +421,7 @@ mod tests {
                 .iter()
                 .any(|action| matches!(action, Action::IsrChanged(isr) if isr.len() == 1))
         );
+        let actions = commit(&mut state, &actions, 6 + 2 * LAG_MS + 101);
         assert!(has(
             &actions,
             &Action::Ack {
@@ -376,6 +449,7 @@ mod tests {
                 .iter()
                 .any(|action| matches!(action, Action::IsrChanged(isr) if !isr.contains(&3)))
         );
+        commit(&mut state, &actions, LAG_MS + 11);
         assert!(
             state.follower_fetched(3, 120, LAG_MS + 20).is_empty(),
             "not caught up yet"
@@ -402,5 +476,60 @@ mod tests {
         assert_eq!(follower_truncation_offset(3, 90, 130, local), 80);
         // Same history: nothing to cut.
         assert_eq!(follower_truncation_offset(4, 130, 130, local), 130);
+    }
+}
+
+#[cfg(test)]
+mod pending_isr_tests {
+    use super::*;
+
+    #[test]
+    fn a_replica_the_controller_removed_rejoins_only_after_fetching_again() {
+        let config = ReplicationConfig {
+            replica_lag_time_max_ms: 10_000,
+            min_insync_replicas: 1,
+        };
+        let assignment = Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1, 2, 3],
+            isr: vec![1, 2, 3],
+        };
+        let mut state = LeaderState::new(config, &assignment, 20, 20, 0);
+        state.follower_fetched(2, 20, 1);
+        state.follower_fetched(3, 20, 1);
+        // Broker 3 dies; the controller removes it at once, long before the lag limit.
+        let actions = state.isr_committed(BTreeSet::from([1, 2]), 2);
+        assert!(actions.is_empty(), "no proposal to re-add 3: {actions:?}");
+        state.appended(21, Some(1), 3);
+        let actions = state.follower_fetched(2, 21, 4);
+        assert!(actions.contains(&Action::HighWatermark(21)), "{actions:?}");
+        assert!(actions.contains(&Action::Ack {
+            token: 1,
+            result: Ok(())
+        }));
+        // Broker 3 comes back and catches up: now it is proposed again.
+        let actions = state.follower_fetched(3, 21, 5);
+        assert!(actions.contains(&Action::IsrChanged(BTreeSet::from([1, 2, 3]))));
+    }
+
+    #[test]
+    fn a_failed_isr_change_is_proposed_again() {
+        let config = ReplicationConfig {
+            replica_lag_time_max_ms: 10,
+            min_insync_replicas: 1,
+        };
+        let assignment = Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        let mut state = LeaderState::new(config, &assignment, 0, 0, 0);
+        let shrink = Action::IsrChanged(BTreeSet::from([1]));
+        assert!(state.tick(20).contains(&shrink));
+        assert!(state.tick(21).is_empty());
+        state.isr_change_failed();
+        assert!(state.tick(22).contains(&shrink));
     }
 }

@@ -99,6 +99,18 @@ pub fn log_config_for(
                     _ => return Err(invalid("must be CreateTime or LogAppendTime")),
                 }
             }
+            // Replication settings: checked here, applied by the partition's leader.
+            "min.insync.replicas" => {
+                if number()? < 1 {
+                    return Err(invalid("must be at least 1"));
+                }
+            }
+            "unclean.leader.election.enable" if value == "false" => {}
+            "unclean.leader.election.enable" => {
+                return Err(invalid(
+                    "only 'false' is supported: an out-of-sync replica never leads",
+                ));
+            }
             "cleanup.policy" if value == "delete" => {}
             "cleanup.policy" => {
                 return Err(invalid(
@@ -117,6 +129,7 @@ pub fn log_config_for(
 pub enum ConfigKind {
     String = 2,
     Int = 3,
+    Boolean = 1,
     Long = 5,
     List = 7,
 }
@@ -127,10 +140,12 @@ pub const TOPIC_CONFIGS: &[(&str, ConfigKind)] = &[
     ("index.interval.bytes", ConfigKind::Int),
     ("max.message.bytes", ConfigKind::Int),
     ("message.timestamp.type", ConfigKind::String),
+    ("min.insync.replicas", ConfigKind::Int),
     ("retention.bytes", ConfigKind::Long),
     ("retention.ms", ConfigKind::Long),
     ("segment.bytes", ConfigKind::Int),
     ("segment.ms", ConfigKind::Long),
+    ("unclean.leader.election.enable", ConfigKind::Boolean),
 ];
 
 /// The value a topic config has when the topic does not override it.
@@ -148,6 +163,8 @@ pub fn default_topic_config(name: &str, defaults: &LogConfig) -> Option<String> 
         "retention.ms" => unlimited(defaults.retention.retention_ms),
         "segment.bytes" => defaults.segment_bytes_max.to_string(),
         "segment.ms" => defaults.segment_ms.to_string(),
+        "min.insync.replicas" => "1".to_string(),
+        "unclean.leader.election.enable" => "false".to_string(),
         _ => return None,
     })
 }
@@ -158,6 +175,9 @@ struct TopicFile {
     partitions: i32,
     #[serde(default)]
     configs: BTreeMap<String, String>,
+    /// A replica of a cluster topic (its metadata lives in the coordinator).
+    #[serde(default)]
+    replica: bool,
 }
 
 #[derive(Debug)]
@@ -166,6 +186,8 @@ pub struct Topic {
     pub id: Uuid,
     pub partitions: Vec<Arc<Partition>>,
     pub configs: BTreeMap<String, String>,
+    /// Created from the cluster metadata (and deleted when it no longer lists it).
+    pub replica: bool,
 }
 
 /// What a topic is created with.
@@ -246,13 +268,20 @@ impl TopicRegistry {
         let config = log_config_for(&self.defaults, &file.configs)?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
-            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
+            partitions.push(Arc::new(self.open_partition(
+                name,
+                index,
+                &config,
+                file.replica,
+                now_ms,
+            )?));
         }
         Ok(Topic {
             name: name.to_string(),
             id: file.id,
             partitions,
             configs: file.configs.clone(),
+            replica: file.replica,
         })
     }
 
@@ -261,6 +290,7 @@ impl TopicRegistry {
         name: &str,
         index: i32,
         config: &LogConfig,
+        replica: bool,
         now_ms: i64,
     ) -> Result<Partition, TopicError> {
         let dir = self.data_dir.join(format!("{name}-{index}"));
@@ -277,7 +307,11 @@ impl TopicRegistry {
                 "recovered a damaged log"
             );
         }
-        Ok(Partition::new(index, log))
+        Ok(if replica {
+            Partition::new_replica(index, log)
+        } else {
+            Partition::new(index, log)
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -334,6 +368,7 @@ impl TopicRegistry {
             id: Uuid::new_v4(),
             partitions,
             configs: new.configs.clone(),
+            replica: false,
         };
         topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         if topics.contains_key(&new.name) {
@@ -343,6 +378,34 @@ impl TopicRegistry {
         let topic = Arc::new(self.open_topic(&new.name, &file, now_ms)?);
         topics.insert(new.name.clone(), Arc::clone(&topic));
         tracing::info!(topic = new.name, partitions, "created topic");
+        Ok(topic)
+    }
+
+    /// Creates the local replica of a topic the cluster metadata defines (its id, partition
+    /// count and configs were decided and validated there).
+    pub fn create_replica(
+        &self,
+        name: &str,
+        id: Uuid,
+        partitions: i32,
+        configs: &BTreeMap<String, String>,
+        now_ms: i64,
+    ) -> Result<Arc<Topic>, TopicError> {
+        validate_topic_name(name)?;
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        if topics.contains_key(name) {
+            return Err(TopicError::AlreadyExists(name.to_string()));
+        }
+        let file = TopicFile {
+            id,
+            partitions,
+            configs: configs.clone(),
+            replica: true,
+        };
+        self.write_topic_file(name, &file)?;
+        let topic = Arc::new(self.open_topic(name, &file, now_ms)?);
+        topics.insert(name.to_string(), Arc::clone(&topic));
+        tracing::info!(topic = name, partitions, "created topic replica");
         Ok(topic)
     }
 
@@ -412,18 +475,26 @@ impl TopicRegistry {
             id: topic.id,
             partitions: total,
             configs: topic.configs.clone(),
+            replica: topic.replica,
         };
         self.write_topic_file(name, &file)?;
         let config = log_config_for(&self.defaults, &topic.configs)?;
         let mut partitions = topic.partitions.clone();
         for index in current..total {
-            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
+            partitions.push(Arc::new(self.open_partition(
+                name,
+                index,
+                &config,
+                topic.replica,
+                now_ms,
+            )?));
         }
         let grown = Arc::new(Topic {
             name: name.to_string(),
             id: topic.id,
             partitions,
             configs: topic.configs.clone(),
+            replica: topic.replica,
         });
         topics.insert(name.to_string(), Arc::clone(&grown));
         tracing::info!(topic = name, from = current, to = total, "added partitions");
@@ -450,6 +521,7 @@ impl TopicRegistry {
             id: topic.id,
             partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
             configs: configs.clone(),
+            replica: topic.replica,
         };
         self.write_topic_file(name, &file)?;
         for partition in &topic.partitions {
@@ -460,6 +532,7 @@ impl TopicRegistry {
             id: topic.id,
             partitions: topic.partitions.clone(),
             configs,
+            replica: topic.replica,
         });
         topics.insert(name.to_string(), Arc::clone(&updated));
         tracing::info!(topic = name, "updated topic configs");

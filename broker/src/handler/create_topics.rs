@@ -1,16 +1,28 @@
 //! CreateTopics: validate name, partitions, replication factor and configs; create unless
-//! `validate_only`.
+//! `validate_only`. In a cluster the topic goes into the cluster metadata with replicas
+//! spread over the live brokers (manual assignments are not honoured yet: replicas are
+//! always assigned automatically, with the requested factor).
 
 use std::collections::BTreeMap;
 
 use lmq_wire::protocol::messages::create_topics_response::CreatableTopicResult;
 use lmq_wire::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{NONE, str_bytes, topic_error_code};
+use super::{NONE, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
-use crate::topics::{NewTopic, TopicError};
+use crate::cluster::ClusterNode;
+use crate::cluster::metadata::assign_replicas;
+use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, log_config_for, validate_topic_name};
 
-pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> CreateTopicsResponse {
+/// Created (or valid): topic id, partitions, replication factor; or the error code and
+/// message.
+type Outcome = Result<(uuid::Uuid, i32, i16), (i16, String)>;
+
+pub async fn handle(
+    broker: &Broker,
+    request: CreateTopicsRequest,
+    version: i16,
+) -> CreateTopicsResponse {
     let mut response = CreateTopicsResponse::default();
     for creatable in request.topics {
         let mut result = CreatableTopicResult::default();
@@ -37,36 +49,92 @@ pub fn handle(broker: &Broker, request: CreateTopicsRequest, version: i16) -> Cr
             replication_factor,
             configs,
         };
-        let outcome: Result<(uuid::Uuid, i32), TopicError> = if request.validate_only {
-            broker
-                .topics
-                .validate(&new)
-                .map(|partitions| (uuid::Uuid::nil(), partitions))
-        } else {
-            broker.topics.create(&new, broker.now_ms()).map(|topic| {
-                (
-                    topic.id,
-                    i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-                )
-            })
+        let outcome = match broker.cluster() {
+            Some(cluster) => replicated(broker, cluster, &new, request.validate_only).await,
+            None => local(broker, &new, request.validate_only),
         };
         match outcome {
-            Ok((topic_id, partitions)) => {
+            Ok((topic_id, partitions, replication_factor)) => {
                 result.error_code = NONE;
                 if version >= 7 {
                     result.topic_id = topic_id;
                 }
                 if version >= 5 {
                     result.num_partitions = partitions;
-                    result.replication_factor = 1;
+                    result.replication_factor = replication_factor;
                 }
             }
-            Err(error) => {
-                result.error_code = topic_error_code(&error);
-                result.error_message = Some(str_bytes(error.to_string()));
+            Err((code, message)) => {
+                result.error_code = code;
+                result.error_message = Some(str_bytes(message));
             }
         }
         response.topics.push(result);
     }
     response
+}
+
+fn local(broker: &Broker, new: &NewTopic, validate_only: bool) -> Outcome {
+    let outcome = if validate_only {
+        broker
+            .topics
+            .validate(new)
+            .map(|partitions| (uuid::Uuid::nil(), partitions, 1))
+    } else {
+        broker.topics.create(new, broker.now_ms()).map(|topic| {
+            (
+                topic.id,
+                i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+                1,
+            )
+        })
+    };
+    outcome.map_err(|error| (topic_error_code(&error), error.to_string()))
+}
+
+async fn replicated(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    new: &NewTopic,
+    validate_only: bool,
+) -> Outcome {
+    let refuse = |error: TopicError| (topic_error_code(&error), error.to_string());
+    validate_topic_name(&new.name).map_err(refuse)?;
+    let partitions = if new.partitions == -1 {
+        broker.config.default_partitions
+    } else {
+        new.partitions
+    };
+    if !(1..=PARTITIONS_MAX).contains(&partitions) {
+        return Err(refuse(TopicError::InvalidPartitions(new.partitions)));
+    }
+    log_config_for(broker.topics.defaults(), &new.configs).map_err(refuse)?;
+    let factor = if new.replication_factor == -1 {
+        broker.config.cluster.default_replication_factor
+    } else {
+        new.replication_factor
+    };
+    let live = cluster.view().live_brokers();
+    let assigned = assign_replicas(&live, 1, 0, factor, 0)
+        .map_err(|error| (store_error_code(&error.clone().into()), error.to_string()))?;
+    let factor = assigned.first().map_or(1, |replicas| {
+        i16::try_from(replicas.len()).unwrap_or(i16::MAX)
+    });
+    if validate_only {
+        if cluster.view().metadata.topics.contains_key(&new.name) {
+            return Err(refuse(TopicError::AlreadyExists(new.name.clone())));
+        }
+        return Ok((uuid::Uuid::nil(), partitions, factor));
+    }
+    cluster
+        .create_topic(broker, &new.name, partitions, factor, &new.configs)
+        .await
+        .map_err(|error| (store_error_code(&error), error.to_string()))?;
+    let id = cluster
+        .view()
+        .metadata
+        .topics
+        .get(&new.name)
+        .map_or(uuid::Uuid::nil(), |topic| topic.id);
+    Ok((id, partitions, factor))
 }

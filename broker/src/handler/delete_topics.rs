@@ -1,13 +1,18 @@
-//! DeleteTopics: by name (v1-5) or by name or topic id (v6).
+//! DeleteTopics: by name (v1-5) or by name or topic id (v6); in a cluster, from the
+//! cluster metadata (every replica deletes its copy when it sees the change).
 
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{NONE, str_bytes, topic_error_code, topic_name};
+use super::{NONE, store_error_code, str_bytes, topic_error_code, topic_name};
 use crate::broker::Broker;
 use crate::topics::TopicError;
 
-pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> DeleteTopicsResponse {
+pub async fn handle(
+    broker: &Broker,
+    request: DeleteTopicsRequest,
+    version: i16,
+) -> DeleteTopicsResponse {
     let mut targets: Vec<(Option<TopicName>, uuid::Uuid)> = request
         .topic_names
         .into_iter()
@@ -37,22 +42,42 @@ pub fn handle(broker: &Broker, request: DeleteTopicsRequest, version: i16) -> De
         if version >= 6 {
             result.topic_id = topic_id;
         }
-        let outcome = match &name {
-            Some(name) => broker.topics.delete(name),
-            None => Err(TopicError::Unknown(topic_id.to_string())),
+        let outcome = match (&name, broker.cluster()) {
+            (Some(name), Some(cluster)) => {
+                let id = cluster
+                    .view()
+                    .metadata
+                    .topics
+                    .get(name)
+                    .map(|topic| topic.id);
+                cluster
+                    .delete_topic(broker, name)
+                    .await
+                    .map(|()| (name.clone(), id.unwrap_or(topic_id)))
+                    .map_err(|error| (store_error_code(&error), error.to_string()))
+            }
+            (Some(name), None) => broker
+                .topics
+                .delete(name)
+                .map(|topic| (topic.name.clone(), topic.id))
+                .map_err(|error| (topic_error_code(&error), error.to_string())),
+            (None, _) => {
+                let error = TopicError::Unknown(topic_id.to_string());
+                Err((topic_error_code(&error), error.to_string()))
+            }
         };
         match outcome {
-            Ok(topic) => {
+            Ok((name, id)) => {
                 result.error_code = NONE;
-                result.name = Some(topic_name(topic.name.clone()));
+                result.name = Some(topic_name(name));
                 if version >= 6 {
-                    result.topic_id = topic.id;
+                    result.topic_id = id;
                 }
             }
-            Err(error) => {
-                result.error_code = topic_error_code(&error);
+            Err((code, message)) => {
+                result.error_code = code;
                 if version >= 5 {
-                    result.error_message = Some(str_bytes(error.to_string()));
+                    result.error_message = Some(str_bytes(message));
                 }
             }
         }

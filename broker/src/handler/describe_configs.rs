@@ -77,6 +77,10 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
         .map(|&(name, kind)| {
             let (value, source) = match topic.configs.get(name) {
                 Some(value) => (value.clone(), SOURCE_TOPIC),
+                None if name == "min.insync.replicas" => (
+                    broker.config.cluster.min_insync_replicas.to_string(),
+                    SOURCE_DEFAULT,
+                ),
                 None => (
                     default_topic_config(name, defaults).unwrap_or_default(),
                     SOURCE_DEFAULT,

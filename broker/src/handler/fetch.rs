@@ -1,18 +1,24 @@
 //! Fetch (v4-12, topics by name): whole batches from each partition's log, long-polling
 //! until `min_bytes` are available or `max_wait_ms` passes. Sessionless: every answer has
 //! session id 0, which tells clients to keep sending full requests (KIP-227).
+//!
+//! In a cluster, consumers read from the leader only and up to the high watermark; a
+//! follower's fetch (replica id set) reads up to the log end, reports the follower's
+//! position to the replication state machine, and is told where its history diverges
+//! (`diverging_epoch`, KIP-320's check by last fetched epoch).
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use lmq_storage::{FirstBatch, ReadBound, ReadLimits};
-use lmq_wire::protocol::messages::fetch_request::FetchTopic;
+use lmq_wire::protocol::messages::fetch_request::FetchPartition;
 use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use lmq_wire::protocol::messages::{FetchRequest, FetchResponse};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code};
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
+use crate::partition::{FollowerCheck, Partition};
 use lmq_storage::batch::{BatchView, batch_total_bytes};
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
@@ -50,7 +56,7 @@ async fn long_poll(
         let appended = broker.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        let (response, bytes) = read_all(broker, &request.topics, max_bytes, version);
+        let (response, bytes) = read_all(broker, request, max_bytes, version);
         if bytes >= min_bytes
             || bytes > 0 && max_bytes <= bytes
             || tokio::time::Instant::now() >= deadline
@@ -58,7 +64,7 @@ async fn long_poll(
             return response;
         }
         if tokio::time::timeout_at(deadline, appended).await.is_err() {
-            return read_all(broker, &request.topics, max_bytes, version).0;
+            return read_all(broker, request, max_bytes, version).0;
         }
     }
 }
@@ -104,15 +110,57 @@ fn count_out(broker: &Broker, response: &FetchResponse) {
     }
 }
 
+/// How the partition answers this fetcher: `Err` is the error code to return, `Ok` the
+/// read bound (and a divergence to report instead of records).
+fn admit(
+    broker: &Broker,
+    request: &FetchRequest,
+    topic: &str,
+    partition: &Partition,
+    fetch: &FetchPartition,
+    high_watermark_moved: &mut bool,
+) -> Result<(ReadBound, Option<(i32, i64)>), i16> {
+    let replica_id = request.replica_id.0;
+    if replica_id < 0 {
+        partition
+            .check_leader(fetch.current_leader_epoch)
+            .map_err(|error| replica_error_code(&error))?;
+        return Ok((ReadBound::HighWatermark, None));
+    }
+    let before = partition.offsets().map(|offsets| offsets.high_watermark);
+    let (check, proposal) = partition
+        .follower_fetch(
+            replica_id,
+            fetch.fetch_offset,
+            fetch.current_leader_epoch,
+            fetch.last_fetched_epoch,
+            broker.now_ms(),
+        )
+        .map_err(|error| replica_error_code(&error))?;
+    if let (Some(proposal), Some(cluster)) = (proposal, broker.cluster()) {
+        cluster.propose_isr(topic, partition.index, proposal);
+    }
+    match check {
+        FollowerCheck::Diverging { epoch, end_offset } => {
+            Ok((ReadBound::LogEnd, Some((epoch, end_offset))))
+        }
+        FollowerCheck::Read { high_watermark } => {
+            *high_watermark_moved |= before.is_ok_and(|before| before < high_watermark);
+            Ok((ReadBound::LogEnd, None))
+        }
+    }
+}
+
 fn read_all(
     broker: &Broker,
-    topics: &[FetchTopic],
+    request: &FetchRequest,
     max_bytes: u64,
     version: i16,
 ) -> (FetchResponse, u64) {
     let mut response = FetchResponse::default();
     let mut total = 0u64;
-    for fetch_topic in topics {
+    let mut high_watermark_moved = false;
+    for fetch_topic in &request.topics {
         let topic = broker.topics.get(&fetch_topic.topic.0);
         let mut topic_response = FetchableTopicResponse::default();
         topic_response.topic = fetch_topic.topic.clone();
@@ -131,11 +179,37 @@ fn read_all(
                 topic_response.partitions.push(data);
                 continue;
             };
+            let bound = match admit(
+                broker,
+                request,
+                &fetch_topic.topic.0,
+                partition,
+                fetch_partition,
+                &mut high_watermark_moved,
+            ) {
+                Ok((_, Some((epoch, end_offset)))) => {
+                    data.diverging_epoch.epoch = epoch;
+                    data.diverging_epoch.end_offset = end_offset;
+                    if let Ok(offsets) = partition.offsets() {
+                        data.high_watermark = offsets.high_watermark;
+                        data.log_start_offset = offsets.log_start_offset;
+                    }
+                    data.records = Some(Bytes::new());
+                    topic_response.partitions.push(data);
+                    continue;
+                }
+                Ok((bound, None)) => bound,
+                Err(code) => {
+                    data.error_code = code;
+                    topic_response.partitions.push(data);
+                    continue;
+                }
+            };
             let partition_max =
                 u64::try_from(fetch_partition.partition_max_bytes.max(0)).unwrap_or(0);
             let limits = ReadLimits {
                 max_bytes: partition_max.min(max_bytes.saturating_sub(total)),
-                bound: ReadBound::HighWatermark,
+                bound,
                 // KIP-74: the first batch of the response goes whole even past the limits,
                 // so a consumer is never stuck behind a batch larger than its max bytes.
                 first_batch: if total == 0 {
@@ -180,6 +254,10 @@ fn read_all(
             topic_response.partitions.push(data);
         }
         response.responses.push(topic_response);
+    }
+    if high_watermark_moved {
+        // Consumers parked on this partition may read further now.
+        broker.appended.notify_waiters();
     }
     (response, total)
 }

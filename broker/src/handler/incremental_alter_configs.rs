@@ -1,5 +1,6 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic configs, validated as
-//! a whole before anything changes.
+//! a whole before anything changes. In a cluster the change goes into the cluster metadata
+//! and reaches every replica from there.
 
 use std::collections::BTreeMap;
 
@@ -11,7 +12,7 @@ use lmq_wire::protocol::messages::{
 };
 
 use super::describe_configs::RESOURCE_TOPIC;
-use super::{NONE, str_bytes, topic_error_code};
+use super::{NONE, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
 use crate::topics::{ConfigKind, TOPIC_CONFIGS, TopicError, default_topic_config};
 
@@ -20,7 +21,7 @@ const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
 
-pub fn handle(
+pub async fn handle(
     broker: &Broker,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
@@ -30,13 +31,18 @@ pub fn handle(
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
         let outcome = if resource.resource_type == RESOURCE_TOPIC {
-            alter_topic(
-                broker,
-                &resource.resource_name,
-                &resource.configs,
-                request.validate_only,
-            )
-            .map_err(|error| (topic_error_code(&error), error.to_string()))
+            let name = resource.resource_name.to_string();
+            match alter_topic(broker, &name, &resource.configs, request.validate_only) {
+                Ok(Some(configs)) => match broker.cluster() {
+                    Some(cluster) => cluster
+                        .set_topic_configs(broker, &name, &configs)
+                        .await
+                        .map_err(|error| (store_error_code(&error), error.to_string())),
+                    None => Ok(()),
+                },
+                Ok(None) => Ok(()),
+                Err(error) => Err((topic_error_code(&error), error.to_string())),
+            }
         } else {
             Err((
                 ResponseError::InvalidRequest.code(),
@@ -61,7 +67,7 @@ fn alter_topic(
     name: &str,
     changes: &[AlterableConfig],
     validate_only: bool,
-) -> Result<(), TopicError> {
+) -> Result<Option<BTreeMap<String, String>>, TopicError> {
     let topic = broker
         .topics
         .get(name)
@@ -114,8 +120,13 @@ fn alter_topic(
             }
         }
     }
+    if broker.cluster().is_some() {
+        // Validated here; the cluster metadata carries it to every replica.
+        crate::topics::log_config_for(broker.topics.defaults(), &configs)?;
+        return Ok((!validate_only).then_some(configs));
+    }
     broker
         .topics
         .set_configs(name, configs, validate_only)
-        .map(|_| ())
+        .map(|_| None)
 }

@@ -7,9 +7,9 @@ use lmq_wire::protocol::messages::list_offsets_response::{
 use lmq_wire::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use lmq_wire::records::{Codec, decompress};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code};
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code};
 use crate::broker::Broker;
-use crate::partition::{Partition, SINGLE_NODE_LEADER_EPOCH};
+use crate::partition::Partition;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -36,16 +36,22 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             });
             match partition {
                 None => answer.error_code = UNKNOWN_TOPIC_OR_PARTITION,
-                Some(partition) => match lookup(partition, partition_request.timestamp) {
+                Some(partition) => match partition
+                    .check_leader(partition_request.current_leader_epoch)
+                    .map_err(|error| replica_error_code(&error))
+                    .and_then(|()| {
+                        lookup(partition, partition_request.timestamp)
+                            .map_err(|error| storage_error_code(&error))
+                    }) {
                     Ok((timestamp, offset)) => {
                         answer.error_code = NONE;
                         answer.timestamp = timestamp;
                         answer.offset = offset;
                         if version >= 4 && offset >= 0 {
-                            answer.leader_epoch = SINGLE_NODE_LEADER_EPOCH;
+                            answer.leader_epoch = partition.leader_epoch();
                         }
                     }
-                    Err(error) => answer.error_code = storage_error_code(&error),
+                    Err(code) => answer.error_code = code,
                 },
             }
             topic_response.partitions.push(answer);

@@ -1,5 +1,7 @@
-//! Metadata: this node as the only broker and leader; topics on request, auto-created when
-//! the client allows it and the broker is configured to.
+//! Metadata: topics on request, auto-created when the client allows it and the broker is
+//! configured to. A single node is the only broker and leader; in a cluster every broker
+//! answers for the whole cluster from its view of the metadata (live brokers, leaders,
+//! epochs, ISR), so clients find each partition's leader wherever they ask.
 
 use std::collections::BTreeMap;
 
@@ -11,11 +13,16 @@ use lmq_wire::protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes, topic_error_code, topic_name};
 use crate::broker::Broker;
+use crate::cluster::metadata::TopicState;
+use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::partition::SINGLE_NODE_LEADER_EPOCH;
 use crate::topics::{NewTopic, Topic, TopicError, validate_topic_name};
 
-pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
+    if let Some(cluster) = broker.cluster() {
+        return clustered(broker, cluster, request, version).await;
+    }
     let node_id = broker.config.node_id;
     let (host, port) = broker.config.advertised();
     let mut response = MetadataResponse::default();
@@ -25,25 +32,13 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
     node.port = port;
     response.brokers = vec![node];
     if version >= 2 {
-        response.cluster_id = Some(str_bytes(broker.cluster_id.clone()));
+        response.cluster_id = Some(str_bytes(broker.cluster_id()));
     }
     if version >= 1 {
         response.controller_id = BrokerId(node_id);
     }
 
-    // v0: an empty list means all topics; v1+: null means all, empty means none.
-    let requested: Option<Vec<String>> = match request.topics {
-        None => None,
-        Some(topics) if topics.is_empty() && version == 0 => None,
-        Some(topics) => Some(
-            topics
-                .into_iter()
-                .filter_map(|topic| topic.name.map(|name| name.0.to_string()))
-                .collect(),
-        ),
-    };
-    let auto_create =
-        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    let (requested, auto_create) = requested_topics(broker, request, version);
     response.topics = match requested {
         None => broker
             .topics
@@ -56,6 +51,142 @@ pub fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> Metada
             .map(|name| lookup_or_create(broker, &name, auto_create))
             .collect(),
     };
+    response
+}
+
+/// The topics asked for (`None`: all) and whether missing ones may be created.
+fn requested_topics(
+    broker: &Broker,
+    request: MetadataRequest,
+    version: i16,
+) -> (Option<Vec<String>>, bool) {
+    let auto_create =
+        broker.config.auto_create_topics && (version < 4 || request.allow_auto_topic_creation);
+    // v0: an empty list means all topics; v1+: null means all, empty means none.
+    let requested = match request.topics {
+        None => None,
+        Some(topics) if topics.is_empty() && version == 0 => None,
+        Some(topics) => Some(
+            topics
+                .into_iter()
+                .filter_map(|topic| topic.name.map(|name| name.0.to_string()))
+                .collect(),
+        ),
+    };
+    (requested, auto_create)
+}
+
+fn missing_topic(name: &str, code: i16) -> MetadataResponseTopic {
+    let mut topic = MetadataResponseTopic::default();
+    topic.name = Some(topic_name(name));
+    topic.error_code = code;
+    topic
+}
+
+async fn clustered(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    request: MetadataRequest,
+    version: i16,
+) -> MetadataResponse {
+    let mut response = MetadataResponse::default();
+    if version >= 2 {
+        response.cluster_id = Some(str_bytes(broker.cluster_id()));
+    }
+    let (requested, auto_create) = requested_topics(broker, request, version);
+    let mut topics = Vec::new();
+    match requested {
+        None => {
+            let view = cluster.view();
+            topics.extend(
+                view.metadata
+                    .topics
+                    .iter()
+                    .map(|(name, state)| describe_replicated(name, state, &view)),
+            );
+        }
+        Some(names) => {
+            for name in names {
+                if !cluster.view().metadata.topics.contains_key(&name) {
+                    if let Err(invalid) = validate_topic_name(&name) {
+                        topics.push(missing_topic(&name, topic_error_code(&invalid)));
+                        continue;
+                    }
+                    if !auto_create {
+                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
+                        continue;
+                    }
+                    let created = cluster
+                        .create_topic(broker, &name, -1, -1, &BTreeMap::new())
+                        .await;
+                    if let Err(error) = created {
+                        tracing::warn!(topic = name, %error, "auto-creating a topic failed");
+                    }
+                }
+                let view = cluster.view();
+                topics.push(match view.metadata.topics.get(&name) {
+                    Some(state) => describe_replicated(&name, state, &view),
+                    None => missing_topic(&name, ResponseError::LeaderNotAvailable.code()),
+                });
+            }
+        }
+    }
+    let view = cluster.view();
+    response.topics = topics;
+    response.brokers = view
+        .brokers
+        .iter()
+        .map(|(&id, info)| {
+            let mut described = MetadataResponseBroker::default();
+            described.node_id = BrokerId(id);
+            described.host = str_bytes(info.host.clone());
+            described.port = i32::from(info.port);
+            described.rack = info.rack.clone().map(str_bytes);
+            described
+        })
+        .collect();
+    if version >= 1 {
+        response.controller_id = BrokerId(view.controller);
+    }
+    response
+}
+
+fn describe_replicated(
+    name: &str,
+    state: &TopicState,
+    view: &ClusterView,
+) -> MetadataResponseTopic {
+    let mut response = MetadataResponseTopic::default();
+    response.error_code = NONE;
+    response.name = Some(topic_name(name));
+    response.topic_id = state.id;
+    response.is_internal = name == OFFSETS_TOPIC;
+    let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    response.partitions = state
+        .partitions
+        .iter()
+        .zip(0..)
+        .map(|(partition, index)| {
+            let mut described = MetadataResponsePartition::default();
+            described.partition_index = index;
+            described.error_code = if partition.leader < 0 {
+                ResponseError::LeaderNotAvailable.code()
+            } else {
+                NONE
+            };
+            described.leader_id = BrokerId(partition.leader);
+            described.leader_epoch = partition.leader_epoch;
+            described.replica_nodes = ids(&partition.replicas);
+            described.isr_nodes = ids(&partition.isr);
+            described.offline_replicas = partition
+                .replicas
+                .iter()
+                .filter(|id| !view.brokers.contains_key(id))
+                .map(|&id| BrokerId(id))
+                .collect();
+            described
+        })
+        .collect();
     response
 }
 

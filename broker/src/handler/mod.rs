@@ -35,7 +35,10 @@ use lmq_wire::protocol::messages::{RequestKind, ResponseKind, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::cluster::metadata::MetadataError;
+use crate::cluster::store::StoreError;
 use crate::group::state::GroupError;
+use crate::partition::ReplicaError;
 use crate::topics::TopicError;
 
 pub use api_versions::unsupported_version_response;
@@ -59,12 +62,12 @@ pub async fn dispatch(
         RequestKind::ApiVersions(body) => Some(ResponseKind::ApiVersions(api_versions::handle(
             &body, version,
         ))),
-        RequestKind::Metadata(body) => Some(ResponseKind::Metadata(metadata::handle(
-            broker, body, version,
-        ))),
-        RequestKind::Produce(body) => {
-            produce::handle(broker, body, version).map(ResponseKind::Produce)
-        }
+        RequestKind::Metadata(body) => Some(ResponseKind::Metadata(
+            metadata::handle(broker, body, version).await,
+        )),
+        RequestKind::Produce(body) => produce::handle(broker, body, version)
+            .await
+            .map(ResponseKind::Produce),
         RequestKind::Fetch(body) => Some(ResponseKind::Fetch(
             fetch::handle(broker, body, version).await,
         )),
@@ -74,17 +77,17 @@ pub async fn dispatch(
         RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
             init_producer_id::handle(broker, body),
         )),
-        RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(delete_topics::handle(
-            broker, body, version,
-        ))),
+        RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(
+            delete_topics::handle(broker, body, version).await,
+        )),
         RequestKind::CreatePartitions(body) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(broker, body),
+            create_partitions::handle(broker, body).await,
         )),
         RequestKind::DescribeConfigs(body) => Some(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
         )),
         RequestKind::IncrementalAlterConfigs(body) => Some(ResponseKind::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(broker, body),
+            incremental_alter_configs::handle(broker, body).await,
         )),
         RequestKind::DeleteRecords(body) => Some(ResponseKind::DeleteRecords(
             delete_records::handle(broker, body),
@@ -125,9 +128,9 @@ pub async fn dispatch(
         RequestKind::DeleteGroups(body) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
             broker, body,
         ))),
-        RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(create_topics::handle(
-            broker, body, version,
-        ))),
+        RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(
+            create_topics::handle(broker, body, version).await,
+        )),
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
             // a handler here is a bug, answered by closing the connection.
@@ -163,6 +166,38 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
         | StorageError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,
+    };
+    code.code()
+}
+
+/// The Kafka error code for a replicated partition's refusal.
+pub(crate) fn replica_error_code(error: &ReplicaError) -> i16 {
+    match error {
+        ReplicaError::NotLeader => ResponseError::NotLeaderOrFollower.code(),
+        ReplicaError::FencedLeaderEpoch(_) => ResponseError::FencedLeaderEpoch.code(),
+        ReplicaError::UnknownLeaderEpoch(_) => ResponseError::UnknownLeaderEpoch.code(),
+        ReplicaError::NotEnoughReplicas => ResponseError::NotEnoughReplicas.code(),
+        ReplicaError::Storage(error) => storage_error_code(error),
+    }
+}
+
+/// The Kafka error code for a cluster metadata change that failed.
+pub(crate) fn store_error_code(error: &StoreError) -> i16 {
+    let code = match error {
+        StoreError::Metadata(error) => match error {
+            MetadataError::ReplicationFactorTooLarge { .. }
+            | MetadataError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+            MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
+            MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
+            MetadataError::CannotShrink { .. } => ResponseError::InvalidPartitions,
+            MetadataError::StaleLeader { .. }
+            | MetadataError::InvalidIsr
+            | MetadataError::IneligibleReplica(_) => ResponseError::InvalidRequest,
+        },
+        // The coordinator is away or busy: retriable, as Kafka's controller timing out.
+        StoreError::Coordinator(_) | StoreError::Contended | StoreError::Corrupt(_) => {
+            ResponseError::RequestTimedOut
+        }
     };
     code.code()
 }

@@ -1,5 +1,6 @@
 //! Produce: append each partition's batches as received (offsets assigned in place), answer
-//! per partition. acks=0 gets no response at all, as in Kafka.
+//! per partition. acks=0 gets no response at all, as in Kafka. In a cluster only the leader
+//! appends, and acks=all waits (up to the request's timeout) until the ISR has the batch.
 
 use lmq_wire::protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
@@ -9,15 +10,24 @@ use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
 use lmq_storage::batch::batch_total_bytes;
 use lmq_wire::protocol::ResponseError;
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, storage_error_code, str_bytes};
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::TopicLabels;
+use crate::partition::ReplicaError;
+use crate::replication::AckError;
 
-pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<ProduceResponse> {
+pub async fn handle(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+) -> Option<ProduceResponse> {
     let now_ms = broker.now_ms();
+    let acks_all = request.acks == -1;
     let mut appended_any = false;
     let mut response = ProduceResponse::default();
+    // (topic index, partition index, receiver) of appends waiting for the ISR.
+    let mut waiting = Vec::new();
     for topic_data in request.topic_data {
         let topic = broker.topics.get(&topic_data.name.0);
         let mut topic_response = TopicProduceResponse::default();
@@ -64,14 +74,25 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
                 continue;
             }
             let started = std::time::Instant::now();
-            let appended = partition.append(&mut records, now_ms);
+            let appended = partition.append_as_leader(&mut records, acks_all, now_ms);
             broker
                 .metrics
                 .produce_append_duration
                 .observe(started.elapsed().as_secs_f64());
             match appended {
-                Ok(info) => {
+                Ok(appended) => {
                     appended_any = true;
+                    let info = appended.info;
+                    if let (Some(proposal), Some(cluster)) = (appended.proposal, broker.cluster()) {
+                        cluster.propose_isr(&topic_data.name.0, partition.index, proposal);
+                    }
+                    if let Some(committed) = appended.committed {
+                        waiting.push((
+                            response.responses.len(),
+                            topic_response.partition_responses.len(),
+                            committed,
+                        ));
+                    }
                     if info.batches > 0 {
                         let labels = TopicLabels {
                             topic: topic_data.name.0.to_string(),
@@ -99,8 +120,10 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
                     }
                 }
                 Err(error) => {
-                    tracing::warn!(topic = %topic_data.name.0, partition = partition_data.index, %error, "produce refused");
-                    partition_response.error_code = storage_error_code(&error);
+                    if !matches!(error, ReplicaError::NotLeader) {
+                        tracing::warn!(topic = %topic_data.name.0, partition = partition_data.index, %error, "produce refused");
+                    }
+                    partition_response.error_code = replica_error_code(&error);
                     if version >= 8 {
                         partition_response.error_message = Some(str_bytes(error.to_string()));
                     }
@@ -113,7 +136,44 @@ pub fn handle(broker: &Broker, request: ProduceRequest, version: i16) -> Option<
     if appended_any {
         broker.appended.notify_waiters();
     }
+    if !waiting.is_empty() {
+        wait_for_isr(&mut response, waiting, request.timeout_ms).await;
+    }
     (request.acks != 0).then_some(response)
+}
+
+/// An acks=all append waiting for the ISR: its topic and partition index in the response.
+type Waiting = (
+    usize,
+    usize,
+    tokio::sync::oneshot::Receiver<Result<(), AckError>>,
+);
+
+/// Waits until the ISR has each acks=all append, or the request's timeout passes
+/// (REQUEST_TIMED_OUT: written, maybe replicated later, not acknowledged).
+async fn wait_for_isr(response: &mut ProduceResponse, waiting: Vec<Waiting>, timeout_ms: i32) {
+    let deadline = tokio::time::Instant::now()
+        + std::time::Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
+    for (topic, partition, committed) in waiting {
+        let code = match tokio::time::timeout_at(deadline, committed).await {
+            Ok(Ok(Ok(()))) => continue,
+            Ok(Ok(Err(AckError::NotEnoughReplicas))) => ResponseError::NotEnoughReplicas.code(),
+            Ok(Ok(Err(AckError::NotEnoughReplicasAfterAppend))) => {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            }
+            // The leader stepped down while the append waited.
+            Ok(Err(_)) => ResponseError::NotLeaderOrFollower.code(),
+            Err(_) => ResponseError::RequestTimedOut.code(),
+        };
+        if let Some(answer) = response
+            .responses
+            .get_mut(topic)
+            .and_then(|topic| topic.partition_responses.get_mut(partition))
+        {
+            answer.error_code = code;
+            answer.base_offset = -1;
+        }
+    }
 }
 
 fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {

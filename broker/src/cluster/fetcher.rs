@@ -1,0 +1,239 @@
+//! Replica fetchers: one task per leader broker this broker follows partitions of. Each
+//! round sends one Kafka Fetch (replica id set, so the leader counts it as a follower's
+//! position) for every such partition, then appends what came back, truncates diverging
+//! history the leader pointed out, and takes the leader's high watermark.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use lmq::connection::Connection;
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use lmq_wire::protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::ClusterNode;
+use crate::broker::Broker;
+use crate::handler::topic_name;
+use crate::partition::Partition;
+
+/// How long the leader may hold a follower's fetch when it has nothing new.
+const FETCH_WAIT_MS: i32 = 500;
+const PARTITION_BYTES_MAX: i32 = 1024 * 1024;
+const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
+const RETRY_PAUSE: Duration = Duration::from_millis(200);
+
+/// Keeps one fetcher per leader that some local follower partition needs.
+pub async fn manage(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut changes = node.changes.subscribe();
+    let mut fetchers: HashMap<i32, JoinHandle<()>> = HashMap::new();
+    loop {
+        let leaders: BTreeSet<i32> = followed(&broker)
+            .into_iter()
+            .map(|followed| followed.leader)
+            .collect();
+        fetchers.retain(|leader, task| {
+            let keep = leaders.contains(leader) && !task.is_finished();
+            if !keep {
+                task.abort();
+            }
+            keep
+        });
+        for leader in leaders {
+            fetchers.entry(leader).or_insert_with(|| {
+                tracing::info!(leader, "starting a replica fetcher");
+                tokio::spawn(fetch_from(Arc::clone(&broker), Arc::clone(&node), leader))
+            });
+        }
+        tokio::select! {
+            changed = changes.changed() => if changed.is_err() { break },
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => break,
+        }
+    }
+    for task in fetchers.values() {
+        task.abort();
+    }
+}
+
+struct Followed {
+    topic: String,
+    partition: Arc<Partition>,
+    leader: i32,
+    leader_epoch: i32,
+    fetch_offset: i64,
+    last_fetched_epoch: i32,
+}
+
+/// Every local partition in the follower role, with where it fetches from.
+fn followed(broker: &Broker) -> Vec<Followed> {
+    let mut followed = Vec::new();
+    for topic in broker.topics.list() {
+        for partition in &topic.partitions {
+            if let Some((leader, leader_epoch, fetch_offset, last_fetched_epoch)) =
+                partition.follower_position()
+            {
+                followed.push(Followed {
+                    topic: topic.name.clone(),
+                    partition: Arc::clone(partition),
+                    leader,
+                    leader_epoch,
+                    fetch_offset,
+                    last_fetched_epoch,
+                });
+            }
+        }
+    }
+    followed
+}
+
+async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
+    let mut connection: Option<Connection> = None;
+    loop {
+        let partitions: Vec<Followed> = followed(&broker)
+            .into_iter()
+            .filter(|followed| followed.leader == leader)
+            .collect();
+        if partitions.is_empty() {
+            return;
+        }
+        let Some(address) = node
+            .view()
+            .brokers
+            .get(&leader)
+            .map(|info| format!("{}:{}", info.host, info.port))
+        else {
+            tokio::time::sleep(RETRY_PAUSE).await;
+            continue;
+        };
+        if connection
+            .as_ref()
+            .is_none_or(|connection| connection.address() != address)
+        {
+            let client_id = format!("lmq-replica-{}", node.node_id);
+            match Connection::connect(&address, &client_id, Duration::from_secs(10)).await {
+                Ok(connected) => connection = Some(connected),
+                Err(error) => {
+                    tracing::debug!(leader, %error, "cannot reach the leader");
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                    continue;
+                }
+            }
+        }
+        let Some(open) = &connection else { continue };
+        match fetch_once(&broker, &node, open, &partitions).await {
+            Ok(progress) => {
+                if !progress {
+                    tokio::time::sleep(RETRY_PAUSE).await;
+                }
+            }
+            Err(error) => {
+                tracing::debug!(leader, %error, "replica fetch failed");
+                connection = None;
+                tokio::time::sleep(RETRY_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// One fetch round; `Ok(false)` when every partition was refused (wait before retrying).
+async fn fetch_once(
+    broker: &Broker,
+    node: &ClusterNode,
+    connection: &Connection,
+    partitions: &[Followed],
+) -> Result<bool, lmq::ClientError> {
+    let mut request = FetchRequest::default();
+    request.replica_id = BrokerId(node.node_id);
+    request.max_wait_ms = FETCH_WAIT_MS;
+    request.min_bytes = 1;
+    request.max_bytes = FETCH_BYTES_MAX;
+    request.session_id = 0;
+    request.session_epoch = -1;
+    let mut by_topic: Vec<FetchTopic> = Vec::new();
+    for followed in partitions {
+        let mut partition = FetchPartition::default();
+        partition.partition = followed.partition.index;
+        partition.current_leader_epoch = followed.leader_epoch;
+        partition.fetch_offset = followed.fetch_offset;
+        partition.last_fetched_epoch = followed.last_fetched_epoch;
+        partition.log_start_offset = -1;
+        partition.partition_max_bytes = PARTITION_BYTES_MAX;
+        match by_topic
+            .iter_mut()
+            .find(|topic| topic.topic.0.as_str() == followed.topic)
+        {
+            Some(topic) => topic.partitions.push(partition),
+            None => {
+                let mut topic = FetchTopic::default();
+                topic.topic = topic_name(followed.topic.clone());
+                topic.partitions.push(partition);
+                by_topic.push(topic);
+            }
+        }
+    }
+    request.topics = by_topic;
+    let ResponseKind::Fetch(response) = connection
+        .call(ApiKey::Fetch, 12..=12, RequestKind::Fetch(request))
+        .await?
+    else {
+        return Err(lmq::ClientError::UnexpectedResponse("Fetch".to_string()));
+    };
+    let mut progress = false;
+    let now_ms = broker.now_ms();
+    for topic in response.responses {
+        for data in topic.partitions {
+            let Some(followed) = partitions.iter().find(|followed| {
+                followed.topic == topic.topic.0.as_str()
+                    && followed.partition.index == data.partition_index
+            }) else {
+                continue;
+            };
+            let partition = &followed.partition;
+            let outcome = if data.error_code == ResponseError::OffsetOutOfRange.code() {
+                partition
+                    .follower_out_of_range(data.log_start_offset, data.high_watermark)
+                    .map_err(|error| error.to_string())
+            } else if data.error_code != 0 {
+                tracing::debug!(
+                    topic = followed.topic,
+                    partition = partition.index,
+                    code = data.error_code,
+                    "the leader refused a replica fetch"
+                );
+                continue;
+            } else if data.diverging_epoch.epoch >= 0 || data.diverging_epoch.end_offset >= 0 {
+                partition
+                    .truncate_diverging(data.diverging_epoch.epoch, data.diverging_epoch.end_offset)
+                    .map(|_| ())
+                    .map_err(|error| error.to_string())
+            } else {
+                let records = data.records.as_deref().unwrap_or_default();
+                partition
+                    .append_as_follower(followed.leader_epoch, records, data.high_watermark, now_ms)
+                    .map_err(|error| error.to_string())
+            };
+            tracing::trace!(
+                topic = followed.topic,
+                partition = partition.index,
+                fetch_offset = followed.fetch_offset,
+                high_watermark = data.high_watermark,
+                bytes = data.records.as_ref().map_or(0, bytes::Bytes::len),
+                "replica fetch answered"
+            );
+            match outcome {
+                Ok(()) => progress = true,
+                Err(error) => {
+                    tracing::warn!(topic = followed.topic, partition = partition.index, %error, "replica fetch not applied");
+                }
+            }
+        }
+    }
+    Ok(progress)
+}

@@ -1,0 +1,518 @@
+//! The replicated cluster (`lmq serve --consul`): this broker's registration, its view of
+//! the cluster (metadata document, live brokers, controller), and the tasks that keep the
+//! local partitions in the roles that view gives them. Rules live in pure modules
+//! (`metadata`, `crate::replication`); this module and its tasks are the I/O edge.
+//!
+//! Invariants:
+//! - The metadata document changes only by compare-and-set (`store`); the controller's writes
+//!   are also fenced by its leadership token.
+//! - A leader acts on an ISR change only after it is persisted (`replication`, KIP-497), so
+//!   a newly elected leader (always from the persisted ISR) has every acknowledged record.
+//! - Every leader change bumps the leader epoch; followers and clients with another epoch are
+//!   refused (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH) and followers truncate diverging
+//!   history by epoch before fetching on.
+
+pub mod controller;
+mod fetcher;
+pub mod metadata;
+mod reconcile;
+pub mod store;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, PoisonError, RwLock};
+use std::time::Duration;
+
+use lmq_coord::{BrokerInfo, BrokerRegistration, Coordinator, HealthCheck, Version};
+use tokio::sync::{mpsc, watch};
+use uuid::Uuid;
+
+use crate::broker::Broker;
+use crate::partition::IsrProposal;
+use crate::replication::{Assignment, ReplicationConfig};
+use metadata::{ClusterMetadata, LiveBroker, MetadataError, TopicSpec};
+use store::StoreError;
+
+/// The coordinator role the controller is elected for.
+pub const CONTROLLER_ROLE: &str = "controller";
+
+/// What this broker knows of the cluster, replaced as a whole on every change.
+#[derive(Debug, Clone, Default)]
+pub struct ClusterView {
+    pub metadata: ClusterMetadata,
+    /// The coordinator's version of `metadata` (0: none yet): older documents arriving late
+    /// (a watch behind this broker's own write) are ignored.
+    pub metadata_version: u64,
+    /// Live (healthy) brokers by id.
+    pub brokers: BTreeMap<i32, BrokerInfo>,
+    /// The controller's id, -1 while none is elected.
+    pub controller: i32,
+}
+
+impl ClusterView {
+    pub fn live_ids(&self) -> BTreeSet<i32> {
+        self.brokers.keys().copied().collect()
+    }
+
+    pub fn live_brokers(&self) -> Vec<LiveBroker> {
+        self.brokers
+            .iter()
+            .map(|(&id, info)| LiveBroker {
+                id,
+                rack: info.rack.clone(),
+            })
+            .collect()
+    }
+}
+
+/// An ISR change a local leader wants persisted.
+#[derive(Debug)]
+struct IsrRequest {
+    topic: String,
+    partition: i32,
+    proposal: IsrProposal,
+}
+
+#[derive(Debug)]
+pub struct ClusterNode {
+    pub node_id: i32,
+    /// Shared by every broker of the cluster (kept in the coordinator).
+    pub cluster_id: String,
+    pub coordinator: Arc<dyn Coordinator>,
+    view: RwLock<Arc<ClusterView>>,
+    /// Bumped after every view change, so the controller and the fetchers re-check.
+    changes: watch::Sender<u64>,
+    isr_requests: mpsc::UnboundedSender<IsrRequest>,
+    /// Varies where replica assignment starts, so leaders spread over topics.
+    seed: AtomicUsize,
+    /// One reconciliation at a time (the metadata watch and local admin requests both run
+    /// one).
+    reconciling: std::sync::Mutex<()>,
+}
+
+impl ClusterNode {
+    pub fn view(&self) -> Arc<ClusterView> {
+        Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    fn update_view(&self, change: impl FnOnce(&mut ClusterView)) {
+        let mut guard = self.view.write().unwrap_or_else(PoisonError::into_inner);
+        let mut view = (**guard).clone();
+        change(&mut view);
+        *guard = Arc::new(view);
+        drop(guard);
+        self.changes.send_modify(|generation| *generation += 1);
+    }
+
+    /// Hands an ISR proposal of a local leader to the task that persists it.
+    pub fn propose_isr(&self, topic: &str, partition: i32, proposal: IsrProposal) {
+        let _ = self.isr_requests.send(IsrRequest {
+            topic: topic.to_string(),
+            partition,
+            proposal,
+        });
+    }
+
+    /// Creates a topic in the cluster metadata (CreateTopics, auto-creation) and applies it
+    /// locally before returning, so this broker's next Metadata answer has it.
+    pub async fn create_topic(
+        &self,
+        broker: &Broker,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let view = self.view();
+        let live = view.live_brokers();
+        let partitions = if partitions == -1 {
+            broker.config.default_partitions
+        } else {
+            partitions
+        };
+        let partitions = usize::try_from(partitions).unwrap_or(0);
+        let factor = if replication_factor == -1 {
+            broker.config.cluster.default_replication_factor
+        } else {
+            replication_factor
+        };
+        let id = Uuid::new_v4();
+        let seed = self.seed.fetch_add(1, Ordering::Relaxed);
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            let spec = TopicSpec {
+                id,
+                partitions,
+                replication_factor: factor,
+                configs: configs.clone(),
+            };
+            metadata.create_topic(name, spec, &live, seed)?;
+            Ok(true)
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(())
+    }
+
+    pub async fn delete_topic(&self, broker: &Broker, name: &str) -> Result<(), StoreError> {
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            metadata
+                .topics
+                .remove(name)
+                .map(|_| true)
+                .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(())
+    }
+
+    pub async fn add_partitions(
+        &self,
+        broker: &Broker,
+        name: &str,
+        total: i32,
+    ) -> Result<(), StoreError> {
+        let live = self.view().live_brokers();
+        let seed = self.seed.fetch_add(1, Ordering::Relaxed);
+        let total = usize::try_from(total).unwrap_or(0);
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            metadata.add_partitions(name, total, &live, seed)?;
+            Ok(true)
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(())
+    }
+
+    pub async fn set_topic_configs(
+        &self,
+        broker: &Broker,
+        name: &str,
+        configs: &BTreeMap<String, String>,
+    ) -> Result<(), StoreError> {
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            let topic = metadata
+                .topics
+                .get_mut(name)
+                .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))?;
+            let changed = topic.configs != *configs;
+            topic.configs = configs.clone();
+            Ok(changed)
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(())
+    }
+
+    /// Takes a metadata document as the current one, unless a newer one is already, and
+    /// brings local partitions in line.
+    fn apply_metadata(&self, broker: &Broker, metadata: ClusterMetadata, version: Option<Version>) {
+        let _one_at_a_time = self
+            .reconciling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let version = version.map_or(0, |version| version.0);
+        if version < self.view().metadata_version {
+            return;
+        }
+        self.update_view(|view| {
+            view.metadata = metadata;
+            view.metadata_version = version;
+        });
+        reconcile::apply(broker, self);
+    }
+
+    /// The replication settings of a topic: its `min.insync.replicas` or the broker's.
+    pub fn replication_config(
+        broker: &Broker,
+        configs: &BTreeMap<String, String>,
+    ) -> ReplicationConfig {
+        ReplicationConfig {
+            replica_lag_time_max_ms: broker.config.cluster.replica_lag_time_max_ms,
+            min_insync_replicas: configs
+                .get("min.insync.replicas")
+                .and_then(|value| value.parse().ok())
+                .unwrap_or(broker.config.cluster.min_insync_replicas),
+        }
+    }
+}
+
+/// The partition's assignment in the form the replication state machine takes.
+pub fn assignment_of(state: &metadata::PartitionState) -> Assignment {
+    Assignment {
+        leader_id: state.leader,
+        leader_epoch: state.leader_epoch,
+        replicas: state.replicas.clone(),
+        isr: state.isr.clone(),
+    }
+}
+
+/// Joins the cluster: registers this broker, loads the metadata, and starts the tasks that
+/// follow the cluster (metadata, membership and controller watches, the controller campaign,
+/// ISR persistence, leader ticks and replica fetchers) until `shutdown`.
+pub async fn join(
+    broker: Arc<Broker>,
+    coordinator: Arc<dyn Coordinator>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<ClusterNode>, StoreError> {
+    let node_id = broker.config.node_id;
+    let (host, port) = broker.config.advertised();
+    let registration = BrokerRegistration {
+        broker_id: u32::try_from(node_id).unwrap_or(0),
+        host,
+        port: u16::try_from(port).unwrap_or(9092),
+        rack: broker.config.cluster.rack.clone(),
+        health: HealthCheck::Ttl {
+            ttl: Duration::from_millis(broker.config.cluster.broker_ttl_ms),
+        },
+    };
+    let cluster_id = shared_cluster_id(&*coordinator, &broker.cluster_id).await?;
+    coordinator.register_broker(&registration).await?;
+    let (isr_requests, isr_receiver) = mpsc::unbounded_channel();
+    let node = Arc::new(ClusterNode {
+        node_id,
+        cluster_id,
+        coordinator: Arc::clone(&coordinator),
+        view: RwLock::new(Arc::new(ClusterView {
+            controller: -1,
+            ..ClusterView::default()
+        })),
+        changes: watch::channel(0).0,
+        isr_requests,
+        seed: AtomicUsize::new(usize::try_from(node_id).unwrap_or(0)),
+        reconciling: std::sync::Mutex::new(()),
+    });
+    let brokers = coordinator.brokers().await?;
+    node.update_view(|view| view.brokers = by_id(brokers));
+    let (metadata, version) = store::read(&*coordinator).await?;
+    node.apply_metadata(&broker, metadata, version);
+    broker.set_cluster(Arc::clone(&node));
+
+    tokio::spawn(watch_metadata(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        shutdown.clone(),
+    ));
+    tokio::spawn(watch_brokers(Arc::clone(&node), shutdown.clone()));
+    tokio::spawn(watch_controller(Arc::clone(&node), shutdown.clone()));
+    tokio::spawn(controller::campaign(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        shutdown.clone(),
+    ));
+    tokio::spawn(persist_isr_changes(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        isr_receiver,
+    ));
+    tokio::spawn(tick_leaders(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        shutdown.clone(),
+    ));
+    tokio::spawn(fetcher::manage(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        shutdown,
+    ));
+    Ok(node)
+}
+
+/// The cluster's id: the first broker to join offers its own, every later one adopts it.
+async fn shared_cluster_id(
+    coordinator: &dyn Coordinator,
+    offer: &str,
+) -> Result<String, StoreError> {
+    const KEY: &str = "cluster/id";
+    if let Some(entry) = coordinator.get(KEY).await? {
+        return Ok(String::from_utf8_lossy(&entry.value).into_owned());
+    }
+    match coordinator
+        .compare_and_set(KEY, None, offer.as_bytes())
+        .await
+    {
+        Ok(_) => Ok(offer.to_string()),
+        Err(lmq_coord::CoordError::CasConflict { .. }) => Ok(coordinator
+            .get(KEY)
+            .await?
+            .map(|entry| String::from_utf8_lossy(&entry.value).into_owned())
+            .unwrap_or_else(|| offer.to_string())),
+        Err(error) => Err(error.into()),
+    }
+}
+
+fn by_id(brokers: Vec<BrokerInfo>) -> BTreeMap<i32, BrokerInfo> {
+    brokers
+        .into_iter()
+        .filter_map(|info| Some((i32::try_from(info.broker_id).ok()?, info)))
+        .collect()
+}
+
+/// Runs `body` for each state of a watch until shutdown; a watch that ends (the coordinator
+/// closed or failing) is opened again after a pause.
+async fn follow<T, Open, Fut>(
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    open: Open,
+    mut body: impl FnMut(T),
+) where
+    T: Clone,
+    Open: Fn() -> Fut,
+    Fut: std::future::Future<Output = lmq_coord::CoordResult<lmq_coord::Watch<T>>>,
+{
+    loop {
+        let mut watch = match open().await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(what, %error, "cannot watch the coordinator; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                state = watch.next() => match state {
+                    Some(state) => body(state),
+                    None => break,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn watch_metadata(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "metadata",
+        || coordinator.watch(store::METADATA_KEY),
+        |entry| {
+            let Some(entry) = entry else { return };
+            match store::decode(&entry.value) {
+                Ok(metadata) => node.apply_metadata(&broker, metadata, Some(entry.version)),
+                Err(error) => tracing::error!(%error, "ignoring cluster metadata"),
+            }
+        },
+    )
+    .await;
+}
+
+async fn watch_brokers(node: Arc<ClusterNode>, shutdown: watch::Receiver<bool>) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "brokers",
+        || coordinator.watch_brokers(),
+        |brokers| {
+            tracing::info!(brokers = ?brokers.iter().map(|b| b.broker_id).collect::<Vec<_>>(), "live brokers");
+            node.update_view(|view| view.brokers = by_id(brokers));
+        },
+    )
+    .await;
+}
+
+async fn watch_controller(node: Arc<ClusterNode>, shutdown: watch::Receiver<bool>) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "controller",
+        || coordinator.watch_leader(CONTROLLER_ROLE),
+        |leader| {
+            let id = leader
+                .and_then(|leader| String::from_utf8(leader.candidate).ok())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(-1);
+            node.update_view(|view| view.controller = id);
+        },
+    )
+    .await;
+}
+
+/// Persists local leaders' ISR changes one at a time, each a compare-and-set accepted only
+/// while the proposer still leads in the epoch it proposed from.
+async fn persist_isr_changes(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut requests: mpsc::UnboundedReceiver<IsrRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        let IsrRequest {
+            topic,
+            partition,
+            proposal,
+        } = request;
+        let live = node.view().live_ids();
+        let outcome = store::update(&*node.coordinator, None, |metadata| {
+            metadata.alter_isr(
+                &topic,
+                partition,
+                node.node_id,
+                proposal.leader_epoch,
+                &proposal.isr,
+                &live,
+            )
+        })
+        .await;
+        let local = broker.topics.get(&topic).and_then(|local| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|index| local.partitions.get(index).cloned())
+        });
+        match outcome {
+            Ok((metadata, version)) => {
+                tracing::info!(topic, partition, isr = ?proposal.isr, "ISR changed");
+                if let Some(local) = &local {
+                    local.isr_persisted(
+                        proposal.leader_epoch,
+                        Some(proposal.isr.clone()),
+                        broker.now_ms(),
+                    );
+                }
+                node.apply_metadata(&broker, metadata, version);
+                broker.appended.notify_waiters();
+            }
+            Err(error) => {
+                tracing::warn!(topic, partition, %error, "ISR change not persisted");
+                if let Some(local) = &local {
+                    local.isr_persisted(proposal.leader_epoch, None, broker.now_ms());
+                }
+            }
+        }
+    }
+}
+
+/// Lets time pass for every partition this broker leads, so followers that stopped fetching
+/// leave the ISR even when no request arrives.
+async fn tick_leaders(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = Duration::from_millis(
+        u64::try_from(broker.config.cluster.replica_lag_time_max_ms / 4)
+            .unwrap_or(250)
+            .clamp(50, 1_000),
+    );
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now_ms = broker.now_ms();
+        for topic in broker.topics.list() {
+            for partition in &topic.partitions {
+                if let Some(proposal) = partition.tick(now_ms) {
+                    node.propose_isr(&topic.name, partition.index, proposal);
+                }
+            }
+        }
+    }
+}
