@@ -2,7 +2,8 @@
 # The one test command (README, .ci/run): every test layer that exists today, on a fresh
 # machine. It installs what it needs idempotently and caches it outside the repo.
 #
-#   scripts/test.sh            format, lints, unit/property/recovery tests
+#   scripts/test.sh            format, lints, unit/property/recovery tests, real clients,
+#                              Consul contract tests, the cluster fault test
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built.
 set -euo pipefail
@@ -60,3 +61,8 @@ step "coordinator contract tests against a real Consul (dev agent + 3-server clu
     LMQ_CONSUL_CLUSTER_DIR="$consul_tmp/cluster" \
     cargo test -p lmq-coord --locked --test consul -- --test-threads=1
 )
+
+step "replicated cluster fault test: 3 Consul servers + 3 brokers, leaders killed and paused"
+# Its own Consul servers and brokers (scripts/cluster.sh), stopped by the test itself.
+LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
+  cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture

@@ -1,0 +1,357 @@
+//! Fault test of the replicated cluster: 3 Consul servers + 3 brokers (scripts/cluster.sh),
+//! idempotent acks=all producers writing sequential values while partition leaders are
+//! killed with SIGKILL, paused past their session and restarted on their data dirs. A checker
+//! then reads everything back: no acknowledged record may be missing, duplicated or out of
+//! order. Needs Consul (scripts/consul.sh builds it), so it is ignored by a plain
+//! `cargo test`; scripts/test.sh runs it with `--ignored`. `LMQ_FAULT_ROUNDS` (default 2)
+//! makes the run longer.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lmq::{Admin, ClientConfig, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig};
+use tokio::sync::watch;
+
+/// An acknowledged record: partition, offset, value.
+type Acked = (i32, i64, String);
+
+/// An acknowledgement as the producer saw it: topic, record, when the send started, when the
+/// acknowledgement came.
+type Ack = (String, Acked, Instant, Instant);
+
+struct Cluster {
+    dir: tempfile::TempDir,
+    bootstrap: String,
+}
+
+impl Cluster {
+    fn script(&self, args: &[&str]) -> String {
+        let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+        let output = Command::new(root.join("scripts/cluster.sh"))
+            .args(args)
+            .arg("--dir")
+            .arg(self.dir.path())
+            .env("LMQ_BIN", env!("CARGO_BIN_EXE_lmq"))
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "cluster.sh {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    }
+
+    fn up() -> Cluster {
+        let mut cluster = Cluster {
+            dir: tempfile::tempdir().unwrap(),
+            bootstrap: String::new(),
+        };
+        cluster.bootstrap = cluster
+            .script(&["up", "3"])
+            .lines()
+            .last()
+            .unwrap()
+            .to_string();
+        cluster
+    }
+
+    fn client(&self) -> ClientConfig {
+        ClientConfig {
+            brokers: self.bootstrap.split(',').map(str::to_string).collect(),
+            request_timeout: Duration::from_secs(10),
+            ..ClientConfig::default()
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        let _ = std::panic::catch_unwind(|| self.script(&["down"]));
+    }
+}
+
+/// What the checker found.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Report {
+    acked: usize,
+    lost: Vec<Acked>,
+    duplicates: usize,
+    reordered: usize,
+}
+
+/// Compares what was acknowledged with what the partitions hold. Values are
+/// `<partition>:<sequence>` written in sequence order, one producer per partition.
+fn check(acked: &[Acked], logs: &BTreeMap<i32, Vec<(i64, String)>>) -> Report {
+    let mut report = Report {
+        acked: acked.len(),
+        ..Report::default()
+    };
+    let mut at: HashMap<(i32, i64), &str> = HashMap::new();
+    for (partition, records) in logs {
+        let mut seen = HashMap::new();
+        let mut last_sequence = -1i64;
+        for (offset, value) in records {
+            at.insert((*partition, *offset), value);
+            if seen.insert(value.as_str(), *offset).is_some() {
+                report.duplicates += 1;
+            }
+            let sequence = value
+                .rsplit_once(':')
+                .and_then(|(_, sequence)| sequence.parse::<i64>().ok())
+                .unwrap_or(-1);
+            if sequence <= last_sequence {
+                report.reordered += 1;
+            }
+            last_sequence = last_sequence.max(sequence);
+        }
+    }
+    for record in acked {
+        if at.get(&(record.0, record.1)) != Some(&record.2.as_str()) {
+            report.lost.push(record.clone());
+        }
+    }
+    report
+}
+
+#[test]
+fn the_checker_finds_losses_duplicates_and_reordering() {
+    let acked = vec![
+        (0, 0, "0:0".to_string()),
+        (0, 1, "0:1".to_string()),
+        (0, 2, "0:2".to_string()),
+    ];
+    let intact = BTreeMap::from([(
+        0,
+        vec![(0, "0:0".into()), (1, "0:1".into()), (2, "0:2".into())],
+    )]);
+    assert_eq!(check(&acked, &intact).lost, Vec::<Acked>::new());
+    // A new leader without the last record, which another value then replaced.
+    let truncated = BTreeMap::from([(
+        0,
+        vec![(0, "0:0".into()), (1, "0:1".into()), (2, "0:3".into())],
+    )]);
+    assert_eq!(check(&acked, &truncated).lost, vec![acked[2].clone()]);
+    let doubled = BTreeMap::from([(
+        0,
+        vec![
+            (0, "0:0".into()),
+            (1, "0:1".into()),
+            (2, "0:1".into()),
+            (3, "0:2".into()),
+        ],
+    )]);
+    let report = check(&acked, &doubled);
+    assert_eq!((report.duplicates, report.reordered), (1, 1));
+}
+
+async fn leader_of(admin: &Admin, topic: &str, partition: i32) -> i32 {
+    admin.cluster().invalidate(topic).await;
+    let info = admin.describe_topic(topic).await.unwrap();
+    info.partitions
+        .iter()
+        .find(|known| known.partition == partition)
+        .map_or(-1, |known| known.leader)
+}
+
+/// Writes `<partition>:<n>` for n = 0, 1, ... to one partition, one record at a time, until
+/// told to stop; records every acknowledgement with its time.
+async fn produce(
+    client: ClientConfig,
+    topic: String,
+    partition: i32,
+    acked: Arc<Mutex<Vec<Ack>>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let producer = Producer::connect(ProducerConfig {
+        client,
+        retries: 40,
+        retry_backoff: Duration::from_millis(100),
+        linger: Duration::ZERO,
+        ..ProducerConfig::default()
+    })
+    .await
+    .unwrap();
+    let mut sequence = 0u64;
+    while !*stop.borrow() {
+        let value = format!("{partition}:{sequence}");
+        sequence += 1;
+        let record = lmq::Record {
+            partition: Some(partition),
+            value: Some(Bytes::from(value.clone())),
+            ..lmq::Record::default()
+        };
+        let started = Instant::now();
+        tokio::select! {
+            sent = producer.send_record(&topic, record) => match sent {
+                Ok(delivery) => acked.lock().unwrap().push((
+                    topic.clone(),
+                    (partition, delivery.offset, value),
+                    started,
+                    Instant::now(),
+                )),
+                Err(error) => eprintln!("{topic}-{partition} {value}: not acknowledged: {error}"),
+            },
+            _ = stop.wait_for(|stop| *stop) => break,
+        }
+    }
+    producer.close().await;
+}
+
+async fn read_back(
+    client: ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<(i64, String)>> {
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    let ends = admin.list_offsets(topic, OffsetSpec::Latest).await.unwrap();
+    let mut logs = BTreeMap::new();
+    for partition in 0..partitions {
+        let end = ends
+            .iter()
+            .find(|(index, _)| *index == partition)
+            .map_or(0, |(_, end)| *end);
+        let mut consumer = Consumer::connect(ConsumerConfig {
+            client: client.clone(),
+            ..ConsumerConfig::default()
+        })
+        .await
+        .unwrap();
+        consumer
+            .assign(topic, partition, OffsetSpec::Earliest)
+            .await
+            .unwrap();
+        let mut records = Vec::new();
+        while records.last().is_none_or(|(offset, _)| offset + 1 < end) && end > 0 {
+            for record in consumer.poll().await.unwrap() {
+                let value = String::from_utf8_lossy(record.value.as_deref().unwrap_or_default())
+                    .into_owned();
+                records.push((record.offset, value));
+            }
+        }
+        logs.insert(partition, records);
+    }
+    logs
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul cluster: scripts/test.sh runs it with --ignored"]
+async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
+    let rounds: usize = std::env::var("LMQ_FAULT_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .unwrap_or(2);
+    let cluster = Cluster::up();
+    let client = cluster.client();
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    let min_insync = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    let topics = [("faults-rf3", 3i16), ("faults-rf2", 2i16)];
+    for (topic, factor) in topics {
+        admin
+            .create_topic(topic, 3, factor, &min_insync)
+            .await
+            .unwrap();
+    }
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopped) = watch::channel(false);
+    let mut producers = Vec::new();
+    for (topic, _) in topics {
+        for partition in 0..3 {
+            producers.push(tokio::spawn(produce(
+                client.clone(),
+                topic.to_string(),
+                partition,
+                Arc::clone(&acked),
+                stopped.clone(),
+            )));
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let mut failovers = Vec::new();
+    for round in 0..rounds {
+        let partition = i32::try_from(round % 3).unwrap();
+        // SIGKILL the leader, measure until that partition acknowledges again, restart it.
+        let victim = leader_of(&admin, "faults-rf3", partition).await;
+        assert!(victim > 0, "partition {partition} has a leader");
+        let killed = Instant::now();
+        cluster.script(&["kill", &victim.to_string()]);
+        let deadline = killed + Duration::from_secs(60);
+        let failover = loop {
+            let first = acked
+                .lock()
+                .unwrap()
+                .iter()
+                // Sent after the kill: an answer already on its way does not count.
+                .find(|(topic, (p, _, _), sent, _)| {
+                    topic == "faults-rf3" && *p == partition && *sent > killed
+                })
+                .map(|(_, _, _, at)| at.duration_since(killed));
+            if let Some(first) = first {
+                break first;
+            }
+            assert!(Instant::now() < deadline, "no failover within 60 s");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        eprintln!(
+            "round {round}: killed broker {victim}, partition {partition} acknowledged again after {failover:?}"
+        );
+        failovers.push(failover);
+        cluster.script(&["start", &victim.to_string()]);
+        // Pause another broker past its registration's TTL, then let it go on.
+        let paused = leader_of(&admin, "faults-rf3", (partition + 1) % 3).await;
+        if paused > 0 {
+            cluster.script(&["pause", &paused.to_string()]);
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            cluster.script(&["resume", &paused.to_string()]);
+            eprintln!("round {round}: paused broker {paused} for 8 s");
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    stop.send(true).unwrap();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    // Every broker back and in sync before reading, so any replica may be asked.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let acked = acked.lock().unwrap().clone();
+    for (topic, _) in topics {
+        let mine: Vec<Acked> = acked
+            .iter()
+            .filter(|(name, _, _, _)| name == topic)
+            .map(|(_, record, _, _)| record.clone())
+            .collect();
+        let report = check(&mine, &read_back(client.clone(), topic, 3).await);
+        eprintln!(
+            "{topic}: {} acknowledged, {} lost, {} duplicated, {} out of order",
+            report.acked,
+            report.lost.len(),
+            report.duplicates,
+            report.reordered
+        );
+        assert!(report.acked > 100, "{topic}: the producers made progress");
+        assert_eq!(
+            report.lost,
+            Vec::<Acked>::new(),
+            "{topic}: acknowledged records lost"
+        );
+        assert_eq!(
+            report.duplicates, 0,
+            "{topic}: duplicates despite idempotence"
+        );
+        assert_eq!(report.reordered, 0, "{topic}: order within a partition");
+    }
+    failovers.sort();
+    eprintln!(
+        "failover (leader killed -> partition acknowledges again): p50 {:?}, max {:?}",
+        failovers[failovers.len() / 2],
+        failovers.last().unwrap()
+    );
+}
