@@ -224,13 +224,28 @@ impl Broker {
     }
 }
 
+/// The configs of the offsets topic: its records are never deleted by time (without
+/// compaction they are the only copy).
+pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+    ])
+}
+
 /// Creates the internal offsets topic on first start, then rebuilds committed offsets from
-/// it. Its records are never deleted by time: without compaction they are the only copy.
+/// it. A cluster broker starts without one: the cluster metadata creates the replicated
+/// topic and the coordinator adopts it (`cluster::reconcile`).
 fn open_group_coordinator(
     config: &BrokerConfig,
     topics: &TopicRegistry,
     now_ms: i64,
 ) -> Result<GroupCoordinator, TopicError> {
+    if config.cluster.consul.is_some() {
+        return GroupCoordinator::load(config.group.coordinator_config(), Vec::new())
+            .map_err(TopicError::from);
+    }
     let topic = match topics.get(OFFSETS_TOPIC) {
         Some(topic) => topic,
         None => topics.create(
@@ -238,11 +253,7 @@ fn open_group_coordinator(
                 name: OFFSETS_TOPIC.to_string(),
                 partitions: config.group.offsets_topic_partitions,
                 replication_factor: 1,
-                configs: BTreeMap::from([
-                    ("retention.ms".to_string(), "-1".to_string()),
-                    ("retention.bytes".to_string(), "-1".to_string()),
-                    ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
-                ]),
+                configs: offsets_topic_configs(),
             },
             now_ms,
         )?,

@@ -86,6 +86,9 @@ pub struct GroupSettings {
     pub member_metadata_bytes_max: usize,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
+    /// Replicas of `__consumer_offsets` in a cluster; until that many brokers are alive,
+    /// FindCoordinator answers COORDINATOR_NOT_AVAILABLE (as Kafka does).
+    pub offsets_topic_replication_factor: i16,
 }
 
 impl Default for GroupSettings {
@@ -99,6 +102,7 @@ impl Default for GroupSettings {
             groups_max: defaults.groups_max,
             member_metadata_bytes_max: defaults.member_metadata_bytes_max,
             offsets_topic_partitions: 1,
+            offsets_topic_replication_factor: 3,
         }
     }
 }

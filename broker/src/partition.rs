@@ -339,13 +339,14 @@ impl Partition {
 
     /// Takes the role the cluster metadata gives this node. Leading the same epoch again only
     /// refreshes the persisted ISR; any change of role fails the produces still waiting.
+    /// Returns whether this node just became the leader.
     pub fn become_role(
         &self,
         node_id: i32,
         assignment: &Assignment,
         config: ReplicationConfig,
         now_ms: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<bool, StorageError> {
         let mut guard = self.replica();
         let Replica { role, waiters, .. } = &mut *guard;
         if assignment.leader_id == node_id {
@@ -356,7 +357,7 @@ impl Partition {
                     let actions = state.isr_committed(assignment.isr_set(), now_ms);
                     let _ = self.apply(state, waiters, actions);
                 }
-                return Ok(());
+                return Ok(false);
             }
             let (log_end, high_watermark) =
                 self.with_log(|log| Ok((log.log_end_offset(), log.high_watermark())))?;
@@ -375,11 +376,13 @@ impl Partition {
                 high_watermark,
                 now_ms,
             ));
+            fail_waiters(waiters);
+            return Ok(true);
         } else if assignment.replicas.contains(&node_id) && assignment.leader_id >= 0 {
             if matches!(role, Role::Follower { leader, leader_epoch }
                 if *leader == assignment.leader_id && *leader_epoch == assignment.leader_epoch)
             {
-                return Ok(());
+                return Ok(false);
             }
             *role = Role::Follower {
                 leader: assignment.leader_id,
@@ -388,10 +391,8 @@ impl Partition {
         } else {
             *role = Role::Offline;
         }
-        for (_, waiter) in waiters.drain() {
-            let _ = waiter.send(Err(AckError::NotEnoughReplicasAfterAppend));
-        }
-        Ok(())
+        fail_waiters(waiters);
+        Ok(false)
     }
 
     /// Where a follower fetches from: (leader, its epoch, fetch offset, last fetched epoch).
@@ -534,7 +535,12 @@ impl Partition {
         })
     }
 
-    /// Whether this node may serve consumers' reads and answer for offsets.
+    /// Whether this node leads the partition (a single node always does).
+    pub fn is_leader(&self) -> bool {
+        matches!(self.replica().role, Role::Single | Role::Leader(_))
+    }
+
+    /// The role's name, for logs and status.
     pub fn role_name(&self) -> &'static str {
         match self.replica().role {
             Role::Single => "single",
@@ -550,6 +556,13 @@ impl Partition {
             Some(log) => log.close(),
             None => Ok(()),
         }
+    }
+}
+
+/// Produces waiting under a leadership that ended: written, never acknowledged.
+fn fail_waiters(waiters: &mut HashMap<Token, oneshot::Sender<Result<(), AckError>>>) {
+    for (_, waiter) in waiters.drain() {
+        let _ = waiter.send(Err(AckError::NotEnoughReplicasAfterAppend));
     }
 }
 

@@ -66,7 +66,8 @@ impl Cluster {
     fn client(&self) -> ClientConfig {
         ClientConfig {
             brokers: self.bootstrap.split(',').map(str::to_string).collect(),
-            request_timeout: Duration::from_secs(10),
+            // Longer than a failover, so admin calls retry through one.
+            request_timeout: Duration::from_secs(20),
             ..ClientConfig::default()
         }
     }
@@ -241,6 +242,33 @@ async fn read_back(
     logs
 }
 
+/// A group's committed offsets, replicated in `__consumer_offsets`, are still there after
+/// the broker coordinating the group is killed (another replica takes the group over).
+async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin: &Admin) {
+    let committed = admin
+        .reset_offsets("faults-group", "faults-rf3", OffsetSpec::Latest)
+        .await
+        .unwrap();
+    let coordinator = leader_of(admin, "__consumer_offsets", 0).await;
+    cluster.script(&["kill", &coordinator.to_string()]);
+    let mut after: Vec<(i32, i64)> = admin
+        .group_lag("faults-group")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|lag| (lag.partition, lag.committed.unwrap_or(-1)))
+        .collect();
+    after.sort_unstable();
+    let mut expected = committed.clone();
+    expected.sort_unstable();
+    assert_eq!(
+        after, expected,
+        "committed offsets after the coordinator {coordinator} died"
+    );
+    eprintln!("group offsets survived the loss of coordinator {coordinator}: {after:?}");
+    cluster.script(&["start", &coordinator.to_string()]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "needs a Consul cluster: scripts/test.sh runs it with --ignored"]
 async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
@@ -348,6 +376,7 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
         );
         assert_eq!(report.reordered, 0, "{topic}: order within a partition");
     }
+    committed_offsets_survive_coordinator_failover(&cluster, &admin).await;
     failovers.sort();
     eprintln!(
         "failover (leader killed -> partition acknowledges again): p50 {:?}, max {:?}",

@@ -7,6 +7,7 @@ use std::sync::Arc;
 
 use super::{ClusterNode, assignment_of};
 use crate::broker::Broker;
+use crate::group::offsets::OFFSETS_TOPIC;
 use crate::topics::Topic;
 
 pub fn apply(broker: &Broker, node: &ClusterNode) {
@@ -17,11 +18,23 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
             continue;
         };
         let config = ClusterNode::replication_config(broker, &state.configs);
+        let offsets = name == OFFSETS_TOPIC;
+        if offsets {
+            broker.groups.adopt(local.partitions.clone());
+        }
         for (partition, wanted) in local.partitions.iter().zip(&state.partitions) {
-            if let Err(error) =
-                partition.become_role(node.node_id, &assignment_of(wanted), config, now_ms)
-            {
-                tracing::error!(topic = name, partition = partition.index, %error, "cannot take the partition's role");
+            match partition.become_role(node.node_id, &assignment_of(wanted), config, now_ms) {
+                // The new coordinator of this partition's groups loads them from its log.
+                Ok(true) if offsets => {
+                    let index = usize::try_from(partition.index).unwrap_or(0);
+                    if let Err(error) = broker.groups.reload(index) {
+                        tracing::error!(partition = partition.index, %error, "cannot load the groups of an offsets partition");
+                    }
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::error!(topic = name, partition = partition.index, %error, "cannot take the partition's role");
+                }
             }
         }
     }

@@ -1,5 +1,10 @@
 //! The group coordinator: the pure [`state::Groups`] machine driven by thin async code, and
 //! committed offsets persisted in the internal `__consumer_offsets` topic.
+//!
+//! In a cluster that topic is replicated like any other: a group belongs to the leader of
+//! its offsets partition, which reloads the partition when it becomes leader, answers
+//! NOT_COORDINATOR for groups it does not own, and acknowledges a commit only once the ISR
+//! has it.
 
 pub mod offsets;
 pub mod state;
@@ -7,7 +12,7 @@ pub mod state;
 mod tests;
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::Bytes;
 use lmq_storage::batch::{BatchView, parse_records};
@@ -15,7 +20,8 @@ use lmq_storage::builder::BatchBuilder;
 use lmq_storage::{FirstBatch, ReadBound, ReadLimits, StorageError};
 use tokio::sync::oneshot;
 
-use crate::partition::Partition;
+use crate::partition::{Partition, ReplicaError};
+use crate::replication::AckError;
 use offsets::{CommittedOffset, OffsetKey, OffsetTable, partition_for};
 use state::{
     GroupConfig, GroupError, Groups, JoinRequest, JoinResponse, Output, SyncRequest, SyncResponse,
@@ -70,6 +76,38 @@ pub enum CommitError {
     MetadataTooLarge(usize),
     #[error(transparent)]
     Storage(#[from] StorageError),
+    #[error("this broker does not coordinate the group (its offsets partition moved)")]
+    NotCoordinator,
+}
+
+impl From<ReplicaError> for CommitError {
+    fn from(error: ReplicaError) -> Self {
+        match error {
+            ReplicaError::Storage(error) => CommitError::Storage(error),
+            ReplicaError::NotLeader
+            | ReplicaError::NotEnoughReplicas
+            | ReplicaError::FencedLeaderEpoch(_)
+            | ReplicaError::UnknownLeaderEpoch(_) => CommitError::NotCoordinator,
+        }
+    }
+}
+
+/// A change written to the offsets log, to wait on before answering: `None` once durable
+/// (a single node), else the moment the ISR has it.
+pub type Durable = Option<oneshot::Receiver<Result<(), AckError>>>;
+
+/// Waits until a persisted group change is replicated (or `timeout` passes).
+pub async fn wait_durable(
+    durable: Durable,
+    timeout: std::time::Duration,
+) -> Result<(), CommitError> {
+    let Some(committed) = durable else {
+        return Ok(());
+    };
+    match tokio::time::timeout(timeout, committed).await {
+        Ok(Ok(Ok(()))) => Ok(()),
+        _ => Err(CommitError::NotCoordinator),
+    }
 }
 
 /// One partition's commit as asked.
@@ -85,7 +123,8 @@ pub struct OffsetCommit {
 #[derive(Debug)]
 pub struct GroupCoordinator {
     inner: Mutex<Inner>,
-    offsets_partitions: Vec<Arc<Partition>>,
+    /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
+    offsets_partitions: RwLock<Vec<Arc<Partition>>>,
 }
 
 impl GroupCoordinator {
@@ -100,42 +139,7 @@ impl GroupCoordinator {
         };
         let mut replayed = 0usize;
         for partition in &offsets_partitions {
-            let offsets = partition.offsets()?;
-            let mut offset = offsets.log_start_offset;
-            while offset < offsets.high_watermark {
-                let limits = ReadLimits {
-                    max_bytes: 4 * 1024 * 1024,
-                    bound: ReadBound::HighWatermark,
-                    first_batch: FirstBatch::Whole,
-                };
-                let Some(region) = partition.read(offset, limits)?.region else {
-                    break;
-                };
-                let bytes = region.read_to_vec().map_err(|error| StorageError::Io {
-                    operation: "read",
-                    path: "__consumer_offsets".into(),
-                    source: error,
-                })?;
-                let mut rest = &bytes[..];
-                while let Some(total) = lmq_storage::batch::batch_total_bytes(rest)
-                    .and_then(|total| usize::try_from(total).ok())
-                {
-                    let Some(batch) = rest.get(..total) else {
-                        break;
-                    };
-                    rest = &rest[total..];
-                    let Ok(view) = BatchView::new(batch) else {
-                        break;
-                    };
-                    offset = view.last_offset() + 1;
-                    for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
-                        if let Some(key) = record.key {
-                            inner.offsets.apply(key, record.value);
-                            replayed += 1;
-                        }
-                    }
-                }
-            }
+            replayed += replay(partition, &mut inner.offsets)?;
         }
         for group_id in inner.offsets.groups() {
             let _ = inner.groups.ensure(&group_id);
@@ -147,8 +151,76 @@ impl GroupCoordinator {
         );
         Ok(GroupCoordinator {
             inner: Mutex::new(inner),
-            offsets_partitions,
+            offsets_partitions: RwLock::new(offsets_partitions),
         })
+    }
+
+    /// Takes the cluster's offsets topic partitions (the topic was created or recreated).
+    pub fn adopt(&self, partitions: Vec<Arc<Partition>>) {
+        *self
+            .offsets_partitions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = partitions;
+    }
+
+    fn offsets_partition(&self, group_id: &str) -> Option<(usize, Arc<Partition>)> {
+        let partitions = self
+            .offsets_partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        if partitions.is_empty() {
+            return None;
+        }
+        let index = partition_for(group_id, partitions.len());
+        Some((index, Arc::clone(&partitions[index])))
+    }
+
+    /// Whether this broker coordinates the group: it leads the group's offsets partition.
+    pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
+        match self.offsets_partition(group_id) {
+            Some((_, partition)) if partition.is_leader() => Ok(()),
+            Some(_) => Err(GroupError::NotCoordinator),
+            // A cluster broker before the offsets topic exists.
+            None => Err(GroupError::CoordinatorNotAvailable),
+        }
+    }
+
+    /// Reloads the groups of offsets partition `index` from its log (this broker just became
+    /// its leader: the log, replicated from the previous leader, is the truth).
+    pub fn reload(&self, index: usize) -> Result<(), StorageError> {
+        let partitions = self
+            .offsets_partitions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(partition) = partitions.get(index) else {
+            return Ok(());
+        };
+        let count = partitions.len();
+        let mut loaded = OffsetTable::default();
+        let replayed = replay(partition, &mut loaded)?;
+        let mut inner = self.lock();
+        let mine = |group: &str| partition_for(group, count) == index;
+        let stale: Vec<String> = inner
+            .groups
+            .list()
+            .filter(|group| mine(&group.group_id))
+            .map(|group| group.group_id.clone())
+            .collect();
+        for group_id in stale {
+            inner.groups.forget(&group_id);
+        }
+        inner.offsets.retain_groups(|group| !mine(group));
+        for group_id in loaded.groups() {
+            let _ = inner.groups.ensure(&group_id);
+        }
+        inner.offsets.merge(loaded);
+        tracing::info!(
+            partition = index,
+            records = replayed,
+            "loaded the groups of an offsets partition"
+        );
+        Ok(())
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -158,6 +230,9 @@ impl GroupCoordinator {
     /// JoinGroup: answered when the join phase completes (or at once on errors).
     pub async fn join(&self, request: JoinRequest, now_ms: i64) -> JoinResponse {
         let member_id = request.member_id.clone();
+        if let Err(error) = self.check_owner(&request.group_id) {
+            return JoinResponse::error(error, &member_id);
+        }
         let receiver = {
             let mut inner = self.lock();
             let token = inner.token();
@@ -174,6 +249,9 @@ impl GroupCoordinator {
 
     /// SyncGroup: followers wait for the leader's assignment.
     pub async fn sync(&self, request: SyncRequest, now_ms: i64) -> SyncResponse {
+        if let Err(error) = self.check_owner(&request.group_id) {
+            return SyncResponse::error(error);
+        }
         let receiver = {
             let mut inner = self.lock();
             let token = inner.token();
@@ -196,6 +274,7 @@ impl GroupCoordinator {
         generation_id: i32,
         now_ms: i64,
     ) -> Result<(), GroupError> {
+        self.check_owner(group_id)?;
         self.lock()
             .groups
             .heartbeat(group_id, member_id, instance_id, generation_id, now_ms)
@@ -207,6 +286,7 @@ impl GroupCoordinator {
         members: &[(String, Option<String>)],
         now_ms: i64,
     ) -> Result<Vec<state::MemberResult>, GroupError> {
+        self.check_owner(group_id)?;
         let mut inner = self.lock();
         let (results, outputs) = inner.groups.leave(group_id, members, now_ms)?;
         inner.deliver(outputs);
@@ -230,7 +310,8 @@ impl GroupCoordinator {
         generation_id: i32,
         commits: &[OffsetCommit],
         now_ms: i64,
-    ) -> Result<(), CommitError> {
+    ) -> Result<Durable, CommitError> {
+        self.check_owner(group_id).map_err(CommitError::Group)?;
         let mut inner = self.lock();
         inner
             .groups
@@ -266,29 +347,33 @@ impl GroupCoordinator {
             .iter()
             .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
             .collect();
-        self.persist(group_id, &records, now_ms)?;
+        let durable = self.persist(group_id, &records, now_ms)?;
         for (key, value) in entries {
             inner.offsets.put(key, value);
         }
-        Ok(())
+        Ok(durable)
     }
 
+    /// Appends group records to the group's offsets partition as its leader. In a cluster
+    /// the table changes at once but the client hears back only when the ISR has them.
     fn persist(
         &self,
         group_id: &str,
         records: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
-    ) -> Result<(), StorageError> {
+    ) -> Result<Durable, CommitError> {
         if records.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
-        let partition =
-            &self.offsets_partitions[partition_for(group_id, self.offsets_partitions.len())];
+        let (_, partition) = self
+            .offsets_partition(group_id)
+            .ok_or(CommitError::NotCoordinator)?;
         let mut builder = BatchBuilder::new(now_ms);
         for (key, value) in records {
             builder.push(Some(key), value.as_deref(), now_ms);
         }
-        partition.append(&mut builder.build(), now_ms).map(|_| ())
+        let appended = partition.append_as_leader(&mut builder.build(), true, now_ms)?;
+        Ok(appended.committed)
     }
 
     /// Committed offsets of a group: every partition when `topics` is `None`.
@@ -326,7 +411,7 @@ impl GroupCoordinator {
         group_id: &str,
         partitions: &[(String, i32)],
         now_ms: i64,
-    ) -> Result<(), CommitError> {
+    ) -> Result<Durable, CommitError> {
         let mut inner = self.lock();
         let group = inner
             .groups
@@ -348,15 +433,15 @@ impl GroupCoordinator {
             .iter()
             .map(|key| (offsets::encode_key(key), None))
             .collect();
-        self.persist(group_id, &tombstones, now_ms)?;
+        let durable = self.persist(group_id, &tombstones, now_ms)?;
         for key in &keys {
             inner.offsets.remove(key);
         }
-        Ok(())
+        Ok(durable)
     }
 
     /// DeleteGroups: an Empty group and all its offsets.
-    pub fn delete_group(&self, group_id: &str, now_ms: i64) -> Result<(), CommitError> {
+    pub fn delete_group(&self, group_id: &str, now_ms: i64) -> Result<Durable, CommitError> {
         let mut inner = self.lock();
         match inner.groups.get(group_id) {
             None => return Err(CommitError::Group(GroupError::GroupIdNotFound)),
@@ -374,11 +459,12 @@ impl GroupCoordinator {
             .iter()
             .map(|key| (offsets::encode_key(key), None))
             .collect();
-        self.persist(group_id, &tombstones, now_ms)?;
+        let durable = self.persist(group_id, &tombstones, now_ms)?;
         for key in &keys {
             inner.offsets.remove(key);
         }
-        inner.groups.delete(group_id).map_err(CommitError::Group)
+        inner.groups.delete(group_id).map_err(CommitError::Group)?;
+        Ok(durable)
     }
 
     /// A snapshot of one group for DescribeGroups; `None` when it does not exist.
@@ -400,4 +486,47 @@ impl GroupCoordinator {
             })
             .collect()
     }
+}
+
+/// Applies every offsets record of a partition's log (to its end: a new leader's log is the
+/// truth) to `table`; returns how many records it read.
+fn replay(partition: &Partition, table: &mut OffsetTable) -> Result<usize, StorageError> {
+    let mut replayed = 0usize;
+    let offsets = partition.offsets()?;
+    let mut offset = offsets.log_start_offset;
+    while offset < offsets.log_end_offset {
+        let limits = ReadLimits {
+            max_bytes: 4 * 1024 * 1024,
+            bound: ReadBound::LogEnd,
+            first_batch: FirstBatch::Whole,
+        };
+        let Some(region) = partition.read(offset, limits)?.region else {
+            break;
+        };
+        let bytes = region.read_to_vec().map_err(|error| StorageError::Io {
+            operation: "read",
+            path: "__consumer_offsets".into(),
+            source: error,
+        })?;
+        let mut rest = &bytes[..];
+        while let Some(total) = lmq_storage::batch::batch_total_bytes(rest)
+            .and_then(|total| usize::try_from(total).ok())
+        {
+            let Some(batch) = rest.get(..total) else {
+                break;
+            };
+            rest = &rest[total..];
+            let Ok(view) = BatchView::new(batch) else {
+                break;
+            };
+            offset = view.last_offset() + 1;
+            for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
+                if let Some(key) = record.key {
+                    table.apply(key, record.value);
+                    replayed += 1;
+                }
+            }
+        }
+    }
+    Ok(replayed)
 }

@@ -43,6 +43,16 @@ impl OffsetTable {
         self.offsets.insert(key, value);
     }
 
+    /// Takes every entry of `other`.
+    pub fn merge(&mut self, other: OffsetTable) {
+        self.offsets.extend(other.offsets);
+    }
+
+    /// Drops every entry whose group `keep` rejects.
+    pub fn retain_groups(&mut self, keep: impl Fn(&str) -> bool) {
+        self.offsets.retain(|key, _| keep(&key.group_id));
+    }
+
     pub fn remove(&mut self, key: &OffsetKey) -> bool {
         self.offsets.remove(key).is_some()
     }

@@ -71,6 +71,12 @@ impl Groups {
         }
     }
 
+    /// Forgets a group whatever its state (its coordinator moved to another broker; its
+    /// members find the new one and join there).
+    pub fn forget(&mut self, group_id: &str) {
+        self.groups.remove(group_id);
+    }
+
     fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
         self.next_member_number += 1;
         let prefix = instance_id.unwrap_or(client_id);

@@ -6,7 +6,7 @@ use lmq_wire::protocol::messages::describe_groups_response::{
 };
 use lmq_wire::protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
-use super::str_bytes;
+use super::{check_coordinator, str_bytes};
 use crate::broker::Broker;
 use crate::group::state::GroupState;
 
@@ -15,6 +15,11 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroups
     for group_id in request.groups {
         let mut described = DescribedGroup::default();
         described.group_id = group_id.clone();
+        if let Err(code) = check_coordinator(broker, &group_id.0) {
+            described.error_code = code;
+            response.groups.push(described);
+            continue;
+        }
         match broker.groups.describe(&group_id.0) {
             None => {
                 described.group_state = str_bytes("Dead");

@@ -1,4 +1,6 @@
-//! FindCoordinator: this node coordinates every group (v0-3 one key, v4+ batched keys).
+//! FindCoordinator (v0-3 one key, v4+ batched keys). A single node coordinates every
+//! group; in a cluster a group's coordinator is the leader of its `__consumer_offsets`
+//! partition (the topic is created on first use, once enough brokers are alive).
 //! Transaction coordinators do not exist yet.
 
 use lmq_wire::protocol::ResponseError;
@@ -6,40 +8,57 @@ use lmq_wire::protocol::messages::find_coordinator_response::Coordinator;
 use lmq_wire::protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::{NONE, str_bytes};
-use crate::broker::Broker;
+use crate::broker::{Broker, offsets_topic_configs};
+use crate::cluster::ClusterNode;
+use crate::group::offsets::{OFFSETS_TOPIC, partition_for};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(
+/// Where a key's coordinator is: error code and message, or node id, host and port.
+type Answer = Result<(i32, String, i32), (i16, &'static str)>;
+
+pub async fn handle(
     broker: &Broker,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    let (host, port) = broker.config.advertised();
-    let node_id = broker.config.node_id;
-    let answer = |key: &str| -> (i16, Option<&'static str>) {
+    if let Some(cluster) = broker.cluster()
+        && request.key_type == KEY_TYPE_GROUP
+    {
+        ensure_offsets_topic(broker, cluster).await;
+    }
+    let answer = |key: &str| -> Answer {
         if request.key_type != KEY_TYPE_GROUP {
-            (
+            Err((
                 ResponseError::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported yet"),
-            )
+                "transactions are not supported yet",
+            ))
         } else if key.is_empty() {
-            (ResponseError::InvalidRequest.code(), Some("empty group id"))
+            Err((ResponseError::InvalidRequest.code(), "empty group id"))
+        } else if let Some(cluster) = broker.cluster() {
+            group_leader(cluster, key)
         } else {
-            (NONE, None)
+            let (host, port) = broker.config.advertised();
+            Ok((broker.config.node_id, host, port))
         }
     };
     let mut response = FindCoordinatorResponse::default();
     if version < 4 {
-        let (error_code, message) = answer(&request.key);
-        response.error_code = error_code;
-        if version >= 1 {
-            response.error_message = message.map(str_bytes);
-        }
-        if error_code == NONE {
-            response.node_id = BrokerId(node_id);
-            response.host = str_bytes(host);
-            response.port = port;
+        match answer(&request.key) {
+            Ok((node_id, host, port)) => {
+                response.error_code = NONE;
+                response.node_id = BrokerId(node_id);
+                response.host = str_bytes(host);
+                response.port = port;
+            }
+            Err((error_code, message)) => {
+                response.error_code = error_code;
+                response.node_id = BrokerId(-1);
+                response.port = -1;
+                if version >= 1 {
+                    response.error_message = Some(str_bytes(message));
+                }
+            }
         }
         return response;
     }
@@ -47,21 +66,62 @@ pub fn handle(
         .coordinator_keys
         .iter()
         .map(|key| {
-            let (error_code, message) = answer(key);
             let mut coordinator = Coordinator::default();
             coordinator.key = key.clone();
-            coordinator.error_code = error_code;
-            coordinator.error_message = message.map(str_bytes);
-            if error_code == NONE {
-                coordinator.node_id = BrokerId(node_id);
-                coordinator.host = str_bytes(host.clone());
-                coordinator.port = port;
-            } else {
-                coordinator.node_id = BrokerId(-1);
-                coordinator.port = -1;
+            match answer(key) {
+                Ok((node_id, host, port)) => {
+                    coordinator.error_code = NONE;
+                    coordinator.node_id = BrokerId(node_id);
+                    coordinator.host = str_bytes(host);
+                    coordinator.port = port;
+                }
+                Err((error_code, message)) => {
+                    coordinator.error_code = error_code;
+                    coordinator.error_message = Some(str_bytes(message));
+                    coordinator.node_id = BrokerId(-1);
+                    coordinator.port = -1;
+                }
             }
             coordinator
         })
         .collect();
     response
+}
+
+/// Creates the replicated offsets topic on first use, once enough brokers are alive.
+async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
+    if cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC) {
+        return;
+    }
+    let settings = &broker.config.group;
+    let created = cluster
+        .create_topic(
+            broker,
+            OFFSETS_TOPIC,
+            settings.offsets_topic_partitions,
+            settings.offsets_topic_replication_factor,
+            &offsets_topic_configs(),
+        )
+        .await;
+    if let Err(error) = created {
+        tracing::warn!(%error, "cannot create the offsets topic yet");
+    }
+}
+
+/// The leader of the group's offsets partition.
+fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
+    let view = cluster.view();
+    let not_available = (
+        ResponseError::CoordinatorNotAvailable.code(),
+        "the offsets topic has no leader yet",
+    );
+    let topic = view
+        .metadata
+        .topics
+        .get(OFFSETS_TOPIC)
+        .ok_or(not_available)?;
+    let index = partition_for(group_id, topic.partitions.len());
+    let leader = topic.partitions.get(index).map_or(-1, |state| state.leader);
+    let info = view.brokers.get(&leader).ok_or(not_available)?;
+    Ok((leader, info.host.clone(), i32::from(info.port)))
 }

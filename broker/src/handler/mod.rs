@@ -37,6 +37,7 @@ use lmq_wire::protocol::protocol::StrBytes;
 use crate::broker::Broker;
 use crate::cluster::metadata::MetadataError;
 use crate::cluster::store::StoreError;
+use crate::group::CommitError;
 use crate::group::state::GroupError;
 use crate::partition::ReplicaError;
 use crate::topics::TopicError;
@@ -96,7 +97,7 @@ pub async fn dispatch(
             describe_cluster::handle(broker, body),
         )),
         RequestKind::FindCoordinator(body) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(broker, body, version),
+            find_coordinator::handle(broker, body, version).await,
         )),
         RequestKind::JoinGroup(body) => Some(ResponseKind::JoinGroup(
             join_group::handle(broker, context, body, version).await,
@@ -110,24 +111,24 @@ pub async fn dispatch(
         RequestKind::LeaveGroup(body) => Some(ResponseKind::LeaveGroup(leave_group::handle(
             broker, body, version,
         ))),
-        RequestKind::OffsetCommit(body) => Some(ResponseKind::OffsetCommit(offset_commit::handle(
-            broker, body,
-        ))),
+        RequestKind::OffsetCommit(body) => Some(ResponseKind::OffsetCommit(
+            offset_commit::handle(broker, body).await,
+        )),
         RequestKind::OffsetFetch(body) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
             broker, body, version,
         ))),
-        RequestKind::OffsetDelete(body) => Some(ResponseKind::OffsetDelete(offset_delete::handle(
-            broker, body,
-        ))),
+        RequestKind::OffsetDelete(body) => Some(ResponseKind::OffsetDelete(
+            offset_delete::handle(broker, body).await,
+        )),
         RequestKind::ListGroups(body) => Some(ResponseKind::ListGroups(list_groups::handle(
             broker, body, version,
         ))),
         RequestKind::DescribeGroups(body) => Some(ResponseKind::DescribeGroups(
             describe_groups::handle(broker, body),
         )),
-        RequestKind::DeleteGroups(body) => Some(ResponseKind::DeleteGroups(delete_groups::handle(
-            broker, body,
-        ))),
+        RequestKind::DeleteGroups(body) => Some(ResponseKind::DeleteGroups(
+            delete_groups::handle(broker, body).await,
+        )),
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(
             create_topics::handle(broker, body, version).await,
         )),
@@ -218,6 +219,41 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
     code.code()
 }
 
+/// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.
+pub(crate) const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Persists a group change and waits until it is durable; the Kafka error code otherwise.
+pub(crate) async fn commit_outcome(
+    outcome: Result<crate::group::Durable, CommitError>,
+) -> Result<(), CommitError> {
+    crate::group::wait_durable(outcome?, OFFSETS_COMMIT_TIMEOUT).await
+}
+
+/// The Kafka error code for a group change that failed.
+pub(crate) fn commit_error_code(error: &CommitError) -> i16 {
+    match error {
+        CommitError::Group(error) => group_error_code(*error),
+        CommitError::MetadataTooLarge(_) => ResponseError::OffsetMetadataTooLarge.code(),
+        CommitError::NotCoordinator => ResponseError::NotCoordinator.code(),
+        // A disk problem: the client retries (elsewhere, once the partition moves).
+        CommitError::Storage(error) => match storage_error_code(error) {
+            code if code == ResponseError::KafkaStorageError.code() => {
+                ResponseError::CoordinatorNotAvailable.code()
+            }
+            code => code,
+        },
+    }
+}
+
+/// NOT_COORDINATOR when another broker coordinates the group (its offsets partition is led
+/// elsewhere).
+pub(crate) fn check_coordinator(broker: &Broker, group_id: &str) -> Result<(), i16> {
+    broker
+        .groups
+        .check_owner(group_id)
+        .map_err(group_error_code)
+}
+
 /// The Kafka error code for a group coordinator refusal.
 pub(crate) fn group_error_code(error: GroupError) -> i16 {
     let code = match error {
@@ -233,6 +269,7 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::GroupIdNotFound => ResponseError::GroupIdNotFound,
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
+        GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::LimitExceeded => ResponseError::PolicyViolation,
     };
     code.code()

@@ -1,17 +1,16 @@
 //! OffsetCommit: generation-checked commits from group members, or simple commits
 //! (generation -1) for groups without members.
 
-use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use lmq_wire::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{UNKNOWN_TOPIC_OR_PARTITION, group_error_code, storage_error_code};
+use super::{UNKNOWN_TOPIC_OR_PARTITION, check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
 use crate::group::{CommitError, OffsetCommit};
 
-pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     // Partitions of unknown topics are refused one by one; the rest commit together.
     let mut commits = Vec::new();
     let mut unknown = Vec::new();
@@ -38,25 +37,25 @@ pub fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResp
             }
         }
     }
-    let outcome = broker.groups.commit(
-        &request.group_id.0,
-        &request.member_id,
-        request.group_instance_id.as_deref(),
-        request.generation_id_or_member_epoch,
-        &commits,
-        broker.now_ms(),
-    );
-    let error_code = match &outcome {
-        Ok(()) => 0,
-        Err(CommitError::Group(error)) => group_error_code(*error),
-        Err(CommitError::MetadataTooLarge(_)) => ResponseError::OffsetMetadataTooLarge.code(),
-        Err(CommitError::Storage(error)) => {
-            tracing::error!(group = %request.group_id.0, %error, "persisting offsets failed");
-            match storage_error_code(error) {
-                code if code == ResponseError::KafkaStorageError.code() => {
-                    ResponseError::CoordinatorNotAvailable.code()
+    let error_code = match check_coordinator(broker, &request.group_id.0) {
+        Err(code) => code,
+        Ok(()) => {
+            let outcome = broker.groups.commit(
+                &request.group_id.0,
+                &request.member_id,
+                request.group_instance_id.as_deref(),
+                request.generation_id_or_member_epoch,
+                &commits,
+                broker.now_ms(),
+            );
+            match commit_outcome(outcome).await {
+                Ok(()) => 0,
+                Err(error) => {
+                    if let CommitError::Storage(error) = &error {
+                        tracing::error!(group = %request.group_id.0, %error, "persisting offsets failed");
+                    }
+                    commit_error_code(&error)
                 }
-                code => code,
             }
         }
     };

@@ -6,12 +6,12 @@ use lmq_wire::protocol::messages::offset_delete_response::{
 };
 use lmq_wire::protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
-use super::{group_error_code, storage_error_code};
+use super::{check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
 use crate::group::CommitError;
 use crate::group::state::GroupError;
 
-pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
@@ -23,26 +23,24 @@ pub fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResp
         })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    let partition_error =
-        match broker
-            .groups
-            .delete_offsets(&request.group_id.0, &partitions, broker.now_ms())
-        {
-            Ok(()) => 0,
-            // Kafka refuses per partition when active members may still consume it.
-            Err(CommitError::Group(GroupError::NonEmptyGroup)) => {
-                ResponseError::GroupSubscribedToTopic.code()
-            }
-            Err(CommitError::Group(error)) => {
-                response.error_code = group_error_code(error);
-                return response;
-            }
-            Err(CommitError::Storage(error)) => {
-                response.error_code = storage_error_code(&error);
-                return response;
-            }
-            Err(CommitError::MetadataTooLarge(_)) => ResponseError::UnknownServerError.code(),
-        };
+    if let Err(code) = check_coordinator(broker, &request.group_id.0) {
+        response.error_code = code;
+        return response;
+    }
+    let deleted = broker
+        .groups
+        .delete_offsets(&request.group_id.0, &partitions, broker.now_ms());
+    let partition_error = match commit_outcome(deleted).await {
+        Ok(()) => 0,
+        // Kafka refuses per partition when active members may still consume it.
+        Err(CommitError::Group(GroupError::NonEmptyGroup)) => {
+            ResponseError::GroupSubscribedToTopic.code()
+        }
+        Err(error) => {
+            response.error_code = commit_error_code(&error);
+            return response;
+        }
+    };
     for topic in request.topics {
         let mut answered = OffsetDeleteResponseTopic::default();
         answered.name = topic.name.clone();

@@ -7,7 +7,7 @@ use lmq_wire::protocol::messages::offset_fetch_response::{
 };
 use lmq_wire::protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchResponse};
 
-use super::{str_bytes, topic_name};
+use super::{check_coordinator, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::group::offsets::CommittedOffset;
 
@@ -42,6 +42,11 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             });
             let mut answered = OffsetFetchResponseGroup::default();
             answered.group_id = GroupId(group.group_id.0.clone());
+            if let Err(code) = check_coordinator(broker, &group.group_id.0) {
+                answered.error_code = code;
+                response.groups.push(answered);
+                continue;
+            }
             for (topic, partitions) in by_topic(fetch(broker, &group.group_id.0, topics)) {
                 let mut answered_topic = OffsetFetchResponseTopics::default();
                 answered_topic.name = topic_name(topic);
@@ -62,6 +67,12 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                 answered.topics.push(answered_topic);
             }
             response.groups.push(answered);
+        }
+        return response;
+    }
+    if let Err(code) = check_coordinator(broker, &request.group_id.0) {
+        if version >= 2 {
+            response.error_code = code;
         }
         return response;
     }

@@ -54,6 +54,8 @@ pub enum GroupError {
     GroupIdNotFound,
     NonEmptyGroup,
     CoordinatorNotAvailable,
+    /// Another broker coordinates the group (its offsets partition is led elsewhere).
+    NotCoordinator,
     /// Too many groups, or member metadata over its limit.
     LimitExceeded,
 }
