@@ -17,14 +17,16 @@
 # address, keeps its data in DIR/broker-I/data and its log in DIR/broker-I/log, and talks to
 # Consul server ((I-1) mod 3)+1. DIR defaults to $LMQ_CLUSTER_DIR or /tmp/lmq-cluster.
 # The lmq binary is $LMQ_BIN, else target/debug/lmq (built when missing).
-# Extra `lmq serve` flags for every broker: $LMQ_BROKER_ARGS.
+# Extra `lmq serve` flags for every broker: $LMQ_BROKER_ARGS. Two clusters at once need
+# other addresses: $LMQ_CLUSTER_IP_BASE (default 10: brokers on 127.0.0.(BASE+I)) and
+# $LMQ_CLUSTER_CONSUL_PORT (default 18300, see scripts/consul.sh --base-port).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 
 die() { printf 'cluster.sh: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 DIR="${LMQ_CLUSTER_DIR:-/tmp/lmq-cluster}"
 ARGS=()
@@ -51,7 +53,9 @@ lmq_bin() {
   echo "$ROOT/target/debug/lmq"
 }
 
-broker_ip() { echo "127.0.0.$((10 + $1))"; }
+IP_BASE="${LMQ_CLUSTER_IP_BASE:-10}"
+CONSUL_PORT="${LMQ_CLUSTER_CONSUL_PORT:-18300}"
+broker_ip() { echo "127.0.0.$((IP_BASE + $1))"; }
 broker_dir() { echo "$DIR/broker-$1"; }
 
 alive() {
@@ -108,7 +112,7 @@ up)
   [[ "$count" =~ ^[0-9]+$ && "$count" -ge 1 && "$count" -le 200 ]] || die "N must be 1..200"
   [[ -f "$DIR/consul-http" ]] && die "a cluster is up in $DIR; run '$0 down --dir $DIR' first"
   mkdir -p "$DIR"
-  scripts/consul.sh cluster start "$DIR/consul" >"$DIR/consul-http"
+  scripts/consul.sh cluster start "$DIR/consul" --base-port "$CONSUL_PORT" >"$DIR/consul-http"
   for id in $(seq 1 "$count"); do
     start_broker "$id"
   done

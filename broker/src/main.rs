@@ -251,6 +251,10 @@ async fn join_cluster(
 ) -> Result<Arc<dyn lmq_coord::Coordinator>> {
     let mut consul = lmq_coord::ConsulConfig::new(address.clone());
     consul.key_prefix = broker.config.cluster.consul_key_prefix.clone();
+    // A controller that crashed is replaced after its session's TTL plus this delay. The
+    // holder already steps down before its TTL can run out (coord's lease), so a short
+    // delay keeps controller failover near the session TTL.
+    consul.lock_delay = std::time::Duration::from_secs(1);
     let coordinator: Arc<dyn lmq_coord::Coordinator> = Arc::new(
         lmq_coord::ConsulCoordinator::connect(consul)
             .await

@@ -153,13 +153,26 @@ fn the_checker_finds_losses_duplicates_and_reordering() {
     assert_eq!((report.duplicates, report.reordered), (1, 1));
 }
 
-async fn leader_of(admin: &Admin, topic: &str, partition: i32) -> i32 {
-    admin.cluster().invalidate(topic).await;
-    let info = admin.describe_topic(topic).await.unwrap();
-    info.partitions
-        .iter()
-        .find(|known| known.partition == partition)
-        .map_or(-1, |known| known.leader)
+/// The partition's leader as the cluster metadata in Consul has it (a broker that was just
+/// paused may still answer Metadata from an older view).
+fn leader_of(cluster: &Cluster, topic: &str, partition: i32) -> i32 {
+    use std::io::{Read, Write};
+    let consul = std::fs::read_to_string(cluster.dir.path().join("consul-http")).unwrap();
+    let address = consul.lines().next().unwrap().trim_start_matches("http://");
+    let mut stream = std::net::TcpStream::connect(address).unwrap();
+    write!(
+        stream,
+        "GET /v1/kv/lmq/kv/cluster/metadata?raw&consistent HTTP/1.0\r\nHost: {address}\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).unwrap();
+    let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
+    let metadata: serde_json::Value = serde_json::from_str(body).unwrap();
+    metadata["topics"][topic]["partitions"][usize::try_from(partition).unwrap()]["leader"]
+        .as_i64()
+        .and_then(|leader| i32::try_from(leader).ok())
+        .unwrap_or(-1)
 }
 
 /// Writes `<partition>:<n>` for n = 0, 1, ... to one partition, one record at a time, until
@@ -249,7 +262,7 @@ async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin
         .reset_offsets("faults-group", "faults-rf3", OffsetSpec::Latest)
         .await
         .unwrap();
-    let coordinator = leader_of(admin, "__consumer_offsets", 0).await;
+    let coordinator = leader_of(cluster, "__consumer_offsets", 0);
     cluster.script(&["kill", &coordinator.to_string()]);
     let mut after: Vec<(i32, i64)> = admin
         .group_lag("faults-group")
@@ -307,10 +320,11 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
     for round in 0..rounds {
         let partition = i32::try_from(round % 3).unwrap();
         // SIGKILL the leader, measure until that partition acknowledges again, restart it.
-        let victim = leader_of(&admin, "faults-rf3", partition).await;
+        let victim = leader_of(&cluster, "faults-rf3", partition);
         assert!(victim > 0, "partition {partition} has a leader");
-        let killed = Instant::now();
         cluster.script(&["kill", &victim.to_string()]);
+        // After the script returned: the process is gone, sends from now on need a new leader.
+        let killed = Instant::now();
         let deadline = killed + Duration::from_secs(60);
         let failover = loop {
             let first = acked
@@ -334,7 +348,7 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
         failovers.push(failover);
         cluster.script(&["start", &victim.to_string()]);
         // Pause another broker past its registration's TTL, then let it go on.
-        let paused = leader_of(&admin, "faults-rf3", (partition + 1) % 3).await;
+        let paused = leader_of(&cluster, "faults-rf3", (partition + 1) % 3);
         if paused > 0 {
             cluster.script(&["pause", &paused.to_string()]);
             tokio::time::sleep(Duration::from_secs(8)).await;

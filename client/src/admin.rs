@@ -450,8 +450,20 @@ impl Admin {
         })
     }
 
-    /// Log start or end offset of every partition of `topic`.
+    /// Log start or end offset of every partition of `topic`, following leaders that move
+    /// (metadata refreshed, retried within the request timeout).
     pub async fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        self.retrying(|| async {
+            let outcome = self.list_offsets_once(topic, spec).await;
+            if outcome.is_err() {
+                self.cluster.invalidate(topic).await;
+            }
+            outcome
+        })
+        .await
+    }
+
+    async fn list_offsets_once(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
         let timestamp = match spec {
             OffsetSpec::Earliest => -2,
             OffsetSpec::Latest => -1,
