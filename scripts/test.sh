@@ -66,3 +66,6 @@ step "replicated cluster fault test: 3 Consul servers + 3 brokers, leaders kille
 # Its own Consul servers and brokers (scripts/cluster.sh), stopped by the test itself.
 LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
   cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture
+
+step "real Kafka clients through a leader kill on the cluster (confluent-kafka, Java, kcat)"
+compat-tests/cluster.sh target/debug/lmq

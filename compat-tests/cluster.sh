@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Real Kafka clients against a 3-broker LMQ cluster on Consul (scripts/cluster.sh) while a
+# partition leader is killed: confluent-kafka (librdkafka) produces and consumes through the
+# failover without a restart; Kafka's VerifiableProducer (the Java client) does the same and
+# every record it saw acknowledged is read back with kcat; a restarted broker catches up.
+#
+#   compat-tests/cluster.sh BINARY
+#
+# Prints 'PASS name' / 'FAIL name: reason' per scenario and, last, 'N passed, M failed';
+# exits non-zero if anything failed. Installs what it needs like compat-tests/single-node.sh.
+set -euo pipefail
+
+[[ $# -eq 1 && -x "$1" ]] || { echo "usage: $0 BINARY   (e.g. target/debug/lmq)" >&2; exit 2; }
+BINARY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+ROOT="$(cd "$HERE/.." && pwd)"
+export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
+CONFLUENT_KAFKA_VERSION=2.16.1
+KAFKA="$ROOT/scripts/kafka.sh"
+PY="$LMQ_CACHE/venv/bin/python"
+WORK="$(mktemp -d "${TMPDIR:-/tmp}/lmq-compat-cluster.XXXXXX")"
+LOGS="$WORK/logs"
+CLUSTER="$WORK/cluster"
+mkdir -p "$LOGS"
+PASSED=0
+FAILED=0
+
+say() { echo "==> $*" >&2; }
+die() { echo "compat-tests/cluster.sh: $*" >&2; exit 2; }
+cluster() { LMQ_BIN="$BINARY" "$ROOT/scripts/cluster.sh" "$@" --dir "$CLUSTER"; }
+
+cleanup() {
+  local rc=$?
+  cluster down >/dev/null 2>&1 || true
+  if ((FAILED > 0 || rc != 0)) || [[ -n "${LMQ_COMPAT_KEEP:-}" ]]; then
+    echo "compat-tests/cluster.sh: logs kept in $WORK" >&2
+  else
+    rm -rf "$WORK"
+  fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# shellcheck source=compat-tests/prereqs.sh
+source "$HERE/prereqs.sh"
+
+result() { # NAME [FAILURE-TEXT]
+  if [[ $# -eq 1 ]]; then
+    echo "PASS $1"
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAIL $1: $2"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
+# Restarts every broker that a scenario killed, so the next one starts with three.
+restart_killed() {
+  for dir in "$CLUSTER"/broker-*; do
+    [[ -f "$dir/pid" ]] || cluster start "${dir##*-}"
+  done
+}
+
+say "3 Consul servers + 3 brokers"
+BOOTSTRAP="$(cluster up 3 | tail -1)"
+say "bootstrap $BOOTSTRAP"
+
+say "scenario confluent-kafka-failover"
+if timeout 300 "$PY" "$HERE/python/failover.py" "$BOOTSTRAP" failover-python \
+  env LMQ_BIN="$BINARY" "$ROOT/scripts/cluster.sh" --dir "$CLUSTER" >"$LOGS/python.log" 2>&1; then
+  result confluent-kafka-failover
+else
+  result confluent-kafka-failover "$(tail -3 "$LOGS/python.log" | tr '\n' ' ')"
+fi
+restart_killed
+
+say "scenario java-verifiable-producer-failover"
+"$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --create \
+  --topic failover-java --partitions 3 --replication-factor 3 \
+  --config min.insync.replicas=2 >"$LOGS/java-topic.log" 2>&1 || true
+"$KAFKA" tool org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
+  --topic failover-java --max-messages 3000 --throughput 200 --acks -1 \
+  >"$LOGS/java-producer.jsonl" 2>"$LOGS/java-producer.log" &
+JAVA_PID=$!
+sleep 5
+# The leader of partition 1 as the brokers report it.
+VICTIM="$(kcat -b "$BOOTSTRAP" -L -t failover-java -J 2>/dev/null |
+  "$PY" -c 'import json,sys; t=json.load(sys.stdin)["topics"][0]; print([p["leader"] for p in t["partitions"] if p["partition"]==1][0])')"
+say "killing broker $VICTIM (leader of failover-java-1)"
+cluster kill "$VICTIM"
+if ! wait "$JAVA_PID"; then
+  result java-verifiable-producer-failover "VerifiableProducer failed: $(tail -3 "$LOGS/java-producer.log" | tr '\n' ' ')"
+else
+  ACKED="$(grep -c '"name":"producer_send_success"' "$LOGS/java-producer.jsonl" || true)"
+  kcat -b "$BOOTSTRAP" -C -t failover-java -o beginning -e -q -f '%s\n' >"$LOGS/java-read.txt" 2>"$LOGS/java-read.log" || true
+  MISSING="$("$PY" - "$LOGS/java-producer.jsonl" "$LOGS/java-read.txt" <<'PYEOF'
+import json, sys
+acked = {json.loads(l)["value"] for l in open(sys.argv[1]) if '"producer_send_success"' in l}
+read = [l.rstrip("\n") for l in open(sys.argv[2])]
+dups = len(read) - len(set(read))
+print(len(acked - set(read)), dups)
+PYEOF
+)"
+  if [[ "$ACKED" -ge 2900 && "$MISSING" == "0 0" ]]; then
+    result java-verifiable-producer-failover
+  else
+    result java-verifiable-producer-failover "$ACKED acknowledged; missing and duplicated: $MISSING"
+  fi
+fi
+
+say "scenario restarted-broker-catches-up"
+cluster start "$VICTIM"
+CAUGHT_UP=""
+for _ in $(seq 1 60); do
+  if kcat -b "$BOOTSTRAP" -L -t failover-java 2>/dev/null | grep -q "isrs: .*$VICTIM"; then
+    ISRS="$(kcat -b "$BOOTSTRAP" -L -t failover-java 2>/dev/null | grep -c "isrs: [0-9],[0-9],[0-9]" || true)"
+    if [[ "$ISRS" == "3" ]]; then CAUGHT_UP=1; break; fi
+  fi
+  sleep 1
+done
+if [[ -n "$CAUGHT_UP" ]]; then
+  result restarted-broker-catches-up
+else
+  result restarted-broker-catches-up "broker $VICTIM not back in every ISR after 60 s: $(kcat -b "$BOOTSTRAP" -L -t failover-java 2>&1 | tail -3 | tr '\n' ' ')"
+fi
+
+echo "$PASSED passed, $FAILED failed"
+((FAILED == 0))

@@ -1,0 +1,98 @@
+"""confluent-kafka (librdkafka) through a partition leader's kill -9 on an LMQ cluster: an
+idempotent acks=all producer keeps going without a restart, every delivered record is read
+back exactly once by a consumer group, and the group's committed offsets are where it left.
+
+usage: failover.py BOOTSTRAP TOPIC CLUSTER_COMMAND...
+(CLUSTER_COMMAND + ["kill", id] kills a broker, + ["start", id] restarts it: scripts/cluster.sh)
+"""
+
+import subprocess
+import sys
+import time
+
+from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+COUNT = 4000
+KILL_AT = 1200
+
+
+def main():
+    bootstrap, topic, cluster = sys.argv[1], sys.argv[2], sys.argv[3:]
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    created = admin.create_topics(
+        [NewTopic(topic, 3, 3, config={"min.insync.replicas": "2"})]
+    )
+    created[topic].result(30)
+    producer = Producer(
+        {
+            "bootstrap.servers": bootstrap,
+            "enable.idempotence": True,
+            "acks": "all",
+            "linger.ms": 5,
+            "message.timeout.ms": 120000,
+        }
+    )
+    delivered, failed = {}, []
+
+    def report(err, msg):
+        if err is not None:
+            failed.append(str(err))
+        else:
+            delivered[msg.value().decode()] = (msg.partition(), msg.offset())
+
+    victim = None
+    started = time.monotonic()
+    for i in range(COUNT):
+        producer.produce(topic, value=str(i).encode(), callback=report)
+        producer.poll(0)
+        time.sleep(0.004)
+        if i == KILL_AT:
+            producer.flush(30)
+            victim = producer.list_topics(topic, timeout=10).topics[topic].partitions[0].leader
+            subprocess.run(cluster + ["kill", str(victim)], check=True)
+            print(f"killed broker {victim} (leader of {topic}-0) after {i + 1} records")
+    left = producer.flush(150)
+    print(f"produced {COUNT} in {time.monotonic() - started:.1f} s: {len(delivered)} delivered, "
+          f"{len(failed)} failed, {left} undelivered")
+    if failed or left or len(delivered) != COUNT:
+        sys.exit(f"FAIL: not every record was delivered: {failed[:3]}")
+    # Back to three brokers: the group's offsets topic wants three replicas, as Kafka's does.
+    subprocess.run(cluster + ["start", str(victim)], check=True)
+
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"{topic}-readers",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    seen = {}
+    deadline = time.monotonic() + 90
+    while len(seen) < COUNT and time.monotonic() < deadline:
+        msg = consumer.poll(1.0)
+        if msg is None or msg.error():
+            continue
+        value = msg.value().decode()
+        seen[value] = seen.get(value, 0) + 1
+    duplicates = sum(1 for n in seen.values() if n > 1)
+    missing = [v for v in delivered if v not in seen]
+    print(f"read {sum(seen.values())} records: {len(missing)} missing, {duplicates} duplicated")
+    if missing or duplicates:
+        sys.exit(f"FAIL: missing {missing[:5]}, {duplicates} duplicated")
+    consumer.commit(asynchronous=False)
+    positions = consumer.position([TopicPartition(topic, p) for p in range(3)])
+    committed = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
+    consumer.close()
+    if [p.offset for p in positions] != [c.offset for c in committed]:
+        sys.exit(f"FAIL: committed {committed} != positions {positions}")
+    print("PASS")
+
+
+if __name__ == "__main__":
+    try:
+        main()
+    except KafkaException as error:
+        sys.exit(f"FAIL: {error}")
