@@ -8,6 +8,7 @@
 #                                           is the bootstrap list host:port,host:port,...
 #   scripts/cluster.sh down [--dir DIR]     stop every broker and Consul server it started
 #   scripts/cluster.sh start I [--dir DIR]  (re)start broker I on its data dir, wait until ready
+#   scripts/cluster.sh stop I [--dir DIR]   stop broker I cleanly (SIGTERM; it leaves the cluster)
 #   scripts/cluster.sh kill I [--dir DIR]   kill -9 broker I
 #   scripts/cluster.sh pause I | resume I   SIGSTOP / SIGCONT broker I
 #   scripts/cluster.sh pid I                print broker I's pid
@@ -26,7 +27,7 @@ ROOT="$(pwd)"
 
 die() { printf 'cluster.sh: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 DIR="${LMQ_CLUSTER_DIR:-/tmp/lmq-cluster}"
 ARGS=()
@@ -141,6 +142,13 @@ down)
 start) start_broker "${1:?broker number needed}" ;;
 kill)
   signal_broker KILL "${1:-}"
+  rm -f "$(broker_dir "$1")/pid"
+  ;;
+stop)
+  pid="$(cat "$(broker_dir "${1:?broker number needed}")/pid" 2>/dev/null)" || die "broker $1 is not running"
+  kill -TERM "$pid"
+  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -0 "$pid" 2>/dev/null && die "broker $1 did not stop within 15 s"
   rm -f "$(broker_dir "$1")/pid"
   ;;
 pause) signal_broker STOP "${1:-}" ;;

@@ -62,10 +62,10 @@ step "coordinator contract tests against a real Consul (dev agent + 3-server clu
     cargo test -p lmq-coord --locked --test consul -- --test-threads=1
 )
 
-step "replicated cluster fault test: 3 Consul servers + 3 brokers, leaders killed and paused"
+step "replicated cluster tests: leaders killed and paused under load; partitions, brokers and replicas changed online"
 # Its own Consul servers and brokers (scripts/cluster.sh), stopped by the test itself.
 LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
-  cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture
+  cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture --test-threads=1
 
 step "real Kafka clients through a leader kill on the cluster (confluent-kafka, Java, kcat)"
 compat-tests/cluster.sh target/debug/lmq

@@ -353,6 +353,7 @@ impl Partition {
             if let Role::Leader(state) = role
                 && state.leader_epoch() == assignment.leader_epoch
             {
+                state.set_replicas(&assignment.replicas, now_ms);
                 if state.pending_isr().is_none() && *state.isr() != assignment.isr_set() {
                     let actions = state.isr_committed(assignment.isr_set(), now_ms);
                     let _ = self.apply(state, waiters, actions);

@@ -215,6 +215,21 @@ impl LeaderState {
         self.pending_isr = None;
     }
 
+    /// The replica set changed within this leader epoch (a reassignment added or removed
+    /// replicas): new followers start unknown and out of the ISR, removed ones are forgotten.
+    pub fn set_replicas(&mut self, replicas: &[i32], now_ms: i64) {
+        self.followers
+            .retain(|replica, _| replicas.contains(replica));
+        for &replica in replicas {
+            if replica != self.leader_id {
+                self.followers.entry(replica).or_insert(Follower {
+                    log_end_offset: -1,
+                    caught_up_ms: now_ms,
+                });
+            }
+        }
+    }
+
     /// The proposed ISR, if one is waiting to be persisted.
     pub fn pending_isr(&self) -> Option<&BTreeSet<i32>> {
         self.pending_isr.as_ref()
@@ -511,6 +526,30 @@ mod pending_isr_tests {
         // Broker 3 comes back and catches up: now it is proposed again.
         let actions = state.follower_fetched(3, 21, 5);
         assert!(actions.contains(&Action::IsrChanged(BTreeSet::from([1, 2, 3]))));
+    }
+
+    #[test]
+    fn a_replica_added_by_a_reassignment_joins_once_caught_up() {
+        let config = ReplicationConfig {
+            replica_lag_time_max_ms: 10_000,
+            min_insync_replicas: 1,
+        };
+        let assignment = Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        let mut state = LeaderState::new(config, &assignment, 50, 50, 0);
+        state.follower_fetched(2, 50, 1);
+        assert!(
+            state.follower_fetched(4, 50, 2).is_empty(),
+            "not a replica yet"
+        );
+        state.set_replicas(&[1, 2, 4], 3);
+        assert!(state.follower_fetched(4, 20, 4).is_empty(), "behind");
+        let actions = state.follower_fetched(4, 50, 5);
+        assert!(actions.contains(&Action::IsrChanged(BTreeSet::from([1, 2, 4]))));
     }
 
     #[test]

@@ -255,6 +255,132 @@ async fn read_back(
     logs
 }
 
+/// Reads `topic` back and asserts that every acknowledged record is there, once, in order.
+async fn verify(client: &ClientConfig, topic: &str, partitions: i32, acked: &[Ack]) {
+    let mine: Vec<Acked> = acked
+        .iter()
+        .filter(|(name, _, _, _)| name == topic)
+        .map(|(_, record, _, _)| record.clone())
+        .collect();
+    let report = check(&mine, &read_back(client.clone(), topic, partitions).await);
+    eprintln!(
+        "{topic}: {} acknowledged, {} lost, {} duplicated, {} out of order",
+        report.acked,
+        report.lost.len(),
+        report.duplicates,
+        report.reordered
+    );
+    assert!(report.acked > 100, "{topic}: the producers made progress");
+    assert_eq!(
+        report.lost,
+        Vec::<Acked>::new(),
+        "{topic}: acknowledged records lost"
+    );
+    assert_eq!(
+        report.duplicates, 0,
+        "{topic}: duplicates despite idempotence"
+    );
+    assert_eq!(report.reordered, 0, "{topic}: order within a partition");
+}
+
+/// Waits (60 s at most) until no replica move is in progress.
+async fn wait_for_reassignments(admin: &Admin) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let running = admin.list_reassignments().await.unwrap();
+        if running.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "reassignments still running: {running:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// The partition's replicas as the cluster metadata in Consul has them.
+async fn replicas_of(admin: &Admin, topic: &str, partition: i32) -> Vec<i32> {
+    admin.cluster().invalidate(topic).await;
+    let info = admin.describe_topic(topic).await.unwrap();
+    info.partitions
+        .iter()
+        .find(|known| known.partition == partition)
+        .map(|known| known.replicas.clone())
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul cluster: scripts/test.sh runs it with --ignored"]
+async fn online_partition_increase_broker_addition_replica_moves_and_broker_removal() {
+    let cluster = Cluster::up();
+    let client = cluster.client();
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    admin
+        .create_topic("online", 3, 2, &BTreeMap::new())
+        .await
+        .unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopped) = watch::channel(false);
+    let spawn = |partition: i32| {
+        tokio::spawn(produce(
+            client.clone(),
+            "online".to_string(),
+            partition,
+            Arc::clone(&acked),
+            stopped.clone(),
+        ))
+    };
+    let mut producers: Vec<_> = (0..3).map(spawn).collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A fourth partition on the live topic, written at once.
+    admin.create_partitions("online", 4).await.unwrap();
+    producers.push(spawn(3));
+
+    // A fourth broker joins; a replica of partition 0 moves to it while producers run.
+    cluster.script(&["start", "4"]);
+    let original = replicas_of(&admin, "online", 0).await;
+    let target = vec![4, original[1]];
+    admin
+        .reassign_partition("online", 0, Some(&target))
+        .await
+        .unwrap();
+    wait_for_reassignments(&admin).await;
+    assert_eq!(replicas_of(&admin, "online", 0).await, target);
+    eprintln!("partition 0 moved from {original:?} to {target:?}");
+
+    // Broker 1 is emptied, then stopped: nothing it held is lost.
+    for partition in 0..4 {
+        let replicas = replicas_of(&admin, "online", partition).await;
+        if !replicas.contains(&1) {
+            continue;
+        }
+        let spare = (2..=4).find(|id| !replicas.contains(id)).unwrap();
+        let moved: Vec<i32> = replicas
+            .iter()
+            .map(|&id| if id == 1 { spare } else { id })
+            .collect();
+        admin
+            .reassign_partition("online", partition, Some(&moved))
+            .await
+            .unwrap();
+    }
+    wait_for_reassignments(&admin).await;
+    for partition in 0..4 {
+        assert!(!replicas_of(&admin, "online", partition).await.contains(&1));
+    }
+    cluster.script(&["stop", "1"]);
+    eprintln!("broker 1 emptied and stopped");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.send(true).unwrap();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    verify(&client, "online", 4, &acked).await;
+}
+
 /// A group's committed offsets, replicated in `__consumer_offsets`, are still there after
 /// the broker coordinating the group is killed (another replica takes the group over).
 async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin: &Admin) {
@@ -365,30 +491,7 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let acked = acked.lock().unwrap().clone();
     for (topic, _) in topics {
-        let mine: Vec<Acked> = acked
-            .iter()
-            .filter(|(name, _, _, _)| name == topic)
-            .map(|(_, record, _, _)| record.clone())
-            .collect();
-        let report = check(&mine, &read_back(client.clone(), topic, 3).await);
-        eprintln!(
-            "{topic}: {} acknowledged, {} lost, {} duplicated, {} out of order",
-            report.acked,
-            report.lost.len(),
-            report.duplicates,
-            report.reordered
-        );
-        assert!(report.acked > 100, "{topic}: the producers made progress");
-        assert_eq!(
-            report.lost,
-            Vec::<Acked>::new(),
-            "{topic}: acknowledged records lost"
-        );
-        assert_eq!(
-            report.duplicates, 0,
-            "{topic}: duplicates despite idempotence"
-        );
-        assert_eq!(report.reordered, 0, "{topic}: order within a partition");
+        verify(&client, topic, 3, &acked).await;
     }
     committed_offsets_survive_coordinator_failover(&cluster, &admin).await;
     failovers.sort();

@@ -18,6 +18,7 @@ mod error;
 pub mod group;
 mod offsets;
 pub mod producer;
+mod reassign;
 mod retry;
 
 pub use admin::{Admin, OffsetSpec};
@@ -26,3 +27,4 @@ pub use consumer::{ConsumedRecord, Consumer, ConsumerConfig};
 pub use error::{ClientError, Result, error_name};
 pub use group::{GroupConfig, GroupConsumer, HandlerError, StopHandle};
 pub use producer::{Acks, Codec, Delivery, Producer, ProducerConfig, Record};
+pub use reassign::Reassignment;

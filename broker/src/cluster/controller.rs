@@ -1,6 +1,6 @@
 //! The controller: one broker, elected through the coordinator, that reacts to brokers
 //! coming and going by electing partition leaders from the persisted ISR (epoch bumped on
-//! every change). Its writes carry its leadership's fencing token, so once the coordinator
+//! every change), and completes replica reassignments once their new replicas are in sync. Its writes carry its leadership's fencing token, so once the coordinator
 //! has handed leadership to another broker, a deposed controller can no longer write.
 
 use std::sync::Arc;
@@ -59,7 +59,8 @@ async fn lead(
         let live = node.view().live_ids();
         let token = leadership.token().clone();
         match store::update(&*node.coordinator, Some(&token), |metadata| {
-            Ok(metadata.elect_leaders(&live))
+            let elected = metadata.elect_leaders(&live);
+            Ok(metadata.complete_reassignments(&live) | elected)
         })
         .await
         {

@@ -24,13 +24,19 @@ pub struct TopicState {
 }
 
 /// One partition as the controller decided it. `leader` is -1 while no in-sync replica is
-/// alive (unclean election is off: an out-of-sync replica never becomes leader).
+/// alive (unclean election is off: an out-of-sync replica never becomes leader). While a
+/// reassignment runs, `replicas` holds the target replicas followed by those `removing`;
+/// `adding` are target replicas that were not replicas before (see `reassign`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PartitionState {
     pub replicas: Vec<i32>,
     pub leader: i32,
     pub leader_epoch: i32,
     pub isr: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding: Vec<i32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing: Vec<i32>,
 }
 
 /// A topic to create: its id, partition count, replication factor (-1: min(3, live
@@ -73,6 +79,10 @@ pub enum MetadataError {
     InvalidIsr,
     #[error("broker {0} is not alive and cannot join the ISR")]
     IneligibleReplica(i32),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicaAssignment(String),
+    #[error("partition {topic}-{partition} has no reassignment in progress")]
+    NoReassignmentInProgress { topic: String, partition: i32 },
 }
 
 impl ClusterMetadata {
@@ -197,10 +207,12 @@ impl PartitionState {
             leader_epoch: 0,
             isr: replicas.clone(),
             replicas,
+            adding: Vec::new(),
+            removing: Vec::new(),
         }
     }
 
-    fn elect(&mut self, live: &BTreeSet<i32>) -> bool {
+    pub(crate) fn elect(&mut self, live: &BTreeSet<i32>) -> bool {
         let before = self.clone();
         let live_isr: Vec<i32> = self
             .isr

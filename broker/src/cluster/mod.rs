@@ -15,6 +15,7 @@
 pub mod controller;
 mod fetcher;
 pub mod metadata;
+mod reassign;
 mod reconcile;
 pub mod store;
 
@@ -202,6 +203,37 @@ impl ClusterNode {
         .await?;
         self.apply_metadata(broker, metadata, version);
         Ok(())
+    }
+
+    /// Starts (or, with `None`, cancels) replica moves; the controller completes each once
+    /// its new replicas are in sync. Returns each partition's outcome, in request order.
+    pub async fn reassign(
+        &self,
+        broker: &Broker,
+        moves: &[(String, i32, Option<Vec<i32>>)],
+        allow_factor_change: bool,
+    ) -> Result<Vec<Result<(), MetadataError>>, StoreError> {
+        let live = self.view().live_ids();
+        let mut outcomes = Vec::new();
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            outcomes.clear();
+            let mut changed = false;
+            for (topic, partition, target) in moves {
+                let outcome = metadata.reassign(
+                    topic,
+                    *partition,
+                    target.as_deref(),
+                    allow_factor_change,
+                    &live,
+                );
+                changed |= outcome.as_ref().is_ok_and(|changed| *changed);
+                outcomes.push(outcome.map(|_| ()));
+            }
+            Ok(changed)
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(outcomes)
     }
 
     /// Takes a metadata document as the current one, unless a newer one is already, and

@@ -1,5 +1,6 @@
 //! One file per Kafka API. This is the only place Kafka error codes are chosen.
 
+mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
 mod create_topics;
@@ -19,6 +20,7 @@ mod join_group;
 mod leave_group;
 mod list_groups;
 mod list_offsets;
+mod list_partition_reassignments;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -132,6 +134,16 @@ pub async fn dispatch(
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(
             create_topics::handle(broker, body, version).await,
         )),
+        RequestKind::AlterPartitionReassignments(body) => {
+            Some(ResponseKind::AlterPartitionReassignments(
+                alter_partition_reassignments::handle(broker, body, version).await,
+            ))
+        }
+        RequestKind::ListPartitionReassignments(body) => {
+            Some(ResponseKind::ListPartitionReassignments(
+                list_partition_reassignments::handle(broker, body),
+            ))
+        }
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
             // a handler here is a bug, answered by closing the connection.
@@ -191,6 +203,10 @@ pub(crate) fn store_error_code(error: &StoreError) -> i16 {
             MetadataError::TopicExists(_) => ResponseError::TopicAlreadyExists,
             MetadataError::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
             MetadataError::CannotShrink { .. } => ResponseError::InvalidPartitions,
+            MetadataError::InvalidReplicaAssignment(_) => ResponseError::InvalidReplicaAssignment,
+            MetadataError::NoReassignmentInProgress { .. } => {
+                ResponseError::NoReassignmentInProgress
+            }
             MetadataError::StaleLeader { .. }
             | MetadataError::InvalidIsr
             | MetadataError::IneligibleReplica(_) => ResponseError::InvalidRequest,

@@ -1,0 +1,101 @@
+//! AlterPartitionReassignments (v0-1): start or cancel replica moves. In a cluster they go
+//! into the cluster metadata and the controller completes each once its new replicas are in
+//! sync; a single node has nothing to move (only its own id is a valid target).
+
+use lmq_wire::protocol::ResponseError;
+use lmq_wire::protocol::messages::alter_partition_reassignments_response::{
+    ReassignablePartitionResponse, ReassignableTopicResponse,
+};
+use lmq_wire::protocol::messages::{
+    AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
+};
+
+use super::{NONE, store_error_code, str_bytes};
+use crate::broker::Broker;
+use crate::cluster::store::StoreError;
+
+pub async fn handle(
+    broker: &Broker,
+    request: AlterPartitionReassignmentsRequest,
+    version: i16,
+) -> AlterPartitionReassignmentsResponse {
+    let moves: Vec<(String, i32, Option<Vec<i32>>)> = request
+        .topics
+        .iter()
+        .flat_map(|topic| {
+            topic.partitions.iter().map(|partition| {
+                (
+                    topic.name.0.to_string(),
+                    partition.partition_index,
+                    partition
+                        .replicas
+                        .as_ref()
+                        .map(|replicas| replicas.iter().map(|id| id.0).collect()),
+                )
+            })
+        })
+        .collect();
+    // v0 predates KIP-860: changing the replica count was always allowed.
+    let allow_factor_change = version == 0 || request.allow_replication_factor_change;
+    let outcomes: Vec<(i16, Option<String>)> = match broker.cluster() {
+        Some(cluster) => match cluster.reassign(broker, &moves, allow_factor_change).await {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| match outcome {
+                    Ok(()) => (NONE, None),
+                    Err(error) => {
+                        let message = error.to_string();
+                        (
+                            store_error_code(&StoreError::Metadata(error)),
+                            Some(message),
+                        )
+                    }
+                })
+                .collect(),
+            Err(error) => {
+                let mut response = AlterPartitionReassignmentsResponse::default();
+                response.error_code = store_error_code(&error);
+                response.error_message = Some(str_bytes(error.to_string()));
+                return response;
+            }
+        },
+        None => moves
+            .iter()
+            .map(|(_, _, target)| single_node(broker, target.as_deref()))
+            .collect(),
+    };
+    let mut response = AlterPartitionReassignmentsResponse::default();
+    response.allow_replication_factor_change = request.allow_replication_factor_change;
+    let mut outcomes = outcomes.into_iter();
+    for topic in request.topics {
+        let mut answered = ReassignableTopicResponse::default();
+        answered.name = topic.name.clone();
+        for partition in topic.partitions {
+            let (code, message) = outcomes.next().unwrap_or((NONE, None));
+            let mut result = ReassignablePartitionResponse::default();
+            result.partition_index = partition.partition_index;
+            result.error_code = code;
+            result.error_message = message.map(str_bytes);
+            answered.partitions.push(result);
+        }
+        response.responses.push(answered);
+    }
+    response
+}
+
+fn single_node(broker: &Broker, target: Option<&[i32]>) -> (i16, Option<String>) {
+    match target {
+        None => (
+            ResponseError::NoReassignmentInProgress.code(),
+            Some("a single node never reassigns".to_string()),
+        ),
+        Some([only]) if *only == broker.config.node_id => (NONE, None),
+        Some(_) => (
+            ResponseError::InvalidReplicaAssignment.code(),
+            Some(format!(
+                "this single node is the only broker ({}); run a cluster (--consul) to move replicas",
+                broker.config.node_id
+            )),
+        ),
+    }
+}
