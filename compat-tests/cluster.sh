@@ -2,7 +2,8 @@
 # Real Kafka clients against a 3-broker LMQ cluster on Consul (scripts/cluster.sh) while a
 # partition leader is killed: confluent-kafka (librdkafka) produces and consumes through the
 # failover without a restart; Kafka's VerifiableProducer (the Java client) does the same and
-# every record it saw acknowledged is read back with kcat; a restarted broker catches up.
+# every record it saw acknowledged is read back with kcat; a restarted broker catches up;
+# Kafka's kafka-reassign-partitions tool moves a replica (--execute, then --verify).
 #
 #   compat-tests/cluster.sh BINARY
 #
@@ -122,6 +123,29 @@ if [[ -n "$CAUGHT_UP" ]]; then
   result restarted-broker-catches-up
 else
   result restarted-broker-catches-up "broker $VICTIM not back in every ISR after 60 s: $(kcat -b "$BOOTSTRAP" -L -t failover-java 2>&1 | tail -3 | tr '\n' ' ')"
+fi
+
+say "scenario kafka-reassign-partitions"
+CURRENT="$(kcat -b "$BOOTSTRAP" -L -t failover-java -J 2>/dev/null |
+  "$PY" -c 'import json,sys; t=json.load(sys.stdin)["topics"][0]; print(",".join(str(r["id"]) for r in [p for p in t["partitions"] if p["partition"]==0][0]["replicas"]))')"
+# Drop one replica of partition 0: a new replica set in another order.
+TARGET="$("$PY" -c 'import sys; r=sys.argv[1].split(","); print(",".join(reversed(r[:2])))' "$CURRENT")"
+echo "{\"version\":1,\"partitions\":[{\"topic\":\"failover-java\",\"partition\":0,\"replicas\":[$TARGET]}]}" >"$WORK/plan.json"
+REASSIGN=("$KAFKA" tool org.apache.kafka.tools.reassign.ReassignPartitionsCommand --bootstrap-server "$BOOTSTRAP" --reassignment-json-file "$WORK/plan.json")
+if "${REASSIGN[@]}" --execute >"$LOGS/reassign.log" 2>&1; then
+  DONE=""
+  for _ in $(seq 1 30); do
+    if "${REASSIGN[@]}" --verify >>"$LOGS/reassign.log" 2>&1 && grep -q "is completed" "$LOGS/reassign.log"; then DONE=1; break; fi
+    sleep 2
+  done
+  NOW="$("$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --describe --topic failover-java 2>/dev/null | grep -o 'Partition: 0.*Replicas: [0-9,]*' | sed 's/.*Replicas: //')"
+  if [[ -n "$DONE" && "$NOW" == "$TARGET" ]]; then
+    result kafka-reassign-partitions
+  else
+    result kafka-reassign-partitions "replicas $CURRENT -> $NOW (wanted $TARGET): $(tail -3 "$LOGS/reassign.log" | tr '\n' ' ')"
+  fi
+else
+  result kafka-reassign-partitions "--execute failed: $(tail -3 "$LOGS/reassign.log" | tr '\n' ' ')"
 fi
 
 echo "$PASSED passed, $FAILED failed"

@@ -99,6 +99,16 @@ impl Default for Metrics {
     }
 }
 
+/// Total and available bytes of the filesystem holding `path`.
+pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
+    let stats = nix::sys::statvfs::statvfs(path).ok()?;
+    let total = stats.blocks().saturating_mul(stats.fragment_size());
+    let available = stats
+        .blocks_available()
+        .saturating_mul(stats.fragment_size());
+    Some((total, available))
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("lmq");
@@ -377,10 +387,7 @@ impl Metrics {
             self.process_open_fds
                 .set(i64::try_from(entries.count()).unwrap_or(i64::MAX));
         }
-        if let Ok(stats) = nix::sys::statvfs::statvfs(data_dir) {
-            let free = stats
-                .blocks_available()
-                .saturating_mul(stats.fragment_size());
+        if let Some((_, free)) = disk_space(data_dir) {
             self.data_dir_free
                 .set(i64::try_from(free).unwrap_or(i64::MAX));
         }

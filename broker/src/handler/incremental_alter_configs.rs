@@ -11,7 +11,7 @@ use lmq_wire::protocol::messages::{
     IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse,
 };
 
-use super::describe_configs::RESOURCE_TOPIC;
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{NONE, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
 use crate::topics::{ConfigKind, TOPIC_CONFIGS, TopicError, default_topic_config};
@@ -20,6 +20,13 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
+
+/// Kafka's dynamic broker throttles for replication, which LMQ does not implement.
+const REPLICATION_THROTTLES: &[&str] = &[
+    "leader.replication.throttled.rate",
+    "follower.replication.throttled.rate",
+    "replica.alter.log.dirs.io.max.bytes.per.second",
+];
 
 pub async fn handle(
     broker: &Broker,
@@ -43,10 +50,20 @@ pub async fn handle(
                 Ok(None) => Ok(()),
                 Err(error) => Err((topic_error_code(&error), error.to_string())),
             }
+        } else if resource.resource_type == RESOURCE_BROKER
+            && resource.configs.iter().all(|change| {
+                change.config_operation == DELETE
+                    && REPLICATION_THROTTLES.contains(&change.name.as_str())
+            })
+        {
+            // Kafka's reassignment tool clears replication throttles when it verifies a
+            // move; LMQ sets none, so there is nothing to delete.
+            Ok(())
         } else {
             Err((
                 ResponseError::InvalidRequest.code(),
-                "only topic configs can be altered; broker settings come from its config file"
+                "only topic configs can be altered (and broker replication throttles deleted); \
+                 broker settings come from its config file"
                     .to_string(),
             ))
         };

@@ -10,6 +10,7 @@ mod delete_topics;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
+mod describe_log_dirs;
 mod errors;
 mod fetch;
 mod find_coordinator;
@@ -139,6 +140,9 @@ pub async fn dispatch(
                 alter_partition_reassignments::handle(broker, body, version).await,
             ))
         }
+        RequestKind::DescribeLogDirs(body) => Some(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(broker, body),
+        )),
         RequestKind::ListPartitionReassignments(body) => {
             Some(ResponseKind::ListPartitionReassignments(
                 list_partition_reassignments::handle(broker, body),
