@@ -12,6 +12,8 @@
 #   scripts/cluster.sh kill I [--dir DIR]   kill -9 broker I
 #   scripts/cluster.sh pause I | resume I   SIGSTOP / SIGCONT broker I
 #   scripts/cluster.sh pid I                print broker I's pid
+#   scripts/cluster.sh consul-kill-leader   kill -9 the Consul leader server, print its number
+#   scripts/cluster.sh consul-start S       restart Consul server S (1-3)
 #   scripts/cluster.sh bootstrap            print the bootstrap list
 #
 # Broker I listens on 127.0.0.(10+I):9092 with its admin endpoint on port 9644 of the same
@@ -27,7 +29,7 @@ ROOT="$(pwd)"
 
 die() { printf 'cluster.sh: error: %s\n' "$*" >&2; exit 1; }
 log() { printf 'cluster.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,25p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
 
 DIR="${LMQ_CLUSTER_DIR:-/tmp/lmq-cluster}"
 ARGS=()
@@ -154,6 +156,12 @@ stop)
 pause) signal_broker STOP "${1:-}" ;;
 resume) signal_broker CONT "${1:-}" ;;
 pid) cat "$(broker_dir "${1:?broker number needed}")/pid" ;;
+consul-kill-leader)
+  # consul.sh logs "killed leader nodeN" on stderr; its stdout (the new leader) is dropped.
+  scripts/consul.sh cluster kill-leader "$DIR/consul" 2>&1 >/dev/null |
+    sed -n 's/.*killed leader node\([0-9]\).*/\1/p'
+  ;;
+consul-start) scripts/consul.sh cluster start-node "$DIR/consul" "${1:?server number needed}" >/dev/null ;;
 bootstrap) bootstrap ;;
 *) usage ;;
 esac

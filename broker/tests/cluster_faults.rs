@@ -1,6 +1,7 @@
-//! Fault test of the replicated cluster: 3 Consul servers + 3 brokers (scripts/cluster.sh),
+//! Fault tests of the replicated cluster: 3 Consul servers + 3 brokers (scripts/cluster.sh),
 //! idempotent acks=all producers writing sequential values while partition leaders are
-//! killed with SIGKILL, paused past their session and restarted on their data dirs. A checker
+//! killed with SIGKILL, paused past their session and restarted on their data dirs, and the
+//! Consul leader server is killed and restarted. A checker
 //! then reads everything back: no acknowledged record may be missing, duplicated or out of
 //! order. Needs Consul (scripts/consul.sh builds it), so it is ignored by a plain
 //! `cargo test`; scripts/test.sh runs it with `--ignored`. `LMQ_FAULT_ROUNDS` (default 2)
@@ -483,6 +484,13 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
         }
         tokio::time::sleep(Duration::from_secs(3)).await;
     }
+    // The Consul leader dies (and with it the agent some brokers talk to), then returns.
+    let server = cluster.script(&["consul-kill-leader"]);
+    assert!(!server.is_empty(), "a Consul leader was killed");
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    cluster.script(&["consul-start", &server]);
+    eprintln!("killed Consul server {server} (the leader) for 10 s");
+    tokio::time::sleep(Duration::from_secs(5)).await;
     stop.send(true).unwrap();
     for producer in producers {
         producer.await.unwrap();
