@@ -20,7 +20,7 @@ mod reconcile;
 pub mod store;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -89,9 +89,29 @@ pub struct ClusterNode {
     /// One reconciliation at a time (the metadata watch and local admin requests both run
     /// one).
     reconciling: std::sync::Mutex<()>,
+    /// Stall detection (monotonic): see [`ClusterNode::may_lead`].
+    started: std::time::Instant,
+    heartbeat_ms: AtomicU64,
+    suspended: AtomicBool,
+    stall_limit_ms: u64,
 }
 
 impl ClusterNode {
+    fn monotonic_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Whether this broker may acknowledge writes as a leader. Not after the process stood
+    /// still (SIGSTOP, a VM pause, starvation) for half its registration TTL: meanwhile the
+    /// controller may have elected other leaders, so it first re-reads the metadata. The gap
+    /// is checked here too, because a request may run before the stall watcher notices.
+    pub fn may_lead(&self) -> bool {
+        let silent = self
+            .monotonic_ms()
+            .saturating_sub(self.heartbeat_ms.load(Ordering::Acquire));
+        !self.suspended.load(Ordering::Acquire) && silent <= self.stall_limit_ms
+    }
+
     pub fn view(&self) -> Arc<ClusterView> {
         Arc::clone(&self.view.read().unwrap_or_else(PoisonError::into_inner))
     }
@@ -313,6 +333,10 @@ pub async fn join(
         isr_requests,
         seed: AtomicUsize::new(usize::try_from(node_id).unwrap_or(0)),
         reconciling: std::sync::Mutex::new(()),
+        started: std::time::Instant::now(),
+        heartbeat_ms: AtomicU64::new(0),
+        suspended: AtomicBool::new(false),
+        stall_limit_ms: broker.config.cluster.broker_ttl_ms / 2,
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = by_id(brokers));
@@ -342,12 +366,52 @@ pub async fn join(
         Arc::clone(&node),
         shutdown.clone(),
     ));
+    tokio::spawn(watch_stalls(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        shutdown.clone(),
+    ));
     tokio::spawn(fetcher::manage(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown,
     ));
     Ok(node)
+}
+
+/// Beats every 100 ms; after a longer silence than the stall limit, suspends leadership until
+/// the metadata has been read again from the coordinator and applied.
+async fn watch_stalls(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = node.monotonic_ms();
+        let silent = now.saturating_sub(node.heartbeat_ms.load(Ordering::Acquire));
+        if silent > node.stall_limit_ms {
+            node.suspended.store(true, Ordering::Release);
+            tracing::warn!(
+                silent_ms = silent,
+                "this broker stood still; leadership suspended until the cluster metadata is read again"
+            );
+        }
+        node.heartbeat_ms.store(now, Ordering::Release);
+        if node.suspended.load(Ordering::Acquire) {
+            match store::read(&*node.coordinator).await {
+                Ok((metadata, version)) => {
+                    node.apply_metadata(&broker, metadata, version);
+                    node.suspended.store(false, Ordering::Release);
+                    tracing::info!("cluster metadata read again; leadership resumed");
+                }
+                Err(error) => tracing::warn!(%error, "cannot re-read the cluster metadata yet"),
+            }
+        }
+    }
 }
 
 /// The cluster's id: the first broker to join offers its own, every later one adopts it.

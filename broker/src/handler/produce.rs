@@ -54,6 +54,11 @@ pub async fn handle(
                 topic_response.partition_responses.push(partition_response);
                 continue;
             };
+            if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
+                partition_response.error_code = ResponseError::NotLeaderOrFollower.code();
+                topic_response.partition_responses.push(partition_response);
+                continue;
+            }
             // The log rewrites base offsets in place, so it needs its own copy of the bytes.
             let mut records = partition_data
                 .records
