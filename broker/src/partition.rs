@@ -328,7 +328,7 @@ impl Partition {
         match isr {
             Some(isr) => {
                 let actions = state.isr_committed(isr, now_ms);
-                // A follow-up proposal is made again by the next tick.
+                // Not sent from here: withdrawn, so the next tick proposes it again.
                 if self.apply(state, waiters, actions).is_some() {
                     state.isr_change_failed();
                 }
@@ -356,7 +356,10 @@ impl Partition {
                 state.set_replicas(&assignment.replicas, now_ms);
                 if state.pending_isr().is_none() && *state.isr() != assignment.isr_set() {
                     let actions = state.isr_committed(assignment.isr_set(), now_ms);
-                    let _ = self.apply(state, waiters, actions);
+                    // Not sent from here: withdrawn, so the next tick proposes it again.
+                    if self.apply(state, waiters, actions).is_some() {
+                        state.isr_change_failed();
+                    }
                 }
                 return Ok(false);
             }

@@ -1,0 +1,225 @@
+//! The background tasks of a cluster broker: watches on the coordinator (metadata, live
+//! brokers, controller), ISR persistence, leader ticks and the stall watcher. Each runs until
+//! shutdown and survives coordinator errors by retrying.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use lmq_coord::BrokerInfo;
+use tokio::sync::{mpsc, watch};
+
+use super::{CONTROLLER_ROLE, ClusterNode, IsrRequest, store};
+use crate::broker::Broker;
+
+pub(super) fn by_id(brokers: Vec<BrokerInfo>) -> BTreeMap<i32, BrokerInfo> {
+    brokers
+        .into_iter()
+        .filter_map(|info| Some((i32::try_from(info.broker_id).ok()?, info)))
+        .collect()
+}
+
+/// Runs `body` for each state of a watch until shutdown; a watch that ends (the coordinator
+/// closed or failing) is opened again after a pause.
+async fn follow<T, Open, Fut>(
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    open: Open,
+    mut body: impl FnMut(T),
+) where
+    T: Clone,
+    Open: Fn() -> Fut,
+    Fut: std::future::Future<Output = lmq_coord::CoordResult<lmq_coord::Watch<T>>>,
+{
+    loop {
+        let mut watch = match open().await {
+            Ok(watch) => watch,
+            Err(error) => {
+                tracing::warn!(what, %error, "cannot watch the coordinator; retrying");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    _ = shutdown.wait_for(|stop| *stop) => return,
+                }
+            }
+        };
+        loop {
+            tokio::select! {
+                state = watch.next() => match state {
+                    Some(state) => body(state),
+                    None => break,
+                },
+                _ = shutdown.wait_for(|stop| *stop) => return,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(super) async fn watch_metadata(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "metadata",
+        || coordinator.watch(store::METADATA_KEY),
+        |entry| {
+            let Some(entry) = entry else { return };
+            match store::decode(&entry.value) {
+                Ok(metadata) => node.apply_metadata(&broker, metadata, Some(entry.version)),
+                Err(error) => tracing::error!(%error, "ignoring cluster metadata"),
+            }
+        },
+    )
+    .await;
+}
+
+pub(super) async fn watch_brokers(node: Arc<ClusterNode>, shutdown: watch::Receiver<bool>) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "brokers",
+        || coordinator.watch_brokers(),
+        |brokers| {
+            tracing::info!(brokers = ?brokers.iter().map(|b| b.broker_id).collect::<Vec<_>>(), "live brokers");
+            node.update_view(|view| view.brokers = by_id(brokers));
+        },
+    )
+    .await;
+}
+
+pub(super) async fn watch_controller(node: Arc<ClusterNode>, shutdown: watch::Receiver<bool>) {
+    let coordinator = Arc::clone(&node.coordinator);
+    follow(
+        shutdown,
+        "controller",
+        || coordinator.watch_leader(CONTROLLER_ROLE),
+        |leader| {
+            let id = leader
+                .and_then(|leader| String::from_utf8(leader.candidate).ok())
+                .and_then(|id| id.parse().ok())
+                .unwrap_or(-1);
+            node.update_view(|view| view.controller = id);
+        },
+    )
+    .await;
+}
+
+/// Persists local leaders' ISR changes one at a time, each a compare-and-set accepted only
+/// while the proposer still leads in the epoch it proposed from.
+pub(super) async fn persist_isr_changes(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut requests: mpsc::UnboundedReceiver<IsrRequest>,
+) {
+    while let Some(request) = requests.recv().await {
+        let IsrRequest {
+            topic,
+            partition,
+            proposal,
+        } = request;
+        let live = node.view().live_ids();
+        let outcome = store::update(&*node.coordinator, None, |metadata| {
+            metadata.alter_isr(
+                &topic,
+                partition,
+                node.node_id,
+                proposal.leader_epoch,
+                &proposal.isr,
+                &live,
+            )
+        })
+        .await;
+        let local = broker.topics.get(&topic).and_then(|local| {
+            usize::try_from(partition)
+                .ok()
+                .and_then(|index| local.partitions.get(index).cloned())
+        });
+        match outcome {
+            Ok((metadata, version)) => {
+                tracing::info!(topic, partition, isr = ?proposal.isr, "ISR changed");
+                if let Some(local) = &local {
+                    local.isr_persisted(
+                        proposal.leader_epoch,
+                        Some(proposal.isr.clone()),
+                        broker.now_ms(),
+                    );
+                }
+                node.apply_metadata(&broker, metadata, version);
+                broker.appended.notify_waiters();
+            }
+            Err(error) => {
+                tracing::warn!(topic, partition, %error, "ISR change not persisted");
+                if let Some(local) = &local {
+                    local.isr_persisted(proposal.leader_epoch, None, broker.now_ms());
+                }
+            }
+        }
+    }
+}
+
+/// Lets time pass for every partition this broker leads, so followers that stopped fetching
+/// leave the ISR even when no request arrives.
+pub(super) async fn tick_leaders(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let period = Duration::from_millis(
+        u64::try_from(broker.config.cluster.replica_lag_time_max_ms / 4)
+            .unwrap_or(250)
+            .clamp(50, 1_000),
+    );
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now_ms = broker.now_ms();
+        for topic in broker.topics.list() {
+            for partition in &topic.partitions {
+                if let Some(proposal) = partition.tick(now_ms) {
+                    node.propose_isr(&topic.name, partition.index, proposal);
+                }
+            }
+        }
+    }
+}
+
+/// Beats every 100 ms; after a longer silence than the stall limit, suspends leadership until
+/// the metadata has been read again from the coordinator and applied.
+pub(super) async fn watch_stalls(
+    broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let now = node.monotonic_ms();
+        let silent = now.saturating_sub(node.heartbeat_ms.load(Ordering::Acquire));
+        if silent > node.stall_limit_ms {
+            node.suspended.store(true, Ordering::Release);
+            tracing::warn!(
+                silent_ms = silent,
+                "this broker stood still; leadership suspended until the cluster metadata is read again"
+            );
+        }
+        node.heartbeat_ms.store(now, Ordering::Release);
+        if node.suspended.load(Ordering::Acquire) {
+            match store::read(&*node.coordinator).await {
+                Ok((metadata, version)) => {
+                    node.apply_metadata(&broker, metadata, version);
+                    node.suspended.store(false, Ordering::Release);
+                    tracing::info!("cluster metadata read again; leadership resumed");
+                }
+                Err(error) => tracing::warn!(%error, "cannot re-read the cluster metadata yet"),
+            }
+        }
+    }
+}
