@@ -62,7 +62,7 @@ step "coordinator contract tests against a real Consul (dev agent + 3-server clu
     cargo test -p lmq-coord --locked --test consul -- --test-threads=1
 )
 
-step "replicated cluster tests: leaders killed and paused under load; partitions, brokers and replicas changed online"
+step "replicated cluster tests: leaders killed, paused and cut off (network namespaces) under load; partitions, brokers and replicas changed online"
 # Its own Consul servers and brokers (scripts/cluster.sh), stopped by the test itself.
 LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
   cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture --test-threads=1

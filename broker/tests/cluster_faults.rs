@@ -32,12 +32,15 @@ type Ack = (String, Acked, Instant, Instant);
 struct Cluster {
     dir: tempfile::TempDir,
     bootstrap: String,
+    /// scripts/cluster.sh (loopback addresses) or scripts/netns-cluster.sh (a network
+    /// namespace per host, so links can be cut).
+    script: &'static str,
 }
 
 impl Cluster {
     fn script(&self, args: &[&str]) -> String {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let output = Command::new(root.join("scripts/cluster.sh"))
+        let output = Command::new(root.join(self.script))
             .args(args)
             .arg("--dir")
             .arg(self.dir.path())
@@ -46,16 +49,22 @@ impl Cluster {
             .unwrap();
         assert!(
             output.status.success(),
-            "cluster.sh {args:?}: {}",
+            "{} {args:?}: {}",
+            self.script,
             String::from_utf8_lossy(&output.stderr)
         );
         String::from_utf8_lossy(&output.stdout).trim().to_string()
     }
 
     fn up() -> Cluster {
+        Cluster::start("scripts/cluster.sh")
+    }
+
+    fn start(script: &'static str) -> Cluster {
         let mut cluster = Cluster {
             dir: tempfile::tempdir().unwrap(),
             bootstrap: String::new(),
+            script,
         };
         cluster.bootstrap = cluster
             .script(&["up", "3"])
@@ -160,8 +169,18 @@ fn the_checker_finds_losses_duplicates_and_reordering() {
 /// paused may still answer Metadata from an older view).
 fn leader_of(cluster: &Cluster, topic: &str, partition: i32) -> i32 {
     use std::io::{Read, Write};
-    let consul = std::fs::read_to_string(cluster.dir.path().join("consul-http")).unwrap();
-    let address = consul.lines().next().unwrap().trim_start_matches("http://");
+    let address = if cluster.script.contains("netns") {
+        format!("{}:8500", cluster.script(&["ip", "c1"]))
+    } else {
+        let consul = std::fs::read_to_string(cluster.dir.path().join("consul-http")).unwrap();
+        consul
+            .lines()
+            .next()
+            .unwrap()
+            .trim_start_matches("http://")
+            .to_string()
+    };
+    let address = address.as_str();
     let mut stream = std::net::TcpStream::connect(address).unwrap();
     write!(
         stream,
@@ -398,6 +417,70 @@ async fn online_partition_increase_broker_addition_replica_moves_and_broker_remo
     }
     let acked = acked.lock().unwrap().clone();
     verify(&client, "online", 4, &acked).await;
+}
+
+/// Cuts `host` off from `peers` for `seconds` while the producers run, then heals it.
+async fn cut_for(cluster: &Cluster, host: &str, peers: &[String], seconds: u64) {
+    let mut args = vec!["cut", host];
+    args.extend(peers.iter().map(String::as_str));
+    cluster.script(&args);
+    tokio::time::sleep(Duration::from_secs(seconds)).await;
+    cluster.script(&["heal", host]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs root for network namespaces and a Consul build: scripts/test.sh runs it"]
+async fn acknowledged_records_survive_a_leader_cut_off_from_followers_or_from_consul() {
+    let cluster = Cluster::start("scripts/netns-cluster.sh");
+    let client = cluster.client();
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    let min_insync = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin.create_topic("cut", 3, 3, &min_insync).await.unwrap();
+    let acked = Arc::new(Mutex::new(Vec::new()));
+    let (stop, stopped) = watch::channel(false);
+    let producers: Vec<_> = (0..3)
+        .map(|partition| {
+            tokio::spawn(produce(
+                client.clone(),
+                "cut".to_string(),
+                partition,
+                Arc::clone(&acked),
+                stopped.clone(),
+            ))
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    // The leader of partition 0 loses its followers (it still reaches Consul and clients):
+    // the ISR shrinks to the leader alone, so acks=all writes are refused, never acknowledged
+    // on the leader alone; after healing the followers catch up and writes go on.
+    let leader = leader_of(&cluster, "cut", 0);
+    let followers: Vec<String> = (1..=3)
+        .filter(|id| *id != leader)
+        .map(|id| format!("b{id}"))
+        .collect();
+    cut_for(&cluster, &format!("b{leader}"), &followers, 15).await;
+    eprintln!("broker {leader} (leader of cut-0) was cut off from its followers for 15 s");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    // The leader of partition 1 loses Consul (it still reaches followers and clients): the
+    // controller elects another leader; the old one cannot get acks=all writes acknowledged.
+    let leader = leader_of(&cluster, "cut", 1);
+    let consul: Vec<String> = (1..=3).map(|id| format!("c{id}")).collect();
+    cut_for(&cluster, &format!("b{leader}"), &consul, 20).await;
+    let after = leader_of(&cluster, "cut", 1);
+    eprintln!(
+        "broker {leader} (leader of cut-1) was cut off from Consul for 20 s; leader now {after}"
+    );
+    assert_ne!(after, leader, "the controller moved the leadership");
+    tokio::time::sleep(Duration::from_secs(5)).await;
+
+    stop.send(true).unwrap();
+    for producer in producers {
+        producer.await.unwrap();
+    }
+    let acked = acked.lock().unwrap().clone();
+    verify(&client, "cut", 3, &acked).await;
 }
 
 /// A group's committed offsets, replicated in `__consumer_offsets`, are still there after
