@@ -295,6 +295,14 @@ impl Partition {
         }
     }
 
+    /// The largest epoch at or below `epoch` in this log and where it ends.
+    pub fn end_offset_for_epoch(&self, epoch: i32) -> Result<Option<(i32, i64)>, StorageError> {
+        self.with_log(|log| {
+            let log_end = log.log_end_offset();
+            Ok(log.leader_epochs().end_offset_for(epoch, log_end))
+        })
+    }
+
     /// The leader epoch clients see (Metadata, ListOffsets).
     pub fn leader_epoch(&self) -> i32 {
         match &self.replica().role {

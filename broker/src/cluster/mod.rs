@@ -95,6 +95,8 @@ pub struct ClusterNode {
     heartbeat_ms: AtomicU64,
     suspended: AtomicBool,
     stall_limit_ms: u64,
+    /// This broker's current block of producer ids: next, end.
+    producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
 
 impl ClusterNode {
@@ -257,6 +259,19 @@ impl ClusterNode {
         Ok(outcomes)
     }
 
+    /// A producer id unique in the cluster, from blocks reserved in the coordinator.
+    pub async fn allocate_producer_id(&self) -> Result<i64, StoreError> {
+        const BLOCK: i64 = 1_000;
+        let mut block = self.producer_ids.lock().await;
+        if block.0 >= block.1 {
+            let first = store::reserve_producer_ids(&*self.coordinator, BLOCK).await?;
+            *block = (first, first + BLOCK);
+        }
+        let id = block.0;
+        block.0 += 1;
+        Ok(id)
+    }
+
     /// Takes a metadata document as the current one, unless a newer one is already, and
     /// brings local partitions in line.
     fn apply_metadata(&self, broker: &Broker, metadata: ClusterMetadata, version: Option<Version>) {
@@ -338,6 +353,7 @@ pub async fn join(
         heartbeat_ms: AtomicU64::new(0),
         suspended: AtomicBool::new(false),
         stall_limit_ms: broker.config.cluster.broker_ttl_ms / 2,
+        producer_ids: tokio::sync::Mutex::new((0, 0)),
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));

@@ -11,6 +11,9 @@ use super::metadata::{ClusterMetadata, MetadataError};
 /// The key of the metadata document, under the coordinator's own prefix.
 pub const METADATA_KEY: &str = "cluster/metadata";
 
+/// The next producer id no broker has reserved yet (decimal text).
+pub const PRODUCER_IDS_KEY: &str = "cluster/next-producer-id";
+
 /// Conflicting writers retry this often before the caller is told to try again later.
 const CAS_ATTEMPTS: usize = 32;
 
@@ -69,4 +72,54 @@ where
         }
     }
     Err(StoreError::Contended)
+}
+
+/// Reserves `count` producer ids for this broker: the shared counter moves by compare-and-set,
+/// so no two brokers ever hand out the same id (Kafka's controller does this with
+/// AllocateProducerIds). Returns the first id of the block.
+pub async fn reserve_producer_ids(
+    coordinator: &dyn Coordinator,
+    count: i64,
+) -> Result<i64, StoreError> {
+    for _ in 0..CAS_ATTEMPTS {
+        let current = coordinator.get(PRODUCER_IDS_KEY).await?;
+        let first = match &current {
+            Some(entry) => std::str::from_utf8(&entry.value)
+                .ok()
+                .and_then(|text| text.trim().parse::<i64>().ok())
+                .ok_or_else(|| {
+                    StoreError::Corrupt(format!("{PRODUCER_IDS_KEY} is not a number"))
+                })?,
+            None => 0,
+        };
+        let next = first.saturating_add(count);
+        let expected = current.map(|entry| entry.version);
+        match coordinator
+            .compare_and_set(PRODUCER_IDS_KEY, expected, next.to_string().as_bytes())
+            .await
+        {
+            Ok(_) => return Ok(first),
+            Err(CoordError::CasConflict { .. }) => {}
+            Err(error) => return Err(error.into()),
+        }
+    }
+    Err(StoreError::Contended)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn brokers_reserve_disjoint_producer_id_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = lmq_coord::EmbeddedStore::open(dir.path()).unwrap();
+        let (one, two) = (store.client(), store.client());
+        let mut firsts = Vec::new();
+        for _ in 0..3 {
+            firsts.push(reserve_producer_ids(&one, 1_000).await.unwrap());
+            firsts.push(reserve_producer_ids(&two, 1_000).await.unwrap());
+        }
+        assert_eq!(firsts, vec![0, 1_000, 2_000, 3_000, 4_000, 5_000]);
+    }
 }

@@ -26,6 +26,7 @@ mod metadata;
 mod offset_commit;
 mod offset_delete;
 mod offset_fetch;
+mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
@@ -79,7 +80,7 @@ pub async fn dispatch(
             broker, body, version,
         ))),
         RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(broker, body),
+            init_producer_id::handle(broker, body).await,
         )),
         RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(
             delete_topics::handle(broker, body, version).await,
@@ -140,6 +141,9 @@ pub async fn dispatch(
                 alter_partition_reassignments::handle(broker, body, version).await,
             ))
         }
+        RequestKind::OffsetForLeaderEpoch(body) => Some(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(broker, body),
+        )),
         RequestKind::DescribeLogDirs(body) => Some(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, body),
         )),
