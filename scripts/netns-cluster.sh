@@ -15,7 +15,8 @@
 #   scripts/netns-cluster.sh ip HOST            print a host's address
 # Hosts: c1 c2 c3 (Consul servers), b1..bN (brokers). Broker I listens on 10.231.0.(10+I):9092
 # and talks to Consul server ((I-1) mod 3)+1 at 10.231.0.(20+S):8500. The lmq binary is
-# $LMQ_BIN, else target/debug/lmq. Names start with lmqns- (namespaces) and lmqbr0 (bridge).
+# $LMQ_BIN, else target/debug/lmq. Names start with lmqns- (namespaces) and lmqbr0 (bridge),
+# so one namespace cluster runs at a time on a machine; `down` removes any of them.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
@@ -80,7 +81,9 @@ up() {
   local count="${1:-3}"
   [[ -n "$DIR" ]] || die "--dir DIR is required"
   [[ $(id -u) -eq 0 ]] || die "network namespaces need root"
-  ip link show "$BRIDGE" >/dev/null 2>&1 && die "$BRIDGE exists: run '$0 down --dir DIR' first"
+  if ip link show "$BRIDGE" >/dev/null 2>&1 || ip netns list 2>/dev/null | grep -q '^lmqns-'; then
+    die "another namespace cluster is up (one at a time: $BRIDGE, lmqns-*); run '$0 down --dir DIR' first"
+  fi
   mkdir -p "$DIR"
   local consul lmq
   consul="$(scripts/consul.sh path)"
@@ -134,8 +137,21 @@ down() {
     kill -KILL "$(cat "$pid_file")" 2>/dev/null || true
     rm -f "$pid_file"
   done
+  # Whatever still runs in the namespaces (a child the pid file did not name) goes too, so
+  # the namespaces and their veths really disappear.
+  local name
+  for name in $(ip netns list 2>/dev/null | awk '/^lmqns-/ {print $1}'); do
+    ip netns pids "$name" 2>/dev/null | xargs -r kill -KILL 2>/dev/null || true
+  done
+  for _ in $(seq 1 50); do
+    [[ -z "$(for name in $(ip netns list 2>/dev/null | awk '/^lmqns-/ {print $1}'); do ip netns pids "$name"; done 2>/dev/null)" ]] && break
+    sleep 0.1
+  done
   for name in $(ip netns list 2>/dev/null | awk '/^lmqns-/ {print $1}'); do
     ip netns del "$name" 2>/dev/null || true
+  done
+  for link in $(ip -br link 2>/dev/null | awk '/^veth-[bc][0-9]/ {split($1, a, "@"); print a[1]}'); do
+    ip link del "$link" 2>/dev/null || true
   done
   ip link del "$BRIDGE" 2>/dev/null || true
 }

@@ -467,7 +467,44 @@ async fn acknowledged_records_survive_a_leader_cut_off_from_followers_or_from_co
     // controller elects another leader; the old one cannot get acks=all writes acknowledged.
     let leader = leader_of(&cluster, "cut", 1);
     let consul: Vec<String> = (1..=3).map(|id| format!("c{id}")).collect();
-    cut_for(&cluster, &format!("b{leader}"), &consul, 20).await;
+    let mut args = vec!["cut".to_string(), format!("b{leader}")];
+    args.extend(consul);
+    cluster.script(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    // Its lease ended before its registration could expire: it no longer takes writes, even
+    // acks=1 ones from a client that only knows it.
+    let alone = ClientConfig {
+        brokers: vec![format!(
+            "{}:9092",
+            cluster.script(&["ip", &format!("b{leader}")])
+        )],
+        request_timeout: Duration::from_secs(5),
+        ..ClientConfig::default()
+    };
+    let refused = Producer::connect(ProducerConfig {
+        client: alone,
+        acks: Acks::Leader,
+        idempotent: false,
+        retries: 0,
+        ..ProducerConfig::default()
+    })
+    .await
+    .unwrap()
+    .send_record(
+        "cut",
+        lmq::Record {
+            partition: Some(1),
+            value: Some(Bytes::from("to a leader without its lease")),
+            ..lmq::Record::default()
+        },
+    )
+    .await;
+    assert!(
+        refused.is_err(),
+        "a broker cut off from Consul acknowledged a write: {refused:?}"
+    );
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    cluster.script(&["heal", &format!("b{leader}")]);
     let after = leader_of(&cluster, "cut", 1);
     eprintln!(
         "broker {leader} (leader of cut-1) was cut off from Consul for 20 s; leader now {after}"

@@ -21,7 +21,7 @@ pub mod store;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
@@ -90,11 +90,11 @@ pub struct ClusterNode {
     /// One reconciliation at a time (the metadata watch and local admin requests both run
     /// one).
     reconciling: std::sync::Mutex<()>,
-    /// Stall detection (monotonic): see [`ClusterNode::may_lead`].
+    /// The leadership lease (monotonic): see [`ClusterNode::may_lead`].
     started: std::time::Instant,
-    heartbeat_ms: AtomicU64,
-    suspended: AtomicBool,
-    stall_limit_ms: u64,
+    /// When the last successful round trip to the coordinator was sent.
+    contact_ms: AtomicU64,
+    lease_ms: u64,
     /// This broker's current block of producer ids: next, end.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
 }
@@ -104,15 +104,16 @@ impl ClusterNode {
         u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
 
-    /// Whether this broker may acknowledge writes as a leader. Not after the process stood
-    /// still (SIGSTOP, a VM pause, starvation) for half its registration TTL: meanwhile the
-    /// controller may have elected other leaders, so it first re-reads the metadata. The gap
-    /// is checked here too, because a request may run before the stall watcher notices.
+    /// Whether this broker may acknowledge writes as a leader: only while its last
+    /// successful round trip to the coordinator was sent less than half its registration TTL
+    /// ago. Cut off from Consul (or stood still: SIGSTOP, a VM pause), it stops before its
+    /// registration can expire and the controller can elect other leaders, and it leads again
+    /// only after re-reading the metadata (`tasks::keep_contact`).
     pub fn may_lead(&self) -> bool {
         let silent = self
             .monotonic_ms()
-            .saturating_sub(self.heartbeat_ms.load(Ordering::Acquire));
-        !self.suspended.load(Ordering::Acquire) && silent <= self.stall_limit_ms
+            .saturating_sub(self.contact_ms.load(Ordering::Acquire));
+        silent <= self.lease_ms
     }
 
     pub fn view(&self) -> Arc<ClusterView> {
@@ -350,9 +351,8 @@ pub async fn join(
         seed: AtomicUsize::new(usize::try_from(node_id).unwrap_or(0)),
         reconciling: std::sync::Mutex::new(()),
         started: std::time::Instant::now(),
-        heartbeat_ms: AtomicU64::new(0),
-        suspended: AtomicBool::new(false),
-        stall_limit_ms: broker.config.cluster.broker_ttl_ms / 2,
+        contact_ms: AtomicU64::new(0),
+        lease_ms: broker.config.cluster.broker_ttl_ms / 2,
         producer_ids: tokio::sync::Mutex::new((0, 0)),
     });
     let brokers = coordinator.brokers().await?;
@@ -383,7 +383,7 @@ pub async fn join(
         Arc::clone(&node),
         shutdown.clone(),
     ));
-    tokio::spawn(tasks::watch_stalls(
+    tokio::spawn(tasks::keep_contact(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown.clone(),

@@ -1,5 +1,5 @@
 //! The background tasks of a cluster broker: watches on the coordinator (metadata, live
-//! brokers, controller), ISR persistence, leader ticks and the stall watcher. Each runs until
+//! brokers, controller), ISR persistence, leader ticks and the leadership lease. Each runs until
 //! shutdown and survives coordinator errors by retrying.
 
 use std::collections::BTreeMap;
@@ -189,37 +189,52 @@ pub(super) async fn tick_leaders(
     }
 }
 
-/// Beats every 100 ms; after a longer silence than the stall limit, suspends leadership until
-/// the metadata has been read again from the coordinator and applied.
-pub(super) async fn watch_stalls(
+/// Renews the leadership lease: a cheap coordinator round trip every 500 ms. After a gap
+/// longer than the lease (cut off, or the process stood still) the metadata is read again and
+/// applied before the lease counts again, since other leaders may have been elected meanwhile.
+pub(super) async fn keep_contact(
     broker: Arc<Broker>,
     node: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let mut reported = false;
     loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(100)) => {}
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let now = node.monotonic_ms();
-        let silent = now.saturating_sub(node.heartbeat_ms.load(Ordering::Acquire));
-        if silent > node.stall_limit_ms {
-            node.suspended.store(true, Ordering::Release);
-            tracing::warn!(
-                silent_ms = silent,
-                "this broker stood still; leadership suspended until the cluster metadata is read again"
-            );
+        let sent = node.monotonic_ms();
+        let probe = tokio::time::timeout(
+            Duration::from_millis(node.lease_ms),
+            node.coordinator.brokers(),
+        )
+        .await;
+        if !matches!(probe, Ok(Ok(_))) {
+            if !reported {
+                tracing::warn!(
+                    "the coordinator does not answer; leader writes stop when the lease ends"
+                );
+                reported = true;
+            }
+            continue;
         }
-        node.heartbeat_ms.store(now, Ordering::Release);
-        if node.suspended.load(Ordering::Acquire) {
+        let silent = sent.saturating_sub(node.contact_ms.load(Ordering::Acquire));
+        if silent > node.lease_ms {
             match store::read(&*node.coordinator).await {
                 Ok((metadata, version)) => {
                     node.apply_metadata(&broker, metadata, version);
-                    node.suspended.store(false, Ordering::Release);
-                    tracing::info!("cluster metadata read again; leadership resumed");
+                    tracing::info!(
+                        silent_ms = silent,
+                        "in contact with the coordinator again; metadata re-read"
+                    );
                 }
-                Err(error) => tracing::warn!(%error, "cannot re-read the cluster metadata yet"),
+                Err(error) => {
+                    tracing::warn!(%error, "cannot re-read the cluster metadata yet");
+                    continue;
+                }
             }
         }
+        node.contact_ms.store(sent, Ordering::Release);
+        reported = false;
     }
 }
