@@ -158,7 +158,7 @@ impl Sim {
             .leader
             .follower_fetched(follower, offset as i64, self.now);
         self.apply(actions);
-        let batch = self.rng.below(3) as usize + 1;
+        let batch = usize::try_from(self.rng.below(3)).unwrap() + 1;
         let end = (offset + batch).min(leader_log.len());
         self.logs
             .get_mut(&follower)
