@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Real Kafka clients against a 3-broker LMQ cluster on Consul (scripts/cluster.sh) while a
 # partition leader is killed: confluent-kafka (librdkafka) produces and consumes through the
-# failover without a restart; Kafka's VerifiableProducer (the Java client) does the same and
-# every record it saw acknowledged is read back with kcat; a restarted broker catches up;
+# failover without a restart; Kafka's VerifiableProducer (the Java client) produces through
+# another kill while kcat consumes that topic live and produces to another one, and every
+# acknowledged record is read; a restarted broker catches up;
 # Kafka's kafka-reassign-partitions tool moves a replica (--execute, then --verify).
 #
 #   compat-tests/cluster.sh BINARY
@@ -83,6 +84,17 @@ say "scenario java-verifiable-producer-failover"
   --topic failover-java --max-messages 3000 --throughput 200 --acks -1 \
   >"$LOGS/java-producer.jsonl" 2>"$LOGS/java-producer.log" &
 JAVA_PID=$!
+# kcat consumes the topic live and produces to another one, both across the same kill.
+kcat -b "$BOOTSTRAP" -C -t failover-java -o beginning -q -f '%s\n' \
+  >"$LOGS/kcat-live.txt" 2>"$LOGS/kcat-live.log" &
+KCAT_CONSUMER=$!
+"$PY" -c 'import sys, time
+for i in range(1500):
+    print(i, flush=True)
+    time.sleep(0.01)' |
+  kcat -b "$BOOTSTRAP" -P -t failover-kcat -X acks=all -X enable.idempotence=true \
+    -X message.timeout.ms=120000 >"$LOGS/kcat-producer.log" 2>&1 &
+KCAT_PRODUCER=$!
 sleep 5
 # The leader of partition 1 as the brokers report it.
 VICTIM="$(kcat -b "$BOOTSTRAP" -L -t failover-java -J 2>/dev/null |
@@ -107,6 +119,30 @@ PYEOF
   else
     result java-verifiable-producer-failover "$ACKED acknowledged; missing and duplicated: $MISSING"
   fi
+fi
+
+say "scenario kcat-failover"
+wait "$KCAT_PRODUCER" || true
+for _ in $(seq 1 30); do
+  [[ "$(sort -u "$LOGS/kcat-live.txt" | wc -l)" -ge "$(sort -u "$LOGS/java-read.txt" 2>/dev/null | wc -l)" ]] && break
+  sleep 1
+done
+kill "$KCAT_CONSUMER" 2>/dev/null || true
+kcat -b "$BOOTSTRAP" -C -t failover-kcat -o beginning -e -q -f '%s\n' >"$LOGS/kcat-read.txt" 2>/dev/null || true
+KCAT_CHECK="$("$PY" - "$LOGS/java-producer.jsonl" "$LOGS/kcat-live.txt" "$LOGS/kcat-read.txt" <<'PYEOF'
+import json, sys
+acked = {json.loads(l)["value"] for l in open(sys.argv[1]) if '"producer_send_success"' in l}
+live = {l.rstrip("\n") for l in open(sys.argv[2])}
+produced = {l.rstrip("\n") for l in open(sys.argv[3])}
+print(len(acked - live), len(set(map(str, range(1500))) - produced))
+PYEOF
+)"
+if grep -q "Delivery failed" "$LOGS/kcat-producer.log"; then
+  result kcat-failover "kcat -P reported failed deliveries: $(grep -m2 'Delivery failed' "$LOGS/kcat-producer.log" | tr '\n' ' ')"
+elif [[ "$KCAT_CHECK" == "0 0" ]]; then
+  result kcat-failover
+else
+  result kcat-failover "records the live kcat consumer missed, and kcat -P records missing: $KCAT_CHECK"
 fi
 
 say "scenario restarted-broker-catches-up"
