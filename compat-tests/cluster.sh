@@ -84,7 +84,15 @@ say "scenario java-verifiable-producer-failover"
   --topic failover-java --max-messages 3000 --throughput 200 --acks -1 \
   >"$LOGS/java-producer.jsonl" 2>"$LOGS/java-producer.log" &
 JAVA_PID=$!
-# kcat consumes the topic live and produces to another one, both across the same kill.
+# kcat consumes the topic live and produces to another one, both across the same kill. It
+# gives up on a topic its broker does not know yet, so first every broker must know it (a new
+# topic reaches the others through their metadata watch, as in Kafka it reaches them later).
+for broker in ${BOOTSTRAP//,/ }; do
+  for _ in $(seq 1 100); do
+    kcat -b "$broker" -L -t failover-java 2>/dev/null | grep -q 'with 3 partitions' && break
+    sleep 0.1
+  done
+done
 kcat -b "$BOOTSTRAP" -C -t failover-java -o beginning -q -f '%s\n' \
   >"$LOGS/kcat-live.txt" 2>"$LOGS/kcat-live.log" &
 KCAT_CONSUMER=$!
