@@ -498,19 +498,24 @@ mod tests {
 mod pending_isr_tests {
     use super::*;
 
-    #[test]
-    fn a_replica_the_controller_removed_rejoins_only_after_fetching_again() {
+    /// Leader 1 of `replicas` (all in sync) in epoch 0, its log ending at `log_end`.
+    fn leader_of(replicas: &[i32], lag_ms: i64, log_end: i64) -> LeaderState {
         let config = ReplicationConfig {
-            replica_lag_time_max_ms: 10_000,
+            replica_lag_time_max_ms: lag_ms,
             min_insync_replicas: 1,
         };
         let assignment = Assignment {
             leader_id: 1,
             leader_epoch: 0,
-            replicas: vec![1, 2, 3],
-            isr: vec![1, 2, 3],
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
         };
-        let mut state = LeaderState::new(config, &assignment, 20, 20, 0);
+        LeaderState::new(config, &assignment, log_end, log_end, 0)
+    }
+
+    #[test]
+    fn a_replica_the_controller_removed_rejoins_only_after_fetching_again() {
+        let mut state = leader_of(&[1, 2, 3], 10_000, 20);
         state.follower_fetched(2, 20, 1);
         state.follower_fetched(3, 20, 1);
         // Broker 3 dies; the controller removes it at once, long before the lag limit.
@@ -530,17 +535,7 @@ mod pending_isr_tests {
 
     #[test]
     fn a_replica_added_by_a_reassignment_joins_once_caught_up() {
-        let config = ReplicationConfig {
-            replica_lag_time_max_ms: 10_000,
-            min_insync_replicas: 1,
-        };
-        let assignment = Assignment {
-            leader_id: 1,
-            leader_epoch: 0,
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-        };
-        let mut state = LeaderState::new(config, &assignment, 50, 50, 0);
+        let mut state = leader_of(&[1, 2], 10_000, 50);
         state.follower_fetched(2, 50, 1);
         assert!(
             state.follower_fetched(4, 50, 2).is_empty(),
@@ -554,17 +549,7 @@ mod pending_isr_tests {
 
     #[test]
     fn a_failed_isr_change_is_proposed_again() {
-        let config = ReplicationConfig {
-            replica_lag_time_max_ms: 10,
-            min_insync_replicas: 1,
-        };
-        let assignment = Assignment {
-            leader_id: 1,
-            leader_epoch: 0,
-            replicas: vec![1, 2],
-            isr: vec![1, 2],
-        };
-        let mut state = LeaderState::new(config, &assignment, 0, 0, 0);
+        let mut state = leader_of(&[1, 2], 10, 0);
         let shrink = Action::IsrChanged(BTreeSet::from([1]));
         assert!(state.tick(20).contains(&shrink));
         assert!(state.tick(21).is_empty());
