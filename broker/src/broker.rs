@@ -14,10 +14,8 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
-use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::{GroupLabels, GroupPartitionLabels, Metrics, PartitionLabels, TimedSyncer};
 use crate::producer_ids::ProducerIdAllocator;
-use crate::topics::NewTopic;
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -66,7 +64,7 @@ impl Broker {
             syncer,
             clock.now_ms(),
         )?;
-        let groups = open_group_coordinator(&config, &topics, clock.now_ms())?;
+        let groups = open_group_coordinator(&config)?;
         Ok(Broker {
             config,
             topics,
@@ -234,32 +232,11 @@ pub fn offsets_topic_configs() -> BTreeMap<String, String> {
     ])
 }
 
-/// Creates the internal offsets topic on first start, then rebuilds committed offsets from
-/// it. A cluster broker starts without one: the cluster metadata creates the replicated
-/// topic and the coordinator adopts it (`cluster::reconcile`).
-fn open_group_coordinator(
-    config: &BrokerConfig,
-    topics: &TopicRegistry,
-    now_ms: i64,
-) -> Result<GroupCoordinator, TopicError> {
-    if config.cluster.consul.is_some() {
-        return GroupCoordinator::load(config.group.coordinator_config(), Vec::new())
-            .map_err(TopicError::from);
-    }
-    let topic = match topics.get(OFFSETS_TOPIC) {
-        Some(topic) => topic,
-        None => topics.create(
-            &NewTopic {
-                name: OFFSETS_TOPIC.to_string(),
-                partitions: config.group.offsets_topic_partitions,
-                replication_factor: 1,
-                configs: offsets_topic_configs(),
-            },
-            now_ms,
-        )?,
-    };
-    GroupCoordinator::load(config.group.coordinator_config(), topic.partitions.clone())
-        .map_err(TopicError::from)
+/// The group coordinator starts without partitions: the cluster metadata creates the
+/// offsets topic on first use (`handler::find_coordinator`) and the coordinator adopts each
+/// partition this broker leads (`cluster::reconcile`).
+fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, TopicError> {
+    GroupCoordinator::load(config.group.coordinator_config(), Vec::new()).map_err(TopicError::from)
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.

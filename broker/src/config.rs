@@ -86,8 +86,9 @@ pub struct GroupSettings {
     pub member_metadata_bytes_max: usize,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
-    /// Replicas of `__consumer_offsets` in a cluster; until that many brokers are alive,
-    /// FindCoordinator answers COORDINATOR_NOT_AVAILABLE (as Kafka does).
+    /// Replicas of `__consumer_offsets` in a Consul cluster; until that many brokers are
+    /// alive, FindCoordinator answers COORDINATOR_NOT_AVAILABLE (as Kafka does). An embedded
+    /// node, the only broker there can be, uses 1.
     pub offsets_topic_replication_factor: i16,
 }
 
@@ -202,6 +203,15 @@ impl LogDefaults {
 }
 
 impl BrokerConfig {
+    /// `__consumer_offsets`' replication factor: the configured one with Consul, 1 for the
+    /// embedded node (it is the only broker its coordinator admits).
+    pub fn offsets_topic_replication_factor(&self) -> i16 {
+        match self.cluster.consul {
+            Some(_) => self.group.offsets_topic_replication_factor,
+            None => 1,
+        }
+    }
+
     pub fn from_toml_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;

@@ -11,6 +11,7 @@ pub mod config;
 pub mod group;
 mod handler;
 pub mod metrics;
+pub mod node;
 pub mod partition;
 pub mod producer_ids;
 pub mod replication;

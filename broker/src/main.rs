@@ -6,11 +6,11 @@ use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use lmq_broker::BrokerConfig;
 use lmq_broker::cli;
 use lmq_broker::clock::SystemClock;
-use lmq_broker::{Broker, BrokerConfig};
+use lmq_broker::node::{Node, NodeError};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 /// LMQ: a lightweight message queue that speaks the Kafka protocol.
 ///
@@ -208,62 +208,34 @@ fn serve(args: ServeArgs) -> Result<()> {
             None => None,
         };
         let admin_address = admin.as_ref().and_then(|admin| admin.local_addr().ok());
-        let broker = Arc::new(
-            Broker::open(config, Arc::new(SystemClock))
-                .with_context(|| format!("cannot open data dir {}", data_dir.display()))?,
-        );
-        let (stop, shutdown) = watch::channel(false);
-        tokio::spawn(async move {
-            wait_for_signal().await;
-            tracing::info!("shutting down");
-            let _ = stop.send(true);
-        });
-        // A cluster broker joins before it serves: its first answers already describe the
-        // cluster, never this node alone.
-        let coordinator = match broker.config.cluster.consul.clone() {
-            Some(address) => Some(join_cluster(&broker, address, shutdown.clone()).await?),
-            None => None,
-        };
+        let consul = config.cluster.consul.clone();
+        let node = Node::start(config, Arc::new(SystemClock), listener, admin)
+            .await
+            .map_err(|error| match (&error, &consul) {
+                (NodeError::Open(_), _) => anyhow::Error::new(error)
+                    .context(format!("cannot open data dir {}", data_dir.display())),
+                (NodeError::Join(_), Some(address)) => anyhow::Error::new(error).context(format!(
+                    "cannot join the cluster through Consul at {address} (is the agent running? use --consul http://HOST:PORT)"
+                )),
+                (NodeError::Join(_), None) => anyhow::Error::new(error).context(format!(
+                    "cannot start the embedded coordinator in {} (is another lmq serve using this data dir? use --data-dir)",
+                    data_dir.join(lmq_broker::cluster::EMBEDDED_DIR).display()
+                )),
+            })?;
         tracing::info!(
-            listen = %listener.local_addr().unwrap_or(listen),
+            listen = %node.broker.config.listen,
             node_id,
             data_dir = %data_dir.display(),
             admin = ?admin_address,
+            cluster = consul.as_deref().unwrap_or("embedded"),
             "lmq ready"
         );
-        lmq_broker::server::run(broker, listener, admin, shutdown).await;
-        if let Some(coordinator) = coordinator {
-            // Deregisters and releases the controller role at once, so failover need not
-            // wait for a session to expire.
-            if let Err(error) = coordinator.close().await {
-                tracing::warn!(%error, "leaving the cluster coordinator failed");
-            }
-        }
+        wait_for_signal().await;
+        tracing::info!("shutting down");
+        node.stop().await;
         tracing::info!("stopped; logs flushed");
         Ok(())
     })
-}
-
-async fn join_cluster(
-    broker: &Arc<Broker>,
-    address: String,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Arc<dyn lmq_coord::Coordinator>> {
-    let mut consul = lmq_coord::ConsulConfig::new(address.clone());
-    consul.key_prefix = broker.config.cluster.consul_key_prefix.clone();
-    // A controller that crashed is replaced after its session's TTL plus this delay. The
-    // holder already steps down before its TTL can run out (coord's lease), so a short
-    // delay keeps controller failover near the session TTL.
-    consul.lock_delay = std::time::Duration::from_secs(1);
-    let coordinator: Arc<dyn lmq_coord::Coordinator> = Arc::new(
-        lmq_coord::ConsulCoordinator::connect(consul)
-            .await
-            .with_context(|| format!("cannot reach Consul at {address} (is the agent running? use --consul http://HOST:PORT)"))?,
-    );
-    lmq_broker::cluster::join(Arc::clone(broker), Arc::clone(&coordinator), shutdown)
-        .await
-        .with_context(|| format!("cannot join the cluster through Consul at {address}"))?;
-    Ok(coordinator)
 }
 
 async fn wait_for_signal() {

@@ -381,14 +381,15 @@ impl Partition {
                 high_watermark,
                 "becoming leader"
             );
-            *role = Role::Leader(LeaderState::new(
-                config,
-                assignment,
-                log_end,
-                high_watermark,
-                now_ms,
-            ));
+            let mut state = LeaderState::new(config, assignment, log_end, high_watermark, now_ms);
             fail_waiters(waiters);
+            // A leader whose ISR has only itself commits its whole log at once (Kafka's
+            // makeLeader does the same), rather than on its first tick.
+            let actions = state.tick(now_ms);
+            if self.apply(&state, waiters, actions).is_some() {
+                state.isr_change_failed();
+            }
+            *role = Role::Leader(state);
             return Ok(true);
         } else if assignment.replicas.contains(&node_id) && assignment.leader_id >= 0 {
             if matches!(role, Role::Follower { leader, leader_epoch }

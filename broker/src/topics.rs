@@ -409,6 +409,31 @@ impl TopicRegistry {
         Ok(topic)
     }
 
+    /// Makes a topic this node created alone a replica of the cluster topic of the same id
+    /// (`cluster::join` adopts it into the metadata first).
+    pub fn adopt(&self, name: &str) -> Result<Arc<Topic>, TopicError> {
+        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
+        let Some(topic) = topics.get(name) else {
+            return Err(TopicError::Unknown(name.to_string()));
+        };
+        let file = TopicFile {
+            id: topic.id,
+            partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
+            configs: topic.configs.clone(),
+            replica: true,
+        };
+        self.write_topic_file(name, &file)?;
+        let adopted = Arc::new(Topic {
+            name: topic.name.clone(),
+            id: topic.id,
+            partitions: topic.partitions.clone(),
+            configs: topic.configs.clone(),
+            replica: true,
+        });
+        topics.insert(name.to_string(), Arc::clone(&adopted));
+        Ok(adopted)
+    }
+
     fn write_topic_file(&self, name: &str, file: &TopicFile) -> Result<(), TopicError> {
         let path = self.topics_dir().join(format!("{name}.toml"));
         let temporary = path.with_extension("toml.tmp");

@@ -837,3 +837,62 @@ async fn data_survives_a_restart() {
     assert_eq!(total, 20);
     broker.stop().await;
 }
+
+/// A data dir written by a node that ran without a coordinator (before LMQ had the embedded
+/// one): its topics join the embedded cluster metadata as they are.
+#[tokio::test]
+async fn topics_of_an_uncoordinated_data_dir_are_adopted() {
+    use lmq_broker::clock::SystemClock;
+    use lmq_broker::topics::NewTopic;
+    let dir = temp();
+    {
+        let config = lmq_broker::BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            ..lmq_broker::BrokerConfig::default()
+        };
+        let broker = lmq_broker::Broker::open(config, std::sync::Arc::new(SystemClock)).unwrap();
+        let new = NewTopic {
+            name: "legacy".to_string(),
+            partitions: 2,
+            replication_factor: 1,
+            configs: std::collections::BTreeMap::new(),
+        };
+        let topic = broker.topics.create(&new, 0).unwrap();
+        let mut records = batch(&["old", "data"], 0).to_vec();
+        topic.partitions[1].append(&mut records, 0).unwrap();
+        broker.close();
+    }
+    let broker = TestBroker::start_in(dir.path(), |config| config.auto_create_topics = false).await;
+    let mut client = broker.client().await;
+    let ResponseKind::Metadata(metadata) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&["legacy"]))
+        .await
+    else {
+        panic!()
+    };
+    let topic = &metadata.topics[0];
+    assert_eq!((topic.error_code, topic.partitions.len()), (0, 2));
+    let response = fetch(&mut client, 12, "legacy", 1, 0).await;
+    assert_eq!(response.responses[0].partitions[0].high_watermark, 2);
+    assert_eq!(
+        produce(&mut client, "legacy", 0, batch(&["new"], 0)).await,
+        (0, 0)
+    );
+    broker.stop().await;
+
+    // Adopted, the topic is the cluster's: deleting it removes its logs.
+    assert!(dir.path().join("legacy-0").exists());
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let mut delete = lmq_wire::protocol::messages::DeleteTopicsRequest::default();
+    delete.topic_names = vec![name("legacy")];
+    let ResponseKind::DeleteTopics(deleted) = client
+        .call(ApiKey::DeleteTopics, 4, RequestKind::DeleteTopics(delete))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(deleted.responses[0].error_code, 0);
+    assert!(!dir.path().join("legacy-0").exists());
+    broker.stop().await;
+}

@@ -152,7 +152,10 @@ async fn committed(client: &mut TestClient, version: i16) -> i64 {
 }
 
 async fn start(dir: &std::path::Path) -> TestBroker {
-    TestBroker::start_in(dir, |config| config.group.initial_rebalance_delay_ms = 0).await
+    let broker =
+        TestBroker::start_in(dir, |config| config.group.initial_rebalance_delay_ms = 0).await;
+    broker.find_coordinator("any").await;
+    broker
 }
 
 #[tokio::test]

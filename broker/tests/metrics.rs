@@ -68,6 +68,7 @@ async fn health_ready_status_and_metrics_follow_the_traffic() {
             .call(ApiKey::Produce, 9, RequestKind::Produce(request))
             .await;
     }
+    broker.find_coordinator("lagging").await;
     // A committed offset 2 below the high watermark of partition 0 (6).
     let mut partition = OffsetCommitRequestPartition::default();
     partition.partition_index = 0;

@@ -18,15 +18,12 @@ use bytes::Bytes;
 use lmq::{
     Admin, ClientConfig, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, Record,
 };
+use lmq_broker::BrokerConfig;
 use lmq_broker::clock::SystemClock;
-use lmq_broker::{Broker, BrokerConfig};
+use lmq_broker::node::Node;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
-async fn start(
-    dir: &std::path::Path,
-    address: std::net::SocketAddr,
-) -> (watch::Sender<bool>, tokio::task::JoinHandle<()>) {
+async fn start(dir: &std::path::Path, address: std::net::SocketAddr) -> Node {
     let mut listener = None;
     for _ in 0..50 {
         match TcpListener::bind(address).await {
@@ -42,15 +39,9 @@ async fn start(
         listen: address,
         ..BrokerConfig::default()
     };
-    let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(lmq_broker::server::run(
-        broker,
-        listener.unwrap(),
-        None,
-        shutdown,
-    ));
-    (stop, task)
+    Node::start(config, Arc::new(SystemClock), listener.unwrap(), None)
+        .await
+        .unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -60,7 +51,7 @@ async fn acknowledged_records_survive_a_broker_restart_exactly_once() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let (stop, task) = start(dir.path(), address).await;
+    let node = start(dir.path(), address).await;
     let client = ClientConfig {
         brokers: vec![address.to_string()],
         request_timeout: Duration::from_secs(5),
@@ -100,10 +91,8 @@ async fn acknowledged_records_survive_a_broker_restart_exactly_once() {
     };
     // Crash the broker while records are in flight (no log is closed), then restart it.
     tokio::time::sleep(Duration::from_millis(150)).await;
-    drop(stop);
-    task.abort();
-    let _ = task.await;
-    let (stop, task) = start(dir.path(), address).await;
+    node.crash().await;
+    let node = start(dir.path(), address).await;
     let acknowledged = sender.await.unwrap();
     assert_eq!(acknowledged.len(), 400);
 
@@ -140,6 +129,5 @@ async fn acknowledged_records_survive_a_broker_restart_exactly_once() {
             "record {index} at its acknowledged offset"
         );
     }
-    stop.send(true).unwrap();
-    task.await.unwrap();
+    node.stop().await;
 }

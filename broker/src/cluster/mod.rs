@@ -25,11 +25,14 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
-use lmq_coord::{BrokerInfo, BrokerRegistration, Coordinator, HealthCheck, Version};
+use lmq_coord::{
+    BrokerInfo, BrokerRegistration, CoordResult, Coordinator, EmbeddedStore, HealthCheck, Version,
+};
 use tokio::sync::{mpsc, watch};
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::config::BrokerConfig;
 use crate::partition::IsrProposal;
 use crate::replication::{Assignment, ReplicationConfig};
 use metadata::{ClusterMetadata, LiveBroker, MetadataError, TopicSpec};
@@ -316,6 +319,38 @@ pub fn assignment_of(state: &metadata::PartitionState) -> Assignment {
     }
 }
 
+/// The directory of the embedded coordinator's state inside a data dir.
+pub const EMBEDDED_DIR: &str = "coordinator";
+
+/// The coordinator the configuration asks for: Consul with `cluster.consul`, else the
+/// embedded one persisted under the data dir (a cluster of this one broker).
+async fn open_coordinator(config: &BrokerConfig) -> CoordResult<Arc<dyn Coordinator>> {
+    Ok(match &config.cluster.consul {
+        Some(address) => {
+            let mut consul = lmq_coord::ConsulConfig::new(address.clone());
+            consul.key_prefix = config.cluster.consul_key_prefix.clone();
+            // A controller that crashed is replaced after its session's TTL plus this delay.
+            // The holder already steps down before its TTL can run out (coord's lease), so a
+            // short delay keeps controller failover near the session TTL.
+            consul.lock_delay = Duration::from_secs(1);
+            Arc::new(lmq_coord::ConsulCoordinator::connect(consul).await?)
+        }
+        None => Arc::new(EmbeddedStore::open(&config.data_dir.join(EMBEDDED_DIR))?.client()),
+    })
+}
+
+/// Opens the configured coordinator and joins through it (what `lmq serve` does before it
+/// serves). `close` the coordinator returned when stopping, so others need not wait for this
+/// broker's registration to expire.
+pub async fn start(
+    broker: Arc<Broker>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<Arc<dyn Coordinator>, StoreError> {
+    let coordinator = open_coordinator(&broker.config).await?;
+    join(broker, Arc::clone(&coordinator), shutdown).await?;
+    Ok(coordinator)
+}
+
 /// Joins the cluster: registers this broker, loads the metadata, and starts the tasks that
 /// follow the cluster (metadata, membership and controller watches, the controller campaign,
 /// ISR persistence, leader ticks and replica fetchers) until `shutdown`.
@@ -357,7 +392,7 @@ pub async fn join(
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));
-    let (metadata, version) = store::read(&*coordinator).await?;
+    let (metadata, version) = adopt_local_topics(&broker, &*coordinator, node_id).await?;
     node.apply_metadata(&broker, metadata, version);
     broker.set_cluster(Arc::clone(&node));
 
@@ -377,6 +412,7 @@ pub async fn join(
         Arc::clone(&broker),
         Arc::clone(&node),
         isr_receiver,
+        shutdown.clone(),
     ));
     tokio::spawn(tasks::tick_leaders(
         Arc::clone(&broker),
@@ -394,6 +430,55 @@ pub async fn join(
         shutdown,
     ));
     Ok(node)
+}
+
+/// Topics a single node made before it was coordinated (a data dir of an older LMQ) enter
+/// the cluster metadata as they are: same id and partitions, this broker their only replica
+/// and leader. Returns the metadata as it is now.
+async fn adopt_local_topics(
+    broker: &Broker,
+    coordinator: &dyn Coordinator,
+    node_id: i32,
+) -> Result<(ClusterMetadata, Option<Version>), StoreError> {
+    let local: Vec<_> = broker
+        .topics
+        .list()
+        .into_iter()
+        .filter(|topic| !topic.replica)
+        .collect();
+    let current = store::update(coordinator, None, |metadata| {
+        let mut changed = false;
+        for topic in &local {
+            if metadata.topics.contains_key(&topic.name) {
+                continue;
+            }
+            let alone = metadata::PartitionState {
+                replicas: vec![node_id],
+                leader: node_id,
+                leader_epoch: 0,
+                isr: vec![node_id],
+                adding: Vec::new(),
+                removing: Vec::new(),
+            };
+            let state = metadata::TopicState {
+                id: topic.id,
+                configs: topic.configs.clone(),
+                partitions: vec![alone; topic.partitions.len()],
+            };
+            metadata.topics.insert(topic.name.clone(), state);
+            changed = true;
+        }
+        Ok(changed)
+    })
+    .await?;
+    for topic in &local {
+        tracing::info!(
+            topic = topic.name,
+            "adopting a single-node topic into the cluster"
+        );
+        broker.topics.adopt(&topic.name)?;
+    }
+    Ok(current)
 }
 
 /// The cluster's id: the first broker to join offers its own, every later one adopts it.

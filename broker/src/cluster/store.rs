@@ -25,6 +25,8 @@ pub enum StoreError {
     Metadata(#[from] MetadataError),
     #[error("the cluster metadata in the coordinator is not valid: {0}")]
     Corrupt(String),
+    #[error(transparent)]
+    Local(#[from] crate::topics::TopicError),
     #[error("the cluster metadata kept changing under {CAS_ATTEMPTS} attempts to update it")]
     Contended,
 }

@@ -114,8 +114,18 @@ pub(super) async fn persist_isr_changes(
     broker: Arc<Broker>,
     node: Arc<ClusterNode>,
     mut requests: mpsc::UnboundedReceiver<IsrRequest>,
+    mut shutdown: watch::Receiver<bool>,
 ) {
-    while let Some(request) = requests.recv().await {
+    loop {
+        // The node holds the sender: without the shutdown this task would keep it (and the
+        // coordinator) alive forever.
+        let request = tokio::select! {
+            request = requests.recv() => match request {
+                Some(request) => request,
+                None => return,
+            },
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
         let IsrRequest {
             topic,
             partition,

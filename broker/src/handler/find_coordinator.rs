@@ -99,7 +99,7 @@ async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
             broker,
             OFFSETS_TOPIC,
             settings.offsets_topic_partitions,
-            settings.offsets_topic_replication_factor,
+            broker.config.offsets_topic_replication_factor(),
             &offsets_topic_configs(),
         )
         .await;

@@ -223,6 +223,7 @@ pub(crate) fn store_error_code(error: &StoreError) -> i16 {
         StoreError::Coordinator(_) | StoreError::Contended | StoreError::Corrupt(_) => {
             ResponseError::RequestTimedOut
         }
+        StoreError::Local(error) => return topic_error_code(error),
     };
     code.code()
 }

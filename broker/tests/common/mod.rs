@@ -5,22 +5,21 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use lmq_broker::BrokerConfig;
 use lmq_broker::clock::SystemClock;
-use lmq_broker::{Broker, BrokerConfig};
+use lmq_broker::node::Node;
 use lmq_storage::builder::BatchBuilder;
-use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind};
+use lmq_wire::protocol::messages::{ApiKey, FindCoordinatorRequest, RequestKind, ResponseKind};
+use lmq_wire::protocol::protocol::StrBytes;
 use lmq_wire::{decode_response, encode_request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
 pub struct TestBroker {
     pub addr: SocketAddr,
     pub admin_addr: SocketAddr,
     pub data_dir: std::path::PathBuf,
-    stop: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    pub node: Node,
 }
 
 impl TestBroker {
@@ -39,20 +38,14 @@ impl TestBroker {
             ..BrokerConfig::default()
         };
         adjust(&mut config);
-        let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
-        let (stop, shutdown) = watch::channel(false);
-        let task = tokio::spawn(lmq_broker::server::run(
-            broker,
-            listener,
-            Some(admin),
-            shutdown,
-        ));
+        let node = Node::start(config, Arc::new(SystemClock), listener, Some(admin))
+            .await
+            .unwrap();
         TestBroker {
             addr,
             admin_addr,
             data_dir: data_dir.to_path_buf(),
-            stop,
-            task,
+            node,
         }
     }
 
@@ -71,6 +64,26 @@ impl TestBroker {
         (status, body)
     }
 
+    /// Finds the coordinator of `group`, as every client does before its first group call;
+    /// the first one creates the offsets topic (as in Kafka).
+    pub async fn find_coordinator(&self, group: &str) {
+        let mut find = FindCoordinatorRequest::default();
+        find.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
+        let response = self
+            .client()
+            .await
+            .call(
+                ApiKey::FindCoordinator,
+                4,
+                RequestKind::FindCoordinator(find),
+            )
+            .await;
+        let ResponseKind::FindCoordinator(found) = response else {
+            panic!("{response:?}")
+        };
+        assert_eq!(found.coordinators[0].error_code, 0, "{found:?}");
+    }
+
     pub async fn client(&self) -> TestClient {
         TestClient {
             stream: TcpStream::connect(self.addr).await.unwrap(),
@@ -80,14 +93,12 @@ impl TestBroker {
 
     /// A crash: the server task is dropped mid-flight, no log is closed or checkpointed.
     pub async fn crash(self) {
-        self.task.abort();
-        let _ = self.task.await;
+        self.node.crash().await;
     }
 
     /// Graceful shutdown: waits until every log is closed.
     pub async fn stop(self) {
-        self.stop.send(true).unwrap();
-        self.task.await.unwrap();
+        self.node.stop().await;
     }
 }
 

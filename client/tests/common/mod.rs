@@ -7,16 +7,15 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use lmq::ClientConfig;
+use lmq_broker::BrokerConfig;
 use lmq_broker::clock::SystemClock;
-use lmq_broker::{Broker, BrokerConfig};
+use lmq_broker::node::Node;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub enum Target {
     Lmq {
         address: String,
-        stop: watch::Sender<bool>,
-        task: tokio::task::JoinHandle<()>,
+        node: Node,
         _dir: tempfile::TempDir,
     },
     Kafka {
@@ -46,9 +45,8 @@ impl Target {
     }
 
     pub async fn finish(self) {
-        if let Target::Lmq { stop, task, .. } = self {
-            stop.send(true).unwrap();
-            task.await.unwrap();
+        if let Target::Lmq { node, .. } = self {
+            node.stop().await;
         }
     }
 }
@@ -63,13 +61,12 @@ pub async fn lmq() -> Target {
         ..BrokerConfig::default()
     };
     config.group.initial_rebalance_delay_ms = 0;
-    let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
-    let (stop, shutdown) = watch::channel(false);
-    let task = tokio::spawn(lmq_broker::server::run(broker, listener, None, shutdown));
+    let node = Node::start(config, Arc::new(SystemClock), listener, None)
+        .await
+        .unwrap();
     Target::Lmq {
         address: address.to_string(),
-        stop,
-        task,
+        node,
         _dir: dir,
     }
 }

@@ -1,0 +1,97 @@
+//! A running broker: its data dir opened, joined to its cluster (the embedded coordinator by
+//! default, Consul when configured) and serving on its listeners. What `lmq serve` runs, and
+//! what the in-process tests start.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lmq_coord::Coordinator;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::broker::Broker;
+use crate::clock::Clock;
+use crate::cluster::store::StoreError;
+use crate::config::BrokerConfig;
+use crate::topics::TopicError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("cannot open the data dir: {0}")]
+    Open(#[from] TopicError),
+    #[error("cannot join the cluster: {0}")]
+    Join(#[from] StoreError),
+}
+
+#[derive(Debug)]
+pub struct Node {
+    pub broker: Arc<Broker>,
+    pub coordinator: Arc<dyn Coordinator>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+}
+
+impl Node {
+    /// Opens the data dir and joins the cluster before serving, so the first answers already
+    /// describe the cluster.
+    pub async fn start(
+        config: BrokerConfig,
+        clock: Arc<dyn Clock>,
+        listener: TcpListener,
+        admin: Option<TcpListener>,
+    ) -> Result<Node, NodeError> {
+        let broker = Arc::new(Broker::open(config, clock)?);
+        let (stop, shutdown) = watch::channel(false);
+        let coordinator = crate::cluster::start(Arc::clone(&broker), shutdown.clone()).await?;
+        let server = tokio::spawn(crate::server::run(
+            Arc::clone(&broker),
+            listener,
+            admin,
+            shutdown,
+        ));
+        Ok(Node {
+            broker,
+            coordinator,
+            stop,
+            server,
+        })
+    }
+
+    /// Graceful stop: every connection finishes its request, every log is closed, and the
+    /// node leaves the cluster at once (others need not wait for its registration to expire).
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = self.server.await;
+        if let Err(error) = self.coordinator.close().await {
+            tracing::warn!(%error, "leaving the cluster coordinator failed");
+        }
+        release(self.broker, self.coordinator).await;
+    }
+
+    /// A crash as far as the logs know (tests): the server is dropped mid-flight and no log is
+    /// closed or checkpointed. The background tasks end and the coordinator is released, as
+    /// the death of the process would, so the data dir can be opened again.
+    pub async fn crash(self) {
+        self.server.abort();
+        let _ = self.server.await;
+        let _ = self.stop.send(true);
+        if let Err(error) = self.coordinator.close().await {
+            tracing::warn!(%error, "releasing the cluster coordinator failed");
+        }
+        release(self.broker, self.coordinator).await;
+    }
+}
+
+/// Waits (boundedly) for the background tasks to drop their handles on the broker, which
+/// holds the embedded coordinator's lock on the data dir.
+async fn release(broker: Arc<Broker>, coordinator: Arc<dyn Coordinator>) {
+    drop(coordinator);
+    for _ in 0..500 {
+        if Arc::strong_count(&broker) == 1 {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tracing::warn!("background tasks still hold the broker after its stop");
+}
