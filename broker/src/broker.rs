@@ -15,7 +15,6 @@ use std::sync::atomic::AtomicBool;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::{GroupLabels, GroupPartitionLabels, Metrics, PartitionLabels, TimedSyncer};
-use crate::producer_ids::ProducerIdAllocator;
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -26,7 +25,6 @@ pub struct Broker {
     /// Woken after every append, so fetches waiting for `min_bytes` re-check.
     pub appended: Notify,
     pub cluster_id: String,
-    pub producer_ids: ProducerIdAllocator,
     pub groups: GroupCoordinator,
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
@@ -48,22 +46,11 @@ impl Broker {
             reason: error.to_string(),
         })?;
         let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
-        let producer_ids =
-            ProducerIdAllocator::open(&config.data_dir).map_err(|error| TopicError::Metadata {
-                path: config.data_dir.join("producer_id_block"),
-                reason: error.to_string(),
-            })?;
         let metrics = Metrics::new();
         let syncer = Arc::new(TimedSyncer {
             histogram: metrics.fsync_duration.clone(),
         });
-        let topics = TopicRegistry::load(
-            &config.data_dir,
-            log_defaults,
-            config.default_partitions,
-            syncer,
-            clock.now_ms(),
-        )?;
+        let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
         Ok(Broker {
             config,
@@ -71,7 +58,6 @@ impl Broker {
             clock,
             appended: Notify::new(),
             cluster_id,
-            producer_ids,
             groups,
             metrics,
             ready: AtomicBool::new(false),

@@ -13,7 +13,6 @@ mod handler;
 pub mod metrics;
 pub mod node;
 pub mod partition;
-pub mod producer_ids;
 pub mod replication;
 pub mod server;
 pub mod topics;

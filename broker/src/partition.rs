@@ -12,8 +12,8 @@ use tokio::sync::oneshot;
 
 use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
 
-/// The leader epoch a single node stamps on every batch.
-pub const SINGLE_NODE_LEADER_EPOCH: i32 = 0;
+/// The leader epoch answered while this node has no role for the partition (Kafka's -1).
+const UNKNOWN_LEADER_EPOCH: i32 = -1;
 
 #[derive(Debug)]
 pub struct Partition {
@@ -26,8 +26,6 @@ pub struct Partition {
 /// What this node is for the partition.
 #[derive(Debug)]
 pub enum Role {
-    /// The only node (embedded mode): it leads and is the whole ISR.
-    Single,
     Leader(LeaderState),
     Follower {
         leader: i32,
@@ -100,25 +98,9 @@ fn closed() -> StorageError {
 }
 
 impl Partition {
-    /// Takes over a recovered log as its single-node leader: everything in it is committed,
-    /// whatever high watermark the last checkpoint had (it lags after a crash), as Kafka's
-    /// only in-sync replica moves it to its log end on becoming leader.
-    pub fn new(index: i32, mut log: PartitionLog) -> Self {
-        log.set_high_watermark(log.log_end_offset());
-        Partition {
-            index,
-            log: Mutex::new(Some(log)),
-            replica: Mutex::new(Replica {
-                role: Role::Single,
-                waiters: HashMap::new(),
-                next_token: 0,
-            }),
-        }
-    }
-
-    /// A partition of a replicated cluster: no role until the cluster metadata gives one, and
-    /// the checkpointed high watermark kept (only a leader may move it).
-    pub fn new_replica(index: i32, log: PartitionLog) -> Self {
+    /// A replica: no role until the cluster metadata gives one, and the checkpointed high
+    /// watermark kept (only a leader may move it).
+    pub fn new(index: i32, log: PartitionLog) -> Self {
         Partition {
             index,
             log: Mutex::new(Some(log)),
@@ -149,18 +131,8 @@ impl Partition {
         self.replica.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends as the single node's leader; the record is committed (high watermark) as soon
-    /// as the log took it, since this node is the whole ISR.
-    pub fn append(&self, records: &mut [u8], now_ms: i64) -> Result<AppendInfo, StorageError> {
-        self.with_log(|log| {
-            let info = log.append(records, SINGLE_NODE_LEADER_EPOCH, now_ms)?;
-            log.set_high_watermark(log.log_end_offset());
-            Ok(info)
-        })
-    }
-
-    /// Appends as leader, whatever the mode: committed at once on a single node, after the
-    /// ISR has it in a cluster (`acks_all` then returns a receiver to wait on).
+    /// Appends as leader: committed once the ISR has it (`acks_all` then returns a receiver
+    /// to wait on).
     pub fn append_as_leader(
         &self,
         records: &mut [u8],
@@ -174,13 +146,6 @@ impl Partition {
             next_token,
         } = &mut *replica;
         let state = match role {
-            Role::Single => {
-                return Ok(LeaderAppend {
-                    info: self.append(records, now_ms)?,
-                    committed: None,
-                    proposal: None,
-                });
-            }
             Role::Leader(state) => state,
             Role::Follower { .. } | Role::Offline => return Err(ReplicaError::NotLeader),
         };
@@ -289,7 +254,6 @@ impl Partition {
     /// -1 = not given) and that this node leads.
     pub fn check_leader(&self, current_leader_epoch: i32) -> Result<(), ReplicaError> {
         match &self.replica().role {
-            Role::Single => Ok(()),
             Role::Leader(state) => check_epoch(state.leader_epoch(), current_leader_epoch),
             Role::Follower { .. } | Role::Offline => Err(ReplicaError::NotLeader),
         }
@@ -308,7 +272,7 @@ impl Partition {
         match &self.replica().role {
             Role::Leader(state) => state.leader_epoch(),
             Role::Follower { leader_epoch, .. } => *leader_epoch,
-            Role::Single | Role::Offline => SINGLE_NODE_LEADER_EPOCH,
+            Role::Offline => UNKNOWN_LEADER_EPOCH,
         }
     }
 
@@ -548,15 +512,14 @@ impl Partition {
         })
     }
 
-    /// Whether this node leads the partition (a single node always does).
+    /// Whether this node leads the partition.
     pub fn is_leader(&self) -> bool {
-        matches!(self.replica().role, Role::Single | Role::Leader(_))
+        matches!(self.replica().role, Role::Leader(_))
     }
 
     /// The role's name, for logs and status.
     pub fn role_name(&self) -> &'static str {
         match self.replica().role {
-            Role::Single => "single",
             Role::Leader(_) => "leader",
             Role::Follower { .. } => "follower",
             Role::Offline => "offline",

@@ -15,6 +15,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::handler::{RequestContext, dispatch, error_codes, unsupported_version_response};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
@@ -22,6 +23,7 @@ use crate::handler::{RequestContext, dispatch, error_codes, unsupported_version_
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
+    cluster: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(broker.config.connections_max));
@@ -41,11 +43,13 @@ pub async fn serve(
         match accepted {
             Ok((socket, peer)) => {
                 let broker = Arc::clone(&broker);
+                let cluster = Arc::clone(&cluster);
                 let shutdown = shutdown.clone();
                 broker.metrics.connections_accepted.inc();
                 broker.metrics.connections_active.inc();
                 tasks.spawn(async move {
-                    if let Err(error) = connection(socket, peer, &broker, shutdown).await {
+                    if let Err(error) = connection(socket, peer, &broker, &cluster, shutdown).await
+                    {
                         tracing::debug!(%peer, %error, "connection closed");
                     }
                     broker.metrics.connections_active.dec();
@@ -67,6 +71,7 @@ async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     broker: &Broker,
+    cluster: &ClusterNode,
     mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
@@ -112,7 +117,7 @@ async fn connection(
                     api_key,
                     version,
                     correlation_id,
-                    dispatch(broker, &context, request).await,
+                    dispatch(broker, cluster, &context, request).await,
                 )
             }
             // Kafka answers an ApiVersions it cannot parse with v0 and UNSUPPORTED_VERSION so
@@ -179,6 +184,10 @@ pub async fn run(
     admin: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) {
+    let Some(cluster) = broker.cluster().cloned() else {
+        tracing::error!("a broker serves only once it joined its cluster (node::Node does both)");
+        return;
+    };
     let admin = admin.map(|admin| {
         tokio::spawn(crate::admin::serve(
             admin,
@@ -206,7 +215,7 @@ pub async fn run(
             }
         })
     };
-    serve(listener, Arc::clone(&broker), shutdown).await;
+    serve(listener, Arc::clone(&broker), cluster, shutdown).await;
     broker
         .ready
         .store(false, std::sync::atomic::Ordering::Release);

@@ -31,8 +31,6 @@ pub enum TopicError {
     AlreadyExists(String),
     #[error("number of partitions {0} must be between 1 and {PARTITIONS_MAX}")]
     InvalidPartitions(i32),
-    #[error("replication factor {0} is not possible on a single node (use 1 or -1)")]
-    InvalidReplicationFactor(i16),
     #[error("invalid config: {0}")]
     InvalidConfig(String),
     #[error("topic {0:?} does not exist")]
@@ -196,7 +194,7 @@ pub struct NewTopic {
     pub name: String,
     /// -1: the broker default.
     pub partitions: i32,
-    /// -1 or 1 on a single node.
+    /// -1: the cluster default.
     pub replication_factor: i16,
     pub configs: BTreeMap<String, String>,
 }
@@ -205,7 +203,6 @@ pub struct NewTopic {
 pub struct TopicRegistry {
     data_dir: PathBuf,
     defaults: LogConfig,
-    default_partitions: i32,
     file_cache: Arc<FileCache>,
     /// Every log's fsyncs go through it (timed for the metrics).
     syncer: Arc<dyn Syncer>,
@@ -217,7 +214,6 @@ impl TopicRegistry {
     pub fn load(
         data_dir: &Path,
         defaults: LogConfig,
-        default_partitions: i32,
         syncer: Arc<dyn Syncer>,
         now_ms: i64,
     ) -> Result<Self, TopicError> {
@@ -225,7 +221,6 @@ impl TopicRegistry {
             syncer,
             data_dir: data_dir.to_path_buf(),
             defaults,
-            default_partitions,
             file_cache: Arc::new(FileCache::default()),
             topics: RwLock::new(BTreeMap::new()),
         };
@@ -268,13 +263,7 @@ impl TopicRegistry {
         let config = log_config_for(&self.defaults, &file.configs)?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
-            partitions.push(Arc::new(self.open_partition(
-                name,
-                index,
-                &config,
-                file.replica,
-                now_ms,
-            )?));
+            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
         }
         Ok(Topic {
             name: name.to_string(),
@@ -290,7 +279,6 @@ impl TopicRegistry {
         name: &str,
         index: i32,
         config: &LogConfig,
-        replica: bool,
         now_ms: i64,
     ) -> Result<Partition, TopicError> {
         let dir = self.data_dir.join(format!("{name}-{index}"));
@@ -307,11 +295,7 @@ impl TopicRegistry {
                 "recovered a damaged log"
             );
         }
-        Ok(if replica {
-            Partition::new_replica(index, log)
-        } else {
-            Partition::new(index, log)
-        })
+        Ok(Partition::new(index, log))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
@@ -329,56 +313,6 @@ impl TopicRegistry {
             .values()
             .cloned()
             .collect()
-    }
-
-    pub fn default_partitions(&self) -> i32 {
-        self.default_partitions
-    }
-
-    /// Checks a creation without doing it (CreateTopics `validate_only`).
-    pub fn validate(&self, new: &NewTopic) -> Result<i32, TopicError> {
-        validate_topic_name(&new.name)?;
-        if self.get(&new.name).is_some() {
-            return Err(TopicError::AlreadyExists(new.name.clone()));
-        }
-        let partitions = if new.partitions == -1 {
-            self.default_partitions
-        } else {
-            new.partitions
-        };
-        if !(1..=PARTITIONS_MAX).contains(&partitions) {
-            return Err(TopicError::InvalidPartitions(new.partitions));
-        }
-        if !matches!(new.replication_factor, -1 | 1) {
-            return Err(TopicError::InvalidReplicationFactor(new.replication_factor));
-        }
-        log_config_for(&self.defaults, &new.configs)?;
-        Ok(partitions)
-    }
-
-    /// Creates a topic: metadata file first (written by rename), then its partition logs.
-    pub fn create(&self, new: &NewTopic, now_ms: i64) -> Result<Arc<Topic>, TopicError> {
-        let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        if topics.contains_key(&new.name) {
-            return Err(TopicError::AlreadyExists(new.name.clone()));
-        }
-        drop(topics);
-        let partitions = self.validate(new)?;
-        let file = TopicFile {
-            id: Uuid::new_v4(),
-            partitions,
-            configs: new.configs.clone(),
-            replica: false,
-        };
-        topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
-        if topics.contains_key(&new.name) {
-            return Err(TopicError::AlreadyExists(new.name.clone()));
-        }
-        self.write_topic_file(&new.name, &file)?;
-        let topic = Arc::new(self.open_topic(&new.name, &file, now_ms)?);
-        topics.insert(new.name.clone(), Arc::clone(&topic));
-        tracing::info!(topic = new.name, partitions, "created topic");
-        Ok(topic)
     }
 
     /// Creates the local replica of a topic the cluster metadata defines (its id, partition
@@ -471,12 +405,11 @@ impl TopicRegistry {
         Ok(topic)
     }
 
-    /// Grows a topic to `total` partitions (CreatePartitions); partitions never shrink.
+    /// Grows the local replica to the metadata's `total` partitions; partitions never shrink.
     pub fn add_partitions(
         &self,
         name: &str,
         total: i32,
-        validate_only: bool,
         now_ms: i64,
     ) -> Result<Arc<Topic>, TopicError> {
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
@@ -493,9 +426,6 @@ impl TopicRegistry {
         if total > PARTITIONS_MAX {
             return Err(TopicError::InvalidPartitions(total));
         }
-        if validate_only {
-            return Ok(topic);
-        }
         let file = TopicFile {
             id: topic.id,
             partitions: total,
@@ -506,13 +436,7 @@ impl TopicRegistry {
         let config = log_config_for(&self.defaults, &topic.configs)?;
         let mut partitions = topic.partitions.clone();
         for index in current..total {
-            partitions.push(Arc::new(self.open_partition(
-                name,
-                index,
-                &config,
-                topic.replica,
-                now_ms,
-            )?));
+            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
         }
         let grown = Arc::new(Topic {
             name: name.to_string(),
@@ -532,16 +456,12 @@ impl TopicRegistry {
         &self,
         name: &str,
         configs: BTreeMap<String, String>,
-        validate_only: bool,
     ) -> Result<Arc<Topic>, TopicError> {
         let mut topics = self.topics.write().unwrap_or_else(PoisonError::into_inner);
         let Some(topic) = topics.get(name).cloned() else {
             return Err(TopicError::Unknown(name.to_string()));
         };
         let config = log_config_for(&self.defaults, &configs)?;
-        if validate_only {
-            return Ok(topic);
-        }
         let file = TopicFile {
             id: topic.id,
             partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
@@ -670,28 +590,23 @@ mod tests {
         let registry = TopicRegistry::load(
             dir.path(),
             LogConfig::default(),
-            3,
             Arc::new(lmq_storage::OsSyncer),
             0,
         )
         .unwrap();
-        let new = NewTopic {
-            name: "orders".to_string(),
-            partitions: -1,
-            replication_factor: -1,
-            configs: BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]),
-        };
-        let created = registry.create(&new, 0).unwrap();
+        let configs = BTreeMap::from([("retention.ms".to_string(), "1000".to_string())]);
+        let created = registry
+            .create_replica("orders", Uuid::new_v4(), 3, &configs, 0)
+            .unwrap();
         assert_eq!(created.partitions.len(), 3);
         assert!(matches!(
-            registry.create(&new, 0),
+            registry.create_replica("orders", Uuid::new_v4(), 3, &configs, 0),
             Err(TopicError::AlreadyExists(_))
         ));
         registry.close();
         let reloaded = TopicRegistry::load(
             dir.path(),
             LogConfig::default(),
-            3,
             Arc::new(lmq_storage::OsSyncer),
             0,
         )

@@ -839,29 +839,34 @@ async fn data_survives_a_restart() {
 }
 
 /// A data dir written by a node that ran without a coordinator (before LMQ had the embedded
-/// one): its topics join the embedded cluster metadata as they are.
+/// one): its topics join the embedded cluster metadata as they are, and producer ids it
+/// handed out are never handed out again.
 #[tokio::test]
-async fn topics_of_an_uncoordinated_data_dir_are_adopted() {
-    use lmq_broker::clock::SystemClock;
-    use lmq_broker::topics::NewTopic;
+async fn an_uncoordinated_data_dir_is_adopted() {
     let dir = temp();
-    {
-        let config = lmq_broker::BrokerConfig {
-            data_dir: dir.path().to_path_buf(),
-            ..lmq_broker::BrokerConfig::default()
-        };
-        let broker = lmq_broker::Broker::open(config, std::sync::Arc::new(SystemClock)).unwrap();
-        let new = NewTopic {
-            name: "legacy".to_string(),
-            partitions: 2,
-            replication_factor: 1,
-            configs: std::collections::BTreeMap::new(),
-        };
-        let topic = broker.topics.create(&new, 0).unwrap();
-        let mut records = batch(&["old", "data"], 0).to_vec();
-        topic.partitions[1].append(&mut records, 0).unwrap();
-        broker.close();
-    }
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("legacy", 2, 1, &[]),
+        )
+        .await;
+    assert_eq!(
+        produce(&mut client, "legacy", 1, batch(&["old", "data"], 0)).await,
+        (0, 0)
+    );
+    broker.stop().await;
+    // What such a node left: topic files without the replica mark, no coordinator state, the
+    // end of its last producer-id block.
+    let topic_file = dir.path().join("topics/legacy.toml");
+    let text = std::fs::read_to_string(&topic_file).unwrap();
+    assert!(text.contains("replica = true"));
+    std::fs::write(&topic_file, text.replace("replica = true", "")).unwrap();
+    std::fs::remove_dir_all(dir.path().join(lmq_broker::cluster::EMBEDDED_DIR)).unwrap();
+    std::fs::write(dir.path().join("producer_id_block"), "7000").unwrap();
+
     let broker = TestBroker::start_in(dir.path(), |config| config.auto_create_topics = false).await;
     let mut client = broker.client().await;
     let ResponseKind::Metadata(metadata) = client
@@ -878,6 +883,14 @@ async fn topics_of_an_uncoordinated_data_dir_are_adopted() {
         produce(&mut client, "legacy", 0, batch(&["new"], 0)).await,
         (0, 0)
     );
+    let ResponseKind::InitProducerId(init) = client
+        .call(ApiKey::InitProducerId, 4, init_producer_id_request())
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(init.error_code, 0);
+    assert!(init.producer_id.0 >= 7000, "{init:?}");
     broker.stop().await;
 
     // Adopted, the topic is the cluster's: deleting it removes its logs.

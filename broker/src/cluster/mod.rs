@@ -392,6 +392,7 @@ pub async fn join(
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));
+    adopt_producer_ids(&broker.config.data_dir, &*coordinator).await?;
     let (metadata, version) = adopt_local_topics(&broker, &*coordinator, node_id).await?;
     node.apply_metadata(&broker, metadata, version);
     broker.set_cluster(Arc::clone(&node));
@@ -479,6 +480,29 @@ async fn adopt_local_topics(
         broker.topics.adopt(&topic.name)?;
     }
     Ok(current)
+}
+
+/// The end of the producer-id block a node without a coordinator kept in its data dir (an
+/// older LMQ): ids below it were handed out, so the cluster's counter must not give them
+/// again.
+async fn adopt_producer_ids(
+    data_dir: &std::path::Path,
+    coordinator: &dyn Coordinator,
+) -> Result<(), StoreError> {
+    let path = data_dir.join("producer_id_block");
+    let Ok(text) = std::fs::read_to_string(&path) else {
+        return Ok(());
+    };
+    let end = text
+        .trim()
+        .parse::<i64>()
+        .map_err(|_| StoreError::Corrupt(format!("{} is not a number", path.display())))?;
+    store::raise_producer_ids(coordinator, end).await?;
+    tracing::info!(end, "adopted the producer ids of a single-node data dir");
+    if let Err(error) = std::fs::remove_file(&path) {
+        tracing::warn!(%error, path = %path.display(), "cannot remove the adopted producer id block");
+    }
+    Ok(())
 }
 
 /// The cluster's id: the first broker to join offers its own, every later one adopts it.

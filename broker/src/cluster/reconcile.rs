@@ -72,14 +72,10 @@ fn local_topic(
             }
         };
         if (local.partitions.len()) < state.partitions.len() {
-            local = broker
-                .topics
-                .add_partitions(name, partitions, false, now_ms)?;
+            local = broker.topics.add_partitions(name, partitions, now_ms)?;
         }
         if local.configs != state.configs {
-            local = broker
-                .topics
-                .set_configs(name, state.configs.clone(), false)?;
+            local = broker.topics.set_configs(name, state.configs.clone())?;
         }
         Ok::<_, crate::topics::TopicError>(local)
     })();

@@ -83,9 +83,29 @@ pub async fn reserve_producer_ids(
     coordinator: &dyn Coordinator,
     count: i64,
 ) -> Result<i64, StoreError> {
+    move_producer_ids(coordinator, |first| first.saturating_add(count)).await
+}
+
+/// Makes sure no id below `at_least` is handed out again (ids a node used before it had a
+/// coordinator).
+pub async fn raise_producer_ids(
+    coordinator: &dyn Coordinator,
+    at_least: i64,
+) -> Result<(), StoreError> {
+    move_producer_ids(coordinator, |current| current.max(at_least))
+        .await
+        .map(|_| ())
+}
+
+/// Moves the shared counter of producer ids from its value to `next(value)`; returns the value
+/// it moved from.
+async fn move_producer_ids(
+    coordinator: &dyn Coordinator,
+    next: impl Fn(i64) -> i64 + Send,
+) -> Result<i64, StoreError> {
     for _ in 0..CAS_ATTEMPTS {
         let current = coordinator.get(PRODUCER_IDS_KEY).await?;
-        let first = match &current {
+        let value = match &current {
             Some(entry) => std::str::from_utf8(&entry.value)
                 .ok()
                 .and_then(|text| text.trim().parse::<i64>().ok())
@@ -94,13 +114,16 @@ pub async fn reserve_producer_ids(
                 })?,
             None => 0,
         };
-        let next = first.saturating_add(count);
+        let moved = next(value);
+        if moved == value && current.is_some() {
+            return Ok(value);
+        }
         let expected = current.map(|entry| entry.version);
         match coordinator
-            .compare_and_set(PRODUCER_IDS_KEY, expected, next.to_string().as_bytes())
+            .compare_and_set(PRODUCER_IDS_KEY, expected, moved.to_string().as_bytes())
             .await
         {
-            Ok(_) => return Ok(first),
+            Ok(_) => return Ok(value),
             Err(CoordError::CasConflict { .. }) => {}
             Err(error) => return Err(error.into()),
         }
@@ -123,5 +146,9 @@ mod tests {
             firsts.push(reserve_producer_ids(&two, 1_000).await.unwrap());
         }
         assert_eq!(firsts, vec![0, 1_000, 2_000, 3_000, 4_000, 5_000]);
+        raise_producer_ids(&one, 4_500).await.unwrap();
+        assert_eq!(reserve_producer_ids(&two, 1).await.unwrap(), 6_000);
+        raise_producer_ids(&one, 9_000).await.unwrap();
+        assert_eq!(reserve_producer_ids(&two, 1).await.unwrap(), 9_000);
     }
 }

@@ -1,8 +1,6 @@
-//! AlterPartitionReassignments (v0-1): start or cancel replica moves. In a cluster they go
-//! into the cluster metadata and the controller completes each once its new replicas are in
-//! sync; a single node has nothing to move (only its own id is a valid target).
+//! AlterPartitionReassignments (v0-1): start or cancel replica moves. They go into the
+//! cluster metadata and the controller completes each once its new replicas are in sync.
 
-use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
 };
@@ -12,10 +10,12 @@ use lmq_wire::protocol::messages::{
 
 use super::{NONE, store_error_code, str_bytes};
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::cluster::store::StoreError;
 
 pub async fn handle(
     broker: &Broker,
+    cluster: &ClusterNode,
     request: AlterPartitionReassignmentsRequest,
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
@@ -37,8 +37,8 @@ pub async fn handle(
         .collect();
     // v0 predates KIP-860: changing the replica count was always allowed.
     let allow_factor_change = version == 0 || request.allow_replication_factor_change;
-    let outcomes: Vec<(i16, Option<String>)> = match broker.cluster() {
-        Some(cluster) => match cluster.reassign(broker, &moves, allow_factor_change).await {
+    let outcomes: Vec<(i16, Option<String>)> =
+        match cluster.reassign(broker, &moves, allow_factor_change).await {
             Ok(outcomes) => outcomes
                 .into_iter()
                 .map(|outcome| match outcome {
@@ -58,12 +58,7 @@ pub async fn handle(
                 response.error_message = Some(str_bytes(error.to_string()));
                 return response;
             }
-        },
-        None => moves
-            .iter()
-            .map(|(_, _, target)| single_node(broker, target.as_deref()))
-            .collect(),
-    };
+        };
     let mut response = AlterPartitionReassignmentsResponse::default();
     response.allow_replication_factor_change = request.allow_replication_factor_change;
     let mut outcomes = outcomes.into_iter();
@@ -81,21 +76,4 @@ pub async fn handle(
         response.responses.push(answered);
     }
     response
-}
-
-fn single_node(broker: &Broker, target: Option<&[i32]>) -> (i16, Option<String>) {
-    match target {
-        None => (
-            ResponseError::NoReassignmentInProgress.code(),
-            Some("a single node never reassigns".to_string()),
-        ),
-        Some([only]) if *only == broker.config.node_id => (NONE, None),
-        Some(_) => (
-            ResponseError::InvalidReplicaAssignment.code(),
-            Some(format!(
-                "this single node is the only broker ({}); run a cluster (--consul) to move replicas",
-                broker.config.node_id
-            )),
-        ),
-    }
 }

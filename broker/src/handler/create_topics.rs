@@ -1,6 +1,6 @@
 //! CreateTopics: validate name, partitions, replication factor and configs; create unless
-//! `validate_only`. In a cluster the topic goes into the cluster metadata with replicas
-//! spread over the live brokers (manual assignments are not honoured yet: replicas are
+//! `validate_only`. The topic goes into the cluster metadata with replicas spread over the
+//! live brokers (manual assignments are not honoured yet: replicas are
 //! always assigned automatically, with the requested factor).
 
 use std::collections::BTreeMap;
@@ -20,6 +20,7 @@ type Outcome = Result<(uuid::Uuid, i32, i16), (i16, String)>;
 
 pub async fn handle(
     broker: &Broker,
+    cluster: &ClusterNode,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
@@ -33,7 +34,7 @@ pub async fn handle(
                 configs.insert(config.name.to_string(), value.to_string());
             }
         }
-        // Manual assignments name replicas per partition; on one node they must name it.
+        // Manual assignments name replicas per partition (honoured only in count, so far).
         let (partitions, replication_factor) = if creatable.assignments.is_empty() {
             (creatable.num_partitions, creatable.replication_factor)
         } else {
@@ -49,10 +50,7 @@ pub async fn handle(
             replication_factor,
             configs,
         };
-        let outcome = match broker.cluster() {
-            Some(cluster) => replicated(broker, cluster, &new, request.validate_only).await,
-            None => local(broker, &new, request.validate_only),
-        };
+        let outcome = create(broker, cluster, &new, request.validate_only).await;
         match outcome {
             Ok((topic_id, partitions, replication_factor)) => {
                 result.error_code = NONE;
@@ -74,25 +72,7 @@ pub async fn handle(
     response
 }
 
-fn local(broker: &Broker, new: &NewTopic, validate_only: bool) -> Outcome {
-    let outcome = if validate_only {
-        broker
-            .topics
-            .validate(new)
-            .map(|partitions| (uuid::Uuid::nil(), partitions, 1))
-    } else {
-        broker.topics.create(new, broker.now_ms()).map(|topic| {
-            (
-                topic.id,
-                i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
-                1,
-            )
-        })
-    };
-    outcome.map_err(|error| (topic_error_code(&error), error.to_string()))
-}
-
-async fn replicated(
+async fn create(
     broker: &Broker,
     cluster: &ClusterNode,
     new: &NewTopic,

@@ -1,15 +1,17 @@
-//! DeleteTopics: by name (v1-5) or by name or topic id (v6); in a cluster, from the
-//! cluster metadata (every replica deletes its copy when it sees the change).
+//! DeleteTopics: by name (v1-5) or by name or topic id (v6), from the cluster metadata
+//! (every replica deletes its copy when it sees the change).
 
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
 use super::{NONE, store_error_code, str_bytes, topic_error_code, topic_name};
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::topics::TopicError;
 
 pub async fn handle(
     broker: &Broker,
+    cluster: &ClusterNode,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -30,20 +32,21 @@ pub async fn handle(
             .as_ref()
             .map(|name| name.0.to_string())
             .or_else(|| {
-                broker
+                cluster
+                    .view()
+                    .metadata
                     .topics
-                    .list()
-                    .into_iter()
-                    .find(|topic| topic.id == topic_id)
-                    .map(|topic| topic.name.clone())
+                    .iter()
+                    .find(|(_, topic)| topic.id == topic_id)
+                    .map(|(name, _)| name.clone())
             });
         let mut result = DeletableTopicResult::default();
         result.name = requested_name.clone();
         if version >= 6 {
             result.topic_id = topic_id;
         }
-        let outcome = match (&name, broker.cluster()) {
-            (Some(name), Some(cluster)) => {
+        let outcome = match &name {
+            Some(name) => {
                 let id = cluster
                     .view()
                     .metadata
@@ -56,12 +59,7 @@ pub async fn handle(
                     .map(|()| (name.clone(), id.unwrap_or(topic_id)))
                     .map_err(|error| (store_error_code(&error), error.to_string()))
             }
-            (Some(name), None) => broker
-                .topics
-                .delete(name)
-                .map(|topic| (topic.name.clone(), topic.id))
-                .map_err(|error| (topic_error_code(&error), error.to_string())),
-            (None, _) => {
+            None => {
                 let error = TopicError::Unknown(topic_id.to_string());
                 Err((topic_error_code(&error), error.to_string()))
             }

@@ -1,6 +1,6 @@
-//! FindCoordinator (v0-3 one key, v4+ batched keys). A single node coordinates every
-//! group; in a cluster a group's coordinator is the leader of its `__consumer_offsets`
-//! partition (the topic is created on first use, once enough brokers are alive).
+//! FindCoordinator (v0-3 one key, v4+ batched keys). A group's coordinator is the leader of
+//! its `__consumer_offsets` partition (the topic is created on first use, once enough
+//! brokers are alive).
 //! Transaction coordinators do not exist yet.
 
 use lmq_wire::protocol::ResponseError;
@@ -19,12 +19,11 @@ type Answer = Result<(i32, String, i32), (i16, &'static str)>;
 
 pub async fn handle(
     broker: &Broker,
+    cluster: &ClusterNode,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
-    if let Some(cluster) = broker.cluster()
-        && request.key_type == KEY_TYPE_GROUP
-    {
+    if request.key_type == KEY_TYPE_GROUP {
         ensure_offsets_topic(broker, cluster).await;
     }
     let answer = |key: &str| -> Answer {
@@ -35,11 +34,8 @@ pub async fn handle(
             ))
         } else if key.is_empty() {
             Err((ResponseError::InvalidRequest.code(), "empty group id"))
-        } else if let Some(cluster) = broker.cluster() {
-            group_leader(cluster, key)
         } else {
-            let (host, port) = broker.config.advertised();
-            Ok((broker.config.node_id, host, port))
+            group_leader(cluster, key)
         }
     };
     let mut response = FindCoordinatorResponse::default();

@@ -1,6 +1,6 @@
 //! IncrementalAlterConfigs: SET, DELETE, APPEND and SUBTRACT on topic configs, validated as
-//! a whole before anything changes. In a cluster the change goes into the cluster metadata
-//! and reaches every replica from there.
+//! a whole before anything changes. The change goes into the cluster metadata and reaches
+//! every replica from there.
 
 use std::collections::BTreeMap;
 
@@ -14,6 +14,7 @@ use lmq_wire::protocol::messages::{
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{NONE, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::topics::{ConfigKind, TOPIC_CONFIGS, TopicError, default_topic_config};
 
 const SET: i8 = 0;
@@ -30,6 +31,7 @@ const REPLICATION_THROTTLES: &[&str] = &[
 
 pub async fn handle(
     broker: &Broker,
+    cluster: &ClusterNode,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut response = IncrementalAlterConfigsResponse::default();
@@ -39,15 +41,12 @@ pub async fn handle(
         result.resource_name = resource.resource_name.clone();
         let outcome = if resource.resource_type == RESOURCE_TOPIC {
             let name = resource.resource_name.to_string();
-            match alter_topic(broker, &name, &resource.configs, request.validate_only) {
-                Ok(Some(configs)) => match broker.cluster() {
-                    Some(cluster) => cluster
-                        .set_topic_configs(broker, &name, &configs)
-                        .await
-                        .map_err(|error| (store_error_code(&error), error.to_string())),
-                    None => Ok(()),
-                },
-                Ok(None) => Ok(()),
+            match alter_topic(broker, cluster, &name, &resource.configs) {
+                Ok(_) if request.validate_only => Ok(()),
+                Ok(configs) => cluster
+                    .set_topic_configs(broker, &name, &configs)
+                    .await
+                    .map_err(|error| (store_error_code(&error), error.to_string())),
                 Err(error) => Err((topic_error_code(&error), error.to_string())),
             }
         } else if resource.resource_type == RESOURCE_BROKER
@@ -79,17 +78,20 @@ pub async fn handle(
     response
 }
 
+/// The topic's configs after `changes`, validated.
 fn alter_topic(
     broker: &Broker,
+    cluster: &ClusterNode,
     name: &str,
     changes: &[AlterableConfig],
-    validate_only: bool,
-) -> Result<Option<BTreeMap<String, String>>, TopicError> {
-    let topic = broker
+) -> Result<BTreeMap<String, String>, TopicError> {
+    let mut configs = cluster
+        .view()
+        .metadata
         .topics
         .get(name)
+        .map(|topic| topic.configs.clone())
         .ok_or_else(|| TopicError::Unknown(name.to_string()))?;
-    let mut configs: BTreeMap<String, String> = topic.configs.clone();
     for change in changes {
         let key = change.name.to_string();
         let value = change.value.as_ref().map(ToString::to_string);
@@ -137,13 +139,7 @@ fn alter_topic(
             }
         }
     }
-    if broker.cluster().is_some() {
-        // Validated here; the cluster metadata carries it to every replica.
-        crate::topics::log_config_for(broker.topics.defaults(), &configs)?;
-        return Ok((!validate_only).then_some(configs));
-    }
-    broker
-        .topics
-        .set_configs(name, configs, validate_only)
-        .map(|_| None)
+    // Validated here; the cluster metadata carries it to every replica.
+    crate::topics::log_config_for(broker.topics.defaults(), &configs)?;
+    Ok(configs)
 }

@@ -1,14 +1,17 @@
 //! InitProducerId: a producer id and epoch for idempotent producers. With a known id and
 //! epoch (v3+, KIP-360) the epoch is bumped so the producer can reset its sequences.
-//! Transactions are not built yet: a transactional id is refused. In a cluster the ids come
-//! from blocks every broker reserves in the coordinator, so they are unique cluster-wide.
+//! Transactions are not built yet: a transactional id is refused. Ids come from blocks every
+//! broker reserves in the coordinator, so they are unique cluster-wide.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
-use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 
-pub async fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(
+    cluster: &ClusterNode,
+    request: InitProducerIdRequest,
+) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
@@ -23,25 +26,14 @@ pub async fn handle(broker: &Broker, request: InitProducerIdRequest) -> InitProd
         response.producer_epoch = epoch + 1;
         return response;
     }
-    // In a cluster ids come from blocks reserved in the coordinator, unique across brokers.
-    let allocated = match broker.cluster() {
-        Some(cluster) => cluster
-            .allocate_producer_id()
-            .await
-            .map_err(|error| (error.to_string(), ResponseError::CoordinatorNotAvailable)),
-        None => broker
-            .producer_ids
-            .allocate()
-            .map_err(|error| (error.to_string(), ResponseError::KafkaStorageError)),
-    };
-    match allocated {
+    match cluster.allocate_producer_id().await {
         Ok(id) => {
             response.producer_id = ProducerId(id);
             response.producer_epoch = 0;
         }
-        Err((error, code)) => {
+        Err(error) => {
             tracing::error!(%error, "allocating a producer id failed");
-            response.error_code = code.code();
+            response.error_code = ResponseError::CoordinatorNotAvailable.code();
         }
     }
     response

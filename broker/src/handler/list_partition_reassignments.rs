@@ -9,16 +9,13 @@ use lmq_wire::protocol::messages::{
 };
 
 use super::topic_name;
-use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 
 pub fn handle(
-    broker: &Broker,
+    cluster: &ClusterNode,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();
-    let Some(cluster) = broker.cluster() else {
-        return response;
-    };
     let view = cluster.view();
     let wanted = |topic: &str, partition: i32| match &request.topics {
         None => true,

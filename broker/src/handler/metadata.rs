@@ -1,7 +1,7 @@
 //! Metadata: topics on request, auto-created when the client allows it and the broker is
-//! configured to. A single node is the only broker and leader; in a cluster every broker
-//! answers for the whole cluster from its view of the metadata (live brokers, leaders,
-//! epochs, ISR), so clients find each partition's leader wherever they ask.
+//! configured to. Every broker answers for the whole cluster (an embedded node: itself) from
+//! its view of the metadata (live brokers, leaders, epochs, ISR), so clients find each
+//! partition's leader wherever they ask.
 
 use std::collections::BTreeMap;
 
@@ -16,43 +16,7 @@ use crate::broker::Broker;
 use crate::cluster::metadata::TopicState;
 use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
-use crate::partition::SINGLE_NODE_LEADER_EPOCH;
-use crate::topics::{NewTopic, Topic, TopicError, validate_topic_name};
-
-pub async fn handle(broker: &Broker, request: MetadataRequest, version: i16) -> MetadataResponse {
-    if let Some(cluster) = broker.cluster() {
-        return clustered(broker, cluster, request, version).await;
-    }
-    let node_id = broker.config.node_id;
-    let (host, port) = broker.config.advertised();
-    let mut response = MetadataResponse::default();
-    let mut node = MetadataResponseBroker::default();
-    node.node_id = BrokerId(node_id);
-    node.host = str_bytes(host);
-    node.port = port;
-    response.brokers = vec![node];
-    if version >= 2 {
-        response.cluster_id = Some(str_bytes(broker.cluster_id()));
-    }
-    if version >= 1 {
-        response.controller_id = BrokerId(node_id);
-    }
-
-    let (requested, auto_create) = requested_topics(broker, request, version);
-    response.topics = match requested {
-        None => broker
-            .topics
-            .list()
-            .iter()
-            .map(|topic| describe(topic, node_id))
-            .collect(),
-        Some(names) => names
-            .into_iter()
-            .map(|name| lookup_or_create(broker, &name, auto_create))
-            .collect(),
-    };
-    response
-}
+use crate::topics::validate_topic_name;
 
 /// The topics asked for (`None`: all) and whether missing ones may be created.
 fn requested_topics(
@@ -83,7 +47,7 @@ fn missing_topic(name: &str, code: i16) -> MetadataResponseTopic {
     topic
 }
 
-async fn clustered(
+pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
     request: MetadataRequest,
@@ -91,7 +55,7 @@ async fn clustered(
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     if version >= 2 {
-        response.cluster_id = Some(str_bytes(broker.cluster_id()));
+        response.cluster_id = Some(str_bytes(cluster.cluster_id.clone()));
     }
     let (requested, auto_create) = requested_topics(broker, request, version);
     let mut topics = Vec::new();
@@ -184,66 +148,6 @@ fn describe_replicated(
                 .filter(|id| !view.brokers.contains_key(id))
                 .map(|&id| BrokerId(id))
                 .collect();
-            described
-        })
-        .collect();
-    response
-}
-
-fn lookup_or_create(broker: &Broker, name: &str, auto_create: bool) -> MetadataResponseTopic {
-    let node_id = broker.config.node_id;
-    if let Some(topic) = broker.topics.get(name) {
-        return describe(&topic, node_id);
-    }
-    let error = |code: i16| {
-        let mut topic = MetadataResponseTopic::default();
-        topic.name = Some(topic_name(name));
-        topic.error_code = code;
-        topic
-    };
-    if let Err(invalid) = validate_topic_name(name) {
-        return error(topic_error_code(&invalid));
-    }
-    if !auto_create {
-        return error(UNKNOWN_TOPIC_OR_PARTITION);
-    }
-    let new = NewTopic {
-        name: name.to_string(),
-        partitions: -1,
-        replication_factor: -1,
-        configs: BTreeMap::new(),
-    };
-    match broker.topics.create(&new, broker.now_ms()) {
-        // Kafka answers the creating request with LEADER_NOT_AVAILABLE while the new topic's
-        // leaders are elected; here they exist at once, so answer with the topic.
-        Ok(topic) => describe(&topic, node_id),
-        Err(TopicError::AlreadyExists(_)) => match broker.topics.get(name) {
-            Some(topic) => describe(&topic, node_id),
-            None => error(ResponseError::LeaderNotAvailable.code()),
-        },
-        Err(failure) => {
-            tracing::warn!(topic = name, %failure, "auto-creating a topic failed");
-            error(topic_error_code(&failure))
-        }
-    }
-}
-
-fn describe(topic: &Topic, node_id: i32) -> MetadataResponseTopic {
-    let mut response = MetadataResponseTopic::default();
-    response.error_code = NONE;
-    response.name = Some(topic_name(topic.name.clone()));
-    response.topic_id = topic.id;
-    response.is_internal = topic.name == OFFSETS_TOPIC;
-    response.partitions = topic
-        .partitions
-        .iter()
-        .map(|partition| {
-            let mut described = MetadataResponsePartition::default();
-            described.partition_index = partition.index;
-            described.leader_id = BrokerId(node_id);
-            described.leader_epoch = SINGLE_NODE_LEADER_EPOCH;
-            described.replica_nodes = vec![BrokerId(node_id)];
-            described.isr_nodes = vec![BrokerId(node_id)];
             described
         })
         .collect();

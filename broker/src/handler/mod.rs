@@ -39,6 +39,7 @@ use lmq_wire::protocol::messages::{RequestKind, ResponseKind, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::cluster::metadata::MetadataError;
 use crate::cluster::store::StoreError;
 use crate::group::CommitError;
@@ -59,6 +60,7 @@ pub struct RequestContext {
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(
     broker: &Broker,
+    cluster: &ClusterNode,
     context: &RequestContext,
     request: DecodedRequest,
 ) -> Option<ResponseKind> {
@@ -68,7 +70,7 @@ pub async fn dispatch(
             &body, version,
         ))),
         RequestKind::Metadata(body) => Some(ResponseKind::Metadata(
-            metadata::handle(broker, body, version).await,
+            metadata::handle(broker, cluster, body, version).await,
         )),
         RequestKind::Produce(body) => produce::handle(broker, body, version)
             .await
@@ -80,28 +82,28 @@ pub async fn dispatch(
             broker, body, version,
         ))),
         RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
-            init_producer_id::handle(broker, body).await,
+            init_producer_id::handle(cluster, body).await,
         )),
         RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(
-            delete_topics::handle(broker, body, version).await,
+            delete_topics::handle(broker, cluster, body, version).await,
         )),
         RequestKind::CreatePartitions(body) => Some(ResponseKind::CreatePartitions(
-            create_partitions::handle(broker, body).await,
+            create_partitions::handle(broker, cluster, body).await,
         )),
         RequestKind::DescribeConfigs(body) => Some(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
         )),
         RequestKind::IncrementalAlterConfigs(body) => Some(ResponseKind::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(broker, body).await,
+            incremental_alter_configs::handle(broker, cluster, body).await,
         )),
         RequestKind::DeleteRecords(body) => Some(ResponseKind::DeleteRecords(
             delete_records::handle(broker, body),
         )),
         RequestKind::DescribeCluster(body) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(broker, body),
+            describe_cluster::handle(cluster, body),
         )),
         RequestKind::FindCoordinator(body) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(broker, body, version).await,
+            find_coordinator::handle(broker, cluster, body, version).await,
         )),
         RequestKind::JoinGroup(body) => Some(ResponseKind::JoinGroup(
             join_group::handle(broker, context, body, version).await,
@@ -134,11 +136,11 @@ pub async fn dispatch(
             delete_groups::handle(broker, body).await,
         )),
         RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(
-            create_topics::handle(broker, body, version).await,
+            create_topics::handle(broker, cluster, body, version).await,
         )),
         RequestKind::AlterPartitionReassignments(body) => {
             Some(ResponseKind::AlterPartitionReassignments(
-                alter_partition_reassignments::handle(broker, body, version).await,
+                alter_partition_reassignments::handle(broker, cluster, body, version).await,
             ))
         }
         RequestKind::OffsetForLeaderEpoch(body) => Some(ResponseKind::OffsetForLeaderEpoch(
@@ -149,7 +151,7 @@ pub async fn dispatch(
         )),
         RequestKind::ListPartitionReassignments(body) => {
             Some(ResponseKind::ListPartitionReassignments(
-                list_partition_reassignments::handle(broker, body),
+                list_partition_reassignments::handle(cluster, body),
             ))
         }
         other => {
@@ -234,7 +236,6 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
         TopicError::AlreadyExists(_) => ResponseError::TopicAlreadyExists,
         TopicError::InvalidPartitions(_) => ResponseError::InvalidPartitions,
-        TopicError::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         TopicError::InvalidConfig(_) => ResponseError::InvalidConfig,
         TopicError::Unknown(_) => ResponseError::UnknownTopicOrPartition,
         TopicError::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions,
