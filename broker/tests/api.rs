@@ -909,3 +909,30 @@ async fn an_uncoordinated_data_dir_is_adopted() {
     assert!(!dir.path().join("legacy-0").exists());
     broker.stop().await;
 }
+
+/// Nothing wakes the cluster tasks of an idle node: the controller once re-announced the
+/// document it had just read, woke itself with it and spun at 100% CPU.
+#[tokio::test]
+async fn an_idle_node_is_still() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("still", 3, 1, &[]),
+        )
+        .await;
+    broker.find_coordinator("still-group").await;
+    let cluster = broker.node.broker.cluster().unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let settled = cluster.view_generation();
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert_eq!(
+        cluster.view_generation(),
+        settled,
+        "the view changed while idle"
+    );
+    broker.stop().await;
+}

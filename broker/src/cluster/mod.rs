@@ -132,6 +132,12 @@ impl ClusterNode {
         self.changes.send_modify(|generation| *generation += 1);
     }
 
+    /// How many times the view changed (tasks wake on each change); an idle cluster's stays
+    /// still.
+    pub fn view_generation(&self) -> u64 {
+        *self.changes.borrow()
+    }
+
     /// Hands an ISR proposal of a local leader to the task that persists it.
     pub fn propose_isr(&self, topic: &str, partition: i32, proposal: IsrProposal) {
         let _ = self.isr_requests.send(IsrRequest {
@@ -284,13 +290,14 @@ impl ClusterNode {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let version = version.map_or(0, |version| version.0);
-        if version < self.view().metadata_version {
-            return;
+        // Only a newer document changes the view: a change wakes the controller, which then
+        // applies the document it read, so re-announcing the same one would never let it rest.
+        if version > self.view().metadata_version {
+            self.update_view(|view| {
+                view.metadata = metadata;
+                view.metadata_version = version;
+            });
         }
-        self.update_view(|view| {
-            view.metadata = metadata;
-            view.metadata_version = version;
-        });
         reconcile::apply(broker, self);
     }
 
