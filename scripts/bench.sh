@@ -6,8 +6,9 @@
 # Starts Apache Kafka (scripts/kafka.sh: single-node KRaft, its default -Xmx1g heap), then LMQ,
 # one after the other, with data dirs on the same filesystem ($LMQ_BENCH_DIR, default
 # ~/.cache/lmq/bench-brokers), and drives both with the same loads: Kafka's ProducerPerformance
-# and ConsumerPerformance, and lmq-perf (bench/: open-loop, latency from each record's due
-# time, so no coordinated omission). 1 KiB incompressible records, no compression, RF=1,
+# and ConsumerPerformance, lmq-perf (bench/, the native Rust client: open-loop, latency from
+# each record's due time, so no coordinated omission) and rdkafka-perf (bench/rdkafka-perf.c,
+# librdkafka's producer at saturation; needs librdkafka-dev, installed with apt). 1 KiB incompressible records, no compression, RF=1,
 # acks=1, batch.size 16 KiB, under two durability settings:
 #   (a) no fsync on either side (page cache, both brokers' default);
 #   (b) fsync per append before the answer: Kafka topic config flush.messages=1 (the topic
@@ -26,7 +27,7 @@
 #
 # Output: the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
 #   produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)
-# where produce/consume are geometric means over the (a) runs of both tools, p99 the
+# where produce/consume are geometric means over the (a) runs of every tool, p99 the
 # geometric mean of end-to-end p99 at 50% load under (a), rss the peak under load and start
 # the empty-data-dir start-up.
 #
@@ -242,6 +243,22 @@ measure_config() { # DUR P L CODEC
   record kind=produce broker="$BROKER" durability="$dur" tool=ProducerPerformance partitions="$p" \
     linger_ms="$l" codec="$codec" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
     broker_cpu_s="$BROKER_CPU_S" stored="$stored" out="$RUN/out/$tag.out"
+  # librdkafka's producer (the C client most non-Java clients wrap), same records and settings.
+  topic="rk-$base"
+  # shellcheck disable=SC2046
+  "$PERF" create-topic --bootstrap "$ADDR" --topic "$topic" --partitions "$p" \
+    $(topic_config "$dur") >/dev/null
+  tag="$BROKER-$base-rdkafka"
+  log "$tag ($n records)"
+  status=0
+  client "$tag" "$limit" "$RDPERF" "$ADDR" "$topic" "$n" "$RECORD" "$l" "$BATCH" 1 "$codec" ||
+    status=$?
+  stored="$("$PERF" offsets --bootstrap "$ADDR" --topic "$topic" 2>/dev/null)" || stored='{}'
+  record kind=produce broker="$BROKER" durability="$dur" tool=rdkafka-perf partitions="$p" \
+    linger_ms="$l" codec="$codec" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
+    broker_cpu_s="$BROKER_CPU_S" stored="$stored" out="$RUN/out/$tag.out"
+  delete_topic "$topic"
+  topic="pp-$base"
   # Consume: each tool reads the whole topic twice (fresh group each time); the report keeps
   # the better pass of each, which filters out a passing disturbance of the shared machine.
   if [[ "$l" == "${LINGERS[0]}" && "$codec" == none && "$CONSUME_DURS" == *" $dur "* ]]; then
@@ -310,8 +327,19 @@ measure_durability() { # DUR
 }
 
 # ---- the run ---------------------------------------------------------------------------
-log "building target/release/lmq and lmq-perf"
+log "building target/release/lmq and lmq-perf, and rdkafka-perf (bench/rdkafka-perf.c)"
 cargo build --release -q -p lmq-broker -p lmq-bench
+if [[ ! -f /usr/include/librdkafka/rdkafka.h ]]; then
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librdkafka-dev >&2 ||
+    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librdkafka-dev >&2; } ||
+    die "librdkafka-dev is missing and apt-get install librdkafka-dev failed"
+fi
+RDPERF="$LMQ_CACHE/bench/rdkafka-perf-$(sha256sum bench/rdkafka-perf.c | cut -c1-12)"
+if [[ ! -x "$RDPERF" ]]; then
+  mkdir -p "$LMQ_CACHE/bench"
+  gcc -O2 -Wall -Wextra -o "$RDPERF.tmp" bench/rdkafka-perf.c -lrdkafka || die "compiling bench/rdkafka-perf.c failed"
+  mv "$RDPERF.tmp" "$RDPERF"
+fi
 scripts/kafka.sh install
 KLIB="$(scripts/kafka.sh libdir)"
 JAVA_TOOL=(java -Xmx1g -XX:+UseG1GC
@@ -502,6 +530,18 @@ def parse(m):
             res["counts"] = {"expected": m["expected"], "sent": sent, "stored": stored}
             res["verified"] = sent == m["expected"] and stored == m["expected"]
             res["bytes"] = sent * record_size
+    elif m["tool"] == "rdkafka-perf":
+        try:
+            out = json.loads(text.strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            res["detail"] = "no result printed"
+            return res
+        stored = m.get("stored", {}).get("log_end_total") if isinstance(m.get("stored"), dict) else None
+        res["records_per_s"] = out["produce_records_per_s"]
+        res["mb_per_s"] = out["produce_mb_per_s"]
+        res["counts"] = {"expected": m["expected"], "acked": out["delivered"], "stored": stored}
+        res["verified"] = out["delivered"] == m["expected"] and stored == m["expected"]
+        res["bytes"] = out["delivered"] * record_size
     elif m["tool"] == "ConsumerPerformance":
         lines = text.strip().splitlines()
         idx = next((i for i, l in enumerate(lines) if l.startswith("start.time")), None)
@@ -582,7 +622,7 @@ def add(measure, k, l, absk, absl, r, m_k, m_l, part, linger, tool, dur, headlin
 
 
 ORDER = {"produce": 0, "consume": 1, "latency": 2}
-TOOLS = {"ProducerPerformance": 0, "ConsumerPerformance": 0, "lmq-perf": 1}
+TOOLS = {"ProducerPerformance": 0, "ConsumerPerformance": 0, "rdkafka-perf": 1, "lmq-perf": 2}
 
 
 def order(item):
@@ -670,7 +710,7 @@ lines = [
     f"Ceilings: loopback TCP {fmt(c['loopback_mb_per_s'], 0)} MB/s ({c['loopback_tool']}); disk sequential write "
     f"{fmt(c['disk_fdatasync_mb_per_s'], 0)} MB/s (1 MiB writes + fdatasync), {fmt(c['disk_buffered_mb_per_s'], 0)} MB/s buffered "
     f"(16 KiB, no sync), {fmt(c['disk_dsync_16k_mb_per_s'], 0)} MB/s (16 KiB writes, O_DSYNC).",
-    "Workload: 1 KiB incompressible records (lmq-perf: random bytes; ProducerPerformance: random base64 lines), "
+    "Workload: 1 KiB incompressible records (lmq-perf and rdkafka-perf: random bytes; ProducerPerformance: random base64 lines), "
     "no compression, RF=1, acks=1, batch 16 KiB, "
     f"{meta['seconds']} s per measurement. Durability (a): no fsync on either broker; (b): fsync per append before "
     "the answer (Kafka topic flush.messages=1, i.e. log.flush.interval.messages=1; LMQ [log] flush = \"every-batch\").",
