@@ -16,9 +16,16 @@
 //!   rejects values that are not UTF-8), and KV writes (its PUT answers only true/false, but
 //!   a write must return the new `ModifyIndex`, and a fenced write needs a transaction that
 //!   checks the leader key's index; `/v1/txn` does both atomically).
+//!
+//! Files: `config` the settings; `kv` the KV wire types, key reads and `/v1/txn`; `members`
+//! broker registration, TTL check passes and the health query; `session` the session; `lock`
+//! acquiring and following held keys; `http` the raw HTTP calls.
 
+mod config;
 mod http;
+mod kv;
 mod lock;
+mod members;
 mod session;
 
 use std::collections::HashMap;
@@ -31,102 +38,23 @@ use async_trait::async_trait;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use hyper::Method;
-use serde::Deserialize;
 use tokio::sync::{oneshot, watch};
 use tokio::time::Instant;
 
 use crate::coordinator::{
-    AbortOnDrop, Coordinator, Expected, Hold, HoldState, Leadership, LockGuard, Release, Watch,
+    AbortOnDrop, Coordinator, Hold, HoldState, Leadership, LockGuard, Release, Watch,
     WriteCondition,
 };
 use crate::error::{CoordError, CoordResult, LossReason};
 use crate::types::{
-    BrokerInfo, BrokerRegistration, FencingToken, HealthCheck, HoldKind, KvEntry, LeaderInfo,
-    Version, validate_name, validate_prefix, validate_value,
+    BrokerInfo, BrokerRegistration, FencingToken, HoldKind, KvEntry, LeaderInfo, Version,
+    validate_name, validate_prefix, validate_value,
 };
-use http::{Http, blocking_params, blocking_timeout, go_duration};
+use http::Http;
+use kv::{TxnOutcome, entry_from, leader_from, malformed, read_key};
 use session::{Session, SessionState, next_index};
 
-/// Settings of a `ConsulCoordinator`. Durations are bounded by Consul's own limits.
-#[derive(Debug, Clone)]
-pub struct ConsulConfig {
-    /// The agent's HTTP address, e.g. `http://127.0.0.1:8500`.
-    pub address: String,
-    /// ACL token, if the agent requires one.
-    pub token: Option<String>,
-    /// Root of every key this coordinator reads or writes.
-    pub key_prefix: String,
-    /// Consul service name of the brokers.
-    pub service_name: String,
-    /// Session (and session health check) TTL: 10 s to 24 h, as Consul allows.
-    pub session_ttl: Duration,
-    /// After a session is invalidated, its keys cannot be acquired for this long (≤ 60 s).
-    pub lock_delay: Duration,
-    /// The holder steps down this long before its session can expire on the servers.
-    pub step_down_margin: Duration,
-    /// How long one blocking query waits for a change (≥ 1 s, ≤ 10 min).
-    pub watch_wait: Duration,
-    /// Timeout of every non-blocking request.
-    pub request_timeout: Duration,
-    /// Longest pause between retries of a failing watch.
-    pub retry_backoff_max: Duration,
-}
-
-impl ConsulConfig {
-    pub fn new(address: impl Into<String>) -> Self {
-        ConsulConfig {
-            address: address.into(),
-            token: None,
-            key_prefix: "lmq".into(),
-            service_name: "lmq-broker".into(),
-            session_ttl: Duration::from_secs(10),
-            lock_delay: Duration::from_secs(5),
-            step_down_margin: Duration::from_secs(1),
-            watch_wait: Duration::from_secs(60),
-            request_timeout: Duration::from_secs(5),
-            retry_backoff_max: Duration::from_secs(2),
-        }
-    }
-
-    fn validate(&self) -> CoordResult<()> {
-        let invalid = |text: String| Err(CoordError::InvalidConfig(text));
-        validate_name(&self.key_prefix)?;
-        validate_name(&self.service_name)?;
-        if self.service_name.contains('/') {
-            return invalid(format!("service name {:?} contains '/'", self.service_name));
-        }
-        if !(self.address.starts_with("http://") || self.address.starts_with("https://")) {
-            return invalid(format!("address {:?} is not http(s)://", self.address));
-        }
-        if self.session_ttl < Duration::from_secs(10)
-            || self.session_ttl > Duration::from_secs(86_400)
-        {
-            return invalid(format!(
-                "session_ttl {:?} outside 10 s..=24 h",
-                self.session_ttl
-            ));
-        }
-        if self.lock_delay > Duration::from_secs(60) {
-            return invalid(format!("lock_delay {:?} above 60 s", self.lock_delay));
-        }
-        if self.step_down_margin.is_zero() || self.step_down_margin >= self.session_ttl / 2 {
-            return invalid(format!(
-                "step_down_margin {:?} must be above 0 and below half the session TTL",
-                self.step_down_margin
-            ));
-        }
-        if self.watch_wait < Duration::from_secs(1) || self.watch_wait > Duration::from_secs(600) {
-            return invalid(format!(
-                "watch_wait {:?} outside 1 s..=10 min",
-                self.watch_wait
-            ));
-        }
-        if self.request_timeout.is_zero() || self.retry_backoff_max.is_zero() {
-            return invalid("request_timeout and retry_backoff_max must be above 0".into());
-        }
-        Ok(())
-    }
-}
+pub use config::ConsulConfig;
 
 /// A client of a Consul agent: one session (created on first need) for its leaderships and
 /// locks, the brokers it registered, its watches. `close` ends them cleanly; dropping it is
@@ -158,65 +86,8 @@ impl std::fmt::Debug for Inner {
     }
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct KvPair {
-    key: String,
-    value: Option<String>,
-    modify_index: u64,
-    #[serde(default)]
-    session: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TxnReply {
-    results: Option<Vec<TxnResult>>,
-    errors: Option<Vec<TxnError>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TxnResult {
-    #[serde(rename = "KV")]
-    kv: Option<KvPair>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "PascalCase")]
-struct TxnError {
-    op_index: usize,
-    what: String,
-}
-
-enum TxnOutcome {
-    /// The `ModifyIndex` of the last operation.
-    Committed(u64),
-    /// Operation `op_index` failed its condition.
-    Rejected { op_index: usize, what: String },
-}
-
 fn lock_map<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-fn decode_value(path: &str, pair: &KvPair) -> CoordResult<Vec<u8>> {
-    match &pair.value {
-        None => Ok(Vec::new()),
-        Some(text) => BASE64
-            .decode(text.as_bytes())
-            .map_err(|error| CoordError::Malformed {
-                path: path.to_owned(),
-                detail: format!("value of {}: {error}", pair.key),
-            }),
-    }
-}
-
-fn malformed(path: &str, detail: impl std::fmt::Display) -> CoordError {
-    CoordError::Malformed {
-        path: path.to_owned(),
-        detail: detail.to_string(),
-    }
 }
 
 impl ConsulCoordinator {
@@ -325,55 +196,6 @@ impl Inner {
         Ok(session)
     }
 
-    async fn txn(&self, ops: Vec<serde_json::Value>) -> CoordResult<TxnOutcome> {
-        let path = "/v1/txn";
-        let body = serde_json::Value::Array(ops).to_string().into_bytes();
-        let reply = self
-            .http
-            .call(Method::PUT, path, Some(body), self.config.request_timeout)
-            .await?;
-        match reply.status {
-            200 => {
-                let parsed: TxnReply =
-                    serde_json::from_slice(&reply.body).map_err(|error| malformed(path, error))?;
-                let index = parsed
-                    .results
-                    .and_then(|results| results.into_iter().last())
-                    .and_then(|result| result.kv)
-                    .map(|kv| kv.modify_index)
-                    .ok_or_else(|| malformed(path, "no KV result"))?;
-                Ok(TxnOutcome::Committed(index))
-            }
-            409 => {
-                let parsed: TxnReply =
-                    serde_json::from_slice(&reply.body).map_err(|error| malformed(path, error))?;
-                let error = parsed
-                    .errors
-                    .and_then(|errors| errors.into_iter().next())
-                    .ok_or_else(|| malformed(path, "409 without errors"))?;
-                Ok(TxnOutcome::Rejected {
-                    op_index: error.op_index,
-                    what: error.what,
-                })
-            }
-            status => Err(CoordError::Status {
-                method: "PUT",
-                path: path.into(),
-                status,
-                body: reply.body_text(),
-            }),
-        }
-    }
-
-    /// Reads one key (consul path); with `blocking`, waits for a change after that index.
-    async fn read(
-        &self,
-        path: &str,
-        blocking: Option<(u64, Duration)>,
-    ) -> CoordResult<(Option<KvPair>, Option<u64>)> {
-        read_key(&self.http, path, blocking, self.config.request_timeout).await
-    }
-
     /// A watch fed by a blocking-query loop: `fetch(index)` returns the state and the index
     /// for the next query. Errors are retried with backoff (and logged); the watch ends when
     /// the client is closed.
@@ -424,173 +246,6 @@ impl Inner {
         });
         Watch::new(receiver, Some(task))
     }
-
-    async fn healthy_brokers(
-        &self,
-        blocking: Option<(u64, Duration)>,
-    ) -> CoordResult<(Vec<BrokerInfo>, Option<u64>)> {
-        healthy_brokers(
-            &self.consul,
-            &self.http,
-            &self.config.service_name,
-            blocking,
-            self.config.request_timeout,
-        )
-        .await
-    }
-}
-
-async fn read_key(
-    http: &Http,
-    path: &str,
-    blocking: Option<(u64, Duration)>,
-    request_timeout: Duration,
-) -> CoordResult<(Option<KvPair>, Option<u64>)> {
-    let (url, timeout) = match blocking {
-        Some((index, wait)) => (
-            format!("/v1/kv/{path}?{}", blocking_params(index, wait)),
-            blocking_timeout(wait, request_timeout),
-        ),
-        None => (format!("/v1/kv/{path}"), request_timeout),
-    };
-    let reply = http.call(Method::GET, &url, None, timeout).await?;
-    match reply.status {
-        200 => {
-            let pairs: Vec<KvPair> =
-                serde_json::from_slice(&reply.body).map_err(|error| malformed(&url, error))?;
-            Ok((pairs.into_iter().find(|pair| pair.key == path), reply.index))
-        }
-        404 => Ok((None, reply.index)),
-        status => Err(CoordError::Status {
-            method: "GET",
-            path: url,
-            status,
-            body: reply.body_text(),
-        }),
-    }
-}
-
-fn leader_from(role: &str, path: &str, pair: Option<KvPair>) -> CoordResult<Option<LeaderInfo>> {
-    match pair {
-        Some(pair) if pair.session.is_some() => Ok(Some(LeaderInfo {
-            role: role.to_owned(),
-            candidate: decode_value(path, &pair)?,
-            token: FencingToken::leadership(role, pair.modify_index),
-        })),
-        _ => Ok(None),
-    }
-}
-
-async fn healthy_brokers(
-    consul: &rs_consul::Consul,
-    http: &Http,
-    service: &str,
-    blocking: Option<(u64, Duration)>,
-    request_timeout: Duration,
-) -> CoordResult<(Vec<BrokerInfo>, Option<u64>)> {
-    let request = rs_consul::GetServiceNodesRequest {
-        service,
-        passing: true,
-        ..Default::default()
-    };
-    let (index, wait, timeout) = match blocking {
-        Some((index, wait)) => (
-            Some(index),
-            Some(wait),
-            blocking_timeout(wait, request_timeout),
-        ),
-        None => (None, None, request_timeout),
-    };
-    let options = rs_consul::QueryOptions {
-        index,
-        wait,
-        timeout: Some(timeout),
-        ..Default::default()
-    };
-    http.count_request();
-    // rs-consul applies `timeout` itself; the outer one also bounds reading the body.
-    let nodes = tokio::time::timeout(timeout, consul.get_service_nodes(request, Some(options)))
-        .await
-        .map_err(|_| CoordError::RequestTimeout {
-            method: "GET",
-            path: format!("/v1/health/service/{service}"),
-            timeout,
-        })?
-        .map_err(|source| CoordError::Consul {
-            op: "health query",
-            source,
-        })?;
-    let mut brokers: Vec<BrokerInfo> = nodes
-        .response
-        .into_iter()
-        .filter_map(|node| {
-            let tag = |name: &str| {
-                node.service
-                    .tags
-                    .iter()
-                    .find_map(|tag| tag.strip_prefix(name).map(str::to_owned))
-            };
-            let Some(broker_id) = tag("broker_id=").and_then(|id| id.parse::<u32>().ok()) else {
-                tracing::warn!(id = %node.service.id, "service instance without broker_id tag");
-                return None;
-            };
-            let host = if node.service.address.is_empty() {
-                node.node.address.clone()
-            } else {
-                node.service.address.clone()
-            };
-            Some(BrokerInfo {
-                broker_id,
-                host,
-                port: node.service.port,
-                rack: tag("rack="),
-            })
-        })
-        .collect();
-    brokers.sort();
-    brokers.dedup_by_key(|broker| broker.broker_id);
-    Ok((brokers, Some(nodes.index).filter(|index| *index > 0)))
-}
-
-/// Keeps a broker's TTL check passing. An agent that forgot the check (restarted without
-/// its data, e.g. a dev agent) answers 404: the broker is registered again.
-async fn pass_ttl_check(
-    http: Arc<Http>,
-    check_id: String,
-    registration: Vec<u8>,
-    ttl: Duration,
-    timeout: Duration,
-) {
-    let path = format!("/v1/agent/check/pass/{check_id}");
-    loop {
-        tokio::time::sleep(ttl / 3).await;
-        match http.call(Method::PUT, &path, None, timeout).await {
-            Ok(reply) if reply.status == 200 => {}
-            Ok(reply) if reply.status == 404 => {
-                tracing::warn!(%check_id, "the agent lost the broker's check: registering again");
-                let register = http
-                    .call_ok(
-                        Method::PUT,
-                        "/v1/agent/service/register",
-                        Some(registration.clone()),
-                        timeout,
-                    )
-                    .await;
-                if let Err(error) = register {
-                    tracing::warn!(%check_id, %error, "registering the broker again failed");
-                }
-            }
-            Ok(reply) => tracing::warn!(
-                %check_id,
-                status = reply.status,
-                body = %reply.body_text(),
-                "passing the broker's TTL check failed"
-            ),
-            Err(error) => {
-                tracing::warn!(%check_id, %error, "passing the broker's TTL check failed");
-            }
-        }
-    }
 }
 
 #[async_trait]
@@ -599,79 +254,14 @@ impl Coordinator for ConsulCoordinator {
         registration.validate()?;
         let inner = &self.inner;
         inner.ensure_open()?;
-        let service_id = format!("{}-{}", inner.config.service_name, registration.broker_id);
-        let check_id = format!("{service_id}-health");
-        let mut tags = vec![format!("broker_id={}", registration.broker_id)];
-        if let Some(rack) = &registration.rack {
-            tags.push(format!("rack={rack}"));
-        }
-        let check = match &registration.health {
-            HealthCheck::Ttl { ttl } => serde_json::json!({
-                "CheckID": check_id,
-                "Name": "LMQ broker TTL",
-                "TTL": go_duration(*ttl),
-                "Status": "passing",
-                "DeregisterCriticalServiceAfter": "1m",
-            }),
-            HealthCheck::Tcp {
-                address,
-                interval,
-                timeout,
-            } => serde_json::json!({
-                "CheckID": check_id,
-                "Name": "LMQ broker TCP",
-                "TCP": address,
-                "Interval": go_duration(*interval),
-                "Timeout": go_duration(*timeout),
-                "Status": "passing",
-                "DeregisterCriticalServiceAfter": "1m",
-            }),
-        };
-        let body = serde_json::json!({
-            "ID": service_id,
-            "Name": inner.config.service_name,
-            "Address": registration.host,
-            "Port": registration.port,
-            "Tags": tags,
-            "Check": check,
-        });
-        let body = body.to_string().into_bytes();
-        inner
-            .http
-            .call_ok(
-                Method::PUT,
-                "/v1/agent/service/register",
-                Some(body.clone()),
-                inner.config.request_timeout,
-            )
-            .await?;
-        let passer = match &registration.health {
-            HealthCheck::Ttl { ttl } => Some(AbortOnDrop(tokio::spawn(pass_ttl_check(
-                Arc::clone(&inner.http),
-                check_id,
-                body,
-                *ttl,
-                inner.config.request_timeout,
-            )))),
-            HealthCheck::Tcp { .. } => None,
-        };
-        lock_map(&inner.registrations).insert(registration.broker_id, passer);
-        Ok(())
+        inner.register(registration).await
     }
 
     async fn deregister_broker(&self, broker_id: u32) -> CoordResult<()> {
         let inner = &self.inner;
         inner.ensure_open()?;
         lock_map(&inner.registrations).remove(&broker_id);
-        let path = format!(
-            "/v1/agent/service/deregister/{}-{broker_id}",
-            inner.config.service_name
-        );
-        inner
-            .http
-            .call_ok(Method::PUT, &path, None, inner.config.request_timeout)
-            .await?;
-        Ok(())
+        inner.deregister_service(broker_id).await
     }
 
     async fn brokers(&self) -> CoordResult<Vec<BrokerInfo>> {
@@ -745,33 +335,7 @@ impl Coordinator for ConsulCoordinator {
         validate_prefix(prefix)?;
         let inner = &self.inner;
         inner.ensure_open()?;
-        let root = inner.kv_path("");
-        let url = format!("/v1/kv/{root}{prefix}?recurse=true");
-        let reply = inner
-            .http
-            .call(Method::GET, &url, None, inner.config.request_timeout)
-            .await?;
-        let pairs: Vec<KvPair> = match reply.status {
-            200 => serde_json::from_slice(&reply.body).map_err(|error| malformed(&url, error))?,
-            404 => Vec::new(),
-            status => {
-                return Err(CoordError::Status {
-                    method: "GET",
-                    path: url,
-                    status,
-                    body: reply.body_text(),
-                });
-            }
-        };
-        let mut entries = pairs
-            .iter()
-            .filter_map(|pair| {
-                let key = pair.key.strip_prefix(&root)?;
-                Some(entry_from(key, &url, pair))
-            })
-            .collect::<CoordResult<Vec<_>>>()?;
-        entries.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(entries)
+        inner.list_kv(prefix).await
     }
 
     async fn write(
@@ -784,52 +348,7 @@ impl Coordinator for ConsulCoordinator {
         validate_value(value)?;
         let inner = &self.inner;
         inner.ensure_open()?;
-        let path = inner.kv_path(key);
-        let mut ops = Vec::with_capacity(2);
-        if let Some(fence) = condition.fence {
-            validate_name(fence.name())?;
-            ops.push(serde_json::json!({"KV": {
-                "Verb": "check-index",
-                "Key": inner.hold_path(fence.kind(), fence.name()),
-                "Index": fence.value(),
-            }}));
-        }
-        let value = BASE64.encode(value);
-        ops.push(match condition.expected {
-            None => serde_json::json!({"KV": {"Verb": "set", "Key": path, "Value": value}}),
-            Some(expected) => {
-                let index = match expected {
-                    Expected::Absent => 0,
-                    Expected::Version(Version(version)) => version,
-                };
-                serde_json::json!({"KV": {"Verb": "cas", "Key": path, "Value": value, "Index": index}})
-            }
-        });
-        let fenced_ops = usize::from(condition.fence.is_some());
-        match inner.txn(ops).await? {
-            TxnOutcome::Committed(index) => Ok(Version(index)),
-            TxnOutcome::Rejected { op_index, what } => {
-                match (condition.fence, condition.expected) {
-                    (Some(fence), _) if op_index == 0 => Err(CoordError::Fenced {
-                        role: fence.name().to_owned(),
-                        token: fence.value(),
-                    }),
-                    (_, Some(expected)) if op_index == fenced_ops => Err(CoordError::CasConflict {
-                        key: key.to_owned(),
-                        expected: match expected {
-                            Expected::Absent => None,
-                            Expected::Version(version) => Some(version),
-                        },
-                    }),
-                    _ => Err(CoordError::Status {
-                        method: "PUT",
-                        path: "/v1/txn".into(),
-                        status: 409,
-                        body: what,
-                    }),
-                }
-            }
-        }
+        inner.write_kv(key, value, condition).await
     }
 
     async fn delete(&self, key: &str) -> CoordResult<()> {
@@ -913,26 +432,10 @@ impl Coordinator for ConsulCoordinator {
             .map(|(broker_id, _)| broker_id)
             .collect();
         for broker_id in registered {
-            let path = format!(
-                "/v1/agent/service/deregister/{}-{broker_id}",
-                inner.config.service_name
-            );
-            if let Err(error) = inner
-                .http
-                .call_ok(Method::PUT, &path, None, inner.config.request_timeout)
-                .await
-            {
+            if let Err(error) = inner.deregister_service(broker_id).await {
                 tracing::warn!(broker_id, %error, "deregistering a broker at close failed");
             }
         }
         Ok(())
     }
-}
-
-fn entry_from(key: &str, path: &str, pair: &KvPair) -> CoordResult<KvEntry> {
-    Ok(KvEntry {
-        key: key.to_owned(),
-        value: decode_value(path, pair)?,
-        version: Version(pair.modify_index),
-    })
 }
