@@ -134,7 +134,12 @@ impl Connection {
         self.send(api_key, version, body).await
     }
 
-    async fn send(&self, api_key: ApiKey, version: i16, body: RequestKind) -> Result<ResponseKind> {
+    pub(crate) async fn send(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<ResponseKind> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(&body, api_key, version, correlation_id, &self.client_id)?;
         let (sender, receiver) = oneshot::channel();

@@ -492,18 +492,33 @@ impl GroupConsumer {
     }
 
     async fn leave(&self, membership: &Membership) {
-        let mut member = MemberIdentity::default();
-        member.member_id = text(&membership.member_id);
-        let mut request = LeaveGroupRequest::default();
-        request.group_id = GroupId(text(&self.config.group));
-        request.member_id = text(&membership.member_id);
-        request.members = vec![member];
-        if let Err(error) = membership
-            .coordinator
-            .call(ApiKey::LeaveGroup, 0..=5, RequestKind::LeaveGroup(request))
-            .await
-        {
-            tracing::debug!(%error, "leaving the group failed; the session will expire instead");
+        let coordinator = &membership.coordinator;
+        let left = match coordinator.version(ApiKey::LeaveGroup, 0..=5) {
+            Ok(version) => {
+                let mut request = LeaveGroupRequest::default();
+                request.group_id = GroupId(text(&self.config.group));
+                // v0-2 name the one member leaving; v3+ (KIP-345) a list of members instead,
+                // and a body with both encodes at no version.
+                if version < 3 {
+                    request.member_id = text(&membership.member_id);
+                } else {
+                    let mut member = MemberIdentity::default();
+                    member.member_id = text(&membership.member_id);
+                    request.members = vec![member];
+                }
+                coordinator
+                    .send(
+                        ApiKey::LeaveGroup,
+                        version,
+                        RequestKind::LeaveGroup(request),
+                    )
+                    .await
+                    .map(|_| ())
+            }
+            Err(error) => Err(error),
+        };
+        if let Err(error) = left {
+            tracing::warn!(%error, "leaving the group failed; the session will expire instead");
         }
     }
 }

@@ -97,6 +97,20 @@ async fn three_members_share_six_partitions_and_a_restart_resumes() {
         stops[0].stop();
         let mut tasks = tasks.into_iter();
         tasks.next().unwrap().await.unwrap().unwrap();
+        // It said so (LeaveGroup): the group lists two members now, long before its session
+        // could have timed out.
+        let described = Admin::connect(target.client())
+            .await
+            .unwrap()
+            .describe_group(&group)
+            .await
+            .unwrap();
+        assert_eq!(
+            described.members.len(),
+            2,
+            "{}: the leaving member is gone at once: {described:?}",
+            target.name()
+        );
         for index in 0..6 {
             let record = Record {
                 partition: Some(index),

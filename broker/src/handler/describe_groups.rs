@@ -1,5 +1,5 @@
-//! DescribeGroups: state, protocol and members with their metadata and assignment. A group
-//! that does not exist is described as Dead, as Kafka does.
+//! DescribeGroups: state, protocol and members with their metadata and assignment (those
+//! two only while Stable). A group that does not exist is described as Dead, as Kafka does.
 
 use lmq_wire::protocol::messages::describe_groups_response::{
     DescribedGroup, DescribedGroupMember,
@@ -28,27 +28,31 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroups
                 described.group_state = str_bytes(group.state.name());
                 described.protocol_type =
                     str_bytes(group.protocol_type.clone().unwrap_or_default());
-                let protocol = group.protocol_name.clone().unwrap_or_default();
+                // As Kafka: every member is listed in every state, but the protocol and each
+                // member's metadata and assignment only once the group is Stable.
+                let stable = group.state == GroupState::Stable;
+                let protocol = if stable {
+                    group.protocol_name.clone().unwrap_or_default()
+                } else {
+                    String::new()
+                };
                 described.protocol_data = str_bytes(protocol.clone());
-                // Members are listed once the group has a protocol (Kafka hides them while
-                // it is preparing a rebalance).
-                if group.state != GroupState::PreparingRebalance {
-                    described.members = group
-                        .members
-                        .values()
-                        .map(|member| {
-                            let mut entry = DescribedGroupMember::default();
-                            entry.member_id = str_bytes(member.member_id.clone());
-                            entry.group_instance_id =
-                                member.group_instance_id.clone().map(str_bytes);
-                            entry.client_id = str_bytes(member.client_id.clone());
-                            entry.client_host = str_bytes(member.client_host.clone());
+                described.members = group
+                    .members
+                    .values()
+                    .map(|member| {
+                        let mut entry = DescribedGroupMember::default();
+                        entry.member_id = str_bytes(member.member_id.clone());
+                        entry.group_instance_id = member.group_instance_id.clone().map(str_bytes);
+                        entry.client_id = str_bytes(member.client_id.clone());
+                        entry.client_host = str_bytes(member.client_host.clone());
+                        if stable {
                             entry.member_metadata = member.metadata(&protocol);
                             entry.member_assignment = member.assignment.clone();
-                            entry
-                        })
-                        .collect();
-                }
+                        }
+                        entry
+                    })
+                    .collect();
             }
         }
         response.groups.push(described);
