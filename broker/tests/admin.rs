@@ -381,3 +381,72 @@ async fn describe_cluster_names_this_node_at_every_version() {
     }
     broker.stop().await;
 }
+
+/// AlterConfigs (the legacy call, all versions): the entries sent become the whole set of
+/// overrides; an invalid set changes nothing.
+#[tokio::test]
+async fn alter_configs_replaces_the_overrides() {
+    use lmq_wire::protocol::messages::AlterConfigsRequest;
+    use lmq_wire::protocol::messages::alter_configs_request::{
+        AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    create(&mut client, "legacy-altered", 1).await;
+    let set = |version: i16, entries: &[(&str, &str)], validate_only: bool| {
+        let mut resource = LegacyResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = text("legacy-altered");
+        resource.configs = entries
+            .iter()
+            .map(|(key, value)| {
+                let mut config = LegacyConfig::default();
+                config.name = text(key);
+                config.value = Some(text(value));
+                config
+            })
+            .collect();
+        let mut request = AlterConfigsRequest::default();
+        request.resources = vec![resource];
+        request.validate_only = validate_only;
+        (version, RequestKind::AlterConfigs(request))
+    };
+    for version in 0..=2 {
+        let (version, request) = set(version, &[("retention.ms", "60000")], false);
+        let ResponseKind::AlterConfigs(response) =
+            client.call(ApiKey::AlterConfigs, version, request).await
+        else {
+            panic!()
+        };
+        assert_eq!(response.responses[0].error_code, 0, "v{version}");
+    }
+    let (version, request) = set(2, &[("segment.ms", "3600000")], false);
+    client.call(ApiKey::AlterConfigs, version, request).await;
+    let response = describe(&mut client, 4, 2, "legacy-altered").await;
+    assert_eq!(
+        config_value(&response, "segment.ms"),
+        ("3600000".to_string(), 1)
+    );
+    assert_eq!(
+        config_value(&response, "retention.ms"),
+        ("604800000".to_string(), 5),
+        "left out: back to the default"
+    );
+    let (version, request) = set(2, &[("segment.bytes", "huge")], false);
+    let ResponseKind::AlterConfigs(response) =
+        client.call(ApiKey::AlterConfigs, version, request).await
+    else {
+        panic!()
+    };
+    assert_eq!(response.responses[0].error_code, 40, "INVALID_CONFIG");
+    let (version, request) = set(2, &[("segment.ms", "1000")], true);
+    client.call(ApiKey::AlterConfigs, version, request).await;
+    let response = describe(&mut client, 4, 2, "legacy-altered").await;
+    assert_eq!(
+        config_value(&response, "segment.ms"),
+        ("3600000".to_string(), 1),
+        "validate_only changes nothing"
+    );
+    broker.stop().await;
+}

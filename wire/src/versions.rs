@@ -33,6 +33,7 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DeleteTopics, 1, 6),
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DeleteRecords, 0, 2),
     api(ApiKey::DescribeCluster, 0, 2),

@@ -69,6 +69,11 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
             .iter()
             .map(|result| result.error_code)
             .collect(),
+        ResponseKind::AlterConfigs(response) => response
+            .responses
+            .iter()
+            .map(|result| result.error_code)
+            .collect(),
         ResponseKind::IncrementalAlterConfigs(response) => response
             .responses
             .iter()

@@ -42,11 +42,10 @@ pub async fn handle(
         let outcome = if resource.resource_type == RESOURCE_TOPIC {
             let name = resource.resource_name.to_string();
             match alter_topic(broker, cluster, &name, &resource.configs) {
-                Ok(_) if request.validate_only => Ok(()),
-                Ok(configs) => cluster
-                    .set_topic_configs(broker, &name, &configs)
-                    .await
-                    .map_err(|error| (store_error_code(&error), error.to_string())),
+                Ok(configs) => {
+                    replace_topic_configs(broker, cluster, &name, configs, request.validate_only)
+                        .await
+                }
                 Err(error) => Err((topic_error_code(&error), error.to_string())),
             }
         } else if resource.resource_type == RESOURCE_BROKER
@@ -61,9 +60,7 @@ pub async fn handle(
         } else {
             Err((
                 ResponseError::InvalidRequest.code(),
-                "only topic configs can be altered (and broker replication throttles deleted); \
-                 broker settings come from its config file"
-                    .to_string(),
+                BROKER_CONFIGS_REFUSED.to_string(),
             ))
         };
         match outcome {
@@ -78,7 +75,34 @@ pub async fn handle(
     response
 }
 
-/// The topic's configs after `changes`, validated.
+/// Makes `configs` the topic's whole set of overrides (validated first; nothing is written
+/// with `validate_only`): AlterConfigs and IncrementalAlterConfigs both end here.
+pub(super) async fn replace_topic_configs(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    name: &str,
+    configs: BTreeMap<String, String>,
+    validate_only: bool,
+) -> Result<(), (i16, String)> {
+    let refuse = |error: TopicError| (topic_error_code(&error), error.to_string());
+    if !cluster.view().metadata.topics.contains_key(name) {
+        return Err(refuse(TopicError::Unknown(name.to_string())));
+    }
+    crate::topics::log_config_for(broker.topics.defaults(), &configs).map_err(refuse)?;
+    if validate_only {
+        return Ok(());
+    }
+    cluster
+        .set_topic_configs(broker, name, &configs)
+        .await
+        .map_err(|error| (store_error_code(&error), error.to_string()))
+}
+
+/// Brokers take their settings from their config file only.
+pub(super) const BROKER_CONFIGS_REFUSED: &str = "only topic configs can be altered (and broker \
+     replication throttles deleted); broker settings come from its config file";
+
+/// The topic's configs after `changes`.
 fn alter_topic(
     broker: &Broker,
     cluster: &ClusterNode,
@@ -139,7 +163,5 @@ fn alter_topic(
             }
         }
     }
-    // Validated here; the cluster metadata carries it to every replica.
-    crate::topics::log_config_for(broker.topics.defaults(), &configs)?;
     Ok(configs)
 }

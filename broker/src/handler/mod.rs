@@ -1,5 +1,6 @@
 //! One file per Kafka API. This is the only place Kafka error codes are chosen.
 
+mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
 mod create_partitions;
@@ -92,6 +93,9 @@ pub async fn dispatch(
         )),
         RequestKind::DescribeConfigs(body) => Some(ResponseKind::DescribeConfigs(
             describe_configs::handle(broker, body, version),
+        )),
+        RequestKind::AlterConfigs(body) => Some(ResponseKind::AlterConfigs(
+            alter_configs::handle(broker, cluster, body).await,
         )),
         RequestKind::IncrementalAlterConfigs(body) => Some(ResponseKind::IncrementalAlterConfigs(
             incremental_alter_configs::handle(broker, cluster, body).await,
