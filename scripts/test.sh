@@ -3,9 +3,11 @@
 # machine. It installs what it needs idempotently and caches it outside the repo.
 #
 #   scripts/test.sh            format, lints, unit/property/recovery tests, real clients,
-#                              Consul contract tests, the cluster fault test
+#                              the compatibility matrix, Consul contract tests, the cluster
+#                              fault tests
 #
-# Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built.
+# Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
+# LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
@@ -38,6 +40,11 @@ scripts/check-metrics.sh target/debug/lmq
 
 step "real Kafka clients against lmq serve (kcat, confluent-kafka, Java clients, Kafka CLI tools, durability)"
 compat-tests/single-node.sh target/debug/lmq
+
+step "compatibility matrix: every client family x scenario against lmq serve (compat-tests/run; LMQ_MATRIX_KAFKA=1: against Apache Kafka too)"
+matrix_args=()
+[[ -n "${LMQ_MATRIX_KAFKA:-}" ]] && matrix_args+=(--kafka)
+compat-tests/matrix.sh target/debug/lmq "${matrix_args[@]}"
 
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
