@@ -211,16 +211,18 @@ fn serve(args: ServeArgs) -> Result<()> {
         let consul = config.cluster.consul.clone();
         let node = Node::start(config, Arc::new(SystemClock), listener, admin)
             .await
-            .map_err(|error| match (&error, &consul) {
-                (NodeError::Open(_), _) => anyhow::Error::new(error)
-                    .context(format!("cannot open data dir {}", data_dir.display())),
-                (NodeError::Join(_), Some(address)) => anyhow::Error::new(error).context(format!(
-                    "cannot join the cluster through Consul at {address} (is the agent running? use --consul http://HOST:PORT)"
-                )),
-                (NodeError::Join(_), None) => anyhow::Error::new(error).context(format!(
-                    "cannot start the embedded coordinator in {} (is another lmq serve using this data dir? use --data-dir)",
-                    data_dir.join(lmq_broker::cluster::EMBEDDED_DIR).display()
-                )),
+            .map_err(|error| {
+                let hint = match (&error, &consul) {
+                    (NodeError::Open(_), _) => format!("data dir {}", data_dir.display()),
+                    (_, Some(address)) => format!(
+                        "Consul at {address} (is the agent running? use --consul http://HOST:PORT)"
+                    ),
+                    (_, None) => format!(
+                        "embedded coordinator in {} (is another lmq serve using this data dir? use --data-dir)",
+                        data_dir.join(lmq_broker::cluster::EMBEDDED_DIR).display()
+                    ),
+                };
+                anyhow::Error::new(error).context(format!("cannot start: {hint}"))
             })?;
         tracing::info!(
             listen = %node.broker.config.listen,

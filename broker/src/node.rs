@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use lmq_coord::Coordinator;
+use lmq_coord::{CoordError, Coordinator};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,9 +18,11 @@ use crate::topics::TopicError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
-    #[error("cannot open the data dir: {0}")]
+    #[error("cannot open the coordinator")]
+    Coordinator(#[source] CoordError),
+    #[error("cannot open the data dir")]
     Open(#[from] TopicError),
-    #[error("cannot join the cluster: {0}")]
+    #[error("cannot join the cluster")]
     Join(#[from] StoreError),
 }
 
@@ -33,17 +35,27 @@ pub struct Node {
 }
 
 impl Node {
-    /// Opens the data dir and joins the cluster before serving, so the first answers already
-    /// describe the cluster.
+    /// Opens the coordinator, then the data dir, and joins the cluster before serving, so the
+    /// first answers already describe the cluster. The embedded coordinator locks the data
+    /// dir: a second broker on it stops there, before it could recover (and truncate) logs
+    /// the first one is writing.
     pub async fn start(
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
         listener: TcpListener,
         admin: Option<TcpListener>,
     ) -> Result<Node, NodeError> {
+        let coordinator = crate::cluster::open_coordinator(&config)
+            .await
+            .map_err(NodeError::Coordinator)?;
         let broker = Arc::new(Broker::open(config, clock)?);
         let (stop, shutdown) = watch::channel(false);
-        let coordinator = crate::cluster::start(Arc::clone(&broker), shutdown.clone()).await?;
+        crate::cluster::join(
+            Arc::clone(&broker),
+            Arc::clone(&coordinator),
+            shutdown.clone(),
+        )
+        .await?;
         let server = tokio::spawn(crate::server::run(
             Arc::clone(&broker),
             listener,

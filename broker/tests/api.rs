@@ -936,3 +936,24 @@ async fn an_idle_node_is_still() {
     );
     broker.stop().await;
 }
+
+/// A second broker on a data dir in use stops at the embedded coordinator's lock, before it
+/// opens (and would recover) the logs the first one writes.
+#[tokio::test]
+async fn a_second_broker_on_the_same_data_dir_is_refused_before_it_opens_logs() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let config = lmq_broker::BrokerConfig {
+        data_dir: dir.path().to_path_buf(),
+        listen: listener.local_addr().unwrap(),
+        ..lmq_broker::BrokerConfig::default()
+    };
+    let clock = std::sync::Arc::new(lmq_broker::clock::SystemClock);
+    let second = lmq_broker::node::Node::start(config, clock, listener, None).await;
+    assert!(
+        matches!(second, Err(lmq_broker::node::NodeError::Coordinator(_))),
+        "{second:?}"
+    );
+    broker.stop().await;
+}

@@ -331,7 +331,7 @@ pub const EMBEDDED_DIR: &str = "coordinator";
 
 /// The coordinator the configuration asks for: Consul with `cluster.consul`, else the
 /// embedded one persisted under the data dir (a cluster of this one broker).
-async fn open_coordinator(config: &BrokerConfig) -> CoordResult<Arc<dyn Coordinator>> {
+pub async fn open_coordinator(config: &BrokerConfig) -> CoordResult<Arc<dyn Coordinator>> {
     Ok(match &config.cluster.consul {
         Some(address) => {
             let mut consul = lmq_coord::ConsulConfig::new(address.clone());
@@ -344,18 +344,6 @@ async fn open_coordinator(config: &BrokerConfig) -> CoordResult<Arc<dyn Coordina
         }
         None => Arc::new(EmbeddedStore::open(&config.data_dir.join(EMBEDDED_DIR))?.client()),
     })
-}
-
-/// Opens the configured coordinator and joins through it (what `lmq serve` does before it
-/// serves). `close` the coordinator returned when stopping, so others need not wait for this
-/// broker's registration to expire.
-pub async fn start(
-    broker: Arc<Broker>,
-    shutdown: watch::Receiver<bool>,
-) -> Result<Arc<dyn Coordinator>, StoreError> {
-    let coordinator = open_coordinator(&broker.config).await?;
-    join(broker, Arc::clone(&coordinator), shutdown).await?;
-    Ok(coordinator)
 }
 
 /// Joins the cluster: registers this broker, loads the metadata, and starts the tasks that
