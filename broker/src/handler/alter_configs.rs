@@ -4,12 +4,11 @@
 
 use std::collections::BTreeMap;
 
-use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use lmq_wire::protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::describe_configs::RESOURCE_TOPIC;
-use super::incremental_alter_configs::{BROKER_CONFIGS_REFUSED, replace_topic_configs};
+use super::incremental_alter_configs::{broker_configs_refused, replace_topic_configs};
 use super::{NONE, str_bytes};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
@@ -37,10 +36,7 @@ pub async fn handle(
             let name = resource.resource_name.to_string();
             replace_topic_configs(broker, cluster, &name, configs, request.validate_only).await
         } else {
-            Err((
-                ResponseError::InvalidRequest.code(),
-                BROKER_CONFIGS_REFUSED.to_string(),
-            ))
+            Err(broker_configs_refused())
         };
         match outcome {
             Ok(()) => result.error_code = NONE,

@@ -58,10 +58,7 @@ pub async fn handle(
             // move; LMQ sets none, so there is nothing to delete.
             Ok(())
         } else {
-            Err((
-                ResponseError::InvalidRequest.code(),
-                BROKER_CONFIGS_REFUSED.to_string(),
-            ))
+            Err(broker_configs_refused())
         };
         match outcome {
             Ok(()) => result.error_code = NONE,
@@ -98,9 +95,16 @@ pub(super) async fn replace_topic_configs(
         .map_err(|error| (store_error_code(&error), error.to_string()))
 }
 
-/// Brokers take their settings from their config file only.
-pub(super) const BROKER_CONFIGS_REFUSED: &str = "only topic configs can be altered (and broker \
-     replication throttles deleted); broker settings come from its config file";
+/// The answer to a change of broker configs: brokers take their settings from their config
+/// file only.
+pub(super) fn broker_configs_refused() -> (i16, String) {
+    (
+        ResponseError::InvalidRequest.code(),
+        "only topic configs can be altered (and broker replication throttles deleted); broker \
+         settings come from its config file"
+            .to_string(),
+    )
+}
 
 /// The topic's configs after `changes`.
 fn alter_topic(
