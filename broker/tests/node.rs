@@ -27,11 +27,20 @@ async fn everything_acknowledged_is_readable_after_a_crash() {
     client
         .call(ApiKey::Metadata, 12, metadata_request(&["crashy"]))
         .await;
-    // Let the first checkpoint (high watermark 0) be written, then produce.
+    // Let the first checkpoint (high watermark 0) be written, then produce. Records stamped
+    // now: ones from 1970 are past the 7-day retention, and the restarted broker's first
+    // retention pass could delete them before the fetch below.
     tokio::time::sleep(Duration::from_millis(100)).await;
+    let now_ms = i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
     for _ in 0..5 {
         assert_eq!(
-            produce(&mut client, "crashy", 0, batch(&["a", "b"], 0))
+            produce(&mut client, "crashy", 0, batch(&["a", "b"], now_ms))
                 .await
                 .0,
             0
