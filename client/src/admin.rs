@@ -8,19 +8,17 @@ use lmq_wire::protocol::messages::describe_configs_request::DescribeConfigsResou
 use lmq_wire::protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
-use lmq_wire::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use lmq_wire::protocol::messages::{
-    ApiKey, BrokerId, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
+    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
     DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, ListOffsetsRequest, OffsetFetchRequest, RequestKind, ResponseKind,
-    TopicName,
+    ListGroupsRequest, OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::cluster::{ClientConfig, Cluster, TopicInfo};
 use crate::error::{ClientError, Result};
 
-fn text(value: &str) -> StrBytes {
+pub(crate) fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
@@ -70,17 +68,20 @@ pub struct PartitionLag {
     pub lag: Option<i64>,
 }
 
-/// Where `reset_offsets` moves a group.
+/// A position in a partition: where `assign` starts, where `reset_offsets` moves a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
     Earliest,
     Latest,
     Offset(i64),
+    /// The first record whose timestamp is at or after these epoch milliseconds (Kafka's
+    /// offsets-for-times). Where no record is that new, the log end.
+    Timestamp(i64),
 }
 
 #[derive(Debug)]
 pub struct Admin {
-    cluster: Cluster,
+    pub(crate) cluster: Cluster,
 }
 
 impl Admin {
@@ -101,7 +102,7 @@ impl Admin {
 
     /// Runs a group operation again while its coordinator is moving or loading (the errors
     /// Kafka marks retriable), within the request timeout, as Kafka's admin client does.
-    async fn retrying<T, F, Fut>(&self, operation: F) -> Result<T>
+    pub(crate) async fn retrying<T, F, Fut>(&self, operation: F) -> Result<T>
     where
         F: Fn() -> Fut,
         Fut: std::future::Future<Output = Result<T>>,
@@ -448,69 +449,6 @@ impl Admin {
                 })
                 .collect(),
         })
-    }
-
-    /// Log start or end offset of every partition of `topic`, following leaders that move
-    /// (metadata refreshed, retried within the request timeout).
-    pub async fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
-        self.retrying(|| async {
-            let outcome = self.list_offsets_once(topic, spec).await;
-            if outcome.is_err() {
-                self.cluster.invalidate(topic).await;
-            }
-            outcome
-        })
-        .await
-    }
-
-    async fn list_offsets_once(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
-        let timestamp = match spec {
-            OffsetSpec::Earliest => -2,
-            OffsetSpec::Latest => -1,
-            OffsetSpec::Offset(offset) => {
-                let info = self.cluster.topic(topic).await?;
-                return Ok(info
-                    .partitions
-                    .iter()
-                    .map(|partition| (partition.partition, offset))
-                    .collect());
-            }
-        };
-        let info = self.cluster.topic(topic).await?;
-        let mut offsets = Vec::new();
-        for partition in &info.partitions {
-            let connection = self.cluster.leader(topic, partition.partition).await?;
-            let mut requested = ListOffsetsPartition::default();
-            requested.partition_index = partition.partition;
-            requested.timestamp = timestamp;
-            let mut requested_topic = ListOffsetsTopic::default();
-            requested_topic.name = TopicName(text(topic));
-            requested_topic.partitions = vec![requested];
-            let mut request = ListOffsetsRequest::default();
-            request.replica_id = BrokerId(-1);
-            request.topics = vec![requested_topic];
-            let ResponseKind::ListOffsets(response) = connection
-                .call(
-                    ApiKey::ListOffsets,
-                    1..=8,
-                    RequestKind::ListOffsets(request),
-                )
-                .await?
-            else {
-                return Err(ClientError::UnexpectedResponse("ListOffsets".to_string()));
-            };
-            for answered in response.topics.iter().flat_map(|topic| &topic.partitions) {
-                if let Some(error) = ClientError::from_code(
-                    &format!("list offsets of {topic}-{}", answered.partition_index),
-                    answered.error_code,
-                    None,
-                ) {
-                    return Err(error);
-                }
-                offsets.push((answered.partition_index, answered.offset));
-            }
-        }
-        Ok(offsets)
     }
 
     /// Committed offsets of a group with the log end and lag of each partition.

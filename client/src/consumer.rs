@@ -198,14 +198,10 @@ pub fn decode_records(
             topic: topic.to_string(),
             partition,
             offset: record.offset,
-            timestamp: record.timestamp,
+            timestamp: record.timestamp_ms,
             key: record.key,
             value: record.value,
-            headers: record
-                .headers
-                .into_iter()
-                .map(|(key, value)| (key.to_string(), value))
-                .collect(),
+            headers: record.headers,
         })
         .collect())
 }

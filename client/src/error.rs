@@ -29,6 +29,8 @@ pub enum ClientError {
     UnknownPartition { topic: String, partition: i32 },
     #[error("unexpected response to {0}")]
     UnexpectedResponse(String),
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
 }
 
 impl ClientError {

@@ -16,6 +16,7 @@ pub mod connection;
 pub mod consumer;
 mod error;
 pub mod group;
+mod log_offsets;
 mod offsets;
 pub mod producer;
 mod reassign;

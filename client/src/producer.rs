@@ -14,15 +14,13 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use lmq_wire::protocol::indexmap::IndexMap;
 use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use lmq_wire::protocol::messages::{
     ApiKey, InitProducerIdRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
-use lmq_wire::protocol::records::{Record as WireRecord, TimestampType};
 pub use lmq_wire::records::Codec;
-use lmq_wire::records::encode_batch;
+use lmq_wire::records::{OutRecord, ProducerStamp, encode_batch};
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, oneshot};
 
 use crate::cluster::{ClientConfig, Cluster};
@@ -98,7 +96,7 @@ type Waiter = oneshot::Sender<Result<Delivery>>;
 
 #[derive(Debug)]
 struct Batch {
-    records: Vec<WireRecord>,
+    records: Vec<OutRecord>,
     waiters: Vec<Waiter>,
     bytes: usize,
     created: Instant,
@@ -203,24 +201,11 @@ impl Producer {
             .map_err(|_| ClientError::UnexpectedResponse("producer closed".to_string()))?;
         let (waiter, receiver) = oneshot::channel();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let wire_record = WireRecord {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: 0,
-            sequence: -1,
-            timestamp,
+        let wire_record = OutRecord {
             key: record.key.clone(),
             value: record.value.clone(),
-            headers: record
-                .headers
-                .iter()
-                .map(|(key, value)| (StrBytes::from_string(key.clone()), value.clone()))
-                .collect::<IndexMap<_, _>>(),
+            headers: record.headers.clone(),
+            timestamp_ms: timestamp,
         };
         let mut queues = inner.queues.lock().await;
         let partition = match (record.partition, &record.key) {
@@ -371,24 +356,14 @@ async fn drain(inner: &Inner) -> Vec<((String, i32), Batch, i32)> {
 }
 
 /// Sends one batch with retries, answers its waiters and frees its partition.
-async fn ship(inner: &Inner, topic: &str, partition: i32, mut batch: Batch, sequence: i32) {
+async fn ship(inner: &Inner, topic: &str, partition: i32, batch: Batch, sequence: i32) {
     let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
-    let (producer_id, producer_epoch) = inner.identity.map_or((-1, -1), |identity| {
-        (identity.producer_id, identity.producer_epoch)
+    let stamp = inner.identity.map(|identity| ProducerStamp {
+        producer_id: identity.producer_id,
+        producer_epoch: identity.producer_epoch,
+        base_sequence: sequence,
     });
-    for (index, record) in batch.records.iter_mut().enumerate() {
-        let index = i32::try_from(index).unwrap_or(0);
-        record.offset = i64::from(index);
-        record.producer_id = producer_id;
-        record.producer_epoch = producer_epoch;
-        // Without a producer id, offset - sequence must stay constant (base sequence -1).
-        record.sequence = if producer_id >= 0 {
-            sequence.wrapping_add(index) & i32::MAX
-        } else {
-            index - 1
-        };
-    }
-    let outcome = match encode_batch(&batch.records, inner.config.codec) {
+    let outcome = match encode_batch(&batch.records, inner.config.codec, stamp) {
         Ok(bytes) => produce_with_retries(inner, topic, partition, bytes).await,
         Err(error) => Err(ClientError::from(error)),
     };

@@ -50,16 +50,20 @@ async fn produce_and_consume_round_trip_with_every_codec() {
             .await
             .unwrap();
             let value = format!("value with {codec:?}");
+            // A key may repeat and a value may be null: both must come back as sent.
+            let headers = vec![
+                ("codec".to_string(), Some(Bytes::from(format!("{codec:?}")))),
+                ("trace".to_string(), Some(Bytes::from("first"))),
+                ("trace".to_string(), None),
+                ("trace".to_string(), Some(Bytes::from("third"))),
+            ];
             let delivery = producer
                 .send_record(
                     &topic,
                     Record {
                         key: Some(Bytes::from("same-key")),
                         value: Some(Bytes::from(value.clone())),
-                        headers: vec![(
-                            "codec".to_string(),
-                            Some(Bytes::from(format!("{codec:?}"))),
-                        )],
+                        headers: headers.clone(),
                         ..Record::default()
                     },
                 )
@@ -85,7 +89,7 @@ async fn produce_and_consume_round_trip_with_every_codec() {
             assert_eq!(records[0].offset, delivery.offset, "{}", target.name());
             assert_eq!(records[0].value.as_deref(), Some(value.as_bytes()));
             assert_eq!(records[0].key.as_deref(), Some(&b"same-key"[..]));
-            assert_eq!(records[0].headers[0].0, "codec");
+            assert_eq!(records[0].headers, headers, "{}", target.name());
         }
         target.finish().await;
     }
@@ -296,4 +300,92 @@ async fn admin_manages_topics_configs_and_group_offsets() {
         admin.delete_topic(&topic).await.unwrap();
         target.finish().await;
     }
+}
+
+#[tokio::test]
+async fn offsets_for_times_and_deleting_records() {
+    for target in targets().await {
+        let topic = unique("times");
+        let admin = Admin::connect(target.client()).await.unwrap();
+        admin
+            .create_topic(&topic, 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        let hour_ago = lmq_now_ms() - 3_600_000;
+        for index in 0..10_i64 {
+            // Offsets 0-4 an hour old, 5-9 a minute later.
+            let timestamp = hour_ago + if index < 5 { index } else { 60_000 + index };
+            producer
+                .send_record(
+                    &topic,
+                    Record {
+                        value: Some(Bytes::from(format!("m{index}"))),
+                        timestamp: Some(timestamp),
+                        ..Record::default()
+                    },
+                )
+                .await
+                .unwrap();
+        }
+        let at = |spec| {
+            let admin = &admin;
+            let topic = &topic;
+            async move { admin.list_offsets(topic, spec).await.unwrap() }
+        };
+        let name = target.name();
+        assert_eq!(
+            at(OffsetSpec::Timestamp(hour_ago + 2)).await,
+            [(0, 2)],
+            "{name}"
+        );
+        assert_eq!(
+            at(OffsetSpec::Timestamp(hour_ago + 30_000)).await,
+            [(0, 5)],
+            "{name}"
+        );
+        assert_eq!(
+            at(OffsetSpec::Timestamp(lmq_now_ms() + 60_000)).await,
+            [(0, 10)],
+            "{name}: no record that new: the log end"
+        );
+        assert!(
+            admin
+                .list_offsets(&topic, OffsetSpec::Timestamp(-5))
+                .await
+                .is_err()
+        );
+        let mut reader = consumer(&target).await;
+        reader
+            .assign(&topic, 0, OffsetSpec::Timestamp(hour_ago + 30_000))
+            .await
+            .unwrap();
+        assert_eq!(reader.poll().await.unwrap()[0].offset, 5, "{name}");
+
+        assert_eq!(
+            admin.delete_records(&topic, 0, 7).await.unwrap(),
+            7,
+            "{name}"
+        );
+        assert_eq!(at(OffsetSpec::Earliest).await, [(0, 7)], "{name}");
+        let beyond = admin.delete_records(&topic, 0, 11).await.unwrap_err();
+        assert!(
+            beyond.to_string().contains("OFFSET_OUT_OF_RANGE")
+                || beyond.to_string().contains("OffsetOutOfRange"),
+            "{name}: {beyond}"
+        );
+        target.finish().await;
+    }
+}
+
+fn lmq_now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }

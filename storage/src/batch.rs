@@ -300,10 +300,38 @@ pub struct RecordView<'a> {
     pub timestamp_ms: i64,
     pub key: Option<&'a [u8]>,
     pub value: Option<&'a [u8]>,
+    /// The record's encoded headers (count first); [`RecordView::headers`] parses them.
+    headers: &'a [u8],
+}
+
+/// One header of a parsed record. Keys are UTF-8 by contract but stay bytes here: readers
+/// decide how to treat a client that broke it. A key may repeat within a record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HeaderView<'a> {
+    pub key: &'a [u8],
+    pub value: Option<&'a [u8]>,
+}
+
+impl<'a> RecordView<'a> {
+    /// The record's headers in order, duplicates kept; `None` when they are malformed.
+    /// Parsed on demand so paths that never look at headers do not pay for them.
+    pub fn headers(&self) -> Option<Vec<HeaderView<'a>>> {
+        let (count, mut rest) = read_varlong(self.headers)?;
+        let count = usize::try_from(count).ok()?;
+        // Each header takes at least 2 bytes: never trust the count for the allocation.
+        let mut out = Vec::with_capacity(count.min(rest.len() / 2));
+        for _ in 0..count {
+            let (key, after_key) = read_bytes(rest)?;
+            let (value, after_value) = read_bytes(after_key)?;
+            out.push(HeaderView { key: key?, value });
+            rest = after_value;
+        }
+        Some(out)
+    }
 }
 
 /// Parses every record of a batch from `records` (its payload, decompressed if it was
-/// compressed). Headers are skipped. `None` when the bytes are malformed.
+/// compressed). `None` when the bytes are malformed.
 pub fn parse_records<'a>(view: &BatchView<'_>, records: &'a [u8]) -> Option<Vec<RecordView<'a>>> {
     let count = usize::try_from(view.records_count()).ok()?;
     // Each record takes at least 7 bytes: never trust the count for the allocation.
@@ -317,7 +345,7 @@ pub fn parse_records<'a>(view: &BatchView<'_>, records: &'a [u8]) -> Option<Vec<
         let (timestamp_delta, body) = read_varlong(record.get(1..)?)?;
         let (offset_delta, body) = read_varlong(body)?;
         let (key, body) = read_bytes(body)?;
-        let (value, _headers) = read_bytes(body)?;
+        let (value, headers) = read_bytes(body)?;
         out.push(RecordView {
             offset: view.base_offset().checked_add(offset_delta)?,
             timestamp_ms: if view.is_log_append_time() {
@@ -327,6 +355,7 @@ pub fn parse_records<'a>(view: &BatchView<'_>, records: &'a [u8]) -> Option<Vec<
             },
             key,
             value,
+            headers,
         });
     }
     Some(out)
@@ -470,33 +499,81 @@ mod tests {
 
     #[test]
     fn records_parse_back_to_what_was_built() {
+        use crate::builder::RecordHeader;
         let mut builder = BatchBuilder::new(50);
         builder.push(Some(b"k1"), Some(b"v1"), 50);
-        builder.push(None, None, 57);
+        let repeated = [
+            RecordHeader {
+                key: "trace",
+                value: Some(b"a"),
+            },
+            RecordHeader {
+                key: "trace",
+                value: None,
+            },
+            RecordHeader {
+                key: "other",
+                value: Some(b""),
+            },
+        ];
+        builder.push_with_headers(None, None, 57, &repeated);
         let mut bytes = builder.build();
         set_base_offset(&mut bytes, 10);
         let view = BatchView::validated(&bytes).unwrap();
         let records = parse_records(&view, view.records_bytes()).unwrap();
         assert_eq!(records.len(), 2);
+        type Summary<'a> = (i64, i64, Option<&'a [u8]>, Option<&'a [u8]>);
+        fn summary<'a>(record: RecordView<'a>) -> Summary<'a> {
+            (record.offset, record.timestamp_ms, record.key, record.value)
+        }
         assert_eq!(
-            records[0],
-            RecordView {
-                offset: 10,
-                timestamp_ms: 50,
-                key: Some(b"k1"),
-                value: Some(b"v1")
-            }
+            summary(records[0]),
+            (10, 50, Some(&b"k1"[..]), Some(&b"v1"[..]))
         );
+        assert_eq!(summary(records[1]), (11, 57, None, None));
+        assert_eq!(records[0].headers(), Some(vec![]));
+        let headers = records[1].headers().unwrap();
+        let pairs: Vec<_> = headers
+            .iter()
+            .map(|header| (header.key, header.value))
+            .collect();
         assert_eq!(
-            records[1],
-            RecordView {
-                offset: 11,
-                timestamp_ms: 57,
-                key: None,
-                value: None
-            }
+            pairs,
+            [
+                (&b"trace"[..], Some(&b"a"[..])),
+                (&b"trace"[..], None),
+                (&b"other"[..], Some(&b""[..]))
+            ],
+            "order and repeated keys are kept"
         );
         assert_eq!(parse_records(&view, &view.records_bytes()[..5]), None);
+    }
+
+    #[test]
+    fn malformed_headers_are_refused_not_misread() {
+        let mut builder = BatchBuilder::new(0);
+        builder.push_with_headers(
+            None,
+            Some(b"v"),
+            0,
+            &[crate::builder::RecordHeader {
+                key: "k",
+                value: Some(b"vv"),
+            }],
+        );
+        let bytes = builder.build();
+        let view = BatchView::validated(&bytes).unwrap();
+        let record = parse_records(&view, view.records_bytes()).unwrap()[0];
+        let cut = RecordView {
+            headers: &record.headers[..record.headers.len() - 1],
+            ..record
+        };
+        assert_eq!(cut.headers(), None, "a header value past the record's end");
+        let null_key = RecordView {
+            headers: &[2, 1, 0],
+            ..record
+        };
+        assert_eq!(null_key.headers(), None, "a header without a key");
     }
 
     #[test]

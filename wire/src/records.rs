@@ -7,6 +7,10 @@
 
 use std::io::Read;
 
+use bytes::Bytes;
+use lmq_storage::batch::{BATCH_HEADER_BYTES, BatchView, batch_total_bytes, parse_records};
+use lmq_storage::builder::{BatchBuilder, RecordHeader};
+
 use crate::error::WireError;
 
 /// Kafka's codec ids (the low three bits of a batch's attributes).
@@ -73,85 +77,113 @@ pub fn compress(codec: Codec, plain: &[u8]) -> Result<Vec<u8>, WireError> {
     }
 }
 
-fn codec_of(compression: kafka_protocol::records::Compression) -> Codec {
-    use kafka_protocol::records::Compression;
-    match compression {
-        Compression::None => Codec::None,
-        Compression::Gzip => Codec::Gzip,
-        Compression::Snappy => Codec::Snappy,
-        Compression::Lz4 => Codec::Lz4,
-        Compression::Zstd => Codec::Zstd,
-    }
+/// A record as a client produces it. Headers are a list: Kafka allows a key to repeat.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OutRecord {
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    pub headers: Vec<(String, Option<Bytes>)>,
+    pub timestamp_ms: i64,
 }
 
-fn compression_of(codec: Codec) -> kafka_protocol::records::Compression {
-    use kafka_protocol::records::Compression;
-    match codec {
-        Codec::None => Compression::None,
-        Codec::Gzip => Compression::Gzip,
-        Codec::Snappy => Compression::Snappy,
-        Codec::Lz4 => Compression::Lz4,
-        Codec::Zstd => Compression::Zstd,
-    }
+/// The idempotent producer a batch comes from; `None` in [`encode_batch`] writes -1s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProducerStamp {
+    pub producer_id: i64,
+    pub producer_epoch: i16,
+    pub base_sequence: i32,
 }
 
-/// Encodes records as one v2 batch compressed with `codec` (clients). Records must keep
-/// `offset - sequence` constant or the encoder splits them into several batches; without a
-/// producer id use `sequence = offset - 1`, so the batch's base sequence is -1.
+/// Encodes `records` as one v2 batch (base offset 0, the broker assigns offsets) compressed
+/// with `codec`.
 pub fn encode_batch(
-    records: &[kafka_protocol::records::Record],
+    records: &[OutRecord],
     codec: Codec,
-) -> Result<bytes::Bytes, WireError> {
-    use bytes::BufMut;
-    let options = kafka_protocol::records::RecordEncodeOptions {
-        version: 2,
-        compression: compression_of(codec),
-    };
-    let mut out = bytes::BytesMut::new();
-    kafka_protocol::records::RecordBatchEncoder::encode_with_custom_compression(
-        &mut out,
-        records,
-        &options,
-        Some(
-            |plain: &mut bytes::BytesMut, output: &mut bytes::BytesMut, compression| {
-                let compressed = compress(codec_of(compression), plain)
-                    .map_err(|error| anyhow::anyhow!(error.to_string()))?;
-                output.put_slice(&compressed);
-                Ok(())
-            },
-        ),
-    )
-    .map_err(|error| WireError::malformed("record batch", error))?;
-    Ok(out.freeze())
+    producer: Option<ProducerStamp>,
+) -> Result<Bytes, WireError> {
+    let base_timestamp = records.first().map_or(0, |record| record.timestamp_ms);
+    let mut builder = BatchBuilder::new(base_timestamp);
+    if let Some(stamp) = producer {
+        builder = builder.producer(stamp.producer_id, stamp.producer_epoch, stamp.base_sequence);
+    }
+    for record in records {
+        let headers: Vec<RecordHeader<'_>> = record
+            .headers
+            .iter()
+            .map(|(key, value)| RecordHeader {
+                key,
+                value: value.as_deref(),
+            })
+            .collect();
+        builder.push_with_headers(
+            record.key.as_deref(),
+            record.value.as_deref(),
+            record.timestamp_ms,
+            &headers,
+        );
+    }
+    let batch = builder.build_compressed(codec as i16, |plain| compress(codec, plain))?;
+    Ok(Bytes::from(batch))
+}
+
+/// A record read back from a fetch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InRecord {
+    pub offset: i64,
+    pub timestamp_ms: i64,
+    pub key: Option<Bytes>,
+    pub value: Option<Bytes>,
+    /// In the order the producer wrote them, repeated keys kept. A key that is not UTF-8
+    /// is read lossily, as the Java client reads it.
+    pub headers: Vec<(String, Option<Bytes>)>,
+    /// A transaction marker, never application data.
+    pub control: bool,
 }
 
 /// Decodes every whole batch in `bytes` (a fetch may end with a partial batch, which is
-/// skipped), decompressing with the bounded decoders above.
+/// skipped), checking each batch's CRC and decompressing with the bounded decoders below.
+/// Uncompressed keys and values share `bytes` rather than being copied.
 pub fn decode_batches(
-    mut bytes: bytes::Bytes,
+    mut bytes: Bytes,
     output_bytes_max: usize,
-) -> Result<Vec<kafka_protocol::records::Record>, WireError> {
-    use bytes::Buf;
+) -> Result<Vec<InRecord>, WireError> {
     let mut out = Vec::new();
-    while bytes.remaining() >= 12 {
-        let declared = i32::from_be_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
-        let Ok(declared) = usize::try_from(declared) else {
+    while let Some(total) = batch_total_bytes(&bytes) {
+        let Ok(total) = usize::try_from(total) else {
             break;
         };
-        if bytes.remaining() < declared.saturating_add(12) {
+        if bytes.len() < total {
             break;
         }
-        let mut batch = bytes.split_to(declared + 12);
-        let decoded = kafka_protocol::records::RecordBatchDecoder::decode_with_custom_compression(
-            &mut batch,
-            Some(|compressed: &mut bytes::Bytes, compression| {
-                decompress(codec_of(compression), compressed, output_bytes_max)
-                    .map(bytes::Bytes::from)
-                    .map_err(|error| anyhow::anyhow!(error.to_string()))
-            }),
-        )
-        .map_err(|error| WireError::malformed("record batch", error))?;
-        out.extend(decoded.records);
+        let batch = bytes.split_to(total);
+        let view = BatchView::validated(&batch)
+            .map_err(|error| WireError::malformed("record batch", error))?;
+        let codec = Codec::from_attributes(view.attributes())?;
+        let payload = match codec {
+            Codec::None => batch.slice(BATCH_HEADER_BYTES..),
+            _ => Bytes::from(decompress(codec, view.records_bytes(), output_bytes_max)?),
+        };
+        let records = parse_records(&view, &payload)
+            .ok_or_else(|| WireError::malformed("record batch", "records do not parse"))?;
+        for record in records {
+            let headers = record
+                .headers()
+                .ok_or_else(|| WireError::malformed("record batch", "headers do not parse"))?;
+            out.push(InRecord {
+                offset: record.offset,
+                timestamp_ms: record.timestamp_ms,
+                key: record.key.map(|key| payload.slice_ref(key)),
+                value: record.value.map(|value| payload.slice_ref(value)),
+                headers: headers
+                    .into_iter()
+                    .map(|header| {
+                        let key = String::from_utf8_lossy(header.key).into_owned();
+                        (key, header.value.map(|value| payload.slice_ref(value)))
+                    })
+                    .collect(),
+                control: view.is_control(),
+            });
+        }
     }
     Ok(out)
 }
@@ -278,23 +310,23 @@ mod tests {
 
     #[test]
     fn batches_round_trip_through_every_codec() {
-        use kafka_protocol::records::{Record, TimestampType};
-        let record = |offset: i64| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset,
-            sequence: i32::try_from(offset).unwrap() - 1,
-            timestamp: 1_000 + offset,
-            key: Some(bytes::Bytes::from(format!("key-{offset}"))),
-            value: Some(bytes::Bytes::from(vec![b'v'; 300])),
-            headers: Default::default(),
+        let record = |index: i64| OutRecord {
+            key: (index != 1).then(|| Bytes::from(format!("key-{index}"))),
+            value: (index != 2).then(|| Bytes::from(vec![b'v'; 300])),
+            headers: vec![
+                ("trace".to_string(), Some(Bytes::from("a"))),
+                ("trace".to_string(), None),
+                ("n".to_string(), Some(Bytes::from(index.to_string()))),
+            ],
+            // Out of order on purpose: deltas may be negative.
+            timestamp_ms: 1_000 - index,
         };
         let records = [record(0), record(1), record(2)];
+        let stamp = ProducerStamp {
+            producer_id: 9,
+            producer_epoch: 2,
+            base_sequence: 30,
+        };
         for codec in [
             Codec::None,
             Codec::Gzip,
@@ -302,14 +334,32 @@ mod tests {
             Codec::Lz4,
             Codec::Zstd,
         ] {
-            let batch = encode_batch(&records, codec).unwrap();
+            let batch = encode_batch(&records, codec, Some(stamp)).unwrap();
+            let view = BatchView::validated(&batch).unwrap();
+            assert_eq!(Codec::from_attributes(view.attributes()).unwrap(), codec);
             assert_eq!(
-                Codec::from_attributes(i16::from_be_bytes([batch[21], batch[22]])).unwrap(),
-                codec
+                (
+                    view.producer_id(),
+                    view.producer_epoch(),
+                    view.base_sequence()
+                ),
+                (9, 2, 30)
+            );
+            assert_eq!(
+                (view.base_timestamp(), view.max_timestamp()),
+                (1_000, 1_000)
             );
             let decoded = decode_batches(batch.clone(), 1 << 20).unwrap();
             assert_eq!(decoded.len(), 3, "{codec:?}");
-            assert_eq!(decoded[2].value, records[2].value);
+            for (index, (sent, got)) in records.iter().zip(&decoded).enumerate() {
+                assert_eq!(got.offset, i64::try_from(index).unwrap());
+                assert_eq!(
+                    (&got.key, &got.value, &got.headers, got.timestamp_ms),
+                    (&sent.key, &sent.value, &sent.headers, sent.timestamp_ms),
+                    "{codec:?} record {index}"
+                );
+                assert!(!got.control);
+            }
             assert_eq!(
                 decode_batches(batch.slice(..batch.len() - 1), 1 << 20)
                     .unwrap()
@@ -317,7 +367,72 @@ mod tests {
                 0,
                 "partial batch skipped"
             );
+            let mut corrupt = batch.to_vec();
+            let last = corrupt.len() - 1;
+            corrupt[last] ^= 0xff;
+            assert!(
+                decode_batches(Bytes::from(corrupt), 1 << 20).is_err(),
+                "{codec:?}: a CRC mismatch is an error"
+            );
         }
+        let plain = encode_batch(&records, Codec::None, None).unwrap();
+        let view = BatchView::validated(&plain).unwrap();
+        assert_eq!((view.producer_id(), view.base_sequence()), (-1, -1));
+    }
+
+    #[test]
+    fn a_kafka_protocol_batch_decodes_the_same() {
+        // An independent encoder (kafka-protocol's) as the reference for the layout.
+        use kafka_protocol::records::{
+            Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
+        };
+        let mut headers = kafka_protocol::indexmap::IndexMap::new();
+        headers.insert(
+            kafka_protocol::protocol::StrBytes::from_static_str("h"),
+            Some(Bytes::from("x")),
+        );
+        let records: Vec<Record> = (0..3)
+            .map(|offset| Record {
+                transactional: false,
+                control: false,
+                delete_horizon: false,
+                partition_leader_epoch: -1,
+                producer_id: 5,
+                producer_epoch: 0,
+                timestamp_type: TimestampType::Creation,
+                offset,
+                sequence: 7 + i32::try_from(offset).unwrap(),
+                timestamp: 2_000 + offset,
+                key: Some(Bytes::from(format!("k{offset}"))),
+                value: None,
+                headers: headers.clone(),
+            })
+            .collect();
+        let mut reference = bytes::BytesMut::new();
+        let options = RecordEncodeOptions {
+            version: 2,
+            compression: Compression::None,
+        };
+        RecordBatchEncoder::encode(&mut reference, &records, &options).unwrap();
+        let ours: Vec<OutRecord> = records
+            .iter()
+            .map(|record| OutRecord {
+                key: record.key.clone(),
+                value: None,
+                headers: vec![("h".to_string(), Some(Bytes::from("x")))],
+                timestamp_ms: record.timestamp,
+            })
+            .collect();
+        let stamp = ProducerStamp {
+            producer_id: 5,
+            producer_epoch: 0,
+            base_sequence: 7,
+        };
+        assert_eq!(
+            encode_batch(&ours, Codec::None, Some(stamp)).unwrap(),
+            reference.freeze(),
+            "byte for byte"
+        );
     }
 
     #[test]

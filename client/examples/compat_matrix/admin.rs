@@ -1,4 +1,4 @@
-//! Admin scenarios: topics and configs.
+//! Admin scenarios: topics, configs, deleting records.
 
 use super::*;
 
@@ -70,4 +70,33 @@ pub(crate) async fn admin_configs(ctx: &Ctx) -> Check {
     let altered = BTreeMap::from([("retention.ms".to_string(), "7200000".to_string())]);
     admin.alter_configs(&topic, &altered, &[]).await?;
     eventually(Duration::from_secs(10), shows("7200000")).await
+}
+
+/// 100 records to partition 0, records before 30 deleted: the log start is 30 and a
+/// consumer from the earliest offset starts there.
+pub(crate) async fn delete_records(ctx: &Ctx) -> Check {
+    let admin = ctx.admin().await?;
+    let topic = ctx.name("");
+    ctx.create_topic(&admin, &topic, 1, &BTreeMap::new())
+        .await?;
+    let sent = produce_to_zero(ctx, &topic, "v", 0..100).await?;
+    let low_watermark = admin.delete_records(&topic, 0, 30).await?;
+    if low_watermark != 30 {
+        return fail(format!(
+            "DeleteRecords answered log start {low_watermark}, expected 30"
+        ));
+    }
+    let earliest = admin.list_offsets(&topic, OffsetSpec::Earliest).await?;
+    if earliest != [(0, 30)] {
+        return fail(format!("earliest offsets {earliest:?}, expected [(0, 30)]"));
+    }
+    let consumed = ctx
+        .read(
+            &topic,
+            &[(0, OffsetSpec::Earliest)],
+            70,
+            Duration::from_secs(30),
+        )
+        .await?;
+    exactly(&consumed, 30..100, &sent[30..])
 }

@@ -2,8 +2,7 @@
 //! prints one `PASS s`, `FAIL s: reason` or `N/A s: reason` line per scenario on stdout,
 //! diagnostics on stderr. Every scenario is bounded (85 s here, 90 s by the contract) and
 //! works on its own topics and groups, `compat-lmq-native-<scenario>-<unique suffix>`.
-//! Where the client has no API for a scenario it is N/A: consume-timestamp (no
-//! offsets-for-times) and delete-records (no DeleteRecords).
+//! Every scenario applies: the client has offsets-for-times and DeleteRecords.
 //!
 //! `cargo run -p lmq-client --example compat_matrix -- 127.0.0.1:9092 [SCENARIO...]`
 
@@ -76,20 +75,14 @@ async fn scenario(ctx: &Ctx) -> Check {
         "large-message" => large_message(ctx).await,
         "consume-beginning" => consume_from(ctx, 50, 0).await,
         "consume-offset" => consume_from(ctx, 100, 40).await,
-        "consume-timestamp" => Err(Stop::NotApplicable(
-            "the native client has no offsets-for-times (Admin::list_offsets and \
-             Consumer::assign take OffsetSpec::Earliest/Latest/Offset only)"
-                .to_string(),
-        )),
+        "consume-timestamp" => consume_timestamp(ctx).await,
         "consume-end" => consume_end(ctx).await,
         "idempotent" => idempotent(ctx).await,
         "group-rebalance" => group_rebalance(ctx).await,
         "commit-resume" => commit_resume(ctx).await,
         "admin-topics" => admin_topics(ctx).await,
         "admin-configs" => admin_configs(ctx).await,
-        "delete-records" => Err(Stop::NotApplicable(
-            "the native client has no DeleteRecords API".to_string(),
-        )),
+        "delete-records" => delete_records(ctx).await,
         "error-unknown-topic" => error_unknown_topic(ctx).await,
         "error-invalid-topic" => error_invalid_topic(ctx).await,
         "error-too-large" => error_too_large(ctx).await,
@@ -144,7 +137,6 @@ async fn main() {
         let started = Instant::now();
         let line = match tokio::time::timeout(BUDGET, scenario(&ctx)).await {
             Ok(Ok(())) => format!("PASS {name}"),
-            Ok(Err(Stop::NotApplicable(reason))) => format!("N/A {name}: {}", one_line(&reason)),
             Ok(Err(Stop::Fail(reason))) => format!("FAIL {name}: {}", one_line(&reason)),
             Err(_) => format!("FAIL {name}: did not finish within {} s", BUDGET.as_secs()),
         };

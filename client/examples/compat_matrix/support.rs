@@ -13,7 +13,6 @@ pub(crate) const INVALID_TOPIC_EXCEPTION: i16 = 17;
 /// Why a scenario did not pass.
 pub(crate) enum Stop {
     Fail(String),
-    NotApplicable(String),
 }
 
 pub(crate) type Check<T = ()> = Result<T, Stop>;
