@@ -17,7 +17,7 @@ pub use kafka_protocol as protocol;
 
 pub use error::WireError;
 pub use frame::{FRAME_BYTES_MAX_DEFAULT, FRAME_PREFIX_BYTES, frame_length};
-pub use request::{DecodedRequest, decode_request, encode_request};
+pub use request::{DecodedRequest, decode_any_request, decode_request, encode_request};
 pub use response::{decode_response, encode_response};
 pub use versions::{SUPPORTED_APIS, SupportedApi, supported_range};
 

@@ -31,6 +31,16 @@ const FIXED_HEADER_BYTES: usize = 8;
 /// outside [`crate::SUPPORTED_APIS`] are errors carrying the correlation id, so the broker
 /// can answer ApiVersions with UNSUPPORTED_VERSION as Kafka does.
 pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, WireError> {
+    decode(frame, true)
+}
+
+/// Decodes a request of any version the codec knows, LMQ's table unchecked: for tools that
+/// watch traffic to other brokers (the differential proxy of compat-tests).
+pub fn decode_any_request(frame: Bytes) -> Result<DecodedRequest, WireError> {
+    decode(frame, false)
+}
+
+fn decode(frame: Bytes, supported_only: bool) -> Result<DecodedRequest, WireError> {
     if frame.len() < FIXED_HEADER_BYTES {
         return Err(WireError::TruncatedHeader {
             length: frame.len(),
@@ -49,9 +59,14 @@ pub fn decode_request(frame: Bytes) -> Result<DecodedRequest, WireError> {
         api_version,
         correlation_id,
     };
-    let range = supported_range(api_key).ok_or_else(unsupported)?;
     let decodable = api_key.valid_versions();
-    if api_version < range.min_version.max(decodable.min) || api_version > range.max_version {
+    let (min, max) = if supported_only {
+        let range = supported_range(api_key).ok_or_else(unsupported)?;
+        (range.min_version.max(decodable.min), range.max_version)
+    } else {
+        (decodable.min, decodable.max)
+    };
+    if api_version < min || api_version > max {
         return Err(unsupported());
     }
     let mut body = frame;
