@@ -16,6 +16,7 @@ pub mod partition;
 pub mod replication;
 pub mod server;
 pub mod topics;
+mod zero_copy;
 
 pub use broker::Broker;
 pub use config::BrokerConfig;

@@ -9,14 +9,15 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
-use crate::handler::{RequestContext, dispatch, error_codes, unsupported_version_response};
+use crate::handler::{Reply, RequestContext, dispatch, error_codes, unsupported_version_response};
+use crate::zero_copy::{Part, splice, write_parts};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running.
@@ -130,7 +131,10 @@ async fn connection(
                 ApiKey::ApiVersions,
                 0,
                 correlation_id,
-                Some(ResponseKind::ApiVersions(unsupported_version_response())),
+                Some(Reply {
+                    body: ResponseKind::ApiVersions(unsupported_version_response()),
+                    splices: Vec::new(),
+                }),
             ),
             Err(error) => {
                 // As Kafka does for requests it cannot parse: log and close the connection.
@@ -140,18 +144,23 @@ async fn connection(
             }
         };
         let api_name = format!("{api_key:?}");
-        let Some(response) = response else {
+        let Some(reply) = response else {
             broker.metrics.observe_request(&api_name, started, &[]);
             continue;
         };
         broker
             .metrics
-            .observe_request(&api_name, started, &error_codes(&response));
-        match encode_response(&response, api_key, api_version, correlation_id) {
-            Ok(bytes) => {
-                writer.write_all(&bytes).await?;
-                writer.flush().await?;
-            }
+            .observe_request(&api_name, started, &error_codes(&reply.body));
+        let encoded = encode_response(&reply.body, api_key, api_version, correlation_id)
+            .map_err(|error| error.to_string())
+            .and_then(|bytes| {
+                if reply.splices.is_empty() {
+                    return Ok(vec![Part::Bytes(bytes.freeze())]);
+                }
+                splice(bytes, api_version, &reply.splices).map_err(|error| error.to_string())
+            });
+        match encoded {
+            Ok(parts) => write_parts(&mut writer, AsRef::as_ref, &parts).await?,
             Err(error) => {
                 tracing::error!(%peer, ?api_key, %error, "encoding a response failed; closing");
                 return Ok(());

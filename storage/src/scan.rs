@@ -22,6 +22,7 @@ pub(crate) struct BatchHeader {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    pub records_count: u32,
 }
 
 impl BatchHeader {
@@ -36,6 +37,7 @@ impl BatchHeader {
             producer_id: view.producer_id(),
             producer_epoch: view.producer_epoch(),
             base_sequence: view.base_sequence(),
+            records_count: u32::try_from(view.records_count()).unwrap_or(0),
         }
     }
 

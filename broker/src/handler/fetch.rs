@@ -6,6 +6,9 @@
 //! follower's fetch (replica id set) reads up to the log end, reports the follower's
 //! position to the replication state machine, and is told where its history diverges
 //! (`diverging_epoch`, KIP-320's check by last fetched epoch).
+//!
+//! Record data is not read here: each partition's records are a marker and a file region
+//! that the connection sends with `sendfile` (`zero_copy.rs`).
 
 use std::time::Duration;
 
@@ -19,12 +22,17 @@ use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
 use crate::partition::{FollowerCheck, Partition};
-use lmq_storage::batch::{BatchView, batch_total_bytes};
+use crate::zero_copy::Splice;
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
 const MAX_WAIT_MS_CAP: i32 = 30_000;
 
-pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> FetchResponse {
+/// The response, with markers where records go, and the splices that replace them.
+pub async fn handle(
+    broker: &Broker,
+    request: FetchRequest,
+    version: i16,
+) -> (FetchResponse, Vec<Splice>) {
     let max_wait = Duration::from_millis(
         u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP)).unwrap_or(0),
     );
@@ -32,15 +40,25 @@ pub async fn handle(broker: &Broker, request: FetchRequest, version: i16) -> Fet
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let started = std::time::Instant::now();
-    let response = long_poll(broker, &request, version, deadline, min_bytes, max_bytes).await;
+    let read = long_poll(broker, &request, version, deadline, min_bytes, max_bytes).await;
     if started.elapsed() >= Duration::from_millis(1) {
         broker
             .metrics
             .fetch_wait_duration
             .observe(started.elapsed().as_secs_f64());
     }
-    count_out(broker, &response);
-    response
+    count_out(broker, &read.sent);
+    (read.response, read.splices)
+}
+
+/// One pass over the requested partitions.
+struct Read {
+    response: FetchResponse,
+    splices: Vec<Splice>,
+    /// Record bytes in the response.
+    bytes: u64,
+    /// Bytes and records per topic, for the metrics.
+    sent: Vec<(String, u64, u64)>,
 }
 
 async fn long_poll(
@@ -50,63 +68,42 @@ async fn long_poll(
     deadline: tokio::time::Instant,
     min_bytes: u64,
     max_bytes: u64,
-) -> FetchResponse {
+) -> Read {
     loop {
         // Register for the append signal before reading, so an append in between wakes us.
         let appended = broker.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        let (response, bytes) = read_all(broker, request, max_bytes, version);
+        let read = read_all(broker, request, max_bytes, version);
+        let bytes = read.bytes;
         if bytes >= min_bytes
             || bytes > 0 && max_bytes <= bytes
             || tokio::time::Instant::now() >= deadline
         {
-            return response;
+            return read;
         }
         if tokio::time::timeout_at(deadline, appended).await.is_err() {
-            return read_all(broker, request, max_bytes, version).0;
+            return read_all(broker, request, max_bytes, version);
         }
     }
 }
 
 /// Bytes and records handed to consumers, by topic.
-fn count_out(broker: &Broker, response: &FetchResponse) {
-    for topic in &response.responses {
+fn count_out(broker: &Broker, sent: &[(String, u64, u64)]) {
+    for (topic, bytes, records) in sent {
         let labels = TopicLabels {
-            topic: topic.topic.0.to_string(),
+            topic: topic.clone(),
         };
-        for partition in &topic.partitions {
-            let Some(records) = partition
-                .records
-                .as_ref()
-                .filter(|records| !records.is_empty())
-            else {
-                continue;
-            };
-            broker
-                .metrics
-                .bytes_out
-                .get_or_create(&labels)
-                .inc_by(records.len() as u64);
-            let mut rest = &records[..];
-            let mut count = 0u64;
-            while let Some(total) =
-                batch_total_bytes(rest).and_then(|total| usize::try_from(total).ok())
-            {
-                let Some(batch) = rest.get(..total) else {
-                    break;
-                };
-                if let Ok(view) = BatchView::new(batch) {
-                    count += u64::try_from(view.records_count()).unwrap_or(0);
-                }
-                rest = &rest[total..];
-            }
-            broker
-                .metrics
-                .records_out
-                .get_or_create(&labels)
-                .inc_by(count);
-        }
+        broker
+            .metrics
+            .bytes_out
+            .get_or_create(&labels)
+            .inc_by(*bytes);
+        broker
+            .metrics
+            .records_out
+            .get_or_create(&labels)
+            .inc_by(*records);
     }
 }
 
@@ -151,13 +148,10 @@ fn admit(
     }
 }
 
-fn read_all(
-    broker: &Broker,
-    request: &FetchRequest,
-    max_bytes: u64,
-    version: i16,
-) -> (FetchResponse, u64) {
+fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i16) -> Read {
     let mut response = FetchResponse::default();
+    let mut splices = Vec::new();
+    let mut sent = Vec::new();
     let mut total = 0u64;
     let mut high_watermark_moved = false;
     for fetch_topic in &request.topics {
@@ -227,15 +221,17 @@ fn read_all(
                         data.log_start_offset = read.log_start_offset;
                     }
                     data.aborted_transactions = Some(Vec::new());
-                    match read.region.map(|region| region.read_to_vec()) {
-                        Some(Ok(bytes)) => {
-                            total += bytes.len() as u64;
-                            data.records = Some(Bytes::from(bytes));
-                        }
-                        Some(Err(error)) => {
-                            tracing::error!(topic = %fetch_topic.topic.0, %error, "reading a log region failed");
-                            data.error_code =
-                                lmq_wire::protocol::ResponseError::KafkaStorageError.code();
+                    match read.region {
+                        Some(region) => {
+                            total += region.length;
+                            sent.push((
+                                fetch_topic.topic.0.to_string(),
+                                region.length,
+                                read.records,
+                            ));
+                            let splice = Splice::new(region);
+                            data.records = Some(splice.marker.clone());
+                            splices.push(splice);
                         }
                         None => data.records = Some(Bytes::new()),
                     }
@@ -259,5 +255,10 @@ fn read_all(
         // Consumers parked on this partition may read further now.
         broker.appended.notify_waiters();
     }
-    (response, total)
+    Read {
+        response,
+        splices,
+        bytes: total,
+        sent,
+    }
 }

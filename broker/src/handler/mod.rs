@@ -47,6 +47,7 @@ use crate::group::CommitError;
 use crate::group::state::GroupError;
 use crate::partition::ReplicaError;
 use crate::topics::TopicError;
+use crate::zero_copy::Splice;
 
 pub use api_versions::unsupported_version_response;
 pub use errors::error_codes;
@@ -58,8 +59,38 @@ pub struct RequestContext {
     pub client_id: String,
 }
 
+/// A response and the file regions that go into it (Fetch records, sent with `sendfile`).
+#[derive(Debug)]
+pub struct Reply {
+    pub body: ResponseKind,
+    pub splices: Vec<Splice>,
+}
+
 /// Runs one request. `None` means no response is sent (Produce with acks=0).
 pub async fn dispatch(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    context: &RequestContext,
+    request: DecodedRequest,
+) -> Option<Reply> {
+    let version = request.api_version();
+    if let RequestKind::Fetch(body) = request.body {
+        let (response, splices) = fetch::handle(broker, body, version).await;
+        return Some(Reply {
+            body: ResponseKind::Fetch(response),
+            splices,
+        });
+    }
+    dispatch_body(broker, cluster, context, request)
+        .await
+        .map(|body| Reply {
+            body,
+            splices: Vec::new(),
+        })
+}
+
+/// Every request but Fetch: the response holds all its bytes.
+async fn dispatch_body(
     broker: &Broker,
     cluster: &ClusterNode,
     context: &RequestContext,
@@ -76,9 +107,6 @@ pub async fn dispatch(
         RequestKind::Produce(body) => produce::handle(broker, body, version)
             .await
             .map(ResponseKind::Produce),
-        RequestKind::Fetch(body) => Some(ResponseKind::Fetch(
-            fetch::handle(broker, body, version).await,
-        )),
         RequestKind::ListOffsets(body) => Some(ResponseKind::ListOffsets(list_offsets::handle(
             broker, body, version,
         ))),

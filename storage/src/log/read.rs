@@ -37,6 +37,8 @@ pub struct ReadResult {
     /// `None` when there is nothing to return yet (at the bound, or the first batch does not
     /// fit and [`FirstBatch::WithinMaxBytes`] was asked).
     pub region: Option<FileRegion>,
+    /// Records in `region`, counted from its batch headers.
+    pub records: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
@@ -79,9 +81,9 @@ impl PartitionLog {
             max_bytes: limits.max_bytes,
             first_batch_whole: limits.first_batch == FirstBatch::Whole,
         };
-        let mut region = None;
+        let mut found = None;
         if offset < window.end_offset {
-            region = self
+            found = self
                 .first_found(offset, |view, target| match view.find(target)? {
                     None => Ok(Found::NotHere),
                     Some(first) => {
@@ -91,8 +93,11 @@ impl PartitionLog {
                 })?
                 .flatten();
         }
+        let (region, records) =
+            found.map_or((None, 0), |(region, records)| (Some(region), records));
         Ok(ReadResult {
             region,
+            records,
             log_start_offset: self.state.log_start_offset,
             log_end_offset,
             high_watermark: self.state.high_watermark,

@@ -67,7 +67,8 @@ pub(crate) fn find_batch(
     Ok(None)
 }
 
-/// From the batch `first`, extends the region over following batches within `window`.
+/// From the batch `first`, extends the region over following batches within `window`; with
+/// the number of records in it (from the batch headers, so counting costs no read).
 /// `None` when not even the first batch fits.
 pub(crate) fn region_from(
     file: &Arc<File>,
@@ -75,7 +76,7 @@ pub(crate) fn region_from(
     size_bytes: u64,
     first: BatchHeader,
     window: ReadWindow,
-) -> Result<Option<FileRegion>> {
+) -> Result<Option<(FileRegion, u64)>> {
     if first.last_offset >= window.end_offset {
         return Ok(None);
     }
@@ -83,6 +84,7 @@ pub(crate) fn region_from(
         return Ok(None);
     }
     let mut end = first.end_position();
+    let mut records = u64::from(first.records_count);
     while let Some(next) = read_header_at(file, path, end, size_bytes)? {
         if next.last_offset >= window.end_offset
             || next.end_position() - first.position > window.max_bytes
@@ -90,12 +92,14 @@ pub(crate) fn region_from(
             break;
         }
         end = next.end_position();
+        records += u64::from(next.records_count);
     }
-    Ok(Some(FileRegion {
+    let region = FileRegion {
         file: Arc::clone(file),
         position: first.position,
         length: end - first.position,
-    }))
+    };
+    Ok(Some((region, records)))
 }
 
 /// A segment's file and indexes, borrowed for one lookup; active and sealed segments both
