@@ -5,7 +5,8 @@
 //! Normalisation, applied to both sides alike:
 //! - names the scenario made (`compat-<family>-<scenario>-<random suffix>`, per the
 //!   contract) become `<name N>` in order of first appearance, also inside other values;
-//!   names of other cells become `<other>` (a broker lists every topic);
+//!   names of other cells become `<other>`, and list elements named `<other>` are left out
+//!   (a broker lists every topic and group; the cells that made them compare them);
 //! - fields of the ignore list are removed (each listed with its reason);
 //! - list elements are matched by their identity field (name, partition index, node id,
 //!   API key ...) rather than position, so ordering is not a difference.
@@ -159,6 +160,7 @@ fn normalise(scenario: &str, exchanges: &[Exchange], ignores: &[Ignore]) -> Vec<
             let clean = |value: &Value| {
                 let mut value = names.replace(value);
                 strip(&mut value, &mut Vec::new(), &rules);
+                drop_others(&mut value);
                 value
             };
             Exchange {
@@ -267,6 +269,25 @@ fn strip(value: &mut Value, path: &mut Vec<String>, rules: &[&Ignore]) {
             }
         }
         Value::Array(items) => items.iter_mut().for_each(|item| strip(item, path, rules)),
+        _ => {}
+    }
+}
+
+/// Removes list elements that are, or are named, another cell's name.
+fn drop_others(value: &mut Value) {
+    const OTHER: &str = "\"<other>\"";
+    match value {
+        Value::Array(items) => {
+            items.retain(|item| match item {
+                Value::String(text) => text != OTHER,
+                Value::Object(fields) => !IDENTITIES
+                    .iter()
+                    .any(|field| fields.get(*field).and_then(Value::as_str) == Some(OTHER)),
+                _ => true,
+            });
+            items.iter_mut().for_each(drop_others);
+        }
+        Value::Object(fields) => fields.values_mut().for_each(drop_others),
         _ => {}
     }
 }
@@ -406,6 +427,7 @@ mod tests {
             json!({"topics": [{"name": "\"compat-x-metadata-aa\""}]}),
             json!({"cluster_id": "\"a\"", "topics": [
                 {"name": "\"compat-x-other-zz\"", "error_code": "0"},
+                {"name": "\"compat-x-other-zy\"", "error_code": "3"},
                 {"name": "\"compat-x-metadata-aa\"", "error_code": "0"}
             ]}),
         )];
