@@ -16,7 +16,7 @@ use std::time::Duration;
 use common::requests::{
     create_topic_request, fetch, init_producer_id_request, metadata_request, name, produce, temp,
 };
-use common::{TestBroker, batch};
+use common::{TestBroker, batch, now_ms};
 use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 #[tokio::test]
@@ -31,13 +31,7 @@ async fn everything_acknowledged_is_readable_after_a_crash() {
     // now: ones from 1970 are past the 7-day retention, and the restarted broker's first
     // retention pass could delete them before the fetch below.
     tokio::time::sleep(Duration::from_millis(100)).await;
-    let now_ms = i64::try_from(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_millis(),
-    )
-    .unwrap();
+    let now_ms = now_ms();
     for _ in 0..5 {
         assert_eq!(
             produce(&mut client, "crashy", 0, batch(&["a", "b"], now_ms))
@@ -69,7 +63,13 @@ async fn data_survives_a_restart() {
         .call(ApiKey::Metadata, 12, metadata_request(&["durable"]))
         .await;
     for index in 0..10 {
-        produce(&mut client, "durable", index % 3, batch(&["x", "y"], 0)).await;
+        produce(
+            &mut client,
+            "durable",
+            index % 3,
+            batch(&["x", "y"], now_ms()),
+        )
+        .await;
     }
     broker.stop().await;
     let broker = TestBroker::start_in(dir.path(), |config| config.auto_create_topics = false).await;
@@ -99,7 +99,7 @@ async fn an_uncoordinated_data_dir_is_adopted() {
         )
         .await;
     assert_eq!(
-        produce(&mut client, "legacy", 1, batch(&["old", "data"], 0)).await,
+        produce(&mut client, "legacy", 1, batch(&["old", "data"], now_ms())).await,
         (0, 0)
     );
     broker.stop().await;

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use lmq_wire::protocol::messages::create_topics_response::CreatableTopicResult;
+use lmq_wire::protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use lmq_wire::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{NONE, store_error_code, str_bytes, topic_error_code};
@@ -54,12 +56,27 @@ pub async fn handle(
         match outcome {
             Ok((topic_id, partitions, replication_factor)) => {
                 result.error_code = NONE;
+                result.error_message = None;
                 if version >= 7 {
                     result.topic_id = topic_id;
                 }
                 if version >= 5 {
                     result.num_partitions = partitions;
                     result.replication_factor = replication_factor;
+                    // As Kafka: the new topic's effective configs (none when only validated).
+                    let configs = super::describe_configs::topic_configs(broker, &creatable.name.0);
+                    result.configs = Some(
+                        configs
+                            .into_iter()
+                            .map(|(name, value, source)| {
+                                let mut config = CreatableTopicConfigs::default();
+                                config.name = str_bytes(name);
+                                config.value = Some(str_bytes(value));
+                                config.config_source = source;
+                                config
+                            })
+                            .collect(),
+                    );
                 }
             }
             Err((code, message)) => {

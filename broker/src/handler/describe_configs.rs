@@ -24,6 +24,26 @@ struct Entry {
     source: i8,
     kind: ConfigKind,
     read_only: bool,
+    /// Where the value could come from, most specific first: `(name, value, source)`.
+    synonyms: Vec<(String, String, i8)>,
+}
+
+/// The broker config a topic config falls back to, under Kafka's name (a topic default's
+/// synonym is that broker config, as Kafka reports it). Configs whose broker default Kafka
+/// reports without a synonym (`segment.ms`: `log.roll.hours`) have none here either.
+fn broker_synonym(topic_config: &str) -> Option<&'static str> {
+    Some(match topic_config {
+        "cleanup.policy" => "log.cleanup.policy",
+        "index.interval.bytes" => "log.index.interval.bytes",
+        "max.message.bytes" => "message.max.bytes",
+        "message.timestamp.type" => "log.message.timestamp.type",
+        "retention.bytes" => "log.retention.bytes",
+        "retention.ms" => "log.retention.ms",
+        "segment.bytes" => "log.segment.bytes",
+        "min.insync.replicas" => "min.insync.replicas",
+        "compression.type" => "compression.type",
+        _ => return None,
+    })
 }
 
 pub fn handle(
@@ -66,6 +86,18 @@ pub fn handle(
     response
 }
 
+/// A topic's effective configs as CreateTopics v5+ reports them: `(name, value, source)`.
+pub(crate) fn topic_configs(broker: &Broker, name: &str) -> Vec<(String, String, i8)> {
+    topic_entries(broker, name)
+        .map(|entries| {
+            entries
+                .into_iter()
+                .map(|entry| (entry.name, entry.value, entry.source))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
 fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'static str)> {
     let topic = broker
         .topics
@@ -75,23 +107,29 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
     Ok(TOPIC_CONFIGS
         .iter()
         .map(|&(name, kind)| {
-            let (value, source) = match topic.configs.get(name) {
-                Some(value) => (value.clone(), SOURCE_TOPIC),
-                None if name == "min.insync.replicas" => (
-                    broker.config.cluster.min_insync_replicas.to_string(),
-                    SOURCE_DEFAULT,
-                ),
-                None => (
-                    default_topic_config(name, defaults).unwrap_or_default(),
-                    SOURCE_DEFAULT,
-                ),
+            let default = if name == "min.insync.replicas" {
+                broker.config.cluster.min_insync_replicas.to_string()
+            } else {
+                default_topic_config(name, defaults).unwrap_or_default()
             };
+            let mut synonyms = Vec::new();
+            let (value, source) = match topic.configs.get(name) {
+                Some(value) => {
+                    synonyms.push((name.to_string(), value.clone(), SOURCE_TOPIC));
+                    (value.clone(), SOURCE_TOPIC)
+                }
+                None => (default.clone(), SOURCE_DEFAULT),
+            };
+            if let Some(broker_name) = broker_synonym(name) {
+                synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
+            }
             Entry {
                 name: name.to_string(),
                 value,
                 source,
                 kind,
                 read_only: false,
+                synonyms,
             }
         })
         .collect())
@@ -101,6 +139,7 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
     let config = &broker.config;
     let entry = |name: &str, value: String, kind| Entry {
         name: name.to_string(),
+        synonyms: vec![(name.to_string(), value.clone(), SOURCE_STATIC_BROKER)],
         value,
         source: SOURCE_STATIC_BROKER,
         kind,
@@ -157,12 +196,20 @@ fn describe(entry: Entry, include_synonyms: bool, version: i16) -> DescribeConfi
     described.value = Some(str_bytes(entry.value.clone()));
     described.read_only = entry.read_only;
     described.config_source = entry.source;
+    // Kafka sends documentation only when asked for it; LMQ has none to send.
+    described.documentation = None;
     if include_synonyms {
-        let mut synonym = DescribeConfigsSynonym::default();
-        synonym.name = str_bytes(entry.name);
-        synonym.value = Some(str_bytes(entry.value));
-        synonym.source = entry.source;
-        described.synonyms = vec![synonym];
+        described.synonyms = entry
+            .synonyms
+            .into_iter()
+            .map(|(name, value, source)| {
+                let mut synonym = DescribeConfigsSynonym::default();
+                synonym.name = str_bytes(name);
+                synonym.value = Some(str_bytes(value));
+                synonym.source = source;
+                synonym
+            })
+            .collect();
     }
     if version >= 3 {
         described.config_type = entry.kind as i8;

@@ -160,6 +160,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i1
         topic_response.topic = fetch_topic.topic.clone();
         for fetch_partition in &fetch_topic.partitions {
             let mut data = PartitionData::default();
+            data.aborted_transactions = None;
             data.partition_index = fetch_partition.partition;
             data.high_watermark = -1;
             data.last_stable_offset = -1;
@@ -220,7 +221,9 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i1
                     if version >= 5 {
                         data.log_start_offset = read.log_start_offset;
                     }
-                    data.aborted_transactions = Some(Vec::new());
+                    // A list (empty: no transactions yet) only for read_committed readers;
+                    // Kafka answers null to read_uncommitted ones.
+                    data.aborted_transactions = (request.isolation_level == 1).then(Vec::new);
                     match read.region {
                         Some(region) => {
                             total += region.length;
@@ -238,7 +241,10 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i1
                 }
                 Err(error) => {
                     data.error_code = storage_error_code(&error);
-                    if let Ok(offsets) = partition.offsets() {
+                    // Kafka answers an error with -1 offsets; LMQ's own followers get the
+                    // leader's offsets so an out-of-range one resets without a ListOffsets.
+                    let follower = request.replica_id.0 >= 0;
+                    if let Some(offsets) = partition.offsets().ok().filter(|_| follower) {
                         data.high_watermark = offsets.high_watermark;
                         data.last_stable_offset = offsets.high_watermark;
                         if version >= 5 {

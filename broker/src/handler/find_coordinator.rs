@@ -43,6 +43,10 @@ pub async fn handle(
         match answer(&request.key) {
             Ok((node_id, host, port)) => {
                 response.error_code = NONE;
+                if version >= 1 {
+                    // What Kafka sends: the error's name, also for no error.
+                    response.error_message = Some(str_bytes("NONE"));
+                }
                 response.node_id = BrokerId(node_id);
                 response.host = str_bytes(host);
                 response.port = port;

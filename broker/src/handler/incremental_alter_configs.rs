@@ -61,7 +61,10 @@ pub async fn handle(
             Err(broker_configs_refused())
         };
         match outcome {
-            Ok(()) => result.error_code = NONE,
+            Ok(()) => {
+                result.error_code = NONE;
+                result.error_message = None;
+            }
             Err((code, message)) => {
                 result.error_code = code;
                 result.error_message = Some(str_bytes(message));

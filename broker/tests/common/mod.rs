@@ -184,6 +184,18 @@ fn crc32c_of(bytes: &[u8]) -> u32 {
 }
 
 /// An uncompressed batch of `values`, timestamps from `timestamp_ms` on.
+/// The wall clock: records stamped with it outlive the restarted broker's first retention
+/// pass (ones from 1970 are past the 7-day default and may be deleted before a read).
+pub fn now_ms() -> i64 {
+    i64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap()
+}
+
 pub fn batch(values: &[&str], timestamp_ms: i64) -> Bytes {
     let mut builder = BatchBuilder::new(timestamp_ms);
     for (index, value) in values.iter().enumerate() {
