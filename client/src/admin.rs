@@ -25,67 +25,98 @@ pub(crate) fn text(value: &str) -> StrBytes {
 /// A topic config as the broker reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigEntry {
+    /// The config key (`retention.ms`, `cleanup.policy`, ...).
     pub name: String,
+    /// The effective value; `None` for a sensitive config or one without a value.
     pub value: Option<String>,
     /// Set on the topic itself rather than inherited.
     pub is_override: bool,
+    /// The broker does not let this config be changed.
     pub read_only: bool,
 }
 
+/// A consumer group as ListGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupListing {
+    /// The group id.
     pub group: String,
+    /// The members' protocol type: `consumer` for consumer groups, empty when unknown.
     pub protocol_type: String,
+    /// The group's state (`Stable`, `Empty`, ...); empty from brokers older than
+    /// ListGroups v4.
     pub state: String,
 }
 
+/// One member of a group, as DescribeGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupMember {
+    /// The id the coordinator gave the member.
     pub member_id: String,
+    /// The static member id (KIP-345); `None` for a dynamic member.
     pub group_instance_id: Option<String>,
+    /// The `client.id` the member connected with.
     pub client_id: String,
+    /// The address the member connected from.
     pub client_host: String,
     /// Decoded from the consumer protocol assignment (empty for other protocols).
     pub assignment: Vec<(String, Vec<i32>)>,
 }
 
+/// A group's state and members, as DescribeGroups reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupDescription {
+    /// The group id.
     pub group: String,
+    /// The group's state (`Stable`, `Empty`, `PreparingRebalance`, `Dead`, ...).
     pub state: String,
+    /// The members' protocol type: `consumer` for consumer groups.
     pub protocol_type: String,
+    /// The protocol the group chose; for consumer groups, the assignor (`range`, ...).
     pub protocol: String,
+    /// The current members.
     pub members: Vec<GroupMember>,
 }
 
 /// One partition's position for a group: committed offset, log end, lag.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionLag {
+    /// The topic.
     pub topic: String,
+    /// The partition.
     pub partition: i32,
+    /// The group's committed offset (the next to read); `None` when nothing is committed.
     pub committed: Option<i64>,
+    /// The partition's log end offset, or -1 when it could not be listed.
     pub log_end_offset: i64,
+    /// Records between the committed offset and the log end (never negative); `None`
+    /// when nothing is committed.
     pub lag: Option<i64>,
 }
 
 /// A position in a partition: where `assign` starts, where `reset_offsets` moves a group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OffsetSpec {
+    /// The log start offset: the oldest record still kept.
     Earliest,
+    /// The log end offset: the offset the next record written will get.
     Latest,
+    /// This exact offset, on every partition.
     Offset(i64),
     /// The first record whose timestamp is at or after these epoch milliseconds (Kafka's
     /// offsets-for-times). Where no record is that new, the log end.
     Timestamp(i64),
 }
 
+/// Administers a cluster: topics, partitions, configs, replica moves, consumer groups and
+/// their offsets. Never auto-creates topics by looking them up.
 #[derive(Debug)]
 pub struct Admin {
     pub(crate) cluster: Cluster,
 }
 
 impl Admin {
-    /// An admin never creates topics by asking about them.
+    /// Connects to the cluster and loads its metadata. An admin never creates topics by
+    /// asking about them: `allow_auto_create_topics` is forced off.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
         let config = ClientConfig {
             allow_auto_create_topics: false,
@@ -96,6 +127,7 @@ impl Admin {
         })
     }
 
+    /// The cluster view this admin uses: brokers, metadata and connections.
     pub fn cluster(&self) -> &Cluster {
         &self.cluster
     }
@@ -115,11 +147,14 @@ impl Admin {
         .await
     }
 
+    /// Describes a group with DescribeGroups, asked of its coordinator; retried while the
+    /// coordinator is moving or loading, within the request timeout.
     pub async fn describe_group(&self, group: &str) -> Result<GroupDescription> {
         self.retrying(|| self.describe_group_once(group)).await
     }
 
-    /// Committed offsets of a group with the log end and lag of each partition.
+    /// Committed offsets of a group with the log end and lag of each partition, sorted by
+    /// topic and partition (OffsetFetch to the coordinator, then ListOffsets per topic).
     pub async fn group_lag(&self, group: &str) -> Result<Vec<PartitionLag>> {
         self.retrying(|| self.group_lag_once(group)).await
     }
@@ -136,7 +171,8 @@ impl Admin {
             .await
     }
 
-    /// Every topic (internal ones only when asked for), by name.
+    /// Every topic (internal ones only when asked for), by name, from a fresh Metadata
+    /// request.
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<TopicInfo>> {
         let mut topics: Vec<TopicInfo> = self
             .cluster
@@ -149,6 +185,8 @@ impl Admin {
         Ok(topics)
     }
 
+    /// A topic's partitions, leaders and replicas from a fresh Metadata request. A missing
+    /// topic is a [`ClientError::Kafka`] with `UNKNOWN_TOPIC_OR_PARTITION`; it is not created.
     pub async fn describe_topic(&self, name: &str) -> Result<TopicInfo> {
         self.cluster
             .refresh(&[name])
@@ -161,7 +199,9 @@ impl Admin {
             })
     }
 
-    /// Creates a topic; `partitions` and `replication_factor` of -1 take the broker defaults.
+    /// Creates a topic with CreateTopics, sent to the controller; `partitions` and
+    /// `replication_factor` of -1 take the broker defaults, `configs` are topic overrides.
+    /// An existing topic is a [`ClientError::Kafka`] with `TOPIC_ALREADY_EXISTS`.
     pub async fn create_topic(
         &self,
         name: &str,
@@ -208,6 +248,7 @@ impl Admin {
         Ok(())
     }
 
+    /// Deletes a topic with DeleteTopics, sent to the controller, and forgets its metadata.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         let mut request = DeleteTopicsRequest::default();
         request.topic_names = vec![TopicName(text(name))];
@@ -236,7 +277,8 @@ impl Admin {
         Ok(())
     }
 
-    /// Grows a topic to `total` partitions.
+    /// Grows a topic to `total` partitions (CreatePartitions, sent to the controller); the
+    /// broker places the new replicas. Partitions can only be added, never removed.
     pub async fn create_partitions(&self, name: &str, total: i32) -> Result<()> {
         let mut topic = CreatePartitionsTopic::default();
         topic.name = TopicName(text(name));
@@ -271,6 +313,7 @@ impl Admin {
         Ok(())
     }
 
+    /// Every config of a topic, overridden or inherited, with DescribeConfigs.
     pub async fn describe_configs(&self, topic: &str) -> Result<Vec<ConfigEntry>> {
         let mut resource = DescribeConfigsResource::default();
         resource.resource_type = 2;
@@ -310,7 +353,8 @@ impl Admin {
         Ok(entries)
     }
 
-    /// Sets and removes topic config overrides in one request.
+    /// Sets and removes topic config overrides in one IncrementalAlterConfigs request;
+    /// configs named in neither `set` nor `delete` are left as they are.
     pub async fn alter_configs(
         &self,
         topic: &str,
@@ -364,6 +408,8 @@ impl Admin {
         Ok(())
     }
 
+    /// The groups one reachable broker knows (ListGroups), by id. A Kafka broker lists only
+    /// the groups it coordinates, so on a multi-broker Kafka cluster this may be a subset.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
         let connection = self.cluster.any_connection().await?;
         let ResponseKind::ListGroups(response) = connection

@@ -20,7 +20,10 @@ use crate::error::{ClientError, Result};
 pub struct ClientConfig {
     /// `host:port` of one or more brokers to learn the cluster from.
     pub brokers: Vec<String>,
+    /// The `client.id` sent with every request (default `lmq-rust`).
     pub client_id: String,
+    /// How long to wait for a TCP connect or a response (default 30 s); also how long
+    /// retriable errors (metadata not propagated, a coordinator loading) are retried.
     pub request_timeout: Duration,
     /// Ask brokers to create topics this client uses but that do not exist (Kafka's
     /// `allow.auto.create.topics`; the broker must allow it too).
@@ -38,19 +41,29 @@ impl Default for ClientConfig {
     }
 }
 
+/// A partition as Metadata reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PartitionInfo {
+    /// The partition index.
     pub partition: i32,
+    /// Node id of the leader, or -1 while there is none.
     pub leader: i32,
+    /// The leader epoch, bumped at every leadership change (-1 when unknown).
     pub leader_epoch: i32,
+    /// Node ids of all replicas, preferred leader first.
     pub replicas: Vec<i32>,
+    /// Node ids of the in-sync replicas.
     pub isr: Vec<i32>,
 }
 
+/// A topic as Metadata reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TopicInfo {
+    /// The topic name.
     pub name: String,
+    /// An internal topic, such as `__consumer_offsets`.
     pub internal: bool,
+    /// The partitions, by index.
     pub partitions: Vec<PartitionInfo>,
 }
 
@@ -62,6 +75,8 @@ struct State {
     controller: i32,
 }
 
+/// The client's view of a cluster: its brokers, the controller, topic metadata (cached
+/// until invalidated) and one shared connection per broker address.
 #[derive(Debug)]
 pub struct Cluster {
     config: ClientConfig,
@@ -69,6 +84,8 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// Learns the cluster from the bootstrap brokers with a Metadata request for all topics;
+    /// fails when none of them answers.
     pub async fn connect(config: ClientConfig) -> Result<Self> {
         let cluster = Cluster {
             config,
@@ -78,6 +95,7 @@ impl Cluster {
         Ok(cluster)
     }
 
+    /// The settings this cluster view was connected with.
     pub fn config(&self) -> &ClientConfig {
         &self.config
     }
@@ -117,7 +135,8 @@ impl Cluster {
         Ok(connection)
     }
 
-    /// The connection to broker `node_id`, from the last metadata.
+    /// The connection to broker `node_id`, from the last metadata (refreshed once when the
+    /// id is unknown; still unknown: [`ClientError::NoBrokers`]).
     pub async fn connection(&self, node_id: i32) -> Result<Arc<Connection>> {
         let address = self.state.lock().await.brokers.get(&node_id).cloned();
         match address {
@@ -133,6 +152,8 @@ impl Cluster {
         }
     }
 
+    /// The connection to the controller as last known, where topic and partition changes
+    /// go; any reachable broker when no controller is known.
     pub async fn controller(&self) -> Result<Arc<Connection>> {
         let controller = self.state.lock().await.controller;
         if controller >= 0 {

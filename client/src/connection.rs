@@ -22,6 +22,9 @@ const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 type Pending =
     Arc<std::sync::Mutex<HashMap<i32, (ApiKey, i16, oneshot::Sender<Result<ResponseKind>>)>>>;
 
+/// A TCP connection to one broker, shared by concurrent requests. A background task reads
+/// responses; once the connection closes every waiting request fails with
+/// [`ClientError::Connection`] and [`Connection::is_closed`] turns true.
 #[derive(Debug)]
 pub struct Connection {
     address: String,
@@ -37,6 +40,9 @@ pub struct Connection {
 }
 
 impl Connection {
+    /// Connects to `address` (`host:port`) with TCP_NODELAY and learns the broker's API
+    /// versions (ApiVersions v3). `request_timeout` bounds the connect and every request on
+    /// this connection.
     pub async fn connect(
         address: &str,
         client_id: &str,
@@ -99,6 +105,7 @@ impl Connection {
         Ok(connection)
     }
 
+    /// The broker's `host:port` this connection was opened to.
     pub fn address(&self) -> &str {
         &self.address
     }

@@ -18,11 +18,15 @@ use crate::error::{ClientError, Result};
 /// Bound on one batch's decompressed size.
 const DECOMPRESSED_BYTES_MAX: usize = 256 * 1024 * 1024;
 
+/// Settings of a [`Consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
+    /// Brokers, client id and request timeout.
     pub client: ClientConfig,
-    /// How long a fetch may wait for data.
+    /// How long a fetch may wait for data (default 500 ms).
     pub max_wait: Duration,
+    /// Most bytes a fetch asks for from a partition (default 1 MiB); also the fetch's
+    /// overall limit.
     pub partition_max_bytes: i32,
 }
 
@@ -36,14 +40,22 @@ impl Default for ConsumerConfig {
     }
 }
 
+/// A record read from a partition.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumedRecord {
+    /// The topic it was read from.
     pub topic: String,
+    /// The partition it was read from.
     pub partition: i32,
+    /// Its offset in the partition.
     pub offset: i64,
+    /// Its timestamp, in milliseconds since the Unix epoch.
     pub timestamp: i64,
+    /// The key, if it has one.
     pub key: Option<Bytes>,
+    /// The value; `None` for a tombstone.
     pub value: Option<Bytes>,
+    /// Headers in the order they were written: name and optional value.
     pub headers: Vec<(String, Option<Bytes>)>,
 }
 
@@ -54,6 +66,8 @@ struct Assignment {
     position: i64,
 }
 
+/// A consumer outside any group: reads the partitions it is assigned from the offsets given,
+/// tracks its positions itself and commits nothing. See the module documentation.
 #[derive(Debug)]
 pub struct Consumer {
     cluster: Cluster,
@@ -62,6 +76,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
+    /// Connects to the cluster; nothing is assigned yet.
     pub async fn connect(config: ConsumerConfig) -> Result<Self> {
         Ok(Consumer {
             cluster: Cluster::connect(config.client.clone()).await?,
@@ -70,7 +85,8 @@ impl Consumer {
         })
     }
 
-    /// Reads `topic`'s `partition` from `start` on.
+    /// Reads `topic`'s `partition` from `start` on, replacing any earlier assignment of that
+    /// partition. Any `start` but [`OffsetSpec::Offset`] is resolved now with ListOffsets.
     pub async fn assign(&mut self, topic: &str, partition: i32, start: OffsetSpec) -> Result<()> {
         let position = match start {
             OffsetSpec::Offset(offset) => offset,
@@ -112,7 +128,9 @@ impl Consumer {
             .collect()
     }
 
-    /// Fetches once from every assigned partition (waiting up to `max_wait` for data).
+    /// Fetches once from every assigned partition's leader in turn (Fetch, each waiting up
+    /// to `max_wait` for data) and advances past the records returned. Transaction control
+    /// records are skipped. A partition's error code fails the whole poll.
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>> {
         let mut records = Vec::new();
         for index in 0..self.assignments.len() {

@@ -3,32 +3,77 @@ use thiserror::Error;
 /// What can go wrong talking to a Kafka-compatible cluster.
 #[derive(Debug, Error)]
 pub enum ClientError {
+    /// Opening the TCP connection to a broker failed. Retriable.
     #[error("connecting to {address}: {error}")]
     Connect {
+        /// The broker's `host:port`.
         address: String,
+        /// The I/O error from connecting.
         error: std::io::Error,
     },
+    /// An established connection failed: writing a request failed or the connection closed
+    /// before the answer came. Retriable. A producer delivery that failed for good is also
+    /// reported this way, with `address` set to `topic-partition` and `reason` the last error.
     #[error("connection to {address} failed: {reason}")]
-    Connection { address: String, reason: String },
+    Connection {
+        /// The broker's `host:port` (`topic-partition` for a failed producer delivery).
+        address: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// Connecting, or waiting for a response, took longer than the request timeout. Retriable.
     #[error("request to {address} timed out after {timeout_ms} ms")]
-    Timeout { address: String, timeout_ms: u64 },
+    Timeout {
+        /// The broker's `host:port`.
+        address: String,
+        /// The timeout that expired, in milliseconds.
+        timeout_ms: u64,
+    },
+    /// A request could not be encoded, or a response or record batch could not be decoded.
     #[error(transparent)]
     Wire(#[from] lmq_wire::WireError),
+    /// The broker supports no version of an API in the range this client can use.
     #[error("the broker does not support {api} (needs a version in {min}..={max})")]
-    UnsupportedApi { api: String, min: i16, max: i16 },
+    UnsupportedApi {
+        /// The API's name (`Fetch`, `JoinGroup`, ...).
+        api: String,
+        /// Lowest version the client would have accepted.
+        min: i16,
+        /// Highest version the client would have accepted.
+        max: i16,
+    },
+    /// The broker answered with a Kafka error code. Retriable when Kafka marks the code so.
     #[error("{operation}: {name} (error code {code}){}", message.as_deref().map(|message| format!(": {message}")).unwrap_or_default())]
     Kafka {
+        /// What the client was doing (`create topic orders`, `fetch orders-0`, ...).
         operation: String,
+        /// The Kafka error code (never 0).
         code: i16,
+        /// Kafka's name for the code (`UNKNOWN_TOPIC_OR_PARTITION`), or `CODE_<n>`.
         name: String,
+        /// The broker's error message, when it sent one.
         message: Option<String>,
     },
+    /// No broker could be reached, or a broker id is not in the metadata even after a refresh.
     #[error("no broker of {brokers:?} could be reached")]
-    NoBrokers { brokers: Vec<String> },
+    NoBrokers {
+        /// The configured bootstrap addresses.
+        brokers: Vec<String>,
+    },
+    /// The topic or partition is not in the cluster metadata (`partition` is -1 when the
+    /// topic itself is missing or has no partitions).
     #[error("unknown topic or partition {topic}-{partition}")]
-    UnknownPartition { topic: String, partition: i32 },
+    UnknownPartition {
+        /// The topic asked for.
+        topic: String,
+        /// The partition asked for, or -1.
+        partition: i32,
+    },
+    /// A response of the wrong kind or shape arrived (names the API), or the producer was
+    /// dropped before answering (`producer closed`).
     #[error("unexpected response to {0}")]
     UnexpectedResponse(String),
+    /// An argument the client rejects before sending anything, such as a negative timestamp.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }
@@ -62,4 +107,5 @@ impl ClientError {
 
 pub use lmq_wire::error_name;
 
+/// `Result` with [`ClientError`] as the default error type.
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;

@@ -41,14 +41,22 @@ fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
+/// Settings of a [`GroupConsumer`].
 #[derive(Debug, Clone)]
 pub struct GroupConfig {
+    /// Brokers, client id and request timeout.
     pub client: ClientConfig,
+    /// The group id (default `lmq-group`).
     pub group: String,
+    /// How long the coordinator waits without a heartbeat before it removes the member
+    /// (default 10 s); also the rebalance timeout.
     pub session_timeout: Duration,
+    /// Time between heartbeats (default 3 s); a rebalance is noticed at the next one.
     pub heartbeat_interval: Duration,
     /// Attempts of a handler per record before the record goes to the dead-letter topic.
     pub attempts: u32,
+    /// Wait before a handler's next attempt, multiplied by the attempt number (default
+    /// 100 ms).
     pub retry_backoff: Duration,
     /// Dead-letter topic for a source topic; `None` uses `<topic>.dlq`.
     pub dead_letter_topic: Option<String>,
@@ -100,6 +108,8 @@ impl std::fmt::Debug for GroupConsumer {
 pub struct StopHandle(Arc<AtomicBool>);
 
 impl StopHandle {
+    /// Asks the consumer to stop; [`GroupConsumer::run`] returns once the records in hand
+    /// are handled and committed and it has left the group.
     pub fn stop(&self) {
         self.0.store(true, Ordering::Release);
     }
@@ -114,6 +124,7 @@ struct Membership {
 }
 
 impl GroupConsumer {
+    /// Connects to the cluster; the group is joined by [`GroupConsumer::run`].
     pub async fn connect(config: GroupConfig) -> Result<Self> {
         Ok(GroupConsumer {
             cluster: Cluster::connect(config.client.clone()).await?,
@@ -135,6 +146,7 @@ impl GroupConsumer {
         self.handlers.insert(topic.to_string(), Box::new(handler));
     }
 
+    /// A handle that stops [`GroupConsumer::run`] from another task.
     pub fn stop_handle(&self) -> StopHandle {
         StopHandle(Arc::clone(&self.stop))
     }

@@ -10,6 +10,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod admin;
 pub mod cluster;
 pub mod connection;

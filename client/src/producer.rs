@@ -31,24 +31,34 @@ use crate::error::{ClientError, Result};
 pub enum Acks {
     /// No answer at all (offsets are unknown: deliveries report -1).
     None,
+    /// The leader has written it (`acks=1`).
     Leader,
+    /// Every in-sync replica has it (`acks=-1`); required for idempotence.
     All,
 }
 
+/// Settings of a [`Producer`]; the defaults are idempotent with `Acks::All`.
 #[derive(Debug, Clone)]
 pub struct ProducerConfig {
+    /// Brokers, client id and request timeout.
     pub client: ClientConfig,
+    /// How many replicas must have a record before it counts as delivered (default `All`).
     pub acks: Acks,
+    /// Compression of record batches (default none).
     pub codec: Codec,
-    /// Producer ids and sequences so retries never duplicate (requires `Acks::All`).
+    /// Producer ids and sequences so retries never duplicate (requires `Acks::All`; ignored
+    /// otherwise).
     pub idempotent: bool,
+    /// Times a batch is resent after a retriable error before its records fail (default 5).
     pub retries: u32,
+    /// Wait before a resend, multiplied by the attempt number (default 100 ms).
     pub retry_backoff: Duration,
-    /// How long a batch waits for more records before it is sent.
+    /// How long a batch waits for more records before it is sent (default 5 ms).
     pub linger: Duration,
-    /// A batch is sent once its records reach this size.
+    /// A batch is sent once its records reach this size (default 16 KiB).
     pub batch_bytes: usize,
-    /// Bytes of records sent but not yet acknowledged; `send` waits beyond it.
+    /// Bytes of records sent but not yet acknowledged; `send` waits beyond it (default
+    /// 32 MiB).
     pub buffer_bytes: usize,
 }
 
@@ -71,9 +81,14 @@ impl Default for ProducerConfig {
 /// One record to send. `partition: None` lets the partitioner choose.
 #[derive(Debug, Clone, Default)]
 pub struct Record {
+    /// The key; without `partition`, a keyed record goes to the partition the key's
+    /// murmur2 hash picks, as with the Java client.
     pub key: Option<Bytes>,
+    /// The value; `None` writes a tombstone.
     pub value: Option<Bytes>,
+    /// Headers, in order: name and optional value.
     pub headers: Vec<(String, Option<Bytes>)>,
+    /// The partition to write to, overriding the partitioner.
     pub partition: Option<i32>,
     /// Milliseconds since the epoch; `None`: now.
     pub timestamp: Option<i64>,
@@ -82,7 +97,9 @@ pub struct Record {
 /// Where an acknowledged record went.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Delivery {
+    /// The partition the record was written to.
     pub partition: i32,
+    /// The record's offset there; -1 with [`Acks::None`].
     pub offset: i64,
 }
 
@@ -125,12 +142,17 @@ struct Inner {
     sticky: AtomicUsize,
 }
 
+/// Sends records to topics, batched per partition by a background task. See the module
+/// documentation. Dropped without [`Producer::close`], the sender still ships what is
+/// queued and then stops, but nothing waits for it.
 #[derive(Debug)]
 pub struct Producer {
     inner: Arc<Inner>,
 }
 
 impl Producer {
+    /// Connects to the cluster, gets a producer id (InitProducerId) when idempotent, and
+    /// starts the background sender, so it must be called within a Tokio runtime.
     pub async fn connect(config: ProducerConfig) -> Result<Self> {
         let cluster = Cluster::connect(config.client.clone()).await?;
         let identity = if config.idempotent && config.acks == Acks::All {

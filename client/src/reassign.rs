@@ -16,11 +16,15 @@ use crate::error::{ClientError, Result};
 /// A replica move in progress.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reassignment {
+    /// The topic.
     pub topic: String,
+    /// The partition being moved.
     pub partition: i32,
     /// The target replicas followed by those being removed.
     pub replicas: Vec<i32>,
+    /// Replicas being added.
     pub adding: Vec<i32>,
+    /// Replicas being removed.
     pub removing: Vec<i32>,
 }
 
