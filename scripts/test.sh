@@ -7,7 +7,9 @@
 #                              fault tests
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
-# LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too.
+# LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too;
+# LMQ_MATRIX_DIFF=1 runs the whole matrix in differential mode (both brokers, every exchange
+# compared field by field); without it a few cells check that the mode works.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
@@ -45,6 +47,14 @@ step "compatibility matrix: every client family x scenario against lmq serve (co
 matrix_args=()
 [[ -n "${LMQ_MATRIX_KAFKA:-}" ]] && matrix_args+=(--kafka)
 compat-tests/matrix.sh target/debug/lmq "${matrix_args[@]}"
+
+step "differential mode: LMQ's and Kafka's answers compared field by field (LMQ_MATRIX_DIFF=1: every cell)"
+if [[ -n "${LMQ_MATRIX_DIFF:-}" ]]; then
+  compat-tests/matrix.sh target/debug/lmq --differential
+else
+  compat-tests/matrix.sh target/debug/lmq --differential --families lmq-native,kcat \
+    --scenarios metadata,produce-acks-1,consume-beginning,group-rebalance,admin-configs
+fi
 
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)

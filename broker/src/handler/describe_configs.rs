@@ -42,6 +42,7 @@ fn broker_synonym(topic_config: &str) -> Option<&'static str> {
         "segment.bytes" => "log.segment.bytes",
         "min.insync.replicas" => "min.insync.replicas",
         "compression.type" => "compression.type",
+        "unclean.leader.election.enable" => "unclean.leader.election.enable",
         _ => return None,
     })
 }

@@ -16,6 +16,8 @@ pub fn handle(
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();
+    // Kafka sends no message with no error.
+    response.error_message = None;
     let view = cluster.view();
     let wanted = |topic: &str, partition: i32| match &request.topics {
         None => true,
