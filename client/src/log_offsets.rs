@@ -18,8 +18,19 @@ impl Admin {
     /// (metadata refreshed, retried within the request timeout). For
     /// [`OffsetSpec::Timestamp`] a partition with no record that new answers its log end.
     pub async fn list_offsets(&self, topic: &str, spec: OffsetSpec) -> Result<Vec<(i32, i64)>> {
+        self.retrying_with_fresh_metadata(topic, || self.list_offsets_once(topic, spec))
+            .await
+    }
+
+    /// Retries `operation` as [`Admin::retrying`] does, refreshing `topic`'s metadata after
+    /// each failure so a moved leader is found.
+    async fn retrying_with_fresh_metadata<T, F, Fut>(&self, topic: &str, operation: F) -> Result<T>
+    where
+        F: Fn() -> Fut,
+        Fut: std::future::Future<Output = Result<T>>,
+    {
         self.retrying(|| async {
-            let outcome = self.list_offsets_once(topic, spec).await;
+            let outcome = operation().await;
             if outcome.is_err() {
                 self.cluster.invalidate(topic).await;
             }
@@ -102,12 +113,8 @@ impl Admin {
     /// Deletes the records of `partition` before `before` (Kafka's DeleteRecords; -1 means
     /// the high watermark): the log start moves there. Returns the new log start.
     pub async fn delete_records(&self, topic: &str, partition: i32, before: i64) -> Result<i64> {
-        self.retrying(|| async {
-            let outcome = self.delete_records_once(topic, partition, before).await;
-            if outcome.is_err() {
-                self.cluster.invalidate(topic).await;
-            }
-            outcome
+        self.retrying_with_fresh_metadata(topic, || {
+            self.delete_records_once(topic, partition, before)
         })
         .await
     }
