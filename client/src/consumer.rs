@@ -130,9 +130,11 @@ impl Consumer {
 
     /// Fetches once from every assigned partition's leader in turn (Fetch, each waiting up
     /// to `max_wait` for data) and advances past the records returned. Transaction control
-    /// records are skipped. A partition's error code fails the whole poll.
+    /// records are skipped. A partition's error code fails the whole poll and no position moves,
+    /// so the next poll reads the same records again (none is skipped).
     pub async fn poll(&mut self) -> Result<Vec<ConsumedRecord>> {
         let mut records = Vec::new();
+        let mut moved = Vec::new();
         for index in 0..self.assignments.len() {
             let (topic, partition, position) = {
                 let assignment = &self.assignments[index];
@@ -144,9 +146,14 @@ impl Consumer {
             };
             let fetched = self.fetch(&topic, partition, position).await?;
             if let Some(last) = fetched.last() {
-                self.assignments[index].position = last.offset + 1;
+                moved.push((index, last.offset + 1));
             }
             records.extend(fetched);
+        }
+        // Positions move only once every partition answered: when one fails, the records
+        // already fetched are dropped with the error and read again by the next poll.
+        for (index, position) in moved {
+            self.assignments[index].position = position;
         }
         Ok(records)
     }

@@ -389,3 +389,42 @@ fn lmq_now_ms() -> i64 {
         .unwrap()
         .as_millis() as i64
 }
+
+#[tokio::test]
+async fn a_failed_poll_moves_no_position() {
+    for target in targets().await {
+        let (data, empty) = (unique("poll-data"), unique("poll-empty"));
+        let admin = Admin::connect(target.client()).await.unwrap();
+        for topic in [&data, &empty] {
+            admin
+                .create_topic(topic, 1, 1, &BTreeMap::new())
+                .await
+                .unwrap();
+        }
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        for index in 0..3 {
+            producer.send(&data, format!("m{index}")).await.unwrap();
+        }
+        let mut reader = consumer(&target).await;
+        reader.assign(&data, 0, OffsetSpec::Earliest).await.unwrap();
+        // Past the end of an empty log: OFFSET_OUT_OF_RANGE after `data` was fetched.
+        reader
+            .assign(&empty, 0, OffsetSpec::Offset(1_000))
+            .await
+            .unwrap();
+        assert!(reader.poll().await.is_err(), "{}", target.name());
+        reader
+            .assign(&empty, 0, OffsetSpec::Offset(0))
+            .await
+            .unwrap();
+        let records = reader.poll().await.unwrap();
+        let offsets: Vec<i64> = records.iter().map(|record| record.offset).collect();
+        assert_eq!(offsets, [0, 1, 2], "{}: nothing skipped", target.name());
+        target.finish().await;
+    }
+}
