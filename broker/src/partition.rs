@@ -10,6 +10,7 @@ use lmq_storage::{
 };
 use tokio::sync::oneshot;
 
+use crate::group_commit::GroupCommit;
 use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
 
 /// The leader epoch answered while this node has no role for the partition (Kafka's -1).
@@ -21,6 +22,8 @@ pub struct Partition {
     /// `None` once closed at shutdown.
     log: Mutex<Option<PartitionLog>>,
     replica: Mutex<Replica>,
+    /// Batches the fsyncs of `flush = "every-batch"` appends.
+    commit: GroupCommit,
 }
 
 /// What this node is for the partition.
@@ -109,7 +112,22 @@ impl Partition {
                 waiters: HashMap::new(),
                 next_token: 0,
             }),
+            commit: GroupCommit::default(),
         }
+    }
+
+    /// Returns once the log is on disk below `end_offset`, running one fsync for every
+    /// append waiting meanwhile (group commit).
+    pub async fn flush_to(&self, end_offset: i64) -> Result<(), StorageError> {
+        self.commit.flush_to(self, end_offset).await
+    }
+
+    /// Returns once `info`'s append is as durable as the flush policy wants before an answer.
+    pub async fn flushed(&self, info: &AppendInfo) -> Result<(), StorageError> {
+        if !info.flush_pending {
+            return Ok(());
+        }
+        self.flush_to(info.last_offset + 1).await
     }
 
     fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
@@ -393,14 +411,15 @@ impl Partition {
     }
 
     /// A follower appends what the leader of `leader_epoch` sent and takes the leader's high
-    /// watermark as far as its own log reaches.
+    /// watermark as far as its own log reaches. `Some(end)`: the append must be flushed below
+    /// `end` ([`Partition::flush_to`]) before the follower reports it.
     pub fn append_as_follower(
         &self,
         leader_epoch: i32,
         records: &[u8],
         leader_high_watermark: i64,
         now_ms: i64,
-    ) -> Result<(), ReplicaError> {
+    ) -> Result<Option<i64>, ReplicaError> {
         let replica = self.replica();
         match replica.role {
             Role::Follower {
@@ -409,14 +428,16 @@ impl Partition {
             } if current == leader_epoch => {}
             _ => return Err(ReplicaError::FencedLeaderEpoch(leader_epoch)),
         }
-        self.with_log(|log| {
+        let flush = self.with_log(|log| {
+            let mut flush = None;
             if !records.is_empty() {
-                log.append_replicated(records, now_ms)?;
+                let info = log.append_replicated(records, now_ms)?;
+                flush = info.flush_pending.then_some(info.last_offset + 1);
             }
             log.set_high_watermark(leader_high_watermark.min(log.log_end_offset()));
-            Ok(())
+            Ok(flush)
         })?;
-        Ok(())
+        Ok(flush)
     }
 
     /// A follower cuts the history it does not share with the leader, which reported that

@@ -27,8 +27,8 @@ pub use config::{FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
 pub use error::{Result, StorageError};
 pub use files::{FileCache, OsSyncer, Syncer};
 pub use log::{
-    AppendInfo, FirstBatch, LogOptions, PartitionLog, ReadBound, ReadLimits, ReadResult,
-    RecoveryReport, RetentionOutcome, TimestampMatch, Truncation,
+    AppendInfo, FirstBatch, FlushedTo, LogOptions, PartitionLog, PendingFlush, ReadBound,
+    ReadLimits, ReadResult, RecoveryReport, RetentionOutcome, TimestampMatch, Truncation,
 };
 pub use scan::Damage;
 pub use segment::FileRegion;

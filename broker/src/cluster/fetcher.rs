@@ -215,9 +215,20 @@ async fn fetch_once(
                     .map_err(|error| error.to_string())
             } else {
                 let records = data.records.as_deref().unwrap_or_default();
-                partition
-                    .append_as_follower(followed.leader_epoch, records, data.high_watermark, now_ms)
-                    .map_err(|error| error.to_string())
+                match partition.append_as_follower(
+                    followed.leader_epoch,
+                    records,
+                    data.high_watermark,
+                    now_ms,
+                ) {
+                    // On disk before the next fetch reports it to the leader.
+                    Ok(Some(end_offset)) => partition
+                        .flush_to(end_offset)
+                        .await
+                        .map_err(|error| error.to_string()),
+                    Ok(None) => Ok(()),
+                    Err(error) => Err(error.to_string()),
+                }
             };
             tracing::trace!(
                 topic = followed.topic,

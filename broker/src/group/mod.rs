@@ -92,16 +92,23 @@ impl From<ReplicaError> for CommitError {
     }
 }
 
-/// A change written to the offsets log, to wait on before answering: `None` once durable
-/// (a single node), else the moment the ISR has it.
-pub type Durable = Option<oneshot::Receiver<Result<(), AckError>>>;
+/// A change written to the offsets log, to wait on before answering: its fsync (with
+/// `flush = "every-batch"`), then (in a cluster) the moment the ISR has it.
+#[derive(Debug, Default)]
+pub struct Durable {
+    flush: Option<(Arc<Partition>, i64)>,
+    committed: Option<oneshot::Receiver<Result<(), AckError>>>,
+}
 
-/// Waits until a persisted group change is replicated (or `timeout` passes).
+/// Waits until a persisted group change is on disk and replicated (or `timeout` passes).
 pub async fn wait_durable(
     durable: Durable,
     timeout: std::time::Duration,
 ) -> Result<(), CommitError> {
-    let Some(committed) = durable else {
+    if let Some((partition, end_offset)) = durable.flush {
+        partition.flush_to(end_offset).await?;
+    }
+    let Some(committed) = durable.committed else {
         return Ok(());
     };
     match tokio::time::timeout(timeout, committed).await {
@@ -363,7 +370,7 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> Result<Durable, CommitError> {
         if records.is_empty() {
-            return Ok(None);
+            return Ok(Durable::default());
         }
         let (_, partition) = self
             .offsets_partition(group_id)
@@ -373,7 +380,13 @@ impl GroupCoordinator {
             builder.push(Some(key), value.as_deref(), now_ms);
         }
         let appended = partition.append_as_leader(&mut builder.build(), true, now_ms)?;
-        Ok(appended.committed)
+        let info = appended.info;
+        Ok(Durable {
+            flush: info
+                .flush_pending
+                .then(|| (Arc::clone(&partition), info.last_offset + 1)),
+            committed: appended.committed,
+        })
     }
 
     /// Committed offsets of a group: every partition when `topics` is `None`.

@@ -10,11 +10,15 @@ use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
 use lmq_storage::batch::batch_total_bytes;
 use lmq_wire::protocol::ResponseError;
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, str_bytes};
+use std::sync::Arc;
+
+use futures_util::future::join_all;
+
+use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::TopicLabels;
-use crate::partition::ReplicaError;
+use crate::partition::{Partition, ReplicaError};
 use crate::replication::AckError;
 
 pub async fn handle(
@@ -28,6 +32,8 @@ pub async fn handle(
     let mut response = ProduceResponse::default();
     // (topic index, partition index, receiver) of appends waiting for the ISR.
     let mut waiting = Vec::new();
+    // Appends waiting for their group commit (fsync), as (topic index, partition index, ...).
+    let mut flushes = Vec::new();
     for topic_data in request.topic_data {
         let topic = broker.topics.get(&topic_data.name.0);
         let mut topic_response = TopicProduceResponse::default();
@@ -88,6 +94,14 @@ pub async fn handle(
                 Ok(appended) => {
                     appended_any = true;
                     let info = appended.info;
+                    if info.flush_pending {
+                        flushes.push((
+                            response.responses.len(),
+                            topic_response.partition_responses.len(),
+                            Arc::clone(partition),
+                            info.last_offset + 1,
+                        ));
+                    }
                     if let (Some(proposal), Some(cluster)) = (appended.proposal, broker.cluster()) {
                         cluster.propose_isr(&topic_data.name.0, partition.index, proposal);
                     }
@@ -141,10 +155,46 @@ pub async fn handle(
     if appended_any {
         broker.appended.notify_waiters();
     }
+    if !flushes.is_empty() {
+        wait_for_flushes(&mut response, flushes, version).await;
+    }
     if !waiting.is_empty() {
         wait_for_isr(&mut response, waiting, request.timeout_ms).await;
     }
     (request.acks != 0).then_some(response)
+}
+
+/// Waits for the fsyncs of every partition's append at once (each partition's group commit
+/// covers other requests' appends too). A failed fsync answers KAFKA_STORAGE_ERROR: the
+/// append is not acknowledged.
+async fn wait_for_flushes(
+    response: &mut ProduceResponse,
+    flushes: Vec<(usize, usize, Arc<Partition>, i64)>,
+    version: i16,
+) {
+    let outcomes = join_all(
+        flushes
+            .iter()
+            .map(|(_, _, partition, end_offset)| partition.flush_to(*end_offset)),
+    )
+    .await;
+    for ((topic, partition, _, _), outcome) in flushes.iter().zip(outcomes) {
+        let Err(error) = outcome else {
+            continue;
+        };
+        tracing::warn!(%error, "produce not acknowledged: fsync failed");
+        if let Some(answer) = response
+            .responses
+            .get_mut(*topic)
+            .and_then(|topic| topic.partition_responses.get_mut(*partition))
+        {
+            answer.error_code = storage_error_code(&error);
+            answer.base_offset = -1;
+            if version >= 8 {
+                answer.error_message = Some(str_bytes(error.to_string()));
+            }
+        }
+    }
 }
 
 /// An acks=all append waiting for the ISR: its topic and partition index in the response.

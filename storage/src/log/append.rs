@@ -26,6 +26,9 @@ pub struct AppendInfo {
     pub bytes: u64,
     /// The records are on disk (the flush policy ran an fsync for this call).
     pub durable: bool,
+    /// Not durable yet, and the flush policy wants it durable before it is acknowledged: the
+    /// owner (group commit) must flush up to `last_offset` first.
+    pub flush_pending: bool,
     /// Batches an idempotent producer had already written: answered with their original
     /// offsets, not appended again.
     pub duplicate_batches: usize,
@@ -154,7 +157,9 @@ impl PartitionLog {
             }
             if info.batches == 0 {
                 // Only duplicates: nothing was written.
+                // The originals may still wait for their group commit.
                 info.durable = log.state.recovery_point > info.last_offset;
+                info.flush_pending = !info.durable && log.defers_every_batch_flush();
                 return Ok(info);
             }
             log.finish_append(now_ms, info)
@@ -286,6 +291,7 @@ impl PartitionLog {
             batches: 0,
             bytes: 0,
             durable: false,
+            flush_pending: false,
             duplicate_batches: 0,
         }
     }
@@ -325,7 +331,7 @@ impl PartitionLog {
 
     fn finish_append(&mut self, now_ms: i64, mut info: AppendInfo) -> Result<AppendInfo> {
         let flush_now = match self.config.flush_policy {
-            FlushPolicy::EveryBatch => true,
+            FlushPolicy::EveryBatch => !self.options.group_commit,
             FlushPolicy::IntervalMs(interval_ms) => {
                 now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
             }
@@ -337,7 +343,13 @@ impl PartitionLog {
             self.last_flush_ms = now_ms;
         }
         info.durable = self.state.recovery_point >= self.log_end_offset();
+        info.flush_pending = !info.durable && self.defers_every_batch_flush();
         Ok(info)
+    }
+
+    /// Every append must be durable before its answer, and the owner runs the fsyncs.
+    fn defers_every_batch_flush(&self) -> bool {
+        self.options.group_commit && self.config.flush_policy == FlushPolicy::EveryBatch
     }
 
     /// Seals the active segment (flushing it) and starts a new one at the log end.

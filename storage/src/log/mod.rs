@@ -4,6 +4,7 @@
 //! and return file regions, so an owner may put the log behind a read-write lock.
 
 mod append;
+mod flush;
 mod maintenance;
 mod open;
 mod read;
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use append::AppendInfo;
+pub use flush::{FlushedTo, PendingFlush};
 pub use maintenance::RetentionOutcome;
 pub use open::{RecoveryReport, Truncation};
 pub use read::{FirstBatch, ReadBound, ReadLimits, ReadResult, TimestampMatch};
@@ -30,6 +32,10 @@ pub struct LogOptions {
     /// Bounds open sealed-segment files across all logs that share it.
     pub file_cache: Arc<FileCache>,
     pub syncer: Arc<dyn Syncer>,
+    /// With `FlushPolicy::EveryBatch`, appends leave their fsync to the owner, who runs one
+    /// for many appends ([`PartitionLog::pending_flush`]); their [`AppendInfo::flush_pending`]
+    /// says which must wait for it before being acknowledged.
+    pub group_commit: bool,
 }
 
 impl Default for LogOptions {
@@ -37,6 +43,7 @@ impl Default for LogOptions {
         LogOptions {
             file_cache: Arc::new(FileCache::default()),
             syncer: Arc::new(OsSyncer),
+            group_commit: false,
         }
     }
 }

@@ -322,6 +322,11 @@ impl ActiveSegment {
         Ok(())
     }
 
+    /// The `.log` file and its path, for an fsync run without the log's lock.
+    pub fn shared_file(&self) -> (Arc<File>, PathBuf) {
+        (Arc::clone(&self.file), self.log_path.clone())
+    }
+
     /// Forces the `.log` to disk. The indexes are not synced here: recovery rebuilds or
     /// tail-checks them from the log, so an fsync per append pays for the log alone. They
     /// are synced when the segment seals.

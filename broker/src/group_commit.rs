@@ -1,0 +1,223 @@
+//! Group commit for `flush = "every-batch"`: an append that must be on disk before its answer
+//! waits here. One waiter at a time runs the fsync, on the blocking pool and without the log's
+//! lock; appends made meanwhile are covered by the next fsync, which one of their waiters
+//! runs. So N concurrent produce requests cost about two fsyncs, not N, and the worker
+//! threads keep serving while the disk works.
+
+use std::sync::{Mutex, PoisonError};
+
+use lmq_storage::StorageError;
+use tokio::sync::watch;
+
+use crate::partition::Partition;
+
+#[derive(Debug)]
+pub struct GroupCommit {
+    /// Whether a waiter is running an fsync now.
+    flushing: Mutex<bool>,
+    /// Signalled after every fsync attempt.
+    flushed: watch::Sender<()>,
+}
+
+impl Default for GroupCommit {
+    fn default() -> Self {
+        GroupCommit {
+            flushing: Mutex::new(false),
+            flushed: watch::Sender::new(()),
+        }
+    }
+}
+
+/// Clears the flushing flag and wakes the waiters, also when the flushing task is cancelled.
+struct Flushing<'a>(&'a GroupCommit);
+
+impl Drop for Flushing<'_> {
+    fn drop(&mut self) {
+        *self
+            .0
+            .flushing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = false;
+        self.0.flushed.send_replace(());
+    }
+}
+
+impl GroupCommit {
+    /// Returns once `partition`'s log is on disk below `end_offset` (or below its end, if a
+    /// truncation cut it shorter since).
+    pub async fn flush_to(
+        &self,
+        partition: &Partition,
+        end_offset: i64,
+    ) -> Result<(), StorageError> {
+        loop {
+            let waiter = {
+                let mut flushing = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
+                let done = partition.with_log(|log| {
+                    Ok(log.recovery_point() >= end_offset.min(log.log_end_offset()))
+                })?;
+                if done {
+                    return Ok(());
+                }
+                if *flushing {
+                    // Subscribed under the lock: the running flush's signal cannot be missed.
+                    Some(self.flushed.subscribe())
+                } else {
+                    *flushing = true;
+                    None
+                }
+            };
+            if let Some(mut waiter) = waiter {
+                // The sender lives as long as `self`, so this only returns on a signal.
+                let _ = waiter.changed().await;
+                continue;
+            }
+            let _flushing = Flushing(self);
+            let Some(pending) = partition.with_log(|log| log.pending_flush())? else {
+                continue;
+            };
+            let outcome = tokio::task::spawn_blocking(move || pending.sync())
+                .await
+                .unwrap_or_else(|error| {
+                    Err(StorageError::Poisoned {
+                        path: "fsync task".into(),
+                        reason: error.to_string(),
+                    })
+                });
+            partition.with_log(|log| log.complete_flush(outcome))?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::fs::File;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+
+    use lmq_storage::builder::BatchBuilder;
+    use lmq_storage::{FlushPolicy, LogConfig, LogOptions, PartitionLog, Syncer};
+
+    use super::*;
+
+    /// Counts fsyncs; each waits while the test holds `gate`.
+    #[derive(Debug, Default)]
+    struct GatedSyncer {
+        gate: Mutex<()>,
+        calls: AtomicUsize,
+    }
+
+    impl Syncer for GatedSyncer {
+        fn sync_data(&self, file: &File) -> std::io::Result<()> {
+            let _open = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            file.sync_data()
+        }
+    }
+
+    fn append(partition: &Partition) -> i64 {
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        let info = partition
+            .with_log(|log| log.append(&mut builder.build(), 0, 0))
+            .unwrap();
+        assert!(info.flush_pending, "{info:?}");
+        info.last_offset + 1
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_made_during_an_fsync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(GatedSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Arc::new(Partition::new(0, log));
+        let first_end = append(&partition);
+        let before = syncer.calls.load(Ordering::SeqCst);
+
+        let gate = syncer.gate.lock().unwrap();
+        let first = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(first_end).await }
+        });
+        // The first waiter's fsync is running (held at the gate) ...
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // ... while three more appends arrive and wait.
+        let mut later = Vec::new();
+        for _ in 0..3 {
+            let end = append(&partition);
+            let partition = Arc::clone(&partition);
+            later.push(tokio::spawn(async move { partition.flush_to(end).await }));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!first.is_finished() && later.iter().all(|task| !task.is_finished()));
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            0
+        );
+        drop(gate);
+
+        first.await.unwrap().unwrap();
+        for task in later {
+            task.await.unwrap().unwrap();
+        }
+        assert_eq!(
+            syncer.calls.load(Ordering::SeqCst) - before,
+            2,
+            "one fsync for the first append, one for the three that came during it"
+        );
+        let log_end = partition.with_log(|log| Ok(log.log_end_offset())).unwrap();
+        assert_eq!(log_end, 4);
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            4
+        );
+        assert!(
+            partition
+                .with_log(|log| log.pending_flush())
+                .unwrap()
+                .is_none()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_flusher_hands_over_to_the_next_waiter() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(GatedSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Arc::new(Partition::new(0, log));
+        let end = append(&partition);
+        let gate = syncer.gate.lock().unwrap();
+        let flusher = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(end).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        // The client went away: its request (and the flush it was running) is dropped.
+        flusher.abort();
+        assert!(flusher.await.unwrap_err().is_cancelled());
+        drop(gate);
+        tokio::time::timeout(Duration::from_secs(10), partition.flush_to(end))
+            .await
+            .expect("the next waiter runs the fsync itself")
+            .unwrap();
+    }
+}
