@@ -1,6 +1,7 @@
 //! The network shell: accept connections under a limit, read length-prefixed frames bounded
-//! by `frame_bytes_max`, run each connection's requests one at a time (so responses go out
-//! in request order, as Kafka guarantees), and stop on the shutdown signal.
+//! by `frame_bytes_max`, run each connection's requests one at a time and send the responses
+//! in request order (as Kafka guarantees), and stop on the shutdown signal. A produce waiting
+//! for its fsync or the ISR does not stop the next requests from being read and appended.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,14 +10,18 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::io::{AsyncReadExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::mpsc::error::TryRecvError;
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
-use crate::handler::{Reply, RequestContext, dispatch, error_codes, unsupported_version_response};
+use crate::handler::{
+    Dispatched, Reply, RequestContext, dispatch, error_codes, unsupported_version_response,
+};
 use crate::zero_copy::{Part, splice, write_parts};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
@@ -68,21 +73,59 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
+/// The most answers a connection may have queued (produce requests waiting for their fsync or
+/// the ISR): beyond it, reading the next request waits, so memory stays bounded.
+const ANSWERS_QUEUED_MAX: usize = 64;
+
+/// A request run, its answer on the way.
+struct Outgoing {
+    api_key: ApiKey,
+    api_version: i16,
+    correlation_id: i32,
+    started: Instant,
+    answer: Dispatched,
+}
+
+/// Runs requests one at a time in arrival order, and sends their answers in the same order.
+/// A produce answer waiting for its fsync does not hold up reading and appending the next
+/// requests (so pipelined produces share one fsync); the writing side waits for it.
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     broker: &Broker,
     cluster: &ClusterNode,
-    mut shutdown: watch::Receiver<bool>,
+    shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let (reader, writer) = socket.into_split();
+    let (queue, answers) = mpsc::channel(ANSWERS_QUEUED_MAX);
+    // The reader ends on EOF, shutdown or a bad frame, and the writer then sends what is
+    // queued; a write error ends both.
+    tokio::try_join!(
+        read_requests(reader, peer, broker, cluster, shutdown, queue),
+        write_answers(writer, peer, broker, answers),
+    )?;
+    Ok(())
+}
+
+async fn read_requests(
+    reader: OwnedReadHalf,
+    peer: SocketAddr,
+    broker: &Broker,
+    cluster: &ClusterNode,
+    mut shutdown: watch::Receiver<bool>,
+    queue: mpsc::Sender<Outgoing>,
+) -> std::io::Result<()> {
     let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
     loop {
         let mut prefix = [0u8; 4];
         tokio::select! {
-            read = reader.read_exact(&mut prefix) => { read?; }
+            read = reader.read_exact(&mut prefix) => match read {
+                Ok(_) => {}
+                // The client closed its side: answer what is queued, then close.
+                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(error) => return Err(error),
+            },
             _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
         }
         let length = match frame_length(prefix, broker.config.frame_bytes_max) {
@@ -96,8 +139,7 @@ async fn connection(
         let mut frame = BytesMut::zeroed(length);
         reader.read_exact(&mut frame).await?;
         let started = Instant::now();
-        let (api_key, api_version, correlation_id, response) = match decode_request(frame.freeze())
-        {
+        let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
             Ok(request) => {
                 let (api_key, version, correlation_id) = (
                     request.api_key,
@@ -131,10 +173,10 @@ async fn connection(
                 ApiKey::ApiVersions,
                 0,
                 correlation_id,
-                Some(Reply {
+                Dispatched::Ready(Some(Reply {
                     body: ResponseKind::ApiVersions(unsupported_version_response()),
                     splices: Vec::new(),
-                }),
+                })),
             ),
             Err(error) => {
                 // As Kafka does for requests it cannot parse: log and close the connection.
@@ -143,28 +185,86 @@ async fn connection(
                 return Ok(());
             }
         };
-        let api_name = format!("{api_key:?}");
-        let Some(reply) = response else {
-            broker.metrics.observe_request(&api_name, started, &[]);
-            continue;
+        let outgoing = Outgoing {
+            api_key,
+            api_version,
+            correlation_id,
+            started,
+            answer,
         };
+        if queue.send(outgoing).await.is_err() {
+            // The writer stopped on an error, which it returns.
+            return Ok(());
+        }
+    }
+}
+
+async fn write_answers(
+    writer: OwnedWriteHalf,
+    peer: SocketAddr,
+    broker: &Broker,
+    mut answers: mpsc::Receiver<Outgoing>,
+) -> std::io::Result<()> {
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut next = answers.recv().await;
+    while let Some(outgoing) = next {
+        write_answer(&mut writer, peer, broker, outgoing).await?;
+        // Answers already queued share one write; otherwise send now and wait for more.
+        next = match answers.try_recv() {
+            Ok(outgoing) => Some(outgoing),
+            Err(TryRecvError::Empty) => {
+                writer.flush().await?;
+                answers.recv().await
+            }
+            Err(TryRecvError::Disconnected) => None,
+        };
+    }
+    writer.flush().await
+}
+
+/// Waits for one answer and writes it into the buffer (acks=0 produces have none).
+async fn write_answer(
+    writer: &mut BufWriter<OwnedWriteHalf>,
+    peer: SocketAddr,
+    broker: &Broker,
+    outgoing: Outgoing,
+) -> std::io::Result<()> {
+    let reply = match outgoing.answer {
+        Dispatched::Ready(reply) => reply,
+        Dispatched::Later(reply) => {
+            // What is written so far goes out before the wait.
+            writer.flush().await?;
+            reply.await
+        }
+    };
+    let api_name = format!("{:?}", outgoing.api_key);
+    let Some(reply) = reply else {
         broker
             .metrics
-            .observe_request(&api_name, started, &error_codes(&reply.body));
-        let encoded = encode_response(&reply.body, api_key, api_version, correlation_id)
-            .map_err(|error| error.to_string())
-            .and_then(|bytes| {
-                if reply.splices.is_empty() {
-                    return Ok(vec![Part::Bytes(bytes.freeze())]);
-                }
-                splice(bytes, api_version, &reply.splices).map_err(|error| error.to_string())
-            });
-        match encoded {
-            Ok(parts) => write_parts(&mut writer, AsRef::as_ref, &parts).await?,
-            Err(error) => {
-                tracing::error!(%peer, ?api_key, %error, "encoding a response failed; closing");
-                return Ok(());
-            }
+            .observe_request(&api_name, outgoing.started, &[]);
+        return Ok(());
+    };
+    broker
+        .metrics
+        .observe_request(&api_name, outgoing.started, &error_codes(&reply.body));
+    let encoded = encode_response(
+        &reply.body,
+        outgoing.api_key,
+        outgoing.api_version,
+        outgoing.correlation_id,
+    )
+    .map_err(|error| error.to_string())
+    .and_then(|bytes| {
+        if reply.splices.is_empty() {
+            return Ok(vec![Part::Bytes(bytes.freeze())]);
+        }
+        splice(bytes, outgoing.api_version, &reply.splices).map_err(|error| error.to_string())
+    });
+    match encoded {
+        Ok(parts) => write_parts(writer, AsRef::as_ref, &parts).await,
+        Err(error) => {
+            tracing::error!(%peer, api_key = ?outgoing.api_key, %error, "encoding a response failed; closing");
+            Err(std::io::Error::other(error))
         }
     }
 }

@@ -115,7 +115,8 @@ fn put_unsigned_varint(out: &mut BytesMut, mut value: u64) {
 }
 
 /// Writes `parts` in order: bytes through the buffer, regions with `sendfile` on the
-/// socket once the buffer is flushed.
+/// socket once the buffer is flushed. Bytes after the last region may stay buffered: the
+/// caller flushes once no other answer is ready, so pipelined answers share a write.
 pub async fn write_parts<W>(
     writer: &mut BufWriter<W>,
     socket: impl Fn(&W) -> &TcpStream,
@@ -133,7 +134,7 @@ where
             }
         }
     }
-    writer.flush().await
+    Ok(())
 }
 
 /// `sendfile` until the region is sent. A file shorter than the region (truncated since the
@@ -275,6 +276,7 @@ mod tests {
             write_parts(&mut writer, |socket| socket, &parts)
                 .await
                 .unwrap();
+            writer.flush().await.unwrap();
         });
         let mut client = TcpStream::connect(address).await.unwrap();
         let mut received = Vec::new();

@@ -14,9 +14,11 @@ mod common;
 use std::time::Duration;
 
 use common::requests::{
-    create_topic_request, fetch, init_producer_id_request, metadata_request, name, produce, temp,
+    create_topic_request, fetch, init_producer_id_request, metadata_request, name, produce,
+    produce_request, temp,
 };
 use common::{TestBroker, batch, now_ms};
+use lmq_wire::decode_response;
 use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind};
 
 #[tokio::test]
@@ -51,6 +53,57 @@ async fn everything_acknowledged_is_readable_after_a_crash() {
         "the high watermark is the log end again"
     );
     assert!(lmq_storage::batch::batch_total_bytes(partition.records.as_ref().unwrap()).is_some());
+    broker.stop().await;
+}
+
+/// Pipelined produces under `flush = "every-batch"`: the broker reads and appends the next
+/// requests while earlier ones wait for their fsync (group commit), answers in request order,
+/// and everything answered is on disk.
+#[tokio::test]
+async fn pipelined_produces_are_answered_in_order_and_survive_a_crash() {
+    let dir = temp();
+    let every_batch = |config: &mut lmq_broker::BrokerConfig| {
+        config.log.flush = "every-batch".to_string();
+    };
+    let broker = TestBroker::start_in(dir.path(), every_batch).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["piped"]))
+        .await;
+    let now_ms = now_ms();
+    let mut sent = Vec::new();
+    for round in 0..30 {
+        let records = batch(&["a", "b"], now_ms);
+        let id = client
+            .send(ApiKey::Produce, 9, produce_request("piped", 0, records, 1))
+            .await;
+        sent.push((id, ApiKey::Produce));
+        if round % 10 == 0 {
+            // Other requests between them keep their place in the answers.
+            let id = client
+                .send(ApiKey::Metadata, 12, metadata_request(&["piped"]))
+                .await;
+            sent.push((id, ApiKey::Metadata));
+        }
+    }
+    let mut next_offset = 0;
+    for (id, api_key) in sent {
+        let version = if api_key == ApiKey::Produce { 9 } else { 12 };
+        let frame = client.read_frame().await.expect("an answer");
+        let (received, response) = decode_response(frame, api_key, version).unwrap();
+        assert_eq!(received, id, "answers come in request order");
+        if let ResponseKind::Produce(response) = response {
+            let answer = &response.responses[0].partition_responses[0];
+            assert_eq!((answer.error_code, answer.base_offset), (0, next_offset));
+            next_offset += 2;
+        }
+    }
+    drop(client);
+    broker.crash().await;
+    let broker = TestBroker::start_in(dir.path(), every_batch).await;
+    let mut client = broker.client().await;
+    let response = fetch(&mut client, 12, "piped", 0, 0).await;
+    assert_eq!(response.responses[0].partitions[0].high_watermark, 60);
     broker.stop().await;
 }
 

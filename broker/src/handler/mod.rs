@@ -31,6 +31,9 @@ mod offset_for_leader_epoch;
 mod produce;
 mod sync_group;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
 use lmq_storage::producers::SequenceError;
@@ -66,30 +69,51 @@ pub struct Reply {
     pub splices: Vec<Splice>,
 }
 
-/// Runs one request. `None` means no response is sent (Produce with acks=0).
+/// A request's answer: ready, or (Produce) appended and waiting for its fsync or the ISR.
+/// The connection reads and runs its next requests while a `Later` answer waits, and sends
+/// the answers in request order. `None` means no response is sent (Produce with acks=0).
+// Moved once, into the connection's bounded queue: boxing `Ready` would allocate per request.
+#[allow(clippy::large_enum_variant)]
+pub enum Dispatched {
+    Ready(Option<Reply>),
+    Later(Pin<Box<dyn Future<Output = Option<Reply>> + Send>>),
+}
+
+/// Runs one request.
 pub async fn dispatch(
     broker: &Broker,
     cluster: &ClusterNode,
     context: &RequestContext,
     request: DecodedRequest,
-) -> Option<Reply> {
+) -> Dispatched {
     let version = request.api_version();
     if let RequestKind::Fetch(body) = request.body {
         let (response, splices) = fetch::handle(broker, body, version).await;
-        return Some(Reply {
+        return Dispatched::Ready(Some(Reply {
             body: ResponseKind::Fetch(response),
             splices,
-        });
+        }));
     }
-    dispatch_body(broker, cluster, context, request)
-        .await
-        .map(|body| Reply {
-            body,
-            splices: Vec::new(),
-        })
+    if let RequestKind::Produce(body) = request.body {
+        let appended = produce::append(broker, body, version);
+        return Dispatched::Later(Box::pin(async move {
+            appended.finish().await.map(|response| Reply {
+                body: ResponseKind::Produce(response),
+                splices: Vec::new(),
+            })
+        }));
+    }
+    Dispatched::Ready(
+        dispatch_body(broker, cluster, context, request)
+            .await
+            .map(|body| Reply {
+                body,
+                splices: Vec::new(),
+            }),
+    )
 }
 
-/// Every request but Fetch: the response holds all its bytes.
+/// Every request but Fetch and Produce: the response holds all its bytes.
 async fn dispatch_body(
     broker: &Broker,
     cluster: &ClusterNode,
@@ -104,9 +128,6 @@ async fn dispatch_body(
         RequestKind::Metadata(body) => Some(ResponseKind::Metadata(
             metadata::handle(broker, cluster, body, version).await,
         )),
-        RequestKind::Produce(body) => produce::handle(broker, body, version)
-            .await
-            .map(ResponseKind::Produce),
         RequestKind::ListOffsets(body) => Some(ResponseKind::ListOffsets(list_offsets::handle(
             broker, body, version,
         ))),

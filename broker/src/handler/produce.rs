@@ -21,11 +21,34 @@ use crate::metrics::TopicLabels;
 use crate::partition::{Partition, ReplicaError};
 use crate::replication::AckError;
 
-pub async fn handle(
-    broker: &Broker,
-    request: ProduceRequest,
+/// A produce request whose batches are appended, waiting for their fsync (group commit) and,
+/// with acks=all, for the ISR. The connection may read and append its next requests
+/// meanwhile, so pipelined requests share fsyncs; answers still go out in request order.
+pub struct Appended {
+    response: ProduceResponse,
+    /// (topic index, partition index, partition, offset to flush below).
+    flushes: Vec<(usize, usize, Arc<Partition>, i64)>,
+    waiting: Vec<Waiting>,
+    acks: i16,
+    timeout_ms: i32,
     version: i16,
-) -> Option<ProduceResponse> {
+}
+
+impl Appended {
+    /// The answer, once what it acknowledges is durable; `None` for acks=0.
+    pub async fn finish(mut self) -> Option<ProduceResponse> {
+        if !self.flushes.is_empty() {
+            wait_for_flushes(&mut self.response, self.flushes, self.version).await;
+        }
+        if !self.waiting.is_empty() {
+            wait_for_isr(&mut self.response, self.waiting, self.timeout_ms).await;
+        }
+        (self.acks != 0).then_some(self.response)
+    }
+}
+
+/// Appends each partition's batch; [`Appended::finish`] answers.
+pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Appended {
     let now_ms = broker.now_ms();
     let acks_all = request.acks == -1;
     let mut appended_any = false;
@@ -155,13 +178,14 @@ pub async fn handle(
     if appended_any {
         broker.appended.notify_waiters();
     }
-    if !flushes.is_empty() {
-        wait_for_flushes(&mut response, flushes, version).await;
+    Appended {
+        response,
+        flushes,
+        waiting,
+        acks: request.acks,
+        timeout_ms: request.timeout_ms,
+        version,
     }
-    if !waiting.is_empty() {
-        wait_for_isr(&mut response, waiting, request.timeout_ms).await;
-    }
-    (request.acks != 0).then_some(response)
 }
 
 /// Waits for the fsyncs of every partition's append at once (each partition's group commit
