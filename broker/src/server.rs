@@ -3,18 +3,18 @@
 //! in request order (as Kafka guarantees), and stop on the shutdown signal. A produce waiting
 //! for its fsync or the ISR does not stop the next requests from being read and appended.
 
+use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::BytesMut;
+use bytes::{Buf, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc::error::TryRecvError;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
 
 use crate::broker::Broker;
@@ -73,8 +73,9 @@ pub async fn serve(
     while tasks.join_next().await.is_some() {}
 }
 
-/// The most answers a connection may have queued (produce requests waiting for their fsync or
-/// the ISR): beyond it, reading the next request waits, so memory stays bounded.
+/// The most answers a connection may have waiting (produce requests waiting for their fsync
+/// or the ISR, and the answers behind them): beyond it, reading the next request waits, so
+/// memory stays bounded.
 const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// A request run, its answer on the way.
@@ -86,140 +87,192 @@ struct Outgoing {
     answer: Dispatched,
 }
 
-/// Runs requests one at a time in arrival order, and sends their answers in the same order.
-/// A produce answer waiting for its fsync does not hold up reading and appending the next
-/// requests (so pipelined produces share one fsync); the writing side waits for it.
+/// Reads length-prefixed frames into one growing buffer. Cancel-safe (what was read stays in
+/// the buffer), so a connection can wait for the next request and a pending answer at once.
+struct FrameReader {
+    socket: OwnedReadHalf,
+    buffer: BytesMut,
+    frame_bytes_max: usize,
+}
+
+impl FrameReader {
+    /// The next frame's body; `None` at a clean end of stream.
+    async fn next(&mut self) -> Result<Option<BytesMut>, FrameError> {
+        loop {
+            if let Some(prefix) = self.buffer.first_chunk::<4>() {
+                let length = frame_length(*prefix, self.frame_bytes_max)?;
+                if self.buffer.len() >= 4 + length {
+                    self.buffer.advance(4);
+                    return Ok(Some(self.buffer.split_to(length)));
+                }
+                self.buffer.reserve(4 + length - self.buffer.len());
+            } else {
+                self.buffer.reserve(64 * 1024);
+            }
+            if self.socket.read_buf(&mut self.buffer).await? == 0 {
+                if self.buffer.is_empty() {
+                    return Ok(None);
+                }
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+            }
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Runs requests one at a time in arrival order and sends their answers in the same order.
+/// A produce waiting for its fsync or the ISR does not hold up reading and running the next
+/// requests (so pipelined produces share one fsync): answers queue behind it.
 async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     broker: &Broker,
     cluster: &ClusterNode,
-    shutdown: watch::Receiver<bool>,
+    mut shutdown: watch::Receiver<bool>,
 ) -> std::io::Result<()> {
     socket.set_nodelay(true)?;
     let (reader, writer) = socket.into_split();
-    let (queue, answers) = mpsc::channel(ANSWERS_QUEUED_MAX);
-    // The reader ends on EOF, shutdown or a bad frame, and the writer then sends what is
-    // queued; a write error ends both.
-    tokio::try_join!(
-        read_requests(reader, peer, broker, cluster, shutdown, queue),
-        write_answers(writer, peer, broker, answers),
-    )?;
-    Ok(())
+    let mut frames = FrameReader {
+        socket: reader,
+        buffer: BytesMut::new(),
+        frame_bytes_max: broker.config.frame_bytes_max,
+    };
+    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut queued: VecDeque<Outgoing> = VecDeque::new();
+    loop {
+        // Answers at the head that are ready go out, in order.
+        let mut wrote = false;
+        while queued
+            .front()
+            .is_some_and(|outgoing| matches!(outgoing.answer, Dispatched::Ready(_)))
+        {
+            if let Some(outgoing) = queued.pop_front() {
+                write_answer(&mut writer, peer, broker, outgoing).await?;
+                wrote = true;
+            }
+        }
+        if wrote {
+            writer.flush().await?;
+        }
+        let room = queued.len() < ANSWERS_QUEUED_MAX;
+        let read = if let Some(Outgoing {
+            answer: Dispatched::Later(pending),
+            ..
+        }) = queued.front_mut()
+        {
+            tokio::select! {
+                reply = pending => {
+                    if let Some(head) = queued.front_mut() {
+                        head.answer = Dispatched::Ready(reply);
+                    }
+                    continue;
+                }
+                read = frames.next(), if room => read,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        } else {
+            tokio::select! {
+                read = frames.next() => read,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            }
+        };
+        let frame = match read {
+            Ok(Some(frame)) => frame,
+            Ok(None) => break,
+            Err(FrameError::Io(error)) => return Err(error),
+            Err(FrameError::Wire(error)) => {
+                tracing::warn!(%peer, %error, "closing connection");
+                close_on_error(broker, &error);
+                break;
+            }
+        };
+        let Some(outgoing) = run_request(frame, peer, broker, cluster).await else {
+            break;
+        };
+        if queued.is_empty()
+            && let Dispatched::Ready(_) = outgoing.answer
+        {
+            write_answer(&mut writer, peer, broker, outgoing).await?;
+            writer.flush().await?;
+        } else {
+            queued.push_back(outgoing);
+        }
+    }
+    // The requests already run still get their answers.
+    for outgoing in queued {
+        write_answer(&mut writer, peer, broker, outgoing).await?;
+    }
+    writer.flush().await
 }
 
-async fn read_requests(
-    reader: OwnedReadHalf,
+/// Decodes and runs one request; `None` when the connection must close (a request that
+/// cannot be parsed, as Kafka does).
+async fn run_request(
+    frame: BytesMut,
     peer: SocketAddr,
     broker: &Broker,
     cluster: &ClusterNode,
-    mut shutdown: watch::Receiver<bool>,
-    queue: mpsc::Sender<Outgoing>,
-) -> std::io::Result<()> {
-    let mut reader = BufReader::with_capacity(64 * 1024, reader);
-    loop {
-        let mut prefix = [0u8; 4];
-        tokio::select! {
-            read = reader.read_exact(&mut prefix) => match read {
-                Ok(_) => {}
-                // The client closed its side: answer what is queued, then close.
-                Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-                Err(error) => return Err(error),
-            },
-            _ = shutdown.wait_for(|stop| *stop) => return Ok(()),
-        }
-        let length = match frame_length(prefix, broker.config.frame_bytes_max) {
-            Ok(length) => length,
-            Err(error) => {
-                tracing::warn!(%peer, %error, "closing connection");
-                close_on_error(broker, &error);
-                return Ok(());
-            }
-        };
-        let mut frame = BytesMut::zeroed(length);
-        reader.read_exact(&mut frame).await?;
-        let started = Instant::now();
-        let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
-            Ok(request) => {
-                let (api_key, version, correlation_id) = (
-                    request.api_key,
-                    request.api_version(),
-                    request.correlation_id(),
-                );
-                tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-                let context = RequestContext {
-                    peer,
-                    client_id: request
-                        .header
-                        .client_id
-                        .as_deref()
-                        .unwrap_or_default()
-                        .to_string(),
-                };
-                (
-                    api_key,
-                    version,
-                    correlation_id,
-                    dispatch(broker, cluster, &context, request).await,
-                )
-            }
-            // Kafka answers an ApiVersions it cannot parse with v0 and UNSUPPORTED_VERSION so
-            // the client can pick a version both sides know.
-            Err(WireError::UnsupportedVersion {
+) -> Option<Outgoing> {
+    let started = Instant::now();
+    let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
+        Ok(request) => {
+            let (api_key, version, correlation_id) = (
+                request.api_key,
+                request.api_version(),
+                request.correlation_id(),
+            );
+            tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+            let context = RequestContext {
+                peer,
+                client_id: request
+                    .header
+                    .client_id
+                    .as_deref()
+                    .unwrap_or_default()
+                    .to_string(),
+            };
+            (
                 api_key,
+                version,
                 correlation_id,
-                ..
-            }) if api_key == ApiKey::ApiVersions as i16 => (
-                ApiKey::ApiVersions,
-                0,
-                correlation_id,
-                Dispatched::Ready(Some(Reply {
-                    body: ResponseKind::ApiVersions(unsupported_version_response()),
-                    splices: Vec::new(),
-                })),
-            ),
-            Err(error) => {
-                // As Kafka does for requests it cannot parse: log and close the connection.
-                tracing::warn!(%peer, %error, "closing connection");
-                close_on_error(broker, &error);
-                return Ok(());
-            }
-        };
-        let outgoing = Outgoing {
-            api_key,
-            api_version,
-            correlation_id,
-            started,
-            answer,
-        };
-        if queue.send(outgoing).await.is_err() {
-            // The writer stopped on an error, which it returns.
-            return Ok(());
+                dispatch(broker, cluster, &context, request).await,
+            )
         }
-    }
-}
-
-async fn write_answers(
-    writer: OwnedWriteHalf,
-    peer: SocketAddr,
-    broker: &Broker,
-    mut answers: mpsc::Receiver<Outgoing>,
-) -> std::io::Result<()> {
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
-    let mut next = answers.recv().await;
-    while let Some(outgoing) = next {
-        write_answer(&mut writer, peer, broker, outgoing).await?;
-        // Answers already queued share one write; otherwise send now and wait for more.
-        next = match answers.try_recv() {
-            Ok(outgoing) => Some(outgoing),
-            Err(TryRecvError::Empty) => {
-                writer.flush().await?;
-                answers.recv().await
-            }
-            Err(TryRecvError::Disconnected) => None,
-        };
-    }
-    writer.flush().await
+        // Kafka answers an ApiVersions it cannot parse with v0 and UNSUPPORTED_VERSION so
+        // the client can pick a version both sides know.
+        Err(WireError::UnsupportedVersion {
+            api_key,
+            correlation_id,
+            ..
+        }) if api_key == ApiKey::ApiVersions as i16 => (
+            ApiKey::ApiVersions,
+            0,
+            correlation_id,
+            Dispatched::Ready(Some(Reply {
+                body: ResponseKind::ApiVersions(unsupported_version_response()),
+                splices: Vec::new(),
+            })),
+        ),
+        Err(error) => {
+            tracing::warn!(%peer, %error, "closing connection");
+            close_on_error(broker, &error);
+            return None;
+        }
+    };
+    Some(Outgoing {
+        api_key,
+        api_version,
+        correlation_id,
+        started,
+        answer,
+    })
 }
 
 /// Waits for one answer and writes it into the buffer (acks=0 produces have none).
