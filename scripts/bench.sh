@@ -17,13 +17,14 @@
 # end-to-end and produce latency at 25/50/80% of Kafka's maximum (never at saturation),
 # broker RSS every second (anonymous + shmem; file-mapped pages reported apart), broker
 # CPU-seconds per GB moved, start-up time from exec to the first Metadata answer on an empty
-# data dir, and the machine's ceilings: loopback TCP and sequential disk write with and
-# without fdatasync. Broker on core 0, clients on core 1 (taskset). Every run checks its
-# counts (stored = acknowledged = consumed) and is flagged when the client used >= 90% of its
-# core (client-bound). --quick: 1 and 8 partitions, linger 5 ms, latency and consume under (a)
-# only, ~10 s per measurement (about 7 minutes in all). Full: 1/8/64 partitions, linger 0 and
-# 5 ms, latency and consume under (a) and (b), one zstd run, ~30 s per measurement (172 runs,
-# roughly two hours).
+# data dir and after a clean restart on one with 5 GiB of log (1 GiB with --quick), and the
+# machine's ceilings: loopback TCP and sequential disk write with and without fdatasync.
+# Broker on core 0, clients on core 1 (taskset). Every run checks its counts (stored =
+# acknowledged = consumed) and is flagged when the client used >= 90% of its core
+# (client-bound). --quick: 1 and 8 partitions, linger 5 ms, latency and consume under (a)
+# only, ~10 s per measurement (about 8 minutes in all). Full: 1/8/64 partitions, linger 0 and
+# 5 ms, latency and consume under (a) and (b), one zstd run, ~15 s per measurement (172 runs,
+# about an hour).
 #
 # Output: the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
 #   produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)
@@ -32,8 +33,9 @@
 # the empty-data-dir start-up.
 #
 # Environment: LMQ_BENCH_DIR (work dir; its run/ subdir is removed at start and its data at
-# exit), BENCH_SECONDS (override the per-measurement seconds, an integer), BENCH_BROKER_CPUS /
-# BENCH_CLIENT_CPUS (taskset lists; default 0 and 1 on a machine with 2+ cores).
+# exit), BENCH_SECONDS (override the per-measurement seconds, an integer), BENCH_STARTUP_GIB
+# (GiB of log for the second start-up), BENCH_BROKER_CPUS / BENCH_CLIENT_CPUS (taskset lists;
+# default 0 and 1 on a machine with 2+ cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
@@ -48,11 +50,12 @@ done
 
 if [[ "$MODE" == quick ]]; then
   PARTS=(1 8) LINGERS=(5) LATENCY_DURS=" a " CONSUME_DURS=" a " SECONDS_PER=10 WARMUP_S=2 ZSTD=0
-  WARMUP_LOAD_S=5
+  WARMUP_LOAD_S=5 STARTUP_GIB=1
 else
-  PARTS=(1 8 64) LINGERS=(0 5) LATENCY_DURS=" a b " CONSUME_DURS=" a b " SECONDS_PER=30 WARMUP_S=5
-  ZSTD=1 WARMUP_LOAD_S=15
+  PARTS=(1 8 64) LINGERS=(0 5) LATENCY_DURS=" a b " CONSUME_DURS=" a b " SECONDS_PER=15 WARMUP_S=3
+  ZSTD=1 WARMUP_LOAD_S=15 STARTUP_GIB=5
 fi
+STARTUP_GIB="${BENCH_STARTUP_GIB:-$STARTUP_GIB}"
 if [[ -n "${BENCH_SECONDS:-}" ]]; then
   # Shorter runs keep a fifth of their time as latency warm-up.
   SECONDS_PER="$BENCH_SECONDS"
@@ -326,6 +329,59 @@ measure_durability() { # DUR
   fi
 }
 
+# ---- start-up: exec to the first Metadata answer naming the broker -----------------------
+start_kafka() { # DATA: starts Apache Kafka on $KDIR at $ADDR and records its start-up
+  log "starting Apache Kafka on $ADDR (data dir: $1)"
+  mkdir -p "$KDIR"
+  local tag="kafka-ready-${1// /}" exec_us ready_us
+  timeout 150 taskset -c "$CLIENT_CPUS" "$PERF" wait-metadata --bootstrap "$ADDR" --timeout-s 140 \
+    >"$RUN/out/$tag.json" 2>"$RUN/out/$tag.err" &
+  WAITER=$!
+  taskset -c "$BROKER_CPUS" scripts/kafka.sh broker start "$KDIR" "${ADDR##*:}" >"$RUN/out/$tag.log"
+  BPID="$(cat "$KDIR/kafka.pid")"
+  # The broker JVM's exec instant: its start time in ticks since boot, against /proc/uptime now.
+  exec_us="$(python3 -c '
+import sys, time
+hz = float(sys.argv[2])
+start = int(open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()[19]) / hz
+uptime = float(open("/proc/uptime").read().split()[0]); now = time.time()
+print(int((now - (uptime - start)) * 1e6))' "$BPID" "$HZ")"
+  wait "$WAITER" || die "Apache Kafka never answered Metadata ($(cat "$RUN/out/$tag.err"))"
+  WAITER=""
+  ready_us="$(json_get "$RUN/out/$tag.json" ready_unix_us)"
+  record kind=startup broker=kafka data="$1" log_bytes="$(du -sb "$KDIR/data" | cut -f1)" \
+    ms="$(((ready_us - exec_us) / 1000))" \
+    method="JVM exec (from /proc start time, 10 ms ticks) to first Metadata answer naming a broker"
+}
+
+start_lmq() { # DIR DUR DATA: starts LMQ on DIR/data at $ADDR and records its start-up
+  local flush=os tag="lmq-$2-startup-${3// /}"
+  [[ "$2" == b ]] && flush=every-batch
+  printf '[log]\nflush = "%s"\n\n[group]\ninitial_rebalance_delay_ms = 0\n' "$flush" >"$1/lmq.toml"
+  log "starting LMQ on $ADDR (flush $flush, data dir: $3)"
+  taskset -c "$CLIENT_CPUS" "$PERF" startup --bootstrap "$ADDR" --timeout-s 60 --log "$1/lmq.log" \
+    -- taskset -c "$BROKER_CPUS" "$LMQ" serve --config "$1/lmq.toml" --data-dir "$1/data" \
+    --listen "$ADDR" --admin-listen off >"$RUN/out/$tag.json"
+  LMQ_PID="$(json_get "$RUN/out/$tag.json" pid)"
+  BPID="$LMQ_PID"
+  record kind=startup broker=lmq durability="$2" data="$3" \
+    log_bytes="$(du -sb "$1/data" | cut -f1)" ms="$(json_get "$RUN/out/$tag.json" startup_ms)" \
+    method="exec to first Metadata answer naming a broker (lmq-perf startup)"
+}
+
+# Fills the running broker's log with STARTUP_GIB GiB of 1 KiB records (rdkafka-perf, 8
+# partitions, not measured) for the start-up on a full data dir; the broker then restarts
+# cleanly on it (page cache warm on both brokers).
+fill_log() {
+  local n=$((STARTUP_GIB * 1024 * 1024)) stored
+  "$PERF" create-topic --bootstrap "$ADDR" --topic startup-fill --partitions 8 >/dev/null
+  log "$BROKER: writing $STARTUP_GIB GiB ($n records) for the start-up measurement"
+  client "$BROKER-fill" 1800 "$RDPERF" "$ADDR" startup-fill "$n" "$RECORD" 5 "$BATCH" 1 none ||
+    die "filling $BROKER's log failed"
+  stored="$("$PERF" offsets --bootstrap "$ADDR" --topic startup-fill 2>/dev/null)" || stored='{}'
+  record kind=fill broker="$BROKER" expected="$n" stored="$stored"
+}
+
 # ---- the run ---------------------------------------------------------------------------
 log "building target/release/lmq and lmq-perf, and rdkafka-perf (bench/rdkafka-perf.c)"
 cargo build --release -q -p lmq-broker -p lmq-bench
@@ -420,55 +476,43 @@ record kind=ceilings loopback_mb_per_s="$loopback" loopback_tool="$loopback_tool
 BROKER=kafka
 KDIR="$RUN/kafka"
 ADDR="127.0.0.1:$(free_port)"
-log "starting Apache Kafka on $ADDR (empty data dir)"
-mkdir -p "$KDIR"
-timeout 150 taskset -c "$CLIENT_CPUS" "$PERF" wait-metadata --bootstrap "$ADDR" --timeout-s 140 \
-  >"$RUN/out/kafka-ready.json" 2>"$RUN/out/kafka-ready.err" &
-WAITER=$!
-taskset -c "$BROKER_CPUS" scripts/kafka.sh broker start "$KDIR" "${ADDR##*:}" >"$RUN/out/kafka-start.log"
-BPID="$(cat "$KDIR/kafka.pid")"
-# The broker JVM's exec instant: its start time in ticks since boot, against /proc/uptime now.
-exec_us="$(python3 -c '
-import sys, time
-hz = float(sys.argv[2])
-start = int(open(f"/proc/{sys.argv[1]}/stat").read().rsplit(")", 1)[1].split()[19]) / hz
-uptime = float(open("/proc/uptime").read().split()[0]); now = time.time()
-print(int((now - (uptime - start)) * 1e6))' "$BPID" "$HZ")"
-wait "$WAITER" || die "Apache Kafka never answered Metadata ($(cat "$RUN/out/kafka-ready.err"))"
-WAITER=""
-ready_us="$(json_get "$RUN/out/kafka-ready.json" ready_unix_us)"
-record kind=startup broker=kafka ms="$(((ready_us - exec_us) / 1000))" \
-  method="JVM exec (from /proc start time, 10 ms ticks) to first Metadata answer naming a broker"
+start_kafka empty
 start_sampler "$RUN/rss-kafka.txt"
 warm_up kafka
 measure_durability a
 measure_durability b
 stop_sampler
+fill_log
+# Kafka deletes a topic's files a minute after the topic (file.delete.delay.ms): let it finish,
+# so its restart does not pay for the measurements' topics.
+for _ in $(seq 1 90); do
+  compgen -G "$KDIR/data/*-delete" >/dev/null || break
+  sleep 1
+done
+scripts/kafka.sh broker stop "$KDIR" >/dev/null
+start_kafka "$STARTUP_GIB GiB"
 stop_kafka
+rm -rf "$RUN/kafka/data"
 
-# LMQ: one process per durability, each on an empty data dir.
+# LMQ: one process per durability, each on an empty data dir; the (a) one restarts on its
+# filled data dir.
 BROKER=lmq
 for dur in a b; do
   dir="$RUN/lmq-$dur"
   mkdir -p "$dir"
-  flush=os
-  [[ "$dur" == b ]] && flush=every-batch
-  printf '[log]\nflush = "%s"\n\n[group]\ninitial_rebalance_delay_ms = 0\n' "$flush" >"$dir/lmq.toml"
   ADDR="127.0.0.1:$(free_port)"
-  log "starting LMQ on $ADDR (flush $flush, empty data dir)"
-  taskset -c "$CLIENT_CPUS" "$PERF" startup --bootstrap "$ADDR" --timeout-s 60 --log "$dir/lmq.log" \
-    -- taskset -c "$BROKER_CPUS" "$LMQ" serve --config "$dir/lmq.toml" --data-dir "$dir/data" \
-    --listen "$ADDR" --admin-listen off >"$RUN/out/lmq-$dur-startup.json"
-  LMQ_PID="$(json_get "$RUN/out/lmq-$dur-startup.json" pid)"
-  BPID="$LMQ_PID"
-  record kind=startup broker=lmq durability="$dur" \
-    ms="$(json_get "$RUN/out/lmq-$dur-startup.json" startup_ms)" \
-    method="exec to first Metadata answer naming a broker (lmq-perf startup)"
+  start_lmq "$dir" "$dur" empty
   start_sampler "$RUN/rss-lmq.txt"
   warm_up "$dur"
   measure_durability "$dur"
   stop_sampler
+  if [[ "$dur" == a ]]; then
+    fill_log
+    stop_lmq
+    start_lmq "$dir" "$dur" "$STARTUP_GIB GiB"
+  fi
   stop_lmq
+  rm -rf "$dir/data"
 done
 
 top -bn1 | head -n 15 >"$RUN/top-after.txt" || true
@@ -684,11 +728,27 @@ for dur in ("a", "b"):
     flat.append({"measure": "broker CPU s/GB", "durability": dur, "kafka": ck, "lmq": cl, "ratio": r})
 
 starts = [r for r in rows if r["kind"] == "startup"]
-sk = next((r["ms"] for r in starts if r["broker"] == "kafka"), None)
-sl = next((r["ms"] for r in starts if r["broker"] == "lmq"), None)
-start_ratio = ratio(sl, sk)
-table.append(f"| start-up ms, exec to first Metadata answer, empty data dir | | | | | {fmt(sk, 0)} | {fmt(sl, 1)} | {fmt(start_ratio, 4)} | |")
-flat.append({"measure": "start-up ms", "kafka": sk, "lmq": sl, "ratio": start_ratio})
+fills = {r["broker"]: r for r in rows if r["kind"] == "fill"}
+start_ratio = None
+for data in dict.fromkeys(r.get("data", "empty") for r in starts):
+    pick = lambda broker: next((r for r in starts if r["broker"] == broker and r.get("data", "empty") == data), None)
+    k, l = pick("kafka"), pick("lmq")
+    sk, sl = (k or {}).get("ms"), (l or {}).get("ms")
+    r = ratio(sl, sk)
+    if data == "empty":
+        start_ratio = r
+        label = "empty data dir"
+    else:
+        gib = lambda row: f"{row['log_bytes'] / 2**30:.2f}" if row and row.get("log_bytes") else "?"
+        label = f"data dir with {data} of log (Kafka {gib(k)} GiB, LMQ {gib(l)} GiB on disk), clean restart"
+    note = ""
+    if data != "empty":
+        bad = [b for b in ("kafka", "lmq")
+               if not (fills.get(b) and isinstance(fills[b].get("stored"), dict)
+                       and fills[b]["stored"].get("log_end_total") == fills[b]["expected"])]
+        note = "fill verified on both" if not bad else "fill NOT verified on " + ", ".join(bad)
+    table.append(f"| start-up ms, exec to first Metadata answer, {label} | | | | | {fmt(sk, 0)} | {fmt(sl, 1)} | {fmt(r, 4)} | {note} |")
+    flat.append({"measure": "start-up ms", "data": data, "kafka": sk, "lmq": sl, "ratio": r})
 
 
 def geomean(xs):
