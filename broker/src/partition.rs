@@ -122,14 +122,6 @@ impl Partition {
         self.commit.flush_to(self, end_offset).await
     }
 
-    /// Returns once `info`'s append is as durable as the flush policy wants before an answer.
-    pub async fn flushed(&self, info: &AppendInfo) -> Result<(), StorageError> {
-        if !info.flush_pending {
-            return Ok(());
-        }
-        self.flush_to(info.last_offset + 1).await
-    }
-
     fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -147,6 +147,17 @@ impl Connection {
         version: i16,
         body: RequestKind,
     ) -> Result<ResponseKind> {
+        self.start(api_key, version, body).await?.await
+    }
+
+    /// Writes a request and returns the wait for its answer: requests started one after the
+    /// other reach the broker in that order (a producer's batches of one partition).
+    pub(crate) async fn start(
+        &self,
+        api_key: ApiKey,
+        version: i16,
+        body: RequestKind,
+    ) -> Result<impl std::future::Future<Output = Result<ResponseKind>> + Send + 'static> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(&body, api_key, version, correlation_id, &self.client_id)?;
         let (sender, receiver) = oneshot::channel();
@@ -165,20 +176,28 @@ impl Connection {
                 reason: error.to_string(),
             });
         }
-        match tokio::time::timeout(self.request_timeout, receiver).await {
-            Ok(Ok(response)) => response,
-            Ok(Err(_)) => Err(ClientError::Connection {
-                address: self.address.clone(),
-                reason: "closed while waiting for a response".to_string(),
-            }),
-            Err(_) => {
-                self.forget(correlation_id);
-                Err(ClientError::Timeout {
-                    address: self.address.clone(),
-                    timeout_ms: u64::try_from(self.request_timeout.as_millis()).unwrap_or(u64::MAX),
-                })
+        let address = self.address.clone();
+        let pending = Arc::clone(&self.pending);
+        let timeout = self.request_timeout;
+        Ok(async move {
+            match tokio::time::timeout(timeout, receiver).await {
+                Ok(Ok(response)) => response,
+                Ok(Err(_)) => Err(ClientError::Connection {
+                    address,
+                    reason: "closed while waiting for a response".to_string(),
+                }),
+                Err(_) => {
+                    pending
+                        .lock()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner)
+                        .remove(&correlation_id);
+                    Err(ClientError::Timeout {
+                        address,
+                        timeout_ms: u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+                    })
+                }
             }
-        }
+        })
     }
 
     /// Sends a Produce with acks=0: the broker sends nothing back.

@@ -5,7 +5,8 @@
 //! acknowledged is bounded by `buffer_bytes`: `send` waits (back-pressure) when it is used
 //! up. Idempotence is on by default: one producer id, sequences per partition, one request
 //! in flight per partition, and retries that resend the same batch, so a batch whose answer
-//! was lost is never stored twice. Keys are partitioned as the Java client does (murmur2);
+//! was lost is never stored twice. Without idempotence up to `max_in_flight` requests per
+//! partition are pipelined, written in batch order. Keys are partitioned as the Java client does (murmur2);
 //! keyless records stick to one partition per batch, as Kafka's sticky partitioner does.
 
 use std::collections::{HashMap, VecDeque};
@@ -60,6 +61,11 @@ pub struct ProducerConfig {
     /// Bytes of records sent but not yet acknowledged; `send` waits beyond it (default
     /// 32 MiB).
     pub buffer_bytes: usize,
+    /// Requests in flight per partition without idempotence (default 5, as Kafka's
+    /// `max.in.flight.requests.per.connection`). A partition's batches are written in order,
+    /// but a retried one can land after later ones, as with Kafka. An idempotent producer
+    /// keeps one in flight, so a retry never reorders.
+    pub max_in_flight: usize,
 }
 
 impl Default for ProducerConfig {
@@ -74,6 +80,7 @@ impl Default for ProducerConfig {
             linger: Duration::from_millis(5),
             batch_bytes: 16 * 1024,
             buffer_bytes: 32 * 1024 * 1024,
+            max_in_flight: 5,
         }
     }
 }
@@ -124,7 +131,7 @@ struct Batch {
 struct PartitionQueue {
     open: Option<Batch>,
     ready: VecDeque<Batch>,
-    in_flight: bool,
+    in_flight: usize,
     next_sequence: i32,
 }
 
@@ -285,7 +292,7 @@ impl Producer {
                 .lock()
                 .await
                 .values()
-                .all(|queue| queue.open.is_none() && queue.ready.is_empty() && !queue.in_flight)
+                .all(|queue| queue.open.is_none() && queue.ready.is_empty() && queue.in_flight == 0)
             {
                 break;
             }
@@ -311,7 +318,8 @@ impl Drop for Producer {
 }
 
 /// The background sender: ships batches that are full, lingered long enough, or flushed,
-/// one request in flight per partition.
+/// up to the in-flight limit per partition. It writes each request itself, so a partition's
+/// batches reach the broker in order; tasks of their own wait for the answers.
 async fn sender(inner: Arc<Inner>) {
     loop {
         let wake = inner.wake.notified();
@@ -320,11 +328,7 @@ async fn sender(inner: Arc<Inner>) {
         let drained = drain(&inner).await;
         let idle = drained.is_empty() && all_idle(&inner).await;
         for ((topic, partition), batch, sequence) in drained {
-            let inner = Arc::clone(&inner);
-            tokio::spawn(async move {
-                ship(&inner, &topic, partition, batch, sequence).await;
-                inner.wake.notify_one();
-            });
+            ship(&inner, topic, partition, batch, sequence).await;
         }
         if idle {
             inner.idle.notify_waiters();
@@ -342,33 +346,37 @@ async fn all_idle(inner: &Inner) -> bool {
         .lock()
         .await
         .values()
-        .all(|queue| queue.open.is_none() && queue.ready.is_empty() && !queue.in_flight)
+        .all(|queue| queue.open.is_none() && queue.ready.is_empty() && queue.in_flight == 0)
 }
 
-/// Takes the next sendable batch of every partition that has none in flight.
+/// Takes the sendable batches of every partition, in order, up to its in-flight limit.
 async fn drain(inner: &Inner) -> Vec<((String, i32), Batch, i32)> {
     let flushing = inner.flushing.load(Ordering::Acquire) || inner.closed.load(Ordering::Acquire);
+    let limit = if inner.identity.is_some() {
+        1
+    } else {
+        inner.config.max_in_flight.max(1)
+    };
     let mut queues = inner.queues.lock().await;
     let mut drained = Vec::new();
     for (key, queue) in queues.iter_mut() {
-        if queue.in_flight {
-            continue;
-        }
         let lingered = queue
             .open
             .as_ref()
             .is_some_and(|open| flushing || open.created.elapsed() >= inner.config.linger);
-        let batch = match queue.ready.pop_front() {
-            Some(batch) => batch,
-            None if lingered => match queue.open.take() {
+        while queue.in_flight < limit {
+            let batch = match queue.ready.pop_front() {
                 Some(batch) => batch,
-                None => continue,
-            },
-            None => continue,
-        };
-        queue.in_flight = true;
-        let sequence = queue.next_sequence;
-        drained.push((key.clone(), batch, sequence));
+                None if lingered => match queue.open.take() {
+                    Some(batch) => batch,
+                    None => break,
+                },
+                None => break,
+            };
+            queue.in_flight += 1;
+            let sequence = queue.next_sequence;
+            drained.push((key.clone(), batch, sequence));
+        }
     }
     if !drained.is_empty() {
         // A new batch for keyless records goes to the next partition.
@@ -377,22 +385,54 @@ async fn drain(inner: &Inner) -> Vec<((String, i32), Batch, i32)> {
     drained
 }
 
-/// Sends one batch with retries, answers its waiters and frees its partition.
-async fn ship(inner: &Inner, topic: &str, partition: i32, batch: Batch, sequence: i32) {
-    let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
+/// Writes one batch's request, then leaves a task to wait for its answer (retrying as
+/// configured), answer its waiters and free its partition's slot.
+async fn ship(inner: &Arc<Inner>, topic: String, partition: i32, batch: Batch, sequence: i32) {
     let stamp = inner.identity.map(|identity| ProducerStamp {
         producer_id: identity.producer_id,
         producer_epoch: identity.producer_epoch,
         base_sequence: sequence,
     });
-    let outcome = match encode_batch(&batch.records, inner.config.codec, stamp) {
-        Ok(bytes) => produce_with_retries(inner, topic, partition, bytes).await,
-        Err(error) => Err(ClientError::from(error)),
+    let encoded =
+        encode_batch(&batch.records, inner.config.codec, stamp).map_err(ClientError::from);
+    let started = match &encoded {
+        Ok(bytes) => Some(start_produce(inner, &topic, partition, bytes.clone()).await),
+        Err(_) => None,
     };
+    let inner = Arc::clone(inner);
+    tokio::spawn(async move {
+        let outcome = match (encoded, started) {
+            (Ok(bytes), Some(started)) => {
+                let first = match started {
+                    Ok(answer) => answer.await,
+                    Err(error) => Err(error),
+                };
+                produce_with_retries(&inner, &topic, partition, bytes, first).await
+            }
+            (Err(error), _) => Err(error),
+            (Ok(_), None) => Err(ClientError::UnexpectedResponse(
+                "a batch was not sent".to_string(),
+            )),
+        };
+        settle(&inner, &topic, partition, batch, sequence, outcome).await;
+        inner.wake.notify_one();
+    });
+}
+
+/// Frees the partition's slot and answers the batch's waiters.
+async fn settle(
+    inner: &Inner,
+    topic: &str,
+    partition: i32,
+    batch: Batch,
+    sequence: i32,
+    outcome: Result<i64>,
+) {
+    let count = i32::try_from(batch.records.len()).unwrap_or(i32::MAX);
     {
         let mut queues = inner.queues.lock().await;
         if let Some(queue) = queues.get_mut(&(topic.to_string(), partition)) {
-            queue.in_flight = false;
+            queue.in_flight = queue.in_flight.saturating_sub(1);
             if outcome.is_ok() {
                 queue.next_sequence = sequence.wrapping_add(count) & i32::MAX;
             }
@@ -421,28 +461,44 @@ async fn ship(inner: &Inner, topic: &str, partition: i32, batch: Batch, sequence
     }
 }
 
+/// Retries a batch whose first attempt ended in `first`, as configured.
 async fn produce_with_retries(
     inner: &Inner,
     topic: &str,
     partition: i32,
     batch: Bytes,
+    first: Result<i64>,
 ) -> Result<i64> {
+    let mut outcome = first;
     let mut attempt = 0;
     loop {
-        match produce_once(inner, topic, partition, batch.clone()).await {
+        match outcome {
             Ok(offset) => return Ok(offset),
             Err(error) if attempt < inner.config.retries && error.is_retriable() => {
                 attempt += 1;
                 tracing::debug!(topic, partition, attempt, %error, "retrying produce");
                 inner.cluster.invalidate(topic).await;
                 tokio::time::sleep(inner.config.retry_backoff * attempt).await;
+                outcome = match start_produce(inner, topic, partition, batch.clone()).await {
+                    Ok(answer) => answer.await,
+                    Err(error) => Err(error),
+                };
             }
             Err(error) => return Err(error),
         }
     }
 }
 
-async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) -> Result<i64> {
+/// The answer to a written produce request: the batch's base offset (-1 with acks=0).
+type ProduceAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64>> + Send>>;
+
+/// Writes a produce request for one batch to the partition's leader.
+async fn start_produce(
+    inner: &Inner,
+    topic: &str,
+    partition: i32,
+    batch: Bytes,
+) -> Result<ProduceAnswer> {
     let connection = inner.cluster.leader(topic, partition).await?;
     let mut data = PartitionProduceData::default();
     data.index = partition;
@@ -459,17 +515,25 @@ async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) 
     };
     request.timeout_ms = 30_000;
     request.topic_data = vec![topic_data];
+    let version = connection.version(ApiKey::Produce, 3..=11)?;
     if inner.config.acks == Acks::None {
-        let version = connection.version(ApiKey::Produce, 3..=11)?;
         connection
             .send_without_response(ApiKey::Produce, version, RequestKind::Produce(request))
             .await?;
-        return Ok(-1);
+        return Ok(Box::pin(std::future::ready(Ok(-1))));
     }
-    let ResponseKind::Produce(response) = connection
-        .call(ApiKey::Produce, 3..=11, RequestKind::Produce(request))
-        .await?
-    else {
+    let answer = connection
+        .start(ApiKey::Produce, version, RequestKind::Produce(request))
+        .await?;
+    let context = format!("produce to {topic}-{partition}");
+    Ok(Box::pin(
+        async move { base_offset(answer.await?, &context) },
+    ))
+}
+
+/// The base offset a produce answer gives one batch, or its error.
+fn base_offset(response: ResponseKind, context: &str) -> Result<i64> {
+    let ResponseKind::Produce(response) = response else {
         return Err(ClientError::UnexpectedResponse("Produce".to_string()));
     };
     let answer = response
@@ -479,7 +543,7 @@ async fn produce_once(inner: &Inner, topic: &str, partition: i32, batch: Bytes) 
         .next()
         .ok_or_else(|| ClientError::UnexpectedResponse("Produce".to_string()))?;
     if let Some(error) = ClientError::from_code(
-        &format!("produce to {topic}-{partition}"),
+        context,
         answer.error_code,
         answer.error_message.map(|message| message.to_string()),
     ) {

@@ -15,7 +15,9 @@ use std::collections::BTreeMap;
 
 use bytes::Bytes;
 use common::{Target, targets, unique};
-use lmq::{Admin, Codec, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, Record};
+use lmq::{
+    Acks, Admin, Codec, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, Record,
+};
 
 async fn consumer(target: &Target) -> Consumer {
     Consumer::connect(ConsumerConfig {
@@ -133,57 +135,65 @@ async fn keyless_sends_spread_and_offsets_are_consecutive() {
 #[tokio::test]
 async fn pipelined_sends_are_batched_in_order_within_a_small_buffer() {
     for target in targets().await {
-        let topic = unique("pipelined");
-        Admin::connect(target.client())
-            .await
-            .unwrap()
-            .create_topic(&topic, 1, 1, &BTreeMap::new())
-            .await
-            .unwrap();
-        let producer = Producer::connect(ProducerConfig {
-            client: target.client(),
-            linger: std::time::Duration::from_millis(20),
-            batch_bytes: 8 * 1024,
-            // Far smaller than the data: sends must wait for acknowledgements to free space.
-            buffer_bytes: 16 * 1024,
-            ..ProducerConfig::default()
-        })
-        .await
-        .unwrap();
-        let mut pending = Vec::new();
-        for index in 0..2_000 {
-            let record = Record {
-                partition: Some(0),
-                value: Some(Bytes::from(format!("{index:0>100}"))),
-                ..Record::default()
-            };
-            pending.push(producer.enqueue(&topic, record).await.unwrap());
-        }
-        let mut offsets = Vec::new();
-        for delivery in pending {
-            offsets.push(delivery.await.unwrap().unwrap().offset);
-        }
-        assert_eq!(
-            offsets,
-            (0..2_000).collect::<Vec<i64>>(),
-            "{}: in order, each once",
-            target.name()
-        );
-        producer.flush().await;
-        let mut consumer = consumer(&target).await;
-        consumer
-            .assign(&topic, 0, OffsetSpec::Earliest)
+        // Idempotent (one request in flight), then acks=1 with five in flight per partition.
+        for idempotent in [true, false] {
+            let topic = unique("pipelined");
+            Admin::connect(target.client())
+                .await
+                .unwrap()
+                .create_topic(&topic, 1, 1, &BTreeMap::new())
+                .await
+                .unwrap();
+            let producer = Producer::connect(ProducerConfig {
+                client: target.client(),
+                linger: std::time::Duration::from_millis(20),
+                batch_bytes: 8 * 1024,
+                // Far smaller than the data: sends must wait for acknowledgements to free
+                // space; room for several batches at once without idempotence.
+                buffer_bytes: if idempotent { 16 * 1024 } else { 64 * 1024 },
+                acks: if idempotent { Acks::All } else { Acks::Leader },
+                idempotent,
+                ..ProducerConfig::default()
+            })
             .await
             .unwrap();
-        let mut read = Vec::new();
-        while read.len() < 2_000 {
-            read.extend(consumer.poll().await.unwrap());
+            let mut pending = Vec::new();
+            for index in 0..2_000 {
+                let record = Record {
+                    partition: Some(0),
+                    value: Some(Bytes::from(format!("{index:0>100}"))),
+                    ..Record::default()
+                };
+                pending.push(producer.enqueue(&topic, record).await.unwrap());
+            }
+            let mut offsets = Vec::new();
+            for delivery in pending {
+                offsets.push(delivery.await.unwrap().unwrap().offset);
+            }
+            assert_eq!(
+                offsets,
+                (0..2_000).collect::<Vec<i64>>(),
+                "{} (idempotent: {idempotent}): in order, each once",
+                target.name()
+            );
+            producer.flush().await;
+            let mut consumer = consumer(&target).await;
+            consumer
+                .assign(&topic, 0, OffsetSpec::Earliest)
+                .await
+                .unwrap();
+            let mut read = Vec::new();
+            while read.len() < 2_000 {
+                read.extend(consumer.poll().await.unwrap());
+            }
+            for (index, record) in read.iter().enumerate().take(2_000) {
+                assert_eq!(
+                    record.value.as_deref(),
+                    Some(format!("{index:0>100}").as_bytes())
+                );
+            }
+            producer.close().await;
         }
-        assert_eq!(
-            read[1_999].value.as_deref(),
-            Some(format!("{:0>100}", 1_999).as_bytes())
-        );
-        producer.close().await;
         target.finish().await;
     }
 }

@@ -1,7 +1,11 @@
 //! Produce: append each partition's batches as received (offsets assigned in place), answer
 //! per partition. acks=0 gets no response at all, as in Kafka. In a cluster only the leader
 //! appends, and acks=all waits (up to the request's timeout) until the ISR has the batch.
+//! With `flush = "every-batch"` the answer also waits for the partition's group commit.
 
+use std::sync::Arc;
+
+use futures_util::future::join_all;
 use lmq_wire::protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
@@ -9,10 +13,6 @@ use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
 
 use lmq_storage::batch::batch_total_bytes;
 use lmq_wire::protocol::ResponseError;
-
-use std::sync::Arc;
-
-use futures_util::future::join_all;
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, str_bytes};
 use crate::broker::Broker;
