@@ -23,8 +23,8 @@
 # acknowledged = consumed) and is flagged when the client used >= 90% of its core
 # (client-bound). --quick: 1 and 8 partitions, linger 5 ms, latency and consume under (a)
 # only, ~10 s per measurement (about 8 minutes in all). Full: 1/8/64 partitions, linger 0 and
-# 5 ms, latency and consume under (a) and (b), one zstd run, ~15 s per measurement (172 runs,
-# about an hour).
+# 5 ms, latency and consume under (a) and (b), one zstd run, ~15 s per measurement (198 runs,
+# about 40 minutes).
 #
 # Output: the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
 #   produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)

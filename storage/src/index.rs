@@ -294,6 +294,26 @@ impl OffsetIndex {
         self.file.push(&bytes);
     }
 
+    /// Index of the last entry whose batch starts at or before byte `position`.
+    pub fn floor_by_position(&self, position: u64) -> Option<usize> {
+        floor_entry(
+            self.len(),
+            false,
+            |index| i64::from(self.entry(index).position),
+            i64::try_from(position).unwrap_or(i64::MAX),
+        )
+    }
+
+    /// Index of the last entry whose batch starts at or before `relative_offset`.
+    pub fn floor_by_offset(&self, relative_offset: u32) -> Option<usize> {
+        floor_entry(
+            self.len(),
+            false,
+            |index| i64::from(self.entry(index).relative_offset),
+            i64::from(relative_offset),
+        )
+    }
+
     /// The entry of the last indexed batch starting at or before `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
         floor_entry(

@@ -550,3 +550,67 @@ fn open_sealed_segment_files_stay_within_the_shared_cache() {
     assert_eq!(read_all(&log).len(), 60);
     assert_eq!(cache.open_files(), 2);
 }
+
+/// Reads jump over whole batches by the offset index and walk only the last headers: the
+/// region and its record count match a walk over every batch, for any start, size limit and
+/// high watermark.
+#[test]
+fn index_assisted_reads_match_a_walk_over_every_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        index_interval_bytes: 300,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(dir.path(), &config);
+    // (base offset, last offset, bytes) of batches of 1-4 records and varied sizes.
+    let mut batches = Vec::new();
+    for seed in 0..120u64 {
+        let bytes = batch(
+            1 + (seed % 4) as usize,
+            40 + (seed * 37 % 200) as usize,
+            seed,
+            0,
+        );
+        let (base, last) = append(&mut log, &bytes);
+        batches.push((base, last, bytes.len() as u64));
+    }
+    let log_end = log.log_end_offset();
+    for high_watermark in [log_end, log_end / 2, 7] {
+        log.set_high_watermark(high_watermark);
+        for start in (0..log_end).step_by(3) {
+            for max_bytes in [1, 100, 500, 1_000, 4_096, 20_000, u64::MAX] {
+                let limits = ReadLimits {
+                    max_bytes,
+                    bound: ReadBound::HighWatermark,
+                    first_batch: FirstBatch::Whole,
+                };
+                let read = log.read(start, limits).unwrap();
+                let first = batches
+                    .iter()
+                    .position(|&(_, last, _)| last >= start)
+                    .unwrap();
+                let mut expected = None;
+                if batches[first].1 < high_watermark {
+                    let (mut length, mut records) = (0u64, 0u64);
+                    for &(base, last, bytes) in &batches[first..] {
+                        let fits = length == 0 || length + bytes <= max_bytes;
+                        if last >= high_watermark || !fits {
+                            break;
+                        }
+                        length += bytes;
+                        records += (last - base + 1) as u64;
+                    }
+                    expected = Some((length, records));
+                }
+                let got = read
+                    .region
+                    .as_ref()
+                    .map(|region| (region.length, read.records));
+                assert_eq!(
+                    got, expected,
+                    "start {start}, max_bytes {max_bytes}, high watermark {high_watermark}"
+                );
+            }
+        }
+    }
+}

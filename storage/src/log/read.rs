@@ -37,7 +37,8 @@ pub struct ReadResult {
     /// `None` when there is nothing to return yet (at the bound, or the first batch does not
     /// fit and [`FirstBatch::WithinMaxBytes`] was asked).
     pub region: Option<FileRegion>,
-    /// Records in `region`, counted from its batch headers.
+    /// Records in `region`, counted from its batch headers (and the offsets of the batches
+    /// the index skipped).
     pub records: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -86,10 +87,7 @@ impl PartitionLog {
             found = self
                 .first_found(offset, |view, target| match view.find(target)? {
                     None => Ok(Found::NotHere),
-                    Some(first) => {
-                        region_from(view.file, view.path, view.size_bytes, first, window)
-                            .map(Found::Here)
-                    }
+                    Some(first) => region_from(&view, first, window).map(Found::Here),
                 })?
                 .flatten();
         }

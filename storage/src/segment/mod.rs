@@ -68,12 +68,12 @@ pub(crate) fn find_batch(
 }
 
 /// From the batch `first`, extends the region over following batches within `window`; with
-/// the number of records in it (from the batch headers, so counting costs no read).
-/// `None` when not even the first batch fits.
+/// the number of records in it. The offset index jumps over the whole batches that surely fit
+/// (one entry per `index.interval.bytes`); only the last few batch headers are read. Records
+/// are counted from the headers read plus the offsets jumped over (the same while batches
+/// carry no offset gaps, which LMQ's logs do not). `None` when not even the first batch fits.
 pub(crate) fn region_from(
-    file: &Arc<File>,
-    path: &Path,
-    size_bytes: u64,
+    view: &SegmentView<'_>,
     first: BatchHeader,
     window: ReadWindow,
 ) -> Result<Option<(FileRegion, u64)>> {
@@ -85,7 +85,17 @@ pub(crate) fn region_from(
     }
     let mut end = first.end_position();
     let mut records = u64::from(first.records_count);
-    while let Some(next) = read_header_at(file, path, end, size_bytes)? {
+    // Every batch before the indexed one starting within the byte limit (and at or below the
+    // offset bound) fits: they end where it starts.
+    let limit = first.position.saturating_add(window.max_bytes);
+    if let Some((position, base_offset)) = view.indexed_batch_before(limit, window.end_offset)
+        && position > end
+        && position < view.size_bytes
+    {
+        records += u64::try_from(base_offset - first.last_offset - 1).unwrap_or(0);
+        end = position;
+    }
+    while let Some(next) = read_header_at(view.file, view.path, end, view.size_bytes)? {
         if next.last_offset >= window.end_offset
             || next.end_position() - first.position > window.max_bytes
         {
@@ -95,7 +105,7 @@ pub(crate) fn region_from(
         records += u64::from(next.records_count);
     }
     let region = FileRegion {
-        file: Arc::clone(file),
+        file: Arc::clone(view.file),
         position: first.position,
         length: end - first.position,
     };
@@ -121,6 +131,18 @@ impl SegmentView<'_> {
         self.offset_index
             .lookup(relative)
             .map_or(0, |entry| u64::from(entry.position))
+    }
+
+    /// The last indexed batch starting at or before byte `position` whose base offset is at
+    /// or below `end_offset`: its position and base offset.
+    pub fn indexed_batch_before(&self, position: u64, end_offset: i64) -> Option<(u64, i64)> {
+        let by_position = self.offset_index.floor_by_position(position)?;
+        let relative_end =
+            u32::try_from((end_offset - self.base_offset).max(0)).unwrap_or(u32::MAX);
+        let by_offset = self.offset_index.floor_by_offset(relative_end)?;
+        let entry = self.offset_index.entry(by_position.min(by_offset));
+        let base_offset = self.base_offset + i64::from(entry.relative_offset);
+        (base_offset <= end_offset).then_some((u64::from(entry.position), base_offset))
     }
 
     /// The batch holding `offset` (or the first after it), through the sparse index.
