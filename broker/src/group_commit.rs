@@ -126,11 +126,8 @@ mod tests {
         info.last_offset + 1
     }
 
-    // The std guard is the point: it holds the fsync on its blocking-pool thread.
-    #[allow(clippy::await_holding_lock)]
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn appends_made_during_an_fsync_share_the_next_one() {
-        let dir = tempfile::tempdir().unwrap();
+    /// A partition whose log (group commit, `EveryBatch`) fsyncs through a [`GatedSyncer`].
+    fn gated_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<GatedSyncer>) {
         let syncer = Arc::new(GatedSyncer::default());
         let options = LogOptions {
             syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
@@ -141,8 +138,16 @@ mod tests {
             flush_policy: FlushPolicy::EveryBatch,
             ..LogConfig::default()
         };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Arc::new(Partition::new(0, log));
+        let (log, _) = PartitionLog::open(dir, config, options, 0).unwrap();
+        (Arc::new(Partition::new(0, log)), syncer)
+    }
+
+    // The std guard is the point: it holds the fsync on its blocking-pool thread.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn appends_made_during_an_fsync_share_the_next_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, syncer) = gated_partition(dir.path());
         let first_end = append(&partition);
         let before = syncer.calls.load(Ordering::SeqCst);
 
@@ -195,18 +200,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_flusher_hands_over_to_the_next_waiter() {
         let dir = tempfile::tempdir().unwrap();
-        let syncer = Arc::new(GatedSyncer::default());
-        let options = LogOptions {
-            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::EveryBatch,
-            ..LogConfig::default()
-        };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Arc::new(Partition::new(0, log));
+        let (partition, syncer) = gated_partition(dir.path());
         let end = append(&partition);
         let gate = syncer.gate.lock().unwrap();
         let flusher = tokio::spawn({
