@@ -393,26 +393,22 @@ async fn ship(inner: &Arc<Inner>, topic: String, partition: i32, batch: Batch, s
         producer_epoch: identity.producer_epoch,
         base_sequence: sequence,
     });
-    let encoded =
-        encode_batch(&batch.records, inner.config.codec, stamp).map_err(ClientError::from);
-    let started = match &encoded {
-        Ok(bytes) => Some(start_produce(inner, &topic, partition, bytes.clone()).await),
-        Err(_) => None,
+    // The first attempt is written here, in the sender's order; its answer is awaited below.
+    let attempt = match encode_batch(&batch.records, inner.config.codec, stamp) {
+        Ok(bytes) => {
+            let started = start_produce(inner, &topic, partition, bytes.clone()).await;
+            Ok((bytes, started))
+        }
+        Err(error) => Err(ClientError::from(error)),
     };
     let inner = Arc::clone(inner);
     tokio::spawn(async move {
-        let outcome = match (encoded, started) {
-            (Ok(bytes), Some(started)) => {
-                let first = match started {
-                    Ok(answer) => answer.await,
-                    Err(error) => Err(error),
-                };
+        let outcome = match attempt {
+            Ok((bytes, started)) => {
+                let first = answered(started).await;
                 produce_with_retries(&inner, &topic, partition, bytes, first).await
             }
-            (Err(error), _) => Err(error),
-            (Ok(_), None) => Err(ClientError::UnexpectedResponse(
-                "a batch was not sent".to_string(),
-            )),
+            Err(error) => Err(error),
         };
         settle(&inner, &topic, partition, batch, sequence, outcome).await;
         inner.wake.notify_one();
@@ -479,10 +475,8 @@ async fn produce_with_retries(
                 tracing::debug!(topic, partition, attempt, %error, "retrying produce");
                 inner.cluster.invalidate(topic).await;
                 tokio::time::sleep(inner.config.retry_backoff * attempt).await;
-                outcome = match start_produce(inner, topic, partition, batch.clone()).await {
-                    Ok(answer) => answer.await,
-                    Err(error) => Err(error),
-                };
+                outcome =
+                    answered(start_produce(inner, topic, partition, batch.clone()).await).await;
             }
             Err(error) => return Err(error),
         }
@@ -529,6 +523,11 @@ async fn start_produce(
     Ok(Box::pin(
         async move { base_offset(answer.await?, &context) },
     ))
+}
+
+/// Waits for the answer of a request that was written, or passes on why it was not.
+async fn answered(started: Result<ProduceAnswer>) -> Result<i64> {
+    started?.await
 }
 
 /// The base offset a produce answer gives one batch, or its error.

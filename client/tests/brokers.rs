@@ -19,6 +19,16 @@ use lmq::{
     Acks, Admin, Codec, Consumer, ConsumerConfig, OffsetSpec, Producer, ProducerConfig, Record,
 };
 
+/// Creates `topic` with `partitions` partitions, one replica.
+async fn create_topic(target: &Target, topic: &str, partitions: i32) {
+    Admin::connect(target.client())
+        .await
+        .unwrap()
+        .create_topic(topic, partitions, 1, &BTreeMap::new())
+        .await
+        .unwrap();
+}
+
 async fn consumer(target: &Target) -> Consumer {
     Consumer::connect(ConsumerConfig {
         client: target.client(),
@@ -101,12 +111,7 @@ async fn produce_and_consume_round_trip_with_every_codec() {
 async fn keyless_sends_spread_and_offsets_are_consecutive() {
     for target in targets().await {
         let topic = unique("spread");
-        Admin::connect(target.client())
-            .await
-            .unwrap()
-            .create_topic(&topic, 3, 1, &BTreeMap::new())
-            .await
-            .unwrap();
+        create_topic(&target, &topic, 3).await;
         let producer = Producer::connect(ProducerConfig {
             client: target.client(),
             ..ProducerConfig::default()
@@ -138,12 +143,7 @@ async fn pipelined_sends_are_batched_in_order_within_a_small_buffer() {
         // Idempotent (one request in flight), then acks=1 with five in flight per partition.
         for idempotent in [true, false] {
             let topic = unique("pipelined");
-            Admin::connect(target.client())
-                .await
-                .unwrap()
-                .create_topic(&topic, 1, 1, &BTreeMap::new())
-                .await
-                .unwrap();
+            create_topic(&target, &topic, 1).await;
             let producer = Producer::connect(ProducerConfig {
                 client: target.client(),
                 linger: std::time::Duration::from_millis(20),

@@ -11,30 +11,11 @@
 
 mod common;
 
-use std::fs::File;
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use common::{batch, read_all};
-use lmq_storage::{FlushPolicy, LogConfig, LogOptions, PartitionLog, StorageError, Syncer};
-
-/// Fails every fsync while `failing` is set, like a disk returning EIO.
-#[derive(Debug, Default)]
-struct FlakySyncer {
-    failing: AtomicBool,
-    calls: AtomicUsize,
-}
-
-impl Syncer for FlakySyncer {
-    fn sync_data(&self, file: &File) -> io::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected EIO"));
-        }
-        file.sync_data()
-    }
-}
+use common::{FlakySyncer, batch, read_all};
+use lmq_storage::{FlushPolicy, LogConfig, LogOptions, PartitionLog, StorageError};
 
 fn open(dir: &std::path::Path, config: LogConfig, syncer: Arc<FlakySyncer>) -> PartitionLog {
     let options = LogOptions {

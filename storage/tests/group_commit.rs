@@ -12,32 +12,14 @@
 
 mod common;
 
-use std::fs::File;
-use std::io;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
-use common::batch;
+use common::{FlakySyncer, batch};
 use lmq_storage::builder::BatchBuilder;
 use lmq_storage::{FlushPolicy, LogConfig, LogOptions, PartitionLog, StorageError, Syncer};
 
-#[derive(Debug, Default)]
-struct CountingSyncer {
-    failing: AtomicBool,
-    calls: AtomicUsize,
-}
-
-impl Syncer for CountingSyncer {
-    fn sync_data(&self, file: &File) -> io::Result<()> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        if self.failing.load(Ordering::SeqCst) {
-            return Err(io::Error::other("injected EIO"));
-        }
-        file.sync_data()
-    }
-}
-
-fn open(dir: &std::path::Path, config: LogConfig, syncer: &Arc<CountingSyncer>) -> PartitionLog {
+fn open(dir: &std::path::Path, config: LogConfig, syncer: &Arc<FlakySyncer>) -> PartitionLog {
     let options = LogOptions {
         syncer: Arc::clone(syncer) as Arc<dyn Syncer>,
         group_commit: true,
@@ -56,7 +38,7 @@ fn every_batch() -> LogConfig {
 #[test]
 fn one_fsync_covers_every_append_before_it() {
     let dir = tempfile::tempdir().unwrap();
-    let syncer = Arc::new(CountingSyncer::default());
+    let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), every_batch(), &syncer);
     // The first append checkpoints its new leader epoch (fsyncs of the state file).
     log.append(&mut batch(2, 50, 0, 0), 0, 0).unwrap();
@@ -93,7 +75,7 @@ fn one_fsync_covers_every_append_before_it() {
 #[test]
 fn other_policies_and_plain_logs_never_ask_for_a_group_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let syncer = Arc::new(CountingSyncer::default());
+    let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), LogConfig::default(), &syncer);
     let info = log.append(&mut batch(2, 50, 0, 0), 0, 0).unwrap();
     assert!(!info.durable && !info.flush_pending, "{info:?}");
@@ -109,7 +91,7 @@ fn other_policies_and_plain_logs_never_ask_for_a_group_flush() {
 #[test]
 fn a_flush_of_a_truncated_segment_moves_nothing() {
     let dir = tempfile::tempdir().unwrap();
-    let syncer = Arc::new(CountingSyncer::default());
+    let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), every_batch(), &syncer);
     for seed in 0..3 {
         log.append(&mut batch(2, 50, seed, 0), 0, 0).unwrap();
@@ -130,7 +112,7 @@ fn a_flush_of_a_truncated_segment_moves_nothing() {
 #[test]
 fn a_retried_batch_waits_for_the_flush_of_its_original() {
     let dir = tempfile::tempdir().unwrap();
-    let syncer = Arc::new(CountingSyncer::default());
+    let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), every_batch(), &syncer);
     let producer_batch = || {
         let mut builder = BatchBuilder::new(0).producer(7, 0, 0);
@@ -152,7 +134,7 @@ fn a_retried_batch_waits_for_the_flush_of_its_original() {
 #[test]
 fn a_failed_group_fsync_poisons_the_log() {
     let dir = tempfile::tempdir().unwrap();
-    let syncer = Arc::new(CountingSyncer::default());
+    let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), every_batch(), &syncer);
     log.append(&mut batch(2, 50, 0, 0), 0, 0).unwrap();
     syncer.failing.store(true, Ordering::SeqCst);

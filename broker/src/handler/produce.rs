@@ -207,16 +207,11 @@ async fn wait_for_flushes(
             continue;
         };
         tracing::warn!(%error, "produce not acknowledged: fsync failed");
-        if let Some(answer) = response
-            .responses
-            .get_mut(*topic)
-            .and_then(|topic| topic.partition_responses.get_mut(*partition))
+        if let Some(answer) =
+            unacknowledge(response, *topic, *partition, storage_error_code(&error))
+            && version >= 8
         {
-            answer.error_code = storage_error_code(&error);
-            answer.base_offset = -1;
-            if version >= 8 {
-                answer.error_message = Some(str_bytes(error.to_string()));
-            }
+            answer.error_message = Some(str_bytes(error.to_string()));
         }
     }
 }
@@ -244,15 +239,25 @@ async fn wait_for_isr(response: &mut ProduceResponse, waiting: Vec<Waiting>, tim
             Ok(Err(_)) => ResponseError::NotLeaderOrFollower.code(),
             Err(_) => ResponseError::RequestTimedOut.code(),
         };
-        if let Some(answer) = response
-            .responses
-            .get_mut(topic)
-            .and_then(|topic| topic.partition_responses.get_mut(partition))
-        {
-            answer.error_code = code;
-            answer.base_offset = -1;
-        }
+        unacknowledge(response, topic, partition, code);
     }
+}
+
+/// Turns an appended partition's answer into an error: the append is not acknowledged.
+fn unacknowledge(
+    response: &mut ProduceResponse,
+    topic: usize,
+    partition: usize,
+    code: i16,
+) -> Option<&mut PartitionProduceResponse> {
+    let answer = response
+        .responses
+        .get_mut(topic)?
+        .partition_responses
+        .get_mut(partition)?;
+    answer.error_code = code;
+    answer.base_offset = -1;
+    Some(answer)
 }
 
 fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {

@@ -1,12 +1,15 @@
 //! Helpers shared by the storage integration tests.
 #![allow(dead_code)]
 
+use std::fs::File;
+use std::io;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use lmq_storage::batch::BatchView;
 use lmq_storage::builder::BatchBuilder;
 use lmq_storage::{
-    FirstBatch, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits, RecoveryReport,
+    FirstBatch, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits, RecoveryReport, Syncer,
 };
 
 /// A batch of `records` records whose values are `value_bytes` long and derived from `seed`,
@@ -88,4 +91,21 @@ pub fn as_sent(stored: &[u8]) -> Vec<u8> {
     lmq_storage::batch::set_base_offset(&mut bytes, 0);
     lmq_storage::batch::set_partition_leader_epoch(&mut bytes, -1);
     bytes
+}
+
+/// Counts fsyncs and fails every one while `failing` is set, like a disk returning EIO.
+#[derive(Debug, Default)]
+pub struct FlakySyncer {
+    pub failing: AtomicBool,
+    pub calls: AtomicUsize,
+}
+
+impl Syncer for FlakySyncer {
+    fn sync_data(&self, file: &File) -> io::Result<()> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.failing.load(Ordering::SeqCst) {
+            return Err(io::Error::other("injected EIO"));
+        }
+        file.sync_data()
+    }
 }
