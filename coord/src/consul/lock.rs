@@ -261,8 +261,9 @@ pub(super) async fn follow_hold(
         backoff_max,
     )
     .await;
-    mark_hold_lost(&state, reason);
+    // The claim goes first: whoever is woken by the state may campaign again at once.
     on_lost();
+    mark_hold_lost(&state, reason);
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -307,5 +308,50 @@ pub(super) async fn follow_hold_until_lost(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::consul::http::build_client;
+    use std::sync::atomic::AtomicBool;
+
+    /// A holder woken by the loss may campaign at once: its claim must be gone by then.
+    #[tokio::test]
+    async fn the_claim_is_dropped_before_the_holder_is_told() {
+        let (_session, session_state) =
+            watch::channel(SessionState::Lost(LossReason::SessionInvalidated));
+        let (state, told) = watch::channel(HoldState::Held);
+        let state = Arc::new(state);
+        let told_before_drop = Arc::new(AtomicBool::new(false));
+        let on_lost: Box<dyn FnOnce() + Send> = {
+            let told_before_drop = Arc::clone(&told_before_drop);
+            Box::new(move || {
+                let told = *told.borrow() != HoldState::Held;
+                told_before_drop.store(told, Ordering::SeqCst);
+            })
+        };
+        // No request is made: the session is already lost.
+        let http = Arc::new(Http::new(build_client(), "http://127.0.0.1:1", None));
+        let wait = Duration::from_millis(10);
+        follow_hold(
+            on_lost,
+            http,
+            "lmq/holds/x".to_owned(),
+            "s".to_owned(),
+            1,
+            session_state,
+            Arc::clone(&state),
+            wait,
+            wait,
+            wait,
+        )
+        .await;
+        assert!(!told_before_drop.load(Ordering::SeqCst));
+        assert_eq!(
+            *state.borrow(),
+            HoldState::Lost(LossReason::SessionInvalidated)
+        );
     }
 }
