@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::{Buf, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
@@ -22,7 +22,7 @@ use crate::cluster::ClusterNode;
 use crate::handler::{
     Dispatched, Reply, RequestContext, dispatch, error_codes, unsupported_version_response,
 };
-use crate::zero_copy::{Part, splice, write_parts};
+use crate::zero_copy::{Part, ResponseWriter, splice};
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running.
@@ -144,7 +144,7 @@ async fn connection(
         buffer: BytesMut::new(),
         frame_bytes_max: broker.config.frame_bytes_max,
     };
-    let mut writer = BufWriter::with_capacity(64 * 1024, writer);
+    let mut writer = ResponseWriter::new(writer);
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
     loop {
         // Answers at the head that are ready go out, in order.
@@ -277,7 +277,7 @@ async fn run_request(
 
 /// Waits for one answer and writes it into the buffer (acks=0 produces have none).
 async fn write_answer(
-    writer: &mut BufWriter<OwnedWriteHalf>,
+    writer: &mut ResponseWriter<OwnedWriteHalf>,
     peer: SocketAddr,
     broker: &Broker,
     outgoing: Outgoing,
@@ -314,7 +314,7 @@ async fn write_answer(
         splice(bytes, outgoing.api_version, &reply.splices).map_err(|error| error.to_string())
     });
     match encoded {
-        Ok(parts) => write_parts(writer, AsRef::as_ref, &parts).await,
+        Ok(parts) => writer.write_parts(parts).await,
         Err(error) => {
             tracing::error!(%peer, api_key = ?outgoing.api_key, %error, "encoding a response failed; closing");
             Err(std::io::Error::other(error))

@@ -8,7 +8,7 @@
 //! the records with a size, so only the frame length changes.
 
 use std::hash::{BuildHasher, Hasher};
-use std::io;
+use std::io::{self, IoSlice};
 use std::os::fd::AsFd;
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -17,7 +17,7 @@ use bytes::{BufMut, Bytes, BytesMut};
 use lmq_storage::FileRegion;
 use thiserror::Error;
 use tokio::io::Interest;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const MARKER_BYTES: usize = 16;
@@ -77,7 +77,7 @@ pub fn splice(frame: BytesMut, version: i16, splices: &[Splice]) -> Result<Vec<P
     } else {
         4
     };
-    let mut parts = Vec::with_capacity(splices.len() * 2 + 1);
+    let mut parts = Vec::with_capacity(splices.len() * 3 + 2);
     let mut from = 4; // after the frame length, rewritten below
     let mut total = frame.len() - 4;
     for (index, splice) in splices.iter().enumerate() {
@@ -88,15 +88,16 @@ pub fn splice(frame: BytesMut, version: i16, splices: &[Splice]) -> Result<Vec<P
             .filter(|at| *at >= from + prefix_bytes)
             .ok_or(SpliceError::MarkerMissing { index })?;
         let prefix_at = found - prefix_bytes;
-        let mut head = BytesMut::from(&frame[from..prefix_at]);
         let length = usize::try_from(splice.region.length).map_err(|_| SpliceError::TooLarge)?;
+        let mut prefix = BytesMut::with_capacity(5);
         if version >= FLEXIBLE_FETCH_VERSION {
-            put_unsigned_varint(&mut head, length as u64 + 1);
+            put_unsigned_varint(&mut prefix, length as u64 + 1);
         } else {
-            head.put_i32(i32::try_from(length).map_err(|_| SpliceError::TooLarge)?);
+            prefix.put_i32(i32::try_from(length).map_err(|_| SpliceError::TooLarge)?);
         }
-        total = total + head.len() + length - (found + MARKER_BYTES - from);
-        parts.push(Part::Bytes(head.freeze()));
+        total = total + (prefix_at - from) + prefix.len() + length - (found + MARKER_BYTES - from);
+        parts.push(Part::Bytes(frame.slice(from..prefix_at)));
+        parts.push(Part::Bytes(prefix.freeze()));
         parts.push(Part::File(splice.region.clone()));
         from = found + MARKER_BYTES;
     }
@@ -114,27 +115,77 @@ fn put_unsigned_varint(out: &mut BytesMut, mut value: u64) {
     out.put_u8(value.to_le_bytes()[0]);
 }
 
-/// Writes `parts` in order: bytes through the buffer, regions with `sendfile` on the
-/// socket once the buffer is flushed. Bytes after the last region may stay buffered: the
-/// caller flushes once no other answer is ready, so pipelined answers share a write.
-pub async fn write_parts<W>(
-    writer: &mut BufWriter<W>,
-    socket: impl Fn(&W) -> &TcpStream,
-    parts: &[Part],
-) -> io::Result<()>
+/// The most byte parts gathered for one `writev` (Linux allows 1024).
+const GATHERED_PARTS_MAX: usize = 512;
+/// Gathered bytes past which they go out before more are added.
+const GATHERED_BYTES_MAX: usize = 256 * 1024;
+
+/// Writes response frames to a socket: byte parts are gathered, not copied, and go out with
+/// one `writev`; a file region goes with `sendfile` right after the bytes before it.
+pub struct ResponseWriter<W> {
+    socket: W,
+    gathered: Vec<Bytes>,
+    gathered_bytes: usize,
+}
+
+impl<W> ResponseWriter<W>
 where
-    W: AsyncWrite + Unpin,
+    W: AsyncWrite + AsRef<TcpStream> + Unpin,
 {
-    for part in parts {
-        match part {
-            Part::Bytes(bytes) => writer.write_all(bytes).await?,
-            Part::File(region) => {
-                writer.flush().await?;
-                send_region(socket(writer.get_ref()), region).await?;
-            }
+    pub fn new(socket: W) -> Self {
+        ResponseWriter {
+            socket,
+            gathered: Vec::new(),
+            gathered_bytes: 0,
         }
     }
-    Ok(())
+
+    /// Writes `parts` in order. Bytes after the last region may stay gathered: the caller
+    /// flushes once no other answer is ready, so pipelined answers share a write.
+    pub async fn write_parts(&mut self, parts: Vec<Part>) -> io::Result<()> {
+        for part in parts {
+            match part {
+                Part::Bytes(bytes) => {
+                    if bytes.is_empty() {
+                        continue;
+                    }
+                    self.gathered_bytes += bytes.len();
+                    self.gathered.push(bytes);
+                    if self.gathered.len() >= GATHERED_PARTS_MAX
+                        || self.gathered_bytes >= GATHERED_BYTES_MAX
+                    {
+                        self.flush().await?;
+                    }
+                }
+                Part::File(region) => {
+                    self.flush().await?;
+                    send_region(self.socket.as_ref(), &region).await?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends everything gathered.
+    pub async fn flush(&mut self) -> io::Result<()> {
+        let mut slices: Vec<IoSlice<'_>> = self
+            .gathered
+            .iter()
+            .map(|bytes| IoSlice::new(bytes))
+            .collect();
+        let mut unsent: &mut [IoSlice<'_>] = &mut slices;
+        while !unsent.is_empty() {
+            let written = self.socket.write_vectored(unsent).await?;
+            if written == 0 {
+                return Err(io::ErrorKind::WriteZero.into());
+            }
+            IoSlice::advance_slices(&mut unsent, written);
+        }
+        drop(slices);
+        self.gathered.clear();
+        self.gathered_bytes = 0;
+        Ok(())
+    }
 }
 
 /// `sendfile` until the region is sent. A file shorter than the region (truncated since the
@@ -272,10 +323,9 @@ mod tests {
         ];
         let sender = tokio::spawn(async move {
             let (socket, _) = listener.accept().await.unwrap();
-            let mut writer = BufWriter::new(socket);
-            write_parts(&mut writer, |socket| socket, &parts)
-                .await
-                .unwrap();
+            let (_read, write) = socket.into_split();
+            let mut writer = ResponseWriter::new(write);
+            writer.write_parts(parts).await.unwrap();
             writer.flush().await.unwrap();
         });
         let mut client = TcpStream::connect(address).await.unwrap();
@@ -288,5 +338,56 @@ mod tests {
         assert_eq!(&received[..4], b"head");
         assert!(received[4..4 + payload.len()].iter().all(|byte| *byte == 9));
         assert_eq!(&received[4 + payload.len()..], b"tail");
+    }
+
+    /// More parts than one `writev` takes and more bytes than the socket buffers hold, so
+    /// writes are partial: every byte still arrives once, in order.
+    #[tokio::test]
+    async fn gathered_bytes_arrive_in_order_through_partial_writes() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let mut parts = Vec::new();
+        let mut expected = Vec::new();
+        for index in 0..3000usize {
+            let length = if index % 1000 == 999 {
+                8 << 20
+            } else {
+                index % 37
+            };
+            let bytes: Vec<u8> = (0..length)
+                .map(|at| (at ^ index).to_le_bytes()[0])
+                .collect();
+            expected.extend_from_slice(&bytes);
+            parts.push(Part::Bytes(Bytes::from(bytes)));
+        }
+        let payload = vec![5u8; 100_000];
+        parts.insert(1500, Part::File(region(&payload)));
+        let split = parts[..1500]
+            .iter()
+            .map(|part| match part {
+                Part::Bytes(bytes) => bytes.len(),
+                Part::File(_) => 0,
+            })
+            .sum::<usize>();
+        let tail = expected.split_off(split);
+        expected.extend_from_slice(&payload);
+        expected.extend_from_slice(&tail);
+        let sender = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            let (_read, write) = socket.into_split();
+            let mut writer = ResponseWriter::new(write);
+            writer.write_parts(parts).await.unwrap();
+            writer.flush().await.unwrap();
+        });
+        let mut client = TcpStream::connect(address).await.unwrap();
+        // The socket buffers fill before anything is read.
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let mut received = Vec::new();
+        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut received)
+            .await
+            .unwrap();
+        sender.await.unwrap();
+        assert_eq!(received.len(), expected.len());
+        assert!(received == expected);
     }
 }
