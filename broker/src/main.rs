@@ -213,7 +213,12 @@ fn serve(args: ServeArgs) -> Result<()> {
             .await
             .map_err(|error| {
                 let hint = match (&error, &consul) {
-                    (NodeError::Open(_), _) => format!("data dir {}", data_dir.display()),
+                    (NodeError::DataDirInUse(_), _) => {
+                        "stop the other lmq serve, or give this one another --data-dir".to_owned()
+                    }
+                    (NodeError::Open(_) | NodeError::Lock { .. }, _) => {
+                        format!("data dir {}", data_dir.display())
+                    }
                     (_, Some(address)) => format!(
                         "Consul at {address} (is the agent running? use --consul http://HOST:PORT)"
                     ),

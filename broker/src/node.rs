@@ -2,10 +2,13 @@
 //! default, Consul when configured) and serving on its listeners. What `lmq serve` runs, and
 //! what the in-process tests start.
 
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use lmq_coord::{CoordError, Coordinator};
+use nix::fcntl::{Flock, FlockArg};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -18,6 +21,14 @@ use crate::topics::TopicError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum NodeError {
+    #[error("data dir {0} is in use by another lmq process")]
+    DataDirInUse(PathBuf),
+    #[error("cannot lock the data dir at {path}")]
+    Lock {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("cannot open the coordinator")]
     Coordinator(#[source] CoordError),
     #[error("cannot open the data dir")]
@@ -32,19 +43,25 @@ pub struct Node {
     pub coordinator: Arc<dyn Coordinator>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// Held while the node runs (the process's death releases it too).
+    _data_dir_lock: Flock<File>,
 }
 
+/// The file a node locks in its data dir.
+const DATA_DIR_LOCK_FILE: &str = "lmq.lock";
+
 impl Node {
-    /// Opens the coordinator, then the data dir, and joins the cluster before serving, so the
-    /// first answers already describe the cluster. The embedded coordinator locks the data
-    /// dir: a second broker on it stops there, before it could recover (and truncate) logs
-    /// the first one is writing.
+    /// Locks the data dir, opens the coordinator, then the data dir, and joins the cluster
+    /// before serving, so the first answers already describe the cluster. The lock comes
+    /// first: a second broker on the data dir (embedded or with Consul) stops there, before it
+    /// registers or could recover (and truncate) logs the first one is writing.
     pub async fn start(
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
         listener: TcpListener,
         admin: Option<TcpListener>,
     ) -> Result<Node, NodeError> {
+        let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let coordinator = crate::cluster::open_coordinator(&config)
             .await
             .map_err(NodeError::Coordinator)?;
@@ -67,6 +84,7 @@ impl Node {
             coordinator,
             stop,
             server,
+            _data_dir_lock: data_dir_lock,
         })
     }
 
@@ -93,6 +111,27 @@ impl Node {
         }
         release(self.broker, self.coordinator).await;
     }
+}
+
+/// Locks `dir` (creating it) for this node; refused while another process, or another node
+/// of this one, holds it.
+fn lock_data_dir(dir: &Path) -> Result<Flock<File>, NodeError> {
+    let path = dir.join(DATA_DIR_LOCK_FILE);
+    let failed = |source: std::io::Error| NodeError::Lock {
+        path: path.clone(),
+        source,
+    };
+    fs::create_dir_all(dir).map_err(failed)?;
+    let file = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(failed)?;
+    Flock::lock(file, FlockArg::LockExclusiveNonblock).map_err(|(_, errno)| match errno {
+        nix::errno::Errno::EWOULDBLOCK => NodeError::DataDirInUse(dir.to_path_buf()),
+        other => failed(other.into()),
+    })
 }
 
 /// Waits (boundedly) for the background tasks to drop their handles on the broker, which

@@ -235,8 +235,8 @@ async fn an_idle_node_is_still() {
     broker.stop().await;
 }
 
-/// A second broker on a data dir in use stops at the embedded coordinator's lock, before it
-/// opens (and would recover) the logs the first one writes.
+/// A second broker on a data dir in use stops at the data dir's lock, before it opens its
+/// coordinator (embedded or Consul) or (would recover) the logs the first one writes.
 #[tokio::test]
 async fn a_second_broker_on_the_same_data_dir_is_refused_before_it_opens_logs() {
     let dir = temp();
@@ -250,7 +250,7 @@ async fn a_second_broker_on_the_same_data_dir_is_refused_before_it_opens_logs() 
     let clock = std::sync::Arc::new(lmq_broker::clock::SystemClock);
     let second = lmq_broker::node::Node::start(config, clock, listener, None).await;
     assert!(
-        matches!(second, Err(lmq_broker::node::NodeError::Coordinator(_))),
+        matches!(second, Err(lmq_broker::node::NodeError::DataDirInUse(_))),
         "{second:?}"
     );
     broker.stop().await;
