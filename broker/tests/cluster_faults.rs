@@ -527,6 +527,20 @@ async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin
         .reset_offsets("faults-group", "faults-rf3", OffsetSpec::Latest)
         .await
         .unwrap();
+    // Only its coordinator knows the group: listing from any one broker still finds it.
+    for address in cluster.bootstrap.split(',') {
+        let one = Admin::connect(ClientConfig {
+            brokers: vec![address.to_string()],
+            ..cluster.client()
+        })
+        .await
+        .unwrap();
+        let groups = one.list_groups().await.unwrap();
+        assert!(
+            groups.iter().any(|listed| listed.group == "faults-group"),
+            "groups listed through {address}: {groups:?}"
+        );
+    }
     let coordinator = leader_of(cluster, "__consumer_offsets", 0);
     cluster.script(&["kill", &coordinator.to_string()]);
     let mut after: Vec<(i32, i64)> = admin

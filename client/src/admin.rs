@@ -411,30 +411,33 @@ impl Admin {
     /// The groups one reachable broker knows (ListGroups), by id. A Kafka broker lists only
     /// the groups it coordinates, so on a multi-broker Kafka cluster this may be a subset.
     pub async fn list_groups(&self) -> Result<Vec<GroupListing>> {
-        let connection = self.cluster.any_connection().await?;
-        let ResponseKind::ListGroups(response) = connection
-            .call(
-                ApiKey::ListGroups,
-                0..=4,
-                RequestKind::ListGroups(ListGroupsRequest::default()),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("ListGroups".to_string()));
-        };
-        if let Some(error) = ClientError::from_code("list groups", response.error_code, None) {
-            return Err(error);
-        }
-        let mut groups: Vec<GroupListing> = response
-            .groups
-            .into_iter()
-            .map(|group| GroupListing {
+        // Each broker lists the groups it coordinates: ask them all, as Kafka's admin does.
+        self.cluster.refresh(&[]).await?;
+        let mut groups: Vec<GroupListing> = Vec::new();
+        for (node_id, _) in self.cluster.brokers().await {
+            let connection = self.cluster.connection(node_id).await?;
+            let ResponseKind::ListGroups(response) = connection
+                .call(
+                    ApiKey::ListGroups,
+                    0..=4,
+                    RequestKind::ListGroups(ListGroupsRequest::default()),
+                )
+                .await?
+            else {
+                return Err(ClientError::UnexpectedResponse("ListGroups".to_string()));
+            };
+            if let Some(error) = ClientError::from_code("list groups", response.error_code, None) {
+                return Err(error);
+            }
+            groups.extend(response.groups.into_iter().map(|group| GroupListing {
                 group: group.group_id.0.to_string(),
                 protocol_type: group.protocol_type.to_string(),
                 state: group.group_state.to_string(),
-            })
-            .collect();
+            }));
+        }
         groups.sort_by(|a, b| a.group.cmp(&b.group));
+        // A coordinator that moved during the calls may have been listed twice.
+        groups.dedup_by(|a, b| a.group == b.group);
         Ok(groups)
     }
 
