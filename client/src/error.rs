@@ -12,11 +12,10 @@ pub enum ClientError {
         error: std::io::Error,
     },
     /// An established connection failed: writing a request failed or the connection closed
-    /// before the answer came. Retriable. A producer delivery that failed for good is also
-    /// reported this way, with `address` set to `topic-partition` and `reason` the last error.
+    /// before the answer came. Retriable.
     #[error("connection to {address} failed: {reason}")]
     Connection {
-        /// The broker's `host:port` (`topic-partition` for a failed producer delivery).
+        /// The broker's `host:port`.
         address: String,
         /// Why it failed.
         reason: String,
@@ -76,6 +75,56 @@ pub enum ClientError {
     /// An argument the client rejects before sending anything, such as a negative timestamp.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+}
+
+/// A copy for each of several waiters on one outcome (every record of a failed batch gets
+/// the batch's error); an I/O error is copied as its kind and message.
+impl Clone for ClientError {
+    fn clone(&self) -> Self {
+        match self {
+            ClientError::Connect { address, error } => ClientError::Connect {
+                address: address.clone(),
+                error: std::io::Error::new(error.kind(), error.to_string()),
+            },
+            ClientError::Connection { address, reason } => ClientError::Connection {
+                address: address.clone(),
+                reason: reason.clone(),
+            },
+            ClientError::Timeout {
+                address,
+                timeout_ms,
+            } => ClientError::Timeout {
+                address: address.clone(),
+                timeout_ms: *timeout_ms,
+            },
+            ClientError::Wire(error) => ClientError::Wire(error.clone()),
+            ClientError::UnsupportedApi { api, min, max } => ClientError::UnsupportedApi {
+                api: api.clone(),
+                min: *min,
+                max: *max,
+            },
+            ClientError::Kafka {
+                operation,
+                code,
+                name,
+                message,
+            } => ClientError::Kafka {
+                operation: operation.clone(),
+                code: *code,
+                name: name.clone(),
+                message: message.clone(),
+            },
+            ClientError::NoBrokers { brokers } => ClientError::NoBrokers {
+                brokers: brokers.clone(),
+            },
+            ClientError::UnknownPartition { topic, partition } => ClientError::UnknownPartition {
+                topic: topic.clone(),
+                partition: *partition,
+            },
+            ClientError::UnexpectedResponse(what) => ClientError::UnexpectedResponse(what.clone()),
+            ClientError::InvalidArgument(what) => ClientError::InvalidArgument(what.clone()),
+        }
+    }
 }
 
 impl ClientError {

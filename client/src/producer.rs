@@ -446,12 +446,10 @@ async fn settle(
             }
         }
         Err(error) => {
-            let message = error.to_string();
+            // Each record gets the batch's own error: its Kafka code tells a caller whether
+            // sending again may help.
             for waiter in batch.waiters {
-                let _ = waiter.send(Err(ClientError::Connection {
-                    address: format!("{topic}-{partition}"),
-                    reason: message.clone(),
-                }));
+                let _ = waiter.send(Err(error.clone()));
             }
         }
     }

@@ -198,6 +198,51 @@ async fn pipelined_sends_are_batched_in_order_within_a_small_buffer() {
     }
 }
 
+/// A batch the broker refuses for good (larger than the topic's `max.message.bytes`) fails
+/// every record in it with the broker's error code, not retriable, and the producer goes on.
+#[tokio::test]
+async fn a_refused_batch_gives_each_record_the_brokers_error() {
+    for target in targets().await {
+        let topic = unique("refused");
+        let configs = BTreeMap::from([("max.message.bytes".to_string(), "2048".to_string())]);
+        Admin::connect(target.client())
+            .await
+            .unwrap()
+            .create_topic(&topic, 1, 1, &configs)
+            .await
+            .unwrap();
+        let producer = Producer::connect(ProducerConfig {
+            client: target.client(),
+            linger: std::time::Duration::from_millis(20),
+            ..ProducerConfig::default()
+        })
+        .await
+        .unwrap();
+        let mut pending = Vec::new();
+        for _ in 0..3 {
+            let record = Record {
+                partition: Some(0),
+                value: Some(Bytes::from(vec![7u8; 1500])),
+                ..Record::default()
+            };
+            pending.push(producer.enqueue(&topic, record).await.unwrap());
+        }
+        for delivery in pending {
+            let error = delivery.await.unwrap().unwrap_err();
+            assert!(
+                matches!(error, lmq::ClientError::Kafka { code: 10, .. }),
+                "{}: {error:?}",
+                target.name()
+            );
+            assert!(!error.is_retriable(), "{}: {error}", target.name());
+        }
+        let small = producer.send(&topic, b"fits".as_slice()).await.unwrap();
+        assert_eq!(small.offset, 0, "{}", target.name());
+        producer.close().await;
+        target.finish().await;
+    }
+}
+
 #[tokio::test]
 async fn admin_manages_topics_configs_and_group_offsets() {
     for target in targets().await {

@@ -3,7 +3,7 @@ use thiserror::Error;
 /// Why bytes from a peer are not a request or response we can handle. Kafka's broker closes
 /// the connection on all of these except [`WireError::UnsupportedVersion`] for ApiVersions,
 /// which it answers (see the broker).
-#[derive(Debug, Error)]
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
 pub enum WireError {
     #[error("frame of {length} bytes exceeds the {frame_bytes_max}-byte limit")]
     FrameTooLarge { length: i64, frame_bytes_max: usize },
