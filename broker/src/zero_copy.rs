@@ -311,16 +311,10 @@ mod tests {
         assert_ne!(Splice::new(file.clone()).marker, Splice::new(file).marker);
     }
 
-    #[tokio::test]
-    async fn regions_go_through_the_socket() {
+    /// What a client reads from a socket `parts` are written to, reading after `pause`.
+    async fn through_a_socket(parts: Vec<Part>, pause: std::time::Duration) -> Vec<u8> {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let address = listener.local_addr().unwrap();
-        let payload = vec![9u8; 3 * 1024 * 1024];
-        let parts = vec![
-            Part::Bytes(Bytes::from_static(b"head")),
-            Part::File(region(&payload)),
-            Part::Bytes(Bytes::from_static(b"tail")),
-        ];
         let sender = tokio::spawn(async move {
             let (socket, _) = listener.accept().await.unwrap();
             let (_read, write) = socket.into_split();
@@ -329,25 +323,35 @@ mod tests {
             writer.flush().await.unwrap();
         });
         let mut client = TcpStream::connect(address).await.unwrap();
+        tokio::time::sleep(pause).await;
         let mut received = Vec::new();
         tokio::io::AsyncReadExt::read_to_end(&mut client, &mut received)
             .await
             .unwrap();
         sender.await.unwrap();
+        received
+    }
+
+    #[tokio::test]
+    async fn regions_go_through_the_socket() {
+        let payload = vec![9u8; 3 * 1024 * 1024];
+        let parts = vec![
+            Part::Bytes(Bytes::from_static(b"head")),
+            Part::File(region(&payload)),
+            Part::Bytes(Bytes::from_static(b"tail")),
+        ];
+        let received = through_a_socket(parts, std::time::Duration::ZERO).await;
         assert_eq!(received.len(), 4 + payload.len() + 4);
         assert_eq!(&received[..4], b"head");
         assert!(received[4..4 + payload.len()].iter().all(|byte| *byte == 9));
         assert_eq!(&received[4 + payload.len()..], b"tail");
     }
 
-    /// More parts than one `writev` takes and more bytes than the socket buffers hold, so
-    /// writes are partial: every byte still arrives once, in order.
+    /// More parts than one `writev` takes and more bytes than the socket buffers hold (the
+    /// reader starts late), so writes are partial: every byte still arrives once, in order.
     #[tokio::test]
     async fn gathered_bytes_arrive_in_order_through_partial_writes() {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
         let mut parts = Vec::new();
-        let mut expected = Vec::new();
         for index in 0..3000usize {
             let length = if index % 1000 == 999 {
                 8 << 20
@@ -357,36 +361,11 @@ mod tests {
             let bytes: Vec<u8> = (0..length)
                 .map(|at| (at ^ index).to_le_bytes()[0])
                 .collect();
-            expected.extend_from_slice(&bytes);
             parts.push(Part::Bytes(Bytes::from(bytes)));
         }
-        let payload = vec![5u8; 100_000];
-        parts.insert(1500, Part::File(region(&payload)));
-        let split = parts[..1500]
-            .iter()
-            .map(|part| match part {
-                Part::Bytes(bytes) => bytes.len(),
-                Part::File(_) => 0,
-            })
-            .sum::<usize>();
-        let tail = expected.split_off(split);
-        expected.extend_from_slice(&payload);
-        expected.extend_from_slice(&tail);
-        let sender = tokio::spawn(async move {
-            let (socket, _) = listener.accept().await.unwrap();
-            let (_read, write) = socket.into_split();
-            let mut writer = ResponseWriter::new(write);
-            writer.write_parts(parts).await.unwrap();
-            writer.flush().await.unwrap();
-        });
-        let mut client = TcpStream::connect(address).await.unwrap();
-        // The socket buffers fill before anything is read.
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-        let mut received = Vec::new();
-        tokio::io::AsyncReadExt::read_to_end(&mut client, &mut received)
-            .await
-            .unwrap();
-        sender.await.unwrap();
+        parts.insert(1500, Part::File(region(&[5u8; 100_000])));
+        let expected = flatten(&parts);
+        let received = through_a_socket(parts, std::time::Duration::from_millis(50)).await;
         assert_eq!(received.len(), expected.len());
         assert!(received == expected);
     }
