@@ -87,6 +87,22 @@ impl Broker {
     /// Interval flushes for every partition (every second).
     pub fn flush_due(&self) {
         self.for_each_partition("flush", |partition, now_ms| partition.flush_if_due(now_ms));
+        // Rolled segments go to disk off the append path, on the blocking pool.
+        for topic in self.topics.list() {
+            for partition in &topic.partitions {
+                if partition
+                    .with_log(|log| Ok(log.has_unflushed_segments()))
+                    .unwrap_or(false)
+                {
+                    let partition = Arc::clone(partition);
+                    tokio::spawn(async move {
+                        if let Err(error) = partition.flush_to(i64::MAX).await {
+                            tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
+                        }
+                    });
+                }
+            }
+        }
     }
 
     /// Retention and checkpoints for every partition (every minute).

@@ -107,6 +107,45 @@ async fn pipelined_produces_are_answered_in_order_and_survive_a_crash() {
     broker.stop().await;
 }
 
+/// With the default flush policy a segment roll does not fsync on the append path; the
+/// broker's upkeep flushes the rolled segments in the background within about a second, and
+/// only then moves the recovery point.
+#[tokio::test]
+async fn rolled_segments_are_flushed_in_the_background() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| config.log.segment_bytes = 300).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["rolled"]))
+        .await;
+    for _ in 0..20 {
+        produce(&mut client, "rolled", 0, batch(&["x", "y", "z"], now_ms())).await;
+    }
+    let partition = broker.node.broker.topics.get("rolled").unwrap().partitions[0].clone();
+    let offsets = || {
+        partition
+            .with_log(|log| {
+                Ok((
+                    log.segment_count(),
+                    log.recovery_point(),
+                    log.log_end_offset(),
+                ))
+            })
+            .unwrap()
+    };
+    assert!(offsets().0 >= 3, "the log rolled: {:?}", offsets());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while offsets().1 < offsets().2 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not flushed: {:?}",
+            offsets()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn data_survives_a_restart() {
     let dir = temp();

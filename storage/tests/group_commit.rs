@@ -12,8 +12,12 @@
 
 mod common;
 
-use std::sync::Arc;
+use std::collections::HashSet;
+use std::fs::File;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
 
 use common::{FlakySyncer, batch};
 use lmq_storage::builder::BatchBuilder;
@@ -155,4 +159,128 @@ fn a_failed_group_fsync_poisons_the_log() {
     syncer.failing.store(false, Ordering::SeqCst);
     assert!(log.append(&mut batch(2, 50, 1, 0), 0, 0).is_err());
     assert!(log.pending_flush().is_err());
+}
+
+/// A roll under a policy that does not flush every append seals the segment without an
+/// fsync (a whole segment of dirty pages would stall every append behind it); the next
+/// pending flush covers the sealed segments and the active one, and only then moves the
+/// recovery point. Unflushed, the data survives a crash of the process and is rescanned.
+#[test]
+fn rolls_leave_the_fsync_to_the_next_pending_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let syncer = Arc::new(FlakySyncer::default());
+    let config = LogConfig {
+        segment_bytes_max: 4 * 1024,
+        ..LogConfig::default()
+    };
+    let paths = Arc::new(PathSyncer::default());
+    let mut log = PartitionLog::open(
+        dir.path(),
+        config.clone(),
+        LogOptions {
+            syncer: Arc::clone(&paths) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        },
+        0,
+    )
+    .unwrap()
+    .0;
+    let mut seed = 1;
+    while log.segment_count() < 4 {
+        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
+        seed += 1;
+    }
+    let synced = paths.synced.lock().unwrap().clone();
+    let bases = log.segment_base_offsets();
+    for base in &bases[..bases.len() - 1] {
+        let path = dir
+            .path()
+            .join(format!("{base:020}.log"))
+            .canonicalize()
+            .unwrap();
+        assert!(
+            !synced.contains(&path),
+            "{} was synced on append",
+            path.display()
+        );
+    }
+    assert_eq!(log.recovery_point(), 0);
+    assert!(log.has_unflushed_segments());
+
+    // A crash now: what the page cache holds is rescanned, nothing is lost.
+    let end = log.log_end_offset();
+    drop(log);
+    let (mut log, report) = PartitionLog::open(
+        dir.path(),
+        config,
+        LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        },
+        0,
+    )
+    .unwrap();
+    assert_eq!(log.log_end_offset(), end);
+    assert!(report.segments_recovered >= 4, "{report:?}");
+
+    // Rolled again after the reopen: one pending flush covers them all.
+    while log.segment_count() < 6 {
+        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
+        seed += 1;
+    }
+    let syncs = syncer.calls.load(Ordering::SeqCst);
+    let pending = log.pending_flush().unwrap().unwrap();
+    assert_eq!(pending.end_offset(), log.log_end_offset());
+    log.complete_flush(pending.sync()).unwrap();
+    assert!(
+        syncer.calls.load(Ordering::SeqCst) - syncs >= 2,
+        "sealed and active synced"
+    );
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+    assert!(!log.has_unflushed_segments());
+}
+
+/// A flush taken before a truncation moves nothing, even when a roll came in between.
+#[test]
+fn a_flush_taken_before_a_truncation_does_not_cover_rolled_segments() {
+    let dir = tempfile::tempdir().unwrap();
+    let syncer = Arc::new(FlakySyncer::default());
+    let config = LogConfig {
+        segment_bytes_max: 4 * 1024,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config, &syncer);
+    let mut seed = 0;
+    while log.segment_count() < 3 {
+        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
+        seed += 1;
+    }
+    let pending = log.pending_flush().unwrap().unwrap();
+    log.truncate_to(5).unwrap();
+    while log.segment_count() < 3 {
+        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
+        seed += 1;
+    }
+    log.complete_flush(pending.sync()).unwrap();
+    assert!(log.recovery_point() <= 5, "{}", log.recovery_point());
+    assert!(log.has_unflushed_segments());
+}
+
+/// Records the path of every non-empty file it syncs (a new segment's empty file is synced
+/// when created).
+#[derive(Debug, Default)]
+struct PathSyncer {
+    synced: Mutex<HashSet<PathBuf>>,
+}
+
+impl Syncer for PathSyncer {
+    fn sync_data(&self, file: &File) -> std::io::Result<()> {
+        if file.metadata()?.len() > 0 {
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            self.synced.lock().unwrap().insert(path);
+        }
+        file.sync_data()
+    }
 }

@@ -338,8 +338,7 @@ impl PartitionLog {
             FlushPolicy::Os => false,
         };
         if flush_now {
-            self.active.flush(self.options.syncer.as_ref())?;
-            self.state.recovery_point = self.log_end_offset();
+            self.flush_all()?;
             self.last_flush_ms = now_ms;
         }
         info.durable = self.state.recovery_point >= self.log_end_offset();
@@ -379,10 +378,21 @@ impl PartitionLog {
     fn replace_active(&mut self, base_offset: i64) -> Result<()> {
         let fresh = ActiveSegment::create(&self.dir, base_offset, &self.config)?;
         let previous = std::mem::replace(&mut self.active, fresh);
+        if self.options.group_commit && self.config.flush_policy != FlushPolicy::EveryBatch {
+            // The owner flushes it off the append path (`pending_flush`), as Kafka flushes a
+            // rolled segment in the background: an fsync of a whole segment's dirty pages
+            // here would stall every append behind it.
+            let file = previous.shared_file();
+            self.sealed.push_back(previous.seal_unflushed()?);
+            self.unflushed.push(file);
+            return self.store_state();
+        }
         let sealed = previous.seal(self.options.syncer.as_ref())?;
         self.sealed.push_back(sealed);
-        // Everything before the new segment was flushed by the seal.
-        self.state.recovery_point = base_offset;
+        if self.unflushed.is_empty() {
+            // Everything before the new segment was flushed by the seal.
+            self.state.recovery_point = base_offset;
+        }
         self.store_state()
     }
 }

@@ -11,20 +11,22 @@ use super::PartitionLog;
 use crate::error::{Result, StorageError};
 use crate::files::Syncer;
 
-/// An fsync of the active segment up to the log end at the moment it was taken.
+/// An fsync of the sealed segments not yet on disk and of the active segment, up to the
+/// log end at the moment it was taken.
 #[derive(Debug)]
 pub struct PendingFlush {
-    file: Arc<File>,
-    path: PathBuf,
+    files: Vec<(Arc<File>, PathBuf)>,
     end_offset: i64,
+    truncations: u64,
     syncer: Arc<dyn Syncer>,
 }
 
 /// A finished [`PendingFlush`], to report with [`PartitionLog::complete_flush`].
 #[derive(Debug)]
 pub struct FlushedTo {
-    file: Arc<File>,
+    files: Vec<Arc<File>>,
     end_offset: i64,
+    truncations: u64,
 }
 
 impl PendingFlush {
@@ -33,42 +35,48 @@ impl PendingFlush {
         self.end_offset
     }
 
-    /// The fsync (`fdatasync`): blocking, and meant to run without the log's lock.
+    /// The fsyncs (`fdatasync`): blocking, and meant to run without the log's lock.
     pub fn sync(self) -> Result<FlushedTo> {
-        self.syncer
-            .sync_data(&self.file)
-            .map_err(|error| StorageError::io("fsync", &self.path, error))?;
+        for (file, path) in &self.files {
+            self.syncer
+                .sync_data(file)
+                .map_err(|error| StorageError::io("fsync", path, error))?;
+        }
         Ok(FlushedTo {
-            file: self.file,
+            files: self.files.into_iter().map(|(file, _)| file).collect(),
             end_offset: self.end_offset,
+            truncations: self.truncations,
         })
     }
 }
 
 impl PartitionLog {
-    /// The fsync that would make the whole log durable; `None` when it already is.
+    /// The fsyncs that would make the whole log durable; `None` when it already is.
     pub fn pending_flush(&self) -> Result<Option<PendingFlush>> {
         self.ensure_writable()?;
         let end_offset = self.log_end_offset();
         if self.state.recovery_point >= end_offset {
             return Ok(None);
         }
-        let (file, path) = self.active.shared_file();
+        let mut files = self.unflushed.clone();
+        files.push(self.active.shared_file());
         Ok(Some(PendingFlush {
-            file,
-            path,
+            files,
             end_offset,
+            truncations: self.truncations,
             syncer: Arc::clone(&self.options.syncer),
         }))
     }
 
     /// Takes a flush's outcome: success moves the recovery point, failure poisons the log
-    /// (what reached the disk is unknown). A flush of a segment replaced meanwhile moves
-    /// nothing: a roll already flushed it, and a truncation cut what it covered.
+    /// (what reached the disk is unknown). A flush taken before a truncation moves nothing:
+    /// the truncation may have cut what it covered. A roll meanwhile does not matter: the
+    /// rolled segment was the active one the flush covered.
     pub fn complete_flush(&mut self, outcome: Result<FlushedTo>) -> Result<()> {
         let flushed = self.poison_on_error(|_| outcome)?;
-        let (active_file, _) = self.active.shared_file();
-        if Arc::ptr_eq(&active_file, &flushed.file) && flushed.end_offset <= self.log_end_offset() {
+        if flushed.truncations == self.truncations && flushed.end_offset <= self.log_end_offset() {
+            self.unflushed
+                .retain(|(file, _)| !flushed.files.iter().any(|synced| Arc::ptr_eq(synced, file)));
             self.state.recovery_point = self.state.recovery_point.max(flushed.end_offset);
         }
         Ok(())

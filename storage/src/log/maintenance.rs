@@ -36,6 +36,7 @@ impl PartitionLog {
             self.truncate_fully_and_start_at(offset)?;
             return Ok(offset);
         }
+        self.truncations += 1;
         self.poison_on_error(|log| {
             // Drop whole segments at or after the offset; the one holding it becomes active.
             while log.active.base_offset >= offset {

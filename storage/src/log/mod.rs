@@ -10,6 +10,7 @@ mod open;
 mod read;
 
 use std::collections::VecDeque;
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -59,6 +60,11 @@ pub struct PartitionLog {
     /// In memory, `state.recovery_point` is the flushed offset; on disk it is as of the last
     /// checkpoint.
     state: PartitionState,
+    /// Sealed segments whose `.log` is not on disk yet (rolled under a policy that does not
+    /// flush every append): the next flush covers them before it moves the recovery point.
+    unflushed: Vec<(Arc<File>, PathBuf)>,
+    /// Counts truncations, so a flush taken before one moves nothing.
+    truncations: u64,
     last_flush_ms: i64,
     /// Set by the first failed write or fsync: the file contents are then unknown, so the log
     /// refuses writes until it is reopened and recovered.
@@ -201,11 +207,27 @@ impl PartitionLog {
     pub fn flush(&mut self, now_ms: i64) -> Result<()> {
         self.ensure_writable()?;
         self.poison_on_error(|log| {
-            log.active.flush(log.options.syncer.as_ref())?;
-            log.state.recovery_point = log.log_end_offset();
+            log.flush_all()?;
             log.last_flush_ms = now_ms;
             Ok(())
         })
+    }
+
+    /// Forces the unflushed sealed segments and the active one to disk. On an error the
+    /// caller must poison the log.
+    pub(crate) fn flush_all(&mut self) -> Result<()> {
+        sync_all(&self.unflushed, self.options.syncer.as_ref())?;
+        self.unflushed.clear();
+        self.active.flush(self.options.syncer.as_ref())?;
+        self.state.recovery_point = self.log_end_offset();
+        Ok(())
+    }
+
+    /// Sealed segments wait for a flush ([`PartitionLog::pending_flush`] covers them).
+    pub fn has_unflushed_segments(&self) -> bool {
+        self.poisoned.is_none()
+            && !self.unflushed.is_empty()
+            && self.state.recovery_point < self.log_end_offset()
     }
 
     /// [`PartitionLog::flush`] when the `IntervalMs` policy says one is due.
@@ -237,11 +259,23 @@ impl PartitionLog {
             options,
             active,
             mut state,
+            unflushed,
             ..
         } = self;
+        sync_all(&unflushed, options.syncer.as_ref())?;
         state.recovery_point = active.next_offset();
         state.producer_snapshot_offset = active.next_offset();
         active.seal(options.syncer.as_ref())?;
         state.store(&dir, options.syncer.as_ref())
     }
+}
+
+/// `fdatasync` of each file.
+fn sync_all(files: &[(Arc<File>, PathBuf)], syncer: &dyn Syncer) -> Result<()> {
+    for (file, path) in files {
+        syncer
+            .sync_data(file)
+            .map_err(|error| StorageError::io("fsync", path, error))?;
+    }
+    Ok(())
 }

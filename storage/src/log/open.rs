@@ -179,6 +179,8 @@ impl PartitionLog {
             sealed,
             active,
             state: PartitionState { epochs, ..state },
+            unflushed: Vec::new(),
+            truncations: 0,
             last_flush_ms: now_ms,
             poisoned: None,
         };
@@ -261,6 +263,7 @@ impl PartitionLog {
 
     /// Deletes every segment and starts an empty log at `offset`.
     pub(crate) fn reset_to(&mut self, offset: i64) -> Result<()> {
+        self.truncations += 1;
         for segment in self.sealed.drain(..) {
             segment.delete(&self.options.file_cache)?;
         }

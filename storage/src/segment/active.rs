@@ -337,9 +337,15 @@ impl ActiveSegment {
     }
 
     /// Flushes the segment and trims its indexes; the result is read-only.
-    pub fn seal(mut self, syncer: &dyn Syncer) -> Result<SealedSegment> {
-        self.indexer.push_time_entry(&mut self.time_index);
+    pub fn seal(self, syncer: &dyn Syncer) -> Result<SealedSegment> {
         self.flush(syncer)?;
+        self.seal_unflushed()
+    }
+
+    /// Trims the indexes without forcing the log to disk: the owner flushes the `.log` later
+    /// (through [`ActiveSegment::shared_file`], taken before).
+    pub fn seal_unflushed(mut self) -> Result<SealedSegment> {
+        self.indexer.push_time_entry(&mut self.time_index);
         let offset_index = self.offset_index.seal()?;
         let time_index = self.time_index.seal()?;
         Ok(SealedSegment::sealed_now(
