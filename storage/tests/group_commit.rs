@@ -19,17 +19,36 @@ use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 
-use common::{FlakySyncer, batch};
+use common::{FlakySyncer, batch, small_segments};
 use lmq_storage::builder::BatchBuilder;
-use lmq_storage::{FlushPolicy, LogConfig, LogOptions, PartitionLog, StorageError, Syncer};
+use lmq_storage::{
+    FlushPolicy, LogConfig, LogOptions, PartitionLog, RecoveryReport, StorageError, Syncer,
+};
 
 fn open(dir: &std::path::Path, config: LogConfig, syncer: &Arc<FlakySyncer>) -> PartitionLog {
+    open_with(dir, config, Arc::clone(syncer) as Arc<dyn Syncer>).0
+}
+
+fn open_with(
+    dir: &std::path::Path,
+    config: LogConfig,
+    syncer: Arc<dyn Syncer>,
+) -> (PartitionLog, RecoveryReport) {
     let options = LogOptions {
-        syncer: Arc::clone(syncer) as Arc<dyn Syncer>,
+        syncer,
         group_commit: true,
         ..LogOptions::default()
     };
-    PartitionLog::open(dir, config, options, 0).unwrap().0
+    PartitionLog::open(dir, config, options, 0).unwrap()
+}
+
+/// Appends batches of about 2 KiB until the log has `segments` segments; returns the next seed.
+fn append_until(log: &mut PartitionLog, segments: usize, mut seed: u64) -> u64 {
+    while log.segment_count() < segments {
+        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
+        seed += 1;
+    }
+    seed
 }
 
 fn every_batch() -> LogConfig {
@@ -169,28 +188,13 @@ fn a_failed_group_fsync_poisons_the_log() {
 fn rolls_leave_the_fsync_to_the_next_pending_flush() {
     let dir = tempfile::tempdir().unwrap();
     let syncer = Arc::new(FlakySyncer::default());
-    let config = LogConfig {
-        segment_bytes_max: 4 * 1024,
-        ..LogConfig::default()
-    };
     let paths = Arc::new(PathSyncer::default());
-    let mut log = PartitionLog::open(
+    let (mut log, _) = open_with(
         dir.path(),
-        config.clone(),
-        LogOptions {
-            syncer: Arc::clone(&paths) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        },
-        0,
-    )
-    .unwrap()
-    .0;
-    let mut seed = 1;
-    while log.segment_count() < 4 {
-        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
-        seed += 1;
-    }
+        small_segments(),
+        Arc::clone(&paths) as Arc<dyn Syncer>,
+    );
+    let seed = append_until(&mut log, 4, 0);
     let synced = paths.synced.lock().unwrap().clone();
     let bases = log.segment_base_offsets();
     for base in &bases[..bases.len() - 1] {
@@ -211,25 +215,16 @@ fn rolls_leave_the_fsync_to_the_next_pending_flush() {
     // A crash now: what the page cache holds is rescanned, nothing is lost.
     let end = log.log_end_offset();
     drop(log);
-    let (mut log, report) = PartitionLog::open(
+    let (mut log, report) = open_with(
         dir.path(),
-        config,
-        LogOptions {
-            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        },
-        0,
-    )
-    .unwrap();
+        small_segments(),
+        Arc::clone(&syncer) as Arc<dyn Syncer>,
+    );
     assert_eq!(log.log_end_offset(), end);
     assert!(report.segments_recovered >= 4, "{report:?}");
 
     // Rolled again after the reopen: one pending flush covers them all.
-    while log.segment_count() < 6 {
-        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
-        seed += 1;
-    }
+    append_until(&mut log, 6, seed);
     let syncs = syncer.calls.load(Ordering::SeqCst);
     let pending = log.pending_flush().unwrap().unwrap();
     assert_eq!(pending.end_offset(), log.log_end_offset());
@@ -247,22 +242,11 @@ fn rolls_leave_the_fsync_to_the_next_pending_flush() {
 fn a_flush_taken_before_a_truncation_does_not_cover_rolled_segments() {
     let dir = tempfile::tempdir().unwrap();
     let syncer = Arc::new(FlakySyncer::default());
-    let config = LogConfig {
-        segment_bytes_max: 4 * 1024,
-        ..LogConfig::default()
-    };
-    let mut log = open(dir.path(), config, &syncer);
-    let mut seed = 0;
-    while log.segment_count() < 3 {
-        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
-        seed += 1;
-    }
+    let mut log = open(dir.path(), small_segments(), &syncer);
+    let seed = append_until(&mut log, 3, 0);
     let pending = log.pending_flush().unwrap().unwrap();
     log.truncate_to(5).unwrap();
-    while log.segment_count() < 3 {
-        log.append(&mut batch(4, 500, seed, 0), 0, 0).unwrap();
-        seed += 1;
-    }
+    append_until(&mut log, 3, seed);
     log.complete_flush(pending.sync()).unwrap();
     assert!(log.recovery_point() <= 5, "{}", log.recovery_point());
     assert!(log.has_unflushed_segments());
