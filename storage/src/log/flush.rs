@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use super::PartitionLog;
-use crate::error::{Result, StorageError};
+use crate::error::Result;
 use crate::files::Syncer;
 
 /// An fsync of the sealed segments not yet on disk and of the active segment, up to the
@@ -37,11 +37,7 @@ impl PendingFlush {
 
     /// The fsyncs (`fdatasync`): blocking, and meant to run without the log's lock.
     pub fn sync(self) -> Result<FlushedTo> {
-        for (file, path) in &self.files {
-            self.syncer
-                .sync_data(file)
-                .map_err(|error| StorageError::io("fsync", path, error))?;
-        }
+        super::sync_all(&self.files, self.syncer.as_ref())?;
         Ok(FlushedTo {
             files: self.files.into_iter().map(|(file, _)| file).collect(),
             end_offset: self.end_offset,
