@@ -86,23 +86,19 @@ impl Broker {
 
     /// Interval flushes for every partition (every second).
     pub fn flush_due(&self) {
-        self.for_each_partition("flush", |partition, now_ms| partition.flush_if_due(now_ms));
-        // Rolled segments go to disk off the append path, on the blocking pool.
-        for topic in self.topics.list() {
-            for partition in &topic.partitions {
-                if partition
-                    .with_log(|log| Ok(log.has_unflushed_segments()))
-                    .unwrap_or(false)
-                {
-                    let partition = Arc::clone(partition);
-                    tokio::spawn(async move {
-                        if let Err(error) = partition.flush_to(i64::MAX).await {
-                            tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
-                        }
-                    });
-                }
+        self.for_each_partition("flush", |partition, now_ms| {
+            partition.flush_if_due(now_ms)?;
+            // Rolled segments go to disk off the append path, on the blocking pool.
+            if partition.with_log(|log| Ok(log.has_unflushed_segments()))? {
+                let partition = Arc::clone(partition);
+                tokio::spawn(async move {
+                    if let Err(error) = partition.flush_to(i64::MAX).await {
+                        tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
+                    }
+                });
             }
-        }
+            Ok(())
+        });
     }
 
     /// Retention and checkpoints for every partition (every minute).
@@ -206,7 +202,10 @@ impl Broker {
     fn for_each_partition(
         &self,
         what: &'static str,
-        operation: impl Fn(&crate::partition::Partition, i64) -> Result<(), lmq_storage::StorageError>,
+        operation: impl Fn(
+            &Arc<crate::partition::Partition>,
+            i64,
+        ) -> Result<(), lmq_storage::StorageError>,
     ) {
         let now_ms = self.now_ms();
         for topic in self.topics.list() {

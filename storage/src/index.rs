@@ -316,13 +316,8 @@ impl OffsetIndex {
 
     /// The entry of the last indexed batch starting at or before `relative_offset`.
     pub fn lookup(&self, relative_offset: u32) -> Option<OffsetEntry> {
-        floor_entry(
-            self.len(),
-            false,
-            |index| i64::from(self.entry(index).relative_offset),
-            i64::from(relative_offset),
-        )
-        .map(|index| self.entry(index))
+        self.floor_by_offset(relative_offset)
+            .map(|index| self.entry(index))
     }
 
     /// Entries strictly increasing in offset and position, inside the log and offset span.

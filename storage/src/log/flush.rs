@@ -70,7 +70,8 @@ impl PartitionLog {
     /// rolled segment was the active one the flush covered.
     pub fn complete_flush(&mut self, outcome: Result<FlushedTo>) -> Result<()> {
         let flushed = self.poison_on_error(|_| outcome)?;
-        if flushed.truncations == self.truncations && flushed.end_offset <= self.log_end_offset() {
+        // Without a truncation the log end only grew since the flush was taken.
+        if flushed.truncations == self.truncations {
             self.unflushed
                 .retain(|(file, _)| !flushed.files.iter().any(|synced| Arc::ptr_eq(synced, file)));
             self.state.recovery_point = self.state.recovery_point.max(flushed.end_offset);
