@@ -77,9 +77,15 @@ fi
 restart_killed
 
 say "scenario java-verifiable-producer-failover"
-"$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --create \
-  --topic failover-java --partitions 3 --replication-factor 3 \
-  --config min.insync.replicas=2 >"$LOGS/java-topic.log" 2>&1 || true
+# The broker restarted above may not be registered yet: creating with 3 replicas is refused
+# until it is (and a producer would then auto-create the topic with fewer).
+for _ in $(seq 1 30); do
+  "$KAFKA" tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$BOOTSTRAP" --create \
+    --topic failover-java --partitions 3 --replication-factor 3 \
+    --config min.insync.replicas=2 >"$LOGS/java-topic.log" 2>&1 && break
+  grep -q "already exists" "$LOGS/java-topic.log" && break
+  sleep 1
+done
 "$KAFKA" tool org.apache.kafka.tools.VerifiableProducer --bootstrap-server "$BOOTSTRAP" \
   --topic failover-java --max-messages 3000 --throughput 200 --acks -1 \
   >"$LOGS/java-producer.jsonl" 2>"$LOGS/java-producer.log" &
