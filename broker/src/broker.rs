@@ -89,10 +89,10 @@ impl Broker {
         self.for_each_partition("flush", |partition, now_ms| {
             partition.flush_if_due(now_ms)?;
             // Rolled segments go to disk off the append path, on the blocking pool.
-            if partition.with_log(|log| Ok(log.has_unflushed_segments()))? {
+            if let Some(end_offset) = partition.rolled_flush_target()? {
                 let partition = Arc::clone(partition);
                 tokio::spawn(async move {
-                    if let Err(error) = partition.flush_to(i64::MAX).await {
+                    if let Err(error) = partition.flush_to(end_offset).await {
                         tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
                     }
                 });

@@ -116,6 +116,24 @@ mod tests {
         }
     }
 
+    /// Like [`GatedSyncer`], but holds only the fsyncs of segment files (`.log`): checkpoint
+    /// writes made by appends (a roll stores the state) go through.
+    #[derive(Debug, Default)]
+    struct SegmentGatedSyncer {
+        gated: GatedSyncer,
+    }
+
+    impl Syncer for SegmentGatedSyncer {
+        fn sync_data(&self, file: &File) -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let path = std::fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            if path.extension().is_some_and(|extension| extension == "log") {
+                return self.gated.sync_data(file);
+            }
+            file.sync_data()
+        }
+    }
+
     fn append(partition: &Partition) -> i64 {
         let mut builder = BatchBuilder::new(0);
         builder.push(None, Some(b"record"), 0);
@@ -194,6 +212,64 @@ mod tests {
                 .unwrap()
                 .is_none()
         );
+    }
+
+    /// The upkeep's flush of rolled segments (`os` policy) ends at the log end it saw when
+    /// it started: appends during its fsync wait for the next pass instead of keeping one
+    /// flusher in a loop of fsyncs for as long as producers write.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_rolled_segment_flush_stops_at_the_log_end_it_started_with() {
+        let dir = tempfile::tempdir().unwrap();
+        let gated = Arc::new(SegmentGatedSyncer::default());
+        let syncer = &gated.gated;
+        let options = LogOptions {
+            syncer: Arc::clone(&gated) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::Os,
+            segment_bytes_max: 4 * 1024,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Arc::new(Partition::new(0, log));
+        let append_kib = |partition: &Partition| {
+            let mut builder = BatchBuilder::new(0);
+            builder.push(None, Some(&[7u8; 1024][..]), 0);
+            partition
+                .with_log(|log| log.append(&mut builder.build(), 0, 0))
+                .unwrap();
+        };
+        while partition.rolled_flush_target().unwrap().is_none() {
+            append_kib(&partition);
+        }
+        let target = partition.rolled_flush_target().unwrap().unwrap();
+        let gate = syncer.gate.lock().unwrap();
+        let flusher = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(target).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let first_pass = syncer.calls.load(Ordering::SeqCst) + 1;
+        // Producers go on while the fsync runs: more appends, another roll.
+        for _ in 0..8 {
+            append_kib(&partition);
+        }
+        drop(gate);
+        tokio::time::timeout(Duration::from_secs(10), flusher)
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let recovery_point = partition.with_log(|log| Ok(log.recovery_point())).unwrap();
+        assert_eq!(recovery_point, target);
+        assert!(
+            syncer.calls.load(Ordering::SeqCst) <= first_pass + 1,
+            "one pass (sealed segments and the active one), not a second for the later appends"
+        );
+        assert!(partition.rolled_flush_target().unwrap().is_some());
     }
 
     #[allow(clippy::await_holding_lock)]

@@ -122,6 +122,13 @@ impl Partition {
         self.commit.flush_to(self, end_offset).await
     }
 
+    /// Where the upkeep's flush of segments rolled without an fsync (`os` and interval
+    /// policies) ends: the log end as it is now, so appends made meanwhile wait for the next
+    /// pass and a busy partition does not fsync back to back. `None` when nothing waits.
+    pub fn rolled_flush_target(&self) -> Result<Option<i64>, StorageError> {
+        self.with_log(|log| Ok(log.has_unflushed_segments().then(|| log.log_end_offset())))
+    }
+
     fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }

@@ -252,6 +252,47 @@ fn a_flush_taken_before_a_truncation_does_not_cover_rolled_segments() {
     assert!(log.has_unflushed_segments());
 }
 
+/// The active segment a flush covered up to its end at the time is rolled while the fsync
+/// runs: the appends made to it after the flush was taken are not on disk, so it stays
+/// listed unflushed and the next flush syncs it again (the recovery point never moves past
+/// what an fsync covered).
+#[test]
+fn a_segment_rolled_during_a_flush_stays_unflushed() {
+    let dir = tempfile::tempdir().unwrap();
+    let paths = Arc::new(PathSyncer::default());
+    let (mut log, _) = open_with(
+        dir.path(),
+        small_segments(),
+        Arc::clone(&paths) as Arc<dyn Syncer>,
+    );
+    log.append(&mut batch(4, 500, 0, 0), 0, 0).unwrap();
+    let rolled = log.segment_base_offsets()[0];
+    let pending = log.pending_flush().unwrap().unwrap();
+    let covered = pending.end_offset();
+    // While the fsync runs (without the lock), appends fill and roll the active segment.
+    append_until(&mut log, 2, 1);
+    let flushed = pending.sync();
+    paths.synced.lock().unwrap().clear();
+    log.complete_flush(flushed).unwrap();
+    assert_eq!(log.recovery_point(), covered);
+    assert!(
+        log.has_unflushed_segments(),
+        "segment {rolled} got appends after the flush was taken"
+    );
+    let pending = log.pending_flush().unwrap().unwrap();
+    log.complete_flush(pending.sync()).unwrap();
+    let path = dir
+        .path()
+        .join(format!("{rolled:020}.log"))
+        .canonicalize()
+        .unwrap();
+    assert!(
+        paths.synced.lock().unwrap().contains(&path),
+        "the next flush syncs the rolled segment again"
+    );
+    assert_eq!(log.recovery_point(), log.log_end_offset());
+}
+
 /// Records the path of every non-empty file it syncs (a new segment's empty file is synced
 /// when created).
 #[derive(Debug, Default)]

@@ -15,6 +15,7 @@ use crate::files::Syncer;
 /// log end at the moment it was taken.
 #[derive(Debug)]
 pub struct PendingFlush {
+    /// The sealed segments first, the active segment last.
     files: Vec<(Arc<File>, PathBuf)>,
     end_offset: i64,
     truncations: u64,
@@ -24,7 +25,9 @@ pub struct PendingFlush {
 /// A finished [`PendingFlush`], to report with [`PartitionLog::complete_flush`].
 #[derive(Debug)]
 pub struct FlushedTo {
-    files: Vec<Arc<File>>,
+    /// The segments that were sealed when the flush was taken: wholly on disk now. The
+    /// active one is not among them: rolled meanwhile, it may have more than was synced.
+    sealed: Vec<Arc<File>>,
     end_offset: i64,
     truncations: u64,
 }
@@ -38,8 +41,10 @@ impl PendingFlush {
     /// The fsyncs (`fdatasync`): blocking, and meant to run without the log's lock.
     pub fn sync(self) -> Result<FlushedTo> {
         super::sync_all(&self.files, self.syncer.as_ref())?;
+        let mut files = self.files;
+        files.pop();
         Ok(FlushedTo {
-            files: self.files.into_iter().map(|(file, _)| file).collect(),
+            sealed: files.into_iter().map(|(file, _)| file).collect(),
             end_offset: self.end_offset,
             truncations: self.truncations,
         })
@@ -66,14 +71,19 @@ impl PartitionLog {
 
     /// Takes a flush's outcome: success moves the recovery point, failure poisons the log
     /// (what reached the disk is unknown). A flush taken before a truncation moves nothing:
-    /// the truncation may have cut what it covered. A roll meanwhile does not matter: the
-    /// rolled segment was the active one the flush covered.
+    /// the truncation may have cut what it covered. A segment rolled meanwhile (the active
+    /// one when the flush was taken) stays listed unflushed: it may have got appends after
+    /// the flush was taken, which the next flush syncs.
     pub fn complete_flush(&mut self, outcome: Result<FlushedTo>) -> Result<()> {
         let flushed = self.poison_on_error(|_| outcome)?;
         // Without a truncation the log end only grew since the flush was taken.
         if flushed.truncations == self.truncations {
-            self.unflushed
-                .retain(|(file, _)| !flushed.files.iter().any(|synced| Arc::ptr_eq(synced, file)));
+            self.unflushed.retain(|(file, _)| {
+                !flushed
+                    .sealed
+                    .iter()
+                    .any(|synced| Arc::ptr_eq(synced, file))
+            });
             self.state.recovery_point = self.state.recovery_point.max(flushed.end_offset);
         }
         Ok(())
