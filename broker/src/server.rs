@@ -20,7 +20,7 @@ use tokio::task::JoinSet;
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::handler::{
-    Dispatched, Reply, RequestContext, dispatch, error_codes, unsupported_version_response,
+    Dispatched, Reply, RequestContext, Session, dispatch, error_codes, unsupported_version_response,
 };
 use crate::zero_copy::{Part, ResponseWriter, splice};
 
@@ -146,6 +146,7 @@ async fn connection(
     };
     let mut writer = ResponseWriter::new(writer);
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
+    let session = Arc::new(Session::default());
     loop {
         // Answers at the head that are ready go out, in order.
         let mut wrote = false;
@@ -193,7 +194,7 @@ async fn connection(
                 break;
             }
         };
-        let Some(outgoing) = run_request(frame, peer, broker, cluster).await else {
+        let Some(outgoing) = run_request(frame, peer, &session, broker, cluster).await else {
             break;
         };
         if queued.is_empty()
@@ -217,6 +218,7 @@ async fn connection(
 async fn run_request(
     frame: BytesMut,
     peer: SocketAddr,
+    session: &Arc<Session>,
     broker: &Broker,
     cluster: &ClusterNode,
 ) -> Option<Outgoing> {
@@ -237,6 +239,7 @@ async fn run_request(
                     .as_deref()
                     .unwrap_or_default()
                     .to_string(),
+                session: Arc::clone(session),
             };
             (
                 api_key,

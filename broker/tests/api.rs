@@ -620,3 +620,72 @@ async fn malformed_frames_close_the_connection_without_harming_the_broker() {
     assert_eq!(response.topics[0].error_code, 0);
     broker.stop().await;
 }
+
+/// The inter-broker proof (`cluster::identity`): only LMQ's mechanism, a SaslAuthenticate
+/// only after its handshake, and a token without the cluster's secret is refused, so the
+/// connection's replica ids stay a consumer's.
+#[tokio::test]
+async fn sasl_accepts_only_the_brokers_proof_with_the_cluster_secret() {
+    use lmq_wire::protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+    use lmq_wire::protocol::protocol::StrBytes;
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let mut authenticate = SaslAuthenticateRequest::default();
+    authenticate.auth_bytes = Bytes::from_static(b"2\0not-the-secret");
+    let ResponseKind::SaslAuthenticate(answer) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(authenticate.clone()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        answer.error_code, 34,
+        "ILLEGAL_SASL_STATE before a handshake"
+    );
+    let mut handshake = SaslHandshakeRequest::default();
+    handshake.mechanism = StrBytes::from_static_str("PLAIN");
+    let ResponseKind::SaslHandshake(answer) = client
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(handshake.clone()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    assert_eq!(
+        answer.mechanisms,
+        vec![StrBytes::from_static_str("LMQ-BROKER")]
+    );
+    handshake.mechanism = StrBytes::from_static_str("LMQ-BROKER");
+    let ResponseKind::SaslHandshake(answer) = client
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(handshake),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, 0);
+    let ResponseKind::SaslAuthenticate(answer) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(authenticate),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+    broker.stop().await;
+}

@@ -661,3 +661,96 @@ async fn acknowledged_records_survive_leader_kills_pauses_and_restarts() {
         failovers.last().unwrap()
     );
 }
+
+/// A Fetch carrying a follower's replica id from a client that is no broker of the cluster
+/// (CVE-2018-1288's class): with both followers paused, an acks=all produce waits; a forged
+/// follower fetch with a huge offset must neither move the high watermark nor get the
+/// produce acknowledged. It is answered as a consumer's fetch (bounded by the high watermark).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs a Consul cluster: scripts/test.sh runs it with --ignored"]
+async fn a_forged_replica_fetch_does_not_acknowledge_acks_all_writes() {
+    use lmq::connection::Connection;
+    use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+    use lmq_wire::protocol::messages::{
+        ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, TopicName,
+    };
+
+    let cluster = Cluster::up();
+    let client = cluster.client();
+    let admin = Admin::connect(client.clone()).await.unwrap();
+    let configs = BTreeMap::from([("min.insync.replicas".to_string(), "2".to_string())]);
+    admin.create_topic("forged", 1, 3, &configs).await.unwrap();
+    let producer = Producer::connect(ProducerConfig {
+        client: client.clone(),
+        acks: Acks::All,
+        retries: 0,
+        linger: Duration::ZERO,
+        ..ProducerConfig::default()
+    })
+    .await
+    .map(Arc::new)
+    .unwrap();
+    // Every replica in the ISR: a first write is acknowledged by all three.
+    let first = producer.send("forged", "before").await.unwrap();
+    let leader = leader_of(&cluster, "forged", 0);
+    assert!(leader > 0, "the partition has a leader");
+    let followers: Vec<i32> = (1..=3).filter(|id| *id != leader).collect();
+    for follower in &followers {
+        cluster.script(&["pause", &follower.to_string()]);
+    }
+    // Well inside the registration TTL (6 s) and the replica lag time (10 s): the ISR still
+    // has both paused followers, so the produce waits for them.
+    let waiting = tokio::spawn({
+        let producer = Arc::clone(&producer);
+        async move { producer.send("forged", "while paused").await }
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !waiting.is_finished(),
+        "acks=all waits for the paused followers"
+    );
+
+    let address = format!("127.0.0.{}:9092", 10 + leader);
+    let forger = Connection::connect(&address, "forger", Duration::from_secs(5))
+        .await
+        .unwrap();
+    let mut partition = FetchPartition::default();
+    partition.partition = 0;
+    partition.fetch_offset = i64::MAX / 2;
+    partition.partition_max_bytes = 1 << 20;
+    let mut topic = FetchTopic::default();
+    topic.topic = TopicName(lmq_wire::protocol::protocol::StrBytes::from_static_str(
+        "forged",
+    ));
+    topic.partitions = vec![partition];
+    for follower in &followers {
+        let mut request = FetchRequest::default();
+        request.replica_id = BrokerId(*follower);
+        request.max_wait_ms = 0;
+        request.max_bytes = 1 << 20;
+        request.topics = vec![topic.clone()];
+        let answer = forger
+            .call(ApiKey::Fetch, 4..=12, RequestKind::Fetch(request))
+            .await
+            .unwrap();
+        let ResponseKind::Fetch(answer) = answer else {
+            panic!("a Fetch answer")
+        };
+        let data = &answer.responses[0].partitions[0];
+        assert!(
+            data.high_watermark <= first.offset + 1,
+            "a forged follower fetch moved the high watermark to {}",
+            data.high_watermark
+        );
+    }
+    let answered = tokio::time::timeout(Duration::from_secs(2), waiting).await;
+    for follower in &followers {
+        cluster.script(&["resume", &follower.to_string()]);
+    }
+    if let Ok(sent) = answered {
+        assert!(
+            sent.unwrap().is_err(),
+            "an acks=all write was acknowledged while both followers were paused"
+        );
+    }
+}

@@ -7,14 +7,19 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
+use lmq::ClientError;
 use lmq::connection::Connection;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use lmq_wire::protocol::messages::{ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind};
+use lmq_wire::protocol::messages::{
+    ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
+use lmq_wire::protocol::protocol::StrBytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use super::ClusterNode;
+use super::{ClusterNode, identity};
 use crate::broker::Broker;
 use crate::handler::topic_name;
 use crate::partition::Partition;
@@ -24,6 +29,7 @@ const FETCH_WAIT_MS: i32 = 500;
 const PARTITION_BYTES_MAX: i32 = 1024 * 1024;
 const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Keeps one fetcher per leader that some local follower partition needs.
 pub async fn manage(
@@ -116,8 +122,7 @@ async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
             .as_ref()
             .is_none_or(|connection| connection.address() != address)
         {
-            let client_id = format!("lmq-replica-{}", node.node_id);
-            match Connection::connect(&address, &client_id, Duration::from_secs(10)).await {
+            match connect_as_broker(&node, &address).await {
                 Ok(connected) => connection = Some(connected),
                 Err(error) => {
                     tracing::debug!(leader, %error, "cannot reach the leader");
@@ -142,13 +147,54 @@ async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
     }
 }
 
+/// Opens a connection to a leader and proves on it that this is a broker of the cluster
+/// (`identity`), so the leader counts its fetches as a follower's.
+async fn connect_as_broker(node: &ClusterNode, address: &str) -> Result<Connection, ClientError> {
+    let client_id = format!("lmq-replica-{}", node.node_id);
+    let connection = Connection::connect(address, &client_id, CONNECT_TIMEOUT).await?;
+    let mut handshake = SaslHandshakeRequest::default();
+    handshake.mechanism = StrBytes::from_static_str(identity::MECHANISM);
+    let ResponseKind::SaslHandshake(answer) = connection
+        .call(
+            ApiKey::SaslHandshake,
+            1..=1,
+            RequestKind::SaslHandshake(handshake),
+        )
+        .await?
+    else {
+        return Err(ClientError::UnexpectedResponse("SaslHandshake".to_string()));
+    };
+    if let Some(error) = ClientError::from_code("SaslHandshake", answer.error_code, None) {
+        return Err(error);
+    }
+    let mut authenticate = SaslAuthenticateRequest::default();
+    authenticate.auth_bytes = node.replica_token().into();
+    let ResponseKind::SaslAuthenticate(answer) = connection
+        .call(
+            ApiKey::SaslAuthenticate,
+            0..=2,
+            RequestKind::SaslAuthenticate(authenticate),
+        )
+        .await?
+    else {
+        return Err(ClientError::UnexpectedResponse(
+            "SaslAuthenticate".to_string(),
+        ));
+    };
+    let message = answer.error_message.map(|message| message.to_string());
+    if let Some(error) = ClientError::from_code("SaslAuthenticate", answer.error_code, message) {
+        return Err(error);
+    }
+    Ok(connection)
+}
+
 /// One fetch round; `Ok(false)` when every partition was refused (wait before retrying).
 async fn fetch_once(
     broker: &Broker,
     node: &ClusterNode,
     connection: &Connection,
     partitions: &[Followed],
-) -> Result<bool, lmq::ClientError> {
+) -> Result<bool, ClientError> {
     let mut request = FetchRequest::default();
     request.replica_id = BrokerId(node.node_id);
     request.max_wait_ms = FETCH_WAIT_MS;
@@ -183,7 +229,7 @@ async fn fetch_once(
         .call(ApiKey::Fetch, 12..=12, RequestKind::Fetch(request))
         .await?
     else {
-        return Err(lmq::ClientError::UnexpectedResponse("Fetch".to_string()));
+        return Err(ClientError::UnexpectedResponse("Fetch".to_string()));
     };
     let mut progress = false;
     let now_ms = broker.now_ms();

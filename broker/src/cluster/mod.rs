@@ -14,6 +14,7 @@
 
 pub mod controller;
 mod fetcher;
+pub mod identity;
 pub mod metadata;
 mod reassign;
 mod reconcile;
@@ -83,6 +84,9 @@ pub struct ClusterNode {
     pub node_id: i32,
     /// Shared by every broker of the cluster (kept in the coordinator).
     pub cluster_id: String,
+    /// What brokers prove they are brokers of this cluster with (`identity`), from the
+    /// coordinator.
+    replication_secret: String,
     pub coordinator: Arc<dyn Coordinator>,
     view: RwLock<Arc<ClusterView>>,
     /// Bumped after every view change, so the controller and the fetchers re-check.
@@ -136,6 +140,17 @@ impl ClusterNode {
     /// still.
     pub fn view_generation(&self) -> u64 {
         *self.changes.borrow()
+    }
+
+    /// The SASL token this broker proves itself with to the brokers it fetches from.
+    pub fn replica_token(&self) -> Vec<u8> {
+        identity::token(self.node_id, &self.replication_secret)
+    }
+
+    /// The broker a replica fetcher's token proves (whether it replicates a partition is the
+    /// replication state's business).
+    pub fn verify_replica(&self, token: &[u8]) -> Option<i32> {
+        identity::verify(token, &self.replication_secret)
     }
 
     /// Hands an ISR proposal of a local leader to the task that persists it.
@@ -365,12 +380,15 @@ pub async fn join(
             ttl: Duration::from_millis(broker.config.cluster.broker_ttl_ms),
         },
     };
-    let cluster_id = shared_cluster_id(&*coordinator, &broker.cluster_id).await?;
+    let cluster_id = shared_value(&*coordinator, "cluster/id", &broker.cluster_id).await?;
+    let replication_secret =
+        shared_value(&*coordinator, identity::SECRET_KEY, &identity::new_secret()).await?;
     coordinator.register_broker(&registration).await?;
     let (isr_requests, isr_receiver) = mpsc::unbounded_channel();
     let node = Arc::new(ClusterNode {
         node_id,
         cluster_id,
+        replication_secret,
         coordinator: Arc::clone(&coordinator),
         view: RwLock::new(Arc::new(ClusterView {
             controller: -1,
@@ -500,22 +518,23 @@ async fn adopt_producer_ids(
     Ok(())
 }
 
-/// The cluster's id: the first broker to join offers its own, every later one adopts it.
-async fn shared_cluster_id(
+/// A value every broker of the cluster shares (the cluster id, the replication secret): the
+/// first broker to join offers its own, every later one adopts it.
+async fn shared_value(
     coordinator: &dyn Coordinator,
+    key: &str,
     offer: &str,
 ) -> Result<String, StoreError> {
-    const KEY: &str = "cluster/id";
-    if let Some(entry) = coordinator.get(KEY).await? {
+    if let Some(entry) = coordinator.get(key).await? {
         return Ok(String::from_utf8_lossy(&entry.value).into_owned());
     }
     match coordinator
-        .compare_and_set(KEY, None, offer.as_bytes())
+        .compare_and_set(key, None, offer.as_bytes())
         .await
     {
         Ok(_) => Ok(offer.to_string()),
         Err(lmq_coord::CoordError::CasConflict { .. }) => Ok(coordinator
-            .get(KEY)
+            .get(key)
             .await?
             .map(|entry| String::from_utf8_lossy(&entry.value).into_owned())
             .unwrap_or_else(|| offer.to_string())),

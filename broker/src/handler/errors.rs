@@ -120,6 +120,8 @@ pub fn error_codes(response: &ResponseKind) -> Vec<i16> {
             .collect(),
         ResponseKind::ListGroups(response) => vec![response.error_code],
         ResponseKind::DescribeCluster(response) => vec![response.error_code],
+        ResponseKind::SaslHandshake(response) => vec![response.error_code],
+        ResponseKind::SaslAuthenticate(response) => vec![response.error_code],
         ResponseKind::OffsetDelete(response) => std::iter::once(response.error_code)
             .chain(response.topics.iter().flat_map(|topic| {
                 topic

@@ -5,7 +5,9 @@
 //! In a cluster, consumers read from the leader only and up to the high watermark; a
 //! follower's fetch (replica id set) reads up to the log end, reports the follower's
 //! position to the replication state machine, and is told where its history diverges
-//! (`diverging_epoch`, KIP-320's check by last fetched epoch).
+//! (`diverging_epoch`, KIP-320's check by last fetched epoch). A replica id counts only on a
+//! connection that proved it is that broker (`cluster::identity`); from anyone else the
+//! fetch is a consumer's, so a forged one cannot move the high watermark.
 //!
 //! Record data is not read here: each partition's records are a marker and a file region
 //! that the connection sends with `sendfile` (`zero_copy.rs`).
@@ -18,7 +20,9 @@ use lmq_wire::protocol::messages::fetch_request::FetchPartition;
 use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
 use lmq_wire::protocol::messages::{FetchRequest, FetchResponse};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code};
+use super::{
+    NONE, RequestContext, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code,
+};
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
 use crate::partition::{FollowerCheck, Partition};
@@ -30,9 +34,11 @@ const MAX_WAIT_MS_CAP: i32 = 30_000;
 /// The response, with markers where records go, and the splices that replace them.
 pub async fn handle(
     broker: &Broker,
+    context: &RequestContext,
     request: FetchRequest,
     version: i16,
 ) -> (FetchResponse, Vec<Splice>) {
+    let follower = follower(context, &request);
     let max_wait = Duration::from_millis(
         u64::try_from(request.max_wait_ms.clamp(0, MAX_WAIT_MS_CAP)).unwrap_or(0),
     );
@@ -40,7 +46,13 @@ pub async fn handle(
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let started = std::time::Instant::now();
-    let read = long_poll(broker, &request, version, deadline, min_bytes, max_bytes).await;
+    let fetcher = Fetcher {
+        request: &request,
+        follower,
+        version,
+        max_bytes,
+    };
+    let read = long_poll(broker, &fetcher, deadline, min_bytes).await;
     if started.elapsed() >= Duration::from_millis(1) {
         broker
             .metrics
@@ -49,6 +61,28 @@ pub async fn handle(
     }
     count_out(broker, &read.sent);
     (read.response, read.splices)
+}
+
+/// The replica id of a fetch that counts as a follower's: set, and proven by the connection.
+fn follower(context: &RequestContext, request: &FetchRequest) -> Option<i32> {
+    let replica_id = request.replica_id.0;
+    if replica_id < 0 {
+        return None;
+    }
+    let proven = context.session.replica() == Some(replica_id);
+    if !proven {
+        tracing::debug!(peer = %context.peer, replica_id, "a replica id from a connection that is not that broker's: read as a consumer");
+    }
+    proven.then_some(replica_id)
+}
+
+/// A fetch request and who sends it.
+struct Fetcher<'a> {
+    request: &'a FetchRequest,
+    /// The follower's broker id, `None` for consumers.
+    follower: Option<i32>,
+    version: i16,
+    max_bytes: u64,
 }
 
 /// One pass over the requested partitions.
@@ -63,18 +97,17 @@ struct Read {
 
 async fn long_poll(
     broker: &Broker,
-    request: &FetchRequest,
-    version: i16,
+    fetcher: &Fetcher<'_>,
     deadline: tokio::time::Instant,
     min_bytes: u64,
-    max_bytes: u64,
 ) -> Read {
+    let max_bytes = fetcher.max_bytes;
     loop {
         // Register for the append signal before reading, so an append in between wakes us.
         let appended = broker.appended.notified();
         tokio::pin!(appended);
         appended.as_mut().enable();
-        let read = read_all(broker, request, max_bytes, version);
+        let read = read_all(broker, fetcher);
         let bytes = read.bytes;
         if bytes >= min_bytes
             || bytes > 0 && max_bytes <= bytes
@@ -83,7 +116,7 @@ async fn long_poll(
             return read;
         }
         if tokio::time::timeout_at(deadline, appended).await.is_err() {
-            return read_all(broker, request, max_bytes, version);
+            return read_all(broker, fetcher);
         }
     }
 }
@@ -111,19 +144,18 @@ fn count_out(broker: &Broker, sent: &[(String, u64, u64)]) {
 /// read bound (and a divergence to report instead of records).
 fn admit(
     broker: &Broker,
-    request: &FetchRequest,
+    follower: Option<i32>,
     topic: &str,
     partition: &Partition,
     fetch: &FetchPartition,
     high_watermark_moved: &mut bool,
 ) -> Result<(ReadBound, Option<(i32, i64)>), i16> {
-    let replica_id = request.replica_id.0;
-    if replica_id < 0 {
+    let Some(replica_id) = follower else {
         partition
             .check_leader(fetch.current_leader_epoch)
             .map_err(|error| replica_error_code(&error))?;
         return Ok((ReadBound::HighWatermark, None));
-    }
+    };
     let before = partition.offsets().map(|offsets| offsets.high_watermark);
     let (check, proposal) = partition
         .follower_fetch(
@@ -148,7 +180,13 @@ fn admit(
     }
 }
 
-fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i16) -> Read {
+fn read_all(broker: &Broker, fetcher: &Fetcher<'_>) -> Read {
+    let Fetcher {
+        request,
+        follower,
+        version,
+        max_bytes,
+    } = *fetcher;
     let mut response = FetchResponse::default();
     let mut splices = Vec::new();
     let mut sent = Vec::new();
@@ -176,7 +214,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i1
             };
             let bound = match admit(
                 broker,
-                request,
+                follower,
                 &fetch_topic.topic.0,
                 partition,
                 fetch_partition,
@@ -243,8 +281,7 @@ fn read_all(broker: &Broker, request: &FetchRequest, max_bytes: u64, version: i1
                     data.error_code = storage_error_code(&error);
                     // Kafka answers an error with -1 offsets; LMQ's own followers get the
                     // leader's offsets so an out-of-range one resets without a ListOffsets.
-                    let follower = request.replica_id.0 >= 0;
-                    if let Some(offsets) = partition.offsets().ok().filter(|_| follower) {
+                    if let Some(offsets) = partition.offsets().ok().filter(|_| follower.is_some()) {
                         data.high_watermark = offsets.high_watermark;
                         data.last_stable_offset = offsets.high_watermark;
                         if version >= 5 {

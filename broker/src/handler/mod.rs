@@ -29,10 +29,14 @@ mod offset_delete;
 mod offset_fetch;
 mod offset_for_leader_epoch;
 mod produce;
+mod sasl_authenticate;
+mod sasl_handshake;
 mod sync_group;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
@@ -60,6 +64,33 @@ pub use errors::error_codes;
 pub struct RequestContext {
     pub peer: std::net::SocketAddr,
     pub client_id: String,
+    /// What the connection proved so far.
+    pub session: Arc<Session>,
+}
+
+/// What a connection proved about its peer, for the connection's life.
+#[derive(Debug, Default)]
+pub struct Session {
+    /// A SaslHandshake chose LMQ's inter-broker mechanism: a SaslAuthenticate may follow.
+    handshake: AtomicBool,
+    /// The broker this connection authenticated as (`cluster::identity`): only its Fetch
+    /// requests count as a follower's.
+    replica: OnceLock<i32>,
+}
+
+impl Session {
+    /// The broker id this connection proved, if any.
+    pub fn replica(&self) -> Option<i32> {
+        self.replica.get().copied()
+    }
+
+    fn start_handshake(&self) {
+        self.handshake.store(true, Ordering::Release);
+    }
+
+    fn handshake_done(&self) -> bool {
+        self.handshake.load(Ordering::Acquire)
+    }
 }
 
 /// A response and the file regions that go into it (Fetch records, sent with `sendfile`).
@@ -88,7 +119,7 @@ pub async fn dispatch(
 ) -> Dispatched {
     let version = request.api_version();
     if let RequestKind::Fetch(body) = request.body {
-        let (response, splices) = fetch::handle(broker, body, version).await;
+        let (response, splices) = fetch::handle(broker, context, body, version).await;
         return Dispatched::Ready(Some(Reply {
             body: ResponseKind::Fetch(response),
             splices,
@@ -201,6 +232,12 @@ async fn dispatch_body(
         )),
         RequestKind::DescribeLogDirs(body) => Some(ResponseKind::DescribeLogDirs(
             describe_log_dirs::handle(broker, body),
+        )),
+        RequestKind::SaslHandshake(body) => Some(ResponseKind::SaslHandshake(
+            sasl_handshake::handle(context, body),
+        )),
+        RequestKind::SaslAuthenticate(body) => Some(ResponseKind::SaslAuthenticate(
+            sasl_authenticate::handle(cluster, context, body),
         )),
         RequestKind::ListPartitionReassignments(body) => {
             Some(ResponseKind::ListPartitionReassignments(
