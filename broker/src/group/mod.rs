@@ -34,7 +34,7 @@ enum Waiter {
     Sync(oneshot::Sender<SyncResponse>),
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Inner {
     groups: Groups,
     offsets: OffsetTable,
@@ -141,8 +141,10 @@ impl GroupCoordinator {
         offsets_partitions: Vec<Arc<Partition>>,
     ) -> Result<Self, StorageError> {
         let mut inner = Inner {
-            groups: Groups::new(config),
-            ..Inner::default()
+            groups: Groups::new(config, Box::new(state::RandomIds)),
+            offsets: OffsetTable::default(),
+            waiters: HashMap::new(),
+            next_token: 0,
         };
         let mut replayed = 0usize;
         for partition in &offsets_partitions {

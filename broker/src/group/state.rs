@@ -22,20 +22,20 @@ mod model;
 pub use model::*;
 
 /// All groups of this coordinator.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Groups {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
-    /// Member id suffixes: unique for the coordinator's lifetime.
-    next_member_number: u64,
+    /// Random member id suffixes: unique across restarts, unlike a counter.
+    member_ids: Box<dyn MemberIdSource>,
 }
 
 impl Groups {
-    pub fn new(config: GroupConfig) -> Self {
+    pub fn new(config: GroupConfig, member_ids: Box<dyn MemberIdSource>) -> Self {
         Groups {
             config,
             groups: BTreeMap::new(),
-            next_member_number: 0,
+            member_ids,
         }
     }
 
@@ -77,13 +77,10 @@ impl Groups {
         self.groups.remove(group_id);
     }
 
+    /// Kafka's form: the client id (a static member's instance id), "-", a random UUID.
     fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
-        self.next_member_number += 1;
         let prefix = instance_id.unwrap_or(client_id);
-        format!(
-            "{prefix}-{:016x}",
-            self.next_member_number ^ 0x5bd1_e995_0000_0000
-        )
+        format!("{prefix}-{}", self.member_ids.next_id().hyphenated())
     }
 
     pub fn join(&mut self, token: Token, request: JoinRequest, now_ms: i64) -> Vec<Output> {

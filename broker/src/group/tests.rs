@@ -3,18 +3,21 @@
 use bytes::Bytes;
 
 use super::state::{
-    GroupConfig, GroupError, GroupState, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
-    SyncResponse,
+    GroupConfig, GroupError, GroupState, Groups, JoinRequest, JoinResponse, Output, SeededIds,
+    SyncRequest, SyncResponse,
 };
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 30_000;
 
 fn groups() -> Groups {
-    Groups::new(GroupConfig {
-        initial_rebalance_delay_ms: 0,
-        ..GroupConfig::default()
-    })
+    Groups::new(
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        },
+        Box::new(SeededIds::new(7)),
+    )
 }
 
 fn join_request(member_id: &str, instance: Option<&str>, metadata: &str) -> JoinRequest {
@@ -345,14 +348,29 @@ fn protocol_mismatches_and_bad_timeouts_are_refused() {
 
 #[test]
 fn a_new_group_waits_for_the_initial_rebalance_delay() {
-    let mut groups = Groups::new(GroupConfig {
-        initial_rebalance_delay_ms: 3_000,
-        ..GroupConfig::default()
-    });
+    let mut groups = Groups::new(
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            ..GroupConfig::default()
+        },
+        Box::new(SeededIds::new(7)),
+    );
     let (_first, outputs) = new_member(&mut groups, 1, 0);
     assert!(join_answer(&outputs, 2).is_none());
     let (_second, outputs) = new_member(&mut groups, 10, 1_000);
     assert!(join_answer(&outputs, 11).is_none());
     let outputs = groups.tick(3_000);
     assert!(join_answer(&outputs, 2).is_some() && join_answer(&outputs, 11).is_some());
+}
+
+#[test]
+fn member_ids_are_the_client_id_and_a_uuid_from_the_injected_source() {
+    let (mut first, mut again) = (groups(), groups());
+    let (id, _) = new_member(&mut first, 1, 0);
+    let (same, _) = new_member(&mut again, 1, 0);
+    assert_eq!(id, same, "the same seed gives the same ids");
+    let uuid = id.strip_prefix("client-").unwrap();
+    assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
+    let (next, _) = new_member(&mut first, 10, 0);
+    assert_ne!(next, id);
 }

@@ -11,6 +11,52 @@ pub type Token = u64;
 /// The outcome for one member of a batched LeaveGroup.
 pub type MemberResult = Result<(), GroupError>;
 
+/// The random part of new member ids (Kafka: a random UUID after the client id), so an id
+/// is never handed out twice, across restarts and coordinator moves included. Injected like
+/// the clock: the coordinator uses [`RandomIds`], tests a [`SeededIds`].
+pub trait MemberIdSource: std::fmt::Debug + Send {
+    fn next_id(&mut self) -> uuid::Uuid;
+}
+
+/// Version 4 UUIDs from the operating system's randomness.
+#[derive(Debug, Default)]
+pub struct RandomIds;
+
+impl MemberIdSource for RandomIds {
+    fn next_id(&mut self) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
+}
+
+/// A reproducible sequence of version 4 UUIDs (SplitMix64 from a seed), for tests.
+#[derive(Debug)]
+pub struct SeededIds {
+    state: u64,
+}
+
+impl SeededIds {
+    pub fn new(seed: u64) -> Self {
+        SeededIds { state: seed }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+}
+
+impl MemberIdSource for SeededIds {
+    fn next_id(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
 /// Limits and timings (Kafka's `group.*` broker settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
