@@ -84,6 +84,10 @@ pub struct GroupSettings {
     pub groups_max: usize,
     /// Bytes of subscription metadata one member may send with its JoinGroup.
     pub member_metadata_bytes_max: usize,
+    /// Bytes of one group's metadata record in `__consumer_offsets` (every member's
+    /// subscription and assignment): a leader's SyncGroup over it gets UNKNOWN_SERVER_ERROR,
+    /// as in Kafka, whose bound is the offsets topic's `max.message.bytes`.
+    pub group_metadata_bytes_max: usize,
     /// Partitions of `__consumer_offsets`, fixed when it is first created.
     pub offsets_topic_partitions: i32,
     /// Replicas of `__consumer_offsets` in a Consul cluster; until that many brokers are
@@ -102,6 +106,7 @@ impl Default for GroupSettings {
             max_size: defaults.members_max,
             groups_max: defaults.groups_max,
             member_metadata_bytes_max: defaults.member_metadata_bytes_max,
+            group_metadata_bytes_max: defaults.group_metadata_bytes_max,
             offsets_topic_partitions: 1,
             offsets_topic_replication_factor: 3,
         }
@@ -117,6 +122,7 @@ impl GroupSettings {
             members_max: self.max_size,
             groups_max: self.groups_max,
             member_metadata_bytes_max: self.member_metadata_bytes_max,
+            group_metadata_bytes_max: self.group_metadata_bytes_max,
         }
     }
 }

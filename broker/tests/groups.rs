@@ -439,3 +439,124 @@ async fn every_group_api_version_round_trips() {
     }
     broker.stop().await;
 }
+
+async fn heartbeat(client: &mut TestClient, member_id: &str, generation_id: i32) -> i16 {
+    let mut request = HeartbeatRequest::default();
+    request.group_id = group();
+    request.generation_id = generation_id;
+    request.member_id = text(member_id);
+    request.group_instance_id = None;
+    match client
+        .call(ApiKey::Heartbeat, 4, RequestKind::Heartbeat(request))
+        .await
+    {
+        ResponseKind::Heartbeat(response) => response.error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// A member alone in the group: joins (KIP-394 round trip), is the leader, and syncs with
+/// `assignment` for itself. Returns its id, generation and the sync's error code.
+async fn join_alone(client: &mut TestClient, assignment: &str) -> (String, i32, i16) {
+    let id = member_id(client).await;
+    let joined = join(client, &id).await;
+    assert_eq!(joined.error_code, 0, "{joined:?}");
+    assert_eq!(joined.leader.as_str(), id);
+    let ResponseKind::SyncGroup(synced) = client
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            sync_request(&id, joined.generation_id, &[(&id, assignment)]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (id, joined.generation_id, synced.error_code)
+}
+
+#[tokio::test]
+async fn member_ids_and_generations_are_not_reused_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut old = broker.client().await;
+    let (old_id, old_generation, synced) = join_alone(&mut old, "p0").await;
+    assert_eq!((old_generation, synced), (1, 0));
+    assert!(
+        old_id.starts_with("lmq-test-"),
+        "client id, then a random part: {old_id}"
+    );
+    broker.stop().await;
+
+    // Membership is not persisted: a new member joins the restarted coordinator alone.
+    let broker = start(dir.path()).await;
+    let mut new = broker.client().await;
+    let (new_id, new_generation, _) = join_alone(&mut new, "p0").await;
+    let mut old = broker.client().await;
+    assert_eq!(
+        heartbeat(&mut old, &old_id, old_generation).await,
+        25,
+        "the old member's id and generation must be refused: UNKNOWN_MEMBER_ID"
+    );
+    assert_ne!(new_id, old_id, "a member id is never handed out twice");
+    assert!(
+        new_generation > old_generation,
+        "generation {new_generation} after a restart, {old_generation} before"
+    );
+
+    // A generation handed out by a JoinGroup whose SyncGroup never came is not reused either.
+    let mut joiner = broker.client().await;
+    let joiner_id = member_id(&mut joiner).await;
+    let parked = joiner
+        .send(ApiKey::JoinGroup, 9, join_request(&joiner_id))
+        .await;
+    assert_eq!(heartbeat(&mut new, &new_id, new_generation).await, 27);
+    let rejoined = join(&mut new, &new_id).await;
+    let (correlation, _) =
+        lmq_wire::decode_response(joiner.read_frame().await.unwrap(), ApiKey::JoinGroup, 9)
+            .unwrap();
+    assert_eq!(correlation, parked);
+    let unsynced_generation = rejoined.generation_id;
+    assert_eq!(unsynced_generation, new_generation + 1);
+    broker.crash().await;
+    let broker = start(dir.path()).await;
+    let mut last = broker.client().await;
+    let (_, last_generation, _) = join_alone(&mut last, "p0").await;
+    assert!(
+        last_generation > unsynced_generation,
+        "generation {last_generation} after a crash, {unsynced_generation} handed out before"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn sync_group_assignments_over_the_group_metadata_limit_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let mut client = broker.client().await;
+    // Kafka stores the assignments in one group metadata record, bounded by the offsets
+    // topic's max.message.bytes (1 MiB): a larger one fails with UNKNOWN_SERVER_ERROR.
+    let huge = "x".repeat(2 * 1024 * 1024);
+    let (id, generation, synced) = join_alone(&mut client, &huge).await;
+    assert_eq!(synced, -1, "UNKNOWN_SERVER_ERROR");
+    assert_eq!(
+        heartbeat(&mut client, &id, generation).await,
+        27,
+        "the group rebalances: REBALANCE_IN_PROGRESS"
+    );
+    let rejoined = join(&mut client, &id).await;
+    assert_eq!(rejoined.error_code, 0);
+    let ResponseKind::SyncGroup(synced) = client
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            sync_request(&id, rejoined.generation_id, &[(&id, "p0")]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(synced.error_code, 0);
+    assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
+    broker.stop().await;
+}

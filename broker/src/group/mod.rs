@@ -4,14 +4,19 @@
 //! In a cluster that topic is replicated like any other: a group belongs to the leader of
 //! its offsets partition, which reloads the partition when it becomes leader, answers
 //! NOT_COORDINATOR for groups it does not own, and acknowledges a commit only once the ISR
-//! has it.
+//! has it. A commit shows in OffsetFetch only from then on (before, the log may still lose
+//! it). Each group's metadata record is stored there too, and a JoinGroup or SyncGroup
+//! answer that tells a generation or assignment waits until that record is durable: a
+//! restarted or new coordinator replays the generation and never hands it out again.
 
+#[cfg(test)]
+mod coordinator_tests;
 pub mod offsets;
 pub mod state;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
 
 use bytes::Bytes;
@@ -22,10 +27,10 @@ use tokio::sync::oneshot;
 
 use crate::partition::{Partition, ReplicaError};
 use crate::replication::AckError;
-use offsets::{CommittedOffset, OffsetKey, OffsetTable, partition_for};
+use offsets::{CommittedOffset, OffsetKey, OffsetTable, Replayed, partition_for};
 use state::{
-    GroupConfig, GroupError, Groups, JoinRequest, JoinResponse, Output, SyncRequest, SyncResponse,
-    Token,
+    GroupConfig, GroupError, GroupRecord, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
+    SyncResponse, Token,
 };
 
 #[derive(Debug)]
@@ -34,12 +39,54 @@ enum Waiter {
     Sync(oneshot::Sender<SyncResponse>),
 }
 
-#[derive(Debug, Default)]
+/// An offsets table change: a commit, or a tombstone (`None`).
+type OffsetChange = (OffsetKey, Option<CommittedOffset>);
+
+#[derive(Debug)]
 struct Inner {
     groups: Groups,
     offsets: OffsetTable,
+    /// Offset changes appended but not yet durable, by (offsets partition, last offset of
+    /// their batch). Applied to `offsets` in log order once durable, so OffsetFetch never
+    /// shows a commit the log may still lose; dropped when they fail.
+    pending: BTreeMap<(usize, i64), Vec<OffsetChange>>,
+    /// Group records that did not become durable: (group, generation), for the next tick.
+    failed_stores: Vec<(String, i32)>,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
+}
+
+/// An answer and the connection waiting for it.
+#[derive(Debug)]
+enum Answer {
+    Join(oneshot::Sender<JoinResponse>, JoinResponse),
+    Sync(oneshot::Sender<SyncResponse>, SyncResponse),
+}
+
+impl Answer {
+    fn send(self) {
+        // A gone connection has nobody to tell.
+        match self {
+            Answer::Join(sender, response) => {
+                let _ = sender.send(response);
+            }
+            Answer::Sync(sender, response) => {
+                let _ = sender.send(response);
+            }
+        }
+    }
+
+    /// Sends `error` instead of the answer.
+    fn fail(self, error: GroupError) {
+        match self {
+            Answer::Join(sender, response) => {
+                let _ = sender.send(JoinResponse::error(error, &response.member_id));
+            }
+            Answer::Sync(sender, _) => {
+                let _ = sender.send(SyncResponse::error(error));
+            }
+        }
+    }
 }
 
 impl Inner {
@@ -48,21 +95,69 @@ impl Inner {
         self.next_token
     }
 
-    /// Hands each answer to the connection waiting for it (gone connections are skipped).
-    fn deliver(&mut self, outputs: Vec<Output>) {
-        for output in outputs {
-            match output {
-                Output::Join(token, response) => {
-                    if let Some(Waiter::Join(sender)) = self.waiters.remove(&token) {
-                        let _ = sender.send(response);
-                    }
-                }
-                Output::Sync(token, response) => {
-                    if let Some(Waiter::Sync(sender)) = self.waiters.remove(&token) {
-                        let _ = sender.send(response);
-                    }
+    /// The waiting connection for an answer (`None` when it is gone or `output` is a store).
+    fn answer(&mut self, output: Output) -> Option<Answer> {
+        match output {
+            Output::Join(token, response) => match self.waiters.remove(&token) {
+                Some(Waiter::Join(sender)) => Some(Answer::Join(sender, response)),
+                _ => None,
+            },
+            Output::Sync(token, response) => match self.waiters.remove(&token) {
+                Some(Waiter::Sync(sender)) => Some(Answer::Sync(sender, response)),
+                _ => None,
+            },
+            Output::Store { .. } => None,
+        }
+    }
+
+    /// Holds offset changes until the batch at `position` is durable (applied at once when
+    /// nothing was written).
+    fn hold(&mut self, position: Option<(usize, i64)>, changes: Vec<OffsetChange>) {
+        match position {
+            Some(position) => {
+                self.pending.insert(position, changes);
+            }
+            None => self.apply(changes),
+        }
+    }
+
+    fn apply(&mut self, changes: Vec<OffsetChange>) {
+        for (key, value) in changes {
+            match value {
+                Some(value) => self.offsets.put(key, value),
+                None => {
+                    self.offsets.remove(&key);
                 }
             }
+        }
+    }
+
+    /// Offsets partition `index` is durable up to `last_offset`: every change held for a
+    /// batch up to there is applied, in log order.
+    fn durable_up_to(&mut self, index: usize, last_offset: i64) {
+        let done: Vec<(usize, i64)> = self
+            .pending
+            .range((index, i64::MIN)..=(index, last_offset))
+            .map(|(position, _)| *position)
+            .collect();
+        for position in done {
+            if let Some(changes) = self.pending.remove(&position) {
+                self.apply(changes);
+            }
+        }
+    }
+}
+
+/// What a group record that did not become durable tells the members waiting on it.
+fn store_error(error: &CommitError) -> GroupError {
+    match error {
+        CommitError::Group(error) => *error,
+        CommitError::Storage(StorageError::BatchTooLarge { .. }) => {
+            GroupError::GroupMetadataTooLarge
+        }
+        CommitError::NotCoordinator => GroupError::NotCoordinator,
+        CommitError::Storage(_) | CommitError::MetadataTooLarge(_) => {
+            GroupError::CoordinatorNotAvailable
         }
     }
 }
@@ -98,13 +193,31 @@ impl From<ReplicaError> for CommitError {
 pub struct Durable {
     flush: Option<(Arc<Partition>, i64)>,
     committed: Option<oneshot::Receiver<Result<(), AckError>>>,
+    /// The offsets partition and last offset of the batch written.
+    position: Option<(usize, i64)>,
+}
+
+impl Durable {
+    /// The outcome when it is known without waiting.
+    fn settled(&mut self) -> Option<Result<(), CommitError>> {
+        if self.flush.is_some() {
+            return None;
+        }
+        let Some(committed) = self.committed.as_mut() else {
+            return Some(Ok(()));
+        };
+        match committed.try_recv() {
+            Ok(Ok(())) => Some(Ok(())),
+            Err(oneshot::error::TryRecvError::Empty) => None,
+            Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
+                Some(Err(CommitError::NotCoordinator))
+            }
+        }
+    }
 }
 
 /// Waits until a persisted group change is on disk and replicated (or `timeout` passes).
-pub async fn wait_durable(
-    durable: Durable,
-    timeout: std::time::Duration,
-) -> Result<(), CommitError> {
+async fn wait_durable(durable: Durable, timeout: std::time::Duration) -> Result<(), CommitError> {
     if let Some((partition, end_offset)) = durable.flush {
         partition.flush_to(end_offset).await?;
     }
@@ -129,7 +242,8 @@ pub struct OffsetCommit {
 
 #[derive(Debug)]
 pub struct GroupCoordinator {
-    inner: Mutex<Inner>,
+    /// Shared with the tasks that answer once a group record is durable.
+    inner: Arc<Mutex<Inner>>,
     /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
     offsets_partitions: RwLock<Vec<Arc<Partition>>>,
 }
@@ -141,29 +255,35 @@ impl GroupCoordinator {
         offsets_partitions: Vec<Arc<Partition>>,
     ) -> Result<Self, StorageError> {
         let mut inner = Inner {
-            groups: Groups::new(config),
-            ..Inner::default()
+            groups: Groups::new(config, Box::new(state::RandomIds)),
+            offsets: OffsetTable::default(),
+            pending: BTreeMap::new(),
+            failed_stores: Vec::new(),
+            waiters: HashMap::new(),
+            next_token: 0,
         };
-        let mut replayed = 0usize;
+        let mut loaded = Replayed::default();
+        let mut records = 0usize;
         for partition in &offsets_partitions {
-            replayed += replay(partition, &mut inner.offsets)?;
+            records += replay(partition, &mut loaded)?;
         }
-        for group_id in inner.offsets.groups() {
-            let _ = inner.groups.ensure(&group_id);
-        }
+        let groups = loaded.groups();
+        restore(&mut inner, loaded);
         tracing::info!(
-            records = replayed,
-            groups = inner.offsets.groups().len(),
-            "loaded committed offsets"
+            records,
+            groups = groups.len(),
+            "loaded committed offsets and group generations"
         );
         Ok(GroupCoordinator {
-            inner: Mutex::new(inner),
+            inner: Arc::new(Mutex::new(inner)),
             offsets_partitions: RwLock::new(offsets_partitions),
         })
     }
 
     /// Takes the cluster's offsets topic partitions (the topic was created or recreated).
     pub fn adopt(&self, partitions: Vec<Arc<Partition>>) {
+        // Changes held for the old partitions' batches are lost with them.
+        self.lock().pending.clear();
         *self
             .offsets_partitions
             .write()
@@ -204,7 +324,7 @@ impl GroupCoordinator {
             return Ok(());
         };
         let count = partitions.len();
-        let mut loaded = OffsetTable::default();
+        let mut loaded = Replayed::default();
         let replayed = replay(partition, &mut loaded)?;
         let mut inner = self.lock();
         let mine = |group: &str| partition_for(group, count) == index;
@@ -218,10 +338,8 @@ impl GroupCoordinator {
             inner.groups.forget(&group_id);
         }
         inner.offsets.retain_groups(|group| !mine(group));
-        for group_id in loaded.groups() {
-            let _ = inner.groups.ensure(&group_id);
-        }
-        inner.offsets.merge(loaded);
+        inner.pending.retain(|(held, _), _| *held != index);
+        restore(&mut inner, loaded);
         tracing::info!(
             partition = index,
             records = replayed,
@@ -231,7 +349,58 @@ impl GroupCoordinator {
     }
 
     fn lock(&self) -> MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        lock(&self.inner)
+    }
+
+    /// Hands each answer to the connection waiting for it (gone connections are skipped);
+    /// answers behind a group record wait until it is durable.
+    fn deliver(&self, inner: &mut Inner, outputs: Vec<Output>, now_ms: i64) {
+        for output in outputs {
+            match output {
+                Output::Store { record, then } => self.store(inner, &record, then, now_ms),
+                answer => {
+                    if let Some(answer) = inner.answer(answer) {
+                        answer.send();
+                    }
+                }
+            }
+        }
+    }
+
+    /// Appends a group record; the answers in `then` go out once it is durable, or get an
+    /// error (and the group rebalances at the next tick) when it cannot be.
+    fn store(&self, inner: &mut Inner, record: &GroupRecord, then: Vec<Output>, now_ms: i64) {
+        let mut answers = Vec::new();
+        for output in then {
+            if let Output::Store { .. } = output {
+                self.deliver(inner, vec![output], now_ms);
+            } else if let Some(answer) = inner.answer(output) {
+                answers.push(answer);
+            }
+        }
+        let group = (record.group_id.clone(), record.generation_id);
+        let value = offsets::encode_group_value(record);
+        let key = offsets::encode_group_key(&record.group_id);
+        let mut durable = match self.persist(&group.0, &[(key, Some(value))], now_ms) {
+            Ok(durable) => durable,
+            Err(error) => return fail_store(inner, group, answers, &error),
+        };
+        match durable.settled() {
+            Some(Ok(())) => answers.into_iter().for_each(Answer::send),
+            Some(Err(error)) => fail_store(inner, group, answers, &error),
+            None => {
+                let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+                    return fail_store(inner, group, answers, &CommitError::NotCoordinator);
+                };
+                let shared = Arc::clone(&self.inner);
+                runtime.spawn(async move {
+                    match wait_durable(durable, crate::handler::OFFSETS_COMMIT_TIMEOUT).await {
+                        Ok(()) => answers.into_iter().for_each(Answer::send),
+                        Err(error) => fail_store(&mut lock(&shared), group, answers, &error),
+                    }
+                });
+            }
+        }
     }
 
     /// JoinGroup: answered when the join phase completes (or at once on errors).
@@ -246,7 +415,7 @@ impl GroupCoordinator {
             let (sender, receiver) = oneshot::channel();
             inner.waiters.insert(token, Waiter::Join(sender));
             let outputs = inner.groups.join(token, request, now_ms);
-            inner.deliver(outputs);
+            self.deliver(&mut inner, outputs, now_ms);
             receiver
         };
         receiver.await.unwrap_or_else(|_| {
@@ -265,7 +434,7 @@ impl GroupCoordinator {
             let (sender, receiver) = oneshot::channel();
             inner.waiters.insert(token, Waiter::Sync(sender));
             let outputs = inner.groups.sync(token, request, now_ms);
-            inner.deliver(outputs);
+            self.deliver(&mut inner, outputs, now_ms);
             receiver
         };
         receiver
@@ -296,19 +465,24 @@ impl GroupCoordinator {
         self.check_owner(group_id)?;
         let mut inner = self.lock();
         let (results, outputs) = inner.groups.leave(group_id, members, now_ms)?;
-        inner.deliver(outputs);
+        self.deliver(&mut inner, outputs, now_ms);
         Ok(results)
     }
 
-    /// Session expiry and join deadlines; the server calls it several times a second.
+    /// Session expiry, join deadlines and group records that failed; the server calls it
+    /// several times a second.
     pub fn tick(&self, now_ms: i64) {
         let mut inner = self.lock();
-        let outputs = inner.groups.tick(now_ms);
-        inner.deliver(outputs);
+        let mut outputs = Vec::new();
+        for (group_id, generation_id) in std::mem::take(&mut inner.failed_stores) {
+            outputs.extend(inner.groups.store_failed(&group_id, generation_id, now_ms));
+        }
+        outputs.extend(inner.groups.tick(now_ms));
+        self.deliver(&mut inner, outputs, now_ms);
     }
 
-    /// Validates and persists a commit: the records reach the offsets topic before the
-    /// table changes and before the client hears back.
+    /// Validates and persists a commit: the records reach the offsets topic, and the table
+    /// changes only once they are durable ([`Self::wait_durable`]).
     pub fn commit(
         &self,
         group_id: &str,
@@ -355,9 +529,11 @@ impl GroupCoordinator {
             .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
             .collect();
         let durable = self.persist(group_id, &records, now_ms)?;
-        for (key, value) in entries {
-            inner.offsets.put(key, value);
-        }
+        let changes = entries
+            .into_iter()
+            .map(|(key, value)| (key, Some(value)))
+            .collect();
+        inner.hold(durable.position, changes);
         Ok(durable)
     }
 
@@ -372,7 +548,7 @@ impl GroupCoordinator {
         if records.is_empty() {
             return Ok(Durable::default());
         }
-        let (_, partition) = self
+        let (index, partition) = self
             .offsets_partition(group_id)
             .ok_or(CommitError::NotCoordinator)?;
         let mut builder = BatchBuilder::new(now_ms);
@@ -386,7 +562,29 @@ impl GroupCoordinator {
                 .flush_pending
                 .then(|| (Arc::clone(&partition), info.last_offset + 1)),
             committed: appended.committed,
+            position: Some((index, info.last_offset)),
         })
+    }
+
+    /// Waits until a persisted offsets change is on disk and replicated (or `timeout`
+    /// passes), then shows it to OffsetFetch; a failed one is dropped (the log may lose it).
+    pub async fn wait_durable(
+        &self,
+        durable: Durable,
+        timeout: std::time::Duration,
+    ) -> Result<(), CommitError> {
+        let position = durable.position;
+        let result = wait_durable(durable, timeout).await;
+        if let Some((index, last_offset)) = position {
+            let mut inner = self.lock();
+            match result {
+                Ok(()) => inner.durable_up_to(index, last_offset),
+                Err(_) => {
+                    inner.pending.remove(&(index, last_offset));
+                }
+            }
+        }
+        result
     }
 
     /// Committed offsets of a group: every partition when `topics` is `None`.
@@ -447,9 +645,10 @@ impl GroupCoordinator {
             .map(|key| (offsets::encode_key(key), None))
             .collect();
         let durable = self.persist(group_id, &tombstones, now_ms)?;
-        for key in &keys {
-            inner.offsets.remove(key);
-        }
+        inner.hold(
+            durable.position,
+            keys.into_iter().map(|key| (key, None)).collect(),
+        );
         Ok(durable)
     }
 
@@ -468,14 +667,17 @@ impl GroupCoordinator {
             .of_group(group_id)
             .map(|(key, _)| key.clone())
             .collect();
+        // The group's metadata record goes too, or a replay would bring the group back.
         let tombstones: Vec<(Bytes, Option<Bytes>)> = keys
             .iter()
             .map(|key| (offsets::encode_key(key), None))
+            .chain(std::iter::once((offsets::encode_group_key(group_id), None)))
             .collect();
         let durable = self.persist(group_id, &tombstones, now_ms)?;
-        for key in &keys {
-            inner.offsets.remove(key);
-        }
+        inner.hold(
+            durable.position,
+            keys.into_iter().map(|key| (key, None)).collect(),
+        );
         inner.groups.delete(group_id).map_err(CommitError::Group)?;
         Ok(durable)
     }
@@ -501,9 +703,33 @@ impl GroupCoordinator {
     }
 }
 
-/// Applies every offsets record of a partition's log (to its end: a new leader's log is the
+fn lock(inner: &Mutex<Inner>) -> MutexGuard<'_, Inner> {
+    inner.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// A group record that did not become durable: its answers get the error, and the group
+/// rebalances at the next tick.
+fn fail_store(inner: &mut Inner, group: (String, i32), answers: Vec<Answer>, error: &CommitError) {
+    tracing::warn!(group = %group.0, generation = group.1, %error, "storing the group failed");
+    let error = store_error(error);
+    answers.into_iter().for_each(|answer| answer.fail(error));
+    inner.failed_stores.push(group);
+}
+
+/// Takes replayed offsets and generations (groups known only by either are Empty).
+fn restore(inner: &mut Inner, loaded: Replayed) {
+    for group_id in loaded.groups() {
+        let generation_id = loaded.generations.get(&group_id).copied().unwrap_or(0);
+        if let Err(error) = inner.groups.restore(&group_id, generation_id) {
+            tracing::warn!(group = %group_id, ?error, "group not restored");
+        }
+    }
+    inner.offsets.merge(loaded.offsets);
+}
+
+/// Applies every record of an offsets partition's log (to its end: a new leader's log is the
 /// truth) to `table`; returns how many records it read.
-fn replay(partition: &Partition, table: &mut OffsetTable) -> Result<usize, StorageError> {
+fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageError> {
     let mut replayed = 0usize;
     let offsets = partition.offsets()?;
     let mut offset = offsets.log_start_offset;

@@ -1,10 +1,13 @@
 //! Committed offsets: the in-memory table and the records that persist it in the internal
 //! `__consumer_offsets` topic, in Kafka's own layout (key v1, value v3), so the table can be
-//! rebuilt by replaying the topic after a restart.
+//! rebuilt by replaying the topic after a restart; and the groups' metadata records (key v2,
+//! value v3), whose generation a replay restores.
 
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+
+use super::state::GroupRecord;
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offset.metadata.max.bytes`.
@@ -12,6 +15,8 @@ pub const OFFSET_METADATA_BYTES_MAX: usize = 4096;
 
 const KEY_VERSION_OFFSET_COMMIT: i16 = 1;
 const VALUE_VERSION: i16 = 3;
+const KEY_VERSION_GROUP_METADATA: i16 = 2;
+const GROUP_VALUE_VERSION: i16 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct OffsetKey {
@@ -90,10 +95,59 @@ impl OffsetTable {
     }
 }
 
+/// What replaying `__consumer_offsets` rebuilds: the committed offsets, and the last stored
+/// generation of each group with a metadata record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Replayed {
+    pub offsets: OffsetTable,
+    pub generations: BTreeMap<String, i32>,
+}
+
+impl Replayed {
+    /// Applies one record, in log order; unknown record kinds are skipped.
+    pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
+        if let Some(group_id) = decode_group_key(key) {
+            match value.map(decode_group_generation) {
+                Some(Some(generation)) => {
+                    self.generations.insert(group_id, generation);
+                }
+                Some(None) => {}
+                None => {
+                    self.generations.remove(&group_id);
+                }
+            }
+        } else {
+            self.offsets.apply(key, value);
+        }
+    }
+
+    /// Every group either kind of record names.
+    pub fn groups(&self) -> Vec<String> {
+        let mut groups = self.offsets.groups();
+        groups.extend(self.generations.keys().cloned());
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+}
+
 fn put_string(out: &mut BytesMut, text: &str) {
     // Group ids, topics and metadata are bounded well below i16::MAX by the handlers.
     out.put_i16(i16::try_from(text.len()).unwrap_or(i16::MAX));
     out.put_slice(&text.as_bytes()[..text.len().min(i16::MAX as usize)]);
+}
+
+fn put_nullable_string(out: &mut BytesMut, text: Option<&str>) {
+    match text {
+        Some(text) => put_string(out, text),
+        None => out.put_i16(-1),
+    }
+}
+
+fn put_bytes(out: &mut BytesMut, bytes: &[u8]) {
+    // Bounded by the group metadata limit, far below i32::MAX.
+    out.put_i32(i32::try_from(bytes.len()).unwrap_or(i32::MAX));
+    out.put_slice(&bytes[..bytes.len().min(i32::MAX as usize)]);
 }
 
 fn get_string(bytes: &mut &[u8]) -> Option<String> {
@@ -124,6 +178,52 @@ pub fn encode_value(value: &CommittedOffset) -> Bytes {
     put_string(&mut out, &value.metadata);
     out.put_i64(value.commit_timestamp_ms);
     out.freeze()
+}
+
+pub fn encode_group_key(group_id: &str) -> Bytes {
+    let mut out = BytesMut::new();
+    out.put_i16(KEY_VERSION_GROUP_METADATA);
+    put_string(&mut out, group_id);
+    out.freeze()
+}
+
+pub fn encode_group_value(record: &GroupRecord) -> Bytes {
+    let mut out = BytesMut::with_capacity(record.value_bytes());
+    out.put_i16(GROUP_VALUE_VERSION);
+    put_string(&mut out, &record.protocol_type);
+    out.put_i32(record.generation_id);
+    put_nullable_string(&mut out, record.protocol_name.as_deref());
+    put_nullable_string(&mut out, record.leader.as_deref());
+    out.put_i64(record.state_timestamp_ms);
+    out.put_i32(i32::try_from(record.members.len()).unwrap_or(i32::MAX));
+    for member in &record.members {
+        put_string(&mut out, &member.member_id);
+        put_nullable_string(&mut out, member.group_instance_id.as_deref());
+        put_string(&mut out, &member.client_id);
+        put_string(&mut out, &member.client_host);
+        out.put_i32(member.rebalance_timeout_ms);
+        out.put_i32(member.session_timeout_ms);
+        put_bytes(&mut out, &member.subscription);
+        put_bytes(&mut out, &member.assignment);
+    }
+    out.freeze()
+}
+
+pub fn decode_group_key(mut bytes: &[u8]) -> Option<String> {
+    if bytes.remaining() < 2 || bytes.get_i16() != KEY_VERSION_GROUP_METADATA {
+        return None;
+    }
+    get_string(&mut bytes)
+}
+
+/// The generation of a group metadata value (any version: the generation follows the
+/// protocol type in all of them).
+pub fn decode_group_generation(mut bytes: &[u8]) -> Option<i32> {
+    if bytes.remaining() < 2 || !(0..=4).contains(&bytes.get_i16()) {
+        return None;
+    }
+    get_string(&mut bytes)?;
+    (bytes.remaining() >= 4).then(|| bytes.get_i32())
 }
 
 pub fn decode_key(mut bytes: &[u8]) -> Option<OffsetKey> {
@@ -201,6 +301,37 @@ mod tests {
         table.apply(b"\x00\x02garbage", Some(b"x"));
         assert_eq!(table, OffsetTable::default());
         assert_eq!(decode_value(&encode_value(&value)[..10]), None);
+    }
+
+    #[test]
+    fn group_records_round_trip_their_generation_and_tombstones_delete() {
+        let record = GroupRecord {
+            group_id: "g".to_string(),
+            protocol_type: "consumer".to_string(),
+            generation_id: 7,
+            protocol_name: Some("range".to_string()),
+            leader: None,
+            state_timestamp_ms: 1_000,
+            members: vec![crate::group::state::RecordedMember {
+                member_id: "m-1".to_string(),
+                group_instance_id: None,
+                client_id: "c".to_string(),
+                client_host: "/127.0.0.1".to_string(),
+                rebalance_timeout_ms: 1,
+                session_timeout_ms: 2,
+                subscription: Bytes::from_static(b"sub"),
+                assignment: Bytes::from_static(b"assigned"),
+            }],
+        };
+        let value = encode_group_value(&record);
+        assert_eq!(value.len(), record.value_bytes());
+        let mut replayed = Replayed::default();
+        replayed.apply(&encode_group_key("g"), Some(&value));
+        assert_eq!(replayed.generations.get("g"), Some(&7));
+        assert_eq!(replayed.groups(), ["g"]);
+        replayed.apply(&encode_group_key("g"), None);
+        assert_eq!(replayed, Replayed::default());
+        assert_eq!(decode_group_generation(&value[..12]), None);
     }
 
     #[test]

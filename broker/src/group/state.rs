@@ -4,8 +4,11 @@
 //! passed in as `now_ms`; outputs are answers. JoinGroup and SyncGroup answers are often
 //! delayed (the group waits for every member to rejoin, followers wait for the leader's
 //! assignment): such a request is parked under its [`Token`] and answered by a later call's
-//! [`Output`]. Assignment is the clients' business (the leader computes it), so eager and
-//! cooperative rebalancing both work through the same states:
+//! [`Output`]. Answers that tell a new generation or assignment come wrapped in an
+//! [`Output::Store`] of the group's record: the coordinator sends them once the record is
+//! durable, so a generation is never handed out twice. Assignment is the clients' business
+//! (the leader computes it), so eager and cooperative rebalancing both work through the
+//! same states:
 //!
 //! ```text
 //! Empty ──join──▶ PreparingRebalance ──all joined / timeout──▶ CompletingRebalance
@@ -22,20 +25,20 @@ mod model;
 pub use model::*;
 
 /// All groups of this coordinator.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Groups {
     config: GroupConfig,
     groups: BTreeMap<String, Group>,
-    /// Member id suffixes: unique for the coordinator's lifetime.
-    next_member_number: u64,
+    /// Random member id suffixes: unique across restarts, unlike a counter.
+    member_ids: Box<dyn MemberIdSource>,
 }
 
 impl Groups {
-    pub fn new(config: GroupConfig) -> Self {
+    pub fn new(config: GroupConfig, member_ids: Box<dyn MemberIdSource>) -> Self {
         Groups {
             config,
             groups: BTreeMap::new(),
-            next_member_number: 0,
+            member_ids,
         }
     }
 
@@ -59,6 +62,39 @@ impl Groups {
         Ok(())
     }
 
+    /// A group as `__consumer_offsets` last stored it: Empty (membership is not persisted)
+    /// with at least the generation it had, so the next join phase hands out a higher one.
+    pub fn restore(&mut self, group_id: &str, generation_id: i32) -> Result<(), GroupError> {
+        self.ensure(group_id)?;
+        if let Some(group) = self.groups.get_mut(group_id) {
+            group.generation_id = group.generation_id.max(generation_id);
+        }
+        Ok(())
+    }
+
+    /// A group record of generation `generation_id` did not become durable (its answers got
+    /// an error instead): the members must not keep a generation or assignment the log may
+    /// not have, so the group rebalances (as Kafka does when storing the assignment fails).
+    pub fn store_failed(&mut self, group_id: &str, generation_id: i32, now_ms: i64) -> Vec<Output> {
+        let Some(group) = self.groups.get_mut(group_id) else {
+            return Vec::new();
+        };
+        if group.generation_id != generation_id
+            || !matches!(
+                group.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            )
+        {
+            return Vec::new();
+        }
+        for member in group.members.values_mut() {
+            member.assignment = Bytes::new();
+        }
+        let mut outputs = prepare_rebalance(group, now_ms, self.config.initial_rebalance_delay_ms);
+        outputs.extend(maybe_complete_join(group, now_ms));
+        outputs
+    }
+
     /// Removes an Empty group (DeleteGroups); its offsets are the caller's to delete.
     pub fn delete(&mut self, group_id: &str) -> Result<(), GroupError> {
         match self.groups.get(group_id) {
@@ -77,13 +113,10 @@ impl Groups {
         self.groups.remove(group_id);
     }
 
+    /// Kafka's form: the client id (a static member's instance id), "-", a random UUID.
     fn new_member_id(&mut self, client_id: &str, instance_id: Option<&str>) -> String {
-        self.next_member_number += 1;
         let prefix = instance_id.unwrap_or(client_id);
-        format!(
-            "{prefix}-{:016x}",
-            self.next_member_number ^ 0x5bd1_e995_0000_0000
-        )
+        format!("{prefix}-{}", self.member_ids.next_id().hyphenated())
     }
 
     pub fn join(&mut self, token: Token, request: JoinRequest, now_ms: i64) -> Vec<Output> {
@@ -273,7 +306,8 @@ impl Groups {
                 awaiting_sync: None,
             },
         );
-        if group.protocol_type.is_none() {
+        if group.members.len() == 1 {
+            // The first member decides the protocol type (an Empty group keeps its old one).
             group.protocol_type = Some(request.protocol_type.clone());
         }
         let mut outputs = prepare_rebalance(group, now_ms, self.config.initial_rebalance_delay_ms);
@@ -374,6 +408,27 @@ impl Groups {
                 }
                 let assignments: BTreeMap<String, Bytes> =
                     request.assignments.into_iter().collect();
+                let record = group_record(group, now_ms, Some(&assignments));
+                if record.value_bytes() > self.config.group_metadata_bytes_max {
+                    // Kafka: the record cannot be stored, every member waiting for its
+                    // assignment gets the error and the group rebalances.
+                    let mut outputs = Vec::new();
+                    for member in group.members.values_mut() {
+                        if let Some(parked) = member.awaiting_sync.take() {
+                            outputs.push(Output::Sync(
+                                parked,
+                                SyncResponse::error(GroupError::GroupMetadataTooLarge),
+                            ));
+                        }
+                    }
+                    outputs.extend(prepare_rebalance(
+                        group,
+                        now_ms,
+                        self.config.initial_rebalance_delay_ms,
+                    ));
+                    outputs.extend(maybe_complete_join(group, now_ms));
+                    return outputs;
+                }
                 let mut outputs = Vec::new();
                 let response_template = sync_ok(group, Bytes::new());
                 for member in group.members.values_mut() {
@@ -392,7 +447,10 @@ impl Groups {
                     }
                 }
                 group.state = GroupState::Stable;
-                outputs
+                vec![Output::Store {
+                    record,
+                    then: outputs,
+                }]
             }
         }
     }
@@ -585,6 +643,45 @@ fn check_member(
     Ok(())
 }
 
+/// The group's metadata record: with every member's subscription and assignment when
+/// `assignments` is given (the leader's SyncGroup), else just the generation, protocol and
+/// leader (the end of a join phase: small, so it never fails on size).
+fn group_record(
+    group: &Group,
+    now_ms: i64,
+    assignments: Option<&BTreeMap<String, Bytes>>,
+) -> GroupRecord {
+    let protocol = group.protocol_name.clone().unwrap_or_default();
+    let members = assignments.map_or_else(Vec::new, |assignments| {
+        group
+            .members
+            .values()
+            .map(|member| RecordedMember {
+                member_id: member.member_id.clone(),
+                group_instance_id: member.group_instance_id.clone(),
+                client_id: member.client_id.clone(),
+                client_host: member.client_host.clone(),
+                rebalance_timeout_ms: member.rebalance_timeout_ms,
+                session_timeout_ms: member.session_timeout_ms,
+                subscription: member.metadata(&protocol),
+                assignment: assignments
+                    .get(&member.member_id)
+                    .cloned()
+                    .unwrap_or_default(),
+            })
+            .collect()
+    });
+    GroupRecord {
+        group_id: group.group_id.clone(),
+        protocol_type: group.protocol_type.clone().unwrap_or_default(),
+        generation_id: group.generation_id,
+        protocol_name: group.protocol_name.clone(),
+        leader: group.leader.clone(),
+        state_timestamp_ms: now_ms,
+        members,
+    }
+}
+
 fn sync_ok(group: &Group, assignment: Bytes) -> SyncResponse {
     SyncResponse {
         error: None,
@@ -677,7 +774,10 @@ fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
         group.state = GroupState::Empty;
         group.protocol_name = None;
         group.leader = None;
-        return Vec::new();
+        return vec![Output::Store {
+            record: group_record(group, now_ms, None),
+            then: Vec::new(),
+        }];
     }
     group.protocol_name = group.select_protocol();
     if !group
@@ -699,7 +799,11 @@ fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
             }
         }
     }
-    outputs
+    // Nobody learns the new generation before it is durable.
+    vec![Output::Store {
+        record: group_record(group, now_ms, None),
+        then: outputs,
+    }]
 }
 
 fn after_members_left(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> Vec<Output> {
@@ -708,7 +812,10 @@ fn after_members_left(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> 
         group.generation_id += 1;
         group.protocol_name = None;
         group.leader = None;
-        return Vec::new();
+        return vec![Output::Store {
+            record: group_record(group, now_ms, None),
+            then: Vec::new(),
+        }];
     }
     let mut outputs = prepare_rebalance(group, now_ms, initial_delay_ms);
     outputs.extend(maybe_complete_join(group, now_ms));

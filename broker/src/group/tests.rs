@@ -3,18 +3,21 @@
 use bytes::Bytes;
 
 use super::state::{
-    GroupConfig, GroupError, GroupState, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
-    SyncResponse,
+    GroupConfig, GroupError, GroupRecord, GroupState, Groups, JoinRequest, JoinResponse, Output,
+    SeededIds, SyncRequest, SyncResponse,
 };
 
 const SESSION_MS: i32 = 10_000;
 const REBALANCE_MS: i32 = 30_000;
 
 fn groups() -> Groups {
-    Groups::new(GroupConfig {
-        initial_rebalance_delay_ms: 0,
-        ..GroupConfig::default()
-    })
+    Groups::new(
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            ..GroupConfig::default()
+        },
+        Box::new(SeededIds::new(7)),
+    )
 }
 
 fn join_request(member_id: &str, instance: Option<&str>, metadata: &str) -> JoinRequest {
@@ -32,18 +35,44 @@ fn join_request(member_id: &str, instance: Option<&str>, metadata: &str) -> Join
     }
 }
 
+/// Every answer, those waiting for a group record included (as if it became durable).
+fn answers(outputs: &[Output]) -> Vec<Output> {
+    outputs
+        .iter()
+        .flat_map(|output| match output {
+            Output::Store { then, .. } => answers(then),
+            answer => vec![answer.clone()],
+        })
+        .collect()
+}
+
 fn join_answer(outputs: &[Output], token: u64) -> Option<JoinResponse> {
-    outputs.iter().find_map(|output| match output {
-        Output::Join(answered, response) if *answered == token => Some(response.clone()),
-        _ => None,
-    })
+    answers(outputs)
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Join(answered, response) if answered == token => Some(response),
+            _ => None,
+        })
 }
 
 fn sync_answer(outputs: &[Output], token: u64) -> Option<SyncResponse> {
-    outputs.iter().find_map(|output| match output {
-        Output::Sync(answered, response) if *answered == token => Some(response.clone()),
-        _ => None,
-    })
+    answers(outputs)
+        .into_iter()
+        .find_map(|output| match output {
+            Output::Sync(answered, response) if answered == token => Some(response),
+            _ => None,
+        })
+}
+
+/// The group records to persist, in order.
+fn stored(outputs: &[Output]) -> Vec<GroupRecord> {
+    outputs
+        .iter()
+        .filter_map(|output| match output {
+            Output::Store { record, .. } => Some(record.clone()),
+            _ => None,
+        })
+        .collect()
 }
 
 /// KIP-394: first join gets MEMBER_ID_REQUIRED and an id, the second join enters.
@@ -345,14 +374,142 @@ fn protocol_mismatches_and_bad_timeouts_are_refused() {
 
 #[test]
 fn a_new_group_waits_for_the_initial_rebalance_delay() {
-    let mut groups = Groups::new(GroupConfig {
-        initial_rebalance_delay_ms: 3_000,
-        ..GroupConfig::default()
-    });
+    let mut groups = Groups::new(
+        GroupConfig {
+            initial_rebalance_delay_ms: 3_000,
+            ..GroupConfig::default()
+        },
+        Box::new(SeededIds::new(7)),
+    );
     let (_first, outputs) = new_member(&mut groups, 1, 0);
     assert!(join_answer(&outputs, 2).is_none());
     let (_second, outputs) = new_member(&mut groups, 10, 1_000);
     assert!(join_answer(&outputs, 11).is_none());
     let outputs = groups.tick(3_000);
     assert!(join_answer(&outputs, 2).is_some() && join_answer(&outputs, 11).is_some());
+}
+
+#[test]
+fn member_ids_are_the_client_id_and_a_uuid_from_the_injected_source() {
+    let (mut first, mut again) = (groups(), groups());
+    let (id, _) = new_member(&mut first, 1, 0);
+    let (same, _) = new_member(&mut again, 1, 0);
+    assert_eq!(id, same, "the same seed gives the same ids");
+    let uuid = id.strip_prefix("client-").unwrap();
+    assert_eq!(uuid::Uuid::parse_str(uuid).unwrap().get_version_num(), 4);
+    let (next, _) = new_member(&mut first, 10, 0);
+    assert_ne!(next, id);
+}
+
+#[test]
+fn a_new_generation_is_stored_before_anyone_learns_it() {
+    let mut groups = groups();
+    let (member, outputs) = new_member(&mut groups, 1, 0);
+    // The join answer is inside the store: the coordinator sends it once the record is
+    // durable.
+    assert!(
+        outputs
+            .iter()
+            .all(|output| matches!(output, Output::Store { .. }))
+    );
+    let records = stored(&outputs);
+    assert_eq!(records.len(), 1);
+    assert_eq!(
+        (records[0].generation_id, records[0].leader.as_deref()),
+        (1, Some(member.as_str()))
+    );
+    assert!(records[0].members.is_empty(), "small: never fails on size");
+
+    let outputs = sync(
+        &mut groups,
+        3,
+        &member,
+        1,
+        vec![(member.clone(), Bytes::from_static(b"p0"))],
+        10,
+    );
+    let records = stored(&outputs);
+    assert_eq!(records.len(), 1, "the assignment is stored with the group");
+    assert_eq!(records[0].members[0].assignment, Bytes::from_static(b"p0"));
+    assert_eq!(records[0].members[0].subscription, Bytes::from_static(b"m"));
+    assert!(sync_answer(&outputs, 3).is_some());
+
+    let (_, outputs) = groups.leave("g", &[(member, None)], 20).unwrap();
+    assert_eq!(
+        stored(&outputs)
+            .iter()
+            .map(|record| record.generation_id)
+            .collect::<Vec<_>>(),
+        [2],
+        "the empty group's generation too"
+    );
+}
+
+#[test]
+fn a_restored_group_continues_above_its_stored_generation() {
+    let mut groups = groups();
+    groups.restore("g", 41).unwrap();
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Empty);
+    let (_, outputs) = new_member(&mut groups, 1, 0);
+    assert_eq!(join_answer(&outputs, 2).unwrap().generation_id, 42);
+    groups.restore("g", 7).unwrap();
+    assert_eq!(groups.get("g").unwrap().generation_id, 42, "never lowered");
+}
+
+#[test]
+fn assignments_over_the_group_metadata_limit_fail_every_sync_and_rebalance() {
+    let mut groups = Groups::new(
+        GroupConfig {
+            initial_rebalance_delay_ms: 0,
+            group_metadata_bytes_max: 1_000,
+            ..GroupConfig::default()
+        },
+        Box::new(SeededIds::new(7)),
+    );
+    let (first, _) = new_member(&mut groups, 1, 0);
+    let (second, _) = new_member(&mut groups, 10, 0);
+    let outputs = groups.join(20, join_request(&first, None, "m"), 0);
+    let leader = join_answer(&outputs, 20).unwrap().leader;
+    let follower = if leader == first { &second } else { &first };
+    assert!(sync(&mut groups, 30, follower, 2, Vec::new(), 0).is_empty());
+    let assignments = vec![
+        (first.clone(), Bytes::from(vec![b'a'; 600])),
+        (second.clone(), Bytes::from(vec![b'b'; 600])),
+    ];
+    let outputs = sync(&mut groups, 31, &leader, 2, assignments, 0);
+    assert!(stored(&outputs).is_empty(), "nothing stored");
+    for token in [30, 31] {
+        assert_eq!(
+            sync_answer(&outputs, token).unwrap().error,
+            Some(GroupError::GroupMetadataTooLarge)
+        );
+    }
+    assert_eq!(
+        groups.get("g").unwrap().state,
+        GroupState::PreparingRebalance
+    );
+    // Each assignment alone fits: only the group's total counts.
+    let outputs = groups.join(40, join_request(&first, None, "m"), 10);
+    assert!(join_answer(&outputs, 40).is_none());
+    let outputs = groups.join(41, join_request(&second, None, "m"), 10);
+    assert_eq!(join_answer(&outputs, 41).unwrap().generation_id, 3);
+}
+
+#[test]
+fn a_group_record_that_fails_to_store_makes_the_group_rebalance() {
+    let mut groups = groups();
+    let (member, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &member, 1, Vec::new(), 0);
+    assert!(
+        groups.store_failed("g", 0, 10).is_empty(),
+        "an older generation"
+    );
+    assert_eq!(groups.get("g").unwrap().state, GroupState::Stable);
+    groups.store_failed("g", 1, 10);
+    assert_eq!(
+        groups.heartbeat("g", &member, None, 1, 20),
+        Err(GroupError::RebalanceInProgress)
+    );
+    let outputs = groups.join(5, join_request(&member, None, "m"), 30);
+    assert_eq!(join_answer(&outputs, 5).unwrap().generation_id, 2);
 }

@@ -15,7 +15,7 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGrou
             Err(code) => code,
             Ok(()) => {
                 let deleted = broker.groups.delete_group(&group_id.0, broker.now_ms());
-                commit_outcome(deleted)
+                commit_outcome(broker, deleted)
                     .await
                     .map_or_else(|error| commit_error_code(&error), |()| 0)
             }

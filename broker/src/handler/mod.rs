@@ -338,11 +338,15 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
 /// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.
 pub(crate) const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
-/// Persists a group change and waits until it is durable; the Kafka error code otherwise.
+/// Waits until a persisted offsets change is durable (it shows in OffsetFetch from then on).
 pub(crate) async fn commit_outcome(
+    broker: &Broker,
     outcome: Result<crate::group::Durable, CommitError>,
 ) -> Result<(), CommitError> {
-    crate::group::wait_durable(outcome?, OFFSETS_COMMIT_TIMEOUT).await
+    broker
+        .groups
+        .wait_durable(outcome?, OFFSETS_COMMIT_TIMEOUT)
+        .await
 }
 
 /// The Kafka error code for a group change that failed.
@@ -387,6 +391,9 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
         GroupError::LimitExceeded => ResponseError::PolicyViolation,
+        // Kafka answers an oversized group metadata record so (its append fails with
+        // RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE, mapped to UNKNOWN_SERVER_ERROR).
+        GroupError::GroupMetadataTooLarge => ResponseError::UnknownServerError,
     };
     code.code()
 }

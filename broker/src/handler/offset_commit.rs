@@ -48,7 +48,7 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
                 &commits,
                 broker.now_ms(),
             );
-            match commit_outcome(outcome).await {
+            match commit_outcome(broker, outcome).await {
                 Ok(()) => 0,
                 Err(error) => {
                     if let CommitError::Storage(error) = &error {

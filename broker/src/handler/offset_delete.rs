@@ -30,7 +30,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
     let deleted = broker
         .groups
         .delete_offsets(&request.group_id.0, &partitions, broker.now_ms());
-    let partition_error = match commit_outcome(deleted).await {
+    let partition_error = match commit_outcome(broker, deleted).await {
         Ok(()) => 0,
         // Kafka refuses per partition when active members may still consume it.
         Err(CommitError::Group(GroupError::NonEmptyGroup)) => {

@@ -11,6 +11,52 @@ pub type Token = u64;
 /// The outcome for one member of a batched LeaveGroup.
 pub type MemberResult = Result<(), GroupError>;
 
+/// The random part of new member ids (Kafka: a random UUID after the client id), so an id
+/// is never handed out twice, across restarts and coordinator moves included. Injected like
+/// the clock: the coordinator uses [`RandomIds`], tests a [`SeededIds`].
+pub trait MemberIdSource: std::fmt::Debug + Send {
+    fn next_id(&mut self) -> uuid::Uuid;
+}
+
+/// Version 4 UUIDs from the operating system's randomness.
+#[derive(Debug, Default)]
+pub struct RandomIds;
+
+impl MemberIdSource for RandomIds {
+    fn next_id(&mut self) -> uuid::Uuid {
+        uuid::Uuid::new_v4()
+    }
+}
+
+/// A reproducible sequence of version 4 UUIDs (SplitMix64 from a seed), for tests.
+#[derive(Debug)]
+pub struct SeededIds {
+    state: u64,
+}
+
+impl SeededIds {
+    pub fn new(seed: u64) -> Self {
+        SeededIds { state: seed }
+    }
+
+    fn next_u64(&mut self) -> u64 {
+        self.state = self.state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut mixed = self.state;
+        mixed = (mixed ^ (mixed >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        mixed = (mixed ^ (mixed >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        mixed ^ (mixed >> 31)
+    }
+}
+
+impl MemberIdSource for SeededIds {
+    fn next_id(&mut self) -> uuid::Uuid {
+        let mut bytes = [0u8; 16];
+        bytes[..8].copy_from_slice(&self.next_u64().to_be_bytes());
+        bytes[8..].copy_from_slice(&self.next_u64().to_be_bytes());
+        uuid::Builder::from_random_bytes(bytes).into_uuid()
+    }
+}
+
 /// Limits and timings (Kafka's `group.*` broker settings).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupConfig {
@@ -22,8 +68,13 @@ pub struct GroupConfig {
     pub members_max: usize,
     /// Groups the coordinator keeps (with members or committed offsets).
     pub groups_max: usize,
-    /// Bytes of protocol metadata plus assignment one member may hold.
+    /// Bytes of protocol metadata one member may send with its JoinGroup.
     pub member_metadata_bytes_max: usize,
+    /// Bytes of a group's metadata record (every member's subscription and assignment, as
+    /// Kafka stores them in `__consumer_offsets`); a leader's SyncGroup whose assignments
+    /// would make it larger is refused. Kafka's bound is the offsets topic's
+    /// `max.message.bytes` (1 MiB); this default leaves room for the key and batch header.
+    pub group_metadata_bytes_max: usize,
 }
 
 impl Default for GroupConfig {
@@ -35,6 +86,7 @@ impl Default for GroupConfig {
             members_max: 1_000,
             groups_max: 100_000,
             member_metadata_bytes_max: 1024 * 1024,
+            group_metadata_bytes_max: 1_000_000,
         }
     }
 }
@@ -58,6 +110,8 @@ pub enum GroupError {
     NotCoordinator,
     /// Too many groups, or member metadata over its limit.
     LimitExceeded,
+    /// The group's metadata record (the leader's assignments) is over its size limit.
+    GroupMetadataTooLarge,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -161,11 +215,77 @@ impl SyncResponse {
     }
 }
 
-/// An answer to a parked request.
+/// An answer to a parked request, or a group record to persist first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Output {
     Join(Token, JoinResponse),
     Sync(Token, SyncResponse),
+    /// Persist `record`; the answers in `then` (which tell members the generation or the
+    /// assignments it holds) go out only once it is durable. Should that fail, they get an
+    /// error instead and [`super::Groups::store_failed`] is told.
+    Store {
+        record: GroupRecord,
+        then: Vec<Output>,
+    },
+}
+
+/// A group as Kafka's GroupMetadata record (key v2, value v3) stores it in
+/// `__consumer_offsets`: written when a join phase ends (before any member learns the new
+/// generation, so a restarted or new coordinator never hands a generation out twice) and
+/// with the leader's assignments. Only the generation and protocol type are read back:
+/// membership is not restored, members rejoin.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupRecord {
+    pub group_id: String,
+    pub protocol_type: String,
+    pub generation_id: i32,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub state_timestamp_ms: i64,
+    pub members: Vec<RecordedMember>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedMember {
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub rebalance_timeout_ms: i32,
+    pub session_timeout_ms: i32,
+    pub subscription: Bytes,
+    pub assignment: Bytes,
+}
+
+impl GroupRecord {
+    /// Bytes of the encoded value (v3: strings with an i16 length, bytes with an i32 one).
+    pub fn value_bytes(&self) -> usize {
+        let text = |text: &str| 2 + text.len();
+        let nullable = |text: &Option<String>| 2 + text.as_ref().map_or(0, String::len);
+        let members: usize = self
+            .members
+            .iter()
+            .map(|member| {
+                text(&member.member_id)
+                    + nullable(&member.group_instance_id)
+                    + text(&member.client_id)
+                    + text(&member.client_host)
+                    + 4
+                    + 4
+                    + 4
+                    + member.subscription.len()
+                    + 4
+                    + member.assignment.len()
+            })
+            .sum();
+        2 + text(&self.protocol_type)
+            + 4
+            + nullable(&self.protocol_name)
+            + nullable(&self.leader)
+            + 8
+            + 4
+            + members
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -1,0 +1,84 @@
+//! The coordinator over a real offsets partition: when commits become visible.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use lmq_storage::{LogConfig, LogOptions, PartitionLog};
+
+use super::state::GroupConfig;
+use super::{GroupCoordinator, OffsetCommit};
+use crate::partition::Partition;
+use crate::replication::{Assignment, ReplicationConfig};
+
+/// An offsets partition led by broker 1 with broker 2 in its ISR: nothing is committed
+/// until broker 2 has fetched it.
+fn replicated_offsets_partition(dir: &std::path::Path) -> Arc<Partition> {
+    let (log, _) = PartitionLog::open(dir, LogConfig::default(), LogOptions::default(), 0).unwrap();
+    let partition = Arc::new(Partition::new(0, log));
+    let assignment = Assignment {
+        leader_id: 1,
+        leader_epoch: 0,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    partition
+        .become_role(1, &assignment, ReplicationConfig::default(), 0)
+        .unwrap();
+    partition
+}
+
+fn commit(offset: i64) -> OffsetCommit {
+    OffsetCommit {
+        topic: "orders".to_string(),
+        partition: 0,
+        offset,
+        leader_epoch: -1,
+        metadata: None,
+    }
+}
+
+fn fetched(coordinator: &GroupCoordinator) -> Option<i64> {
+    let topics = [("orders".to_string(), vec![0])];
+    coordinator.fetch_offsets("g", Some(&topics))[0]
+        .2
+        .as_ref()
+        .map(|committed| committed.offset)
+}
+
+#[tokio::test]
+async fn a_commit_is_visible_to_offset_fetch_only_once_the_isr_has_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = replicated_offsets_partition(dir.path());
+    let coordinator =
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+
+    // Broker 2 never fetches this one: the commit times out and may yet be lost (a new
+    // leader without it truncates it away), so no OffsetFetch may ever have seen it.
+    let durable = coordinator
+        .commit("g", "", None, -1, &[commit(42)], 1_000)
+        .unwrap();
+    assert_eq!(fetched(&coordinator), None, "visible before the ISR has it");
+    let waited = coordinator
+        .wait_durable(durable, Duration::from_millis(50))
+        .await;
+    assert!(waited.is_err(), "{waited:?}");
+    assert_eq!(
+        fetched(&coordinator),
+        None,
+        "visible though never acknowledged"
+    );
+
+    // The next commit reaches broker 2 and is acknowledged: visible from then on (with the
+    // first one under it, which the ISR now has too).
+    let durable = coordinator
+        .commit("g", "", None, -1, &[commit(43)], 2_000)
+        .unwrap();
+    assert_eq!(fetched(&coordinator), None);
+    let log_end = partition.offsets().unwrap().log_end_offset;
+    partition.follower_fetch(2, log_end, 0, 0, 2_000).unwrap();
+    coordinator
+        .wait_durable(durable, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(fetched(&coordinator), Some(43));
+}
