@@ -298,6 +298,22 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
     code.code()
 }
 
+/// A client's change to an internal topic (`topics::is_internal_topic`), refused with
+/// INVALID_REQUEST: what Kafka's controller answers a CreateTopics of its internal
+/// `__cluster_metadata`. Kafka has no code meant for this (TOPIC_AUTHORIZATION_FAILED would
+/// send an operator looking for a missing ACL, and no ACL grants it here).
+pub(crate) fn refuse_internal_topic(name: &str, operation: &str) -> Result<(), (i16, String)> {
+    if crate::topics::is_internal_topic(name) {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "{operation} of internal topic {name} is prohibited: its coordinator manages it"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.
 pub(crate) const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 

@@ -16,10 +16,10 @@ use lmq_wire::protocol::ResponseError;
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, str_bytes};
 use crate::broker::Broker;
-use crate::group::offsets::OFFSETS_TOPIC;
 use crate::metrics::TopicLabels;
 use crate::partition::{Partition, ReplicaError};
 use crate::replication::AckError;
+use crate::topics::is_internal_topic;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -72,8 +72,9 @@ pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Appende
                     .ok()
                     .and_then(|index| topic.partitions.get(index))
             });
-            if topic_data.name.0.as_str() == OFFSETS_TOPIC {
-                // Only the group coordinator writes the offsets topic.
+            if is_internal_topic(&topic_data.name.0) {
+                // Only its coordinator writes an internal topic (Kafka: "Cannot append to
+                // internal topic").
                 partition_response.error_code = ResponseError::InvalidTopicException.code();
                 topic_response.partition_responses.push(partition_response);
                 continue;
