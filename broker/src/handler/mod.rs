@@ -95,7 +95,8 @@ pub async fn dispatch(
         }));
     }
     if let RequestKind::Produce(body) = request.body {
-        let appended = produce::append(broker, body, version);
+        let producer_ids = produce::producer_ids_end(cluster, &body).await;
+        let appended = produce::append(broker, body, version, producer_ids);
         return Dispatched::Later(Box::pin(async move {
             appended.finish().await.map(|response| Reply {
                 body: ResponseKind::Produce(response),
