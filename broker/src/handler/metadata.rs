@@ -84,7 +84,11 @@ pub async fn handle(
                     if name == OFFSETS_TOPIC {
                         // With the coordinator's settings, as Kafka's AutoTopicCreationManager.
                         ensure_offsets_topic(broker, cluster).await;
-                    } else if !is_internal_topic(&name) {
+                    } else if is_internal_topic(&name) {
+                        // Only its own coordinator creates it.
+                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
+                        continue;
+                    } else {
                         let created = cluster
                             .create_topic(broker, &name, -1, -1, &BTreeMap::new())
                             .await;
