@@ -76,6 +76,13 @@ pub struct IsrProposal {
     pub isr: BTreeSet<i32>,
 }
 
+/// What a leader's fetch answer says of its log, for a follower to follow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderOffsets {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+}
+
 /// A follower's fetch as the leader judged it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FollowerCheck {
@@ -186,6 +193,24 @@ impl Partition {
             committed,
             proposal,
         })
+    }
+
+    /// DeleteRecords: only the leader moves the log start (`-1`: to the high watermark);
+    /// followers take it from the leader's fetch answers
+    /// ([`Partition::append_as_follower`]). Returns the new log start offset.
+    pub fn delete_records(&self, offset: i64) -> Result<i64, ReplicaError> {
+        let replica = self.replica();
+        if !matches!(replica.role, Role::Leader(_)) {
+            return Err(ReplicaError::NotLeader);
+        }
+        Ok(self.with_log(|log| {
+            let offset = if offset == -1 {
+                log.high_watermark()
+            } else {
+                offset
+            };
+            log.advance_log_start(offset)
+        })?)
     }
 
     /// Carries out the replication state machine's actions: moves the log's high watermark,
@@ -410,13 +435,15 @@ impl Partition {
     }
 
     /// A follower appends what the leader of `leader_epoch` sent and takes the leader's high
-    /// watermark as far as its own log reaches. `Some(end)`: the append must be flushed below
-    /// `end` ([`Partition::flush_to`]) before the follower reports it.
+    /// watermark as far as its own log reaches, then the leader's log start (DeleteRecords,
+    /// retention) as far as its high watermark reaches, as Kafka's replica fetcher does: a
+    /// lagging follower moves it further on later fetches. `Some(end)`: the append must be
+    /// flushed below `end` ([`Partition::flush_to`]) before the follower reports it.
     pub fn append_as_follower(
         &self,
         leader_epoch: i32,
         records: &[u8],
-        leader_high_watermark: i64,
+        leader: LeaderOffsets,
         now_ms: i64,
     ) -> Result<Option<i64>, ReplicaError> {
         let replica = self.replica();
@@ -433,7 +460,11 @@ impl Partition {
                 let info = log.append_replicated(records, now_ms)?;
                 flush = info.flush_pending.then_some(info.last_offset + 1);
             }
-            log.set_high_watermark(leader_high_watermark.min(log.log_end_offset()));
+            log.set_high_watermark(leader.high_watermark.min(log.log_end_offset()));
+            let log_start = leader.log_start_offset.min(log.high_watermark());
+            if log_start > log.log_start_offset() {
+                log.advance_log_start(log_start)?;
+            }
             Ok(flush)
         })?;
         Ok(flush)

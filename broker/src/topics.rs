@@ -43,6 +43,16 @@ pub enum TopicError {
     Metadata { path: PathBuf, reason: String },
 }
 
+/// Topics that belong to the broker itself (Kafka's `Topic.isInternal`): their coordinator
+/// creates them with its own settings and alone writes them; clients may not create, delete,
+/// trim, grow or reconfigure them. `__transaction_state` and a share-group state topic join
+/// this list when their coordinators exist.
+pub const INTERNAL_TOPICS: &[&str] = &[crate::group::offsets::OFFSETS_TOPIC];
+
+pub fn is_internal_topic(name: &str) -> bool {
+    INTERNAL_TOPICS.contains(&name)
+}
+
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let invalid = |reason| TopicError::InvalidName {

@@ -450,3 +450,362 @@ async fn alter_configs_replaces_the_overrides() {
     );
     broker.stop().await;
 }
+
+/// The internal topic's name in these tests.
+const OFFSETS: &str = "__consumer_offsets";
+
+/// Error code and message of each resource's answer to `request`.
+async fn answers(
+    client: &mut TestClient,
+    api_key: ApiKey,
+    version: i16,
+    request: RequestKind,
+) -> Vec<(i16, String)> {
+    let text = |message: &Option<StrBytes>| {
+        message
+            .as_ref()
+            .map(ToString::to_string)
+            .unwrap_or_default()
+    };
+    match client.call(api_key, version, request).await {
+        ResponseKind::DeleteTopics(response) => response
+            .responses
+            .iter()
+            .map(|result| (result.error_code, text(&result.error_message)))
+            .collect(),
+        ResponseKind::CreatePartitions(response) => response
+            .results
+            .iter()
+            .map(|result| (result.error_code, text(&result.error_message)))
+            .collect(),
+        ResponseKind::IncrementalAlterConfigs(response) => response
+            .responses
+            .iter()
+            .map(|result| (result.error_code, text(&result.error_message)))
+            .collect(),
+        ResponseKind::AlterConfigs(response) => response
+            .responses
+            .iter()
+            .map(|result| (result.error_code, text(&result.error_message)))
+            .collect(),
+        ResponseKind::CreateTopics(response) => response
+            .topics
+            .iter()
+            .map(|result| (result.error_code, text(&result.error_message)))
+            .collect(),
+        ResponseKind::DeleteRecords(response) => response
+            .topics
+            .iter()
+            .flat_map(|topic| topic.partitions.iter())
+            .map(|result| (result.error_code, String::new()))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Asserts one refusal with `code` whose message (when the version has one) names the topic.
+fn assert_refused(answers: &[(i16, String)], code: i16, what: &str) {
+    assert_eq!(answers.len(), 1, "{what}: {answers:?}");
+    assert_eq!(answers[0].0, code, "{what}: {answers:?}");
+}
+
+fn assert_names_the_topic(answers: &[(i16, String)], what: &str) {
+    assert!(answers[0].1.contains(OFFSETS), "{what}: {answers:?}");
+}
+
+/// `__consumer_offsets` (Kafka's `Topic.isInternal`) is the group coordinator's: clients can
+/// neither delete it, trim it, grow it (a group's partition is a hash modulo the count) nor
+/// change its configs (retention would delete committed offsets). Kafka's own broker still
+/// accepts DeleteTopics of it and leaves the refusal to its CLI; LMQ refuses in the broker.
+#[tokio::test]
+async fn the_offsets_topic_cannot_be_deleted_trimmed_grown_or_reconfigured() {
+    use lmq_wire::protocol::messages::AlterConfigsRequest;
+    use lmq_wire::protocol::messages::alter_configs_request::{
+        AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+    };
+    use lmq_wire::protocol::messages::delete_topics_request::DeleteTopicState;
+    const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    const INVALID_REQUEST: i16 = 42;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    broker.find_coordinator("some-group").await;
+    let mut client = broker.client().await;
+    let (code, partitions) = partitions_of(&mut client, OFFSETS).await;
+    assert_eq!(code, 0);
+
+    let mut by_name = DeleteTopicsRequest::default();
+    by_name.topic_names = vec![name(OFFSETS)];
+    let refused = answers(
+        &mut client,
+        ApiKey::DeleteTopics,
+        5,
+        RequestKind::DeleteTopics(by_name),
+    )
+    .await;
+    assert_refused(&refused, INVALID_REQUEST, "DeleteTopics by name");
+    assert_names_the_topic(&refused, "DeleteTopics by name");
+    let ResponseKind::Metadata(metadata) = client
+        .call(
+            ApiKey::Metadata,
+            12,
+            common::requests::metadata_request(&[OFFSETS]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let mut by_id = DeleteTopicsRequest::default();
+    let mut state = DeleteTopicState::default();
+    state.topic_id = metadata.topics[0].topic_id;
+    by_id.topics = vec![state];
+    let refused = answers(
+        &mut client,
+        ApiKey::DeleteTopics,
+        6,
+        RequestKind::DeleteTopics(by_id),
+    )
+    .await;
+    assert_refused(&refused, INVALID_REQUEST, "DeleteTopics by id");
+    assert_names_the_topic(&refused, "DeleteTopics by id");
+
+    let mut partition = DeleteRecordsPartition::default();
+    partition.partition_index = 0;
+    partition.offset = -1;
+    let mut topic = DeleteRecordsTopic::default();
+    topic.name = name(OFFSETS);
+    topic.partitions = vec![partition];
+    let mut trim = DeleteRecordsRequest::default();
+    trim.topics = vec![topic];
+    let refused = answers(
+        &mut client,
+        ApiKey::DeleteRecords,
+        2,
+        RequestKind::DeleteRecords(trim),
+    )
+    .await;
+    assert_refused(
+        &refused,
+        INVALID_TOPIC_EXCEPTION,
+        "DeleteRecords (as Kafka's ReplicaManager)",
+    );
+
+    for validate_only in [true, false] {
+        let mut grown = CreatePartitionsTopic::default();
+        grown.name = name(OFFSETS);
+        grown.count = 60;
+        let mut request = CreatePartitionsRequest::default();
+        request.topics = vec![grown];
+        request.validate_only = validate_only;
+        let refused = answers(
+            &mut client,
+            ApiKey::CreatePartitions,
+            3,
+            RequestKind::CreatePartitions(request),
+        )
+        .await;
+        assert_refused(&refused, INVALID_REQUEST, "CreatePartitions");
+        assert_names_the_topic(&refused, "CreatePartitions");
+    }
+
+    for validate_only in [true, false] {
+        let mut change = AlterableConfig::default();
+        change.name = text("retention.ms");
+        change.config_operation = 0;
+        change.value = Some(text("1000"));
+        let mut resource = AlterConfigsResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = text(OFFSETS);
+        resource.configs = vec![change];
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = vec![resource];
+        request.validate_only = validate_only;
+        let refused = answers(
+            &mut client,
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            RequestKind::IncrementalAlterConfigs(request),
+        )
+        .await;
+        assert_refused(&refused, INVALID_REQUEST, "IncrementalAlterConfigs");
+        assert_names_the_topic(&refused, "IncrementalAlterConfigs");
+
+        let mut config = LegacyConfig::default();
+        config.name = text("retention.ms");
+        config.value = Some(text("1000"));
+        let mut resource = LegacyResource::default();
+        resource.resource_type = 2;
+        resource.resource_name = text(OFFSETS);
+        resource.configs = vec![config];
+        let mut request = AlterConfigsRequest::default();
+        request.resources = vec![resource];
+        request.validate_only = validate_only;
+        let refused = answers(
+            &mut client,
+            ApiKey::AlterConfigs,
+            2,
+            RequestKind::AlterConfigs(request),
+        )
+        .await;
+        assert_refused(&refused, INVALID_REQUEST, "AlterConfigs");
+        assert_names_the_topic(&refused, "AlterConfigs");
+    }
+
+    assert_eq!(
+        partitions_of(&mut client, OFFSETS).await,
+        (0, partitions),
+        "still there, not grown"
+    );
+    let response = describe(&mut client, 4, 2, OFFSETS).await;
+    assert_eq!(
+        config_value(&response, "retention.ms").0,
+        "-1",
+        "configs unchanged"
+    );
+    broker.stop().await;
+}
+
+/// Before the group coordinator created `__consumer_offsets`, a client cannot create it
+/// with other settings: Metadata's auto-creation makes it with the coordinator's own
+/// partitions and configs (as Kafka's AutoTopicCreationManager), and CreateTopics of it is
+/// refused (as Kafka refuses creating its internal `__cluster_metadata`).
+#[tokio::test]
+async fn clients_cannot_create_the_offsets_topic_with_their_own_settings() {
+    const INVALID_REQUEST: i16 = 42;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.default_partitions = 3;
+        config.group.offsets_topic_partitions = 2;
+    })
+    .await;
+    let mut client = broker.client().await;
+    let refused = answers(
+        &mut client,
+        ApiKey::CreateTopics,
+        7,
+        common::requests::create_topic_request(OFFSETS, 5, 1, &[("retention.ms", "1000")]),
+    )
+    .await;
+    assert_refused(&refused, INVALID_REQUEST, "CreateTopics");
+    assert_names_the_topic(&refused, "CreateTopics");
+    assert_eq!(
+        partitions_of(&mut client, OFFSETS).await.0,
+        3,
+        "not created"
+    );
+
+    client
+        .call(
+            ApiKey::Metadata,
+            12,
+            common::requests::metadata_request(&[OFFSETS]),
+        )
+        .await;
+    assert_eq!(
+        partitions_of(&mut client, OFFSETS).await,
+        (0, 2),
+        "created with the coordinator's partition count"
+    );
+    let response = describe(&mut client, 4, 2, OFFSETS).await;
+    assert_eq!(
+        config_value(&response, "retention.ms").0,
+        "-1",
+        "and its configs"
+    );
+
+    let refused = answers(
+        &mut client,
+        ApiKey::CreateTopics,
+        7,
+        common::requests::create_topic_request(OFFSETS, 5, 1, &[]),
+    )
+    .await;
+    assert_refused(&refused, INVALID_REQUEST, "CreateTopics once it exists");
+    broker.find_coordinator("a-group").await;
+    assert_eq!(partitions_of(&mut client, OFFSETS).await, (0, 2));
+    broker.stop().await;
+}
+
+fn delete_records_request(topic: &str, offset: i64) -> RequestKind {
+    let mut partition = DeleteRecordsPartition::default();
+    partition.partition_index = 0;
+    partition.offset = offset;
+    let mut requested = DeleteRecordsTopic::default();
+    requested.name = name(topic);
+    requested.partitions = vec![partition];
+    let mut request = DeleteRecordsRequest::default();
+    request.topics = vec![requested];
+    RequestKind::DeleteRecords(request)
+}
+
+/// DeleteRecords acts on the partition's leader only (a follower answers
+/// NOT_LEADER_OR_FOLLOWER, as Kafka), and the new log start reaches the followers through
+/// replication: each moves its own log start to the leader's.
+#[tokio::test]
+async fn delete_records_runs_on_the_leader_and_followers_take_its_log_start() {
+    const NOT_LEADER_OR_FOLLOWER: i16 = 6;
+    let cluster = common::cluster::TestCluster::start(2).await;
+    cluster.wait_for_brokers().await;
+    let mut client = cluster.brokers[0].client().await;
+    let created = answers(
+        &mut client,
+        ApiKey::CreateTopics,
+        7,
+        common::requests::create_topic_request("replicated-trim", 1, 2, &[]),
+    )
+    .await;
+    assert_eq!(created[0].0, 0, "{created:?}");
+    let (leader, follower) = cluster.leader_and_follower("replicated-trim", 0).await;
+    let mut to_leader = cluster.brokers[leader].client().await;
+    let mut to_follower = cluster.brokers[follower].client().await;
+    for _ in 0..3 {
+        let (code, _) = common::requests::produce(
+            &mut to_leader,
+            "replicated-trim",
+            0,
+            batch(&["a", "b"], common::now_ms()),
+        )
+        .await;
+        assert_eq!(code, 0, "acks=all: both replicas have it");
+    }
+    let refused = answers(
+        &mut to_follower,
+        ApiKey::DeleteRecords,
+        2,
+        delete_records_request("replicated-trim", 2),
+    )
+    .await;
+    assert_eq!(refused[0].0, NOT_LEADER_OR_FOLLOWER, "on a follower");
+    let ResponseKind::DeleteRecords(deleted) = to_leader
+        .call(
+            ApiKey::DeleteRecords,
+            2,
+            delete_records_request("replicated-trim", 4),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let partition = &deleted.topics[0].partitions[0];
+    assert_eq!((partition.error_code, partition.low_watermark), (0, 4));
+    let follower_log_start = || {
+        cluster.brokers[follower]
+            .broker
+            .topics
+            .get("replicated-trim")
+            .unwrap()
+            .partitions[0]
+            .offsets()
+            .unwrap()
+            .log_start_offset
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while follower_log_start() != 4 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        follower_log_start(),
+        4,
+        "the follower took the leader's log start"
+    );
+    cluster.stop().await;
+}

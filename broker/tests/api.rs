@@ -621,6 +621,107 @@ async fn malformed_frames_close_the_connection_without_harming_the_broker() {
     broker.stop().await;
 }
 
+/// An idempotent produce whose producer id the cluster never handed out (at or above the
+/// coordinator's counter of reserved ids) is refused with UNKNOWN_PRODUCER_ID, so a client
+/// cannot make up ids (and fill the producer tables, or collide with a later real producer).
+/// An id from a block another broker reserved after this one last looked is accepted: the
+/// broker re-reads the counter before refusing. A KIP-360 epoch bump of a made-up id gets a
+/// new id, as Kafka's InitProducerId without a transactional id always does.
+#[tokio::test]
+async fn producer_ids_the_cluster_never_handed_out_are_refused() {
+    const UNKNOWN_PRODUCER_ID: i16 = 59;
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    client
+        .call(ApiKey::Metadata, 12, metadata_request(&["made-up-ids"]))
+        .await;
+    let ResponseKind::InitProducerId(init) = client
+        .call(ApiKey::InitProducerId, 4, init_producer_id_request())
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(init.error_code, 0);
+    let producer_batch = |producer_id: i64, sequence: i32| {
+        let mut builder = BatchBuilder::new(0).producer(producer_id, 0, sequence);
+        builder.push(None, Some(b"value"), 0);
+        Bytes::from(builder.build())
+    };
+    let made_up = init.producer_id.0 + 1_000_000;
+    assert_eq!(
+        produce(&mut client, "made-up-ids", 0, producer_batch(made_up, 0))
+            .await
+            .0,
+        UNKNOWN_PRODUCER_ID,
+        "an id nobody handed out"
+    );
+    assert_eq!(
+        produce(&mut client, "made-up-ids", 0, producer_batch(i64::MAX, 0))
+            .await
+            .0,
+        UNKNOWN_PRODUCER_ID
+    );
+    assert_eq!(
+        produce(
+            &mut client,
+            "made-up-ids",
+            0,
+            producer_batch(init.producer_id.0, 0)
+        )
+        .await,
+        (0, 0),
+        "the id it was given"
+    );
+    // Another broker reserves the next block and hands out an id from it: this broker's view
+    // of the counter is stale, and it must look again before refusing.
+    let first = lmq_broker::cluster::store::reserve_producer_ids(&*broker.node.coordinator, 1_000)
+        .await
+        .unwrap();
+    assert_eq!(
+        produce(&mut client, "made-up-ids", 0, producer_batch(first + 7, 0)).await,
+        (0, 1),
+        "an id from another broker's block"
+    );
+    assert_eq!(
+        produce(
+            &mut client,
+            "made-up-ids",
+            0,
+            producer_batch(first + 1_000, 0)
+        )
+        .await
+        .0,
+        UNKNOWN_PRODUCER_ID,
+        "just past the counter"
+    );
+    // The epoch bump a client asks for after UNKNOWN_PRODUCER_ID.
+    let mut bump = InitProducerIdRequest::default();
+    bump.transactional_id = None;
+    bump.producer_id = lmq_wire::protocol::messages::ProducerId(made_up);
+    bump.producer_epoch = 0;
+    let ResponseKind::InitProducerId(bumped) = client
+        .call(ApiKey::InitProducerId, 4, RequestKind::InitProducerId(bump))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(bumped.error_code, 0);
+    assert_ne!(bumped.producer_id.0, made_up, "{bumped:?}");
+    assert_eq!(bumped.producer_epoch, 0);
+    assert_eq!(
+        produce(
+            &mut client,
+            "made-up-ids",
+            0,
+            producer_batch(bumped.producer_id.0, 0)
+        )
+        .await,
+        (0, 2)
+    );
+    broker.stop().await;
+}
+
 /// The inter-broker proof (`cluster::identity`): only LMQ's mechanism, a SaslAuthenticate
 /// only after its handshake, and a token without the cluster's secret is refused, so the
 /// connection's replica ids stay a consumer's.

@@ -2,11 +2,17 @@
 //! batches, so a retried batch is recognised (and answered with its original offsets) and a
 //! gap in sequence numbers is refused. Pure logic; the log feeds it appends and replays.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Batches remembered per producer for duplicate detection: Kafka's
 /// `max.in.flight.requests.per.connection` limit for idempotence is 5.
 pub const BATCHES_REMEMBERED: usize = 5;
+
+/// Idempotent producers remembered per partition: past it, the one whose last append is
+/// oldest is forgotten (Kafka bounds the table only by `producer.id.expiration.ms`, so a
+/// flood of producer ids could grow it without limit). A forgotten producer's next batch is
+/// refused as an unknown producer's unless it starts a sequence.
+pub const PRODUCERS_MAX: usize = 4_096;
 
 /// What a producer batch carries that idempotence checks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -67,6 +73,16 @@ pub enum SequenceCheck {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ProducerStates {
     producers: BTreeMap<i64, ProducerEntry>,
+    /// (offset of its last remembered batch, producer id) per producer: the least recently
+    /// appending producer first, for the cap ([`PRODUCERS_MAX`]). Derived from `producers`
+    /// (log order, so a replay or a parsed snapshot orders them as the appends did).
+    by_recency: BTreeSet<(i64, i64)>,
+}
+
+/// Where `entry` stands in [`ProducerStates::by_recency`].
+fn recency(producer_id: i64, entry: &ProducerEntry) -> (i64, i64) {
+    let last_offset = entry.batches.last().map_or(-1, |batch| batch.last_offset);
+    (last_offset, producer_id)
 }
 
 impl ProducerStates {
@@ -130,9 +146,11 @@ impl ProducerStates {
         Ok(SequenceCheck::Accept)
     }
 
-    /// Records an appended (or replayed) batch at its offsets.
+    /// Records an appended (or replayed) batch at its offsets. A new producer past
+    /// [`PRODUCERS_MAX`] takes the place of the one whose last append is oldest.
     pub fn record(&mut self, batch: &ProducerBatch, base_offset: i64, now_ms: i64) {
         let entry = self.producers.entry(batch.producer_id).or_default();
+        self.by_recency.remove(&recency(batch.producer_id, entry));
         if batch.producer_epoch != entry.epoch {
             entry.epoch = batch.producer_epoch;
             entry.batches.clear();
@@ -148,6 +166,22 @@ impl ProducerStates {
             entry.batches.remove(0);
         }
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        self.by_recency.insert(recency(batch.producer_id, entry));
+        while self.producers.len() > PRODUCERS_MAX {
+            let Some((_, oldest)) = self.by_recency.pop_first() else {
+                break;
+            };
+            self.producers.remove(&oldest);
+        }
+    }
+
+    /// Rebuilds [`ProducerStates::by_recency`] after producers were dropped in bulk.
+    fn reindex(&mut self) {
+        self.by_recency = self
+            .producers
+            .iter()
+            .map(|(&producer_id, entry)| recency(producer_id, entry))
+            .collect();
     }
 
     /// Forgets producers idle for longer than `expiration_ms` (`producer.id.expiration.ms`),
@@ -156,7 +190,11 @@ impl ProducerStates {
         let before = self.producers.len();
         self.producers
             .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) <= expiration_ms);
-        before - self.producers.len()
+        let removed = before - self.producers.len();
+        if removed > 0 {
+            self.reindex();
+        }
+        removed
     }
 
     /// Drops batches at or after `offset` (the log was truncated there); producers left with
@@ -166,10 +204,12 @@ impl ProducerStates {
             entry.batches.retain(|batch| batch.last_offset < offset);
         }
         self.producers.retain(|_, entry| !entry.batches.is_empty());
+        self.reindex();
     }
 
     pub fn clear(&mut self) {
         self.producers.clear();
+        self.by_recency.clear();
     }
 
     /// A line-based rendering for the snapshot file.
@@ -204,24 +244,32 @@ impl ProducerStates {
         let narrow = |value: i64| i32::try_from(value).map_err(|_| format!("bad line {line:?}"));
         match fields.first() {
             Some(&"producer") => {
-                let entry = self.producers.entry(number(1)?).or_default();
-                entry.epoch =
-                    i16::try_from(number(2)?).map_err(|_| format!("bad epoch {line:?}"))?;
-                entry.last_append_ms = number(3)?;
+                let producer_id = number(1)?;
+                let epoch = i16::try_from(number(2)?).map_err(|_| format!("bad epoch {line:?}"))?;
+                let last_append_ms = number(3)?;
+                let entry = self.producers.entry(producer_id).or_default();
+                self.by_recency.remove(&recency(producer_id, entry));
+                entry.epoch = epoch;
+                entry.last_append_ms = last_append_ms;
+                self.by_recency.insert(recency(producer_id, entry));
                 Ok(true)
             }
             Some(&"batch") => {
-                let entry = self
-                    .producers
-                    .get_mut(&number(1)?)
-                    .ok_or_else(|| format!("batch before its producer {line:?}"))?;
-                entry.batches.push(BatchMetadata {
+                let producer_id = number(1)?;
+                let batch = BatchMetadata {
                     base_sequence: narrow(number(2)?)?,
                     last_sequence: narrow(number(3)?)?,
                     base_offset: number(4)?,
                     last_offset: number(5)?,
                     timestamp_ms: number(6)?,
-                });
+                };
+                let entry = self
+                    .producers
+                    .get_mut(&producer_id)
+                    .ok_or_else(|| format!("batch before its producer {line:?}"))?;
+                self.by_recency.remove(&recency(producer_id, entry));
+                entry.batches.push(batch);
+                self.by_recency.insert(recency(producer_id, entry));
                 Ok(true)
             }
             _ => Ok(false),
@@ -345,6 +393,42 @@ mod tests {
         assert!(states.get(1).is_none());
         states.truncate_from(20);
         assert!(states.is_empty());
+    }
+
+    #[test]
+    fn the_producer_that_appended_least_recently_is_forgotten_at_the_cap() {
+        let mut states = ProducerStates::default();
+        let cap = i64::try_from(PRODUCERS_MAX).unwrap();
+        for producer_id in 0..cap {
+            states.record(&batch(producer_id, 0, 0, 1), producer_id, 0);
+        }
+        assert_eq!(states.len(), PRODUCERS_MAX);
+        // Producer 0 appends again, so producer 1 is now the one idle longest.
+        states.record(&batch(0, 0, 1, 1), cap, 0);
+        states.record(&batch(cap, 0, 0, 1), cap + 1, 0);
+        assert_eq!(
+            states.len(),
+            PRODUCERS_MAX,
+            "a new producer takes the oldest's place"
+        );
+        assert!(states.get(1).is_none());
+        assert!(states.get(0).is_some() && states.get(cap).is_some());
+        assert_eq!(
+            states.check(&batch(1, 0, 1, 1)),
+            Err(SequenceError::UnknownProducer { producer_id: 1 }),
+            "the forgotten producer's next batch"
+        );
+        // The order survives the snapshot: producer 2 goes next.
+        let mut text = String::new();
+        states.render(&mut text);
+        let mut parsed = ProducerStates::default();
+        for line in text.lines() {
+            assert!(parsed.parse_line(line).unwrap());
+        }
+        assert_eq!(parsed, states);
+        parsed.record(&batch(cap + 1, 0, 0, 1), cap + 2, 0);
+        assert!(parsed.get(2).is_none() && parsed.get(3).is_some());
+        assert_eq!(parsed.len(), PRODUCERS_MAX);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::task::JoinHandle;
 use super::{ClusterNode, identity};
 use crate::broker::Broker;
 use crate::handler::topic_name;
-use crate::partition::Partition;
+use crate::partition::{LeaderOffsets, Partition};
 
 /// How long the leader may hold a follower's fetch when it has nothing new.
 const FETCH_WAIT_MS: i32 = 500;
@@ -261,12 +261,11 @@ async fn fetch_once(
                     .map_err(|error| error.to_string())
             } else {
                 let records = data.records.as_deref().unwrap_or_default();
-                match partition.append_as_follower(
-                    followed.leader_epoch,
-                    records,
-                    data.high_watermark,
-                    now_ms,
-                ) {
+                let leader = LeaderOffsets {
+                    high_watermark: data.high_watermark,
+                    log_start_offset: data.log_start_offset,
+                };
+                match partition.append_as_follower(followed.leader_epoch, records, leader, now_ms) {
                     // On disk before the next fetch reports it to the leader.
                     Ok(Some(end_offset)) => partition
                         .flush_to(end_offset)

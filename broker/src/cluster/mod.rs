@@ -16,6 +16,7 @@ pub mod controller;
 mod fetcher;
 pub mod identity;
 pub mod metadata;
+mod producer_ids;
 mod reassign;
 mod reconcile;
 pub mod store;
@@ -102,8 +103,8 @@ pub struct ClusterNode {
     /// When the last successful round trip to the coordinator was sent.
     contact_ms: AtomicU64,
     lease_ms: u64,
-    /// This broker's current block of producer ids: next, end.
-    producer_ids: tokio::sync::Mutex<(i64, i64)>,
+    /// Producer ids: this broker's block, and what the cluster handed out.
+    producer_ids: producer_ids::ProducerIds,
 }
 
 impl ClusterNode {
@@ -286,15 +287,21 @@ impl ClusterNode {
 
     /// A producer id unique in the cluster, from blocks reserved in the coordinator.
     pub async fn allocate_producer_id(&self) -> Result<i64, StoreError> {
-        const BLOCK: i64 = 1_000;
-        let mut block = self.producer_ids.lock().await;
-        if block.0 >= block.1 {
-            let first = store::reserve_producer_ids(&*self.coordinator, BLOCK).await?;
-            *block = (first, first + BLOCK);
-        }
-        let id = block.0;
-        block.0 += 1;
-        Ok(id)
+        self.producer_ids.allocate(&*self.coordinator).await
+    }
+
+    /// The end of the producer ids the cluster handed out (every id below it was), fresh
+    /// enough to judge `producer_id`: re-read from the coordinator when `producer_id` is not
+    /// below this broker's copy.
+    pub async fn producer_ids_end(&self, producer_id: i64) -> Result<i64, StoreError> {
+        self.producer_ids
+            .end_covering(&*self.coordinator, producer_id)
+            .await
+    }
+
+    /// This broker's copy of that end, without asking the coordinator.
+    pub fn producer_ids_end_known(&self) -> i64 {
+        self.producer_ids.end_known()
     }
 
     /// Takes a metadata document as the current one, unless a newer one is already, and
@@ -401,7 +408,7 @@ pub async fn join(
         started: std::time::Instant::now(),
         contact_ms: AtomicU64::new(0),
         lease_ms: broker.config.cluster.broker_ttl_ms / 2,
-        producer_ids: tokio::sync::Mutex::new((0, 0)),
+        producer_ids: producer_ids::ProducerIds::default(),
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));

@@ -97,6 +97,19 @@ pub async fn raise_producer_ids(
         .map(|_| ())
 }
 
+/// The shared counter of producer ids: every id below it was reserved by some broker.
+pub async fn producer_ids_end(coordinator: &dyn Coordinator) -> Result<i64, StoreError> {
+    let current = coordinator.get(PRODUCER_IDS_KEY).await?;
+    current.map_or(Ok(0), |entry| producer_ids_counter(&entry.value))
+}
+
+fn producer_ids_counter(value: &[u8]) -> Result<i64, StoreError> {
+    std::str::from_utf8(value)
+        .ok()
+        .and_then(|text| text.trim().parse::<i64>().ok())
+        .ok_or_else(|| StoreError::Corrupt(format!("{PRODUCER_IDS_KEY} is not a number")))
+}
+
 /// Moves the shared counter of producer ids from its value to `next(value)`; returns the value
 /// it moved from.
 async fn move_producer_ids(
@@ -106,12 +119,7 @@ async fn move_producer_ids(
     for _ in 0..CAS_ATTEMPTS {
         let current = coordinator.get(PRODUCER_IDS_KEY).await?;
         let value = match &current {
-            Some(entry) => std::str::from_utf8(&entry.value)
-                .ok()
-                .and_then(|text| text.trim().parse::<i64>().ok())
-                .ok_or_else(|| {
-                    StoreError::Corrupt(format!("{PRODUCER_IDS_KEY} is not a number"))
-                })?,
+            Some(entry) => producer_ids_counter(&entry.value)?,
             None => 0,
         };
         let moved = next(value);

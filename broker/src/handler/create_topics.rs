@@ -10,7 +10,7 @@ use lmq_wire::protocol::messages::create_topics_response::{
 };
 use lmq_wire::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{NONE, store_error_code, str_bytes, topic_error_code};
+use super::{NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
@@ -97,6 +97,9 @@ async fn create(
 ) -> Outcome {
     let refuse = |error: TopicError| (topic_error_code(&error), error.to_string());
     validate_topic_name(&new.name).map_err(refuse)?;
+    // Only with its coordinator's partitions and configs (Metadata and FindCoordinator
+    // create it so), never with a client's.
+    refuse_internal_topic(&new.name, "Creation")?;
     let partitions = if new.partitions == -1 {
         broker.config.default_partitions
     } else {

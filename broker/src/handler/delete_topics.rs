@@ -4,7 +4,9 @@
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{NONE, store_error_code, str_bytes, topic_error_code, topic_name};
+use super::{
+    NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code, topic_name,
+};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::topics::TopicError;
@@ -46,19 +48,22 @@ pub async fn handle(
             result.topic_id = topic_id;
         }
         let outcome = match &name {
-            Some(name) => {
-                let id = cluster
-                    .view()
-                    .metadata
-                    .topics
-                    .get(name)
-                    .map(|topic| topic.id);
-                cluster
-                    .delete_topic(broker, name)
-                    .await
-                    .map(|()| (name.clone(), id.unwrap_or(topic_id)))
-                    .map_err(|error| (store_error_code(&error), error.to_string()))
-            }
+            Some(name) => match refuse_internal_topic(name, "Deletion") {
+                Err(refused) => Err(refused),
+                Ok(()) => {
+                    let id = cluster
+                        .view()
+                        .metadata
+                        .topics
+                        .get(name)
+                        .map(|topic| topic.id);
+                    cluster
+                        .delete_topic(broker, name)
+                        .await
+                        .map(|()| (name.clone(), id.unwrap_or(topic_id)))
+                        .map_err(|error| (store_error_code(&error), error.to_string()))
+                }
+            },
             None => {
                 let error = TopicError::Unknown(topic_id.to_string());
                 Err((topic_error_code(&error), error.to_string()))

@@ -88,8 +88,10 @@ pub async fn handle(
     response
 }
 
-/// Creates the replicated offsets topic on first use, once enough brokers are alive.
-async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
+/// Creates the replicated offsets topic on first use, once enough brokers are alive, with
+/// the group coordinator's partitions and configs (also when a client's Metadata asks for it
+/// first).
+pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
     if cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC) {
         return;
     }

@@ -12,7 +12,7 @@ use lmq_wire::protocol::messages::{
 };
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{NONE, store_error_code, str_bytes, topic_error_code};
+use super::{NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::topics::{ConfigKind, TOPIC_CONFIGS, TopicError, default_topic_config};
@@ -21,6 +21,9 @@ const SET: i8 = 0;
 const DELETE: i8 = 1;
 const APPEND: i8 = 2;
 const SUBTRACT: i8 = 3;
+
+/// The operation named in the refusal of a config change to an internal topic.
+const CHANGING_CONFIGS: &str = "Changing the configs";
 
 /// Kafka's dynamic broker throttles for replication, which LMQ does not implement.
 const REPLICATION_THROTTLES: &[&str] = &[
@@ -41,12 +44,16 @@ pub async fn handle(
         result.resource_name = resource.resource_name.clone();
         let outcome = if resource.resource_type == RESOURCE_TOPIC {
             let name = resource.resource_name.to_string();
-            match alter_topic(broker, cluster, &name, &resource.configs) {
+            let altered = refuse_internal_topic(&name, CHANGING_CONFIGS).and_then(|()| {
+                alter_topic(broker, cluster, &name, &resource.configs)
+                    .map_err(|error| (topic_error_code(&error), error.to_string()))
+            });
+            match altered {
                 Ok(configs) => {
                     replace_topic_configs(broker, cluster, &name, configs, request.validate_only)
                         .await
                 }
-                Err(error) => Err((topic_error_code(&error), error.to_string())),
+                Err(refused) => Err(refused),
             }
         } else if resource.resource_type == RESOURCE_BROKER
             && resource.configs.iter().all(|change| {
@@ -85,6 +92,8 @@ pub(super) async fn replace_topic_configs(
     validate_only: bool,
 ) -> Result<(), (i16, String)> {
     let refuse = |error: TopicError| (topic_error_code(&error), error.to_string());
+    // Retention on the offsets topic would delete committed offsets.
+    refuse_internal_topic(name, CHANGING_CONFIGS)?;
     if !cluster.view().metadata.topics.contains_key(name) {
         return Err(refuse(TopicError::Unknown(name.to_string())));
     }

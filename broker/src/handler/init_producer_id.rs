@@ -1,7 +1,8 @@
 //! InitProducerId: a producer id and epoch for idempotent producers. With a known id and
 //! epoch (v3+, KIP-360) the epoch is bumped so the producer can reset its sequences.
 //! Transactions are not built yet: a transactional id is refused. Ids come from blocks every
-//! broker reserves in the coordinator, so they are unique cluster-wide.
+//! broker reserves in the coordinator, so they are unique cluster-wide; a bump of an id no
+//! broker handed out gets a new id.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
@@ -21,7 +22,14 @@ pub async fn handle(
         return response;
     }
     let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
-    if producer_id >= 0 && (0..i16::MAX - 1).contains(&epoch) {
+    // Only an id the cluster handed out is bumped; a made-up one gets a new id, as Kafka
+    // answers every InitProducerId without a transactional id.
+    let handed_out = producer_id >= 0
+        && cluster
+            .producer_ids_end(producer_id)
+            .await
+            .is_ok_and(|end| producer_id < end);
+    if handed_out && (0..i16::MAX - 1).contains(&epoch) {
         response.producer_id = ProducerId(producer_id);
         response.producer_epoch = epoch + 1;
         return response;

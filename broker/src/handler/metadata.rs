@@ -11,12 +11,13 @@ use lmq_wire::protocol::messages::metadata_response::{
 };
 use lmq_wire::protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
+use super::find_coordinator::ensure_offsets_topic;
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes, topic_error_code, topic_name};
 use crate::broker::Broker;
 use crate::cluster::metadata::TopicState;
 use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
-use crate::topics::validate_topic_name;
+use crate::topics::{is_internal_topic, validate_topic_name};
 
 /// The topics asked for (`None`: all) and whether missing ones may be created.
 fn requested_topics(
@@ -80,11 +81,20 @@ pub async fn handle(
                         topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
                         continue;
                     }
-                    let created = cluster
-                        .create_topic(broker, &name, -1, -1, &BTreeMap::new())
-                        .await;
-                    if let Err(error) = created {
-                        tracing::warn!(topic = name, %error, "auto-creating a topic failed");
+                    if name == OFFSETS_TOPIC {
+                        // With the coordinator's settings, as Kafka's AutoTopicCreationManager.
+                        ensure_offsets_topic(broker, cluster).await;
+                    } else if is_internal_topic(&name) {
+                        // Only its own coordinator creates it.
+                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
+                        continue;
+                    } else {
+                        let created = cluster
+                            .create_topic(broker, &name, -1, -1, &BTreeMap::new())
+                            .await;
+                        if let Err(error) = created {
+                            tracing::warn!(topic = name, %error, "auto-creating a topic failed");
+                        }
                     }
                 }
                 let view = cluster.view();
@@ -124,7 +134,7 @@ fn describe_replicated(
     response.error_code = NONE;
     response.name = Some(topic_name(name));
     response.topic_id = state.id;
-    response.is_internal = name == OFFSETS_TOPIC;
+    response.is_internal = is_internal_topic(name);
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     response.partitions = state
         .partitions

@@ -126,7 +126,8 @@ pub async fn dispatch(
         }));
     }
     if let RequestKind::Produce(body) = request.body {
-        let appended = produce::append(broker, body, version);
+        let producer_ids = produce::producer_ids_end(cluster, &body).await;
+        let appended = produce::append(broker, body, version, producer_ids);
         return Dispatched::Later(Box::pin(async move {
             appended.finish().await.map(|response| Reply {
                 body: ResponseKind::Produce(response),
@@ -333,6 +334,22 @@ pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
         TopicError::Metadata { .. } => ResponseError::KafkaStorageError,
     };
     code.code()
+}
+
+/// A client's change to an internal topic (`topics::is_internal_topic`), refused with
+/// INVALID_REQUEST: what Kafka's controller answers a CreateTopics of its internal
+/// `__cluster_metadata`. Kafka has no code meant for this (TOPIC_AUTHORIZATION_FAILED would
+/// send an operator looking for a missing ACL, and no ACL grants it here).
+pub(crate) fn refuse_internal_topic(name: &str, operation: &str) -> Result<(), (i16, String)> {
+    if crate::topics::is_internal_topic(name) {
+        return Err((
+            ResponseError::InvalidRequest.code(),
+            format!(
+                "{operation} of internal topic {name} is prohibited: its coordinator manages it"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.

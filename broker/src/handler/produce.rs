@@ -11,15 +11,19 @@ use lmq_wire::protocol::messages::produce_response::{
 };
 use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
 
-use lmq_storage::batch::batch_total_bytes;
+use lmq_storage::batch::{BatchView, batch_total_bytes};
 use lmq_wire::protocol::ResponseError;
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, str_bytes};
+use super::{
+    NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, store_error_code,
+    str_bytes,
+};
 use crate::broker::Broker;
-use crate::group::offsets::OFFSETS_TOPIC;
+use crate::cluster::ClusterNode;
 use crate::metrics::TopicLabels;
 use crate::partition::{Partition, ReplicaError};
 use crate::replication::AckError;
+use crate::topics::is_internal_topic;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -47,8 +51,79 @@ impl Appended {
     }
 }
 
+/// The end of the producer ids the cluster handed out, for the idempotent batches of one
+/// produce: a batch whose producer id is at or past it is refused, since no broker gave that
+/// id to anyone (Kafka does not check this; a made-up id could fill the producer tables or
+/// collide with the producer that gets it later).
+#[derive(Debug, Clone, Copy)]
+pub struct ProducerIdsEnd {
+    end: i64,
+    /// The coordinator could not be read to confirm a refusal: its error code instead.
+    unconfirmed: Option<i16>,
+}
+
+impl ProducerIdsEnd {
+    /// The error code for `records` (one batch) when its producer id was never handed out.
+    fn refusal(self, records: &[u8]) -> Option<(i16, String)> {
+        let producer_id = BatchView::new(records).ok()?.producer_id();
+        if producer_id < 0 || producer_id < self.end {
+            return None;
+        }
+        Some(match self.unconfirmed {
+            Some(code) => (
+                code,
+                format!("cannot confirm producer id {producer_id}: the coordinator is away"),
+            ),
+            None => (
+                ResponseError::UnknownProducerId.code(),
+                format!("producer id {producer_id} was never handed out by this cluster"),
+            ),
+        })
+    }
+}
+
+/// Reads the end of the handed-out producer ids once for the whole request (its largest
+/// producer id decides whether the broker's copy is fresh enough). O(partitions).
+pub async fn producer_ids_end(cluster: &ClusterNode, request: &ProduceRequest) -> ProducerIdsEnd {
+    let largest = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| topic.partition_data.iter())
+        .filter_map(|partition| partition.records.as_deref())
+        .filter_map(|records| BatchView::new(records).ok())
+        .map(|batch| batch.producer_id())
+        .max()
+        .unwrap_or(-1);
+    if largest < 0 {
+        return ProducerIdsEnd {
+            end: 0,
+            unconfirmed: None,
+        };
+    }
+    match cluster.producer_ids_end(largest).await {
+        Ok(end) => ProducerIdsEnd {
+            end,
+            unconfirmed: None,
+        },
+        Err(error) => {
+            tracing::warn!(%error, "cannot read the end of the handed-out producer ids");
+            // Ids below this broker's copy stay accepted; only the others wait for the
+            // coordinator (retriable).
+            ProducerIdsEnd {
+                end: cluster.producer_ids_end_known(),
+                unconfirmed: Some(store_error_code(&error)),
+            }
+        }
+    }
+}
+
 /// Appends each partition's batch; [`Appended::finish`] answers.
-pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Appended {
+pub fn append(
+    broker: &Broker,
+    request: ProduceRequest,
+    version: i16,
+    producer_ids: ProducerIdsEnd,
+) -> Appended {
     let now_ms = broker.now_ms();
     let acks_all = request.acks == -1;
     let mut appended_any = false;
@@ -72,8 +147,9 @@ pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Appende
                     .ok()
                     .and_then(|index| topic.partitions.get(index))
             });
-            if topic_data.name.0.as_str() == OFFSETS_TOPIC {
-                // Only the group coordinator writes the offsets topic.
+            if is_internal_topic(&topic_data.name.0) {
+                // Only its coordinator writes an internal topic (Kafka: "Cannot append to
+                // internal topic").
                 partition_response.error_code = ResponseError::InvalidTopicException.code();
                 topic_response.partition_responses.push(partition_response);
                 continue;
@@ -103,6 +179,14 @@ pub fn append(broker: &Broker, request: ProduceRequest, version: i16) -> Appende
                     partition_response.error_message = Some(str_bytes(
                         "a produce request must carry exactly one record batch per partition",
                     ));
+                }
+                topic_response.partition_responses.push(partition_response);
+                continue;
+            }
+            if let Some((code, message)) = producer_ids.refusal(&records) {
+                partition_response.error_code = code;
+                if version >= 8 {
+                    partition_response.error_message = Some(str_bytes(message));
                 }
                 topic_response.partition_responses.push(partition_response);
                 continue;

@@ -1,6 +1,7 @@
 //! An in-process broker on port 0 and a minimal Kafka client for the API tests.
 #![allow(dead_code)]
 
+pub mod cluster;
 pub mod requests;
 
 use std::net::SocketAddr;
