@@ -4,8 +4,13 @@
 # Usage:
 #   scripts/consul.sh install                 build if needed, print the binary path
 #   scripts/consul.sh path                    print the binary path (building if needed)
-#   scripts/consul.sh dev start DIR [--http-port P] [--bind IP] [-- EXTRA_AGENT_ARGS...]
-#                                             start a -dev agent, print its http address
+#   scripts/consul.sh dev start DIR [--http-port P] [--bind IP] [--acl] [--tls] [-- EXTRA_AGENT_ARGS...]
+#                                             start a -dev agent, print its http address;
+#                                             --acl: ACLs on (default deny), LMQ's policy and
+#                                             a token for it made through the HTTP API;
+#                                             --tls: an https listener too, certificates from
+#                                             `consul tls`, client certificates required;
+#                                             either writes DIR/env (LMQ_CONSUL_ACL_* lines)
 #   scripts/consul.sh dev stop DIR
 #   scripts/consul.sh cluster start DIR [--base-port B] [-- EXTRA_AGENT_ARGS...]
 #                                             3 servers on 127.0.0.1/.2/.3, print 3 http addresses
@@ -19,6 +24,9 @@
 #   LMQ_CONSUL_VERSION    Consul version to build (default below; 1.15+ needs modules
 #                         the module proxy refuses, see scripts/consul-notes.md)
 #   LMQ_CONSUL_TIMEOUT    seconds to wait for a leader (default 30 dev, 60 cluster)
+#   LMQ_CONSUL_ACL_KEY_PREFIX / LMQ_CONSUL_ACL_SERVICE
+#                         what LMQ's policy (--acl) grants: keys under PREFIX/ (default
+#                         lmq), services named SERVICE* (default lmq-broker)
 #
 # Everything listens on 127.0.0.0/8 only; update checks are disabled (no internet).
 set -euo pipefail
@@ -42,7 +50,7 @@ log() { printf 'consul.sh: %s\n' "$*" >&2; }
 die() { printf 'consul.sh: error: %s\n' "$*" >&2; exit 1; }
 
 usage() {
-  sed -n '2,22p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
   exit 2
 }
 
@@ -269,17 +277,90 @@ fail_start() {
   exit 1
 }
 
+# ---------------------------------------------------------------- ACL and TLS
+
+# The ACL policy a broker needs (docs/OPERATIONS.md shows the same): its keys, its service
+# registrations (the broker's and its session-check service `SERVICE-session`), sessions on
+# its agent's node, and reading nodes for the health query (which leaves out what the token
+# cannot read, without an error).
+lmq_policy_rules() {
+  local prefix="$1" service="$2"
+  cat <<EOF
+key_prefix "$prefix/" { policy = "write" }
+service_prefix "$service" { policy = "write" }
+session_prefix "" { policy = "write" }
+node_prefix "" { policy = "read" }
+EOF
+}
+
+# The JSON string of stdin: backslashes, quotes and newlines escaped.
+json_string() {
+  local text bs='\' q='"' nl=$'\n'
+  text="$(cat)"
+  text="${text//"$bs"/"$bs$bs"}"
+  text="${text//"$q"/"$bs$q"}"
+  text="${text//"$nl"/"${bs}n"}"
+  printf '"%s"' "$text"
+}
+
+# acl_put ADDR MANAGEMENT_TOKEN PATH BODY -> the answer. Retried for a while: a just-elected
+# leader answers 403 "ACL not found" / 500 until its ACL system has made the initial token.
+acl_put() {
+  local addr="$1" token="$2" path="$3" body="$4" out="" i
+  for ((i = 0; i < 100; i++)); do
+    if out="$(curl -fsS --noproxy '*' --max-time 5 -X PUT -H "X-Consul-Token: $token" \
+      --data "$body" "$addr$path" 2>&1)"; then
+      printf '%s' "$out"
+      return 0
+    fi
+    sleep 0.2
+  done
+  die "PUT $path on $addr failed: $out"
+}
+
+# Creates LMQ's policy and a token with it through the HTTP API; prints the token's secret.
+acl_setup() {
+  local addr="$1" management="$2" prefix="${LMQ_CONSUL_ACL_KEY_PREFIX:-lmq}"
+  local service="${LMQ_CONSUL_ACL_SERVICE:-lmq-broker}" rules answer secret
+  rules="$(lmq_policy_rules "$prefix" "$service" | json_string)"
+  acl_put "$addr" "$management" /v1/acl/policy \
+    "{\"Name\": \"lmq-broker\", \"Description\": \"what an LMQ broker needs\", \"Rules\": $rules}" \
+    >/dev/null
+  answer="$(acl_put "$addr" "$management" /v1/acl/token \
+    '{"Description": "lmq broker", "Policies": [{"Name": "lmq-broker"}]}')"
+  secret="$(sed -n 's/.*"SecretID": *"\([^"]*\)".*/\1/p' <<<"$answer" | sed -n 1p)"
+  [[ -n "$secret" ]] || die "no SecretID in the token answer: $answer"
+  echo "$secret"
+}
+
+# A CA, a server certificate (also for IP $2 and localhost) and a client certificate in
+# DIR/tls, made by `consul tls` (no openssl needed).
+make_certificates() {
+  local tls="$1/tls" bind="$2"
+  rm -rf "$tls"
+  mkdir -p "$tls"
+  (
+    cd "$tls"
+    "$CONSUL_BIN" tls ca create -days 30 >/dev/null
+    "$CONSUL_BIN" tls cert create -server -dc dc1 -days 30 -additional-ipaddress "$bind" >/dev/null
+    "$CONSUL_BIN" tls cert create -client -dc dc1 -days 30 >/dev/null
+  ) || die "consul tls could not make certificates in $tls"
+  chmod 600 "$tls"/*-key.pem
+}
+
 # ---------------------------------------------------------------- dev
 
 dev_start() {
   [[ $# -ge 1 ]] || usage
   local dir="$1"
   shift
-  local http_port="" bind="127.0.0.1" extra=()
+  local http_port="" bind="127.0.0.1" extra=() acl=0 tls=0
   while [[ $# -gt 0 ]]; do
     case "$1" in
     --http-port) http_port="${2:?--http-port needs a value}"; shift 2 ;;
     --bind) bind="${2:?--bind needs a value}"; shift 2 ;;
+    --acl) acl=1; shift ;;
+    --tls) tls=1; shift ;;
     --) shift; extra=("$@"); break ;;
     *) die "unknown option for 'dev start': $1" ;;
     esac
@@ -294,9 +375,10 @@ dev_start() {
   mkdir -p "$dir"
   dir="$(cd "$dir" && pwd)"
   [[ -n "$http_port" ]] || http_port="$(pick_port)"
-  local serf_lan server
+  local serf_lan server https_port=-1 management=""
   serf_lan="$(pick_port "$http_port")"
   server="$(pick_port "$http_port" "$serf_lan")"
+  ((tls)) && https_port="$(pick_port "$http_port" "$serf_lan" "$server")"
   cat >"$dir/agent.hcl" <<EOF
 # Generated by scripts/consul.sh dev start
 node_name            = "lmq-dev"
@@ -307,7 +389,7 @@ disable_update_check = true
 disable_host_node_id = true
 ports {
   http     = $http_port
-  https    = -1
+  https    = $https_port
   dns      = -1
   grpc     = -1
   grpc_tls = -1
@@ -316,6 +398,38 @@ ports {
   server   = $server
 }
 EOF
+  if ((tls)); then
+    make_certificates "$dir" "$bind"
+    cat >>"$dir/agent.hcl" <<EOF
+tls {
+  defaults {
+    ca_file   = "$dir/tls/consul-agent-ca.pem"
+    cert_file = "$dir/tls/dc1-server-consul-0.pem"
+    key_file  = "$dir/tls/dc1-server-consul-0-key.pem"
+  }
+  https {
+    verify_incoming = true
+  }
+}
+EOF
+  fi
+  if ((acl)); then
+    management="$(cat /proc/sys/kernel/random/uuid)"
+    (umask 077 && echo "$management" >"$dir/management_token")
+    # The agent token (here the management one) lets the agent keep its own node in the
+    # catalog; a broker's registrations go through the agent with the broker's token.
+    cat >>"$dir/agent.hcl" <<EOF
+acl {
+  enabled        = true
+  default_policy = "deny"
+  down_policy    = "extend-cache"
+  tokens {
+    initial_management = "$management"
+    agent              = "$management"
+  }
+}
+EOF
+  fi
   start_agent "$dir" -dev -config-file="$dir/agent.hcl" "${extra[@]}"
   local addr="http://$bind:$http_port" timeout="${LMQ_CONSUL_TIMEOUT:-30}" deadline
   echo "$addr" >"$dir/http_addr"
@@ -330,6 +444,23 @@ EOF
     sleep 0.2
   done
   log "dev agent pid $(cat "$dir/consul.pid") up, leader elected"
+  if ((acl || tls)); then
+    local env_file="$dir/env" token
+    (umask 077 && echo "LMQ_CONSUL_ACL_HTTP=$addr" >"$env_file")
+    if ((tls)); then
+      {
+        echo "LMQ_CONSUL_ACL_HTTPS=https://$bind:$https_port"
+        echo "LMQ_CONSUL_ACL_CA_FILE=$dir/tls/consul-agent-ca.pem"
+        echo "LMQ_CONSUL_ACL_CERT_FILE=$dir/tls/dc1-client-consul-0.pem"
+        echo "LMQ_CONSUL_ACL_KEY_FILE=$dir/tls/dc1-client-consul-0-key.pem"
+      } >>"$env_file"
+    fi
+    if ((acl)); then
+      token="$(acl_setup "$addr" "$management")"
+      echo "LMQ_CONSUL_ACL_TOKEN=$token" >>"$env_file"
+      log "ACLs on (default deny); LMQ's policy 'lmq-broker' and its token: $env_file"
+    fi
+  fi
   echo "$addr"
 }
 

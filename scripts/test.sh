@@ -64,16 +64,24 @@ scripts/kafka.sh broker start "$kafka_dir" "$kafka_port"
 LMQ_KAFKA_BOOTSTRAP="127.0.0.1:$kafka_port" cargo test -p lmq-client --locked
 scripts/kafka.sh broker stop "$kafka_dir"
 
-step "coordinator contract tests against a real Consul (dev agent + 3-server cluster)"
+step "coordinator contract tests against a real Consul (dev agent, ACL + TLS dev agent, 3-server cluster)"
 # In a subshell: its own EXIT trap stops the agents without replacing the script's trap.
 (
   scripts/consul.sh install
   consul_tmp="$(mktemp -d)"
   trap 'scripts/consul.sh dev stop "$consul_tmp/dev" >/dev/null 2>&1 || true
+        scripts/consul.sh dev stop "$consul_tmp/secured" >/dev/null 2>&1 || true
         scripts/consul.sh cluster stop "$consul_tmp/cluster" >/dev/null 2>&1 || true
         rm -rf "$consul_tmp"' EXIT
   dev_http="$(scripts/consul.sh dev start "$consul_tmp/dev")"
+  # ACLs with default deny and https with client certificates: the contract again, through
+  # LMQ's policy and token (LMQ_CONSUL_ACL_* in its env file).
+  scripts/consul.sh dev start "$consul_tmp/secured" --acl --tls >/dev/null
   cluster_http="$(scripts/consul.sh cluster start "$consul_tmp/cluster" | paste -sd, -)"
+  set -a
+  # shellcheck disable=SC1091
+  . "$consul_tmp/secured/env"
+  set +a
   LMQ_CONSUL_HTTP="$dev_http" LMQ_CONSUL_CLUSTER="$cluster_http" \
     LMQ_CONSUL_CLUSTER_DIR="$consul_tmp/cluster" \
     cargo test -p lmq-coord --locked --test consul -- --test-threads=1

@@ -46,6 +46,19 @@ pub struct ClusterSettings {
     pub consul: Option<String>,
     /// Root of every Consul key of this cluster (one Consul can hold several clusters).
     pub consul_key_prefix: String,
+    /// Consul ACL token, sent as `X-Consul-Token` on every request; never logged.
+    /// `CONSUL_HTTP_TOKEN` and `--consul-token` override it.
+    pub consul_token: Option<Secret>,
+    /// A file whose content is the token (kept out of the config and the process list);
+    /// `CONSUL_HTTP_TOKEN_FILE` and `--consul-token-file` override it.
+    pub consul_token_file: Option<PathBuf>,
+    /// PEM CA file for an `https://` agent (`CONSUL_CACERT`, `--consul-ca-file`).
+    pub consul_ca_file: Option<PathBuf>,
+    /// PEM client certificate for an agent with `verify_incoming` (`CONSUL_CLIENT_CERT`,
+    /// `--consul-cert-file`); needs `consul_key_file`.
+    pub consul_cert_file: Option<PathBuf>,
+    /// PEM key of `consul_cert_file` (`CONSUL_CLIENT_KEY`, `--consul-key-file`).
+    pub consul_key_file: Option<PathBuf>,
     /// Rack of this broker (`broker.rack`): replicas of a partition go to different racks.
     pub rack: Option<String>,
     /// A broker that stops renewing its registration for this long counts as gone.
@@ -63,12 +76,92 @@ impl Default for ClusterSettings {
         ClusterSettings {
             consul: None,
             consul_key_prefix: "lmq".to_string(),
+            consul_token: None,
+            consul_token_file: None,
+            consul_ca_file: None,
+            consul_cert_file: None,
+            consul_key_file: None,
             rack: None,
             broker_ttl_ms: 6_000,
             replica_lag_time_max_ms: 10_000,
             min_insync_replicas: 1,
             default_replication_factor: -1,
         }
+    }
+}
+
+/// A secret setting: `Debug` (and so every log of a config) shows only that it is set.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Secret(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// How to reach a secured Consul, from one source (the flags, or the environment), laid
+/// over the config file's settings with `ClusterSettings::override_consul_access`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsulAccess {
+    pub token: Option<Secret>,
+    pub token_file: Option<PathBuf>,
+    pub ca_file: Option<PathBuf>,
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+impl ConsulAccess {
+    /// The variables Consul's own CLI reads; empty ones count as unset, as there.
+    pub fn from_env(var: impl Fn(&str) -> Option<String>) -> Self {
+        let var = |name: &str| var(name).filter(|value| !value.is_empty());
+        ConsulAccess {
+            token: var("CONSUL_HTTP_TOKEN").map(Secret),
+            token_file: var("CONSUL_HTTP_TOKEN_FILE").map(PathBuf::from),
+            ca_file: var("CONSUL_CACERT").map(PathBuf::from),
+            cert_file: var("CONSUL_CLIENT_CERT").map(PathBuf::from),
+            key_file: var("CONSUL_CLIENT_KEY").map(PathBuf::from),
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// `source` wins over what is set so far for each setting it has. A token or token file
+    /// replaces both of the weaker source's (one token is meant, whichever way it came).
+    pub fn override_consul_access(&mut self, source: ConsulAccess) {
+        if source.token.is_some() || source.token_file.is_some() {
+            self.consul_token = source.token;
+            self.consul_token_file = source.token_file;
+        }
+        let files = [
+            (source.ca_file, &mut self.consul_ca_file),
+            (source.cert_file, &mut self.consul_cert_file),
+            (source.key_file, &mut self.consul_key_file),
+        ];
+        for (file, setting) in files {
+            if file.is_some() {
+                *setting = file;
+            }
+        }
+    }
+
+    fn has_consul_access(&self) -> bool {
+        self.consul_token.is_some()
+            || self.consul_token_file.is_some()
+            || self.consul_ca_file.is_some()
+            || self.consul_cert_file.is_some()
+            || self.consul_key_file.is_some()
     }
 }
 
@@ -249,6 +342,18 @@ impl BrokerConfig {
                     .to_string(),
             );
         }
+        if self.cluster.consul.is_none() && self.cluster.has_consul_access() {
+            return Err(
+                "a Consul token or TLS file is set without a Consul address (--consul)".to_string(),
+            );
+        }
+        if self.cluster.consul_token.is_some() && self.cluster.consul_token_file.is_some() {
+            return Err(
+                "set the Consul token or a token file, not both (cluster.consul_token, \
+                 cluster.consul_token_file)"
+                    .to_string(),
+            );
+        }
         if self.cluster.consul.is_some() && self.node_id < 0 {
             return Err("a cluster broker needs --node-id 0 or more".to_string());
         }
@@ -283,6 +388,64 @@ mod tests {
         assert_eq!(config.log.flush_policy().unwrap(), FlushPolicy::EveryBatch);
         assert_eq!(config.default_partitions, 3);
         assert!(toml::from_str::<BrokerConfig>("nod_id = 3").is_err());
+    }
+
+    #[test]
+    fn consul_access_from_the_config_file_and_its_overrides() {
+        let mut config: BrokerConfig = toml::from_str(
+            "[cluster]\nconsul = \"https://consul:8501\"\nconsul_token = \"from-file\"\n\
+             consul_ca_file = \"/etc/lmq/ca.pem\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            config.cluster.consul_token.as_ref().map(Secret::expose),
+            Some("from-file")
+        );
+        let printed = format!("{config:?}");
+        assert!(!printed.contains("from-file"), "{printed}");
+        // A token file from a stronger source replaces the weaker token, files one by one.
+        config.cluster.override_consul_access(ConsulAccess {
+            token_file: Some("/run/token".into()),
+            cert_file: Some("/etc/lmq/client.pem".into()),
+            ..ConsulAccess::default()
+        });
+        assert_eq!(config.cluster.consul_token, None);
+        assert_eq!(
+            config.cluster.consul_token_file,
+            Some(PathBuf::from("/run/token"))
+        );
+        assert_eq!(
+            config.cluster.consul_ca_file,
+            Some(PathBuf::from("/etc/lmq/ca.pem"))
+        );
+        assert_eq!(
+            config.cluster.consul_cert_file,
+            Some(PathBuf::from("/etc/lmq/client.pem"))
+        );
+        assert!(config.validate().is_ok());
+        config.cluster.consul_token = Some(Secret::new("both"));
+        assert!(config.validate().is_err(), "token and token file at once");
+        config.cluster.consul_token_file = None;
+        config.cluster.consul = None;
+        assert!(config.validate().is_err(), "a token without --consul");
+    }
+
+    #[test]
+    fn consul_access_from_the_environment_reads_consuls_own_variables() {
+        let env = |name: &str| match name {
+            "CONSUL_HTTP_TOKEN" => Some("t".to_string()),
+            "CONSUL_CACERT" => Some("/ca.pem".to_string()),
+            "CONSUL_CLIENT_CERT" => Some("/c.pem".to_string()),
+            "CONSUL_CLIENT_KEY" => Some("/k.pem".to_string()),
+            "CONSUL_HTTP_TOKEN_FILE" => Some(String::new()),
+            _ => None,
+        };
+        let access = ConsulAccess::from_env(env);
+        assert_eq!(access.token, Some(Secret::new("t")));
+        assert_eq!(access.token_file, None, "empty counts as unset");
+        assert_eq!(access.ca_file, Some(PathBuf::from("/ca.pem")));
+        assert_eq!(access.cert_file, Some(PathBuf::from("/c.pem")));
+        assert_eq!(access.key_file, Some(PathBuf::from("/k.pem")));
     }
 
     #[test]

@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand};
 use lmq_broker::BrokerConfig;
 use lmq_broker::cli;
 use lmq_broker::clock::SystemClock;
+use lmq_broker::config::{ConsulAccess, Secret};
 use lmq_broker::node::{Node, NodeError};
 use tokio::net::TcpListener;
 
@@ -107,6 +108,22 @@ struct ServeArgs {
     /// (e.g. http://127.0.0.1:8500); every broker needs its own --node-id
     #[arg(long, value_name = "HTTP_ADDR")]
     consul: Option<String>,
+    /// Consul ACL token [env: CONSUL_HTTP_TOKEN]; --consul-token-file keeps it out of the
+    /// process list
+    #[arg(long, value_name = "TOKEN")]
+    consul_token: Option<String>,
+    /// File holding the Consul ACL token [env: CONSUL_HTTP_TOKEN_FILE]
+    #[arg(long, value_name = "FILE")]
+    consul_token_file: Option<PathBuf>,
+    /// PEM CA file for an https:// Consul address [env: CONSUL_CACERT]
+    #[arg(long, value_name = "FILE")]
+    consul_ca_file: Option<PathBuf>,
+    /// PEM client certificate for Consul [env: CONSUL_CLIENT_CERT]
+    #[arg(long, value_name = "FILE")]
+    consul_cert_file: Option<PathBuf>,
+    /// PEM key of the client certificate [env: CONSUL_CLIENT_KEY]
+    #[arg(long, value_name = "FILE")]
+    consul_key_file: Option<PathBuf>,
     /// This broker's rack: replicas of a partition go to different racks
     #[arg(long)]
     rack: Option<String>,
@@ -157,6 +174,12 @@ fn run_client(verb: impl std::future::Future<Output = Result<()>>) -> Result<()>
 }
 
 fn serve(args: ServeArgs) -> Result<()> {
+    serve_with(serve_config(args, &|name| std::env::var(name).ok())?)
+}
+
+/// The broker's settings: defaults, the config file, the environment (Consul's variables),
+/// then the flags.
+fn serve_config(args: ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<BrokerConfig> {
     let mut config = match &args.config {
         Some(path) => BrokerConfig::from_toml_file(path).map_err(anyhow::Error::msg)?,
         None => BrokerConfig::default(),
@@ -187,7 +210,25 @@ fn serve(args: ServeArgs) -> Result<()> {
     if let Some(rack) = args.rack {
         config.cluster.rack = Some(rack);
     }
+    // Flag > environment > config file. The environment counts only with Consul: a
+    // CONSUL_HTTP_TOKEN exported for the consul CLI must not stop a single node.
+    if config.cluster.consul.is_some() {
+        config
+            .cluster
+            .override_consul_access(ConsulAccess::from_env(env));
+    }
+    config.cluster.override_consul_access(ConsulAccess {
+        token: args.consul_token.map(Secret::new),
+        token_file: args.consul_token_file,
+        ca_file: args.consul_ca_file,
+        cert_file: args.consul_cert_file,
+        key_file: args.consul_key_file,
+    });
     config.validate().map_err(anyhow::Error::msg)?;
+    Ok(config)
+}
+
+fn serve_with(mut config: BrokerConfig) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -212,7 +253,28 @@ fn serve(args: ServeArgs) -> Result<()> {
         let node = Node::start(config, Arc::new(SystemClock), listener, admin)
             .await
             .map_err(|error| {
+                let coord_error = error.coordinator_error();
                 let hint = match (&error, &consul) {
+                    (_, Some(address))
+                        if matches!(coord_error, Some(lmq_coord::CoordError::AclDenied { .. })) =>
+                    {
+                        format!(
+                            "Consul at {address} refused the request (give lmq serve an ACL \
+                             token: --consul-token-file, --consul-token, CONSUL_HTTP_TOKEN or \
+                             cluster.consul_token)"
+                        )
+                    }
+                    (_, Some(address))
+                        if matches!(
+                            coord_error,
+                            Some(lmq_coord::CoordError::TlsFile { .. })
+                        ) =>
+                    {
+                        format!(
+                            "TLS to Consul at {address} (check --consul-ca-file, \
+                             --consul-cert-file, --consul-key-file)"
+                        )
+                    }
                     (NodeError::DataDirInUse(_), _) => {
                         "stop the other lmq serve, or give this one another --data-dir".to_owned()
                     }
@@ -265,5 +327,90 @@ async fn wait_for_signal() {
     #[cfg(not(unix))]
     {
         let _ = interrupt.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::panic)]
+
+    use super::*;
+
+    fn serve_args(flags: &[&str]) -> ServeArgs {
+        let line = ["lmq", "serve"].iter().chain(flags);
+        match Cli::try_parse_from(line).unwrap().command {
+            Command::Serve(args) => args,
+            other => panic!("not serve: {other:?}"),
+        }
+    }
+
+    /// The token (and TLS files) reach the Consul client's settings: flag over environment
+    /// over config file, the environment only with Consul.
+    #[test]
+    fn consul_token_flag_beats_the_environment_which_beats_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lmq.toml");
+        std::fs::write(
+            &file,
+            "[cluster]\nconsul_token = \"from-file\"\nconsul_ca_file = \"/file/ca.pem\"\n",
+        )
+        .unwrap();
+        let config_flag = file.to_str().unwrap();
+        let env = |name: &str| match name {
+            "CONSUL_HTTP_TOKEN" => Some("from-env".to_string()),
+            "CONSUL_CLIENT_CERT" => Some("/env/client.pem".to_string()),
+            "CONSUL_CLIENT_KEY" => Some("/env/client-key.pem".to_string()),
+            _ => None,
+        };
+        let no_env = |_: &str| None;
+        let address = "https://127.0.0.1:8501";
+        let consul = |flags: &[&str], env: &dyn Fn(&str) -> Option<String>| {
+            let config = serve_config(serve_args(flags), env).unwrap();
+            let cluster = &config.cluster;
+            lmq_broker::cluster::consul_config(cluster, cluster.consul.as_deref().unwrap()).unwrap()
+        };
+
+        let with_flag = consul(
+            &[
+                "--config",
+                config_flag,
+                "--consul",
+                address,
+                "--consul-token",
+                "T",
+                "--consul-key-file",
+                "/flag/key.pem",
+            ],
+            &env,
+        );
+        assert_eq!(with_flag.address, address);
+        assert_eq!(with_flag.token.as_deref(), Some("T"));
+        assert_eq!(with_flag.ca_file, Some(PathBuf::from("/file/ca.pem")));
+        assert_eq!(with_flag.cert_file, Some(PathBuf::from("/env/client.pem")));
+        assert_eq!(with_flag.key_file, Some(PathBuf::from("/flag/key.pem")));
+
+        let from_env = consul(&["--config", config_flag, "--consul", address], &env);
+        assert_eq!(from_env.token.as_deref(), Some("from-env"));
+        let from_file = consul(&["--config", config_flag, "--consul", address], &no_env);
+        assert_eq!(from_file.token.as_deref(), Some("from-file"));
+
+        // A token file given by flag wins over the environment's token and is read.
+        let token_file = dir.path().join("token");
+        std::fs::write(&token_file, "from-token-file\n").unwrap();
+        let from_token_file = consul(
+            &[
+                "--consul",
+                address,
+                "--consul-token-file",
+                token_file.to_str().unwrap(),
+            ],
+            &env,
+        );
+        assert_eq!(from_token_file.token.as_deref(), Some("from-token-file"));
+
+        // Without Consul the environment is not read (a single node starts), a flag is refused.
+        let single = serve_config(serve_args(&[]), &env).unwrap();
+        assert_eq!(single.cluster.consul_token, None);
+        assert!(serve_config(serve_args(&["--consul-token", "T"]), &no_env).is_err());
     }
 }

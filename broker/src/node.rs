@@ -37,6 +37,18 @@ pub enum NodeError {
     Join(#[from] StoreError),
 }
 
+impl NodeError {
+    /// The coordinator's error behind this one, if that is what stopped the start.
+    pub fn coordinator_error(&self) -> Option<&CoordError> {
+        match self {
+            NodeError::Coordinator(error) | NodeError::Join(StoreError::Coordinator(error)) => {
+                Some(error)
+            }
+            _ => None,
+        }
+    }
+}
+
 #[derive(Debug)]
 pub struct Node {
     pub broker: Arc<Broker>,

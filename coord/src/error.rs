@@ -90,6 +90,22 @@ pub enum CoordError {
         body: String,
     },
 
+    /// Consul's ACLs refused the call (403): no token, a token Consul does not know, or one
+    /// whose policy lacks the permission.
+    #[error(
+        "consul refused {method} {path} (403 {detail}): set a Consul ACL token whose policy \
+         grants what LMQ needs (see docs/OPERATIONS.md)"
+    )]
+    AclDenied {
+        method: &'static str,
+        path: String,
+        detail: String,
+    },
+
+    /// A CA, client certificate or key file for TLS to Consul could not be used.
+    #[error("consul TLS file {path}: {detail}")]
+    TlsFile { path: PathBuf, detail: String },
+
     #[error("malformed consul answer to {path}: {detail}")]
     Malformed { path: String, detail: String },
 

@@ -5,6 +5,12 @@
 //! - `LMQ_CONSUL_CLUSTER`: comma-separated http addresses of the 3-server cluster and
 //!   `LMQ_CONSUL_CLUSTER_DIR`: its directory (for `consul.sh cluster kill-leader` etc.).
 //!
+//! - `LMQ_CONSUL_ACL_HTTP`, `LMQ_CONSUL_ACL_HTTPS`, `LMQ_CONSUL_ACL_TOKEN`,
+//!   `LMQ_CONSUL_ACL_CA_FILE`, `LMQ_CONSUL_ACL_CERT_FILE`, `LMQ_CONSUL_ACL_KEY_FILE`: a dev
+//!   agent with ACLs on (default deny) and an https listener that wants a client certificate,
+//!   and the token of LMQ's policy (`scripts/consul.sh dev start DIR --acl --tls` writes them
+//!   to `DIR/env`).
+//!
 //! Without them every test says on stderr that it did not run and why, and passes.
 //! Run with `--test-threads=1`: the cluster tests kill and restart servers.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -12,6 +18,7 @@
 mod contract;
 
 use std::io::{BufRead, BufReader, Read, Write};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -62,8 +69,103 @@ fn cluster(test: &str) -> Option<Cluster> {
     }
 }
 
+/// What a client of a secured agent carries: ACL token and TLS files (none for the others).
+#[derive(Debug, Clone, Default)]
+struct Access {
+    token: Option<String>,
+    ca_file: Option<PathBuf>,
+    cert_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+}
+
+/// The dev agent with ACLs (default deny) and TLS (client certificates required on https).
+#[derive(Debug, Clone)]
+struct Secured {
+    http: String,
+    https: String,
+    token: String,
+    ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Secured {
+    /// The TLS files without a token.
+    fn tls(&self) -> Access {
+        Access {
+            token: None,
+            ca_file: Some(self.ca_file.clone()),
+            cert_file: Some(self.cert_file.clone()),
+            key_file: Some(self.key_file.clone()),
+        }
+    }
+
+    fn full(&self) -> Access {
+        Access {
+            token: Some(self.token.clone()),
+            ..self.tls()
+        }
+    }
+
+    /// A contract harness on the https address with token and certificates. Keys live under
+    /// `lmq/`, services start with `lmq-broker`: what LMQ's policy allows.
+    fn harness(&self) -> Consul {
+        Consul {
+            address: self.https.clone(),
+            prefix: format!("lmq/{}", unique("test")),
+            service: unique("lmq-broker"),
+            access: self.full(),
+        }
+    }
+}
+
+const SECURED_VARS: [&str; 6] = [
+    "LMQ_CONSUL_ACL_HTTP",
+    "LMQ_CONSUL_ACL_HTTPS",
+    "LMQ_CONSUL_ACL_TOKEN",
+    "LMQ_CONSUL_ACL_CA_FILE",
+    "LMQ_CONSUL_ACL_CERT_FILE",
+    "LMQ_CONSUL_ACL_KEY_FILE",
+];
+
+fn secured_agent(test: &str) -> Option<Secured> {
+    let values: Vec<Option<String>> = SECURED_VARS.iter().map(|name| env(name)).collect();
+    if let [
+        Some(http),
+        Some(https),
+        Some(token),
+        Some(ca_file),
+        Some(cert_file),
+        Some(key_file),
+    ] = values.as_slice()
+    {
+        return Some(Secured {
+            http: http.clone(),
+            https: https.clone(),
+            token: token.clone(),
+            ca_file: ca_file.into(),
+            cert_file: cert_file.into(),
+            key_file: key_file.into(),
+        });
+    }
+    report(&format!(
+        "consul test {test} NOT RUN: {} unset (scripts/test.sh starts an ACL + TLS dev agent \
+         with scripts/consul.sh dev start DIR --acl --tls and sources DIR/env)",
+        SECURED_VARS.join(" / ")
+    ));
+    None
+}
+
 fn config(address: &str, prefix: &str, service: &str) -> ConsulConfig {
+    config_with(address, prefix, service, &Access::default())
+}
+
+fn config_with(address: &str, prefix: &str, service: &str, access: &Access) -> ConsulConfig {
     ConsulConfig {
+        token: access.token.clone(),
+        ca_file: access.ca_file.clone(),
+        cert_file: access.cert_file.clone(),
+        key_file: access.key_file.clone(),
         key_prefix: prefix.into(),
         service_name: service.into(),
         session_ttl: SESSION_TTL,
@@ -87,6 +189,7 @@ struct Consul {
     address: String,
     prefix: String,
     service: String,
+    access: Access,
 }
 
 impl Consul {
@@ -95,13 +198,16 @@ impl Consul {
             address,
             prefix: unique("lmq-test"),
             service: unique("lmq-broker"),
+            access: Access::default(),
         }
     }
 
+    fn config(&self) -> ConsulConfig {
+        config_with(&self.address, &self.prefix, &self.service, &self.access)
+    }
+
     async fn connect(&self) -> ConsulCoordinator {
-        ConsulCoordinator::connect(config(&self.address, &self.prefix, &self.service))
-            .await
-            .unwrap()
+        ConsulCoordinator::connect(self.config()).await.unwrap()
     }
 }
 
@@ -145,7 +251,7 @@ impl Harness for Consul {
                 format!("register:{broker_id}:{}", ttl.as_millis())
             }
         };
-        spawn_child(&self.address, &self.prefix, &self.service, &spec)
+        spawn_child(&self.config(), &spec)
     }
 
     fn takeover_bound(&self) -> Duration {
@@ -158,7 +264,8 @@ impl Harness for Consul {
 
 const CHILD_ENV: &str = "LMQ_COORD_CONSUL_CHILD";
 
-fn spawn_child(address: &str, prefix: &str, service: &str, spec: &str) -> ChildHolder {
+fn spawn_child(config: &ConsulConfig, spec: &str) -> ChildHolder {
+    let path = |file: &Option<PathBuf>| file.clone().unwrap_or_default();
     let mut child = Command::new(std::env::current_exe().unwrap())
         .args([
             "child_process_entry",
@@ -167,9 +274,16 @@ fn spawn_child(address: &str, prefix: &str, service: &str, spec: &str) -> ChildH
             "--test-threads=1",
         ])
         .env(CHILD_ENV, spec)
-        .env("LMQ_COORD_CHILD_ADDRESS", address)
-        .env("LMQ_COORD_CHILD_PREFIX", prefix)
-        .env("LMQ_COORD_CHILD_SERVICE", service)
+        .env("LMQ_COORD_CHILD_ADDRESS", &config.address)
+        .env("LMQ_COORD_CHILD_PREFIX", &config.key_prefix)
+        .env("LMQ_COORD_CHILD_SERVICE", &config.service_name)
+        .env(
+            "LMQ_COORD_CHILD_TOKEN",
+            config.token.clone().unwrap_or_default(),
+        )
+        .env("LMQ_COORD_CHILD_CA_FILE", path(&config.ca_file))
+        .env("LMQ_COORD_CHILD_CERT_FILE", path(&config.cert_file))
+        .env("LMQ_COORD_CHILD_KEY_FILE", path(&config.key_file))
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -202,7 +316,13 @@ fn child_process_entry() {
         let address = env("LMQ_COORD_CHILD_ADDRESS").unwrap();
         let prefix = env("LMQ_COORD_CHILD_PREFIX").unwrap();
         let service = env("LMQ_COORD_CHILD_SERVICE").unwrap();
-        let client = ConsulCoordinator::connect(config(&address, &prefix, &service))
+        let access = Access {
+            token: env("LMQ_COORD_CHILD_TOKEN"),
+            ca_file: env("LMQ_COORD_CHILD_CA_FILE").map(PathBuf::from),
+            cert_file: env("LMQ_COORD_CHILD_CERT_FILE").map(PathBuf::from),
+            key_file: env("LMQ_COORD_CHILD_KEY_FILE").map(PathBuf::from),
+        };
+        let client = ConsulCoordinator::connect(config_with(&address, &prefix, &service, &access))
             .await
             .unwrap();
         let parts: Vec<&str> = spec.split(':').collect();
@@ -260,6 +380,227 @@ macro_rules! contract_tests {
 }
 
 contract::for_every_contract_test!(contract_tests);
+
+/// The whole contract again on an agent with ACLs (default deny) and TLS with client
+/// certificates, through LMQ's policy and token: every call carries what it must.
+mod secured {
+    use super::{contract, secured_agent};
+
+    macro_rules! secured_contract_tests {
+        ($($name:ident),* $(,)?) => {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let test = concat!("secured::", stringify!($name));
+                    let Some(agent) = secured_agent(test) else { return };
+                    contract::$name(&agent.harness()).await;
+                }
+            )*
+        };
+    }
+
+    contract::for_every_contract_test!(secured_contract_tests);
+}
+
+// ---------------------------------------------------------------- ACLs and TLS
+
+fn registration(broker_id: u32) -> BrokerRegistration {
+    BrokerRegistration {
+        broker_id,
+        host: "127.0.0.1".into(),
+        port: 9000,
+        rack: None,
+        health: HealthCheck::Ttl {
+            ttl: Duration::from_secs(10),
+        },
+    }
+}
+
+/// A refusal by the ACLs is its own error, and its text tells the operator what to do.
+fn assert_acl_denied<T: std::fmt::Debug>(what: &str, result: Result<T, CoordError>) {
+    match result {
+        Err(error @ CoordError::AclDenied { .. }) => {
+            let text = error.to_string();
+            assert!(
+                text.contains("ACL token") && text.contains("docs/OPERATIONS.md"),
+                "{what}: the message does not say to set the token: {text}"
+            );
+        }
+        other => panic!("{what}: expected CoordError::AclDenied, got {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_calls_without_a_valid_token_fail_with_an_error_that_says_to_set_it() {
+    let test = "acl_calls_without_a_valid_token_fail_with_an_error_that_says_to_set_it";
+    let Some(agent) = secured_agent(test) else {
+        return;
+    };
+    let prefix = format!("lmq/{}", unique("test"));
+    let service = unique("lmq-broker");
+    // No token (the anonymous one, denied everything), then a token Consul does not know.
+    let unknown = "00000000-0000-4000-8000-000000000000".to_owned();
+    for (address, token) in [(&agent.http, None), (&agent.https, Some(unknown))] {
+        let access = match address.starts_with("https://") {
+            true => Access {
+                token: token.clone(),
+                ..agent.tls()
+            },
+            false => Access::default(),
+        };
+        let what = |call: &str| format!("{call} on {address} with token {token:?}");
+        // Connecting only asks for the raft leader, which needs no ACL.
+        let client = ConsulCoordinator::connect(config_with(address, &prefix, &service, &access))
+            .await
+            .unwrap();
+        assert_acl_denied(
+            &what("register_broker"),
+            client.register_broker(&registration(1)).await,
+        );
+        assert_acl_denied(&what("put"), client.put("k", b"v").await);
+        assert_acl_denied(&what("get"), client.get("k").await);
+        assert_acl_denied(
+            &what("campaign"),
+            client
+                .campaign("controller", b"c", Duration::from_secs(5))
+                .await,
+        );
+        client.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_with_the_token_register_campaign_cas_and_watch_work_and_other_keys_stay_denied() {
+    let test = "acl_with_the_token_register_campaign_cas_and_watch_work_and_other_keys_stay_denied";
+    let Some(agent) = secured_agent(test) else {
+        return;
+    };
+    let harness = agent.harness();
+    let client = harness.connect().await;
+    let watcher = harness.connect().await;
+    client.register_broker(&registration(7)).await.unwrap();
+    let mut brokers = watcher.watch_brokers().await.unwrap();
+    let seen = brokers.next_within(Duration::from_secs(10)).await.unwrap();
+    assert_eq!(
+        seen.iter()
+            .map(|broker| broker.broker_id)
+            .collect::<Vec<_>>(),
+        vec![7],
+        "the policy's node and service read show the registered broker"
+    );
+    let leadership = client
+        .campaign("controller", b"broker-7", Duration::from_secs(10))
+        .await
+        .unwrap();
+    let mut watch = watcher.watch("meta").await.unwrap();
+    assert_eq!(watch.next_within(Duration::from_secs(5)).await, Some(None));
+    let first = client.compare_and_set("meta", None, b"v1").await.unwrap();
+    assert!(matches!(
+        client.compare_and_set("meta", None, b"again").await,
+        Err(CoordError::CasConflict { .. })
+    ));
+    client
+        .compare_and_set_fenced("meta", Some(first), b"v2", leadership.token())
+        .await
+        .unwrap();
+    let mut values = Vec::new();
+    while values.last().map(Vec::as_slice) != Some(b"v2".as_slice()) {
+        let entry = watch
+            .next_within(Duration::from_secs(10))
+            .await
+            .expect("the watch sees the writes")
+            .expect("the key exists");
+        values.push(entry.value);
+    }
+    // Least privilege: the same token may not touch keys outside LMQ's prefix.
+    let outside = ConsulCoordinator::connect(config_with(
+        &agent.https,
+        &unique("other"),
+        &harness.service,
+        &agent.full(),
+    ))
+    .await
+    .unwrap();
+    // Inside a transaction Consul reports the refusal as a failed operation (409), which
+    // must not read as a CAS conflict, a stale fencing token or a lock held by another.
+    assert_acl_denied("put outside lmq/", outside.put("k", b"v").await);
+    assert_acl_denied(
+        "compare_and_set outside lmq/",
+        outside.compare_and_set("k", None, b"v").await,
+    );
+    assert_acl_denied(
+        "campaign outside lmq/",
+        outside
+            .campaign("controller", b"x", Duration::from_secs(3))
+            .await,
+    );
+    assert_acl_denied(
+        "fenced write outside lmq/",
+        outside.put_fenced("k", b"v", leadership.token()).await,
+    );
+    outside.close().await.unwrap();
+    leadership.resign().await.unwrap();
+    client.deregister_broker(7).await.unwrap();
+    for client in [client, watcher] {
+        client.close().await.unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_needs_the_ca_and_the_client_certificate_and_refuses_half_configurations() {
+    let test = "tls_needs_the_ca_and_the_client_certificate_and_refuses_half_configurations";
+    let Some(agent) = secured_agent(test) else {
+        return;
+    };
+    let (prefix, service) = (format!("lmq/{}", unique("test")), unique("lmq-broker"));
+    let connect = async |address: &str, access: Access| {
+        ConsulCoordinator::connect(config_with(address, &prefix, &service, &access)).await
+    };
+    // The agent's certificate is signed by its own CA, unknown to the public roots.
+    let no_ca = Access {
+        token: Some(agent.token.clone()),
+        ..Access::default()
+    };
+    let error = connect(&agent.https, no_ca).await.unwrap_err();
+    assert!(
+        matches!(error, CoordError::Transport { .. }),
+        "without the CA: {error:?}"
+    );
+    // The https listener wants a client certificate.
+    let no_cert = Access {
+        cert_file: None,
+        key_file: None,
+        ..agent.full()
+    };
+    let error = connect(&agent.https, no_cert).await.unwrap_err();
+    assert!(
+        matches!(error, CoordError::Transport { .. }),
+        "without a client certificate: {error:?}"
+    );
+    // Half or misdirected configurations are refused before any request.
+    let cert_without_key = Access {
+        key_file: None,
+        ..agent.full()
+    };
+    let error = connect(&agent.https, cert_without_key).await.unwrap_err();
+    assert!(matches!(error, CoordError::InvalidConfig(_)), "{error:?}");
+    let error = connect(&agent.http, agent.full()).await.unwrap_err();
+    assert!(
+        matches!(error, CoordError::InvalidConfig(_)),
+        "TLS files with an http:// address: {error:?}"
+    );
+    let missing = Access {
+        ca_file: Some(agent.ca_file.with_extension("missing")),
+        ..agent.full()
+    };
+    let error = connect(&agent.https, missing).await.unwrap_err();
+    assert!(matches!(error, CoordError::TlsFile { .. }), "{error:?}");
+    // All of it: the agent answers.
+    let client = connect(&agent.https, agent.full()).await.unwrap();
+    client.put("tls", b"ok").await.unwrap();
+    assert_eq!(client.get("tls").await.unwrap().unwrap().value, b"ok");
+    client.close().await.unwrap();
+}
 
 // ---------------------------------------------------------------- dev agent only
 

@@ -356,16 +356,67 @@ pub const EMBEDDED_DIR: &str = "coordinator";
 pub async fn open_coordinator(config: &BrokerConfig) -> CoordResult<Arc<dyn Coordinator>> {
     Ok(match &config.cluster.consul {
         Some(address) => {
-            let mut consul = lmq_coord::ConsulConfig::new(address.clone());
-            consul.key_prefix = config.cluster.consul_key_prefix.clone();
-            // A controller that crashed is replaced after its session's TTL plus this delay.
-            // The holder already steps down before its TTL can run out (coord's lease), so a
-            // short delay keeps controller failover near the session TTL.
-            consul.lock_delay = Duration::from_secs(1);
+            let consul = consul_config(&config.cluster, address)?;
             Arc::new(lmq_coord::ConsulCoordinator::connect(consul).await?)
         }
         None => Arc::new(EmbeddedStore::open(&config.data_dir.join(EMBEDDED_DIR))?.client()),
     })
+}
+
+/// A token file longer than this is not a token file.
+const CONSUL_TOKEN_FILE_BYTES_MAX: u64 = 4096;
+
+/// The Consul client settings of a broker: address, key prefix, token (read from its file
+/// if it is given that way) and TLS files.
+pub fn consul_config(
+    cluster: &crate::config::ClusterSettings,
+    address: &str,
+) -> CoordResult<lmq_coord::ConsulConfig> {
+    let token = match (&cluster.consul_token, &cluster.consul_token_file) {
+        (Some(token), _) => Some(token.expose().to_owned()),
+        (None, Some(path)) => Some(read_token_file(path)?),
+        (None, None) => None,
+    };
+    Ok(lmq_coord::ConsulConfig {
+        key_prefix: cluster.consul_key_prefix.clone(),
+        token,
+        ca_file: cluster.consul_ca_file.clone(),
+        cert_file: cluster.consul_cert_file.clone(),
+        key_file: cluster.consul_key_file.clone(),
+        // A controller that crashed is replaced after its session's TTL plus this delay.
+        // The holder already steps down before its TTL can run out (coord's lease), so a
+        // short delay keeps controller failover near the session TTL.
+        lock_delay: Duration::from_secs(1),
+        ..lmq_coord::ConsulConfig::new(address)
+    })
+}
+
+/// The token in a file, surrounding whitespace (a final newline) removed.
+fn read_token_file(path: &std::path::Path) -> CoordResult<String> {
+    use std::io::Read;
+    let failed = |detail: String| {
+        lmq_coord::CoordError::InvalidConfig(format!(
+            "Consul token file {}: {detail}",
+            path.display()
+        ))
+    };
+    let mut text = String::new();
+    std::fs::File::open(path)
+        .and_then(|file| {
+            file.take(CONSUL_TOKEN_FILE_BYTES_MAX + 1)
+                .read_to_string(&mut text)
+        })
+        .map_err(|error| failed(error.to_string()))?;
+    if text.len() as u64 > CONSUL_TOKEN_FILE_BYTES_MAX {
+        return Err(failed(format!(
+            "longer than {CONSUL_TOKEN_FILE_BYTES_MAX} bytes"
+        )));
+    }
+    let token = text.trim();
+    if token.is_empty() {
+        return Err(failed("empty".to_string()));
+    }
+    Ok(token.to_owned())
 }
 
 /// Joins the cluster: registers this broker, loads the metadata, and starts the tasks that

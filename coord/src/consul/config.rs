@@ -1,17 +1,27 @@
 //! `ConsulConfig`: the settings of a `ConsulCoordinator`, and their checks.
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::error::{CoordError, CoordResult};
 use crate::types::validate_name;
 
 /// Settings of a `ConsulCoordinator`. Durations are bounded by Consul's own limits.
-#[derive(Debug, Clone)]
+/// `Debug` leaves the token out: configs end up in logs.
+#[derive(Clone)]
 pub struct ConsulConfig {
-    /// The agent's HTTP address, e.g. `http://127.0.0.1:8500`.
+    /// The agent's HTTP address, e.g. `http://127.0.0.1:8500` or `https://consul:8501`.
     pub address: String,
-    /// ACL token, if the agent requires one.
+    /// ACL token, sent as `X-Consul-Token` on every request (agents with ACLs need one).
     pub token: Option<String>,
+    /// PEM file of the CA(s) that sign the agent's https certificate; without it the public
+    /// web roots are trusted. Only with an `https://` address.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate (chain) shown to the agent, for `verify_incoming`; needs
+    /// `key_file`. Only with an `https://` address.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of `cert_file`.
+    pub key_file: Option<PathBuf>,
     /// Root of every key this coordinator reads or writes.
     pub key_prefix: String,
     /// Consul service name of the brokers.
@@ -35,6 +45,9 @@ impl ConsulConfig {
         ConsulConfig {
             address: address.into(),
             token: None,
+            ca_file: None,
+            cert_file: None,
+            key_file: None,
             key_prefix: "lmq".into(),
             service_name: "lmq-broker".into(),
             session_ttl: Duration::from_secs(10),
@@ -55,6 +68,24 @@ impl ConsulConfig {
         }
         if !(self.address.starts_with("http://") || self.address.starts_with("https://")) {
             return invalid(format!("address {:?} is not http(s)://", self.address));
+        }
+        let tls_files = [&self.ca_file, &self.cert_file, &self.key_file];
+        if !self.address.starts_with("https://") && tls_files.iter().any(|file| file.is_some()) {
+            return invalid(format!(
+                "TLS files are set but the address {:?} is not https://: they would not be \
+                 used (and the token would travel in clear)",
+                self.address
+            ));
+        }
+        if self.cert_file.is_some() != self.key_file.is_some() {
+            return invalid("a client certificate needs both cert_file and key_file".into());
+        }
+        if self
+            .token
+            .as_deref()
+            .is_some_and(|token| token.is_empty() || !token.bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return invalid("the ACL token is empty or has spaces or control characters".into());
         }
         if self.session_ttl < Duration::from_secs(10)
             || self.session_ttl > Duration::from_secs(86_400)
@@ -83,5 +114,68 @@ impl ConsulConfig {
             return invalid("request_timeout and retry_backoff_max must be above 0".into());
         }
         Ok(())
+    }
+}
+
+impl std::fmt::Debug for ConsulConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConsulConfig")
+            .field("address", &self.address)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("ca_file", &self.ca_file)
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .field("key_prefix", &self.key_prefix)
+            .field("service_name", &self.service_name)
+            .field("session_ttl", &self.session_ttl)
+            .field("lock_delay", &self.lock_delay)
+            .field("step_down_margin", &self.step_down_margin)
+            .field("watch_wait", &self.watch_wait)
+            .field("request_timeout", &self.request_timeout)
+            .field("retry_backoff_max", &self.retry_backoff_max)
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_output_leaves_the_token_out() {
+        let config = ConsulConfig {
+            token: Some("s3cr3t-token".into()),
+            ..ConsulConfig::new("http://127.0.0.1:8500")
+        };
+        let text = format!("{config:?}");
+        assert!(!text.contains("s3cr3t-token"), "{text}");
+        assert!(text.contains("<set>"), "{text}");
+    }
+
+    #[test]
+    fn tls_files_need_https_and_a_certificate_needs_its_key() {
+        let https = ConsulConfig {
+            ca_file: Some("/ca.pem".into()),
+            ..ConsulConfig::new("https://127.0.0.1:8501")
+        };
+        assert!(https.validate().is_ok());
+        let http = ConsulConfig {
+            address: "http://127.0.0.1:8500".into(),
+            ..https.clone()
+        };
+        assert!(matches!(http.validate(), Err(CoordError::InvalidConfig(_))));
+        let half = ConsulConfig {
+            cert_file: Some("/client.pem".into()),
+            ..https.clone()
+        };
+        assert!(matches!(half.validate(), Err(CoordError::InvalidConfig(_))));
+        let spaced = ConsulConfig {
+            token: Some("a b".into()),
+            ..https
+        };
+        assert!(matches!(
+            spaced.validate(),
+            Err(CoordError::InvalidConfig(_))
+        ));
     }
 }

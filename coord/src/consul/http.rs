@@ -2,6 +2,8 @@
 //! one set of connection settings). Every call is bounded by a timeout and a response size.
 
 use std::convert::Infallible;
+use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -10,7 +12,10 @@ use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::Method;
 use rs_consul::HttpsClient;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::ConsulConfig;
 use crate::error::{CoordError, CoordResult};
 
 /// Answers larger than this are refused (a full KV listing of LMQ's metadata is far below).
@@ -41,19 +46,104 @@ pub(crate) struct Http {
     requests: AtomicU64,
 }
 
-pub(crate) fn build_client() -> HttpsClient {
-    let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
-        .https_or_http()
-        .enable_http1()
-        .build();
+/// The one client of both paths (rs-consul and direct calls): rustls, with the configured
+/// CA and client certificate for `https://` agents, else the public web roots.
+pub(crate) fn build_client(config: &ConsulConfig) -> CoordResult<HttpsClient> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match tls_config(config)? {
+        Some(tls) => builder.with_tls_config(tls),
+        None => builder.with_webpki_roots(),
+    };
+    let connector = builder.https_or_http().enable_http1().build();
     // As rs-consul's default: no idle pooling (hyper issue 2312: a pooled connection the
     // agent closed fails the next request), one connection per request. Loopback agents
     // make that cheap; blocking queries hold their connection for their whole wait anyway.
-    hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .pool_idle_timeout(Duration::ZERO)
-        .pool_max_idle_per_host(0)
-        .build(connector)
+    Ok(
+        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .pool_idle_timeout(Duration::ZERO)
+            .pool_max_idle_per_host(0)
+            .build(connector),
+    )
+}
+
+/// The rustls settings when a CA or client certificate is configured (`None`: the defaults).
+fn tls_config(config: &ConsulConfig) -> CoordResult<Option<rustls::ClientConfig>> {
+    if config.ca_file.is_none() && config.cert_file.is_none() {
+        return Ok(None);
+    }
+    let mut roots = rustls::RootCertStore::empty();
+    match &config.ca_file {
+        Some(path) => {
+            let (added, _unparsable) = roots.add_parsable_certificates(read_certificates(path)?);
+            if added == 0 {
+                return Err(tls_file(path, "no usable CA certificate in it"));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    // The provider is named, not taken from the process default: rustls panics when none
+    // or several are installed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| CoordError::InvalidConfig(format!("TLS versions: {error}")))?
+        .with_root_certificates(roots);
+    let tls = match (&config.cert_file, &config.key_file) {
+        (Some(cert_path), Some(key_path)) => {
+            let chain = read_certificates(cert_path)?;
+            let key = PrivateKeyDer::from_pem_file(key_path)
+                .map_err(|error| tls_file(key_path, &format!("no private key: {error}")))?;
+            builder
+                .with_client_auth_cert(chain, key)
+                .map_err(|error| tls_file(key_path, &error.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(Some(tls))
+}
+
+fn tls_file(path: &Path, detail: &str) -> CoordError {
+    CoordError::TlsFile {
+        path: path.to_owned(),
+        detail: detail.to_owned(),
+    }
+}
+
+/// Every certificate of a PEM file; none is an error.
+fn read_certificates(path: &Path) -> CoordResult<Vec<CertificateDer<'static>>> {
+    let certificates = CertificateDer::pem_file_iter(path)
+        .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+        .map_err(|error| tls_file(path, &error.to_string()))?;
+    if certificates.is_empty() {
+        return Err(tls_file(path, "no PEM certificate in it"));
+    }
+    Ok(certificates)
+}
+
+/// A 403 is the ACLs' answer (Consul uses it for nothing else on the calls LMQ makes).
+fn acl_denied(method: &'static str, path: &str, body: &str) -> CoordError {
+    CoordError::AclDenied {
+        method,
+        path: path.to_owned(),
+        detail: body.trim().to_owned(),
+    }
+}
+
+/// An rs-consul error, with ACL refusals told apart like on the direct path.
+pub(crate) fn consul_error(
+    op: &'static str,
+    method: &'static str,
+    path: &str,
+    source: rs_consul::ConsulError,
+) -> CoordError {
+    match &source {
+        rs_consul::ConsulError::UnexpectedResponseCode(status, body)
+            if *status == hyper::StatusCode::FORBIDDEN =>
+        {
+            acl_denied(method, path, body.as_deref().unwrap_or(""))
+        }
+        _ => CoordError::Consul { op, source },
+    }
 }
 
 fn method_name(method: &Method) -> &'static str {
@@ -85,7 +175,8 @@ impl Http {
         self.requests.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// One request; any status is returned (callers decide what 404 or 409 mean).
+    /// One request; any status but 403 is returned (callers decide what 404 or 409 mean),
+    /// 403 is `CoordError::AclDenied`.
     pub(crate) async fn call(
         &self,
         method: Method,
@@ -120,6 +211,7 @@ impl Http {
                 .await
                 .map_err(|error| transport(format!("{error:?}")))?;
             let status = response.status().as_u16();
+            let forbidden = status == 403;
             let index = response
                 .headers()
                 .get("x-consul-index")
@@ -130,11 +222,15 @@ impl Http {
                 .await
                 .map_err(|error| transport(error.to_string()))?
                 .to_bytes();
-            Ok(Reply {
+            let reply = Reply {
                 status,
                 index,
                 body,
-            })
+            };
+            if forbidden {
+                return Err(acl_denied(name, path, &reply.body_text()));
+            }
+            Ok(reply)
         };
         match tokio::time::timeout(timeout, exchange).await {
             Ok(result) => result,

@@ -125,6 +125,12 @@ pub(super) async fn read_key(
     }
 }
 
+/// Consul's text for an operation its ACLs refused ("Permission denied: token with
+/// AccessorID … lacks permission 'key:write' on …"; "ACL not found" for an unknown token).
+fn is_acl_refusal(what: &str) -> bool {
+    what.starts_with("Permission denied") || what.contains("ACL not found")
+}
+
 impl Inner {
     pub(super) async fn txn(&self, ops: Vec<serde_json::Value>) -> CoordResult<TxnOutcome> {
         let path = "/v1/txn";
@@ -148,9 +154,19 @@ impl Inner {
             409 => {
                 let parsed: TxnReply =
                     serde_json::from_slice(&reply.body).map_err(|error| malformed(path, error))?;
-                let error = parsed
-                    .errors
-                    .and_then(|errors| errors.into_iter().next())
+                let errors = parsed.errors.unwrap_or_default();
+                // The ACLs refuse an operation inside the transaction with a 409 too: that
+                // is no failed check (a CAS conflict, a stale fencing token, a held lock).
+                if let Some(denied) = errors.iter().find(|error| is_acl_refusal(&error.what)) {
+                    return Err(CoordError::AclDenied {
+                        method: "PUT",
+                        path: path.into(),
+                        detail: denied.what.clone(),
+                    });
+                }
+                let error = errors
+                    .into_iter()
+                    .next()
                     .ok_or_else(|| malformed(path, "409 without errors"))?;
                 Ok(TxnOutcome::Rejected {
                     op_index: error.op_index,

@@ -333,7 +333,9 @@ mod tests {
             })
         };
         // No request is made: the session is already lost.
-        let http = Arc::new(Http::new(build_client(), "http://127.0.0.1:1", None));
+        let address = "http://127.0.0.1:1";
+        let client = build_client(&ConsulConfig::new(address)).unwrap();
+        let http = Arc::new(Http::new(client, address, None));
         let wait = Duration::from_millis(10);
         follow_hold(
             on_lost,

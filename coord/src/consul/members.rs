@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hyper::Method;
 
-use super::http::{Http, blocking_timeout, go_duration};
+use super::http::{Http, blocking_timeout, consul_error, go_duration};
 use super::{Inner, lock_map};
 use crate::coordinator::AbortOnDrop;
 use crate::error::{CoordError, CoordResult};
@@ -137,9 +137,13 @@ async fn healthy_brokers(
             path: format!("/v1/health/service/{service}"),
             timeout,
         })?
-        .map_err(|source| CoordError::Consul {
-            op: "health query",
-            source,
+        .map_err(|source| {
+            consul_error(
+                "health query",
+                "GET",
+                &format!("/v1/health/service/{service}"),
+                source,
+            )
         })?;
     let mut brokers: Vec<BrokerInfo> = nodes
         .response

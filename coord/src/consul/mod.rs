@@ -94,7 +94,7 @@ impl ConsulCoordinator {
     /// Checks the configuration and that the agent answers with a raft leader.
     pub async fn connect(config: ConsulConfig) -> CoordResult<ConsulCoordinator> {
         config.validate()?;
-        let client = http::build_client();
+        let client = http::build_client(&config)?;
         let http = Arc::new(Http::new(
             client.clone(),
             &config.address,
@@ -371,9 +371,8 @@ impl Coordinator for ConsulCoordinator {
             path: format!("/v1/kv/{path}"),
             timeout: inner.config.request_timeout,
         })?
-        .map_err(|source| CoordError::Consul {
-            op: "delete key",
-            source,
+        .map_err(|source| {
+            http::consul_error("delete key", "DELETE", &format!("/v1/kv/{path}"), source)
         })?;
         Ok(())
     }
