@@ -85,6 +85,7 @@ impl GroupCommit {
                     })
                 });
             partition.with_log(|log| log.complete_flush(outcome))?;
+            partition.leader_flushed();
         }
     }
 }
@@ -157,7 +158,7 @@ mod tests {
             ..LogConfig::default()
         };
         let (log, _) = PartitionLog::open(dir, config, options, 0).unwrap();
-        (Arc::new(Partition::new(0, log)), syncer)
+        (Arc::new(Partition::new(0, log, Arc::default())), syncer)
     }
 
     // The std guard is the point: it holds the fsync on its blocking-pool thread.
@@ -234,7 +235,7 @@ mod tests {
             ..LogConfig::default()
         };
         let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Arc::new(Partition::new(0, log));
+        let partition = Arc::new(Partition::new(0, log, Arc::default()));
         let append_kib = |partition: &Partition| {
             let mut builder = BatchBuilder::new(0);
             builder.push(None, Some(&[7u8; 1024][..]), 0);
@@ -270,6 +271,132 @@ mod tests {
             "one pass (sealed segments and the active one), not a second for the later appends"
         );
         assert!(partition.rolled_flush_target().unwrap().is_some());
+    }
+
+    /// Under `every-batch` the leader counts only what is on disk as its own position: the
+    /// high watermark (what consumers may read, what acks=all waits for) does not pass a
+    /// record before its fsync, and moves once the group commit is done.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_high_watermark_waits_for_the_leaders_fsync_under_every_batch() {
+        use crate::replication::{Assignment, ReplicationConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let gated = Arc::new(SegmentGatedSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&gated) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Arc::new(Partition::new(0, log, Arc::default()));
+        let syncer = &gated.gated;
+        let alone = Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        };
+        partition
+            .become_role(1, &alone, ReplicationConfig::default(), 0)
+            .unwrap();
+        let gate = syncer.gate.lock().unwrap();
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        let appended = partition
+            .append_as_leader(&mut builder.build(), true, 0)
+            .unwrap();
+        let end = appended.info.last_offset + 1;
+        assert_eq!(
+            partition.offsets().unwrap().high_watermark,
+            0,
+            "the record is not on disk yet"
+        );
+        let mut committed = appended.committed.unwrap();
+        assert!(
+            committed.try_recv().is_err(),
+            "acks=all waits for the fsync"
+        );
+        let flusher = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(end).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(partition.offsets().unwrap().high_watermark, 0);
+        drop(gate);
+        flusher.await.unwrap().unwrap();
+        assert_eq!(partition.offsets().unwrap().high_watermark, end);
+        assert_eq!(committed.await.unwrap(), Ok(()));
+    }
+
+    /// Fails every fsync once `failing` is set.
+    #[derive(Debug, Default)]
+    struct FailingSyncer {
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Syncer for FailingSyncer {
+        fn sync_data(&self, file: &File) -> std::io::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected fsync failure"));
+            }
+            file.sync_data()
+        }
+    }
+
+    /// A follower under `every-batch` reports (fetches from) only what is on disk, and one
+    /// whose fsync failed stops fetching: its poisoned log must not tell the leader it has
+    /// records that may be lost.
+    #[tokio::test]
+    async fn a_follower_fetches_only_from_what_is_on_disk_and_stops_when_poisoned() {
+        use crate::replication::{Assignment, ReplicationConfig};
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(FailingSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Partition::new(0, log, Arc::default());
+        let follower = Assignment {
+            leader_id: 2,
+            leader_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        partition
+            .become_role(1, &follower, ReplicationConfig::default(), 0)
+            .unwrap();
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"replicated"), 0);
+        let leader = crate::partition::LeaderOffsets {
+            high_watermark: 0,
+            log_start_offset: 0,
+        };
+        let mut batch = builder.build();
+        // The leader stamped its epoch (0) on the batch (outside the CRC).
+        batch[12..16].copy_from_slice(&0i32.to_be_bytes());
+        let end = partition
+            .append_as_follower(0, &batch, leader, 0)
+            .unwrap()
+            .unwrap();
+        let position = partition.follower_position().unwrap();
+        assert_eq!(position.unflushed_end, Some(end), "not on disk yet");
+        syncer.failing.store(true, Ordering::SeqCst);
+        assert!(partition.flush_to(end).await.is_err());
+        assert_eq!(
+            partition.follower_position(),
+            None,
+            "a poisoned follower fetches no more"
+        );
     }
 
     #[allow(clippy::await_holding_lock)]

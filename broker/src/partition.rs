@@ -5,10 +5,12 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lmq_storage::{
-    AppendInfo, PartitionLog, ReadLimits, ReadResult, RetentionOutcome, StorageError,
+    AppendInfo, FlushPolicy, PartitionLog, ReadLimits, ReadResult, RetentionOutcome, StorageError,
     TimestampMatch,
 };
-use tokio::sync::oneshot;
+use std::sync::Arc;
+
+use tokio::sync::{Notify, oneshot};
 
 use crate::group_commit::GroupCommit;
 use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
@@ -24,7 +26,15 @@ pub struct Partition {
     replica: Mutex<Replica>,
     /// Batches the fsyncs of `flush = "every-batch"` appends.
     commit: GroupCommit,
+    /// Wakes the task that persists ISR proposals.
+    isr_wakeup: IsrWakeup,
 }
+
+/// Wakes the task that persists ISR proposals (`cluster::tasks::persist_isr_changes`). A
+/// proposal itself stays in its partition's replication state until it is persisted or
+/// refused ([`Partition::pending_isr_proposal`]), so no caller can drop one; the wake-up
+/// only says where to look (a permit is kept when nobody waits, so none is missed).
+pub type IsrWakeup = Arc<Notify>;
 
 /// What this node is for the partition.
 #[derive(Debug)]
@@ -61,12 +71,11 @@ pub enum ReplicaError {
 }
 
 /// A replicated append: offsets assigned, and (acks=all) a receiver for the moment the ISR
-/// has it. `proposal` is an ISR change the caller must persist.
+/// has it.
 #[derive(Debug)]
 pub struct LeaderAppend {
     pub info: AppendInfo,
     pub committed: Option<oneshot::Receiver<Result<(), AckError>>>,
-    pub proposal: Option<IsrProposal>,
 }
 
 /// An ISR change the leader of `leader_epoch` wants persisted.
@@ -92,6 +101,19 @@ pub enum FollowerCheck {
     Diverging { epoch: i32, end_offset: i64 },
 }
 
+/// A follower's next fetch: from whom, and from where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FollowerPosition {
+    pub leader: i32,
+    pub leader_epoch: i32,
+    /// The log end: the fetch reports everything below it as replicated here.
+    pub fetch_offset: i64,
+    pub last_fetched_epoch: i32,
+    /// Under `flush = "every-batch"`: the log end, when appends below it are not on disk yet
+    /// (their fsync did not run); they must be before a fetch reports them.
+    pub unflushed_end: Option<i64>,
+}
+
 /// The log end, high watermark and start a response reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Offsets {
@@ -110,8 +132,9 @@ fn closed() -> StorageError {
 impl Partition {
     /// A replica: no role until the cluster metadata gives one, and the checkpointed high
     /// watermark kept (only a leader may move it).
-    pub fn new(index: i32, log: PartitionLog) -> Self {
+    pub fn new(index: i32, log: PartitionLog, isr_wakeup: IsrWakeup) -> Self {
         Partition {
+            isr_wakeup,
             index,
             log: Mutex::new(Some(log)),
             replica: Mutex::new(Replica {
@@ -186,13 +209,17 @@ impl Partition {
         } else {
             (None, None)
         };
-        let actions = state.appended(info.last_offset + 1, token, now_ms);
-        let proposal = self.apply(state, waiters, actions);
-        Ok(LeaderAppend {
-            info,
-            committed,
-            proposal,
-        })
+        let log_end = info.last_offset + 1;
+        // Under `every-batch` the leader's own position is what is on disk: the high
+        // watermark must not pass a record before its fsync (the group commit reports it).
+        let position = if info.flush_pending {
+            self.with_log(|log| Ok(log.recovery_point()))?
+        } else {
+            log_end
+        };
+        let actions = state.appended_unflushed(position, log_end, token, now_ms);
+        self.apply(waiters, actions);
+        Ok(LeaderAppend { info, committed })
     }
 
     /// DeleteRecords: only the leader moves the log start (`-1`: to the high watermark);
@@ -214,14 +241,13 @@ impl Partition {
     }
 
     /// Carries out the replication state machine's actions: moves the log's high watermark,
-    /// answers waiting produces, and hands an ISR proposal back to the caller.
+    /// answers waiting produces, and wakes the task that persists an ISR proposal (which
+    /// stays in `state` until persisted or refused).
     fn apply(
         &self,
-        state: &LeaderState,
         waiters: &mut HashMap<Token, oneshot::Sender<Result<(), AckError>>>,
         actions: Vec<Action>,
-    ) -> Option<IsrProposal> {
-        let mut proposal = None;
+    ) {
         for action in actions {
             match action {
                 Action::HighWatermark(offset) => {
@@ -234,15 +260,35 @@ impl Partition {
                         let _ = waiter.send(result);
                     }
                 }
-                Action::IsrChanged(isr) => {
-                    proposal = Some(IsrProposal {
-                        leader_epoch: state.leader_epoch(),
-                        isr,
-                    });
-                }
+                Action::IsrChanged(_) => self.isr_wakeup.notify_one(),
             }
         }
-        proposal
+    }
+
+    /// The ISR change this partition's leader proposed and is waiting to have persisted.
+    pub fn pending_isr_proposal(&self) -> Option<IsrProposal> {
+        match &self.replica().role {
+            Role::Leader(state) => state.pending_isr().map(|isr| IsrProposal {
+                leader_epoch: state.leader_epoch(),
+                isr: isr.clone(),
+            }),
+            Role::Follower { .. } | Role::Offline => None,
+        }
+    }
+
+    /// A group commit finished: under `every-batch` the leader's own position moves to what
+    /// is on disk now, which may move the high watermark and answer acks=all produces.
+    pub fn leader_flushed(&self) {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        let Role::Leader(state) = role else {
+            return;
+        };
+        let Ok(recovery_point) = self.with_log(|log| Ok(log.recovery_point())) else {
+            return;
+        };
+        let actions = state.flushed(recovery_point);
+        self.apply(waiters, actions);
     }
 
     /// The leader's side of a follower's fetch: checks the follower's epoch and history, and
@@ -254,7 +300,7 @@ impl Partition {
         current_leader_epoch: i32,
         last_fetched_epoch: i32,
         now_ms: i64,
-    ) -> Result<(FollowerCheck, Option<IsrProposal>), ReplicaError> {
+    ) -> Result<FollowerCheck, ReplicaError> {
         let mut guard = self.replica();
         let Replica { role, waiters, .. } = &mut *guard;
         let Role::Leader(state) = role else {
@@ -272,7 +318,7 @@ impl Partition {
                 Some((epoch, end_offset))
                     if epoch == last_fetched_epoch && end_offset >= fetch_offset => {}
                 Some((epoch, end_offset)) => {
-                    return Ok((FollowerCheck::Diverging { epoch, end_offset }, None));
+                    return Ok(FollowerCheck::Diverging { epoch, end_offset });
                 }
                 // The follower's epoch is older than anything here: no answer by epoch; the
                 // read below reports an offset out of range if it is past our log.
@@ -287,9 +333,9 @@ impl Partition {
             ?actions,
             "follower fetched"
         );
-        let proposal = self.apply(state, waiters, actions);
+        self.apply(waiters, actions);
         let high_watermark = state.high_watermark();
-        Ok((FollowerCheck::Read { high_watermark }, proposal))
+        Ok(FollowerCheck::Read { high_watermark })
     }
 
     /// Checks a client's view of the leader epoch (Fetch/ListOffsets `current_leader_epoch`,
@@ -319,14 +365,14 @@ impl Partition {
     }
 
     /// Time passes for a leader: lagging followers leave the ISR.
-    pub fn tick(&self, now_ms: i64) -> Option<IsrProposal> {
+    pub fn tick(&self, now_ms: i64) {
         let mut guard = self.replica();
         let Replica { role, waiters, .. } = &mut *guard;
         let Role::Leader(state) = role else {
-            return None;
+            return;
         };
         let actions = state.tick(now_ms);
-        self.apply(state, waiters, actions)
+        self.apply(waiters, actions);
     }
 
     /// The outcome of persisting an ISR proposal of `leader_epoch`.
@@ -342,10 +388,7 @@ impl Partition {
         match isr {
             Some(isr) => {
                 let actions = state.isr_committed(isr, now_ms);
-                // Not sent from here: withdrawn, so the next tick proposes it again.
-                if self.apply(state, waiters, actions).is_some() {
-                    state.isr_change_failed();
-                }
+                self.apply(waiters, actions);
             }
             None => state.isr_change_failed(),
         }
@@ -370,10 +413,7 @@ impl Partition {
                 state.set_replicas(&assignment.replicas, now_ms);
                 if state.pending_isr().is_none() && *state.isr() != assignment.isr_set() {
                     let actions = state.isr_committed(assignment.isr_set(), now_ms);
-                    // Not sent from here: withdrawn, so the next tick proposes it again.
-                    if self.apply(state, waiters, actions).is_some() {
-                        state.isr_change_failed();
-                    }
+                    self.apply(waiters, actions);
                 }
                 return Ok(false);
             }
@@ -392,9 +432,7 @@ impl Partition {
             // A leader whose ISR has only itself commits its whole log at once (Kafka's
             // makeLeader does the same), rather than on its first tick.
             let actions = state.tick(now_ms);
-            if self.apply(&state, waiters, actions).is_some() {
-                state.isr_change_failed();
-            }
+            self.apply(waiters, actions);
             *role = Role::Leader(state);
             return Ok(true);
         } else if assignment.replicas.contains(&node_id) && assignment.leader_id >= 0 {
@@ -414,8 +452,9 @@ impl Partition {
         Ok(false)
     }
 
-    /// Where a follower fetches from: (leader, its epoch, fetch offset, last fetched epoch).
-    pub fn follower_position(&self) -> Option<(i32, i32, i64, i32)> {
+    /// Where a follower fetches from; `None` unless a follower with a writable log (a
+    /// poisoned log fetches no more: what it holds is unknown until it is recovered).
+    pub fn follower_position(&self) -> Option<FollowerPosition> {
         let Role::Follower {
             leader,
             leader_epoch,
@@ -424,14 +463,18 @@ impl Partition {
             return None;
         };
         self.with_log(|log| {
-            Ok((
+            let log_end = log.log_end_offset();
+            let every_batch = log.config().flush_policy == FlushPolicy::EveryBatch;
+            Ok((!log.is_poisoned()).then(|| FollowerPosition {
                 leader,
                 leader_epoch,
-                log.log_end_offset(),
-                log.leader_epochs().latest_epoch().unwrap_or(-1),
-            ))
+                fetch_offset: log_end,
+                last_fetched_epoch: log.leader_epochs().latest_epoch().unwrap_or(-1),
+                unflushed_end: (every_batch && log.recovery_point() < log_end).then_some(log_end),
+            }))
         })
         .ok()
+        .flatten()
     }
 
     /// A follower appends what the leader of `leader_epoch` sent and takes the leader's high

@@ -91,9 +91,13 @@ pub struct LeaderState {
     /// A change proposed and not yet persisted (at most one in flight).
     pending_isr: Option<BTreeSet<i32>>,
     followers: BTreeMap<i32, Follower>,
+    /// The leader's own position: its log end, or under `flush = "every-batch"` what of it
+    /// is on disk (the leader counts like a follower that reports only what it flushed).
     log_end_offset: i64,
     high_watermark: i64,
     waiting: BTreeMap<Token, i64>,
+    /// The latest time an input brought, for inputs without one (a flush finishing).
+    now_ms: i64,
 }
 
 impl LeaderState {
@@ -136,6 +140,7 @@ impl LeaderState {
             log_end_offset,
             high_watermark,
             waiting: BTreeMap::new(),
+            now_ms,
         }
     }
 
@@ -165,11 +170,33 @@ impl LeaderState {
         waiting: Option<Token>,
         now_ms: i64,
     ) -> Vec<Action> {
-        self.log_end_offset = log_end_offset;
+        self.appended_unflushed(log_end_offset, log_end_offset, waiting, now_ms)
+    }
+
+    /// The leader appended up to `log_end_offset` of which only what is below
+    /// `position` is on disk (`flush = "every-batch"` before its group commit): the leader
+    /// counts itself at `position` until [`LeaderState::flushed`] moves it.
+    pub fn appended_unflushed(
+        &mut self,
+        position: i64,
+        log_end_offset: i64,
+        waiting: Option<Token>,
+        now_ms: i64,
+    ) -> Vec<Action> {
+        self.log_end_offset = self.log_end_offset.max(position);
         if let Some(token) = waiting {
             self.waiting.insert(token, log_end_offset);
         }
         self.settle(now_ms)
+    }
+
+    /// The leader's log is on disk below `position` (a group commit finished).
+    pub fn flushed(&mut self, position: i64) -> Vec<Action> {
+        if position <= self.log_end_offset {
+            return Vec::new();
+        }
+        self.log_end_offset = position;
+        self.settle(self.now_ms)
     }
 
     /// A follower fetched from `fetch_offset`: it has everything below it.
@@ -236,6 +263,7 @@ impl LeaderState {
     }
 
     fn settle(&mut self, now_ms: i64) -> Vec<Action> {
+        self.now_ms = self.now_ms.max(now_ms);
         let mut actions = Vec::new();
         let mut isr = self.isr.clone();
         for (&replica, follower) in &self.followers {

@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
-use crate::partition::Partition;
+use crate::partition::{IsrWakeup, Partition};
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -217,6 +217,8 @@ pub struct TopicRegistry {
     /// Every log's fsyncs go through it (timed for the metrics).
     syncer: Arc<dyn Syncer>,
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Shared by every partition: wakes the task that persists ISR proposals.
+    pub isr_wakeup: IsrWakeup,
 }
 
 impl TopicRegistry {
@@ -233,6 +235,7 @@ impl TopicRegistry {
             defaults,
             file_cache: Arc::new(FileCache::default()),
             topics: RwLock::new(BTreeMap::new()),
+            isr_wakeup: IsrWakeup::default(),
         };
         let topics_dir = registry.topics_dir();
         fs::create_dir_all(&topics_dir).map_err(|error| metadata_error(&topics_dir, error))?;
@@ -306,7 +309,7 @@ impl TopicRegistry {
                 "recovered a damaged log"
             );
         }
-        Ok(Partition::new(index, log))
+        Ok(Partition::new(index, log, Arc::clone(&self.isr_wakeup)))
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Topic>> {

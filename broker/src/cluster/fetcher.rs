@@ -75,23 +75,24 @@ struct Followed {
     leader_epoch: i32,
     fetch_offset: i64,
     last_fetched_epoch: i32,
+    unflushed_end: Option<i64>,
 }
 
-/// Every local partition in the follower role, with where it fetches from.
+/// Every local partition in the follower role (with a writable log), with where it fetches
+/// from.
 fn followed(broker: &Broker) -> Vec<Followed> {
     let mut followed = Vec::new();
     for topic in broker.topics.list() {
         for partition in &topic.partitions {
-            if let Some((leader, leader_epoch, fetch_offset, last_fetched_epoch)) =
-                partition.follower_position()
-            {
+            if let Some(position) = partition.follower_position() {
                 followed.push(Followed {
                     topic: topic.name.clone(),
                     partition: Arc::clone(partition),
-                    leader,
-                    leader_epoch,
-                    fetch_offset,
-                    last_fetched_epoch,
+                    leader: position.leader,
+                    leader_epoch: position.leader_epoch,
+                    fetch_offset: position.fetch_offset,
+                    last_fetched_epoch: position.last_fetched_epoch,
+                    unflushed_end: position.unflushed_end,
                 });
             }
         }
@@ -99,13 +100,33 @@ fn followed(broker: &Broker) -> Vec<Followed> {
     followed
 }
 
+/// Under `flush = "every-batch"` a fetch reports only what is on disk: appends whose fsync
+/// did not run yet (the fetcher stopped between append and flush) are flushed first. A
+/// partition whose fsync fails is left out: its log is poisoned and fetches no more.
+async fn flushed_first(partitions: Vec<Followed>) -> Vec<Followed> {
+    let mut ready = Vec::with_capacity(partitions.len());
+    for followed in partitions {
+        if let Some(end_offset) = followed.unflushed_end
+            && let Err(error) = followed.partition.flush_to(end_offset).await
+        {
+            tracing::error!(topic = followed.topic, partition = followed.partition.index, %error, "a follower's fsync failed: it stops fetching");
+            continue;
+        }
+        ready.push(followed);
+    }
+    ready
+}
+
 async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
     let mut connection: Option<Connection> = None;
     loop {
-        let partitions: Vec<Followed> = followed(&broker)
-            .into_iter()
-            .filter(|followed| followed.leader == leader)
-            .collect();
+        let partitions: Vec<Followed> = flushed_first(
+            followed(&broker)
+                .into_iter()
+                .filter(|followed| followed.leader == leader)
+                .collect(),
+        )
+        .await;
         if partitions.is_empty() {
             return;
         }

@@ -30,12 +30,11 @@ use std::time::Duration;
 use lmq_coord::{
     BrokerInfo, BrokerRegistration, CoordResult, Coordinator, EmbeddedStore, HealthCheck, Version,
 };
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::config::BrokerConfig;
-use crate::partition::IsrProposal;
 use crate::replication::{Assignment, ReplicationConfig};
 use metadata::{ClusterMetadata, LiveBroker, MetadataError, TopicSpec};
 use store::StoreError;
@@ -72,14 +71,6 @@ impl ClusterView {
     }
 }
 
-/// An ISR change a local leader wants persisted.
-#[derive(Debug)]
-struct IsrRequest {
-    topic: String,
-    partition: i32,
-    proposal: IsrProposal,
-}
-
 #[derive(Debug)]
 pub struct ClusterNode {
     pub node_id: i32,
@@ -92,7 +83,6 @@ pub struct ClusterNode {
     view: RwLock<Arc<ClusterView>>,
     /// Bumped after every view change, so the controller and the fetchers re-check.
     changes: watch::Sender<u64>,
-    isr_requests: mpsc::UnboundedSender<IsrRequest>,
     /// Varies where replica assignment starts, so leaders spread over topics.
     seed: AtomicUsize,
     /// One reconciliation at a time (the metadata watch and local admin requests both run
@@ -152,15 +142,6 @@ impl ClusterNode {
     /// replication state's business).
     pub fn verify_replica(&self, token: &[u8]) -> Option<i32> {
         identity::verify(token, &self.replication_secret)
-    }
-
-    /// Hands an ISR proposal of a local leader to the task that persists it.
-    pub fn propose_isr(&self, topic: &str, partition: i32, proposal: IsrProposal) {
-        let _ = self.isr_requests.send(IsrRequest {
-            topic: topic.to_string(),
-            partition,
-            proposal,
-        });
     }
 
     /// Creates a topic in the cluster metadata (CreateTopics, auto-creation) and applies it
@@ -442,7 +423,6 @@ pub async fn join(
     let replication_secret =
         shared_value(&*coordinator, identity::SECRET_KEY, &identity::new_secret()).await?;
     coordinator.register_broker(&registration).await?;
-    let (isr_requests, isr_receiver) = mpsc::unbounded_channel();
     let node = Arc::new(ClusterNode {
         node_id,
         cluster_id,
@@ -453,7 +433,6 @@ pub async fn join(
             ..ClusterView::default()
         })),
         changes: watch::channel(0).0,
-        isr_requests,
         seed: AtomicUsize::new(usize::try_from(node_id).unwrap_or(0)),
         reconciling: std::sync::Mutex::new(()),
         started: std::time::Instant::now(),
@@ -483,14 +462,9 @@ pub async fn join(
     tokio::spawn(tasks::persist_isr_changes(
         Arc::clone(&broker),
         Arc::clone(&node),
-        isr_receiver,
         shutdown.clone(),
     ));
-    tokio::spawn(tasks::tick_leaders(
-        Arc::clone(&broker),
-        Arc::clone(&node),
-        shutdown.clone(),
-    ));
+    tokio::spawn(tasks::tick_leaders(Arc::clone(&broker), shutdown.clone()));
     tokio::spawn(tasks::keep_contact(
         Arc::clone(&broker),
         Arc::clone(&node),

@@ -8,10 +8,11 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lmq_coord::BrokerInfo;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
-use super::{CONTROLLER_ROLE, ClusterNode, IsrRequest, store};
+use super::{CONTROLLER_ROLE, ClusterNode, store};
 use crate::broker::Broker;
+use crate::partition::{IsrProposal, Partition};
 
 pub(super) fn by_id(brokers: Vec<BrokerInfo>) -> BTreeMap<i32, BrokerInfo> {
     brokers
@@ -113,71 +114,69 @@ pub(super) async fn watch_controller(node: Arc<ClusterNode>, shutdown: watch::Re
 pub(super) async fn persist_isr_changes(
     broker: Arc<Broker>,
     node: Arc<ClusterNode>,
-    mut requests: mpsc::UnboundedReceiver<IsrRequest>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let wakeup = Arc::clone(&broker.topics.isr_wakeup);
     loop {
-        // The node holds the sender: without the shutdown this task would keep it (and the
-        // coordinator) alive forever.
-        let request = tokio::select! {
-            request = requests.recv() => match request {
-                Some(request) => request,
-                None => return,
-            },
+        tokio::select! {
+            () = wakeup.notified() => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
-        };
-        let IsrRequest {
-            topic,
-            partition,
-            proposal,
-        } = request;
-        let live = node.view().live_ids();
-        let outcome = store::update(&*node.coordinator, None, |metadata| {
-            metadata.alter_isr(
-                &topic,
-                partition,
-                node.node_id,
-                proposal.leader_epoch,
-                &proposal.isr,
-                &live,
-            )
-        })
-        .await;
-        let local = broker.topics.get(&topic).and_then(|local| {
-            usize::try_from(partition)
-                .ok()
-                .and_then(|index| local.partitions.get(index).cloned())
-        });
-        match outcome {
-            Ok((metadata, version)) => {
-                tracing::info!(topic, partition, isr = ?proposal.isr, "ISR changed");
-                if let Some(local) = &local {
-                    local.isr_persisted(
-                        proposal.leader_epoch,
-                        Some(proposal.isr.clone()),
-                        broker.now_ms(),
-                    );
-                }
-                node.apply_metadata(&broker, metadata, version);
-                broker.appended.notify_waiters();
-            }
-            Err(error) => {
-                tracing::warn!(topic, partition, %error, "ISR change not persisted");
-                if let Some(local) = &local {
-                    local.isr_persisted(proposal.leader_epoch, None, broker.now_ms());
+        }
+        // Every proposal waits in its partition's state: look at all of them, one
+        // compare-and-set at a time (a success may lead to the next proposal, which wakes
+        // this task again).
+        for topic in broker.topics.list() {
+            for partition in &topic.partitions {
+                if let Some(proposal) = partition.pending_isr_proposal() {
+                    persist_isr_change(&broker, &node, &topic.name, partition, proposal).await;
                 }
             }
         }
     }
 }
 
+/// Persists one leader's ISR proposal with the metadata's compare-and-set and reports the
+/// outcome to the partition.
+async fn persist_isr_change(
+    broker: &Broker,
+    node: &ClusterNode,
+    topic: &str,
+    partition: &Partition,
+    proposal: IsrProposal,
+) {
+    let live = node.view().live_ids();
+    let outcome = store::update(&*node.coordinator, None, |metadata| {
+        metadata.alter_isr(
+            topic,
+            partition.index,
+            node.node_id,
+            proposal.leader_epoch,
+            &proposal.isr,
+            &live,
+        )
+    })
+    .await;
+    match outcome {
+        Ok((metadata, version)) => {
+            tracing::info!(topic, partition = partition.index, isr = ?proposal.isr, "ISR changed");
+            partition.isr_persisted(
+                proposal.leader_epoch,
+                Some(proposal.isr.clone()),
+                broker.now_ms(),
+            );
+            node.apply_metadata(broker, metadata, version);
+            broker.appended.notify_waiters();
+        }
+        Err(error) => {
+            tracing::warn!(topic, partition = partition.index, %error, "ISR change not persisted");
+            partition.isr_persisted(proposal.leader_epoch, None, broker.now_ms());
+        }
+    }
+}
+
 /// Lets time pass for every partition this broker leads, so followers that stopped fetching
 /// leave the ISR even when no request arrives.
-pub(super) async fn tick_leaders(
-    broker: Arc<Broker>,
-    node: Arc<ClusterNode>,
-    mut shutdown: watch::Receiver<bool>,
-) {
+pub(super) async fn tick_leaders(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
     let period = Duration::from_millis(
         u64::try_from(broker.config.cluster.replica_lag_time_max_ms / 4)
             .unwrap_or(250)
@@ -191,9 +190,7 @@ pub(super) async fn tick_leaders(
         let now_ms = broker.now_ms();
         for topic in broker.topics.list() {
             for partition in &topic.partitions {
-                if let Some(proposal) = partition.tick(now_ms) {
-                    node.propose_isr(&topic.name, partition.index, proposal);
-                }
+                partition.tick(now_ms);
             }
         }
     }

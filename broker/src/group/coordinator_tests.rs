@@ -14,7 +14,7 @@ use crate::replication::{Assignment, ReplicationConfig};
 /// until broker 2 has fetched it.
 fn replicated_offsets_partition(dir: &std::path::Path) -> Arc<Partition> {
     let (log, _) = PartitionLog::open(dir, LogConfig::default(), LogOptions::default(), 0).unwrap();
-    let partition = Arc::new(Partition::new(0, log));
+    let partition = Arc::new(Partition::new(0, log, Arc::default()));
     let assignment = Assignment {
         leader_id: 1,
         leader_epoch: 0,
@@ -81,4 +81,40 @@ async fn a_commit_is_visible_to_offset_fetch_only_once_the_isr_has_it() {
         .await
         .unwrap();
     assert_eq!(fetched(&coordinator), Some(43));
+}
+
+/// An offsets-topic append that finds a follower lagging past `replica.lag.time.max.ms`
+/// proposes an ISR without it. The group coordinator used to get that proposal back from the
+/// append and drop it, which froze the partition's ISR changes (the state machine proposes
+/// nothing new while one is pending). Now the proposal stays in the partition until the
+/// cluster's task persists it, and the append wakes that task.
+#[tokio::test]
+async fn an_isr_proposal_made_by_an_offsets_append_reaches_the_persisting_task() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) =
+        PartitionLog::open(dir.path(), LogConfig::default(), LogOptions::default(), 0).unwrap();
+    let wakeup = crate::partition::IsrWakeup::default();
+    let partition = Arc::new(Partition::new(0, log, Arc::clone(&wakeup)));
+    let assignment = Assignment {
+        leader_id: 1,
+        leader_epoch: 0,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    partition
+        .become_role(1, &assignment, ReplicationConfig::default(), 0)
+        .unwrap();
+    let coordinator =
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+    let lagging_ms = ReplicationConfig::default().replica_lag_time_max_ms + 1;
+    coordinator
+        .commit("g", "", None, -1, &[commit(7)], lagging_ms)
+        .unwrap();
+    let proposal = partition
+        .pending_isr_proposal()
+        .expect("the append proposed an ISR without the lagging follower");
+    assert_eq!(proposal.isr, std::collections::BTreeSet::from([1]));
+    tokio::time::timeout(Duration::from_secs(1), wakeup.notified())
+        .await
+        .expect("the persisting task was woken");
 }

@@ -145,7 +145,6 @@ fn count_out(broker: &Broker, sent: &[(String, u64, u64)]) {
 fn admit(
     broker: &Broker,
     follower: Option<i32>,
-    topic: &str,
     partition: &Partition,
     fetch: &FetchPartition,
     high_watermark_moved: &mut bool,
@@ -157,7 +156,7 @@ fn admit(
         return Ok((ReadBound::HighWatermark, None));
     };
     let before = partition.offsets().map(|offsets| offsets.high_watermark);
-    let (check, proposal) = partition
+    let check = partition
         .follower_fetch(
             replica_id,
             fetch.fetch_offset,
@@ -166,9 +165,6 @@ fn admit(
             broker.now_ms(),
         )
         .map_err(|error| replica_error_code(&error))?;
-    if let (Some(proposal), Some(cluster)) = (proposal, broker.cluster()) {
-        cluster.propose_isr(topic, partition.index, proposal);
-    }
     match check {
         FollowerCheck::Diverging { epoch, end_offset } => {
             Ok((ReadBound::LogEnd, Some((epoch, end_offset))))
@@ -215,7 +211,6 @@ fn read_all(broker: &Broker, fetcher: &Fetcher<'_>) -> Read {
             let bound = match admit(
                 broker,
                 follower,
-                &fetch_topic.topic.0,
                 partition,
                 fetch_partition,
                 &mut high_watermark_moved,

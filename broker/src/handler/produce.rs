@@ -209,9 +209,6 @@ pub fn append(
                             info.last_offset + 1,
                         ));
                     }
-                    if let (Some(proposal), Some(cluster)) = (appended.proposal, broker.cluster()) {
-                        cluster.propose_isr(&topic_data.name.0, partition.index, proposal);
-                    }
                     if let Some(committed) = appended.committed {
                         waiting.push((
                             response.responses.len(),
