@@ -1,6 +1,8 @@
 //! DeleteTopics: by name (v1-5) or by name or topic id (v6), from the cluster metadata
 //! (every replica deletes its copy when it sees the change).
 
+use std::collections::HashMap;
+
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
@@ -26,19 +28,32 @@ pub async fn handle(
             .into_iter()
             .map(|topic| (topic.name, topic.topic_id)),
     );
+    // Names by topic id, made once (not a scan of every topic per id asked for).
+    let by_id: HashMap<uuid::Uuid, String> = if targets.iter().any(|(name, _)| name.is_none()) {
+        let view = cluster.view();
+        view.metadata
+            .topics
+            .iter()
+            .map(|(name, topic)| (topic.id, name.clone()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
     let mut response = DeleteTopicsResponse::default();
     for (requested_name, topic_id) in targets {
         let name = requested_name
             .as_ref()
             .map(|name| name.0.to_string())
             .or_else(|| {
-                cluster
-                    .view()
-                    .metadata
-                    .topics
-                    .iter()
-                    .find(|(_, topic)| topic.id == topic_id)
-                    .map(|(name, _)| name.clone())
+                // Only while it still exists (an earlier entry may have deleted it).
+                by_id.get(&topic_id).cloned().filter(|name| {
+                    cluster
+                        .view()
+                        .metadata
+                        .topics
+                        .get(name)
+                        .is_some_and(|topic| topic.id == topic_id)
+                })
             });
         let mut result = DeletableTopicResult::default();
         result.name = requested_name.clone();
