@@ -194,3 +194,73 @@ async fn a_list_config_append_of_200_000_items_is_answered_and_keys_come_once() 
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_create_topics_of_2_000_topics_is_one_metadata_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let mut request = lmq_wire::protocol::messages::CreateTopicsRequest::default();
+    request.timeout_ms = 60_000;
+    request.topics = (0..2_000)
+        .map(|index| {
+            let RequestKind::CreateTopics(one) =
+                create_topic_request(&format!("t{index}"), 1, 1, &[])
+            else {
+                panic!()
+            };
+            one.topics.into_iter().next().unwrap()
+        })
+        .collect();
+    // The last one twice: the second is refused as existing.
+    request.topics.push(request.topics[1_999].clone());
+    let ResponseKind::CreateTopics(response) = client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(request))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics.len(), 2_001);
+    for (index, topic) in response.topics[..2_000].iter().enumerate() {
+        assert_eq!(topic.name.0.as_str(), format!("t{index}"));
+        assert_eq!(topic.error_code, 0, "{topic:?}");
+        assert!(!topic.topic_id.is_nil());
+    }
+    assert_eq!(
+        response.topics[2_000].error_code, 36,
+        "TOPIC_ALREADY_EXISTS"
+    );
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_metadata_request_auto_creating_2_000_topics_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |config| config.default_partitions = 1).await;
+    let mut client = broker.client().await;
+    let names: Vec<String> = (0..2_000).map(|index| format!("auto{index}")).collect();
+    let mut asked: Vec<&str> = names.iter().map(String::as_str).collect();
+    asked.push("auto0"); // twice
+    asked.push("bad name"); // invalid
+    let ResponseKind::Metadata(response) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&asked))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.topics.len(), 2_002);
+    for (index, topic) in response.topics[..2_000].iter().enumerate() {
+        assert_eq!(
+            topic.name.as_ref().unwrap().0.as_str(),
+            format!("auto{index}")
+        );
+        assert_eq!(topic.error_code, 0);
+        assert_eq!(topic.partitions.len(), 1);
+    }
+    assert_eq!(response.topics[2_000].error_code, 0, "asked twice");
+    assert_eq!(
+        response.topics[2_001].error_code, 17,
+        "INVALID_TOPIC_EXCEPTION"
+    );
+    broker.stop().await;
+}

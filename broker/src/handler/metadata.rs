@@ -3,7 +3,7 @@
 //! its view of the metadata (live brokers, leaders, epochs, ISR), so clients find each
 //! partition's leader wherever they ask.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::metadata_response::{
@@ -16,7 +16,7 @@ use crate::broker::Broker;
 use crate::cluster::metadata::TopicState;
 use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
-use crate::topics::validate_topic_name;
+use crate::topics::{NewTopic, validate_topic_name};
 
 /// The topics asked for (`None`: all) and whether missing ones may be created.
 fn requested_topics(
@@ -70,28 +70,48 @@ pub async fn handle(
             );
         }
         Some(names) => {
-            for name in names {
-                if !cluster.view().metadata.topics.contains_key(&name) {
-                    if let Err(invalid) = validate_topic_name(&name) {
-                        topics.push(missing_topic(&name, topic_error_code(&invalid)));
-                        continue;
+            // Missing topics to create, all with one metadata write.
+            let view = cluster.view();
+            let mut wanted: HashSet<&str> = HashSet::new();
+            let to_create: Vec<NewTopic> = names
+                .iter()
+                .filter(|name| {
+                    auto_create
+                        && !view.metadata.topics.contains_key(name.as_str())
+                        && validate_topic_name(name).is_ok()
+                        && wanted.insert(name.as_str())
+                })
+                .map(|name| NewTopic {
+                    name: name.clone(),
+                    partitions: -1,
+                    replication_factor: -1,
+                    configs: BTreeMap::new(),
+                })
+                .collect();
+            if !to_create.is_empty() {
+                match cluster.create_topics(broker, &to_create).await {
+                    Ok(outcomes) => {
+                        for (topic, outcome) in to_create.iter().zip(outcomes) {
+                            if let Err(error) = outcome {
+                                tracing::warn!(topic = topic.name, %error, "auto-creating a topic failed");
+                            }
+                        }
                     }
-                    if !auto_create {
-                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
-                        continue;
-                    }
-                    let created = cluster
-                        .create_topic(broker, &name, -1, -1, &BTreeMap::new())
-                        .await;
-                    if let Err(error) = created {
-                        tracing::warn!(topic = name, %error, "auto-creating a topic failed");
-                    }
+                    Err(error) => tracing::warn!(%error, "auto-creating topics failed"),
                 }
-                let view = cluster.view();
-                topics.push(match view.metadata.topics.get(&name) {
-                    Some(state) => describe_replicated(&name, state, &view),
-                    None => missing_topic(&name, ResponseError::LeaderNotAvailable.code()),
-                });
+            }
+            let view = cluster.view();
+            for name in names {
+                if let Some(state) = view.metadata.topics.get(&name) {
+                    topics.push(describe_replicated(&name, state, &view));
+                    continue;
+                }
+                let code = match validate_topic_name(&name) {
+                    Err(invalid) => topic_error_code(&invalid),
+                    Ok(()) if !auto_create => UNKNOWN_TOPIC_OR_PARTITION,
+                    Ok(()) => ResponseError::LeaderNotAvailable.code(),
+                };
+                topics.push(missing_topic(&name, code));
             }
         }
     }
