@@ -229,7 +229,7 @@ impl Metrics {
         );
         registry.register(
             "connections_timed_out",
-            "Connections closed idle (connections_idle_ms_max) or with a frame unfinished after frame_receive_ms_max",
+            "Connections closed idle, with answers not taken, or with a frame late",
             metrics.connections_timed_out.clone(),
         );
         registry.register(

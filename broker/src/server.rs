@@ -74,11 +74,11 @@ pub async fn serve(
                             broker.metrics.connections_timed_out.inc();
                         }
                         Err(FrameError::Stalled) => {
-                            tracing::debug!(%peer, "closing: answers not read for connections_idle_ms_max");
+                            tracing::debug!(%peer, "closing: answers not taken");
                             broker.metrics.connections_timed_out.inc();
                         }
                         Err(FrameError::FrameDeadline) => {
-                            tracing::debug!(%peer, "closing: a frame unfinished after frame_receive_ms_max");
+                            tracing::debug!(%peer, "closing: frame_receive_ms_max passed");
                             broker.metrics.connections_timed_out.inc();
                         }
                         Err(error) => tracing::debug!(%peer, %error, "connection closed"),

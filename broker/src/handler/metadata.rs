@@ -93,7 +93,8 @@ pub async fn handle(
                     Ok(outcomes) => {
                         for (topic, outcome) in to_create.iter().zip(outcomes) {
                             if let Err(error) = outcome {
-                                tracing::warn!(topic = topic.name, %error, "auto-creating a topic failed");
+                                let topic = &topic.name;
+                                tracing::warn!(topic, %error, "auto-creating a topic failed");
                             }
                         }
                     }
