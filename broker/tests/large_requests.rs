@@ -264,3 +264,45 @@ async fn a_metadata_request_auto_creating_2_000_topics_is_answered() {
     );
     broker.stop().await;
 }
+
+#[tokio::test]
+async fn a_delete_topics_of_2_000_topics_is_answered() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let names: Vec<String> = (0..2_000).map(|index| format!("t{index}")).collect();
+    let mut create = lmq_wire::protocol::messages::CreateTopicsRequest::default();
+    create.timeout_ms = 60_000;
+    create.topics = names
+        .iter()
+        .map(|topic| {
+            let RequestKind::CreateTopics(one) = create_topic_request(topic, 1, 1, &[]) else {
+                panic!()
+            };
+            one.topics.into_iter().next().unwrap()
+        })
+        .collect();
+    client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await;
+    let mut delete = lmq_wire::protocol::messages::DeleteTopicsRequest::default();
+    delete.timeout_ms = 60_000;
+    delete.topic_names = names.iter().map(|topic| name(topic)).collect();
+    delete.topic_names.push(name("t0")); // twice
+    let ResponseKind::DeleteTopics(response) = client
+        .call(ApiKey::DeleteTopics, 5, RequestKind::DeleteTopics(delete))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.responses.len(), 2_001);
+    for (index, result) in response.responses[..2_000].iter().enumerate() {
+        assert_eq!(
+            result.name.as_ref().unwrap().0.as_str(),
+            format!("t{index}")
+        );
+        assert_eq!(result.error_code, 0, "{result:?}");
+    }
+    assert_eq!(response.responses[2_000].error_code, 3, "deleted already");
+    broker.stop().await;
+}

@@ -217,17 +217,30 @@ impl ClusterNode {
         Ok(outcomes)
     }
 
-    pub async fn delete_topic(&self, broker: &Broker, name: &str) -> Result<(), StoreError> {
+    /// Deletes topics from the cluster metadata with one write (DeleteTopics), each with its
+    /// own outcome in order (a name given twice is unknown the second time).
+    pub async fn delete_topics(
+        &self,
+        broker: &Broker,
+        names: &[String],
+    ) -> Result<Vec<Result<(), MetadataError>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(names.len());
         let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
-            metadata
-                .topics
-                .remove(name)
-                .map(|_| true)
-                .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
+            // A retry after a conflict starts over on the newer document.
+            outcomes.clear();
+            for name in names {
+                let removed = metadata.topics.remove(name);
+                outcomes.push(
+                    removed
+                        .map(|_| ())
+                        .ok_or_else(|| MetadataError::UnknownTopic(name.clone())),
+                );
+            }
+            Ok(outcomes.iter().any(Result::is_ok))
         })
         .await?;
         self.apply_metadata(broker, metadata, version);
-        Ok(())
+        Ok(outcomes)
     }
 
     pub async fn add_partitions(
