@@ -30,6 +30,19 @@ pub struct BrokerConfig {
     pub frame_bytes_max: usize,
     /// Concurrent client connections; more wait for a free slot.
     pub connections_max: usize,
+    /// Concurrent client connections from one IP address (`max.connections.per.ip`); one
+    /// over it is closed at once. Below `connections_max`, so one address cannot take every
+    /// slot.
+    pub connections_per_ip_max: usize,
+    /// A connection with no request in progress and no answer owed is closed after this
+    /// long (`connections.max.idle.ms`).
+    pub connections_idle_ms_max: u64,
+    /// A frame whose first byte arrived must be complete within this long, or the
+    /// connection is closed (a client that sends part of a frame and stalls).
+    pub frame_receive_ms_max: u64,
+    /// Request bytes buffered across all connections (`queued.max.request.bytes`): at the
+    /// limit, connections wait before reading more. At least `frame_bytes_max`.
+    pub requests_in_flight_bytes_max: usize,
     /// Topic defaults, Kafka's names and meanings.
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
@@ -247,6 +260,10 @@ impl Default for BrokerConfig {
             default_partitions: 3,
             frame_bytes_max: lmq_wire::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
+            connections_per_ip_max: 1_000,
+            connections_idle_ms_max: 600_000,
+            frame_receive_ms_max: 30_000,
+            requests_in_flight_bytes_max: 512 * 1024 * 1024,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
             cluster: ClusterSettings::default(),
@@ -357,8 +374,32 @@ impl BrokerConfig {
         if self.cluster.consul.is_some() && self.node_id < 0 {
             return Err("a cluster broker needs --node-id 0 or more".to_string());
         }
-        if self.connections_max == 0 {
-            return Err("connections_max must be at least 1".to_string());
+        if self.connections_max < 2 {
+            return Err("connections_max must be at least 2".to_string());
+        }
+        if self.connections_per_ip_max == 0 || self.connections_per_ip_max >= self.connections_max {
+            return Err(format!(
+                "connections_per_ip_max ({}) must be at least 1 and below connections_max ({}), \
+                 so one address cannot take every slot",
+                self.connections_per_ip_max, self.connections_max
+            ));
+        }
+        if self.connections_idle_ms_max == 0 || self.frame_receive_ms_max == 0 {
+            return Err(
+                "connections_idle_ms_max and frame_receive_ms_max must be at least 1".to_string(),
+            );
+        }
+        let frame_bytes = self.frame_bytes_max.saturating_add(4);
+        let budget_min = frame_bytes.max(crate::server::READ_CHUNK_BYTES);
+        if self.requests_in_flight_bytes_max < budget_min
+            || self.requests_in_flight_bytes_max > tokio::sync::Semaphore::MAX_PERMITS
+        {
+            return Err(format!(
+                "requests_in_flight_bytes_max ({}) must be at least {budget_min} (a whole \
+                 frame_bytes_max frame with its prefix, and one 64 KiB read) and at most {}",
+                self.requests_in_flight_bytes_max,
+                tokio::sync::Semaphore::MAX_PERMITS
+            ));
         }
         if let Some(listener) = &self.advertised_listener {
             let port = listener
@@ -446,6 +487,33 @@ mod tests {
         assert_eq!(access.ca_file, Some(PathBuf::from("/ca.pem")));
         assert_eq!(access.cert_file, Some(PathBuf::from("/c.pem")));
         assert_eq!(access.key_file, Some(PathBuf::from("/k.pem")));
+    }
+
+    #[test]
+    fn connection_limits_leave_room_for_other_addresses_and_whole_frames() {
+        assert_eq!(BrokerConfig::default().validate(), Ok(()));
+        let per_ip_all = BrokerConfig {
+            connections_max: 100,
+            connections_per_ip_max: 100,
+            ..BrokerConfig::default()
+        };
+        assert!(
+            per_ip_all.validate().is_err(),
+            "one address could take every slot"
+        );
+        let small_budget = BrokerConfig {
+            requests_in_flight_bytes_max: BrokerConfig::default().frame_bytes_max,
+            ..BrokerConfig::default()
+        };
+        assert!(
+            small_budget.validate().is_err(),
+            "a largest frame could never arrive"
+        );
+        let no_idle = BrokerConfig {
+            connections_idle_ms_max: 0,
+            ..BrokerConfig::default()
+        };
+        assert!(no_idle.validate().is_err());
     }
 
     #[test]

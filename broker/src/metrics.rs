@@ -71,6 +71,8 @@ pub struct Metrics {
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
     pub connections_closed_on_error: Counter,
+    pub connections_refused_per_ip: Counter,
+    pub connections_timed_out: Counter,
     pub retention_deleted_segments: Counter,
     pub retention_deleted_bytes: Counter,
     pub group_generation: Family<GroupLabels, Gauge>,
@@ -126,6 +128,8 @@ impl Metrics {
             connections_active: Gauge::default(),
             connections_accepted: Counter::default(),
             connections_closed_on_error: Counter::default(),
+            connections_refused_per_ip: Counter::default(),
+            connections_timed_out: Counter::default(),
             retention_deleted_segments: Counter::default(),
             retention_deleted_bytes: Counter::default(),
             group_generation: Family::default(),
@@ -217,6 +221,16 @@ impl Metrics {
             "connections_closed_on_error",
             "Connections closed because of a bad or oversized request",
             metrics.connections_closed_on_error.clone(),
+        );
+        registry.register(
+            "connections_refused_per_ip",
+            "Connections closed at once because their address had connections_per_ip_max open",
+            metrics.connections_refused_per_ip.clone(),
+        );
+        registry.register(
+            "connections_timed_out",
+            "Connections closed idle, with answers not taken, or with a frame late",
+            metrics.connections_timed_out.clone(),
         );
         registry.register(
             "retention_deleted_segments",

@@ -3,22 +3,23 @@
 //! in request order (as Kafka guarantees), and stop on the shutdown signal. A produce waiting
 //! for its fsync or the ISR does not stop the next requests from being read and appended.
 
-use std::collections::VecDeque;
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, BufMut, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time;
 
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::config::BrokerConfig;
 use crate::handler::{
     Dispatched, Reply, RequestContext, Session, dispatch, error_codes, unsupported_version_response,
 };
@@ -33,6 +34,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let connections = Arc::new(Semaphore::new(broker.config.connections_max));
+    let per_ip = Arc::new(ConnectionsPerIp::new(broker.config.connections_per_ip_max));
+    let budget = Arc::new(Semaphore::new(broker.config.requests_in_flight_bytes_max));
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -48,17 +51,40 @@ pub async fn serve(
         };
         match accepted {
             Ok((socket, peer)) => {
+                // One address over its cap is closed at once (as Kafka's
+                // max.connections.per.ip), so it cannot hold every slot.
+                let Some(slot) = ConnectionsPerIp::take(&per_ip, peer.ip()) else {
+                    tracing::debug!(%peer, "closing: connections_per_ip_max reached");
+                    broker.metrics.connections_refused_per_ip.inc();
+                    drop(socket);
+                    continue;
+                };
                 let broker = Arc::clone(&broker);
                 let cluster = Arc::clone(&cluster);
+                let budget = Arc::clone(&budget);
                 let shutdown = shutdown.clone();
                 broker.metrics.connections_accepted.inc();
                 broker.metrics.connections_active.inc();
                 tasks.spawn(async move {
-                    if let Err(error) = connection(socket, peer, &broker, &cluster, shutdown).await
-                    {
-                        tracing::debug!(%peer, %error, "connection closed");
+                    let served = connection(socket, peer, &broker, &cluster, budget, shutdown);
+                    match served.await {
+                        Ok(()) => {}
+                        Err(FrameError::Idle) => {
+                            tracing::debug!(%peer, "closing an idle connection");
+                            broker.metrics.connections_timed_out.inc();
+                        }
+                        Err(FrameError::Stalled) => {
+                            tracing::debug!(%peer, "closing: answers not taken");
+                            broker.metrics.connections_timed_out.inc();
+                        }
+                        Err(FrameError::FrameDeadline) => {
+                            tracing::debug!(%peer, "closing: frame_receive_ms_max passed");
+                            broker.metrics.connections_timed_out.inc();
+                        }
+                        Err(error) => tracing::debug!(%peer, %error, "connection closed"),
                     }
                     broker.metrics.connections_active.dec();
+                    drop(slot);
                     drop(permit);
                 });
             }
@@ -71,6 +97,57 @@ pub async fn serve(
         while tasks.try_join_next().is_some() {}
     }
     while tasks.join_next().await.is_some() {}
+}
+
+/// Open connections per client address, each capped at `max`.
+struct ConnectionsPerIp {
+    open: Mutex<HashMap<IpAddr, usize>>,
+    max: usize,
+}
+
+/// One open connection of an address; gives its place back when dropped.
+struct IpSlot {
+    table: Arc<ConnectionsPerIp>,
+    ip: IpAddr,
+}
+
+impl ConnectionsPerIp {
+    fn new(max: usize) -> Self {
+        ConnectionsPerIp {
+            open: Mutex::new(HashMap::new()),
+            max,
+        }
+    }
+
+    /// A place for one more connection from `ip`; `None` when it has `max` open.
+    fn take(table: &Arc<Self>, ip: IpAddr) -> Option<IpSlot> {
+        let mut open = table.open.lock().unwrap_or_else(PoisonError::into_inner);
+        let count = open.entry(ip).or_insert(0);
+        if *count >= table.max {
+            return None;
+        }
+        *count += 1;
+        Some(IpSlot {
+            table: Arc::clone(table),
+            ip,
+        })
+    }
+}
+
+impl Drop for IpSlot {
+    fn drop(&mut self) {
+        let mut open = self
+            .table
+            .open
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if let Some(count) = open.get_mut(&self.ip) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// The most answers a connection may have waiting (produce requests waiting for their fsync
@@ -87,35 +164,143 @@ struct Outgoing {
     answer: Dispatched,
 }
 
-/// Reads length-prefixed frames into one growing buffer. Cancel-safe (what was read stays in
-/// the buffer), so a connection can wait for the next request and a pending answer at once.
+/// Bytes one read asks for at least (and at most, before a frame's length is known): small
+/// pipelined requests come in together, a declared length is not reserved up front.
+pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
+
+/// Reads length-prefixed frames into a buffer that grows as bytes arrive (never by a length a
+/// client merely declared). Every buffered byte holds a permit of the broker-wide request
+/// byte budget: at its limit, reading waits. Cancel-safe (what was read stays in the
+/// buffer), so a connection can wait for the next request and a pending answer at once.
 struct FrameReader {
     socket: OwnedReadHalf,
     buffer: BytesMut,
+    /// Budget permits for exactly `buffer.len()` bytes.
+    held: Option<OwnedSemaphorePermit>,
+    budget: Arc<Semaphore>,
     frame_bytes_max: usize,
+    frame_receive: Duration,
+    /// When the first byte of the frame being received arrived.
+    frame_started: Option<time::Instant>,
+}
+
+/// A frame's body and its share of the request byte budget, given back when dropped.
+struct Frame {
+    body: BytesMut,
+    budget: Option<OwnedSemaphorePermit>,
 }
 
 impl FrameReader {
-    /// The next frame's body; `None` at a clean end of stream.
-    async fn next(&mut self) -> Result<Option<BytesMut>, FrameError> {
+    fn new(socket: OwnedReadHalf, budget: Arc<Semaphore>, config: &BrokerConfig) -> Self {
+        FrameReader {
+            socket,
+            buffer: BytesMut::new(),
+            held: None,
+            budget,
+            frame_bytes_max: config.frame_bytes_max,
+            frame_receive: Duration::from_millis(config.frame_receive_ms_max),
+            frame_started: None,
+        }
+    }
+
+    /// The next frame; `None` at a clean end of stream. With no frame begun, waiting ends
+    /// at `idle_deadline` ([`FrameError::Idle`]); a begun frame must be complete within
+    /// `frame_receive_ms_max` of its first byte ([`FrameError::FrameDeadline`]).
+    async fn next(
+        &mut self,
+        idle_deadline: Option<time::Instant>,
+    ) -> Result<Option<Frame>, FrameError> {
         loop {
-            if let Some(prefix) = self.buffer.first_chunk::<4>() {
-                let length = frame_length(*prefix, self.frame_bytes_max)?;
-                if self.buffer.len() >= 4 + length {
-                    self.buffer.advance(4);
-                    return Ok(Some(self.buffer.split_to(length)));
-                }
-                self.buffer.reserve(4 + length - self.buffer.len());
-            } else {
-                self.buffer.reserve(64 * 1024);
+            let length = match self.buffer.first_chunk::<4>() {
+                Some(prefix) => Some(frame_length(*prefix, self.frame_bytes_max)?),
+                None => None,
+            };
+            if let Some(length) = length
+                && self.buffer.len() >= 4 + length
+            {
+                return Ok(Some(self.split_frame(length)));
             }
-            if self.socket.read_buf(&mut self.buffer).await? == 0 {
-                if self.buffer.is_empty() {
-                    return Ok(None);
+            let (deadline, expired) = match self.frame_started {
+                Some(started) => (
+                    Some(started + self.frame_receive),
+                    FrameError::FrameDeadline,
+                ),
+                None => (idle_deadline, FrameError::Idle),
+            };
+            // Grow by at most what is already buffered (or one chunk), never past the frame.
+            let want = match length {
+                Some(length) => (4 + length - self.buffer.len())
+                    .min(self.buffer.len().max(READ_CHUNK_BYTES))
+                    .max(READ_CHUNK_BYTES.saturating_sub(self.buffer.len())),
+                None => READ_CHUNK_BYTES,
+            };
+            let want = u32::try_from(want).unwrap_or(u32::MAX);
+            // Wait for bytes before taking budget: an idle connection holds none.
+            let waited = within(deadline, async {
+                self.socket.readable().await?;
+                Arc::clone(&self.budget)
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| std::io::Error::other("the request byte budget is closed"))
+            })
+            .await;
+            let mut permit = match waited {
+                None => return Err(expired),
+                Some(permit) => permit?,
+            };
+            let limit = usize::try_from(want).unwrap_or(usize::MAX);
+            self.buffer.reserve(limit);
+            match self
+                .socket
+                .try_read_buf(&mut (&mut self.buffer).limit(limit))
+            {
+                Ok(0) => {
+                    if self.buffer.is_empty() {
+                        return Ok(None);
+                    }
+                    return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
                 }
-                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
+                Ok(read) => {
+                    // The permits of the bytes not read go back now.
+                    let kept = permit.split(read);
+                    match (&mut self.held, kept) {
+                        (Some(held), Some(kept)) => held.merge(kept),
+                        (held, kept) => *held = kept.or(held.take()),
+                    }
+                    self.frame_started.get_or_insert_with(time::Instant::now);
+                }
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(error) => return Err(error.into()),
             }
         }
+    }
+
+    /// Takes a complete frame of `length` body bytes off the front of the buffer.
+    fn split_frame(&mut self, length: usize) -> Frame {
+        let budget = match &mut self.held {
+            Some(held) if held.num_permits() > 4 + length => held.split(4 + length),
+            held => held.take(),
+        };
+        self.buffer.advance(4);
+        let body = self.buffer.split_to(length);
+        if self.buffer.is_empty() {
+            // Let go of the allocation (the frame keeps its part), so an idle connection
+            // holds no buffer memory; the next frame's clock starts with its first byte.
+            self.buffer = BytesMut::new();
+            self.frame_started = None;
+        } else {
+            // Bytes of the next frame came with this one.
+            self.frame_started = Some(time::Instant::now());
+        }
+        Frame { body, budget }
+    }
+}
+
+/// `future`'s output, or `None` when `deadline` passes first.
+async fn within<T>(deadline: Option<time::Instant>, future: impl Future<Output = T>) -> Option<T> {
+    match deadline {
+        Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
+        None => Some(future.await),
     }
 }
 
@@ -125,6 +310,12 @@ enum FrameError {
     Io(#[from] std::io::Error),
     #[error(transparent)]
     Wire(#[from] WireError),
+    #[error("idle for connections_idle_ms_max")]
+    Idle,
+    #[error("a frame unfinished after frame_receive_ms_max")]
+    FrameDeadline,
+    #[error("answers not taken by the client for connections_idle_ms_max")]
+    Stalled,
 }
 
 /// Runs requests one at a time in arrival order and sends their answers in the same order.
@@ -135,17 +326,17 @@ async fn connection(
     peer: SocketAddr,
     broker: &Broker,
     cluster: &ClusterNode,
+    budget: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
-) -> std::io::Result<()> {
+) -> Result<(), FrameError> {
     socket.set_nodelay(true)?;
     let (reader, writer) = socket.into_split();
-    let mut frames = FrameReader {
-        socket: reader,
-        buffer: BytesMut::new(),
-        frame_bytes_max: broker.config.frame_bytes_max,
-    };
+    let mut frames = FrameReader::new(reader, budget, &broker.config);
+    let idle = Duration::from_millis(broker.config.connections_idle_ms_max);
     let mut writer = ResponseWriter::new(writer);
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
+    // The last request read or answer sent: the idle clock runs from there.
+    let mut active = time::Instant::now();
     let session = Arc::new(Session::default());
     loop {
         // Answers at the head that are ready go out, in order.
@@ -155,14 +346,17 @@ async fn connection(
             .is_some_and(|outgoing| matches!(outgoing.answer, Dispatched::Ready(_)))
         {
             if let Some(outgoing) = queued.pop_front() {
-                write_answer(&mut writer, peer, broker, outgoing).await?;
+                taken(idle, write_answer(&mut writer, peer, broker, outgoing)).await?;
                 wrote = true;
             }
         }
         if wrote {
-            writer.flush().await?;
+            taken(idle, writer.flush()).await?;
+            active = time::Instant::now();
         }
         let room = queued.len() < ANSWERS_QUEUED_MAX;
+        // A connection owing an answer is not idle.
+        let idle_deadline = queued.is_empty().then(|| active + idle);
         let read = if let Some(Outgoing {
             answer: Dispatched::Later(pending),
             ..
@@ -175,42 +369,62 @@ async fn connection(
                     }
                     continue;
                 }
-                read = frames.next(), if room => read,
+                read = frames.next(idle_deadline), if room => read,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         } else {
             tokio::select! {
-                read = frames.next() => read,
+                read = frames.next(idle_deadline) => read,
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
         };
         let frame = match read {
             Ok(Some(frame)) => frame,
             Ok(None) => break,
-            Err(FrameError::Io(error)) => return Err(error),
             Err(FrameError::Wire(error)) => {
                 tracing::warn!(%peer, %error, "closing connection");
                 close_on_error(broker, &error);
                 break;
             }
+            Err(error) => return Err(error),
         };
-        let Some(outgoing) = run_request(frame, peer, &session, broker, cluster).await else {
+        active = time::Instant::now();
+        let Frame { body, budget } = frame;
+        let outgoing = run_request(body, peer, &session, broker, cluster).await;
+        // The frame's bytes count until its request has run (the handlers copy what they
+        // keep).
+        drop(budget);
+        let Some(outgoing) = outgoing else {
             break;
         };
         if queued.is_empty()
             && let Dispatched::Ready(_) = outgoing.answer
         {
-            write_answer(&mut writer, peer, broker, outgoing).await?;
-            writer.flush().await?;
+            taken(idle, write_answer(&mut writer, peer, broker, outgoing)).await?;
+            taken(idle, writer.flush()).await?;
+            active = time::Instant::now();
         } else {
             queued.push_back(outgoing);
         }
     }
     // The requests already run still get their answers.
     for outgoing in queued {
-        write_answer(&mut writer, peer, broker, outgoing).await?;
+        taken(idle, write_answer(&mut writer, peer, broker, outgoing)).await?;
     }
-    writer.flush().await
+    taken(idle, writer.flush()).await
+}
+
+/// The outcome of writing answers, or [`FrameError::Stalled`] when the client has not taken
+/// them within `idle` (a client that sends requests and never reads is closed like an idle
+/// one, instead of holding its slot and its answers forever).
+async fn taken<T>(
+    idle: Duration,
+    write: impl Future<Output = std::io::Result<T>>,
+) -> Result<T, FrameError> {
+    match time::timeout(idle, write).await {
+        Ok(written) => Ok(written?),
+        Err(_) => Err(FrameError::Stalled),
+    }
 }
 
 /// Decodes and runs one request; `None` when the connection must close (a request that
@@ -389,4 +603,124 @@ pub async fn run(
         let _ = admin.await;
     }
     broker.close();
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use super::*;
+    use tokio::io::AsyncWriteExt;
+
+    /// A connected pair: the broker's read half and the client's stream.
+    async fn pair() -> (OwnedReadHalf, TcpStream, OwnedWriteHalf) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap())
+            .await
+            .unwrap();
+        let (server, _) = listener.accept().await.unwrap();
+        let (read, write) = server.into_split();
+        (read, client, write)
+    }
+
+    fn reader(socket: OwnedReadHalf, budget: &Arc<Semaphore>) -> FrameReader {
+        let config = BrokerConfig {
+            frame_receive_ms_max: 60_000,
+            ..BrokerConfig::default()
+        };
+        FrameReader::new(socket, Arc::clone(budget), &config)
+    }
+
+    #[tokio::test]
+    async fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
+        let (socket, mut client, _write) = pair().await;
+        let budget = Arc::new(Semaphore::new(1 << 30));
+        let mut frames = reader(socket, &budget);
+        // A frame declaring 100 MiB, of which 10 bytes come.
+        client
+            .write_all(&(100 * 1024 * 1024i32).to_be_bytes())
+            .await
+            .unwrap();
+        client.write_all(&[7; 10]).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), frames.next(None)).await;
+        assert!(waited.is_err(), "the frame is not complete");
+        assert_eq!(frames.buffer.len(), 14);
+        assert!(
+            frames.buffer.capacity() <= 256 * 1024,
+            "{} bytes reserved for 14 received",
+            frames.buffer.capacity()
+        );
+        assert_eq!(
+            budget.available_permits(),
+            (1 << 30) - 14,
+            "budget of what arrived"
+        );
+    }
+
+    /// A frame of `length` bytes of `fill`, prefix included.
+    fn frame(length: usize, fill: u8) -> Vec<u8> {
+        let mut bytes = i32::try_from(length).unwrap().to_be_bytes().to_vec();
+        bytes.resize(4 + length, fill);
+        bytes
+    }
+
+    #[tokio::test]
+    async fn buffered_request_bytes_share_one_budget_and_reading_waits_at_its_limit() {
+        let budget = Arc::new(Semaphore::new(100_000));
+        let (first_socket, mut first_client, _first_write) = pair().await;
+        let (second_socket, mut second_client, _second_write) = pair().await;
+        let mut first = reader(first_socket, &budget);
+        let mut second = reader(second_socket, &budget);
+        // The first connection receives a whole 90,000-byte frame: it holds its bytes
+        // until the frame is dropped (its request has run).
+        first_client.write_all(&frame(90_000, 1)).await.unwrap();
+        let big = first.next(None).await.unwrap().unwrap();
+        assert_eq!(big.body.len(), 90_000);
+        assert_eq!(budget.available_permits(), 10_000 - 4);
+        // The second one's 20,000 bytes do not fit in what is left: reading stops there.
+        second_client.write_all(&frame(20_000, 2)).await.unwrap();
+        let waited = tokio::time::timeout(Duration::from_millis(300), second.next(None)).await;
+        assert!(waited.is_err(), "read past the budget");
+        assert!(
+            second.buffer.len() <= 10_000,
+            "{} buffered",
+            second.buffer.len()
+        );
+        // Once the first request is done, the second frame comes in.
+        drop(big);
+        let small = tokio::time::timeout(Duration::from_secs(5), second.next(None))
+            .await
+            .expect("reading resumes when the budget frees")
+            .unwrap()
+            .unwrap();
+        assert_eq!(small.body.len(), 20_000);
+        assert!(small.body.iter().all(|&byte| byte == 2));
+        drop(small);
+        assert_eq!(budget.available_permits(), 100_000);
+    }
+
+    #[tokio::test]
+    async fn a_half_frame_past_its_deadline_is_an_error_and_idle_waits_end_at_theirs() {
+        let budget = Arc::new(Semaphore::new(1 << 20));
+        let (socket, mut client, _write) = pair().await;
+        let config = BrokerConfig {
+            frame_receive_ms_max: 200,
+            ..BrokerConfig::default()
+        };
+        let mut frames = FrameReader::new(socket, Arc::clone(&budget), &config);
+        let idle = time::Instant::now() + Duration::from_millis(100);
+        assert!(matches!(
+            frames.next(Some(idle)).await,
+            Err(FrameError::Idle)
+        ));
+        client.write_all(&frame(100, 0)[..50]).await.unwrap();
+        // The idle deadline no longer applies once a frame began; its own one does.
+        let started = time::Instant::now();
+        let far = started + Duration::from_secs(60);
+        assert!(matches!(
+            frames.next(Some(far)).await,
+            Err(FrameError::FrameDeadline)
+        ));
+        assert!(started.elapsed() < Duration::from_secs(5));
+    }
 }

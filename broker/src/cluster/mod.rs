@@ -144,8 +144,8 @@ impl ClusterNode {
         identity::verify(token, &self.replication_secret)
     }
 
-    /// Creates a topic in the cluster metadata (CreateTopics, auto-creation) and applies it
-    /// locally before returning, so this broker's next Metadata answer has it.
+    /// Creates one topic in the cluster metadata (the offsets topic) and applies it locally before
+    /// returning, so this broker's next Metadata answer has it.
     pub async fn create_topic(
         &self,
         broker: &Broker,
@@ -154,47 +154,90 @@ impl ClusterNode {
         replication_factor: i16,
         configs: &BTreeMap<String, String>,
     ) -> Result<(), StoreError> {
-        let view = self.view();
-        let live = view.live_brokers();
-        let partitions = if partitions == -1 {
-            broker.config.default_partitions
-        } else {
-            partitions
+        let topic = crate::topics::NewTopic {
+            name: name.to_string(),
+            partitions,
+            replication_factor,
+            configs: configs.clone(),
         };
-        let partitions = usize::try_from(partitions).unwrap_or(0);
-        let factor = if replication_factor == -1 {
-            broker.config.cluster.default_replication_factor
-        } else {
-            replication_factor
-        };
-        let id = Uuid::new_v4();
-        let seed = self.seed.fetch_add(1, Ordering::Relaxed);
-        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
-            let spec = TopicSpec {
-                id,
-                partitions,
-                replication_factor: factor,
-                configs: configs.clone(),
-            };
-            metadata.create_topic(name, spec, &live, seed)?;
-            Ok(true)
-        })
-        .await?;
-        self.apply_metadata(broker, metadata, version);
+        let outcomes = self
+            .create_topics(broker, std::slice::from_ref(&topic))
+            .await?;
+        outcomes.into_iter().next().unwrap_or(Ok(()))?;
         Ok(())
     }
 
-    pub async fn delete_topic(&self, broker: &Broker, name: &str) -> Result<(), StoreError> {
+    /// Creates topics in the cluster metadata with one write (CreateTopics), each with its
+    /// own outcome in order, and applies them locally before returning. One write, not one
+    /// per topic: every write carries the whole document (and the embedded coordinator
+    /// fsyncs it), so 2,000 topics took 383 s one by one.
+    pub async fn create_topics(
+        &self,
+        broker: &Broker,
+        topics: &[crate::topics::NewTopic],
+    ) -> Result<Vec<Result<(), MetadataError>>, StoreError> {
+        let live = self.view().live_brokers();
+        let specs: Vec<(TopicSpec, usize)> = topics
+            .iter()
+            .map(|topic| {
+                let partitions = if topic.partitions == -1 {
+                    broker.config.default_partitions
+                } else {
+                    topic.partitions
+                };
+                let replication_factor = if topic.replication_factor == -1 {
+                    broker.config.cluster.default_replication_factor
+                } else {
+                    topic.replication_factor
+                };
+                let spec = TopicSpec {
+                    id: Uuid::new_v4(),
+                    partitions: usize::try_from(partitions).unwrap_or(0),
+                    replication_factor,
+                    configs: topic.configs.clone(),
+                };
+                (spec, self.seed.fetch_add(1, Ordering::Relaxed))
+            })
+            .collect();
+        let mut outcomes = Vec::with_capacity(topics.len());
         let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
-            metadata
-                .topics
-                .remove(name)
-                .map(|_| true)
-                .ok_or_else(|| MetadataError::UnknownTopic(name.to_string()))
+            // A retry after a conflict starts over on the newer document.
+            outcomes.clear();
+            for (topic, (spec, seed)) in topics.iter().zip(&specs) {
+                let created = metadata.create_topic(&topic.name, spec.clone(), &live, *seed);
+                outcomes.push(created.map(|_| ()));
+            }
+            Ok(outcomes.iter().any(Result::is_ok))
         })
         .await?;
         self.apply_metadata(broker, metadata, version);
-        Ok(())
+        Ok(outcomes)
+    }
+
+    /// Deletes topics from the cluster metadata with one write (DeleteTopics), each with its
+    /// own outcome in order (a name given twice is unknown the second time).
+    pub async fn delete_topics(
+        &self,
+        broker: &Broker,
+        names: &[String],
+    ) -> Result<Vec<Result<(), MetadataError>>, StoreError> {
+        let mut outcomes = Vec::with_capacity(names.len());
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            // A retry after a conflict starts over on the newer document.
+            outcomes.clear();
+            for name in names {
+                let removed = metadata.topics.remove(name);
+                outcomes.push(
+                    removed
+                        .map(|_| ())
+                        .ok_or_else(|| MetadataError::UnknownTopic(name.clone())),
+                );
+            }
+            Ok(outcomes.iter().any(Result::is_ok))
+        })
+        .await?;
+        self.apply_metadata(broker, metadata, version);
+        Ok(outcomes)
     }
 
     pub async fn add_partitions(

@@ -62,14 +62,20 @@ impl OffsetTable {
         self.offsets.remove(key).is_some()
     }
 
-    /// Every committed partition of a group.
+    /// Every committed partition of a group: a range of the ordered table (keys sort by
+    /// group first), not a pass over every group's offsets.
     pub fn of_group<'a>(
         &'a self,
         group_id: &'a str,
     ) -> impl Iterator<Item = (&'a OffsetKey, &'a CommittedOffset)> {
+        let first = OffsetKey {
+            group_id: group_id.to_string(),
+            topic: String::new(),
+            partition: i32::MIN,
+        };
         self.offsets
-            .iter()
-            .filter(move |(key, _)| key.group_id == group_id)
+            .range(first..)
+            .take_while(move |(key, _)| key.group_id == group_id)
     }
 
     pub fn groups(&self) -> Vec<String> {
@@ -332,6 +338,39 @@ mod tests {
         replayed.apply(&encode_group_key("g"), None);
         assert_eq!(replayed, Replayed::default());
         assert_eq!(decode_group_generation(&value[..12]), None);
+    }
+
+    #[test]
+    fn a_group_s_offsets_are_its_own_only() {
+        let mut table = OffsetTable::default();
+        let value = CommittedOffset {
+            offset: 1,
+            leader_epoch: 0,
+            metadata: String::new(),
+            commit_timestamp_ms: 0,
+        };
+        for (group, topic, partition) in [
+            ("f", "t", 0),
+            ("g", "", -5),
+            ("g", "a", 2),
+            ("g", "b", 0),
+            ("g0", "a", 0),
+            ("h", "a", 0),
+        ] {
+            let key = OffsetKey {
+                group_id: group.to_string(),
+                topic: topic.to_string(),
+                partition,
+            };
+            table.put(key, value.clone());
+        }
+        let of_g: Vec<(&str, i32)> = table
+            .of_group("g")
+            .map(|(key, _)| (key.topic.as_str(), key.partition))
+            .collect();
+        assert_eq!(of_g, [("", -5), ("a", 2), ("b", 0)]);
+        assert_eq!(table.of_group("e").count(), 0);
+        assert_eq!(table.of_group("h").count(), 1);
     }
 
     #[test]

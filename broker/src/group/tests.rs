@@ -513,3 +513,38 @@ fn a_group_record_that_fails_to_store_makes_the_group_rebalance() {
     let outputs = groups.join(5, join_request(&member, None, "m"), 30);
     assert_eq!(join_answer(&outputs, 5).unwrap().generation_id, 2);
 }
+
+/// A JoinGroup listing as many protocols as its metadata limit allows (about 100,000 short
+/// names) against a member that listed as many: checking what they share was a search of
+/// every member's list per protocol (quadratic; minutes before the fix).
+#[test]
+fn a_join_with_100_000_protocols_is_checked_against_the_group_at_once() {
+    let mut groups = groups();
+    let protocols = |prefix: &str| -> Vec<(String, Bytes)> {
+        (0..100_000)
+            .map(|index| (format!("{prefix}{index}"), Bytes::new()))
+            .collect()
+    };
+    let mut first = join_request("", None, "m");
+    first.protocols = protocols("a");
+    let response = join_answer(&groups.join(1, first.clone(), 0), 1).unwrap();
+    first.member_id = response.member_id;
+    let outputs = groups.join(2, first, 0);
+    assert_eq!(join_answer(&outputs, 2).unwrap().error, None);
+    // Nothing in common but the last entry.
+    let mut other = join_request("", None, "m");
+    other.protocols = protocols("b");
+    other.protocols.push(("a99999".to_string(), Bytes::new()));
+    let outputs = groups.join(3, other.clone(), 0);
+    assert_eq!(
+        join_answer(&outputs, 3).unwrap().error,
+        Some(GroupError::MemberIdRequired),
+        "accepted: one protocol in common"
+    );
+    other.protocols.pop();
+    let outputs = groups.join(4, other, 0);
+    assert_eq!(
+        join_answer(&outputs, 4).unwrap().error,
+        Some(GroupError::InconsistentGroupProtocol)
+    );
+}

@@ -14,11 +14,11 @@ use super::{NONE, refuse_internal_topic, store_error_code, str_bytes, topic_erro
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
+use crate::cluster::store::StoreError;
 use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, log_config_for, validate_topic_name};
 
-/// Created (or valid): topic id, partitions, replication factor; or the error code and
-/// message.
-type Outcome = Result<(uuid::Uuid, i32, i16), (i16, String)>;
+/// Valid: partitions and replication factor; or the error code and message.
+type Checked = Result<(i32, i16), (i16, String)>;
 
 pub async fn handle(
     broker: &Broker,
@@ -26,10 +26,8 @@ pub async fn handle(
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
-    let mut response = CreateTopicsResponse::default();
-    for creatable in request.topics {
-        let mut result = CreatableTopicResult::default();
-        result.name = creatable.name.clone();
+    let mut checked: Vec<(NewTopic, Checked)> = Vec::with_capacity(request.topics.len());
+    for creatable in &request.topics {
         let mut configs = BTreeMap::new();
         for config in &creatable.configs {
             if let Some(value) = &config.value {
@@ -52,19 +50,69 @@ pub async fn handle(
             replication_factor,
             configs,
         };
-        let outcome = create(broker, cluster, &new, request.validate_only).await;
+        let outcome = check(broker, cluster, &new, request.validate_only);
+        checked.push((new, outcome));
+    }
+    // The valid topics are created with one metadata write.
+    if !request.validate_only {
+        let valid: Vec<NewTopic> = checked
+            .iter()
+            .filter(|(_, outcome)| outcome.is_ok())
+            .map(|(new, _)| new.clone())
+            .collect();
+        let created = if valid.is_empty() {
+            Ok(Vec::new())
+        } else {
+            cluster.create_topics(broker, &valid).await
+        };
+        let mut created = match created {
+            Ok(outcomes) => outcomes
+                .into_iter()
+                .map(|outcome| {
+                    outcome.map_err(|error| {
+                        let error = StoreError::from(error);
+                        (store_error_code(&error), error.to_string())
+                    })
+                })
+                .collect::<Vec<_>>()
+                .into_iter(),
+            Err(error) => {
+                let refused = (store_error_code(&error), error.to_string());
+                vec![Err(refused); valid.len()].into_iter()
+            }
+        };
+        for (_, outcome) in &mut checked {
+            if outcome.is_ok()
+                && let Some(Err(refused)) = created.next()
+            {
+                *outcome = Err(refused);
+            }
+        }
+    }
+    let view = cluster.view();
+    let mut response = CreateTopicsResponse::default();
+    for (creatable, (new, outcome)) in request.topics.into_iter().zip(checked) {
+        let mut result = CreatableTopicResult::default();
+        result.name = creatable.name.clone();
         match outcome {
-            Ok((topic_id, partitions, replication_factor)) => {
+            Ok((partitions, replication_factor)) => {
                 result.error_code = NONE;
                 result.error_message = None;
                 if version >= 7 {
-                    result.topic_id = topic_id;
+                    result.topic_id = if request.validate_only {
+                        uuid::Uuid::nil()
+                    } else {
+                        view.metadata
+                            .topics
+                            .get(&new.name)
+                            .map_or(uuid::Uuid::nil(), |topic| topic.id)
+                    };
                 }
                 if version >= 5 {
                     result.num_partitions = partitions;
                     result.replication_factor = replication_factor;
                     // As Kafka: the new topic's effective configs (none when only validated).
-                    let configs = super::describe_configs::topic_configs(broker, &creatable.name.0);
+                    let configs = super::describe_configs::topic_configs(broker, &new.name);
                     result.configs = Some(
                         configs
                             .into_iter()
@@ -89,12 +137,9 @@ pub async fn handle(
     response
 }
 
-async fn create(
-    broker: &Broker,
-    cluster: &ClusterNode,
-    new: &NewTopic,
-    validate_only: bool,
-) -> Outcome {
+/// Everything but the write: name, partitions, configs, replication factor against the live
+/// brokers (and, when only validating, that the topic does not exist yet).
+fn check(broker: &Broker, cluster: &ClusterNode, new: &NewTopic, validate_only: bool) -> Checked {
     let refuse = |error: TopicError| (topic_error_code(&error), error.to_string());
     validate_topic_name(&new.name).map_err(refuse)?;
     // Only with its coordinator's partitions and configs (Metadata and FindCoordinator
@@ -120,21 +165,8 @@ async fn create(
     let factor = assigned.first().map_or(1, |replicas| {
         i16::try_from(replicas.len()).unwrap_or(i16::MAX)
     });
-    if validate_only {
-        if cluster.view().metadata.topics.contains_key(&new.name) {
-            return Err(refuse(TopicError::AlreadyExists(new.name.clone())));
-        }
-        return Ok((uuid::Uuid::nil(), partitions, factor));
+    if validate_only && cluster.view().metadata.topics.contains_key(&new.name) {
+        return Err(refuse(TopicError::AlreadyExists(new.name.clone())));
     }
-    cluster
-        .create_topic(broker, &new.name, partitions, factor, &new.configs)
-        .await
-        .map_err(|error| (store_error_code(&error), error.to_string()))?;
-    let id = cluster
-        .view()
-        .metadata
-        .topics
-        .get(&new.name)
-        .map_or(uuid::Uuid::nil(), |topic| topic.id);
-    Ok((id, partitions, factor))
+    Ok((partitions, factor))
 }

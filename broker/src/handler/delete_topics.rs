@@ -1,6 +1,8 @@
 //! DeleteTopics: by name (v1-5) or by name or topic id (v6), from the cluster metadata
 //! (every replica deletes its copy when it sees the change).
 
+use std::collections::HashMap;
+
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
@@ -9,6 +11,7 @@ use super::{
 };
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::cluster::store::StoreError;
 use crate::topics::TopicError;
 
 pub async fn handle(
@@ -28,40 +31,70 @@ pub async fn handle(
             .into_iter()
             .map(|topic| (topic.name, topic.topic_id)),
     );
+    // Names by topic id, made once (not a scan of every topic per id asked for), and the ids
+    // of the topics before any is deleted.
+    let view = cluster.view();
+    let by_id: HashMap<uuid::Uuid, &str> = if targets.iter().any(|(name, _)| name.is_none()) {
+        view.metadata
+            .topics
+            .iter()
+            .map(|(name, topic)| (topic.id, name.as_str()))
+            .collect()
+    } else {
+        HashMap::new()
+    };
+    let names: Vec<Option<String>> = targets
+        .iter()
+        .map(|(requested_name, topic_id)| match requested_name {
+            Some(name) => Some(name.0.to_string()),
+            None => by_id.get(topic_id).map(|name| (*name).to_string()),
+        })
+        .collect();
+    // Every named topic is deleted with one metadata write (each with its own outcome);
+    // internal topics are refused before.
+    let to_delete: Vec<String> = names
+        .iter()
+        .flatten()
+        .filter(|name| refuse_internal_topic(name, "Deletion").is_ok())
+        .cloned()
+        .collect();
+    let deleted = if to_delete.is_empty() {
+        Ok(Vec::new())
+    } else {
+        cluster.delete_topics(broker, &to_delete).await
+    };
+    let mut deleted = match deleted {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.map_err(|error| {
+                    let error = StoreError::from(error);
+                    (store_error_code(&error), error.to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter(),
+        Err(error) => {
+            let refused = (store_error_code(&error), error.to_string());
+            vec![Err(refused); to_delete.len()].into_iter()
+        }
+    };
     let mut response = DeleteTopicsResponse::default();
-    for (requested_name, topic_id) in targets {
-        let name = requested_name
-            .as_ref()
-            .map(|name| name.0.to_string())
-            .or_else(|| {
-                cluster
-                    .view()
-                    .metadata
-                    .topics
-                    .iter()
-                    .find(|(_, topic)| topic.id == topic_id)
-                    .map(|(name, _)| name.clone())
-            });
+    for ((requested_name, topic_id), name) in targets.into_iter().zip(names) {
         let mut result = DeletableTopicResult::default();
         result.name = requested_name.clone();
         if version >= 6 {
             result.topic_id = topic_id;
         }
-        let outcome = match &name {
-            Some(name) => match refuse_internal_topic(name, "Deletion") {
+        let outcome = match name {
+            Some(name) => match refuse_internal_topic(&name, "Deletion") {
                 Err(refused) => Err(refused),
                 Ok(()) => {
-                    let id = cluster
-                        .view()
-                        .metadata
-                        .topics
-                        .get(name)
-                        .map(|topic| topic.id);
-                    cluster
-                        .delete_topic(broker, name)
-                        .await
-                        .map(|()| (name.clone(), id.unwrap_or(topic_id)))
-                        .map_err(|error| (store_error_code(&error), error.to_string()))
+                    let id = view.metadata.topics.get(&name).map(|topic| topic.id);
+                    deleted
+                        .next()
+                        .unwrap_or(Ok(()))
+                        .map(|()| (name, id.unwrap_or(topic_id)))
                 }
             },
             None => {

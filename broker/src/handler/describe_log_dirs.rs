@@ -1,6 +1,8 @@
 //! DescribeLogDirs (v1-4): this broker's one log directory (the data dir) with the size of
 //! every partition replica it holds, and the filesystem's total and free bytes.
 
+use std::collections::HashSet;
+
 use lmq_wire::protocol::messages::describe_log_dirs_response::{
     DescribeLogDirsPartition, DescribeLogDirsResult, DescribeLogDirsTopic,
 };
@@ -11,11 +13,22 @@ use crate::broker::Broker;
 use crate::metrics::disk_space;
 
 pub fn handle(broker: &Broker, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
-    let wanted = |topic: &str, partition: i32| match &request.topics {
-        None => true,
-        Some(topics) => topics
+    // A set of what was asked, not a search of the request per partition held.
+    let asked: Option<HashSet<(&str, i32)>> = request.topics.as_ref().map(|topics| {
+        topics
             .iter()
-            .any(|asked| asked.topic.0.as_str() == topic && asked.partitions.contains(&partition)),
+            .flat_map(|asked| {
+                asked
+                    .partitions
+                    .iter()
+                    .map(|&partition| (asked.topic.0.as_str(), partition))
+            })
+            .collect()
+    });
+    let wanted = |topic: &str, partition: i32| {
+        asked
+            .as_ref()
+            .is_none_or(|asked| asked.contains(&(topic, partition)))
     };
     let data_dir = &broker.config.data_dir;
     let mut result = DescribeLogDirsResult::default();

@@ -2,7 +2,7 @@
 //! a whole before anything changes. The change goes into the cluster metadata and reaches
 //! every replica from there.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::incremental_alter_configs_request::AlterableConfig;
@@ -42,7 +42,18 @@ pub async fn handle(
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        let outcome = if resource.resource_type == RESOURCE_TOPIC {
+        let mut names = HashSet::new();
+        let outcome = if !resource
+            .configs
+            .iter()
+            .all(|change| names.insert(change.name.as_str()))
+        {
+            // As Kafka: each key once per resource (so every key is changed once).
+            Err((
+                ResponseError::InvalidRequest.code(),
+                "Error due to duplicate config keys".to_string(),
+            ))
+        } else if resource.resource_type == RESOURCE_TOPIC {
             let name = resource.resource_name.to_string();
             let altered = refuse_internal_topic(&name, CHANGING_CONFIGS).and_then(|()| {
                 alter_topic(broker, cluster, &name, &resource.configs)
@@ -156,14 +167,18 @@ fn alter_topic(
                     .filter(|item| !item.is_empty())
                     .map(String::from)
                     .collect();
-                for item in value.split(',').filter(|item| !item.is_empty()) {
-                    if change.config_operation == APPEND {
-                        if !items.iter().any(|existing| existing == item) {
+                // Sets, not a search of the list per item: a value may list many items.
+                let given = value.split(',').filter(|item| !item.is_empty());
+                if change.config_operation == APPEND {
+                    let mut present: HashSet<String> = items.iter().cloned().collect();
+                    for item in given {
+                        if present.insert(item.to_string()) {
                             items.push(item.to_string());
                         }
-                    } else {
-                        items.retain(|existing| existing != item);
                     }
+                } else {
+                    let removed: HashSet<&str> = given.collect();
+                    items.retain(|existing| !removed.contains(existing.as_str()));
                 }
                 configs.insert(key, items.join(","));
             }

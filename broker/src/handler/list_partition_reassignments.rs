@@ -1,6 +1,8 @@
 //! ListPartitionReassignments (v0): the replica moves in progress, all or of the partitions
 //! asked for (a single node has none).
 
+use std::collections::{HashMap, HashSet};
+
 use lmq_wire::protocol::messages::list_partition_reassignments_response::{
     OngoingPartitionReassignment, OngoingTopicReassignment,
 };
@@ -19,13 +21,26 @@ pub fn handle(
     // Kafka sends no message with no error.
     response.error_message = None;
     let view = cluster.view();
-    let wanted = |topic: &str, partition: i32| match &request.topics {
-        None => true,
-        Some(topics) => topics.iter().any(|asked| {
-            asked.name.0.as_str() == topic && asked.partition_indexes.contains(&partition)
-        }),
+    // A set of what was asked, not a search of the request per reassignment.
+    let asked: Option<HashSet<(&str, i32)>> = request.topics.as_ref().map(|topics| {
+        topics
+            .iter()
+            .flat_map(|asked| {
+                asked
+                    .partition_indexes
+                    .iter()
+                    .map(|&partition| (asked.name.0.as_str(), partition))
+            })
+            .collect()
+    });
+    let wanted = |topic: &str, partition: i32| {
+        asked
+            .as_ref()
+            .is_none_or(|asked| asked.contains(&(topic, partition)))
     };
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
+    // Where each topic's entry is in the answer.
+    let mut places: HashMap<&str, usize> = HashMap::new();
     for (topic, partition, state) in view.metadata.reassignments() {
         if !wanted(topic, partition) {
             continue;
@@ -35,13 +50,14 @@ pub fn handle(
         ongoing.replicas = ids(&state.replicas);
         ongoing.adding_replicas = ids(&state.adding);
         ongoing.removing_replicas = ids(&state.removing);
-        match response
-            .topics
-            .iter_mut()
-            .find(|known| known.name.0.as_str() == topic)
-        {
-            Some(known) => known.partitions.push(ongoing),
+        match places.get(topic) {
+            Some(&place) => {
+                if let Some(known) = response.topics.get_mut(place) {
+                    known.partitions.push(ongoing);
+                }
+            }
             None => {
+                places.insert(topic, response.topics.len());
                 let mut answered = OngoingTopicReassignment::default();
                 answered.name = topic_name(topic);
                 answered.partitions.push(ongoing);

@@ -3,7 +3,7 @@
 //! its view of the metadata (live brokers, leaders, epochs, ISR), so clients find each
 //! partition's leader wherever they ask.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::metadata_response::{
@@ -17,7 +17,7 @@ use crate::broker::Broker;
 use crate::cluster::metadata::TopicState;
 use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
-use crate::topics::{is_internal_topic, validate_topic_name};
+use crate::topics::{NewTopic, is_internal_topic, validate_topic_name};
 
 /// The topics asked for (`None`: all) and whether missing ones may be created.
 fn requested_topics(
@@ -71,37 +71,61 @@ pub async fn handle(
             );
         }
         Some(names) => {
-            for name in names {
-                if !cluster.view().metadata.topics.contains_key(&name) {
-                    if let Err(invalid) = validate_topic_name(&name) {
-                        topics.push(missing_topic(&name, topic_error_code(&invalid)));
-                        continue;
-                    }
-                    if !auto_create {
-                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
-                        continue;
-                    }
-                    if name == OFFSETS_TOPIC {
-                        // With the coordinator's settings, as Kafka's AutoTopicCreationManager.
-                        ensure_offsets_topic(broker, cluster).await;
-                    } else if is_internal_topic(&name) {
-                        // Only its own coordinator creates it.
-                        topics.push(missing_topic(&name, UNKNOWN_TOPIC_OR_PARTITION));
-                        continue;
-                    } else {
-                        let created = cluster
-                            .create_topic(broker, &name, -1, -1, &BTreeMap::new())
-                            .await;
-                        if let Err(error) = created {
-                            tracing::warn!(topic = name, %error, "auto-creating a topic failed");
+            // The offsets topic with the coordinator's settings, as Kafka's
+            // AutoTopicCreationManager; other internal topics only by their own coordinator.
+            if auto_create
+                && names.iter().any(|name| name == OFFSETS_TOPIC)
+                && !cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC)
+            {
+                ensure_offsets_topic(broker, cluster).await;
+            }
+            // Missing topics to create, all with one metadata write.
+            let view = cluster.view();
+            let mut wanted: HashSet<&str> = HashSet::new();
+            let to_create: Vec<NewTopic> = names
+                .iter()
+                .filter(|name| {
+                    auto_create
+                        && !view.metadata.topics.contains_key(name.as_str())
+                        && validate_topic_name(name).is_ok()
+                        && !is_internal_topic(name)
+                        && wanted.insert(name.as_str())
+                })
+                .map(|name| NewTopic {
+                    name: name.clone(),
+                    partitions: -1,
+                    replication_factor: -1,
+                    configs: BTreeMap::new(),
+                })
+                .collect();
+            if !to_create.is_empty() {
+                match cluster.create_topics(broker, &to_create).await {
+                    Ok(outcomes) => {
+                        for (topic, outcome) in to_create.iter().zip(outcomes) {
+                            if let Err(error) = outcome {
+                                let topic = &topic.name;
+                                tracing::warn!(topic, %error, "auto-creating a topic failed");
+                            }
                         }
                     }
+                    Err(error) => tracing::warn!(%error, "auto-creating topics failed"),
                 }
-                let view = cluster.view();
-                topics.push(match view.metadata.topics.get(&name) {
-                    Some(state) => describe_replicated(&name, state, &view),
-                    None => missing_topic(&name, ResponseError::LeaderNotAvailable.code()),
-                });
+            }
+            let view = cluster.view();
+            for name in names {
+                if let Some(state) = view.metadata.topics.get(&name) {
+                    topics.push(describe_replicated(&name, state, &view));
+                    continue;
+                }
+                let code = match validate_topic_name(&name) {
+                    Err(invalid) => topic_error_code(&invalid),
+                    Ok(()) if !auto_create => UNKNOWN_TOPIC_OR_PARTITION,
+                    Ok(()) if is_internal_topic(&name) && name != OFFSETS_TOPIC => {
+                        UNKNOWN_TOPIC_OR_PARTITION
+                    }
+                    Ok(()) => ResponseError::LeaderNotAvailable.code(),
+                };
+                topics.push(missing_topic(&name, code));
             }
         }
     }
@@ -134,7 +158,7 @@ fn describe_replicated(
     response.error_code = NONE;
     response.name = Some(topic_name(name));
     response.topic_id = state.id;
-    response.is_internal = is_internal_topic(name);
+    response.is_internal = name == OFFSETS_TOPIC;
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     response.partitions = state
         .partitions

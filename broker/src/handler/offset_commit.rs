@@ -12,8 +12,9 @@ use crate::group::{CommitError, OffsetCommit};
 
 pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
     // Partitions of unknown topics are refused one by one; the rest commit together.
+    // `exists` follows the request's order, so the answer needs no search per partition.
     let mut commits = Vec::new();
-    let mut unknown = Vec::new();
+    let mut exists_in_order = Vec::new();
     for topic in &request.topics {
         let known = broker.topics.get(&topic.name.0);
         for partition in &topic.partitions {
@@ -21,6 +22,7 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
                 usize::try_from(partition.partition_index)
                     .is_ok_and(|index| index < known.partitions.len())
             });
+            exists_in_order.push(exists);
             if exists {
                 commits.push(OffsetCommit {
                     topic: topic.name.0.to_string(),
@@ -32,8 +34,6 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
                         .as_ref()
                         .map(ToString::to_string),
                 });
-            } else {
-                unknown.push((topic.name.0.to_string(), partition.partition_index));
             }
         }
     }
@@ -60,18 +60,18 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
         }
     };
     let mut response = OffsetCommitResponse::default();
+    let mut exists = exists_in_order.into_iter();
     for topic in request.topics {
         let mut answered = OffsetCommitResponseTopic::default();
         answered.name = topic.name.clone();
         for partition in topic.partitions {
             let mut result = OffsetCommitResponsePartition::default();
             result.partition_index = partition.partition_index;
-            result.error_code =
-                if unknown.contains(&(topic.name.0.to_string(), partition.partition_index)) {
-                    UNKNOWN_TOPIC_OR_PARTITION
-                } else {
-                    error_code
-                };
+            result.error_code = if exists.next().unwrap_or(false) {
+                error_code
+            } else {
+                UNKNOWN_TOPIC_OR_PARTITION
+            };
             answered.partitions.push(result);
         }
         response.topics.push(answered);

@@ -1,6 +1,8 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); -1 where nothing
 //! was committed.
 
+use std::collections::HashMap;
+
 use lmq_wire::protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -18,13 +20,22 @@ fn fetch(broker: &Broker, group_id: &str, topics: Option<Vec<(String, Vec<i32>)>
     broker.groups.fetch_offsets(group_id, topics.as_deref())
 }
 
-/// Groups the flat answer by topic, in the order topics first appear.
+/// Groups the flat answer by topic, in the order topics first appear (a map from name to
+/// place, not a search per entry: a request may name many topics).
 fn by_topic(fetched: Fetched) -> Vec<(String, PartitionOffsets)> {
     let mut topics: Vec<(String, PartitionOffsets)> = Vec::new();
+    let mut places: HashMap<String, usize> = HashMap::new();
     for (topic, partition, committed) in fetched {
-        match topics.iter_mut().find(|(name, _)| *name == topic) {
-            Some((_, partitions)) => partitions.push((partition, committed)),
-            None => topics.push((topic, vec![(partition, committed)])),
+        match places.get(&topic) {
+            Some(&place) => {
+                if let Some((_, partitions)) = topics.get_mut(place) {
+                    partitions.push((partition, committed));
+                }
+            }
+            None => {
+                places.insert(topic.clone(), topics.len());
+                topics.push((topic, vec![(partition, committed)]));
+            }
         }
     }
     topics

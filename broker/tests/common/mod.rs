@@ -88,10 +88,7 @@ impl TestBroker {
     }
 
     pub async fn client(&self) -> TestClient {
-        TestClient {
-            stream: TcpStream::connect(self.addr).await.unwrap(),
-            next_correlation: 1,
-        }
+        TestClient::new(TcpStream::connect(self.addr).await.unwrap())
     }
 
     /// A crash: the server task is dropped mid-flight, no log is closed or checkpointed.
@@ -111,6 +108,14 @@ pub struct TestClient {
 }
 
 impl TestClient {
+    /// A client over a stream connected elsewhere (e.g. from another local address).
+    pub fn new(stream: TcpStream) -> Self {
+        TestClient {
+            stream,
+            next_correlation: 1,
+        }
+    }
+
     pub async fn send(&mut self, api_key: ApiKey, version: i16, body: RequestKind) -> i32 {
         let correlation_id = self.next_correlation;
         self.next_correlation += 1;

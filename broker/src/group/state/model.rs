@@ -357,8 +357,8 @@ impl Group {
             .find(|member| member.group_instance_id.as_deref() == Some(instance_id))
     }
 
-    /// A protocol every member supports: the one most members prefer (Kafka's vote).
-    pub(super) fn select_protocol(&self) -> Option<String> {
+    /// The protocols every member supports; `None` without members.
+    fn common_protocols(&self) -> Option<BTreeSet<&str>> {
         let mut candidates: Option<BTreeSet<&str>> = None;
         for member in self.members.values() {
             let supported: BTreeSet<&str> = member
@@ -371,7 +371,12 @@ impl Group {
                 Some(current) => current.intersection(&supported).copied().collect(),
             });
         }
-        let candidates = candidates?;
+        candidates
+    }
+
+    /// A protocol every member supports: the one most members prefer (Kafka's vote).
+    pub(super) fn select_protocol(&self) -> Option<String> {
+        let candidates = self.common_protocols()?;
         let mut votes: BTreeMap<&str, usize> = BTreeMap::new();
         for member in self.members.values() {
             if let Some((name, _)) = member
@@ -396,13 +401,11 @@ impl Group {
         if self.protocol_type.as_deref() != Some(protocol_type) {
             return false;
         }
-        protocols.iter().any(|(name, _)| {
-            self.members.values().all(|member| {
-                member
-                    .protocols
-                    .iter()
-                    .any(|(supported, _)| supported == name)
-            })
-        })
+        // One set of what all members share, not a search of every member per protocol:
+        // a JoinGroup may list many.
+        let common = self.common_protocols().unwrap_or_default();
+        protocols
+            .iter()
+            .any(|(name, _)| common.contains(name.as_str()))
     }
 }
