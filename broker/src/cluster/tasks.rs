@@ -348,9 +348,10 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(1_200)).await;
     }
 
-    /// The lease is renewed only by rounds in which the health query lists this broker as
-    /// healthy: a query that answers without it (its TTL check failing) does not renew, so
-    /// the lease lapses half a TTL after the last round that did.
+    /// The lease is renewed only by rounds in which this broker's TTL pass succeeds and the
+    /// health query then lists it as healthy: a query that answers without it (its TTL check
+    /// failing), or a pass that fails (deregistered), does not renew, so the lease lapses
+    /// half a TTL after the last round that did.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn keep_contact_renews_only_while_this_broker_is_listed_healthy() {
         let hidden = Arc::new(AtomicBool::new(false));
@@ -373,5 +374,10 @@ mod tests {
         hidden.store(false, Ordering::SeqCst);
         let_time_pass(&test, 100).await;
         assert!(test.node.may_lead(), "renewed once listed again");
+        // Deregistered: the TTL pass itself fails.
+        test.node.coordinator.deregister_broker(0).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let_time_pass(&test, 1_100).await;
+        assert!(!test.node.may_lead(), "renewed after deregistering");
     }
 }

@@ -264,3 +264,23 @@ async fn keep_passing(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass never takes longer than the TTL/3 between the background passes, whatever the
+    /// request timeout (the default 5 s exceeds a 6 s TTL's 2 s period).
+    #[test]
+    fn a_pass_times_out_before_the_next_one_is_due() {
+        for ttl_ms in [1_000, 6_000, 10_000, 60_000] {
+            let ttl = Duration::from_millis(ttl_ms);
+            let timeout = pass_timeout(ttl, Duration::from_secs(5));
+            assert!(timeout < ttl / 3, "ttl {ttl:?}: {timeout:?}");
+        }
+        assert_eq!(
+            pass_timeout(Duration::from_secs(60), Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
+    }
+}
