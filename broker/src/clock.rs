@@ -1,11 +1,15 @@
 //! The broker's one source of time, so state machines and tests can use a manual clock.
 
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicI64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 pub trait Clock: Send + Sync + std::fmt::Debug {
     /// Milliseconds since the Unix epoch.
     fn now_ms(&self) -> i64;
+    /// Milliseconds since a fixed origin, never going back (the wall clock may be set back):
+    /// what leases are measured with.
+    fn monotonic_ms(&self) -> u64;
 }
 
 #[derive(Debug, Default)]
@@ -18,6 +22,12 @@ impl Clock for SystemClock {
             .map_or(0, |since| {
                 i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
             })
+    }
+
+    fn monotonic_ms(&self) -> u64 {
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let elapsed = ORIGIN.get_or_init(Instant::now).elapsed();
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
 }
 
@@ -41,5 +51,10 @@ impl ManualClock {
 impl Clock for ManualClock {
     fn now_ms(&self) -> i64 {
         self.now_ms.load(Ordering::SeqCst)
+    }
+
+    /// The manual time itself: tests only move it forward.
+    fn monotonic_ms(&self) -> u64 {
+        u64::try_from(self.now_ms()).unwrap_or(0)
     }
 }

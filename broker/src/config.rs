@@ -74,7 +74,8 @@ pub struct ClusterSettings {
     pub consul_key_file: Option<PathBuf>,
     /// Rack of this broker (`broker.rack`): replicas of a partition go to different racks.
     pub rack: Option<String>,
-    /// A broker that stops renewing its registration for this long counts as gone.
+    /// A broker that stops renewing its registration for this long counts as gone; its
+    /// leadership lease is half of it (`cluster::ClusterNode::may_lead`).
     pub broker_ttl_ms: u64,
     /// `replica.lag.time.max.ms`: a follower this far behind leaves the ISR.
     pub replica_lag_time_max_ms: i64,

@@ -75,7 +75,17 @@ pub enum ReplicaError {
 #[derive(Debug)]
 pub struct LeaderAppend {
     pub info: AppendInfo,
+    /// What must still hold for the append to be acknowledged ([`Partition::still_holds`]).
+    pub mark: AppendMark,
     pub committed: Option<oneshot::Receiver<Result<(), AckError>>>,
+}
+
+/// The leadership and log an append was made under: the leader epoch and the log's
+/// truncation count. If either changed before the answer, the record may be gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendMark {
+    pub leader_epoch: i32,
+    pub truncations: u64,
 }
 
 /// An ISR change the leader of `leader_epoch` wants persisted.
@@ -200,7 +210,8 @@ impl Partition {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         let epoch = state.leader_epoch();
-        let info = self.with_log(|log| log.append(records, epoch, now_ms))?;
+        let (info, truncations) =
+            self.with_log(|log| Ok((log.append(records, epoch, now_ms)?, log.truncations())))?;
         let (token, committed) = if acks_all {
             let (sender, receiver) = oneshot::channel();
             *next_token += 1;
@@ -219,7 +230,28 @@ impl Partition {
         };
         let actions = state.appended_unflushed(position, log_end, token, now_ms);
         self.apply(waiters, actions);
-        Ok(LeaderAppend { info, committed })
+        Ok(LeaderAppend {
+            info,
+            mark: AppendMark {
+                leader_epoch: epoch,
+                truncations,
+            },
+            committed,
+        })
+    }
+
+    /// Whether an append made under `mark` may still be acknowledged: this node still leads
+    /// in the same epoch and nothing was truncated since (a follower truncates its diverging
+    /// log; a new epoch may follow one), so the record is still in the log.
+    pub fn still_holds(&self, mark: AppendMark) -> bool {
+        let replica = self.replica();
+        let Role::Leader(state) = &replica.role else {
+            return false;
+        };
+        state.leader_epoch() == mark.leader_epoch
+            && self
+                .with_log(|log| Ok(log.truncations() == mark.truncations))
+                .unwrap_or(false)
     }
 
     /// DeleteRecords: only the leader moves the log start (`-1`: to the high watermark);
@@ -632,7 +664,7 @@ impl Partition {
 /// Produces waiting under a leadership that ended: written, never acknowledged.
 fn fail_waiters(waiters: &mut HashMap<Token, oneshot::Sender<Result<(), AckError>>>) {
     for (_, waiter) in waiters.drain() {
-        let _ = waiter.send(Err(AckError::NotEnoughReplicasAfterAppend));
+        let _ = waiter.send(Err(AckError::NotLeader));
     }
 }
 

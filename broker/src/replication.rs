@@ -53,6 +53,9 @@ pub enum AckError {
     NotEnoughReplicas,
     /// The ISR shrank below the minimum while the append waited: written, not acknowledged.
     NotEnoughReplicasAfterAppend,
+    /// This broker stopped leading the partition while the append waited (Kafka's delayed
+    /// produce answers NOT_LEADER_OR_FOLLOWER then, so the client looks for the new leader).
+    NotLeader,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -54,6 +54,12 @@ pub trait Coordinator: Send + Sync + std::fmt::Debug {
     /// Registering the same id again replaces the registration.
     async fn register_broker(&self, registration: &BrokerRegistration) -> CoordResult<()>;
     async fn deregister_broker(&self, broker_id: u32) -> CoordResult<()>;
+    /// Passes the TTL check of broker `broker_id`, registered through this client, now
+    /// (besides the client's own passes every TTL/3): its registration stays healthy at least
+    /// a TTL after this call was sent. Consul: `PUT /v1/agent/check/pass/<check>`, answered
+    /// within TTL/4; embedded: the registration is alive. `NotRegistered` when this client
+    /// holds no TTL-checked registration of that broker.
+    async fn pass_ttl_check(&self, broker_id: u32) -> CoordResult<()>;
     /// The brokers whose health checks pass, sorted by id.
     async fn brokers(&self) -> CoordResult<Vec<BrokerInfo>>;
     /// The healthy brokers now, then again after every change.

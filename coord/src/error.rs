@@ -136,6 +136,12 @@ pub enum CoordError {
 
     #[error("coordinator client is closed")]
     Closed,
+
+    /// `pass_ttl_check` for a broker this client has no TTL-checked registration of (never
+    /// registered through it, deregistered, registered with another check, or forgotten by
+    /// the Consul agent).
+    #[error("broker {broker_id} has no TTL-checked registration through this client")]
+    NotRegistered { broker_id: u32 },
 }
 
 pub type CoordResult<T> = Result<T, CoordError>;

@@ -23,10 +23,11 @@ pub mod store;
 mod tasks;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Duration;
 
+use lmq_coord::lease::{Lease, LeaseConfig};
 use lmq_coord::{
     BrokerInfo, BrokerRegistration, CoordResult, Coordinator, EmbeddedStore, HealthCheck, Version,
 };
@@ -34,6 +35,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::broker::Broker;
+use crate::clock::Clock;
 use crate::config::BrokerConfig;
 use crate::replication::{Assignment, ReplicationConfig};
 use metadata::{ClusterMetadata, LiveBroker, MetadataError, TopicSpec};
@@ -88,30 +90,74 @@ pub struct ClusterNode {
     /// One reconciliation at a time (the metadata watch and local admin requests both run
     /// one).
     reconciling: std::sync::Mutex<()>,
-    /// The leadership lease (monotonic): see [`ClusterNode::may_lead`].
-    started: std::time::Instant,
-    /// When the last successful round trip to the coordinator was sent.
-    contact_ms: AtomicU64,
-    lease_ms: u64,
+    /// Leases are measured on its monotonic time (a manual clock in tests).
+    clock: Arc<dyn Clock>,
+    /// The leadership lease: see [`ClusterNode::may_lead`]. Renewed by `tasks::keep_contact`.
+    lease: std::sync::Mutex<Lease>,
+    lease_config: LeaseConfig,
     /// Producer ids: this broker's block, and what the cluster handed out.
     producer_ids: producer_ids::ProducerIds,
 }
 
+/// How often `tasks::keep_contact` passes this broker's TTL check and reads the health list.
+pub(crate) const CONTACT_INTERVAL: Duration = Duration::from_millis(500);
+
+/// The leadership lease of a broker whose registration has `broker_ttl`: it ends half a TTL
+/// after the send time of the last TTL pass that was followed by a health query listing this
+/// broker (`coord::lease` decides; the margin is the other half of the TTL).
+fn lease_config(broker_ttl: Duration) -> LeaseConfig {
+    LeaseConfig {
+        ttl: broker_ttl,
+        step_down_margin: broker_ttl / 2,
+        renew_interval: CONTACT_INTERVAL,
+        retry_interval: CONTACT_INTERVAL,
+    }
+}
+
 impl ClusterNode {
-    fn monotonic_ms(&self) -> u64 {
-        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    /// Now on the lease's time line (the clock's monotonic milliseconds).
+    pub(crate) fn lease_now(&self) -> Duration {
+        Duration::from_millis(self.clock.monotonic_ms())
     }
 
-    /// Whether this broker may acknowledge writes as a leader: only while its last
-    /// successful round trip to the coordinator was sent less than half its registration TTL
-    /// ago. Cut off from Consul (or stood still: SIGSTOP, a VM pause), it stops before its
-    /// registration can expire and the controller can elect other leaders, and it leads again
-    /// only after re-reading the metadata (`tasks::keep_contact`).
+    fn lease(&self) -> std::sync::MutexGuard<'_, Lease> {
+        self.lease.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Whether this broker may acknowledge writes as a leader: only while the last pass of its
+    /// TTL check that a health query then confirmed (listed healthy) was sent less than half
+    /// its registration TTL ago. The agent keeps the registration healthy at least a TTL after
+    /// receiving that pass, so the broker stops before the registration can expire and the
+    /// controller can elect other leaders, also when cut off from Consul or stood still
+    /// (SIGSTOP, a VM pause); it leads again only after re-reading the metadata
+    /// (`tasks::keep_contact`). Checked on append and again before a produce is answered.
     pub fn may_lead(&self) -> bool {
-        let silent = self
-            .monotonic_ms()
-            .saturating_sub(self.contact_ms.load(Ordering::Acquire));
-        silent <= self.lease_ms
+        let now = self.lease_now();
+        self.lease().is_held(now)
+    }
+
+    /// A confirmed pass sent at `sent`: extends a held lease. Returns `false` (nothing
+    /// changed) when the lease has lapsed: the caller re-reads the metadata, then
+    /// [`ClusterNode::restart_lease`].
+    pub(crate) fn renew_lease(&self, sent: Duration) -> bool {
+        let now = self.lease_now();
+        let mut lease = self.lease();
+        if !lease.is_held(now) {
+            return false;
+        }
+        lease.renewal_succeeded(sent);
+        true
+    }
+
+    /// A new lease from a confirmed pass sent at `sent`, once the metadata was re-read.
+    pub(crate) fn restart_lease(&self, sent: Duration) {
+        *self.lease() = Lease::new(self.lease_config, sent);
+    }
+
+    /// How long one keep_contact round (TTL pass and health query) may take: a quarter TTL,
+    /// below the TTL/3 between the coordinator's own passes.
+    pub(crate) fn contact_timeout(&self) -> Duration {
+        self.lease_config.ttl / 4
     }
 
     pub fn view(&self) -> Arc<ClusterView> {
@@ -453,19 +499,21 @@ pub async fn join(
 ) -> Result<Arc<ClusterNode>, StoreError> {
     let node_id = broker.config.node_id;
     let (host, port) = broker.config.advertised();
+    let broker_ttl = Duration::from_millis(broker.config.cluster.broker_ttl_ms);
     let registration = BrokerRegistration {
         broker_id: u32::try_from(node_id).unwrap_or(0),
         host,
         port: u16::try_from(port).unwrap_or(9092),
         rack: broker.config.cluster.rack.clone(),
-        health: HealthCheck::Ttl {
-            ttl: Duration::from_millis(broker.config.cluster.broker_ttl_ms),
-        },
+        health: HealthCheck::Ttl { ttl: broker_ttl },
     };
     let cluster_id = shared_value(&*coordinator, "cluster/id", &broker.cluster_id).await?;
     let replication_secret =
         shared_value(&*coordinator, identity::SECRET_KEY, &identity::new_secret()).await?;
+    // A registration starts healthy (passing): the first lease runs from its send time.
+    let registered_at = Duration::from_millis(broker.clock.monotonic_ms());
     coordinator.register_broker(&registration).await?;
+    let lease_config = lease_config(broker_ttl);
     let node = Arc::new(ClusterNode {
         node_id,
         cluster_id,
@@ -478,9 +526,9 @@ pub async fn join(
         changes: watch::channel(0).0,
         seed: AtomicUsize::new(usize::try_from(node_id).unwrap_or(0)),
         reconciling: std::sync::Mutex::new(()),
-        started: std::time::Instant::now(),
-        contact_ms: AtomicU64::new(0),
-        lease_ms: broker.config.cluster.broker_ttl_ms / 2,
+        clock: Arc::clone(&broker.clock),
+        lease: std::sync::Mutex::new(Lease::new(lease_config, registered_at)),
+        lease_config,
         producer_ids: producer_ids::ProducerIds::default(),
     });
     let brokers = coordinator.brokers().await?;
@@ -614,5 +662,73 @@ async fn shared_value(
             .map(|entry| String::from_utf8_lossy(&entry.value).into_owned())
             .unwrap_or_else(|| offer.to_string())),
         Err(error) => Err(error.into()),
+    }
+}
+
+/// A broker joined to an embedded coordinator of its own, on a manual clock: for unit tests
+/// of the cluster edge (lease, produce answers) without sockets.
+#[cfg(test)]
+pub(crate) mod testing {
+    use std::sync::Arc;
+
+    use lmq_coord::{Coordinator, EmbeddedStore};
+    use tokio::sync::watch;
+
+    use crate::broker::Broker;
+    use crate::clock::ManualClock;
+    use crate::config::BrokerConfig;
+
+    use super::ClusterNode;
+
+    pub(crate) struct TestNode {
+        pub broker: Arc<Broker>,
+        pub node: Arc<ClusterNode>,
+        pub clock: Arc<ManualClock>,
+        stop: watch::Sender<bool>,
+        _store: EmbeddedStore,
+        _dir: tempfile::TempDir,
+    }
+
+    impl TestNode {
+        /// Stops the background tasks (the lease is then renewed by nobody).
+        pub fn stop_tasks(&self) {
+            let _ = self.stop.send(true);
+        }
+    }
+
+    impl Drop for TestNode {
+        fn drop(&mut self) {
+            let _ = self.stop.send(true);
+        }
+    }
+
+    /// Node 0, configured by `configure`, joined through `wrap(coordinator)`.
+    pub(crate) async fn start(
+        configure: impl FnOnce(&mut BrokerConfig),
+        wrap: impl FnOnce(Arc<dyn Coordinator>) -> Arc<dyn Coordinator>,
+    ) -> TestNode {
+        let dir = tempfile::tempdir().unwrap();
+        let store = EmbeddedStore::open(&dir.path().join("coordinator")).unwrap();
+        let mut config = BrokerConfig {
+            data_dir: dir.path().join("broker"),
+            node_id: 0,
+            ..BrokerConfig::default()
+        };
+        configure(&mut config);
+        let clock = Arc::new(ManualClock::new(1_700_000_000_000));
+        let broker = Arc::new(Broker::open(config, Arc::clone(&clock) as _).unwrap());
+        let coordinator: Arc<dyn Coordinator> = Arc::new(store.client());
+        let (stop, shutdown) = watch::channel(false);
+        let node = super::join(Arc::clone(&broker), wrap(coordinator), shutdown)
+            .await
+            .unwrap();
+        TestNode {
+            broker,
+            node,
+            clock,
+            stop,
+            _store: store,
+            _dir: dir,
+        }
     }
 }

@@ -4,13 +4,12 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use lmq_coord::BrokerInfo;
 use tokio::sync::watch;
 
-use super::{CONTROLLER_ROLE, ClusterNode, store};
+use super::{CONTACT_INTERVAL, CONTROLLER_ROLE, ClusterNode, store};
 use crate::broker::Broker;
 use crate::partition::{IsrProposal, Partition};
 
@@ -196,52 +195,186 @@ pub(super) async fn tick_leaders(broker: Arc<Broker>, mut shutdown: watch::Recei
     }
 }
 
-/// Renews the leadership lease: a cheap coordinator round trip every 500 ms. After a gap
-/// longer than the lease (cut off, or the process stood still) the metadata is read again and
-/// applied before the lease counts again, since other leaders may have been elected meanwhile.
+/// Renews the leadership lease every [`CONTACT_INTERVAL`]: sent = now, pass this broker's
+/// TTL check, then the health query must list this broker as healthy; only then does the
+/// lease run from `sent`. A successful query alone proves nothing about this broker's own
+/// registration (its check may be failing or about to expire). The whole round must finish
+/// within a quarter TTL. After the lease lapsed (cut off, or the process stood still) the
+/// metadata is read again and applied before the lease counts again, since other leaders may
+/// have been elected meanwhile.
 pub(super) async fn keep_contact(
     broker: Arc<Broker>,
     node: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut reported = false;
+    let broker_id = u32::try_from(node.node_id).unwrap_or(0);
     loop {
         tokio::select! {
-            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+            () = tokio::time::sleep(CONTACT_INTERVAL) => {}
             _ = shutdown.wait_for(|stop| *stop) => return,
         }
-        let sent = node.monotonic_ms();
-        let probe = tokio::time::timeout(
-            Duration::from_millis(node.lease_ms),
-            node.coordinator.brokers(),
-        )
+        let sent = node.lease_now();
+        let round = tokio::time::timeout(node.contact_timeout(), async {
+            node.coordinator.pass_ttl_check(broker_id).await?;
+            node.coordinator.brokers().await
+        })
         .await;
-        if !matches!(probe, Ok(Ok(_))) {
+        let failure = match round {
+            Ok(Ok(brokers)) if brokers.iter().any(|info| info.broker_id == broker_id) => None,
+            Ok(Ok(_)) => Some("this broker is not listed healthy".to_string()),
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some("no answer within a quarter TTL".to_string()),
+        };
+        if let Some(failure) = failure {
             if !reported {
                 tracing::warn!(
-                    "the coordinator does not answer; leader writes stop when the lease ends"
+                    %failure,
+                    "the lease is not renewed; leader writes stop when it ends"
                 );
                 reported = true;
             }
             continue;
         }
-        let silent = sent.saturating_sub(node.contact_ms.load(Ordering::Acquire));
-        if silent > node.lease_ms {
+        if !node.renew_lease(sent) {
             match store::read(&*node.coordinator).await {
                 Ok((metadata, version)) => {
                     node.apply_metadata(&broker, metadata, version);
-                    tracing::info!(
-                        silent_ms = silent,
-                        "in contact with the coordinator again; metadata re-read"
-                    );
+                    tracing::info!("in contact with the coordinator again; metadata re-read");
                 }
                 Err(error) => {
                     tracing::warn!(%error, "cannot re-read the cluster metadata yet");
                     continue;
                 }
             }
+            node.restart_lease(sent);
         }
-        node.contact_ms.store(sent, Ordering::Release);
         reported = false;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::Duration;
+
+    use async_trait::async_trait;
+    use lmq_coord::{
+        BrokerRegistration, CoordResult, Coordinator, KvEntry, LeaderInfo, Leadership, LockGuard,
+        Version, Watch, WriteCondition,
+    };
+
+    use super::super::testing;
+    use super::*;
+
+    /// A coordinator whose health query leaves this broker out while `hidden` is set (as
+    /// Consul does once the broker's TTL check is critical), everything else passed through.
+    #[derive(Debug)]
+    struct Unlisted {
+        inner: Arc<dyn Coordinator>,
+        hidden: Arc<AtomicBool>,
+    }
+
+    #[async_trait]
+    impl Coordinator for Unlisted {
+        async fn register_broker(&self, registration: &BrokerRegistration) -> CoordResult<()> {
+            self.inner.register_broker(registration).await
+        }
+        async fn deregister_broker(&self, broker_id: u32) -> CoordResult<()> {
+            self.inner.deregister_broker(broker_id).await
+        }
+        async fn pass_ttl_check(&self, broker_id: u32) -> CoordResult<()> {
+            self.inner.pass_ttl_check(broker_id).await
+        }
+        async fn brokers(&self) -> CoordResult<Vec<BrokerInfo>> {
+            let mut brokers = self.inner.brokers().await?;
+            if self.hidden.load(Ordering::SeqCst) {
+                brokers.retain(|broker| broker.broker_id != 0);
+            }
+            Ok(brokers)
+        }
+        async fn watch_brokers(&self) -> CoordResult<Watch<Vec<BrokerInfo>>> {
+            self.inner.watch_brokers().await
+        }
+        async fn campaign(
+            &self,
+            role: &str,
+            candidate: &[u8],
+            wait_max: Duration,
+        ) -> CoordResult<Leadership> {
+            self.inner.campaign(role, candidate, wait_max).await
+        }
+        async fn leader(&self, role: &str) -> CoordResult<Option<LeaderInfo>> {
+            self.inner.leader(role).await
+        }
+        async fn watch_leader(&self, role: &str) -> CoordResult<Watch<Option<LeaderInfo>>> {
+            self.inner.watch_leader(role).await
+        }
+        async fn get(&self, key: &str) -> CoordResult<Option<KvEntry>> {
+            self.inner.get(key).await
+        }
+        async fn list(&self, prefix: &str) -> CoordResult<Vec<KvEntry>> {
+            self.inner.list(prefix).await
+        }
+        async fn write(
+            &self,
+            key: &str,
+            value: &[u8],
+            condition: WriteCondition<'_>,
+        ) -> CoordResult<Version> {
+            self.inner.write(key, value, condition).await
+        }
+        async fn delete(&self, key: &str) -> CoordResult<()> {
+            self.inner.delete(key).await
+        }
+        async fn watch(&self, key: &str) -> CoordResult<Watch<Option<KvEntry>>> {
+            self.inner.watch(key).await
+        }
+        async fn lock(&self, name: &str, wait_max: Duration) -> CoordResult<LockGuard> {
+            self.inner.lock(name, wait_max).await
+        }
+        async fn close(&self) -> CoordResult<()> {
+            self.inner.close().await
+        }
+    }
+
+    /// Moves the manual clock by `by_ms`, then gives keep_contact (every 500 ms of real
+    /// time) the chance of a round or two.
+    async fn let_time_pass(test: &testing::TestNode, by_ms: i64) {
+        test.clock.advance(by_ms);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+    }
+
+    /// The lease is renewed only by rounds in which this broker's TTL pass succeeds and the
+    /// health query then lists it as healthy: a query that answers without it (its TTL check
+    /// failing), or a pass that fails (deregistered), does not renew, so the lease lapses
+    /// half a TTL after the last round that did.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn keep_contact_renews_only_while_this_broker_is_listed_healthy() {
+        let hidden = Arc::new(AtomicBool::new(false));
+        let test = testing::start(|config| config.cluster.broker_ttl_ms = 2_000, {
+            let hidden = Arc::clone(&hidden);
+            move |inner| Arc::new(Unlisted { inner, hidden })
+        })
+        .await;
+        // Listed: renewed round after round, on the manual clock (lease 1 s).
+        for _ in 0..3 {
+            let_time_pass(&test, 600).await;
+            assert!(test.node.may_lead(), "renewed while listed");
+        }
+        // The query answers, but without this broker.
+        hidden.store(true, Ordering::SeqCst);
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let_time_pass(&test, 1_100).await;
+        assert!(!test.node.may_lead(), "renewed while not listed healthy");
+        // Listed again: the lease comes back.
+        hidden.store(false, Ordering::SeqCst);
+        let_time_pass(&test, 100).await;
+        assert!(test.node.may_lead(), "renewed once listed again");
+        // Deregistered: the TTL pass itself fails.
+        test.node.coordinator.deregister_broker(0).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(1_200)).await;
+        let_time_pass(&test, 1_100).await;
+        assert!(!test.node.may_lead(), "renewed after deregistering");
     }
 }

@@ -10,6 +10,8 @@ use lmq_wire::protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
 use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
 
 use lmq_storage::batch::{BatchView, batch_total_bytes};
 use lmq_wire::protocol::ResponseError;
@@ -20,8 +22,8 @@ use super::{
 };
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
-use crate::metrics::TopicLabels;
-use crate::partition::{Partition, ReplicaError};
+use crate::metrics::{ApiErrorLabels, TopicLabels};
+use crate::partition::{AppendMark, Partition, ReplicaError};
 use crate::replication::AckError;
 use crate::topics::is_internal_topic;
 
@@ -33,6 +35,13 @@ pub struct Appended {
     /// (topic index, partition index, partition, offset to flush below).
     flushes: Vec<(usize, usize, Arc<Partition>, i64)>,
     waiting: Vec<Waiting>,
+    /// (topic index, partition index, partition, what the append was made under) of every
+    /// append answered with success so far: checked again right before the answer.
+    appends: Vec<(usize, usize, Arc<Partition>, AppendMark)>,
+    /// The leadership lease is checked again before the answer.
+    cluster: Option<Arc<ClusterNode>>,
+    /// Refusals of acks=0 produces are counted here: no answer carries them.
+    request_errors: Family<ApiErrorLabels, Counter>,
     acks: i16,
     timeout_ms: i32,
     version: i16,
@@ -42,12 +51,64 @@ impl Appended {
     /// The answer, once what it acknowledges is durable; `None` for acks=0.
     pub async fn finish(mut self) -> Option<ProduceResponse> {
         if !self.flushes.is_empty() {
-            wait_for_flushes(&mut self.response, self.flushes, self.version).await;
+            let flushes = std::mem::take(&mut self.flushes);
+            wait_for_flushes(&mut self.response, flushes, self.version).await;
         }
         if !self.waiting.is_empty() {
-            wait_for_isr(&mut self.response, self.waiting, self.timeout_ms).await;
+            let waiting = std::mem::take(&mut self.waiting);
+            wait_for_isr(&mut self.response, waiting, self.timeout_ms).await;
         }
+        self.recheck();
         (self.acks != 0).then_some(self.response)
+    }
+
+    /// The waits may have outlasted the leadership: an append is acknowledged only if the
+    /// lease still holds now and its partition is still led in the epoch it was appended in,
+    /// with no truncation since (else the record may be gone, or be overwritten by the new
+    /// leader's history). Otherwise NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose
+    /// leader moved: the client refreshes its metadata and retries.
+    fn recheck(&mut self) {
+        let lease_held = self
+            .cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.may_lead());
+        for (topic, partition, replica, mark) in &self.appends {
+            let answered_ok = self
+                .response
+                .responses
+                .get(*topic)
+                .and_then(|topic| topic.partition_responses.get(*partition))
+                .is_some_and(|answer| answer.error_code == NONE);
+            if !answered_ok {
+                continue;
+            }
+            let reason = if !lease_held {
+                "the leadership lease lapsed before the answer"
+            } else if !replica.still_holds(*mark) {
+                "the leadership changed (or the log was truncated) before the answer"
+            } else {
+                continue;
+            };
+            let code = ResponseError::NotLeaderOrFollower.code();
+            tracing::info!(
+                partition = replica.index,
+                reason,
+                "produce not acknowledged"
+            );
+            if let Some(answer) = unacknowledge(&mut self.response, *topic, *partition, code)
+                && self.version >= 8
+            {
+                answer.error_message = Some(str_bytes(reason));
+            }
+            if self.acks == 0 {
+                self.request_errors
+                    .get_or_create(&ApiErrorLabels {
+                        api: "Produce".to_string(),
+                        error: crate::metrics::error_name(code),
+                    })
+                    .inc();
+            }
+        }
     }
 }
 
@@ -132,6 +193,8 @@ pub fn append(
     let mut waiting = Vec::new();
     // Appends waiting for their group commit (fsync), as (topic index, partition index, ...).
     let mut flushes = Vec::new();
+    // Every append, checked again before the answer.
+    let mut appends = Vec::new();
     for topic_data in request.topic_data {
         let topic = broker.topics.get(&topic_data.name.0);
         let mut topic_response = TopicProduceResponse::default();
@@ -200,6 +263,12 @@ pub fn append(
             match appended {
                 Ok(appended) => {
                     appended_any = true;
+                    appends.push((
+                        response.responses.len(),
+                        topic_response.partition_responses.len(),
+                        Arc::clone(partition),
+                        appended.mark,
+                    ));
                     let info = appended.info;
                     if info.flush_pending {
                         flushes.push((
@@ -263,6 +332,9 @@ pub fn append(
         response,
         flushes,
         waiting,
+        appends,
+        cluster: broker.cluster().cloned(),
+        request_errors: broker.metrics.request_errors.clone(),
         acks: request.acks,
         timeout_ms: request.timeout_ms,
         version,
@@ -317,7 +389,7 @@ async fn wait_for_isr(response: &mut ProduceResponse, waiting: Vec<Waiting>, tim
                 ResponseError::NotEnoughReplicasAfterAppend.code()
             }
             // The leader stepped down while the append waited.
-            Ok(Err(_)) => ResponseError::NotLeaderOrFollower.code(),
+            Ok(Ok(Err(AckError::NotLeader)) | Err(_)) => ResponseError::NotLeaderOrFollower.code(),
             Err(_) => ResponseError::RequestTimedOut.code(),
         };
         unacknowledge(response, topic, partition, code);
@@ -347,4 +419,120 @@ fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {
         .get(topic)
         .and_then(|topic| topic.configs.get("message.timestamp.type").cloned())
         .is_some_and(|kind| kind == "LogAppendTime")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use lmq_storage::builder::BatchBuilder;
+    use lmq_wire::protocol::messages::TopicName;
+    use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use lmq_wire::protocol::protocol::StrBytes;
+
+    use super::*;
+    use crate::cluster::testing;
+    use crate::replication::{Assignment, ReplicationConfig};
+
+    const NOT_LEADER: i16 = 6;
+
+    fn request(topic: &str, acks: i16) -> ProduceRequest {
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        let mut data = PartitionProduceData::default();
+        data.index = 0;
+        data.records = Some(builder.build().into());
+        let mut topic_data = TopicProduceData::default();
+        topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
+        topic_data.partition_data = vec![data];
+        let mut request = ProduceRequest::default();
+        request.acks = acks;
+        request.timeout_ms = 5_000;
+        request.topic_data = vec![topic_data];
+        request
+    }
+
+    const ANY_PRODUCER_ID: ProducerIdsEnd = ProducerIdsEnd {
+        end: i64::MAX,
+        unconfirmed: None,
+    };
+
+    fn code(response: &ProduceResponse) -> i16 {
+        response.responses[0].partition_responses[0].error_code
+    }
+
+    fn refused_count(broker: &Broker) -> u64 {
+        broker
+            .metrics
+            .request_errors
+            .get_or_create(&ApiErrorLabels {
+                api: "Produce".to_string(),
+                error: "NOT_LEADER_OR_FOLLOWER".to_string(),
+            })
+            .get()
+    }
+
+    /// The lease is checked again when the answer is sent: appended while it held, answered
+    /// after it lapsed (the manual clock moved past half the registration TTL meanwhile), the
+    /// produce is not acknowledged. acks=0 sends nothing but counts the refusal.
+    #[tokio::test]
+    async fn a_lease_that_lapses_before_the_answer_refuses_the_produce() {
+        for acks in [1, -1, 0] {
+            let test = testing::start(|_| {}, |coordinator| coordinator).await;
+            test.stop_tasks();
+            let ttl_ms = i64::try_from(test.broker.config.cluster.broker_ttl_ms).unwrap();
+            test.node
+                .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+                .await
+                .unwrap();
+            let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
+            assert_eq!(code(&appended.response), NONE, "acks={acks}: appended");
+            test.clock.advance(ttl_ms);
+            let answer = appended.finish().await;
+            if acks == 0 {
+                assert!(answer.is_none());
+                // No answer to count from: the refusal is counted here.
+                assert_eq!(refused_count(&test.broker), 1);
+            } else {
+                let answer = answer.unwrap();
+                assert_eq!(code(&answer), NOT_LEADER, "acks={acks}: {answer:?}");
+                assert_eq!(answer.responses[0].partition_responses[0].base_offset, -1);
+            }
+        }
+    }
+
+    /// A produce waiting for its fsync whose record is cut meanwhile (another broker was
+    /// elected, this one follows it and truncates its diverging log) is answered with an
+    /// error, never success: its record is gone.
+    #[tokio::test]
+    async fn a_produce_truncated_while_it_waits_is_not_acknowledged() {
+        for acks in [1, -1] {
+            let test = testing::start(
+                |config| config.log.flush = "every-batch".to_string(),
+                |coordinator| coordinator,
+            )
+            .await;
+            test.stop_tasks();
+            test.node
+                .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+                .await
+                .unwrap();
+            let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
+            assert_eq!(code(&appended.response), NONE, "acks={acks}: appended");
+            assert_eq!(appended.flushes.len(), 1, "waits for its fsync");
+            let partition = Arc::clone(&test.broker.topics.get("t").unwrap().partitions[0]);
+            let new_leader = Assignment {
+                leader_id: 1,
+                leader_epoch: 1,
+                replicas: vec![0, 1],
+                isr: vec![1],
+            };
+            partition
+                .become_role(0, &new_leader, ReplicationConfig::default(), 0)
+                .unwrap();
+            assert_eq!(partition.truncate_diverging(0, 0).unwrap(), 0);
+            let answer = appended.finish().await.unwrap();
+            assert_eq!(code(&answer), NOT_LEADER, "acks={acks}: {answer:?}");
+        }
+    }
 }

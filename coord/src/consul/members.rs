@@ -12,6 +12,21 @@ use crate::coordinator::AbortOnDrop;
 use crate::error::{CoordError, CoordResult};
 use crate::types::{BrokerInfo, BrokerRegistration, HealthCheck};
 
+/// A broker registered through this client.
+pub(super) struct Registered {
+    /// The TTL of its TTL check (`None`: another kind of check).
+    ttl: Option<Duration>,
+    /// The task keeping its TTL check passing.
+    _passer: Option<AbortOnDrop>,
+}
+
+/// How long one TTL pass may take: below the TTL/3 between the background passes, so a slow
+/// agent cannot stretch the gap between two passes past the TTL, and a lease renewed by a
+/// pass (sent, then answered within TTL/4) is renewed by one that reached the agent in time.
+fn pass_timeout(ttl: Duration, request_timeout: Duration) -> Duration {
+    request_timeout.min(ttl / 4)
+}
+
 impl Inner {
     /// `Coordinator::register_broker` once the registration is checked: the service with its
     /// check, and for a TTL check the task that keeps it passing.
@@ -61,18 +76,49 @@ impl Inner {
                 self.config.request_timeout,
             )
             .await?;
-        let passer = match &registration.health {
-            HealthCheck::Ttl { ttl } => Some(AbortOnDrop(tokio::spawn(pass_ttl_check(
-                Arc::clone(&self.http),
-                check_id,
-                body,
-                *ttl,
-                self.config.request_timeout,
-            )))),
-            HealthCheck::Tcp { .. } => None,
+        let registered = match &registration.health {
+            HealthCheck::Ttl { ttl } => Registered {
+                ttl: Some(*ttl),
+                _passer: Some(AbortOnDrop(tokio::spawn(keep_passing(
+                    Arc::clone(&self.http),
+                    check_id,
+                    body,
+                    *ttl,
+                    pass_timeout(*ttl, self.config.request_timeout),
+                )))),
+            },
+            HealthCheck::Tcp { .. } => Registered {
+                ttl: None,
+                _passer: None,
+            },
         };
-        lock_map(&self.registrations).insert(registration.broker_id, passer);
+        lock_map(&self.registrations).insert(registration.broker_id, registered);
         Ok(())
+    }
+
+    /// `Coordinator::pass_ttl_check`: one pass of broker `broker_id`'s TTL check, now.
+    pub(super) async fn pass_ttl_check(&self, broker_id: u32) -> CoordResult<()> {
+        let ttl = lock_map(&self.registrations)
+            .get(&broker_id)
+            .and_then(|registered| registered.ttl)
+            .ok_or(CoordError::NotRegistered { broker_id })?;
+        let path = format!(
+            "/v1/agent/check/pass/{}-{broker_id}-health",
+            self.config.service_name
+        );
+        let timeout = pass_timeout(ttl, self.config.request_timeout);
+        let reply = self.http.call(Method::PUT, &path, None, timeout).await?;
+        match reply.status {
+            200 => Ok(()),
+            // The agent forgot the check (the background task registers it again).
+            404 => Err(CoordError::NotRegistered { broker_id }),
+            status => Err(CoordError::Status {
+                method: "PUT",
+                path,
+                status,
+                body: reply.body_text(),
+            }),
+        }
     }
 
     /// Removes broker `broker_id`'s service instance from the agent.
@@ -177,9 +223,10 @@ async fn healthy_brokers(
     Ok((brokers, Some(nodes.index).filter(|index| *index > 0)))
 }
 
-/// Keeps a broker's TTL check passing. An agent that forgot the check (restarted without
-/// its data, e.g. a dev agent) answers 404: the broker is registered again.
-async fn pass_ttl_check(
+/// Keeps a broker's TTL check passing, every TTL/3, each pass bounded by `timeout` (below
+/// TTL/3). An agent that forgot the check (restarted without its data, e.g. a dev agent)
+/// answers 404: the broker is registered again.
+async fn keep_passing(
     http: Arc<Http>,
     check_id: String,
     registration: Vec<u8>,
@@ -215,5 +262,25 @@ async fn pass_ttl_check(
                 tracing::warn!(%check_id, %error, "passing the broker's TTL check failed");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A pass never takes longer than the TTL/3 between the background passes, whatever the
+    /// request timeout (the default 5 s exceeds a 6 s TTL's 2 s period).
+    #[test]
+    fn a_pass_times_out_before_the_next_one_is_due() {
+        for ttl_ms in [1_000, 6_000, 10_000, 60_000] {
+            let ttl = Duration::from_millis(ttl_ms);
+            let timeout = pass_timeout(ttl, Duration::from_secs(5));
+            assert!(timeout < ttl / 3, "ttl {ttl:?}: {timeout:?}");
+        }
+        assert_eq!(
+            pass_timeout(Duration::from_secs(60), Duration::from_secs(5)),
+            Duration::from_secs(5)
+        );
     }
 }

@@ -74,7 +74,7 @@ struct Inner {
     held: Mutex<HashMap<String, u64>>,
     next_claim: AtomicU64,
     /// Registered brokers, with the task passing a TTL check.
-    registrations: Mutex<HashMap<u32, Option<AbortOnDrop>>>,
+    registrations: Mutex<HashMap<u32, members::Registered>>,
     closed: watch::Sender<bool>,
 }
 
@@ -262,6 +262,11 @@ impl Coordinator for ConsulCoordinator {
         inner.ensure_open()?;
         lock_map(&inner.registrations).remove(&broker_id);
         inner.deregister_service(broker_id).await
+    }
+
+    async fn pass_ttl_check(&self, broker_id: u32) -> CoordResult<()> {
+        self.inner.ensure_open()?;
+        self.inner.pass_ttl_check(broker_id).await
     }
 
     async fn brokers(&self) -> CoordResult<Vec<BrokerInfo>> {

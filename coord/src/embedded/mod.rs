@@ -79,6 +79,8 @@ struct HoldRecord {
 struct BrokerRecord {
     info: BrokerInfo,
     client: u64,
+    /// Whether its health check is a TTL check (which a live client keeps passing).
+    ttl_checked: bool,
     healthy: bool,
     /// Distinguishes re-registrations, so a stale probe cannot flip a newer one.
     generation: u64,
@@ -462,6 +464,7 @@ impl Coordinator for EmbeddedCoordinator {
             BrokerRecord {
                 info: registration.info(),
                 client: self.client,
+                ttl_checked: matches!(registration.health, HealthCheck::Ttl { .. }),
                 healthy: true,
                 generation,
                 _probe: probe,
@@ -476,6 +479,15 @@ impl Coordinator for EmbeddedCoordinator {
         state.brokers.remove(&broker_id);
         publish_brokers(&state);
         Ok(())
+    }
+
+    async fn pass_ttl_check(&self, broker_id: u32) -> CoordResult<()> {
+        // In-process there is no TTL to reset: the registration passes while it exists.
+        let state = self.shared.open_state(self.client)?;
+        match state.brokers.get(&broker_id) {
+            Some(record) if record.client == self.client && record.ttl_checked => Ok(()),
+            _ => Err(CoordError::NotRegistered { broker_id }),
+        }
     }
 
     async fn brokers(&self) -> CoordResult<Vec<BrokerInfo>> {

@@ -268,6 +268,53 @@ pub async fn registration_visible_and_removed_when_holder_dies<H: Harness>(harne
     registrar.close().await.unwrap();
 }
 
+/// `pass_ttl_check` passes the TTL check of a broker this client registered, and fails for
+/// one it did not register (or deregistered): a lease renewed by it is renewed only by a pass
+/// that reached the registration.
+pub async fn ttl_pass_only_for_this_clients_registration<H: Harness>(harness: &H) {
+    let registrar = harness.client().await;
+    let other = harness.client().await;
+    let ttl = Duration::from_secs(3);
+    registrar
+        .register_broker(&broker(4, HealthCheck::Ttl { ttl }))
+        .await
+        .unwrap();
+    registrar.pass_ttl_check(4).await.unwrap();
+    assert!(matches!(
+        other.pass_ttl_check(4).await,
+        Err(CoordError::NotRegistered { broker_id: 4 })
+    ));
+    assert!(matches!(
+        registrar.pass_ttl_check(5).await,
+        Err(CoordError::NotRegistered { broker_id: 5 })
+    ));
+    assert_eq!(ids(&other.brokers().await.unwrap()), [4]);
+    registrar.deregister_broker(4).await.unwrap();
+    assert!(matches!(
+        registrar.pass_ttl_check(4).await,
+        Err(CoordError::NotRegistered { broker_id: 4 })
+    ));
+    // A check that is not a TTL check cannot be passed by hand.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let health = HealthCheck::Tcp {
+        address: listener.local_addr().unwrap().to_string(),
+        interval: Duration::from_secs(1),
+        timeout: Duration::from_millis(500),
+    };
+    registrar.register_broker(&broker(6, health)).await.unwrap();
+    assert!(matches!(
+        registrar.pass_ttl_check(6).await,
+        Err(CoordError::NotRegistered { broker_id: 6 })
+    ));
+    registrar.deregister_broker(6).await.unwrap();
+    registrar.close().await.unwrap();
+    assert!(matches!(
+        registrar.pass_ttl_check(4).await,
+        Err(CoordError::Closed)
+    ));
+    other.close().await.unwrap();
+}
+
 pub async fn tcp_health_check<H: Harness>(harness: &H) {
     let observer = harness.client().await;
     let registrar = harness.client().await;
@@ -556,6 +603,7 @@ macro_rules! for_every_contract_test {
             cas_conflicts_are_reported_not_retried,
             watch_delivers_every_change_in_order,
             registration_visible_and_removed_when_holder_dies,
+            ttl_pass_only_for_this_clients_registration,
             tcp_health_check,
             exactly_one_leader_among_campaigners,
             resign_flips_the_handle_and_fences_the_old_token,

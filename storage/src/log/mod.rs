@@ -94,6 +94,11 @@ impl PartitionLog {
     pub fn high_watermark(&self) -> i64 {
         self.state.high_watermark
     }
+    /// How many truncations cut this log since it was opened: an append made before the
+    /// count changed may be gone.
+    pub fn truncations(&self) -> u64 {
+        self.truncations
+    }
     /// Everything below this offset has been fsynced.
     pub fn recovery_point(&self) -> i64 {
         self.state.recovery_point
