@@ -51,7 +51,7 @@ impl Syncer for OsSyncer {
 
 /// Writes `contents` to `path` so that a crash leaves either the old or the new file:
 /// write a temporary file, fsync it, rename it over, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8], syncer: &dyn Syncer) -> Result<()> {
+pub fn write_atomically(path: &Path, contents: &[u8], syncer: &dyn Syncer) -> Result<()> {
     let temporary = path.with_extension(TEMPORARY_SUFFIX);
     let mut file =
         File::create(&temporary).map_err(|error| StorageError::io("create", &temporary, error))?;
@@ -77,7 +77,7 @@ pub(crate) fn sync_dir(dir: &Path, syncer: &dyn Syncer) -> Result<()> {
 
 /// Creates `dir` and any missing parents so that each new name survives a power cut: the
 /// parent of every directory created here is fsynced after it.
-pub(crate) fn create_dir_durably(dir: &Path, syncer: &dyn Syncer) -> Result<()> {
+pub fn create_dir_durably(dir: &Path, syncer: &dyn Syncer) -> Result<()> {
     let mut missing = Vec::new();
     let mut ancestor = Some(dir);
     while let Some(path) = ancestor {
