@@ -41,15 +41,12 @@ impl Broker {
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, TopicError> {
         config.validate().map_err(TopicError::InvalidConfig)?;
         let log_defaults = config.log.log_config().map_err(TopicError::InvalidConfig)?;
-        fs::create_dir_all(&config.data_dir).map_err(|error| TopicError::Metadata {
-            path: config.data_dir.clone(),
-            reason: error.to_string(),
-        })?;
-        let cluster_id = load_or_create_cluster_id(&config.data_dir)?;
         let metrics = Metrics::new();
         let syncer = Arc::new(TimedSyncer {
             histogram: metrics.fsync_duration.clone(),
         });
+        lmq_storage::create_dir_durably(&config.data_dir, syncer.as_ref())?;
+        let cluster_id = load_or_create_cluster_id(&config.data_dir, syncer.as_ref())?;
         let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
         Ok(Broker {
@@ -241,7 +238,10 @@ fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, Top
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.
-fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, TopicError> {
+fn load_or_create_cluster_id(
+    data_dir: &Path,
+    syncer: &dyn lmq_storage::Syncer,
+) -> Result<String, TopicError> {
     let path = data_dir.join("cluster_id");
     let error = |error: std::io::Error| TopicError::Metadata {
         path: path.clone(),
@@ -254,6 +254,49 @@ fn load_or_create_cluster_id(data_dir: &Path) -> Result<String, TopicError> {
         Err(read) => return Err(error(read)),
     }
     let id = uuid::Uuid::new_v4().simple().to_string();
-    fs::write(&path, &id).map_err(error)?;
+    // Temporary file, fsync, rename, directory fsync: a power cut never leaves an empty or
+    // half-written id (which would make a new id and a new cluster on restart).
+    lmq_storage::write_atomically(&path, id.as_bytes(), syncer)?;
     Ok(id)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use std::path::PathBuf;
+    use std::sync::Mutex;
+
+    /// Records the path of every file and directory fsynced through it.
+    #[derive(Debug, Default)]
+    pub(crate) struct RecordingSyncer {
+        pub synced: Mutex<Vec<PathBuf>>,
+    }
+
+    impl lmq_storage::Syncer for RecordingSyncer {
+        fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
+            use std::os::fd::AsRawFd;
+            let path = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
+            self.synced.lock().unwrap().push(path);
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_cluster_id_is_written_by_rename_and_synced() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().canonicalize().unwrap();
+        let syncer = RecordingSyncer::default();
+        let id = load_or_create_cluster_id(&data_dir, &syncer).unwrap();
+        let synced = syncer.synced.lock().unwrap().clone();
+        // The id is fsynced under a temporary name, renamed, then the directory fsynced: a
+        // power cut leaves the old file or the whole new one, never an empty one.
+        assert_eq!(
+            synced,
+            vec![data_dir.join("cluster_id.tmp"), data_dir.clone()],
+            "fsyncs of the cluster id"
+        );
+        assert_eq!(fs::read_to_string(data_dir.join("cluster_id")).unwrap(), id);
+        assert!(!data_dir.join("cluster_id.tmp").exists());
+        assert_eq!(load_or_create_cluster_id(&data_dir, &syncer).unwrap(), id);
+    }
 }

@@ -238,7 +238,8 @@ impl TopicRegistry {
             isr_wakeup: IsrWakeup::default(),
         };
         let topics_dir = registry.topics_dir();
-        fs::create_dir_all(&topics_dir).map_err(|error| metadata_error(&topics_dir, error))?;
+        // Its name must survive a power cut with the topic files written into it.
+        lmq_storage::create_dir_durably(&topics_dir, registry.syncer.as_ref())?;
         let entries =
             fs::read_dir(&topics_dir).map_err(|error| metadata_error(&topics_dir, error))?;
         let mut loaded = BTreeMap::new();
@@ -596,6 +597,19 @@ mod tests {
                 "{key}={value}"
             );
         }
+    }
+
+    #[test]
+    fn a_fresh_data_dir_gets_its_topics_directory_synced_into_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let data_dir = dir.path().canonicalize().unwrap();
+        let syncer = Arc::new(crate::broker::tests::RecordingSyncer::default());
+        TopicRegistry::load(&data_dir, LogConfig::default(), syncer.clone(), 0).unwrap();
+        let synced = syncer.synced.lock().unwrap().clone();
+        assert!(
+            synced.contains(&data_dir),
+            "the data directory was not fsynced after creating topics/: {synced:?}"
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ impl Syncer for OsSyncer {
 
 /// Writes `contents` to `path` so that a crash leaves either the old or the new file:
 /// write a temporary file, fsync it, rename it over, fsync the directory.
-pub(crate) fn write_atomically(path: &Path, contents: &[u8], syncer: &dyn Syncer) -> Result<()> {
+pub fn write_atomically(path: &Path, contents: &[u8], syncer: &dyn Syncer) -> Result<()> {
     let temporary = path.with_extension(TEMPORARY_SUFFIX);
     let mut file =
         File::create(&temporary).map_err(|error| StorageError::io("create", &temporary, error))?;
@@ -73,6 +73,31 @@ pub(crate) fn sync_dir(dir: &Path, syncer: &dyn Syncer) -> Result<()> {
     syncer
         .sync_data(&handle)
         .map_err(|error| StorageError::io("fsync dir", dir, error))
+}
+
+/// Creates `dir` and any missing parents so that each new name survives a power cut: the
+/// parent of every directory created here is fsynced after it.
+pub fn create_dir_durably(dir: &Path, syncer: &dyn Syncer) -> Result<()> {
+    let mut missing = Vec::new();
+    let mut ancestor = Some(dir);
+    while let Some(path) = ancestor {
+        if path.as_os_str().is_empty() || path.exists() {
+            break;
+        }
+        missing.push(path);
+        ancestor = path.parent();
+    }
+    fs::create_dir_all(dir).map_err(|error| StorageError::io("create dir", dir, error))?;
+    // Deepest first is fine: each fsync makes one parent's new entry durable.
+    for created in missing {
+        if let Some(parent) = created
+            .parent()
+            .filter(|parent| !parent.as_os_str().is_empty())
+        {
+            sync_dir(parent, syncer)?;
+        }
+    }
+    Ok(())
 }
 
 pub(crate) fn remove_if_exists(path: &Path) -> Result<()> {

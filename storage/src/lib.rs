@@ -25,7 +25,7 @@ mod state;
 
 pub use config::{FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
 pub use error::{Result, StorageError};
-pub use files::{FileCache, OsSyncer, Syncer};
+pub use files::{FileCache, OsSyncer, Syncer, create_dir_durably, write_atomically};
 pub use log::{
     AppendInfo, FirstBatch, FlushedTo, LogOptions, PartitionLog, PendingFlush, ReadBound,
     ReadLimits, ReadResult, RecoveryReport, RetentionOutcome, TimestampMatch, Truncation,

@@ -366,19 +366,43 @@ impl PartitionLog {
     }
 
     /// A replicated batch after a gap: the new segment is named by that batch's offset.
+    /// Everything before the gap is flushed first and the checkpoint's recovery point set
+    /// past it: recovery takes a segment that ends before the next one's base as a lost tail
+    /// (power loss under the `os` policy), so it must never scan across a real gap.
     fn start_segment_at(&mut self, base_offset: i64) -> Result<()> {
+        self.flush_all()?;
         if self.active.is_empty() {
             super::open::delete_segment_files(&self.dir, self.active.base_offset)?;
-            self.active = ActiveSegment::create(&self.dir, base_offset, &self.config)?;
-            return Ok(());
+            self.active = ActiveSegment::create(
+                &self.dir,
+                base_offset,
+                &self.config,
+                self.options.syncer.as_ref(),
+            )?;
+        } else {
+            self.replace_active(base_offset)?;
         }
-        self.replace_active(base_offset)
+        self.state.recovery_point = base_offset;
+        self.store_state()
     }
 
     fn replace_active(&mut self, base_offset: i64) -> Result<()> {
-        let fresh = ActiveSegment::create(&self.dir, base_offset, &self.config)?;
+        let deferred =
+            self.options.group_commit && self.config.flush_policy != FlushPolicy::EveryBatch;
+        if !deferred {
+            // The segment's data is on disk before the next segment's name is: a power cut
+            // never leaves a next segment behind this one's lost tail (recovery would take
+            // the tail's offsets as a gap and skip them).
+            self.active.flush(self.options.syncer.as_ref())?;
+        }
+        let fresh = ActiveSegment::create(
+            &self.dir,
+            base_offset,
+            &self.config,
+            self.options.syncer.as_ref(),
+        )?;
         let previous = std::mem::replace(&mut self.active, fresh);
-        if self.options.group_commit && self.config.flush_policy != FlushPolicy::EveryBatch {
+        if deferred {
             // The owner flushes it off the append path (`pending_flush`), as Kafka flushes a
             // rolled segment in the background: an fsync of a whole segment's dirty pages
             // here would stall every append behind it.
@@ -387,7 +411,7 @@ impl PartitionLog {
             self.unflushed.push(file);
             return self.store_state();
         }
-        let sealed = previous.seal(self.options.syncer.as_ref())?;
+        let sealed = previous.seal_unflushed()?;
         self.sealed.push_back(sealed);
         if self.unflushed.is_empty() {
             // Everything before the new segment was flushed by the seal.

@@ -6,7 +6,7 @@ use std::fs::File;
 use super::PartitionLog;
 use super::open::delete_segment_files;
 use crate::error::{Result, StorageError};
-use crate::files::{LOG_SUFFIX, segment_path};
+use crate::files::{LOG_SUFFIX, segment_path, sync_dir};
 use crate::retention;
 use crate::scan::{BatchHeader, Verify, scan_segment};
 use crate::segment::{ActiveSegment, SegmentView};
@@ -44,6 +44,9 @@ impl PartitionLog {
                     break;
                 };
                 delete_segment_files(&log.dir, log.active.base_offset)?;
+                // Newest first, each removal durable before the next: a power cut must not
+                // bring a later segment back while an earlier one is gone (a hole).
+                sync_dir(&log.dir, log.options.syncer.as_ref())?;
                 log.options.file_cache.forget(previous.log_path());
                 let base = previous.base_offset;
                 drop(previous);

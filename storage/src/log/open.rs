@@ -9,10 +9,10 @@ use super::{LogOptions, PartitionLog};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::{
-    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, is_temporary, parse_segment_name,
-    remove_if_exists, segment_path, sync_dir,
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, create_dir_durably, is_temporary,
+    parse_segment_name, remove_if_exists, segment_path, sync_dir,
 };
-use crate::scan::{BatchHeader, Verify};
+use crate::scan::{BatchHeader, Damage, Verify};
 use crate::segment::{ActiveSegment, SealedSegment};
 use crate::state::{LeaderEpochCache, PartitionState};
 
@@ -54,7 +54,7 @@ impl PartitionLog {
         now_ms: i64,
     ) -> Result<(Self, RecoveryReport)> {
         config.validate().map_err(StorageError::InvalidConfig)?;
-        fs::create_dir_all(dir).map_err(|error| StorageError::io("create dir", dir, error))?;
+        create_dir_durably(dir, options.syncer.as_ref())?;
         let mut report = RecoveryReport::default();
         let (state, epochs_trusted) = match PartitionState::load(dir) {
             Ok(Some(state)) => (state, true),
@@ -76,7 +76,7 @@ impl PartitionLog {
         }
         if bases.is_empty() {
             bases.push(state.log_start_offset.max(0));
-            ActiveSegment::create(dir, bases[0], &config)?;
+            ActiveSegment::create(dir, bases[0], &config, options.syncer.as_ref())?;
         }
 
         let mut sealed = VecDeque::new();
@@ -136,6 +136,22 @@ impl PartitionLog {
                     let overlaps_next = bases
                         .get(index + 1)
                         .is_some_and(|&next| segment.next_offset() > next);
+                    // Past the recovery point a segment ends where the next begins: a gap
+                    // (replicated) is always flushed and checkpointed before its segment
+                    // starts. Ending early means its tail was lost while a later segment's
+                    // pages reached the disk (power loss, `os` policy): keeping the later
+                    // segments would leave a hole.
+                    let damage = damage.or_else(|| {
+                        let next = *bases.get(index + 1)?;
+                        (segment.next_offset() < next).then(|| Damage {
+                            position: segment.size_bytes(),
+                            reason: format!(
+                                "segment ends at offset {}, the next one starts at {next}: \
+                                 its tail was lost",
+                                segment.next_offset()
+                            ),
+                        })
+                    });
                     if let Some(damage) = damage {
                         tracing::warn!(log = %dir.display(), segment = base, position = damage.position,
                             reason = %damage.reason, "truncating damaged log tail");
@@ -159,15 +175,11 @@ impl PartitionLog {
                         recovered = Some(segment);
                         break;
                     }
-                    if segment.is_empty() {
-                        delete_segment_files(dir, base)?;
-                        continue;
-                    }
                     sealed.push_back(segment.seal(syncer)?);
                 }
                 match recovered {
                     Some(active) => active,
-                    None => ActiveSegment::create(dir, bases[last], &config)?,
+                    None => ActiveSegment::create(dir, bases[last], &config, syncer)?,
                 }
             }
         };
@@ -268,7 +280,12 @@ impl PartitionLog {
             segment.delete(&self.options.file_cache)?;
         }
         delete_segment_files(&self.dir, self.active.base_offset)?;
-        self.active = ActiveSegment::create(&self.dir, offset, &self.config)?;
+        self.active = ActiveSegment::create(
+            &self.dir,
+            offset,
+            &self.config,
+            self.options.syncer.as_ref(),
+        )?;
         self.state.log_start_offset = offset;
         self.state.recovery_point = offset;
         self.state.high_watermark = offset;

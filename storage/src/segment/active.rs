@@ -8,6 +8,7 @@ use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::{
     LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, open_read_write, segment_path,
+    sync_dir,
 };
 use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
 use crate::scan::{BatchHeader, Damage, Verify, scan_segment};
@@ -84,12 +85,20 @@ pub(crate) struct ActiveSegment {
 }
 
 impl ActiveSegment {
-    /// A new empty segment at `base_offset`, replacing any files of that name.
-    pub fn create(dir: &Path, base_offset: i64, config: &LogConfig) -> Result<Self> {
+    /// A new empty segment at `base_offset`, replacing any files of that name. The directory
+    /// is fsynced: an fsync of the file's data alone does not keep its name after a power
+    /// cut, and appends to it may be acknowledged before anything else syncs the directory.
+    pub fn create(
+        dir: &Path,
+        base_offset: i64,
+        config: &LogConfig,
+        syncer: &dyn Syncer,
+    ) -> Result<Self> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
         let file = open_read_write(&log_path, true)?;
         file.set_len(0)
             .map_err(|error| StorageError::io("truncate", &log_path, error))?;
+        sync_dir(dir, syncer)?;
         Self::with_fresh_indexes(dir, base_offset, config, log_path, file)
     }
 
