@@ -73,7 +73,21 @@ impl Default for LogConfig {
     }
 }
 
+/// The largest index entry (a time index entry: i64 timestamp, u32 relative offset).
+const INDEX_ENTRY_BYTES_MAX: u64 = 12;
+
 impl LogConfig {
+    /// What an active segment's index files are allocated with: `index_bytes_max`, but no
+    /// more than a full segment can use (one entry per more than `index_interval_bytes` of
+    /// log, and the time index's last entry at seal). Indexes are allocated for real (so a
+    /// full disk fails when a segment is created, not with SIGBUS later), so unused capacity
+    /// would cost disk. An index that fills anyway rolls the segment.
+    pub fn index_capacity_bytes(&self) -> u64 {
+        let entries_max = self.segment_bytes_max / self.index_interval_bytes.saturating_add(1) + 2;
+        self.index_bytes_max
+            .min(entries_max.saturating_mul(INDEX_ENTRY_BYTES_MAX))
+    }
+
     /// Checks the limits Kafka also enforces, so a bad topic config fails at creation.
     pub fn validate(&self) -> Result<(), String> {
         // Positions in the offset index are u32: a segment must stay addressable by them.
@@ -103,5 +117,35 @@ impl LogConfig {
             return Err("segment_ms must be at least 1".to_string());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_capacity_is_what_a_full_segment_can_use_at_most() {
+        let config = LogConfig {
+            segment_bytes_max: 512 * 1024,
+            index_interval_bytes: 4096,
+            ..LogConfig::default()
+        };
+        // 127 entries at most (one per more than 4096 bytes), plus the margin, of 12 bytes.
+        assert_eq!(config.index_capacity_bytes(), (127 + 2) * 12);
+        assert_eq!(
+            LogConfig::default().index_capacity_bytes(),
+            (262_080 + 2) * 12
+        );
+        let every_batch = LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        };
+        assert_eq!(every_batch.index_capacity_bytes(), 10 * 1024 * 1024);
+        let huge_interval = LogConfig {
+            index_interval_bytes: u64::MAX,
+            ..LogConfig::default()
+        };
+        assert_eq!(huge_interval.index_capacity_bytes(), 2 * 12);
     }
 }

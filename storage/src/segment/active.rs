@@ -102,11 +102,11 @@ impl ActiveSegment {
     ) -> Result<Self> {
         let offset_index = OffsetIndex::create(
             &segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX),
-            config.index_bytes_max,
+            config.index_capacity_bytes(),
         )?;
         let time_index = TimeIndex::create(
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
-            config.index_bytes_max,
+            config.index_capacity_bytes(),
         )?;
         Ok(ActiveSegment {
             base_offset,
@@ -177,11 +177,12 @@ impl ActiveSegment {
         let offset_path = segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
         let time_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
         let Some(offset_index) =
-            OffsetIndex::open_writable(&offset_path, config.index_bytes_max, file_bytes)?
+            OffsetIndex::open_writable(&offset_path, config.index_capacity_bytes(), file_bytes)?
         else {
             return Ok(None);
         };
-        let Some(time_index) = TimeIndex::open_writable(&time_path, config.index_bytes_max)? else {
+        let Some(time_index) = TimeIndex::open_writable(&time_path, config.index_capacity_bytes())?
+        else {
             return Ok(None);
         };
         let mut indexer = Indexer::new(base_offset, config.index_interval_bytes);
