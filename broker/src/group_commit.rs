@@ -73,7 +73,11 @@ impl GroupCommit {
                 continue;
             }
             let _flushing = Flushing(self);
-            let Some(pending) = partition.with_log(|log| log.pending_flush())? else {
+            let Some((pending, generation)) =
+                partition.with_log_generation(|log, generation| {
+                    Ok(log.pending_flush()?.map(|pending| (pending, generation)))
+                })?
+            else {
                 continue;
             };
             let outcome = tokio::task::spawn_blocking(move || pending.sync())
@@ -84,7 +88,14 @@ impl GroupCommit {
                         reason: error.to_string(),
                     })
                 });
-            partition.with_log(|log| log.complete_flush(outcome))?;
+            // A log reopened meanwhile is not the one this fsync covered: the loop checks the
+            // new one's recovery point instead.
+            partition.with_log_generation(|log, current| {
+                if current == generation {
+                    log.complete_flush(outcome)?;
+                }
+                Ok(())
+            })?;
         }
     }
 }

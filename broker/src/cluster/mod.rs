@@ -323,6 +323,16 @@ impl ClusterNode {
         reconcile::apply(broker, self);
     }
 
+    /// Applies the current metadata again, e.g. to a partition whose log was reopened and
+    /// which forgot its role.
+    pub fn reapply_metadata(&self, broker: &Broker) {
+        let _one_at_a_time = self
+            .reconciling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reconcile::apply(broker, self);
+    }
+
     /// The replication settings of a topic: its `min.insync.replicas` or the broker's.
     pub fn replication_config(
         broker: &Broker,
