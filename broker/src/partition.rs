@@ -562,7 +562,8 @@ impl Partition {
         Ok(false)
     }
 
-    /// Where a follower fetches from: (leader, its epoch, fetch offset, last fetched epoch).
+    /// Where a follower fetches from: (leader, its epoch, fetch offset, last fetched epoch);
+    /// `None` while the log is poisoned or being reopened.
     pub fn follower_position(&self) -> Option<(i32, i32, i64, i32)> {
         let Role::Follower {
             leader,
@@ -571,15 +572,20 @@ impl Partition {
         else {
             return None;
         };
+        // A poisoned log does not fetch: its fetch offset would tell the leader it is caught
+        // up (and put it back in the ISR) while it can store nothing.
         self.with_log(|log| {
-            Ok((
-                leader,
-                leader_epoch,
-                log.log_end_offset(),
-                log.leader_epochs().latest_epoch().unwrap_or(-1),
-            ))
+            Ok((!log.is_poisoned()).then(|| {
+                (
+                    leader,
+                    leader_epoch,
+                    log.log_end_offset(),
+                    log.leader_epochs().latest_epoch().unwrap_or(-1),
+                )
+            }))
         })
         .ok()
+        .flatten()
     }
 
     /// A follower appends what the leader of `leader_epoch` sent and takes the leader's high

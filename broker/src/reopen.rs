@@ -2,7 +2,8 @@
 //! writes (KAFKA_STORAGE_ERROR); a background task closes it, opens it again from disk with
 //! recovery on the blocking pool, retrying with exponential backoff while that fails (the
 //! disk still full), and then has the partition take its role from the cluster metadata again
-//! (leader again on a single node).
+//! (leader again on a single node). A leader with another live in-sync replica first gives the
+//! partition to it through the metadata, and comes back as its follower.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -68,6 +69,37 @@ async fn reopen(
     partition: Arc<Partition>,
     backoff: ReopenBackoff,
 ) {
+    // In a cluster, a leader hands the partition to another in-sync replica first: its own
+    // log lost what the failed write or fsync covered, and the others have every
+    // acknowledged record.
+    if partition.is_leader()
+        && let Some(node) = broker.cluster()
+    {
+        let epoch = partition.leader_epoch();
+        match node
+            .resign_leadership(&broker, &topic, partition.index, epoch)
+            .await
+        {
+            Ok(true) => {
+                tracing::warn!(
+                    topic,
+                    partition = partition.index,
+                    epoch,
+                    "gave up leadership after an I/O failure"
+                );
+            }
+            Ok(false) => {
+                tracing::warn!(
+                    topic,
+                    partition = partition.index,
+                    "no other in-sync replica: keeping leadership, refusing writes until the log is reopened"
+                );
+            }
+            Err(error) => {
+                tracing::error!(topic, partition = partition.index, %error, "could not give up leadership");
+            }
+        }
+    }
     let mut failures = 0u32;
     loop {
         tokio::time::sleep(Duration::from_millis(backoff.delay_ms(failures))).await;

@@ -252,3 +252,181 @@ async fn a_full_disk_refuses_writes_and_recovers_when_space_returns_flush_every_
 async fn a_full_disk_refuses_writes_and_recovers_when_space_returns_flush_os() {
     fill_the_disk_then_free_it("os").await;
 }
+
+/// Fills `dir`'s filesystem to the last byte with a file it returns the path of.
+fn fill(dir: &Path) -> PathBuf {
+    use std::io::Write;
+    let path = dir.join("filler");
+    let mut file = std::fs::File::create(&path).unwrap();
+    let chunk = vec![1u8; 4096];
+    while file.write_all(&chunk).is_ok() {}
+    path
+}
+
+fn leading(cluster: &common::cluster::TestCluster, member: usize, topic: &str) -> bool {
+    cluster.brokers[member]
+        .broker
+        .topics
+        .get(topic)
+        .and_then(|topic| topic.partitions.first().cloned())
+        .is_some_and(|partition| partition.is_leader())
+}
+
+async fn read_all_from(client: &mut common::TestClient, topic: &str) -> BTreeMap<i64, String> {
+    let mut read = BTreeMap::new();
+    let mut offset = 0;
+    loop {
+        let response = fetch(client, 12, topic, 0, offset).await;
+        let partition = &response.responses[0].partitions[0];
+        assert_eq!(partition.error_code, 0, "{partition:?}");
+        let records = partition.records.clone().unwrap_or_default();
+        if records.is_empty() {
+            return read;
+        }
+        for record in lmq_wire::records::decode_batches(records, 64 << 20).unwrap() {
+            let text = String::from_utf8(record.value.unwrap().to_vec()).unwrap();
+            read.insert(record.offset, text);
+            offset = record.offset + 1;
+        }
+    }
+}
+
+/// Three brokers in one process, each on its own tmpfs: the leader's disk fills under acks=all
+/// load. It must give the partition to an in-sync follower (the others keep taking writes),
+/// and once its space returns, reopen its log and rejoin the ISR as a follower; nothing
+/// acknowledged is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_leader_whose_disk_fills_gives_up_leadership_and_rejoins_as_follower() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let mut mounts = Vec::new();
+    for _ in 0..3 {
+        let Some(tmpfs) = Tmpfs::mount("8m") else {
+            return;
+        };
+        mounts.push(tmpfs);
+    }
+    let data_dirs: Vec<PathBuf> = mounts
+        .iter()
+        .map(|tmpfs| tmpfs.path().join("data"))
+        .collect();
+    let cluster = common::cluster::TestCluster::start_with(3, |node_id, mut config| {
+        config.data_dir = data_dirs[usize::try_from(node_id).unwrap()].clone();
+        config.default_partitions = 1;
+        config.log.flush = "every-batch".to_string();
+        config.log.segment_bytes = 512 * 1024;
+        config
+    })
+    .await;
+    cluster.wait_for_brokers().await;
+    let topic = "replicated";
+    let mut admin = cluster.brokers[0].client().await;
+    admin
+        .call(ApiKey::Metadata, 12, metadata_request(&[topic]))
+        .await;
+    let (old_leader, _) = cluster.leader_and_follower(topic, 0).await;
+    let mut client = cluster.brokers[old_leader].client().await;
+    let mut acknowledged = BTreeMap::new();
+    for sequence in 0..20 {
+        let text = value(0, sequence);
+        let (error, base_offset) = produce(
+            &mut client,
+            topic,
+            0,
+            common::batch(&[text.as_str()], common::now_ms()),
+        )
+        .await;
+        assert_eq!(error, 0);
+        acknowledged.insert(base_offset, text);
+    }
+
+    // The leader's disk fills: its writes fail.
+    let filler = fill(mounts[old_leader].path());
+    let mut refused = None;
+    for sequence in 20..2_000 {
+        let text = value(0, sequence);
+        let (error, base_offset) = produce(
+            &mut client,
+            topic,
+            0,
+            common::batch(&[text.as_str()], common::now_ms()),
+        )
+        .await;
+        if error != 0 {
+            refused = Some(error);
+            break;
+        }
+        acknowledged.insert(base_offset, text);
+    }
+    // KAFKA_STORAGE_ERROR, or NOT_LEADER_OR_FOLLOWER once it gave the partition away.
+    assert!(
+        matches!(refused, Some(KAFKA_STORAGE_ERROR | 6)),
+        "refusal {refused:?}"
+    );
+
+    // Another in-sync replica leads within a bounded time and takes writes.
+    let started = Instant::now();
+    let new_leader = loop {
+        if let Some(member) =
+            (0..3).find(|&member| member != old_leader && leading(&cluster, member, topic))
+        {
+            break member;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(RECOVERY_MS_MAX),
+            "leadership never moved off the broker whose disk is full"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let mut client = cluster.brokers[new_leader].client().await;
+    for sequence in 0..20 {
+        let text = value(1, sequence);
+        let (error, base_offset) = produce(
+            &mut client,
+            topic,
+            0,
+            common::batch(&[text.as_str()], common::now_ms()),
+        )
+        .await;
+        assert_eq!(error, 0, "produce to the new leader");
+        acknowledged.insert(base_offset, text);
+    }
+
+    // Space returns: the old leader reopens its log and is back in the ISR as a follower.
+    std::fs::remove_file(&filler).unwrap();
+    let started = Instant::now();
+    loop {
+        let back_in_sync = cluster.brokers[new_leader]
+            .broker
+            .cluster()
+            .is_some_and(|node| {
+                node.view()
+                    .metadata
+                    .partition(topic, 0)
+                    .is_some_and(|state| state.isr.contains(&i32::try_from(old_leader).unwrap()))
+            });
+        let follows = cluster.brokers[old_leader]
+            .broker
+            .topics
+            .get(topic)
+            .and_then(|topic| topic.partitions.first().cloned())
+            .is_some_and(|partition| partition.role_name() == "follower");
+        if back_in_sync && follows {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_millis(RECOVERY_MS_MAX),
+            "the old leader did not rejoin the ISR (in sync {back_in_sync}, follows {follows})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let read = read_all_from(&mut client, topic).await;
+    for (offset, text) in &acknowledged {
+        assert_eq!(read.get(offset), Some(text), "offset {offset}");
+    }
+    cluster.stop().await;
+    drop(mounts);
+}
