@@ -54,6 +54,9 @@ struct ReopenFrom {
     config: LogConfig,
     options: LogOptions,
     reason: String,
+    /// The poisoned log, no longer read or written, kept only so retention can delete its
+    /// old segments while the disk is full (see [`Partition::reopen_log`]).
+    poisoned: Option<Box<PartitionLog>>,
 }
 
 /// How one attempt to reopen a poisoned log ended.
@@ -226,39 +229,56 @@ impl Partition {
         self.reopening.store(false, Ordering::Release);
     }
 
-    /// One attempt to bring a poisoned log back: closes it (its file contents are unknown
-    /// after the failure), opens it again from disk with recovery, which keeps the valid
-    /// prefix of the `.log` files, and puts it back. Blocking file I/O: callers run it on the
-    /// blocking pool. On an error the log stays closed and the next attempt starts over.
+    /// One attempt to bring a poisoned log back: takes it out of service (its file contents
+    /// are unknown after the failure; nothing reads it any more, as the reopening may rewrite
+    /// its index files in place), lets retention delete its old segments, opens the log again
+    /// from disk with recovery, which keeps the valid prefix of the `.log` files, and puts
+    /// the new one in service, dropping the poisoned one. Blocking file I/O: callers run it
+    /// on the blocking pool. On an error the poisoned log is kept for the next attempt.
     pub fn reopen_log(&self, now_ms: i64) -> Result<Reopened, StorageError> {
-        let (dir, config, options) = {
+        let (dir, config, options, poisoned) = {
             let mut slot = self.lock();
-            match &*slot {
-                LogSlot::Open(log) if log.is_poisoned() => {
-                    let from = ReopenFrom {
-                        dir: log.dir().to_path_buf(),
-                        config: log.config().clone(),
-                        options: log.options().clone(),
-                        reason: "an I/O failure".to_string(),
-                    };
-                    let LogSlot::Open(log) =
-                        std::mem::replace(&mut *slot, LogSlot::Reopening(from))
-                    else {
-                        return Ok(Reopened::NotNeeded);
-                    };
-                    // A poisoned log only drops its files; its data stays as the disk has it.
-                    if let Err(error) = log.close() {
-                        tracing::warn!(partition = self.index, %error, "closing the poisoned log");
-                    }
+            if let LogSlot::Open(log) = &*slot {
+                if !log.is_poisoned() {
+                    return Ok(Reopened::NotNeeded);
                 }
-                LogSlot::Open(_) | LogSlot::Closed => return Ok(Reopened::NotNeeded),
-                LogSlot::Reopening(_) => {}
+                let from = ReopenFrom {
+                    dir: log.dir().to_path_buf(),
+                    config: log.config().clone(),
+                    options: log.options().clone(),
+                    reason: "an I/O failure".to_string(),
+                    poisoned: None,
+                };
+                if let LogSlot::Open(log) = std::mem::replace(&mut *slot, LogSlot::Reopening(from))
+                    && let LogSlot::Reopening(from) = &mut *slot
+                {
+                    from.poisoned = Some(Box::new(log));
+                }
             }
-            let LogSlot::Reopening(from) = &*slot else {
+            let LogSlot::Reopening(from) = &mut *slot else {
                 return Ok(Reopened::NotNeeded);
             };
-            (from.dir.clone(), from.config.clone(), from.options.clone())
+            (
+                from.dir.clone(),
+                from.config.clone(),
+                from.options.clone(),
+                from.poisoned.take(),
+            )
         };
+        // Retention still runs on the poisoned log (whole old segments, no writes), so a full
+        // disk can get space back before the reopen needs it.
+        let poisoned = poisoned.map(|mut log| {
+            match log.apply_retention(now_ms) {
+                Ok(outcome) if !outcome.deleted_segments.is_empty() => {
+                    tracing::info!(partition = self.index, ?outcome, "retention on the poisoned log");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(partition = self.index, %error, "retention on the poisoned log failed");
+                }
+            }
+            log
+        });
         let outcome = PartitionLog::open(&dir, config, options, now_ms);
         let mut slot = self.lock();
         match outcome {
@@ -283,6 +303,7 @@ impl Partition {
             Err(error) => {
                 if let LogSlot::Reopening(from) = &mut *slot {
                     from.reason = error.to_string();
+                    from.poisoned = poisoned;
                 }
                 Err(error)
             }

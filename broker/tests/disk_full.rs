@@ -15,7 +15,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use common::TestBroker;
-use common::requests::{fetch, metadata_request, produce};
+use common::requests::{fetch, list_offsets_request, metadata_request, produce};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 
 /// Kafka's KAFKA_STORAGE_ERROR.
@@ -100,7 +100,16 @@ async fn produce_until_refused(
 async fn read_all(broker: &TestBroker, topic: &str) -> BTreeMap<i64, String> {
     let mut client = broker.client().await;
     let mut read = BTreeMap::new();
-    let mut offset = 0;
+    // From the log start (retention may have moved it).
+    let response = client
+        .call(ApiKey::ListOffsets, 7, list_offsets_request(topic, 0, -2))
+        .await;
+    let ResponseKind::ListOffsets(earliest) = response else {
+        panic!("{response:?}")
+    };
+    let earliest = &earliest.topics[0].partitions[0];
+    assert_eq!(earliest.error_code, 0, "{earliest:?}");
+    let mut offset = earliest.offset;
     loop {
         let response = fetch(&mut client, 12, topic, 0, offset).await;
         let partition = &response.responses[0].partitions[0];
@@ -117,7 +126,16 @@ async fn read_all(broker: &TestBroker, topic: &str) -> BTreeMap<i64, String> {
     }
 }
 
-async fn fill_the_disk_then_free_it(flush: &str) {
+/// How the full disk gets space back.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Free {
+    /// The test deletes a file it wrote before the broker started.
+    DeleteFiller,
+    /// Retention (`retention_bytes`) deletes old segments of the poisoned log.
+    Retention,
+}
+
+async fn fill_the_disk_then_free_it(flush: &str, free: Free) {
     let Some(tmpfs) = Tmpfs::mount("8m") else {
         return;
     };
@@ -130,6 +148,9 @@ async fn fill_the_disk_then_free_it(flush: &str) {
         config.default_partitions = 1;
         config.log.flush = flush;
         config.log.segment_bytes = 512 * 1024;
+        if free == Free::Retention {
+            config.log.retention_bytes = 2 << 20;
+        }
     })
     .await;
     let topic = "full";
@@ -193,15 +214,18 @@ async fn fill_the_disk_then_free_it(flush: &str) {
         }
         let response = fetch(&mut admin, 12, topic, 0, 0).await;
         let code = response.responses[0].partitions[0].error_code;
+        // OFFSET_OUT_OF_RANGE (1) once retention moved the log start past 0.
         assert!(
-            code == 0 || code == KAFKA_STORAGE_ERROR,
+            code == 0 || code == KAFKA_STORAGE_ERROR || (free == Free::Retention && code == 1),
             "fetch answered {code}"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
     // Space returns: the partition must take writes again by itself.
-    std::fs::remove_file(&filler).unwrap();
+    if free == Free::DeleteFiller {
+        std::fs::remove_file(&filler).unwrap();
+    }
     let started = Instant::now();
     let mut after = BTreeMap::new();
     loop {
@@ -223,15 +247,20 @@ async fn fill_the_disk_then_free_it(flush: &str) {
         assert_eq!(error, KAFKA_STORAGE_ERROR);
         assert!(
             started.elapsed() < Duration::from_millis(RECOVERY_MS_MAX),
-            "the partition still refuses writes {RECOVERY_MS_MAX} ms after space returned"
+            "the partition still refuses writes {RECOVERY_MS_MAX} ms after space was freed (or retention could free it)"
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     acknowledged.extend(after);
 
-    // Nothing acknowledged is lost: each acknowledged offset holds its value.
+    // Nothing acknowledged is lost: each acknowledged offset holds its value (retention
+    // removed whole segments from the start only).
     let read = read_all(&broker, topic).await;
-    for (offset, text) in &acknowledged {
+    let log_start = read.keys().next().copied().unwrap_or(0);
+    if free == Free::DeleteFiller {
+        assert_eq!(log_start, 0);
+    }
+    for (offset, text) in acknowledged.range(log_start..) {
         assert_eq!(
             read.get(offset).map(|read| &read[..20.min(read.len())]),
             Some(&text[..20.min(text.len())]),
@@ -245,12 +274,17 @@ async fn fill_the_disk_then_free_it(flush: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_and_recovers_when_space_returns_flush_every_batch() {
-    fill_the_disk_then_free_it("every-batch").await;
+    fill_the_disk_then_free_it("every-batch", Free::DeleteFiller).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_refuses_writes_and_recovers_when_space_returns_flush_os() {
-    fill_the_disk_then_free_it("os").await;
+    fill_the_disk_then_free_it("os", Free::DeleteFiller).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_recovers_when_retention_deletes_old_segments_of_the_poisoned_log() {
+    fill_the_disk_then_free_it("every-batch", Free::Retention).await;
 }
 
 /// Fills `dir`'s filesystem to the last byte with a file it returns the path of.
