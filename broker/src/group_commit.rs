@@ -304,4 +304,80 @@ mod tests {
             .expect("the next waiter runs the fsync itself")
             .unwrap();
     }
+
+    /// Fails every fsync while `failing` is set.
+    #[derive(Debug, Default)]
+    struct FailingSyncer {
+        failing: std::sync::atomic::AtomicBool,
+    }
+
+    impl Syncer for FailingSyncer {
+        fn sync_data(&self, file: &File) -> std::io::Result<()> {
+            if self.failing.load(Ordering::SeqCst) {
+                return Err(std::io::Error::other("injected EIO"));
+            }
+            file.sync_data()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_log_is_reopened_by_one_claimant_and_takes_appends_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(FailingSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Partition::new(0, log);
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap();
+        assert!(
+            !partition.claim_reopen(),
+            "a healthy log needs no reopening"
+        );
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::NotNeeded
+        );
+
+        syncer.failing.store(true, Ordering::SeqCst);
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap_err();
+        assert!(partition.claim_reopen());
+        assert!(!partition.claim_reopen(), "one reopening task at a time");
+
+        // The disk still fails: the attempt fails and the partition refuses meanwhile.
+        assert!(partition.reopen_log(0).is_err());
+        assert!(matches!(
+            partition.with_log(|log| Ok(log.log_end_offset())),
+            Err(StorageError::Poisoned { .. })
+        ));
+        syncer.failing.store(false, Ordering::SeqCst);
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::Open
+        );
+        partition.reopen_done();
+        assert!(!partition.claim_reopen());
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap();
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            end
+        );
+
+        // Shut down: nothing to reopen any more.
+        partition.close().unwrap();
+        assert!(!partition.claim_reopen());
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::NotNeeded
+        );
+    }
 }
