@@ -279,7 +279,15 @@ impl Partition {
             }
             log
         });
-        let outcome = PartitionLog::open(&dir, config, options, now_ms);
+        // Opening creates a missing directory: a topic deleted meanwhile must not come back.
+        let outcome = if dir.is_dir() {
+            PartitionLog::open(&dir, config, options, now_ms)
+        } else {
+            Err(StorageError::Poisoned {
+                path: dir.clone(),
+                reason: "the partition directory is gone".to_string(),
+            })
+        };
         let mut slot = self.lock();
         match outcome {
             Ok((log, report)) => match &*slot {
