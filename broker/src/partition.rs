@@ -212,16 +212,21 @@ impl Partition {
     /// caller that gets `true` owns the reopening and calls [`Partition::reopen_done`] when
     /// it gives up or succeeded.
     pub fn claim_reopen(&self) -> bool {
-        let poisoned = match &*self.lock() {
-            LogSlot::Open(log) => log.is_poisoned(),
-            LogSlot::Reopening(_) => true,
-            LogSlot::Closed => false,
-        };
-        poisoned
+        self.awaits_reopen()
             && self
                 .reopening
                 .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
                 .is_ok()
+    }
+
+    /// Whether the log refuses writes after an I/O failure (poisoned, or being reopened): the
+    /// upkeep leaves it to the reopening task.
+    pub fn awaits_reopen(&self) -> bool {
+        match &*self.lock() {
+            LogSlot::Open(log) => log.is_poisoned(),
+            LogSlot::Reopening(_) => true,
+            LogSlot::Closed => false,
+        }
     }
 
     /// The reopening task ended.
