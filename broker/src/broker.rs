@@ -207,6 +207,11 @@ impl Broker {
         let now_ms = self.now_ms();
         for topic in self.topics.list() {
             for partition in &topic.partitions {
+                // A log poisoned by an I/O failure is the reopening task's (`reopen.rs`),
+                // which also runs its retention; here it would only fail every second.
+                if partition.awaits_reopen() {
+                    continue;
+                }
                 if let Err(error) = operation(partition, now_ms) {
                     tracing::error!(topic = topic.name, partition = partition.index, %error, "log {what} failed");
                 }

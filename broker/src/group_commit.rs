@@ -73,7 +73,11 @@ impl GroupCommit {
                 continue;
             }
             let _flushing = Flushing(self);
-            let Some(pending) = partition.with_log(|log| log.pending_flush())? else {
+            let Some((pending, generation)) =
+                partition.with_log_generation(|log, generation| {
+                    Ok(log.pending_flush()?.map(|pending| (pending, generation)))
+                })?
+            else {
                 continue;
             };
             let outcome = tokio::task::spawn_blocking(move || pending.sync())
@@ -84,7 +88,14 @@ impl GroupCommit {
                         reason: error.to_string(),
                     })
                 });
-            partition.with_log(|log| log.complete_flush(outcome))?;
+            // A log reopened meanwhile is not the one this fsync covered: the loop checks the
+            // new one's recovery point instead.
+            partition.with_log_generation(|log, current| {
+                if current == generation {
+                    log.complete_flush(outcome)?;
+                }
+                Ok(())
+            })?;
             partition.leader_flushed();
         }
     }
@@ -419,5 +430,66 @@ mod tests {
             .await
             .expect("the next waiter runs the fsync itself")
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_poisoned_log_is_reopened_by_one_claimant_and_takes_appends_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(FailingSyncer::default());
+        let options = LogOptions {
+            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            group_commit: true,
+            ..LogOptions::default()
+        };
+        let config = LogConfig {
+            flush_policy: FlushPolicy::EveryBatch,
+            ..LogConfig::default()
+        };
+        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
+        let partition = Partition::new(0, log, Arc::default());
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap();
+        assert!(
+            !partition.claim_reopen(),
+            "a healthy log needs no reopening"
+        );
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::NotNeeded
+        );
+
+        syncer.failing.store(true, Ordering::SeqCst);
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap_err();
+        assert!(partition.claim_reopen());
+        assert!(!partition.claim_reopen(), "one reopening task at a time");
+
+        // The disk still fails: the attempt fails and the partition refuses meanwhile.
+        assert!(partition.reopen_log(0).is_err());
+        assert!(matches!(
+            partition.with_log(|log| Ok(log.log_end_offset())),
+            Err(StorageError::Poisoned { .. })
+        ));
+        syncer.failing.store(false, Ordering::SeqCst);
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::Open
+        );
+        partition.reopen_done();
+        assert!(!partition.claim_reopen());
+        let end = append(&partition);
+        partition.flush_to(end).await.unwrap();
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            end
+        );
+
+        // Shut down: nothing to reopen any more.
+        partition.close().unwrap();
+        assert!(!partition.claim_reopen());
+        assert_eq!(
+            partition.reopen_log(0).unwrap(),
+            crate::partition::Reopened::NotNeeded
+        );
     }
 }

@@ -14,6 +14,7 @@ mod handler;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod reopen;
 pub mod replication;
 pub mod server;
 pub mod topics;

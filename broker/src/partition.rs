@@ -2,11 +2,13 @@
 //! its replica role (single node, leader, follower or none). Lock order: role, then log.
 
 use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lmq_storage::{
-    AppendInfo, FlushPolicy, PartitionLog, ReadLimits, ReadResult, RetentionOutcome, StorageError,
-    TimestampMatch,
+    AppendInfo, FlushPolicy, LogConfig, LogOptions, PartitionLog, ReadLimits, ReadResult,
+    RetentionOutcome, StorageError, TimestampMatch,
 };
 use std::sync::Arc;
 
@@ -21,8 +23,12 @@ const UNKNOWN_LEADER_EPOCH: i32 = -1;
 #[derive(Debug)]
 pub struct Partition {
     pub index: i32,
-    /// `None` once closed at shutdown.
-    log: Mutex<Option<PartitionLog>>,
+    log: Mutex<LogSlot>,
+    /// Counts the logs this partition has had: a flush taken from a log that was reopened
+    /// since reports to nobody.
+    generation: AtomicU64,
+    /// Whether a task is reopening the log (at most one at a time).
+    reopening: AtomicBool,
     replica: Mutex<Replica>,
     /// Batches the fsyncs of `flush = "every-batch"` appends.
     commit: GroupCommit,
@@ -35,6 +41,42 @@ pub struct Partition {
 /// refused ([`Partition::pending_isr_proposal`]), so no caller can drop one; the wake-up
 /// only says where to look (a permit is kept when nobody waits, so none is missed).
 pub type IsrWakeup = Arc<Notify>;
+
+/// The partition's log, or why there is none.
+#[derive(Debug)]
+#[expect(
+    clippy::large_enum_variant,
+    reason = "Open is the state a partition is in nearly always; boxing it would add a hop to every access"
+)]
+enum LogSlot {
+    Open(PartitionLog),
+    /// Closed after an I/O failure poisoned it, to be opened again from disk (with
+    /// recovery); until then reads and writes fail with a storage error.
+    Reopening(ReopenFrom),
+    /// Closed at shutdown.
+    Closed,
+}
+
+/// What a poisoned log was opened with, to open it again.
+#[derive(Debug)]
+struct ReopenFrom {
+    dir: PathBuf,
+    config: LogConfig,
+    options: LogOptions,
+    reason: String,
+    /// The poisoned log, no longer read or written, kept only so retention can delete its
+    /// old segments while the disk is full (see [`Partition::reopen_log`]).
+    poisoned: Option<Box<PartitionLog>>,
+}
+
+/// How one attempt to reopen a poisoned log ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Reopened {
+    /// The log is open and writable again.
+    Open,
+    /// The log was not poisoned (or is closed for shutdown): nothing to do.
+    NotNeeded,
+}
 
 /// What this node is for the partition.
 #[derive(Debug)]
@@ -146,7 +188,9 @@ impl Partition {
         Partition {
             isr_wakeup,
             index,
-            log: Mutex::new(Some(log)),
+            log: Mutex::new(LogSlot::Open(log)),
+            generation: AtomicU64::new(0),
+            reopening: AtomicBool::new(false),
             replica: Mutex::new(Replica {
                 role: Role::Offline,
                 waiters: HashMap::new(),
@@ -169,7 +213,7 @@ impl Partition {
         self.with_log(|log| Ok(log.has_unflushed_segments().then(|| log.log_end_offset())))
     }
 
-    fn lock(&self) -> MutexGuard<'_, Option<PartitionLog>> {
+    fn lock(&self) -> MutexGuard<'_, LogSlot> {
         self.log.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
@@ -178,10 +222,148 @@ impl Partition {
         &self,
         operation: impl FnOnce(&mut PartitionLog) -> Result<T, StorageError>,
     ) -> Result<T, StorageError> {
-        match self.lock().as_mut() {
-            Some(log) => operation(log),
-            None => Err(closed()),
+        self.with_log_generation(|log, _| operation(log))
+    }
+
+    /// [`Partition::with_log`], also given which log this is (see `generation`).
+    pub(crate) fn with_log_generation<T>(
+        &self,
+        operation: impl FnOnce(&mut PartitionLog, u64) -> Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        let mut slot = self.lock();
+        match &mut *slot {
+            LogSlot::Open(log) => operation(log, self.generation.load(Ordering::Acquire)),
+            LogSlot::Reopening(from) => Err(StorageError::Poisoned {
+                path: from.dir.clone(),
+                reason: format!("reopening after: {}", from.reason),
+            }),
+            LogSlot::Closed => Err(closed()),
         }
+    }
+
+    /// Whether the log refuses writes after an I/O failure and no task reopens it yet. The
+    /// caller that gets `true` owns the reopening and calls [`Partition::reopen_done`] when
+    /// it gives up or succeeded.
+    pub fn claim_reopen(&self) -> bool {
+        self.awaits_reopen()
+            && self
+                .reopening
+                .compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire)
+                .is_ok()
+    }
+
+    /// Whether the log refuses writes after an I/O failure (poisoned, or being reopened): the
+    /// upkeep leaves it to the reopening task.
+    pub fn awaits_reopen(&self) -> bool {
+        match &*self.lock() {
+            LogSlot::Open(log) => log.is_poisoned(),
+            LogSlot::Reopening(_) => true,
+            LogSlot::Closed => false,
+        }
+    }
+
+    /// The reopening task ended.
+    pub fn reopen_done(&self) {
+        self.reopening.store(false, Ordering::Release);
+    }
+
+    /// One attempt to bring a poisoned log back: takes it out of service (its file contents
+    /// are unknown after the failure; nothing reads it any more, as the reopening may rewrite
+    /// its index files in place), lets retention delete its old segments, opens the log again
+    /// from disk with recovery, which keeps the valid prefix of the `.log` files, and puts
+    /// the new one in service, dropping the poisoned one. Blocking file I/O: callers run it
+    /// on the blocking pool. On an error the poisoned log is kept for the next attempt.
+    pub fn reopen_log(&self, now_ms: i64) -> Result<Reopened, StorageError> {
+        let (dir, config, options, poisoned) = {
+            let mut slot = self.lock();
+            if let LogSlot::Open(log) = &*slot {
+                if !log.is_poisoned() {
+                    return Ok(Reopened::NotNeeded);
+                }
+                let from = ReopenFrom {
+                    dir: log.dir().to_path_buf(),
+                    config: log.config().clone(),
+                    options: log.options().clone(),
+                    reason: "an I/O failure".to_string(),
+                    poisoned: None,
+                };
+                if let LogSlot::Open(log) = std::mem::replace(&mut *slot, LogSlot::Reopening(from))
+                    && let LogSlot::Reopening(from) = &mut *slot
+                {
+                    from.poisoned = Some(Box::new(log));
+                }
+            }
+            let LogSlot::Reopening(from) = &mut *slot else {
+                return Ok(Reopened::NotNeeded);
+            };
+            (
+                from.dir.clone(),
+                from.config.clone(),
+                from.options.clone(),
+                from.poisoned.take(),
+            )
+        };
+        // Retention still runs on the poisoned log (whole old segments, no writes), so a full
+        // disk can get space back before the reopen needs it.
+        let poisoned = poisoned.map(|mut log| {
+            match log.apply_retention(now_ms) {
+                Ok(outcome) if !outcome.deleted_segments.is_empty() => {
+                    tracing::info!(partition = self.index, ?outcome, "retention on the poisoned log");
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    tracing::warn!(partition = self.index, %error, "retention on the poisoned log failed");
+                }
+            }
+            log
+        });
+        // Opening creates a missing directory: a topic deleted meanwhile must not come back.
+        let outcome = if dir.is_dir() {
+            PartitionLog::open(&dir, config, options, now_ms)
+        } else {
+            Err(StorageError::Poisoned {
+                path: dir.clone(),
+                reason: "the partition directory is gone".to_string(),
+            })
+        };
+        let mut slot = self.lock();
+        match outcome {
+            Ok((log, report)) => match &*slot {
+                LogSlot::Reopening(_) => {
+                    tracing::info!(
+                        partition = self.index,
+                        ?report,
+                        "reopened the log after an I/O failure"
+                    );
+                    self.generation.fetch_add(1, Ordering::AcqRel);
+                    *slot = LogSlot::Open(log);
+                    Ok(Reopened::Open)
+                }
+                // Shut down meanwhile.
+                LogSlot::Open(_) | LogSlot::Closed => {
+                    drop(slot);
+                    log.close()?;
+                    Ok(Reopened::NotNeeded)
+                }
+            },
+            Err(error) => {
+                if let LogSlot::Reopening(from) = &mut *slot {
+                    from.reason = error.to_string();
+                    from.poisoned = poisoned;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// After a reopen: the role is taken again from the cluster metadata (the caller applies
+    /// it), so a leader starts a fresh leadership over the recovered log and produces waiting
+    /// on the old log are failed (they were never acknowledged).
+    pub fn forget_role(&self) {
+        let mut guard = self.replica();
+        let Replica { role, waiters, .. } = &mut *guard;
+        *role = Role::Offline;
+        fail_waiters(waiters);
     }
 
     fn replica(&self) -> MutexGuard<'_, Replica> {
@@ -485,7 +667,8 @@ impl Partition {
     }
 
     /// Where a follower fetches from; `None` unless a follower with a writable log (a
-    /// poisoned log fetches no more: what it holds is unknown until it is recovered).
+    /// poisoned log, or one being reopened, fetches no more: what it holds is unknown until it
+    /// is recovered).
     pub fn follower_position(&self) -> Option<FollowerPosition> {
         let Role::Follower {
             leader,
@@ -494,6 +677,8 @@ impl Partition {
         else {
             return None;
         };
+        // A poisoned log does not fetch: its fetch offset would tell the leader it is caught
+        // up (and put it back in the ISR) while it can store nothing.
         self.with_log(|log| {
             let log_end = log.log_end_offset();
             let every_batch = log.config().flush_policy == FlushPolicy::EveryBatch;
@@ -654,9 +839,9 @@ impl Partition {
 
     /// Clean shutdown of the log; later calls fail as the broker is going away.
     pub fn close(&self) -> Result<(), StorageError> {
-        match self.lock().take() {
-            Some(log) => log.close(),
-            None => Ok(()),
+        match std::mem::replace(&mut *self.lock(), LogSlot::Closed) {
+            LogSlot::Open(log) => log.close(),
+            LogSlot::Reopening(_) | LogSlot::Closed => Ok(()),
         }
     }
 }

@@ -587,7 +587,10 @@ pub async fn run(
             loop {
                 tokio::select! {
                     _ = groups.tick() => broker.groups.tick(broker.now_ms()),
-                    _ = flush.tick() => broker.flush_due(),
+                    _ = flush.tick() => {
+                        broker.flush_due();
+                        crate::reopen::reopen_poisoned(&broker);
+                    }
                     _ = retention.tick() => broker.maintain(),
                     _ = shutdown.wait_for(|stop| *stop) => break,
                 }

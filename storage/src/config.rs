@@ -74,6 +74,18 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
+    /// What an active segment's index files are allocated with: `index_bytes_max`, but no
+    /// more than a full segment can use (one entry per more than `index_interval_bytes` of
+    /// log, and the time index's last entry at seal). Indexes are allocated for real (so a
+    /// full disk fails when a segment is created, not with SIGBUS later), so unused capacity
+    /// would cost disk. An index that fills anyway rolls the segment.
+    /// `entry_bytes`: the index's entry size.
+    pub fn index_capacity_bytes(&self, entry_bytes: u64) -> u64 {
+        let entries_max = self.segment_bytes_max / self.index_interval_bytes.saturating_add(1) + 2;
+        self.index_bytes_max
+            .min(entries_max.saturating_mul(entry_bytes))
+    }
+
     /// Checks the limits Kafka also enforces, so a bad topic config fails at creation.
     pub fn validate(&self) -> Result<(), String> {
         // Positions in the offset index are u32: a segment must stay addressable by them.
@@ -103,5 +115,36 @@ impl LogConfig {
             return Err("segment_ms must be at least 1".to_string());
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn index_capacity_is_what_a_full_segment_can_use_at_most() {
+        let config = LogConfig {
+            segment_bytes_max: 512 * 1024,
+            index_interval_bytes: 4096,
+            ..LogConfig::default()
+        };
+        // 127 entries at most (one per more than 4096 bytes), plus the margin.
+        assert_eq!(config.index_capacity_bytes(12), (127 + 2) * 12);
+        assert_eq!(config.index_capacity_bytes(8), (127 + 2) * 8);
+        assert_eq!(
+            LogConfig::default().index_capacity_bytes(12),
+            (262_080 + 2) * 12
+        );
+        let every_batch = LogConfig {
+            index_interval_bytes: 0,
+            ..LogConfig::default()
+        };
+        assert_eq!(every_batch.index_capacity_bytes(12), 10 * 1024 * 1024);
+        let huge_interval = LogConfig {
+            index_interval_bytes: u64::MAX,
+            ..LogConfig::default()
+        };
+        assert_eq!(huge_interval.index_capacity_bytes(12), 2 * 12);
     }
 }

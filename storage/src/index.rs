@@ -44,8 +44,7 @@ impl IndexFile {
             .truncate(true)
             .open(path)
             .map_err(|error| StorageError::io("create index", path, error))?;
-        file.set_len((capacity_entries * entry_bytes) as u64)
-            .map_err(|error| StorageError::io("size index", path, error))?;
+        allocate(&file, path, (capacity_entries * entry_bytes) as u64)?;
         let mapping = map_writable(path, file)?;
         Ok(IndexFile {
             path: path.to_path_buf(),
@@ -96,8 +95,7 @@ impl IndexFile {
             .write(true)
             .open(path)
             .map_err(|error| StorageError::io("open index", path, error))?;
-        file.set_len((capacity_entries * entry_bytes) as u64)
-            .map_err(|error| StorageError::io("size index", path, error))?;
+        allocate(&file, path, (capacity_entries * entry_bytes) as u64)?;
         let mapping = map_writable(path, file)?;
         Ok(Some(IndexFile {
             path: path.to_path_buf(),
@@ -161,6 +159,34 @@ impl IndexFile {
             )),
         }
     }
+}
+
+/// Sizes a writable index to `bytes` with its blocks allocated (`fallocate`), so a full disk
+/// fails here with an error: a sparse file would be mapped fine and then kill the process
+/// with SIGBUS at the first write to a page the filesystem cannot back. Filesystems without
+/// `fallocate` get a sparse file, as before.
+fn allocate(file: &File, path: &Path, bytes: u64) -> Result<()> {
+    use nix::errno::Errno;
+    use nix::fcntl::{FallocateFlags, fallocate};
+    let length = i64::try_from(bytes).map_err(|_| {
+        StorageError::io("size index", path, std::io::Error::other("index too large"))
+    })?;
+    if length > 0 {
+        match fallocate(file, FallocateFlags::empty(), 0, length) {
+            Ok(()) => {}
+            Err(Errno::EOPNOTSUPP) => {}
+            Err(errno) => {
+                return Err(StorageError::io(
+                    "allocate index",
+                    path,
+                    std::io::Error::from(errno),
+                ));
+            }
+        }
+    }
+    // Shrinks a file longer than `bytes` (fallocate only grows), and sizes the sparse one.
+    file.set_len(bytes)
+        .map_err(|error| StorageError::io("size index", path, error))
 }
 
 fn open_existing(path: &Path) -> Result<Option<(File, usize)>> {
@@ -447,6 +473,63 @@ impl TimeIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A tmpfs of `size`, unmounted on drop; `None` (with a message) where mounting is not
+    /// permitted.
+    struct Tmpfs(tempfile::TempDir);
+
+    impl Tmpfs {
+        fn mount(size: &str) -> Option<Tmpfs> {
+            let dir = tempfile::tempdir().unwrap();
+            let mounted = std::process::Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+                .arg(dir.path())
+                .status()
+                .is_ok_and(|status| status.success());
+            if !mounted {
+                eprintln!("SKIPPED: cannot mount a tmpfs (needs root)");
+                return None;
+            }
+            Some(Tmpfs(dir))
+        }
+    }
+
+    impl Drop for Tmpfs {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(self.0.path())
+                .status();
+        }
+    }
+
+    /// A sparse index on a full disk maps fine and then kills the process with SIGBUS at the
+    /// first entry written to a page the filesystem cannot back; allocating it for real
+    /// fails at creation with an error instead.
+    #[test]
+    fn an_index_on_a_full_filesystem_fails_to_allocate_instead_of_mapping_holes() {
+        let Some(tmpfs) = Tmpfs::mount("1m") else {
+            return;
+        };
+        let filler = tmpfs.0.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![1u8; 4096];
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+        drop(file);
+        let outcome = OffsetIndex::create(&tmpfs.0.path().join("0.index"), 64 * 1024);
+        assert!(
+            outcome.is_err(),
+            "a 64 KiB index was created on a full filesystem"
+        );
+        // With space back, the same index is allocated and usable.
+        std::fs::remove_file(&filler).unwrap();
+        let mut index = OffsetIndex::create(&tmpfs.0.path().join("0.index"), 64 * 1024).unwrap();
+        index.push(OffsetEntry {
+            relative_offset: 1,
+            position: 10,
+        });
+        assert_eq!(index.lookup(1).unwrap().position, 10);
+    }
 
     #[test]
     fn offset_index_lookup_finds_the_floor_entry() {

@@ -130,3 +130,50 @@ fn a_failed_checkpoint_for_a_new_epoch_poisons_before_writing_data() {
     assert_eq!(log.leader_epochs().entries(), &[(0, 0)]);
     assert_eq!(log.log_end_offset(), 1);
 }
+
+/// A full disk poisons the log; retention must still delete whole old segments so the space
+/// can come back (it writes nothing: no roll, no checkpoint), and the next open starts the log
+/// after them.
+#[test]
+fn retention_deletes_old_segments_of_a_poisoned_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let syncer = Arc::new(FlakySyncer::default());
+    let config = LogConfig {
+        flush_policy: FlushPolicy::EveryBatch,
+        segment_bytes_max: 1024,
+        retention: lmq_storage::RetentionPolicy {
+            retention_ms: None,
+            retention_bytes: Some(2048),
+        },
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), config.clone(), Arc::clone(&syncer));
+    for seed in 0..20 {
+        log.append(&mut batch(2, 100, seed, 0), 0, 0).unwrap();
+    }
+    let segments_before = log.segment_count();
+    assert!(segments_before > 4, "{segments_before} segments");
+    syncer.failing.store(true, Ordering::SeqCst);
+    log.append(&mut batch(2, 100, 99, 0), 0, 0).unwrap_err();
+    assert!(log.is_poisoned());
+
+    let outcome = log.apply_retention(0).unwrap();
+    assert!(!outcome.deleted_segments.is_empty(), "{outcome:?}");
+    assert!(
+        log.size_bytes() <= 2048 + 1024,
+        "{} bytes",
+        log.size_bytes()
+    );
+    assert!(log.is_poisoned(), "retention does not unpoison the log");
+    let log_start = outcome.log_start_offset;
+    assert!(log_start > 0);
+    drop(log);
+
+    syncer.failing.store(false, Ordering::SeqCst);
+    let reopened = open(dir.path(), config, syncer);
+    assert_eq!(reopened.log_start_offset(), log_start);
+    assert_eq!(
+        reopened.segment_count(),
+        segments_before - outcome.deleted_segments.len()
+    );
+}

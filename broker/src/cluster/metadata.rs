@@ -197,6 +197,47 @@ impl ClusterMetadata {
         state.isr = isr;
         Ok(changed)
     }
+
+    /// A leader whose log failed (a write or fsync error poisoned it) gives up leadership:
+    /// accepted only from the current leader in its current epoch; the first live in-sync
+    /// replica in replica order leads in the next epoch, and the resigning broker leaves the
+    /// ISR (its log must be recovered and caught up before it counts again). Without another
+    /// live in-sync replica nothing changes (the leader keeps the only complete copy and
+    /// refuses writes until its log is reopened). Returns whether the leadership moved.
+    pub fn resign_leadership(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        live: &BTreeSet<i32>,
+    ) -> Result<bool, MetadataError> {
+        let state = self
+            .topics
+            .get_mut(topic)
+            .and_then(|state| state.partitions.get_mut(usize::try_from(partition).ok()?))
+            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
+        if state.leader != leader || state.leader_epoch != leader_epoch {
+            return Err(MetadataError::StaleLeader {
+                topic: topic.to_string(),
+                partition,
+                leader: state.leader,
+                epoch: state.leader_epoch,
+            });
+        }
+        let Some(next) = state
+            .replicas
+            .iter()
+            .copied()
+            .find(|id| *id != leader && live.contains(id) && state.isr.contains(id))
+        else {
+            return Ok(false);
+        };
+        state.leader = next;
+        state.leader_epoch += 1;
+        state.isr.retain(|id| *id != leader);
+        Ok(true)
+    }
 }
 
 impl PartitionState {
@@ -517,6 +558,45 @@ mod tests {
                 .alter_isr("t", 0, state.leader, 0, &grown, &all)
                 .unwrap()
         );
+    }
+
+    #[test]
+    fn a_failed_leader_resigns_to_the_next_live_in_sync_replica() {
+        let mut metadata = ClusterMetadata::default();
+        metadata
+            .create_topic("t", spec(1, 3), &brokers(&[1, 2, 3]), 0)
+            .unwrap();
+        let state = metadata.partition("t", 0).unwrap().clone();
+        let (leader, second, third) = (state.replicas[0], state.replicas[1], state.replicas[2]);
+        // Only from the current leader and epoch.
+        assert!(matches!(
+            metadata.resign_leadership("t", 0, second, 0, &live(&[1, 2, 3])),
+            Err(MetadataError::StaleLeader { .. })
+        ));
+        assert!(matches!(
+            metadata.resign_leadership("t", 0, leader, 3, &live(&[1, 2, 3])),
+            Err(MetadataError::StaleLeader { .. })
+        ));
+        // The second replica is dead: the third takes over, the leader leaves the ISR.
+        assert!(
+            metadata
+                .resign_leadership("t", 0, leader, 0, &live(&[leader, third]))
+                .unwrap()
+        );
+        let after = metadata.partition("t", 0).unwrap();
+        assert_eq!((after.leader, after.leader_epoch), (third, 1));
+        assert!(!after.isr.contains(&leader), "{after:?}");
+        // Alone in the ISR: the leader keeps the partition (the only complete copy).
+        let mut alone = metadata.clone();
+        alone
+            .alter_isr("t", 0, third, 1, &live(&[third]), &live(&[1, 2, 3]))
+            .unwrap();
+        assert!(
+            !alone
+                .resign_leadership("t", 0, third, 1, &live(&[1, 2, 3]))
+                .unwrap()
+        );
+        assert_eq!(alone.partition("t", 0).unwrap().leader, third);
     }
 
     #[test]

@@ -393,6 +393,41 @@ impl ClusterNode {
         reconcile::apply(broker, self);
     }
 
+    /// This broker's log of a partition it leads failed: gives the leadership to another
+    /// live in-sync replica through the metadata (see
+    /// [`ClusterMetadata::resign_leadership`]) and applies the outcome, so this broker
+    /// follows. Returns whether the leadership moved (not when no other replica is in sync).
+    pub async fn resign_leadership(
+        &self,
+        broker: &Broker,
+        topic: &str,
+        partition: i32,
+        leader_epoch: i32,
+    ) -> Result<bool, StoreError> {
+        let live = self.view().live_ids();
+        let mut moved = false;
+        let (metadata, version) = store::update(&*self.coordinator, None, |metadata| {
+            moved =
+                metadata.resign_leadership(topic, partition, self.node_id, leader_epoch, &live)?;
+            Ok(moved)
+        })
+        .await?;
+        if moved {
+            self.apply_metadata(broker, metadata, version);
+        }
+        Ok(moved)
+    }
+
+    /// Applies the current metadata again, e.g. to a partition whose log was reopened and
+    /// which forgot its role.
+    pub fn reapply_metadata(&self, broker: &Broker) {
+        let _one_at_a_time = self
+            .reconciling
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        reconcile::apply(broker, self);
+    }
+
     /// The replication settings of a topic: its `min.insync.replicas` or the broker's.
     pub fn replication_config(
         broker: &Broker,

@@ -39,6 +39,15 @@ pub struct TestCluster {
 impl TestCluster {
     /// `count` brokers (node ids 0..count), topics created with `count` replicas.
     pub async fn start(count: i32) -> TestCluster {
+        Self::start_with(count, |_, config| config).await
+    }
+
+    /// Like [`TestCluster::start`], each broker's config (data dir under the cluster's temp
+    /// dir) changed by `adjust` first.
+    pub async fn start_with(
+        count: i32,
+        adjust: impl Fn(i32, BrokerConfig) -> BrokerConfig,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().unwrap();
         let store = EmbeddedStore::open(&dir.path().join("coordinator")).unwrap();
         let (stop, shutdown) = watch::channel(false);
@@ -53,6 +62,7 @@ impl TestCluster {
                 ..BrokerConfig::default()
             };
             config.cluster.default_replication_factor = i16::try_from(count).unwrap();
+            let config = adjust(node_id, config);
             let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
             let coordinator: Arc<dyn Coordinator> = Arc::new(store.client());
             lmq_broker::cluster::join(Arc::clone(&broker), coordinator, shutdown.clone())

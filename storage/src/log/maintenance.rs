@@ -133,8 +133,14 @@ impl PartitionLog {
     /// One retention pass at `now_ms`: deletes the oldest segments that the time, size or log
     /// start rules allow (see [`retention::decide`]). The active segment is rolled first when
     /// it has expired too, so the log always keeps an (empty) active segment.
+    ///
+    /// A poisoned log still deletes whole old sealed segments (a full disk then gets space
+    /// back), but writes nothing: no roll and no checkpoint; the next open moves the log start
+    /// past the deleted segments.
     pub fn apply_retention(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
-        self.ensure_writable()?;
+        if self.is_poisoned() {
+            return self.apply_retention_poisoned(now_ms);
+        }
         let policy = self.config.retention;
         let infos = self.segment_infos(policy.retention_ms.is_some())?;
         let decision = retention::decide(&infos, &policy, self.state.log_start_offset, now_ms);
@@ -154,6 +160,41 @@ impl PartitionLog {
                 .collect();
             log.delete_oldest(|segment| doomed.contains(&segment.base_offset))
         })
+    }
+
+    fn apply_retention_poisoned(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
+        let policy = self.config.retention;
+        // Segment ages from the `.log` modification times: an owner reopening the log may
+        // rewrite index files in place, so a poisoned log reads none of its indexes.
+        let mut infos = self.segment_infos(false)?;
+        if policy.retention_ms.is_some() {
+            for (info, segment) in infos.iter_mut().zip(&self.sealed) {
+                info.newest_timestamp_ms = segment.modified_ms()?;
+            }
+        }
+        let decision = retention::decide(&infos, &policy, self.state.log_start_offset, now_ms);
+        // Never the active segment: removing it needs a roll, a write.
+        let count = decision.delete_segments.min(self.sealed.len());
+        let mut outcome = RetentionOutcome::default();
+        if count > 0 {
+            let next_base = self
+                .sealed
+                .get(count)
+                .map_or(self.active.base_offset, |segment| segment.base_offset);
+            // Offsets below it become unreadable before their files go.
+            self.state.log_start_offset = self.state.log_start_offset.max(next_base);
+            self.state.epochs.truncate_before(next_base);
+            self.state.high_watermark = self.state.high_watermark.max(next_base);
+            for segment in self.sealed.drain(..count) {
+                segment.delete(&self.options.file_cache)?;
+                outcome.deleted_segments.push(segment.base_offset);
+                outcome.deleted_bytes += segment.size_bytes();
+            }
+            tracing::info!(log = %self.dir.display(), segments = ?outcome.deleted_segments,
+                bytes = outcome.deleted_bytes, "deleted old segments of a poisoned log");
+        }
+        outcome.log_start_offset = self.state.log_start_offset;
+        Ok(outcome)
     }
 
     /// Deletes sealed segments from the oldest while `doomed` holds, moving the log start past

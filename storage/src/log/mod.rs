@@ -78,6 +78,10 @@ impl PartitionLog {
     pub fn config(&self) -> &LogConfig {
         &self.config
     }
+    /// What the log was opened with, so an owner can reopen a poisoned log the same way.
+    pub fn options(&self) -> &LogOptions {
+        &self.options
+    }
     /// Changes limits for what comes next (topic config update); existing segments stay.
     pub fn set_config(&mut self, config: LogConfig) -> Result<()> {
         config.validate().map_err(StorageError::InvalidConfig)?;

@@ -10,7 +10,9 @@ use crate::files::{
     LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, open_read_write, segment_path,
     sync_dir,
 };
-use crate::index::{OffsetEntry, OffsetIndex, TimeEntry, TimeIndex};
+use crate::index::{
+    OFFSET_ENTRY_BYTES, OffsetEntry, OffsetIndex, TIME_ENTRY_BYTES, TimeEntry, TimeIndex,
+};
 use crate::scan::{BatchHeader, Damage, Verify, scan_segment};
 
 /// Adds the sparse index entries for batches as they are appended or rescanned, as Kafka's
@@ -111,11 +113,11 @@ impl ActiveSegment {
     ) -> Result<Self> {
         let offset_index = OffsetIndex::create(
             &segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX),
-            config.index_bytes_max,
+            config.index_capacity_bytes(OFFSET_ENTRY_BYTES as u64),
         )?;
         let time_index = TimeIndex::create(
             &segment_path(dir, base_offset, TIME_INDEX_SUFFIX),
-            config.index_bytes_max,
+            config.index_capacity_bytes(TIME_ENTRY_BYTES as u64),
         )?;
         Ok(ActiveSegment {
             base_offset,
@@ -185,12 +187,19 @@ impl ActiveSegment {
             .len();
         let offset_path = segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX);
         let time_path = segment_path(dir, base_offset, TIME_INDEX_SUFFIX);
-        let Some(offset_index) =
-            OffsetIndex::open_writable(&offset_path, config.index_bytes_max, file_bytes)?
+        let Some(offset_index) = OffsetIndex::open_writable(
+            &offset_path,
+            config.index_capacity_bytes(OFFSET_ENTRY_BYTES as u64),
+            file_bytes,
+        )?
         else {
             return Ok(None);
         };
-        let Some(time_index) = TimeIndex::open_writable(&time_path, config.index_bytes_max)? else {
+        let Some(time_index) = TimeIndex::open_writable(
+            &time_path,
+            config.index_capacity_bytes(TIME_ENTRY_BYTES as u64),
+        )?
+        else {
             return Ok(None);
         };
         let mut indexer = Indexer::new(base_offset, config.index_interval_bytes);
