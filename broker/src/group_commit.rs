@@ -156,20 +156,35 @@ mod tests {
         info.last_offset + 1
     }
 
-    /// A partition whose log (group commit, `EveryBatch`) fsyncs through a [`GatedSyncer`].
-    fn gated_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<GatedSyncer>) {
-        let syncer = Arc::new(GatedSyncer::default());
+    /// A partition whose log (group commit on) fsyncs through `syncer`.
+    fn group_committed_partition(
+        dir: &std::path::Path,
+        syncer: Arc<dyn Syncer>,
+        config: LogConfig,
+    ) -> Partition {
         let options = LogOptions {
-            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
+            syncer,
             group_commit: true,
             ..LogOptions::default()
         };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::EveryBatch,
-            ..LogConfig::default()
-        };
         let (log, _) = PartitionLog::open(dir, config, options, 0).unwrap();
-        (Arc::new(Partition::new(0, log, Arc::default())), syncer)
+        Partition::new(0, log, Arc::default())
+    }
+
+    /// A partition whose log (group commit, `EveryBatch`) fsyncs through a [`GatedSyncer`].
+    fn gated_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<GatedSyncer>) {
+        let syncer = Arc::new(GatedSyncer::default());
+        (
+            Arc::new(group_committed_partition(
+                dir,
+                Arc::clone(&syncer) as Arc<dyn Syncer>,
+                LogConfig {
+                    flush_policy: FlushPolicy::EveryBatch,
+                    ..LogConfig::default()
+                },
+            )),
+            syncer,
+        )
     }
 
     // The std guard is the point: it holds the fsync on its blocking-pool thread.
@@ -235,18 +250,15 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gated = Arc::new(SegmentGatedSyncer::default());
         let syncer = &gated.gated;
-        let options = LogOptions {
-            syncer: Arc::clone(&gated) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::Os,
-            segment_bytes_max: 4 * 1024,
-            ..LogConfig::default()
-        };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Arc::new(Partition::new(0, log, Arc::default()));
+        let partition = Arc::new(group_committed_partition(
+            dir.path(),
+            Arc::clone(&gated) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::Os,
+                segment_bytes_max: 4 * 1024,
+                ..LogConfig::default()
+            },
+        ));
         let append_kib = |partition: &Partition| {
             let mut builder = BatchBuilder::new(0);
             builder.push(None, Some(&[7u8; 1024][..]), 0);
@@ -293,17 +305,14 @@ mod tests {
         use crate::replication::{Assignment, ReplicationConfig};
         let dir = tempfile::tempdir().unwrap();
         let gated = Arc::new(SegmentGatedSyncer::default());
-        let options = LogOptions {
-            syncer: Arc::clone(&gated) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::EveryBatch,
-            ..LogConfig::default()
-        };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Arc::new(Partition::new(0, log, Arc::default()));
+        let partition = Arc::new(group_committed_partition(
+            dir.path(),
+            Arc::clone(&gated) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        ));
         let syncer = &gated.gated;
         let alone = Assignment {
             leader_id: 1,
@@ -366,17 +375,14 @@ mod tests {
         use crate::replication::{Assignment, ReplicationConfig};
         let dir = tempfile::tempdir().unwrap();
         let syncer = Arc::new(FailingSyncer::default());
-        let options = LogOptions {
-            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::EveryBatch,
-            ..LogConfig::default()
-        };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Partition::new(0, log, Arc::default());
+        let partition = group_committed_partition(
+            dir.path(),
+            Arc::clone(&syncer) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        );
         let follower = Assignment {
             leader_id: 2,
             leader_epoch: 0,
@@ -436,17 +442,14 @@ mod tests {
     async fn a_poisoned_log_is_reopened_by_one_claimant_and_takes_appends_again() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = Arc::new(FailingSyncer::default());
-        let options = LogOptions {
-            syncer: Arc::clone(&syncer) as Arc<dyn Syncer>,
-            group_commit: true,
-            ..LogOptions::default()
-        };
-        let config = LogConfig {
-            flush_policy: FlushPolicy::EveryBatch,
-            ..LogConfig::default()
-        };
-        let (log, _) = PartitionLog::open(dir.path(), config, options, 0).unwrap();
-        let partition = Partition::new(0, log, Arc::default());
+        let partition = group_committed_partition(
+            dir.path(),
+            Arc::clone(&syncer) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        );
         let end = append(&partition);
         partition.flush_to(end).await.unwrap();
         assert!(

@@ -30,6 +30,12 @@ fn text(value: &str) -> StrBytes {
     StrBytes::from_string(value.to_string())
 }
 
+/// Thousands of partitions: small segments, so each active segment's index files (allocated
+/// for real, sized to what a full segment can use) take kilobytes, not megabytes, of disk.
+fn small_logs(config: &mut lmq_broker::config::BrokerConfig) {
+    config.log.segment_bytes = 1 << 20;
+}
+
 /// An OffsetCommit of `partitions` of each topic, offset = partition index.
 fn commit_request(group: &str, topics: &[(&str, std::ops::Range<i32>)]) -> RequestKind {
     let mut request = OffsetCommitRequest::default();
@@ -59,7 +65,7 @@ fn commit_request(group: &str, topics: &[(&str, std::ops::Range<i32>)]) -> Reque
 #[tokio::test]
 async fn an_offset_commit_of_300_000_partitions_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let broker = TestBroker::start_in(dir.path(), small_logs).await;
     broker.find_coordinator("wide").await;
     let mut client = broker.client().await;
     client
@@ -91,7 +97,7 @@ async fn an_offset_commit_of_300_000_partitions_is_answered() {
 #[tokio::test]
 async fn an_offset_fetch_of_200_000_topics_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let broker = TestBroker::start_in(dir.path(), small_logs).await;
     broker.find_coordinator("wide").await;
     let mut client = broker.client().await;
     let mut group = OffsetFetchRequestGroup::default();
@@ -158,7 +164,7 @@ async fn a_list_config_append_of_200_000_items_is_answered_and_keys_come_once() 
     const DELETE: i8 = 1;
     const APPEND: i8 = 2;
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let broker = TestBroker::start_in(dir.path(), small_logs).await;
     let mut client = broker.client().await;
     client
         .call(
@@ -198,7 +204,7 @@ async fn a_list_config_append_of_200_000_items_is_answered_and_keys_come_once() 
 #[tokio::test]
 async fn a_create_topics_of_2_000_topics_is_one_metadata_write() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let broker = TestBroker::start_in(dir.path(), small_logs).await;
     let mut client = broker.client().await;
     let mut request = lmq_wire::protocol::messages::CreateTopicsRequest::default();
     request.timeout_ms = 60_000;
@@ -236,7 +242,11 @@ async fn a_create_topics_of_2_000_topics_is_one_metadata_write() {
 #[tokio::test]
 async fn a_metadata_request_auto_creating_2_000_topics_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |config| config.default_partitions = 1).await;
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        small_logs(config);
+        config.default_partitions = 1;
+    })
+    .await;
     let mut client = broker.client().await;
     let names: Vec<String> = (0..2_000).map(|index| format!("auto{index}")).collect();
     let mut asked: Vec<&str> = names.iter().map(String::as_str).collect();
@@ -268,7 +278,7 @@ async fn a_metadata_request_auto_creating_2_000_topics_is_answered() {
 #[tokio::test]
 async fn a_delete_topics_of_2_000_topics_is_answered() {
     let dir = tempfile::tempdir().unwrap();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let broker = TestBroker::start_in(dir.path(), small_logs).await;
     let mut client = broker.client().await;
     let names: Vec<String> = (0..2_000).map(|index| format!("t{index}")).collect();
     let mut create = lmq_wire::protocol::messages::CreateTopicsRequest::default();

@@ -7,14 +7,22 @@ use lmq_storage::{LogConfig, LogOptions, PartitionLog};
 
 use super::state::GroupConfig;
 use super::{GroupCoordinator, OffsetCommit};
-use crate::partition::Partition;
+use crate::partition::{IsrWakeup, Partition};
 use crate::replication::{Assignment, ReplicationConfig};
 
 /// An offsets partition led by broker 1 with broker 2 in its ISR: nothing is committed
 /// until broker 2 has fetched it.
 fn replicated_offsets_partition(dir: &std::path::Path) -> Arc<Partition> {
+    replicated_offsets_partition_waking(dir, IsrWakeup::default())
+}
+
+/// The same, waking `isr_wakeup` when it proposes an ISR change.
+fn replicated_offsets_partition_waking(
+    dir: &std::path::Path,
+    isr_wakeup: IsrWakeup,
+) -> Arc<Partition> {
     let (log, _) = PartitionLog::open(dir, LogConfig::default(), LogOptions::default(), 0).unwrap();
-    let partition = Arc::new(Partition::new(0, log, Arc::default()));
+    let partition = Arc::new(Partition::new(0, log, isr_wakeup));
     let assignment = Assignment {
         leader_id: 1,
         leader_epoch: 0,
@@ -91,19 +99,8 @@ async fn a_commit_is_visible_to_offset_fetch_only_once_the_isr_has_it() {
 #[tokio::test]
 async fn an_isr_proposal_made_by_an_offsets_append_reaches_the_persisting_task() {
     let dir = tempfile::tempdir().unwrap();
-    let (log, _) =
-        PartitionLog::open(dir.path(), LogConfig::default(), LogOptions::default(), 0).unwrap();
-    let wakeup = crate::partition::IsrWakeup::default();
-    let partition = Arc::new(Partition::new(0, log, Arc::clone(&wakeup)));
-    let assignment = Assignment {
-        leader_id: 1,
-        leader_epoch: 0,
-        replicas: vec![1, 2],
-        isr: vec![1, 2],
-    };
-    partition
-        .become_role(1, &assignment, ReplicationConfig::default(), 0)
-        .unwrap();
+    let wakeup = IsrWakeup::default();
+    let partition = replicated_offsets_partition_waking(dir.path(), Arc::clone(&wakeup));
     let coordinator =
         GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
     let lagging_ms = ReplicationConfig::default().replica_lag_time_max_ms + 1;

@@ -10,11 +10,12 @@ use lmq_wire::protocol::messages::create_topics_response::{
 };
 use lmq_wire::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
-use super::{NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code};
+use super::{
+    NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code, topic_outcomes,
+};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
-use crate::cluster::store::StoreError;
 use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, log_config_for, validate_topic_name};
 
 /// Valid: partitions and replication factor; or the error code and message.
@@ -65,22 +66,7 @@ pub async fn handle(
         } else {
             cluster.create_topics(broker, &valid).await
         };
-        let mut created = match created {
-            Ok(outcomes) => outcomes
-                .into_iter()
-                .map(|outcome| {
-                    outcome.map_err(|error| {
-                        let error = StoreError::from(error);
-                        (store_error_code(&error), error.to_string())
-                    })
-                })
-                .collect::<Vec<_>>()
-                .into_iter(),
-            Err(error) => {
-                let refused = (store_error_code(&error), error.to_string());
-                vec![Err(refused); valid.len()].into_iter()
-            }
-        };
+        let mut created = topic_outcomes(created, valid.len());
         for (_, outcome) in &mut checked {
             if outcome.is_ok()
                 && let Some(Err(refused)) = created.next()

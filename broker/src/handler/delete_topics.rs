@@ -6,12 +6,9 @@ use std::collections::HashMap;
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{
-    NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code, topic_name,
-};
+use super::{NONE, refuse_internal_topic, str_bytes, topic_error_code, topic_name, topic_outcomes};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
-use crate::cluster::store::StoreError;
 use crate::topics::TopicError;
 
 pub async fn handle(
@@ -63,22 +60,7 @@ pub async fn handle(
     } else {
         cluster.delete_topics(broker, &to_delete).await
     };
-    let mut deleted = match deleted {
-        Ok(outcomes) => outcomes
-            .into_iter()
-            .map(|outcome| {
-                outcome.map_err(|error| {
-                    let error = StoreError::from(error);
-                    (store_error_code(&error), error.to_string())
-                })
-            })
-            .collect::<Vec<_>>()
-            .into_iter(),
-        Err(error) => {
-            let refused = (store_error_code(&error), error.to_string());
-            vec![Err(refused); to_delete.len()].into_iter()
-        }
-    };
+    let mut deleted = topic_outcomes(deleted, to_delete.len());
     let mut response = DeleteTopicsResponse::default();
     for ((requested_name, topic_id), name) in targets.into_iter().zip(names) {
         let mut result = DeletableTopicResult::default();

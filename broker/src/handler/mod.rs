@@ -322,6 +322,31 @@ pub(crate) fn store_error_code(error: &StoreError) -> i16 {
 }
 
 /// The Kafka error code for a topic operation failure.
+/// Each topic's outcome of one metadata write for `count` topics (CreateTopics,
+/// DeleteTopics): its own refusal, or the write's failure for every one of them, as (code,
+/// message).
+pub(crate) fn topic_outcomes(
+    written: Result<Vec<Result<(), MetadataError>>, StoreError>,
+    count: usize,
+) -> std::vec::IntoIter<Result<(), (i16, String)>> {
+    match written {
+        Ok(outcomes) => outcomes
+            .into_iter()
+            .map(|outcome| {
+                outcome.map_err(|error| {
+                    let error = StoreError::from(error);
+                    (store_error_code(&error), error.to_string())
+                })
+            })
+            .collect::<Vec<_>>()
+            .into_iter(),
+        Err(error) => {
+            let refused = (store_error_code(&error), error.to_string());
+            vec![Err(refused); count].into_iter()
+        }
+    }
+}
+
 pub(crate) fn topic_error_code(error: &TopicError) -> i16 {
     let code = match error {
         TopicError::InvalidName { .. } => ResponseError::InvalidTopicException,
