@@ -85,8 +85,9 @@ impl Broker {
     pub fn flush_due(&self) {
         self.for_each_partition("flush", |partition, now_ms| {
             partition.flush_if_due(now_ms)?;
-            // Rolled segments go to disk off the append path, on the blocking pool.
-            if let Some(end_offset) = partition.rolled_flush_target()? {
+            // Rolled segments (and an every-batch tail whose produce went away) go to disk off
+            // the append path, on the blocking pool.
+            if let Some(end_offset) = partition.background_flush_target()? {
                 let partition = Arc::clone(partition);
                 tokio::spawn(async move {
                     if let Err(error) = partition.flush_to(end_offset).await {

@@ -266,10 +266,10 @@ mod tests {
                 .with_log(|log| log.append(&mut builder.build(), 0, 0))
                 .unwrap();
         };
-        while partition.rolled_flush_target().unwrap().is_none() {
+        while partition.background_flush_target().unwrap().is_none() {
             append_kib(&partition);
         }
-        let target = partition.rolled_flush_target().unwrap().unwrap();
+        let target = partition.background_flush_target().unwrap().unwrap();
         let gate = syncer.gate.lock().unwrap();
         let flusher = tokio::spawn({
             let partition = Arc::clone(&partition);
@@ -293,7 +293,7 @@ mod tests {
             syncer.calls.load(Ordering::SeqCst) <= first_pass + 1,
             "one pass (sealed segments and the active one), not a second for the later appends"
         );
-        assert!(partition.rolled_flush_target().unwrap().is_some());
+        assert!(partition.background_flush_target().unwrap().is_some());
     }
 
     /// Under `every-batch` the leader counts only what is on disk as its own position: the
@@ -414,6 +414,19 @@ mod tests {
             None,
             "a poisoned follower fetches no more"
         );
+    }
+
+    /// Under `every-batch` an append whose produce was dropped before its group commit (the
+    /// connection failed) is flushed by the upkeep's background pass, so the leader's
+    /// position and the high watermark reach it without another produce.
+    #[tokio::test]
+    async fn the_upkeep_flushes_an_every_batch_tail_nobody_waits_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, _syncer) = gated_partition(dir.path());
+        let end = append(&partition);
+        assert_eq!(partition.background_flush_target().unwrap(), Some(end));
+        partition.flush_to(end).await.unwrap();
+        assert_eq!(partition.background_flush_target().unwrap(), None);
     }
 
     #[allow(clippy::await_holding_lock)]

@@ -206,11 +206,19 @@ impl Partition {
         self.commit.flush_to(self, end_offset).await
     }
 
-    /// Where the upkeep's flush of segments rolled without an fsync (`os` and interval
-    /// policies) ends: the log end as it is now, so appends made meanwhile wait for the next
-    /// pass and a busy partition does not fsync back to back. `None` when nothing waits.
-    pub fn rolled_flush_target(&self) -> Result<Option<i64>, StorageError> {
-        self.with_log(|log| Ok(log.has_unflushed_segments().then(|| log.log_end_offset())))
+    /// Where the upkeep's background flush ends, when one is due: segments rolled without an
+    /// fsync (`os` and interval policies), or under `every-batch` appends whose group commit
+    /// nobody ran (their produce was dropped with its connection; the leader counts only what
+    /// is on disk, so they would stay above the high watermark until the next produce). The
+    /// log end as it is now, so appends made meanwhile wait for the next pass and a busy
+    /// partition does not fsync back to back. `None` when nothing waits.
+    pub fn background_flush_target(&self) -> Result<Option<i64>, StorageError> {
+        self.with_log(|log| {
+            let unflushed_tail = log.config().flush_policy == FlushPolicy::EveryBatch
+                && !log.is_poisoned()
+                && log.recovery_point() < log.log_end_offset();
+            Ok((log.has_unflushed_segments() || unflushed_tail).then(|| log.log_end_offset()))
+        })
     }
 
     fn lock(&self) -> MutexGuard<'_, LogSlot> {

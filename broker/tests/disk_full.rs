@@ -166,8 +166,18 @@ async fn fill_the_disk_then_free_it(flush: &str, free: Free) {
         produce_until_refused(&broker, topic, 0),
         produce_until_refused(&broker, topic, 1)
     );
-    assert_eq!(first.1, KAFKA_STORAGE_ERROR, "refusal of producer 0");
-    assert_eq!(second.1, KAFKA_STORAGE_ERROR, "refusal of producer 1");
+    // The disk refuses one of them; the other may meet the instant the reopened partition
+    // takes its role again (retention can free the space within the first upkeep pass).
+    for (producer, refused) in [first.1, second.1].into_iter().enumerate() {
+        assert!(
+            matches!(refused, KAFKA_STORAGE_ERROR | NOT_LEADER_OR_FOLLOWER),
+            "refusal of producer {producer}: {refused}"
+        );
+    }
+    assert!(
+        first.1 == KAFKA_STORAGE_ERROR || second.1 == KAFKA_STORAGE_ERROR,
+        "the full disk refused a write"
+    );
     let mut acknowledged = first.0;
     acknowledged.extend(second.0);
     assert!(
