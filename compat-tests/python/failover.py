@@ -95,7 +95,10 @@ def main():
           f"{duplicates} read again")
     if missing:
         sys.exit(f"FAIL: missing {missing[:5]}")
-    consumer.commit(asynchronous=False)
+    results = consumer.commit(asynchronous=False)
+    errors = [r for r in results or [] if r.error is not None]
+    if errors:
+        sys.exit(f"FAIL: the final commit answered {errors}")
     positions = consumer.position([TopicPartition(topic, p) for p in range(3)])
     committed = consumer.committed([TopicPartition(topic, p) for p in range(3)], timeout=30)
     consumer.close()
