@@ -115,3 +115,31 @@ async fn an_isr_proposal_made_by_an_offsets_append_reaches_the_persisting_task()
         .await
         .expect("the persisting task was woken");
 }
+
+/// Every metadata change (an ISR change of any topic, a new topic) hands the coordinator the
+/// offsets topic's partitions again. It used to drop the changes held for batches in flight
+/// then, so a commit acknowledged a moment later never showed in OffsetFetch (the
+/// compatibility suite's confluent-kafka failover saw `committed != positions` while a
+/// restarted broker rejoined the ISR).
+#[tokio::test]
+async fn a_commit_in_flight_survives_the_same_partitions_handed_over_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = replicated_offsets_partition(dir.path());
+    let coordinator =
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+    let durable = coordinator
+        .commit("g", "", None, -1, &[commit(44)], 1_000)
+        .unwrap();
+    coordinator.adopt(vec![Arc::clone(&partition)]);
+    let log_end = partition.offsets().unwrap().log_end_offset;
+    partition.follower_fetch(2, log_end, 0, 0, 1_000).unwrap();
+    coordinator
+        .wait_durable(durable, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(
+        fetched(&coordinator),
+        Some(44),
+        "an acknowledged commit is lost"
+    );
+}

@@ -282,12 +282,30 @@ impl GroupCoordinator {
 
     /// Takes the cluster's offsets topic partitions (the topic was created or recreated).
     pub fn adopt(&self, partitions: Vec<Arc<Partition>>) {
-        // Changes held for the old partitions' batches are lost with them.
-        self.lock().pending.clear();
-        *self
+        // Lock order as in `commit`: the groups, then the partitions.
+        let mut inner = self.lock();
+        let mut current = self
             .offsets_partitions
             .write()
-            .unwrap_or_else(PoisonError::into_inner) = partitions;
+            .unwrap_or_else(PoisonError::into_inner);
+        if partitions.len() != current.len() {
+            // Groups map to other partitions now: what was held went with the old ones.
+            inner.pending.clear();
+        } else {
+            // Every metadata change hands the same partitions over again: only a partition
+            // that was really replaced loses the changes held for its batches.
+            let replaced: Vec<usize> = current
+                .iter()
+                .zip(&partitions)
+                .enumerate()
+                .filter(|(_, (old, new))| !Arc::ptr_eq(old, new))
+                .map(|(index, _)| index)
+                .collect();
+            inner
+                .pending
+                .retain(|(held, _), _| !replaced.contains(held));
+        }
+        *current = partitions;
     }
 
     fn offsets_partition(&self, group_id: &str) -> Option<(usize, Arc<Partition>)> {
