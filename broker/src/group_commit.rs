@@ -327,7 +327,7 @@ mod tests {
         let mut builder = BatchBuilder::new(0);
         builder.push(None, Some(b"record"), 0);
         let appended = partition
-            .append_as_leader(&mut builder.build(), true, 0)
+            .append_as_leader(&mut builder.build(), lmq_wire::Acks::All, 0)
             .unwrap();
         let end = appended.info.last_offset + 1;
         assert_eq!(

@@ -12,6 +12,7 @@ use lmq_storage::{
 };
 use std::sync::Arc;
 
+use lmq_wire::Acks;
 use tokio::sync::{Notify, oneshot};
 
 use crate::group_commit::GroupCommit;
@@ -378,14 +379,15 @@ impl Partition {
         self.replica.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Appends as leader: committed once the ISR has it (`acks_all` then returns a receiver
+    /// Appends as leader: committed once the ISR has it (`Acks::All` then returns a receiver
     /// to wait on).
     pub fn append_as_leader(
         &self,
         records: &mut [u8],
-        acks_all: bool,
+        acks: Acks,
         now_ms: i64,
     ) -> Result<LeaderAppend, ReplicaError> {
+        let acks_all = acks == Acks::All;
         let mut replica = self.replica();
         let Replica {
             role,

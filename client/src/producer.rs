@@ -28,15 +28,7 @@ use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, Result};
 
 /// How many replicas must have a record before it is acknowledged.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Acks {
-    /// No answer at all (offsets are unknown: deliveries report -1).
-    None,
-    /// The leader has written it (`acks=1`).
-    Leader,
-    /// Every in-sync replica has it (`acks=-1`); required for idempotence.
-    All,
-}
+pub use lmq_wire::Acks;
 
 /// Settings of a [`Producer`]; the defaults are idempotent with `Acks::All`.
 #[derive(Debug, Clone)]
@@ -500,11 +492,7 @@ async fn start_produce(
     topic_data.partition_data = vec![data];
     let mut request = ProduceRequest::default();
     request.transactional_id = None;
-    request.acks = match inner.config.acks {
-        Acks::None => 0,
-        Acks::Leader => 1,
-        Acks::All => -1,
-    };
+    request.acks = inner.config.acks.code();
     request.timeout_ms = 30_000;
     request.topic_data = vec![topic_data];
     let version = connection.version(ApiKey::Produce, 3..=11)?;

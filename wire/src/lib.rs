@@ -5,6 +5,7 @@
 //! This crate is the only one that depends on `kafka-protocol` (re-exported as [`protocol`]
 //! for the message types); it performs no I/O.
 
+mod acks;
 mod error;
 mod frame;
 pub mod records;
@@ -15,6 +16,7 @@ mod versions;
 /// The generated Kafka message types, for handlers and clients.
 pub use kafka_protocol as protocol;
 
+pub use acks::Acks;
 pub use error::WireError;
 pub use frame::{FRAME_BYTES_MAX_DEFAULT, FRAME_PREFIX_BYTES, frame_length};
 pub use request::{DecodedRequest, decode_any_request, decode_request, encode_request};

@@ -23,6 +23,7 @@ use bytes::Bytes;
 use lmq_storage::batch::{BatchView, parse_records};
 use lmq_storage::builder::BatchBuilder;
 use lmq_storage::{FirstBatch, ReadBound, ReadLimits, StorageError};
+use lmq_wire::Acks;
 use tokio::sync::oneshot;
 
 use crate::partition::{Partition, ReplicaError};
@@ -573,7 +574,7 @@ impl GroupCoordinator {
         for (key, value) in records {
             builder.push(Some(key), value.as_deref(), now_ms);
         }
-        let appended = partition.append_as_leader(&mut builder.build(), true, now_ms)?;
+        let appended = partition.append_as_leader(&mut builder.build(), Acks::All, now_ms)?;
         let info = appended.info;
         Ok(Durable {
             flush: info

@@ -2,16 +2,21 @@
 //! per partition. acks=0 gets no response at all, as in Kafka. In a cluster only the leader
 //! appends, and acks=all waits (up to the request's timeout) until the ISR has the batch.
 //! With `flush = "every-batch"` the answer also waits for the partition's group commit.
+//!
+//! Each partition's answer is its own [`PartitionAnswer`]: built at the append, settled
+//! (fsync, ISR, leadership) on its own, and put into the response at the end.
 
 use std::sync::Arc;
 
 use futures_util::future::join_all;
+use lmq_wire::Acks;
 use lmq_wire::protocol::messages::produce_response::{
     PartitionProduceResponse, TopicProduceResponse,
 };
-use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse};
+use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use tokio::sync::oneshot;
 
 use lmq_storage::batch::{BatchView, batch_total_bytes};
 use lmq_wire::protocol::ResponseError;
@@ -31,76 +36,170 @@ use crate::topics::is_internal_topic;
 /// with acks=all, for the ISR. The connection may read and append its next requests
 /// meanwhile, so pipelined requests share fsyncs; answers still go out in request order.
 pub struct Appended {
-    response: ProduceResponse,
-    /// (topic index, partition index, partition, offset to flush below).
-    flushes: Vec<(usize, usize, Arc<Partition>, i64)>,
-    waiting: Vec<Waiting>,
-    /// (topic index, partition index, partition, what the append was made under) of every
-    /// append answered with success so far: checked again right before the answer.
-    appends: Vec<(usize, usize, Arc<Partition>, AppendMark)>,
+    topics: Vec<TopicAnswer>,
     /// The leadership lease is checked again before the answer.
     cluster: Option<Arc<ClusterNode>>,
     /// Refusals of acks=0 produces are counted here: no answer carries them.
     request_errors: Family<ApiErrorLabels, Counter>,
-    acks: i16,
+    /// `None`: the request asked for a mode Kafka refuses; it is answered.
+    acks: Option<Acks>,
     timeout_ms: i32,
     version: i16,
+}
+
+struct TopicAnswer {
+    name: TopicName,
+    partitions: Vec<PartitionAnswer>,
+}
+
+/// One partition's answer in the making.
+struct PartitionAnswer {
+    answer: PartitionProduceResponse,
+    /// The append, while its success still has to be confirmed.
+    appended: Option<PendingAppend>,
+}
+
+/// An append answered with success so far, and what that success still waits on.
+struct PendingAppend {
+    partition: Arc<Partition>,
+    /// What the append was made under: checked again right before the answer.
+    mark: AppendMark,
+    /// The group commit (fsync) must reach this offset first.
+    flush_to: Option<i64>,
+    /// acks=all: the ISR's acknowledgement.
+    committed: Option<oneshot::Receiver<Result<(), AckError>>>,
+}
+
+impl PartitionAnswer {
+    fn new(index: i32) -> Self {
+        let mut answer = PartitionProduceResponse::default();
+        answer.index = index;
+        answer.base_offset = -1;
+        answer.log_append_time_ms = -1;
+        PartitionAnswer {
+            answer,
+            appended: None,
+        }
+    }
+
+    /// Answers with an error: nothing of this partition is acknowledged.
+    fn refuse(&mut self, code: i16, message: Option<String>, version: i16) {
+        self.answer.error_code = code;
+        self.answer.base_offset = -1;
+        self.answer.log_append_time_ms = -1;
+        if version >= 8 {
+            self.answer.error_message = message.map(str_bytes);
+        }
+        self.appended = None;
+    }
+
+    /// Waits for what the append's success depends on: its fsync, then (acks=all) the ISR
+    /// until `deadline` (REQUEST_TIMED_OUT: written, maybe replicated later, not
+    /// acknowledged). A failed fsync answers KAFKA_STORAGE_ERROR.
+    async fn settle(&mut self, deadline: tokio::time::Instant, version: i16) {
+        let Some(appended) = self.appended.as_mut() else {
+            return;
+        };
+        if let Some(end_offset) = appended.flush_to
+            && let Err(error) = appended.partition.flush_to(end_offset).await
+        {
+            tracing::warn!(%error, "produce not acknowledged: fsync failed");
+            self.refuse(storage_error_code(&error), Some(error.to_string()), version);
+            return;
+        }
+        let Some(committed) = appended.committed.take() else {
+            return;
+        };
+        let code = match tokio::time::timeout_at(deadline, committed).await {
+            Ok(Ok(Ok(()))) => return,
+            Ok(Ok(Err(AckError::NotEnoughReplicas))) => ResponseError::NotEnoughReplicas.code(),
+            Ok(Ok(Err(AckError::NotEnoughReplicasAfterAppend))) => {
+                ResponseError::NotEnoughReplicasAfterAppend.code()
+            }
+            // The leader stepped down while the append waited.
+            Ok(Ok(Err(AckError::NotLeader)) | Err(_)) => ResponseError::NotLeaderOrFollower.code(),
+            Err(_) => ResponseError::RequestTimedOut.code(),
+        };
+        self.refuse(code, None, version);
+    }
+
+    /// Why a success may no longer be given, if it may not: the lease lapsed, or the
+    /// partition is no longer led in the epoch the append was made in, or its log was
+    /// truncated since (the record may be gone, or be overwritten by the new leader's
+    /// history).
+    fn lost_reason(&self, lease_held: bool) -> Option<&'static str> {
+        let appended = self.appended.as_ref()?;
+        if !lease_held {
+            Some("the leadership lease lapsed before the answer")
+        } else if !appended.partition.still_holds(appended.mark) {
+            Some("the leadership changed (or the log was truncated) before the answer")
+        } else {
+            None
+        }
+    }
 }
 
 impl Appended {
     /// The answer, once what it acknowledges is durable; `None` for acks=0.
     pub async fn finish(mut self) -> Option<ProduceResponse> {
-        if !self.flushes.is_empty() {
-            let flushes = std::mem::take(&mut self.flushes);
-            wait_for_flushes(&mut self.response, flushes, self.version).await;
-        }
-        if !self.waiting.is_empty() {
-            let waiting = std::mem::take(&mut self.waiting);
-            wait_for_isr(&mut self.response, waiting, self.timeout_ms).await;
-        }
+        let deadline = tokio::time::Instant::now()
+            + std::time::Duration::from_millis(u64::try_from(self.timeout_ms.max(0)).unwrap_or(0));
+        let version = self.version;
+        join_all(
+            self.topics
+                .iter_mut()
+                .flat_map(|topic| topic.partitions.iter_mut())
+                .map(|partition| partition.settle(deadline, version)),
+        )
+        .await;
         self.recheck();
-        (self.acks != 0).then_some(self.response)
+        if self.acks == Some(Acks::None) {
+            return None;
+        }
+        let mut response = ProduceResponse::default();
+        response.responses = self
+            .topics
+            .into_iter()
+            .map(|topic| {
+                let mut answer = TopicProduceResponse::default();
+                answer.name = topic.name;
+                answer.partition_responses = topic
+                    .partitions
+                    .into_iter()
+                    .map(|partition| partition.answer)
+                    .collect();
+                answer
+            })
+            .collect();
+        Some(response)
     }
 
     /// The waits may have outlasted the leadership: an append is acknowledged only if the
-    /// lease still holds now and its partition is still led in the epoch it was appended in,
-    /// with no truncation since (else the record may be gone, or be overwritten by the new
-    /// leader's history). Otherwise NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose
-    /// leader moved: the client refreshes its metadata and retries.
+    /// lease still holds now and its partition is still led as when it was appended.
+    /// Otherwise NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose leader moved: the
+    /// client refreshes its metadata and retries.
     fn recheck(&mut self) {
         let lease_held = self
             .cluster
             .as_ref()
             .is_none_or(|cluster| cluster.may_lead());
-        for (topic, partition, replica, mark) in &self.appends {
-            let answered_ok = self
-                .response
-                .responses
-                .get(*topic)
-                .and_then(|topic| topic.partition_responses.get(*partition))
-                .is_some_and(|answer| answer.error_code == NONE);
-            if !answered_ok {
-                continue;
-            }
-            let reason = if !lease_held {
-                "the leadership lease lapsed before the answer"
-            } else if !replica.still_holds(*mark) {
-                "the leadership changed (or the log was truncated) before the answer"
-            } else {
+        let version = self.version;
+        for partition in self
+            .topics
+            .iter_mut()
+            .flat_map(|topic| topic.partitions.iter_mut())
+        {
+            let Some(reason) = partition.lost_reason(lease_held) else {
                 continue;
             };
             let code = ResponseError::NotLeaderOrFollower.code();
             tracing::info!(
-                partition = replica.index,
+                partition = partition.answer.index,
                 reason,
                 "produce not acknowledged"
             );
-            if let Some(answer) = unacknowledge(&mut self.response, *topic, *partition, code)
-                && self.version >= 8
-            {
-                answer.error_message = Some(str_bytes(reason));
-            }
-            if self.acks == 0 {
+            partition.refuse(code, Some(reason.to_string()), version);
+            if self.acks == Some(Acks::None) {
                 self.request_errors
                     .get_or_create(&ApiErrorLabels {
                         api: "Produce".to_string(),
@@ -185,232 +284,162 @@ pub fn append(
     version: i16,
     producer_ids: ProducerIdsEnd,
 ) -> Appended {
-    let now_ms = broker.now_ms();
-    let acks_all = request.acks == -1;
+    let acks = Acks::from_code(request.acks);
+    let appender = Appender {
+        broker,
+        producer_ids,
+        now_ms: broker.now_ms(),
+        version,
+    };
     let mut appended_any = false;
-    let mut response = ProduceResponse::default();
-    // (topic index, partition index, receiver) of appends waiting for the ISR.
-    let mut waiting = Vec::new();
-    // Appends waiting for their group commit (fsync), as (topic index, partition index, ...).
-    let mut flushes = Vec::new();
-    // Every append, checked again before the answer.
-    let mut appends = Vec::new();
-    for topic_data in request.topic_data {
-        let topic = broker.topics.get(&topic_data.name.0);
-        let mut topic_response = TopicProduceResponse::default();
-        topic_response.name = topic_data.name.clone();
-        for partition_data in topic_data.partition_data {
-            let mut partition_response = PartitionProduceResponse::default();
-            partition_response.index = partition_data.index;
-            partition_response.base_offset = -1;
-            partition_response.log_append_time_ms = -1;
-
-            let partition = topic.as_ref().and_then(|topic| {
-                usize::try_from(partition_data.index)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index))
-            });
-            if is_internal_topic(&topic_data.name.0) {
-                // Only its coordinator writes an internal topic (Kafka: "Cannot append to
-                // internal topic").
-                partition_response.error_code = ResponseError::InvalidTopicException.code();
-                topic_response.partition_responses.push(partition_response);
-                continue;
+    let topics = request
+        .topic_data
+        .into_iter()
+        .map(|topic_data| {
+            let topic = broker.topics.get(&topic_data.name.0);
+            let log_append_time = partition_uses_log_append_time(broker, &topic_data.name.0);
+            let partitions = topic_data
+                .partition_data
+                .into_iter()
+                .map(|partition_data| {
+                    let mut answer = PartitionAnswer::new(partition_data.index);
+                    let Some(acks) = acks else {
+                        // Kafka: "Invalid required acks", for every partition.
+                        answer.refuse(ResponseError::InvalidRequiredAcks.code(), None, version);
+                        return answer;
+                    };
+                    if is_internal_topic(&topic_data.name.0) {
+                        // Only its coordinator writes an internal topic (Kafka: "Cannot
+                        // append to internal topic").
+                        answer.refuse(ResponseError::InvalidTopicException.code(), None, version);
+                        return answer;
+                    }
+                    let partition = topic.as_ref().and_then(|topic| {
+                        usize::try_from(partition_data.index)
+                            .ok()
+                            .and_then(|index| topic.partitions.get(index))
+                    });
+                    let Some(partition) = partition else {
+                        answer.refuse(UNKNOWN_TOPIC_OR_PARTITION, None, version);
+                        return answer;
+                    };
+                    if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
+                        answer.refuse(ResponseError::NotLeaderOrFollower.code(), None, version);
+                        return answer;
+                    }
+                    // The log rewrites base offsets in place, so it needs its own copy.
+                    let mut records = partition_data
+                        .records
+                        .map(|records| records.to_vec())
+                        .unwrap_or_default();
+                    appender.append(
+                        &topic_data.name.0,
+                        partition,
+                        &mut records,
+                        acks,
+                        &mut answer,
+                    );
+                    if answer.appended.is_some() {
+                        appended_any = true;
+                        if !log_append_time {
+                            answer.answer.log_append_time_ms = -1;
+                        }
+                    }
+                    answer
+                })
+                .collect();
+            TopicAnswer {
+                name: topic_data.name,
+                partitions,
             }
-            let Some(partition) = partition else {
-                partition_response.error_code = UNKNOWN_TOPIC_OR_PARTITION;
-                topic_response.partition_responses.push(partition_response);
-                continue;
-            };
-            if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
-                partition_response.error_code = ResponseError::NotLeaderOrFollower.code();
-                topic_response.partition_responses.push(partition_response);
-                continue;
-            }
-            // The log rewrites base offsets in place, so it needs its own copy of the bytes.
-            let mut records = partition_data
-                .records
-                .map(|records| records.to_vec())
-                .unwrap_or_default();
-            // Kafka: "Produce requests with version 3+ are only allowed to contain exactly one
-            // record batch" per partition.
-            let one_batch =
-                batch_total_bytes(&records).is_some_and(|total| total == records.len() as u64);
-            if !one_batch {
-                partition_response.error_code = ResponseError::InvalidRecord.code();
-                if version >= 8 {
-                    partition_response.error_message = Some(str_bytes(
-                        "a produce request must carry exactly one record batch per partition",
-                    ));
-                }
-                topic_response.partition_responses.push(partition_response);
-                continue;
-            }
-            if let Some((code, message)) = producer_ids.refusal(&records) {
-                partition_response.error_code = code;
-                if version >= 8 {
-                    partition_response.error_message = Some(str_bytes(message));
-                }
-                topic_response.partition_responses.push(partition_response);
-                continue;
-            }
-            let started = std::time::Instant::now();
-            let appended = partition.append_as_leader(&mut records, acks_all, now_ms);
-            broker
-                .metrics
-                .produce_append_duration
-                .observe(started.elapsed().as_secs_f64());
-            match appended {
-                Ok(appended) => {
-                    appended_any = true;
-                    appends.push((
-                        response.responses.len(),
-                        topic_response.partition_responses.len(),
-                        Arc::clone(partition),
-                        appended.mark,
-                    ));
-                    let info = appended.info;
-                    if info.flush_pending {
-                        flushes.push((
-                            response.responses.len(),
-                            topic_response.partition_responses.len(),
-                            Arc::clone(partition),
-                            info.last_offset + 1,
-                        ));
-                    }
-                    if let Some(committed) = appended.committed {
-                        waiting.push((
-                            response.responses.len(),
-                            topic_response.partition_responses.len(),
-                            committed,
-                        ));
-                    }
-                    if info.batches > 0 {
-                        let labels = TopicLabels {
-                            topic: topic_data.name.0.to_string(),
-                        };
-                        broker
-                            .metrics
-                            .bytes_in
-                            .get_or_create(&labels)
-                            .inc_by(info.bytes);
-                        let records =
-                            u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
-                        broker
-                            .metrics
-                            .records_in
-                            .get_or_create(&labels)
-                            .inc_by(records);
-                    }
-                    partition_response.error_code = NONE;
-                    partition_response.base_offset = info.base_offset;
-                    if version >= 5 {
-                        partition_response.log_start_offset = info.log_start_offset;
-                    }
-                    if partition_uses_log_append_time(broker, &topic_data.name.0) {
-                        partition_response.log_append_time_ms = info.log_append_time_ms;
-                    }
-                }
-                Err(error) => {
-                    if !matches!(error, ReplicaError::NotLeader) {
-                        tracing::warn!(topic = %topic_data.name.0, partition = partition_data.index, %error, "produce refused");
-                    }
-                    partition_response.error_code = replica_error_code(&error);
-                    if version >= 8 {
-                        partition_response.error_message = Some(str_bytes(error.to_string()));
-                    }
-                }
-            }
-            topic_response.partition_responses.push(partition_response);
-        }
-        response.responses.push(topic_response);
-    }
+        })
+        .collect();
     if appended_any {
         broker.appended.notify_waiters();
     }
     Appended {
-        response,
-        flushes,
-        waiting,
-        appends,
+        topics,
         cluster: broker.cluster().cloned(),
         request_errors: broker.metrics.request_errors.clone(),
-        acks: request.acks,
+        acks,
         timeout_ms: request.timeout_ms,
         version,
     }
 }
 
-/// Waits for the fsyncs of every partition's append at once (each partition's group commit
-/// covers other requests' appends too). A failed fsync answers KAFKA_STORAGE_ERROR: the
-/// append is not acknowledged.
-async fn wait_for_flushes(
-    response: &mut ProduceResponse,
-    flushes: Vec<(usize, usize, Arc<Partition>, i64)>,
+/// What every partition of one produce request is appended with.
+struct Appender<'a> {
+    broker: &'a Broker,
+    producer_ids: ProducerIdsEnd,
+    now_ms: i64,
     version: i16,
-) {
-    let outcomes = join_all(
-        flushes
-            .iter()
-            .map(|(_, _, partition, end_offset)| partition.flush_to(*end_offset)),
-    )
-    .await;
-    for ((topic, partition, _, _), outcome) in flushes.iter().zip(outcomes) {
-        let Err(error) = outcome else {
-            continue;
-        };
-        tracing::warn!(%error, "produce not acknowledged: fsync failed");
-        if let Some(answer) =
-            unacknowledge(response, *topic, *partition, storage_error_code(&error))
-            && version >= 8
-        {
-            answer.error_message = Some(str_bytes(error.to_string()));
+}
+
+impl Appender<'_> {
+    /// Checks one partition's batch and appends it as leader, filling its answer.
+    fn append(
+        &self,
+        topic: &str,
+        partition: &Arc<Partition>,
+        records: &mut [u8],
+        acks: Acks,
+        answer: &mut PartitionAnswer,
+    ) {
+        let version = self.version;
+        // Kafka: "Produce requests with version 3+ are only allowed to contain exactly one
+        // record batch" per partition.
+        let one_batch =
+            batch_total_bytes(records).is_some_and(|total| total == records.len() as u64);
+        if !one_batch {
+            answer.refuse(
+                ResponseError::InvalidRecord.code(),
+                Some("a produce request must carry exactly one record batch per partition".into()),
+                version,
+            );
+            return;
         }
-    }
-}
-
-/// An acks=all append waiting for the ISR: its topic and partition index in the response.
-type Waiting = (
-    usize,
-    usize,
-    tokio::sync::oneshot::Receiver<Result<(), AckError>>,
-);
-
-/// Waits until the ISR has each acks=all append, or the request's timeout passes
-/// (REQUEST_TIMED_OUT: written, maybe replicated later, not acknowledged).
-async fn wait_for_isr(response: &mut ProduceResponse, waiting: Vec<Waiting>, timeout_ms: i32) {
-    let deadline = tokio::time::Instant::now()
-        + std::time::Duration::from_millis(u64::try_from(timeout_ms.max(0)).unwrap_or(0));
-    for (topic, partition, committed) in waiting {
-        let code = match tokio::time::timeout_at(deadline, committed).await {
-            Ok(Ok(Ok(()))) => continue,
-            Ok(Ok(Err(AckError::NotEnoughReplicas))) => ResponseError::NotEnoughReplicas.code(),
-            Ok(Ok(Err(AckError::NotEnoughReplicasAfterAppend))) => {
-                ResponseError::NotEnoughReplicasAfterAppend.code()
+        if let Some((code, message)) = self.producer_ids.refusal(records) {
+            answer.refuse(code, Some(message), version);
+            return;
+        }
+        let metrics = &self.broker.metrics;
+        let started = std::time::Instant::now();
+        let appended = partition.append_as_leader(records, acks, self.now_ms);
+        metrics
+            .produce_append_duration
+            .observe(started.elapsed().as_secs_f64());
+        let appended = match appended {
+            Ok(appended) => appended,
+            Err(error) => {
+                if !matches!(error, ReplicaError::NotLeader) {
+                    tracing::warn!(topic, partition = partition.index, %error, "produce refused");
+                }
+                answer.refuse(replica_error_code(&error), Some(error.to_string()), version);
+                return;
             }
-            // The leader stepped down while the append waited.
-            Ok(Ok(Err(AckError::NotLeader)) | Err(_)) => ResponseError::NotLeaderOrFollower.code(),
-            Err(_) => ResponseError::RequestTimedOut.code(),
         };
-        unacknowledge(response, topic, partition, code);
+        let info = appended.info;
+        if info.batches > 0 {
+            let labels = TopicLabels {
+                topic: topic.to_string(),
+            };
+            metrics.bytes_in.get_or_create(&labels).inc_by(info.bytes);
+            let records = u64::try_from(info.last_offset - info.base_offset + 1).unwrap_or(0);
+            metrics.records_in.get_or_create(&labels).inc_by(records);
+        }
+        answer.answer.error_code = NONE;
+        answer.answer.base_offset = info.base_offset;
+        if version >= 5 {
+            answer.answer.log_start_offset = info.log_start_offset;
+        }
+        answer.answer.log_append_time_ms = info.log_append_time_ms;
+        answer.appended = Some(PendingAppend {
+            partition: Arc::clone(partition),
+            mark: appended.mark,
+            flush_to: info.flush_pending.then_some(info.last_offset + 1),
+            committed: appended.committed,
+        });
     }
-}
-
-/// Turns an appended partition's answer into an error: the append is not acknowledged.
-fn unacknowledge(
-    response: &mut ProduceResponse,
-    topic: usize,
-    partition: usize,
-    code: i16,
-) -> Option<&mut PartitionProduceResponse> {
-    let answer = response
-        .responses
-        .get_mut(topic)?
-        .partition_responses
-        .get_mut(partition)?;
-    answer.error_code = code;
-    answer.base_offset = -1;
-    Some(answer)
 }
 
 fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {
@@ -486,7 +515,10 @@ mod tests {
                 .await
                 .unwrap();
             let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
-            assert_eq!(code(&appended.response), NONE, "acks={acks}: appended");
+            assert_eq!(
+                appended.topics[0].partitions[0].answer.error_code, NONE,
+                "acks={acks}: appended"
+            );
             test.clock.advance(ttl_ms);
             let answer = appended.finish().await;
             if acks == 0 {
@@ -518,8 +550,17 @@ mod tests {
                 .await
                 .unwrap();
             let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
-            assert_eq!(code(&appended.response), NONE, "acks={acks}: appended");
-            assert_eq!(appended.flushes.len(), 1, "waits for its fsync");
+            assert_eq!(
+                appended.topics[0].partitions[0].answer.error_code, NONE,
+                "acks={acks}: appended"
+            );
+            assert!(
+                appended.topics[0].partitions[0]
+                    .appended
+                    .as_ref()
+                    .is_some_and(|appended| appended.flush_to.is_some()),
+                "waits for its fsync"
+            );
             let partition = Arc::clone(&test.broker.topics.get("t").unwrap().partitions[0]);
             let new_leader = Assignment {
                 leader_id: 1,
@@ -534,5 +575,26 @@ mod tests {
             let answer = appended.finish().await.unwrap();
             assert_eq!(code(&answer), NOT_LEADER, "acks={acks}: {answer:?}");
         }
+    }
+
+    /// An acks value Kafka does not know (2, -2, ...) is refused for every partition with
+    /// INVALID_REQUIRED_ACKS and nothing is appended; it used to be taken as acks=1.
+    #[tokio::test]
+    async fn an_unknown_acks_value_is_refused_and_appends_nothing() {
+        let test = testing::start(|_| {}, |coordinator| coordinator).await;
+        test.stop_tasks();
+        test.node
+            .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        for acks in [2, -2, 42] {
+            let answer = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID)
+                .finish()
+                .await
+                .unwrap();
+            assert_eq!(code(&answer), 21, "acks={acks}: {answer:?}");
+        }
+        let partition = &test.broker.topics.get("t").unwrap().partitions[0];
+        assert_eq!(partition.offsets().unwrap().log_end_offset, 0);
     }
 }
