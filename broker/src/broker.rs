@@ -81,22 +81,20 @@ impl Broker {
         self.clock.now_ms()
     }
 
-    /// Interval flushes for every partition (every second).
-    pub fn flush_due(&self) {
+    /// Interval flushes for every partition (every second; blocking: run it on the blocking
+    /// pool). Returns the background flushes due: rolled segments (and an every-batch tail
+    /// whose produce went away), for the partition's group commit to fsync off the append
+    /// path.
+    pub fn flush_due(&self) -> Vec<(Arc<crate::partition::Partition>, i64)> {
+        let mut due = Vec::new();
         self.for_each_partition("flush", |partition, now_ms| {
             partition.flush_if_due(now_ms)?;
-            // Rolled segments (and an every-batch tail whose produce went away) go to disk off
-            // the append path, on the blocking pool.
             if let Some(end_offset) = partition.background_flush_target()? {
-                let partition = Arc::clone(partition);
-                tokio::spawn(async move {
-                    if let Err(error) = partition.flush_to(end_offset).await {
-                        tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
-                    }
-                });
+                due.push((Arc::clone(partition), end_offset));
             }
             Ok(())
         });
+        due
     }
 
     /// Retention and checkpoints for every partition (every minute).
@@ -200,7 +198,7 @@ impl Broker {
     fn for_each_partition(
         &self,
         what: &'static str,
-        operation: impl Fn(
+        mut operation: impl FnMut(
             &Arc<crate::partition::Partition>,
             i64,
         ) -> Result<(), lmq_storage::StorageError>,

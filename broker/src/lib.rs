@@ -18,6 +18,7 @@ pub mod reopen;
 pub mod replication;
 pub mod server;
 pub mod topics;
+pub mod upkeep;
 mod zero_copy;
 
 pub use broker::Broker;

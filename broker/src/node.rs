@@ -11,7 +11,7 @@ use lmq_coord::{CoordError, Coordinator};
 use nix::fcntl::{Flock, FlockArg};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
 use crate::clock::Clock;
@@ -55,6 +55,8 @@ pub struct Node {
     pub coordinator: Arc<dyn Coordinator>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
+    /// The cluster's tasks (watches, controller campaign, ISR persistence, fetchers).
+    cluster_tasks: JoinSet<()>,
     /// Held while the node runs (the process's death releases it too).
     _data_dir_lock: Flock<File>,
 }
@@ -79,10 +81,12 @@ impl Node {
             .map_err(NodeError::Coordinator)?;
         let broker = Arc::new(Broker::open(config, clock)?);
         let (stop, shutdown) = watch::channel(false);
+        let mut cluster_tasks = JoinSet::new();
         crate::cluster::join(
             Arc::clone(&broker),
             Arc::clone(&coordinator),
             shutdown.clone(),
+            &mut cluster_tasks,
         )
         .await?;
         let server = tokio::spawn(crate::server::run(
@@ -96,6 +100,7 @@ impl Node {
             coordinator,
             stop,
             server,
+            cluster_tasks,
             _data_dir_lock: data_dir_lock,
         })
     }
@@ -105,6 +110,11 @@ impl Node {
     pub async fn stop(self) {
         let _ = self.stop.send(true);
         let _ = self.server.await;
+        crate::upkeep::join_within(
+            self.cluster_tasks,
+            Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
+        )
+        .await;
         if let Err(error) = self.coordinator.close().await {
             tracing::warn!(%error, "leaving the cluster coordinator failed");
         }
@@ -114,10 +124,11 @@ impl Node {
     /// A crash as far as the logs know (tests): the server is dropped mid-flight and no log is
     /// closed or checkpointed. The background tasks end and the coordinator is released, as
     /// the death of the process would, so the data dir can be opened again.
-    pub async fn crash(self) {
+    pub async fn crash(mut self) {
         self.server.abort();
         let _ = self.server.await;
         let _ = self.stop.send(true);
+        self.cluster_tasks.shutdown().await;
         if let Err(error) = self.coordinator.close().await {
             tracing::warn!(%error, "releasing the cluster coordinator failed");
         }

@@ -556,7 +556,8 @@ fn close_on_error(broker: &Broker, error: &WireError) {
 }
 
 /// Runs the Kafka listener, the admin listener (when given) and the broker's background
-/// upkeep until `shutdown`, then closes every log.
+/// upkeep (`upkeep.rs`) until `shutdown`, then waits (boundedly) for those tasks and closes
+/// every log.
 pub async fn run(
     broker: Arc<Broker>,
     listener: TcpListener,
@@ -567,44 +568,42 @@ pub async fn run(
         tracing::error!("a broker serves only once it joined its cluster (node::Node does both)");
         return;
     };
-    let admin = admin.map(|admin| {
-        tokio::spawn(crate::admin::serve(
+    let mut tasks = JoinSet::new();
+    if let Some(admin) = admin {
+        tasks.spawn(crate::admin::serve(
             admin,
             Arc::clone(&broker),
             shutdown.clone(),
-        ))
-    });
+        ));
+    }
+    crate::upkeep::spawn(&broker, &shutdown, &mut tasks);
     broker
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
-    let upkeep = {
+    // Connections finish their requests in flight before they close; a JoinGroup parked in a
+    // rebalance would hold the stop for up to its rebalance timeout, so the groups answer
+    // every parked call as soon as the stop begins.
+    let unload_groups = {
         let broker = Arc::clone(&broker);
         let mut shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut flush = tokio::time::interval(Duration::from_secs(1));
-            let mut retention = tokio::time::interval(Duration::from_secs(60));
-            let mut groups = tokio::time::interval(Duration::from_millis(100));
-            loop {
-                tokio::select! {
-                    _ = groups.tick() => broker.groups.tick(broker.now_ms()),
-                    _ = flush.tick() => {
-                        broker.flush_due();
-                        crate::reopen::reopen_poisoned(&broker);
-                    }
-                    _ = retention.tick() => broker.maintain(),
-                    _ = shutdown.wait_for(|stop| *stop) => break,
-                }
+        async move {
+            if shutdown.wait_for(|stop| *stop).await.is_ok() {
+                broker.groups.shutdown();
             }
-        })
+        }
     };
-    serve(listener, Arc::clone(&broker), cluster, shutdown).await;
+    tokio::join!(
+        serve(listener, Arc::clone(&broker), cluster, shutdown),
+        unload_groups
+    );
     broker
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
-    let _ = upkeep.await;
-    if let Some(admin) = admin {
-        let _ = admin.await;
-    }
+    crate::upkeep::join_within(
+        tasks,
+        Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
+    )
+    .await;
     broker.close();
 }
 

@@ -286,10 +286,20 @@ async fn delete_records_moves_the_low_watermark() {
         topic.partition_data = vec![data];
         let mut request = ProduceRequest::default();
         request.acks = -1;
+        request.timeout_ms = 5_000;
         request.topic_data = vec![topic];
-        client
+        let ResponseKind::Produce(produced) = client
             .call(ApiKey::Produce, 9, RequestKind::Produce(request))
-            .await;
+            .await
+        else {
+            panic!("not a produce answer")
+        };
+        // Failed once under load with the first DeleteRecords answering an error: the
+        // produces' answers were not looked at then.
+        assert_eq!(
+            produced.responses[0].partition_responses[0].error_code, 0,
+            "{produced:?}"
+        );
     }
     let delete = |offset: i64| {
         let mut partition = DeleteRecordsPartition::default();

@@ -560,3 +560,60 @@ async fn sync_group_assignments_over_the_group_metadata_limit_are_refused() {
     assert_eq!(synced.assignment, Bytes::from_static(b"p0"));
     broker.stop().await;
 }
+
+/// A graceful stop answers a JoinGroup parked in a rebalance (NOT_COORDINATOR, as Kafka's
+/// coordinator answers pending joins when it unloads a group) instead of waiting up to the
+/// group's rebalance timeout for it; it used to wait the whole 300 s here.
+#[tokio::test]
+async fn a_stop_answers_a_join_group_parked_in_a_rebalance() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = start(dir.path()).await;
+    let long_rebalance = |member_id: &str| {
+        let RequestKind::JoinGroup(mut request) = join_request(member_id) else {
+            unreachable!()
+        };
+        request.rebalance_timeout_ms = 300_000;
+        RequestKind::JoinGroup(request)
+    };
+    let mut first = broker.client().await;
+    let first_id = member_id(&mut first).await;
+    let ResponseKind::JoinGroup(joined) = first
+        .call(ApiKey::JoinGroup, 9, long_rebalance(&first_id))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(joined.error_code, 0);
+    let ResponseKind::SyncGroup(synced) = first
+        .call(
+            ApiKey::SyncGroup,
+            5,
+            sync_request(&first_id, joined.generation_id, &[(&first_id, "a")]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(synced.error_code, 0);
+
+    // A second member's join waits until the first rejoins (it never does).
+    let mut second = broker.client().await;
+    let second_id = member_id(&mut second).await;
+    second
+        .send(ApiKey::JoinGroup, 9, long_rebalance(&second_id))
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+
+    tokio::time::timeout(std::time::Duration::from_secs(10), broker.stop())
+        .await
+        .expect("the stop waited for the parked JoinGroup");
+    let frame = second
+        .read_frame()
+        .await
+        .expect("the parked join is answered");
+    let (_, response) = lmq_wire::decode_response(frame, ApiKey::JoinGroup, 9).unwrap();
+    let ResponseKind::JoinGroup(answer) = response else {
+        panic!("{response:?}")
+    };
+    assert_eq!(answer.error_code, 16, "NOT_COORDINATOR: {answer:?}");
+}

@@ -32,6 +32,7 @@ use lmq_coord::{
     BrokerInfo, BrokerRegistration, CoordResult, Coordinator, EmbeddedStore, HealthCheck, Version,
 };
 use tokio::sync::watch;
+use tokio::task::JoinSet;
 use uuid::Uuid;
 
 use crate::broker::Broker;
@@ -526,11 +527,12 @@ fn read_token_file(path: &std::path::Path) -> CoordResult<String> {
 
 /// Joins the cluster: registers this broker, loads the metadata, and starts the tasks that
 /// follow the cluster (metadata, membership and controller watches, the controller campaign,
-/// ISR persistence, leader ticks and replica fetchers) until `shutdown`.
+/// ISR persistence, leader ticks and replica fetchers) into `background`, until `shutdown`.
 pub async fn join(
     broker: Arc<Broker>,
     coordinator: Arc<dyn Coordinator>,
     shutdown: watch::Receiver<bool>,
+    background: &mut JoinSet<()>,
 ) -> Result<Arc<ClusterNode>, StoreError> {
     let node_id = broker.config.node_id;
     let (host, port) = broker.config.advertised();
@@ -573,30 +575,30 @@ pub async fn join(
     node.apply_metadata(&broker, metadata, version);
     broker.set_cluster(Arc::clone(&node));
 
-    tokio::spawn(tasks::watch_metadata(
+    background.spawn(tasks::watch_metadata(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown.clone(),
     ));
-    tokio::spawn(tasks::watch_brokers(Arc::clone(&node), shutdown.clone()));
-    tokio::spawn(tasks::watch_controller(Arc::clone(&node), shutdown.clone()));
-    tokio::spawn(controller::campaign(
+    background.spawn(tasks::watch_brokers(Arc::clone(&node), shutdown.clone()));
+    background.spawn(tasks::watch_controller(Arc::clone(&node), shutdown.clone()));
+    background.spawn(controller::campaign(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown.clone(),
     ));
-    tokio::spawn(tasks::persist_isr_changes(
+    background.spawn(tasks::persist_isr_changes(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown.clone(),
     ));
-    tokio::spawn(tasks::tick_leaders(Arc::clone(&broker), shutdown.clone()));
-    tokio::spawn(tasks::keep_contact(
+    background.spawn(tasks::tick_leaders(Arc::clone(&broker), shutdown.clone()));
+    background.spawn(tasks::keep_contact(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown.clone(),
     ));
-    tokio::spawn(fetcher::manage(
+    background.spawn(fetcher::manage(
         Arc::clone(&broker),
         Arc::clone(&node),
         shutdown,
@@ -720,6 +722,8 @@ pub(crate) mod testing {
         pub node: Arc<ClusterNode>,
         pub clock: Arc<ManualClock>,
         stop: watch::Sender<bool>,
+        /// Aborted with the node (dropping a JoinSet aborts its tasks).
+        _tasks: tokio::task::JoinSet<()>,
         _store: EmbeddedStore,
         _dir: tempfile::TempDir,
     }
@@ -754,7 +758,8 @@ pub(crate) mod testing {
         let broker = Arc::new(Broker::open(config, Arc::clone(&clock) as _).unwrap());
         let coordinator: Arc<dyn Coordinator> = Arc::new(store.client());
         let (stop, shutdown) = watch::channel(false);
-        let node = super::join(Arc::clone(&broker), wrap(coordinator), shutdown)
+        let mut tasks = tokio::task::JoinSet::new();
+        let node = super::join(Arc::clone(&broker), wrap(coordinator), shutdown, &mut tasks)
             .await
             .unwrap();
         TestNode {
@@ -762,6 +767,7 @@ pub(crate) mod testing {
             node,
             clock,
             stop,
+            _tasks: tasks,
             _store: store,
             _dir: dir,
         }

@@ -55,6 +55,8 @@ struct Inner {
     failed_stores: Vec<(String, i32)>,
     waiters: HashMap<Token, Waiter>,
     next_token: Token,
+    /// The broker stops: group calls are answered at once, never parked.
+    stopping: bool,
 }
 
 /// An answer and the connection waiting for it.
@@ -261,6 +263,7 @@ impl GroupCoordinator {
             pending: BTreeMap::new(),
             failed_stores: Vec::new(),
             waiters: HashMap::new(),
+            stopping: false,
             next_token: 0,
         };
         let mut loaded = Replayed::default();
@@ -430,6 +433,9 @@ impl GroupCoordinator {
         }
         let receiver = {
             let mut inner = self.lock();
+            if inner.stopping {
+                return JoinResponse::error(GroupError::NotCoordinator, &member_id);
+            }
             let token = inner.token();
             let (sender, receiver) = oneshot::channel();
             inner.waiters.insert(token, Waiter::Join(sender));
@@ -437,9 +443,11 @@ impl GroupCoordinator {
             self.deliver(&mut inner, outputs, now_ms);
             receiver
         };
-        receiver.await.unwrap_or_else(|_| {
-            JoinResponse::error(GroupError::CoordinatorNotAvailable, &member_id)
-        })
+        // A waiter dropped unanswered: the group was unloaded (its offsets partition moved, or
+        // the broker stops), which Kafka answers NOT_COORDINATOR.
+        receiver
+            .await
+            .unwrap_or_else(|_| JoinResponse::error(GroupError::NotCoordinator, &member_id))
     }
 
     /// SyncGroup: followers wait for the leader's assignment.
@@ -449,6 +457,9 @@ impl GroupCoordinator {
         }
         let receiver = {
             let mut inner = self.lock();
+            if inner.stopping {
+                return SyncResponse::error(GroupError::NotCoordinator);
+            }
             let token = inner.token();
             let (sender, receiver) = oneshot::channel();
             inner.waiters.insert(token, Waiter::Sync(sender));
@@ -458,7 +469,15 @@ impl GroupCoordinator {
         };
         receiver
             .await
-            .unwrap_or_else(|_| SyncResponse::error(GroupError::CoordinatorNotAvailable))
+            .unwrap_or_else(|_| SyncResponse::error(GroupError::NotCoordinator))
+    }
+
+    /// The broker stops: every parked JoinGroup and SyncGroup is answered NOT_COORDINATOR
+    /// now (the clients find the next coordinator) and no group call parks any more.
+    pub fn shutdown(&self) {
+        let mut inner = self.lock();
+        inner.stopping = true;
+        inner.waiters.clear();
     }
 
     pub fn heartbeat(

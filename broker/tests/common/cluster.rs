@@ -18,6 +18,7 @@ pub struct ClusterBroker {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
     server: JoinHandle<()>,
+    tasks: tokio::task::JoinSet<()>,
 }
 
 impl ClusterBroker {
@@ -65,9 +66,15 @@ impl TestCluster {
             let config = adjust(node_id, config);
             let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
             let coordinator: Arc<dyn Coordinator> = Arc::new(store.client());
-            lmq_broker::cluster::join(Arc::clone(&broker), coordinator, shutdown.clone())
-                .await
-                .unwrap();
+            let mut tasks = tokio::task::JoinSet::new();
+            lmq_broker::cluster::join(
+                Arc::clone(&broker),
+                coordinator,
+                shutdown.clone(),
+                &mut tasks,
+            )
+            .await
+            .unwrap();
             let server = tokio::spawn(lmq_broker::server::run(
                 Arc::clone(&broker),
                 listener,
@@ -78,6 +85,7 @@ impl TestCluster {
                 addr,
                 broker,
                 server,
+                tasks,
             });
         }
         TestCluster {
@@ -133,6 +141,7 @@ impl TestCluster {
         let _ = self.stop.send(true);
         for member in self.brokers {
             let _ = member.server.await;
+            member.tasks.join_all().await;
         }
     }
 }

@@ -1,0 +1,109 @@
+//! The broker's own periodic work, as tasks in the [`JoinSet`] of whoever serves the broker
+//! (`server::run`): group timers, flushes, reopening poisoned logs, retention and
+//! checkpoints. Disk work runs on the blocking pool, never on a runtime worker; each task
+//! ends on the shutdown signal, and [`join_within`] bounds how long a stop waits for them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::join_all;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+
+use crate::broker::Broker;
+
+/// Session expiry and join deadlines of the groups.
+pub const GROUPS_TICK_MS: u64 = 100;
+/// Interval flushes, rolled segments' fsyncs, and the search for poisoned logs.
+pub const FLUSH_TICK_MS: u64 = 1_000;
+/// Retention, idle producer expiry and checkpoints.
+pub const RETENTION_TICK_MS: u64 = 60_000;
+/// How long a stop waits for background tasks before it aborts them.
+pub const STOP_TASKS_MS_MAX: u64 = 10_000;
+
+/// Starts the periodic tasks into `tasks`.
+pub fn spawn(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>, tasks: &mut JoinSet<()>) {
+    let groups = Arc::clone(broker);
+    tasks.spawn(every(GROUPS_TICK_MS, shutdown.clone(), move || {
+        let groups = Arc::clone(&groups);
+        async move { groups.groups.tick(groups.now_ms()) }
+    }));
+    let flusher = Arc::clone(broker);
+    tasks.spawn(every(FLUSH_TICK_MS, shutdown.clone(), move || {
+        flush(Arc::clone(&flusher))
+    }));
+    let retention = Arc::clone(broker);
+    tasks.spawn(every(RETENTION_TICK_MS, shutdown.clone(), move || {
+        let broker = Arc::clone(&retention);
+        async move {
+            if let Err(error) = tokio::task::spawn_blocking(move || broker.maintain()).await {
+                tracing::error!(%error, "the retention pass failed");
+            }
+        }
+    }));
+}
+
+/// Runs `pass` every `period_ms` (the first at once) until `shutdown`; a pass that outlasts
+/// the period delays the next rather than bunching them.
+async fn every<F, Fut>(period_ms: u64, mut shutdown: watch::Receiver<bool>, mut pass: F)
+where
+    F: FnMut() -> Fut + Send,
+    Fut: Future<Output = ()> + Send,
+{
+    let mut interval = tokio::time::interval(Duration::from_millis(period_ms));
+    interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let stopping = tokio::select! {
+            _ = interval.tick() => false,
+            _ = shutdown.wait_for(|stop| *stop) => true,
+        };
+        if stopping {
+            break;
+        }
+        pass().await;
+    }
+}
+
+/// One flush pass: interval flushes on the blocking pool, then the fsyncs of rolled segments
+/// (and every-batch tails nobody waits for) through each partition's group commit, all at
+/// once; then poisoned logs get their reopening task.
+async fn flush(broker: Arc<Broker>) {
+    let scanning = Arc::clone(&broker);
+    let targets = match tokio::task::spawn_blocking(move || scanning.flush_due()).await {
+        Ok(targets) => targets,
+        Err(error) => {
+            tracing::error!(%error, "the flush pass failed");
+            Vec::new()
+        }
+    };
+    join_all(targets.into_iter().map(|(partition, end_offset)| async move {
+        if let Err(error) = partition.flush_to(end_offset).await {
+            tracing::error!(partition = partition.index, %error, "flushing rolled segments failed");
+        }
+    }))
+    .await;
+    crate::reopen::reopen_poisoned(&broker);
+}
+
+/// Waits for `tasks` to end (they were told to stop), aborting those still running after
+/// `deadline`.
+pub async fn join_within(mut tasks: JoinSet<()>, deadline: Duration) {
+    let drained = tokio::time::timeout(deadline, async {
+        while let Some(outcome) = tasks.join_next().await {
+            if let Err(error) = outcome
+                && error.is_panic()
+            {
+                tracing::error!(%error, "a background task panicked");
+            }
+        }
+    })
+    .await;
+    if drained.is_err() {
+        tracing::warn!(
+            running = tasks.len(),
+            "background tasks outlasted the stop deadline; aborting them"
+        );
+        tasks.shutdown().await;
+    }
+}
