@@ -20,7 +20,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/status", get(status))
+        .route("/v1/status", get(status_handler))
         .with_state(broker)
 }
 
@@ -81,8 +81,21 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
-async fn status(State(broker): State<Arc<Broker>>) -> Response {
+async fn status_handler(State(broker): State<Arc<Broker>>) -> Response {
+    axum::Json(status(&broker)).into_response()
+}
+
+/// `/v1/status`: this broker, the cluster as it sees it (controller, live brokers, each
+/// partition's leader, replicas and ISR from the cluster metadata) and its local logs.
+pub fn status(broker: &Broker) -> serde_json::Value {
     let node_id = broker.config.node_id;
+    let view = broker.cluster().map(|cluster| cluster.view());
+    let placement = |topic: &str, index: i32| {
+        view.as_ref()
+            .and_then(|view| view.metadata.topics.get(topic))
+            .and_then(|topic| topic.partitions.get(usize::try_from(index).ok()?))
+            .cloned()
+    };
     let topics: Vec<serde_json::Value> = broker
         .topics
         .list()
@@ -94,11 +107,13 @@ async fn status(State(broker): State<Arc<Broker>>) -> Response {
                 .map(|partition| {
                     let offsets = partition.offsets().ok();
                     let stats = partition.log_stats().ok();
+                    let placement = placement(&topic.name, partition.index);
                     json!({
                         "partition": partition.index,
-                        "leader": node_id,
-                        "replicas": [node_id],
-                        "isr": [node_id],
+                        "leader": placement.as_ref().map(|placement| placement.leader),
+                        "leader_epoch": placement.as_ref().map(|placement| placement.leader_epoch),
+                        "replicas": placement.as_ref().map(|placement| placement.replicas.clone()),
+                        "isr": placement.as_ref().map(|placement| placement.isr.clone()),
                         "log_start_offset": offsets.map(|offsets| offsets.log_start_offset),
                         "high_watermark": offsets.map(|offsets| offsets.high_watermark),
                         "log_end_offset": offsets.map(|offsets| offsets.log_end_offset),
@@ -115,18 +130,26 @@ async fn status(State(broker): State<Arc<Broker>>) -> Response {
             })
         })
         .collect();
-    axum::Json(json!({
+    let brokers: Vec<serde_json::Value> = view
+        .as_ref()
+        .map(|view| {
+            view.brokers
+                .iter()
+                .map(|(id, info)| json!({ "node_id": id, "address": format!("{}:{}", info.host, info.port) }))
+                .collect()
+        })
+        .unwrap_or_default();
+    json!({
         "node_id": node_id,
         "version": env!("CARGO_PKG_VERSION"),
         "cluster_id": broker.cluster_id(),
         "uptime_seconds": broker.metrics.uptime().as_secs(),
         "ready": broker.ready.load(Ordering::Acquire),
-        "controller": node_id,
-        "brokers": [{ "node_id": node_id, "address": broker.config.advertised().0 + ":" + &broker.config.advertised().1.to_string() }],
+        "controller": view.as_ref().map_or(-1, |view| view.controller),
+        "brokers": brokers,
         "topics": topics,
         "groups": broker.groups.list().into_iter().map(|(group, protocol_type, state)| json!({
             "group": group, "protocol_type": protocol_type, "state": state,
         })).collect::<Vec<_>>(),
-    }))
-    .into_response()
+    })
 }

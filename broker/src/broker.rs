@@ -149,11 +149,11 @@ impl Broker {
                 }
             }
         }
-        // One node: it leads every partition it hosts and every replica is in sync.
         metrics.partitions.set(partitions);
-        metrics.leader_partitions.set(partitions);
-        metrics.under_replicated_partitions.set(0);
-        metrics.offline_partitions.set(0);
+        let (led, under_replicated, offline) = self.replication_counts();
+        metrics.leader_partitions.set(led);
+        metrics.under_replicated_partitions.set(under_replicated);
+        metrics.offline_partitions.set(offline);
         metrics.group_members.clear();
         metrics.group_generation.clear();
         metrics.consumer_lag.clear();
@@ -193,6 +193,39 @@ impl Broker {
                     .set((high_watermark - committed.offset).max(0));
             }
         }
+    }
+
+    /// From the cluster metadata, as Kafka counts them: the partitions this broker leads,
+    /// those of them whose ISR is smaller than their replica set, and (on the controller
+    /// only, like Kafka's OfflinePartitionsCount) the partitions of the cluster without a
+    /// leader.
+    fn replication_counts(&self) -> (i64, i64, i64) {
+        let Some(cluster) = self.cluster() else {
+            return (0, 0, 0);
+        };
+        let view = cluster.view();
+        let node_id = self.config.node_id;
+        let partitions = view
+            .metadata
+            .topics
+            .values()
+            .flat_map(|topic| topic.partitions.iter());
+        let (mut led, mut under_replicated, mut offline) = (0i64, 0i64, 0i64);
+        for partition in partitions {
+            if partition.leader == node_id {
+                led += 1;
+                if partition.isr.len() < partition.replicas.len() {
+                    under_replicated += 1;
+                }
+            }
+            if partition.leader < 0 {
+                offline += 1;
+            }
+        }
+        if view.controller != node_id {
+            offline = 0;
+        }
+        (led, under_replicated, offline)
     }
 
     fn for_each_partition(

@@ -143,3 +143,60 @@ async fn health_ready_status_and_metrics_follow_the_traffic() {
     assert_eq!(status["ready"], true);
     broker.stop().await;
 }
+
+/// In a cluster each broker reports what it leads, and `/v1/status` shows the cluster's
+/// leaders, replicas and ISR. Both used to report the single-node view: every broker
+/// counted each partition it hosts as led by itself (two brokers of a topic with 4
+/// partitions and 2 replicas reported 8 leaders between them).
+#[tokio::test]
+async fn leaders_and_status_report_the_cluster_view() {
+    let cluster = common::cluster::TestCluster::start(2).await;
+    cluster.wait_for_brokers().await;
+    let mut client = cluster.brokers[0].client().await;
+    let created = client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            common::requests::create_topic_request("spread", 4, 2, &[]),
+        )
+        .await;
+    let lmq_wire::protocol::messages::ResponseKind::CreateTopics(created) = created else {
+        panic!("{created:?}")
+    };
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let mut leaders = Vec::new();
+    for index in 0..4 {
+        leaders.push(cluster.leader_and_follower("spread", index).await.0);
+    }
+    let mut reported = 0;
+    for (position, member) in cluster.brokers.iter().enumerate() {
+        member.broker.refresh_metrics();
+        let led = member.broker.metrics.leader_partitions.get();
+        let expected = leaders.iter().filter(|&&leader| leader == position).count();
+        assert_eq!(led, expected as i64, "broker {position} leads {expected}");
+        assert_eq!(member.broker.metrics.under_replicated_partitions.get(), 0);
+        reported += led;
+        let status = lmq_broker::admin::status(&member.broker);
+        let partitions = status["topics"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|topic| topic["name"] == "spread")
+            .unwrap()["partitions"]
+            .as_array()
+            .unwrap()
+            .clone();
+        for (index, partition) in partitions.iter().enumerate() {
+            // Node ids are the brokers' positions in a TestCluster.
+            assert_eq!(partition["leader"], leaders[index] as i64, "{partition}");
+            assert_eq!(
+                partition["replicas"].as_array().unwrap().len(),
+                2,
+                "{partition}"
+            );
+        }
+        assert_eq!(status["brokers"].as_array().unwrap().len(), 2, "{status}");
+    }
+    assert_eq!(reported, 4);
+    cluster.stop().await;
+}
