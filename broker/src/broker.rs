@@ -33,9 +33,6 @@ pub struct Broker {
     cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
 }
 
-/// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
-pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
-
 impl Broker {
     /// Opens the data directory, recovering every partition log.
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, TopicError> {
@@ -298,25 +295,9 @@ fn load_or_create_cluster_id(
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use std::path::PathBuf;
-    use std::sync::Mutex;
-
-    /// Records the path of every file and directory fsynced through it.
-    #[derive(Debug, Default)]
-    pub(crate) struct RecordingSyncer {
-        pub synced: Mutex<Vec<PathBuf>>,
-    }
-
-    impl lmq_storage::Syncer for RecordingSyncer {
-        fn sync_data(&self, file: &std::fs::File) -> std::io::Result<()> {
-            use std::os::fd::AsRawFd;
-            let path = fs::read_link(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-            self.synced.lock().unwrap().push(path);
-            Ok(())
-        }
-    }
+    use crate::test_support::RecordingSyncer;
 
     #[test]
     fn the_cluster_id_is_written_by_rename_and_synced() {

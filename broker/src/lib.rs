@@ -17,6 +17,8 @@ pub mod partition;
 pub mod reopen;
 pub mod replication;
 pub mod server;
+#[cfg(test)]
+mod test_support;
 pub mod topics;
 pub mod upkeep;
 mod zero_copy;

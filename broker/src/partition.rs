@@ -18,6 +18,9 @@ use tokio::sync::{Notify, oneshot};
 use crate::group_commit::GroupCommit;
 use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
 
+/// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
+pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
+
 /// The leader epoch answered while this node has no role for the partition (Kafka's -1).
 const UNKNOWN_LEADER_EPOCH: i32 = -1;
 
@@ -798,7 +801,7 @@ impl Partition {
     pub fn maintain(&self, now_ms: i64) -> Result<RetentionOutcome, StorageError> {
         self.with_log(|log| {
             let outcome = log.apply_retention(now_ms)?;
-            log.expire_producers(now_ms, crate::broker::PRODUCER_ID_EXPIRATION_MS);
+            log.expire_producers(now_ms, PRODUCER_ID_EXPIRATION_MS);
             log.checkpoint()?;
             Ok(outcome)
         })

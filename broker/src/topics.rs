@@ -603,7 +603,7 @@ mod tests {
     fn a_fresh_data_dir_gets_its_topics_directory_synced_into_it() {
         let dir = tempfile::tempdir().unwrap();
         let data_dir = dir.path().canonicalize().unwrap();
-        let syncer = Arc::new(crate::broker::tests::RecordingSyncer::default());
+        let syncer = Arc::new(crate::test_support::RecordingSyncer::default());
         TopicRegistry::load(&data_dir, LogConfig::default(), syncer.clone(), 0).unwrap();
         let synced = syncer.synced.lock().unwrap().clone();
         assert!(

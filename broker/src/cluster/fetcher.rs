@@ -13,7 +13,7 @@ use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use lmq_wire::protocol::messages::{
     ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
-    SaslHandshakeRequest,
+    SaslHandshakeRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 use tokio::sync::watch;
@@ -21,7 +21,6 @@ use tokio::task::JoinHandle;
 
 use super::{ClusterNode, identity};
 use crate::broker::Broker;
-use crate::handler::topic_name;
 use crate::partition::{LeaderOffsets, Partition};
 
 /// How long the leader may hold a follower's fetch when it has nothing new.
@@ -239,7 +238,7 @@ async fn fetch_once(
             Some(topic) => topic.partitions.push(partition),
             None => {
                 let mut topic = FetchTopic::default();
-                topic.topic = topic_name(followed.topic.clone());
+                topic.topic = TopicName(StrBytes::from_string(followed.topic.clone()));
                 topic.partitions.push(partition);
                 by_topic.push(topic);
             }

@@ -43,6 +43,9 @@ enum Waiter {
 /// An offsets table change: a commit, or a tombstone (`None`).
 type OffsetChange = (OffsetKey, Option<CommittedOffset>);
 
+/// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.
+pub(crate) const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 #[derive(Debug)]
 struct Inner {
     groups: Groups,
@@ -416,7 +419,7 @@ impl GroupCoordinator {
                 };
                 let shared = Arc::clone(&self.inner);
                 runtime.spawn(async move {
-                    match wait_durable(durable, crate::handler::OFFSETS_COMMIT_TIMEOUT).await {
+                    match wait_durable(durable, OFFSETS_COMMIT_TIMEOUT).await {
                         Ok(()) => answers.into_iter().for_each(Answer::send),
                         Err(error) => fail_store(&mut lock(&shared), group, answers, &error),
                     }

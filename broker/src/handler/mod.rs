@@ -377,9 +377,6 @@ pub(crate) fn refuse_internal_topic(name: &str, operation: &str) -> Result<(), (
     Ok(())
 }
 
-/// Kafka's `offsets.commit.timeout.ms`: how long a group change may wait for the ISR.
-pub(crate) const OFFSETS_COMMIT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-
 /// Waits until a persisted offsets change is durable (it shows in OffsetFetch from then on).
 pub(crate) async fn commit_outcome(
     broker: &Broker,
@@ -387,7 +384,7 @@ pub(crate) async fn commit_outcome(
 ) -> Result<(), CommitError> {
     broker
         .groups
-        .wait_durable(outcome?, OFFSETS_COMMIT_TIMEOUT)
+        .wait_durable(outcome?, crate::group::OFFSETS_COMMIT_TIMEOUT)
         .await
 }
 
