@@ -25,33 +25,47 @@ pub const STOP_TASKS_MS_MAX: u64 = 10_000;
 /// Starts the periodic tasks into `tasks`.
 pub fn spawn(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>, tasks: &mut JoinSet<()>) {
     let groups = Arc::clone(broker);
-    tasks.spawn(every(GROUPS_TICK_MS, shutdown.clone(), move || {
+    tasks.spawn(every(GROUPS_TICK_MS, 0, shutdown.clone(), move || {
         let groups = Arc::clone(&groups);
         async move { groups.groups.tick(groups.now_ms()) }
     }));
     let flusher = Arc::clone(broker);
-    tasks.spawn(every(FLUSH_TICK_MS, shutdown.clone(), move || {
+    tasks.spawn(every(FLUSH_TICK_MS, 0, shutdown.clone(), move || {
         flush(Arc::clone(&flusher))
     }));
     let retention = Arc::clone(broker);
-    tasks.spawn(every(RETENTION_TICK_MS, shutdown.clone(), move || {
-        let broker = Arc::clone(&retention);
-        async move {
-            if let Err(error) = tokio::task::spawn_blocking(move || broker.maintain()).await {
-                tracing::error!(%error, "the retention pass failed");
+    // Like Kafka's `log.initial.task.delay.ms`, the first pass waits: a broker that just
+    // started serves before it deletes anything.
+    tasks.spawn(every(
+        RETENTION_TICK_MS,
+        RETENTION_TICK_MS,
+        shutdown.clone(),
+        move || {
+            let broker = Arc::clone(&retention);
+            async move {
+                if let Err(error) = tokio::task::spawn_blocking(move || broker.maintain()).await {
+                    tracing::error!(%error, "the retention pass failed");
+                }
             }
-        }
-    }));
+        },
+    ));
 }
 
-/// Runs `pass` every `period_ms` (the first at once) until `shutdown`; a pass that outlasts
-/// the period delays the next rather than bunching them.
-async fn every<F, Fut>(period_ms: u64, mut shutdown: watch::Receiver<bool>, mut pass: F)
-where
+/// Runs `pass` every `period_ms`, the first after `delay_ms`, until `shutdown`; a pass that
+/// outlasts the period delays the next rather than bunching them.
+async fn every<F, Fut>(
+    period_ms: u64,
+    delay_ms: u64,
+    mut shutdown: watch::Receiver<bool>,
+    mut pass: F,
+) where
     F: FnMut() -> Fut + Send,
     Fut: Future<Output = ()> + Send,
 {
-    let mut interval = tokio::time::interval(Duration::from_millis(period_ms));
+    let mut interval = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_millis(delay_ms),
+        Duration::from_millis(period_ms),
+    );
     interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
         let stopping = tokio::select! {

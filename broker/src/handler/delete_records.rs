@@ -8,37 +8,23 @@ use lmq_wire::protocol::messages::delete_records_response::{
 };
 use lmq_wire::protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use lmq_wire::protocol::ResponseError;
-
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code};
+use super::{NONE, TopicLookup, replica_error_code};
 use crate::broker::Broker;
-use crate::topics::is_internal_topic;
 
 pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic_request in request.topics {
-        let topic = broker.topics.get(&topic_request.name.0);
+        let topic = TopicLookup::new(broker, &topic_request.name.0);
         let mut topic_result = DeleteRecordsTopicResult::default();
         topic_result.name = topic_request.name.clone();
         for partition_request in topic_request.partitions {
             let mut result = DeleteRecordsPartitionResult::default();
             result.partition_index = partition_request.partition_index;
             result.low_watermark = -1;
-            let partition = topic.as_ref().and_then(|topic| {
-                usize::try_from(partition_request.partition_index)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index))
-            });
-            match partition {
-                // Kafka: "Cannot delete records of internal topic" (no message field here).
-                _ if is_internal_topic(&topic_request.name.0) => {
-                    result.error_code = ResponseError::InvalidTopicException.code();
-                }
-                None => result.error_code = UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) => {
-                    result.error_code = ResponseError::NotLeaderOrFollower.code();
-                }
-                Some(partition) => match partition.delete_records(partition_request.offset) {
+            // Kafka: "Cannot delete records of internal topic" (no message field here).
+            match topic.writable(broker, partition_request.partition_index) {
+                Err(code) => result.error_code = code,
+                Ok(partition) => match partition.delete_records(partition_request.offset) {
                     Ok(low_watermark) => {
                         result.error_code = NONE;
                         result.low_watermark = low_watermark;

@@ -7,7 +7,7 @@ use lmq_wire::protocol::messages::list_offsets_response::{
 use lmq_wire::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use lmq_wire::records::{Codec, decompress};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code};
+use super::{NONE, TopicLookup, storage_error_code};
 use crate::broker::Broker;
 use crate::partition::Partition;
 
@@ -20,7 +20,7 @@ const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
 pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic_request in request.topics {
-        let topic = broker.topics.get(&topic_request.name.0);
+        let topic = TopicLookup::new(broker, &topic_request.name.0);
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic_request.name.clone();
         for partition_request in topic_request.partitions {
@@ -29,20 +29,15 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             answer.timestamp = -1;
             answer.offset = -1;
             answer.leader_epoch = -1;
-            let partition = topic.as_ref().and_then(|topic| {
-                usize::try_from(partition_request.partition_index)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index))
-            });
-            match partition {
-                None => answer.error_code = UNKNOWN_TOPIC_OR_PARTITION,
-                Some(partition) => match partition
-                    .check_leader(partition_request.current_leader_epoch)
-                    .map_err(|error| replica_error_code(&error))
-                    .and_then(|()| {
-                        lookup(partition, partition_request.timestamp)
-                            .map_err(|error| storage_error_code(&error))
-                    }) {
+            let found = topic.leader(
+                partition_request.partition_index,
+                partition_request.current_leader_epoch,
+            );
+            match found {
+                Err(code) => answer.error_code = code,
+                Ok(partition) => match lookup(partition, partition_request.timestamp)
+                    .map_err(|error| storage_error_code(&error))
+                {
                     Ok((timestamp, offset)) => {
                         answer.error_code = NONE;
                         answer.timestamp = timestamp;

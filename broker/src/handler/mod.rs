@@ -447,3 +447,61 @@ pub(crate) fn str_bytes(text: impl Into<String>) -> StrBytes {
 pub(crate) fn topic_name(text: impl Into<String>) -> TopicName {
     TopicName(str_bytes(text))
 }
+
+/// One request topic's partitions as this broker has them: where every per-partition
+/// handler starts (Produce, DeleteRecords, ListOffsets, OffsetForLeaderEpoch).
+pub(crate) struct TopicLookup {
+    name: String,
+    topic: Option<Arc<crate::topics::Topic>>,
+}
+
+impl TopicLookup {
+    pub(crate) fn new(broker: &Broker, name: &str) -> Self {
+        TopicLookup {
+            name: name.to_string(),
+            topic: broker.topics.get(name),
+        }
+    }
+
+    /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.
+    pub(crate) fn partition(&self, index: i32) -> Result<&Arc<crate::partition::Partition>, i16> {
+        self.topic
+            .as_ref()
+            .and_then(|topic| topic.partitions.get(usize::try_from(index).ok()?))
+            .ok_or(UNKNOWN_TOPIC_OR_PARTITION)
+    }
+
+    /// The partition if this broker leads it in `current_leader_epoch` (-1: any), or the
+    /// code Kafka answers: UNKNOWN_TOPIC_OR_PARTITION, NOT_LEADER_OR_FOLLOWER,
+    /// FENCED_LEADER_EPOCH or UNKNOWN_LEADER_EPOCH.
+    pub(crate) fn leader(
+        &self,
+        index: i32,
+        current_leader_epoch: i32,
+    ) -> Result<&Arc<crate::partition::Partition>, i16> {
+        let partition = self.partition(index)?;
+        partition
+            .check_leader(current_leader_epoch)
+            .map_err(|error| replica_error_code(&error))?;
+        Ok(partition)
+    }
+
+    /// The partition a client may write (append, delete records): never an internal topic
+    /// (INVALID_TOPIC_EXCEPTION: only its coordinator writes it, as in Kafka), and only
+    /// while this broker's leadership lease holds (NOT_LEADER_OR_FOLLOWER). Whether it
+    /// leads the partition is checked by the write itself, under the partition's lock.
+    pub(crate) fn writable(
+        &self,
+        broker: &Broker,
+        index: i32,
+    ) -> Result<&Arc<crate::partition::Partition>, i16> {
+        if crate::topics::is_internal_topic(&self.name) {
+            return Err(ResponseError::InvalidTopicException.code());
+        }
+        let partition = self.partition(index)?;
+        if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
+            return Err(ResponseError::NotLeaderOrFollower.code());
+        }
+        Ok(partition)
+    }
+}

@@ -8,7 +8,7 @@ use lmq_wire::protocol::messages::offset_for_leader_epoch_response::{
 };
 use lmq_wire::protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code};
+use super::{NONE, TopicLookup, storage_error_code};
 use crate::broker::Broker;
 
 pub fn handle(
@@ -17,7 +17,7 @@ pub fn handle(
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
     for asked in request.topics {
-        let topic = broker.topics.get(&asked.topic.0);
+        let topic = TopicLookup::new(broker, &asked.topic.0);
         let mut answered = OffsetForLeaderTopicResult::default();
         answered.topic = asked.topic.clone();
         for partition in asked.partitions {
@@ -25,16 +25,10 @@ pub fn handle(
             result.partition = partition.partition;
             result.leader_epoch = -1;
             result.end_offset = -1;
-            let local = topic.as_ref().and_then(|topic| {
-                usize::try_from(partition.partition)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index))
-            });
-            result.error_code = match local {
-                None => UNKNOWN_TOPIC_OR_PARTITION,
-                Some(local) => match local.check_leader(partition.current_leader_epoch) {
-                    Err(error) => replica_error_code(&error),
-                    Ok(()) => match local.end_offset_for_epoch(partition.leader_epoch) {
+            result.error_code =
+                match topic.leader(partition.partition, partition.current_leader_epoch) {
+                    Err(code) => code,
+                    Ok(local) => match local.end_offset_for_epoch(partition.leader_epoch) {
                         Ok(Some((epoch, end_offset))) => {
                             result.leader_epoch = epoch;
                             result.end_offset = end_offset;
@@ -43,8 +37,7 @@ pub fn handle(
                         Ok(None) => NONE,
                         Err(error) => storage_error_code(&error),
                     },
-                },
-            };
+                };
             answered.partitions.push(result);
         }
         response.topics.push(answered);

@@ -22,15 +22,13 @@ use lmq_storage::batch::{BatchView, batch_total_bytes};
 use lmq_wire::protocol::ResponseError;
 
 use super::{
-    NONE, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code, store_error_code,
-    str_bytes,
+    NONE, TopicLookup, replica_error_code, storage_error_code, store_error_code, str_bytes,
 };
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::metrics::{ApiErrorLabels, TopicLabels};
 use crate::partition::{AppendMark, Partition, ReplicaError};
 use crate::replication::AckError;
-use crate::topics::is_internal_topic;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -296,7 +294,7 @@ pub fn append(
         .topic_data
         .into_iter()
         .map(|topic_data| {
-            let topic = broker.topics.get(&topic_data.name.0);
+            let topic = TopicLookup::new(broker, &topic_data.name.0);
             let log_append_time = partition_uses_log_append_time(broker, &topic_data.name.0);
             let partitions = topic_data
                 .partition_data
@@ -308,25 +306,13 @@ pub fn append(
                         answer.refuse(ResponseError::InvalidRequiredAcks.code(), None, version);
                         return answer;
                     };
-                    if is_internal_topic(&topic_data.name.0) {
-                        // Only its coordinator writes an internal topic (Kafka: "Cannot
-                        // append to internal topic").
-                        answer.refuse(ResponseError::InvalidTopicException.code(), None, version);
-                        return answer;
-                    }
-                    let partition = topic.as_ref().and_then(|topic| {
-                        usize::try_from(partition_data.index)
-                            .ok()
-                            .and_then(|index| topic.partitions.get(index))
-                    });
-                    let Some(partition) = partition else {
-                        answer.refuse(UNKNOWN_TOPIC_OR_PARTITION, None, version);
-                        return answer;
+                    let partition = match topic.writable(broker, partition_data.index) {
+                        Ok(partition) => partition,
+                        Err(code) => {
+                            answer.refuse(code, None, version);
+                            return answer;
+                        }
                     };
-                    if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
-                        answer.refuse(ResponseError::NotLeaderOrFollower.code(), None, version);
-                        return answer;
-                    }
                     // The log rewrites base offsets in place, so it needs its own copy.
                     let mut records = partition_data
                         .records
