@@ -468,6 +468,11 @@ async fn connection(
         let Some(outgoing) = outgoing else {
             break;
         };
+        if session.closing() {
+            // Its answer goes out, then the connection closes (a failed authentication).
+            queued.push_back(outgoing);
+            break;
+        }
         if queued.is_empty()
             && let Dispatched::Ready(_) = outgoing.answer
         {
