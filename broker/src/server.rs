@@ -712,7 +712,7 @@ mod tests {
         FrameReader::new(socket, Arc::clone(budget), &config)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
         let (socket, mut client, _write) = pair().await;
         let budget = RequestBudget::new(1 << 30);
@@ -746,7 +746,7 @@ mod tests {
         bytes
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn buffered_request_bytes_share_one_budget_and_reading_waits_at_its_limit() {
         let budget = RequestBudget::new(100_000);
         let (first_socket, mut first_client, _first_write) = pair().await;
@@ -835,7 +835,7 @@ mod tests {
         );
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_half_frame_past_its_deadline_is_an_error_and_idle_waits_end_at_theirs() {
         let budget = RequestBudget::new(1 << 20);
         let (socket, mut client, _write) = pair().await;

@@ -1,5 +1,8 @@
 //! Connection abuse over real sockets: idle and half-sent connections, one address holding
-//! many connections. A client from another address must still be served.
+//! many connections. A client from another address must still be served. The tests about
+//! deadlines run on paused tokio time (`tokio::time::Instant`, as the broker's network
+//! shell): the runtime moves the clock on whenever every task waits, sockets included, so
+//! they wait for no real second and do not depend on the machine's speed.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,7 +10,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::requests::*;
 use common::{TestBroker, TestClient, batch, now_ms};
@@ -124,7 +129,7 @@ async fn slow_partial_requests_do_not_starve_a_small_request_on_another_connecti
     broker.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let dir = temp();
     let broker =
@@ -154,7 +159,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     broker.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stalled_half_frame_is_closed_after_the_frame_deadline() {
     let dir = temp();
     let broker = TestBroker::start_in(dir.path(), |config| {
@@ -192,8 +197,6 @@ async fn a_stalled_half_frame_is_closed_after_the_frame_deadline() {
     broker.stop().await;
 }
 
-// Paused time: the broker's idle deadline and the wait below pass without real waiting (the
-// runtime moves the clock on whenever every task waits, sockets included).
 #[tokio::test(start_paused = true)]
 async fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout() {
     let dir = temp();
