@@ -40,8 +40,10 @@ pub struct BrokerConfig {
     /// A frame whose first byte arrived must be complete within this long, or the
     /// connection is closed (a client that sends part of a frame and stalls).
     pub frame_receive_ms_max: u64,
-    /// Request bytes buffered across all connections (`queued.max.request.bytes`): at the
-    /// limit, connections wait before reading more. At least `frame_bytes_max`.
+    /// Request bytes in flight across all connections (`queued.max.request.bytes`): a frame
+    /// takes its whole size once its length prefix is read, until its request has run; at
+    /// the limit, connections wait before reading a frame's body. At least
+    /// `frame_bytes_max` + 4.
     pub requests_in_flight_bytes_max: usize,
     /// Topic defaults, Kafka's names and meanings.
     pub log: LogDefaults,
@@ -390,16 +392,13 @@ impl BrokerConfig {
                 "connections_idle_ms_max and frame_receive_ms_max must be at least 1".to_string(),
             );
         }
-        let frame_bytes = self.frame_bytes_max.saturating_add(4);
-        let budget_min = frame_bytes.max(crate::server::READ_CHUNK_BYTES);
-        if self.requests_in_flight_bytes_max < budget_min
-            || self.requests_in_flight_bytes_max > tokio::sync::Semaphore::MAX_PERMITS
-        {
+        // Each frame takes its whole size from the budget: the largest must fit.
+        let budget_min = self.frame_bytes_max.saturating_add(4);
+        if self.requests_in_flight_bytes_max < budget_min {
             return Err(format!(
                 "requests_in_flight_bytes_max ({}) must be at least {budget_min} (a whole \
-                 frame_bytes_max frame with its prefix, and one 64 KiB read) and at most {}",
+                 frame_bytes_max frame with its prefix)",
                 self.requests_in_flight_bytes_max,
-                tokio::sync::Semaphore::MAX_PERMITS
             ));
         }
         if let Some(listener) = &self.advertised_listener {

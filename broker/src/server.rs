@@ -6,16 +6,17 @@
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use bytes::{Buf, BufMut, BytesMut};
+use bytes::{BufMut, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
-use tokio::time;
+// Every time here is tokio's (paused in tests), latencies for the metrics included.
+use tokio::time::{self, Instant};
 
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
@@ -35,7 +36,7 @@ pub async fn serve(
 ) {
     let connections = Arc::new(Semaphore::new(broker.config.connections_max));
     let per_ip = Arc::new(ConnectionsPerIp::new(broker.config.connections_per_ip_max));
-    let budget = Arc::new(Semaphore::new(broker.config.requests_in_flight_bytes_max));
+    let budget = RequestBudget::new(broker.config.requests_in_flight_bytes_max);
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -164,38 +165,124 @@ struct Outgoing {
     answer: Dispatched,
 }
 
-/// Bytes one read asks for at least (and at most, before a frame's length is known): small
-/// pipelined requests come in together, a declared length is not reserved up front.
-pub(crate) const READ_CHUNK_BYTES: usize = 64 * 1024;
+/// Bytes one read asks for at most while a frame grows: its buffer at most doubles per read,
+/// so memory follows the bytes that arrived, never a length a client merely declared.
+const READ_CHUNK_BYTES: usize = 64 * 1024;
 
-/// Reads length-prefixed frames into a buffer that grows as bytes arrive (never by a length a
-/// client merely declared). Every buffered byte holds a permit of the broker-wide request
-/// byte budget: at its limit, reading waits. Cancel-safe (what was read stays in the
-/// buffer), so a connection can wait for the next request and a pending answer at once.
+/// The broker-wide budget of request bytes (`requests_in_flight_bytes_max`, Kafka's
+/// `queued.max.request.bytes` memory pool). A frame takes its whole size once its length
+/// prefix is read and keeps it until its request has run, so a connection that holds a part
+/// of the budget never waits for more (no frame can sit half-received waiting for budget
+/// that other half-received frames hold). Waiting is not first-come-first-served, as in
+/// Kafka: a small request that fits goes ahead of a large one that does not.
+pub(crate) struct RequestBudget {
+    available_bytes: Mutex<usize>,
+    bytes_max: usize,
+    released: tokio::sync::Notify,
+}
+
+/// Bytes taken from a [`RequestBudget`], given back when dropped.
+pub(crate) struct BudgetGrant {
+    budget: Arc<RequestBudget>,
+    bytes: usize,
+}
+
+impl RequestBudget {
+    pub(crate) fn new(bytes_max: usize) -> Arc<Self> {
+        Arc::new(RequestBudget {
+            available_bytes: Mutex::new(bytes_max),
+            bytes_max,
+            released: tokio::sync::Notify::new(),
+        })
+    }
+
+    fn try_take(budget: &Arc<Self>, bytes: usize) -> Option<BudgetGrant> {
+        let mut available = budget
+            .available_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let left = available.checked_sub(bytes)?;
+        *available = left;
+        Some(BudgetGrant {
+            budget: Arc::clone(budget),
+            bytes,
+        })
+    }
+
+    /// Waits until `bytes` (at most `bytes_max`) are free and takes them. Cancel-safe.
+    async fn take(budget: &Arc<Self>, bytes: usize) -> BudgetGrant {
+        loop {
+            let released = budget.released.notified();
+            tokio::pin!(released);
+            // Registered before the check, so a release in between is not missed.
+            released.as_mut().enable();
+            if let Some(grant) = Self::try_take(budget, bytes) {
+                return grant;
+            }
+            released.await;
+        }
+    }
+
+    #[cfg(test)]
+    fn available_bytes(&self) -> usize {
+        *self
+            .available_bytes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl Drop for BudgetGrant {
+    fn drop(&mut self) {
+        {
+            let mut available = self
+                .budget
+                .available_bytes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            *available = available.saturating_add(self.bytes);
+        }
+        self.budget.released.notify_waiters();
+    }
+}
+
+/// Reads length-prefixed frames. The 4-byte prefix is read on its own; then the frame's
+/// whole size is taken from the broker-wide request budget (a frame larger than all of it is
+/// refused), and only then its body is read, into a buffer that grows as bytes arrive.
+/// Cancel-safe (what was read stays), so a connection can wait for the next request and a
+/// pending answer at once.
 struct FrameReader {
     socket: OwnedReadHalf,
-    buffer: BytesMut,
-    /// Budget permits for exactly `buffer.len()` bytes.
-    held: Option<OwnedSemaphorePermit>,
-    budget: Arc<Semaphore>,
+    prefix: [u8; 4],
+    prefix_bytes: usize,
+    /// The body length of the frame being received, once its prefix is complete.
+    length: Option<usize>,
+    body: BytesMut,
+    /// The budget of the frame being received (4 + `length` bytes), once taken.
+    grant: Option<BudgetGrant>,
+    budget: Arc<RequestBudget>,
     frame_bytes_max: usize,
     frame_receive: Duration,
-    /// When the first byte of the frame being received arrived.
-    frame_started: Option<time::Instant>,
+    /// Since when the client owes the rest of the frame: its first byte, then again once its
+    /// budget was granted (a wait for budget is the broker's, not the client's).
+    frame_started: Option<Instant>,
 }
 
 /// A frame's body and its share of the request byte budget, given back when dropped.
 struct Frame {
     body: BytesMut,
-    budget: Option<OwnedSemaphorePermit>,
+    budget: Option<BudgetGrant>,
 }
 
 impl FrameReader {
-    fn new(socket: OwnedReadHalf, budget: Arc<Semaphore>, config: &BrokerConfig) -> Self {
+    fn new(socket: OwnedReadHalf, budget: Arc<RequestBudget>, config: &BrokerConfig) -> Self {
         FrameReader {
             socket,
-            buffer: BytesMut::new(),
-            held: None,
+            prefix: [0; 4],
+            prefix_bytes: 0,
+            length: None,
+            body: BytesMut::new(),
+            grant: None,
             budget,
             frame_bytes_max: config.frame_bytes_max,
             frame_receive: Duration::from_millis(config.frame_receive_ms_max),
@@ -205,21 +292,10 @@ impl FrameReader {
 
     /// The next frame; `None` at a clean end of stream. With no frame begun, waiting ends
     /// at `idle_deadline` ([`FrameError::Idle`]); a begun frame must be complete within
-    /// `frame_receive_ms_max` of its first byte ([`FrameError::FrameDeadline`]).
-    async fn next(
-        &mut self,
-        idle_deadline: Option<time::Instant>,
-    ) -> Result<Option<Frame>, FrameError> {
+    /// `frame_receive_ms_max` of its first byte, and of its budget grant
+    /// ([`FrameError::FrameDeadline`]).
+    async fn next(&mut self, idle_deadline: Option<Instant>) -> Result<Option<Frame>, FrameError> {
         loop {
-            let length = match self.buffer.first_chunk::<4>() {
-                Some(prefix) => Some(frame_length(*prefix, self.frame_bytes_max)?),
-                None => None,
-            };
-            if let Some(length) = length
-                && self.buffer.len() >= 4 + length
-            {
-                return Ok(Some(self.split_frame(length)));
-            }
             let (deadline, expired) = match self.frame_started {
                 Some(started) => (
                     Some(started + self.frame_receive),
@@ -227,77 +303,72 @@ impl FrameReader {
                 ),
                 None => (idle_deadline, FrameError::Idle),
             };
-            // Grow by at most what is already buffered (or one chunk), never past the frame.
-            let want = match length {
-                Some(length) => (4 + length - self.buffer.len())
-                    .min(self.buffer.len().max(READ_CHUNK_BYTES))
-                    .max(READ_CHUNK_BYTES.saturating_sub(self.buffer.len())),
-                None => READ_CHUNK_BYTES,
+            let Some(length) = self.length else {
+                // The prefix: at most 4 bytes per connection, outside the budget (as Kafka's
+                // size buffer), so an idle or waiting connection holds none of it.
+                match within(deadline, self.socket.readable()).await {
+                    None => return Err(expired),
+                    Some(ready) => ready?,
+                }
+                match self.socket.try_read(&mut self.prefix[self.prefix_bytes..]) {
+                    Ok(0) if self.prefix_bytes == 0 => return Ok(None),
+                    Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                    Ok(read) => {
+                        self.prefix_bytes += read;
+                        self.frame_started.get_or_insert_with(Instant::now);
+                        if self.prefix_bytes == self.prefix.len() {
+                            let frame_bytes_max = self
+                                .frame_bytes_max
+                                .min(self.budget.bytes_max.saturating_sub(4));
+                            self.length = Some(frame_length(self.prefix, frame_bytes_max)?);
+                        }
+                    }
+                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                    Err(error) => return Err(error.into()),
+                }
+                continue;
             };
-            let want = u32::try_from(want).unwrap_or(u32::MAX);
-            // Wait for bytes before taking budget: an idle connection holds none.
-            let waited = within(deadline, async {
-                self.socket.readable().await?;
-                Arc::clone(&self.budget)
-                    .acquire_many_owned(want)
-                    .await
-                    .map_err(|_| std::io::Error::other("the request byte budget is closed"))
-            })
-            .await;
-            let mut permit = match waited {
+            if self.grant.is_none() {
+                // The whole frame's budget before any of its body: a connection holding
+                // budget only ever waits for its client.
+                self.grant = Some(RequestBudget::take(&self.budget, 4 + length).await);
+                self.frame_started = Some(Instant::now());
+                continue;
+            }
+            if self.body.len() >= length {
+                return Ok(Some(self.take_frame()));
+            }
+            match within(deadline, self.socket.readable()).await {
                 None => return Err(expired),
-                Some(permit) => permit?,
-            };
-            let limit = usize::try_from(want).unwrap_or(usize::MAX);
-            self.buffer.reserve(limit);
-            match self
-                .socket
-                .try_read_buf(&mut (&mut self.buffer).limit(limit))
-            {
-                Ok(0) => {
-                    if self.buffer.is_empty() {
-                        return Ok(None);
-                    }
-                    return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
-                }
-                Ok(read) => {
-                    // The permits of the bytes not read go back now.
-                    let kept = permit.split(read);
-                    match (&mut self.held, kept) {
-                        (Some(held), Some(kept)) => held.merge(kept),
-                        (held, kept) => *held = kept.or(held.take()),
-                    }
-                    self.frame_started.get_or_insert_with(time::Instant::now);
-                }
+                Some(ready) => ready?,
+            }
+            // Grow by at most what is already buffered (or one chunk), never past the frame.
+            let want = (length - self.body.len()).min(self.body.len().max(READ_CHUNK_BYTES));
+            self.body.reserve(want);
+            match self.socket.try_read_buf(&mut (&mut self.body).limit(want)) {
+                Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                Ok(_) => {}
                 Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
                 Err(error) => return Err(error.into()),
             }
         }
     }
 
-    /// Takes a complete frame of `length` body bytes off the front of the buffer.
-    fn split_frame(&mut self, length: usize) -> Frame {
-        let budget = match &mut self.held {
-            Some(held) if held.num_permits() > 4 + length => held.split(4 + length),
-            held => held.take(),
-        };
-        self.buffer.advance(4);
-        let body = self.buffer.split_to(length);
-        if self.buffer.is_empty() {
-            // Let go of the allocation (the frame keeps its part), so an idle connection
-            // holds no buffer memory; the next frame's clock starts with its first byte.
-            self.buffer = BytesMut::new();
-            self.frame_started = None;
-        } else {
-            // Bytes of the next frame came with this one.
-            self.frame_started = Some(time::Instant::now());
+    /// Hands out the complete frame and starts the next one.
+    fn take_frame(&mut self) -> Frame {
+        self.prefix_bytes = 0;
+        self.length = None;
+        self.frame_started = None;
+        Frame {
+            // The frame keeps the allocation; an idle connection holds no buffer memory.
+            body: std::mem::take(&mut self.body),
+            budget: self.grant.take(),
         }
-        Frame { body, budget }
     }
 }
 
 /// `future`'s output, or `None` when `deadline` passes first.
-async fn within<T>(deadline: Option<time::Instant>, future: impl Future<Output = T>) -> Option<T> {
+async fn within<T>(deadline: Option<Instant>, future: impl Future<Output = T>) -> Option<T> {
     match deadline {
         Some(deadline) => tokio::time::timeout_at(deadline, future).await.ok(),
         None => Some(future.await),
@@ -326,7 +397,7 @@ async fn connection(
     peer: SocketAddr,
     broker: &Broker,
     cluster: &ClusterNode,
-    budget: Arc<Semaphore>,
+    budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     socket.set_nodelay(true)?;
@@ -336,7 +407,7 @@ async fn connection(
     let mut writer = ResponseWriter::new(writer);
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
     // The last request read or answer sent: the idle clock runs from there.
-    let mut active = time::Instant::now();
+    let mut active = Instant::now();
     let session = Arc::new(Session::default());
     loop {
         // Answers at the head that are ready go out, in order.
@@ -352,7 +423,7 @@ async fn connection(
         }
         if wrote {
             taken(idle, writer.flush()).await?;
-            active = time::Instant::now();
+            active = Instant::now();
         }
         let room = queued.len() < ANSWERS_QUEUED_MAX;
         // A connection owing an answer is not idle.
@@ -388,7 +459,7 @@ async fn connection(
             }
             Err(error) => return Err(error),
         };
-        active = time::Instant::now();
+        active = Instant::now();
         let Frame { body, budget } = frame;
         let outgoing = run_request(body, peer, &session, broker, cluster).await;
         // The frame's bytes count until its request has run (the handlers copy what they
@@ -397,12 +468,17 @@ async fn connection(
         let Some(outgoing) = outgoing else {
             break;
         };
+        if session.closing() {
+            // Its answer goes out, then the connection closes (a failed authentication).
+            queued.push_back(outgoing);
+            break;
+        }
         if queued.is_empty()
             && let Dispatched::Ready(_) = outgoing.answer
         {
             taken(idle, write_answer(&mut writer, peer, broker, outgoing)).await?;
             taken(idle, writer.flush()).await?;
-            active = time::Instant::now();
+            active = Instant::now();
         } else {
             queued.push_back(outgoing);
         }
@@ -511,12 +587,14 @@ async fn write_answer(
     let Some(reply) = reply else {
         broker
             .metrics
-            .observe_request(&api_name, outgoing.started, &[]);
+            .observe_request(&api_name, outgoing.started.into_std(), &[]);
         return Ok(());
     };
-    broker
-        .metrics
-        .observe_request(&api_name, outgoing.started, &error_codes(&reply.body));
+    broker.metrics.observe_request(
+        &api_name,
+        outgoing.started.into_std(),
+        &error_codes(&reply.body),
+    );
     let encoded = encode_response(
         &reply.body,
         outgoing.api_key,
@@ -625,7 +703,7 @@ mod tests {
         (read, client, write)
     }
 
-    fn reader(socket: OwnedReadHalf, budget: &Arc<Semaphore>) -> FrameReader {
+    fn reader(socket: OwnedReadHalf, budget: &Arc<RequestBudget>) -> FrameReader {
         let config = BrokerConfig {
             frame_receive_ms_max: 60_000,
             ..BrokerConfig::default()
@@ -633,10 +711,10 @@ mod tests {
         FrameReader::new(socket, Arc::clone(budget), &config)
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn a_declared_length_is_not_allocated_before_its_bytes_arrive() {
         let (socket, mut client, _write) = pair().await;
-        let budget = Arc::new(Semaphore::new(1 << 30));
+        let budget = RequestBudget::new(1 << 30);
         let mut frames = reader(socket, &budget);
         // A frame declaring 100 MiB, of which 10 bytes come.
         client
@@ -646,16 +724,17 @@ mod tests {
         client.write_all(&[7; 10]).await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(300), frames.next(None)).await;
         assert!(waited.is_err(), "the frame is not complete");
-        assert_eq!(frames.buffer.len(), 14);
+        assert_eq!(frames.body.len(), 10);
         assert!(
-            frames.buffer.capacity() <= 256 * 1024,
-            "{} bytes reserved for 14 received",
-            frames.buffer.capacity()
+            frames.body.capacity() <= 256 * 1024,
+            "{} bytes allocated for 10 received",
+            frames.body.capacity()
         );
+        // The budget is the whole frame's (as Kafka's memory pool), the memory is not.
         assert_eq!(
-            budget.available_permits(),
-            (1 << 30) - 14,
-            "budget of what arrived"
+            budget.available_bytes(),
+            (1 << 30) - (4 + 100 * 1024 * 1024),
+            "budget of the declared frame"
         );
     }
 
@@ -666,9 +745,9 @@ mod tests {
         bytes
     }
 
-    #[tokio::test]
+    #[tokio::test(start_paused = true)]
     async fn buffered_request_bytes_share_one_budget_and_reading_waits_at_its_limit() {
-        let budget = Arc::new(Semaphore::new(100_000));
+        let budget = RequestBudget::new(100_000);
         let (first_socket, mut first_client, _first_write) = pair().await;
         let (second_socket, mut second_client, _second_write) = pair().await;
         let mut first = reader(first_socket, &budget);
@@ -678,15 +757,15 @@ mod tests {
         first_client.write_all(&frame(90_000, 1)).await.unwrap();
         let big = first.next(None).await.unwrap().unwrap();
         assert_eq!(big.body.len(), 90_000);
-        assert_eq!(budget.available_permits(), 10_000 - 4);
+        assert_eq!(budget.available_bytes(), 10_000 - 4);
         // The second one's 20,000 bytes do not fit in what is left: reading stops there.
         second_client.write_all(&frame(20_000, 2)).await.unwrap();
         let waited = tokio::time::timeout(Duration::from_millis(300), second.next(None)).await;
         assert!(waited.is_err(), "read past the budget");
-        assert!(
-            second.buffer.len() <= 10_000,
-            "{} buffered",
-            second.buffer.len()
+        assert_eq!(
+            second.body.len(),
+            0,
+            "body read before its budget was granted"
         );
         // Once the first request is done, the second frame comes in.
         drop(big);
@@ -698,26 +777,80 @@ mod tests {
         assert_eq!(small.body.len(), 20_000);
         assert!(small.body.iter().all(|&byte| byte == 2));
         drop(small);
-        assert_eq!(budget.available_permits(), 100_000);
+        assert_eq!(budget.available_bytes(), 100_000);
     }
 
-    #[tokio::test]
+    /// Starts reading frames from `socket` in the background, as a connection does; the
+    /// task ends with the reader's first outcome.
+    fn read_in_background(mut frames: FrameReader) -> tokio::task::JoinHandle<bool> {
+        tokio::spawn(async move { frames.next(None).await.is_ok() })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn partial_frames_holding_the_budget_do_not_starve_a_small_frame() {
+        let budget = RequestBudget::new(256 * 1024);
+        // Two clients declare 200 KiB frames, send 150 KiB of each and stall.
+        let mut slow = Vec::new();
+        for _ in 0..2 {
+            let (socket, mut client, write) = pair().await;
+            let reading = read_in_background(reader(socket, &budget));
+            let writing = tokio::spawn(async move {
+                client
+                    .write_all(&frame(200 * 1024, 1)[..150 * 1024])
+                    .await
+                    .unwrap();
+                client
+            });
+            slow.push((reading, writing, write));
+        }
+        // (Paused time: this passes only once both readers wait.)
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        // A 20-byte request on a third connection is read at once.
+        let (socket, mut client, _write) = pair().await;
+        let mut small = reader(socket, &budget);
+        client.write_all(&frame(20, 3)).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(1), small.next(None))
+            .await
+            .expect("a small frame waits for budget that unfinished frames hold")
+            .unwrap()
+            .unwrap();
+        assert_eq!(read.body.len(), 20);
+        assert!(read.body.iter().all(|&byte| byte == 3));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_larger_than_the_whole_budget_is_refused() {
+        let budget = RequestBudget::new(100_000);
+        let (socket, mut client, _write) = pair().await;
+        let mut frames = reader(socket, &budget);
+        client.write_all(&frame(200_000, 1)[..1_000]).await.unwrap();
+        let read = tokio::time::timeout(Duration::from_secs(1), frames.next(None))
+            .await
+            .expect("a frame the budget can never hold is waited for");
+        assert!(
+            matches!(read, Err(FrameError::Wire(WireError::FrameTooLarge { .. }))),
+            "{:?}",
+            read.err()
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_half_frame_past_its_deadline_is_an_error_and_idle_waits_end_at_theirs() {
-        let budget = Arc::new(Semaphore::new(1 << 20));
+        let budget = RequestBudget::new(1 << 20);
         let (socket, mut client, _write) = pair().await;
         let config = BrokerConfig {
             frame_receive_ms_max: 200,
             ..BrokerConfig::default()
         };
         let mut frames = FrameReader::new(socket, Arc::clone(&budget), &config);
-        let idle = time::Instant::now() + Duration::from_millis(100);
+        let idle = Instant::now() + Duration::from_millis(100);
         assert!(matches!(
             frames.next(Some(idle)).await,
             Err(FrameError::Idle)
         ));
         client.write_all(&frame(100, 0)[..50]).await.unwrap();
         // The idle deadline no longer applies once a frame began; its own one does.
-        let started = time::Instant::now();
+        let started = Instant::now();
         let far = started + Duration::from_secs(60);
         assert!(matches!(
             frames.next(Some(far)).await,

@@ -722,71 +722,142 @@ async fn producer_ids_the_cluster_never_handed_out_are_refused() {
     broker.stop().await;
 }
 
-/// The inter-broker proof (`cluster::identity`): only LMQ's mechanism, a SaslAuthenticate
-/// only after its handshake, and a token without the cluster's secret is refused, so the
-/// connection's replica ids stay a consumer's.
-#[tokio::test]
-async fn sasl_accepts_only_the_brokers_proof_with_the_cluster_secret() {
-    use lmq_wire::protocol::messages::{SaslAuthenticateRequest, SaslHandshakeRequest};
+mod sasl {
+    use super::*;
+    use common::TestClient;
+    use lmq_wire::protocol::messages::{
+        SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
+        SaslHandshakeResponse,
+    };
     use lmq_wire::protocol::protocol::StrBytes;
-    let dir = temp();
-    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
-    let mut client = broker.client().await;
-    let mut authenticate = SaslAuthenticateRequest::default();
-    authenticate.auth_bytes = Bytes::from_static(b"2\0not-the-secret");
-    let ResponseKind::SaslAuthenticate(answer) = client
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            RequestKind::SaslAuthenticate(authenticate.clone()),
+
+    async fn handshake(client: &mut TestClient, mechanism: &'static str) -> SaslHandshakeResponse {
+        let mut request = SaslHandshakeRequest::default();
+        request.mechanism = StrBytes::from_static_str(mechanism);
+        let ResponseKind::SaslHandshake(answer) = client
+            .call(
+                ApiKey::SaslHandshake,
+                1,
+                RequestKind::SaslHandshake(request),
+            )
+            .await
+        else {
+            panic!()
+        };
+        answer
+    }
+
+    async fn authenticate(
+        client: &mut TestClient,
+        token: &'static [u8],
+    ) -> SaslAuthenticateResponse {
+        let mut request = SaslAuthenticateRequest::default();
+        request.auth_bytes = Bytes::from_static(token);
+        let ResponseKind::SaslAuthenticate(answer) = client
+            .call(
+                ApiKey::SaslAuthenticate,
+                2,
+                RequestKind::SaslAuthenticate(request),
+            )
+            .await
+        else {
+            panic!()
+        };
+        answer
+    }
+
+    /// Whether the broker closed the client's connection (end of stream within 5 s).
+    async fn closed(client: &mut TestClient) -> bool {
+        matches!(
+            tokio::time::timeout(Duration::from_secs(5), client.read_frame()).await,
+            Ok(None)
         )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(
-        answer.error_code, 34,
-        "ILLEGAL_SASL_STATE before a handshake"
-    );
-    let mut handshake = SaslHandshakeRequest::default();
-    handshake.mechanism = StrBytes::from_static_str("PLAIN");
-    let ResponseKind::SaslHandshake(answer) = client
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            RequestKind::SaslHandshake(handshake.clone()),
-        )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(answer.error_code, 33, "UNSUPPORTED_SASL_MECHANISM");
-    assert_eq!(
-        answer.mechanisms,
-        vec![StrBytes::from_static_str("LMQ-BROKER")]
-    );
-    handshake.mechanism = StrBytes::from_static_str("LMQ-BROKER");
-    let ResponseKind::SaslHandshake(answer) = client
-        .call(
-            ApiKey::SaslHandshake,
-            1,
-            RequestKind::SaslHandshake(handshake),
-        )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(answer.error_code, 0);
-    let ResponseKind::SaslAuthenticate(answer) = client
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            RequestKind::SaslAuthenticate(authenticate),
-        )
-        .await
-    else {
-        panic!()
-    };
-    assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED");
-    broker.stop().await;
+    }
+
+    /// A connection that began no SASL exchange is a PLAINTEXT listener's, as in Kafka: a
+    /// SaslAuthenticate, or a SaslHandshake of a mechanism other than LMQ's inter-broker one,
+    /// gets ILLEGAL_SASL_STATE with no mechanism offered, and the connection goes on.
+    #[tokio::test]
+    async fn without_a_handshake_sasl_requests_get_a_plaintext_listeners_answers() {
+        let dir = temp();
+        let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+        let mut client = broker.client().await;
+        let answer = authenticate(&mut client, b"2\0not-the-secret").await;
+        assert_eq!(
+            answer.error_code, 34,
+            "ILLEGAL_SASL_STATE before a handshake"
+        );
+        let answer = handshake(&mut client, "PLAIN").await;
+        assert_eq!(
+            answer.error_code, 34,
+            "ILLEGAL_SASL_STATE, as Kafka's PLAINTEXT listener"
+        );
+        assert_eq!(answer.mechanisms, Vec::<StrBytes>::new());
+        let ResponseKind::Metadata(_) = client
+            .call(ApiKey::Metadata, 12, metadata_request(&[]))
+            .await
+        else {
+            panic!()
+        };
+        broker.stop().await;
+    }
+
+    /// As Kafka's SASL listener: a failed SaslAuthenticate is answered, then the connection
+    /// is closed, so a guess costs a new connection.
+    #[tokio::test]
+    async fn a_failed_authentication_is_answered_and_then_the_connection_closes() {
+        let dir = temp();
+        let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+        let mut client = broker.client().await;
+        let answer = handshake(&mut client, "LMQ-BROKER").await;
+        assert_eq!(answer.error_code, 0);
+        assert_eq!(
+            answer.mechanisms,
+            vec![StrBytes::from_static_str("LMQ-BROKER")]
+        );
+        let answer = authenticate(&mut client, b"2\0not-the-secret").await;
+        assert_eq!(answer.error_code, 58, "SASL_AUTHENTICATION_FAILED");
+        assert!(answer.error_message.is_some());
+        assert!(
+            closed(&mut client).await,
+            "the connection stays open after a failed proof"
+        );
+        broker.stop().await;
+    }
+
+    /// As Kafka's SASL listener: a second handshake before SaslAuthenticate is answered
+    /// with ILLEGAL_SASL_STATE, then the connection closes.
+    #[tokio::test]
+    async fn a_second_handshake_before_authentication_is_refused_and_closes_the_connection() {
+        let dir = temp();
+        let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+        let mut client = broker.client().await;
+        assert_eq!(handshake(&mut client, "LMQ-BROKER").await.error_code, 0);
+        let answer = handshake(&mut client, "LMQ-BROKER").await;
+        assert_eq!(
+            answer.error_code, 34,
+            "ILLEGAL_SASL_STATE for a second handshake"
+        );
+        assert!(closed(&mut client).await, "open after a second handshake");
+        broker.stop().await;
+    }
+
+    /// As Kafka's SASL listener: between the handshake and SaslAuthenticate, any other
+    /// request is an illegal state and closes the connection (Kafka answers it with the
+    /// error first; LMQ closes without an answer).
+    #[tokio::test]
+    async fn other_requests_between_handshake_and_authentication_close_the_connection() {
+        let dir = temp();
+        let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+        let mut client = broker.client().await;
+        assert_eq!(handshake(&mut client, "LMQ-BROKER").await.error_code, 0);
+        client
+            .send(ApiKey::Metadata, 12, metadata_request(&[]))
+            .await;
+        assert!(
+            closed(&mut client).await,
+            "Metadata served before authentication ended"
+        );
+        broker.stop().await;
+    }
 }

@@ -1,5 +1,8 @@
 //! Connection abuse over real sockets: idle and half-sent connections, one address holding
-//! many connections. A client from another address must still be served.
+//! many connections. A client from another address must still be served. The tests about
+//! deadlines run on paused tokio time (`tokio::time::Instant`, as the broker's network
+//! shell): the runtime moves the clock on whenever every task waits, sockets included, so
+//! they wait for no real second and do not depend on the machine's speed.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -7,7 +10,9 @@
 mod common;
 
 use std::net::SocketAddr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use common::requests::*;
 use common::{TestBroker, TestClient, batch, now_ms};
@@ -94,6 +99,37 @@ async fn half_sent_connections_from_one_address_do_not_lock_out_another() {
 }
 
 #[tokio::test]
+async fn slow_partial_requests_do_not_starve_a_small_request_on_another_connection() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.frame_bytes_max = 1024 * 1024;
+        config.requests_in_flight_bytes_max = 1536 * 1024;
+        config.frame_receive_ms_max = 60_000;
+    })
+    .await;
+    // Two clients declare 1 MiB requests and send 900 KiB of each: together more than the
+    // budget, none of them complete.
+    let mut slow = Vec::new();
+    for _ in 0..2 {
+        let mut stream = broker.client().await.stream;
+        let mut bytes = (1024 * 1024i32).to_be_bytes().to_vec();
+        bytes.resize(4 + 900 * 1024, 0);
+        slow.push(tokio::spawn(async move {
+            let _ = stream.write_all(&bytes).await;
+            stream
+        }));
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // A small request on a third connection is answered at once, not after the slow ones
+    // are closed at frame_receive_ms_max.
+    let mut client = broker.client().await;
+    tokio::time::timeout(Duration::from_secs(5), api_versions(&mut client))
+        .await
+        .expect("ApiVersions waits for budget that unfinished requests hold");
+    broker.stop().await;
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let dir = temp();
     let broker =
@@ -123,7 +159,7 @@ async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     broker.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_stalled_half_frame_is_closed_after_the_frame_deadline() {
     let dir = temp();
     let broker = TestBroker::start_in(dir.path(), |config| {
@@ -161,7 +197,7 @@ async fn a_stalled_half_frame_is_closed_after_the_frame_deadline() {
     broker.stop().await;
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout() {
     let dir = temp();
     let broker =
@@ -188,6 +224,7 @@ async fn a_client_that_never_reads_its_answers_is_closed_after_the_idle_timeout(
             .send(ApiKey::Fetch, 12, fetch_request("big", 0, 0, 0, 0))
             .await;
     }
+    // Well past the idle timeout: the broker's writes have stalled and it gave up.
     tokio::time::sleep(Duration::from_secs(3)).await;
     // What the broker had sent is there to read; then the connection ends, short of all
     // the answers.

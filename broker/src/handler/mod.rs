@@ -36,7 +36,7 @@ mod sync_group;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
@@ -71,25 +71,49 @@ pub struct RequestContext {
 /// What a connection proved about its peer, for the connection's life.
 #[derive(Debug, Default)]
 pub struct Session {
-    /// A SaslHandshake chose LMQ's inter-broker mechanism: a SaslAuthenticate may follow.
-    handshake: AtomicBool,
-    /// The broker this connection authenticated as (`cluster::identity`): only its Fetch
-    /// requests count as a follower's.
-    replica: OnceLock<i32>,
+    sasl: Mutex<SaslState>,
+    /// The connection closes once the answer of the current request is sent (as Kafka does
+    /// after a failed authentication).
+    closing: AtomicBool,
+}
+
+/// Where a connection is in LMQ's SASL exchange (`cluster::identity`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SaslState {
+    /// No exchange began: to a Kafka client the listener is a PLAINTEXT one.
+    #[default]
+    Plain,
+    /// A SaslHandshake chose LMQ's inter-broker mechanism: only SaslAuthenticate may follow.
+    Authenticating,
+    /// The broker this connection authenticated as: only its Fetch requests count as a
+    /// follower's.
+    Broker(i32),
 }
 
 impl Session {
     /// The broker id this connection proved, if any.
     pub fn replica(&self) -> Option<i32> {
-        self.replica.get().copied()
+        match self.sasl_state() {
+            SaslState::Broker(node_id) => Some(node_id),
+            SaslState::Plain | SaslState::Authenticating => None,
+        }
     }
 
-    fn start_handshake(&self) {
-        self.handshake.store(true, Ordering::Release);
+    /// Whether the connection must close after the answer of the request just run.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
-    fn handshake_done(&self) -> bool {
-        self.handshake.load(Ordering::Acquire)
+    fn close_after_answer(&self) {
+        self.closing.store(true, Ordering::Release);
+    }
+
+    fn sasl_state(&self) -> SaslState {
+        *self.sasl.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn set_sasl_state(&self, state: SaslState) {
+        *self.sasl.lock().unwrap_or_else(PoisonError::into_inner) = state;
     }
 }
 
@@ -118,6 +142,19 @@ pub async fn dispatch(
     request: DecodedRequest,
 ) -> Dispatched {
     let version = request.api_version();
+    if context.session.sasl_state() == SaslState::Authenticating
+        && !matches!(
+            request.body,
+            RequestKind::SaslAuthenticate(_) | RequestKind::SaslHandshake(_)
+        )
+    {
+        // As Kafka's SASL listener: between the handshake and the end of the authentication
+        // any other request is an illegal state and closes the connection (Kafka answers it
+        // with ILLEGAL_SASL_STATE first; no client of LMQ's own mechanism sends one).
+        tracing::debug!(peer = %context.peer, api = ?request.api_key, "closing: a request during SASL authentication");
+        context.session.close_after_answer();
+        return Dispatched::Ready(None);
+    }
     if let RequestKind::Fetch(body) = request.body {
         let (response, splices) = fetch::handle(broker, context, body, version).await;
         return Dispatched::Ready(Some(Reply {
@@ -250,6 +287,7 @@ async fn dispatch_body(
             // a handler here is a bug, answered by closing the connection.
             tracing::error!(api = ?request.api_key, "no handler for a supported API");
             let _ = other;
+            context.session.close_after_answer();
             None
         }
     }

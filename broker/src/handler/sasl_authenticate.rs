@@ -5,7 +5,7 @@
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 
-use super::{RequestContext, str_bytes};
+use super::{RequestContext, SaslState, str_bytes};
 use crate::cluster::ClusterNode;
 
 pub fn handle(
@@ -14,25 +14,35 @@ pub fn handle(
     request: SaslAuthenticateRequest,
 ) -> SaslAuthenticateResponse {
     let mut response = SaslAuthenticateResponse::default();
-    if !context.session.handshake_done() || context.session.replica().is_some() {
-        response.error_code = ResponseError::IllegalSaslState.code();
-        response.error_message = Some(str_bytes(
-            "SaslAuthenticate comes once, after a SaslHandshake",
-        ));
-        return response;
-    }
-    match cluster.verify_replica(&request.auth_bytes) {
-        Some(node_id) => {
-            let _ = context.session.replica.set(node_id);
-            tracing::debug!(peer = %context.peer, node_id, "a broker authenticated");
-        }
-        None => {
-            tracing::warn!(peer = %context.peer, "a broker proof without this cluster's secret");
-            response.error_code = ResponseError::SaslAuthenticationFailed.code();
+    match context.session.sasl_state() {
+        // As Kafka's PLAINTEXT listener (and its SASL listener once authenticated):
+        // ILLEGAL_SASL_STATE, and the connection goes on.
+        SaslState::Plain => {
+            response.error_code = ResponseError::IllegalSaslState.code();
             response.error_message = Some(str_bytes(
-                "authentication failed: not a broker of this cluster",
+                "SaslAuthenticate without a SaslHandshake on this connection",
             ));
         }
+        SaslState::Broker(_) => {
+            response.error_code = ResponseError::IllegalSaslState.code();
+            response.error_message = Some(str_bytes("this connection is authenticated already"));
+        }
+        SaslState::Authenticating => match cluster.verify_replica(&request.auth_bytes) {
+            Some(node_id) => {
+                context.session.set_sasl_state(SaslState::Broker(node_id));
+                tracing::debug!(peer = %context.peer, node_id, "a broker authenticated");
+            }
+            None => {
+                tracing::warn!(peer = %context.peer, "a broker proof without this cluster's secret");
+                response.error_code = ResponseError::SaslAuthenticationFailed.code();
+                response.error_message = Some(str_bytes(
+                    "authentication failed: not a broker of this cluster",
+                ));
+                // As Kafka: the failure is answered, then the connection closed, so each
+                // guess costs a new connection.
+                context.session.close_after_answer();
+            }
+        },
     }
     response
 }

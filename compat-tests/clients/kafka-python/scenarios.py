@@ -12,6 +12,8 @@ diagnostics go to stderr. Each scenario runs in a process of its own (../pycommo
 import contextlib
 import os
 import random
+import socket
+import struct
 import sys
 import time
 
@@ -516,6 +518,65 @@ def scenario_error_out_of_range(ctx):
     raise Failure(f"no OffsetOutOfRangeError from offset 1000 with auto_offset_reset=none; read {got[:5]}")
 
 
+# ---------------------------------------------------------------------------- protocol
+
+
+def raw_call(sock, correlation_id, api_key, version, body):
+    """Sends one request (header v1) and returns its response body after the v0 header."""
+    client_id = f"compat-{FAMILY}".encode()
+    header = struct.pack(">hhih", api_key, version, correlation_id, len(client_id)) + client_id
+    frame = header + body
+    sock.sendall(struct.pack(">i", len(frame)) + frame)
+    size = struct.unpack(">i", read_exactly(sock, 4))[0]
+    answer = read_exactly(sock, size)
+    received = struct.unpack(">i", answer[:4])[0]
+    if received != correlation_id:
+        raise Failure(f"answer for correlation id {received}, expected {correlation_id}")
+    return answer[4:]
+
+
+def read_exactly(sock, size):
+    data = b""
+    while len(data) < size:
+        chunk = sock.recv(size - len(data))
+        if not chunk:
+            raise Failure(f"the broker closed the connection ({len(data)} of {size} bytes read)")
+        data += chunk
+    return data
+
+
+def scenario_sasl_plaintext(ctx):
+    """What a client configured for SASL gets from a PLAINTEXT listener: kafka-python's SASL
+    path (SaslHandshake v1, then SaslAuthenticate) as raw frames, so every field is checked:
+    ILLEGAL_SASL_STATE (34) and no mechanism offered, and the connection stays usable
+    (Metadata is answered on it)."""
+    host, _, port = ctx.bootstrap.split(",")[0].rpartition(":")
+    with socket.create_connection((host, int(port)), timeout=ctx.timeout(20)) as sock:
+        mechanism = b"SCRAM-SHA-256"
+        body = raw_call(sock, 1, 17, 1, struct.pack(">h", len(mechanism)) + mechanism)
+        error_code, count = struct.unpack(">hi", body[:6])
+        mechanisms, at = [], 6
+        for _ in range(max(count, 0)):
+            (length,) = struct.unpack(">h", body[at:at + 2])
+            mechanisms.append(body[at + 2:at + 2 + length].decode())
+            at += 2 + length
+        if (error_code, mechanisms) != (34, []):
+            raise Failure(f"SaslHandshake(SCRAM-SHA-256): error {error_code}, mechanisms "
+                          f"{mechanisms}; expected 34 (ILLEGAL_SASL_STATE) and none")
+        token = b"\0user\0password"
+        body = raw_call(sock, 2, 36, 1, struct.pack(">i", len(token)) + token)
+        (error_code,) = struct.unpack(">h", body[:2])
+        if error_code != 34:
+            raise Failure(f"SaslAuthenticate without a handshake: error {error_code}, "
+                          "expected 34 (ILLEGAL_SASL_STATE)")
+        # The connection still serves: Metadata v1 for no topic lists the broker.
+        body = raw_call(sock, 3, 3, 1, struct.pack(">i", 0))
+        (brokers,) = struct.unpack(">i", body[:4])
+        if brokers < 1:
+            raise Failure(f"Metadata after the SASL refusals lists {brokers} brokers")
+    ctx.log("SaslHandshake and SaslAuthenticate: ILLEGAL_SASL_STATE, no mechanism; connection usable")
+
+
 SCENARIOS = {
     "metadata": scenario_metadata,
     "produce-acks-0": produce_acks(0),
@@ -541,6 +602,7 @@ SCENARIOS = {
     "error-invalid-topic": scenario_error_invalid_topic,
     "error-too-large": scenario_error_too_large,
     "error-out-of-range": scenario_error_out_of_range,
+    "sasl-plaintext": scenario_sasl_plaintext,
 }
 
 if __name__ == "__main__":
