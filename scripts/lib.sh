@@ -65,6 +65,20 @@ stop_pid() { # PID SECONDS: SIGTERM, up to SECONDS for it to exit, then SIGKILL;
   return 1
 }
 
+# A test suite's check: `PASS NAME`, or with a reason `FAIL NAME: REASON`, on stdout, counted
+# in PASSED / FAILED.
+PASSED=0
+FAILED=0
+result() { # NAME [FAILURE-TEXT]
+  if [[ -z "${2:-}" ]]; then
+    echo "PASS $1"
+    PASSED=$((PASSED + 1))
+  else
+    echo "FAIL $1: $2"
+    FAILED=$((FAILED + 1))
+  fi
+}
+
 # shellcheck disable=SC2034 # DIR and ARGS are for the caller
 take_dir_option() { # ARG...: DIR from `--dir D` (unchanged without one), ARGS the others in order
   ARGS=()
@@ -96,4 +110,13 @@ lmq_ready_address() { # READY_LINE listen|admin: the address the `lmq ready` lin
   admin) sed -n 's/.* admin=Some(\([0-9.]*:[0-9]*\)).*/\1/p' <<<"$1" ;;
   *) die "lmq_ready_address: no listener $2" ;;
   esac
+}
+
+wait_for() { # SECONDS COMMAND...: runs COMMAND every 0.2 s until it succeeds; 1 after SECONDS
+  local deadline=$((SECONDS + $1))
+  shift
+  until "$@"; do
+    ((SECONDS < deadline)) || return 1
+    sleep 0.2
+  done
 }
