@@ -55,7 +55,7 @@ while [[ $# -gt 0 ]]; do
   case "$1" in
   --quick) MODE=quick; shift ;;
   --dry-run) DRY_RUN=1; shift ;;
-  -h | --help) awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"; exit 0 ;;
+  -h | --help) print_header; exit 0 ;;
   *) echo "usage: scripts/bench.sh [--quick] [--dry-run] [--help]" >&2; exit 2 ;;
   esac
 done

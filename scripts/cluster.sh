@@ -30,14 +30,11 @@ ROOT="$(pwd)"
 LIB_NAME=cluster.sh
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { print_header >&2; exit 2; }
 
 DIR="${LMQ_CLUSTER_DIR:-/tmp/lmq-cluster}"
-take_dir_option "$@"
+command_and_dir "$@" || usage
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 1 ]] || usage
-COMMAND="$1"
-shift
 
 lmq_bin() {
   if [[ -n "${LMQ_BIN:-}" ]]; then

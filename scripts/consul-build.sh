@@ -167,7 +167,7 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
   LIB_NAME=consul-build.sh
   # shellcheck source=scripts/lib.sh
   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-  [[ $# -eq 0 ]] || { sed -n '2,13p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+  [[ $# -eq 0 ]] || { print_header >&2; exit 2; }
   ensure_consul
   echo "$CONSUL_BIN"
 fi

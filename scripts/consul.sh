@@ -42,7 +42,7 @@ LIB_NAME=consul.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
-  sed -n '2,31p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2
+  print_header >&2
   exit 2
 }
 

@@ -79,8 +79,13 @@ result() { # NAME [FAILURE-TEXT]
   fi
 }
 
-# shellcheck disable=SC2034 # DIR and ARGS are for the caller
-take_dir_option() { # ARG...: DIR from `--dir D` (unchanged without one), ARGS the others in order
+print_header() { # the running script's leading comment block, without the comment marks
+  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
+}
+
+# shellcheck disable=SC2034 # DIR, COMMAND and ARGS are for the caller
+command_and_dir() { # ARG...: DIR from `--dir D` anywhere (unchanged without one), COMMAND the
+  # first other argument, ARGS the rest in order; 1 when there is no COMMAND
   ARGS=()
   while [[ $# -gt 0 ]]; do
     case "$1" in
@@ -88,6 +93,9 @@ take_dir_option() { # ARG...: DIR from `--dir D` (unchanged without one), ARGS t
     *) ARGS+=("$1"); shift ;;
     esac
   done
+  [[ ${#ARGS[@]} -gt 0 ]] || return 1
+  COMMAND="${ARGS[0]}"
+  ARGS=("${ARGS[@]:1}")
 }
 
 wait_for_line() { # FILE PATTERN SECONDS [PID]: prints FILE's first line matching PATTERN

@@ -24,14 +24,11 @@ ROOT="$(pwd)"
 LIB_NAME=netns-cluster.sh
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+usage() { print_header >&2; exit 2; }
 
 DIR=""
-take_dir_option "$@"
+command_and_dir "$@" || usage
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 1 ]] || usage
-COMMAND="$1"
-shift
 
 BRIDGE=lmqbr0
 SUBNET=10.231.0
