@@ -2,10 +2,10 @@
 # The broker scenarios of the compatibility matrix (compat-tests/matrix.sh sources this file):
 # the checks that need the broker process itself (kill -9, a torn log tail, restarts, SIGTERM)
 # and the deeper single-client programs (several group members, Kafka's CLI tools), run against
-# the `lmq serve` that matrix.sh started.
+# a fresh `lmq serve` that matrix.sh starts for them.
 #
 # The caller defines HERE, WORK, LOGS, PY, KAFKA, JAVA_CLASSES (prereqs.sh), BOOTSTRAP and, for
-# the broker control, BINARY, SERVE_ARGS (without --listen), DATA (its --data-dir) and PORT; lib.sh
+# the broker control, BINARY, SERVE_ARGS (without --listen and --data-dir), DATA and PORT; lib.sh
 # (say, die, port_open, alive, stop_pid, result) is sourced. Every check prints `PASS name` or
 # `FAIL name: reason` on stdout (lib.sh's result, which counts them in PASSED / FAILED).
 
@@ -22,7 +22,7 @@ BROKER_PID=""
 start_broker() {
   local before tenths=300
   before="$(grep -c 'lmq ready' "$LOGS/broker.log" 2>/dev/null || true)"
-  RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve "${SERVE_ARGS[@]}" --listen "127.0.0.1:$PORT" \
+  RUST_LOG="${RUST_LOG:-info}" "$BINARY" serve "${SERVE_ARGS[@]}" --data-dir "$DATA" --listen "127.0.0.1:$PORT" \
     >>"$LOGS/broker.log" 2>&1 </dev/null &
   BROKER_PID=$!
   say "broker pid $BROKER_PID"
