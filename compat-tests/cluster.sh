@@ -9,13 +9,17 @@
 #   compat-tests/cluster.sh BINARY
 #
 # Prints 'PASS name' / 'FAIL name: reason' per scenario and, last, 'N passed, M failed';
-# exits non-zero if anything failed. Installs what it needs like compat-tests/single-node.sh.
+# exits non-zero if anything failed. Installs what it needs like compat-tests/matrix.sh
+# (compat-tests/prereqs.sh).
 set -euo pipefail
 
 [[ $# -eq 1 && -x "$1" ]] || { echo "usage: $0 BINARY   (e.g. target/debug/lmq)" >&2; exit 2; }
 BINARY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
+LIB_NAME=compat-tests/cluster.sh
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 CONFLUENT_KAFKA_VERSION=2.16.1
 KAFKA="$ROOT/scripts/kafka.sh"
@@ -24,11 +28,6 @@ WORK="$(mktemp -d "${TMPDIR:-/tmp}/lmq-compat-cluster.XXXXXX")"
 LOGS="$WORK/logs"
 CLUSTER="$WORK/cluster"
 mkdir -p "$LOGS"
-PASSED=0
-FAILED=0
-
-say() { echo "==> $*" >&2; }
-die() { echo "compat-tests/cluster.sh: $*" >&2; exit 2; }
 cluster() { LMQ_BIN="$BINARY" "$ROOT/scripts/cluster.sh" "$@" --dir "$CLUSTER"; }
 
 cleanup() {
@@ -46,16 +45,6 @@ trap 'exit 130' INT TERM
 # shellcheck source=compat-tests/prereqs.sh
 source "$HERE/prereqs.sh"
 
-result() { # NAME [FAILURE-TEXT]
-  if [[ $# -eq 1 ]]; then
-    echo "PASS $1"
-    PASSED=$((PASSED + 1))
-  else
-    echo "FAIL $1: $2"
-    FAILED=$((FAILED + 1))
-  fi
-}
-
 # Restarts every broker that a scenario killed, so the next one starts with three.
 restart_killed() {
   for dir in "$CLUSTER"/broker-*; do
@@ -72,7 +61,7 @@ if timeout 300 "$PY" "$HERE/python/failover.py" "$BOOTSTRAP" failover-python \
   env LMQ_BIN="$BINARY" "$ROOT/scripts/cluster.sh" --dir "$CLUSTER" >"$LOGS/python.log" 2>&1; then
   result confluent-kafka-failover
 else
-  result confluent-kafka-failover "$(tail -3 "$LOGS/python.log" | tr '\n' ' ')"
+  result confluent-kafka-failover "failover.py failed: $(tail -3 "$LOGS/python.log" | tr '\n' ' ')"
 fi
 restart_killed
 

@@ -1,18 +1,10 @@
+# shellcheck shell=bash
 # Prerequisites of the real-client suites, installed idempotently: kcat (apt), a JDK and
 # Maven, a venv with confluent-kafka under $LMQ_CACHE/venv, Apache Kafka's jars
 # (scripts/kafka.sh) and the compiled Java scenarios under $LMQ_CACHE/compat-java/<hash>.
-# Sourced by compat-tests/single-node.sh and compat-tests/cluster.sh, which define HERE, ROOT,
-# LMQ_CACHE, KAFKA, PY, LOGS, CONFLUENT_KAFKA_VERSION and the say/die helpers; sets
-# KAFKA_VERSION and JAVA_CLASSES.
-
-apt_install() { # PACKAGE...: apt-get install, running apt-get update only if that fails
-  [[ $(id -u) -eq 0 ]] || die "missing $*: run as root or: sudo apt-get install -y $*"
-  say "apt-get install $*"
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >"$LOGS/apt.log" 2>&1 ||
-    { DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$LOGS/apt.log" 2>&1 &&
-      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >>"$LOGS/apt.log" 2>&1; } ||
-    die "could not install $* (see $LOGS/apt.log); install them with apt-get and retry"
-}
+# Sourced by compat-tests/matrix.sh and compat-tests/cluster.sh, which define HERE, LMQ_CACHE,
+# KAFKA, PY, LOGS, CONFLUENT_KAFKA_VERSION and source scripts/lib.sh (say, die, apt_install);
+# sets KAFKA_VERSION and JAVA_CLASSES.
 
 command -v kcat >/dev/null || apt_install kcat
 command -v javac >/dev/null || apt_install openjdk-17-jdk-headless

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LMQ against Apache Kafka on this machine, as LMQ ÷ Kafka ratios measured in one run.
 #
-#   scripts/bench.sh [--quick]
+#   scripts/bench.sh [--quick] [--dry-run]
 #
 # Starts Apache Kafka (scripts/kafka.sh: single-node KRaft, its default -Xmx1g heap), then LMQ,
 # one after the other, with data dirs on the same filesystem ($LMQ_BENCH_DIR, default
@@ -26,7 +26,10 @@
 # 5 ms, latency and consume under (a) and (b), one zstd run, ~15 s per measurement (198 runs,
 # about 40 minutes).
 #
-# Output: the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
+# --dry-run prints every run the mode would make (tag, tool, command; broker addresses and
+# Kafka-derived counts as placeholders) and exits without building or starting anything.
+#
+# Output (bench/report.py, tested by bench/test_report.py): the ratio table (markdown) and bench/results/<mode>.{md,json}; the last line is
 #   produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)
 # where produce/consume are geometric means over the (a) runs of every tool, p99 the
 # geometric mean of end-to-end p99 at 50% load under (a), rss the peak under load and start
@@ -40,11 +43,20 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$PWD"
 
+LIB_NAME=scripts/bench.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+# Timestamped: the run is long and its log is read afterwards.
+log() { echo "[bench $(date +%T)] $*" >&2; }
+
 MODE=full
+DRY_RUN=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
   --quick) MODE=quick; shift ;;
-  *) echo "usage: scripts/bench.sh [--quick]" >&2; exit 2 ;;
+  --dry-run) DRY_RUN=1; shift ;;
+  -h | --help) print_header; exit 0 ;;
+  *) echo "usage: scripts/bench.sh [--quick] [--dry-run] [--help]" >&2; exit 2 ;;
   esac
 done
 
@@ -65,11 +77,11 @@ LOADS=(25 50 80)
 RECORD=1024
 BATCH=16384
 
-die() { echo "scripts/bench.sh: $*" >&2; exit 1; }
-log() { echo "[bench $(date +%T)] $*" >&2; }
-for tool in python3 java taskset timeout; do
-  command -v "$tool" >/dev/null || die "'$tool' is missing"
-done
+if ((!DRY_RUN)); then
+  for tool in python3 java taskset timeout; do
+    need "$tool" "install it and retry"
+  done
+fi
 
 NCPU="$(nproc)"
 if ((NCPU >= 2)); then
@@ -90,11 +102,6 @@ JSONL="$RUN/measurements.jsonl"
 
 # ---- processes we start, and their cleanup ---------------------------------------------
 BPID="" BROKER="" KDIR="" LMQ_PID="" SAMPLER="" WAITER="" IPERF=""
-alive() { # PID runs (a zombie does not count)
-  local state
-  state="$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z ]]
-}
 stop_sampler() {
   if [[ -n "$SAMPLER" ]]; then
     kill "$SAMPLER" 2>/dev/null || true
@@ -104,10 +111,7 @@ stop_sampler() {
 }
 stop_lmq() {
   [[ -n "$LMQ_PID" ]] || return 0
-  kill -TERM "$LMQ_PID" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while alive "$LMQ_PID" && ((SECONDS < deadline)); do sleep 0.1; done
-  if alive "$LMQ_PID"; then kill -KILL "$LMQ_PID" 2>/dev/null || true; fi
+  stop_pid "$LMQ_PID" 30 || true
   LMQ_PID=""
 }
 stop_kafka() {
@@ -128,10 +132,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
 
 # Appends one JSON object to the run's measurements: KEY=VALUE..., VALUE read as JSON when
 # it parses as JSON, else kept as a string.
@@ -202,109 +202,128 @@ topic_config() { # DUR: the topic configs that durability needs on this broker
 
 delete_topic() { "$LMQ" topics delete -b "$ADDR" "$1" >/dev/null 2>&1 || true; }
 
+# The runs of one configuration (durability DUR, P partitions, linger L ms, CODEC), as a
+# table: NAME KIND TOOL STAGE. NAME is the run's tag suffix and names its plan_NAME function,
+# which sets the run's command (CMD), the topic made before it (CREATE) and removed after it
+# (REMOVE), the topic whose stored count it records (STORED), its extra measurement fields
+# (FIELDS) and its log note (NOTE). STAGE orders them: `max` and `produce` runs for every
+# configuration, `consume` runs once per pass (the first linger, no codec, durabilities of
+# CONSUME_DURS), `latency` runs once per load of LOADS (no codec, durabilities of
+# LATENCY_DURS).
+RUNS=(
+  "lmqperf-max produce lmq-perf max"
+  "pp produce ProducerPerformance produce"
+  "rdkafka produce rdkafka-perf produce"
+  "cp consume ConsumerPerformance consume"
+  "lmqperf-consume consume lmq-perf consume"
+  "lmqperf-r latency lmq-perf latency"
+)
+
+# lmq-perf at saturation (produce + consume in one process); on Kafka its rate sets the
+# record counts and latency loads of the other runs.
+plan_lmqperf_max() {
+  CMD=("$PERF" run --bootstrap "$ADDR" --topic "lp-$base" --partitions "$p"
+    "${TOPIC_CONFIG[@]}" --record-size "$RECORD" --batch-bytes "$BATCH" --linger-ms "$l"
+    --codec "$codec" --rate 0 --duration-s "$SECONDS_PER" --warmup-s "$WARMUP_S")
+  REMOVE="lp-$base" FIELDS=(linger_ms="$l" codec="$codec")
+}
+# ProducerPerformance: the same record count on both brokers, half of what lmq-perf sent
+# Kafka per second times the measurement seconds (the Java client on one core is about that
+# fast); its topic stays for the consume runs.
+plan_pp() {
+  CMD=("${JAVA_TOOL[@]}" org.apache.kafka.tools.ProducerPerformance
+    --bootstrap-server "$ADDR" --topic "pp-$base" --num-records "$n" --payload-file "$RUN/payloads.txt"
+    --throughput -1 --command-property acks=1 "linger.ms=$l" "batch.size=$BATCH"
+    "compression.type=$codec")
+  CREATE="pp-$base" STORED="pp-$base" NOTE=" ($n records)"
+  FIELDS=(linger_ms="$l" codec="$codec" expected="$n")
+}
+# librdkafka's producer (the C client most non-Java clients wrap), same records and settings.
+plan_rdkafka() {
+  CMD=("$RDPERF" "$ADDR" "rk-$base" "$n" "$RECORD" "$l" "$BATCH" 1 "$codec")
+  CREATE="rk-$base" STORED="rk-$base" REMOVE="rk-$base" NOTE=" ($n records)"
+  FIELDS=(linger_ms="$l" codec="$codec" expected="$n")
+}
+# Consume: each tool reads ProducerPerformance's whole topic once per pass (a fresh group
+# each time); the report keeps the better pass of each, which filters out a passing
+# disturbance of the shared machine.
+plan_cp() {
+  CMD=("${JAVA_TOOL[@]}" org.apache.kafka.tools.ConsumerPerformance
+    --bootstrap-server "$ADDR" --topic "pp-$base" --num-records "$n" --group "cp-$base-$pass"
+    --timeout 30000)
+  FIELDS=(pass="$pass" expected="$n")
+}
+plan_lmqperf_consume() {
+  CMD=("$PERF" consume --bootstrap "$ADDR" --topic "pp-$base")
+  FIELDS=(pass="$pass" expected="$n")
+}
+# Latency: lmq-perf open loop at a fixed share of Kafka's maximum.
+plan_lmqperf_r() {
+  CMD=("$PERF" run --bootstrap "$ADDR" --topic "lr-$base-$pct" --partitions "$p"
+    "${TOPIC_CONFIG[@]}" --record-size "$RECORD" --batch-bytes "$BATCH" --linger-ms "$l"
+    --rate "$rate" --duration-s "$SECONDS_PER" --warmup-s "$WARMUP_S")
+  REMOVE="lr-$base-$pct" NOTE=" ($rate records/s)"
+  FIELDS=(linger_ms="$l" codec=none load_pct="$pct" target_rate="$rate")
+}
+
+# run_stage STAGE: every run of RUNS in STAGE, in table order, with measure_config's locals
+# (dur p l codec base limit n pass pct rate).
+run_stage() {
+  local row name kind tool stage tag status stored
+  for row in "${RUNS[@]}"; do
+    read -r name kind tool stage <<<"$row"
+    [[ "$stage" == "$1" ]] || continue
+    CMD=() CREATE="" REMOVE="" STORED="" FIELDS=() NOTE=""
+    read -r -a TOPIC_CONFIG <<<"$(topic_config "$dur")"
+    "plan_${name//-/_}"
+    tag="$BROKER-$base-$name"
+    [[ "$stage" != consume ]] || tag+="-$pass"
+    [[ "$stage" != latency ]] || tag+="$pct"
+    if ((DRY_RUN)); then
+      printf '%s [%s %s%s] %s\n' "$tag" "$kind" "$tool" "${CREATE:+, topic $CREATE made first}" "${CMD[*]}"
+      continue
+    fi
+    [[ -z "$CREATE" ]] || "$PERF" create-topic --bootstrap "$ADDR" --topic "$CREATE" \
+      --partitions "$p" "${TOPIC_CONFIG[@]}" >/dev/null
+    log "$tag$NOTE"
+    status=0
+    client "$tag" "$limit" "${CMD[@]}" || status=$?
+    if [[ -n "$STORED" ]]; then
+      stored="$("$PERF" offsets --bootstrap "$ADDR" --topic "$STORED" 2>/dev/null)" || stored='{}'
+      FIELDS+=(stored="$stored")
+    fi
+    record kind="$kind" broker="$BROKER" durability="$dur" tool="$tool" partitions="$p" \
+      "${FIELDS[@]}" status="$status" client_util="$CLIENT_UTIL" broker_cpu_s="$BROKER_CPU_S" \
+      out="$RUN/out/$tag.out"
+    [[ -z "$REMOVE" ]] || delete_topic "$REMOVE"
+    if [[ "$stage" == max && "$BROKER" == kafka ]]; then
+      rate=0
+      ((status == 0)) && rate="$(json_get "$RUN/out/$tag.out" produce_records_per_s)"
+      KAFKA_MAX["$dur/$p/$l/$codec"]="${rate%.*}"
+    fi
+  done
+}
+
 measure_config() { # DUR P L CODEC
-  local dur="$1" p="$2" l="$3" codec="$4" tag limit rate n status
+  local dur="$1" p="$2" l="$3" codec="$4" limit n pass pct rate kmax
   local base="$dur-p$p-l$l-$codec"
   limit=$((SECONDS_PER * 4 + 120))
-  # lmq-perf at saturation (produce + consume in one process).
-  tag="$BROKER-$base-lmqperf-max"
-  log "$tag"
-  status=0
-  # shellcheck disable=SC2046
-  client "$tag" "$limit" "$PERF" run --bootstrap "$ADDR" --topic "lp-$base" --partitions "$p" \
-    $(topic_config "$dur") --record-size "$RECORD" --batch-bytes "$BATCH" --linger-ms "$l" \
-    --codec "$codec" --rate 0 --duration-s "$SECONDS_PER" --warmup-s "$WARMUP_S" || status=$?
-  record kind=produce broker="$BROKER" durability="$dur" tool=lmq-perf partitions="$p" \
-    linger_ms="$l" codec="$codec" status="$status" client_util="$CLIENT_UTIL" \
-    broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out"
-  delete_topic "lp-$base"
-  rate=0
-  ((status == 0)) && rate="$(json_get "$RUN/out/$tag.out" produce_records_per_s)"
-  rate="${rate%.*}"
-  [[ "$BROKER" == kafka ]] && KAFKA_MAX["$dur/$p/$l/$codec"]="$rate"
-
-  # ProducerPerformance: the same record count on both brokers, half of what lmq-perf sent
-  # Kafka per second times the measurement seconds (the Java client on one core is about that
-  # fast); then the stored count, and ConsumerPerformance and lmq-perf reading the topic back.
-  local kmax="${KAFKA_MAX["$dur/$p/$l/$codec"]:-0}"
+  run_stage max
+  kmax="${KAFKA_MAX["$dur/$p/$l/$codec"]:-0}"
   n=$((kmax * SECONDS_PER / 2))
   ((n < 100000)) && n=100000
   ((n > 5000000)) && n=5000000
-  local topic="pp-$base"
-  # shellcheck disable=SC2046
-  "$PERF" create-topic --bootstrap "$ADDR" --topic "$topic" --partitions "$p" \
-    $(topic_config "$dur") >/dev/null
-  tag="$BROKER-$base-pp"
-  log "$tag ($n records)"
-  status=0
-  client "$tag" "$limit" "${JAVA_TOOL[@]}" org.apache.kafka.tools.ProducerPerformance \
-    --bootstrap-server "$ADDR" --topic "$topic" --num-records "$n" --payload-file "$RUN/payloads.txt" \
-    --throughput -1 --command-property acks=1 "linger.ms=$l" "batch.size=$BATCH" \
-    "compression.type=$codec" || status=$?
-  local stored
-  stored="$("$PERF" offsets --bootstrap "$ADDR" --topic "$topic" 2>/dev/null)" || stored='{}'
-  record kind=produce broker="$BROKER" durability="$dur" tool=ProducerPerformance partitions="$p" \
-    linger_ms="$l" codec="$codec" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
-    broker_cpu_s="$BROKER_CPU_S" stored="$stored" out="$RUN/out/$tag.out"
-  # librdkafka's producer (the C client most non-Java clients wrap), same records and settings.
-  topic="rk-$base"
-  # shellcheck disable=SC2046
-  "$PERF" create-topic --bootstrap "$ADDR" --topic "$topic" --partitions "$p" \
-    $(topic_config "$dur") >/dev/null
-  tag="$BROKER-$base-rdkafka"
-  log "$tag ($n records)"
-  status=0
-  client "$tag" "$limit" "$RDPERF" "$ADDR" "$topic" "$n" "$RECORD" "$l" "$BATCH" 1 "$codec" ||
-    status=$?
-  stored="$("$PERF" offsets --bootstrap "$ADDR" --topic "$topic" 2>/dev/null)" || stored='{}'
-  record kind=produce broker="$BROKER" durability="$dur" tool=rdkafka-perf partitions="$p" \
-    linger_ms="$l" codec="$codec" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
-    broker_cpu_s="$BROKER_CPU_S" stored="$stored" out="$RUN/out/$tag.out"
-  delete_topic "$topic"
-  topic="pp-$base"
-  # Consume: each tool reads the whole topic twice (fresh group each time); the report keeps
-  # the better pass of each, which filters out a passing disturbance of the shared machine.
+  run_stage produce
   if [[ "$l" == "${LINGERS[0]}" && "$codec" == none && "$CONSUME_DURS" == *" $dur "* ]]; then
-    local pass
-    for pass in 1 2; do
-      tag="$BROKER-$base-cp-$pass"
-      log "$tag"
-      status=0
-      client "$tag" "$limit" "${JAVA_TOOL[@]}" org.apache.kafka.tools.ConsumerPerformance \
-        --bootstrap-server "$ADDR" --topic "$topic" --num-records "$n" --group "cp-$base-$pass" \
-        --timeout 30000 || status=$?
-      record kind=consume broker="$BROKER" durability="$dur" tool=ConsumerPerformance \
-        partitions="$p" pass="$pass" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
-        broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out"
-      tag="$BROKER-$base-lmqperf-consume-$pass"
-      log "$tag"
-      status=0
-      client "$tag" "$limit" "$PERF" consume --bootstrap "$ADDR" --topic "$topic" || status=$?
-      record kind=consume broker="$BROKER" durability="$dur" tool=lmq-perf partitions="$p" \
-        pass="$pass" status="$status" expected="$n" client_util="$CLIENT_UTIL" \
-        broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out"
-    done
+    for pass in 1 2; do run_stage consume; done
   fi
-  delete_topic "$topic"
-
-  # Latency at fixed shares of Kafka's maximum.
+  ((DRY_RUN)) || delete_topic "pp-$base"
   if [[ "$LATENCY_DURS" == *" $dur "* && "$codec" == none ]]; then
-    local pct
     for pct in "${LOADS[@]}"; do
       rate=$((kmax * pct / 100))
-      ((rate > 0)) || continue
-      tag="$BROKER-$base-lmqperf-r$pct"
-      log "$tag ($rate records/s)"
-      status=0
-      # shellcheck disable=SC2046
-      client "$tag" "$limit" "$PERF" run --bootstrap "$ADDR" --topic "lr-$base-$pct" \
-        --partitions "$p" $(topic_config "$dur") --record-size "$RECORD" --batch-bytes "$BATCH" \
-        --linger-ms "$l" --rate "$rate" --duration-s "$SECONDS_PER" --warmup-s "$WARMUP_S" ||
-        status=$?
-      record kind=latency broker="$BROKER" durability="$dur" tool=lmq-perf partitions="$p" \
-        linger_ms="$l" codec=none load_pct="$pct" target_rate="$rate" status="$status" \
-        client_util="$CLIENT_UTIL" broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out"
-      delete_topic "lr-$base-$pct"
+      ((DRY_RUN && rate == 0)) && rate="$pct%-of-Kafka's-maximum"
+      [[ "$rate" != 0 ]] || continue
+      run_stage latency
     done
   fi
 }
@@ -383,13 +402,17 @@ fill_log() {
 }
 
 # ---- the run ---------------------------------------------------------------------------
+if ((DRY_RUN)); then
+  # Placeholders for what a real run learns on the way.
+  ADDR=BROKER_ADDRESS RDPERF=rdkafka-perf JAVA_TOOL=(java)
+  for BROKER in kafka lmq; do
+    for dur in a b; do measure_durability "$dur"; done
+  done
+  exit 0
+fi
 log "building target/release/lmq and lmq-perf, and rdkafka-perf (bench/rdkafka-perf.c)"
 cargo build --release -q -p lmq-broker -p lmq-bench
-if [[ ! -f /usr/include/librdkafka/rdkafka.h ]]; then
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librdkafka-dev >&2 ||
-    { DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq librdkafka-dev >&2; } ||
-    die "librdkafka-dev is missing and apt-get install librdkafka-dev failed"
-fi
+[[ -f /usr/include/librdkafka/rdkafka.h ]] || apt_install librdkafka-dev
 RDPERF="$LMQ_CACHE/bench/rdkafka-perf-$(sha256sum bench/rdkafka-perf.c | cut -c1-12)"
 if [[ ! -x "$RDPERF" ]]; then
   mkdir -p "$LMQ_CACHE/bench"
@@ -519,274 +542,4 @@ top -bn1 | head -n 15 >"$RUN/top-after.txt" || true
 record kind=end finished="$(date -u +%Y-%m-%dT%H:%M:%SZ)" load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- the report ----------------------------------------------------------------------------
-python3 - "$RUN" "$RESULTS/$MODE" "$RECORD" <<'PY'
-import json, math, re, sys
-
-run, dest, record_size = sys.argv[1], sys.argv[2], int(sys.argv[3])
-rows = [json.loads(line) for line in open(f"{run}/measurements.jsonl")]
-meta = next(r for r in rows if r["kind"] == "meta")
-end = next((r for r in rows if r["kind"] == "end"), {})
-ceilings = next(r for r in rows if r["kind"] == "ceilings")
-
-
-def read(path):
-    try:
-        return open(path).read()
-    except OSError:
-        return ""
-
-
-def parse(m):
-    """Standard fields of one measurement from its tool's output."""
-    text = read(m["out"])
-    res = {"mb_per_s": None, "records_per_s": None, "verified": False, "detail": None}
-    if m["status"] != 0:
-        res["detail"] = f"exit {m['status']}"
-        return res
-    if m["tool"] == "lmq-perf":
-        try:
-            out = json.loads(text.strip().splitlines()[-1])
-        except (IndexError, ValueError):
-            res["detail"] = "no result printed"
-            return res
-        res["verified"] = bool(out.get("verified"))
-        if m["kind"] == "consume":
-            res["records_per_s"] = out["consume_records_per_s"]
-            res["mb_per_s"] = out["consume_mb_per_s"]
-            res["counts"] = {"stored": out["expected"], "consumed": out["consumed"]}
-            res["bytes"] = out["consume_bytes"]
-        else:
-            res["records_per_s"] = out["produce_records_per_s"]
-            res["mb_per_s"] = out["produce_mb_per_s"]
-            res["counts"] = {k: out[k] for k in ("sent", "acked", "stored", "consumed")}
-            res["bytes"] = out["produce_bytes"] + out["consume_bytes"]
-            res["e2e_us"] = out["e2e_latency_us"]
-            res["produce_us"] = out["produce_latency_us"]
-            res["behind_schedule_ms_max"] = out["behind_schedule_ms_max"]
-    elif m["tool"] == "ProducerPerformance":
-        last = [l for l in text.splitlines() if "99.9th" in l]
-        g = re.match(r"(\d+) records sent, ([0-9.]+) records/sec", last[-1]) if last else None
-        if g:
-            sent, rps = int(g.group(1)), float(g.group(2))
-            stored = m.get("stored", {}).get("log_end_total") if isinstance(m.get("stored"), dict) else None
-            res["records_per_s"] = rps
-            res["mb_per_s"] = rps * record_size / 1e6
-            res["counts"] = {"expected": m["expected"], "sent": sent, "stored": stored}
-            res["verified"] = sent == m["expected"] and stored == m["expected"]
-            res["bytes"] = sent * record_size
-    elif m["tool"] == "rdkafka-perf":
-        try:
-            out = json.loads(text.strip().splitlines()[-1])
-        except (IndexError, ValueError):
-            res["detail"] = "no result printed"
-            return res
-        stored = m.get("stored", {}).get("log_end_total") if isinstance(m.get("stored"), dict) else None
-        res["records_per_s"] = out["produce_records_per_s"]
-        res["mb_per_s"] = out["produce_mb_per_s"]
-        res["counts"] = {"expected": m["expected"], "acked": out["delivered"], "stored": stored}
-        res["verified"] = out["delivered"] == m["expected"] and stored == m["expected"]
-        res["bytes"] = out["delivered"] * record_size
-    elif m["tool"] == "ConsumerPerformance":
-        lines = text.strip().splitlines()
-        idx = next((i for i, l in enumerate(lines) if l.startswith("start.time")), None)
-        if idx is not None and idx + 1 < len(lines):
-            head = [h.strip() for h in lines[idx].split(",")]
-            vals = [v.strip() for v in lines[idx + 1].split(",")]
-            row = dict(zip(head, vals))
-            consumed = int(row["data.consumed.in.nMsg"])
-            rps = float(row["fetch.nMsg.sec"])
-            res["records_per_s"] = rps
-            res["mb_per_s"] = rps * record_size / 1e6
-            res["counts"] = {"stored": m["expected"], "consumed": consumed}
-            res["verified"] = consumed == m["expected"]
-            res["bytes"] = consumed * record_size
-    return res
-
-
-measures = [r for r in rows if r["kind"] in ("produce", "consume", "latency")]
-for m in measures:
-    m.update(parse(m))
-    util = m.get("client_util")
-    m["client_bound"] = isinstance(util, (int, float)) and util >= 0.9
-    if m["kind"] == "latency" and m["records_per_s"] is not None:
-        m["rate_kept"] = m["records_per_s"] >= 0.95 * m["target_rate"]
-
-
-def key(m):
-    return (m["kind"], m["durability"], m["tool"], m["partitions"], m.get("linger_ms"), m.get("codec"), m.get("load_pct"))
-
-
-pairs = {}
-passes = {}
-for m in measures:
-    passes.setdefault(key(m), {}).setdefault(m["broker"], []).append(m)
-for k, brokers in passes.items():
-    # Of repeated passes (consume), the fastest one that counted right.
-    pairs[k] = {b: max(ms, key=lambda m: (bool(m.get("verified")), m.get("mb_per_s") or 0))
-                for b, ms in brokers.items()}
-
-
-def fmt(x, digits=1):
-    return "n/a" if x is None else f"{x:,.{digits}f}"
-
-
-def ratio(l, k):
-    return l / k if l is not None and k not in (None, 0) else None
-
-
-def notes(*ms):
-    out = []
-    for m in ms:
-        if m is None:
-            continue
-        who = "Kafka" if m["broker"] == "kafka" else "LMQ"
-        if m.get("detail"):
-            out.append(f"{who} run failed ({m['detail']})")
-        elif not m.get("verified"):
-            out.append(f"{who}: COUNTS DIFFER {m.get('counts')}")
-        if m.get("client_bound"):
-            out.append(f"client-bound on {who} ({m['client_util'] * 100:.0f}% CPU)")
-        if m.get("rate_kept") is False:
-            out.append(f"{who} fell short of the rate ({m['records_per_s']:,.0f}/s)")
-    return "; ".join(out)
-
-
-table = ["| measure | dur. | part. | linger | tool | Apache Kafka | LMQ | LMQ ÷ Kafka | notes |",
-         "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
-headline = {"produce": [], "consume": [], "p99": []}
-flat = []
-
-
-def add(measure, k, l, absk, absl, r, m_k, m_l, part, linger, tool, dur, headline_key=None):
-    table.append(f"| {measure} | {dur} | {part} | {linger} | {tool} | {absk} | {absl} | {fmt(r, 2)} | {notes(m_k, m_l)} |")
-    flat.append({"measure": measure, "durability": dur, "partitions": part, "linger_ms": linger,
-                 "tool": tool, "kafka": k, "lmq": l, "ratio": r, "notes": notes(m_k, m_l)})
-    if headline_key and r is not None:
-        headline[headline_key].append(r)
-
-
-ORDER = {"produce": 0, "consume": 1, "latency": 2}
-TOOLS = {"ProducerPerformance": 0, "ConsumerPerformance": 0, "rdkafka-perf": 1, "lmq-perf": 2}
-
-
-def order(item):
-    kind, dur, tool, part, linger, codec, pct = item[0]
-    return (ORDER[kind], dur, codec or "", TOOLS[tool], part, linger or 0, pct or 0)
-
-
-for (kind, dur, tool, part, linger, codec, pct), pair in sorted(pairs.items(), key=order):
-    k, l = pair.get("kafka"), pair.get("lmq")
-    kv = lambda m, f: m.get(f) if m else None
-    if kind in ("produce", "consume"):
-        name = f"{kind} MB/s (records/s)" + (f", {codec}" if codec not in (None, "none") else "")
-        absk = f"{fmt(kv(k, 'mb_per_s'))} ({fmt(kv(k, 'records_per_s'), 0)})" if k else "n/a"
-        absl = f"{fmt(kv(l, 'mb_per_s'))} ({fmt(kv(l, 'records_per_s'), 0)})" if l else "n/a"
-        r = ratio(kv(l, "mb_per_s"), kv(k, "mb_per_s"))
-        hk = kind if dur == "a" and codec in (None, "none") else None
-        add(name, kv(k, "mb_per_s"), kv(l, "mb_per_s"), absk, absl, r, k, l, part,
-            linger if linger is not None else "", tool, dur, hk)
-    else:
-        rate = (k or l)["target_rate"]
-        for which, label in (("e2e_us", "end-to-end"), ("produce_us", "produce")):
-            def lat(m):
-                h = kv(m, which)
-                return None if not h or not h["count"] else (h["p50"] / 1e3, h["p99"] / 1e3, h["p999"] / 1e3)
-            lk, ll = lat(k), lat(l)
-            absk = "/".join(fmt(x, 2) for x in lk) if lk else "n/a"
-            absl = "/".join(fmt(x, 2) for x in ll) if ll else "n/a"
-            r = ratio(ll[1] if ll else None, lk[1] if lk else None)
-            hk = "p99" if which == "e2e_us" and pct == 50 and dur == "a" else None
-            add(f"{label} latency p50/p99/p99.9 ms at {pct}% ({rate:,} rec/s); ratio of p99",
-                lk[1] if lk else None, ll[1] if ll else None, absk, absl, r, k, l, part, linger, tool, dur, hk)
-
-
-def rss(broker):
-    peak = {"anon": 0, "file": 0, "vmrss": 0}
-    for line in read(f"{run}/rss-{broker}.txt").splitlines():
-        f = dict(zip(line.split()[::2], map(int, line.split()[1::2])))
-        if "RssAnon:" not in f:
-            continue
-        peak["anon"] = max(peak["anon"], f["RssAnon:"] + f.get("RssShmem:", 0))
-        peak["file"] = max(peak["file"], f.get("RssFile:", 0))
-        peak["vmrss"] = max(peak["vmrss"], f.get("VmRSS:", 0))
-    return {k: v / 1024 for k, v in peak.items()}
-
-
-rk, rl = rss("kafka"), rss("lmq")
-rss_ratio = ratio(rl["anon"], rk["anon"])
-table.append(f"| peak RSS under load, MiB (anon+shmem; file-mapped apart) | a+b | | | | {rk['anon']:.0f} ({rk['file']:.0f} file) | {rl['anon']:.0f} ({rl['file']:.0f} file) | {fmt(rss_ratio, 3)} | sampled each second |")
-flat.append({"measure": "peak RSS MiB", "kafka": rk, "lmq": rl, "ratio": rss_ratio})
-
-for dur in ("a", "b"):
-    def cpu(broker):
-        ms = [m for m in measures if m["broker"] == broker and m["durability"] == dur and m.get("bytes")]
-        gb = sum(m["bytes"] for m in ms) / 1e9
-        return sum(m["broker_cpu_s"] for m in ms) / gb if gb else None
-    ck, cl = cpu("kafka"), cpu("lmq")
-    r = ratio(cl, ck)
-    table.append(f"| broker CPU-seconds per GB moved (produced + consumed) | {dur} | | | all | {fmt(ck, 2)} | {fmt(cl, 2)} | {fmt(r, 2)} | |")
-    flat.append({"measure": "broker CPU s/GB", "durability": dur, "kafka": ck, "lmq": cl, "ratio": r})
-
-starts = [r for r in rows if r["kind"] == "startup"]
-fills = {r["broker"]: r for r in rows if r["kind"] == "fill"}
-start_ratio = None
-for data in dict.fromkeys(r.get("data", "empty") for r in starts):
-    pick = lambda broker: next((r for r in starts if r["broker"] == broker and r.get("data", "empty") == data), None)
-    k, l = pick("kafka"), pick("lmq")
-    sk, sl = (k or {}).get("ms"), (l or {}).get("ms")
-    r = ratio(sl, sk)
-    if data == "empty":
-        start_ratio = r
-        label = "empty data dir"
-    else:
-        gib = lambda row: f"{row['log_bytes'] / 2**30:.2f}" if row and row.get("log_bytes") else "?"
-        label = f"data dir with {data} of log (Kafka {gib(k)} GiB, LMQ {gib(l)} GiB on disk), clean restart"
-    note = ""
-    if data != "empty":
-        bad = [b for b in ("kafka", "lmq")
-               if not (fills.get(b) and isinstance(fills[b].get("stored"), dict)
-                       and fills[b]["stored"].get("log_end_total") == fills[b]["expected"])]
-        note = "fill verified on both" if not bad else "fill NOT verified on " + ", ".join(bad)
-    table.append(f"| start-up ms, exec to first Metadata answer, {label} | | | | | {fmt(sk, 0)} | {fmt(sl, 1)} | {fmt(r, 4)} | {note} |")
-    flat.append({"measure": "start-up ms", "data": data, "kafka": sk, "lmq": sl, "ratio": r})
-
-
-def geomean(xs):
-    xs = [x for x in xs if x and x > 0]
-    return math.exp(sum(map(math.log, xs)) / len(xs)) if xs else None
-
-
-summary = {"produce": geomean(headline["produce"]), "consume": geomean(headline["consume"]),
-           "p99": geomean(headline["p99"]), "rss": rss_ratio, "start": start_ratio}
-final = " ".join(f"{k} {('n/a' if v is None else f'{v:.2f}')}" for k, v in summary.items())
-verified = [m for m in measures if m.get("verified")]
-bound = [m for m in measures if m.get("client_bound")]
-
-c = ceilings
-lines = [
-    f"Run of {meta['started']} ({meta['mode']}), command `{meta['command']}`, LMQ {meta['lmq_commit']}, Apache Kafka {meta['kafka_version']}.",
-    f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), kernel {meta['kernel']}; broker on core {meta['broker_cpus']}, client on core {meta['client_cpus']}; "
-    f"load average before {meta['load_before']}, after {end.get('load_after', '?')}.",
-    f"Ceilings: loopback TCP {fmt(c['loopback_mb_per_s'], 0)} MB/s ({c['loopback_tool']}); disk sequential write "
-    f"{fmt(c['disk_fdatasync_mb_per_s'], 0)} MB/s (1 MiB writes + fdatasync), {fmt(c['disk_buffered_mb_per_s'], 0)} MB/s buffered "
-    f"(16 KiB, no sync), {fmt(c['disk_dsync_16k_mb_per_s'], 0)} MB/s (16 KiB writes, O_DSYNC).",
-    "Workload: 1 KiB incompressible records (lmq-perf and rdkafka-perf: random bytes; ProducerPerformance: random base64 lines), "
-    "no compression, RF=1, acks=1, batch 16 KiB, "
-    f"{meta['seconds']} s per measurement. Durability (a): no fsync on either broker; (b): fsync per append before "
-    "the answer (Kafka topic flush.messages=1, i.e. log.flush.interval.messages=1; LMQ [log] flush = \"every-batch\").",
-    "Latency runs: lmq-perf, open loop at 25/50/80% of Kafka's lmq-perf maximum for the same settings, timed from "
-    "each record's due instant (no coordinated omission), warm-up excluded. Consume: a full topic written by "
-    "ProducerPerformance, read from the page cache, better of two passes (ConsumerPerformance: fetch rate, group "
-    "join excluded). Each broker got an unmeasured warm-up load after its start (the JVM's JIT).",
-    f"Counts: {len(verified)} of {len(measures)} runs verified (stored = acknowledged = consumed); "
-    f"{len(bound)} flagged client-bound (client used >= 90% of its core: the figure is the client's ceiling, not the broker's).",
-    "",
-]
-md = "\n".join(lines + table + ["", f"`{final}`", ""])
-json.dump({"meta": meta, "end": end, "ceilings": ceilings, "startup": starts, "rows": flat,
-           "measurements": measures, "summary": summary, "final_line": final},
-          open(f"{dest}.json", "w"), indent=1, default=str)
-open(f"{dest}.md", "w").write(md)
-print(md)
-print(final)
-PY
+python3 bench/report.py "$RUN" "$RESULTS/$MODE" "$RECORD"

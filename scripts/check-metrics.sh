@@ -6,12 +6,14 @@
 # and runs `promtool check metrics` on it. Exits non-zero on any lint problem.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LIB_NAME=check-metrics
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 LMQ="${1:-target/debug/lmq}"
-[[ -x "$LMQ" ]] || { echo "check-metrics: $LMQ is not built: cargo build -p lmq-broker" >&2; exit 1; }
+[[ -x "$LMQ" ]] || die "$LMQ is not built: cargo build -p lmq-broker"
 if ! command -v promtool >/dev/null 2>&1; then
-  echo "check-metrics: installing promtool (Debian package prometheus)" >&2
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get install -y -qq prometheus >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq prometheus >/dev/null; }
+  log "installing promtool (Debian package prometheus)"
+  apt_install prometheus
   # The package may start a Prometheus server; this check does not need one.
   pkill -x prometheus 2>/dev/null || true
 fi
@@ -20,15 +22,10 @@ data_dir=$(mktemp -d)
 "$LMQ" serve --data-dir "$data_dir" --listen 127.0.0.1:0 --admin-listen 127.0.0.1:0 >"$data_dir.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$data_dir" "$data_dir.log" "$data_dir.metrics"' EXIT
-ready=""
-for _ in $(seq 1 200); do
-  ready=$(grep -m1 'lmq ready' "$data_dir.log" || true)
-  [[ -n "$ready" ]] && break
-  sleep 0.1
-done
-[[ -n "$ready" ]] || { echo "check-metrics: lmq did not become ready" >&2; cat "$data_dir.log" >&2; exit 1; }
-bootstrap=$(sed -n 's/.* listen=\([0-9.]*:[0-9]*\).*/\1/p' <<<"$ready")
-admin=$(sed -n 's/.* admin=Some(\([0-9.]*:[0-9]*\)).*/\1/p' <<<"$ready")
+ready="$(wait_for_line "$data_dir.log" 'lmq ready' 20 "$pid")" ||
+  { cat "$data_dir.log" >&2; die "lmq did not become ready"; }
+bootstrap="$(lmq_ready_address "$ready" listen)"
+admin="$(lmq_ready_address "$ready" admin)"
 admin_port=${admin##*:}
 curl -sf "http://127.0.0.1:$admin_port/ready" >/dev/null || { echo "check-metrics: /ready did not answer" >&2; cat "$data_dir.log" >&2; exit 1; }
 "$LMQ" topics create metrics-load --partitions 3 -b "$bootstrap" >/dev/null

@@ -27,22 +27,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 
-die() { printf 'cluster.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf 'cluster.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+LIB_NAME=cluster.sh
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+usage() { print_header >&2; exit 2; }
 
 DIR="${LMQ_CLUSTER_DIR:-/tmp/lmq-cluster}"
-ARGS=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-  --dir) DIR="${2:?--dir needs a value}"; shift 2 ;;
-  *) ARGS+=("$1"); shift ;;
-  esac
-done
+command_and_dir "$@" || usage
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 1 ]] || usage
-COMMAND="$1"
-shift
 
 lmq_bin() {
   if [[ -n "${LMQ_BIN:-}" ]]; then
@@ -61,9 +53,8 @@ CONSUL_PORT="${LMQ_CLUSTER_CONSUL_PORT:-18300}"
 broker_ip() { echo "127.0.0.$((IP_BASE + $1))"; }
 broker_dir() { echo "$DIR/broker-$1"; }
 
-alive() {
-  local pid_file="$1"
-  [[ -f "$pid_file" ]] && kill -0 "$(cat "$pid_file")" 2>/dev/null
+running() { # PID_FILE: names a process that runs
+  [[ -f "$1" ]] && alive "$(cat "$1")"
 }
 
 # Starts broker $1 and waits for its "lmq ready" line (a restart appends to the same log).
@@ -71,7 +62,7 @@ start_broker() {
   local id="$1" dir ip consul
   dir="$(broker_dir "$id")"
   ip="$(broker_ip "$id")"
-  alive "$dir/pid" && die "broker $id is already running (pid $(cat "$dir/pid"))"
+  running "$dir/pid" && die "broker $id is already running (pid $(cat "$dir/pid"))"
   consul="$(sed -n "$(((id - 1) % 3 + 1))p" "$DIR/consul-http")"
   mkdir -p "$dir/data"
   local command=("$(lmq_bin)" serve --consul "$consul" --node-id "$id"
@@ -85,7 +76,7 @@ start_broker() {
   echo $! >"$dir/pid"
   local waited=0
   until [[ "$(grep -c 'lmq ready' "$dir/log" || true)" -gt "$before" ]]; do
-    alive "$dir/pid" || die "broker $id exited; see $dir/log: $(tail -3 "$dir/log")"
+    running "$dir/pid" || die "broker $id exited; see $dir/log: $(tail -3 "$dir/log")"
     sleep 0.1
     waited=$((waited + 1))
     ((waited < 300)) || die "broker $id not ready after 30 s; see $dir/log"
@@ -105,7 +96,7 @@ bootstrap() {
 signal_broker() {
   local id="${2:?broker number needed}" dir
   dir="$(broker_dir "$id")"
-  alive "$dir/pid" || die "broker $id is not running"
+  running "$dir/pid" || die "broker $id is not running"
   kill "-$1" "$(cat "$dir/pid")"
 }
 
@@ -132,8 +123,7 @@ down)
   for dir in "$DIR"/broker-*; do
     [[ -f "$dir/pid" ]] || continue
     pid="$(cat "$dir/pid")"
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$pid" 2>/dev/null || true
+    stop_pid "$pid" 10 || true
     rm -f "$dir/pid"
   done
   if [[ -d "$DIR/consul" ]]; then
@@ -149,8 +139,8 @@ kill)
 stop)
   pid="$(cat "$(broker_dir "${1:?broker number needed}")/pid" 2>/dev/null)" || die "broker $1 is not running"
   kill -TERM "$pid"
-  for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -0 "$pid" 2>/dev/null && die "broker $1 did not stop within 15 s"
+  for _ in $(seq 1 150); do alive "$pid" || break; sleep 0.1; done
+  alive "$pid" && die "broker $1 did not stop within 15 s"
   rm -f "$(broker_dir "$1")/pid"
   ;;
 pause) signal_broker STOP "${1:-}" ;;

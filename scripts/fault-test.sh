@@ -16,8 +16,8 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROUNDS="${1:-10}"
 run() {
-  cargo test -q -p lmq-broker --locked --test cluster_faults acknowledged -- \
-    --ignored --nocapture --test-threads=1 2>&1 | grep -v "not acknowledged"
+  LMQ_CLUSTER_TESTS=1 cargo test -q -p lmq-broker --locked --test cluster_faults acknowledged -- \
+    --nocapture --test-threads=1 2>&1 | grep -v "not acknowledged"
 }
 echo "==> acks=all, $ROUNDS rounds"
 LMQ_FAULT_ROUNDS="$ROUNDS" run

@@ -33,13 +33,11 @@ read -r -a TARGETS <<<"${LMQ_FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 SANITIZER="${LMQ_FUZZ_SANITIZER:-address}"
 read -r -a EXTRA_ARGS <<<"${LMQ_FUZZ_ARGS:-}"
 
-say() { echo "==> $*" >&2; }
-die() {
-  echo "scripts/fuzz.sh: $*" >&2
-  exit 2
-}
+LIB_NAME=scripts/fuzz.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage() {
-  awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "${BASH_SOURCE[0]}" >&2
+  print_header >&2
   exit 2
 }
 
@@ -55,23 +53,16 @@ cleanup_capture() {
 
 capture() {
   local work broker_port proxy_port py codec i port
-  command -v python3 >/dev/null || die "python3 is missing: apt-get install -y python3"
-  if ! command -v kcat >/dev/null; then
-    say "installing kcat (apt)"
-    apt-get install -y kcat >/dev/null 2>&1 || { apt-get update >/dev/null && apt-get install -y kcat >/dev/null; } ||
-      die "kcat is missing and apt-get install -y kcat failed"
-  fi
+  need python3 "apt-get install -y python3"
+  command -v kcat >/dev/null || apt_install kcat
   say "building the broker (cargo build --release -p lmq-broker)"
   cargo build --release -p lmq-broker
   work="$(mktemp -d "${TMPDIR:-/tmp}/lmq-fuzz-capture.XXXXXX")"
   CAPTURE_WORK="$work"
   trap cleanup_capture EXIT
-  read -r broker_port proxy_port < <(python3 -c '
-import socket
-socks = [socket.socket() for _ in range(2)]
-for s in socks:
-    s.bind(("127.0.0.1", 0))
-print(*(s.getsockname()[1] for s in socks))')
+  broker_port="$(free_port)"
+  proxy_port="$(free_port)"
+  while [[ "$proxy_port" == "$broker_port" ]]; do proxy_port="$(free_port)"; done
   say "broker on 127.0.0.1:$broker_port, recording proxy on 127.0.0.1:$proxy_port (advertised)"
   local admin=()
   # No admin HTTP listener when the binary has one: its fixed default port may be taken.
@@ -85,11 +76,8 @@ print(*(s.getsockname()[1] for s in socks))')
     --upstream "127.0.0.1:$broker_port" --out "$work/raw" >"$work/proxy.log" 2>&1 &
   PROXY_PID=$!
   for port in "$broker_port" "$proxy_port"; do
-    for _ in $(seq 1 100); do
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-      kill -0 "$BROKER_PID" 2>/dev/null || die "the broker exited: $(tail -c 600 "$work/broker.log")"
-      sleep 0.1
-    done
+    wait_for_port "$port" 10 "$BROKER_PID" ||
+      alive "$BROKER_PID" || die "the broker exited: $(tail -c 600 "$work/broker.log")"
   done
   local bootstrap="127.0.0.1:$proxy_port"
 
@@ -113,7 +101,7 @@ print(*(s.getsockname()[1] for s in socks))')
     say "confluent-kafka: admin, idempotent producer per codec, group consumer"
     timeout 180 "$py" fuzz/capture_clients.py "$bootstrap" || say "confluent-kafka clients failed"
   else
-    say "no confluent-kafka in $LMQ_CACHE/venv: kcat frames only (compat-tests/single-node.sh creates the venv)"
+    say "no confluent-kafka in $LMQ_CACHE/venv: kcat frames only (compat-tests/matrix.sh creates the venv)"
   fi
 
   kill -TERM "$PROXY_PID" "$BROKER_PID" 2>/dev/null || true

@@ -38,13 +38,9 @@ LIB="$KHOME/lib"
 STAMP="$KHOME/.installed"
 STAMP_TEXT="kafka=$KAFKA_VERSION log4j=$LOG4J_VERSION slf4j=$SLF4J_VERSION"
 
-die() {
-  echo "scripts/kafka.sh: $*" >&2
-  exit 1
-}
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "'$1' is missing: $2"
-}
+LIB_NAME=scripts/kafka.sh
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 write_pom() {
   cat >"$KHOME/pom.xml" <<EOF
@@ -134,17 +130,6 @@ java_tool() {
     -cp "${KAFKA_EXTRA_CLASSPATH:+$KAFKA_EXTRA_CLASSPATH:}$LIB/*" "$class" "$@"
 }
 
-free_port() {
-  need python3 "apt-get install -y python3 (used to pick a free port)"
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'
-}
-
-alive() { # PID runs (a zombie, killed but not yet reaped by its new parent, does not count)
-  local state
-  state="$(ps -o stat= -p "$1" 2>/dev/null)" || return 1
-  [[ -n "$state" && "$state" != Z* ]]
-}
-
 broker_pid() { # prints the pid of DIR's broker if it runs
   local dir="$1" pid
   [[ -f "$dir/kafka.pid" ]] || return 1
@@ -162,9 +147,10 @@ broker_start() {
   if broker_pid "$dir" >/dev/null; then
     die "a broker already runs from $dir (pid $(cat "$dir/kafka.pid"))"
   fi
-  if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+  if port_open "$port"; then
     die "127.0.0.1:$port is already in use: pick another PORT"
   fi
+  need python3 "apt-get install -y python3 (used to pick a free port)"
   [[ -n "$cport" ]] || cport="$(free_port)"
   local props="$dir/server.properties"
   cat >"$props" <<EOF
@@ -208,8 +194,7 @@ EOF
       tail -n 40 "$dir/logs/server.log" "$dir/logs/stdout.log" >&2 || true
       die "Apache Kafka exited during start-up (logs in $dir/logs)"
     fi
-    if grep -q 'Kafka Server started' "$dir/logs/server.log" 2>/dev/null &&
-      (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+    if grep -q 'Kafka Server started' "$dir/logs/server.log" 2>/dev/null && port_open "$port"; then
       echo "Apache Kafka $KAFKA_VERSION serving on 127.0.0.1:$port (pid $(cat "$dir/kafka.pid"), logs in $dir/logs)"
       return 0
     fi
@@ -223,13 +208,7 @@ broker_stop() {
   [[ $# -ge 1 ]] || die "usage: broker stop DIR"
   local dir="$1" pid
   pid="$(broker_pid "$dir")" || { rm -f "$dir/kafka.pid"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  local deadline=$((SECONDS + 30))
-  while alive "$pid" && ((SECONDS < deadline)); do sleep 0.3; done
-  if alive "$pid"; then
-    echo "scripts/kafka.sh: broker $pid ignored SIGTERM for 30 s, killing it" >&2
-    kill -KILL "$pid" 2>/dev/null || true
-  fi
+  stop_pid "$pid" 30 || log "broker $pid ignored SIGTERM for 30 s, killed it"
   rm -f "$dir/kafka.pid"
 }
 

@@ -21,22 +21,14 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 ROOT="$(pwd)"
 
-die() { printf 'netns-cluster.sh: error: %s\n' "$*" >&2; exit 1; }
-log() { printf 'netns-cluster.sh: %s\n' "$*" >&2; }
-usage() { sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//' >&2; exit 2; }
+LIB_NAME=netns-cluster.sh
+# shellcheck source=scripts/lib.sh
+source "$ROOT/scripts/lib.sh"
+usage() { print_header >&2; exit 2; }
 
 DIR=""
-ARGS=()
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-  --dir) DIR="${2:?--dir needs a value}"; shift 2 ;;
-  *) ARGS+=("$1"); shift ;;
-  esac
-done
+command_and_dir "$@" || usage
 set -- "${ARGS[@]+"${ARGS[@]}"}"
-[[ $# -ge 1 ]] || usage
-COMMAND="$1"
-shift
 
 BRIDGE=lmqbr0
 SUBNET=10.231.0

@@ -10,6 +10,9 @@
 # on a threshold.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+LIB_NAME=scrape-bench
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 ROUNDS="${1:-3}"
 SECONDS_PER="${2:-8}"
 cargo build --release -q -p lmq-broker -p lmq-bench
@@ -20,15 +23,10 @@ work=$(mktemp -d)
 pid=$!
 scraper=""
 trap 'kill $scraper "$pid" 2>/dev/null; wait "$pid" 2>/dev/null; rm -rf "$work"' EXIT
-ready=""
-for _ in $(seq 1 200); do
-  ready=$(grep -m1 'lmq ready' "$work/log" || true)
-  [[ -n "$ready" ]] && break
-  sleep 0.1
-done
-[[ -n "$ready" ]] || { echo "scrape-bench: lmq did not become ready" >&2; cat "$work/log" >&2; exit 1; }
-bootstrap=$(sed -n 's/.* listen=\([0-9.]*:[0-9]*\).*/\1/p' <<<"$ready")
-admin=$(sed -n 's/.* admin=Some(\([0-9.]*:[0-9]*\)).*/\1/p' <<<"$ready")
+ready="$(wait_for_line "$work/log" 'lmq ready' 20 "$pid")" ||
+  { cat "$work/log" >&2; die "lmq did not become ready"; }
+bootstrap="$(lmq_ready_address "$ready" listen)"
+admin="$(lmq_ready_address "$ready" admin)"
 
 run() { # $1: label, $2: run number
   "$PERF" run --bootstrap "$bootstrap" --topic "scrape-$1-$2" --partitions 8 \

@@ -2,9 +2,9 @@
 # The one test command (README, .ci/run): every test layer that exists today, on a fresh
 # machine. It installs what it needs idempotently and caches it outside the repo.
 #
-#   scripts/test.sh            format, lints, unit/property/recovery tests, real clients,
-#                              the compatibility matrix, Consul contract tests, the cluster
-#                              fault tests
+#   scripts/test.sh            format, lints, unit/property/recovery tests, script tests,
+#                              the compatibility matrix with its broker scenarios, Consul
+#                              contract tests, the cluster fault tests (LMQ_CLUSTER_TESTS=1)
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
 # LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too;
@@ -15,17 +15,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 mkdir -p "$LMQ_CACHE"
 
+LIB_NAME=scripts/test.sh
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 step() { printf '\n==> %s\n' "$*"; }
-need() {
-  command -v "$1" >/dev/null 2>&1 || {
-    echo "scripts/test.sh: '$1' is missing: $2" >&2
-    exit 1
-  }
-}
 
 need cargo "install Rust with rustup (https://rustup.rs) and retry"
-cargo fmt --version >/dev/null 2>&1 || { echo "scripts/test.sh: rustfmt missing: rustup component add rustfmt" >&2; exit 1; }
-cargo clippy --version >/dev/null 2>&1 || { echo "scripts/test.sh: clippy missing: rustup component add clippy" >&2; exit 1; }
+cargo fmt --version >/dev/null 2>&1 || die "rustfmt missing: rustup component add rustfmt"
+cargo clippy --version >/dev/null 2>&1 || die "clippy missing: rustup component add clippy"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
@@ -36,14 +33,14 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "cargo test (unit, property, crash-recovery)"
 cargo test --workspace --locked
 
+step "script tests (bench/report.py, the bench report: python3 -m unittest)"
+python3 -m unittest discover -s bench -p 'test_*.py'
+
 step "metrics under load pass promtool check metrics"
 cargo build -p lmq-broker --locked
 scripts/check-metrics.sh target/debug/lmq
 
-step "real Kafka clients against lmq serve (kcat, confluent-kafka, Java clients, Kafka CLI tools, durability)"
-compat-tests/single-node.sh target/debug/lmq
-
-step "compatibility matrix: every client family x scenario against lmq serve (compat-tests/run; LMQ_MATRIX_KAFKA=1: against Apache Kafka too)"
+step "compatibility matrix: every client family x scenario against lmq serve (compat-tests/run; LMQ_MATRIX_KAFKA=1: against Apache Kafka too), then the broker scenarios (kill -9 and torn-tail durability, offsets across restarts, group members, Kafka CLI tools)"
 matrix_args=()
 [[ -n "${LMQ_MATRIX_KAFKA:-}" ]] && matrix_args+=(--kafka)
 compat-tests/matrix.sh target/debug/lmq "${matrix_args[@]}"
@@ -58,7 +55,7 @@ fi
 
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
-kafka_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+kafka_port="$(free_port)"
 trap 'scripts/kafka.sh broker stop "$kafka_dir" >/dev/null 2>&1 || true; rm -rf "$kafka_dir"' EXIT
 scripts/kafka.sh broker start "$kafka_dir" "$kafka_port"
 LMQ_KAFKA_BOOTSTRAP="127.0.0.1:$kafka_port" cargo test -p lmq-client --locked
@@ -89,8 +86,8 @@ step "coordinator contract tests against a real Consul (dev agent, ACL + TLS dev
 
 step "replicated cluster tests: leaders killed, paused and cut off (network namespaces) under load; partitions, brokers and replicas changed online"
 # Its own Consul servers and brokers (scripts/cluster.sh), stopped by the test itself.
-LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
-  cargo test -p lmq-broker --locked --test cluster_faults -- --ignored --nocapture --test-threads=1
+LMQ_CLUSTER_TESTS=1 LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
+  cargo test -p lmq-broker --locked --test cluster_faults -- --nocapture --test-threads=1
 
 step "real Kafka clients through a leader kill on the cluster (confluent-kafka, Java, kcat)"
 compat-tests/cluster.sh target/debug/lmq

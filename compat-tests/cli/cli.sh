@@ -15,10 +15,9 @@ mkdir -p "$WORK"
 TOPIC="cli-$(date +%s)-$$"
 LINES=20
 
-failures=0
-result() { # name failure-text(empty = pass)
-  if [[ -z "$2" ]]; then echo "PASS $1"; else echo "FAIL $1: $2"; failures=$((failures + 1)); fi
-}
+# result NAME [FAILURE-TEXT] (empty: pass), counted in FAILED; wait_for
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 # tool LOG CLASS ARGS...: run a Kafka tool (bounded), output to WORKDIR/LOG
 tool() {
   local log="$WORK/$1"
@@ -105,4 +104,4 @@ else
   result cli-topics-alter-partitions "kafka-topics --alter failed: $(first_error alter.log)"
 fi
 
-exit $((failures > 0))
+exit $((FAILED > 0))

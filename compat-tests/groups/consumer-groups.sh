@@ -27,10 +27,9 @@ TOPIC="groups-cli-$RUN"
 GROUP="groups-cli-$RUN"
 CGC=org.apache.kafka.tools.consumer.group.ConsumerGroupCommand
 
-failures=0
-result() { # name failure-text(empty = pass)
-  if [[ -z "$2" ]]; then echo "PASS $1"; else echo "FAIL $1: $2"; failures=$((failures + 1)); fi
-}
+# result NAME [FAILURE-TEXT] (empty: pass), counted in FAILED; wait_for
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 member=""
 trap '[[ -z "$member" ]] || kill "$member" 2>/dev/null || true' EXIT
 trap 'exit 143' TERM INT # a timeout's SIGTERM still stops the member
@@ -44,14 +43,6 @@ first_error() { # the most telling line of a tool's log
   grep -m1 -oE 'org\.apache\.kafka\.common\.errors\.[A-Za-z]+: .*' "$WORK/$1" | cut -c1-300 ||
     grep -m1 -E 'Error|ERROR|Exception' "$WORK/$1" | cut -c1-300 ||
     tail -n 2 "$WORK/$1" | tr '\n' ' ' | cut -c1-300
-}
-wait_for() { # SECONDS COMMAND...: poll every 0.2 s
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
 }
 produce() { # PARTITION COUNT TAG
   seq 1 "$2" | sed "s/^/$3-$1-/" | timeout 60 kcat -b "$BOOTSTRAP" -P -t "$TOPIC" -p "$1" -m 10 2>>"$WORK/produce.err"
@@ -190,4 +181,4 @@ else
   result groups-cli-delete "--delete failed: $(first_error delete.log)"
 fi
 
-exit $((failures > 0))
+exit $((FAILED > 0))

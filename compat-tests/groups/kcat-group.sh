@@ -23,10 +23,9 @@ GROUP="groups-kcat-$RUN"
 N=300
 ALL="0 1 2 3 4 5"
 
-failures=0
-result() { # name failure-text(empty = pass)
-  if [[ -z "$2" ]]; then echo "PASS $1"; else echo "FAIL $1: $2"; failures=$((failures + 1)); fi
-}
+# result NAME [FAILURE-TEXT] (empty: pass), counted in FAILED; wait_for
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 members=()
 cleanup() { for pid in "${members[@]}"; do kill "$pid" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -49,15 +48,6 @@ assigned() {
     sed 's/.*assigned: //' | grep -o '\[[0-9]*\]' | tr -d '[]' | sort -n | tr '\n' ' ' | sed 's/ $//'
 }
 
-# wait_for SECONDS COMMAND...: poll COMMAND every 0.2 s until it succeeds; 1 on timeout.
-wait_for() {
-  local deadline=$((SECONDS + $1))
-  shift
-  until "$@"; do
-    ((SECONDS < deadline)) || return 1
-    sleep 0.2
-  done
-}
 
 # Both members hold partitions, disjoint, together all six.
 shared() {
@@ -132,4 +122,4 @@ echo "b's partitions moved to a ${moved} s after b exited" >&2
 if ((moved >= 8)); then why="${why:+$why; }b's partitions moved only ${moved} s after it left (session expiry, not its LeaveGroup?)"; fi
 result groups-kcat-leave "$why"
 
-exit $((failures > 0))
+exit $((FAILED > 0))

@@ -15,10 +15,9 @@ mkdir -p "$WORK"
 FORMAT='%p %o %T %K %S %h\n%k%s\n' # records.py FORMAT: header line, then key and value bytes
 RUN="$(date +%s)-$$"                # topics unique per run, so a long-lived broker works too
 
-failures=0
-result() { # name failure-text(empty = pass)
-  if [[ -z "$2" ]]; then echo "PASS $1"; else echo "FAIL $1: $2"; failures=$((failures + 1)); fi
-}
+# result NAME [FAILURE-TEXT] (empty: pass), counted in FAILED; wait_for
+# shellcheck source=scripts/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/../../scripts/lib.sh"
 
 # produce TOPIC PARTITION CODEC INPUT HEADER...: delivery reports go to INPUT.dr
 produce() {
@@ -109,4 +108,4 @@ else
   check kcat-offset-end "$W/c.in" "$W/c.in.dr" "$W/end.out" 0 phase=c
 fi
 
-exit $((failures > 0))
+exit $((FAILED > 0))

@@ -1,4 +1,5 @@
-"""Helpers for the durability scenario (the broker kills and restarts live in single-node.sh).
+"""Helpers for the durability scenario (the broker kills and restarts live in
+compat-tests/broker-scenarios.sh).
 
 usage:
   durability.py produce BOOTSTRAP TOPIC STATE        acks=all producer (confluent-kafka); saves
