@@ -17,6 +17,7 @@ pub mod partition;
 pub mod reopen;
 pub mod replication;
 pub mod server;
+pub mod topic_config;
 pub mod topics;
 mod zero_copy;
 

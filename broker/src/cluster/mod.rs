@@ -435,9 +435,7 @@ impl ClusterNode {
     ) -> ReplicationConfig {
         ReplicationConfig {
             replica_lag_time_max_ms: broker.config.cluster.replica_lag_time_max_ms,
-            min_insync_replicas: configs
-                .get("min.insync.replicas")
-                .and_then(|value| value.parse().ok())
+            min_insync_replicas: crate::topic_config::min_insync_replicas(configs)
                 .unwrap_or(broker.config.cluster.min_insync_replicas),
         }
     }

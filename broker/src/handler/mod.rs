@@ -3,6 +3,7 @@
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
+mod config_changes;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;

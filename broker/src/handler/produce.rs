@@ -307,7 +307,10 @@ pub fn append(
                     if version >= 5 {
                         partition_response.log_start_offset = info.log_start_offset;
                     }
-                    if partition_uses_log_append_time(broker, &topic_data.name.0) {
+                    if topic
+                        .as_ref()
+                        .is_some_and(|topic| topic.settings.uses_log_append_time())
+                    {
                         partition_response.log_append_time_ms = info.log_append_time_ms;
                     }
                 }
@@ -411,14 +414,6 @@ fn unacknowledge(
     answer.error_code = code;
     answer.base_offset = -1;
     Some(answer)
-}
-
-fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {
-    broker
-        .topics
-        .get(topic)
-        .and_then(|topic| topic.configs.get("message.timestamp.type").cloned())
-        .is_some_and(|kind| kind == "LogAppendTime")
 }
 
 #[cfg(test)]
