@@ -101,6 +101,17 @@ impl Default for Metrics {
     }
 }
 
+/// Starts timing a duration for a metric (request latency, append and wait times, uptime).
+/// The one place the broker reads the monotonic clock itself: a metric only reports the time
+/// things took, nothing decides by it (decisions take time from the injected `Clock`).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "metrics measure real durations; no decision depends on them"
+)]
+pub fn stopwatch() -> Instant {
+    Instant::now()
+}
+
 /// Total and available bytes of the filesystem holding `path`.
 pub fn disk_space(path: &std::path::Path) -> Option<(u64, u64)> {
     let stats = nix::sys::statvfs::statvfs(path).ok()?;
@@ -148,7 +159,7 @@ impl Metrics {
             process_open_fds: Gauge::default(),
             data_dir_free: Gauge::default(),
             uptime_seconds: Gauge::default(),
-            started: Instant::now(),
+            started: stopwatch(),
             registry: Registry::default(),
         };
         registry.register(
@@ -453,7 +464,7 @@ pub struct TimedSyncer {
 
 impl lmq_storage::Syncer for TimedSyncer {
     fn sync_data(&self, file: &File) -> io::Result<()> {
-        let started = Instant::now();
+        let started = stopwatch();
         let outcome = file.sync_data();
         self.histogram.observe(started.elapsed().as_secs_f64());
         outcome
@@ -474,7 +485,7 @@ mod tests {
     #[test]
     fn the_exposition_names_units_and_labels() {
         let metrics = Metrics::new();
-        metrics.observe_request("Produce", Instant::now(), &[0, 3]);
+        metrics.observe_request("Produce", stopwatch(), &[0, 3]);
         metrics
             .bytes_in
             .get_or_create(&TopicLabels {

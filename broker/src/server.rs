@@ -91,7 +91,7 @@ pub async fn serve(
             Err(error) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
             }
         }
         while tasks.try_join_next().is_some() {}
@@ -153,6 +153,15 @@ impl Drop for IpSlot {
 /// The most answers a connection may have waiting (produce requests waiting for their fsync
 /// or the ISR, and the answers behind them): beyond it, reading the next request waits, so
 /// memory stays bounded.
+/// After a failed accept (out of file descriptors and the like), before the next one.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+/// The upkeep's periods: interval and rolled-segment flushes and reopening poisoned logs;
+/// retention and checkpoints; the group state machines' timers (session timeouts, rebalance
+/// delays).
+const UPKEEP_FLUSH_INTERVAL: Duration = Duration::from_secs(1);
+const UPKEEP_RETENTION_INTERVAL: Duration = Duration::from_secs(60);
+const UPKEEP_GROUPS_INTERVAL: Duration = Duration::from_millis(100);
+
 const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// A request run, its answer on the way.
@@ -436,7 +445,7 @@ async fn run_request(
     broker: &Broker,
     cluster: &ClusterNode,
 ) -> Option<Outgoing> {
-    let started = Instant::now();
+    let started = crate::metrics::stopwatch();
     let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
         Ok(request) => {
             let (api_key, version, correlation_id) = (
@@ -581,9 +590,9 @@ pub async fn run(
         let broker = Arc::clone(&broker);
         let mut shutdown = shutdown.clone();
         tokio::spawn(async move {
-            let mut flush = tokio::time::interval(Duration::from_secs(1));
-            let mut retention = tokio::time::interval(Duration::from_secs(60));
-            let mut groups = tokio::time::interval(Duration::from_millis(100));
+            let mut flush = tokio::time::interval(UPKEEP_FLUSH_INTERVAL);
+            let mut retention = tokio::time::interval(UPKEEP_RETENTION_INTERVAL);
+            let mut groups = tokio::time::interval(UPKEEP_GROUPS_INTERVAL);
             loop {
                 tokio::select! {
                     _ = groups.tick() => broker.groups.tick(broker.now_ms()),

@@ -2,6 +2,10 @@
 
 // Test code: a failed unwrap is a failed test.
 #![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -467,7 +471,8 @@ async fn both_alter_configs_calls_refuse_repeats_and_null_values_alike() {
     let mut client = broker.client().await;
     create(&mut client, "strict", 1).await;
     // Each resource: (topic, [(key, value)]); both calls are built from the same cases.
-    let legacy = |resources: &[(&str, &[(&str, Option<&str>)])]| {
+    type Resources<'a> = &'a [(&'a str, &'a [(&'a str, Option<&'a str>)])];
+    let legacy = |resources: Resources<'_>| {
         let mut request = AlterConfigsRequest::default();
         request.resources = resources
             .iter()
@@ -489,7 +494,7 @@ async fn both_alter_configs_calls_refuse_repeats_and_null_values_alike() {
             .collect();
         RequestKind::AlterConfigs(request)
     };
-    let incremental = |resources: &[(&str, &[(&str, Option<&str>)])]| {
+    let incremental = |resources: Resources<'_>| {
         let mut request = IncrementalAlterConfigsRequest::default();
         request.resources = resources
             .iter()
@@ -512,18 +517,18 @@ async fn both_alter_configs_calls_refuse_repeats_and_null_values_alike() {
             .collect();
         RequestKind::IncrementalAlterConfigs(request)
     };
-    let null_value: &[(&str, &[(&str, Option<&str>)])] = &[(
+    let null_value: Resources<'_> = &[(
         "strict",
         &[("retention.ms", Some("1000")), ("segment.ms", None)],
     )];
-    let repeated_key: &[(&str, &[(&str, Option<&str>)])] = &[(
+    let repeated_key: Resources<'_> = &[(
         "strict",
         &[
             ("retention.ms", Some("1000")),
             ("retention.ms", Some("2000")),
         ],
     )];
-    let repeated_resource: &[(&str, &[(&str, Option<&str>)])] = &[
+    let repeated_resource: Resources<'_> = &[
         ("strict", &[("retention.ms", Some("1000"))]),
         ("strict", &[("segment.ms", Some("1000"))]),
     ];

@@ -2,6 +2,10 @@
 //! many connections. A client from another address must still be served.
 
 // Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

@@ -254,7 +254,7 @@ pub fn append(
                 topic_response.partition_responses.push(partition_response);
                 continue;
             }
-            let started = std::time::Instant::now();
+            let started = crate::metrics::stopwatch();
             let appended = partition.append_as_leader(&mut records, acks_all, now_ms);
             broker
                 .metrics
