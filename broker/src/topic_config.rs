@@ -45,14 +45,26 @@ pub enum Support {
     },
 }
 
-/// A parsed config value.
+/// A parsed config value (an INT within 32 bits unless parsed with [`Checks::Stored`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Value {
     Boolean(bool),
     String(String),
-    Int(i32),
+    Int(i64),
     Long(i64),
     List(Vec<String>),
+}
+
+/// Which checks a value gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checks {
+    /// Kafka's, for a value a client sends (CreateTopics, the alter calls).
+    Kafka,
+    /// For overrides already stored (topic files, the cluster metadata): an earlier LMQ took
+    /// any 64-bit number there (`retention.ms=-5` meant forever), so numbers skip Kafka's
+    /// width and ranges and keep the meaning they had; names, strings and what LMQ supports
+    /// are checked as before.
+    Stored,
 }
 
 /// What a topic falls back to where it has no override.
@@ -77,6 +89,7 @@ impl TopicSettings {
     pub fn parse(
         defaults: &LogConfig,
         configs: &BTreeMap<String, String>,
+        checks: Checks,
     ) -> Result<Self, TopicError> {
         let mut settings = TopicSettings {
             log: defaults.clone(),
@@ -90,7 +103,7 @@ impl TopicSettings {
                     "unknown or unsupported topic config".to_string(),
                 )
             })?;
-            let parsed = definition.parse(value)?;
+            let parsed = definition.parse(value, checks)?;
             (definition.apply)(&mut settings, &parsed);
         }
         // The limits of LMQ's own storage (u32 index positions, a batch header's size).
@@ -126,8 +139,9 @@ impl TopicConfigDef {
         (self.default)(defaults)
     }
 
-    /// Parses `value` as Kafka does, checks Kafka's validation, then what LMQ supports.
-    pub fn parse(&self, value: &str) -> Result<Value, TopicError> {
+    /// Parses `value` as Kafka does, checks Kafka's validation (as `checks` says), then what
+    /// LMQ supports.
+    pub fn parse(&self, value: &str, checks: Checks) -> Result<Value, TopicError> {
         let name = self.name;
         let refuse = |reason: String| invalid(name, value, reason);
         let trimmed = value.trim();
@@ -142,11 +156,15 @@ impl TopicConfigDef {
                 }
             }
             ConfigType::String => Value::String(trimmed.to_string()),
-            ConfigType::Int => Value::Int(
-                trimmed
+            ConfigType::Int => {
+                let number: i64 = trimmed
                     .parse()
-                    .map_err(|_| refuse("not a number of type INT".to_string()))?,
-            ),
+                    .map_err(|_| refuse("not a number of type INT".to_string()))?;
+                if checks == Checks::Kafka && i32::try_from(number).is_err() {
+                    return Err(refuse("not a number of type INT".to_string()));
+                }
+                Value::Int(number)
+            }
             ConfigType::Long => Value::Long(
                 trimmed
                     .parse()
@@ -161,10 +179,9 @@ impl TopicConfigDef {
             ),
         };
         match (self.validation, &parsed) {
-            (Validation::AtLeast(minimum), Value::Int(number)) if i64::from(*number) < minimum => {
-                return Err(refuse(format!("must be at least {minimum}")));
-            }
-            (Validation::AtLeast(minimum), Value::Long(number)) if *number < minimum => {
+            (Validation::AtLeast(minimum), Value::Int(number) | Value::Long(number))
+                if checks == Checks::Kafka && *number < minimum =>
+            {
                 return Err(refuse(format!("must be at least {minimum}")));
             }
             (Validation::OneOf(allowed), Value::String(text))
@@ -214,7 +231,7 @@ pub fn find(name: &str) -> Option<&'static TopicConfigDef> {
 /// `min.insync.replicas` of a topic's overrides (already validated where they were set).
 pub fn min_insync_replicas(configs: &BTreeMap<String, String>) -> Option<usize> {
     let definition = find(MIN_INSYNC_REPLICAS)?;
-    match definition.parse(configs.get(MIN_INSYNC_REPLICAS)?) {
+    match definition.parse(configs.get(MIN_INSYNC_REPLICAS)?, Checks::Stored) {
         Ok(Value::Int(count)) => usize::try_from(count).ok(),
         _ => None,
     }

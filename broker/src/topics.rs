@@ -14,7 +14,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::partition::{IsrWakeup, Partition};
-use crate::topic_config::TopicSettings;
+use crate::topic_config::{Checks, TopicSettings};
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -178,7 +178,7 @@ impl TopicRegistry {
     }
 
     fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
-        let settings = TopicSettings::parse(&self.defaults, &file.configs)?;
+        let settings = TopicSettings::parse(&self.defaults, &file.configs, Checks::Stored)?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
             partitions.push(Arc::new(self.open_partition(
@@ -392,7 +392,8 @@ impl TopicRegistry {
         let Some(topic) = topics.get(name).cloned() else {
             return Err(TopicError::Unknown(name.to_string()));
         };
-        let settings = TopicSettings::parse(&self.defaults, &configs)?;
+        // Set through the metadata, whose writers checked them (Kafka's checks).
+        let settings = TopicSettings::parse(&self.defaults, &configs, Checks::Stored)?;
         let file = TopicFile {
             id: topic.id,
             partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
@@ -501,7 +502,9 @@ mod tests {
                 "LogAppendTime".to_string(),
             ),
         ]);
-        let config = TopicSettings::parse(&defaults, &configs).unwrap().log;
+        let config = TopicSettings::parse(&defaults, &configs, Checks::Kafka)
+            .unwrap()
+            .log;
         assert_eq!(config.retention.retention_ms, None);
         assert_eq!(config.segment_bytes_max, 1_048_576);
         assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
@@ -512,7 +515,7 @@ mod tests {
         ] {
             let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
             assert!(
-                TopicSettings::parse(&defaults, &configs).is_err(),
+                TopicSettings::parse(&defaults, &configs, Checks::Kafka).is_err(),
                 "{key}={value}"
             );
         }
@@ -520,7 +523,8 @@ mod tests {
 
     fn parsed(key: &str, value: &str) -> Result<LogConfig, TopicError> {
         let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
-        TopicSettings::parse(&LogConfig::default(), &configs).map(|settings| settings.log)
+        TopicSettings::parse(&LogConfig::default(), &configs, Checks::Kafka)
+            .map(|settings| settings.log)
     }
 
     /// Kafka's `LogConfig` types and ranges: INT configs are 32-bit, `retention.ms` at least
@@ -580,6 +584,36 @@ mod tests {
         assert!(parsed("unclean.leader.election.enable", "TRUE").is_err());
         assert!(parsed("cleanup.policy", "delete , delete").is_ok());
         assert!(parsed("cleanup.policy", "delete,compact").is_err());
+    }
+
+    /// Overrides an earlier LMQ stored without Kafka's ranges (it took any 64-bit number:
+    /// `retention.ms=-5` meant forever, `segment.bytes` up to 4 GiB) still load with the
+    /// meaning they had, so an upgraded broker opens its topics.
+    #[test]
+    fn overrides_stored_before_kafkas_ranges_were_checked_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = dir.path().join("topics");
+        fs::create_dir_all(&topics).unwrap();
+        fs::write(
+            topics.join("old.toml"),
+            format!(
+                "id = \"{}\"\npartitions = 1\n[configs]\n\"retention.ms\" = \"-5\"\n\
+                 \"segment.bytes\" = \"3000000000\"\n",
+                Uuid::new_v4()
+            ),
+        )
+        .unwrap();
+        let registry = TopicRegistry::load(
+            dir.path(),
+            LogConfig::default(),
+            Arc::new(lmq_storage::OsSyncer),
+            0,
+        )
+        .unwrap();
+        let topic = registry.get("old").unwrap();
+        assert_eq!(topic.settings.log.retention.retention_ms, None);
+        assert_eq!(topic.settings.log.segment_bytes_max, 3_000_000_000);
+        registry.close();
     }
 
     #[test]

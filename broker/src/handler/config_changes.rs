@@ -12,7 +12,7 @@ use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{refuse_internal_topic, store_error_code, topic_error_code};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
-use crate::topic_config::{self, ConfigType, TopicDefaults, TopicSettings};
+use crate::topic_config::{self, Checks, ConfigType, TopicDefaults, TopicSettings};
 use crate::topics::TopicError;
 
 /// An error code and its message.
@@ -186,7 +186,7 @@ async fn alter_topic(
             apply_changes(current, &resource.changes, &defaults).map_err(refuse)?
         }
     };
-    TopicSettings::parse(broker.topics.defaults(), &configs).map_err(refuse)?;
+    TopicSettings::parse(broker.topics.defaults(), &configs, Checks::Kafka).map_err(refuse)?;
     if validate_only {
         return Ok(());
     }

@@ -16,7 +16,7 @@ use super::{
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
-use crate::topic_config::TopicSettings;
+use crate::topic_config::{Checks, TopicSettings};
 use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, validate_topic_name};
 
 /// Valid: partitions and replication factor; or the error code and message.
@@ -140,7 +140,7 @@ fn check(broker: &Broker, cluster: &ClusterNode, new: &NewTopic, validate_only: 
     if !(1..=PARTITIONS_MAX).contains(&partitions) {
         return Err(refuse(TopicError::InvalidPartitions(new.partitions)));
     }
-    TopicSettings::parse(broker.topics.defaults(), &new.configs).map_err(refuse)?;
+    TopicSettings::parse(broker.topics.defaults(), &new.configs, Checks::Kafka).map_err(refuse)?;
     let factor = if new.replication_factor == -1 {
         broker.config.cluster.default_replication_factor
     } else {
