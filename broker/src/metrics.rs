@@ -48,11 +48,22 @@ pub struct GroupPartitionLabels {
     pub partition: String,
 }
 
+/// What Linux nearly always answers, should `sysconf` not.
+const CLOCK_TICKS_PER_SECOND_USUAL: i64 = 100;
+const PAGE_BYTES_USUAL: i64 = 4096;
+
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
+/// Latency buckets: from 50 µs, doubling, 20 of them (to ~27 s).
+const LATENCY_SECONDS_FIRST_BUCKET: f64 = 0.000_05;
+const LATENCY_BUCKETS: u16 = 20;
+
 fn latency_histogram() -> Histogram {
-    // 50 µs to ~27 s.
-    Histogram::new(exponential_buckets(0.000_05, 2.0, 20))
+    Histogram::new(exponential_buckets(
+        LATENCY_SECONDS_FIRST_BUCKET,
+        2.0,
+        LATENCY_BUCKETS,
+    ))
 }
 
 #[derive(Debug)]
@@ -391,7 +402,7 @@ impl Metrics {
             let ticks_per_second = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
                 .ok()
                 .flatten()
-                .unwrap_or(100);
+                .unwrap_or(CLOCK_TICKS_PER_SECOND_USUAL);
             self.process_cpu_seconds
                 .set(ticks as f64 / ticks_per_second as f64);
         }
@@ -404,7 +415,7 @@ impl Metrics {
             let page_bytes = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
                 .ok()
                 .flatten()
-                .unwrap_or(4096);
+                .unwrap_or(PAGE_BYTES_USUAL);
             self.process_resident_memory
                 .set(resident_pages * page_bytes);
         }
