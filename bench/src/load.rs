@@ -31,6 +31,10 @@ const NOT_SERVING_YET: [i16; 3] = [3, 5, 6];
 const FETCH_REFUSALS_MAX: u32 = 500;
 /// How long the tail of a run (flush, consumer catching up) may take.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(60);
+/// Deliveries handed to the acknowledgement collector and not yet taken by it. The collector
+/// only pushes each into a set it polls, so it keeps up; a generator that got this far ahead
+/// waits, and the wait shows as lateness (`behind_schedule_ms_max`).
+const ACKS_QUEUED_MAX: usize = 65_536;
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
 pub enum AcksArg {
@@ -101,7 +105,7 @@ struct Progress {
 impl Progress {
     fn new() -> Self {
         Progress {
-            base: Instant::now(),
+            base: crate::now(),
             records: AtomicU64::new(0),
             bytes: AtomicU64::new(0),
             last_ns: AtomicU64::new(0),
@@ -192,7 +196,7 @@ fn generate(
     record_size: usize,
     schedule: Schedule,
     base: Instant,
-    acks: &mpsc::UnboundedSender<Pending>,
+    acks: &mpsc::Sender<Pending>,
 ) -> Result<Generated> {
     let pool = random_pool(POOL_BYTES.max(record_size * 2));
     let body = record_size - 8;
@@ -228,7 +232,7 @@ fn generate(
             .block_on(producer.enqueue(topic, record))
             .context("enqueueing a record")?;
         behind_ns_max = behind_ns_max.max(nanos(base.elapsed()).saturating_sub(due_ns));
-        acks.send((due_ns, delivery))
+        acks.blocking_send((due_ns, delivery))
             .context("the acknowledgement collector stopped")?;
         sent += 1;
     }
@@ -241,7 +245,7 @@ fn generate(
 
 /// Awaits every delivery as it completes (in any order) and times it from its due instant.
 async fn collect_acks(
-    mut incoming: mpsc::UnboundedReceiver<Pending>,
+    mut incoming: mpsc::Receiver<Pending>,
     base: Instant,
     warmup_ns: u64,
 ) -> Result<Acked> {
@@ -385,9 +389,9 @@ async fn finish_consumers(
     progress: &Progress,
     target: u64,
 ) -> Result<Histogram<u64>> {
-    let deadline = Instant::now() + DRAIN_TIMEOUT;
+    let deadline = crate::now() + DRAIN_TIMEOUT;
     while progress.records.load(Ordering::Acquire) < target
-        && Instant::now() < deadline
+        && crate::now() < deadline
         && !consumers.is_empty()
     {
         tokio::select! {
@@ -460,7 +464,7 @@ pub async fn run(args: RunArgs) -> Result<String> {
         until_ns: from_ns + nanos(Duration::from_secs_f64(args.duration_s)),
         rate: args.rate,
     };
-    let (acks_tx, acks_rx) = mpsc::unbounded_channel();
+    let (acks_tx, acks_rx) = mpsc::channel(ACKS_QUEUED_MAX);
     let collector = tokio::spawn(collect_acks(acks_rx, base, timed_from_ns));
     let runtime = tokio::runtime::Handle::current();
     let generator = {

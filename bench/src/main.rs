@@ -10,10 +10,20 @@
 mod load;
 mod probe;
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
+
+/// The instant now: a load generator measures real time (there is no clock to inject into a
+/// broker it runs against).
+#[allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark measures real elapsed time"
+)]
+pub(crate) fn now() -> Instant {
+    Instant::now()
+}
 
 #[derive(Debug, Parser)]
 #[command(

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use lmq::{Admin, ClientConfig, OffsetSpec};
@@ -89,7 +89,7 @@ pub async fn create_and_wait(
         .create_topic(topic, partitions, 1, configs)
         .await
         .with_context(|| format!("creating topic {topic} on {bootstrap}"))?;
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = crate::now() + Duration::from_secs(30);
     loop {
         if let Ok(info) = admin.describe_topic(topic).await
             && info.partitions.len() == usize::try_from(partitions).unwrap_or(0)
@@ -100,7 +100,7 @@ pub async fn create_and_wait(
         {
             return Ok(());
         }
-        if Instant::now() > deadline {
+        if crate::now() > deadline {
             bail!("topic {topic} has no leader for every partition after 30 s");
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -131,6 +131,10 @@ async fn metadata_answers(bootstrap: &str) -> bool {
     }
 }
 
+#[allow(
+    clippy::disallowed_methods,
+    reason = "printed for scripts that compare it with other processes' wall clocks"
+)]
 fn unix_micros() -> u128 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -138,9 +142,9 @@ fn unix_micros() -> u128 {
 }
 
 pub async fn wait_metadata(args: WaitArgs) -> Result<String> {
-    let deadline = Instant::now() + Duration::from_secs_f64(args.timeout_s);
+    let deadline = crate::now() + Duration::from_secs_f64(args.timeout_s);
     while !metadata_answers(&args.bootstrap).await {
-        if Instant::now() > deadline {
+        if crate::now() > deadline {
             bail!(
                 "{} did not answer Metadata within {} s",
                 args.bootstrap,
@@ -168,7 +172,7 @@ pub async fn startup(args: StartupArgs) -> Result<String> {
         );
     }
     let log = File::create(&args.log).with_context(|| format!("creating {:?}", args.log))?;
-    let started = Instant::now();
+    let started = crate::now();
     let mut child = Command::new(program)
         .args(rest)
         .stdin(Stdio::null())
@@ -184,7 +188,7 @@ pub async fn startup(args: StartupArgs) -> Result<String> {
                 args.log
             );
         }
-        if Instant::now() > deadline {
+        if crate::now() > deadline {
             child.kill()?;
             bail!(
                 "{program} did not answer Metadata within {} s",

@@ -254,13 +254,19 @@ impl Broker {
     }
 }
 
+/// `segment.bytes` of the offsets topic (Kafka's `offsets.topic.segment.bytes`).
+const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
+
 /// The configs of the offsets topic: its records are never deleted by time (without
 /// compaction they are the only copy).
 pub fn offsets_topic_configs() -> BTreeMap<String, String> {
     BTreeMap::from([
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
-        ("segment.bytes".to_string(), (100 * 1024 * 1024).to_string()),
+        (
+            "segment.bytes".to_string(),
+            OFFSETS_SEGMENT_BYTES.to_string(),
+        ),
     ])
 }
 

@@ -19,6 +19,7 @@ pub mod replication;
 pub mod server;
 #[cfg(test)]
 mod test_support;
+pub mod topic_config;
 pub mod topics;
 pub mod upkeep;
 mod zero_copy;

@@ -157,15 +157,20 @@ fn lock_data_dir(dir: &Path) -> Result<Flock<File>, NodeError> {
     })
 }
 
+/// How often, and how many times, a stopped node checks that its tasks let go of the broker
+/// (5 s in all).
+const RELEASE_POLL_INTERVAL: Duration = Duration::from_millis(10);
+const RELEASE_POLLS_MAX: u32 = 500;
+
 /// Waits (boundedly) for the background tasks to drop their handles on the broker, which
 /// holds the embedded coordinator's lock on the data dir.
 async fn release(broker: Arc<Broker>, coordinator: Arc<dyn Coordinator>) {
     drop(coordinator);
-    for _ in 0..500 {
+    for _ in 0..RELEASE_POLLS_MAX {
         if Arc::strong_count(&broker) == 1 {
             return;
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(RELEASE_POLL_INTERVAL).await;
     }
     tracing::warn!("background tasks still hold the broker after its stop");
 }

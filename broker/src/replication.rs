@@ -14,10 +14,13 @@ pub struct ReplicationConfig {
     pub min_insync_replicas: usize,
 }
 
+/// Kafka's default `replica.lag.time.max.ms`.
+const REPLICA_LAG_TIME_MS_MAX_DEFAULT: i64 = 30_000;
+
 impl Default for ReplicationConfig {
     fn default() -> Self {
         ReplicationConfig {
-            replica_lag_time_max_ms: 30_000,
+            replica_lag_time_max_ms: REPLICA_LAG_TIME_MS_MAX_DEFAULT,
             min_insync_replicas: 1,
         }
     }

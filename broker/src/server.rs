@@ -92,7 +92,7 @@ pub async fn serve(
             Err(error) => {
                 // Out of file descriptors and the like: keep serving the others.
                 tracing::warn!(%error, "accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
+                tokio::time::sleep(ACCEPT_RETRY_PAUSE).await;
             }
         }
         while tasks.try_join_next().is_some() {}
@@ -154,6 +154,9 @@ impl Drop for IpSlot {
 /// The most answers a connection may have waiting (produce requests waiting for their fsync
 /// or the ISR, and the answers behind them): beyond it, reading the next request waits, so
 /// memory stays bounded.
+/// After a failed accept (out of file descriptors and the like), before the next one.
+const ACCEPT_RETRY_PAUSE: Duration = Duration::from_millis(100);
+
 const ANSWERS_QUEUED_MAX: usize = 64;
 
 /// A request run, its answer on the way.

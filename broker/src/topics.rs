@@ -8,14 +8,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, PoisonError, RwLock};
 
-use lmq_storage::{
-    FileCache, LogConfig, LogOptions, PartitionLog, StorageError, Syncer, TimestampType,
-};
+use lmq_storage::{FileCache, LogConfig, LogOptions, PartitionLog, StorageError, Syncer};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 use uuid::Uuid;
 
 use crate::partition::{IsrWakeup, Partition};
+use crate::topic_config::{Checks, TopicSettings};
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -79,104 +78,6 @@ pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     Ok(())
 }
 
-/// Applies Kafka topic configs (`retention.ms`, ...) over the broker defaults.
-pub fn log_config_for(
-    defaults: &LogConfig,
-    configs: &BTreeMap<String, String>,
-) -> Result<LogConfig, TopicError> {
-    let mut config = defaults.clone();
-    for (key, value) in configs {
-        let invalid = |reason: &str| TopicError::InvalidConfig(format!("{key}={value}: {reason}"));
-        let number = || value.parse::<i64>().map_err(|_| invalid("not a number"));
-        let positive = || {
-            number().and_then(|number| {
-                u64::try_from(number).map_err(|_| invalid("must not be negative"))
-            })
-        };
-        match key.as_str() {
-            "retention.ms" => config.retention.retention_ms = u64::try_from(number()?).ok(),
-            "retention.bytes" => config.retention.retention_bytes = u64::try_from(number()?).ok(),
-            "segment.bytes" => config.segment_bytes_max = positive()?,
-            "segment.ms" => config.segment_ms = positive()?,
-            "max.message.bytes" => config.batch_bytes_max = positive()?,
-            "index.interval.bytes" => config.index_interval_bytes = positive()?,
-            "message.timestamp.type" => {
-                config.timestamp_type = match value.as_str() {
-                    "CreateTime" => TimestampType::CreateTime,
-                    "LogAppendTime" => TimestampType::LogAppendTime,
-                    _ => return Err(invalid("must be CreateTime or LogAppendTime")),
-                }
-            }
-            // Replication settings: checked here, applied by the partition's leader.
-            "min.insync.replicas" => {
-                if number()? < 1 {
-                    return Err(invalid("must be at least 1"));
-                }
-            }
-            "unclean.leader.election.enable" if value == "false" => {}
-            "unclean.leader.election.enable" => {
-                return Err(invalid(
-                    "only 'false' is supported: an out-of-sync replica never leads",
-                ));
-            }
-            "cleanup.policy" if value == "delete" => {}
-            "cleanup.policy" => {
-                return Err(invalid(
-                    "only 'delete' is supported (compaction is not built yet)",
-                ));
-            }
-            _ => return Err(invalid("unknown or unsupported topic config")),
-        }
-    }
-    config.validate().map_err(TopicError::InvalidConfig)?;
-    Ok(config)
-}
-
-/// How Kafka types a config in DescribeConfigs (`ConfigEntry.ConfigType`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ConfigKind {
-    String = 2,
-    Int = 3,
-    Boolean = 1,
-    Long = 5,
-    List = 7,
-}
-
-/// The topic configs LMQ honours, in the order DescribeConfigs lists them.
-pub const TOPIC_CONFIGS: &[(&str, ConfigKind)] = &[
-    ("cleanup.policy", ConfigKind::List),
-    ("index.interval.bytes", ConfigKind::Int),
-    ("max.message.bytes", ConfigKind::Int),
-    ("message.timestamp.type", ConfigKind::String),
-    ("min.insync.replicas", ConfigKind::Int),
-    ("retention.bytes", ConfigKind::Long),
-    ("retention.ms", ConfigKind::Long),
-    ("segment.bytes", ConfigKind::Int),
-    ("segment.ms", ConfigKind::Long),
-    ("unclean.leader.election.enable", ConfigKind::Boolean),
-];
-
-/// The value a topic config has when the topic does not override it.
-pub fn default_topic_config(name: &str, defaults: &LogConfig) -> Option<String> {
-    let unlimited = |value: Option<u64>| value.map_or("-1".to_string(), |value| value.to_string());
-    Some(match name {
-        "cleanup.policy" => "delete".to_string(),
-        "index.interval.bytes" => defaults.index_interval_bytes.to_string(),
-        "max.message.bytes" => defaults.batch_bytes_max.to_string(),
-        "message.timestamp.type" => match defaults.timestamp_type {
-            TimestampType::CreateTime => "CreateTime".to_string(),
-            TimestampType::LogAppendTime => "LogAppendTime".to_string(),
-        },
-        "retention.bytes" => unlimited(defaults.retention.retention_bytes),
-        "retention.ms" => unlimited(defaults.retention.retention_ms),
-        "segment.bytes" => defaults.segment_bytes_max.to_string(),
-        "segment.ms" => defaults.segment_ms.to_string(),
-        "min.insync.replicas" => "1".to_string(),
-        "unclean.leader.election.enable" => "false".to_string(),
-        _ => return None,
-    })
-}
-
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct TopicFile {
     id: Uuid,
@@ -193,7 +94,10 @@ pub struct Topic {
     pub name: String,
     pub id: Uuid,
     pub partitions: Vec<Arc<Partition>>,
+    /// The overrides as set (DescribeConfigs shows them as given).
     pub configs: BTreeMap<String, String>,
+    /// The overrides parsed over the broker defaults, once per change of `configs`.
+    pub settings: TopicSettings,
     /// Created from the cluster metadata (and deleted when it no longer lists it).
     pub replica: bool,
 }
@@ -274,16 +178,22 @@ impl TopicRegistry {
     }
 
     fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
-        let config = log_config_for(&self.defaults, &file.configs)?;
+        let settings = TopicSettings::parse(&self.defaults, &file.configs, Checks::Stored)?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
-            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
+            partitions.push(Arc::new(self.open_partition(
+                name,
+                index,
+                &settings.log,
+                now_ms,
+            )?));
         }
         Ok(Topic {
             name: name.to_string(),
             id: file.id,
             partitions,
             configs: file.configs.clone(),
+            settings,
             replica: file.replica,
         })
     }
@@ -377,6 +287,7 @@ impl TopicRegistry {
             id: topic.id,
             partitions: topic.partitions.clone(),
             configs: topic.configs.clone(),
+            settings: topic.settings.clone(),
             replica: true,
         });
         topics.insert(name.to_string(), Arc::clone(&adopted));
@@ -448,16 +359,21 @@ impl TopicRegistry {
             replica: topic.replica,
         };
         self.write_topic_file(name, &file)?;
-        let config = log_config_for(&self.defaults, &topic.configs)?;
         let mut partitions = topic.partitions.clone();
         for index in current..total {
-            partitions.push(Arc::new(self.open_partition(name, index, &config, now_ms)?));
+            partitions.push(Arc::new(self.open_partition(
+                name,
+                index,
+                &topic.settings.log,
+                now_ms,
+            )?));
         }
         let grown = Arc::new(Topic {
             name: name.to_string(),
             id: topic.id,
             partitions,
             configs: topic.configs.clone(),
+            settings: topic.settings.clone(),
             replica: topic.replica,
         });
         topics.insert(name.to_string(), Arc::clone(&grown));
@@ -476,7 +392,8 @@ impl TopicRegistry {
         let Some(topic) = topics.get(name).cloned() else {
             return Err(TopicError::Unknown(name.to_string()));
         };
-        let config = log_config_for(&self.defaults, &configs)?;
+        // Set through the metadata, whose writers checked them (Kafka's checks).
+        let settings = TopicSettings::parse(&self.defaults, &configs, Checks::Stored)?;
         let file = TopicFile {
             id: topic.id,
             partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),
@@ -485,13 +402,14 @@ impl TopicRegistry {
         };
         self.write_topic_file(name, &file)?;
         for partition in &topic.partitions {
-            partition.with_log(|log| log.set_config(config.clone()))?;
+            partition.with_log(|log| log.set_config(settings.log.clone()))?;
         }
         let updated = Arc::new(Topic {
             name: name.to_string(),
             id: topic.id,
             partitions: topic.partitions.clone(),
             configs,
+            settings,
             replica: topic.replica,
         });
         topics.insert(name.to_string(), Arc::clone(&updated));
@@ -560,6 +478,8 @@ fn metadata_error(path: &Path, error: impl std::fmt::Display) -> TopicError {
 
 #[cfg(test)]
 mod tests {
+    use lmq_storage::TimestampType;
+
     use super::*;
 
     #[test]
@@ -582,7 +502,9 @@ mod tests {
                 "LogAppendTime".to_string(),
             ),
         ]);
-        let config = log_config_for(&defaults, &configs).unwrap();
+        let config = TopicSettings::parse(&defaults, &configs, Checks::Kafka)
+            .unwrap()
+            .log;
         assert_eq!(config.retention.retention_ms, None);
         assert_eq!(config.segment_bytes_max, 1_048_576);
         assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
@@ -593,10 +515,105 @@ mod tests {
         ] {
             let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
             assert!(
-                log_config_for(&defaults, &configs).is_err(),
+                TopicSettings::parse(&defaults, &configs, Checks::Kafka).is_err(),
                 "{key}={value}"
             );
         }
+    }
+
+    fn parsed(key: &str, value: &str) -> Result<LogConfig, TopicError> {
+        let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
+        TopicSettings::parse(&LogConfig::default(), &configs, Checks::Kafka)
+            .map(|settings| settings.log)
+    }
+
+    /// Kafka's `LogConfig` types and ranges: INT configs are 32-bit, `retention.ms` at least
+    /// -1, `min.insync.replicas` at least 1.
+    #[test]
+    fn topic_configs_are_checked_against_kafkas_types_and_ranges() {
+        for (key, value) in [
+            ("segment.bytes", "3000000000"),
+            ("max.message.bytes", "2147483648"),
+            ("index.interval.bytes", "-1"),
+            ("min.insync.replicas", "3000000000"),
+            ("min.insync.replicas", "0"),
+            ("retention.ms", "-2"),
+            ("segment.ms", "0"),
+            ("segment.bytes", "13"),
+            ("message.timestamp.type", "createtime"),
+            ("unclean.leader.election.enable", "yes"),
+        ] {
+            assert!(parsed(key, value).is_err(), "{key}={value} was accepted");
+        }
+        assert_eq!(
+            parsed("retention.ms", "-1").unwrap().retention.retention_ms,
+            None
+        );
+        assert_eq!(
+            parsed("retention.bytes", "-5")
+                .unwrap()
+                .retention
+                .retention_bytes,
+            None
+        );
+    }
+
+    /// As Kafka's `ConfigDef.parseType`: values are trimmed, booleans ignore case, lists are
+    /// split at commas with spaces around them.
+    #[test]
+    fn topic_config_values_are_parsed_as_kafka_parses_them() {
+        assert_eq!(
+            parsed("retention.ms", " 1000 ")
+                .unwrap()
+                .retention
+                .retention_ms,
+            Some(1000)
+        );
+        assert_eq!(
+            parsed("message.timestamp.type", " LogAppendTime")
+                .unwrap()
+                .timestamp_type,
+            TimestampType::LogAppendTime
+        );
+        for value in ["FALSE", "False", " false "] {
+            assert!(
+                parsed("unclean.leader.election.enable", value).is_ok(),
+                "{value}"
+            );
+        }
+        assert!(parsed("unclean.leader.election.enable", "TRUE").is_err());
+        assert!(parsed("cleanup.policy", "delete , delete").is_ok());
+        assert!(parsed("cleanup.policy", "delete,compact").is_err());
+    }
+
+    /// Overrides an earlier LMQ stored without Kafka's ranges (it took any 64-bit number:
+    /// `retention.ms=-5` meant forever, `segment.bytes` up to 4 GiB) still load with the
+    /// meaning they had, so an upgraded broker opens its topics.
+    #[test]
+    fn overrides_stored_before_kafkas_ranges_were_checked_still_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let topics = dir.path().join("topics");
+        fs::create_dir_all(&topics).unwrap();
+        fs::write(
+            topics.join("old.toml"),
+            format!(
+                "id = \"{}\"\npartitions = 1\n[configs]\n\"retention.ms\" = \"-5\"\n\
+                 \"segment.bytes\" = \"3000000000\"\n",
+                Uuid::new_v4()
+            ),
+        )
+        .unwrap();
+        let registry = TopicRegistry::load(
+            dir.path(),
+            LogConfig::default(),
+            Arc::new(lmq_storage::OsSyncer),
+            0,
+        )
+        .unwrap();
+        let topic = registry.get("old").unwrap();
+        assert_eq!(topic.settings.log.retention.retention_ms, None);
+        assert_eq!(topic.settings.log.segment_bytes_max, 3_000_000_000);
+        registry.close();
     }
 
     #[test]

@@ -2,6 +2,10 @@
 
 // Test code: a failed unwrap is a failed test.
 #![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::panic,
@@ -457,6 +461,114 @@ async fn alter_configs_replaces_the_overrides() {
         config_value(&response, "segment.ms"),
         ("3600000".to_string(), 1),
         "validate_only changes nothing"
+    );
+    broker.stop().await;
+}
+
+/// Kafka's `ConfigAdminManager.preprocess`, which both AlterConfigs and
+/// IncrementalAlterConfigs run: a resource named twice, a key named twice and a null value
+/// (other than an incremental DELETE's) are INVALID_REQUEST, and nothing changes.
+#[tokio::test]
+async fn both_alter_configs_calls_refuse_repeats_and_null_values_alike() {
+    use lmq_wire::protocol::messages::AlterConfigsRequest;
+    use lmq_wire::protocol::messages::alter_configs_request::{
+        AlterConfigsResource as LegacyResource, AlterableConfig as LegacyConfig,
+    };
+    const INVALID_REQUEST: i16 = 42;
+    const SET: i8 = 0;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    create(&mut client, "strict", 1).await;
+    // Each resource: (topic, [(key, value)]); both calls are built from the same cases.
+    type Resources<'a> = &'a [(&'a str, &'a [(&'a str, Option<&'a str>)])];
+    let legacy = |resources: Resources<'_>| {
+        let mut request = AlterConfigsRequest::default();
+        request.resources = resources
+            .iter()
+            .map(|(topic, entries)| {
+                let mut resource = LegacyResource::default();
+                resource.resource_type = 2;
+                resource.resource_name = text(topic);
+                resource.configs = entries
+                    .iter()
+                    .map(|(key, value)| {
+                        let mut config = LegacyConfig::default();
+                        config.name = text(key);
+                        config.value = value.map(text);
+                        config
+                    })
+                    .collect();
+                resource
+            })
+            .collect();
+        RequestKind::AlterConfigs(request)
+    };
+    let incremental = |resources: Resources<'_>| {
+        let mut request = IncrementalAlterConfigsRequest::default();
+        request.resources = resources
+            .iter()
+            .map(|(topic, entries)| {
+                let mut resource = AlterConfigsResource::default();
+                resource.resource_type = 2;
+                resource.resource_name = text(topic);
+                resource.configs = entries
+                    .iter()
+                    .map(|(key, value)| {
+                        let mut change = AlterableConfig::default();
+                        change.name = text(key);
+                        change.config_operation = SET;
+                        change.value = value.map(text);
+                        change
+                    })
+                    .collect();
+                resource
+            })
+            .collect();
+        RequestKind::IncrementalAlterConfigs(request)
+    };
+    let null_value: Resources<'_> = &[(
+        "strict",
+        &[("retention.ms", Some("1000")), ("segment.ms", None)],
+    )];
+    let repeated_key: Resources<'_> = &[(
+        "strict",
+        &[
+            ("retention.ms", Some("1000")),
+            ("retention.ms", Some("2000")),
+        ],
+    )];
+    let repeated_resource: Resources<'_> = &[
+        ("strict", &[("retention.ms", Some("1000"))]),
+        ("strict", &[("segment.ms", Some("1000"))]),
+    ];
+    for (what, case, count) in [
+        ("a null value", null_value, 1),
+        ("a key named twice", repeated_key, 1),
+        ("a resource named twice", repeated_resource, 2),
+    ] {
+        let refused = answers(&mut client, ApiKey::AlterConfigs, 2, legacy(case)).await;
+        assert_eq!(refused.len(), count, "AlterConfigs, {what}: {refused:?}");
+        for (code, _) in &refused {
+            assert_eq!(*code, INVALID_REQUEST, "AlterConfigs, {what}: {refused:?}");
+        }
+        let refused = answers(
+            &mut client,
+            ApiKey::IncrementalAlterConfigs,
+            1,
+            incremental(case),
+        )
+        .await;
+        assert_eq!(refused.len(), count, "Incremental, {what}: {refused:?}");
+        for (code, _) in &refused {
+            assert_eq!(*code, INVALID_REQUEST, "Incremental, {what}: {refused:?}");
+        }
+    }
+    let response = describe(&mut client, 4, 2, "strict").await;
+    assert_eq!(
+        config_value(&response, "retention.ms"),
+        ("604800000".to_string(), 5),
+        "nothing changed"
     );
     broker.stop().await;
 }

@@ -9,6 +9,10 @@
 //! makes the run longer; `LMQ_FAULT_ACKS=1` shows what acks=1 loses (scripts/fault-test.sh).
 
 // Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::collections::{BTreeMap, HashMap};

@@ -5,6 +5,10 @@
 //! they wait for no real second and do not depend on the machine's speed.
 
 // Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

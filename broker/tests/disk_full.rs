@@ -5,6 +5,10 @@
 //! and everything acknowledged reads back.
 
 // Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;

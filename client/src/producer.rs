@@ -12,7 +12,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
@@ -23,6 +23,7 @@ use lmq_wire::protocol::protocol::StrBytes;
 pub use lmq_wire::records::Codec;
 use lmq_wire::records::{OutRecord, ProducerStamp, encode_batch};
 use tokio::sync::{Mutex, Notify, OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::time::Instant;
 
 use crate::cluster::{ClientConfig, Cluster};
 use crate::error::{ClientError, Result};
@@ -585,6 +586,11 @@ fn record_size(record: &Record) -> usize {
         + 24
 }
 
+/// Record timestamps (CreateTime): the producer's wall clock, as Kafka's producer stamps them.
+#[allow(
+    clippy::disallowed_methods,
+    reason = "CreateTime is the producing machine's wall time by definition"
+)]
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

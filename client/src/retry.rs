@@ -3,7 +3,9 @@
 //! own clients do.
 
 use std::future::Future;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use crate::error::Result;
 

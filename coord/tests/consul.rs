@@ -13,6 +13,10 @@
 //!
 //! Without them every test says on stderr that it did not run and why, and passes.
 //! Run with `--test-threads=1`: the cluster tests kill and restart servers.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod contract;

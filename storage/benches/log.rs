@@ -7,6 +7,10 @@
 
 // Benchmark set-up: a failure to set up is a failed run.
 #![allow(
+    clippy::disallowed_methods,
+    reason = "a benchmark measures real elapsed time"
+)]
+#![allow(
     clippy::unwrap_used,
     clippy::expect_used,
     clippy::cast_possible_truncation

@@ -240,21 +240,29 @@ fn i64_at(bytes: &[u8], at: usize) -> i64 {
     i64::from_be_bytes(out)
 }
 
-/// Binary search: the last entry index whose key is `<= target` (or `< target` when
-/// `strict`), given keys sorted ascending.
+/// Which keys [`floor_entry`] counts as below its target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Floor {
+    /// `key <= target`.
+    AtOrBelow,
+    /// `key < target`.
+    StrictlyBelow,
+}
+
+/// Binary search: the last entry index whose key is below `target` as `floor` says, given
+/// keys sorted ascending.
 fn floor_entry(
     entries: usize,
-    strict: bool,
+    floor: Floor,
     key: impl Fn(usize) -> i64,
     target: i64,
 ) -> Option<usize> {
     let (mut low, mut high) = (0usize, entries);
     while low < high {
         let middle = low + (high - low) / 2;
-        let below = if strict {
-            key(middle) < target
-        } else {
-            key(middle) <= target
+        let below = match floor {
+            Floor::AtOrBelow => key(middle) <= target,
+            Floor::StrictlyBelow => key(middle) < target,
         };
         if below {
             low = middle + 1;
@@ -324,7 +332,7 @@ impl OffsetIndex {
     pub fn floor_by_position(&self, position: u64) -> Option<usize> {
         floor_entry(
             self.len(),
-            false,
+            Floor::AtOrBelow,
             |index| i64::from(self.entry(index).position),
             i64::try_from(position).unwrap_or(i64::MAX),
         )
@@ -334,7 +342,7 @@ impl OffsetIndex {
     pub fn floor_by_offset(&self, relative_offset: u32) -> Option<usize> {
         floor_entry(
             self.len(),
-            false,
+            Floor::AtOrBelow,
             |index| i64::from(self.entry(index).relative_offset),
             i64::from(relative_offset),
         )
@@ -439,7 +447,7 @@ impl TimeIndex {
     pub fn lookup_before(&self, timestamp_ms: i64) -> Option<TimeEntry> {
         floor_entry(
             self.len(),
-            true,
+            Floor::StrictlyBelow,
             |index| self.entry(index).timestamp_ms,
             timestamp_ms,
         )

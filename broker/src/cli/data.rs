@@ -75,10 +75,13 @@ pub async fn produce(args: ProduceArgs, connect: &Connect) -> Result<()> {
     Ok(())
 }
 
+/// The longest a fetch of `lmq consume` waits, so `--idle-ms` is checked at least this often.
+const CONSUME_FETCH_WAIT_MS_MAX: u64 = 500;
+
 pub async fn consume(args: ConsumeArgs, connect: &Connect) -> Result<()> {
     let mut consumer = Consumer::connect(ConsumerConfig {
         client: connect.client(),
-        max_wait: Duration::from_millis(args.idle_ms.min(500)),
+        max_wait: Duration::from_millis(args.idle_ms.min(CONSUME_FETCH_WAIT_MS_MAX)),
         ..ConsumerConfig::default()
     })
     .await?;
@@ -86,7 +89,7 @@ pub async fn consume(args: ConsumeArgs, connect: &Connect) -> Result<()> {
         .assign(&args.topic, args.partition, parse_offset_spec(&args.from)?)
         .await?;
     let mut seen = 0usize;
-    let mut idle_since = std::time::Instant::now();
+    let mut idle_since = tokio::time::Instant::now();
     loop {
         let records = consumer.poll().await?;
         if records.is_empty() {
@@ -95,7 +98,7 @@ pub async fn consume(args: ConsumeArgs, connect: &Connect) -> Result<()> {
             }
             continue;
         }
-        idle_since = std::time::Instant::now();
+        idle_since = tokio::time::Instant::now();
         for record in records {
             let value = record
                 .value

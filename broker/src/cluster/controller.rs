@@ -16,6 +16,11 @@ use crate::broker::Broker;
 /// permanent).
 const RESYNC: Duration = Duration::from_secs(5);
 
+/// How long one campaign call waits for the role before it is made again.
+const CAMPAIGN_WAIT: Duration = Duration::from_secs(10);
+/// After a failed campaign call, before the next.
+const CAMPAIGN_RETRY_PAUSE: Duration = Duration::from_secs(1);
+
 /// Campaigns for the controller role until shutdown; leads while elected.
 pub async fn campaign(
     broker: Arc<Broker>,
@@ -25,7 +30,7 @@ pub async fn campaign(
     let candidate = node.node_id.to_string();
     loop {
         let outcome = tokio::select! {
-            outcome = node.coordinator.campaign(CONTROLLER_ROLE, candidate.as_bytes(), Duration::from_secs(10)) => outcome,
+            outcome = node.coordinator.campaign(CONTROLLER_ROLE, candidate.as_bytes(), CAMPAIGN_WAIT) => outcome,
             _ = shutdown.wait_for(|stop| *stop) => return,
         };
         match outcome {
@@ -37,7 +42,7 @@ pub async fn campaign(
             Err(error) => {
                 tracing::warn!(%error, "controller campaign failed; retrying");
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = tokio::time::sleep(CAMPAIGN_RETRY_PAUSE) => {}
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }

@@ -27,6 +27,8 @@ use crate::partition::{LeaderOffsets, Partition};
 const FETCH_WAIT_MS: i32 = 500;
 const PARTITION_BYTES_MAX: i32 = 1024 * 1024;
 const FETCH_BYTES_MAX: i32 = 16 * 1024 * 1024;
+/// How often the set of replica fetchers is checked against the metadata without a change.
+const FETCHERS_RECHECK_INTERVAL: Duration = Duration::from_secs(1);
 const RETRY_PAUSE: Duration = Duration::from_millis(200);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -58,7 +60,7 @@ pub async fn manage(
         }
         tokio::select! {
             changed = changes.changed() => if changed.is_err() { break },
-            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep(FETCHERS_RECHECK_INTERVAL) => {}
             _ = shutdown.wait_for(|stop| *stop) => break,
         }
     }

@@ -17,7 +17,7 @@ mod fetcher;
 pub mod identity;
 pub mod metadata;
 mod producer_ids;
-mod reassign;
+pub mod reassign;
 mod reconcile;
 pub mod store;
 mod tasks;
@@ -331,7 +331,7 @@ impl ClusterNode {
         &self,
         broker: &Broker,
         moves: &[(String, i32, Option<Vec<i32>>)],
-        allow_factor_change: bool,
+        replica_count: reassign::ReplicaCount,
     ) -> Result<Vec<Result<(), MetadataError>>, StoreError> {
         let live = self.view().live_ids();
         let mut outcomes = Vec::new();
@@ -339,13 +339,8 @@ impl ClusterNode {
             outcomes.clear();
             let mut changed = false;
             for (topic, partition, target) in moves {
-                let outcome = metadata.reassign(
-                    topic,
-                    *partition,
-                    target.as_deref(),
-                    allow_factor_change,
-                    &live,
-                );
+                let outcome =
+                    metadata.reassign(topic, *partition, target.as_deref(), replica_count, &live);
                 changed |= outcome.as_ref().is_ok_and(|changed| *changed);
                 outcomes.push(outcome.map(|_| ()));
             }
@@ -436,9 +431,7 @@ impl ClusterNode {
     ) -> ReplicationConfig {
         ReplicationConfig {
             replica_lag_time_max_ms: broker.config.cluster.replica_lag_time_max_ms,
-            min_insync_replicas: configs
-                .get("min.insync.replicas")
-                .and_then(|value| value.parse().ok())
+            min_insync_replicas: crate::topic_config::min_insync_replicas(configs)
                 .unwrap_or(broker.config.cluster.min_insync_replicas),
         }
     }
@@ -456,6 +449,10 @@ pub fn assignment_of(state: &metadata::PartitionState) -> Assignment {
 
 /// The directory of the embedded coordinator's state inside a data dir.
 pub const EMBEDDED_DIR: &str = "coordinator";
+
+/// Consul's lock delay on the controller role: a controller that crashed is replaced after
+/// its session's TTL plus this.
+const CONTROLLER_LOCK_DELAY: Duration = Duration::from_secs(1);
 
 /// The coordinator the configuration asks for: Consul with `cluster.consul`, else the
 /// embedded one persisted under the data dir (a cluster of this one broker).
@@ -492,7 +489,7 @@ pub fn consul_config(
         // A controller that crashed is replaced after its session's TTL plus this delay.
         // The holder already steps down before its TTL can run out (coord's lease), so a
         // short delay keeps controller failover near the session TTL.
-        lock_delay: Duration::from_secs(1),
+        lock_delay: CONTROLLER_LOCK_DELAY,
         ..lmq_coord::ConsulConfig::new(address)
     })
 }

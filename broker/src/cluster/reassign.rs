@@ -8,6 +8,14 @@ use std::collections::BTreeSet;
 
 use super::metadata::{ClusterMetadata, MetadataError, PartitionState};
 
+/// Whether a reassignment may change a partition's replica count (KIP-860's
+/// `allow_replication_factor_change`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplicaCount {
+    MustStay,
+    MayChange,
+}
+
 impl ClusterMetadata {
     fn partition_mut(
         &mut self,
@@ -21,14 +29,14 @@ impl ClusterMetadata {
     }
 
     /// Starts moving a partition to `target` replicas (`None` cancels a running move).
-    /// Target brokers must be alive; with `allow_factor_change` false the replica count must
+    /// Target brokers must be alive; with [`ReplicaCount::MustStay`] the replica count must
     /// stay the same.
     pub fn reassign(
         &mut self,
         topic: &str,
         partition: i32,
         target: Option<&[i32]>,
-        allow_factor_change: bool,
+        replica_count: ReplicaCount,
         live: &BTreeSet<i32>,
     ) -> Result<bool, MetadataError> {
         let state = self.partition_mut(topic, partition)?;
@@ -55,7 +63,7 @@ impl ClusterMetadata {
         if let Some(gone) = target.iter().find(|id| !live.contains(id)) {
             return invalid(format!("broker {gone} is not alive"));
         }
-        if !allow_factor_change && target.len() != original.len() {
+        if replica_count == ReplicaCount::MustStay && target.len() != original.len() {
             return invalid(format!(
                 "{} replicas instead of {} (the request does not allow a change)",
                 target.len(),
@@ -167,7 +175,7 @@ mod tests {
         assert_eq!(metadata.partition("t", 0).unwrap().replicas, vec![1, 2]);
         assert!(
             metadata
-                .reassign("t", 0, Some(&[4, 2]), false, &live)
+                .reassign("t", 0, Some(&[4, 2]), ReplicaCount::MustStay, &live)
                 .unwrap()
         );
         let state = metadata.partition("t", 0).unwrap().clone();
@@ -200,25 +208,41 @@ mod tests {
     fn a_running_move_can_be_cancelled_and_bad_targets_are_refused() {
         let (mut metadata, live) = cluster(&[1, 2, 3, 4], 2);
         let error = |result| matches!(result, Err(MetadataError::InvalidReplicaAssignment(_)));
-        assert!(error(metadata.reassign("t", 0, Some(&[4, 4]), true, &live)));
-        assert!(error(metadata.reassign("t", 0, Some(&[9, 2]), true, &live)));
+        assert!(error(metadata.reassign(
+            "t",
+            0,
+            Some(&[4, 4]),
+            ReplicaCount::MayChange,
+            &live
+        )));
+        assert!(error(metadata.reassign(
+            "t",
+            0,
+            Some(&[9, 2]),
+            ReplicaCount::MayChange,
+            &live
+        )));
         assert!(error(metadata.reassign(
             "t",
             0,
             Some(&[1, 2, 3]),
-            false,
+            ReplicaCount::MustStay,
             &live
         )));
         assert!(matches!(
-            metadata.reassign("t", 0, None, true, &live),
+            metadata.reassign("t", 0, None, ReplicaCount::MayChange, &live),
             Err(MetadataError::NoReassignmentInProgress { .. })
         ));
         assert!(
             metadata
-                .reassign("t", 0, Some(&[1, 2, 3]), true, &live)
+                .reassign("t", 0, Some(&[1, 2, 3]), ReplicaCount::MayChange, &live)
                 .unwrap()
         );
-        assert!(metadata.reassign("t", 0, None, true, &live).unwrap());
+        assert!(
+            metadata
+                .reassign("t", 0, None, ReplicaCount::MayChange, &live)
+                .unwrap()
+        );
         let state = metadata.partition("t", 0).unwrap();
         assert_eq!((state.replicas.clone(), state.leader), (vec![1, 2], 1));
         assert!(state.adding.is_empty());

@@ -20,6 +20,14 @@ pub(super) fn by_id(brokers: Vec<BrokerInfo>) -> BTreeMap<i32, BrokerInfo> {
         .collect()
 }
 
+/// After a watch failed to open, before it is opened again.
+const WATCH_OPEN_RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// After a watch ended, before it is opened again.
+const WATCH_REOPEN_PAUSE: Duration = Duration::from_millis(200);
+/// Bounds of the period of leader ticks.
+const LEADER_TICK_MS_MIN: u64 = 50;
+const LEADER_TICK_MS_MAX: u64 = 1_000;
+
 /// Runs `body` for each state of a watch until shutdown; a watch that ends (the coordinator
 /// closed or failing) is opened again after a pause.
 async fn follow<T, Open, Fut>(
@@ -38,7 +46,7 @@ async fn follow<T, Open, Fut>(
             Err(error) => {
                 tracing::warn!(what, %error, "cannot watch the coordinator; retrying");
                 tokio::select! {
-                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                    () = tokio::time::sleep(WATCH_OPEN_RETRY_PAUSE) => continue,
                     _ = shutdown.wait_for(|stop| *stop) => return,
                 }
             }
@@ -52,7 +60,7 @@ async fn follow<T, Open, Fut>(
                 _ = shutdown.wait_for(|stop| *stop) => return,
             }
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        tokio::time::sleep(WATCH_REOPEN_PAUSE).await;
     }
 }
 
@@ -176,10 +184,11 @@ async fn persist_isr_change(
 /// Lets time pass for every partition this broker leads, so followers that stopped fetching
 /// leave the ISR even when no request arrives.
 pub(super) async fn tick_leaders(broker: Arc<Broker>, mut shutdown: watch::Receiver<bool>) {
+    // A quarter of the lag limit, so a follower leaves the ISR at most 25% late.
     let period = Duration::from_millis(
         u64::try_from(broker.config.cluster.replica_lag_time_max_ms / 4)
-            .unwrap_or(250)
-            .clamp(50, 1_000),
+            .unwrap_or(LEADER_TICK_MS_MAX)
+            .clamp(LEADER_TICK_MS_MIN, LEADER_TICK_MS_MAX),
     );
     loop {
         tokio::select! {

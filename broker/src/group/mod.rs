@@ -768,6 +768,9 @@ fn restore(inner: &mut Inner, loaded: Replayed) {
     inner.offsets.merge(loaded.offsets);
 }
 
+/// Bytes of the offsets topic one replay read takes.
+const REPLAY_READ_BYTES_MAX: u64 = 4 * 1024 * 1024;
+
 /// Applies every record of an offsets partition's log (to its end: a new leader's log is the
 /// truth) to `table`; returns how many records it read.
 fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageError> {
@@ -776,7 +779,7 @@ fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageE
     let mut offset = offsets.log_start_offset;
     while offset < offsets.log_end_offset {
         let limits = ReadLimits {
-            max_bytes: 4 * 1024 * 1024,
+            max_bytes: REPLAY_READ_BYTES_MAX,
             bound: ReadBound::LogEnd,
             first_batch: FirstBatch::Whole,
         };

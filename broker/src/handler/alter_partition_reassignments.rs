@@ -11,6 +11,7 @@ use lmq_wire::protocol::messages::{
 use super::{NONE, store_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::cluster::reassign::ReplicaCount;
 use crate::cluster::store::StoreError;
 
 pub async fn handle(
@@ -36,9 +37,13 @@ pub async fn handle(
         })
         .collect();
     // v0 predates KIP-860: changing the replica count was always allowed.
-    let allow_factor_change = version == 0 || request.allow_replication_factor_change;
+    let replica_count = if version == 0 || request.allow_replication_factor_change {
+        ReplicaCount::MayChange
+    } else {
+        ReplicaCount::MustStay
+    };
     let outcomes: Vec<(i16, Option<String>)> =
-        match cluster.reassign(broker, &moves, allow_factor_change).await {
+        match cluster.reassign(broker, &moves, replica_count).await {
             Ok(outcomes) => outcomes
                 .into_iter()
                 .map(|outcome| match outcome {

@@ -16,7 +16,8 @@ use super::{
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
-use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, log_config_for, validate_topic_name};
+use crate::topic_config::{Checks, TopicSettings};
+use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, validate_topic_name};
 
 /// Valid: partitions and replication factor; or the error code and message.
 type Checked = Result<(i32, i16), (i16, String)>;
@@ -139,7 +140,7 @@ fn check(broker: &Broker, cluster: &ClusterNode, new: &NewTopic, validate_only: 
     if !(1..=PARTITIONS_MAX).contains(&partitions) {
         return Err(refuse(TopicError::InvalidPartitions(new.partitions)));
     }
-    log_config_for(broker.topics.defaults(), &new.configs).map_err(refuse)?;
+    TopicSettings::parse(broker.topics.defaults(), &new.configs, Checks::Kafka).map_err(refuse)?;
     let factor = if new.replication_factor == -1 {
         broker.config.cluster.default_replication_factor
     } else {

@@ -9,7 +9,7 @@ use lmq_wire::protocol::messages::{DescribeConfigsRequest, DescribeConfigsRespon
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes};
 use crate::broker::Broker;
-use crate::topics::{ConfigKind, TOPIC_CONFIGS, default_topic_config};
+use crate::topic_config::{ConfigType, TOPIC_CONFIGS, TopicDefaults};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
@@ -22,29 +22,10 @@ struct Entry {
     name: String,
     value: String,
     source: i8,
-    kind: ConfigKind,
+    kind: ConfigType,
     read_only: bool,
     /// Where the value could come from, most specific first: `(name, value, source)`.
     synonyms: Vec<(String, String, i8)>,
-}
-
-/// The broker config a topic config falls back to, under Kafka's name (a topic default's
-/// synonym is that broker config, as Kafka reports it). Configs whose broker default Kafka
-/// reports without a synonym (`segment.ms`: `log.roll.hours`) have none here either.
-fn broker_synonym(topic_config: &str) -> Option<&'static str> {
-    Some(match topic_config {
-        "cleanup.policy" => "log.cleanup.policy",
-        "index.interval.bytes" => "log.index.interval.bytes",
-        "max.message.bytes" => "message.max.bytes",
-        "message.timestamp.type" => "log.message.timestamp.type",
-        "retention.bytes" => "log.retention.bytes",
-        "retention.ms" => "log.retention.ms",
-        "segment.bytes" => "log.segment.bytes",
-        "min.insync.replicas" => "min.insync.replicas",
-        "compression.type" => "compression.type",
-        "unclean.leader.election.enable" => "unclean.leader.election.enable",
-        _ => return None,
-    })
 }
 
 pub fn handle(
@@ -104,15 +85,15 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
         .topics
         .get(name)
         .ok_or((UNKNOWN_TOPIC_OR_PARTITION, "unknown topic"))?;
-    let defaults = broker.topics.defaults();
+    let defaults = TopicDefaults {
+        log: broker.topics.defaults(),
+        min_insync_replicas: broker.config.cluster.min_insync_replicas,
+    };
     Ok(TOPIC_CONFIGS
         .iter()
-        .map(|&(name, kind)| {
-            let default = if name == "min.insync.replicas" {
-                broker.config.cluster.min_insync_replicas.to_string()
-            } else {
-                default_topic_config(name, defaults).unwrap_or_default()
-            };
+        .map(|definition| {
+            let name = definition.name;
+            let default = definition.default_value(&defaults);
             let mut synonyms = Vec::new();
             let (value, source) = match topic.configs.get(name) {
                 Some(value) => {
@@ -121,14 +102,14 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
                 }
                 None => (default.clone(), SOURCE_DEFAULT),
             };
-            if let Some(broker_name) = broker_synonym(name) {
+            if let Some(broker_name) = definition.broker_synonym {
                 synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
             }
             Entry {
                 name: name.to_string(),
                 value,
                 source,
-                kind,
+                kind: definition.kind,
                 read_only: false,
                 synonyms,
             }
@@ -147,46 +128,46 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         read_only: true,
     };
     vec![
-        entry("node.id", config.node_id.to_string(), ConfigKind::Int),
+        entry("node.id", config.node_id.to_string(), ConfigType::Int),
         entry(
             "auto.create.topics.enable",
             config.auto_create_topics.to_string(),
-            ConfigKind::String,
+            ConfigType::String,
         ),
         entry(
             "num.partitions",
             config.default_partitions.to_string(),
-            ConfigKind::Int,
+            ConfigType::Int,
         ),
         entry(
             "log.dirs",
             config.data_dir.display().to_string(),
-            ConfigKind::String,
+            ConfigType::String,
         ),
         entry(
             "log.segment.bytes",
             config.log.segment_bytes.to_string(),
-            ConfigKind::Int,
+            ConfigType::Int,
         ),
         entry(
             "log.retention.ms",
             config.log.retention_ms.to_string(),
-            ConfigKind::Long,
+            ConfigType::Long,
         ),
         entry(
             "log.retention.bytes",
             config.log.retention_bytes.to_string(),
-            ConfigKind::Long,
+            ConfigType::Long,
         ),
         entry(
             "message.max.bytes",
             config.log.max_message_bytes.to_string(),
-            ConfigKind::Int,
+            ConfigType::Int,
         ),
         entry(
             "socket.request.max.bytes",
             config.frame_bytes_max.to_string(),
-            ConfigKind::Int,
+            ConfigType::Int,
         ),
     ]
 }

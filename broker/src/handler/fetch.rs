@@ -29,6 +29,8 @@ use crate::partition::{FollowerCheck, Partition};
 use crate::zero_copy::Splice;
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
+/// Fetches answered faster than this did not wait: they stay out of the wait histogram.
+const WAIT_OBSERVED_MIN: Duration = Duration::from_millis(1);
 const MAX_WAIT_MS_CAP: i32 = 30_000;
 
 /// The response, with markers where records go, and the splices that replace them.
@@ -45,7 +47,7 @@ pub async fn handle(
     let deadline = tokio::time::Instant::now() + max_wait;
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
-    let started = std::time::Instant::now();
+    let started = crate::metrics::stopwatch();
     let fetcher = Fetcher {
         request: &request,
         follower,
@@ -53,7 +55,7 @@ pub async fn handle(
         max_bytes,
     };
     let read = long_poll(broker, &fetcher, deadline, min_bytes).await;
-    if started.elapsed() >= Duration::from_millis(1) {
+    if started.elapsed() >= WAIT_OBSERVED_MIN {
         broker
             .metrics
             .fetch_wait_duration

@@ -3,6 +3,7 @@
 mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
+mod config_changes;
 mod create_partitions;
 mod create_topics;
 mod delete_groups;
@@ -499,6 +500,14 @@ impl TopicLookup {
             name: name.to_string(),
             topic: broker.topics.get(name),
         }
+    }
+
+    /// Whether the topic stamps appended batches with the broker's time
+    /// (`message.timestamp.type=LogAppendTime`).
+    pub(crate) fn uses_log_append_time(&self) -> bool {
+        self.topic
+            .as_ref()
+            .is_some_and(|topic| topic.settings.uses_log_append_time())
     }
 
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.

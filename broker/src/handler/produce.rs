@@ -295,7 +295,7 @@ pub fn append(
         .into_iter()
         .map(|topic_data| {
             let topic = TopicLookup::new(broker, &topic_data.name.0);
-            let log_append_time = partition_uses_log_append_time(broker, &topic_data.name.0);
+            let log_append_time = topic.uses_log_append_time();
             let partitions = topic_data
                 .partition_data
                 .into_iter()
@@ -389,7 +389,7 @@ impl Appender<'_> {
             return;
         }
         let metrics = &self.broker.metrics;
-        let started = std::time::Instant::now();
+        let started = crate::metrics::stopwatch();
         let appended = partition.append_as_leader(records, acks, self.now_ms);
         metrics
             .produce_append_duration
@@ -426,14 +426,6 @@ impl Appender<'_> {
             committed: appended.committed,
         });
     }
-}
-
-fn partition_uses_log_append_time(broker: &Broker, topic: &str) -> bool {
-    broker
-        .topics
-        .get(topic)
-        .and_then(|topic| topic.configs.get("message.timestamp.type").cloned())
-        .is_some_and(|kind| kind == "LogAppendTime")
 }
 
 #[cfg(test)]

@@ -1,4 +1,8 @@
 //! An in-process broker on port 0 and a minimal Kafka client for the API tests.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(dead_code)]
 
 pub mod cluster;

@@ -6,6 +6,11 @@
 //!
 //! `cargo run -p lmq-client --example compat_matrix -- 127.0.0.1:9092 [SCENARIO...]`
 
+#![allow(
+    clippy::disallowed_methods,
+    reason = "the compatibility driver measures real clients against real brokers"
+)]
+
 mod admin;
 mod checks;
 mod consume;

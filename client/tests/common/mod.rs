@@ -1,6 +1,10 @@
 //! The brokers the client tests run against: always an in-process LMQ on port 0, and Apache
 //! Kafka too when `LMQ_KAFKA_BOOTSTRAP` names one (scripts/test.sh starts one with
 //! scripts/kafka.sh). The same test bodies run against each.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(dead_code)]
 
 use std::sync::Arc;

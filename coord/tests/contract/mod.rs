@@ -1,5 +1,9 @@
 //! The coordinator contract: one set of tests, run against every implementation through a
 //! `Harness` (tests/embedded.rs, tests/consul.rs).
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, dead_code)]
 
 use std::io::Write;

@@ -3,8 +3,8 @@
 
 use std::fs::File;
 
-use super::PartitionLog;
 use super::open::delete_segment_files;
+use super::{PartitionLog, SegmentTimestamps};
 use crate::error::{Result, StorageError};
 use crate::files::{LOG_SUFFIX, segment_path, sync_dir};
 use crate::retention;
@@ -142,7 +142,12 @@ impl PartitionLog {
             return self.apply_retention_poisoned(now_ms);
         }
         let policy = self.config.retention;
-        let infos = self.segment_infos(policy.retention_ms.is_some())?;
+        let timestamps = if policy.retention_ms.is_some() {
+            SegmentTimestamps::Read
+        } else {
+            SegmentTimestamps::Skip
+        };
+        let infos = self.segment_infos(timestamps)?;
         let decision = retention::decide(&infos, &policy, self.state.log_start_offset, now_ms);
         if decision.delete_segments == 0 {
             return Ok(RetentionOutcome {
@@ -166,7 +171,7 @@ impl PartitionLog {
         let policy = self.config.retention;
         // Segment ages from the `.log` modification times: an owner reopening the log may
         // rewrite index files in place, so a poisoned log reads none of its indexes.
-        let mut infos = self.segment_infos(false)?;
+        let mut infos = self.segment_infos(SegmentTimestamps::Skip)?;
         if policy.retention_ms.is_some() {
             for (info, segment) in infos.iter_mut().zip(&self.sealed) {
                 info.newest_timestamp_ms = segment.modified_ms()?;

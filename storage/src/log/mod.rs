@@ -71,6 +71,15 @@ pub struct PartitionLog {
     poisoned: Option<String>,
 }
 
+/// Whether [`PartitionLog::segment_infos`] reads sealed segments' newest timestamps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SegmentTimestamps {
+    /// Time retention needs them.
+    Read,
+    /// Left 0: size retention does not need them, and a poisoned log reads no index.
+    Skip,
+}
+
 impl PartitionLog {
     pub fn dir(&self) -> &Path {
         &self.dir
@@ -144,12 +153,12 @@ impl PartitionLog {
             .collect()
     }
 
-    /// Retention's view of the segments. Timestamps are read only when `with_timestamps`
-    /// (they load sealed indexes).
-    pub(crate) fn segment_infos(&self, with_timestamps: bool) -> Result<Vec<SegmentInfo>> {
+    /// Retention's view of the segments. Timestamps are read only with
+    /// [`SegmentTimestamps::Read`] (they load sealed indexes).
+    pub(crate) fn segment_infos(&self, timestamps: SegmentTimestamps) -> Result<Vec<SegmentInfo>> {
         let mut infos = Vec::with_capacity(self.segment_count());
         for segment in &self.sealed {
-            let newest_timestamp_ms = if with_timestamps {
+            let newest_timestamp_ms = if timestamps == SegmentTimestamps::Read {
                 match segment.max_timestamp(self.config.index_interval_bytes)? {
                     Some(timestamp) if timestamp >= 0 => timestamp,
                     _ => segment.modified_ms()?,

@@ -29,6 +29,15 @@ pub(crate) struct SealedSegment {
     indexes: Mutex<Option<Arc<SealedIndexes>>>,
 }
 
+/// How [`SealedSegment::indexes`] gets a sealed segment's indexes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum IndexLoad {
+    /// The loaded ones, else the files when they pass their sanity check, else rebuilt.
+    Trusted,
+    /// Rebuilt from the `.log` (the loaded ones disagreed with it).
+    Rebuild,
+}
+
 impl SealedSegment {
     pub fn sealed_now(
         base_offset: i64,
@@ -86,11 +95,11 @@ impl SealedSegment {
         lookup: impl FnOnce(SegmentView<'_>) -> Result<T>,
     ) -> Result<T> {
         let file = files.get(&self.log_path)?;
-        let mut indexes = self.indexes(index_interval_bytes, false)?;
+        let mut indexes = self.indexes(index_interval_bytes, IndexLoad::Trusted)?;
         let mut view = self.view(&file, &indexes);
         if !view.index_agrees_at(at_offset)? {
             tracing::warn!(segment = %self.log_path.display(), "offset index disagrees with the log; rebuilding it");
-            indexes = self.indexes(index_interval_bytes, true)?;
+            indexes = self.indexes(index_interval_bytes, IndexLoad::Rebuild)?;
             view = self.view(&file, &indexes);
         }
         lookup(view)
@@ -109,7 +118,7 @@ impl SealedSegment {
 
     /// Largest batch timestamp in the segment, from the time index's last entry.
     pub fn max_timestamp(&self, index_interval_bytes: u64) -> Result<Option<i64>> {
-        let indexes = self.indexes(index_interval_bytes, false)?;
+        let indexes = self.indexes(index_interval_bytes, IndexLoad::Trusted)?;
         Ok(indexes.time_index.last().map(|entry| entry.timestamp_ms))
     }
 
@@ -129,20 +138,18 @@ impl SealedSegment {
         self.indexes.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn indexes(
-        &self,
-        index_interval_bytes: u64,
-        force_rebuild: bool,
-    ) -> Result<Arc<SealedIndexes>> {
+    fn indexes(&self, index_interval_bytes: u64, load: IndexLoad) -> Result<Arc<SealedIndexes>> {
         let mut slot = self.lock();
-        if !force_rebuild && let Some(indexes) = slot.as_ref() {
+        if load == IndexLoad::Trusted
+            && let Some(indexes) = slot.as_ref()
+        {
             return Ok(Arc::clone(indexes));
         }
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         let offset_path = segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX);
         let time_path = segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX);
         let span = (self.next_offset - self.base_offset).max(0) as u64;
-        let loaded = if force_rebuild {
+        let loaded = if load == IndexLoad::Rebuild {
             None
         } else {
             match (
