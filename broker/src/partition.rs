@@ -202,8 +202,12 @@ impl Partition {
 
     /// Returns once the log is on disk below `end_offset`, running one fsync for every
     /// append waiting meanwhile (group commit).
-    pub async fn flush_to(&self, end_offset: i64) -> Result<(), StorageError> {
-        self.commit.flush_to(self, end_offset).await
+    pub async fn flush_to(self: &Arc<Self>, end_offset: i64) -> Result<(), StorageError> {
+        GroupCommit::flush_to(self, end_offset).await
+    }
+
+    pub(crate) fn group_commit(&self) -> &GroupCommit {
+        &self.commit
     }
 
     /// Where the upkeep's background flush ends, when one is due: segments rolled without an
