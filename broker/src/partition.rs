@@ -283,8 +283,11 @@ impl Partition {
     /// are unknown after the failure; nothing reads it any more, as the reopening may rewrite
     /// its index files in place), lets retention delete its old segments, opens the log again
     /// from disk with recovery, which keeps the valid prefix of the `.log` files, and puts
-    /// the new one in service, dropping the poisoned one. Blocking file I/O: callers run it
-    /// on the blocking pool. On an error the poisoned log is kept for the next attempt.
+    /// the new one in service, dropping the poisoned one and the partition's role with it:
+    /// the caller has the role taken again from the cluster metadata, so a leader starts a
+    /// fresh leadership over the recovered log, and produces waiting on the old log are
+    /// failed (they were never acknowledged). Blocking file I/O: callers run it on the
+    /// blocking pool. On an error the poisoned log is kept for the next attempt.
     pub fn reopen_log(&self, now_ms: i64) -> Result<Reopened, StorageError> {
         let (dir, config, options, poisoned) = {
             let mut slot = self.lock();
@@ -338,6 +341,10 @@ impl Partition {
                 reason: "the partition directory is gone".to_string(),
             })
         };
+        // The role goes with the old log, under both locks (role, then log): no append or
+        // read may meet the new log under the old leadership, whose high watermark and
+        // follower positions may be past the recovered log end.
+        let mut replica = self.replica();
         let mut slot = self.lock();
         match outcome {
             Ok((log, report)) => match &*slot {
@@ -349,11 +356,15 @@ impl Partition {
                     );
                     self.generation.fetch_add(1, Ordering::AcqRel);
                     *slot = LogSlot::Open(log);
+                    let Replica { role, waiters, .. } = &mut *replica;
+                    *role = Role::Offline;
+                    fail_waiters(waiters);
                     Ok(Reopened::Open)
                 }
                 // Shut down meanwhile.
                 LogSlot::Open(_) | LogSlot::Closed => {
                     drop(slot);
+                    drop(replica);
                     log.close()?;
                     Ok(Reopened::NotNeeded)
                 }
@@ -366,16 +377,6 @@ impl Partition {
                 Err(error)
             }
         }
-    }
-
-    /// After a reopen: the role is taken again from the cluster metadata (the caller applies
-    /// it), so a leader starts a fresh leadership over the recovered log and produces waiting
-    /// on the old log are failed (they were never acknowledged).
-    pub fn forget_role(&self) {
-        let mut guard = self.replica();
-        let Replica { role, waiters, .. } = &mut *guard;
-        *role = Role::Offline;
-        fail_waiters(waiters);
     }
 
     fn replica(&self) -> MutexGuard<'_, Replica> {
@@ -871,5 +872,97 @@ fn check_epoch(current: i32, requested: i32) -> Result<(), ReplicaError> {
         requested if requested < current => Err(ReplicaError::FencedLeaderEpoch(requested)),
         requested if requested > current => Err(ReplicaError::UnknownLeaderEpoch(requested)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use lmq_storage::builder::BatchBuilder;
+    use lmq_storage::{FlushPolicy, LogConfig, Syncer};
+
+    use super::*;
+    use crate::group_commit::tests::{FailingSyncer, group_committed_partition};
+    use crate::replication::{Assignment, ReplicationConfig};
+
+    /// Node 1 leads alone in epoch 0.
+    fn alone() -> Assignment {
+        Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        }
+    }
+
+    fn every_batch_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<FailingSyncer>) {
+        let syncer = Arc::new(FailingSyncer::default());
+        let partition = group_committed_partition(
+            dir,
+            Arc::clone(&syncer) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        );
+        (partition, syncer)
+    }
+
+    fn record() -> Vec<u8> {
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        builder.build()
+    }
+
+    /// Poisons the log with a failed group commit of an append made as leader, and cuts the
+    /// appended bytes from the `.log` file, as a lost write leaves it; the next reopen's
+    /// recovery ends the log before them.
+    async fn poison_and_lose(partition: &Arc<Partition>, syncer: &FailingSyncer, end: i64) {
+        syncer.failing.store(true, Ordering::SeqCst);
+        partition.flush_to(end).await.unwrap_err();
+        syncer.failing.store(false, Ordering::SeqCst);
+        let dir = partition
+            .with_log(|log| Ok(log.dir().to_path_buf()))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("00000000000000000000.log"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
+    /// The recovered log goes into service with no role: the old leadership (whose high
+    /// watermark may be past the recovered log end) serves no append or read in between
+    /// the swap and the role being taken again.
+    #[tokio::test]
+    async fn a_reopened_log_serves_no_role_until_the_metadata_is_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, syncer) = every_batch_partition(dir.path());
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        let first = partition.append_as_leader(&mut record(), false, 0).unwrap();
+        partition
+            .flush_to(first.info.last_offset + 1)
+            .await
+            .unwrap();
+        let second = partition.append_as_leader(&mut record(), false, 0).unwrap();
+        poison_and_lose(&partition, &syncer, second.info.last_offset + 1).await;
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);
+        assert!(
+            !partition.is_leader(),
+            "the old leadership ended with the old log"
+        );
+        assert!(matches!(
+            partition.append_as_leader(&mut record(), false, 0),
+            Err(ReplicaError::NotLeader)
+        ));
+        assert!(matches!(
+            partition.check_leader(-1),
+            Err(ReplicaError::NotLeader)
+        ));
     }
 }

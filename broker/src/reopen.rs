@@ -110,7 +110,7 @@ async fn reopen(
         };
         match attempt {
             Ok(Ok(Reopened::Open)) => {
-                partition.forget_role();
+                // The reopen dropped the role with the old log; take it again.
                 if let Some(node) = broker.cluster() {
                     node.reapply_metadata(&broker);
                 }
