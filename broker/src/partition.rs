@@ -122,12 +122,26 @@ pub struct LeaderAppend {
     pub committed: Option<oneshot::Receiver<Result<(), AckError>>>,
 }
 
-/// The leadership and log an append was made under: the leader epoch and the log's
-/// truncation count. If either changed before the answer, the record may be gone.
+/// The leadership and log an append was made under: the leader epoch, the log's generation
+/// (which log of the partition: a reopen after an I/O failure replaces it, and its recovery
+/// may cut the record) and its truncation count. If any changed before the answer, the
+/// record may be gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendMark {
     pub leader_epoch: i32,
+    pub generation: u64,
     pub truncations: u64,
+}
+
+/// Why an append may no longer be acknowledged ([`Partition::still_holds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendLost {
+    #[error("the leadership changed before the answer")]
+    NotLeader,
+    #[error("the log was truncated before the answer")]
+    Truncated,
+    #[error("the log was reopened after an I/O failure before the answer")]
+    LogReplaced,
 }
 
 /// An ISR change the leader of `leader_epoch` wants persisted.
@@ -405,8 +419,13 @@ impl Partition {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         let epoch = state.leader_epoch();
-        let (info, truncations) =
-            self.with_log(|log| Ok((log.append(records, epoch, now_ms)?, log.truncations())))?;
+        let (info, truncations, generation) = self.with_log_generation(|log, generation| {
+            Ok((
+                log.append(records, epoch, now_ms)?,
+                log.truncations(),
+                generation,
+            ))
+        })?;
         let (token, committed) = if acks_all {
             let (sender, receiver) = oneshot::channel();
             *next_token += 1;
@@ -429,6 +448,7 @@ impl Partition {
             info,
             mark: AppendMark {
                 leader_epoch: epoch,
+                generation,
                 truncations,
             },
             committed,
@@ -436,17 +456,29 @@ impl Partition {
     }
 
     /// Whether an append made under `mark` may still be acknowledged: this node still leads
-    /// in the same epoch and nothing was truncated since (a follower truncates its diverging
-    /// log; a new epoch may follow one), so the record is still in the log.
-    pub fn still_holds(&self, mark: AppendMark) -> bool {
+    /// in the same epoch, the log is the one appended to (not reopened since: its recovery
+    /// may have cut the record, and the new log counts truncations from zero) and nothing
+    /// was truncated since (a follower truncates its diverging log; a new epoch may follow
+    /// one), so the record is still in the log.
+    pub fn still_holds(&self, mark: AppendMark) -> Result<(), AppendLost> {
         let replica = self.replica();
         let Role::Leader(state) = &replica.role else {
-            return false;
+            return Err(AppendLost::NotLeader);
         };
-        state.leader_epoch() == mark.leader_epoch
-            && self
-                .with_log(|log| Ok(log.truncations() == mark.truncations))
-                .unwrap_or(false)
+        if state.leader_epoch() != mark.leader_epoch {
+            return Err(AppendLost::NotLeader);
+        }
+        // A log out of service (being reopened, closed) holds nothing acknowledgeable.
+        let (generation, truncations) = self
+            .with_log_generation(|log, generation| Ok((generation, log.truncations())))
+            .map_err(|_| AppendLost::LogReplaced)?;
+        if generation != mark.generation {
+            return Err(AppendLost::LogReplaced);
+        }
+        if truncations != mark.truncations {
+            return Err(AppendLost::Truncated);
+        }
+        Ok(())
     }
 
     /// DeleteRecords: only the leader moves the log start (`-1`: to the high watermark);
@@ -964,5 +996,34 @@ mod tests {
             partition.check_leader(-1),
             Err(ReplicaError::NotLeader)
         ));
+    }
+
+    /// A reopen after an I/O failure cuts a record a produce waits on; the partition leads
+    /// again in the same epoch (single node) with no truncation counted on the new log. The
+    /// produce must not be acknowledged: the log it appended to is not the one serving.
+    #[tokio::test]
+    async fn an_append_cut_by_a_reopen_is_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, syncer) = every_batch_partition(dir.path());
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        let appended = partition.append_as_leader(&mut record(), false, 0).unwrap();
+        let end = appended.info.last_offset + 1;
+        poison_and_lose(&partition, &syncer, end).await;
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        assert_eq!(
+            partition.offsets().unwrap().log_end_offset,
+            0,
+            "the record is gone"
+        );
+        assert_eq!(
+            partition.still_holds(appended.mark),
+            Err(AppendLost::LogReplaced),
+            "an append to the replaced log is not acknowledged"
+        );
     }
 }

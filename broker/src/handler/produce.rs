@@ -23,7 +23,7 @@ use super::{
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::metrics::{ApiErrorLabels, TopicLabels};
-use crate::partition::{AppendMark, Partition, ReplicaError};
+use crate::partition::{AppendLost, AppendMark, Partition, ReplicaError};
 use crate::replication::AckError;
 use crate::topics::is_internal_topic;
 
@@ -64,9 +64,10 @@ impl Appended {
 
     /// The waits may have outlasted the leadership: an append is acknowledged only if the
     /// lease still holds now and its partition is still led in the epoch it was appended in,
-    /// with no truncation since (else the record may be gone, or be overwritten by the new
-    /// leader's history). Otherwise NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose
-    /// leader moved: the client refreshes its metadata and retries.
+    /// on the same log (not reopened after an I/O failure) with no truncation since (else
+    /// the record may be gone, or be overwritten by the new leader's history). Otherwise
+    /// NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose leader moved (the client
+    /// refreshes its metadata and retries), or KAFKA_STORAGE_ERROR for a reopened log.
     fn recheck(&mut self) {
         let lease_held = self
             .cluster
@@ -82,14 +83,31 @@ impl Appended {
             if !answered_ok {
                 continue;
             }
-            let reason = if !lease_held {
-                "the leadership lease lapsed before the answer"
-            } else if !replica.still_holds(*mark) {
-                "the leadership changed (or the log was truncated) before the answer"
+            let (reason, code) = if !lease_held {
+                (
+                    "the leadership lease lapsed before the answer",
+                    ResponseError::NotLeaderOrFollower,
+                )
             } else {
-                continue;
+                match replica.still_holds(*mark) {
+                    Ok(()) => continue,
+                    Err(AppendLost::NotLeader) => (
+                        "the leadership changed before the answer",
+                        ResponseError::NotLeaderOrFollower,
+                    ),
+                    Err(AppendLost::Truncated) => (
+                        "the log was truncated before the answer",
+                        ResponseError::NotLeaderOrFollower,
+                    ),
+                    // As Kafka answers a produce whose partition went offline with its log
+                    // directory: the record may be lost with the failed log.
+                    Err(AppendLost::LogReplaced) => (
+                        "the log was reopened after an I/O failure before the answer",
+                        ResponseError::KafkaStorageError,
+                    ),
+                }
             };
-            let code = ResponseError::NotLeaderOrFollower.code();
+            let code = code.code();
             tracing::info!(
                 partition = replica.index,
                 reason,
