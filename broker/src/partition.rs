@@ -15,7 +15,9 @@ use std::sync::Arc;
 use tokio::sync::{Notify, oneshot};
 
 use crate::group_commit::GroupCommit;
-use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
+use crate::replication::{
+    AckError, Action, Assignment, LeaderStart, LeaderState, ReplicationConfig, Token,
+};
 
 /// The leader epoch answered while this node has no role for the partition (Kafka's -1).
 const UNKNOWN_LEADER_EPOCH: i32 = -1;
@@ -676,17 +678,37 @@ impl Partition {
                 }
                 return Ok(false);
             }
-            let (log_end, high_watermark) =
-                self.with_log(|log| Ok((log.log_end_offset(), log.high_watermark())))?;
+            // Under `every-batch` the leader's own position is what is on disk: a follower's
+            // appends it has not synced yet (their fsync may still be running) must not count
+            // toward the high watermark until their group commit reports them.
+            let (log_end, position, high_watermark) = self.with_log(|log| {
+                let log_end = log.log_end_offset();
+                let position = if log.config().flush_policy == FlushPolicy::EveryBatch {
+                    log.recovery_point().min(log_end)
+                } else {
+                    log_end
+                };
+                Ok((log_end, position, log.high_watermark()))
+            })?;
             tracing::info!(
                 partition = self.index,
                 epoch = assignment.leader_epoch,
                 isr = ?assignment.isr,
                 log_end,
+                position,
                 high_watermark,
                 "becoming leader"
             );
-            let mut state = LeaderState::new(config, assignment, log_end, high_watermark, now_ms);
+            let mut state = LeaderState::new(
+                config,
+                assignment,
+                LeaderStart {
+                    log_end_offset: log_end,
+                    position,
+                    high_watermark,
+                },
+                now_ms,
+            );
             fail_waiters(waiters);
             // A leader whose ISR has only itself commits its whole log at once (Kafka's
             // makeLeader does the same), rather than on its first tick.
@@ -1025,5 +1047,51 @@ mod tests {
             Err(AppendLost::LogReplaced),
             "an append to the replaced log is not acknowledged"
         );
+    }
+
+    /// A follower under `every-batch` with appends not yet on disk becomes leader: its own
+    /// position is what is on disk, so the high watermark does not pass the unsynced tail
+    /// until its fsync.
+    #[tokio::test]
+    async fn a_promoted_follower_counts_only_its_flushed_records_under_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, _syncer) = every_batch_partition(dir.path());
+        let follower = Assignment {
+            leader_id: 2,
+            leader_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        partition
+            .become_role(1, &follower, ReplicationConfig::default(), 0)
+            .unwrap();
+        let mut batch = record();
+        // The leader stamped its epoch (0) on the batch (outside the CRC).
+        batch[12..16].copy_from_slice(&0i32.to_be_bytes());
+        let leader = LeaderOffsets {
+            high_watermark: 0,
+            log_start_offset: 0,
+        };
+        let end = partition
+            .append_as_follower(0, &batch, leader, 0)
+            .unwrap()
+            .unwrap();
+        // The old leader failed; this follower leads alone in the next epoch.
+        let promoted = Assignment {
+            leader_id: 1,
+            leader_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1],
+        };
+        partition
+            .become_role(1, &promoted, ReplicationConfig::default(), 0)
+            .unwrap();
+        assert_eq!(
+            partition.offsets().unwrap().high_watermark,
+            0,
+            "the replicated record is not on disk here yet"
+        );
+        partition.flush_to(end).await.unwrap();
+        assert_eq!(partition.offsets().unwrap().high_watermark, end);
     }
 }
