@@ -348,15 +348,8 @@ impl Partition {
             }
             log
         });
-        // Opening creates a missing directory: a topic deleted meanwhile must not come back.
-        let outcome = if dir.is_dir() {
-            PartitionLog::open(&dir, config, options, now_ms)
-        } else {
-            Err(StorageError::Poisoned {
-                path: dir.clone(),
-                reason: "the partition directory is gone".to_string(),
-            })
-        };
+        // Never creates the directory: a topic deleted meanwhile must not come back.
+        let outcome = PartitionLog::open_existing(&dir, config, options, now_ms);
         // The role goes with the old log, under both locks (role, then log): no append or
         // read may meet the new log under the old leadership, whose high watermark and
         // follower positions may be past the recovered log end.
@@ -1093,5 +1086,25 @@ mod tests {
         );
         partition.flush_to(end).await.unwrap();
         assert_eq!(partition.offsets().unwrap().high_watermark, end);
+    }
+
+    /// A topic deletion removes the directory of a partition whose poisoned log waits to be
+    /// reopened: the reopen fails without creating it again, and stops once the deletion
+    /// closed the partition.
+    #[tokio::test]
+    async fn a_reopen_does_not_bring_back_a_deleted_partition_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition_dir = dir.path().join("topic-0");
+        let (partition, syncer) = every_batch_partition(&partition_dir);
+        let end = crate::group_commit::tests::append(&partition);
+        syncer.failing.store(true, Ordering::SeqCst);
+        partition.flush_to(end).await.unwrap_err();
+        syncer.failing.store(false, Ordering::SeqCst);
+        std::fs::remove_dir_all(&partition_dir).unwrap();
+        assert!(partition.reopen_log(0).is_err());
+        assert!(!partition_dir.exists(), "the reopen created the directory");
+        partition.close().unwrap();
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::NotNeeded);
+        assert!(!partition_dir.exists());
     }
 }

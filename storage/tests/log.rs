@@ -614,3 +614,40 @@ fn index_assisted_reads_match_a_walk_over_every_batch() {
         }
     }
 }
+
+/// The broker reopens a poisoned log with `open_existing`: a topic deleted meanwhile has its
+/// directory removed, and the reopen must not bring it back (an orphan a restart would load).
+#[test]
+fn opening_an_existing_log_never_creates_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition_dir = dir.path().join("topic-0");
+    let (mut log, _) = open(&partition_dir, &LogConfig::default());
+    append(&mut log, &batch(2, 10, 1, 100));
+    drop(log);
+    let (log, report) = lmq_storage::PartitionLog::open_existing(
+        &partition_dir,
+        LogConfig::default(),
+        lmq_storage::LogOptions::default(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(report.log_end_offset, 2);
+    drop(log);
+
+    std::fs::remove_dir_all(&partition_dir).unwrap();
+    let outcome = lmq_storage::PartitionLog::open_existing(
+        &partition_dir,
+        LogConfig::default(),
+        lmq_storage::LogOptions::default(),
+        0,
+    );
+    assert!(
+        !partition_dir.exists(),
+        "opening the existing log of a deleted partition created its directory again"
+    );
+    assert!(
+        matches!(&outcome, Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound),
+        "{:?}",
+        outcome.map(|(_, report)| report)
+    );
+}
