@@ -55,7 +55,12 @@ impl Appended {
             wait_for_flushes(&mut self.response, flushes, self.version).await;
         }
         if !self.waiting.is_empty() {
-            let waiting = std::mem::take(&mut self.waiting);
+            // An append whose fsync failed is answered with that error already: its record
+            // never reaches the high watermark, so it would only wait out the timeout.
+            let waiting: Vec<Waiting> = std::mem::take(&mut self.waiting)
+                .into_iter()
+                .filter(|(topic, partition, _)| answered_ok(&self.response, *topic, *partition))
+                .collect();
             wait_for_isr(&mut self.response, waiting, self.timeout_ms).await;
         }
         self.recheck();
@@ -74,13 +79,7 @@ impl Appended {
             .as_ref()
             .is_none_or(|cluster| cluster.may_lead());
         for (topic, partition, replica, mark) in &self.appends {
-            let answered_ok = self
-                .response
-                .responses
-                .get(*topic)
-                .and_then(|topic| topic.partition_responses.get(*partition))
-                .is_some_and(|answer| answer.error_code == NONE);
-            if !answered_ok {
+            if !answered_ok(&self.response, *topic, *partition) {
                 continue;
             }
             let (reason, code) = if !lease_held {
@@ -414,6 +413,15 @@ async fn wait_for_isr(response: &mut ProduceResponse, waiting: Vec<Waiting>, tim
     }
 }
 
+/// Whether a partition's answer is success so far.
+fn answered_ok(response: &ProduceResponse, topic: usize, partition: usize) -> bool {
+    response
+        .responses
+        .get(topic)
+        .and_then(|topic| topic.partition_responses.get(partition))
+        .is_some_and(|answer| answer.error_code == NONE)
+}
+
 /// Turns an appended partition's answer into an error: the append is not acknowledged.
 fn unacknowledge(
     response: &mut ProduceResponse,
@@ -552,5 +560,37 @@ mod tests {
             let answer = appended.finish().await.unwrap();
             assert_eq!(code(&answer), NOT_LEADER, "acks={acks}: {answer:?}");
         }
+    }
+
+    /// An acks=all produce whose fsync failed is answered with the storage error at once: it
+    /// does not wait for the ISR (which its unflushed record never reaches) and is not
+    /// answered REQUEST_TIMED_OUT instead.
+    #[tokio::test]
+    async fn a_produce_whose_fsync_failed_is_answered_without_waiting_for_the_isr() {
+        let test = testing::start(
+            |config| config.log.flush = "every-batch".to_string(),
+            |coordinator| coordinator,
+        )
+        .await;
+        test.stop_tasks();
+        test.node
+            .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        let appended = append(&test.broker, request("t", -1), 9, ANY_PRODUCER_ID);
+        assert_eq!(code(&appended.response), NONE, "appended");
+        assert_eq!(appended.waiting.len(), 1, "waits for the ISR");
+        // The log goes out of service before the group commit: the flush fails.
+        let partition = Arc::clone(&test.broker.topics.get("t").unwrap().partitions[0]);
+        partition.close().unwrap();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(3), appended.finish())
+            .await
+            .expect("answered before the request timeout (5 s)")
+            .unwrap();
+        assert_eq!(
+            code(&answer),
+            ResponseError::KafkaStorageError.code(),
+            "{answer:?}"
+        );
     }
 }
