@@ -610,10 +610,10 @@ mod tests {
         };
         let path = tmpfs.0.path().join("0.index");
         let mut index = OffsetIndex::create(&path, 512 * 1024).unwrap();
-        let first_step = INDEX_GROWTH_BYTES_MIN / OFFSET_ENTRY_BYTES;
-        let entry = |n: usize| OffsetEntry {
-            relative_offset: n as u32,
-            position: n as u32 * 10,
+        let first_step = u32::try_from(INDEX_GROWTH_BYTES_MIN / OFFSET_ENTRY_BYTES).unwrap();
+        let entry = |n: u32| OffsetEntry {
+            relative_offset: n,
+            position: n * 10,
         };
         for n in 0..first_step {
             index.push(entry(n)).unwrap();
@@ -627,15 +627,12 @@ mod tests {
             index.push(entry(first_step)).is_err(),
             "the index grew on a full filesystem"
         );
-        assert_eq!(index.len(), first_step);
+        assert_eq!(index.len(), first_step as usize);
         assert_eq!(index.lookup(7).unwrap().position, 70);
         // With space back, it grows and takes the entry.
         std::fs::remove_file(&filler).unwrap();
         index.push(entry(first_step)).unwrap();
-        assert_eq!(
-            index.lookup(first_step as u32).unwrap().position,
-            first_step as u32 * 10
-        );
+        assert_eq!(index.lookup(first_step).unwrap().position, first_step * 10);
     }
 
     #[test]
