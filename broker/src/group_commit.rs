@@ -1,10 +1,15 @@
 //! Group commit for `flush = "every-batch"`: an append that must be on disk before its answer
-//! waits here. One waiter at a time runs the fsync, on the blocking pool and without the log's
-//! lock; appends made meanwhile are covered by the next fsync, which one of their waiters
-//! runs. So N concurrent produce requests cost about two fsyncs, not N, and the worker
-//! threads keep serving while the disk works.
+//! waits here. One waiter at a time starts the fsync, on the blocking pool and without the
+//! log's lock; appends made meanwhile are covered by the next fsync, which one of their
+//! waiters starts. So N concurrent produce requests cost about two fsyncs, not N, and the
+//! worker threads keep serving while the disk works.
+//!
+//! The fsync and the report of its outcome to the log run in one blocking task that owns the
+//! partition, never in the waiter's future: a produce cancelled mid-flush (its connection
+//! failed) must not drop a failed fsync's outcome. Linux reports a writeback error to one
+//! fsync only, so a dropped failure would let the next fsync succeed over lost data.
 
-use std::sync::{Mutex, PoisonError};
+use std::sync::{Arc, Mutex, PoisonError};
 
 use lmq_storage::StorageError;
 use tokio::sync::watch;
@@ -13,9 +18,9 @@ use crate::partition::Partition;
 
 #[derive(Debug)]
 pub struct GroupCommit {
-    /// Whether a waiter is running an fsync now.
+    /// Whether an fsync is running now.
     flushing: Mutex<bool>,
-    /// Signalled after every fsync attempt.
+    /// Signalled after every fsync attempt, once its outcome is in the log.
     flushed: watch::Sender<()>,
 }
 
@@ -28,31 +33,57 @@ impl Default for GroupCommit {
     }
 }
 
-/// Clears the flushing flag and wakes the waiters, also when the flushing task is cancelled.
-struct Flushing<'a>(&'a GroupCommit);
+/// Owned by the running flush: clears the flushing flag and wakes the waiters when the flush
+/// ends, also when its task panics or is dropped before it ran (runtime shutdown).
+struct Flushing(Arc<Partition>);
 
-impl Drop for Flushing<'_> {
+impl Drop for Flushing {
     fn drop(&mut self) {
-        *self
-            .0
+        let commit = self.0.group_commit();
+        *commit
             .flushing
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = false;
-        self.0.flushed.send_replace(());
+        commit.flushed.send_replace(());
+    }
+}
+
+impl Flushing {
+    /// One fsync of everything appended so far, its outcome handed to the log (which it
+    /// poisons on failure) before the flag is cleared: blocking.
+    fn run(self) -> Result<(), StorageError> {
+        let partition = &self.0;
+        let Some((pending, generation)) = partition.with_log_generation(|log, generation| {
+            Ok(log.pending_flush()?.map(|pending| (pending, generation)))
+        })?
+        else {
+            return Ok(());
+        };
+        let outcome = pending.sync();
+        // A log reopened meanwhile is not the one this fsync covered: the waiters check the
+        // new one's recovery point instead.
+        partition.with_log_generation(|log, current| {
+            if current == generation {
+                log.complete_flush(outcome)?;
+            }
+            Ok(())
+        })?;
+        partition.leader_flushed();
+        Ok(())
     }
 }
 
 impl GroupCommit {
     /// Returns once `partition`'s log is on disk below `end_offset` (or below its end, if a
     /// truncation cut it shorter since).
-    pub async fn flush_to(
-        &self,
-        partition: &Partition,
-        end_offset: i64,
-    ) -> Result<(), StorageError> {
+    pub async fn flush_to(partition: &Arc<Partition>, end_offset: i64) -> Result<(), StorageError> {
+        let commit = partition.group_commit();
         loop {
             let waiter = {
-                let mut flushing = self.flushing.lock().unwrap_or_else(PoisonError::into_inner);
+                let mut flushing = commit
+                    .flushing
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner);
                 let done = partition.with_log(|log| {
                     Ok(log.recovery_point() >= end_offset.min(log.log_end_offset()))
                 })?;
@@ -61,48 +92,33 @@ impl GroupCommit {
                 }
                 if *flushing {
                     // Subscribed under the lock: the running flush's signal cannot be missed.
-                    Some(self.flushed.subscribe())
+                    Some(commit.flushed.subscribe())
                 } else {
                     *flushing = true;
                     None
                 }
             };
             if let Some(mut waiter) = waiter {
-                // The sender lives as long as `self`, so this only returns on a signal.
+                // The sender lives as long as the partition, so this only returns on a signal.
                 let _ = waiter.changed().await;
                 continue;
             }
-            let _flushing = Flushing(self);
-            let Some((pending, generation)) =
-                partition.with_log_generation(|log, generation| {
-                    Ok(log.pending_flush()?.map(|pending| (pending, generation)))
-                })?
-            else {
-                continue;
-            };
-            let outcome = tokio::task::spawn_blocking(move || pending.sync())
+            let flushing = Flushing(Arc::clone(partition));
+            // Dropping the handle (this future cancelled) detaches the task; it runs on.
+            tokio::task::spawn_blocking(move || flushing.run())
                 .await
                 .unwrap_or_else(|error| {
                     Err(StorageError::Poisoned {
                         path: "fsync task".into(),
                         reason: error.to_string(),
                     })
-                });
-            // A log reopened meanwhile is not the one this fsync covered: the loop checks the
-            // new one's recovery point instead.
-            partition.with_log_generation(|log, current| {
-                if current == generation {
-                    log.complete_flush(outcome)?;
-                }
-                Ok(())
-            })?;
-            partition.leader_flushed();
+                })?;
         }
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::fs::File;
     use std::sync::Arc;
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,7 +162,7 @@ mod tests {
         }
     }
 
-    fn append(partition: &Partition) -> i64 {
+    pub(crate) fn append(partition: &Partition) -> i64 {
         let mut builder = BatchBuilder::new(0);
         builder.push(None, Some(b"record"), 0);
         let info = partition
@@ -157,32 +173,32 @@ mod tests {
     }
 
     /// A partition whose log (group commit on) fsyncs through `syncer`.
-    fn group_committed_partition(
+    pub(crate) fn group_committed_partition(
         dir: &std::path::Path,
         syncer: Arc<dyn Syncer>,
         config: LogConfig,
-    ) -> Partition {
+    ) -> Arc<Partition> {
         let options = LogOptions {
             syncer,
             group_commit: true,
             ..LogOptions::default()
         };
         let (log, _) = PartitionLog::open(dir, config, options, 0).unwrap();
-        Partition::new(0, log, Arc::default())
+        Arc::new(Partition::new(0, log, Arc::default()))
     }
 
     /// A partition whose log (group commit, `EveryBatch`) fsyncs through a [`GatedSyncer`].
     fn gated_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<GatedSyncer>) {
         let syncer = Arc::new(GatedSyncer::default());
         (
-            Arc::new(group_committed_partition(
+            group_committed_partition(
                 dir,
                 Arc::clone(&syncer) as Arc<dyn Syncer>,
                 LogConfig {
                     flush_policy: FlushPolicy::EveryBatch,
                     ..LogConfig::default()
                 },
-            )),
+            ),
             syncer,
         )
     }
@@ -250,7 +266,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let gated = Arc::new(SegmentGatedSyncer::default());
         let syncer = &gated.gated;
-        let partition = Arc::new(group_committed_partition(
+        let partition = group_committed_partition(
             dir.path(),
             Arc::clone(&gated) as Arc<dyn Syncer>,
             LogConfig {
@@ -258,7 +274,7 @@ mod tests {
                 segment_bytes_max: 4 * 1024,
                 ..LogConfig::default()
             },
-        ));
+        );
         let append_kib = |partition: &Partition| {
             let mut builder = BatchBuilder::new(0);
             builder.push(None, Some(&[7u8; 1024][..]), 0);
@@ -305,14 +321,14 @@ mod tests {
         use crate::replication::{Assignment, ReplicationConfig};
         let dir = tempfile::tempdir().unwrap();
         let gated = Arc::new(SegmentGatedSyncer::default());
-        let partition = Arc::new(group_committed_partition(
+        let partition = group_committed_partition(
             dir.path(),
             Arc::clone(&gated) as Arc<dyn Syncer>,
             LogConfig {
                 flush_policy: FlushPolicy::EveryBatch,
                 ..LogConfig::default()
             },
-        ));
+        );
         let syncer = &gated.gated;
         let alone = Assignment {
             leader_id: 1,
@@ -354,8 +370,8 @@ mod tests {
 
     /// Fails every fsync once `failing` is set.
     #[derive(Debug, Default)]
-    struct FailingSyncer {
-        failing: std::sync::atomic::AtomicBool,
+    pub(crate) struct FailingSyncer {
+        pub(crate) failing: std::sync::atomic::AtomicBool,
     }
 
     impl Syncer for FailingSyncer {
@@ -447,8 +463,92 @@ mod tests {
         drop(gate);
         tokio::time::timeout(Duration::from_secs(10), partition.flush_to(end))
             .await
-            .expect("the next waiter runs the fsync itself")
+            .expect("the next waiter is answered when the cancelled produce's fsync ends")
             .unwrap();
+    }
+
+    /// Once `armed`, fails the next fsync only, as Linux reports a writeback error once: a
+    /// later fsync of the same file succeeds although the data is lost. Each fsync waits
+    /// while the test holds `gate`; which call fails is decided on entry, before the gate.
+    #[derive(Debug, Default)]
+    struct FailsOnceGatedSyncer {
+        gate: Mutex<()>,
+        armed: std::sync::atomic::AtomicBool,
+        calls: AtomicUsize,
+    }
+
+    impl Syncer for FailsOnceGatedSyncer {
+        fn sync_data(&self, file: &File) -> std::io::Result<()> {
+            let fails = self.armed.swap(false, Ordering::SeqCst);
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let _open = self.gate.lock().unwrap_or_else(PoisonError::into_inner);
+            if fails {
+                return Err(std::io::Error::other("injected writeback error"));
+            }
+            file.sync_data()
+        }
+    }
+
+    /// The produce running the group commit goes away (its connection failed) while the
+    /// fsync runs, and the fsync fails: the failure must still poison the log and reach the
+    /// other waiters. Before, it was dropped with the cancelled future and the next waiter's
+    /// fsync (which Linux lets succeed after reporting the error once) moved the recovery
+    /// point over the lost record.
+    #[allow(clippy::await_holding_lock)]
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_fsync_of_a_cancelled_flusher_still_poisons_the_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let syncer = Arc::new(FailsOnceGatedSyncer::default());
+        let partition = group_committed_partition(
+            dir.path(),
+            Arc::clone(&syncer) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        );
+        let end = append(&partition);
+        let before = syncer.calls.load(Ordering::SeqCst);
+        syncer.armed.store(true, Ordering::SeqCst);
+        let gate = syncer.gate.lock().unwrap();
+        let flusher = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(end).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert_eq!(
+            syncer.calls.load(Ordering::SeqCst),
+            before + 1,
+            "the fsync runs"
+        );
+        let other = tokio::spawn({
+            let partition = Arc::clone(&partition);
+            async move { partition.flush_to(end).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        flusher.abort();
+        assert!(flusher.await.unwrap_err().is_cancelled());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(gate);
+        let outcome = tokio::time::timeout(Duration::from_secs(10), other)
+            .await
+            .expect("the other waiter is answered")
+            .unwrap();
+        assert!(
+            matches!(
+                outcome,
+                Err(StorageError::Poisoned { .. }) | Err(StorageError::Io { .. })
+            ),
+            "the other waiter gets the failure, not success: {outcome:?}"
+        );
+        assert!(
+            partition.with_log(|log| Ok(log.is_poisoned())).unwrap(),
+            "the failed fsync poisoned the log"
+        );
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            0
+        );
     }
 
     #[tokio::test]

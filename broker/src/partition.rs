@@ -16,7 +16,9 @@ use lmq_wire::Acks;
 use tokio::sync::{Notify, oneshot};
 
 use crate::group_commit::GroupCommit;
-use crate::replication::{AckError, Action, Assignment, LeaderState, ReplicationConfig, Token};
+use crate::replication::{
+    AckError, Action, Assignment, LeaderStart, LeaderState, ReplicationConfig, Token,
+};
 
 /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -126,12 +128,26 @@ pub struct LeaderAppend {
     pub committed: Option<oneshot::Receiver<Result<(), AckError>>>,
 }
 
-/// The leadership and log an append was made under: the leader epoch and the log's
-/// truncation count. If either changed before the answer, the record may be gone.
+/// The leadership and log an append was made under: the leader epoch, the log's generation
+/// (which log of the partition: a reopen after an I/O failure replaces it, and its recovery
+/// may cut the record) and its truncation count. If any changed before the answer, the
+/// record may be gone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendMark {
     pub leader_epoch: i32,
+    pub generation: u64,
     pub truncations: u64,
+}
+
+/// Why an append may no longer be acknowledged ([`Partition::still_holds`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum AppendLost {
+    #[error("the leadership changed before the answer")]
+    NotLeader,
+    #[error("the log was truncated before the answer")]
+    Truncated,
+    #[error("the log was reopened after an I/O failure before the answer")]
+    LogReplaced,
 }
 
 /// An ISR change the leader of `leader_epoch` wants persisted.
@@ -206,8 +222,12 @@ impl Partition {
 
     /// Returns once the log is on disk below `end_offset`, running one fsync for every
     /// append waiting meanwhile (group commit).
-    pub async fn flush_to(&self, end_offset: i64) -> Result<(), StorageError> {
-        self.commit.flush_to(self, end_offset).await
+    pub async fn flush_to(self: &Arc<Self>, end_offset: i64) -> Result<(), StorageError> {
+        GroupCommit::flush_to(self, end_offset).await
+    }
+
+    pub(crate) fn group_commit(&self) -> &GroupCommit {
+        &self.commit
     }
 
     /// Where the upkeep's background flush ends, when one is due: segments rolled without an
@@ -283,8 +303,11 @@ impl Partition {
     /// are unknown after the failure; nothing reads it any more, as the reopening may rewrite
     /// its index files in place), lets retention delete its old segments, opens the log again
     /// from disk with recovery, which keeps the valid prefix of the `.log` files, and puts
-    /// the new one in service, dropping the poisoned one. Blocking file I/O: callers run it
-    /// on the blocking pool. On an error the poisoned log is kept for the next attempt.
+    /// the new one in service, dropping the poisoned one and the partition's role with it:
+    /// the caller has the role taken again from the cluster metadata, so a leader starts a
+    /// fresh leadership over the recovered log, and produces waiting on the old log are
+    /// failed (they were never acknowledged). Blocking file I/O: callers run it on the
+    /// blocking pool. On an error the poisoned log is kept for the next attempt.
     pub fn reopen_log(&self, now_ms: i64) -> Result<Reopened, StorageError> {
         let (dir, config, options, poisoned) = {
             let mut slot = self.lock();
@@ -329,15 +352,12 @@ impl Partition {
             }
             log
         });
-        // Opening creates a missing directory: a topic deleted meanwhile must not come back.
-        let outcome = if dir.is_dir() {
-            PartitionLog::open(&dir, config, options, now_ms)
-        } else {
-            Err(StorageError::Poisoned {
-                path: dir.clone(),
-                reason: "the partition directory is gone".to_string(),
-            })
-        };
+        // Never creates the directory: a topic deleted meanwhile must not come back.
+        let outcome = PartitionLog::open_existing(&dir, config, options, now_ms);
+        // The role goes with the old log, under both locks (role, then log): no append or
+        // read may meet the new log under the old leadership, whose high watermark and
+        // follower positions may be past the recovered log end.
+        let mut replica = self.replica();
         let mut slot = self.lock();
         match outcome {
             Ok((log, report)) => match &*slot {
@@ -349,11 +369,15 @@ impl Partition {
                     );
                     self.generation.fetch_add(1, Ordering::AcqRel);
                     *slot = LogSlot::Open(log);
+                    let Replica { role, waiters, .. } = &mut *replica;
+                    *role = Role::Offline;
+                    fail_waiters(waiters);
                     Ok(Reopened::Open)
                 }
                 // Shut down meanwhile.
                 LogSlot::Open(_) | LogSlot::Closed => {
                     drop(slot);
+                    drop(replica);
                     log.close()?;
                     Ok(Reopened::NotNeeded)
                 }
@@ -366,16 +390,6 @@ impl Partition {
                 Err(error)
             }
         }
-    }
-
-    /// After a reopen: the role is taken again from the cluster metadata (the caller applies
-    /// it), so a leader starts a fresh leadership over the recovered log and produces waiting
-    /// on the old log are failed (they were never acknowledged).
-    pub fn forget_role(&self) {
-        let mut guard = self.replica();
-        let Replica { role, waiters, .. } = &mut *guard;
-        *role = Role::Offline;
-        fail_waiters(waiters);
     }
 
     fn replica(&self) -> MutexGuard<'_, Replica> {
@@ -405,8 +419,13 @@ impl Partition {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         let epoch = state.leader_epoch();
-        let (info, truncations) =
-            self.with_log(|log| Ok((log.append(records, epoch, now_ms)?, log.truncations())))?;
+        let (info, truncations, generation) = self.with_log_generation(|log, generation| {
+            Ok((
+                log.append(records, epoch, now_ms)?,
+                log.truncations(),
+                generation,
+            ))
+        })?;
         let (token, committed) = if acks_all {
             let (sender, receiver) = oneshot::channel();
             *next_token += 1;
@@ -429,6 +448,7 @@ impl Partition {
             info,
             mark: AppendMark {
                 leader_epoch: epoch,
+                generation,
                 truncations,
             },
             committed,
@@ -436,17 +456,29 @@ impl Partition {
     }
 
     /// Whether an append made under `mark` may still be acknowledged: this node still leads
-    /// in the same epoch and nothing was truncated since (a follower truncates its diverging
-    /// log; a new epoch may follow one), so the record is still in the log.
-    pub fn still_holds(&self, mark: AppendMark) -> bool {
+    /// in the same epoch, the log is the one appended to (not reopened since: its recovery
+    /// may have cut the record, and the new log counts truncations from zero) and nothing
+    /// was truncated since (a follower truncates its diverging log; a new epoch may follow
+    /// one), so the record is still in the log.
+    pub fn still_holds(&self, mark: AppendMark) -> Result<(), AppendLost> {
         let replica = self.replica();
         let Role::Leader(state) = &replica.role else {
-            return false;
+            return Err(AppendLost::NotLeader);
         };
-        state.leader_epoch() == mark.leader_epoch
-            && self
-                .with_log(|log| Ok(log.truncations() == mark.truncations))
-                .unwrap_or(false)
+        if state.leader_epoch() != mark.leader_epoch {
+            return Err(AppendLost::NotLeader);
+        }
+        // A log out of service (being reopened, closed) holds nothing acknowledgeable.
+        let (generation, truncations) = self
+            .with_log_generation(|log, generation| Ok((generation, log.truncations())))
+            .map_err(|_| AppendLost::LogReplaced)?;
+        if generation != mark.generation {
+            return Err(AppendLost::LogReplaced);
+        }
+        if truncations != mark.truncations {
+            return Err(AppendLost::Truncated);
+        }
+        Ok(())
     }
 
     /// DeleteRecords: only the leader moves the log start (`-1`: to the high watermark);
@@ -644,17 +676,37 @@ impl Partition {
                 }
                 return Ok(false);
             }
-            let (log_end, high_watermark) =
-                self.with_log(|log| Ok((log.log_end_offset(), log.high_watermark())))?;
+            // Under `every-batch` the leader's own position is what is on disk: a follower's
+            // appends it has not synced yet (their fsync may still be running) must not count
+            // toward the high watermark until their group commit reports them.
+            let (log_end, position, high_watermark) = self.with_log(|log| {
+                let log_end = log.log_end_offset();
+                let position = if log.config().flush_policy == FlushPolicy::EveryBatch {
+                    log.recovery_point().min(log_end)
+                } else {
+                    log_end
+                };
+                Ok((log_end, position, log.high_watermark()))
+            })?;
             tracing::info!(
                 partition = self.index,
                 epoch = assignment.leader_epoch,
                 isr = ?assignment.isr,
                 log_end,
+                position,
                 high_watermark,
                 "becoming leader"
             );
-            let mut state = LeaderState::new(config, assignment, log_end, high_watermark, now_ms);
+            let mut state = LeaderState::new(
+                config,
+                assignment,
+                LeaderStart {
+                    log_end_offset: log_end,
+                    position,
+                    high_watermark,
+                },
+                now_ms,
+            );
             fail_waiters(waiters);
             // A leader whose ISR has only itself commits its whole log at once (Kafka's
             // makeLeader does the same), rather than on its first tick.
@@ -872,5 +924,192 @@ fn check_epoch(current: i32, requested: i32) -> Result<(), ReplicaError> {
         requested if requested < current => Err(ReplicaError::FencedLeaderEpoch(requested)),
         requested if requested > current => Err(ReplicaError::UnknownLeaderEpoch(requested)),
         _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+
+    use lmq_storage::builder::BatchBuilder;
+    use lmq_storage::{FlushPolicy, LogConfig, Syncer};
+
+    use super::*;
+    use crate::group_commit::tests::{FailingSyncer, group_committed_partition};
+    use crate::replication::{Assignment, ReplicationConfig};
+
+    /// Node 1 leads alone in epoch 0.
+    fn alone() -> Assignment {
+        Assignment {
+            leader_id: 1,
+            leader_epoch: 0,
+            replicas: vec![1],
+            isr: vec![1],
+        }
+    }
+
+    fn every_batch_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<FailingSyncer>) {
+        let syncer = Arc::new(FailingSyncer::default());
+        let partition = group_committed_partition(
+            dir,
+            Arc::clone(&syncer) as Arc<dyn Syncer>,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        );
+        (partition, syncer)
+    }
+
+    fn record() -> Vec<u8> {
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        builder.build()
+    }
+
+    /// Poisons the log with a failed group commit of an append made as leader, and cuts the
+    /// appended bytes from the `.log` file, as a lost write leaves it; the next reopen's
+    /// recovery ends the log before them.
+    async fn poison_and_lose(partition: &Arc<Partition>, syncer: &FailingSyncer, end: i64) {
+        syncer.failing.store(true, Ordering::SeqCst);
+        partition.flush_to(end).await.unwrap_err();
+        syncer.failing.store(false, Ordering::SeqCst);
+        let dir = partition
+            .with_log(|log| Ok(log.dir().to_path_buf()))
+            .unwrap();
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("00000000000000000000.log"))
+            .unwrap()
+            .set_len(0)
+            .unwrap();
+    }
+
+    /// The recovered log goes into service with no role: the old leadership (whose high
+    /// watermark may be past the recovered log end) serves no append or read in between
+    /// the swap and the role being taken again.
+    #[tokio::test]
+    async fn a_reopened_log_serves_no_role_until_the_metadata_is_applied_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, syncer) = every_batch_partition(dir.path());
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        let first = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        partition
+            .flush_to(first.info.last_offset + 1)
+            .await
+            .unwrap();
+        let second = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        poison_and_lose(&partition, &syncer, second.info.last_offset + 1).await;
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);
+        assert!(
+            !partition.is_leader(),
+            "the old leadership ended with the old log"
+        );
+        assert!(matches!(
+            partition.append_as_leader(&mut record(), Acks::Leader, 0),
+            Err(ReplicaError::NotLeader)
+        ));
+        assert!(matches!(
+            partition.check_leader(-1),
+            Err(ReplicaError::NotLeader)
+        ));
+    }
+
+    /// A reopen after an I/O failure cuts a record a produce waits on; the partition leads
+    /// again in the same epoch (single node) with no truncation counted on the new log. The
+    /// produce must not be acknowledged: the log it appended to is not the one serving.
+    #[tokio::test]
+    async fn an_append_cut_by_a_reopen_is_not_acknowledged() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, syncer) = every_batch_partition(dir.path());
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        let appended = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        let end = appended.info.last_offset + 1;
+        poison_and_lose(&partition, &syncer, end).await;
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);
+        partition
+            .become_role(1, &alone(), ReplicationConfig::default(), 0)
+            .unwrap();
+        assert_eq!(
+            partition.offsets().unwrap().log_end_offset,
+            0,
+            "the record is gone"
+        );
+        assert_eq!(
+            partition.still_holds(appended.mark),
+            Err(AppendLost::LogReplaced),
+            "an append to the replaced log is not acknowledged"
+        );
+    }
+
+    /// A follower under `every-batch` with appends not yet on disk becomes leader: its own
+    /// position is what is on disk, so the high watermark does not pass the unsynced tail
+    /// until its fsync.
+    #[tokio::test]
+    async fn a_promoted_follower_counts_only_its_flushed_records_under_every_batch() {
+        let dir = tempfile::tempdir().unwrap();
+        let (partition, _syncer) = every_batch_partition(dir.path());
+        let follower = Assignment {
+            leader_id: 2,
+            leader_epoch: 0,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        partition
+            .become_role(1, &follower, ReplicationConfig::default(), 0)
+            .unwrap();
+        let mut batch = record();
+        // The leader stamped its epoch (0) on the batch (outside the CRC).
+        batch[12..16].copy_from_slice(&0i32.to_be_bytes());
+        let leader = LeaderOffsets {
+            high_watermark: 0,
+            log_start_offset: 0,
+        };
+        let end = partition
+            .append_as_follower(0, &batch, leader, 0)
+            .unwrap()
+            .unwrap();
+        // The old leader failed; this follower leads alone in the next epoch.
+        let promoted = Assignment {
+            leader_id: 1,
+            leader_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1],
+        };
+        partition
+            .become_role(1, &promoted, ReplicationConfig::default(), 0)
+            .unwrap();
+        assert_eq!(
+            partition.offsets().unwrap().high_watermark,
+            0,
+            "the replicated record is not on disk here yet"
+        );
+        partition.flush_to(end).await.unwrap();
+        assert_eq!(partition.offsets().unwrap().high_watermark, end);
+    }
+
+    /// A topic deletion removes the directory of a partition whose poisoned log waits to be
+    /// reopened: the reopen fails without creating it again, and stops once the deletion
+    /// closed the partition.
+    #[tokio::test]
+    async fn a_reopen_does_not_bring_back_a_deleted_partition_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition_dir = dir.path().join("topic-0");
+        let (partition, syncer) = every_batch_partition(&partition_dir);
+        let end = crate::group_commit::tests::append(&partition);
+        syncer.failing.store(true, Ordering::SeqCst);
+        partition.flush_to(end).await.unwrap_err();
+        syncer.failing.store(false, Ordering::SeqCst);
+        std::fs::remove_dir_all(&partition_dir).unwrap();
+        assert!(partition.reopen_log(0).is_err());
+        assert!(!partition_dir.exists(), "the reopen created the directory");
+        partition.close().unwrap();
+        assert_eq!(partition.reopen_log(0).unwrap(), Reopened::NotNeeded);
+        assert!(!partition_dir.exists());
     }
 }

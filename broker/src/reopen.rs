@@ -105,15 +105,24 @@ async fn reopen(
         tokio::time::sleep(Duration::from_millis(backoff.delay_ms(failures))).await;
         let attempt = {
             let partition = Arc::clone(&partition);
+            let broker = Arc::clone(&broker);
             let now_ms = broker.now_ms();
-            tokio::task::spawn_blocking(move || partition.reopen_log(now_ms)).await
+            tokio::task::spawn_blocking(move || {
+                let outcome = partition.reopen_log(now_ms);
+                // The reopen dropped the role with the old log; it is taken again right away
+                // on this thread, so the partition answers NOT_LEADER_OR_FOLLOWER only for as
+                // long as applying the metadata takes (not a task switch more).
+                if matches!(outcome, Ok(Reopened::Open))
+                    && let Some(node) = broker.cluster()
+                {
+                    node.reapply_metadata(&broker);
+                }
+                outcome
+            })
+            .await
         };
         match attempt {
             Ok(Ok(Reopened::Open)) => {
-                partition.forget_role();
-                if let Some(node) = broker.cluster() {
-                    node.reapply_metadata(&broker);
-                }
                 tracing::info!(
                     topic,
                     partition = partition.index,

@@ -106,15 +106,41 @@ pub struct LeaderState {
     now_ms: i64,
 }
 
+/// The log a new leader starts with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaderStart {
+    /// Where the leader's epoch starts.
+    pub log_end_offset: i64,
+    /// The leader's own position: the log end, or under `flush = "every-batch"` what of it is
+    /// on disk (the recovery point).
+    pub position: i64,
+    pub high_watermark: i64,
+}
+
+impl LeaderStart {
+    /// A log wholly on disk (or not flushed per append).
+    pub fn at(log_end_offset: i64, high_watermark: i64) -> Self {
+        LeaderStart {
+            log_end_offset,
+            position: log_end_offset,
+            high_watermark,
+        }
+    }
+}
+
 impl LeaderState {
     /// Becomes leader of `assignment` with the log as it stands.
     pub fn new(
         config: ReplicationConfig,
         assignment: &Assignment,
-        log_end_offset: i64,
-        high_watermark: i64,
+        start: LeaderStart,
         now_ms: i64,
     ) -> Self {
+        let LeaderStart {
+            log_end_offset,
+            position,
+            high_watermark,
+        } = start;
         let (leader_id, leader_epoch) = (assignment.leader_id, assignment.leader_epoch);
         let (replicas, isr) = (&assignment.replicas, &assignment.isr);
         let followers = replicas
@@ -143,7 +169,7 @@ impl LeaderState {
                 .collect(),
             pending_isr: None,
             followers,
-            log_end_offset,
+            log_end_offset: position.min(log_end_offset),
             high_watermark,
             waiting: BTreeMap::new(),
             now_ms,
@@ -370,7 +396,7 @@ mod tests {
             replicas: vec![1, 2, 3],
             isr: vec![1, 2, 3],
         };
-        LeaderState::new(config, &assignment, 100, 100, 0)
+        LeaderState::new(config, &assignment, LeaderStart::at(100, 100), 0)
     }
 
     fn has(actions: &[Action], wanted: &Action) -> bool {
@@ -544,7 +570,7 @@ mod pending_isr_tests {
             replicas: replicas.to_vec(),
             isr: replicas.to_vec(),
         };
-        LeaderState::new(config, &assignment, log_end, log_end, 0)
+        LeaderState::new(config, &assignment, LeaderStart::at(log_end, log_end), 0)
     }
 
     #[test]

@@ -11,7 +11,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use lmq_broker::replication::{
-    Action, Assignment, LeaderState, ReplicationConfig, follower_truncation_offset,
+    Action, Assignment, LeaderStart, LeaderState, ReplicationConfig, follower_truncation_offset,
 };
 
 const LAG_MS: i64 = 1_000;
@@ -75,7 +75,7 @@ impl Sim {
             now: 0,
             logs: (1..=3).map(|id| (id, Vec::new())).collect(),
             alive: (1..=3).collect(),
-            leader: LeaderState::new(config, &assignment, 0, 0, 0),
+            leader: LeaderState::new(config, &assignment, LeaderStart::at(0, 0), 0),
             assignment,
             acked: BTreeMap::new(),
             waiting: BTreeMap::new(),
@@ -201,8 +201,7 @@ impl Sim {
         self.leader = LeaderState::new(
             config,
             &self.assignment,
-            end,
-            high_watermark.min(end),
+            LeaderStart::at(end, high_watermark.min(end)),
             self.now,
         );
         // The old leader comes back later as a follower with whatever it had.

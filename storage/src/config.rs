@@ -49,7 +49,7 @@ pub struct LogConfig {
     pub segment_ms: u64,
     /// `index.interval.bytes`: bytes of log between two sparse index entries.
     pub index_interval_bytes: u64,
-    /// `segment.index.bytes`: size each index file is created with; a full index rolls.
+    /// `segment.index.bytes`: the most an index file grows to; a full index rolls.
     pub index_bytes_max: u64,
     /// `max.message.bytes`: the largest batch the log accepts.
     pub batch_bytes_max: u64,
@@ -74,11 +74,10 @@ impl Default for LogConfig {
 }
 
 impl LogConfig {
-    /// What an active segment's index files are allocated with: `index_bytes_max`, but no
-    /// more than a full segment can use (one entry per more than `index_interval_bytes` of
-    /// log, and the time index's last entry at seal). Indexes are allocated for real (so a
-    /// full disk fails when a segment is created, not with SIGBUS later), so unused capacity
-    /// would cost disk. An index that fills anyway rolls the segment.
+    /// How far an active segment's index files may grow: `index_bytes_max`, but no more than
+    /// a full segment can use (one entry per more than `index_interval_bytes` of log, and
+    /// the time index's last entry at seal). The files take disk in steps as entries come
+    /// (`index.rs`); an index that fills anyway rolls the segment.
     /// `entry_bytes`: the index's entry size.
     pub fn index_capacity_bytes(&self, entry_bytes: u64) -> u64 {
         let entries_max = self.segment_bytes_max / self.index_interval_bytes.saturating_add(1) + 2;

@@ -1,8 +1,10 @@
 //! Sparse, memory-mapped segment indexes.
 //!
-//! An index file is created at its full capacity (`segment.index.bytes`) so appends are plain
-//! memory writes, and trimmed to its entries when the segment seals. The `.log` is the truth:
-//! an index that fails its sanity check is rebuilt from the log, never repaired in place.
+//! A writable index file has a capacity (what a full segment can use, at most
+//! `segment.index.bytes`) but holds disk only as its entries need it: it is allocated for real
+//! (`fallocate`) in steps as it fills, each step mapped only once allocated, and trimmed to its
+//! entries when the segment seals. The `.log` is the truth: an index that fails its sanity
+//! check is rebuilt from the log, never repaired in place.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -15,6 +17,12 @@ use crate::error::{Result, StorageError};
 pub(crate) const OFFSET_ENTRY_BYTES: usize = 8;
 /// Time index entry: timestamp (i64), offset relative to the segment base (u32).
 pub(crate) const TIME_ENTRY_BYTES: usize = 12;
+/// A writable index's first allocation, and the least it grows by: an idle partition holds
+/// this much per index, not the megabytes a full 1 GiB segment's index can use.
+pub(crate) const INDEX_GROWTH_BYTES_MIN: usize = 4 * 1024;
+/// The most a writable index grows by at once (it doubles up to this step), so one growth
+/// allocates a bounded amount of disk inside an append.
+pub(crate) const INDEX_GROWTH_BYTES_MAX: usize = 1024 * 1024;
 
 #[derive(Debug)]
 enum Mapping {
@@ -30,13 +38,18 @@ struct IndexFile {
     entry_bytes: usize,
     entries: usize,
     capacity_entries: usize,
+    /// Entries the file is allocated and mapped for: at least `entries`, at most
+    /// `capacity_entries`; a push past it grows the file first.
+    allocated_entries: usize,
     mapping: Mapping,
 }
 
 impl IndexFile {
-    /// A new empty index of `capacity_bytes` (rounded down to whole entries), replacing any file.
+    /// A new empty index of `capacity_bytes` (rounded down to whole entries), replacing any
+    /// file; its first step allocated.
     fn create(path: &Path, entry_bytes: usize, capacity_bytes: u64) -> Result<Self> {
         let capacity_entries = usize::try_from(capacity_bytes).unwrap_or(usize::MAX) / entry_bytes;
+        let allocated_entries = grown_entries(0, entry_bytes, capacity_entries);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -44,13 +57,14 @@ impl IndexFile {
             .truncate(true)
             .open(path)
             .map_err(|error| StorageError::io("create index", path, error))?;
-        allocate(&file, path, (capacity_entries * entry_bytes) as u64)?;
+        allocate(&file, path, (allocated_entries * entry_bytes) as u64)?;
         let mapping = map_writable(path, file)?;
         Ok(IndexFile {
             path: path.to_path_buf(),
             entry_bytes,
             entries: 0,
             capacity_entries,
+            allocated_entries,
             mapping,
         })
     }
@@ -75,11 +89,13 @@ impl IndexFile {
             entry_bytes,
             entries,
             capacity_entries: entries,
+            allocated_entries: entries,
             mapping,
         }))
     }
 
-    /// An existing trimmed index, grown back to `capacity_bytes` so appends can continue.
+    /// An existing trimmed index, writable again up to `capacity_bytes`: one growth step past
+    /// its entries is allocated.
     fn open_writable(path: &Path, entry_bytes: usize, capacity_bytes: u64) -> Result<Option<Self>> {
         let Some((_, length)) = open_existing(path)? else {
             return Ok(None);
@@ -90,18 +106,20 @@ impl IndexFile {
         let entries = length / entry_bytes;
         let capacity_entries =
             (usize::try_from(capacity_bytes).unwrap_or(usize::MAX) / entry_bytes).max(entries);
+        let allocated_entries = grown_entries(entries, entry_bytes, capacity_entries);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(path)
             .map_err(|error| StorageError::io("open index", path, error))?;
-        allocate(&file, path, (capacity_entries * entry_bytes) as u64)?;
+        allocate(&file, path, (allocated_entries * entry_bytes) as u64)?;
         let mapping = map_writable(path, file)?;
         Ok(Some(IndexFile {
             path: path.to_path_buf(),
             entry_bytes,
             entries,
             capacity_entries,
+            allocated_entries,
             mapping,
         }))
     }
@@ -120,16 +138,49 @@ impl IndexFile {
         self.entries >= self.capacity_entries
     }
 
-    /// Callers check [`IndexFile::is_full`] first; a full index rolls the segment.
-    fn push(&mut self, entry: &[u8]) {
+    /// Callers check [`IndexFile::is_full`] first; a full index rolls the segment. Grows the
+    /// file first when its allocation is used up: an error (a full disk) leaves the index as
+    /// it was, and the caller poisons the log.
+    fn push(&mut self, entry: &[u8]) -> Result<()> {
         debug_assert_eq!(entry.len(), self.entry_bytes);
-        if let Mapping::Writable { map, .. } = &mut self.mapping
-            && self.entries < self.capacity_entries
-        {
+        if self.entries >= self.capacity_entries {
+            return Ok(());
+        }
+        if self.entries >= self.allocated_entries {
+            self.grow()?;
+        }
+        if let Mapping::Writable { map, .. } = &mut self.mapping {
             let start = self.entries * self.entry_bytes;
             map[start..start + self.entry_bytes].copy_from_slice(entry);
             self.entries += 1;
         }
+        Ok(())
+    }
+
+    /// Allocates the next step (blocks reserved before they are mapped, so a full disk fails
+    /// here instead of a SIGBUS at a write to a hole) and maps the grown file. The old
+    /// mapping stays in place until the new one exists.
+    fn grow(&mut self) -> Result<()> {
+        let Mapping::Writable { file, map } = &mut self.mapping else {
+            return Err(StorageError::io(
+                "grow index",
+                &self.path,
+                std::io::Error::other("the index is not writable"),
+            ));
+        };
+        let allocated_entries = grown_entries(
+            self.allocated_entries,
+            self.entry_bytes,
+            self.capacity_entries,
+        );
+        allocate(
+            file,
+            &self.path,
+            (allocated_entries * self.entry_bytes) as u64,
+        )?;
+        *map = map_mut(&self.path, file)?;
+        self.allocated_entries = allocated_entries;
+        Ok(())
     }
 
     /// Cuts the file to its entries and maps it read-only: the sealed form.
@@ -159,6 +210,18 @@ impl IndexFile {
             )),
         }
     }
+}
+
+/// The entries a writable index is allocated for once it grows from `allocated_entries`:
+/// doubling, by at least [`INDEX_GROWTH_BYTES_MIN`] and at most [`INDEX_GROWTH_BYTES_MAX`] at a
+/// time (at least one entry), never past `capacity_entries`.
+fn grown_entries(allocated_entries: usize, entry_bytes: usize, capacity_entries: usize) -> usize {
+    let step_bytes = allocated_entries
+        .saturating_mul(entry_bytes)
+        .clamp(INDEX_GROWTH_BYTES_MIN, INDEX_GROWTH_BYTES_MAX);
+    allocated_entries
+        .saturating_add((step_bytes / entry_bytes).max(1))
+        .min(capacity_entries)
 }
 
 /// Sizes a writable index to `bytes` with its blocks allocated (`fallocate`), so a full disk
@@ -202,7 +265,6 @@ fn open_existing(path: &Path) -> Result<Option<(File, usize)>> {
     Ok(Some((file, usize::try_from(length).unwrap_or(usize::MAX))))
 }
 
-#[allow(unsafe_code)]
 fn map_writable(path: &Path, file: File) -> Result<Mapping> {
     if file
         .metadata()
@@ -212,11 +274,16 @@ fn map_writable(path: &Path, file: File) -> Result<Mapping> {
     {
         return Ok(Mapping::Empty);
     }
-    // SAFETY: the index file belongs to this segment alone; it is only resized after the
-    // mapping is dropped (`seal`), and no other process writes the data directory.
-    let map = unsafe { MmapMut::map_mut(&file) }
-        .map_err(|error| StorageError::io("map index", path, error))?;
+    let map = map_mut(path, &file)?;
     Ok(Mapping::Writable { file, map })
+}
+
+#[allow(unsafe_code)]
+fn map_mut(path: &Path, file: &File) -> Result<MmapMut> {
+    // SAFETY: the index file belongs to this segment alone; it only grows while mapped (the
+    // mapping covers a prefix that stays), is shrunk only after the mapping is dropped
+    // (`seal`), and no other process writes the data directory.
+    unsafe { MmapMut::map_mut(file) }.map_err(|error| StorageError::io("map index", path, error))
 }
 
 #[allow(unsafe_code)]
@@ -321,11 +388,11 @@ impl OffsetIndex {
         self.len().checked_sub(1).map(|index| self.entry(index))
     }
 
-    pub fn push(&mut self, entry: OffsetEntry) {
+    pub fn push(&mut self, entry: OffsetEntry) -> Result<()> {
         let mut bytes = [0u8; OFFSET_ENTRY_BYTES];
         bytes[..4].copy_from_slice(&entry.relative_offset.to_be_bytes());
         bytes[4..].copy_from_slice(&entry.position.to_be_bytes());
-        self.file.push(&bytes);
+        self.file.push(&bytes)
     }
 
     /// Index of the last entry whose batch starts at or before byte `position`.
@@ -429,17 +496,17 @@ impl TimeIndex {
 
     /// Appends when `entry` raises the indexed maximum timestamp; the full check is the
     /// caller's (a full index rolls the segment before the next batch).
-    pub fn push_if_newer(&mut self, entry: TimeEntry) {
+    pub fn push_if_newer(&mut self, entry: TimeEntry) -> Result<()> {
         if self
             .last()
             .is_some_and(|last| entry.timestamp_ms <= last.timestamp_ms)
         {
-            return;
+            return Ok(());
         }
         let mut bytes = [0u8; TIME_ENTRY_BYTES];
         bytes[..8].copy_from_slice(&entry.timestamp_ms.to_be_bytes());
         bytes[8..].copy_from_slice(&entry.relative_offset.to_be_bytes());
-        self.file.push(&bytes);
+        self.file.push(&bytes)
     }
 
     /// The last entry with a timestamp strictly below `timestamp_ms`: every batch up to its
@@ -532,11 +599,48 @@ mod tests {
         // With space back, the same index is allocated and usable.
         std::fs::remove_file(&filler).unwrap();
         let mut index = OffsetIndex::create(&tmpfs.0.path().join("0.index"), 64 * 1024).unwrap();
-        index.push(OffsetEntry {
-            relative_offset: 1,
-            position: 10,
-        });
+        index
+            .push(OffsetEntry {
+                relative_offset: 1,
+                position: 10,
+            })
+            .unwrap();
         assert_eq!(index.lookup(1).unwrap().position, 10);
+    }
+
+    /// An index grows in steps as it fills; on a full disk the step fails with an error
+    /// (the caller poisons the log), never a write to an unallocated page (SIGBUS), and the
+    /// entries it has stay readable.
+    #[test]
+    fn a_growing_index_on_a_full_filesystem_fails_to_grow_instead_of_mapping_holes() {
+        let Some(tmpfs) = Tmpfs::mount("1m") else {
+            return;
+        };
+        let path = tmpfs.0.path().join("0.index");
+        let mut index = OffsetIndex::create(&path, 512 * 1024).unwrap();
+        let first_step = u32::try_from(INDEX_GROWTH_BYTES_MIN / OFFSET_ENTRY_BYTES).unwrap();
+        let entry = |n: u32| OffsetEntry {
+            relative_offset: n,
+            position: n * 10,
+        };
+        for n in 0..first_step {
+            index.push(entry(n)).unwrap();
+        }
+        let filler = tmpfs.0.path().join("filler");
+        let mut file = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![1u8; 4096];
+        while std::io::Write::write_all(&mut file, &chunk).is_ok() {}
+        drop(file);
+        assert!(
+            index.push(entry(first_step)).is_err(),
+            "the index grew on a full filesystem"
+        );
+        assert_eq!(index.len(), first_step as usize);
+        assert_eq!(index.lookup(7).unwrap().position, 70);
+        // With space back, it grows and takes the entry.
+        std::fs::remove_file(&filler).unwrap();
+        index.push(entry(first_step)).unwrap();
+        assert_eq!(index.lookup(first_step).unwrap().position, first_step * 10);
     }
 
     #[test]
@@ -544,10 +648,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut index = OffsetIndex::create(&dir.path().join("0.index"), 64).unwrap();
         for (relative_offset, position) in [(10, 100), (20, 200), (30, 300)] {
-            index.push(OffsetEntry {
-                relative_offset,
-                position,
-            });
+            index
+                .push(OffsetEntry {
+                    relative_offset,
+                    position,
+                })
+                .unwrap();
         }
         assert_eq!(index.lookup(5), None);
         assert_eq!(index.lookup(10).unwrap().position, 100);
@@ -562,19 +668,25 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("0.index");
         let mut index = OffsetIndex::create(&path, 20).unwrap();
-        index.push(OffsetEntry {
-            relative_offset: 1,
-            position: 1,
-        });
-        index.push(OffsetEntry {
-            relative_offset: 2,
-            position: 2,
-        });
+        index
+            .push(OffsetEntry {
+                relative_offset: 1,
+                position: 1,
+            })
+            .unwrap();
+        index
+            .push(OffsetEntry {
+                relative_offset: 2,
+                position: 2,
+            })
+            .unwrap();
         assert!(index.is_full());
-        index.push(OffsetEntry {
-            relative_offset: 3,
-            position: 3,
-        });
+        index
+            .push(OffsetEntry {
+                relative_offset: 3,
+                position: 3,
+            })
+            .unwrap();
         assert_eq!(index.len(), 2);
         let sealed = index.seal().unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len(), 16);
@@ -610,18 +722,24 @@ mod tests {
     fn time_index_lookup_is_strictly_before_the_target() {
         let dir = tempfile::tempdir().unwrap();
         let mut index = TimeIndex::create(&dir.path().join("0.timeindex"), 120).unwrap();
-        index.push_if_newer(TimeEntry {
-            timestamp_ms: 100,
-            relative_offset: 0,
-        });
-        index.push_if_newer(TimeEntry {
-            timestamp_ms: 90,
-            relative_offset: 1,
-        });
-        index.push_if_newer(TimeEntry {
-            timestamp_ms: 200,
-            relative_offset: 5,
-        });
+        index
+            .push_if_newer(TimeEntry {
+                timestamp_ms: 100,
+                relative_offset: 0,
+            })
+            .unwrap();
+        index
+            .push_if_newer(TimeEntry {
+                timestamp_ms: 90,
+                relative_offset: 1,
+            })
+            .unwrap();
+        index
+            .push_if_newer(TimeEntry {
+                timestamp_ms: 200,
+                relative_offset: 5,
+            })
+            .unwrap();
         assert_eq!(index.len(), 2);
         assert_eq!(index.lookup_before(100), None);
         assert_eq!(index.lookup_before(101).unwrap().relative_offset, 0);

@@ -614,3 +614,102 @@ fn index_assisted_reads_match_a_walk_over_every_batch() {
         }
     }
 }
+
+/// Disk blocks a file holds (what `du` counts), not its length.
+fn allocated_bytes(path: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).unwrap().blocks() * 512
+}
+
+/// A partition with 1 GiB segments costs a few KiB of index until its active segment has
+/// entries to keep, not the 5 MiB a full segment's indexes can use: a broker with thousands
+/// of partitions would otherwise hold GiBs of disk in empty index space.
+#[test]
+fn a_new_segments_indexes_take_disk_as_their_entries_need_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig::default();
+    assert_eq!(config.segment_bytes_max, 1024 * 1024 * 1024);
+    let (mut log, _) = open(dir.path(), &config);
+    append(&mut log, &batch(1, 10, 1, 100));
+    let index = dir.path().join("00000000000000000000.index");
+    let time_index = dir.path().join("00000000000000000000.timeindex");
+    let allocated = allocated_bytes(&index) + allocated_bytes(&time_index);
+    assert!(
+        allocated <= 64 * 1024,
+        "the empty indexes of one segment hold {allocated} bytes of disk"
+    );
+
+    // Entries past the first allocation grow the files, and read back after a reopen.
+    let dir = tempfile::tempdir().unwrap();
+    let small_interval = LogConfig {
+        index_interval_bytes: 0,
+        ..LogConfig::default()
+    };
+    let (mut log, _) = open(dir.path(), &small_interval);
+    let index = dir.path().join("00000000000000000000.index");
+    for seed in 0..3_001u64 {
+        append(&mut log, &batch(1, 10, seed, 100 + seed as i64));
+    }
+    assert!(allocated_bytes(&index) >= 3_000 * 8);
+    assert!(allocated_bytes(&index) < 1024 * 1024);
+    let sent = read_all(&log);
+    assert_eq!(sent.len(), 3_001);
+    log.close().unwrap();
+    assert_eq!(
+        std::fs::metadata(&index).unwrap().len(),
+        3_000 * 8,
+        "sealed to its entries (one per batch after the first)"
+    );
+    let (log, report) = open(dir.path(), &small_interval);
+    assert!(report.clean, "{report:?}");
+    assert_eq!(read_all(&log), sent);
+    for offset in [0, 1, 1_500, 2_999, 3_000] {
+        let read = log
+            .read(
+                offset,
+                ReadLimits {
+                    max_bytes: 1,
+                    ..ALL
+                },
+            )
+            .unwrap();
+        assert!(read.region.is_some(), "offset {offset}");
+    }
+}
+
+/// The broker reopens a poisoned log with `open_existing`: a topic deleted meanwhile has its
+/// directory removed, and the reopen must not bring it back (an orphan a restart would load).
+#[test]
+fn opening_an_existing_log_never_creates_its_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition_dir = dir.path().join("topic-0");
+    let (mut log, _) = open(&partition_dir, &LogConfig::default());
+    append(&mut log, &batch(2, 10, 1, 100));
+    drop(log);
+    let (log, report) = lmq_storage::PartitionLog::open_existing(
+        &partition_dir,
+        LogConfig::default(),
+        lmq_storage::LogOptions::default(),
+        0,
+    )
+    .unwrap();
+    assert_eq!(report.log_end_offset, 2);
+    drop(log);
+
+    std::fs::remove_dir_all(&partition_dir).unwrap();
+    let outcome = lmq_storage::PartitionLog::open_existing(
+        &partition_dir,
+        LogConfig::default(),
+        lmq_storage::LogOptions::default(),
+        0,
+    );
+    assert!(
+        !partition_dir.exists(),
+        "opening the existing log of a deleted partition created its directory again"
+    );
+    assert!(
+        matches!(&outcome, Err(StorageError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound),
+        "{:?}",
+        outcome.map(|(_, report)| report)
+    );
+}

@@ -27,7 +27,7 @@ use super::{
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::metrics::{ApiErrorLabels, TopicLabels};
-use crate::partition::{AppendMark, Partition, ReplicaError};
+use crate::partition::{AppendLost, AppendMark, Partition, ReplicaError};
 use crate::replication::AckError;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
@@ -121,18 +121,34 @@ impl PartitionAnswer {
         self.refuse(code, None, version);
     }
 
-    /// Why a success may no longer be given, if it may not: the lease lapsed, or the
-    /// partition is no longer led in the epoch the append was made in, or its log was
+    /// Why a success may no longer be given, and the code answered instead: the lease lapsed,
+    /// the partition is no longer led in the epoch the append was made in or its log was
     /// truncated since (the record may be gone, or be overwritten by the new leader's
-    /// history).
-    fn lost_reason(&self, lease_held: bool) -> Option<&'static str> {
+    /// history: NOT_LEADER_OR_FOLLOWER, the client refreshes its metadata and retries), or
+    /// the log was reopened after an I/O failure (KAFKA_STORAGE_ERROR, as Kafka answers a
+    /// produce whose partition went offline with its log directory).
+    fn lost(&self, lease_held: bool) -> Option<(&'static str, ResponseError)> {
         let appended = self.appended.as_ref()?;
         if !lease_held {
-            Some("the leadership lease lapsed before the answer")
-        } else if !appended.partition.still_holds(appended.mark) {
-            Some("the leadership changed (or the log was truncated) before the answer")
-        } else {
-            None
+            return Some((
+                "the leadership lease lapsed before the answer",
+                ResponseError::NotLeaderOrFollower,
+            ));
+        }
+        match appended.partition.still_holds(appended.mark) {
+            Ok(()) => None,
+            Err(AppendLost::NotLeader) => Some((
+                "the leadership changed before the answer",
+                ResponseError::NotLeaderOrFollower,
+            )),
+            Err(AppendLost::Truncated) => Some((
+                "the log was truncated before the answer",
+                ResponseError::NotLeaderOrFollower,
+            )),
+            Err(AppendLost::LogReplaced) => Some((
+                "the log was reopened after an I/O failure before the answer",
+                ResponseError::KafkaStorageError,
+            )),
         }
     }
 }
@@ -173,9 +189,8 @@ impl Appended {
     }
 
     /// The waits may have outlasted the leadership: an append is acknowledged only if the
-    /// lease still holds now and its partition is still led as when it was appended.
-    /// Otherwise NOT_LEADER_OR_FOLLOWER, as Kafka answers a produce whose leader moved: the
-    /// client refreshes its metadata and retries.
+    /// lease still holds now and its partition is still led, on the same log, as when it was
+    /// appended ([`PartitionAnswer::lost`]).
     fn recheck(&mut self) {
         let lease_held = self
             .cluster
@@ -187,10 +202,10 @@ impl Appended {
             .iter_mut()
             .flat_map(|topic| topic.partitions.iter_mut())
         {
-            let Some(reason) = partition.lost_reason(lease_held) else {
+            let Some((reason, error)) = partition.lost(lease_held) else {
                 continue;
             };
-            let code = ResponseError::NotLeaderOrFollower.code();
+            let code = error.code();
             tracing::info!(
                 partition = partition.answer.index,
                 reason,
@@ -574,5 +589,37 @@ mod tests {
         }
         let partition = &test.broker.topics.get("t").unwrap().partitions[0];
         assert_eq!(partition.offsets().unwrap().log_end_offset, 0);
+    }
+
+    /// An acks=all produce whose fsync failed is answered with the storage error at once: it
+    /// does not wait for the ISR (which its unflushed record never reaches) and is not
+    /// answered REQUEST_TIMED_OUT instead.
+    #[tokio::test]
+    async fn a_produce_whose_fsync_failed_is_answered_without_waiting_for_the_isr() {
+        let test = testing::start(
+            |config| config.log.flush = "every-batch".to_string(),
+            |coordinator| coordinator,
+        )
+        .await;
+        test.stop_tasks();
+        test.node
+            .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        let appended = append(&test.broker, request("t", -1), 9, ANY_PRODUCER_ID);
+        let pending = appended.topics[0].partitions[0].appended.as_ref().unwrap();
+        assert!(pending.committed.is_some(), "waits for the ISR");
+        // The log goes out of service before the group commit: the flush fails.
+        let partition = Arc::clone(&test.broker.topics.get("t").unwrap().partitions[0]);
+        partition.close().unwrap();
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(3), appended.finish())
+            .await
+            .expect("answered before the request timeout (5 s)")
+            .unwrap();
+        assert_eq!(
+            code(&answer),
+            ResponseError::KafkaStorageError.code(),
+            "{answer:?}"
+        );
     }
 }

@@ -45,6 +45,16 @@ pub struct RecoveryReport {
     pub log_end_offset: i64,
 }
 
+/// What opening does about the log's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Directory {
+    /// A new partition: create the directory (durably) when missing.
+    CreateIfMissing,
+    /// Reopen a log that existed: a missing directory is an error, never created again (the
+    /// partition may have been deleted meanwhile).
+    MustExist,
+}
+
 impl PartitionLog {
     /// Opens (creating if needed) the log in `dir`, recovering it after a crash.
     pub fn open(
@@ -53,8 +63,41 @@ impl PartitionLog {
         options: LogOptions,
         now_ms: i64,
     ) -> Result<(Self, RecoveryReport)> {
+        Self::open_in(dir, Directory::CreateIfMissing, config, options, now_ms)
+    }
+
+    /// Opens the existing log in `dir` (recovering it), failing with a `NotFound` I/O error
+    /// when the directory is gone: creates no directory. Files are still created inside it
+    /// (a missing first segment, rebuilt indexes), which fails once it is removed.
+    pub fn open_existing(
+        dir: &Path,
+        config: LogConfig,
+        options: LogOptions,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport)> {
+        Self::open_in(dir, Directory::MustExist, config, options, now_ms)
+    }
+
+    fn open_in(
+        dir: &Path,
+        directory: Directory,
+        config: LogConfig,
+        options: LogOptions,
+        now_ms: i64,
+    ) -> Result<(Self, RecoveryReport)> {
         config.validate().map_err(StorageError::InvalidConfig)?;
-        create_dir_durably(dir, options.syncer.as_ref())?;
+        match directory {
+            Directory::CreateIfMissing => create_dir_durably(dir, options.syncer.as_ref())?,
+            Directory::MustExist => {
+                if !dir.is_dir() {
+                    return Err(StorageError::io(
+                        "open log directory",
+                        dir,
+                        std::io::Error::from(std::io::ErrorKind::NotFound),
+                    ));
+                }
+            }
+        }
         let mut report = RecoveryReport::default();
         let (state, epochs_trusted) = match PartitionState::load(dir) {
             Ok(Some(state)) => (state, true),

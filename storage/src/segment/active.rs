@@ -37,7 +37,13 @@ impl Indexer {
         }
     }
 
-    pub fn add(&mut self, header: &BatchHeader, offsets: &mut OffsetIndex, times: &mut TimeIndex) {
+    /// Fails only when an index cannot grow (a full disk): the caller poisons the log.
+    pub fn add(
+        &mut self,
+        header: &BatchHeader,
+        offsets: &mut OffsetIndex,
+        times: &mut TimeIndex,
+    ) -> Result<()> {
         if self
             .max_timestamp
             .is_none_or(|(timestamp, _)| header.max_timestamp_ms > timestamp)
@@ -48,21 +54,23 @@ impl Indexer {
             offsets.push(OffsetEntry {
                 relative_offset: self.relative(header.base_offset),
                 position: u32::try_from(header.position).unwrap_or(u32::MAX),
-            });
-            self.push_time_entry(times);
+            })?;
+            self.push_time_entry(times)?;
             self.bytes_since_entry = 0;
         }
         self.bytes_since_entry += header.total_bytes;
+        Ok(())
     }
 
     /// The final time entry a segment gets when it seals, so its max timestamp is on disk.
-    pub fn push_time_entry(&self, times: &mut TimeIndex) {
+    pub fn push_time_entry(&self, times: &mut TimeIndex) -> Result<()> {
         if let Some((timestamp_ms, offset)) = self.max_timestamp {
             times.push_if_newer(TimeEntry {
                 timestamp_ms,
                 relative_offset: self.relative(offset),
-            });
+            })?;
         }
+        Ok(())
     }
 
     fn relative(&self, offset: i64) -> u32 {
@@ -152,9 +160,14 @@ impl ActiveSegment {
         let mut segment = Self::with_fresh_indexes(dir, base_offset, config, log_path, file)?;
         let file = Arc::clone(&segment.file);
         let path = segment.log_path.clone();
+        // An index that cannot grow stops the scan but is no damage: the log is not cut for it.
+        let mut index_error = None;
         let (valid_bytes, damage) = scan_segment(&file, &path, file_bytes, 0, verify, |header| {
-            segment.accept_scanned(header, &mut check)
+            segment.accept_scanned(header, &mut check, &mut index_error)
         })?;
+        if let Some(error) = index_error {
+            return Err(error);
+        }
         if damage.is_some() {
             file.set_len(valid_bytes)
                 .map_err(|error| StorageError::io("truncate torn tail", &path, error))?;
@@ -259,10 +272,13 @@ impl ActiveSegment {
         Ok(Some(segment))
     }
 
+    /// A refused batch is damage (`Err` with the reason); an index that cannot grow sets
+    /// `index_error` and stops the scan.
     fn accept_scanned(
         &mut self,
         header: &BatchHeader,
         check: &mut impl FnMut(&BatchHeader) -> Result<(), String>,
+        index_error: &mut Option<StorageError>,
     ) -> Result<(), String> {
         if header.base_offset != self.next_offset {
             return Err(format!(
@@ -271,8 +287,14 @@ impl ActiveSegment {
             ));
         }
         check(header)?;
-        self.indexer
-            .add(header, &mut self.offset_index, &mut self.time_index);
+        if let Err(error) = self
+            .indexer
+            .add(header, &mut self.offset_index, &mut self.time_index)
+        {
+            let reason = error.to_string();
+            *index_error = Some(error);
+            return Err(reason);
+        }
         self.next_offset = header.last_offset + 1;
         Ok(())
     }
@@ -334,7 +356,7 @@ impl ActiveSegment {
             .map_err(|error| StorageError::io("append", &self.log_path, error))?;
         self.first_append_ms.get_or_insert(now_ms);
         self.indexer
-            .add(&header, &mut self.offset_index, &mut self.time_index);
+            .add(&header, &mut self.offset_index, &mut self.time_index)?;
         self.size_bytes += header.total_bytes;
         self.next_offset = header.last_offset + 1;
         Ok(())
@@ -363,7 +385,7 @@ impl ActiveSegment {
     /// Trims the indexes without forcing the log to disk: the owner flushes the `.log` later
     /// (through [`ActiveSegment::shared_file`], taken before).
     pub fn seal_unflushed(mut self) -> Result<SealedSegment> {
-        self.indexer.push_time_entry(&mut self.time_index);
+        self.indexer.push_time_entry(&mut self.time_index)?;
         let offset_index = self.offset_index.seal()?;
         let time_index = self.time_index.seal()?;
         Ok(SealedSegment::sealed_now(

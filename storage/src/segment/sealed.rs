@@ -189,6 +189,8 @@ impl SealedSegment {
         let mut indexer = Indexer::new(self.base_offset, index_interval_bytes);
         let file = fs::File::open(&self.log_path)
             .map_err(|error| StorageError::io("open", &self.log_path, error))?;
+        // An index that cannot grow stops the scan; it is an error, not damage.
+        let mut index_error = None;
         let (_, damage) = scan_segment(
             &file,
             &self.log_path,
@@ -196,15 +198,23 @@ impl SealedSegment {
             0,
             Verify::HeaderOnly,
             |header| {
-                indexer.add(header, &mut offset_index, &mut time_index);
-                Ok(())
+                indexer
+                    .add(header, &mut offset_index, &mut time_index)
+                    .map_err(|error| {
+                        let reason = error.to_string();
+                        index_error = Some(error);
+                        reason
+                    })
             },
         )?;
+        if let Some(error) = index_error {
+            return Err(error);
+        }
         if let Some(damage) = damage {
             tracing::error!(segment = %self.log_path.display(), position = damage.position, reason = %damage.reason,
                 "sealed segment is damaged below the recovery point; indexing its valid prefix");
         }
-        indexer.push_time_entry(&mut time_index);
+        indexer.push_time_entry(&mut time_index)?;
         let offset_index = offset_index.seal()?;
         let time_index = time_index.seal()?;
         fs::rename(&offset_temporary, offset_path)
