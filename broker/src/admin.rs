@@ -14,24 +14,33 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 
-pub fn router(broker: Arc<Broker>) -> Router {
+/// What the admin endpoints read: the broker and the cluster it serves in.
+#[derive(Clone)]
+struct Served {
+    broker: Arc<Broker>,
+    cluster: Arc<ClusterNode>,
+}
+
+pub fn router(broker: Arc<Broker>, cluster: Arc<ClusterNode>) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))
         .route("/v1/status", get(status_handler))
-        .with_state(broker)
+        .with_state(Served { broker, cluster })
 }
 
 /// Serves the admin endpoints until `shutdown` turns true.
 pub async fn serve(
     listener: TcpListener,
     broker: Arc<Broker>,
+    cluster: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let address = listener.local_addr().ok();
-    let served = axum::serve(listener, router(broker))
+    let served = axum::serve(listener, router(broker, cluster))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })
@@ -42,8 +51,9 @@ pub async fn serve(
 }
 
 /// OpenMetrics for scrapers that ask for it, the classic text format otherwise.
-async fn metrics(State(broker): State<Arc<Broker>>, headers: HeaderMap) -> Response {
-    broker.refresh_metrics();
+async fn metrics(State(served): State<Served>, headers: HeaderMap) -> Response {
+    let broker = &served.broker;
+    broker.refresh_metrics(&served.cluster);
     let wants_openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|accept| accept.to_str().ok())
@@ -73,7 +83,7 @@ async fn health() -> &'static str {
     "ok\n"
 }
 
-async fn ready(State(broker): State<Arc<Broker>>) -> Response {
+async fn ready(State(Served { broker, .. }): State<Served>) -> Response {
     if broker.ready.load(Ordering::Acquire) {
         (StatusCode::OK, "ready\n").into_response()
     } else {
@@ -81,18 +91,19 @@ async fn ready(State(broker): State<Arc<Broker>>) -> Response {
     }
 }
 
-async fn status_handler(State(broker): State<Arc<Broker>>) -> Response {
-    axum::Json(status(&broker)).into_response()
+async fn status_handler(State(served): State<Served>) -> Response {
+    axum::Json(status(&served.broker, &served.cluster)).into_response()
 }
 
 /// `/v1/status`: this broker, the cluster as it sees it (controller, live brokers, each
 /// partition's leader, replicas and ISR from the cluster metadata) and its local logs.
-pub fn status(broker: &Broker) -> serde_json::Value {
+pub fn status(broker: &Broker, cluster: &ClusterNode) -> serde_json::Value {
     let node_id = broker.config.node_id;
-    let view = broker.cluster().map(|cluster| cluster.view());
+    let view = cluster.view();
     let placement = |topic: &str, index: i32| {
-        view.as_ref()
-            .and_then(|view| view.metadata.topics.get(topic))
+        view.metadata
+            .topics
+            .get(topic)
             .and_then(|topic| topic.partitions.get(usize::try_from(index).ok()?))
             .cloned()
     };
@@ -131,21 +142,17 @@ pub fn status(broker: &Broker) -> serde_json::Value {
         })
         .collect();
     let brokers: Vec<serde_json::Value> = view
-        .as_ref()
-        .map(|view| {
-            view.brokers
-                .iter()
-                .map(|(id, info)| json!({ "node_id": id, "address": format!("{}:{}", info.host, info.port) }))
-                .collect()
-        })
-        .unwrap_or_default();
+        .brokers
+        .iter()
+        .map(|(id, info)| json!({ "node_id": id, "address": format!("{}:{}", info.host, info.port) }))
+        .collect();
     json!({
         "node_id": node_id,
         "version": env!("CARGO_PKG_VERSION"),
-        "cluster_id": broker.cluster_id(),
+        "cluster_id": cluster.cluster_id,
         "uptime_seconds": broker.metrics.uptime().as_secs(),
         "ready": broker.ready.load(Ordering::Acquire),
-        "controller": view.as_ref().map_or(-1, |view| view.controller),
+        "controller": view.controller,
         "brokers": brokers,
         "topics": topics,
         "groups": broker.groups.list().into_iter().map(|(group, protocol_type, state)| json!({

@@ -29,8 +29,6 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
-    /// The replicated cluster this broker joined (`None`: a single node).
-    cluster: std::sync::OnceLock<Arc<crate::cluster::ClusterNode>>,
 }
 
 impl Broker {
@@ -55,23 +53,7 @@ impl Broker {
             groups,
             metrics,
             ready: AtomicBool::new(false),
-            cluster: std::sync::OnceLock::new(),
         })
-    }
-
-    /// The cluster id clients see: the replicated cluster's, else this data dir's.
-    pub fn cluster_id(&self) -> String {
-        self.cluster()
-            .map_or_else(|| self.cluster_id.clone(), |node| node.cluster_id.clone())
-    }
-
-    /// The cluster this broker serves in, once it joined one.
-    pub fn cluster(&self) -> Option<&Arc<crate::cluster::ClusterNode>> {
-        self.cluster.get()
-    }
-
-    pub(crate) fn set_cluster(&self, node: Arc<crate::cluster::ClusterNode>) {
-        let _ = self.cluster.set(node);
     }
 
     pub fn now_ms(&self) -> i64 {
@@ -109,7 +91,7 @@ impl Broker {
     }
 
     /// Brings the state gauges up to date; the admin endpoint calls it before each scrape.
-    pub fn refresh_metrics(&self) {
+    pub fn refresh_metrics(&self, cluster: &crate::cluster::ClusterNode) {
         let metrics = &self.metrics;
         metrics.refresh_process(&self.config.data_dir);
         metrics.log_size.clear();
@@ -147,7 +129,7 @@ impl Broker {
             }
         }
         metrics.partitions.set(partitions);
-        let (led, under_replicated, offline) = self.replication_counts();
+        let (led, under_replicated, offline) = self.replication_counts(cluster);
         metrics.leader_partitions.set(led);
         metrics.under_replicated_partitions.set(under_replicated);
         metrics.offline_partitions.set(offline);
@@ -196,10 +178,7 @@ impl Broker {
     /// those of them whose ISR is smaller than their replica set, and (on the controller
     /// only, like Kafka's OfflinePartitionsCount) the partitions of the cluster without a
     /// leader.
-    fn replication_counts(&self) -> (i64, i64, i64) {
-        let Some(cluster) = self.cluster() else {
-            return (0, 0, 0);
-        };
+    fn replication_counts(&self, cluster: &crate::cluster::ClusterNode) -> (i64, i64, i64) {
         let view = cluster.view();
         let node_id = self.config.node_id;
         let partitions = view

@@ -15,6 +15,7 @@ use tokio::task::{JoinHandle, JoinSet};
 
 use crate::broker::Broker;
 use crate::clock::Clock;
+use crate::cluster::ClusterNode;
 use crate::cluster::store::StoreError;
 use crate::config::BrokerConfig;
 use crate::topics::TopicError;
@@ -52,6 +53,8 @@ impl NodeError {
 #[derive(Debug)]
 pub struct Node {
     pub broker: Arc<Broker>,
+    /// The cluster this node serves in (a cluster of one with the embedded coordinator).
+    pub cluster: Arc<ClusterNode>,
     pub coordinator: Arc<dyn Coordinator>,
     stop: watch::Sender<bool>,
     server: JoinHandle<()>,
@@ -82,7 +85,7 @@ impl Node {
         let broker = Arc::new(Broker::open(config, clock)?);
         let (stop, shutdown) = watch::channel(false);
         let mut cluster_tasks = JoinSet::new();
-        crate::cluster::join(
+        let cluster = crate::cluster::join(
             Arc::clone(&broker),
             Arc::clone(&coordinator),
             shutdown.clone(),
@@ -91,12 +94,14 @@ impl Node {
         .await?;
         let server = tokio::spawn(crate::server::run(
             Arc::clone(&broker),
+            Arc::clone(&cluster),
             listener,
             admin,
             shutdown,
         ));
         Ok(Node {
             broker,
+            cluster,
             coordinator,
             stop,
             server,

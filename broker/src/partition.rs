@@ -996,12 +996,16 @@ mod tests {
         partition
             .become_role(1, &alone(), ReplicationConfig::default(), 0)
             .unwrap();
-        let first = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        let first = partition
+            .append_as_leader(&mut record(), Acks::Leader, 0)
+            .unwrap();
         partition
             .flush_to(first.info.last_offset + 1)
             .await
             .unwrap();
-        let second = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        let second = partition
+            .append_as_leader(&mut record(), Acks::Leader, 0)
+            .unwrap();
         poison_and_lose(&partition, &syncer, second.info.last_offset + 1).await;
         assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);
         assert!(
@@ -1028,7 +1032,9 @@ mod tests {
         partition
             .become_role(1, &alone(), ReplicationConfig::default(), 0)
             .unwrap();
-        let appended = partition.append_as_leader(&mut record(), Acks::Leader, 0).unwrap();
+        let appended = partition
+            .append_as_leader(&mut record(), Acks::Leader, 0)
+            .unwrap();
         let end = appended.info.last_offset + 1;
         poison_and_lose(&partition, &syncer, end).await;
         assert_eq!(partition.reopen_log(0).unwrap(), Reopened::Open);

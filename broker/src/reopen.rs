@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 use crate::partition::{Partition, Reopened};
 
 /// The wait before the first attempt to reopen a poisoned log.
@@ -43,7 +44,7 @@ impl ReopenBackoff {
 }
 
 /// Starts a reopening task for each poisoned partition log that has none.
-pub fn reopen_poisoned(broker: &Arc<Broker>) {
+pub fn reopen_poisoned(broker: &Arc<Broker>, cluster: &Arc<ClusterNode>) {
     for topic in broker.topics.list() {
         for partition in &topic.partitions {
             if partition.claim_reopen() {
@@ -54,6 +55,7 @@ pub fn reopen_poisoned(broker: &Arc<Broker>) {
                 );
                 tokio::spawn(reopen(
                     Arc::clone(broker),
+                    Arc::clone(cluster),
                     topic.name.clone(),
                     Arc::clone(partition),
                     ReopenBackoff::default(),
@@ -65,6 +67,7 @@ pub fn reopen_poisoned(broker: &Arc<Broker>) {
 
 async fn reopen(
     broker: Arc<Broker>,
+    node: Arc<ClusterNode>,
     topic: String,
     partition: Arc<Partition>,
     backoff: ReopenBackoff,
@@ -72,9 +75,7 @@ async fn reopen(
     // In a cluster, a leader hands the partition to another in-sync replica first: its own
     // log lost what the failed write or fsync covered, and the others have every
     // acknowledged record.
-    if partition.is_leader()
-        && let Some(node) = broker.cluster()
-    {
+    if partition.is_leader() {
         let epoch = partition.leader_epoch();
         match node
             .resign_leadership(&broker, &topic, partition.index, epoch)
@@ -106,15 +107,14 @@ async fn reopen(
         let attempt = {
             let partition = Arc::clone(&partition);
             let broker = Arc::clone(&broker);
+            let node = Arc::clone(&node);
             let now_ms = broker.now_ms();
             tokio::task::spawn_blocking(move || {
                 let outcome = partition.reopen_log(now_ms);
                 // The reopen dropped the role with the old log; it is taken again right away
                 // on this thread, so the partition answers NOT_LEADER_OR_FOLLOWER only for as
                 // long as applying the metadata takes (not a task switch more).
-                if matches!(outcome, Ok(Reopened::Open))
-                    && let Some(node) = broker.cluster()
-                {
+                if matches!(outcome, Ok(Reopened::Open)) {
                     node.reapply_metadata(&broker);
                 }
                 outcome

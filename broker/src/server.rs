@@ -399,7 +399,7 @@ async fn connection(
     socket: TcpStream,
     peer: SocketAddr,
     broker: &Broker,
-    cluster: &ClusterNode,
+    cluster: &Arc<ClusterNode>,
     budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
@@ -513,7 +513,7 @@ async fn run_request(
     peer: SocketAddr,
     session: &Arc<Session>,
     broker: &Broker,
-    cluster: &ClusterNode,
+    cluster: &Arc<ClusterNode>,
 ) -> Option<Outgoing> {
     let started = Instant::now();
     let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
@@ -641,23 +641,21 @@ fn close_on_error(broker: &Broker, error: &WireError) {
 /// every log.
 pub async fn run(
     broker: Arc<Broker>,
+    cluster: Arc<ClusterNode>,
     listener: TcpListener,
     admin: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) {
-    let Some(cluster) = broker.cluster().cloned() else {
-        tracing::error!("a broker serves only once it joined its cluster (node::Node does both)");
-        return;
-    };
     let mut tasks = JoinSet::new();
     if let Some(admin) = admin {
         tasks.spawn(crate::admin::serve(
             admin,
             Arc::clone(&broker),
+            Arc::clone(&cluster),
             shutdown.clone(),
         ));
     }
-    crate::upkeep::spawn(&broker, &shutdown, &mut tasks);
+    crate::upkeep::spawn(&broker, &cluster, &shutdown, &mut tasks);
     broker
         .ready
         .store(true, std::sync::atomic::Ordering::Release);

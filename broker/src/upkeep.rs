@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 
 /// Session expiry and join deadlines of the groups.
 pub const GROUPS_TICK_MS: u64 = 100;
@@ -23,15 +24,21 @@ pub const RETENTION_TICK_MS: u64 = 60_000;
 pub const STOP_TASKS_MS_MAX: u64 = 10_000;
 
 /// Starts the periodic tasks into `tasks`.
-pub fn spawn(broker: &Arc<Broker>, shutdown: &watch::Receiver<bool>, tasks: &mut JoinSet<()>) {
+pub fn spawn(
+    broker: &Arc<Broker>,
+    cluster: &Arc<ClusterNode>,
+    shutdown: &watch::Receiver<bool>,
+    tasks: &mut JoinSet<()>,
+) {
     let groups = Arc::clone(broker);
     tasks.spawn(every(GROUPS_TICK_MS, 0, shutdown.clone(), move || {
         let groups = Arc::clone(&groups);
         async move { groups.groups.tick(groups.now_ms()) }
     }));
     let flusher = Arc::clone(broker);
+    let cluster = Arc::clone(cluster);
     tasks.spawn(every(FLUSH_TICK_MS, 0, shutdown.clone(), move || {
-        flush(Arc::clone(&flusher))
+        flush(Arc::clone(&flusher), Arc::clone(&cluster))
     }));
     let retention = Arc::clone(broker);
     // Like Kafka's `log.initial.task.delay.ms`, the first pass waits: a broker that just
@@ -82,7 +89,7 @@ async fn every<F, Fut>(
 /// One flush pass: interval flushes on the blocking pool, then the fsyncs of rolled segments
 /// (and every-batch tails nobody waits for) through each partition's group commit, all at
 /// once; then poisoned logs get their reopening task.
-async fn flush(broker: Arc<Broker>) {
+async fn flush(broker: Arc<Broker>, cluster: Arc<ClusterNode>) {
     let scanning = Arc::clone(&broker);
     let targets = match tokio::task::spawn_blocking(move || scanning.flush_due()).await {
         Ok(targets) => targets,
@@ -97,7 +104,7 @@ async fn flush(broker: Arc<Broker>) {
         }
     }))
     .await;
-    crate::reopen::reopen_poisoned(&broker);
+    crate::reopen::reopen_poisoned(&broker, &cluster);
 }
 
 /// Waits for `tasks` to end (they were told to stop), aborting those still running after

@@ -452,14 +452,11 @@ async fn a_leader_whose_disk_fills_gives_up_leadership_and_rejoins_as_follower()
     let started = Instant::now();
     loop {
         let back_in_sync = cluster.brokers[new_leader]
-            .broker
-            .cluster()
-            .is_some_and(|node| {
-                node.view()
-                    .metadata
-                    .partition(topic, 0)
-                    .is_some_and(|state| state.isr.contains(&i32::try_from(old_leader).unwrap()))
-            });
+            .cluster
+            .view()
+            .metadata
+            .partition(topic, 0)
+            .is_some_and(|state| state.isr.contains(&i32::try_from(old_leader).unwrap()));
         let follows = cluster.brokers[old_leader]
             .broker
             .topics

@@ -170,13 +170,13 @@ async fn leaders_and_status_report_the_cluster_view() {
     }
     let mut reported = 0;
     for (position, member) in cluster.brokers.iter().enumerate() {
-        member.broker.refresh_metrics();
+        member.broker.refresh_metrics(&member.cluster);
         let led = member.broker.metrics.leader_partitions.get();
         let expected = leaders.iter().filter(|&&leader| leader == position).count();
         assert_eq!(led, expected as i64, "broker {position} leads {expected}");
         assert_eq!(member.broker.metrics.under_replicated_partitions.get(), 0);
         reported += led;
-        let status = lmq_broker::admin::status(&member.broker);
+        let status = lmq_broker::admin::status(&member.broker, &member.cluster);
         let partitions = status["topics"]
             .as_array()
             .unwrap()

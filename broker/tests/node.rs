@@ -266,7 +266,7 @@ async fn an_idle_node_is_still() {
         )
         .await;
     broker.find_coordinator("still-group").await;
-    let cluster = broker.node.broker.cluster().unwrap();
+    let cluster = &broker.node.cluster;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let settled = cluster.view_generation();
     tokio::time::sleep(Duration::from_millis(700)).await;

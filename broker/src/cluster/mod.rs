@@ -570,7 +570,6 @@ pub async fn join(
     adopt_producer_ids(&broker.config.data_dir, &*coordinator).await?;
     let (metadata, version) = adopt_local_topics(&broker, &*coordinator, node_id).await?;
     node.apply_metadata(&broker, metadata, version);
-    broker.set_cluster(Arc::clone(&node));
 
     background.spawn(tasks::watch_metadata(
         Arc::clone(&broker),

@@ -10,8 +10,13 @@ use lmq_wire::protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{NONE, TopicLookup, replica_error_code};
 use crate::broker::Broker;
+use crate::cluster::ClusterNode;
 
-pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsResponse {
+pub fn handle(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    request: DeleteRecordsRequest,
+) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic_request in request.topics {
         let topic = TopicLookup::new(broker, &topic_request.name.0);
@@ -22,7 +27,7 @@ pub fn handle(broker: &Broker, request: DeleteRecordsRequest) -> DeleteRecordsRe
             result.partition_index = partition_request.partition_index;
             result.low_watermark = -1;
             // Kafka: "Cannot delete records of internal topic" (no message field here).
-            match topic.writable(broker, partition_request.partition_index) {
+            match topic.writable(cluster, partition_request.partition_index) {
                 Err(code) => result.error_code = code,
                 Ok(partition) => match partition.delete_records(partition_request.offset) {
                     Ok(low_watermark) => {

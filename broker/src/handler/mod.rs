@@ -138,7 +138,7 @@ pub enum Dispatched {
 /// Runs one request.
 pub async fn dispatch(
     broker: &Broker,
-    cluster: &ClusterNode,
+    cluster: &Arc<ClusterNode>,
     context: &RequestContext,
     request: DecodedRequest,
 ) -> Dispatched {
@@ -165,7 +165,7 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let appended = produce::append(broker, body, version, producer_ids);
+        let appended = produce::append(broker, cluster, body, version, producer_ids);
         return Dispatched::Later(Box::pin(async move {
             appended.finish().await.map(|response| Reply {
                 body: ResponseKind::Produce(response),
@@ -220,7 +220,7 @@ async fn dispatch_body(
             incremental_alter_configs::handle(broker, cluster, body).await,
         )),
         RequestKind::DeleteRecords(body) => Some(ResponseKind::DeleteRecords(
-            delete_records::handle(broker, body),
+            delete_records::handle(broker, cluster, body),
         )),
         RequestKind::DescribeCluster(body) => Some(ResponseKind::DescribeCluster(
             describe_cluster::handle(cluster, body),
@@ -539,14 +539,14 @@ impl TopicLookup {
     /// leads the partition is checked by the write itself, under the partition's lock.
     pub(crate) fn writable(
         &self,
-        broker: &Broker,
+        cluster: &ClusterNode,
         index: i32,
     ) -> Result<&Arc<crate::partition::Partition>, i16> {
         if crate::topics::is_internal_topic(&self.name) {
             return Err(ResponseError::InvalidTopicException.code());
         }
         let partition = self.partition(index)?;
-        if broker.cluster().is_some_and(|cluster| !cluster.may_lead()) {
+        if !cluster.may_lead() {
             return Err(ResponseError::NotLeaderOrFollower.code());
         }
         Ok(partition)

@@ -36,7 +36,7 @@ use crate::replication::AckError;
 pub struct Appended {
     topics: Vec<TopicAnswer>,
     /// The leadership lease is checked again before the answer.
-    cluster: Option<Arc<ClusterNode>>,
+    cluster: Arc<ClusterNode>,
     /// Refusals of acks=0 produces are counted here: no answer carries them.
     request_errors: Family<ApiErrorLabels, Counter>,
     /// `None`: the request asked for a mode Kafka refuses; it is answered.
@@ -192,10 +192,7 @@ impl Appended {
     /// lease still holds now and its partition is still led, on the same log, as when it was
     /// appended ([`PartitionAnswer::lost`]).
     fn recheck(&mut self) {
-        let lease_held = self
-            .cluster
-            .as_ref()
-            .is_none_or(|cluster| cluster.may_lead());
+        let lease_held = self.cluster.may_lead();
         let version = self.version;
         for partition in self
             .topics
@@ -293,6 +290,7 @@ pub async fn producer_ids_end(cluster: &ClusterNode, request: &ProduceRequest) -
 /// Appends each partition's batch; [`Appended::finish`] answers.
 pub fn append(
     broker: &Broker,
+    cluster: &Arc<ClusterNode>,
     request: ProduceRequest,
     version: i16,
     producer_ids: ProducerIdsEnd,
@@ -321,7 +319,7 @@ pub fn append(
                         answer.refuse(ResponseError::InvalidRequiredAcks.code(), None, version);
                         return answer;
                     };
-                    let partition = match topic.writable(broker, partition_data.index) {
+                    let partition = match topic.writable(cluster, partition_data.index) {
                         Ok(partition) => partition,
                         Err(code) => {
                             answer.refuse(code, None, version);
@@ -360,7 +358,7 @@ pub fn append(
     }
     Appended {
         topics,
-        cluster: broker.cluster().cloned(),
+        cluster: Arc::clone(cluster),
         request_errors: broker.metrics.request_errors.clone(),
         acks,
         timeout_ms: request.timeout_ms,
@@ -507,7 +505,13 @@ mod tests {
                 .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
                 .await
                 .unwrap();
-            let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
+            let appended = append(
+                &test.broker,
+                &test.node,
+                request("t", acks),
+                9,
+                ANY_PRODUCER_ID,
+            );
             assert_eq!(
                 appended.topics[0].partitions[0].answer.error_code, NONE,
                 "acks={acks}: appended"
@@ -542,7 +546,13 @@ mod tests {
                 .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
                 .await
                 .unwrap();
-            let appended = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID);
+            let appended = append(
+                &test.broker,
+                &test.node,
+                request("t", acks),
+                9,
+                ANY_PRODUCER_ID,
+            );
             assert_eq!(
                 appended.topics[0].partitions[0].answer.error_code, NONE,
                 "acks={acks}: appended"
@@ -581,10 +591,16 @@ mod tests {
             .await
             .unwrap();
         for acks in [2, -2, 42] {
-            let answer = append(&test.broker, request("t", acks), 9, ANY_PRODUCER_ID)
-                .finish()
-                .await
-                .unwrap();
+            let answer = append(
+                &test.broker,
+                &test.node,
+                request("t", acks),
+                9,
+                ANY_PRODUCER_ID,
+            )
+            .finish()
+            .await
+            .unwrap();
             assert_eq!(code(&answer), 21, "acks={acks}: {answer:?}");
         }
         let partition = &test.broker.topics.get("t").unwrap().partitions[0];
@@ -606,7 +622,13 @@ mod tests {
             .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
             .await
             .unwrap();
-        let appended = append(&test.broker, request("t", -1), 9, ANY_PRODUCER_ID);
+        let appended = append(
+            &test.broker,
+            &test.node,
+            request("t", -1),
+            9,
+            ANY_PRODUCER_ID,
+        );
         let pending = appended.topics[0].partitions[0].appended.as_ref().unwrap();
         assert!(pending.committed.is_some(), "waits for the ISR");
         // The log goes out of service before the group commit: the flush fails.

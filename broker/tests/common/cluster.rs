@@ -17,6 +17,7 @@ use super::TestClient;
 pub struct ClusterBroker {
     pub addr: SocketAddr,
     pub broker: Arc<Broker>,
+    pub cluster: Arc<lmq_broker::cluster::ClusterNode>,
     server: JoinHandle<()>,
     tasks: tokio::task::JoinSet<()>,
 }
@@ -67,7 +68,7 @@ impl TestCluster {
             let broker = Arc::new(Broker::open(config, Arc::new(SystemClock)).unwrap());
             let coordinator: Arc<dyn Coordinator> = Arc::new(store.client());
             let mut tasks = tokio::task::JoinSet::new();
-            lmq_broker::cluster::join(
+            let cluster = lmq_broker::cluster::join(
                 Arc::clone(&broker),
                 coordinator,
                 shutdown.clone(),
@@ -77,6 +78,7 @@ impl TestCluster {
             .unwrap();
             let server = tokio::spawn(lmq_broker::server::run(
                 Arc::clone(&broker),
+                Arc::clone(&cluster),
                 listener,
                 None,
                 shutdown.clone(),
@@ -84,6 +86,7 @@ impl TestCluster {
             brokers.push(ClusterBroker {
                 addr,
                 broker,
+                cluster,
                 server,
                 tasks,
             });
@@ -100,12 +103,11 @@ impl TestCluster {
     pub async fn wait_for_brokers(&self) {
         let count = self.brokers.len();
         for _ in 0..200 {
-            if self.brokers.iter().all(|member| {
-                member
-                    .broker
-                    .cluster()
-                    .is_some_and(|cluster| cluster.view().live_brokers().len() == count)
-            }) {
+            if self
+                .brokers
+                .iter()
+                .all(|member| member.cluster.view().live_brokers().len() == count)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
