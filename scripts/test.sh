@@ -2,9 +2,9 @@
 # The one test command (README, .ci/run): every test layer that exists today, on a fresh
 # machine. It installs what it needs idempotently and caches it outside the repo.
 #
-#   scripts/test.sh            format, lints, unit/property/recovery tests, real clients,
-#                              the compatibility matrix, Consul contract tests, the cluster
-#                              fault tests
+#   scripts/test.sh            format, lints, unit/property/recovery tests, the fuzz seeds,
+#                              real clients, the compatibility matrix, Consul contract tests,
+#                              the cluster fault tests
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
 # LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too;
@@ -35,6 +35,9 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 
 step "cargo test (unit, property, crash-recovery)"
 cargo test --workspace --locked
+
+step "fuzz seeds: every seed decodes, validates and opens as the fuzz targets see it (fuzz/ is its own workspace; stable Rust, no cargo-fuzz)"
+cargo test --manifest-path fuzz/Cargo.toml --locked
 
 step "metrics under load pass promtool check metrics"
 cargo build -p lmq-broker --locked
