@@ -1,12 +1,14 @@
 #!/usr/bin/env python3
-"""Records the Kafka request frames real clients send, to seed the fuzzers (scripts/fuzz.sh
---capture drives it).
+"""Records the Kafka request frames real clients send and the broker's answers, to seed the
+fuzzers (scripts/fuzz.sh --capture drives it).
 
   capture_proxy.py proxy --listen 127.0.0.1:P --upstream 127.0.0.1:B --out RAW_DIR
       A TCP proxy: every client connection is forwarded to the broker at B; each
       client->broker frame is written, its 4-byte length prefix stripped, to RAW_DIR as
-      <sequence>_<client id>_<api>_v<version>.bin. Broker->client bytes pass through
-      untouched. Start the broker with --advertised-listener 127.0.0.1:P so that clients
+      <sequence>_<client id>_<api>_v<version>.bin. Each broker->client frame is written as
+      <sequence>_<client id>_<api>_v<version>.response: the request's API key and version
+      (big-endian i16 each, what the client expects; the `response` fuzz target's input
+      layout) followed by the frame without its length prefix. Start the broker with --advertised-listener 127.0.0.1:P so that clients
       reconnect through the proxy after their bootstrap Metadata. Prints 'listening' once
       ready; stops on SIGTERM or SIGINT.
 
@@ -14,7 +16,8 @@
       Copies a representative subset: frames of APIs and versions LMQ decodes (the table in
       versions.rs), at most N per (api, version, client), where the client is the full
       client id for Produce (one per codec when each codec's producer has its own id) and
-      the id's first '-'-separated word otherwise.
+      the id's first '-'-separated word otherwise. With --responses: the same for the
+      .response files (the `response` target's seeds).
 
   capture_proxy.py batches DATA_DIR BATCH_DIR LOG_DIR [--batch-bytes-max B] [--log-bytes-max L]
       From a broker data dir (partition directories <topic>-<n> of .log segments, whole
@@ -106,26 +109,28 @@ async def run_proxy(listen, upstream, out_dir):
         finally:
             writer.close()
 
-    async def pump_frames(reader, writer):
+    async def pump_frames(reader, writer, record):
         try:
             while True:
                 prefix = await reader.readexactly(4)
                 length = int.from_bytes(prefix, "big", signed=True)
                 if length < 0 or length > FRAME_BYTES_MAX:
-                    # Not a Kafka client: stop recording, keep forwarding.
+                    # Not Kafka framing: stop recording, keep forwarding.
                     writer.write(prefix)
                     await pump_raw(reader, writer)
                     return
                 body = await reader.readexactly(length)
-                path = os.path.join(out_dir, frame_file_name(next(sequence), body))
-                with open(path, "wb") as f:
-                    f.write(body)
+                record(body)
                 writer.write(prefix + body)
                 await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         finally:
             writer.close()
+
+    def write(name, data):
+        with open(os.path.join(out_dir, name), "wb") as f:
+            f.write(data)
 
     async def on_client(client_reader, client_writer):
         try:
@@ -136,9 +141,33 @@ async def run_proxy(listen, upstream, out_dir):
             print(f"capture_proxy: cannot reach the broker: {error}", file=sys.stderr)
             client_writer.close()
             return
+        # correlation id -> (api key, version, client id) of the requests not yet answered
+        # on this connection (acks=0 produces never are).
+        waiting = {}
+
+        def record_request(body):
+            api_key, api_version, client_id = parse_frame_header(body)
+            if api_key is not None:
+                correlation_id = int.from_bytes(body[4:8], "big", signed=True)
+                waiting[correlation_id] = (api_key, api_version, client_id)
+            write(frame_file_name(next(sequence), body), body)
+
+        def record_response(body):
+            if len(body) < 4:
+                return
+            request = waiting.pop(int.from_bytes(body[0:4], "big", signed=True), None)
+            if request is None:
+                return
+            api_key, api_version, client_id = request
+            api = API_NAMES.get(api_key, f"api{api_key}")
+            name = f"{next(sequence):06d}_{safe(client_id)}_{api}_v{api_version}.response"
+            selector = api_key.to_bytes(2, "big", signed=True)
+            selector += api_version.to_bytes(2, "big", signed=True)
+            write(name, selector + body)
+
         await asyncio.gather(
-            pump_frames(client_reader, broker_writer),
-            pump_raw(broker_reader, client_writer),
+            pump_frames(client_reader, broker_writer, record_request),
+            pump_frames(broker_reader, client_writer, record_response),
         )
 
     server = await asyncio.start_server(on_client, listen[0], listen[1])
@@ -163,15 +192,21 @@ def supported_versions(versions_rs):
     return table
 
 
-def select(raw_dir, out_dir, versions_rs, per_kind):
+def select(raw_dir, out_dir, versions_rs, per_kind, responses):
     table = supported_versions(versions_rs)
     kept = {}
     skipped = 0
+    suffix = ".response" if responses else ".bin"
     os.makedirs(out_dir, exist_ok=True)
     for name in sorted(os.listdir(raw_dir)):
+        if not name.endswith(suffix):
+            continue
         with open(os.path.join(raw_dir, name), "rb") as f:
             body = f.read()
         api_key, api_version, client_id = parse_frame_header(body)
+        if responses:
+            # The selector has the request's key and version; the client id is in the name.
+            client_id = name.split("_")[1]
         low, high = table.get(api_key, (1, 0))
         if api_key == API_KEYS["Produce"]:
             low = max(low, PRODUCE_DECODABLE_MIN)
@@ -186,10 +221,10 @@ def select(raw_dir, out_dir, versions_rs, per_kind):
         # The sequence number goes: the seed's name says what it is, not when it came.
         seed = name.split("_", 1)[1]
         if kept[kind] > 1:
-            seed = f"{seed[: -len('.bin')]}_{kept[kind]}.bin"
+            seed = f"{seed[: -len(suffix)]}_{kept[kind]}{suffix}"
         shutil.copyfile(os.path.join(raw_dir, name), os.path.join(out_dir, seed))
     print(
-        f"capture_proxy: kept {sum(kept.values())} frames of {len(kept)} kinds "
+        f"capture_proxy: kept {sum(kept.values())} {suffix} frames of {len(kept)} kinds "
         f"({skipped} of APIs or versions LMQ does not decode skipped)"
     )
 
@@ -265,7 +300,7 @@ def address(text):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    proxy = commands.add_parser("proxy", help="record client->broker frames")
+    proxy = commands.add_parser("proxy", help="record the frames both ways")
     proxy.add_argument("--listen", type=address, required=True, help="HOST:PORT to accept on")
     proxy.add_argument("--upstream", type=address, required=True, help="the broker's HOST:PORT")
     proxy.add_argument("--out", required=True, help="directory for the frame files")
@@ -274,6 +309,7 @@ def main():
     pick.add_argument("out_dir")
     pick.add_argument("--versions", required=True, help="wire/src/versions.rs")
     pick.add_argument("--per-kind", type=int, default=1)
+    pick.add_argument("--responses", action="store_true", help="the .response files")
     split = commands.add_parser("batches", help="record batches and segments of a data dir")
     split.add_argument("data_dir")
     split.add_argument("batch_dir")
@@ -284,7 +320,7 @@ def main():
     if args.command == "proxy":
         asyncio.run(run_proxy(args.listen, args.upstream, args.out))
     elif args.command == "select":
-        select(args.raw_dir, args.out_dir, args.versions, args.per_kind)
+        select(args.raw_dir, args.out_dir, args.versions, args.per_kind, args.responses)
     else:
         batches(
             args.data_dir, args.batch_dir, args.log_dir, args.batch_bytes_max, args.log_bytes_max

@@ -5,7 +5,8 @@
 #   scripts/fuzz.sh --capture              re-record fuzz/seeds from real clients (kcat,
 #                                          confluent-kafka) talking to `lmq serve`
 #
-# Targets (fuzz/fuzz_targets/): request (lmq_wire::decode_request), record_batch (BatchView,
+# Targets (fuzz/fuzz_targets/): request (lmq_wire::decode_request), response
+# (lmq_wire::decode_response, what clients and the replica fetcher read), record_batch (BatchView,
 # the timestamp search, decompression) and storage_recovery (PartitionLog::open over one
 # arbitrary .log segment). Each run starts from the working corpus
 # $LMQ_CACHE/fuzz-corpus/<target> (LMQ_CACHE defaults to ~/.cache/lmq), into which the seeds
@@ -19,16 +20,18 @@
 # back to --sanitizer none.
 #
 # Environment:
-#   LMQ_FUZZ_TARGETS     targets to run, space-separated (default: all three)
+#   LMQ_FUZZ_TARGETS     targets to run, space-separated (default: all four)
 #   LMQ_FUZZ_SANITIZER   address (default) or none
 #   LMQ_FUZZ_ARGS        extra libFuzzer flags, e.g. "-fork=1 -ignore_ooms=1 -ignore_crashes=1"
 #                        to keep going past known findings (fork mode), "-max_len=65536"
-#   LMQ_FUZZ_STRICT_PANICS=1  request target: abort on panics decode_request contains too
+#   LMQ_FUZZ_STRICT_PANICS=1  request and response targets: abort on panics decode_request or
+#                        decode_response contains too
+#   LMQ_FUZZ_BROKER      --capture: this lmq binary instead of a release build
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 export RUSTC_BOOTSTRAP=1
-ALL_TARGETS=(request record_batch storage_recovery)
+ALL_TARGETS=(request response record_batch storage_recovery)
 read -r -a TARGETS <<<"${LMQ_FUZZ_TARGETS:-${ALL_TARGETS[*]}}"
 SANITIZER="${LMQ_FUZZ_SANITIZER:-address}"
 read -r -a EXTRA_ARGS <<<"${LMQ_FUZZ_ARGS:-}"
@@ -55,8 +58,11 @@ capture() {
   local work broker_port proxy_port py codec i port
   need python3 "apt-get install -y python3"
   command -v kcat >/dev/null || apt_install kcat
-  say "building the broker (cargo build --release -p lmq-broker)"
-  cargo build --release -p lmq-broker
+  local lmq="${LMQ_FUZZ_BROKER:-target/release/lmq}"
+  if [[ -z "${LMQ_FUZZ_BROKER:-}" ]]; then
+    say "building the broker (cargo build --release -p lmq-broker)"
+    cargo build --release -p lmq-broker
+  fi
   work="$(mktemp -d "${TMPDIR:-/tmp}/lmq-fuzz-capture.XXXXXX")"
   CAPTURE_WORK="$work"
   trap cleanup_capture EXIT
@@ -66,10 +72,10 @@ capture() {
   say "broker on 127.0.0.1:$broker_port, recording proxy on 127.0.0.1:$proxy_port (advertised)"
   local admin=()
   # No admin HTTP listener when the binary has one: its fixed default port may be taken.
-  if [[ "$(target/release/lmq serve --help 2>/dev/null)" == *--admin-listen* ]]; then
+  if [[ "$("$lmq" serve --help 2>/dev/null)" == *--admin-listen* ]]; then
     admin=(--admin-listen off)
   fi
-  target/release/lmq serve --data-dir "$work/data" --listen "127.0.0.1:$broker_port" \
+  "$lmq" serve --data-dir "$work/data" --listen "127.0.0.1:$broker_port" \
     --advertised-listener "127.0.0.1:$proxy_port" "${admin[@]}" >"$work/broker.log" 2>&1 &
   BROKER_PID=$!
   python3 fuzz/capture_proxy.py proxy --listen "127.0.0.1:$proxy_port" \
@@ -109,9 +115,12 @@ capture() {
   PROXY_PID="" BROKER_PID=""
   [[ -d "$work/raw" ]] || die "the proxy recorded nothing: $(tail -c 600 "$work/proxy.log")"
   say "$(find "$work/raw" -type f | wc -l) frames recorded; selecting seeds"
-  mkdir -p fuzz/seeds/request fuzz/seeds/record_batch fuzz/seeds/storage_recovery
-  rm -f fuzz/seeds/request/*.bin fuzz/seeds/record_batch/*.batch fuzz/seeds/storage_recovery/*.log
+  mkdir -p fuzz/seeds/request fuzz/seeds/response fuzz/seeds/record_batch fuzz/seeds/storage_recovery
+  rm -f fuzz/seeds/request/*.bin fuzz/seeds/response/*.response fuzz/seeds/record_batch/*.batch \
+    fuzz/seeds/storage_recovery/*.log
   python3 fuzz/capture_proxy.py select "$work/raw" fuzz/seeds/request --versions wire/src/versions.rs
+  python3 fuzz/capture_proxy.py select "$work/raw" fuzz/seeds/response --responses \
+    --versions wire/src/versions.rs
   python3 fuzz/capture_proxy.py batches "$work/data" fuzz/seeds/record_batch fuzz/seeds/storage_recovery
   for t in "${ALL_TARGETS[@]}"; do
     echo "fuzz/seeds/$t: $(find "fuzz/seeds/$t" -type f | wc -l) files, $(du -sk "fuzz/seeds/$t" | cut -f1) KiB"
@@ -186,7 +195,7 @@ run_target() {
   fi
   line+=" after $((SECONDS - started)) s, ${runs:-?} runs, ${rate:-?} exec/s, corpus $files files, sanitizer $SANITIZER"
   if [[ "$panics" != 0 ]]; then
-    line+=", $panics panics logged ('lmq-fuzz: panic' lines; contained by decode_request unless it crashed)"
+    line+=", $panics panics logged ('lmq-fuzz: panic' lines; contained by decode_request/decode_response unless it crashed)"
   fi
   [[ $found -gt 1 ]] && line+=", $found crash inputs in fuzz/artifacts/$target/"
   [[ -n "$crash" ]] && line+="; crash input: $crash"

@@ -2,9 +2,10 @@
 # The one test command (README, .ci/run): every test layer that exists today, on a fresh
 # machine. It installs what it needs idempotently and caches it outside the repo.
 #
-#   scripts/test.sh            format, lints, unit/property/recovery tests, script tests,
-#                              the compatibility matrix with its broker scenarios, Consul
-#                              contract tests, the cluster fault tests (LMQ_CLUSTER_TESTS=1)
+#   scripts/test.sh            format, lints, unit/property/recovery tests, the fuzz seeds,
+#                              script tests, the compatibility matrix with its broker
+#                              scenarios, Consul contract tests, the cluster fault tests
+#                              (LMQ_CLUSTER_TESTS=1)
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
 # LMQ_MATRIX_KAFKA=1 runs the compatibility matrix against Apache Kafka too;
@@ -35,6 +36,8 @@ cargo test --workspace --locked
 
 step "script tests (bench/report.py, the bench report: python3 -m unittest)"
 python3 -m unittest discover -s bench -p 'test_*.py'
+step "fuzz seeds: every seed decodes, validates and opens as the fuzz targets see it (fuzz/ is its own workspace; stable Rust, no cargo-fuzz)"
+cargo test --manifest-path fuzz/Cargo.toml --locked
 
 step "metrics under load pass promtool check metrics"
 cargo build -p lmq-broker --locked

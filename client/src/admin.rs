@@ -9,9 +9,9 @@ use lmq_wire::protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use lmq_wire::protocol::messages::{
-    ApiKey, CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest,
-    DescribeConfigsRequest, DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest,
-    ListGroupsRequest, OffsetFetchRequest, RequestKind, ResponseKind, TopicName,
+    CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
+    DescribeGroupsRequest, GroupId, IncrementalAlterConfigsRequest, ListGroupsRequest,
+    OffsetFetchRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 
@@ -226,16 +226,7 @@ impl Admin {
         request.topics = vec![topic];
         request.timeout_ms = 30_000;
         let connection = self.cluster.controller().await?;
-        let ResponseKind::CreateTopics(response) = connection
-            .call(
-                ApiKey::CreateTopics,
-                2..=7,
-                RequestKind::CreateTopics(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("CreateTopics".to_string()));
-        };
+        let response = connection.call(request).await?;
         for result in response.topics {
             if let Some(error) = ClientError::from_code(
                 &format!("create topic {name}"),
@@ -254,16 +245,7 @@ impl Admin {
         request.topic_names = vec![TopicName(text(name))];
         request.timeout_ms = 30_000;
         let connection = self.cluster.controller().await?;
-        let ResponseKind::DeleteTopics(response) = connection
-            .call(
-                ApiKey::DeleteTopics,
-                1..=5,
-                RequestKind::DeleteTopics(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("DeleteTopics".to_string()));
-        };
+        let response = connection.call(request).await?;
         for result in response.responses {
             if let Some(error) = ClientError::from_code(
                 &format!("delete topic {name}"),
@@ -288,18 +270,7 @@ impl Admin {
         request.topics = vec![topic];
         request.timeout_ms = 30_000;
         let connection = self.cluster.controller().await?;
-        let ResponseKind::CreatePartitions(response) = connection
-            .call(
-                ApiKey::CreatePartitions,
-                0..=3,
-                RequestKind::CreatePartitions(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "CreatePartitions".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         for result in response.results {
             if let Some(error) = ClientError::from_code(
                 &format!("create partitions of {name}"),
@@ -322,18 +293,7 @@ impl Admin {
         let mut request = DescribeConfigsRequest::default();
         request.resources = vec![resource];
         let connection = self.cluster.any_connection().await?;
-        let ResponseKind::DescribeConfigs(response) = connection
-            .call(
-                ApiKey::DescribeConfigs,
-                1..=4,
-                RequestKind::DescribeConfigs(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "DescribeConfigs".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         let mut entries = Vec::new();
         for result in response.results {
             if let Some(error) = ClientError::from_code(
@@ -384,18 +344,7 @@ impl Admin {
         let mut request = IncrementalAlterConfigsRequest::default();
         request.resources = vec![resource];
         let connection = self.cluster.any_connection().await?;
-        let ResponseKind::IncrementalAlterConfigs(response) = connection
-            .call(
-                ApiKey::IncrementalAlterConfigs,
-                0..=1,
-                RequestKind::IncrementalAlterConfigs(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "IncrementalAlterConfigs".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         for result in response.responses {
             if let Some(error) = ClientError::from_code(
                 &format!("alter configs of {topic}"),
@@ -416,16 +365,7 @@ impl Admin {
         let mut groups: Vec<GroupListing> = Vec::new();
         for (node_id, _) in self.cluster.brokers().await {
             let connection = self.cluster.connection(node_id).await?;
-            let ResponseKind::ListGroups(response) = connection
-                .call(
-                    ApiKey::ListGroups,
-                    0..=4,
-                    RequestKind::ListGroups(ListGroupsRequest::default()),
-                )
-                .await?
-            else {
-                return Err(ClientError::UnexpectedResponse("ListGroups".to_string()));
-            };
+            let response = connection.call(ListGroupsRequest::default()).await?;
             if let Some(error) = ClientError::from_code("list groups", response.error_code, None) {
                 return Err(error);
             }
@@ -452,18 +392,7 @@ impl Admin {
         let connection = self.coordinator(group).await?;
         let mut request = DescribeGroupsRequest::default();
         request.groups = vec![GroupId(text(group))];
-        let ResponseKind::DescribeGroups(response) = connection
-            .call(
-                ApiKey::DescribeGroups,
-                0..=5,
-                RequestKind::DescribeGroups(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "DescribeGroups".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         let described = response
             .groups
             .into_iter()
@@ -506,16 +435,7 @@ impl Admin {
         let mut request = OffsetFetchRequest::default();
         request.group_id = GroupId(text(group));
         request.topics = None;
-        let ResponseKind::OffsetFetch(response) = connection
-            .call(
-                ApiKey::OffsetFetch,
-                1..=7,
-                RequestKind::OffsetFetch(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("OffsetFetch".to_string()));
-        };
+        let response = connection.call(request).await?;
         if let Some(error) = ClientError::from_code(
             &format!("fetch offsets of {group}"),
             response.error_code,

@@ -6,9 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic;
-use lmq_wire::protocol::messages::{
-    ApiKey, FindCoordinatorRequest, MetadataRequest, RequestKind, ResponseKind, TopicName,
-};
+use lmq_wire::protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 use tokio::sync::Mutex;
 
@@ -187,12 +185,7 @@ impl Cluster {
                     .collect(),
             )
         };
-        let ResponseKind::Metadata(response) = connection
-            .call(ApiKey::Metadata, 1..=12, RequestKind::Metadata(request))
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("Metadata".to_string()));
-        };
+        let response = connection.call(request).await?;
         let mut state = self.state.lock().await;
         for broker in &response.brokers {
             state.brokers.insert(
@@ -305,7 +298,7 @@ impl Cluster {
 
     async fn find_coordinator_once(&self, group: &str) -> Result<Arc<Connection>> {
         let connection = self.any_connection().await?;
-        let version = connection.version(ApiKey::FindCoordinator, 0..=4)?;
+        let version = connection.version::<FindCoordinatorRequest>()?;
         let mut request = FindCoordinatorRequest::default();
         request.key_type = 0;
         // v4 batched the keys and dropped the single one.
@@ -314,18 +307,7 @@ impl Cluster {
         } else {
             request.key = StrBytes::from_string(group.to_string());
         }
-        let ResponseKind::FindCoordinator(response) = connection
-            .call(
-                ApiKey::FindCoordinator,
-                version..=version,
-                RequestKind::FindCoordinator(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "FindCoordinator".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         let (code, node) = match response.coordinators.first() {
             Some(coordinator) => (coordinator.error_code, coordinator.node_id.0),
             None => (response.error_code, response.node_id.0),

@@ -1,5 +1,6 @@
-//! One connection to one broker: versions negotiated with ApiVersions at connect, requests
-//! pipelined, responses matched to requests by correlation id.
+//! One connection to one broker: versions negotiated with ApiVersions at connect (for every
+//! entry of the client's table, [`crate::api`]), typed requests pipelined, responses matched
+//! to requests by correlation id.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -8,6 +9,8 @@ use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+
+use crate::api::{Api, Negotiated, Request};
 use lmq_wire::{decode_response, encode_request, frame_length};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -34,8 +37,8 @@ pub struct Connection {
     /// Set by the reader task when the connection ends.
     closed: Arc<AtomicBool>,
     next_correlation: AtomicI32,
-    /// The broker's supported range per API key.
-    versions: HashMap<i16, (i16, i16)>,
+    /// The version of each table entry both sides speak, from the broker's ApiVersions.
+    versions: Negotiated,
     request_timeout: Duration,
 }
 
@@ -80,28 +83,30 @@ impl Connection {
             pending,
             closed,
             next_correlation: AtomicI32::new(1),
-            versions: HashMap::new(),
+            versions: Negotiated::new([]),
             request_timeout,
         };
-        // ApiVersions v3 is understood by every broker we target; v0 would be the fallback.
-        let response = connection
-            .send(
-                ApiKey::ApiVersions,
-                3,
-                RequestKind::ApiVersions(client_api_versions_request()),
+        // Nothing is negotiated yet: ApiVersions goes at the table's version (v3 is understood
+        // by every broker we target).
+        let request = client_api_versions_request();
+        let answer = connection
+            .write(
+                Api::ApiVersions.key(),
+                request.into(),
+                *Api::ApiVersions.versions().end(),
             )
+            .await?
             .await?;
-        let ResponseKind::ApiVersions(versions) = response else {
-            return Err(ClientError::UnexpectedResponse("ApiVersions".to_string()));
-        };
+        let versions = typed::<ApiVersionsRequest>(answer)?;
         if let Some(error) = ClientError::from_code("ApiVersions", versions.error_code, None) {
             return Err(error);
         }
-        connection.versions = versions
-            .api_keys
-            .iter()
-            .map(|key| (key.api_key, (key.min_version, key.max_version)))
-            .collect();
+        connection.versions = Negotiated::new(
+            versions
+                .api_keys
+                .iter()
+                .map(|key| (key.api_key, key.min_version, key.max_version)),
+        );
         Ok(connection)
     }
 
@@ -110,53 +115,61 @@ impl Connection {
         &self.address
     }
 
-    /// The highest version both this client and the broker speak, within `wanted`.
-    pub fn version(&self, api_key: ApiKey, wanted: std::ops::RangeInclusive<i16>) -> Result<i16> {
-        let decodable = api_key.valid_versions();
-        let unsupported = || ClientError::UnsupportedApi {
-            api: format!("{api_key:?}"),
-            min: *wanted.start(),
-            max: *wanted.end(),
-        };
-        let (broker_min, broker_max) = self
-            .versions
-            .get(&(api_key as i16))
-            .copied()
-            .ok_or_else(unsupported)?;
-        let version = broker_max.min(*wanted.end()).min(decodable.max);
-        if version < broker_min.max(*wanted.start()).max(decodable.min) {
-            return Err(unsupported());
-        }
-        Ok(version)
+    /// The version `R` goes at on this connection: the highest one both this client (its
+    /// table, [`crate::api`]) and the broker speak. For request bodies whose shape depends on it.
+    pub fn version<R: Request>(&self) -> Result<i16> {
+        self.versions
+            .version(R::API)
+            .ok_or_else(|| ClientError::UnsupportedApi {
+                api: R::API.name().to_string(),
+                min: *R::API.versions().start(),
+                max: *R::API.versions().end(),
+            })
     }
 
-    /// Sends a request at the best common version within `wanted` and waits for its answer.
-    pub async fn call(
-        &self,
-        api_key: ApiKey,
-        wanted: std::ops::RangeInclusive<i16>,
-        body: RequestKind,
-    ) -> Result<ResponseKind> {
-        let version = self.version(api_key, wanted)?;
-        self.send(api_key, version, body).await
-    }
-
-    pub(crate) async fn send(
-        &self,
-        api_key: ApiKey,
-        version: i16,
-        body: RequestKind,
-    ) -> Result<ResponseKind> {
-        self.start(api_key, version, body).await?.await
+    /// Sends `request` at the negotiated version and waits for its answer.
+    pub async fn call<R: Request>(&self, request: R) -> Result<R::Response> {
+        self.start(request).await?.await
     }
 
     /// Writes a request and returns the wait for its answer: requests started one after the
     /// other reach the broker in that order (a producer's batches of one partition).
-    pub(crate) async fn start(
+    pub(crate) async fn start<R: Request>(
+        &self,
+        request: R,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static> {
+        let version = self.version::<R>()?;
+        let answer = self.write(R::API.key(), request.into(), version).await?;
+        Ok(async move { typed::<R>(answer.await?) })
+    }
+
+    /// Sends a request the broker does not answer (a Produce with acks=0).
+    pub async fn send_without_response<R: Request>(&self, request: R) -> Result<()> {
+        let version = self.version::<R>()?;
+        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
+        let frame = encode_request(
+            &request.into(),
+            R::API.key(),
+            version,
+            correlation_id,
+            &self.client_id,
+        )?;
+        let mut writer = self.writer.lock().await;
+        writer
+            .write_all(&frame)
+            .await
+            .map_err(|error| ClientError::Connection {
+                address: self.address.clone(),
+                reason: error.to_string(),
+            })
+    }
+
+    /// Writes `body` at `version` and returns the wait for the decoded answer.
+    async fn write(
         &self,
         api_key: ApiKey,
-        version: i16,
         body: RequestKind,
+        version: i16,
     ) -> Result<impl std::future::Future<Output = Result<ResponseKind>> + Send + 'static> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let frame = encode_request(&body, api_key, version, correlation_id, &self.client_id)?;
@@ -200,25 +213,6 @@ impl Connection {
         })
     }
 
-    /// Sends a Produce with acks=0: the broker sends nothing back.
-    pub async fn send_without_response(
-        &self,
-        api_key: ApiKey,
-        version: i16,
-        body: RequestKind,
-    ) -> Result<()> {
-        let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let frame = encode_request(&body, api_key, version, correlation_id, &self.client_id)?;
-        let mut writer = self.writer.lock().await;
-        writer
-            .write_all(&frame)
-            .await
-            .map_err(|error| ClientError::Connection {
-                address: self.address.clone(),
-                reason: error.to_string(),
-            })
-    }
-
     fn forget(&self, correlation_id: i32) {
         self.pending
             .lock()
@@ -230,6 +224,12 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.closed.load(Ordering::Acquire)
     }
+}
+
+/// The typed answer to `R`. The reader decodes each answer with its request's API key, so
+/// another kind means a bug, reported as [`ClientError::UnexpectedResponse`].
+fn typed<R: Request>(response: ResponseKind) -> Result<R::Response> {
+    R::response(response).ok_or_else(|| ClientError::UnexpectedResponse(R::API.name().to_string()))
 }
 
 fn client_api_versions_request() -> ApiVersionsRequest {
@@ -290,5 +290,146 @@ async fn read_responses(
             address: address.clone(),
             reason: failure.clone(),
         }));
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+    use lmq_wire::protocol::messages::api_versions_response::ApiVersion;
+    use lmq_wire::protocol::messages::{ApiVersionsResponse, MetadataRequest, MetadataResponse};
+    use lmq_wire::{WireError, decode_request, encode_response};
+    use tokio::net::TcpListener;
+
+    /// How the fake broker answers one request after ApiVersions.
+    #[derive(Debug, Clone, Copy)]
+    enum Answer {
+        /// The real answer cut after its correlation id and a few bytes.
+        Truncated,
+        /// The correlation id followed by noise.
+        Garbage,
+        /// The real answer.
+        Whole,
+    }
+
+    /// A broker on a loopback port that answers ApiVersions with LMQ's table (cut short when
+    /// `truncate_api_versions`), then each later request with the next of `answers`.
+    async fn fake_broker(truncate_api_versions: bool, answers: Vec<Answer>) -> String {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut answers = answers.into_iter();
+            loop {
+                let mut prefix = [0u8; 4];
+                if stream.read_exact(&mut prefix).await.is_err() {
+                    return;
+                }
+                let length = frame_length(prefix, 1 << 20).unwrap();
+                let mut frame = vec![0u8; length];
+                stream.read_exact(&mut frame).await.unwrap();
+                let request = decode_request(Bytes::from(frame)).unwrap();
+                let (body, answer) = match request.api_key {
+                    ApiKey::ApiVersions => {
+                        let mut versions = ApiVersionsResponse::default();
+                        versions.api_keys = lmq_wire::SUPPORTED_APIS
+                            .iter()
+                            .map(|api| {
+                                let mut key = ApiVersion::default();
+                                key.api_key = api.api_key as i16;
+                                key.min_version = api.min_version;
+                                key.max_version = api.max_version;
+                                key
+                            })
+                            .collect();
+                        let answer = if truncate_api_versions {
+                            Answer::Truncated
+                        } else {
+                            Answer::Whole
+                        };
+                        (ResponseKind::ApiVersions(versions), answer)
+                    }
+                    _ => (
+                        ResponseKind::Metadata(MetadataResponse::default()),
+                        answers.next().unwrap(),
+                    ),
+                };
+                let whole = encode_response(
+                    &body,
+                    request.api_key,
+                    request.api_version(),
+                    request.correlation_id(),
+                )
+                .unwrap();
+                let body = match answer {
+                    Answer::Whole => whole[4..].to_vec(),
+                    Answer::Truncated => whole[4..whole.len().min(11)].to_vec(),
+                    Answer::Garbage => {
+                        let mut body = request.correlation_id().to_be_bytes().to_vec();
+                        body.extend_from_slice(&[0xff, 0x80, 0x00, 0x7f, 0xff, 0xff, 0xff]);
+                        body
+                    }
+                };
+                let length = i32::try_from(body.len()).unwrap();
+                stream.write_all(&length.to_be_bytes()).await.unwrap();
+                stream.write_all(&body).await.unwrap();
+            }
+        });
+        address
+    }
+
+    fn is_malformed(result: &Result<impl std::fmt::Debug>) -> bool {
+        matches!(result, Err(ClientError::Wire(WireError::Malformed { .. })))
+    }
+
+    /// A broker (or, for the replica fetcher, a peer broker) that answers with a cut or
+    /// garbled frame: the call is an error, nothing panics, and the connection serves the
+    /// next request.
+    #[tokio::test]
+    async fn a_truncated_or_garbage_answer_is_an_error_and_the_connection_goes_on() {
+        let address = fake_broker(
+            false,
+            vec![Answer::Truncated, Answer::Garbage, Answer::Whole],
+        )
+        .await;
+        let connection = Connection::connect(&address, "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        let truncated = connection.call(MetadataRequest::default()).await;
+        assert!(is_malformed(&truncated), "{truncated:?}");
+        let garbage = connection.call(MetadataRequest::default()).await;
+        assert!(is_malformed(&garbage), "{garbage:?}");
+        let whole = connection.call(MetadataRequest::default()).await;
+        assert_eq!(whole.unwrap(), MetadataResponse::default());
+    }
+
+    #[tokio::test]
+    async fn a_truncated_api_versions_answer_fails_the_connect() {
+        let address = fake_broker(true, Vec::new()).await;
+        let connected = Connection::connect(&address, "test", Duration::from_secs(5)).await;
+        assert!(is_malformed(&connected), "{connected:?}");
+    }
+
+    /// Versions come from the client's table, negotiated with the broker's at connect.
+    #[tokio::test]
+    async fn calls_go_at_the_version_negotiated_from_the_clients_table() {
+        let address = fake_broker(false, Vec::new()).await;
+        let connection = Connection::connect(&address, "test", Duration::from_secs(5))
+            .await
+            .unwrap();
+        // LMQ serves Metadata up to 12, the client's table goes to 12.
+        assert_eq!(connection.version::<MetadataRequest>().unwrap(), 12);
+        // LMQ advertises FindCoordinator up to 5, the client's table stops at 4.
+        assert_eq!(
+            connection
+                .version::<lmq_wire::protocol::messages::FindCoordinatorRequest>()
+                .unwrap(),
+            4
+        );
+        assert_eq!(
+            connection.version::<crate::api::ReplicaFetch>().unwrap(),
+            12
+        );
     }
 }

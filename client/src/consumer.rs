@@ -5,9 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
-use lmq_wire::protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, TopicName,
-};
+use lmq_wire::protocol::messages::{BrokerId, FetchRequest, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 use lmq_wire::records::decode_batches;
 
@@ -178,12 +176,7 @@ impl Consumer {
         request.min_bytes = 1;
         request.max_bytes = self.config.partition_max_bytes.max(1);
         request.topics = vec![fetch_topic];
-        let ResponseKind::Fetch(response) = connection
-            .call(ApiKey::Fetch, 4..=12, RequestKind::Fetch(request))
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("Fetch".to_string()));
-        };
+        let response = connection.call(request).await?;
         if let Some(error) = ClientError::from_code("fetch", response.error_code, None) {
             return Err(error);
         }

@@ -16,9 +16,8 @@ use lmq_wire::protocol::messages::leave_group_request::MemberIdentity;
 use lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use lmq_wire::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use lmq_wire::protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
-    JoinGroupRequest, LeaveGroupRequest, OffsetFetchRequest, RequestKind, ResponseKind,
-    SyncGroupRequest, TopicName,
+    ConsumerProtocolAssignment, ConsumerProtocolSubscription, GroupId, HeartbeatRequest,
+    JoinGroupRequest, LeaveGroupRequest, OffsetFetchRequest, SyncGroupRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -203,12 +202,7 @@ impl GroupConsumer {
             request.group_instance_id = None;
             request.protocol_type = text(PROTOCOL_TYPE);
             request.protocols = vec![protocol];
-            let ResponseKind::JoinGroup(joined) = coordinator
-                .call(ApiKey::JoinGroup, 4..=9, RequestKind::JoinGroup(request))
-                .await?
-            else {
-                return Err(ClientError::UnexpectedResponse("JoinGroup".to_string()));
-            };
+            let joined = coordinator.call(request).await?;
             if joined.error_code == MEMBER_ID_REQUIRED {
                 member_id = joined.member_id.to_string();
                 continue;
@@ -265,12 +259,7 @@ impl GroupConsumer {
                     entry
                 })
                 .collect();
-            let ResponseKind::SyncGroup(synced) = coordinator
-                .call(ApiKey::SyncGroup, 0..=5, RequestKind::SyncGroup(sync))
-                .await?
-            else {
-                return Err(ClientError::UnexpectedResponse("SyncGroup".to_string()));
-            };
+            let synced = coordinator.call(sync).await?;
             if synced.error_code == REBALANCE_IN_PROGRESS {
                 continue;
             }
@@ -431,17 +420,7 @@ impl GroupConsumer {
                 })
                 .collect(),
         );
-        let ResponseKind::OffsetFetch(response) = membership
-            .coordinator
-            .call(
-                ApiKey::OffsetFetch,
-                1..=7,
-                RequestKind::OffsetFetch(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("OffsetFetch".to_string()));
-        };
+        let response = membership.coordinator.call(request).await?;
         if let Some(error) =
             ClientError::from_code("fetch committed offsets", response.error_code, None)
         {
@@ -505,7 +484,7 @@ impl GroupConsumer {
 
     async fn leave(&self, membership: &Membership) {
         let coordinator = &membership.coordinator;
-        let left = match coordinator.version(ApiKey::LeaveGroup, 0..=5) {
+        let left = match coordinator.version::<LeaveGroupRequest>() {
             Ok(version) => {
                 let mut request = LeaveGroupRequest::default();
                 request.group_id = GroupId(text(&self.config.group));
@@ -518,14 +497,7 @@ impl GroupConsumer {
                     member.member_id = text(&membership.member_id);
                     request.members = vec![member];
                 }
-                coordinator
-                    .send(
-                        ApiKey::LeaveGroup,
-                        version,
-                        RequestKind::LeaveGroup(request),
-                    )
-                    .await
-                    .map(|_| ())
+                coordinator.call(request).await.map(|_| ())
             }
             Err(error) => Err(error),
         };
@@ -555,11 +527,8 @@ async fn heartbeats(
         request.generation_id = generation_id;
         request.member_id = text(&member_id);
         request.group_instance_id = None;
-        match coordinator
-            .call(ApiKey::Heartbeat, 0..=4, RequestKind::Heartbeat(request))
-            .await
-        {
-            Ok(ResponseKind::Heartbeat(response)) if response.error_code == 0 => {}
+        match coordinator.call(request).await {
+            Ok(response) if response.error_code == 0 => {}
             Ok(_) | Err(_) => {
                 rebalance.store(true, Ordering::Release);
                 return;

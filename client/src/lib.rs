@@ -13,6 +13,7 @@
 #![warn(missing_docs)]
 
 pub mod admin;
+pub mod api;
 pub mod cluster;
 pub mod connection;
 pub mod consumer;

@@ -5,10 +5,7 @@ use lmq_wire::protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use lmq_wire::protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use lmq_wire::protocol::messages::{
-    ApiKey, BrokerId, DeleteRecordsRequest, ListOffsetsRequest, RequestKind, ResponseKind,
-    TopicName,
-};
+use lmq_wire::protocol::messages::{BrokerId, DeleteRecordsRequest, ListOffsetsRequest, TopicName};
 
 use crate::admin::{Admin, OffsetSpec, text};
 use crate::error::{ClientError, Result};
@@ -84,16 +81,7 @@ impl Admin {
         let mut request = ListOffsetsRequest::default();
         request.replica_id = BrokerId(-1);
         request.topics = vec![requested_topic];
-        let ResponseKind::ListOffsets(response) = connection
-            .call(
-                ApiKey::ListOffsets,
-                1..=8,
-                RequestKind::ListOffsets(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("ListOffsets".to_string()));
-        };
+        let response = connection.call(request).await?;
         let answered = response
             .topics
             .iter()
@@ -131,16 +119,7 @@ impl Admin {
         request.topics = vec![requested_topic];
         request.timeout_ms =
             i32::try_from(self.cluster.config().request_timeout.as_millis()).unwrap_or(i32::MAX);
-        let ResponseKind::DeleteRecords(response) = connection
-            .call(
-                ApiKey::DeleteRecords,
-                0..=2,
-                RequestKind::DeleteRecords(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse("DeleteRecords".to_string()));
-        };
+        let response = connection.call(request).await?;
         let answered = response
             .topics
             .iter()

@@ -7,13 +7,12 @@ use lmq_wire::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
 use lmq_wire::protocol::messages::{
-    ApiKey, ConsumerProtocolAssignment, GroupId, OffsetCommitRequest, RequestKind, ResponseKind,
-    TopicName,
+    ConsumerProtocolAssignment, GroupId, OffsetCommitRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::{Decodable, StrBytes};
 
 use crate::connection::Connection;
-use crate::error::{ClientError, Result};
+use crate::error::Result;
 
 /// Who commits: a member of a generation, or nobody (generation -1: a simple commit to a
 /// group without active members).
@@ -62,16 +61,7 @@ pub(crate) async fn commit(
             committed
         })
         .collect();
-    let ResponseKind::OffsetCommit(response) = coordinator
-        .call(
-            ApiKey::OffsetCommit,
-            2..=8,
-            RequestKind::OffsetCommit(request),
-        )
-        .await?
-    else {
-        return Err(ClientError::UnexpectedResponse("OffsetCommit".to_string()));
-    };
+    let response = coordinator.call(request).await?;
     Ok(response
         .topics
         .into_iter()

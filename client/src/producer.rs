@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use lmq_wire::protocol::messages::{
-    ApiKey, InitProducerIdRequest, ProduceRequest, RequestKind, ResponseKind, TopicName,
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 pub use lmq_wire::records::Codec;
@@ -496,16 +496,11 @@ async fn start_produce(
     request.acks = inner.config.acks.code();
     request.timeout_ms = 30_000;
     request.topic_data = vec![topic_data];
-    let version = connection.version(ApiKey::Produce, 3..=11)?;
     if inner.config.acks == Acks::None {
-        connection
-            .send_without_response(ApiKey::Produce, version, RequestKind::Produce(request))
-            .await?;
+        connection.send_without_response(request).await?;
         return Ok(Box::pin(std::future::ready(Ok(-1))));
     }
-    let answer = connection
-        .start(ApiKey::Produce, version, RequestKind::Produce(request))
-        .await?;
+    let answer = connection.start(request).await?;
     let context = format!("produce to {topic}-{partition}");
     Ok(Box::pin(
         async move { base_offset(answer.await?, &context) },
@@ -518,10 +513,7 @@ async fn answered(started: Result<ProduceAnswer>) -> Result<i64> {
 }
 
 /// The base offset a produce answer gives one batch, or its error.
-fn base_offset(response: ResponseKind, context: &str) -> Result<i64> {
-    let ResponseKind::Produce(response) = response else {
-        return Err(ClientError::UnexpectedResponse("Produce".to_string()));
-    };
+fn base_offset(response: ProduceResponse, context: &str) -> Result<i64> {
     let answer = response
         .responses
         .into_iter()
@@ -552,18 +544,7 @@ async fn try_init_producer_id(cluster: &Cluster) -> Result<Identity> {
     let mut request = InitProducerIdRequest::default();
     request.transactional_id = None;
     request.transaction_timeout_ms = 60_000;
-    let ResponseKind::InitProducerId(response) = connection
-        .call(
-            ApiKey::InitProducerId,
-            0..=4,
-            RequestKind::InitProducerId(request),
-        )
-        .await?
-    else {
-        return Err(ClientError::UnexpectedResponse(
-            "InitProducerId".to_string(),
-        ));
-    };
+    let response = connection.call(request).await?;
     if let Some(error) = ClientError::from_code("init producer id", response.error_code, None) {
         return Err(error);
     }

@@ -5,8 +5,7 @@ use lmq_wire::protocol::messages::alter_partition_reassignments_request::{
     ReassignablePartition, ReassignableTopic,
 };
 use lmq_wire::protocol::messages::{
-    AlterPartitionReassignmentsRequest, ApiKey, BrokerId, ListPartitionReassignmentsRequest,
-    RequestKind, ResponseKind, TopicName,
+    AlterPartitionReassignmentsRequest, BrokerId, ListPartitionReassignmentsRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 
@@ -49,18 +48,7 @@ impl Admin {
         request.allow_replication_factor_change = true;
         request.topics = vec![requested];
         let connection = self.cluster().controller().await?;
-        let ResponseKind::AlterPartitionReassignments(response) = connection
-            .call(
-                ApiKey::AlterPartitionReassignments,
-                0..=1,
-                RequestKind::AlterPartitionReassignments(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "AlterPartitionReassignments".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         let operation = format!("reassign {topic}-{partition}");
         if let Some(error) = ClientError::from_code(
             &operation,
@@ -92,18 +80,7 @@ impl Admin {
         request.timeout_ms = 30_000;
         request.topics = None;
         let connection = self.cluster().controller().await?;
-        let ResponseKind::ListPartitionReassignments(response) = connection
-            .call(
-                ApiKey::ListPartitionReassignments,
-                0..=0,
-                RequestKind::ListPartitionReassignments(request),
-            )
-            .await?
-        else {
-            return Err(ClientError::UnexpectedResponse(
-                "ListPartitionReassignments".to_string(),
-            ));
-        };
+        let response = connection.call(request).await?;
         if let Some(error) = ClientError::from_code(
             "list reassignments",
             response.error_code,

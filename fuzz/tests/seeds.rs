@@ -1,6 +1,6 @@
 //! The seeds as the fuzz targets see them, checked with the crates' own APIs (this package
 //! depends on both lmq-wire and lmq-storage, which `wire/tests/decode_corpus.rs` cannot):
-//! every recorded request decodes, every recorded batch passes `BatchView::validated`, and
+//! every recorded request and answer decodes, every recorded batch passes `BatchView::validated`, and
 //! every recorded segment opens as a log whose records all read back. So a fuzzing run
 //! starts from inputs that reach deep into the code, not from ones refused at the door.
 //!
@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use lmq_storage::batch::BatchView;
 use lmq_storage::{FirstBatch, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits};
+use lmq_wire::protocol::messages::ApiKey;
 
 fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -37,6 +38,21 @@ fn seeds(target: &str) -> Vec<(PathBuf, Vec<u8>)> {
 fn request_seeds_decode() {
     for (path, bytes) in seeds("request") {
         lmq_wire::decode_request(Bytes::from(bytes))
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+    }
+}
+
+/// `response` seeds: the request's API key and version (big-endian i16 each), then the frame.
+#[test]
+fn response_seeds_decode() {
+    for (path, bytes) in seeds("response") {
+        let (selector, frame) = bytes
+            .split_first_chunk::<4>()
+            .unwrap_or_else(|| panic!("{}: no selector", path.display()));
+        let api_key = ApiKey::try_from(i16::from_be_bytes([selector[0], selector[1]]))
+            .unwrap_or_else(|()| panic!("{}: unknown API key", path.display()));
+        let version = i16::from_be_bytes([selector[2], selector[3]]);
+        lmq_wire::decode_response(Bytes::copy_from_slice(frame), api_key, version)
             .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
     }
 }

@@ -31,3 +31,16 @@ impl WireError {
         }
     }
 }
+
+/// Runs a generated decoder on peer bytes with its panics turned into
+/// [`WireError::Malformed`]: the decoders return errors for the bad input known so far, but a
+/// panic found later must not take a connection task (or a replica fetcher) down with it.
+pub(crate) fn contained<T>(
+    what: &'static str,
+    decode: impl FnOnce() -> Result<T, WireError> + std::panic::UnwindSafe,
+) -> Result<T, WireError> {
+    std::panic::catch_unwind(decode).map_err(|_| WireError::Malformed {
+        what,
+        reason: "the decoder panicked".to_string(),
+    })?
+}

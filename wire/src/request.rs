@@ -4,7 +4,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
-use crate::error::WireError;
+use crate::error::{WireError, contained};
 use crate::versions::supported_range;
 
 /// A request the broker can dispatch.
@@ -70,19 +70,13 @@ fn decode(frame: Bytes, supported_only: bool) -> Result<DecodedRequest, WireErro
         return Err(unsupported());
     }
     let mut body = frame;
-    // The generated decoders return errors for bad input, but a panic inside them must not
-    // take a connection task down with it: peer bytes never panic the broker.
-    let decoded = std::panic::catch_unwind(move || {
+    let (header, body) = contained("request", move || {
         let header = RequestHeader::decode(&mut body, api_key.request_header_version(api_version))
             .map_err(|error| WireError::malformed("request header", error))?;
         let body = RequestKind::decode(api_key, &mut body, api_version)
             .map_err(|error| WireError::malformed("request body", error))?;
-        Ok::<_, WireError>((header, body))
-    });
-    let (header, body) = decoded.map_err(|_| WireError::Malformed {
-        what: "request",
-        reason: "the decoder panicked".to_string(),
-    })??;
+        Ok((header, body))
+    })?;
     Ok(DecodedRequest {
         header,
         api_key,

@@ -5,8 +5,8 @@
     clippy::cast_possible_truncation
 )]
 //! The fuzz seeds (`fuzz/seeds/`, recorded from real clients by `scripts/fuzz.sh --capture`)
-//! as a normal test: every recorded request frame decodes, every recorded record batch is a
-//! valid v2 batch whose records LMQ's decompression reads back, and deterministic
+//! as a normal test: every recorded request frame and broker answer decodes, every recorded
+//! record batch is a valid v2 batch whose records LMQ's decompression reads back, and deterministic
 //! mutations of each seed (bit flips, truncations, length-field edits, shifted bytes) are
 //! errors or values, never panics.
 
@@ -14,9 +14,10 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use lmq_wire::decode_request;
+use lmq_wire::protocol::messages::ApiKey;
 use lmq_wire::protocol::records::RecordBatchDecoder;
 use lmq_wire::records::{Codec, decompress};
+use lmq_wire::{decode_request, decode_response};
 
 /// Mutations per seed: a few thousand in all, well under a second in a debug build.
 const MUTATIONS_PER_SEED: usize = 200;
@@ -193,6 +194,61 @@ fn request_mutations_do_not_panic() {
         let mut rng = rng_for(&path);
         for _ in 0..MUTATIONS_PER_SEED {
             let _ = decode_request(Bytes::from(mutate(&mut rng, &bytes)));
+        }
+    }
+}
+
+/// A `response` seed: the API key and version the client expects (the first 4 bytes, as
+/// the fuzz target reads them) and the frame body.
+fn response_seed(path: &Path, bytes: &[u8]) -> (ApiKey, i16, Bytes) {
+    assert!(bytes.len() >= 4, "{}: no selector", path.display());
+    let api_key = ApiKey::try_from(i16::from_be_bytes([bytes[0], bytes[1]]))
+        .unwrap_or_else(|()| panic!("{}: unknown API key", path.display()));
+    let version = i16::from_be_bytes([bytes[2], bytes[3]]);
+    (api_key, version, Bytes::copy_from_slice(&bytes[4..]))
+}
+
+#[test]
+fn recorded_responses_decode() {
+    let seeds = seeds("response");
+    assert!(
+        seeds.len() >= 10,
+        "fuzz/seeds/response holds {} files; re-record with scripts/fuzz.sh --capture",
+        seeds.len()
+    );
+    for (path, bytes) in &seeds {
+        let (api_key, version, frame) = response_seed(path, bytes);
+        let (correlation_id, _) = decode_response(frame, api_key, version)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert_eq!(correlation_id, i32_at(bytes, 4), "{}", path.display());
+    }
+}
+
+/// What a broker that stops mid-answer sends: every cut of a recorded answer is an error.
+#[test]
+fn every_truncation_of_a_recorded_response_is_an_error() {
+    for (path, bytes) in seeds("response") {
+        let (api_key, version, frame) = response_seed(&path, &bytes);
+        for cut in 0..frame.len() {
+            assert!(
+                decode_response(frame.slice(..cut), api_key, version).is_err(),
+                "{} cut at {cut} decoded",
+                path.display()
+            );
+        }
+    }
+}
+
+/// Bit flips, length edits and shifted bytes in answers: what the replica fetcher may read
+/// from a broken peer. An answer or an error, never a panic.
+#[test]
+fn response_mutations_do_not_panic() {
+    for (path, bytes) in seeds("response") {
+        let (api_key, version, frame) = response_seed(&path, &bytes);
+        let mut rng = rng_for(&path);
+        for _ in 0..MUTATIONS_PER_SEED {
+            let mutated = Bytes::from(mutate(&mut rng, &frame));
+            let _ = decode_response(mutated, api_key, version);
         }
     }
 }

@@ -8,12 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use lmq::ClientError;
+use lmq::api::ReplicaFetch;
 use lmq::connection::Connection;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use lmq_wire::protocol::messages::{
-    ApiKey, BrokerId, FetchRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
-    SaslHandshakeRequest, TopicName,
+    BrokerId, FetchRequest, SaslAuthenticateRequest, SaslHandshakeRequest, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 use tokio::sync::watch;
@@ -176,33 +176,13 @@ async fn connect_as_broker(node: &ClusterNode, address: &str) -> Result<Connecti
     let connection = Connection::connect(address, &client_id, CONNECT_TIMEOUT).await?;
     let mut handshake = SaslHandshakeRequest::default();
     handshake.mechanism = StrBytes::from_static_str(identity::MECHANISM);
-    let ResponseKind::SaslHandshake(answer) = connection
-        .call(
-            ApiKey::SaslHandshake,
-            1..=1,
-            RequestKind::SaslHandshake(handshake),
-        )
-        .await?
-    else {
-        return Err(ClientError::UnexpectedResponse("SaslHandshake".to_string()));
-    };
+    let answer = connection.call(handshake).await?;
     if let Some(error) = ClientError::from_code("SaslHandshake", answer.error_code, None) {
         return Err(error);
     }
     let mut authenticate = SaslAuthenticateRequest::default();
     authenticate.auth_bytes = node.replica_token().into();
-    let ResponseKind::SaslAuthenticate(answer) = connection
-        .call(
-            ApiKey::SaslAuthenticate,
-            0..=2,
-            RequestKind::SaslAuthenticate(authenticate),
-        )
-        .await?
-    else {
-        return Err(ClientError::UnexpectedResponse(
-            "SaslAuthenticate".to_string(),
-        ));
-    };
+    let answer = connection.call(authenticate).await?;
     let message = answer.error_message.map(|message| message.to_string());
     if let Some(error) = ClientError::from_code("SaslAuthenticate", answer.error_code, message) {
         return Err(error);
@@ -247,12 +227,7 @@ async fn fetch_once(
         }
     }
     request.topics = by_topic;
-    let ResponseKind::Fetch(response) = connection
-        .call(ApiKey::Fetch, 12..=12, RequestKind::Fetch(request))
-        .await?
-    else {
-        return Err(ClientError::UnexpectedResponse("Fetch".to_string()));
-    };
+    let response = connection.call(ReplicaFetch(request)).await?;
     let mut progress = false;
     let now_ms = broker.now_ms();
     for topic in response.responses {
