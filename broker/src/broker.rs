@@ -14,7 +14,7 @@ use std::sync::atomic::AtomicBool;
 
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
-use crate::metrics::{GroupLabels, GroupPartitionLabels, Metrics, PartitionLabels, TimedSyncer};
+use crate::metrics::{Metrics, TimedSyncer};
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -88,120 +88,6 @@ impl Broker {
                 .inc_by(outcome.deleted_bytes);
             Ok(())
         });
-    }
-
-    /// Brings the state gauges up to date; the admin endpoint calls it before each scrape.
-    pub fn refresh_metrics(&self, cluster: &crate::cluster::ClusterNode) {
-        let metrics = &self.metrics;
-        metrics.refresh_process(&self.config.data_dir);
-        metrics.log_size.clear();
-        metrics.log_segments.clear();
-        metrics.log_end_offset.clear();
-        let mut partitions = 0i64;
-        let mut high_watermarks = std::collections::HashMap::new();
-        for topic in self.topics.list() {
-            for partition in &topic.partitions {
-                partitions += 1;
-                let labels = PartitionLabels {
-                    topic: topic.name.clone(),
-                    partition: partition.index.to_string(),
-                };
-                if let Ok((size_bytes, segments, log_end_offset)) = partition.log_stats() {
-                    metrics
-                        .log_size
-                        .get_or_create(&labels)
-                        .set(i64::try_from(size_bytes).unwrap_or(i64::MAX));
-                    metrics
-                        .log_segments
-                        .get_or_create(&labels)
-                        .set(i64::try_from(segments).unwrap_or(i64::MAX));
-                    metrics
-                        .log_end_offset
-                        .get_or_create(&labels)
-                        .set(log_end_offset);
-                }
-                if let Ok(offsets) = partition.offsets() {
-                    high_watermarks.insert(
-                        (topic.name.clone(), partition.index),
-                        offsets.high_watermark,
-                    );
-                }
-            }
-        }
-        metrics.partitions.set(partitions);
-        let (led, under_replicated, offline) = self.replication_counts(cluster);
-        metrics.leader_partitions.set(led);
-        metrics.under_replicated_partitions.set(under_replicated);
-        metrics.offline_partitions.set(offline);
-        metrics.group_members.clear();
-        metrics.group_generation.clear();
-        metrics.consumer_lag.clear();
-        let groups = self.groups.list();
-        metrics
-            .groups
-            .set(i64::try_from(groups.len()).unwrap_or(i64::MAX));
-        for (group_id, _, _) in groups {
-            let Some(group) = self.groups.describe(&group_id) else {
-                continue;
-            };
-            let labels = GroupLabels {
-                group: group_id.clone(),
-            };
-            metrics
-                .group_members
-                .get_or_create(&labels)
-                .set(i64::try_from(group.members.len()).unwrap_or(i64::MAX));
-            metrics
-                .group_generation
-                .get_or_create(&labels)
-                .set(i64::from(group.generation_id));
-            for (topic, partition, committed) in self.groups.fetch_offsets(&group_id, None) {
-                let (Some(committed), Some(high_watermark)) =
-                    (committed, high_watermarks.get(&(topic.clone(), partition)))
-                else {
-                    continue;
-                };
-                let labels = GroupPartitionLabels {
-                    group: group_id.clone(),
-                    topic,
-                    partition: partition.to_string(),
-                };
-                metrics
-                    .consumer_lag
-                    .get_or_create(&labels)
-                    .set((high_watermark - committed.offset).max(0));
-            }
-        }
-    }
-
-    /// From the cluster metadata, as Kafka counts them: the partitions this broker leads,
-    /// those of them whose ISR is smaller than their replica set, and (on the controller
-    /// only, like Kafka's OfflinePartitionsCount) the partitions of the cluster without a
-    /// leader.
-    fn replication_counts(&self, cluster: &crate::cluster::ClusterNode) -> (i64, i64, i64) {
-        let view = cluster.view();
-        let node_id = self.config.node_id;
-        let partitions = view
-            .metadata
-            .topics
-            .values()
-            .flat_map(|topic| topic.partitions.iter());
-        let (mut led, mut under_replicated, mut offline) = (0i64, 0i64, 0i64);
-        for partition in partitions {
-            if partition.leader == node_id {
-                led += 1;
-                if partition.isr.len() < partition.replicas.len() {
-                    under_replicated += 1;
-                }
-            }
-            if partition.leader < 0 {
-                offline += 1;
-            }
-        }
-        if view.controller != node_id {
-            offline = 0;
-        }
-        (led, under_replicated, offline)
     }
 
     fn for_each_partition(

@@ -10,8 +10,6 @@ use std::collections::BTreeMap;
 
 use lmq_storage::{LogConfig, TimestampType};
 
-use crate::topics::TopicError;
-
 /// How Kafka types a config in DescribeConfigs (`ConfigEntry.ConfigType`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConfigType {
@@ -84,13 +82,18 @@ pub struct TopicSettings {
     pub min_insync_replicas: Option<usize>,
 }
 
+/// A topic config value Kafka would refuse (INVALID_CONFIG), with the reason.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
 impl TopicSettings {
     /// Parses and validates every override (the whole set is refused for one bad entry).
     pub fn parse(
         defaults: &LogConfig,
         configs: &BTreeMap<String, String>,
         checks: Checks,
-    ) -> Result<Self, TopicError> {
+    ) -> Result<Self, InvalidConfig> {
         let mut settings = TopicSettings {
             log: defaults.clone(),
             min_insync_replicas: None,
@@ -107,7 +110,7 @@ impl TopicSettings {
             (definition.apply)(&mut settings, &parsed);
         }
         // The limits of LMQ's own storage (u32 index positions, a batch header's size).
-        settings.log.validate().map_err(TopicError::InvalidConfig)?;
+        settings.log.validate().map_err(InvalidConfig)?;
         Ok(settings)
     }
 
@@ -141,7 +144,7 @@ impl TopicConfigDef {
 
     /// Parses `value` as Kafka does, checks Kafka's validation (as `checks` says), then what
     /// LMQ supports.
-    pub fn parse(&self, value: &str, checks: Checks) -> Result<Value, TopicError> {
+    pub fn parse(&self, value: &str, checks: Checks) -> Result<Value, InvalidConfig> {
         let name = self.name;
         let refuse = |reason: String| invalid(name, value, reason);
         let trimmed = value.trim();
@@ -215,8 +218,8 @@ impl TopicConfigDef {
     }
 }
 
-fn invalid(name: &str, value: &str, reason: String) -> TopicError {
-    TopicError::InvalidConfig(format!("{name}={value}: {reason}"))
+fn invalid(name: &str, value: &str, reason: String) -> InvalidConfig {
+    InvalidConfig(format!("{name}={value}: {reason}"))
 }
 
 /// The table entry of `name`.

@@ -14,7 +14,7 @@ use thiserror::Error;
 use uuid::Uuid;
 
 use crate::partition::{IsrWakeup, Partition};
-use crate::topic_config::{Checks, TopicSettings};
+use crate::topic_config::{Checks, InvalidConfig, TopicSettings};
 
 /// Kafka's limit on topic name length.
 const TOPIC_NAME_BYTES_MAX: usize = 249;
@@ -123,6 +123,12 @@ pub struct TopicRegistry {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
     /// Shared by every partition: wakes the task that persists ISR proposals.
     pub isr_wakeup: IsrWakeup,
+}
+
+impl From<InvalidConfig> for TopicError {
+    fn from(error: InvalidConfig) -> Self {
+        TopicError::InvalidConfig(error.0)
+    }
 }
 
 impl TopicRegistry {
@@ -525,6 +531,7 @@ mod tests {
         let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
         TopicSettings::parse(&LogConfig::default(), &configs, Checks::Kafka)
             .map(|settings| settings.log)
+            .map_err(TopicError::from)
     }
 
     /// Kafka's `LogConfig` types and ranges: INT configs are 32-bit, `retention.ms` at least

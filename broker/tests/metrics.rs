@@ -170,7 +170,7 @@ async fn leaders_and_status_report_the_cluster_view() {
     }
     let mut reported = 0;
     for (position, member) in cluster.brokers.iter().enumerate() {
-        member.broker.refresh_metrics(&member.cluster);
+        lmq_broker::admin::refresh_metrics(&member.broker, &member.cluster);
         let led = member.broker.metrics.leader_partitions.get();
         let expected = leaders.iter().filter(|&&leader| leader == position).count();
         assert_eq!(led, expected as i64, "broker {position} leads {expected}");

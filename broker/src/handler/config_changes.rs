@@ -186,7 +186,8 @@ async fn alter_topic(
             apply_changes(current, &resource.changes, &defaults).map_err(refuse)?
         }
     };
-    TopicSettings::parse(broker.topics.defaults(), &configs, Checks::Kafka).map_err(refuse)?;
+    TopicSettings::parse(broker.topics.defaults(), &configs, Checks::Kafka)
+        .map_err(|error| refuse(error.into()))?;
     if validate_only {
         return Ok(());
     }

@@ -140,7 +140,8 @@ fn check(broker: &Broker, cluster: &ClusterNode, new: &NewTopic, validate_only: 
     if !(1..=PARTITIONS_MAX).contains(&partitions) {
         return Err(refuse(TopicError::InvalidPartitions(new.partitions)));
     }
-    TopicSettings::parse(broker.topics.defaults(), &new.configs, Checks::Kafka).map_err(refuse)?;
+    TopicSettings::parse(broker.topics.defaults(), &new.configs, Checks::Kafka)
+        .map_err(|error| refuse(error.into()))?;
     let factor = if new.replication_factor == -1 {
         broker.config.cluster.default_replication_factor
     } else {
