@@ -187,7 +187,6 @@ pub fn append(
 ) -> Appended {
     let now_ms = broker.now_ms();
     let acks_all = request.acks == -1;
-    let mut appended_any = false;
     let mut response = ProduceResponse::default();
     // (topic index, partition index, receiver) of appends waiting for the ISR.
     let mut waiting = Vec::new();
@@ -262,7 +261,6 @@ pub fn append(
                 .observe(started.elapsed().as_secs_f64());
             match appended {
                 Ok(appended) => {
-                    appended_any = true;
                     appends.push((
                         response.responses.len(),
                         topic_response.partition_responses.len(),
@@ -324,9 +322,6 @@ pub fn append(
             topic_response.partition_responses.push(partition_response);
         }
         response.responses.push(topic_response);
-    }
-    if appended_any {
-        broker.appended.notify_waiters();
     }
     Appended {
         response,
