@@ -7,6 +7,7 @@
 //! consumer in the same process reads the topic back. Each record's first 8 bytes carry its
 //! due time, so the consumer measures end-to-end latency. Every command prints one JSON line.
 
+mod idle;
 mod load;
 mod probe;
 
@@ -39,6 +40,8 @@ struct Cli {
 enum Command {
     /// Create a topic, produce to it at a rate for a while, consume it back, print the figures.
     Run(load::RunArgs),
+    /// Broker CPU per produced MB while many consumers long-poll idle partitions of the topic.
+    IdleFetch(idle::IdleFetchArgs),
     /// Read a topic from offset 0 to its log end (every partition at once), print the rate.
     Consume(load::ConsumeArgs),
     /// Create a topic and wait until every partition has a leader.
@@ -61,6 +64,7 @@ fn main() -> Result<()> {
         match cli.command {
             Command::Run(args) => load::run(args).await,
             Command::Consume(args) => load::consume(args).await,
+            Command::IdleFetch(args) => idle::idle_fetch(args).await,
             Command::CreateTopic(args) => probe::create_topic(args).await,
             Command::Offsets(args) => probe::offsets(args).await,
             Command::WaitMetadata(args) => probe::wait_metadata(args).await,

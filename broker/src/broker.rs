@@ -1,11 +1,9 @@
-//! The state one node serves from: config, topics, clock and the append signal long-polling
-//! fetches wait on.
+//! The state one node serves from: config, topics, clock, groups and metrics. (Long-polling
+//! fetches wait on their partitions' own signals, `Partition::watch`.)
 
 use std::fs;
 use std::path::Path;
 use std::sync::Arc;
-
-use tokio::sync::Notify;
 
 use crate::clock::Clock;
 use std::collections::BTreeMap;
@@ -22,8 +20,6 @@ pub struct Broker {
     pub config: BrokerConfig,
     pub topics: TopicRegistry,
     pub clock: Arc<dyn Clock>,
-    /// Woken after every append, so fetches waiting for `min_bytes` re-check.
-    pub appended: Notify,
     pub cluster_id: String,
     pub groups: GroupCoordinator,
     pub metrics: Metrics,
@@ -48,7 +44,6 @@ impl Broker {
             config,
             topics,
             clock,
-            appended: Notify::new(),
             cluster_id,
             groups,
             metrics,

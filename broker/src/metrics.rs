@@ -78,6 +78,8 @@ pub struct Metrics {
     pub records_out: Family<TopicLabels, Counter>,
     pub produce_append_duration: Histogram,
     pub fetch_wait_duration: Histogram,
+    /// Times a parked fetch was woken to read its partitions again.
+    pub fetch_wakeups: Counter,
     pub fsync_duration: Histogram,
     pub connections_active: Gauge,
     pub connections_accepted: Counter,
@@ -146,6 +148,7 @@ impl Metrics {
             records_out: Family::default(),
             produce_append_duration: latency_histogram(),
             fetch_wait_duration: latency_histogram(),
+            fetch_wakeups: Counter::default(),
             fsync_duration: latency_histogram(),
             connections_active: Gauge::default(),
             connections_accepted: Counter::default(),
@@ -222,6 +225,11 @@ impl Metrics {
             "Time fetches spent waiting for min_bytes",
             Unit::Seconds,
             metrics.fetch_wait_duration.clone(),
+        );
+        registry.register(
+            "fetch_wakeups",
+            "Times a parked fetch was woken to read its partitions again",
+            metrics.fetch_wakeups.clone(),
         );
         registry.register_with_unit(
             "fsync_duration",

@@ -7,13 +7,13 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lmq_storage::{
-    AppendInfo, FlushPolicy, LogConfig, LogOptions, PartitionLog, ReadLimits, ReadResult,
-    RetentionOutcome, StorageError, TimestampMatch,
+    AppendInfo, FlushPolicy, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits,
+    ReadResult, RetentionOutcome, StorageError, TimestampMatch,
 };
 use std::sync::Arc;
 
 use lmq_wire::Acks;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 
 use crate::group_commit::GroupCommit;
 use crate::replication::{
@@ -40,6 +40,68 @@ pub struct Partition {
     commit: GroupCommit,
     /// Wakes the task that persists ISR proposals.
     isr_wakeup: IsrWakeup,
+    /// Wakes the fetches parked on this partition.
+    progress: Progress,
+}
+
+/// What long-polling fetches of one partition wait on (Kafka's delayed-fetch purgatory keys
+/// its watchers by partition too): consumers read up to the high watermark and followers up
+/// to the log end, so each has its own signal, and an append to one partition wakes only the
+/// fetches that asked for it. A change of role or log (leadership, reopen, close) signals
+/// both, so parked fetches read again and see it.
+#[derive(Debug)]
+struct Progress {
+    high_watermark: watch::Sender<()>,
+    log_end: watch::Sender<()>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        Progress {
+            high_watermark: watch::Sender::new(()),
+            log_end: watch::Sender::new(()),
+        }
+    }
+
+    fn signal(sender: &watch::Sender<()>) {
+        // Marks a change even without receivers (`send` would refuse then).
+        sender.send_modify(|()| {});
+    }
+
+    fn high_watermark_moved(&self) {
+        Self::signal(&self.high_watermark);
+    }
+
+    fn log_end_moved(&self) {
+        Self::signal(&self.log_end);
+    }
+
+    fn role_or_log_changed(&self) {
+        self.high_watermark_moved();
+        self.log_end_moved();
+    }
+}
+
+/// A parked fetch's subscription to one partition's progress: [`FetchWatch::mark_seen`]
+/// before reading, then [`FetchWatch::changed`] resolves once the partition moved since.
+#[derive(Debug)]
+pub struct FetchWatch {
+    receiver: watch::Receiver<()>,
+}
+
+impl FetchWatch {
+    /// Forgets the changes so far: the next read sees them.
+    pub fn mark_seen(&mut self) {
+        self.receiver.borrow_and_update();
+    }
+
+    /// Resolves once the partition moved after the last [`FetchWatch::mark_seen`] (at once if
+    /// it did in between). Never resolves once the partition is gone.
+    pub async fn changed(&mut self) {
+        if self.receiver.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// Wakes the task that persists ISR proposals (`cluster::tasks::persist_isr_changes`). A
@@ -217,6 +279,19 @@ impl Partition {
                 next_token: 0,
             }),
             commit: GroupCommit::default(),
+            progress: Progress::new(),
+        }
+    }
+
+    /// Subscribes a long-polling fetch that reads up to `bound` (consumers: the high
+    /// watermark, followers: the log end). The subscription starts as seen.
+    pub fn watch(&self, bound: ReadBound) -> FetchWatch {
+        let sender = match bound {
+            ReadBound::HighWatermark => &self.progress.high_watermark,
+            ReadBound::LogEnd => &self.progress.log_end,
+        };
+        FetchWatch {
+            receiver: sender.subscribe(),
         }
     }
 
@@ -372,6 +447,7 @@ impl Partition {
                     let Replica { role, waiters, .. } = &mut *replica;
                     *role = Role::Offline;
                     fail_waiters(waiters);
+                    self.progress.role_or_log_changed();
                     Ok(Reopened::Open)
                 }
                 // Shut down meanwhile.
@@ -426,6 +502,7 @@ impl Partition {
                 generation,
             ))
         })?;
+        self.progress.log_end_moved();
         let (token, committed) = if acks_all {
             let (sender, receiver) = oneshot::channel();
             *next_token += 1;
@@ -510,8 +587,11 @@ impl Partition {
         for action in actions {
             match action {
                 Action::HighWatermark(offset) => {
-                    if let Err(error) = self.with_log(|log| Ok(log.set_high_watermark(offset))) {
-                        tracing::debug!(%error, "high watermark not moved on a closed log");
+                    match self.with_log(|log| Ok(log.set_high_watermark(offset))) {
+                        Ok(_) => self.progress.high_watermark_moved(),
+                        Err(error) => {
+                            tracing::debug!(%error, "high watermark not moved on a closed log");
+                        }
                     }
                 }
                 Action::Ack { token, result } => {
@@ -713,6 +793,7 @@ impl Partition {
             let actions = state.tick(now_ms);
             self.apply(waiters, actions);
             *role = Role::Leader(state);
+            self.progress.role_or_log_changed();
             return Ok(true);
         } else if assignment.replicas.contains(&node_id) && assignment.leader_id >= 0 {
             if matches!(role, Role::Follower { leader, leader_epoch }
@@ -728,6 +809,7 @@ impl Partition {
             *role = Role::Offline;
         }
         fail_waiters(waiters);
+        self.progress.role_or_log_changed();
         Ok(false)
     }
 
@@ -779,19 +861,27 @@ impl Partition {
             } if current == leader_epoch => {}
             _ => return Err(ReplicaError::FencedLeaderEpoch(leader_epoch)),
         }
-        let flush = self.with_log(|log| {
+        let (flush, high_watermark_moved) = self.with_log(|log| {
             let mut flush = None;
             if !records.is_empty() {
                 let info = log.append_replicated(records, now_ms)?;
                 flush = info.flush_pending.then_some(info.last_offset + 1);
             }
+            let before = log.high_watermark();
             log.set_high_watermark(leader.high_watermark.min(log.log_end_offset()));
+            let high_watermark_moved = log.high_watermark() != before;
             let log_start = leader.log_start_offset.min(log.high_watermark());
             if log_start > log.log_start_offset() {
                 log.advance_log_start(log_start)?;
             }
-            Ok(flush)
+            Ok((flush, high_watermark_moved))
         })?;
+        if !records.is_empty() {
+            self.progress.log_end_moved();
+        }
+        if high_watermark_moved {
+            self.progress.high_watermark_moved();
+        }
         Ok(flush)
     }
 
@@ -904,10 +994,13 @@ impl Partition {
 
     /// Clean shutdown of the log; later calls fail as the broker is going away.
     pub fn close(&self) -> Result<(), StorageError> {
-        match std::mem::replace(&mut *self.lock(), LogSlot::Closed) {
+        let closed = match std::mem::replace(&mut *self.lock(), LogSlot::Closed) {
             LogSlot::Open(log) => log.close(),
             LogSlot::Reopening(_) | LogSlot::Closed => Ok(()),
-        }
+        };
+        // Fetches parked on a deleted partition read again and answer that it is gone.
+        self.progress.role_or_log_changed();
+        closed
     }
 }
 
@@ -1117,5 +1210,87 @@ mod tests {
         partition.close().unwrap();
         assert_eq!(partition.reopen_log(0).unwrap(), Reopened::NotNeeded);
         assert!(!partition_dir.exists());
+    }
+}
+
+#[cfg(test)]
+mod watch_tests {
+    use futures_util::FutureExt;
+    use lmq_storage::builder::BatchBuilder;
+
+    use super::*;
+    use crate::replication::{Assignment, ReplicationConfig};
+
+    fn assignment(leader_id: i32, leader_epoch: i32) -> Assignment {
+        Assignment {
+            leader_id,
+            leader_epoch,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        }
+    }
+
+    /// A partition led by broker 1 with broker 2 in its ISR: the high watermark moves only
+    /// when broker 2 fetches.
+    fn led_partition(dir: &std::path::Path) -> Partition {
+        let (log, _) =
+            PartitionLog::open(dir, LogConfig::default(), LogOptions::default(), 0).unwrap();
+        let partition = Partition::new(0, log, IsrWakeup::default());
+        partition
+            .become_role(1, &assignment(1, 0), ReplicationConfig::default(), 0)
+            .unwrap();
+        partition
+    }
+
+    fn moved(watch: &mut FetchWatch) -> bool {
+        watch.changed().now_or_never().is_some()
+    }
+
+    #[test]
+    fn consumers_wake_on_the_high_watermark_followers_on_the_log_end_both_on_a_role_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = led_partition(dir.path());
+        let mut consumer = partition.watch(ReadBound::HighWatermark);
+        let mut follower = partition.watch(ReadBound::LogEnd);
+        assert!(
+            !moved(&mut consumer) && !moved(&mut follower),
+            "starts as seen"
+        );
+
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        let append = partition
+            .append_as_leader(&mut builder.build(), Acks::Leader, 0)
+            .unwrap();
+        assert!(moved(&mut follower), "the append moved the log end");
+        assert!(
+            !moved(&mut consumer),
+            "the high watermark waits for broker 2"
+        );
+
+        let log_end = append.info.last_offset + 1;
+        partition.follower_fetch(2, log_end, 0, 0, 1).unwrap();
+        assert_eq!(partition.offsets().unwrap().high_watermark, log_end);
+        assert!(
+            moved(&mut consumer),
+            "broker 2's fetch moved the high watermark"
+        );
+
+        // A watch marked seen misses nothing signalled after.
+        consumer.mark_seen();
+        follower.mark_seen();
+        partition
+            .become_role(1, &assignment(2, 1), ReplicationConfig::default(), 2)
+            .unwrap();
+        assert!(
+            moved(&mut consumer) && moved(&mut follower),
+            "leadership moved"
+        );
+
+        partition.close().unwrap();
+        assert!(
+            moved(&mut consumer) && moved(&mut follower),
+            "the log closed"
+        );
     }
 }

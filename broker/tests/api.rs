@@ -274,6 +274,63 @@ async fn fetch_long_polls_until_data_arrives_or_max_wait_passes() {
     broker.stop().await;
 }
 
+/// Long-polling fetches wait on the partitions they asked for (as Kafka's delayed-fetch
+/// purgatory keys its watchers by partition): appends elsewhere do not wake them.
+#[tokio::test]
+async fn a_parked_fetch_is_woken_only_by_appends_to_its_own_partitions() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut consumer = broker.client().await;
+    let mut producer = broker.client().await;
+    let ResponseKind::CreateTopics(created) = producer
+        .call(
+            ApiKey::CreateTopics,
+            5,
+            create_topic_request("wake", 2, -1, &[]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    let wakeups = || broker.node.broker.metrics.fetch_wakeups.get();
+
+    let correlation = consumer
+        .send(ApiKey::Fetch, 12, fetch_request("wake", 0, 0, 20_000, 1))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    for index in 0..5 {
+        let value = format!("elsewhere-{index}");
+        let (code, _) = produce(&mut producer, "wake", 1, batch(&[&value], 0)).await;
+        assert_eq!(code, 0);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(
+        wakeups(),
+        0,
+        "appends to partition 1 woke the fetch parked on partition 0"
+    );
+
+    let started = Instant::now();
+    let (code, _) = produce(&mut producer, "wake", 0, batch(&["mine"], 0)).await;
+    assert_eq!(code, 0);
+    let frame = tokio::time::timeout(Duration::from_secs(5), consumer.read_frame())
+        .await
+        .expect("the append to partition 0 woke the fetch")
+        .unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(wakeups() >= 1, "the answer came from a wake-up");
+    let (received, response) = lmq_wire::decode_response(frame, ApiKey::Fetch, 12).unwrap();
+    assert_eq!(received, correlation);
+    let ResponseKind::Fetch(response) = response else {
+        panic!()
+    };
+    let partition = &response.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(!partition.records.as_ref().unwrap().is_empty());
+    broker.stop().await;
+}
+
 #[tokio::test]
 async fn acks_zero_gets_no_response_and_responses_stay_in_request_order() {
     let dir = temp();

@@ -172,7 +172,6 @@ async fn persist_isr_change(
                 broker.now_ms(),
             );
             node.apply_metadata(broker, metadata, version);
-            broker.appended.notify_waiters();
         }
         Err(error) => {
             tracing::warn!(topic, partition = partition.index, %error, "ISR change not persisted");

@@ -9,23 +9,29 @@
 //! connection that proved it is that broker (`cluster::identity`); from anyone else the
 //! fetch is a consumer's, so a forged one cannot move the high watermark.
 //!
+//! Each requested partition has its own pending answer ([`PendingPartition`]), read again on
+//! every pass; between passes the fetch waits on the progress of the partitions it asked for
+//! only (`Partition::watch`): the high watermark for consumers, the log end for followers.
+//!
 //! Record data is not read here: each partition's records are a marker and a file region
 //! that the connection sends with `sendfile` (`zero_copy.rs`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures_util::future::select_all;
 use lmq_storage::{FirstBatch, ReadBound, ReadLimits};
 use lmq_wire::protocol::messages::fetch_request::FetchPartition;
 use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use lmq_wire::protocol::messages::{FetchRequest, FetchResponse};
+use lmq_wire::protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::{
     NONE, RequestContext, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code,
 };
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
-use crate::partition::{FollowerCheck, Partition};
+use crate::partition::{FetchWatch, FollowerCheck, Partition};
 use crate::zero_copy::Splice;
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
@@ -48,21 +54,17 @@ pub async fn handle(
     let min_bytes = u64::try_from(request.min_bytes.max(0)).unwrap_or(0);
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let started = crate::metrics::stopwatch();
-    let fetcher = Fetcher {
-        request: &request,
-        follower,
-        version,
-        max_bytes,
-    };
-    let read = long_poll(broker, &fetcher, deadline, min_bytes).await;
+    let mut fetch = PendingFetch::new(&request, follower, version, max_bytes);
+    long_poll(broker, &mut fetch, deadline, min_bytes).await;
     if started.elapsed() >= WAIT_OBSERVED_MIN {
         broker
             .metrics
             .fetch_wait_duration
             .observe(started.elapsed().as_secs_f64());
     }
-    count_out(broker, &read.sent);
-    (read.response, read.splices)
+    let answer = fetch.into_response();
+    count_out(broker, &answer.sent);
+    (answer.response, answer.splices)
 }
 
 /// The replica id of a fetch that counts as a follower's: set, and proven by the connection.
@@ -79,47 +81,68 @@ fn follower(context: &RequestContext, request: &FetchRequest) -> Option<i32> {
 }
 
 /// A fetch request and who sends it.
-struct Fetcher<'a> {
-    request: &'a FetchRequest,
+#[derive(Clone, Copy)]
+struct Fetcher<'r> {
+    request: &'r FetchRequest,
     /// The follower's broker id, `None` for consumers.
     follower: Option<i32>,
     version: i16,
     max_bytes: u64,
 }
 
-/// One pass over the requested partitions.
-struct Read {
+/// A fetch in the making: one pending answer per requested partition, in the request's
+/// order.
+struct PendingFetch<'r> {
+    fetcher: Fetcher<'r>,
+    partitions: Vec<PendingPartition<'r>>,
+}
+
+/// One requested partition: the answer of the latest pass, and the subscription that wakes
+/// the fetch when the partition moves.
+struct PendingPartition<'r> {
+    topic: &'r TopicName,
+    request: &'r FetchPartition,
+    answer: PartitionData,
+    /// The records the answer carries: their splice, and the record count for the metrics.
+    records: Option<(Splice, u64)>,
+    /// The partition last read and its subscription (a topic deleted and created again meanwhile
+    /// has a new partition). `None` while the topic or partition is unknown.
+    watch: Option<(Arc<Partition>, FetchWatch)>,
+}
+
+/// The finished response.
+struct Answer {
     response: FetchResponse,
     splices: Vec<Splice>,
-    /// Record bytes in the response.
-    bytes: u64,
     /// Bytes and records per topic, for the metrics.
     sent: Vec<(String, u64, u64)>,
 }
 
 async fn long_poll(
     broker: &Broker,
-    fetcher: &Fetcher<'_>,
+    fetch: &mut PendingFetch<'_>,
     deadline: tokio::time::Instant,
     min_bytes: u64,
-) -> Read {
-    let max_bytes = fetcher.max_bytes;
+) {
+    let max_bytes = fetch.fetcher.max_bytes;
     loop {
-        // Register for the append signal before reading, so an append in between wakes us.
-        let appended = broker.appended.notified();
-        tokio::pin!(appended);
-        appended.as_mut().enable();
-        let read = read_all(broker, fetcher);
-        let bytes = read.bytes;
+        // Each pass marks the partitions' progress seen before reading them, so a move in
+        // between wakes the wait below.
+        let bytes = fetch.read_all(broker);
         if bytes >= min_bytes
             || bytes > 0 && max_bytes <= bytes
             || tokio::time::Instant::now() >= deadline
         {
-            return read;
+            return;
         }
-        if tokio::time::timeout_at(deadline, appended).await.is_err() {
-            return read_all(broker, fetcher);
+        if tokio::time::timeout_at(deadline, fetch.any_moved())
+            .await
+            .is_err()
+        {
+            fetch.read_all(broker);
+            return;
         }
+        broker.metrics.fetch_wakeups.inc();
     }
 }
 
@@ -149,7 +172,6 @@ fn admit(
     follower: Option<i32>,
     partition: &Partition,
     fetch: &FetchPartition,
-    high_watermark_moved: &mut bool,
 ) -> Result<(ReadBound, Option<(i32, i64)>), i16> {
     let Some(replica_id) = follower else {
         partition
@@ -157,7 +179,7 @@ fn admit(
             .map_err(|error| replica_error_code(&error))?;
         return Ok((ReadBound::HighWatermark, None));
     };
-    let before = partition.offsets().map(|offsets| offsets.high_watermark);
+    // A high watermark this moves wakes the consumers parked on the partition.
     let check = partition
         .follower_fetch(
             replica_id,
@@ -171,134 +193,226 @@ fn admit(
         FollowerCheck::Diverging { epoch, end_offset } => {
             Ok((ReadBound::LogEnd, Some((epoch, end_offset))))
         }
-        FollowerCheck::Read { high_watermark } => {
-            *high_watermark_moved |= before.is_ok_and(|before| before < high_watermark);
-            Ok((ReadBound::LogEnd, None))
+        FollowerCheck::Read { .. } => Ok((ReadBound::LogEnd, None)),
+    }
+}
+
+impl<'r> PendingFetch<'r> {
+    fn new(request: &'r FetchRequest, follower: Option<i32>, version: i16, max_bytes: u64) -> Self {
+        let partitions = request
+            .topics
+            .iter()
+            .flat_map(|fetch_topic| {
+                fetch_topic
+                    .partitions
+                    .iter()
+                    .map(|fetch_partition| PendingPartition {
+                        topic: &fetch_topic.topic,
+                        request: fetch_partition,
+                        answer: PartitionData::default(),
+                        records: None,
+                        watch: None,
+                    })
+            })
+            .collect();
+        PendingFetch {
+            fetcher: Fetcher {
+                request,
+                follower,
+                version,
+                max_bytes,
+            },
+            partitions,
+        }
+    }
+
+    /// What this fetcher reads up to, and so which progress wakes it.
+    fn bound(&self) -> ReadBound {
+        if self.fetcher.follower.is_some() {
+            ReadBound::LogEnd
+        } else {
+            ReadBound::HighWatermark
+        }
+    }
+
+    /// One pass: every partition answered anew, in request order (the first records read go
+    /// whole, KIP-74). Returns the record bytes read.
+    fn read_all(&mut self, broker: &Broker) -> u64 {
+        let bound = self.bound();
+        let mut total = 0u64;
+        // Partitions of one topic are next to each other: one registry lookup per topic.
+        let mut topic: Option<(&TopicName, Option<Arc<crate::topics::Topic>>)> = None;
+        for pending in &mut self.partitions {
+            let resolved = match &topic {
+                Some((name, resolved)) if *name == pending.topic => resolved.clone(),
+                _ => {
+                    let resolved = broker.topics.get(&pending.topic.0);
+                    topic = Some((pending.topic, resolved.clone()));
+                    resolved
+                }
+            };
+            let partition = resolved.and_then(|topic| {
+                usize::try_from(pending.request.partition)
+                    .ok()
+                    .and_then(|index| topic.partitions.get(index).cloned())
+            });
+            pending.subscribe(partition.as_ref(), bound);
+            total += pending.read(broker, partition.as_deref(), self.fetcher, total);
+        }
+        total
+    }
+
+    /// Resolves once one of the partitions read moved since its last read; never when none
+    /// is known (the deadline ends the wait).
+    async fn any_moved(&mut self) {
+        let moved: Vec<_> = self
+            .partitions
+            .iter_mut()
+            .filter_map(|pending| pending.watch.as_mut())
+            .map(|(_, watch)| Box::pin(watch.changed()))
+            .collect();
+        if moved.is_empty() {
+            std::future::pending::<()>().await;
+        }
+        select_all(moved).await;
+    }
+
+    fn into_response(self) -> Answer {
+        let mut response = FetchResponse::default();
+        let mut splices = Vec::new();
+        let mut sent = Vec::new();
+        let mut partitions = self.partitions.into_iter();
+        for fetch_topic in &self.fetcher.request.topics {
+            let mut topic_response = FetchableTopicResponse::default();
+            topic_response.topic = fetch_topic.topic.clone();
+            for pending in partitions.by_ref().take(fetch_topic.partitions.len()) {
+                if let Some((splice, records)) = pending.records {
+                    sent.push((
+                        fetch_topic.topic.0.to_string(),
+                        splice.region.length,
+                        records,
+                    ));
+                    splices.push(splice);
+                }
+                topic_response.partitions.push(pending.answer);
+            }
+            response.responses.push(topic_response);
+        }
+        Answer {
+            response,
+            splices,
+            sent,
         }
     }
 }
 
-fn read_all(broker: &Broker, fetcher: &Fetcher<'_>) -> Read {
-    let Fetcher {
-        request,
-        follower,
-        version,
-        max_bytes,
-    } = *fetcher;
-    let mut response = FetchResponse::default();
-    let mut splices = Vec::new();
-    let mut sent = Vec::new();
-    let mut total = 0u64;
-    let mut high_watermark_moved = false;
-    for fetch_topic in &request.topics {
-        let topic = broker.topics.get(&fetch_topic.topic.0);
-        let mut topic_response = FetchableTopicResponse::default();
-        topic_response.topic = fetch_topic.topic.clone();
-        for fetch_partition in &fetch_topic.partitions {
-            let mut data = PartitionData::default();
-            data.aborted_transactions = None;
-            data.partition_index = fetch_partition.partition;
-            data.high_watermark = -1;
-            data.last_stable_offset = -1;
-            let partition = topic.as_ref().and_then(|topic| {
-                usize::try_from(fetch_partition.partition)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index))
-            });
-            let Some(partition) = partition else {
-                data.error_code = UNKNOWN_TOPIC_OR_PARTITION;
-                topic_response.partitions.push(data);
-                continue;
-            };
-            let bound = match admit(
-                broker,
-                follower,
-                partition,
-                fetch_partition,
-                &mut high_watermark_moved,
-            ) {
-                Ok((_, Some((epoch, end_offset)))) => {
-                    data.diverging_epoch.epoch = epoch;
-                    data.diverging_epoch.end_offset = end_offset;
-                    if let Ok(offsets) = partition.offsets() {
-                        data.high_watermark = offsets.high_watermark;
-                        data.log_start_offset = offsets.log_start_offset;
-                    }
-                    data.records = Some(Bytes::new());
-                    topic_response.partitions.push(data);
-                    continue;
+impl PendingPartition<'_> {
+    /// Keeps the subscription to `partition`'s progress (marking what it saw so far) or
+    /// subscribes anew when the partition is not the one read last time.
+    fn subscribe(&mut self, partition: Option<&Arc<Partition>>, bound: ReadBound) {
+        match (partition, &mut self.watch) {
+            (Some(partition), Some((watched, watch))) if Arc::ptr_eq(partition, watched) => {
+                watch.mark_seen();
+            }
+            (Some(partition), _) => {
+                self.watch = Some((Arc::clone(partition), partition.watch(bound)));
+            }
+            (None, _) => self.watch = None,
+        }
+    }
+
+    /// Answers this partition from its log, `total` record bytes being read before it in
+    /// this pass. Returns the record bytes it read.
+    fn read(
+        &mut self,
+        broker: &Broker,
+        partition: Option<&Partition>,
+        fetch: Fetcher<'_>,
+        total: u64,
+    ) -> u64 {
+        let fetch_partition = self.request;
+        let data = &mut self.answer;
+        *data = PartitionData::default();
+        self.records = None;
+        data.aborted_transactions = None;
+        data.partition_index = fetch_partition.partition;
+        data.high_watermark = -1;
+        data.last_stable_offset = -1;
+        let Some(partition) = partition else {
+            data.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+            return 0;
+        };
+        let bound = match admit(broker, fetch.follower, partition, fetch_partition) {
+            Ok((_, Some((epoch, end_offset)))) => {
+                data.diverging_epoch.epoch = epoch;
+                data.diverging_epoch.end_offset = end_offset;
+                if let Ok(offsets) = partition.offsets() {
+                    data.high_watermark = offsets.high_watermark;
+                    data.log_start_offset = offsets.log_start_offset;
                 }
-                Ok((bound, None)) => bound,
-                Err(code) => {
-                    data.error_code = code;
-                    topic_response.partitions.push(data);
-                    continue;
+                data.records = Some(Bytes::new());
+                return 0;
+            }
+            Ok((bound, None)) => bound,
+            Err(code) => {
+                data.error_code = code;
+                return 0;
+            }
+        };
+        let partition_max = u64::try_from(fetch_partition.partition_max_bytes.max(0)).unwrap_or(0);
+        let limits = ReadLimits {
+            max_bytes: partition_max.min(fetch.max_bytes.saturating_sub(total)),
+            bound,
+            // KIP-74: the first batch of the response goes whole even past the limits, so a
+            // consumer is never stuck behind a batch larger than its max bytes.
+            first_batch: if total == 0 {
+                FirstBatch::Whole
+            } else {
+                FirstBatch::WithinMaxBytes
+            },
+        };
+        match partition.read(fetch_partition.fetch_offset, limits) {
+            Ok(read) => {
+                data.error_code = NONE;
+                data.high_watermark = read.high_watermark;
+                data.last_stable_offset = read.high_watermark;
+                if fetch.version >= 5 {
+                    data.log_start_offset = read.log_start_offset;
                 }
-            };
-            let partition_max =
-                u64::try_from(fetch_partition.partition_max_bytes.max(0)).unwrap_or(0);
-            let limits = ReadLimits {
-                max_bytes: partition_max.min(max_bytes.saturating_sub(total)),
-                bound,
-                // KIP-74: the first batch of the response goes whole even past the limits,
-                // so a consumer is never stuck behind a batch larger than its max bytes.
-                first_batch: if total == 0 {
-                    FirstBatch::Whole
-                } else {
-                    FirstBatch::WithinMaxBytes
-                },
-            };
-            match partition.read(fetch_partition.fetch_offset, limits) {
-                Ok(read) => {
-                    data.error_code = NONE;
-                    data.high_watermark = read.high_watermark;
-                    data.last_stable_offset = read.high_watermark;
-                    if version >= 5 {
-                        data.log_start_offset = read.log_start_offset;
+                // A list (empty: no transactions yet) only for read_committed readers; Kafka
+                // answers null to read_uncommitted ones.
+                data.aborted_transactions = (fetch.request.isolation_level == 1).then(Vec::new);
+                match read.region {
+                    Some(region) => {
+                        let length = region.length;
+                        let splice = Splice::new(region);
+                        data.records = Some(splice.marker.clone());
+                        self.records = Some((splice, read.records));
+                        length
                     }
-                    // A list (empty: no transactions yet) only for read_committed readers;
-                    // Kafka answers null to read_uncommitted ones.
-                    data.aborted_transactions = (request.isolation_level == 1).then(Vec::new);
-                    match read.region {
-                        Some(region) => {
-                            total += region.length;
-                            sent.push((
-                                fetch_topic.topic.0.to_string(),
-                                region.length,
-                                read.records,
-                            ));
-                            let splice = Splice::new(region);
-                            data.records = Some(splice.marker.clone());
-                            splices.push(splice);
-                        }
-                        None => data.records = Some(Bytes::new()),
-                    }
-                }
-                Err(error) => {
-                    data.error_code = storage_error_code(&error);
-                    // Kafka answers an error with -1 offsets; LMQ's own followers get the
-                    // leader's offsets so an out-of-range one resets without a ListOffsets.
-                    if let Some(offsets) = partition.offsets().ok().filter(|_| follower.is_some()) {
-                        data.high_watermark = offsets.high_watermark;
-                        data.last_stable_offset = offsets.high_watermark;
-                        if version >= 5 {
-                            data.log_start_offset = offsets.log_start_offset;
-                        }
+                    None => {
+                        data.records = Some(Bytes::new());
+                        0
                     }
                 }
             }
-            topic_response.partitions.push(data);
+            Err(error) => {
+                data.error_code = storage_error_code(&error);
+                // Kafka answers an error with -1 offsets; LMQ's own followers get the
+                // leader's offsets so an out-of-range one resets without a ListOffsets.
+                if let Some(offsets) = partition
+                    .offsets()
+                    .ok()
+                    .filter(|_| fetch.follower.is_some())
+                {
+                    data.high_watermark = offsets.high_watermark;
+                    data.last_stable_offset = offsets.high_watermark;
+                    if fetch.version >= 5 {
+                        data.log_start_offset = offsets.log_start_offset;
+                    }
+                }
+                0
+            }
         }
-        response.responses.push(topic_response);
-    }
-    if high_watermark_moved {
-        // Consumers parked on this partition may read further now.
-        broker.appended.notify_waiters();
-    }
-    Read {
-        response,
-        splices,
-        bytes: total,
-        sent,
     }
 }

@@ -302,7 +302,6 @@ pub fn append(
         now_ms: broker.now_ms(),
         version,
     };
-    let mut appended_any = false;
     let topics = request
         .topic_data
         .into_iter()
@@ -338,11 +337,8 @@ pub fn append(
                         acks,
                         &mut answer,
                     );
-                    if answer.appended.is_some() {
-                        appended_any = true;
-                        if !log_append_time {
-                            answer.answer.log_append_time_ms = -1;
-                        }
+                    if answer.appended.is_some() && !log_append_time {
+                        answer.answer.log_append_time_ms = -1;
                     }
                     answer
                 })
@@ -353,9 +349,6 @@ pub fn append(
             }
         })
         .collect();
-    if appended_any {
-        broker.appended.notify_waiters();
-    }
     Appended {
         topics,
         cluster: Arc::clone(cluster),
