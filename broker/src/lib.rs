@@ -9,7 +9,6 @@ pub mod clock;
 pub mod cluster;
 pub mod config;
 pub mod group;
-mod group_commit;
 mod handler;
 pub mod metrics;
 pub mod node;

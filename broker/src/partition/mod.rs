@@ -15,10 +15,12 @@ use std::sync::Arc;
 use lmq_wire::Acks;
 use tokio::sync::{Notify, oneshot, watch};
 
-use crate::group_commit::GroupCommit;
+mod group_commit;
+
 use crate::replication::{
     AckError, Action, Assignment, LeaderStart, LeaderState, ReplicationConfig, Token,
 };
+use group_commit::GroupCommit;
 
 /// `producer.id.expiration.ms`: idle idempotent producers are forgotten after a day.
 pub const PRODUCER_ID_EXPIRATION_MS: i64 = 24 * 60 * 60 * 1000;
@@ -1028,8 +1030,8 @@ mod tests {
     use lmq_storage::builder::BatchBuilder;
     use lmq_storage::{FlushPolicy, LogConfig, Syncer};
 
+    use super::group_commit::tests::{FailingSyncer, group_committed_partition};
     use super::*;
-    use crate::group_commit::tests::{FailingSyncer, group_committed_partition};
     use crate::replication::{Assignment, ReplicationConfig};
 
     /// Node 1 leads alone in epoch 0.
@@ -1200,7 +1202,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let partition_dir = dir.path().join("topic-0");
         let (partition, syncer) = every_batch_partition(&partition_dir);
-        let end = crate::group_commit::tests::append(&partition);
+        let end = super::group_commit::tests::append(&partition);
         syncer.failing.store(true, Ordering::SeqCst);
         partition.flush_to(end).await.unwrap_err();
         syncer.failing.store(false, Ordering::SeqCst);
