@@ -9,32 +9,14 @@
 //! `lmq-fuzz: panic` lines instead of crashing; `LMQ_FUZZ_STRICT_PANICS=1` makes them crashes.
 #![no_main]
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-
 use bytes::Bytes;
 use libfuzzer_sys::fuzz_target;
 use lmq_wire::protocol::messages::ApiKey;
 
-/// Panics reported on stderr; later ones are counted but not printed.
-const PANICS_PRINTED_MAX: usize = 20;
-static PANICS: AtomicUsize = AtomicUsize::new(0);
+#[path = "shared/panics.rs"]
+mod panics;
 
-fn tolerate_contained_panics() {
-    if std::env::var_os("LMQ_FUZZ_STRICT_PANICS").is_some_and(|value| value != "0") {
-        return;
-    }
-    std::panic::set_hook(Box::new(|info| {
-        let seen = PANICS.fetch_add(1, Ordering::Relaxed);
-        if seen < PANICS_PRINTED_MAX {
-            eprintln!(
-                "lmq-fuzz: panic #{} (a crash only if decode_response lets it out): {info}",
-                seen + 1
-            );
-        }
-    }));
-}
-
-fuzz_target!(init: tolerate_contained_panics(), |data: &[u8]| {
+fuzz_target!(init: panics::tolerate_contained_panics("decode_response"), |data: &[u8]| {
     let Some((selector, frame)) = data.split_first_chunk::<4>() else {
         return;
     };

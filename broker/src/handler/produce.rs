@@ -465,6 +465,21 @@ mod tests {
         request
     }
 
+    /// A node under `flush = "every-batch"` with topic `t` (1 partition), tasks stopped.
+    async fn every_batch_node() -> testing::TestNode {
+        let test = testing::start(
+            |config| config.log.flush = "every-batch".to_string(),
+            |coordinator| coordinator,
+        )
+        .await;
+        test.stop_tasks();
+        test.node
+            .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        test
+    }
+
     const ANY_PRODUCER_ID: ProducerIdsEnd = ProducerIdsEnd {
         end: i64::MAX,
         unconfirmed: None,
@@ -529,16 +544,7 @@ mod tests {
     #[tokio::test]
     async fn a_produce_truncated_while_it_waits_is_not_acknowledged() {
         for acks in [1, -1] {
-            let test = testing::start(
-                |config| config.log.flush = "every-batch".to_string(),
-                |coordinator| coordinator,
-            )
-            .await;
-            test.stop_tasks();
-            test.node
-                .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
-                .await
-                .unwrap();
+            let test = every_batch_node().await;
             let appended = append(
                 &test.broker,
                 &test.node,
@@ -605,16 +611,7 @@ mod tests {
     /// answered REQUEST_TIMED_OUT instead.
     #[tokio::test]
     async fn a_produce_whose_fsync_failed_is_answered_without_waiting_for_the_isr() {
-        let test = testing::start(
-            |config| config.log.flush = "every-batch".to_string(),
-            |coordinator| coordinator,
-        )
-        .await;
-        test.stop_tasks();
-        test.node
-            .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
-            .await
-            .unwrap();
+        let test = every_batch_node().await;
         let appended = append(
             &test.broker,
             &test.node,

@@ -187,18 +187,26 @@ pub(crate) mod tests {
         Arc::new(Partition::new(0, log, Arc::default()))
     }
 
+    /// A group-committed partition under `flush = "every-batch"`.
+    pub(crate) fn every_batch_partition(
+        dir: &std::path::Path,
+        syncer: Arc<dyn Syncer>,
+    ) -> Arc<Partition> {
+        group_committed_partition(
+            dir,
+            syncer,
+            LogConfig {
+                flush_policy: FlushPolicy::EveryBatch,
+                ..LogConfig::default()
+            },
+        )
+    }
+
     /// A partition whose log (group commit, `EveryBatch`) fsyncs through a [`GatedSyncer`].
     fn gated_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<GatedSyncer>) {
         let syncer = Arc::new(GatedSyncer::default());
         (
-            group_committed_partition(
-                dir,
-                Arc::clone(&syncer) as Arc<dyn Syncer>,
-                LogConfig {
-                    flush_policy: FlushPolicy::EveryBatch,
-                    ..LogConfig::default()
-                },
-            ),
+            every_batch_partition(dir, Arc::clone(&syncer) as Arc<dyn Syncer>),
             syncer,
         )
     }
@@ -321,14 +329,7 @@ pub(crate) mod tests {
         use crate::replication::{Assignment, ReplicationConfig};
         let dir = tempfile::tempdir().unwrap();
         let gated = Arc::new(SegmentGatedSyncer::default());
-        let partition = group_committed_partition(
-            dir.path(),
-            Arc::clone(&gated) as Arc<dyn Syncer>,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        );
+        let partition = every_batch_partition(dir.path(), Arc::clone(&gated) as Arc<dyn Syncer>);
         let syncer = &gated.gated;
         let alone = Assignment {
             leader_id: 1,
@@ -391,14 +392,7 @@ pub(crate) mod tests {
         use crate::replication::{Assignment, ReplicationConfig};
         let dir = tempfile::tempdir().unwrap();
         let syncer = Arc::new(FailingSyncer::default());
-        let partition = group_committed_partition(
-            dir.path(),
-            Arc::clone(&syncer) as Arc<dyn Syncer>,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        );
+        let partition = every_batch_partition(dir.path(), Arc::clone(&syncer) as Arc<dyn Syncer>);
         let follower = Assignment {
             leader_id: 2,
             leader_epoch: 0,
@@ -499,14 +493,7 @@ pub(crate) mod tests {
     async fn a_failed_fsync_of_a_cancelled_flusher_still_poisons_the_log() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = Arc::new(FailsOnceGatedSyncer::default());
-        let partition = group_committed_partition(
-            dir.path(),
-            Arc::clone(&syncer) as Arc<dyn Syncer>,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        );
+        let partition = every_batch_partition(dir.path(), Arc::clone(&syncer) as Arc<dyn Syncer>);
         let end = append(&partition);
         let before = syncer.calls.load(Ordering::SeqCst);
         syncer.armed.store(true, Ordering::SeqCst);
@@ -555,14 +542,7 @@ pub(crate) mod tests {
     async fn a_poisoned_log_is_reopened_by_one_claimant_and_takes_appends_again() {
         let dir = tempfile::tempdir().unwrap();
         let syncer = Arc::new(FailingSyncer::default());
-        let partition = group_committed_partition(
-            dir.path(),
-            Arc::clone(&syncer) as Arc<dyn Syncer>,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        );
+        let partition = every_batch_partition(dir.path(), Arc::clone(&syncer) as Arc<dyn Syncer>);
         let end = append(&partition);
         partition.flush_to(end).await.unwrap();
         assert!(

@@ -1027,10 +1027,10 @@ mod tests {
     use std::sync::Arc;
     use std::sync::atomic::Ordering;
 
+    use lmq_storage::Syncer;
     use lmq_storage::builder::BatchBuilder;
-    use lmq_storage::{FlushPolicy, LogConfig, Syncer};
 
-    use super::group_commit::tests::{FailingSyncer, group_committed_partition};
+    use super::group_commit::tests::{FailingSyncer, every_batch_partition};
     use super::*;
     use crate::replication::{Assignment, ReplicationConfig};
 
@@ -1044,16 +1044,11 @@ mod tests {
         }
     }
 
-    fn every_batch_partition(dir: &std::path::Path) -> (Arc<Partition>, Arc<FailingSyncer>) {
+    fn failing_every_batch_partition(
+        dir: &std::path::Path,
+    ) -> (Arc<Partition>, Arc<FailingSyncer>) {
         let syncer = Arc::new(FailingSyncer::default());
-        let partition = group_committed_partition(
-            dir,
-            Arc::clone(&syncer) as Arc<dyn Syncer>,
-            LogConfig {
-                flush_policy: FlushPolicy::EveryBatch,
-                ..LogConfig::default()
-            },
-        );
+        let partition = every_batch_partition(dir, Arc::clone(&syncer) as Arc<dyn Syncer>);
         (partition, syncer)
     }
 
@@ -1087,7 +1082,7 @@ mod tests {
     #[tokio::test]
     async fn a_reopened_log_serves_no_role_until_the_metadata_is_applied_again() {
         let dir = tempfile::tempdir().unwrap();
-        let (partition, syncer) = every_batch_partition(dir.path());
+        let (partition, syncer) = failing_every_batch_partition(dir.path());
         partition
             .become_role(1, &alone(), ReplicationConfig::default(), 0)
             .unwrap();
@@ -1123,7 +1118,7 @@ mod tests {
     #[tokio::test]
     async fn an_append_cut_by_a_reopen_is_not_acknowledged() {
         let dir = tempfile::tempdir().unwrap();
-        let (partition, syncer) = every_batch_partition(dir.path());
+        let (partition, syncer) = failing_every_batch_partition(dir.path());
         partition
             .become_role(1, &alone(), ReplicationConfig::default(), 0)
             .unwrap();
@@ -1154,7 +1149,7 @@ mod tests {
     #[tokio::test]
     async fn a_promoted_follower_counts_only_its_flushed_records_under_every_batch() {
         let dir = tempfile::tempdir().unwrap();
-        let (partition, _syncer) = every_batch_partition(dir.path());
+        let (partition, _syncer) = failing_every_batch_partition(dir.path());
         let follower = Assignment {
             leader_id: 2,
             leader_epoch: 0,
@@ -1201,7 +1196,7 @@ mod tests {
     async fn a_reopen_does_not_bring_back_a_deleted_partition_directory() {
         let dir = tempfile::tempdir().unwrap();
         let partition_dir = dir.path().join("topic-0");
-        let (partition, syncer) = every_batch_partition(&partition_dir);
+        let (partition, syncer) = failing_every_batch_partition(&partition_dir);
         let end = super::group_commit::tests::append(&partition);
         syncer.failing.store(true, Ordering::SeqCst);
         partition.flush_to(end).await.unwrap_err();
