@@ -215,7 +215,7 @@ impl TopicRegistry {
         let options = LogOptions {
             file_cache: Arc::clone(&self.file_cache),
             syncer: Arc::clone(&self.syncer),
-            group_commit: true,
+            flush_owner: lmq_storage::FlushOwner::Caller,
         };
         let (log, report) = PartitionLog::open(&dir, config.clone(), options, now_ms)?;
         if report.truncation.is_some() || !report.segments_dropped.is_empty() {

@@ -27,8 +27,9 @@ pub use config::{FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
 pub use error::{Result, StorageError};
 pub use files::{FileCache, OsSyncer, Syncer, create_dir_durably, write_atomically};
 pub use log::{
-    AppendInfo, FirstBatch, FlushedTo, LogOptions, PartitionLog, PendingFlush, ReadBound,
-    ReadLimits, ReadResult, RecoveryReport, RetentionOutcome, TimestampMatch, Truncation,
+    AppendInfo, Durability, FirstBatch, FlushOwner, FlushedTo, LogOptions, PartitionLog,
+    PendingFlush, ReadBound, ReadLimits, ReadResult, RecoveryReport, RetentionOutcome,
+    TimestampMatch, Truncation,
 };
 pub use scan::Damage;
 pub use segment::FileRegion;

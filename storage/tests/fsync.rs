@@ -37,7 +37,10 @@ fn an_fsync_failure_poisons_the_log_and_nothing_after_it_is_acknowledged() {
     let mut acknowledged = Vec::new();
     for seed in 0..5 {
         let info = log.append(&mut batch(2, 50, seed, 0), 0, 0).unwrap();
-        assert!(info.durable, "EveryBatch acknowledges only what is on disk");
+        assert!(
+            info.durability.is_on_disk(),
+            "EveryBatch acknowledges only what is on disk"
+        );
         acknowledged.push(info.base_offset);
     }
     let calls_before = syncer.calls.load(Ordering::SeqCst);

@@ -36,7 +36,7 @@ fn open_with(
 ) -> (PartitionLog, RecoveryReport) {
     let options = LogOptions {
         syncer,
-        group_commit: true,
+        flush_owner: lmq_storage::FlushOwner::Caller,
         ..LogOptions::default()
     };
     PartitionLog::open(dir, config, options, 0).unwrap()
@@ -68,7 +68,10 @@ fn one_fsync_covers_every_append_before_it() {
     let before = syncer.calls.load(Ordering::SeqCst);
     for seed in 1..3 {
         let info = log.append(&mut batch(2, 50, seed, 0), 0, 0).unwrap();
-        assert!(!info.durable && info.flush_pending, "{info:?}");
+        assert!(
+            !info.durability.is_on_disk() && info.durability.is_flush_pending(),
+            "{info:?}"
+        );
     }
     assert_eq!(
         syncer.calls.load(Ordering::SeqCst),
@@ -101,14 +104,20 @@ fn other_policies_and_plain_logs_never_ask_for_a_group_flush() {
     let syncer = Arc::new(FlakySyncer::default());
     let mut log = open(dir.path(), LogConfig::default(), &syncer);
     let info = log.append(&mut batch(2, 50, 0, 0), 0, 0).unwrap();
-    assert!(!info.durable && !info.flush_pending, "{info:?}");
+    assert!(
+        !info.durability.is_on_disk() && !info.durability.is_flush_pending(),
+        "{info:?}"
+    );
 
     // Without group commit, EveryBatch still flushes inside the append.
     let dir = tempfile::tempdir().unwrap();
     let (mut log, _) =
         PartitionLog::open(dir.path(), every_batch(), LogOptions::default(), 0).unwrap();
     let info = log.append(&mut batch(2, 50, 0, 0), 0, 0).unwrap();
-    assert!(info.durable && !info.flush_pending, "{info:?}");
+    assert!(
+        info.durability.is_on_disk() && !info.durability.is_flush_pending(),
+        "{info:?}"
+    );
 }
 
 #[test]
@@ -143,15 +152,21 @@ fn a_retried_batch_waits_for_the_flush_of_its_original() {
         builder.build()
     };
     let first = log.append(&mut producer_batch(), 0, 0).unwrap();
-    assert!(first.flush_pending);
+    assert!(first.durability.is_flush_pending());
     let retry = log.append(&mut producer_batch(), 0, 0).unwrap();
     assert_eq!(retry.duplicate_batches, 1);
-    assert!(retry.flush_pending, "the original is not on disk yet");
+    assert!(
+        retry.durability.is_flush_pending(),
+        "the original is not on disk yet"
+    );
 
     let pending = log.pending_flush().unwrap().unwrap();
     log.complete_flush(pending.sync()).unwrap();
     let again = log.append(&mut producer_batch(), 0, 0).unwrap();
-    assert!(again.durable && !again.flush_pending, "{again:?}");
+    assert!(
+        again.durability.is_on_disk() && !again.durability.is_flush_pending(),
+        "{again:?}"
+    );
 }
 
 #[test]

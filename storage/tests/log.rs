@@ -518,16 +518,16 @@ fn interval_flush_policy_flushes_when_due() {
     let (mut log, _) = open(dir.path(), &config);
     // The open counts as the last flush (time 0 in these tests).
     let info = log.append(&mut batch(1, 1, 1, 0), 0, 50).unwrap();
-    assert!(!info.durable);
+    assert!(!info.durability.is_on_disk());
     assert_eq!(log.recovery_point(), 0);
     log.flush_if_due(99).unwrap();
     assert_eq!(log.recovery_point(), 0);
     log.flush_if_due(100).unwrap();
     assert_eq!(log.recovery_point(), 1);
     let info = log.append(&mut batch(1, 1, 2, 0), 0, 150).unwrap();
-    assert!(!info.durable);
+    assert!(!info.durability.is_on_disk());
     let info = log.append(&mut batch(1, 1, 3, 0), 0, 200).unwrap();
-    assert!(info.durable, "100 ms after the last flush");
+    assert!(info.durability.is_on_disk(), "100 ms after the last flush");
     assert_eq!(log.recovery_point(), 3);
 }
 

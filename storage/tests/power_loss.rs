@@ -237,7 +237,7 @@ impl Disk {
     fn options(self: &Arc<Self>) -> LogOptions {
         LogOptions {
             syncer: Arc::clone(self) as Arc<dyn Syncer>,
-            group_commit: self.group_commit,
+            flush_owner: flush_owner(self.group_commit),
             ..LogOptions::default()
         }
     }
@@ -428,6 +428,15 @@ const ALL: ReadLimits = ReadLimits {
     first_batch: FirstBatch::Whole,
 };
 
+/// The group commit (its owner runs the fsyncs) or the log itself.
+fn flush_owner(group_commit: bool) -> lmq_storage::FlushOwner {
+    if group_commit {
+        lmq_storage::FlushOwner::Caller
+    } else {
+        lmq_storage::FlushOwner::Log
+    }
+}
+
 /// Reopens the log of an image and checks it against what was acknowledged.
 fn check_image(
     dir: &Path,
@@ -437,7 +446,7 @@ fn check_image(
 ) -> Result<(), String> {
     let options = LogOptions {
         syncer: Arc::new(NoSync),
-        group_commit,
+        flush_owner: flush_owner(group_commit),
         ..LogOptions::default()
     };
     let listing = describe(dir);
@@ -820,7 +829,7 @@ fn a_new_partition_directory_survives_a_power_cut() {
     for seed in 0..3 {
         let sent = batch(2, 30, seed, 0);
         let info = log.append(&mut sent.clone(), 0, 0).unwrap();
-        assert!(info.durable);
+        assert!(info.durability.is_on_disk());
         acknowledge(&disk, &log, info.base_offset, &sent);
     }
     worst_cut(&disk);
@@ -846,7 +855,7 @@ fn a_segment_started_after_a_gap_survives_a_power_cut() {
     lmq_storage::batch::set_base_offset(&mut bytes, 10);
     lmq_storage::batch::set_partition_leader_epoch(&mut bytes, 0);
     let info = log.append_replicated(&bytes, 0).unwrap();
-    assert!(info.durable);
+    assert!(info.durability.is_on_disk());
     assert_eq!(log.segment_base_offsets(), vec![0, 10]);
     acknowledge(&disk, &log, 10, &sent);
     worst_cut(&disk);
@@ -866,7 +875,7 @@ fn the_checker_refuses_a_lost_acknowledged_record() {
     let (mut log, _) = PartitionLog::open(&disk.dir, config, disk.options(), 0).unwrap();
     let sent = batch(2, 30, 1, 0);
     let info = log.append(&mut sent.clone(), 0, 0).unwrap();
-    assert!(!info.durable);
+    assert!(!info.durability.is_on_disk());
     acknowledge(&disk, &log, info.base_offset, &sent);
     worst_cut(&disk);
     lock(&disk.oracle).acknowledged = 2;

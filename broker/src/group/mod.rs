@@ -600,7 +600,8 @@ impl GroupCoordinator {
         let info = appended.info;
         Ok(Durable {
             flush: info
-                .flush_pending
+                .durability
+                .is_flush_pending()
                 .then(|| (Arc::clone(&partition), info.last_offset + 1)),
             committed: appended.committed,
             position: Some((index, info.last_offset)),

@@ -428,7 +428,10 @@ impl Appender<'_> {
         answer.appended = Some(PendingAppend {
             partition: Arc::clone(partition),
             mark: appended.mark,
-            flush_to: info.flush_pending.then_some(info.last_offset + 1),
+            flush_to: info
+                .durability
+                .is_flush_pending()
+                .then_some(info.last_offset + 1),
             committed: appended.committed,
         });
     }

@@ -168,7 +168,7 @@ pub(crate) mod tests {
         let info = partition
             .with_log(|log| log.append(&mut builder.build(), 0, 0))
             .unwrap();
-        assert!(info.flush_pending, "{info:?}");
+        assert!(info.durability.is_flush_pending(), "{info:?}");
         info.last_offset + 1
     }
 
@@ -180,7 +180,7 @@ pub(crate) mod tests {
     ) -> Arc<Partition> {
         let options = LogOptions {
             syncer,
-            group_commit: true,
+            flush_owner: lmq_storage::FlushOwner::Caller,
             ..LogOptions::default()
         };
         let (log, _) = PartitionLog::open(dir, config, options, 0).unwrap();

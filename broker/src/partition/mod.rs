@@ -516,7 +516,7 @@ impl Partition {
         let log_end = info.last_offset + 1;
         // Under `every-batch` the leader's own position is what is on disk: the high
         // watermark must not pass a record before its fsync (the group commit reports it).
-        let position = if info.flush_pending {
+        let position = if info.durability.is_flush_pending() {
             self.with_log(|log| Ok(log.recovery_point()))?
         } else {
             log_end
@@ -867,7 +867,10 @@ impl Partition {
             let mut flush = None;
             if !records.is_empty() {
                 let info = log.append_replicated(records, now_ms)?;
-                flush = info.flush_pending.then_some(info.last_offset + 1);
+                flush = info
+                    .durability
+                    .is_flush_pending()
+                    .then_some(info.last_offset + 1);
             }
             let before = log.high_watermark();
             log.set_high_watermark(leader.high_watermark.min(log.log_end_offset()));

@@ -3,7 +3,7 @@
 
 use std::ops::Range;
 
-use super::PartitionLog;
+use super::{FlushOwner, PartitionLog};
 use crate::batch::{
     BatchView, batch_total_bytes, set_base_offset, set_log_append_time, set_partition_leader_epoch,
 };
@@ -24,14 +24,34 @@ pub struct AppendInfo {
     pub log_start_offset: i64,
     pub batches: usize,
     pub bytes: u64,
-    /// The records are on disk (the flush policy ran an fsync for this call).
-    pub durable: bool,
-    /// Not durable yet, and the flush policy wants it durable before it is acknowledged: the
-    /// owner (group commit) must flush up to `last_offset` first.
-    pub flush_pending: bool,
+    /// Whether the records are on disk, and who puts them there.
+    pub durability: Durability,
     /// Batches an idempotent producer had already written: answered with their original
     /// offsets, not appended again.
     pub duplicate_batches: usize,
+}
+
+/// Where an append's records stand against the disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Durability {
+    /// On disk: the flush policy ran an fsync for this call (or an earlier one covered it).
+    OnDisk,
+    /// Not on disk, and the flush policy wants them there before they are acknowledged: the
+    /// owner (group commit, [`FlushOwner::Caller`]) must flush up to `last_offset` first.
+    FlushPending,
+    /// Not on disk; the flush policy (`os`, an interval) acknowledges them anyway.
+    Unflushed,
+}
+
+impl Durability {
+    pub fn is_on_disk(self) -> bool {
+        self == Durability::OnDisk
+    }
+
+    /// The owner must flush before acknowledging.
+    pub fn is_flush_pending(self) -> bool {
+        self == Durability::FlushPending
+    }
 }
 
 /// What idempotence decided for one batch of a call.
@@ -158,8 +178,7 @@ impl PartitionLog {
             if info.batches == 0 {
                 // Only duplicates: nothing was written.
                 // The originals may still wait for their group commit.
-                info.durable = log.state.recovery_point > info.last_offset;
-                info.flush_pending = !info.durable && log.defers_every_batch_flush();
+                info.durability = log.durability_of(log.state.recovery_point > info.last_offset);
                 return Ok(info);
             }
             log.finish_append(now_ms, info)
@@ -290,8 +309,7 @@ impl PartitionLog {
             log_start_offset: self.state.log_start_offset,
             batches: 0,
             bytes: 0,
-            durable: false,
-            flush_pending: false,
+            durability: Durability::Unflushed,
             duplicate_batches: 0,
         }
     }
@@ -331,7 +349,7 @@ impl PartitionLog {
 
     fn finish_append(&mut self, now_ms: i64, mut info: AppendInfo) -> Result<AppendInfo> {
         let flush_now = match self.config.flush_policy {
-            FlushPolicy::EveryBatch => !self.options.group_commit,
+            FlushPolicy::EveryBatch => self.options.flush_owner == FlushOwner::Log,
             FlushPolicy::IntervalMs(interval_ms) => {
                 now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
             }
@@ -341,14 +359,24 @@ impl PartitionLog {
             self.flush_all()?;
             self.last_flush_ms = now_ms;
         }
-        info.durable = self.state.recovery_point >= self.log_end_offset();
-        info.flush_pending = !info.durable && self.defers_every_batch_flush();
+        info.durability = self.durability_of(self.state.recovery_point >= self.log_end_offset());
         Ok(info)
     }
 
     /// Every append must be durable before its answer, and the owner runs the fsyncs.
     fn defers_every_batch_flush(&self) -> bool {
-        self.options.group_commit && self.config.flush_policy == FlushPolicy::EveryBatch
+        self.options.flush_owner == FlushOwner::Caller
+            && self.config.flush_policy == FlushPolicy::EveryBatch
+    }
+
+    fn durability_of(&self, on_disk: bool) -> Durability {
+        if on_disk {
+            Durability::OnDisk
+        } else if self.defers_every_batch_flush() {
+            Durability::FlushPending
+        } else {
+            Durability::Unflushed
+        }
     }
 
     /// Seals the active segment (flushing it) and starts a new one at the log end.
@@ -387,8 +415,8 @@ impl PartitionLog {
     }
 
     fn replace_active(&mut self, base_offset: i64) -> Result<()> {
-        let deferred =
-            self.options.group_commit && self.config.flush_policy != FlushPolicy::EveryBatch;
+        let deferred = self.options.flush_owner == FlushOwner::Caller
+            && self.config.flush_policy != FlushPolicy::EveryBatch;
         if !deferred {
             // The segment's data is on disk before the next segment's name is: a power cut
             // never leaves a next segment behind this one's lost tail (recovery would take

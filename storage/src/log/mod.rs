@@ -14,7 +14,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-pub use append::AppendInfo;
+pub use append::{AppendInfo, Durability};
 pub use flush::{FlushedTo, PendingFlush};
 pub use maintenance::RetentionOutcome;
 pub use open::{RecoveryReport, Truncation};
@@ -33,10 +33,19 @@ pub struct LogOptions {
     /// Bounds open sealed-segment files across all logs that share it.
     pub file_cache: Arc<FileCache>,
     pub syncer: Arc<dyn Syncer>,
-    /// With `FlushPolicy::EveryBatch`, appends leave their fsync to the owner, who runs one
-    /// for many appends ([`PartitionLog::pending_flush`]); their [`AppendInfo::flush_pending`]
-    /// says which must wait for it before being acknowledged.
-    pub group_commit: bool,
+    /// Who runs the fsyncs the flush policy asks for.
+    pub flush_owner: FlushOwner,
+}
+
+/// Who runs a log's fsyncs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushOwner {
+    /// The log, inside the append that needs one.
+    Log,
+    /// The owner (group commit): with `FlushPolicy::EveryBatch` appends leave their fsync to
+    /// it, and it runs one for many appends ([`PartitionLog::pending_flush`]); an append's
+    /// [`Durability::FlushPending`] says it must wait for it before being acknowledged.
+    Caller,
 }
 
 impl Default for LogOptions {
@@ -44,7 +53,7 @@ impl Default for LogOptions {
         LogOptions {
             file_cache: Arc::new(FileCache::default()),
             syncer: Arc::new(OsSyncer),
-            group_commit: false,
+            flush_owner: FlushOwner::Log,
         }
     }
 }
