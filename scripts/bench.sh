@@ -35,7 +35,9 @@
 # geometric mean of end-to-end p99 at 50% load under (a), rss the peak under load and start
 # the empty-data-dir start-up.
 #
-# Environment: LMQ_BENCH_DIR (work dir; its run/ subdir is removed at start and its data at
+# Environment: LMQ_BENCH_BROKER (an lmq binary to measure instead of target/release/lmq, for an
+# A/B against another commit's build), LMQ_BENCH_DIR (work dir; its run/ subdir is removed at
+# start and its data at
 # exit), BENCH_SECONDS (override the per-measurement seconds, an integer), BENCH_STARTUP_GIB
 # (GiB of log for the second start-up), BENCH_BROKER_CPUS / BENCH_CLIENT_CPUS (taskset lists;
 # default 0 and 1 on a machine with 2+ cores).
@@ -96,7 +98,8 @@ LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 WORK="${LMQ_BENCH_DIR:-$LMQ_CACHE/bench-brokers}"
 RUN="$WORK/run"
 RESULTS="$ROOT/bench/results"
-LMQ="$ROOT/target/release/lmq"
+# LMQ_BENCH_BROKER: another lmq binary to measure (an A/B against an older commit's build).
+LMQ="${LMQ_BENCH_BROKER:-$ROOT/target/release/lmq}"
 PERF="$ROOT/target/release/lmq-perf"
 JSONL="$RUN/measurements.jsonl"
 
