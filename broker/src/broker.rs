@@ -55,15 +55,13 @@ impl Broker {
         self.clock.now_ms()
     }
 
-    /// Interval flushes for every partition (every second; blocking: run it on the blocking
-    /// pool). Returns the background flushes due: rolled segments (and an every-batch tail
-    /// whose produce went away), for the partition's group commit to fsync off the append
-    /// path.
+    /// The background flushes due (every second): rolled segments, interval flushes, and an
+    /// every-batch tail whose produce went away, for each partition's group commit to fsync
+    /// off the append path and off the partition lock.
     pub fn flush_due(&self) -> Vec<(Arc<crate::partition::Partition>, i64)> {
         let mut due = Vec::new();
         self.for_each_partition("flush", |partition, now_ms| {
-            partition.flush_if_due(now_ms)?;
-            if let Some(end_offset) = partition.background_flush_target()? {
+            if let Some(end_offset) = partition.background_flush_target(now_ms)? {
                 due.push((Arc::clone(partition), end_offset));
             }
             Ok(())

@@ -290,10 +290,10 @@ pub(crate) mod tests {
                 .with_log(|log| log.append(&mut builder.build(), 0, 0))
                 .unwrap();
         };
-        while partition.background_flush_target().unwrap().is_none() {
+        while partition.background_flush_target(0).unwrap().is_none() {
             append_kib(&partition);
         }
-        let target = partition.background_flush_target().unwrap().unwrap();
+        let target = partition.background_flush_target(0).unwrap().unwrap();
         let gate = syncer.gate.lock().unwrap();
         let flusher = tokio::spawn({
             let partition = Arc::clone(&partition);
@@ -317,7 +317,7 @@ pub(crate) mod tests {
             syncer.calls.load(Ordering::SeqCst) <= first_pass + 1,
             "one pass (sealed segments and the active one), not a second for the later appends"
         );
-        assert!(partition.background_flush_target().unwrap().is_some());
+        assert!(partition.background_flush_target(0).unwrap().is_some());
     }
 
     /// Under `every-batch` the leader counts only what is on disk as its own position: the
@@ -434,9 +434,9 @@ pub(crate) mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (partition, _syncer) = gated_partition(dir.path());
         let end = append(&partition);
-        assert_eq!(partition.background_flush_target().unwrap(), Some(end));
+        assert_eq!(partition.background_flush_target(0).unwrap(), Some(end));
         partition.flush_to(end).await.unwrap();
-        assert_eq!(partition.background_flush_target().unwrap(), None);
+        assert_eq!(partition.background_flush_target(0).unwrap(), None);
     }
 
     #[allow(clippy::await_holding_lock)]
@@ -586,6 +586,48 @@ pub(crate) mod tests {
         assert_eq!(
             partition.reopen_log(0).unwrap(),
             crate::partition::Reopened::NotNeeded
+        );
+    }
+
+    /// Under an interval flush policy the broker's logs never fsync inside an append (under
+    /// the partition lock, on the request's thread): the upkeep finds the flush due and runs
+    /// it through the group commit, off the lock. Before, the append that came after the
+    /// interval ran the fsync itself.
+    #[tokio::test]
+    async fn an_interval_flush_runs_in_the_upkeep_never_inside_an_append() {
+        let dir = tempfile::tempdir().unwrap();
+        let partition = group_committed_partition(
+            dir.path(),
+            Arc::new(lmq_storage::OsSyncer),
+            LogConfig {
+                flush_policy: FlushPolicy::IntervalMs(100),
+                ..LogConfig::default()
+            },
+        );
+        let mut builder = BatchBuilder::new(0);
+        builder.push(None, Some(b"record"), 0);
+        // The log was opened at 0: at 1,000 ms the interval has passed.
+        let info = partition
+            .with_log(|log| log.append(&mut builder.build(), 0, 1_000))
+            .unwrap();
+        assert!(
+            !info.durability.is_on_disk(),
+            "the append ran the interval fsync itself: {info:?}"
+        );
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            0
+        );
+        assert_eq!(partition.background_flush_target(1_050).unwrap(), Some(1));
+        partition.flush_to(1).await.unwrap();
+        assert_eq!(
+            partition.with_log(|log| Ok(log.recovery_point())).unwrap(),
+            1
+        );
+        assert_eq!(
+            partition.background_flush_target(1_100).unwrap(),
+            None,
+            "nothing left to flush"
         );
     }
 }

@@ -308,17 +308,23 @@ impl Partition {
     }
 
     /// Where the upkeep's background flush ends, when one is due: segments rolled without an
-    /// fsync (`os` and interval policies), or under `every-batch` appends whose group commit
-    /// nobody ran (their produce was dropped with its connection; the leader counts only what
-    /// is on disk, so they would stay above the high watermark until the next produce). The
-    /// log end as it is now, so appends made meanwhile wait for the next pass and a busy
-    /// partition does not fsync back to back. `None` when nothing waits.
-    pub fn background_flush_target(&self) -> Result<Option<i64>, StorageError> {
+    /// fsync (`os` and interval policies), the tail under an interval policy whose interval
+    /// passed (the log leaves those flushes to its owner: never inside an append, under this
+    /// partition's lock), or under `every-batch` appends whose group commit nobody ran (their
+    /// produce was dropped with its connection; the leader counts only what is on disk, so
+    /// they would stay above the high watermark until the next produce). The log end as it
+    /// is now, so appends made meanwhile wait for the next pass and a busy partition does not
+    /// fsync back to back. `None` when nothing waits.
+    pub fn background_flush_target(&self, now_ms: i64) -> Result<Option<i64>, StorageError> {
         self.with_log(|log| {
             let unflushed_tail = log.config().flush_policy == FlushPolicy::EveryBatch
                 && !log.is_poisoned()
                 && log.recovery_point() < log.log_end_offset();
-            Ok((log.has_unflushed_segments() || unflushed_tail).then(|| log.log_end_offset()))
+            let interval_due = !log.is_poisoned() && log.take_interval_flush(now_ms);
+            Ok(
+                (log.has_unflushed_segments() || unflushed_tail || interval_due)
+                    .then(|| log.log_end_offset()),
+            )
         })
     }
 
@@ -937,11 +943,6 @@ impl Partition {
 
     pub fn max_timestamp(&self) -> Result<Option<(i64, i64)>, StorageError> {
         self.with_log(|log| log.max_timestamp())
-    }
-
-    /// Flushes when the topic's `IntervalMs` flush policy says one is due.
-    pub fn flush_if_due(&self, now_ms: i64) -> Result<(), StorageError> {
-        self.with_log(|log| log.flush_if_due(now_ms))
     }
 
     /// Periodic upkeep: retention, idle producer expiry, then the checkpoint.

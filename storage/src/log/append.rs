@@ -350,8 +350,10 @@ impl PartitionLog {
     fn finish_append(&mut self, now_ms: i64, mut info: AppendInfo) -> Result<AppendInfo> {
         let flush_now = match self.config.flush_policy {
             FlushPolicy::EveryBatch => self.options.flush_owner == FlushOwner::Log,
+            // An owner (the broker's upkeep) runs interval flushes off the append path.
             FlushPolicy::IntervalMs(interval_ms) => {
-                now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
+                self.options.flush_owner == FlushOwner::Log
+                    && now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64
             }
             FlushPolicy::Os => false,
         };

@@ -268,6 +268,20 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// For an owner that runs the flushes ([`FlushOwner::Caller`]): whether the `IntervalMs`
+    /// policy wants one now. A `true` counts as the flush's start (the next is due an
+    /// interval later); the owner then flushes to the log end through [`Self::pending_flush`].
+    pub fn take_interval_flush(&mut self, now_ms: i64) -> bool {
+        let due = matches!(self.config.flush_policy,
+            crate::config::FlushPolicy::IntervalMs(interval_ms)
+                if self.state.recovery_point < self.log_end_offset()
+                    && now_ms.saturating_sub(self.last_flush_ms) >= interval_ms as i64);
+        if due {
+            self.last_flush_ms = now_ms;
+        }
+        due
+    }
+
     /// Writes the checkpoint (recovery point, log start, high watermark, epochs) so the next
     /// open can skip recovering what was flushed. Owners call it from a timer.
     pub fn checkpoint(&mut self) -> Result<()> {
