@@ -27,7 +27,7 @@ use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, Parti
 use lmq_wire::protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::{
-    NONE, RequestContext, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code,
+    NONE, RequestContext, TopicLookup, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code,
 };
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
@@ -241,21 +241,15 @@ impl<'r> PendingFetch<'r> {
         let bound = self.bound();
         let mut total = 0u64;
         // Partitions of one topic are next to each other: one registry lookup per topic.
-        let mut topic: Option<(&TopicName, Option<Arc<crate::topics::Topic>>)> = None;
+        let mut topic: Option<(&TopicName, TopicLookup)> = None;
         for pending in &mut self.partitions {
-            let resolved = match &topic {
-                Some((name, resolved)) if *name == pending.topic => resolved.clone(),
-                _ => {
-                    let resolved = broker.topics.get(&pending.topic.0);
-                    topic = Some((pending.topic, resolved.clone()));
-                    resolved
-                }
-            };
-            let partition = resolved.and_then(|topic| {
-                usize::try_from(pending.request.partition)
-                    .ok()
-                    .and_then(|index| topic.partitions.get(index).cloned())
-            });
+            if topic.as_ref().is_none_or(|(name, _)| *name != pending.topic) {
+                topic = Some((pending.topic, TopicLookup::new(broker, &pending.topic.0)));
+            }
+            let partition = topic
+                .as_ref()
+                .and_then(|(_, lookup)| lookup.partition(pending.request.partition).ok())
+                .cloned();
             pending.subscribe(partition.as_ref(), bound);
             total += pending.read(broker, partition.as_deref(), self.fetcher, total);
         }

@@ -488,7 +488,7 @@ pub(crate) fn topic_name(text: impl Into<String>) -> TopicName {
 }
 
 /// One request topic's partitions as this broker has them: where every per-partition
-/// handler starts (Produce, DeleteRecords, ListOffsets, OffsetForLeaderEpoch).
+/// handler starts (Produce, Fetch, DeleteRecords, ListOffsets, OffsetForLeaderEpoch).
 pub(crate) struct TopicLookup {
     name: String,
     topic: Option<Arc<crate::topics::Topic>>,
