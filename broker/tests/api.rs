@@ -219,6 +219,35 @@ async fn produced_batches_are_fetched_back_byte_identical_at_their_offsets() {
     broker.stop().await;
 }
 
+/// A long poll that cannot be served (unknown partition, not the leader) is answered at once
+/// with the error, as Kafka's delayed fetch completes on an error reading data: the client
+/// refreshes its metadata instead of waiting out `max_wait_ms`. It used to wait it out.
+#[tokio::test]
+async fn a_long_poll_on_a_partition_in_error_is_answered_at_once() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut consumer = broker.client().await;
+    consumer
+        .call(ApiKey::Metadata, 12, metadata_request(&["poll"]))
+        .await;
+    let started = Instant::now();
+    let response = consumer
+        .call(ApiKey::Fetch, 12, fetch_request("poll", 7, 0, 10_000, 1))
+        .await;
+    let ResponseKind::Fetch(response) = response else {
+        panic!()
+    };
+    assert_eq!(
+        response.responses[0].partitions[0].error_code, 3,
+        "UNKNOWN_TOPIC_OR_PARTITION"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "the fetch waited {:?} for a partition in error",
+        started.elapsed()
+    );
+}
+
 #[tokio::test]
 async fn fetch_long_polls_until_data_arrives_or_max_wait_passes() {
     let dir = temp();

@@ -27,7 +27,8 @@ use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, Parti
 use lmq_wire::protocol::messages::{FetchRequest, FetchResponse, TopicName};
 
 use super::{
-    NONE, RequestContext, TopicLookup, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code, storage_error_code,
+    NONE, RequestContext, TopicLookup, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code,
+    storage_error_code,
 };
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
@@ -131,6 +132,7 @@ async fn long_poll(
         let bytes = fetch.read_all(broker);
         if bytes >= min_bytes
             || bytes > 0 && max_bytes <= bytes
+            || fetch.must_answer_now()
             || tokio::time::Instant::now() >= deadline
         {
             return;
@@ -243,7 +245,10 @@ impl<'r> PendingFetch<'r> {
         // Partitions of one topic are next to each other: one registry lookup per topic.
         let mut topic: Option<(&TopicName, TopicLookup)> = None;
         for pending in &mut self.partitions {
-            if topic.as_ref().is_none_or(|(name, _)| *name != pending.topic) {
+            if topic
+                .as_ref()
+                .is_none_or(|(name, _)| *name != pending.topic)
+            {
                 topic = Some((pending.topic, TopicLookup::new(broker, &pending.topic.0)));
             }
             let partition = topic
@@ -254,6 +259,16 @@ impl<'r> PendingFetch<'r> {
             total += pending.read(broker, partition.as_deref(), self.fetcher, total);
         }
         total
+    }
+
+    /// Whether a partition's answer cannot wait: an error (unknown partition, not the leader,
+    /// a fenced epoch...) or a divergence a follower must truncate to. Kafka's delayed fetch
+    /// completes at once then too, so the client acts on it instead of waiting out
+    /// `max_wait_ms`.
+    fn must_answer_now(&self) -> bool {
+        self.partitions.iter().any(|pending| {
+            pending.answer.error_code != NONE || pending.answer.diverging_epoch.epoch >= 0
+        })
     }
 
     /// Resolves once one of the partitions read moved since its last read; never when none
