@@ -483,6 +483,22 @@ mod tests {
         test
     }
 
+    /// One record appended to `t` with `acks` (its answer so far: success).
+    fn appended_to_t(test: &testing::TestNode, acks: i16) -> Appended {
+        let appended = append(
+            &test.broker,
+            &test.node,
+            request("t", acks),
+            9,
+            ANY_PRODUCER_ID,
+        );
+        assert_eq!(
+            appended.topics[0].partitions[0].answer.error_code, NONE,
+            "acks={acks}: appended"
+        );
+        appended
+    }
+
     const ANY_PRODUCER_ID: ProducerIdsEnd = ProducerIdsEnd {
         end: i64::MAX,
         unconfirmed: None,
@@ -516,17 +532,7 @@ mod tests {
                 .create_topic(&test.broker, "t", 1, 1, &BTreeMap::new())
                 .await
                 .unwrap();
-            let appended = append(
-                &test.broker,
-                &test.node,
-                request("t", acks),
-                9,
-                ANY_PRODUCER_ID,
-            );
-            assert_eq!(
-                appended.topics[0].partitions[0].answer.error_code, NONE,
-                "acks={acks}: appended"
-            );
+            let appended = appended_to_t(&test, acks);
             test.clock.advance(ttl_ms);
             let answer = appended.finish().await;
             if acks == 0 {
@@ -548,17 +554,7 @@ mod tests {
     async fn a_produce_truncated_while_it_waits_is_not_acknowledged() {
         for acks in [1, -1] {
             let test = every_batch_node().await;
-            let appended = append(
-                &test.broker,
-                &test.node,
-                request("t", acks),
-                9,
-                ANY_PRODUCER_ID,
-            );
-            assert_eq!(
-                appended.topics[0].partitions[0].answer.error_code, NONE,
-                "acks={acks}: appended"
-            );
+            let appended = appended_to_t(&test, acks);
             assert!(
                 appended.topics[0].partitions[0]
                     .appended
