@@ -22,7 +22,7 @@ use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::config::BrokerConfig;
 use crate::handler::{
-    Dispatched, Reply, RequestContext, Session, dispatch, error_codes, unsupported_version_response,
+    Dispatched, Reply, RequestContext, Session, dispatch, unsupported_version_response,
 };
 use crate::zero_copy::{Part, ResponseWriter, splice};
 
@@ -551,10 +551,10 @@ async fn run_request(
             ApiKey::ApiVersions,
             0,
             correlation_id,
-            Dispatched::Ready(Some(Reply {
-                body: ResponseKind::ApiVersions(unsupported_version_response()),
-                splices: Vec::new(),
-            })),
+            Dispatched::Ready(Some(Reply::of(
+                unsupported_version_response(),
+                ResponseKind::ApiVersions,
+            ))),
         ),
         Err(error) => {
             tracing::warn!(%peer, %error, "closing connection");
@@ -593,23 +593,21 @@ async fn write_answer(
             .observe_request(&api_name, outgoing.started.into_std(), &[]);
         return Ok(());
     };
-    broker.metrics.observe_request(
-        &api_name,
-        outgoing.started.into_std(),
-        &error_codes(&reply.body),
-    );
+    broker
+        .metrics
+        .observe_request(&api_name, outgoing.started.into_std(), reply.errors());
     let encoded = encode_response(
-        &reply.body,
+        reply.body(),
         outgoing.api_key,
         outgoing.api_version,
         outgoing.correlation_id,
     )
     .map_err(|error| error.to_string())
     .and_then(|bytes| {
-        if reply.splices.is_empty() {
+        if reply.splices().is_empty() {
             return Ok(vec![Part::Bytes(bytes.freeze())]);
         }
-        splice(bytes, outgoing.api_version, &reply.splices).map_err(|error| error.to_string())
+        splice(bytes, outgoing.api_version, reply.splices()).map_err(|error| error.to_string())
     });
     match encoded {
         Ok(parts) => writer.write_parts(parts).await,

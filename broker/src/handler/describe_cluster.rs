@@ -25,3 +25,9 @@ pub fn handle(cluster: &ClusterNode, _request: DescribeClusterRequest) -> Descri
         .collect();
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DescribeClusterResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

@@ -127,3 +127,10 @@ fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
     let info = view.brokers.get(&leader).ok_or(not_available)?;
     Ok((leader, info.host.clone(), i32::from(info.port)))
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::FindCoordinatorResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(self.coordinators.iter().map(|item| item.error_code));
+    }
+}

@@ -187,3 +187,9 @@ fn describe_replicated(
         .collect();
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::MetadataResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.topics.iter().map(|item| item.error_code));
+    }
+}
