@@ -681,7 +681,11 @@ pub async fn run(
         Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
     )
     .await;
-    broker.close();
+    // Closing is fsyncs: off the runtime's workers.
+    let closing = Arc::clone(&broker);
+    if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {
+        tracing::error!(%error, "closing the logs failed");
+    }
 }
 
 #[cfg(test)]
