@@ -15,6 +15,7 @@ pub mod node;
 pub mod partition;
 pub mod reopen;
 pub mod replication;
+pub mod security;
 pub mod server;
 #[cfg(test)]
 mod test_support;

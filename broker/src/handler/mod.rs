@@ -53,6 +53,7 @@ use crate::cluster::store::StoreError;
 use crate::group::CommitError;
 use crate::group::state::GroupError;
 use crate::partition::ReplicaError;
+use crate::security::Principal;
 use crate::topics::TopicError;
 use crate::zero_copy::Splice;
 
@@ -71,6 +72,9 @@ pub struct RequestContext {
 #[derive(Debug, Default)]
 pub struct Session {
     sasl: Mutex<SaslState>,
+    /// Who the listener's TLS or a SASL exchange proved the peer to be (`User:ANONYMOUS`
+    /// until then).
+    principal: Mutex<Principal>,
     /// The connection closes once the answer of the current request is sent (as Kafka does
     /// after a failed authentication).
     closing: AtomicBool,
@@ -96,6 +100,22 @@ impl Session {
             SaslState::Broker(node_id) => Some(node_id),
             SaslState::Plain | SaslState::Authenticating => None,
         }
+    }
+
+    /// Who the connection proved to be.
+    pub fn principal(&self) -> Principal {
+        self.principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records what an authentication proved.
+    pub fn set_principal(&self, principal: Principal) {
+        *self
+            .principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = principal;
     }
 
     /// Whether the connection must close after the answer of the request just run.
