@@ -13,6 +13,7 @@ use std::sync::atomic::AtomicBool;
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::metrics::{Metrics, TimedSyncer};
+use crate::security::Authorizer;
 use crate::topics::{TopicError, TopicRegistry};
 
 #[derive(Debug)]
@@ -25,12 +26,19 @@ pub struct Broker {
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
+    /// ACL checks; its ACLs are kept current by the cluster's watch (`cluster::acls`).
+    pub authorizer: Arc<Authorizer>,
 }
 
 impl Broker {
     /// Opens the data directory, recovering every partition log.
     pub fn open(config: BrokerConfig, clock: Arc<dyn Clock>) -> Result<Self, TopicError> {
         config.validate().map_err(TopicError::InvalidConfig)?;
+        let authorizer = Arc::new(Authorizer::new(
+            config
+                .authorizer_config()
+                .map_err(TopicError::InvalidConfig)?,
+        ));
         let log_defaults = config.log.log_config().map_err(TopicError::InvalidConfig)?;
         let metrics = Metrics::new();
         let syncer = Arc::new(TimedSyncer {
@@ -48,6 +56,7 @@ impl Broker {
             groups,
             metrics,
             ready: AtomicBool::new(false),
+            authorizer,
         })
     }
 

@@ -6,6 +6,9 @@ use std::path::{Path, PathBuf};
 use lmq_storage::{FlushPolicy, LogConfig, RetentionPolicy};
 use serde::Deserialize;
 
+use crate::security::Principal;
+use crate::security::acl::{AuthorizerConfig, AuthorizerKind};
+
 /// Every broker setting with its default. A TOML config file may set any of them (same
 /// names); unknown keys are refused so a typo does not silently keep a default.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -45,6 +48,15 @@ pub struct BrokerConfig {
     /// the limit, connections wait before reading a frame's body. At least
     /// `frame_bytes_max` + 4.
     pub requests_in_flight_bytes_max: usize,
+    /// Whether requests are checked against ACLs (Kafka's `authorizer.class.name`):
+    /// `"none"` (every request allowed, as Kafka without an authorizer) or `"standard"`
+    /// (Kafka's `StandardAuthorizer` semantics, ACLs in the cluster coordinator).
+    pub authorizer: AuthorizerKind,
+    /// Principals allowed everything (`super.users`), `TYPE:NAME` each.
+    pub super_users: Vec<String>,
+    /// Whether a resource with no ACL at all is open to everyone
+    /// (`allow.everyone.if.no.acl.found`; Kafka's default, false, when the authorizer is on).
+    pub allow_everyone_if_no_acl_found: bool,
     /// Topic defaults, Kafka's names and meanings.
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
@@ -267,6 +279,9 @@ impl Default for BrokerConfig {
             connections_idle_ms_max: 600_000,
             frame_receive_ms_max: 30_000,
             requests_in_flight_bytes_max: 512 * 1024 * 1024,
+            authorizer: AuthorizerKind::None,
+            super_users: Vec::new(),
+            allow_everyone_if_no_acl_found: false,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
             cluster: ClusterSettings::default(),
@@ -348,8 +363,23 @@ impl BrokerConfig {
         }
     }
 
+    /// The authorizer's settings, the super users parsed.
+    pub fn authorizer_config(&self) -> Result<AuthorizerConfig, String> {
+        let super_users = self
+            .super_users
+            .iter()
+            .map(|text| Principal::parse(text).map_err(|error| format!("super_users: {error}")))
+            .collect::<Result<_, _>>()?;
+        Ok(AuthorizerConfig {
+            kind: self.authorizer,
+            super_users,
+            allow_everyone_if_no_acl_found: self.allow_everyone_if_no_acl_found,
+        })
+    }
+
     pub fn validate(&self) -> Result<(), String> {
         self.log.log_config()?;
+        self.authorizer_config()?;
         if self.default_partitions < 1 {
             return Err("default_partitions must be at least 1".to_string());
         }

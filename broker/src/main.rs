@@ -28,7 +28,7 @@ enum Command {
     /// Run a broker. With no flags: one node on ./lmq-data, Kafka clients on 127.0.0.1:9092.
     ///
     /// Example: lmq serve --data-dir /var/lib/lmq --listen 0.0.0.0:9092 --advertised-listener kafka.example:9092
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, describe, create, delete and alter topics (works against any Kafka-compatible broker).
     ///
     /// Example: lmq topics create orders --partitions 6
@@ -127,6 +127,17 @@ struct ServeArgs {
     /// This broker's rack: replicas of a partition go to different racks
     #[arg(long)]
     rack: Option<String>,
+    /// Check requests against ACLs: "none" or "standard" (Kafka's StandardAuthorizer)
+    /// [default: none]
+    #[arg(long, value_name = "KIND")]
+    authorizer: Option<String>,
+    /// Principals allowed everything, separated by ';' as Kafka's super.users
+    /// (e.g. "User:admin;User:ops")
+    #[arg(long, value_name = "PRINCIPALS")]
+    super_users: Option<String>,
+    /// Open resources that have no ACL at all to everyone (allow.everyone.if.no.acl.found)
+    #[arg(long)]
+    allow_everyone_if_no_acl_found: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -152,7 +163,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Topics { command, connect } => run_client(cli::topics::run(command, &connect)),
         Command::Groups { command, connect } => run_client(cli::groups::run(command, &connect)),
         Command::Cluster {
@@ -209,6 +220,24 @@ fn serve_config(args: ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
     if let Some(rack) = args.rack {
         config.cluster.rack = Some(rack);
+    }
+    if let Some(kind) = args.authorizer {
+        config.authorizer = match kind.as_str() {
+            "none" => lmq_broker::security::acl::AuthorizerKind::None,
+            "standard" => lmq_broker::security::acl::AuthorizerKind::Standard,
+            other => anyhow::bail!("--authorizer {other:?} is not \"none\" or \"standard\""),
+        };
+    }
+    if let Some(principals) = args.super_users {
+        config.super_users = principals
+            .split(';')
+            .map(str::trim)
+            .filter(|principal| !principal.is_empty())
+            .map(str::to_string)
+            .collect();
+    }
+    if args.allow_everyone_if_no_acl_found {
+        config.allow_everyone_if_no_acl_found = true;
     }
     // Flag > environment > config file. The environment counts only with Consul: a
     // CONSUL_HTTP_TOKEN exported for the consul CLI must not stop a single node.
@@ -339,7 +368,7 @@ mod tests {
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let line = ["lmq", "serve"].iter().chain(flags);
         match Cli::try_parse_from(line).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -533,6 +533,7 @@ async fn run_request(
                     .unwrap_or_default()
                     .to_string(),
                 session: Arc::clone(session),
+                authorizer: Arc::clone(&broker.authorizer),
             };
             (
                 api_key,

@@ -12,6 +12,7 @@
 //!   refused (FENCED_LEADER_EPOCH / UNKNOWN_LEADER_EPOCH) and followers truncate diverging
 //!   history by epoch before fetching on.
 
+pub mod acls;
 pub mod controller;
 mod fetcher;
 pub mod identity;
@@ -577,6 +578,17 @@ pub async fn join(
         shutdown.clone(),
     ));
     background.spawn(tasks::watch_brokers(Arc::clone(&node), shutdown.clone()));
+    if broker.authorizer.enabled() {
+        let (document, version) = acls::read(&*coordinator).await?;
+        broker
+            .authorizer
+            .set_acls(version.map_or(0, |version| version.0), document.acls);
+        background.spawn(acls::watch(
+            Arc::clone(&broker),
+            Arc::clone(&coordinator),
+            shutdown.clone(),
+        ));
+    }
     background.spawn(tasks::watch_controller(Arc::clone(&node), shutdown.clone()));
     background.spawn(controller::campaign(
         Arc::clone(&broker),

@@ -30,7 +30,7 @@ const LEADER_TICK_MS_MAX: u64 = 1_000;
 
 /// Runs `body` for each state of a watch until shutdown; a watch that ends (the coordinator
 /// closed or failing) is opened again after a pause.
-async fn follow<T, Open, Fut>(
+pub(super) async fn follow<T, Open, Fut>(
     mut shutdown: watch::Receiver<bool>,
     what: &'static str,
     open: Open,

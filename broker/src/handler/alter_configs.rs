@@ -12,6 +12,7 @@ use crate::cluster::ClusterNode;
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: AlterConfigsRequest,
 ) -> AlterConfigsResponse {
     let resources: Vec<Resource<'_>> = request
@@ -34,6 +35,7 @@ pub async fn handle(
     let outcomes = config_changes::alter(
         broker,
         cluster,
+        context,
         &resources,
         Mode::Replace,
         request.validate_only,

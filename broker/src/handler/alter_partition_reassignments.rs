@@ -13,13 +13,21 @@ use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::reassign::ReplicaCount;
 use crate::cluster::store::StoreError;
+use crate::security::acl::AclOperation;
 
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: AlterPartitionReassignmentsRequest,
     version: i16,
 ) -> AlterPartitionReassignmentsResponse {
+    if let Err(code) = context.check_cluster(AclOperation::Alter) {
+        let mut response = AlterPartitionReassignmentsResponse::default();
+        response.error_code = code;
+        response.error_message = Some(str_bytes("Cluster authorization failed."));
+        return response;
+    }
     let moves: Vec<(String, i32, Option<Vec<i32>>)> = request
         .topics
         .iter()

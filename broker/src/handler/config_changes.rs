@@ -9,9 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use lmq_wire::protocol::ResponseError;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
-use super::{refuse_internal_topic, store_error_code, topic_error_code};
+use super::{RequestContext, refuse_internal_topic, store_error_code, topic_error_code};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::security::acl::AclOperation;
 use crate::topic_config::{self, Checks, ConfigType, TopicDefaults, TopicSettings};
 use crate::topics::TopicError;
 
@@ -89,12 +90,21 @@ pub(super) fn answer(
 pub(super) async fn alter(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &RequestContext,
     resources: &[Resource<'_>],
     mode: Mode,
     validate_only: bool,
 ) -> Vec<Result<(), Refusal>> {
     let mut outcomes = Vec::with_capacity(resources.len());
     for (resource, refused) in resources.iter().zip(preprocess(resources)) {
+        // After Kafka's preprocessing, ALTER_CONFIGS on the resource.
+        let refused = refused.or_else(|| {
+            context.config_refusal(
+                AclOperation::AlterConfigs,
+                resource.resource_type,
+                resource.name,
+            )
+        });
         let outcome = match refused {
             Some(refusal) => Err(refusal),
             None if resource.resource_type == RESOURCE_TOPIC => {

@@ -11,11 +11,13 @@ use lmq_wire::protocol::messages::create_topics_response::{
 use lmq_wire::protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 
 use super::{
-    NONE, refuse_internal_topic, store_error_code, str_bytes, topic_error_code, topic_outcomes,
+    NONE, RequestContext, TOPIC_AUTHORIZATION_FAILED, refuse_internal_topic, store_error_code,
+    str_bytes, topic_error_code, topic_outcomes,
 };
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::metadata::assign_replicas;
+use crate::security::acl::AclOperation;
 use crate::topic_config::{Checks, TopicSettings};
 use crate::topics::{NewTopic, PARTITIONS_MAX, TopicError, validate_topic_name};
 
@@ -25,9 +27,12 @@ type Checked = Result<(i32, i16), (i16, String)>;
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &RequestContext,
     request: CreateTopicsRequest,
     version: i16,
 ) -> CreateTopicsResponse {
+    // As Kafka: CREATE on the cluster, or else on each topic.
+    let may_create_any = context.authorize_cluster(AclOperation::Create);
     let mut checked: Vec<(NewTopic, Checked)> = Vec::with_capacity(request.topics.len());
     for creatable in &request.topics {
         let mut configs = BTreeMap::new();
@@ -52,7 +57,15 @@ pub async fn handle(
             replication_factor,
             configs,
         };
-        let outcome = check(broker, cluster, &new, request.validate_only);
+        let outcome = if may_create_any || context.authorize_topic(AclOperation::Create, &new.name)
+        {
+            check(broker, cluster, &new, request.validate_only)
+        } else {
+            Err((
+                TOPIC_AUTHORIZATION_FAILED,
+                "Authorization failed.".to_string(),
+            ))
+        };
         checked.push((new, outcome));
     }
     // The valid topics are created with one metadata write.
@@ -95,7 +108,14 @@ pub async fn handle(
                             .map_or(uuid::Uuid::nil(), |topic| topic.id)
                     };
                 }
-                if version >= 5 {
+                if version >= 5
+                    && !context.authorize_topic(AclOperation::DescribeConfigs, &new.name)
+                {
+                    // Kafka answers the topic, but not its configs.
+                    result.num_partitions = partitions;
+                    result.replication_factor = replication_factor;
+                    result.topic_config_error_code = TOPIC_AUTHORIZATION_FAILED;
+                } else if version >= 5 {
                     result.num_partitions = partitions;
                     result.replication_factor = replication_factor;
                     // As Kafka: the new topic's effective configs (none when only validated).

@@ -5,13 +5,21 @@ use lmq_wire::protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
 use super::{check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 
-pub async fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGroupsResponse {
+pub async fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: DeleteGroupsRequest,
+) -> DeleteGroupsResponse {
     let mut response = DeleteGroupsResponse::default();
     for group_id in request.groups_names {
         let mut result = DeletableGroupResult::default();
         result.group_id = group_id.clone();
-        result.error_code = match check_coordinator(broker, &group_id.0) {
+        result.error_code = match context
+            .check_group(AclOperation::Delete, &group_id.0)
+            .and_then(|()| check_coordinator(broker, &group_id.0))
+        {
             Err(code) => code,
             Ok(()) => {
                 let deleted = broker.groups.delete_group(&group_id.0, broker.now_ms());

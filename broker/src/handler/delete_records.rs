@@ -8,18 +8,21 @@ use lmq_wire::protocol::messages::delete_records_response::{
 };
 use lmq_wire::protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
-use super::{NONE, TopicLookup, replica_error_code};
+use super::{NONE, RequestContext, TopicLookup, replica_error_code};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::security::acl::AclOperation;
 
 pub fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &RequestContext,
     request: DeleteRecordsRequest,
 ) -> DeleteRecordsResponse {
     let mut response = DeleteRecordsResponse::default();
     for topic_request in request.topics {
         let topic = TopicLookup::new(broker, &topic_request.name.0);
+        let allowed = context.check_topic(AclOperation::Delete, &topic_request.name.0);
         let mut topic_result = DeleteRecordsTopicResult::default();
         topic_result.name = topic_request.name.clone();
         for partition_request in topic_request.partitions {
@@ -27,7 +30,8 @@ pub fn handle(
             result.partition_index = partition_request.partition_index;
             result.low_watermark = -1;
             // Kafka: "Cannot delete records of internal topic" (no message field here).
-            match topic.writable(cluster, partition_request.partition_index) {
+            match allowed.and_then(|()| topic.writable(cluster, partition_request.partition_index))
+            {
                 Err(code) => result.error_code = code,
                 Ok(partition) => match partition.delete_records(partition_request.offset) {
                     Ok(low_watermark) => {

@@ -6,14 +6,19 @@ use std::collections::HashMap;
 use lmq_wire::protocol::messages::delete_topics_response::DeletableTopicResult;
 use lmq_wire::protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 
-use super::{NONE, refuse_internal_topic, str_bytes, topic_error_code, topic_name, topic_outcomes};
+use super::{
+    NONE, RequestContext, refuse_internal_topic, str_bytes, topic_error_code, topic_name,
+    topic_outcomes,
+};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::security::acl::AclOperation;
 use crate::topics::TopicError;
 
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &RequestContext,
     request: DeleteTopicsRequest,
     version: i16,
 ) -> DeleteTopicsResponse {
@@ -52,7 +57,7 @@ pub async fn handle(
     let to_delete: Vec<String> = names
         .iter()
         .flatten()
-        .filter(|name| refuse_internal_topic(name, "Deletion").is_ok())
+        .filter(|name| refuse_deletion(context, name).is_ok())
         .cloned()
         .collect();
     let deleted = if to_delete.is_empty() {
@@ -69,7 +74,7 @@ pub async fn handle(
             result.topic_id = topic_id;
         }
         let outcome = match name {
-            Some(name) => match refuse_internal_topic(&name, "Deletion") {
+            Some(name) => match refuse_deletion(context, &name) {
                 Err(refused) => Err(refused),
                 Ok(()) => {
                     let id = view.metadata.topics.get(&name).map(|topic| topic.id);
@@ -102,6 +107,15 @@ pub async fn handle(
         response.responses.push(result);
     }
     response
+}
+
+/// Why a topic is not deleted before anything is written: DELETE not granted
+/// (TOPIC_AUTHORIZATION_FAILED), or an internal topic.
+fn refuse_deletion(context: &RequestContext, name: &str) -> Result<(), (i16, String)> {
+    context
+        .check_topic(AclOperation::Delete, name)
+        .map_err(|code| (code, "Authorization failed.".to_string()))?;
+    refuse_internal_topic(name, "Deletion")
 }
 
 impl super::ErrorCodes for lmq_wire::protocol::messages::DeleteTopicsResponse {

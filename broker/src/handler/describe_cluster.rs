@@ -5,9 +5,23 @@ use lmq_wire::protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClu
 
 use super::str_bytes;
 use crate::cluster::ClusterNode;
+use crate::security::acl::{AclOperation, CLUSTER_NAME, ResourceType};
 
-pub fn handle(cluster: &ClusterNode, _request: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(
+    cluster: &ClusterNode,
+    context: &super::RequestContext,
+    request: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     let mut response = DescribeClusterResponse::default();
+    // As Kafka: the cluster's operations when asked, none without DESCRIBE on it.
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations =
+            if context.authorize_cluster(AclOperation::Describe) {
+                context.authorized_operations(ResourceType::Cluster, CLUSTER_NAME)
+            } else {
+                0
+            };
+    }
     response.cluster_id = str_bytes(cluster.cluster_id.clone());
     let view = cluster.view();
     response.controller_id = BrokerId(view.controller);

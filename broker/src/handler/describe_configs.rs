@@ -7,8 +7,9 @@ use lmq_wire::protocol::messages::describe_configs_response::{
 };
 use lmq_wire::protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes};
+use super::{NONE, RequestContext, UNKNOWN_TOPIC_OR_PARTITION, str_bytes};
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 use crate::topic_config::{ConfigType, TOPIC_CONFIGS, TopicDefaults};
 
 pub const RESOURCE_TOPIC: i8 = 2;
@@ -30,6 +31,7 @@ struct Entry {
 
 pub fn handle(
     broker: &Broker,
+    context: &RequestContext,
     request: DescribeConfigsRequest,
     version: i16,
 ) -> DescribeConfigsResponse {
@@ -46,7 +48,15 @@ pub fn handle(
                 "only topic and broker configs exist",
             )),
         };
-        match entries {
+        let refused = context.config_refusal(
+            AclOperation::DescribeConfigs,
+            resource.resource_type,
+            &resource.resource_name,
+        );
+        match refused.map_or_else(
+            || entries.map_err(|(code, text)| (code, text.to_string())),
+            Err,
+        ) {
             Ok(entries) => {
                 result.error_code = NONE;
                 let wanted = resource.configuration_keys.as_ref();

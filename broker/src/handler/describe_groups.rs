@@ -9,16 +9,28 @@ use lmq_wire::protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse
 use super::{check_coordinator, str_bytes};
 use crate::broker::Broker;
 use crate::group::state::GroupState;
+use crate::security::acl::{AclOperation, ResourceType};
 
-pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
     let mut response = DescribeGroupsResponse::default();
     for group_id in request.groups {
         let mut described = DescribedGroup::default();
         described.group_id = group_id.clone();
-        if let Err(code) = check_coordinator(broker, &group_id.0) {
+        if let Err(code) = context
+            .check_group(AclOperation::Describe, &group_id.0)
+            .and_then(|()| check_coordinator(broker, &group_id.0))
+        {
             described.error_code = code;
             response.groups.push(described);
             continue;
+        }
+        if request.include_authorized_operations {
+            described.authorized_operations =
+                context.authorized_operations(ResourceType::Group, &group_id.0);
         }
         match broker.groups.describe(&group_id.0) {
             None => {

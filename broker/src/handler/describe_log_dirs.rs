@@ -11,8 +11,18 @@ use lmq_wire::protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsRespon
 use super::{NONE, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::metrics::disk_space;
+use crate::security::acl::AclOperation;
 
-pub fn handle(broker: &Broker, request: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
+    if let Err(code) = context.check_cluster(AclOperation::Describe) {
+        let mut response = DescribeLogDirsResponse::default();
+        response.error_code = code;
+        return response;
+    }
     // A set of what was asked, not a search of the request per partition held.
     let asked: Option<HashSet<(&str, i32)>> = request.topics.as_ref().map(|topics| {
         topics

@@ -33,6 +33,7 @@ use super::{
 use crate::broker::Broker;
 use crate::metrics::TopicLabels;
 use crate::partition::{FetchWatch, FollowerCheck, Partition};
+use crate::security::acl::AclOperation;
 use crate::zero_copy::Splice;
 
 /// Upper bound on how long a fetch may park, whatever the client asks.
@@ -56,6 +57,10 @@ pub async fn handle(
     let max_bytes = u64::try_from(request.max_bytes.max(0)).unwrap_or(0);
     let started = crate::metrics::stopwatch();
     let mut fetch = PendingFetch::new(&request, follower, version, max_bytes);
+    // A consumer needs READ on each topic (a follower is a proven broker: a super user).
+    if follower.is_none() {
+        fetch.refuse_unauthorized(context);
+    }
     long_poll(broker, &mut fetch, deadline, min_bytes).await;
     if started.elapsed() >= WAIT_OBSERVED_MIN {
         broker
@@ -109,6 +114,8 @@ struct PendingPartition<'r> {
     /// The partition last read and its subscription (a topic deleted and created again meanwhile
     /// has a new partition). `None` while the topic or partition is unknown.
     watch: Option<(Arc<Partition>, FetchWatch)>,
+    /// The error code a partition the fetcher may not read is answered (never read).
+    refused: Option<i16>,
 }
 
 /// The finished response.
@@ -214,6 +221,7 @@ impl<'r> PendingFetch<'r> {
                         answer: PartitionData::default(),
                         records: None,
                         watch: None,
+                        refused: None,
                     })
             })
             .collect();
@@ -225,6 +233,22 @@ impl<'r> PendingFetch<'r> {
                 max_bytes,
             },
             partitions,
+        }
+    }
+
+    /// Marks the partitions of topics the connection may not READ: answered
+    /// TOPIC_AUTHORIZATION_FAILED, never read.
+    fn refuse_unauthorized(&mut self, context: &RequestContext) {
+        let mut last: Option<(&TopicName, Option<i16>)> = None;
+        for pending in &mut self.partitions {
+            let refused = match last {
+                Some((topic, refused)) if topic == pending.topic => refused,
+                _ => context
+                    .check_topic(AclOperation::Read, &pending.topic.0)
+                    .err(),
+            };
+            last = Some((pending.topic, refused));
+            pending.refused = refused;
         }
     }
 
@@ -253,6 +277,7 @@ impl<'r> PendingFetch<'r> {
             }
             let partition = topic
                 .as_ref()
+                .filter(|_| pending.refused.is_none())
                 .and_then(|(_, lookup)| lookup.partition(pending.request.partition).ok())
                 .cloned();
             pending.subscribe(partition.as_ref(), bound);
@@ -348,7 +373,7 @@ impl PendingPartition<'_> {
         data.high_watermark = -1;
         data.last_stable_offset = -1;
         let Some(partition) = partition else {
-            data.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+            data.error_code = self.refused.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION);
             return 0;
         };
         let bound = match admit(broker, fetch.follower, partition, fetch_partition) {

@@ -11,6 +11,7 @@ use super::{NONE, str_bytes};
 use crate::broker::{Broker, offsets_topic_configs};
 use crate::cluster::ClusterNode;
 use crate::group::offsets::{OFFSETS_TOPIC, partition_for};
+use crate::security::acl::AclOperation;
 
 const KEY_TYPE_GROUP: i8 = 0;
 
@@ -20,6 +21,7 @@ type Answer = Result<(i32, String, i32), (i16, &'static str)>;
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -34,6 +36,8 @@ pub async fn handle(
             ))
         } else if key.is_empty() {
             Err((ResponseError::InvalidRequest.code(), "empty group id"))
+        } else if let Err(code) = context.check_group(AclOperation::Describe, key) {
+            Err((code, "Group authorization failed."))
         } else {
             group_leader(cluster, key)
         }

@@ -4,8 +4,18 @@ use lmq_wire::protocol::messages::{HeartbeatRequest, HeartbeatResponse};
 
 use super::group_error_code;
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 
-pub fn handle(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: HeartbeatRequest,
+) -> HeartbeatResponse {
+    if let Err(code) = context.check_group(AclOperation::Read, &request.group_id.0) {
+        let mut response = HeartbeatResponse::default();
+        response.error_code = code;
+        return response;
+    }
     let outcome = broker.groups.heartbeat(
         &request.group_id.0,
         &request.member_id,

@@ -14,6 +14,7 @@ use crate::cluster::ClusterNode;
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let resources: Vec<Resource<'_>> = request
@@ -36,6 +37,7 @@ pub async fn handle(
     let outcomes = config_changes::alter(
         broker,
         cluster,
+        context,
         &resources,
         Mode::Incremental,
         request.validate_only,

@@ -8,14 +8,29 @@ use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
 use crate::cluster::ClusterNode;
+use crate::security::acl::{AclOperation, ResourceType};
 
 pub async fn handle(
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
     response.producer_epoch = -1;
+    // Kafka 4: a transactional producer needs WRITE on its id; an idempotent one
+    // IDEMPOTENT_WRITE on the cluster or WRITE on some topic.
+    let refused = match &request.transactional_id {
+        Some(id) => (!context.authorize(AclOperation::Write, ResourceType::TransactionalId, id))
+            .then_some(super::TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        None => (!context.authorize_cluster(AclOperation::IdempotentWrite)
+            && !context.authorize_any(AclOperation::Write, ResourceType::Topic))
+        .then_some(super::CLUSTER_AUTHORIZATION_FAILED),
+    };
+    if let Some(code) = refused {
+        response.error_code = code;
+        return response;
+    }
     if request.transactional_id.is_some() {
         tracing::warn!(transactional_id = ?request.transactional_id, "transactions are not supported yet");
         response.error_code = ResponseError::InvalidRequest.code();

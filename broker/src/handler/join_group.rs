@@ -6,6 +6,7 @@ use lmq_wire::protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 use super::{RequestContext, group_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::group::state::JoinRequest;
+use crate::security::acl::AclOperation;
 
 pub async fn handle(
     broker: &Broker,
@@ -13,6 +14,14 @@ pub async fn handle(
     request: JoinGroupRequest,
     version: i16,
 ) -> JoinGroupResponse {
+    if let Err(code) = context.check_group(AclOperation::Read, &request.group_id.0) {
+        let mut response = JoinGroupResponse::default();
+        response.error_code = code;
+        if version >= 7 {
+            response.protocol_name = None;
+        }
+        return response;
+    }
     let join = JoinRequest {
         group_id: request.group_id.0.to_string(),
         member_id: request.member_id.to_string(),

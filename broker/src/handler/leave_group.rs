@@ -5,8 +5,19 @@ use lmq_wire::protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{group_error_code, str_bytes};
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 
-pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: LeaveGroupRequest,
+    version: i16,
+) -> LeaveGroupResponse {
+    if let Err(code) = context.check_group(AclOperation::Read, &request.group_id.0) {
+        let mut response = LeaveGroupResponse::default();
+        response.error_code = code;
+        return response;
+    }
     let leaving: Vec<(String, Option<String>)> = if version >= 3 {
         request
             .members

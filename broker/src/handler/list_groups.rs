@@ -5,10 +5,21 @@ use lmq_wire::protocol::messages::{GroupId, ListGroupsRequest, ListGroupsRespons
 
 use super::str_bytes;
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 
-pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> ListGroupsResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: ListGroupsRequest,
+    version: i16,
+) -> ListGroupsResponse {
     let mut response = ListGroupsResponse::default();
+    // As Kafka: DESCRIBE on the cluster lists every group, else those it may DESCRIBE.
+    let sees_all = context.authorize_cluster(AclOperation::Describe);
     for (group_id, protocol_type, state) in broker.groups.list() {
+        if !sees_all && !context.authorize_group(AclOperation::Describe, &group_id) {
+            continue;
+        }
         let wanted_state = request.states_filter.is_empty()
             || request
                 .states_filter

@@ -7,9 +7,10 @@ use lmq_wire::protocol::messages::list_offsets_response::{
 use lmq_wire::protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use lmq_wire::records::{Codec, decompress};
 
-use super::{NONE, TopicLookup, storage_error_code};
+use super::{NONE, RequestContext, TopicLookup, storage_error_code};
 use crate::broker::Broker;
 use crate::partition::Partition;
+use crate::security::acl::AclOperation;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
@@ -17,10 +18,16 @@ const MAX_TIMESTAMP: i64 = -3;
 /// Bound on a batch's decompressed size when looking inside it.
 const DECOMPRESSED_BYTES_MAX: usize = 64 * 1024 * 1024;
 
-pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> ListOffsetsResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &RequestContext,
+    request: ListOffsetsRequest,
+    version: i16,
+) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
     for topic_request in request.topics {
         let topic = TopicLookup::new(broker, &topic_request.name.0);
+        let allowed = context.check_topic(AclOperation::Describe, &topic_request.name.0);
         let mut topic_response = ListOffsetsTopicResponse::default();
         topic_response.name = topic_request.name.clone();
         for partition_request in topic_request.partitions {
@@ -29,10 +36,12 @@ pub fn handle(broker: &Broker, request: ListOffsetsRequest, version: i16) -> Lis
             answer.timestamp = -1;
             answer.offset = -1;
             answer.leader_epoch = -1;
-            let found = topic.leader(
-                partition_request.partition_index,
-                partition_request.current_leader_epoch,
-            );
+            let found = allowed.and_then(|()| {
+                topic.leader(
+                    partition_request.partition_index,
+                    partition_request.current_leader_epoch,
+                )
+            });
             match found {
                 Err(code) => answer.error_code = code,
                 Ok(partition) => match lookup(partition, partition_request.timestamp)

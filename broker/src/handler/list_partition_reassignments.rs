@@ -12,14 +12,21 @@ use lmq_wire::protocol::messages::{
 
 use super::topic_name;
 use crate::cluster::ClusterNode;
+use crate::security::acl::AclOperation;
 
 pub fn handle(
     cluster: &ClusterNode,
+    context: &super::RequestContext,
     request: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
     let mut response = ListPartitionReassignmentsResponse::default();
     // Kafka sends no message with no error.
     response.error_message = None;
+    if let Err(code) = context.check_cluster(AclOperation::Describe) {
+        response.error_code = code;
+        response.error_message = Some(super::str_bytes("Cluster authorization failed."));
+        return response;
+    }
     let view = cluster.view();
     // A set of what was asked, not a search of the request per reassignment.
     let asked: Option<HashSet<(&str, i32)>> = request.topics.as_ref().map(|topics| {

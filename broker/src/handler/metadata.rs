@@ -12,11 +12,15 @@ use lmq_wire::protocol::messages::metadata_response::{
 use lmq_wire::protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 
 use super::find_coordinator::ensure_offsets_topic;
-use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes, topic_error_code, topic_name};
+use super::{
+    NONE, RequestContext, TOPIC_AUTHORIZATION_FAILED, UNKNOWN_TOPIC_OR_PARTITION, str_bytes,
+    topic_error_code, topic_name,
+};
 use crate::broker::Broker;
 use crate::cluster::metadata::TopicState;
 use crate::cluster::{ClusterNode, ClusterView};
 use crate::group::offsets::OFFSETS_TOPIC;
+use crate::security::acl::{AclOperation, CLUSTER_NAME, ResourceType};
 use crate::topics::{NewTopic, is_internal_topic, validate_topic_name};
 
 /// The topics asked for (`None`: all) and whether missing ones may be created.
@@ -51,12 +55,18 @@ fn missing_topic(name: &str, code: i16) -> MetadataResponseTopic {
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    context: &RequestContext,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
     let mut response = MetadataResponse::default();
     if version >= 2 {
         response.cluster_id = Some(str_bytes(cluster.cluster_id.clone()));
+    }
+    let with_topic_operations = request.include_topic_authorized_operations;
+    if request.include_cluster_authorized_operations {
+        response.cluster_authorized_operations =
+            context.authorized_operations(ResourceType::Cluster, CLUSTER_NAME);
     }
     let (requested, auto_create) = requested_topics(broker, request, version);
     let mut topics = Vec::new();
@@ -67,6 +77,8 @@ pub async fn handle(
                 view.metadata
                     .topics
                     .iter()
+                    // All topics: only those it may describe, as Kafka.
+                    .filter(|(name, _)| context.authorize_topic(AclOperation::Describe, name))
                     .map(|(name, state)| describe_replicated(name, state, &view)),
             );
         }
@@ -79,13 +91,15 @@ pub async fn handle(
             {
                 ensure_offsets_topic(broker, cluster).await;
             }
-            // Missing topics to create, all with one metadata write.
             let view = cluster.view();
+            let refused = refused_topics(context, &names, auto_create, &view);
+            // Missing topics to create, all with one metadata write.
             let mut wanted: HashSet<&str> = HashSet::new();
             let to_create: Vec<NewTopic> = names
                 .iter()
                 .filter(|name| {
                     auto_create
+                        && !refused.contains(name.as_str())
                         && !view.metadata.topics.contains_key(name.as_str())
                         && validate_topic_name(name).is_ok()
                         && !is_internal_topic(name)
@@ -112,20 +126,33 @@ pub async fn handle(
                 }
             }
             let view = cluster.view();
-            for name in names {
-                if let Some(state) = view.metadata.topics.get(&name) {
-                    topics.push(describe_replicated(&name, state, &view));
+            for name in &names {
+                if refused.contains(name.as_str()) {
+                    topics.push(missing_topic(name, TOPIC_AUTHORIZATION_FAILED));
                     continue;
                 }
-                let code = match validate_topic_name(&name) {
+                if let Some(state) = view.metadata.topics.get(name) {
+                    topics.push(describe_replicated(name, state, &view));
+                    continue;
+                }
+                let code = match validate_topic_name(name) {
                     Err(invalid) => topic_error_code(&invalid),
                     Ok(()) if !auto_create => UNKNOWN_TOPIC_OR_PARTITION,
-                    Ok(()) if is_internal_topic(&name) && name != OFFSETS_TOPIC => {
+                    Ok(()) if is_internal_topic(name) && name != OFFSETS_TOPIC => {
                         UNKNOWN_TOPIC_OR_PARTITION
                     }
                     Ok(()) => ResponseError::LeaderNotAvailable.code(),
                 };
-                topics.push(missing_topic(&name, code));
+                topics.push(missing_topic(name, code));
+            }
+        }
+    }
+    if with_topic_operations {
+        for topic in &mut topics {
+            if topic.error_code != TOPIC_AUTHORIZATION_FAILED {
+                let name = topic.name.as_ref().map_or("", |name| name.0.as_str());
+                topic.topic_authorized_operations =
+                    context.authorized_operations(ResourceType::Topic, name);
             }
         }
     }
@@ -147,6 +174,29 @@ pub async fn handle(
         response.controller_id = BrokerId(view.controller);
     }
     response
+}
+
+/// The requested topics Kafka answers TOPIC_AUTHORIZATION_FAILED: those it may not
+/// describe (their existence is not disclosed), and missing ones auto-creation would create
+/// without CREATE on the cluster or the topic.
+fn refused_topics<'a>(
+    context: &RequestContext,
+    names: &'a [String],
+    auto_create: bool,
+    view: &ClusterView,
+) -> HashSet<&'a str> {
+    let may_create_any = auto_create && context.authorize_cluster(AclOperation::Create);
+    names
+        .iter()
+        .filter(|name| {
+            !context.authorize_topic(AclOperation::Describe, name)
+                || (auto_create
+                    && !may_create_any
+                    && !view.metadata.topics.contains_key(name.as_str())
+                    && !context.authorize_topic(AclOperation::Create, name))
+        })
+        .map(String::as_str)
+        .collect()
 }
 
 fn describe_replicated(

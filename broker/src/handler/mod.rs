@@ -4,11 +4,14 @@ mod alter_configs;
 mod alter_partition_reassignments;
 mod api_versions;
 mod config_changes;
+mod create_acls;
 mod create_partitions;
 mod create_topics;
+mod delete_acls;
 mod delete_groups;
 mod delete_records;
 mod delete_topics;
+mod describe_acls;
 mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
@@ -53,7 +56,8 @@ use crate::cluster::store::StoreError;
 use crate::group::CommitError;
 use crate::group::state::GroupError;
 use crate::partition::ReplicaError;
-use crate::security::Principal;
+use crate::security::acl::{AclOperation, CLUSTER_NAME, ResourceType};
+use crate::security::{Authorizer, Principal};
 use crate::topics::TopicError;
 use crate::zero_copy::Splice;
 
@@ -66,7 +70,149 @@ pub struct RequestContext {
     pub client_id: String,
     /// What the connection proved so far.
     pub session: Arc<Session>,
+    /// The broker's ACL checks (`RequestContext::authorize`).
+    pub authorizer: Arc<Authorizer>,
 }
+
+impl RequestContext {
+    /// The client's address as ACL hosts name it (an IPv4 client of a dual-stack listener
+    /// as IPv4).
+    fn host(&self) -> String {
+        self.peer.ip().to_canonical().to_string()
+    }
+
+    /// Whether this connection may do `operation` on the resource: every handler's one
+    /// check. A broker of the cluster (proved with the replication secret) is a super user.
+    pub(crate) fn authorize(
+        &self,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        if !self.authorizer.enabled() || self.session.replica().is_some() {
+            return true;
+        }
+        self.authorizer.authorize(
+            &self.session.principal(),
+            &self.host(),
+            operation,
+            resource_type,
+            name,
+        )
+    }
+
+    pub(crate) fn authorize_topic(&self, operation: AclOperation, topic: &str) -> bool {
+        self.authorize(operation, ResourceType::Topic, topic)
+    }
+
+    pub(crate) fn authorize_group(&self, operation: AclOperation, group: &str) -> bool {
+        self.authorize(operation, ResourceType::Group, group)
+    }
+
+    pub(crate) fn authorize_cluster(&self, operation: AclOperation) -> bool {
+        self.authorize(operation, ResourceType::Cluster, CLUSTER_NAME)
+    }
+
+    /// The topic check, as the error code of a refusal: TOPIC_AUTHORIZATION_FAILED.
+    pub(crate) fn check_topic(&self, operation: AclOperation, topic: &str) -> Result<(), i16> {
+        if self.authorize_topic(operation, topic) {
+            Ok(())
+        } else {
+            Err(TOPIC_AUTHORIZATION_FAILED)
+        }
+    }
+
+    /// The group check, as the error code of a refusal: GROUP_AUTHORIZATION_FAILED.
+    pub(crate) fn check_group(&self, operation: AclOperation, group: &str) -> Result<(), i16> {
+        if self.authorize_group(operation, group) {
+            Ok(())
+        } else {
+            Err(GROUP_AUTHORIZATION_FAILED)
+        }
+    }
+
+    /// The cluster check, as the error code of a refusal: CLUSTER_AUTHORIZATION_FAILED.
+    pub(crate) fn check_cluster(&self, operation: AclOperation) -> Result<(), i16> {
+        if self.authorize_cluster(operation) {
+            Ok(())
+        } else {
+            Err(CLUSTER_AUTHORIZATION_FAILED)
+        }
+    }
+
+    /// The refusal of DESCRIBE_CONFIGS or ALTER_CONFIGS on a config resource (its
+    /// `ConfigResource` type code), as Kafka: a topic's by the topic
+    /// (TOPIC_AUTHORIZATION_FAILED), a group's by the group, the others' (broker, broker
+    /// logger, client metrics) by the cluster.
+    pub(crate) fn config_refusal(
+        &self,
+        operation: AclOperation,
+        resource_type: i8,
+        name: &str,
+    ) -> Option<(i16, String)> {
+        const TOPIC: i8 = 2;
+        const GROUP: i8 = 32;
+        let checked = match resource_type {
+            TOPIC => self.check_topic(operation, name),
+            GROUP => self.check_group(operation, name),
+            _ => self.check_cluster(operation),
+        };
+        checked
+            .err()
+            .map(|code| (code, "Authorization failed.".to_string()))
+    }
+
+    /// Whether this connection may do `operation` on some resource of the type (Kafka's
+    /// `authorizeByResourceType`: an idempotent producer's WRITE on any topic).
+    pub(crate) fn authorize_any(
+        &self,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        if !self.authorizer.enabled() || self.session.replica().is_some() {
+            return true;
+        }
+        self.authorizer.authorize_any(
+            &self.session.principal(),
+            &self.host(),
+            operation,
+            resource_type,
+        )
+    }
+
+    /// The authorized-operations bit field of a resource for this connection.
+    pub(crate) fn authorized_operations(&self, resource_type: ResourceType, name: &str) -> i32 {
+        if self.session.replica().is_some() {
+            return crate::security::acl::operations_bit_field(
+                resource_type.supported_operations().iter().copied(),
+            );
+        }
+        self.authorizer.authorized_operations(
+            &self.session.principal(),
+            &self.host(),
+            resource_type,
+            name,
+        )
+    }
+}
+
+/// A context of a plain client connection from 127.0.0.1 (`User:ANONYMOUS`).
+#[cfg(test)]
+pub(crate) fn test_context(broker: &Broker) -> RequestContext {
+    RequestContext {
+        peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+        client_id: "test".to_string(),
+        session: Arc::default(),
+        authorizer: Arc::clone(&broker.authorizer),
+    }
+}
+
+pub(crate) const TOPIC_AUTHORIZATION_FAILED: i16 = ResponseError::TopicAuthorizationFailed.code();
+pub(crate) const GROUP_AUTHORIZATION_FAILED: i16 = ResponseError::GroupAuthorizationFailed.code();
+pub(crate) const CLUSTER_AUTHORIZATION_FAILED: i16 =
+    ResponseError::ClusterAuthorizationFailed.code();
+pub(crate) const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
+    ResponseError::TransactionalIdAuthorizationFailed.code();
 
 /// What a connection proved about its peer, for the connection's life.
 #[derive(Debug, Default)]
@@ -232,7 +378,7 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let appended = produce::append(broker, cluster, body, version, producer_ids);
+        let appended = produce::append(broker, cluster, context, body, version, producer_ids);
         return Dispatched::Later(Box::pin(async move {
             appended
                 .finish()
@@ -257,47 +403,47 @@ async fn dispatch_body(
             ResponseKind::ApiVersions,
         )),
         RequestKind::Metadata(body) => Some(Reply::of(
-            metadata::handle(broker, cluster, body, version).await,
+            metadata::handle(broker, cluster, context, body, version).await,
             ResponseKind::Metadata,
         )),
         RequestKind::ListOffsets(body) => Some(Reply::of(
-            list_offsets::handle(broker, body, version),
+            list_offsets::handle(broker, context, body, version),
             ResponseKind::ListOffsets,
         )),
         RequestKind::InitProducerId(body) => Some(Reply::of(
-            init_producer_id::handle(cluster, body).await,
+            init_producer_id::handle(cluster, context, body).await,
             ResponseKind::InitProducerId,
         )),
         RequestKind::DeleteTopics(body) => Some(Reply::of(
-            delete_topics::handle(broker, cluster, body, version).await,
+            delete_topics::handle(broker, cluster, context, body, version).await,
             ResponseKind::DeleteTopics,
         )),
         RequestKind::CreatePartitions(body) => Some(Reply::of(
-            create_partitions::handle(broker, cluster, body).await,
+            create_partitions::handle(broker, cluster, context, body).await,
             ResponseKind::CreatePartitions,
         )),
         RequestKind::DescribeConfigs(body) => Some(Reply::of(
-            describe_configs::handle(broker, body, version),
+            describe_configs::handle(broker, context, body, version),
             ResponseKind::DescribeConfigs,
         )),
         RequestKind::AlterConfigs(body) => Some(Reply::of(
-            alter_configs::handle(broker, cluster, body).await,
+            alter_configs::handle(broker, cluster, context, body).await,
             ResponseKind::AlterConfigs,
         )),
         RequestKind::IncrementalAlterConfigs(body) => Some(Reply::of(
-            incremental_alter_configs::handle(broker, cluster, body).await,
+            incremental_alter_configs::handle(broker, cluster, context, body).await,
             ResponseKind::IncrementalAlterConfigs,
         )),
         RequestKind::DeleteRecords(body) => Some(Reply::of(
-            delete_records::handle(broker, cluster, body),
+            delete_records::handle(broker, cluster, context, body),
             ResponseKind::DeleteRecords,
         )),
         RequestKind::DescribeCluster(body) => Some(Reply::of(
-            describe_cluster::handle(cluster, body),
+            describe_cluster::handle(cluster, context, body),
             ResponseKind::DescribeCluster,
         )),
         RequestKind::FindCoordinator(body) => Some(Reply::of(
-            find_coordinator::handle(broker, cluster, body, version).await,
+            find_coordinator::handle(broker, cluster, context, body, version).await,
             ResponseKind::FindCoordinator,
         )),
         RequestKind::JoinGroup(body) => Some(Reply::of(
@@ -305,55 +451,55 @@ async fn dispatch_body(
             ResponseKind::JoinGroup,
         )),
         RequestKind::SyncGroup(body) => Some(Reply::of(
-            sync_group::handle(broker, body, version).await,
+            sync_group::handle(broker, context, body, version).await,
             ResponseKind::SyncGroup,
         )),
         RequestKind::Heartbeat(body) => Some(Reply::of(
-            heartbeat::handle(broker, body),
+            heartbeat::handle(broker, context, body),
             ResponseKind::Heartbeat,
         )),
         RequestKind::LeaveGroup(body) => Some(Reply::of(
-            leave_group::handle(broker, body, version),
+            leave_group::handle(broker, context, body, version),
             ResponseKind::LeaveGroup,
         )),
         RequestKind::OffsetCommit(body) => Some(Reply::of(
-            offset_commit::handle(broker, body).await,
+            offset_commit::handle(broker, context, body).await,
             ResponseKind::OffsetCommit,
         )),
         RequestKind::OffsetFetch(body) => Some(Reply::of(
-            offset_fetch::handle(broker, body, version),
+            offset_fetch::handle(broker, context, body, version),
             ResponseKind::OffsetFetch,
         )),
         RequestKind::OffsetDelete(body) => Some(Reply::of(
-            offset_delete::handle(broker, body).await,
+            offset_delete::handle(broker, context, body).await,
             ResponseKind::OffsetDelete,
         )),
         RequestKind::ListGroups(body) => Some(Reply::of(
-            list_groups::handle(broker, body, version),
+            list_groups::handle(broker, context, body, version),
             ResponseKind::ListGroups,
         )),
         RequestKind::DescribeGroups(body) => Some(Reply::of(
-            describe_groups::handle(broker, body),
+            describe_groups::handle(broker, context, body),
             ResponseKind::DescribeGroups,
         )),
         RequestKind::DeleteGroups(body) => Some(Reply::of(
-            delete_groups::handle(broker, body).await,
+            delete_groups::handle(broker, context, body).await,
             ResponseKind::DeleteGroups,
         )),
         RequestKind::CreateTopics(body) => Some(Reply::of(
-            create_topics::handle(broker, cluster, body, version).await,
+            create_topics::handle(broker, cluster, context, body, version).await,
             ResponseKind::CreateTopics,
         )),
         RequestKind::AlterPartitionReassignments(body) => Some(Reply::of(
-            alter_partition_reassignments::handle(broker, cluster, body, version).await,
+            alter_partition_reassignments::handle(broker, cluster, context, body, version).await,
             ResponseKind::AlterPartitionReassignments,
         )),
         RequestKind::OffsetForLeaderEpoch(body) => Some(Reply::of(
-            offset_for_leader_epoch::handle(broker, body),
+            offset_for_leader_epoch::handle(broker, context, body),
             ResponseKind::OffsetForLeaderEpoch,
         )),
         RequestKind::DescribeLogDirs(body) => Some(Reply::of(
-            describe_log_dirs::handle(broker, body),
+            describe_log_dirs::handle(broker, context, body),
             ResponseKind::DescribeLogDirs,
         )),
         RequestKind::SaslHandshake(body) => Some(Reply::of(
@@ -364,8 +510,20 @@ async fn dispatch_body(
             sasl_authenticate::handle(cluster, context, body),
             ResponseKind::SaslAuthenticate,
         )),
+        RequestKind::CreateAcls(body) => Some(Reply::of(
+            create_acls::handle(cluster, context, body).await,
+            ResponseKind::CreateAcls,
+        )),
+        RequestKind::DescribeAcls(body) => Some(Reply::of(
+            describe_acls::handle(context, body),
+            ResponseKind::DescribeAcls,
+        )),
+        RequestKind::DeleteAcls(body) => Some(Reply::of(
+            delete_acls::handle(cluster, context, body).await,
+            ResponseKind::DeleteAcls,
+        )),
         RequestKind::ListPartitionReassignments(body) => Some(Reply::of(
-            list_partition_reassignments::handle(cluster, body),
+            list_partition_reassignments::handle(cluster, context, body),
             ResponseKind::ListPartitionReassignments,
         )),
         other => {

@@ -9,20 +9,33 @@ use lmq_wire::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 use super::{UNKNOWN_TOPIC_OR_PARTITION, check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
 use crate::group::{CommitError, OffsetCommit};
+use crate::security::acl::AclOperation;
 
-pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetCommitResponse {
+pub async fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: OffsetCommitRequest,
+) -> OffsetCommitResponse {
     // Partitions of unknown topics are refused one by one; the rest commit together.
     // `exists` follows the request's order, so the answer needs no search per partition.
     let mut commits = Vec::new();
     let mut exists_in_order = Vec::new();
+    // As Kafka: READ on each topic (its partitions TOPIC_AUTHORIZATION_FAILED), READ on
+    // the group (every partition GROUP_AUTHORIZATION_FAILED).
+    let mut refused_in_order = Vec::new();
     for topic in &request.topics {
-        let known = broker.topics.get(&topic.name.0);
+        let refused = context.check_topic(AclOperation::Read, &topic.name.0).err();
+        let known = broker
+            .topics
+            .get(&topic.name.0)
+            .filter(|_| refused.is_none());
         for partition in &topic.partitions {
             let exists = known.as_ref().is_some_and(|known| {
                 usize::try_from(partition.partition_index)
                     .is_ok_and(|index| index < known.partitions.len())
             });
             exists_in_order.push(exists);
+            refused_in_order.push(refused);
             if exists {
                 commits.push(OffsetCommit {
                     topic: topic.name.0.to_string(),
@@ -37,7 +50,11 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
             }
         }
     }
-    let error_code = match check_coordinator(broker, &request.group_id.0) {
+    let group = &request.group_id.0;
+    let error_code = match context
+        .check_group(AclOperation::Read, group)
+        .and_then(|()| check_coordinator(broker, group))
+    {
         Err(code) => code,
         Ok(()) => {
             let outcome = broker.groups.commit(
@@ -61,16 +78,18 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
     };
     let mut response = OffsetCommitResponse::default();
     let mut exists = exists_in_order.into_iter();
+    let mut refused = refused_in_order.into_iter();
     for topic in request.topics {
         let mut answered = OffsetCommitResponseTopic::default();
         answered.name = topic.name.clone();
         for partition in topic.partitions {
             let mut result = OffsetCommitResponsePartition::default();
             result.partition_index = partition.partition_index;
+            let refusal = refused.next().flatten();
             result.error_code = if exists.next().unwrap_or(false) {
                 error_code
             } else {
-                UNKNOWN_TOPIC_OR_PARTITION
+                refusal.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION)
             };
             answered.partitions.push(result);
         }

@@ -10,11 +10,20 @@ use super::{check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
 use crate::group::CommitError;
 use crate::group::state::GroupError;
+use crate::security::acl::AclOperation;
 
-pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDeleteResponse {
+pub async fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: OffsetDeleteRequest,
+) -> OffsetDeleteResponse {
+    // As Kafka: DELETE on the group, READ on each topic (else TOPIC_AUTHORIZATION_FAILED
+    // for its partitions, which keep their offsets).
+    let refused = |topic: &str| context.check_topic(AclOperation::Read, topic).err();
     let partitions: Vec<(String, i32)> = request
         .topics
         .iter()
+        .filter(|topic| refused(&topic.name.0).is_none())
         .flat_map(|topic| {
             topic
                 .partitions
@@ -23,7 +32,10 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
         })
         .collect();
     let mut response = OffsetDeleteResponse::default();
-    if let Err(code) = check_coordinator(broker, &request.group_id.0) {
+    if let Err(code) = context
+        .check_group(AclOperation::Delete, &request.group_id.0)
+        .and_then(|()| check_coordinator(broker, &request.group_id.0))
+    {
         response.error_code = code;
         return response;
     }
@@ -42,6 +54,7 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
         }
     };
     for topic in request.topics {
+        let partition_error = refused(&topic.name.0).unwrap_or(partition_error);
         let mut answered = OffsetDeleteResponseTopic::default();
         answered.name = topic.name.clone();
         answered.partitions = topic

@@ -12,6 +12,7 @@ use lmq_wire::protocol::messages::{GroupId, OffsetFetchRequest, OffsetFetchRespo
 use super::{check_coordinator, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::group::offsets::CommittedOffset;
+use crate::security::acl::AclOperation;
 
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
 type PartitionOffsets = Vec<(i32, Option<CommittedOffset>)>;
@@ -41,10 +42,16 @@ fn by_topic(fetched: Fetched) -> Vec<(String, PartitionOffsets)> {
     topics
 }
 
-pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> OffsetFetchResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: OffsetFetchRequest,
+    version: i16,
+) -> OffsetFetchResponse {
     let mut response = OffsetFetchResponse::default();
     if version >= 8 {
         for group in request.groups {
+            let all_topics = group.topics.is_none();
             let topics = group.topics.map(|topics| {
                 topics
                     .into_iter()
@@ -53,12 +60,19 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             });
             let mut answered = OffsetFetchResponseGroup::default();
             answered.group_id = GroupId(group.group_id.0.clone());
-            if let Err(code) = check_coordinator(broker, &group.group_id.0) {
+            if let Err(code) = context
+                .check_group(AclOperation::Describe, &group.group_id.0)
+                .and_then(|()| check_coordinator(broker, &group.group_id.0))
+            {
                 answered.error_code = code;
                 response.groups.push(answered);
                 continue;
             }
             for (topic, partitions) in by_topic(fetch(broker, &group.group_id.0, topics)) {
+                let refused = context.check_topic(AclOperation::Describe, &topic).err();
+                if refused.is_some() && all_topics {
+                    continue;
+                }
                 let mut answered_topic = OffsetFetchResponseTopics::default();
                 answered_topic.name = topic_name(topic);
                 answered_topic.partitions = partitions
@@ -66,8 +80,9 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
                     .map(|(partition, committed)| {
                         let mut result = OffsetFetchResponsePartitions::default();
                         result.partition_index = partition;
+                        result.error_code = refused.unwrap_or(0);
                         fill(
-                            committed,
+                            committed.filter(|_| refused.is_none()),
                             &mut result.committed_offset,
                             &mut result.committed_leader_epoch,
                             &mut result.metadata,
@@ -81,12 +96,16 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
         }
         return response;
     }
-    if let Err(code) = check_coordinator(broker, &request.group_id.0) {
+    if let Err(code) = context
+        .check_group(AclOperation::Describe, &request.group_id.0)
+        .and_then(|()| check_coordinator(broker, &request.group_id.0))
+    {
         if version >= 2 {
             response.error_code = code;
         }
         return response;
     }
+    let all_topics = request.topics.is_none();
     let topics = request.topics.map(|topics| {
         topics
             .into_iter()
@@ -94,6 +113,11 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             .collect()
     });
     for (topic, partitions) in by_topic(fetch(broker, &request.group_id.0, topics)) {
+        // As Kafka: topics it may not DESCRIBE are left out of "all", refused when named.
+        let refused = context.check_topic(AclOperation::Describe, &topic).err();
+        if refused.is_some() && all_topics {
+            continue;
+        }
         let mut answered = OffsetFetchResponseTopic::default();
         answered.name = topic_name(topic);
         answered.partitions = partitions
@@ -101,9 +125,10 @@ pub fn handle(broker: &Broker, request: OffsetFetchRequest, version: i16) -> Off
             .map(|(partition, committed)| {
                 let mut result = OffsetFetchResponsePartition::default();
                 result.partition_index = partition;
+                result.error_code = refused.unwrap_or(0);
                 let mut epoch = -1;
                 fill(
-                    committed,
+                    committed.filter(|_| refused.is_none()),
                     &mut result.committed_offset,
                     &mut epoch,
                     &mut result.metadata,

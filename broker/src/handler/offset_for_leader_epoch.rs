@@ -8,16 +8,21 @@ use lmq_wire::protocol::messages::offset_for_leader_epoch_response::{
 };
 use lmq_wire::protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
-use super::{NONE, TopicLookup, storage_error_code};
+use super::{NONE, RequestContext, TopicLookup, storage_error_code};
 use crate::broker::Broker;
+use crate::security::acl::AclOperation;
 
 pub fn handle(
     broker: &Broker,
+    context: &RequestContext,
     request: OffsetForLeaderEpochRequest,
 ) -> OffsetForLeaderEpochResponse {
     let mut response = OffsetForLeaderEpochResponse::default();
     for asked in request.topics {
         let topic = TopicLookup::new(broker, &asked.topic.0);
+        // A client's check (Kafka's replicas need CLUSTER_ACTION; LMQ's followers ask
+        // inside Fetch, as proven brokers).
+        let allowed = context.check_topic(AclOperation::Describe, &asked.topic.0);
         let mut answered = OffsetForLeaderTopicResult::default();
         answered.topic = asked.topic.clone();
         for partition in asked.partitions {
@@ -25,19 +30,20 @@ pub fn handle(
             result.partition = partition.partition;
             result.leader_epoch = -1;
             result.end_offset = -1;
-            result.error_code =
-                match topic.leader(partition.partition, partition.current_leader_epoch) {
-                    Err(code) => code,
-                    Ok(local) => match local.end_offset_for_epoch(partition.leader_epoch) {
-                        Ok(Some((epoch, end_offset))) => {
-                            result.leader_epoch = epoch;
-                            result.end_offset = end_offset;
-                            NONE
-                        }
-                        Ok(None) => NONE,
-                        Err(error) => storage_error_code(&error),
-                    },
-                };
+            result.error_code = match allowed
+                .and_then(|()| topic.leader(partition.partition, partition.current_leader_epoch))
+            {
+                Err(code) => code,
+                Ok(local) => match local.end_offset_for_epoch(partition.leader_epoch) {
+                    Ok(Some((epoch, end_offset))) => {
+                        result.leader_epoch = epoch;
+                        result.end_offset = end_offset;
+                        NONE
+                    }
+                    Ok(None) => NONE,
+                    Err(error) => storage_error_code(&error),
+                },
+            };
             answered.partitions.push(result);
         }
         response.topics.push(answered);

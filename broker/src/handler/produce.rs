@@ -22,13 +22,15 @@ use lmq_storage::batch::{BatchView, batch_total_bytes};
 use lmq_wire::protocol::ResponseError;
 
 use super::{
-    NONE, TopicLookup, replica_error_code, storage_error_code, store_error_code, str_bytes,
+    NONE, RequestContext, TRANSACTIONAL_ID_AUTHORIZATION_FAILED, TopicLookup, replica_error_code,
+    storage_error_code, store_error_code, str_bytes,
 };
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::metrics::{ApiErrorLabels, TopicLabels};
 use crate::partition::{AppendLost, AppendMark, Partition, ReplicaError};
 use crate::replication::AckError;
+use crate::security::acl::{AclOperation, ResourceType};
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -291,11 +293,19 @@ pub async fn producer_ids_end(cluster: &ClusterNode, request: &ProduceRequest) -
 pub fn append(
     broker: &Broker,
     cluster: &Arc<ClusterNode>,
+    context: &RequestContext,
     request: ProduceRequest,
     version: i16,
     producer_ids: ProducerIdsEnd,
 ) -> Appended {
     let acks = Acks::from_code(request.acks);
+    // As Kafka: a transactional producer needs WRITE on its transactional id (else every
+    // partition is refused), then WRITE on each topic.
+    let transaction_refused = request
+        .transactional_id
+        .as_ref()
+        .filter(|id| !context.authorize(AclOperation::Write, ResourceType::TransactionalId, id))
+        .map(|_| TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
     let appender = Appender {
         broker,
         producer_ids,
@@ -307,6 +317,11 @@ pub fn append(
         .into_iter()
         .map(|topic_data| {
             let topic = TopicLookup::new(broker, &topic_data.name.0);
+            let refused = transaction_refused.or_else(|| {
+                context
+                    .check_topic(AclOperation::Write, &topic_data.name.0)
+                    .err()
+            });
             let log_append_time = topic.uses_log_append_time();
             let partitions = topic_data
                 .partition_data
@@ -318,6 +333,10 @@ pub fn append(
                         answer.refuse(ResponseError::InvalidRequiredAcks.code(), None, version);
                         return answer;
                     };
+                    if let Some(code) = refused {
+                        answer.refuse(code, None, version);
+                        return answer;
+                    }
                     let partition = match topic.writable(cluster, partition_data.index) {
                         Ok(partition) => partition,
                         Err(code) => {
@@ -498,6 +517,7 @@ mod tests {
         let appended = append(
             &test.broker,
             &test.node,
+            &super::super::test_context(&test.broker),
             request("t", acks),
             9,
             ANY_PRODUCER_ID,
@@ -602,6 +622,7 @@ mod tests {
             let answer = append(
                 &test.broker,
                 &test.node,
+                &super::super::test_context(&test.broker),
                 request("t", acks),
                 9,
                 ANY_PRODUCER_ID,
@@ -624,6 +645,7 @@ mod tests {
         let appended = append(
             &test.broker,
             &test.node,
+            &super::super::test_context(&test.broker),
             request("t", -1),
             9,
             ANY_PRODUCER_ID,

@@ -5,8 +5,19 @@ use lmq_wire::protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 use super::{group_error_code, str_bytes};
 use crate::broker::Broker;
 use crate::group::state::SyncRequest;
+use crate::security::acl::AclOperation;
 
-pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+pub async fn handle(
+    broker: &Broker,
+    context: &super::RequestContext,
+    request: SyncGroupRequest,
+    version: i16,
+) -> SyncGroupResponse {
+    if let Err(code) = context.check_group(AclOperation::Read, &request.group_id.0) {
+        let mut response = SyncGroupResponse::default();
+        response.error_code = code;
+        return response;
+    }
     let sync = SyncRequest {
         group_id: request.group_id.0.to_string(),
         generation_id: request.generation_id,

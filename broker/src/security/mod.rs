@@ -1,7 +1,12 @@
 //! Who a connection is and what it may do: the principal a listener's TLS or SASL proved
 //! (Kafka's `KafkaPrincipal`), and what issue 21's authorizer checks against it.
 
+pub mod acl;
+
 use std::fmt;
+use std::sync::{Arc, PoisonError, RwLock};
+
+use acl::{AclBinding, AclIndex, AclOperation, AuthorizerConfig, AuthorizerKind, ResourceType};
 
 /// Kafka's principal type for users; the only one Kafka's own authenticators produce.
 pub const USER_TYPE: &str = "User";
@@ -64,6 +69,114 @@ impl Default for Principal {
 impl fmt::Display for Principal {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}:{}", self.kind, self.name)
+    }
+}
+
+/// The broker's authorizer: its settings, and the cluster's ACLs as last read from the
+/// coordinator (replaced as a whole by the cluster's watch, so every broker applies a change
+/// without a restart). Off (`authorizer = "none"`, the default) it allows everything, as a
+/// Kafka broker without `authorizer.class.name`.
+#[derive(Debug, Default)]
+pub struct Authorizer {
+    config: AuthorizerConfig,
+    /// The ACLs and the coordinator's version of them (a watch delivering an older version
+    /// after this broker's own write is ignored).
+    acls: RwLock<(u64, Arc<AclIndex>)>,
+}
+
+impl Authorizer {
+    pub fn new(config: AuthorizerConfig) -> Self {
+        Authorizer {
+            config,
+            acls: RwLock::default(),
+        }
+    }
+
+    /// Whether ACLs are checked (the ACL APIs answer SECURITY_DISABLED otherwise).
+    pub fn enabled(&self) -> bool {
+        self.config.kind != AuthorizerKind::None
+    }
+
+    /// The ACLs now in force.
+    pub fn acls(&self) -> Arc<AclIndex> {
+        Arc::clone(&self.acls.read().unwrap_or_else(PoisonError::into_inner).1)
+    }
+
+    /// Takes the cluster's ACLs as of the coordinator's `version`, unless newer ones are
+    /// already in force.
+    pub fn set_acls(&self, version: u64, bindings: Vec<AclBinding>) {
+        let mut acls = self.acls.write().unwrap_or_else(PoisonError::into_inner);
+        if version >= acls.0 {
+            *acls = (version, Arc::new(AclIndex::new(bindings)));
+        }
+    }
+
+    /// Whether `principal` connected from `host` may do `operation` on the resource.
+    pub fn authorize(
+        &self,
+        principal: &Principal,
+        host: &str,
+        operation: AclOperation,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> bool {
+        !self.enabled()
+            || self
+                .acls()
+                .authorize(
+                    &self.config,
+                    principal,
+                    host,
+                    operation,
+                    resource_type,
+                    name,
+                )
+                .allowed()
+    }
+
+    /// Whether `principal` may do `operation` on some resource of the type (Kafka's
+    /// `authorizeByResourceType`).
+    pub fn authorize_any(
+        &self,
+        principal: &Principal,
+        host: &str,
+        operation: AclOperation,
+        resource_type: ResourceType,
+    ) -> bool {
+        !self.enabled()
+            || self
+                .acls()
+                .authorize_any(&self.config, principal, host, operation, resource_type)
+                .allowed()
+    }
+
+    /// The bit field of the operations of the resource's type `principal` may do on it
+    /// (Kafka's authorized operations; all of them with the authorizer off).
+    pub fn authorized_operations(
+        &self,
+        principal: &Principal,
+        host: &str,
+        resource_type: ResourceType,
+        name: &str,
+    ) -> i32 {
+        let acls = self.acls();
+        let operations = resource_type
+            .supported_operations()
+            .iter()
+            .filter(|&&operation| {
+                !self.enabled()
+                    || acls
+                        .authorize(
+                            &self.config,
+                            principal,
+                            host,
+                            operation,
+                            resource_type,
+                            name,
+                        )
+                        .allowed()
+            });
+        acl::operations_bit_field(operations.copied())
     }
 }
 
