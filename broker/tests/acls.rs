@@ -1,0 +1,472 @@
+//! ACLs end to end (issue 21): CreateAcls / DescribeAcls / DeleteAcls against a broker with
+//! the standard authorizer, and the checks the APIs make. Every connection is
+//! `User:ANONYMOUS` until TLS/SASL exist, so the tests tell an administrator from a consumer
+//! by host: the administrator connects from 127.0.0.1, the consumer from 127.0.0.2.
+
+mod common;
+
+use std::net::SocketAddr;
+
+use common::requests::{create_topic_request, fetch, metadata_request, produce, temp, version};
+use common::{TestBroker, TestClient, batch, now_ms};
+use lmq_broker::security::acl::AuthorizerKind;
+use lmq_wire::protocol::messages::create_acls_request::AclCreation;
+use lmq_wire::protocol::messages::delete_acls_request::DeleteAclsFilter;
+use lmq_wire::protocol::messages::{
+    ApiKey, CreateAclsRequest, DeleteAclsRequest, DescribeAclsRequest, DescribeAclsResponse,
+    MetadataRequest, MetadataResponse, RequestKind, ResponseKind,
+};
+use lmq_wire::protocol::protocol::StrBytes;
+use tokio::net::{TcpSocket, TcpStream};
+
+const TOPIC: i8 = 2;
+const CLUSTER: i8 = 4;
+const ANY: i8 = 1;
+const MATCH: i8 = 2;
+const LITERAL: i8 = 3;
+const PREFIXED: i8 = 4;
+const ALL: i8 = 2;
+const READ: i8 = 3;
+const DESCRIBE: i8 = 8;
+const DENY: i8 = 2;
+const ALLOW: i8 = 3;
+
+const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;
+const SECURITY_DISABLED: i16 = 54;
+const INVALID_REQUEST: i16 = 42;
+
+const ADMIN_HOST: [u8; 4] = [127, 0, 0, 1];
+const CONSUMER_HOST: [u8; 4] = [127, 0, 0, 2];
+
+async fn connect_from(from: [u8; 4], broker: SocketAddr) -> TestClient {
+    let socket = TcpSocket::new_v4().unwrap();
+    socket
+        .bind(SocketAddr::from((from, 0)))
+        .expect("binding a 127.0.0.0/8 address");
+    let stream: TcpStream = socket.connect(broker).await.unwrap();
+    TestClient::new(stream)
+}
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+struct Acl<'a> {
+    resource_type: i8,
+    name: &'a str,
+    pattern: i8,
+    principal: &'a str,
+    host: &'a str,
+    operation: i8,
+    permission: i8,
+}
+
+async fn create_acls(client: &mut TestClient, acls: &[Acl<'_>]) -> Vec<i16> {
+    let mut request = CreateAclsRequest::default();
+    request.creations = acls
+        .iter()
+        .map(|acl| {
+            let mut creation = AclCreation::default();
+            creation.resource_type = acl.resource_type;
+            creation.resource_name = text(acl.name);
+            creation.resource_pattern_type = acl.pattern;
+            creation.principal = text(acl.principal);
+            creation.host = text(acl.host);
+            creation.operation = acl.operation;
+            creation.permission_type = acl.permission;
+            creation
+        })
+        .collect();
+    let (_, max) = version(ApiKey::CreateAcls);
+    match client
+        .call(ApiKey::CreateAcls, max, RequestKind::CreateAcls(request))
+        .await
+    {
+        ResponseKind::CreateAcls(response) => response
+            .results
+            .iter()
+            .map(|result| result.error_code)
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn describe_acls(
+    client: &mut TestClient,
+    resource_type: i8,
+    name: Option<&str>,
+    pattern: i8,
+) -> DescribeAclsResponse {
+    let mut request = DescribeAclsRequest::default();
+    request.resource_type_filter = resource_type;
+    request.resource_name_filter = name.map(text);
+    request.pattern_type_filter = pattern;
+    request.principal_filter = None;
+    request.host_filter = None;
+    request.operation = ANY;
+    request.permission_type = ANY;
+    let (_, max) = version(ApiKey::DescribeAcls);
+    match client
+        .call(
+            ApiKey::DescribeAcls,
+            max,
+            RequestKind::DescribeAcls(request),
+        )
+        .await
+    {
+        ResponseKind::DescribeAcls(response) => response,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `(error code, ACLs removed)` per filter.
+async fn delete_acls(client: &mut TestClient, filters: Vec<DeleteAclsFilter>) -> Vec<(i16, usize)> {
+    let mut request = DeleteAclsRequest::default();
+    request.filters = filters;
+    let (_, max) = version(ApiKey::DeleteAcls);
+    match client
+        .call(ApiKey::DeleteAcls, max, RequestKind::DeleteAcls(request))
+        .await
+    {
+        ResponseKind::DeleteAcls(response) => response
+            .filter_results
+            .iter()
+            .map(|result| (result.error_code, result.matching_acls.len()))
+            .collect(),
+        other => panic!("{other:?}"),
+    }
+}
+
+fn delete_filter(
+    resource_type: i8,
+    name: Option<&str>,
+    pattern: i8,
+    permission: i8,
+) -> DeleteAclsFilter {
+    let mut filter = DeleteAclsFilter::default();
+    filter.resource_type_filter = resource_type;
+    filter.resource_name_filter = name.map(text);
+    filter.pattern_type_filter = pattern;
+    filter.principal_filter = None;
+    filter.host_filter = None;
+    filter.operation = ANY;
+    filter.permission_type = permission;
+    filter
+}
+
+async fn metadata(client: &mut TestClient, topics: Option<&[&str]>) -> MetadataResponse {
+    let body = match topics {
+        Some(topics) => metadata_request(topics),
+        None => {
+            let mut request = MetadataRequest::default();
+            request.topics = None;
+            RequestKind::Metadata(request)
+        }
+    };
+    let RequestKind::Metadata(mut request) = body else {
+        unreachable!()
+    };
+    request.allow_auto_topic_creation = false;
+    request.include_topic_authorized_operations = true;
+    match client
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(request))
+        .await
+    {
+        ResponseKind::Metadata(response) => response,
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn fetch_error(client: &mut TestClient, topic: &str) -> i16 {
+    fetch(client, 12, topic, 0, 0).await.responses[0].partitions[0].error_code
+}
+
+/// A broker with the standard authorizer over `dir`: ANONYMOUS from 127.0.0.1 is the
+/// administrator through an ACL made while it was a super user (and kept in the
+/// coordinator across the restart).
+async fn secured_broker(dir: &std::path::Path) -> TestBroker {
+    let setup = TestBroker::start_in(dir, |config| {
+        config.authorizer = AuthorizerKind::Standard;
+        config.super_users = vec!["User:ANONYMOUS".to_string()];
+    })
+    .await;
+    let mut admin = setup.client().await;
+    let created = create_acls(
+        &mut admin,
+        &[
+            Acl {
+                resource_type: CLUSTER,
+                name: "kafka-cluster",
+                pattern: LITERAL,
+                principal: "User:ANONYMOUS",
+                host: "127.0.0.1",
+                operation: ALL,
+                permission: ALLOW,
+            },
+            Acl {
+                resource_type: TOPIC,
+                name: "*",
+                pattern: LITERAL,
+                principal: "User:ANONYMOUS",
+                host: "127.0.0.1",
+                operation: ALL,
+                permission: ALLOW,
+            },
+        ],
+    )
+    .await;
+    assert_eq!(created, vec![0, 0]);
+    let ResponseKind::CreateTopics(created) = admin
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("orders", 1, 1, &[]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    let (code, _) = produce(&mut admin, "orders", 0, batch(&["one"], now_ms())).await;
+    assert_eq!(code, 0);
+    setup.stop().await;
+    TestBroker::start_in(dir, |config| {
+        config.authorizer = AuthorizerKind::Standard;
+    })
+    .await
+}
+
+#[tokio::test]
+async fn acl_apis_answer_security_disabled_without_an_authorizer() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    let created = create_acls(
+        &mut client,
+        &[Acl {
+            resource_type: TOPIC,
+            name: "orders",
+            pattern: LITERAL,
+            principal: "User:alice",
+            host: "*",
+            operation: READ,
+            permission: ALLOW,
+        }],
+    )
+    .await;
+    assert_eq!(created, vec![SECURITY_DISABLED]);
+    let described = describe_acls(&mut client, ANY, None, ANY).await;
+    assert_eq!(described.error_code, SECURITY_DISABLED);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn acls_are_created_described_and_deleted_with_kafkas_filters() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.authorizer = AuthorizerKind::Standard;
+        config.super_users = vec!["User:ANONYMOUS".to_string()];
+    })
+    .await;
+    let mut admin = broker.client().await;
+    let alice_reads = |name, pattern| Acl {
+        resource_type: TOPIC,
+        name,
+        pattern,
+        principal: "User:alice",
+        host: "*",
+        operation: READ,
+        permission: ALLOW,
+    };
+    let created = create_acls(
+        &mut admin,
+        &[
+            alice_reads("orders", LITERAL),
+            alice_reads("ord", PREFIXED),
+            alice_reads("payments", LITERAL),
+            // Invalid: a filter-only pattern type, a principal without a type.
+            alice_reads("orders", MATCH),
+            Acl {
+                principal: "alice",
+                ..alice_reads("orders", LITERAL)
+            },
+        ],
+    )
+    .await;
+    assert_eq!(created, vec![0, 0, 0, INVALID_REQUEST, INVALID_REQUEST]);
+    // An existing binding again is a success, not a duplicate.
+    assert_eq!(
+        create_acls(&mut admin, &[alice_reads("orders", LITERAL)]).await,
+        vec![0]
+    );
+
+    let all = describe_acls(&mut admin, ANY, None, ANY).await;
+    assert_eq!(all.error_code, 0);
+    assert_eq!(all.resources.len(), 3, "{all:?}");
+    let literal = describe_acls(&mut admin, TOPIC, Some("orders"), LITERAL).await;
+    assert_eq!(literal.resources.len(), 1);
+    // MATCH: every pattern that applies to the topic "orders".
+    let matching = describe_acls(&mut admin, TOPIC, Some("orders"), MATCH).await;
+    let mut names: Vec<String> = matching
+        .resources
+        .iter()
+        .map(|resource| resource.resource_name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(names, vec!["ord", "orders"]);
+
+    // DeleteAcls with MATCH removes what applies to "orders"; an UNKNOWN filter is refused.
+    let deleted = delete_acls(
+        &mut admin,
+        vec![
+            delete_filter(TOPIC, Some("orders"), MATCH, ANY),
+            delete_filter(TOPIC, None, 0, ANY),
+        ],
+    )
+    .await;
+    assert_eq!(deleted, vec![(0, 2), (INVALID_REQUEST, 0)]);
+    let left = describe_acls(&mut admin, ANY, None, ANY).await;
+    assert_eq!(left.resources.len(), 1);
+    assert_eq!(left.resources[0].resource_name.as_str(), "payments");
+    let deleted = delete_acls(&mut admin, vec![delete_filter(ANY, None, ANY, ANY)]).await;
+    assert_eq!(deleted, vec![(0, 1)]);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn a_consumer_without_acls_is_refused_until_allowed_and_deny_wins() {
+    let dir = temp();
+    let broker = secured_broker(dir.path()).await;
+    let mut admin = connect_from(ADMIN_HOST, broker.addr).await;
+    let mut consumer = connect_from(CONSUMER_HOST, broker.addr).await;
+
+    // No ACL for the consumer: Fetch refused, the topic hidden from Metadata (not listed
+    // among all topics, TOPIC_AUTHORIZATION_FAILED when named), no ACL administration.
+    assert_eq!(
+        fetch_error(&mut consumer, "orders").await,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    let listed = metadata(&mut consumer, None).await;
+    assert!(listed.topics.is_empty(), "{listed:?}");
+    let named = metadata(&mut consumer, Some(&["orders"])).await;
+    assert_eq!(named.topics[0].error_code, TOPIC_AUTHORIZATION_FAILED);
+    assert!(named.topics[0].partitions.is_empty());
+    let refused = describe_acls(&mut consumer, ANY, None, ANY).await;
+    assert_eq!(refused.error_code, CLUSTER_AUTHORIZATION_FAILED);
+    let read_for_consumer = Acl {
+        resource_type: TOPIC,
+        name: "ord",
+        pattern: PREFIXED,
+        principal: "User:ANONYMOUS",
+        host: "127.0.0.2",
+        operation: READ,
+        permission: ALLOW,
+    };
+    assert_eq!(
+        create_acls(&mut consumer, &[read_for_consumer]).await,
+        vec![CLUSTER_AUTHORIZATION_FAILED]
+    );
+    // The administrator sees and reads everything (its ACLs survived the restart).
+    assert_eq!(fetch_error(&mut admin, "orders").await, 0);
+
+    // A prefixed ALLOW READ (which implies DESCRIBE) for the consumer's host: applied at
+    // once, without a restart.
+    let read_for_consumer = Acl {
+        resource_type: TOPIC,
+        name: "ord",
+        pattern: PREFIXED,
+        principal: "User:ANONYMOUS",
+        host: "127.0.0.2",
+        operation: READ,
+        permission: ALLOW,
+    };
+    assert_eq!(create_acls(&mut admin, &[read_for_consumer]).await, vec![0]);
+    let fetched = fetch(&mut consumer, 12, "orders", 0, 0).await;
+    let partition = &fetched.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    assert!(
+        partition
+            .records
+            .as_ref()
+            .is_some_and(|records| !records.is_empty())
+    );
+    let listed = metadata(&mut consumer, None).await;
+    assert_eq!(listed.topics.len(), 1);
+    assert_eq!(listed.topics[0].error_code, 0);
+    // READ and the DESCRIBE it implies, as bits of the operation codes.
+    assert_eq!(
+        listed.topics[0].topic_authorized_operations,
+        (1 << READ) | (1 << DESCRIBE)
+    );
+    // Reading is not writing.
+    let (code, _) = produce(&mut consumer, "orders", 0, batch(&["two"], now_ms())).await;
+    assert_eq!(code, TOPIC_AUTHORIZATION_FAILED);
+
+    // A DENY for everyone on the topic beats the ALLOW.
+    let deny_all = Acl {
+        resource_type: TOPIC,
+        name: "orders",
+        pattern: LITERAL,
+        principal: "User:*",
+        host: "127.0.0.2",
+        operation: READ,
+        permission: DENY,
+    };
+    assert_eq!(create_acls(&mut admin, &[deny_all]).await, vec![0]);
+    assert_eq!(
+        fetch_error(&mut consumer, "orders").await,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    // DESCRIBE stays allowed: a DENY of READ does not deny what READ implies.
+    let named = metadata(&mut consumer, Some(&["orders"])).await;
+    assert_eq!(named.topics[0].error_code, 0);
+    // Removing the DENY restores reading.
+    let deleted = delete_acls(
+        &mut admin,
+        vec![delete_filter(TOPIC, Some("orders"), LITERAL, DENY)],
+    )
+    .await;
+    assert_eq!(deleted, vec![(0, 1)]);
+    assert_eq!(fetch_error(&mut consumer, "orders").await, 0);
+    broker.stop().await;
+}
+
+#[tokio::test]
+async fn allow_everyone_if_no_acl_found_opens_only_resources_without_acls() {
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.authorizer = AuthorizerKind::Standard;
+        config.allow_everyone_if_no_acl_found = true;
+    })
+    .await;
+    let mut client = broker.client().await;
+    let ResponseKind::CreateTopics(created) = client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("open", 1, 1, &[]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0);
+    assert_eq!(fetch_error(&mut client, "open").await, 0);
+    // An ACL on the topic for someone else closes it to ANONYMOUS.
+    let for_bob = Acl {
+        resource_type: TOPIC,
+        name: "open",
+        pattern: LITERAL,
+        principal: "User:bob",
+        host: "*",
+        operation: READ,
+        permission: ALLOW,
+    };
+    assert_eq!(create_acls(&mut client, &[for_bob]).await, vec![0]);
+    assert_eq!(
+        fetch_error(&mut client, "open").await,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    broker.stop().await;
+}
