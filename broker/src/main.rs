@@ -373,6 +373,46 @@ mod tests {
         }
     }
 
+    /// The authorizer's settings from the config file, and the flags over them.
+    #[test]
+    fn authorizer_settings_from_the_config_file_and_flags() {
+        use lmq_broker::security::acl::AuthorizerKind;
+        let no_env = |_: &str| None;
+        let defaults = serve_config(serve_args(&[]), &no_env).unwrap();
+        assert_eq!(defaults.authorizer, AuthorizerKind::None);
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("lmq.toml");
+        std::fs::write(
+            &file,
+            "authorizer = \"standard\"\nsuper_users = [\"User:admin\"]\n",
+        )
+        .unwrap();
+        let from_file =
+            serve_config(serve_args(&["--config", file.to_str().unwrap()]), &no_env).unwrap();
+        assert_eq!(from_file.authorizer, AuthorizerKind::Standard);
+        assert_eq!(from_file.super_users, vec!["User:admin".to_string()]);
+        assert!(!from_file.allow_everyone_if_no_acl_found);
+        let flags = [
+            "--config",
+            file.to_str().unwrap(),
+            "--authorizer",
+            "none",
+            "--super-users",
+            "User:a; User:b",
+            "--allow-everyone-if-no-acl-found",
+        ];
+        let flagged = serve_config(serve_args(&flags), &no_env).unwrap();
+        assert_eq!(flagged.authorizer, AuthorizerKind::None);
+        assert_eq!(
+            flagged.super_users,
+            vec!["User:a".to_string(), "User:b".to_string()]
+        );
+        assert!(flagged.allow_everyone_if_no_acl_found);
+        // A super user that is not TYPE:NAME, an unknown kind: refused.
+        assert!(serve_config(serve_args(&["--super-users", "admin"]), &no_env).is_err());
+        assert!(serve_config(serve_args(&["--authorizer", "acl"]), &no_env).is_err());
+    }
+
     /// The token (and TLS files) reach the Consul client's settings: flag over environment
     /// over config file, the environment only with Consul.
     #[test]

@@ -3,6 +3,13 @@
 //! `User:ANONYMOUS` until TLS/SASL exist, so the tests tell an administrator from a consumer
 //! by host: the administrator connects from 127.0.0.1, the consumer from 127.0.0.2.
 
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::disallowed_methods,
+    reason = "tests measure the real time brokers take"
+)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 mod common;
 
 use std::net::SocketAddr;
