@@ -23,7 +23,8 @@
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq); KAFKA_LOG_LEVEL for tools (default WARN);
 # KAFKA_EXTRA_CLASSPATH put before the jars by 'tool' (your own compiled classes);
-# KAFKA_HEAP for the broker (default -Xmx1g).
+# KAFKA_HEAP for the broker (default -Xmx1g); KAFKA_EXTRA_PROPERTIES, lines appended to the
+# broker's server.properties.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -173,6 +174,10 @@ share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=true
 EOF
+  # Extra server properties, one per line (e.g. an authorizer for compat-tests/acls.sh).
+  if [[ -n "${KAFKA_EXTRA_PROPERTIES:-}" ]]; then
+    printf '%s\n' "$KAFKA_EXTRA_PROPERTIES" >>"$props"
+  fi
   local cp=(-cp "$LIB/*" -Dlog4j2.configurationFile="$KHOME/config/tools-log4j2.properties")
   if [[ ! -f "$dir/data/meta.properties" ]]; then
     local cluster_id
