@@ -477,3 +477,90 @@ async fn allow_everyone_if_no_acl_found_opens_only_resources_without_acls() {
     );
     broker.stop().await;
 }
+
+/// Two brokers on one coordinator: ANONYMOUS is a super user on broker 0 only. An ACL made
+/// through broker 0 applies on broker 1 without a restart (the coordinator watch), and the
+/// followers' replica fetches (proven brokers) need no ACL: acks=all produces complete.
+#[tokio::test]
+async fn an_acl_made_on_one_broker_applies_on_the_other() {
+    let cluster = common::cluster::TestCluster::start_with(2, |node_id, mut config| {
+        config.authorizer = AuthorizerKind::Standard;
+        if node_id == 0 {
+            config.super_users = vec!["User:ANONYMOUS".to_string()];
+        }
+        config
+    })
+    .await;
+    cluster.wait_for_brokers().await;
+    let mut admin = cluster.brokers[0].client().await;
+    let mut other = cluster.brokers[1].client().await;
+    let ResponseKind::CreateTopics(created) = admin
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("t", 1, 2, &[]),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.topics[0].error_code, 0, "{created:?}");
+    assert_eq!(
+        fetch_error(&mut other, "t").await,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+
+    let for_anonymous = |operation| Acl {
+        resource_type: TOPIC,
+        name: "t",
+        pattern: LITERAL,
+        principal: "User:ANONYMOUS",
+        host: "*",
+        operation,
+        permission: ALLOW,
+    };
+    const WRITE: i8 = 4;
+    assert_eq!(
+        create_acls(&mut admin, &[for_anonymous(WRITE)]).await,
+        vec![0]
+    );
+    // acks=all on the leader, whichever broker it is: the follower's fetches replicate it.
+    let (leader, _) = cluster.leader_and_follower("t", 0).await;
+    let mut to_leader = cluster.brokers[leader].client().await;
+    let mut produced = None;
+    for _ in 0..100 {
+        let (code, offset) = produce(&mut to_leader, "t", 0, batch(&["a"], now_ms())).await;
+        if code == 0 {
+            produced = Some(offset);
+            break;
+        }
+        assert_eq!(
+            code, TOPIC_AUTHORIZATION_FAILED,
+            "only until the ACL arrives"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(produced, Some(0), "acks=all produce with WRITE");
+    // WRITE does not give READ on broker 1; READ, once made on broker 0, does.
+    assert_eq!(
+        fetch_error(&mut other, "t").await,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    assert_eq!(
+        create_acls(&mut admin, &[for_anonymous(READ)]).await,
+        vec![0]
+    );
+    let mut code = TOPIC_AUTHORIZATION_FAILED;
+    for _ in 0..100 {
+        code = fetch_error(&mut other, "t").await;
+        if code != TOPIC_AUTHORIZATION_FAILED {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Broker 1 answers as the leader (0) or as a follower (NOT_LEADER_OR_FOLLOWER): no
+    // longer a refusal.
+    assert!(code == 0 || code == 6, "{code}");
+    drop((admin, other, to_leader));
+    cluster.stop().await;
+}

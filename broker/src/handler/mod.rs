@@ -795,3 +795,72 @@ impl TopicLookup {
         Ok(partition)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::acl::{AuthorizerConfig, AuthorizerKind};
+
+    fn context(kind: AuthorizerKind) -> RequestContext {
+        RequestContext {
+            peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            client_id: "test".to_string(),
+            session: Arc::default(),
+            authorizer: Arc::new(Authorizer::new(AuthorizerConfig {
+                kind,
+                ..AuthorizerConfig::default()
+            })),
+        }
+    }
+
+    #[test]
+    fn without_an_authorizer_every_check_passes_with_every_operation() {
+        let context = context(AuthorizerKind::None);
+        assert!(context.check_topic(AclOperation::Write, "t").is_ok());
+        assert!(context.check_cluster(AclOperation::Alter).is_ok());
+        assert!(context.authorize_any(AclOperation::Write, ResourceType::Topic));
+        assert_eq!(
+            context.authorized_operations(ResourceType::Group, "g"),
+            (1 << 3) | (1 << 8) | (1 << 6)
+        );
+    }
+
+    #[test]
+    fn a_proven_broker_is_a_super_user_and_anonymous_is_not() {
+        let context = context(AuthorizerKind::Standard);
+        assert_eq!(
+            context.check_topic(AclOperation::Read, "t"),
+            Err(TOPIC_AUTHORIZATION_FAILED)
+        );
+        assert_eq!(
+            context.check_group(AclOperation::Read, "g"),
+            Err(GROUP_AUTHORIZATION_FAILED)
+        );
+        assert_eq!(
+            context.check_cluster(AclOperation::ClusterAction),
+            Err(CLUSTER_AUTHORIZATION_FAILED)
+        );
+        assert_eq!(context.authorized_operations(ResourceType::Topic, "t"), 0);
+        // The session proves a broker (LMQ's inter-broker SASL mechanism).
+        context.session.set_sasl_state(SaslState::Broker(1));
+        context
+            .session
+            .set_principal(crate::security::Principal::broker(1));
+        assert!(context.check_topic(AclOperation::Read, "t").is_ok());
+        assert!(context.check_cluster(AclOperation::ClusterAction).is_ok());
+        assert!(context.authorize_any(AclOperation::Write, ResourceType::Topic));
+    }
+
+    #[test]
+    fn config_resources_are_checked_on_their_own_resource() {
+        let context = context(AuthorizerKind::Standard);
+        let refused = |resource_type| {
+            context
+                .config_refusal(AclOperation::AlterConfigs, resource_type, "x")
+                .map(|(code, _)| code)
+        };
+        assert_eq!(refused(2), Some(TOPIC_AUTHORIZATION_FAILED));
+        assert_eq!(refused(4), Some(CLUSTER_AUTHORIZATION_FAILED));
+        assert_eq!(refused(32), Some(GROUP_AUTHORIZATION_FAILED));
+    }
+}
