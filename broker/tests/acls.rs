@@ -564,3 +564,49 @@ async fn an_acl_made_on_one_broker_applies_on_the_other() {
     drop((admin, other, to_leader));
     cluster.stop().await;
 }
+
+/// The cluster holds at most 2,000 ACLs (one coordinator value): a CreateAcls past it is
+/// refused as a whole with POLICY_VIOLATION, and nothing of it is kept.
+#[tokio::test]
+async fn creating_more_acls_than_the_cluster_holds_is_refused_whole() {
+    const POLICY_VIOLATION: i16 = 44;
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.authorizer = AuthorizerKind::Standard;
+        config.super_users = vec!["User:ANONYMOUS".to_string()];
+    })
+    .await;
+    let mut admin = broker.client().await;
+    let names: Vec<String> = (0..2_001).map(|n| format!("topic-{n}")).collect();
+    let acls: Vec<Acl<'_>> = names
+        .iter()
+        .map(|name| Acl {
+            resource_type: TOPIC,
+            name,
+            pattern: LITERAL,
+            principal: "User:alice",
+            host: "*",
+            operation: READ,
+            permission: ALLOW,
+        })
+        .collect();
+    let created = create_acls(&mut admin, &acls).await;
+    assert!(
+        created.iter().all(|&code| code == POLICY_VIOLATION),
+        "{:?}",
+        &created[..3]
+    );
+    assert!(
+        describe_acls(&mut admin, ANY, None, ANY)
+            .await
+            .resources
+            .is_empty()
+    );
+    assert!(
+        create_acls(&mut admin, &acls[..2_000])
+            .await
+            .iter()
+            .all(|&code| code == 0)
+    );
+    broker.stop().await;
+}

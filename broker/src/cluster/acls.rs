@@ -18,9 +18,19 @@ pub const ACLS_KEY: &str = "cluster/acls";
 /// Conflicting writers retry this often before the caller is told to try again later.
 const CAS_ATTEMPTS: usize = 32;
 
-/// At most this many ACLs in the cluster (each write carries the whole document): a
-/// CreateAcls past it is refused.
-pub const ACLS_MAX: usize = 100_000;
+/// At most this many ACLs in the cluster: each write carries the whole document, and
+/// Consul refuses KV values over 512 KiB (a binding takes about 200 bytes of JSON). A
+/// CreateAcls past it is refused as a whole.
+pub const ACLS_MAX: usize = 2_000;
+
+/// Why CreateAcls wrote nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the cluster would hold more than {ACLS_MAX} ACLs")]
+    TooMany,
+}
 
 pub fn decode(bytes: &[u8]) -> Result<AclDocument, StoreError> {
     serde_json::from_slice(bytes).map_err(|error| StoreError::Corrupt(format!("ACLs: {error}")))
@@ -70,7 +80,7 @@ pub async fn create(
     coordinator: &dyn Coordinator,
     authorizer: &Authorizer,
     bindings: &[AclBinding],
-) -> Result<(), StoreError> {
+) -> Result<(), CreateError> {
     let mut too_many = false;
     let (document, version) = update(coordinator, |document| {
         let before = document.acls.len();
@@ -84,9 +94,7 @@ pub async fn create(
     })
     .await?;
     if too_many {
-        return Err(StoreError::Corrupt(format!(
-            "the cluster would hold more than {ACLS_MAX} ACLs"
-        )));
+        return Err(CreateError::TooMany);
     }
     authorizer.set_acls(version, document.acls);
     Ok(())

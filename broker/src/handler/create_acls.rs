@@ -77,7 +77,14 @@ pub async fn handle(
             (Err(message), _) => {
                 result(ResponseError::InvalidRequest.code(), Some(message.clone()))
             }
-            (Ok(_), Err(error)) => result(store_error_code(error), Some(error.to_string())),
+            (Ok(_), Err(error)) => {
+                let code = match error {
+                    acls::CreateError::Store(error) => store_error_code(error),
+                    // LMQ's bound, as its other limits: POLICY_VIOLATION.
+                    acls::CreateError::TooMany => ResponseError::PolicyViolation.code(),
+                };
+                result(code, Some(error.to_string()))
+            }
             (Ok(_), Ok(())) => result(0, None),
         })
         .collect();
