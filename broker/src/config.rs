@@ -20,6 +20,18 @@ pub struct BrokerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Kafka's `listeners`: `NAME://HOST:PORT` items; when set they replace `listen`
+    /// (`listeners.rs`).
+    pub listeners: Vec<String>,
+    /// Kafka's `advertised.listeners`, by listener name.
+    pub advertised_listeners: Vec<String>,
+    /// Kafka's `listener.security.protocol.map` (names that are protocols map to themselves).
+    pub listener_security_protocol_map: std::collections::BTreeMap<String, String>,
+    /// Kafka's `inter.broker.listener.name`: the listener other brokers use (default: the
+    /// first).
+    pub inter_broker_listener_name: Option<String>,
+    /// The certificate of the SSL and SASL_SSL listeners.
+    pub tls: crate::security::tls::TlsConfig,
     pub node_id: i32,
     /// Create a topic when a client asks Metadata for one that does not exist
     /// (`auto.create.topics.enable`).
@@ -258,6 +270,11 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             advertised_listener: None,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: std::collections::BTreeMap::new(),
+            inter_broker_listener_name: None,
+            tls: crate::security::tls::TlsConfig::default(),
             node_id: 0,
             auto_create_topics: true,
             default_partitions: 3,
@@ -400,6 +417,35 @@ impl BrokerConfig {
                  frame_bytes_max frame with its prefix)",
                 self.requests_in_flight_bytes_max,
             ));
+        }
+        let listeners = crate::listeners::resolve(self)?;
+        if self.cluster.consul.is_some()
+            && let Some(listener) = crate::listeners::inter_broker(self, &listeners)
+            && listener.protocol != crate::listeners::SecurityProtocol::Plaintext
+        {
+            return Err(format!(
+                "the inter-broker listener {} is {}: brokers replicate over PLAINTEXT until \
+                 their client speaks TLS; name a PLAINTEXT listener in inter_broker_listener_name",
+                listener.name, listener.protocol
+            ));
+        }
+        for listener in listeners {
+            if listener.protocol.sasl() {
+                return Err(format!(
+                    "listener {} is {}: LMQ has no SASL mechanism for clients yet (PLAIN, \
+                     SCRAM and OAUTHBEARER are to come); use PLAINTEXT or SSL",
+                    listener.name, listener.protocol
+                ));
+            }
+            if listener.protocol.tls()
+                && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+            {
+                return Err(format!(
+                    "listener {} is {}: set [tls] cert_file and key_file (PEM) or --tls-cert-file \
+                     and --tls-key-file",
+                    listener.name, listener.protocol
+                ));
+            }
         }
         if let Some(listener) = &self.advertised_listener {
             let port = listener

@@ -63,6 +63,9 @@ pub use api_versions::unsupported_version_response;
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the request came in on (Metadata answers with the brokers'
+    /// addresses on it).
+    pub listener: Arc<str>,
     pub client_id: String,
     /// What the connection proved so far.
     pub session: Arc<Session>,
@@ -257,7 +260,7 @@ async fn dispatch_body(
             ResponseKind::ApiVersions,
         )),
         RequestKind::Metadata(body) => Some(Reply::of(
-            metadata::handle(broker, cluster, body, version).await,
+            metadata::handle(broker, cluster, &context.listener, body, version).await,
             ResponseKind::Metadata,
         )),
         RequestKind::ListOffsets(body) => Some(Reply::of(
@@ -293,11 +296,11 @@ async fn dispatch_body(
             ResponseKind::DeleteRecords,
         )),
         RequestKind::DescribeCluster(body) => Some(Reply::of(
-            describe_cluster::handle(cluster, body),
+            describe_cluster::handle(cluster, &context.listener, body),
             ResponseKind::DescribeCluster,
         )),
         RequestKind::FindCoordinator(body) => Some(Reply::of(
-            find_coordinator::handle(broker, cluster, body, version).await,
+            find_coordinator::handle(broker, cluster, &context.listener, body, version).await,
             ResponseKind::FindCoordinator,
         )),
         RequestKind::JoinGroup(body) => Some(Reply::of(

@@ -3,6 +3,8 @@
 
 use std::fmt;
 
+pub mod tls;
+
 /// Kafka's principal type for users; the only one Kafka's own authenticators produce.
 pub const USER_TYPE: &str = "User";
 

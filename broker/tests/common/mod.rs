@@ -45,7 +45,7 @@ impl TestBroker {
             ..BrokerConfig::default()
         };
         adjust(&mut config);
-        let node = Node::start(config, Arc::new(SystemClock), listener, Some(admin))
+        let node = Node::start(config, Arc::new(SystemClock), vec![listener], Some(admin))
             .await
             .unwrap();
         TestBroker {
