@@ -466,6 +466,34 @@ mod tests {
     use super::*;
 
     #[test]
+    fn listener_protocols_lmq_cannot_serve_yet_are_refused_with_the_fix() {
+        let mut config = BrokerConfig {
+            listeners: vec!["SASL_SSL://127.0.0.1:9093".into()],
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("no SASL mechanism"));
+        config.listeners = vec!["SSL://127.0.0.1:9093".into()];
+        assert!(config.validate().unwrap_err().contains("cert_file"));
+        config.tls.cert_file = Some("broker.pem".into());
+        config.tls.key_file = Some("broker.key".into());
+        config.validate().unwrap();
+        // Brokers replicate over the inter-broker listener with the native client.
+        config.cluster.consul = Some("http://127.0.0.1:8500".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("inter-broker listener SSL")
+        );
+        config.listeners.push("INTERNAL://127.0.0.1:9094".into());
+        config
+            .listener_security_protocol_map
+            .insert("INTERNAL".into(), "PLAINTEXT".into());
+        config.inter_broker_listener_name = Some("INTERNAL".into());
+        config.validate().unwrap();
+    }
+
+    #[test]
     fn a_config_file_overrides_defaults_and_refuses_typos() {
         let config: BrokerConfig = toml::from_str(
             "node_id = 3\nlisten = \"127.0.0.1:19092\"\n[log]\nflush = \"every-batch\"\n",

@@ -363,8 +363,15 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
                 };
                 anyhow::Error::new(error).context(format!("cannot start: {hint}"))
             })?;
+        // What was bound, ports the kernel chose included (scripts read `listen=`).
+        let listeners = lmq_broker::listeners::resolve(&node.broker.config).unwrap_or_default();
         tracing::info!(
-            listen = %node.broker.config.listen,
+            listen = %listeners.first().map(|listener| listener.bind.to_string()).unwrap_or_default(),
+            listeners = %listeners
+                .iter()
+                .map(|listener| format!("{}://{}", listener.name, listener.bind))
+                .collect::<Vec<_>>()
+                .join(","),
             node_id,
             data_dir = %data_dir.display(),
             admin = ?admin_address,

@@ -161,6 +161,19 @@ pub fn bind_listeners(
             sockets.len()
         )));
     }
+    for listener in &listeners {
+        if listener.protocol == crate::listeners::SecurityProtocol::Plaintext
+            && !listener.bind.ip().is_loopback()
+        {
+            tracing::warn!(
+                listener = listener.name,
+                bind = %listener.bind,
+                "PLAINTEXT listener on a non-loopback address: anyone who reaches it can read, \
+                 write and delete every topic (no authentication, no ACLs); bind 127.0.0.1 or \
+                 use an SSL listener"
+            );
+        }
+    }
     let tls = if listeners.iter().any(|listener| listener.protocol.tls()) {
         Some(Arc::new(crate::security::tls::TlsServer::new(&config.tls)?))
     } else {

@@ -755,6 +755,10 @@ pub async fn run(
         ));
     }
     crate::upkeep::spawn(&broker, &cluster, &shutdown, &mut tasks);
+    // The TLS listeners share one certificate.
+    if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
+        tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
+    }
     broker
         .ready
         .store(true, std::sync::atomic::Ordering::Release);

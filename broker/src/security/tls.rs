@@ -29,7 +29,7 @@ pub enum ClientAuth {
 }
 
 /// The `[tls]` section of the broker config: one certificate for every TLS listener.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
     /// PEM certificate chain of the broker (leaf first).
@@ -42,6 +42,49 @@ pub struct TlsConfig {
     /// Kafka's `ssl.principal.mapping.rules` (`DEFAULT`, or `RULE:pattern/replacement/[LU]`
     /// items separated by commas).
     pub principal_mapping_rules: Option<String>,
+    /// How often the files are checked for a change (a renewed certificate is used by new
+    /// connections without a restart).
+    pub reload_check_ms: u64,
+}
+
+/// The default of [`TlsConfig::reload_check_ms`].
+pub const RELOAD_CHECK_MS: u64 = 30_000;
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            ca_file: None,
+            client_auth: ClientAuth::None,
+            principal_mapping_rules: None,
+            reload_check_ms: RELOAD_CHECK_MS,
+        }
+    }
+}
+
+/// Checks the files of `server` every `reload_check_ms` until `shutdown`, off the runtime's
+/// workers; a broken replacement is logged and the current certificate kept.
+pub async fn keep_reloaded(
+    server: Arc<TlsServer>,
+    mut shutdown: tokio::sync::watch::Receiver<bool>,
+) {
+    let period = std::time::Duration::from_millis(server.config.reload_check_ms.max(1));
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(period) => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let checking = Arc::clone(&server);
+        match tokio::task::spawn_blocking(move || checking.reload_if_changed()).await {
+            Ok(Ok(true)) => tracing::info!("TLS certificate files changed: reloaded"),
+            Ok(Ok(false)) => {}
+            Ok(Err(error)) => {
+                tracing::error!(%error, "TLS certificate files changed but cannot be used; keeping the current ones");
+            }
+            Err(error) => tracing::error!(%error, "TLS reload task failed"),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
