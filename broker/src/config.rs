@@ -354,6 +354,38 @@ impl BrokerConfig {
         toml::from_str(&text).map_err(|error| format!("config file {}: {error}", path.display()))
     }
 
+    /// The Kafka listeners (`listeners.rs`), checked.
+    pub fn listeners(&self) -> Result<Vec<crate::listeners::Listener>, String> {
+        crate::listeners::resolve(&crate::listeners::Settings {
+            listen: self.listen,
+            advertised: self.advertised(),
+            listeners: &self.listeners,
+            advertised_listeners: &self.advertised_listeners,
+            protocol_map: &self.listener_security_protocol_map,
+            inter_broker_listener_name: self.inter_broker_listener_name.as_deref(),
+        })
+    }
+
+    /// Of `listeners`, the one other brokers replicate over.
+    pub fn inter_broker_listener<'a>(
+        &self,
+        listeners: &'a [crate::listeners::Listener],
+    ) -> Option<&'a crate::listeners::Listener> {
+        crate::listeners::inter_broker(self.inter_broker_listener_name.as_deref(), listeners)
+    }
+
+    /// Listener `index` bound to `address` (a port 0 the kernel chose becomes the real one,
+    /// in what is advertised too).
+    pub fn record_bound(&mut self, index: usize, address: SocketAddr) {
+        if self.listeners.is_empty() {
+            self.listen = address;
+        } else if let Some(text) = self.listeners.get_mut(index)
+            && let Some(bound) = crate::listeners::rebound(text, address)
+        {
+            *text = bound;
+        }
+    }
+
     pub fn advertised(&self) -> (String, i32) {
         let listener = self
             .advertised_listener
@@ -418,9 +450,9 @@ impl BrokerConfig {
                 self.requests_in_flight_bytes_max,
             ));
         }
-        let listeners = crate::listeners::resolve(self)?;
+        let listeners = self.listeners()?;
         if self.cluster.consul.is_some()
-            && let Some(listener) = crate::listeners::inter_broker(self, &listeners)
+            && let Some(listener) = self.inter_broker_listener(&listeners)
             && listener.protocol != crate::listeners::SecurityProtocol::Plaintext
         {
             return Err(format!(
@@ -464,6 +496,23 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/CONFIG.md's example is a valid config file, and what it shows are the defaults.
+    #[test]
+    fn the_documented_config_file_parses_to_the_defaults() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let start = doc.find("```toml\n").map(|at| at + "```toml\n".len());
+        let block =
+            start.and_then(|start| doc[start..].find("```").map(|end| &doc[start..start + end]));
+        let Some(block) = block else {
+            panic!("docs/CONFIG.md has no toml block");
+        };
+        let parsed: BrokerConfig = match toml::from_str(block) {
+            Ok(parsed) => parsed,
+            Err(error) => panic!("docs/CONFIG.md's example does not parse: {error}"),
+        };
+        assert_eq!(parsed, BrokerConfig::default());
+    }
 
     #[test]
     fn listener_protocols_lmq_cannot_serve_yet_are_refused_with_the_fix() {

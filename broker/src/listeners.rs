@@ -7,8 +7,6 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 
-use crate::config::BrokerConfig;
-
 /// Kafka's `SecurityProtocol`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityProtocol {
@@ -90,12 +88,24 @@ fn default_protocol(name: &str) -> Option<SecurityProtocol> {
     SecurityProtocol::parse(name)
 }
 
-/// Every listener of `config`, in the order given; checked as Kafka checks them (one per
-/// name, a protocol for each name, advertised names among the listeners, the inter-broker
-/// listener among them).
-pub fn resolve(config: &BrokerConfig) -> Result<Vec<Listener>, String> {
+/// The broker configs listeners are resolved from (`BrokerConfig::listeners`).
+#[derive(Debug)]
+pub struct Settings<'a> {
+    /// The one PLAINTEXT listener's address when `listeners` is empty, and what it advertises.
+    pub listen: SocketAddr,
+    pub advertised: (String, i32),
+    pub listeners: &'a [String],
+    pub advertised_listeners: &'a [String],
+    pub protocol_map: &'a BTreeMap<String, String>,
+    pub inter_broker_listener_name: Option<&'a str>,
+}
+
+/// Every listener, in the order given; checked as Kafka checks them (one per name, a
+/// protocol for each name, advertised names among the listeners, the inter-broker listener
+/// among them).
+pub fn resolve(config: &Settings<'_>) -> Result<Vec<Listener>, String> {
     if config.listeners.is_empty() {
-        let (advertised_host, advertised_port) = config.advertised();
+        let (advertised_host, advertised_port) = config.advertised.clone();
         if !config.advertised_listeners.is_empty() {
             return Err(
                 "advertised_listeners needs listeners (or use advertised_listener with listen)"
@@ -111,7 +121,7 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<Listener>, String> {
         }]);
     }
     let map: BTreeMap<String, SecurityProtocol> = config
-        .listener_security_protocol_map
+        .protocol_map
         .iter()
         .map(|(name, protocol)| {
             SecurityProtocol::parse(protocol)
@@ -125,7 +135,7 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<Listener>, String> {
         })
         .collect::<Result<_, _>>()?;
     let mut advertised = BTreeMap::new();
-    for text in &config.advertised_listeners {
+    for text in config.advertised_listeners {
         let (name, host, port) = split_listener(text)?;
         if port == 0 {
             return Err(format!("advertised listener {text:?} needs a port"));
@@ -135,7 +145,7 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<Listener>, String> {
         }
     }
     let mut listeners: Vec<Listener> = Vec::new();
-    for text in &config.listeners {
+    for text in config.listeners {
         let (name, host, port) = split_listener(text)?;
         if listeners.iter().any(|listener| listener.name == name) {
             return Err(format!("listeners names {name} twice (each name once)"));
@@ -173,7 +183,7 @@ pub fn resolve(config: &BrokerConfig) -> Result<Vec<Listener>, String> {
             "advertised_listeners names {name}, which listeners does not have"
         ));
     }
-    if let Some(name) = &config.inter_broker_listener_name
+    if let Some(name) = config.inter_broker_listener_name
         && !listeners
             .iter()
             .any(|listener| listener.name.eq_ignore_ascii_case(name))
@@ -193,10 +203,9 @@ fn bracketed(host: &str) -> String {
     }
 }
 
-/// The listener other brokers reach this one on: `inter_broker_listener_name`, else the
-/// first.
-pub fn inter_broker<'a>(config: &BrokerConfig, listeners: &'a [Listener]) -> Option<&'a Listener> {
-    match &config.inter_broker_listener_name {
+/// The listener other brokers reach this one on: the one named, else the first.
+pub fn inter_broker<'a>(name: Option<&str>, listeners: &'a [Listener]) -> Option<&'a Listener> {
+    match name {
         Some(name) => listeners
             .iter()
             .find(|listener| listener.name.eq_ignore_ascii_case(name)),
@@ -204,18 +213,10 @@ pub fn inter_broker<'a>(config: &BrokerConfig, listeners: &'a [Listener]) -> Opt
     }
 }
 
-/// `config` with listener `index` bound to `address` (a port 0 the kernel chose becomes the
-/// real one, in what is advertised too).
-pub fn record_bound(config: &mut BrokerConfig, index: usize, address: SocketAddr) {
-    if config.listeners.is_empty() {
-        config.listen = address;
-        return;
-    }
-    if let Some(text) = config.listeners.get_mut(index)
-        && let Ok((name, _, _)) = split_listener(text)
-    {
-        *text = format!("{name}://{address}");
-    }
+/// The listener `text` (`NAME://HOST:PORT`) bound to `address` instead.
+pub fn rebound(text: &str, address: SocketAddr) -> Option<String> {
+    let (name, _, _) = split_listener(text).ok()?;
+    Some(format!("{name}://{address}"))
 }
 
 #[cfg(test)]
@@ -223,6 +224,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use crate::config::BrokerConfig;
 
     fn config(listeners: &[&str], advertised: &[&str]) -> BrokerConfig {
         BrokerConfig {
@@ -234,7 +236,7 @@ mod tests {
 
     #[test]
     fn without_listeners_the_broker_has_one_plaintext_listener_on_listen() {
-        let listeners = resolve(&BrokerConfig::default()).unwrap();
+        let listeners = BrokerConfig::default().listeners().unwrap();
         assert_eq!(listeners.len(), 1);
         assert_eq!(listeners[0].name, "PLAINTEXT");
         assert_eq!(listeners[0].protocol, SecurityProtocol::Plaintext);
@@ -251,7 +253,7 @@ mod tests {
             .listener_security_protocol_map
             .insert("INTERNAL".into(), "PLAINTEXT".into());
         config.inter_broker_listener_name = Some("INTERNAL".into());
-        let listeners = resolve(&config).unwrap();
+        let listeners = config.listeners().unwrap();
         assert_eq!(listeners[0].name, "INTERNAL");
         assert_eq!(listeners[0].protocol, SecurityProtocol::Plaintext);
         assert_eq!(listeners[0].advertised_host, "127.0.0.1");
@@ -263,7 +265,10 @@ mod tests {
             ),
             ("kafka.example", 443)
         );
-        assert_eq!(inter_broker(&config, &listeners).unwrap().name, "INTERNAL");
+        assert_eq!(
+            config.inter_broker_listener(&listeners).unwrap().name,
+            "INTERNAL"
+        );
     }
 
     #[test]
@@ -288,13 +293,14 @@ mod tests {
             ),
         ];
         for (config, expected) in cases {
-            let error = resolve(&config).unwrap_err();
+            let error = config.listeners().unwrap_err();
             assert!(error.contains(expected), "{error}");
         }
         let mut config = config(&["PLAINTEXT://127.0.0.1:1"], &[]);
         config.inter_broker_listener_name = Some("OTHER".into());
         assert!(
-            resolve(&config)
+            config
+                .listeners()
                 .unwrap_err()
                 .contains("inter_broker_listener_name")
         );
@@ -303,8 +309,8 @@ mod tests {
     #[test]
     fn a_port_the_kernel_chose_is_recorded() {
         let mut config = config(&["PLAINTEXT://127.0.0.1:0", "SSL://127.0.0.1:0"], &[]);
-        record_bound(&mut config, 1, "127.0.0.1:40001".parse().unwrap());
-        let listeners = resolve(&config).unwrap();
+        config.record_bound(1, "127.0.0.1:40001".parse().unwrap());
+        let listeners = config.listeners().unwrap();
         assert_eq!(listeners[1].advertised_port, 40001);
         assert_eq!(listeners[0].bind.port(), 0);
     }

@@ -299,7 +299,7 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
         let mut sockets = Vec::new();
-        let listeners = lmq_broker::listeners::resolve(&config).map_err(anyhow::Error::msg)?;
+        let listeners = config.listeners().map_err(anyhow::Error::msg)?;
         for (index, listener) in listeners.iter().enumerate() {
             let bind = listener.bind;
             let socket = TcpListener::bind(bind).await.with_context(|| {
@@ -311,7 +311,7 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
             })?;
             // With port 0 the kernel picks one: clients must be told the real address.
             let bound = socket.local_addr().context("reading the bound address")?;
-            lmq_broker::listeners::record_bound(&mut config, index, bound);
+            config.record_bound(index, bound);
             sockets.push(socket);
         }
         let admin = match config.admin_listen {
@@ -364,7 +364,7 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
                 anyhow::Error::new(error).context(format!("cannot start: {hint}"))
             })?;
         // What was bound, ports the kernel chose included (scripts read `listen=`).
-        let listeners = lmq_broker::listeners::resolve(&node.broker.config).unwrap_or_default();
+        let listeners = node.broker.config.listeners().unwrap_or_default();
         tracing::info!(
             listen = %listeners.first().map(|listener| listener.bind.to_string()).unwrap_or_default(),
             listeners = %listeners

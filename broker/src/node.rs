@@ -153,7 +153,7 @@ pub fn bind_listeners(
     config: &BrokerConfig,
     sockets: Vec<TcpListener>,
 ) -> Result<Vec<crate::server::Bound>, NodeError> {
-    let listeners = crate::listeners::resolve(config).map_err(NodeError::Listeners)?;
+    let listeners = config.listeners().map_err(NodeError::Listeners)?;
     if listeners.len() != sockets.len() {
         return Err(NodeError::Listeners(format!(
             "{} listeners configured, {} sockets bound",

@@ -533,8 +533,8 @@ pub async fn join(
 ) -> Result<Arc<ClusterNode>, StoreError> {
     let node_id = broker.config.node_id;
     // `validate` checked the listeners; a config that was not validated registers none.
-    let listeners = crate::listeners::resolve(&broker.config).unwrap_or_default();
-    let (host, port) = match crate::listeners::inter_broker(&broker.config, &listeners) {
+    let listeners = broker.config.listeners().unwrap_or_default();
+    let (host, port) = match broker.config.inter_broker_listener(&listeners) {
         Some(listener) => (listener.advertised_host.clone(), listener.advertised_port),
         None => {
             let (host, port) = broker.config.advertised();
