@@ -12,6 +12,7 @@ pub fn handle(
     context: &super::RequestContext,
     request: DescribeClusterRequest,
 ) -> DescribeClusterResponse {
+    let listener: &str = &context.listener;
     let mut response = DescribeClusterResponse::default();
     // As Kafka: the cluster's operations when asked, none without DESCRIBE on it.
     if request.include_cluster_authorized_operations {
@@ -28,13 +29,14 @@ pub fn handle(
     response.brokers = view
         .brokers
         .iter()
-        .map(|(&id, info)| {
+        .filter_map(|(&id, info)| {
+            let (host, port) = info.endpoint(listener)?;
             let mut node = DescribeClusterBroker::default();
             node.broker_id = BrokerId(id);
-            node.host = str_bytes(info.host.clone());
-            node.port = i32::from(info.port);
+            node.host = str_bytes(host.to_string());
+            node.port = i32::from(port);
             node.rack = info.rack.clone().map(str_bytes);
-            node
+            Some(node)
         })
         .collect();
     response

@@ -52,6 +52,8 @@ fn missing_topic(name: &str, code: i16) -> MetadataResponseTopic {
     topic
 }
 
+/// Brokers are answered with their addresses on the listener the request came in on
+/// (`context.listener`).
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
@@ -59,6 +61,7 @@ pub async fn handle(
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
+    let listener: &str = &context.listener;
     let mut response = MetadataResponse::default();
     if version >= 2 {
         response.cluster_id = Some(str_bytes(cluster.cluster_id.clone()));
@@ -158,16 +161,19 @@ pub async fn handle(
     }
     let view = cluster.view();
     response.topics = topics;
+    // Each broker's address on the listener the request came in on (Kafka omits brokers
+    // without that listener).
     response.brokers = view
         .brokers
         .iter()
-        .map(|(&id, info)| {
+        .filter_map(|(&id, info)| {
+            let (host, port) = info.endpoint(listener)?;
             let mut described = MetadataResponseBroker::default();
             described.node_id = BrokerId(id);
-            described.host = str_bytes(info.host.clone());
-            described.port = i32::from(info.port);
+            described.host = str_bytes(host.to_string());
+            described.port = i32::from(port);
             described.rack = info.rack.clone().map(str_bytes);
-            described
+            Some(described)
         })
         .collect();
     if version >= 1 {

@@ -67,6 +67,9 @@ pub use api_versions::unsupported_version_response;
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the request came in on (Metadata answers with the brokers'
+    /// addresses on it).
+    pub listener: Arc<str>,
     pub client_id: String,
     /// What the connection proved so far.
     pub session: Arc<Session>,
@@ -201,6 +204,7 @@ impl RequestContext {
 pub(crate) fn test_context(broker: &Broker) -> RequestContext {
     RequestContext {
         peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+        listener: Arc::from("PLAINTEXT"),
         client_id: "test".to_string(),
         session: Arc::default(),
         authorizer: Arc::clone(&broker.authorizer),
@@ -804,6 +808,7 @@ mod tests {
     fn context(kind: AuthorizerKind) -> RequestContext {
         RequestContext {
             peer: std::net::SocketAddr::from(([127, 0, 0, 1], 40_000)),
+            listener: Arc::from("PLAINTEXT"),
             client_id: "test".to_string(),
             session: Arc::default(),
             authorizer: Arc::new(Authorizer::new(AuthorizerConfig {

@@ -8,6 +8,8 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use acl::{AclBinding, AclIndex, AclOperation, AuthorizerConfig, AuthorizerKind, ResourceType};
 
+pub mod tls;
+
 /// Kafka's principal type for users; the only one Kafka's own authenticators produce.
 pub const USER_TYPE: &str = "User";
 
