@@ -299,3 +299,80 @@ async fn a_renewed_certificate_is_used_by_new_connections_without_a_restart() {
     }
     broker.node.stop().await;
 }
+
+/// ACLs apply to the principal a client certificate proves (issue 21): alice's mutual-TLS
+/// connection is `User:O=LMQ,CN=alice` (the test certificates carry their CN first); with the standard authorizer she reads a topic only
+/// once an ACL names her, while ANONYMOUS on the PLAINTEXT listener is the super user that
+/// grants it.
+#[tokio::test]
+async fn acls_apply_to_the_principal_of_a_client_certificate() {
+    use lmq_wire::protocol::messages::create_acls_request::AclCreation;
+    use lmq_wire::protocol::messages::{CreateAclsRequest, RequestKind};
+    use lmq_wire::protocol::protocol::StrBytes;
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    let pki = Pki::new();
+    let broker = start(&pki, |config| {
+        config.tls.client_auth = ClientAuth::Required;
+        config.tls.ca_file = Some(
+            config
+                .tls
+                .cert_file
+                .clone()
+                .unwrap()
+                .with_file_name("ca.pem"),
+        );
+        config.authorizer = lmq_broker::security::acl::AuthorizerKind::Standard;
+        config.super_users = vec!["User:ANONYMOUS".to_string()];
+    })
+    .await;
+    let mut admin = TestClient::new(TcpStream::connect(broker.plain).await.unwrap());
+    let ResponseKind::Produce(produced) = admin
+        .call(
+            ApiKey::Produce,
+            9,
+            produce_request("payroll", 0, batch(&["salary"], 1_700_000_000_000), -1),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        produced.responses[0].partition_responses[0].error_code, 3,
+        "no auto-create by produce"
+    );
+    admin
+        .call(ApiKey::Metadata, 12, metadata_request(&["payroll"]))
+        .await;
+    let (_, _, der, key) = pki.leaf("alice");
+    let mut alice = TestClient::new(connect(&pki, broker.ssl, Some((der, key))).await.unwrap());
+    let fetch_error = |response: ResponseKind| match response {
+        ResponseKind::Fetch(fetched) => fetched.responses[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    };
+    let refused = alice
+        .call(ApiKey::Fetch, 12, fetch_request("payroll", 0, 0, 0, 0))
+        .await;
+    assert_eq!(fetch_error(refused), TOPIC_AUTHORIZATION_FAILED);
+    let mut creation = AclCreation::default();
+    creation.resource_type = 2;
+    creation.resource_name = StrBytes::from_static_str("payroll");
+    creation.resource_pattern_type = 3;
+    creation.principal = StrBytes::from_static_str("User:O=LMQ,CN=alice");
+    creation.host = StrBytes::from_static_str("*");
+    creation.operation = 3;
+    creation.permission_type = 3;
+    let mut request = CreateAclsRequest::default();
+    request.creations = vec![creation];
+    let ResponseKind::CreateAcls(created) = admin
+        .call(ApiKey::CreateAcls, 3, RequestKind::CreateAcls(request))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.results[0].error_code, 0);
+    let allowed = alice
+        .call(ApiKey::Fetch, 12, fetch_request("payroll", 0, 0, 0, 0))
+        .await;
+    assert_eq!(fetch_error(allowed), 0);
+    broker.node.stop().await;
+}
