@@ -301,9 +301,9 @@ async fn a_renewed_certificate_is_used_by_new_connections_without_a_restart() {
 }
 
 /// ACLs apply to the principal a client certificate proves (issue 21): alice's mutual-TLS
-/// connection is `User:O=LMQ,CN=alice` (the test certificates carry their CN first); with the standard authorizer she reads a topic only
-/// once an ACL names her, while ANONYMOUS on the PLAINTEXT listener is the super user that
-/// grants it.
+/// connection is `User:O=LMQ,CN=alice` (the test certificates carry their CN first); with
+/// the standard authorizer she reads a topic only once an ACL names her, while ANONYMOUS on
+/// the PLAINTEXT listener is the super user that grants it.
 #[tokio::test]
 async fn acls_apply_to_the_principal_of_a_client_certificate() {
     use lmq_wire::protocol::messages::create_acls_request::AclCreation;
