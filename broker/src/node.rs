@@ -162,15 +162,18 @@ pub fn bind_listeners(
         )));
     }
     for listener in &listeners {
+        // Issue 21: loudly when nothing limits what such a client may do. With the
+        // authorizer on, its connections are User:ANONYMOUS and get what the ACLs give that.
         if listener.protocol == crate::listeners::SecurityProtocol::Plaintext
             && !listener.bind.ip().is_loopback()
+            && config.authorizer == crate::security::acl::AuthorizerKind::None
         {
             tracing::warn!(
                 listener = listener.name,
                 bind = %listener.bind,
                 "PLAINTEXT listener on a non-loopback address: anyone who reaches it can read, \
-                 write and delete every topic (no authentication, no ACLs); bind 127.0.0.1 or \
-                 use an SSL listener"
+                 write and delete every topic (no authentication, no ACLs); bind 127.0.0.1, \
+                 use an SSL listener or turn the authorizer on"
             );
         }
     }
