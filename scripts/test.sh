@@ -56,6 +56,9 @@ else
     --scenarios metadata,produce-acks-1,consume-beginning,group-rebalance,admin-configs
 fi
 
+step "ACLs with Kafka's kafka-acls tool: LMQ with the standard authorizer and Apache Kafka with StandardAuthorizer (compat-tests/acls.sh)"
+compat-tests/acls.sh target/debug/lmq --kafka
+
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
 kafka_port="$(free_port)"
