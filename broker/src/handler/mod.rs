@@ -826,7 +826,9 @@ mod tests {
         assert!(context.authorize_any(AclOperation::Write, ResourceType::Topic));
         assert_eq!(
             context.authorized_operations(ResourceType::Group, "g"),
-            (1 << 3) | (1 << 8) | (1 << 6)
+            // READ, DESCRIBE, DELETE, and since KIP-848's group configs DESCRIBE_CONFIGS
+            // and ALTER_CONFIGS (Kafka 4's AclEntry.supportedOperations).
+            (1 << 3) | (1 << 8) | (1 << 6) | (1 << 10) | (1 << 11)
         );
     }
 

@@ -140,7 +140,8 @@ impl ResourceType {
                 DescribeConfigs,
                 AlterConfigs,
             ],
-            ResourceType::Group => &[Read, Describe, Delete],
+            // Kafka 4 (KIP-848 group configs): the configs operations too.
+            ResourceType::Group => &[Read, Describe, Delete, DescribeConfigs, AlterConfigs],
             ResourceType::Cluster => &[
                 Create,
                 ClusterAction,
