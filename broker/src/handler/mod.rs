@@ -95,13 +95,16 @@ impl RequestContext {
         if !self.authorizer.enabled() || self.session.replica().is_some() {
             return true;
         }
-        self.authorizer.authorize(
-            &self.session.principal(),
-            &self.host(),
-            operation,
-            resource_type,
-            name,
-        )
+        let principal = self.session.principal();
+        let host = self.host();
+        let allowed = self
+            .authorizer
+            .authorize(&principal, &host, operation, resource_type, name);
+        if !allowed {
+            // Kafka's authorizer logs its denials (kafka.authorizer.logger) the same way.
+            tracing::debug!(%principal, host, %operation, %resource_type, resource = name, "denied");
+        }
+        allowed
     }
 
     pub(crate) fn authorize_topic(&self, operation: AclOperation, topic: &str) -> bool {
