@@ -610,3 +610,87 @@ async fn creating_more_acls_than_the_cluster_holds_is_refused_whole() {
     );
     broker.stop().await;
 }
+
+/// Authorized operations as Kafka fills them: DescribeCluster's only with DESCRIBE on the
+/// cluster (else 0), DescribeGroups' for a group it may describe, every bit an operation code.
+#[tokio::test]
+async fn authorized_operations_in_describe_cluster_and_describe_groups() {
+    use lmq_wire::protocol::messages::{DescribeClusterRequest, DescribeGroupsRequest, GroupId};
+    const GROUP: i8 = 3;
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    let dir = temp();
+    let broker = secured_broker(dir.path()).await;
+    let mut admin = connect_from(ADMIN_HOST, broker.addr).await;
+    let mut consumer = connect_from(CONSUMER_HOST, broker.addr).await;
+    let cluster_operations = |response: ResponseKind| match response {
+        ResponseKind::DescribeCluster(described) => {
+            assert_eq!(described.error_code, 0);
+            described.cluster_authorized_operations
+        }
+        other => panic!("{other:?}"),
+    };
+    let mut request = DescribeClusterRequest::default();
+    request.include_cluster_authorized_operations = true;
+    let body = || RequestKind::DescribeCluster(request.clone());
+    // ALL on the cluster: CREATE, CLUSTER_ACTION, DESCRIBE_CONFIGS, ALTER_CONFIGS,
+    // IDEMPOTENT_WRITE, ALTER, DESCRIBE.
+    let all = [5, 9, 10, 11, 12, 7, 8]
+        .iter()
+        .fold(0, |bits, code| bits | (1 << code));
+    assert_eq!(
+        cluster_operations(admin.call(ApiKey::DescribeCluster, 1, body()).await),
+        all
+    );
+    assert_eq!(
+        cluster_operations(consumer.call(ApiKey::DescribeCluster, 1, body()).await),
+        0
+    );
+
+    // The consumer may READ group g: DescribeGroups answers its operations (READ and the
+    // DESCRIBE it implies); group h it may not describe.
+    let read_group = Acl {
+        resource_type: GROUP,
+        name: "g",
+        pattern: LITERAL,
+        principal: "User:ANONYMOUS",
+        host: "127.0.0.2",
+        operation: READ,
+        permission: ALLOW,
+    };
+    assert_eq!(create_acls(&mut admin, &[read_group]).await, vec![0]);
+    // As every client first: FindCoordinator (DESCRIBE on the group; it creates the
+    // offsets topic).
+    let mut find = lmq_wire::protocol::messages::FindCoordinatorRequest::default();
+    find.coordinator_keys = vec![text("g")];
+    let ResponseKind::FindCoordinator(found) = consumer
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(find),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(found.coordinators[0].error_code, 0, "{found:?}");
+    let mut request = DescribeGroupsRequest::default();
+    request.groups = vec![GroupId(text("g")), GroupId(text("h"))];
+    request.include_authorized_operations = true;
+    let ResponseKind::DescribeGroups(described) = consumer
+        .call(
+            ApiKey::DescribeGroups,
+            5,
+            RequestKind::DescribeGroups(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(described.groups[0].error_code, 0, "{described:?}");
+    assert_eq!(
+        described.groups[0].authorized_operations,
+        (1 << READ) | (1 << DESCRIBE)
+    );
+    assert_eq!(described.groups[1].error_code, GROUP_AUTHORIZATION_FAILED);
+    broker.stop().await;
+}
