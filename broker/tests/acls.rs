@@ -694,3 +694,35 @@ async fn authorized_operations_in_describe_cluster_and_describe_groups() {
     assert_eq!(described.groups[1].error_code, GROUP_AUTHORIZATION_FAILED);
     broker.stop().await;
 }
+
+/// As Kafka: a FindCoordinator for a group the client may not describe is refused
+/// (GROUP_AUTHORIZATION_FAILED) before anything is created: no offsets topic appears.
+#[tokio::test]
+async fn an_unauthorized_find_coordinator_creates_no_offsets_topic() {
+    const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+    let dir = temp();
+    let broker = secured_broker(dir.path()).await;
+    let mut admin = connect_from(ADMIN_HOST, broker.addr).await;
+    let mut consumer = connect_from(CONSUMER_HOST, broker.addr).await;
+    let mut find = lmq_wire::protocol::messages::FindCoordinatorRequest::default();
+    find.coordinator_keys = vec![text("g")];
+    let ResponseKind::FindCoordinator(found) = consumer
+        .call(
+            ApiKey::FindCoordinator,
+            4,
+            RequestKind::FindCoordinator(find),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(found.coordinators[0].error_code, GROUP_AUTHORIZATION_FAILED);
+    let listed = metadata(&mut admin, None).await;
+    let names: Vec<String> = listed
+        .topics
+        .iter()
+        .filter_map(|topic| topic.name.as_ref().map(|name| name.0.to_string()))
+        .collect();
+    assert_eq!(names, vec!["orders".to_string()]);
+    broker.stop().await;
+}

@@ -18,7 +18,8 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// Where a key's coordinator is: error code and message, or node id, host and port.
 type Answer = Result<(i32, String, i32), (i16, &'static str)>;
 
-/// `listener`: the name of the listener the request came in on.
+/// Brokers are answered with their addresses on the listener the request came in on
+/// (`context.listener`).
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
@@ -27,7 +28,11 @@ pub async fn handle(
     version: i16,
 ) -> FindCoordinatorResponse {
     let listener: &str = &context.listener;
-    if request.key_type == KEY_TYPE_GROUP {
+    // As Kafka: the offsets topic is created for a group the client may describe only.
+    let mut keys = std::iter::once(&request.key).chain(&request.coordinator_keys);
+    if request.key_type == KEY_TYPE_GROUP
+        && keys.any(|key| context.authorize_group(AclOperation::Describe, key))
+    {
         ensure_offsets_topic(broker, cluster).await;
     }
     let answer = |key: &str| -> Answer {

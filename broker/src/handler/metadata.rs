@@ -90,6 +90,7 @@ pub async fn handle(
             // AutoTopicCreationManager; other internal topics only by their own coordinator.
             if auto_create
                 && names.iter().any(|name| name == OFFSETS_TOPIC)
+                && context.authorize_topic(AclOperation::Describe, OFFSETS_TOPIC)
                 && !cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC)
             {
                 ensure_offsets_topic(broker, cluster).await;
