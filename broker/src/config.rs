@@ -32,6 +32,8 @@ pub struct BrokerConfig {
     pub inter_broker_listener_name: Option<String>,
     /// The certificate of the SSL and SASL_SSL listeners.
     pub tls: crate::security::tls::TlsConfig,
+    /// How clients authenticate on SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: crate::security::SaslConfig,
     pub node_id: i32,
     /// Create a topic when a client asks Metadata for one that does not exist
     /// (`auto.create.topics.enable`).
@@ -275,6 +277,7 @@ impl Default for BrokerConfig {
             listener_security_protocol_map: std::collections::BTreeMap::new(),
             inter_broker_listener_name: None,
             tls: crate::security::tls::TlsConfig::default(),
+            sasl: crate::security::SaslConfig::default(),
             node_id: 0,
             auto_create_topics: true,
             default_partitions: 3,
@@ -462,10 +465,10 @@ impl BrokerConfig {
             ));
         }
         for listener in listeners {
-            if listener.protocol.sasl() {
+            if listener.protocol.sasl() && self.sasl.enabled_mechanisms.is_empty() {
                 return Err(format!(
-                    "listener {} is {}: LMQ has no SASL mechanism for clients yet (PLAIN, \
-                     SCRAM and OAUTHBEARER are to come); use PLAINTEXT or SSL",
+                    "listener {} is {}: enable a mechanism in [sasl] enabled_mechanisms \
+                     (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)",
                     listener.name, listener.protocol
                 ));
             }
@@ -478,6 +481,18 @@ impl BrokerConfig {
                     listener.name, listener.protocol
                 ));
             }
+        }
+        if self
+            .sasl
+            .enabled_mechanisms
+            .contains(&crate::security::SaslMechanism::Plain)
+            && self.sasl.plain_users_file.is_none()
+        {
+            return Err(
+                "[sasl] enabled_mechanisms has PLAIN: set [sasl] plain_users_file (a TOML file \
+                 with name = \"password\" lines under [users])"
+                    .to_string(),
+            );
         }
         if let Some(listener) = &self.advertised_listener {
             let port = listener
@@ -515,12 +530,22 @@ mod tests {
     }
 
     #[test]
-    fn listener_protocols_lmq_cannot_serve_yet_are_refused_with_the_fix() {
+    fn listener_settings_that_cannot_serve_are_refused_with_the_fix() {
         let mut config = BrokerConfig {
             listeners: vec!["SASL_SSL://127.0.0.1:9093".into()],
             ..BrokerConfig::default()
         };
-        assert!(config.validate().unwrap_err().contains("no SASL mechanism"));
+        config.sasl.enabled_mechanisms.clear();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("enabled_mechanisms")
+        );
+        config.sasl.enabled_mechanisms = vec![crate::security::SaslMechanism::Plain];
+        assert!(config.validate().unwrap_err().contains("plain_users_file"));
+        config.sasl = crate::security::SaslConfig::default();
+        assert!(config.validate().unwrap_err().contains("cert_file"));
         config.listeners = vec!["SSL://127.0.0.1:9093".into()];
         assert!(config.validate().unwrap_err().contains("cert_file"));
         config.tls.cert_file = Some("broker.pem".into());

@@ -94,6 +94,7 @@ async fn serve(
                 let link = Link {
                     peer,
                     listener: Arc::clone(&name),
+                    sasl: spec.protocol.sasl(),
                     tls: tls.clone(),
                 };
                 broker.metrics.connections_accepted.inc();
@@ -445,6 +446,8 @@ enum FrameError {
 struct Link {
     peer: SocketAddr,
     listener: Arc<str>,
+    /// The listener needs SASL authentication (SASL_PLAINTEXT, SASL_SSL).
+    sasl: bool,
     tls: Option<Arc<TlsServer>>,
 }
 
@@ -460,7 +463,7 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     socket.set_nodelay(true)?;
-    let session = Arc::new(Session::default());
+    let session = Arc::new(Session::new(link.sasl));
     let Some(tls) = &link.tls else {
         let (reader, writer) = socket.into_split();
         return exchange(
@@ -623,7 +626,7 @@ async fn run_request(
                 request.api_version(),
                 request.correlation_id(),
             );
-            tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+            tracing::trace!(%peer, principal = %session.principal(), ?api_key, version, correlation_id, "request");
             let context = RequestContext {
                 peer,
                 listener: Arc::clone(&link.listener),

@@ -13,6 +13,7 @@
 //!   history by epoch before fetching on.
 
 pub mod controller;
+pub mod credentials;
 mod fetcher;
 pub mod identity;
 pub mod metadata;
