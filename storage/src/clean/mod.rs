@@ -621,7 +621,7 @@ pub(crate) fn recover_swaps(dir: &Path, syncer: &dyn Syncer) -> Result<bool> {
         changed = true;
     }
     for base in swapped_logs {
-        complete_swap(dir, base, None)?;
+        complete_swap(dir, base, None, syncer)?;
         changed = true;
     }
     if changed {
@@ -634,7 +634,12 @@ pub(crate) fn recover_swaps(dir: &Path, syncer: &dyn Syncer) -> Result<bool> {
 /// lies in `[base, last offset of the swap]` (a cleaned group always keeps the last batch of
 /// its last segment, so that range reaches every replaced segment and no other).
 /// `replaced`: the bases the committing pass knows it replaces (at open: found by the rule).
-pub(crate) fn complete_swap(dir: &Path, base: i64, replaced: Option<&[i64]>) -> Result<()> {
+pub(crate) fn complete_swap(
+    dir: &Path,
+    base: i64,
+    replaced: Option<&[i64]>,
+    syncer: &dyn Syncer,
+) -> Result<()> {
     let swap_path = cleaned_path(dir, base, LOG_SUFFIX, SWAP_SUFFIX);
     let mut bases = Vec::new();
     let last_offset = match replaced {
@@ -659,13 +664,22 @@ pub(crate) fn complete_swap(dir: &Path, base: i64, replaced: Option<&[i64]>) -> 
     for other in bases.into_iter().rev() {
         crate::log::delete_segment_files(dir, other)?;
     }
-    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+    // The deletions are durable before the rename below can be: a power cut must never bring
+    // back a replaced segment next to the cleaned one.
+    crate::files::sync_dir(dir, syncer)?;
+    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
         let from = cleaned_path(dir, base, suffix, SWAP_SUFFIX);
+        let to = segment_path(dir, base, suffix);
         if from.exists() {
-            let to = segment_path(dir, base, suffix);
             fs::rename(&from, &to).map_err(|error| StorageError::io("rename", &to, error))?;
+        } else if replaced.is_none() {
+            // At open the index at `to` may be the old segment's (its `.swap` rename may not
+            // have reached the disk): indexes are derived, so it is rebuilt from the `.log`.
+            crate::files::remove_if_exists(&to)?;
         }
     }
+    let to = segment_path(dir, base, LOG_SUFFIX);
+    fs::rename(&swap_path, &to).map_err(|error| StorageError::io("rename", &to, error))?;
     tracing::info!(log = %dir.display(), segment = base, "completed a cleaned segment's swap");
     Ok(())
 }

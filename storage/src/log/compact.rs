@@ -7,15 +7,17 @@
 //!    offsets compaction removed; before the swap this is harmless).
 //! 2. `B.index.cleaned`, `B.timeindex.cleaned`, then `B.log.cleaned` are renamed to
 //!    `.swap`. The `.log.swap` rename is the commit point.
-//! 3. `s2 .. sn` are deleted (newest first), then the `.swap` files renamed over `B`'s
-//!    (indexes first, the log last).
+//! 3. `s2 .. sn` are deleted (newest first; durable before the next step), then the `.swap`
+//!    files renamed over `B`'s (indexes first, the log last).
 //! 4. `cleaner.checkpoint` gets the pass's end as the first dirty offset.
 //!
 //! At open (`clean::recover_swaps`): `.cleaned` files and index `.swap` files without a
 //! `.log.swap` are deleted (the pass never committed: the old segments are whole); a
 //! `.log.swap` at `B` replaces every segment whose base is in `[B, its last offset]` and is
 //! renamed in. A cleaned group keeps the last batch of its last segment (empty if need be),
-//! so that range is exactly the group. Either way the log reads as before or as after.
+//! so that range is exactly the group; `B`'s index files are deleted when their `.swap` is
+//! gone (they may be the old segment's) and rebuilt. Either way the group reads as before
+//! or as after.
 
 use std::collections::HashMap;
 use std::fs;
@@ -240,7 +242,7 @@ impl PartitionLog {
         let next_offset = removed.last().map_or(base, SealedSegment::next_offset);
         drop(removed);
         let bases: Vec<i64> = group.replaced.iter().map(|&(base, _, _)| base).collect();
-        complete_swap(&dir, base, Some(&bases))?;
+        complete_swap(&dir, base, Some(&bases), syncer.as_ref())?;
         sync_dir(&dir, syncer.as_ref())?;
         self.sealed
             .insert(first, SealedSegment::open_lazy(&dir, base, next_offset)?);
