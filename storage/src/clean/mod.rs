@@ -446,6 +446,14 @@ impl Cleaner {
         indexer.push_time_entry(&mut time_index)?;
         drop(offset_index.seal()?);
         drop(time_index.seal()?);
+        // Sealing synced them already; through the log's syncer too, so the fault-injecting
+        // syncers of the tests see them durable (and a real one costs little).
+        for path in [&offset_path, &time_path] {
+            let index = File::open(path).map_err(|error| StorageError::io("open", path, error))?;
+            plan.syncer
+                .sync_data(&index)
+                .map_err(|error| StorageError::io("fsync", path, error))?;
+        }
         let modified_ms = group.last().map_or(0, |segment| segment.modified_ms);
         // Keep the replaced segments' age for retention's mtime fallback, as Kafka does.
         if let Ok(since) = u64::try_from(modified_ms) {
@@ -634,6 +642,11 @@ pub(crate) fn recover_swaps(dir: &Path, syncer: &dyn Syncer) -> Result<bool> {
 /// lies in `[base, last offset of the swap]` (a cleaned group always keeps the last batch of
 /// its last segment, so that range reaches every replaced segment and no other).
 /// `replaced`: the bases the committing pass knows it replaces (at open: found by the rule).
+///
+/// The `.log.swap` name stays until the end, so every state a crash (or a power cut that
+/// keeps any mix of the unsynced directory entries) can leave still has it or a durable
+/// `<base>.log` with its content: the replaced segments and their indexes go first
+/// (durably), then the `.log.swap` is hard-linked to `<base>.log` (durably), then unlinked.
 pub(crate) fn complete_swap(
     dir: &Path,
     base: i64,
@@ -644,42 +657,45 @@ pub(crate) fn complete_swap(
     let mut bases = Vec::new();
     let last_offset = match replaced {
         Some(replaced) => {
-            bases.extend(replaced.iter().copied().filter(|&other| other > base));
+            bases.extend(replaced.iter().copied());
             None
         }
         None => last_offset_of(&swap_path)?,
     };
-    for entry in fs::read_dir(dir).map_err(|error| StorageError::io("list", dir, error))? {
-        let entry = entry.map_err(|error| StorageError::io("list", dir, error))?;
-        if let Some(name) = entry.file_name().to_str()
-            && let Some((other, LOG_SUFFIX)) = crate::files::parse_segment_name(name)
-            && other > base
-            && last_offset.is_some_and(|last| other <= last)
-        {
-            bases.push(other);
+    if replaced.is_none() {
+        for entry in fs::read_dir(dir).map_err(|error| StorageError::io("list", dir, error))? {
+            let entry = entry.map_err(|error| StorageError::io("list", dir, error))?;
+            if let Some(name) = entry.file_name().to_str()
+                && let Some((other, LOG_SUFFIX)) = crate::files::parse_segment_name(name)
+                && other >= base
+                && last_offset.is_some_and(|last| other <= last)
+            {
+                bases.push(other);
+            }
         }
+    }
+    if !bases.contains(&base) {
+        bases.push(base);
     }
     bases.sort_unstable();
     // Newest first, as truncation deletes: a segment is never left without its predecessor.
+    // `base`'s old indexes go too: they must never sit beside the cleaned `.log`.
     for other in bases.into_iter().rev() {
         crate::log::delete_segment_files(dir, other)?;
     }
-    // The deletions are durable before the rename below can be: a power cut must never bring
-    // back a replaced segment next to the cleaned one.
     crate::files::sync_dir(dir, syncer)?;
+    // A lost index rename only costs a rebuild from the `.log`.
     for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
         let from = cleaned_path(dir, base, suffix, SWAP_SUFFIX);
-        let to = segment_path(dir, base, suffix);
         if from.exists() {
+            let to = segment_path(dir, base, suffix);
             fs::rename(&from, &to).map_err(|error| StorageError::io("rename", &to, error))?;
-        } else if replaced.is_none() {
-            // At open the index at `to` may be the old segment's (its `.swap` rename may not
-            // have reached the disk): indexes are derived, so it is rebuilt from the `.log`.
-            crate::files::remove_if_exists(&to)?;
         }
     }
     let to = segment_path(dir, base, LOG_SUFFIX);
-    fs::rename(&swap_path, &to).map_err(|error| StorageError::io("rename", &to, error))?;
+    fs::hard_link(&swap_path, &to).map_err(|error| StorageError::io("link", &to, error))?;
+    crate::files::sync_dir(dir, syncer)?;
+    crate::files::remove_if_exists(&swap_path)?;
     tracing::info!(log = %dir.display(), segment = base, "completed a cleaned segment's swap");
     Ok(())
 }

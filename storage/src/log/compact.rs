@@ -7,17 +7,17 @@
 //!    offsets compaction removed; before the swap this is harmless).
 //! 2. `B.index.cleaned`, `B.timeindex.cleaned`, then `B.log.cleaned` are renamed to
 //!    `.swap`. The `.log.swap` rename is the commit point.
-//! 3. `s2 .. sn` are deleted (newest first; durable before the next step), then the `.swap`
-//!    files renamed over `B`'s (indexes first, the log last).
-//! 4. `cleaner.checkpoint` gets the pass's end as the first dirty offset.
+//! 3. `s1 .. sn` (newest first) and their indexes are deleted.
+//! 4. The index `.swap` files are renamed in and `B.log.swap` hard-linked to `B.log`.
+//! 5. `B.log.swap` is unlinked; `cleaner.checkpoint` gets the pass's end as first dirty.
 //!
 //! At open (`clean::recover_swaps`): `.cleaned` files and index `.swap` files without a
-//! `.log.swap` are deleted (the pass never committed: the old segments are whole); a
-//! `.log.swap` at `B` replaces every segment whose base is in `[B, its last offset]` and is
-//! renamed in. A cleaned group keeps the last batch of its last segment (empty if need be),
-//! so that range is exactly the group; `B`'s index files are deleted when their `.swap` is
-//! gone (they may be the old segment's) and rebuilt. Either way the group reads as before
-//! or as after.
+//! `.log.swap` are deleted (the pass never committed and the old segments are whole, or the
+//! indexes are rebuilt); a `.log.swap` at `B` replaces every segment whose base is in
+//! `[B, its last offset]` by the same steps 3 to 5. A cleaned group keeps the last batch of
+//! its last segment (empty if need be), so that range is exactly the group. Until step 5 the
+//! `.log.swap` is there, so even a power cut keeping any mix of the unsynced directory
+//! entries leaves the group as before or as after, never without its data.
 
 use std::collections::HashMap;
 use std::fs;
