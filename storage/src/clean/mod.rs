@@ -218,6 +218,8 @@ pub struct Cleaner {
     codec: Arc<dyn RecordsCodec>,
     clock: Arc<dyn Pause>,
     buffer: Vec<u8>,
+    /// Set by the owner to stop a pass (shutdown): checked at every batch read.
+    abort: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Cleaner {
@@ -233,7 +235,22 @@ impl Cleaner {
             codec,
             clock,
             buffer: Vec::new(),
+            abort: Arc::new(std::sync::atomic::AtomicBool::new(false)),
         }
+    }
+
+    /// A pass stops with an error (its files deleted) once `abort` is set, as Kafka's
+    /// `checkDone` aborts a cleaning on shutdown.
+    pub fn with_abort(mut self, abort: Arc<std::sync::atomic::AtomicBool>) -> Self {
+        self.abort = abort;
+        self
+    }
+
+    fn check_abort(&self, segment: &PlannedSegment) -> Result<()> {
+        if self.abort.load(std::sync::atomic::Ordering::Acquire) {
+            return Err(cleaning_error(segment, "the cleaner was stopped"));
+        }
+        Ok(())
     }
 
     pub fn map(&self) -> &OffsetMap {
@@ -310,6 +327,9 @@ impl Cleaner {
             while let Some((_, batch)) =
                 reader.next(&mut self.buffer, &mut self.throttle, &mut stats.bytes_read)?
             {
+                if self.abort.load(std::sync::atomic::Ordering::Acquire) {
+                    return Err(cleaning_error(segment, "the cleaner was stopped"));
+                }
                 let view = BatchView::new(batch).map_err(|error| cleaning_error(segment, error))?;
                 if view.last_offset() >= upper {
                     return Ok(false);
@@ -386,10 +406,14 @@ impl Cleaner {
         let mut read_bytes = 0u64;
         for (index, segment) in group.iter().enumerate() {
             let last_segment = index + 1 == group.len();
+            self.check_abort(segment)?;
             let mut reader = SegmentReader::new(segment, self.config.read_chunk_bytes);
             while let Some((batch_position, batch)) =
                 reader.next(&mut self.buffer, &mut self.throttle, &mut read_bytes)?
             {
+                if self.abort.load(std::sync::atomic::Ordering::Acquire) {
+                    return Err(cleaning_error(segment, "the cleaner was stopped"));
+                }
                 let view = BatchView::new(batch).map_err(|error| cleaning_error(segment, error))?;
                 let last_in_group =
                     last_segment && batch_position + batch.len() as u64 == segment.size_bytes;
