@@ -182,34 +182,42 @@ fn clean_one(broker: &Broker, cleaner: &mut Cleaner, shared: &Shared) -> bool {
         return false;
     };
     tracing::debug!(topic, partition = partition.index, ?reason, "cleaning log");
-    if let Err(error) = clean_log(broker, cleaner, shared, &partition, now_ms) {
-        broker.metrics.cleaner_errors.inc();
-        tracing::error!(topic, partition = partition.index, %error, "log cleaning failed");
-        *lock(&shared.last_error) = Some(format!("{topic}-{}: {error}", partition.index));
-    }
+    let worked = match clean_log(broker, cleaner, shared, &partition, now_ms) {
+        Ok(worked) => worked,
+        Err(error) => {
+            broker.metrics.cleaner_errors.inc();
+            tracing::error!(topic, partition = partition.index, %error, "log cleaning failed");
+            *lock(&shared.last_error) = Some(format!("{topic}-{}: {error}", partition.index));
+            false
+        }
+    };
     lock(&shared.in_progress).remove(&(topic, partition.index));
-    true
+    // A chosen log whose pass found nothing to do must not keep the thread from backing off.
+    worked
 }
 
-/// Passes over one log until nothing dirty is left (or the turn ends).
+/// Passes over one log until nothing dirty is left (or the turn ends). Whether a pass read
+/// anything.
 fn clean_log(
     broker: &Broker,
     cleaner: &mut Cleaner,
     shared: &Shared,
     partition: &Partition,
     now_ms: i64,
-) -> Result<(), StorageError> {
+) -> Result<bool, StorageError> {
+    let mut worked = false;
     for _ in 0..PASSES_PER_TURN_MAX {
         let started = crate::metrics::stopwatch();
         let Some(plan) =
             partition.with_log(|log| log.plan_cleaning(log.high_watermark(), now_ms))?
         else {
-            return Ok(());
+            return Ok(worked);
         };
         // The heavy part, without the log lock.
         let output = cleaner.clean(&plan, now_ms)?;
         let stats = output.stats;
         let more = output.more_dirty;
+        worked |= stats.records_read > 0;
         let stop = &shared.stop;
         let outcome = partition.with_log(move |log| {
             if stop.load(Ordering::Acquire) {
@@ -229,13 +237,13 @@ fn clean_log(
             .observe(started.elapsed().as_secs_f64());
         match outcome {
             CommitOutcome::Committed { .. } => broker.metrics.cleaner_passes.inc(),
-            CommitOutcome::Discarded => return Ok(()),
+            CommitOutcome::Discarded => return Ok(worked),
         };
         if !more {
-            return Ok(());
+            return Ok(worked);
         }
     }
-    Ok(())
+    Ok(worked)
 }
 
 #[cfg(test)]
@@ -317,6 +325,9 @@ mod tests {
             assert!(deadline.elapsed() < Duration::from_secs(20), "no pass ran");
             std::thread::sleep(Duration::from_millis(10));
         }
+        // Nothing dirty is left: the threads back off instead of passing again.
+        std::thread::sleep(Duration::from_millis(200));
+        assert_eq!(broker.metrics.cleaner_passes.get(), 1);
         cleaner.stop();
         assert_eq!(records_in(&partition), 5);
         assert!(broker.metrics.cleaner_read_bytes.get() > 0);

@@ -78,6 +78,15 @@ pub(crate) fn filter_batch(
             view.base_offset()
         )
     })?;
+    if records.is_empty() {
+        // A header kept for a producer or a group earlier: it goes once no rule keeps it.
+        let outcome = if retain_empty {
+            Outcome::Keep
+        } else {
+            Outcome::Drop
+        };
+        return Ok((outcome, Counts::default()));
+    }
     let horizon = view.delete_horizon_ms();
     let retained: Vec<&RecordView<'_>> = records
         .iter()

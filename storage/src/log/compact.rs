@@ -99,7 +99,7 @@ impl PartitionLog {
         for segment in &self.sealed {
             if segment.next_offset() <= first_dirty {
                 clean_bytes += segment.size_bytes();
-            } else if segment.base_offset < first_uncleanable {
+            } else if segment.base_offset < first_uncleanable && first_dirty < first_uncleanable {
                 cleanable_bytes += segment.size_bytes();
                 if first_dirty_timestamp_ms.is_none() {
                     let target = first_dirty.max(segment.base_offset);
