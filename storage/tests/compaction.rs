@@ -735,3 +735,80 @@ proptest! {
         }
     }
 }
+
+/// Files of the directory with `suffix`.
+fn files_ending(dir: &Path, suffix: &str) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.ends_with(suffix))
+        .collect();
+    names.sort();
+    names
+}
+
+fn written_log(dir: &Path, config: &LogConfig) {
+    let mut log = open(dir, config, Arc::new(lmq_storage::OsSyncer));
+    for round in 0..24 {
+        let record = (key(round % 3), value(format!("{round}")));
+        append(&mut log, build(&[record], 0, false, None));
+    }
+    log.roll().unwrap();
+    log.close().unwrap();
+}
+
+#[test]
+fn at_open_cleaned_files_are_deleted_and_swap_files_completed() {
+    let config = compacted(500);
+    // A pass cut before its commit: `.cleaned` files only. The log reads as before.
+    let dir = tempfile::tempdir().unwrap();
+    written_log(dir.path(), &config);
+    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    let before = records(&log);
+    let plan = log.plan_cleaning(log.high_watermark(), 0).unwrap().unwrap();
+    let output = cleaner(1 << 16).clean(&plan, 0).unwrap();
+    assert!(!files_ending(dir.path(), ".log.cleaned").is_empty());
+    drop(output);
+    drop(log);
+    let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    assert!(files_ending(dir.path(), ".cleaned").is_empty());
+    assert_eq!(records(&log), before);
+    drop(log);
+
+    // A pass cut right after its commit point (every `.cleaned` renamed to `.swap`, the
+    // cleaner checkpoint's gaps_below moved): the open completes the swaps.
+    let expected = {
+        let copy = tempfile::tempdir().unwrap();
+        for entry in fs::read_dir(dir.path()).unwrap() {
+            let entry = entry.unwrap();
+            fs::copy(entry.path(), copy.path().join(entry.file_name())).unwrap();
+        }
+        let mut log = open(copy.path(), &config, Arc::new(lmq_storage::OsSyncer));
+        log.clean_now(&mut cleaner(1 << 16), log.high_watermark(), 0)
+            .unwrap();
+        records(&log)
+    };
+    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    let plan = log.plan_cleaning(log.high_watermark(), 0).unwrap().unwrap();
+    let output = cleaner(1 << 16).clean(&plan, 0).unwrap();
+    let end = *log.segment_base_offsets().last().unwrap();
+    drop(log);
+    lmq_storage::clean::CleanerCheckpoint {
+        gaps_below: end,
+        ..lmq_storage::clean::CleanerCheckpoint::default()
+    }
+    .store(dir.path(), &lmq_storage::OsSyncer)
+    .unwrap();
+    for name in files_ending(dir.path(), ".cleaned") {
+        let swap = name.replace(".cleaned", ".swap");
+        fs::rename(dir.path().join(&name), dir.path().join(swap)).unwrap();
+    }
+    drop(output);
+    let swaps = files_ending(dir.path(), ".log.swap");
+    assert!(swaps.len() > 1, "{swaps:?}");
+    let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    assert!(files_ending(dir.path(), ".swap").is_empty());
+    assert_eq!(records(&log), expected);
+    assert_ne!(expected, before);
+    assert!(log.check_indexes().unwrap().is_empty());
+}

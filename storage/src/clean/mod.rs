@@ -745,3 +745,55 @@ fn last_offset_of(path: &Path) -> Result<Option<i64>> {
     )?;
     Ok(last)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn segment(
+        file: &Arc<File>,
+        base_offset: i64,
+        next_offset: i64,
+        size_bytes: u64,
+    ) -> PlannedSegment {
+        PlannedSegment {
+            base_offset,
+            next_offset,
+            size_bytes,
+            file: Arc::clone(file),
+            log_path: PathBuf::from("x.log"),
+            modified_ms: 0,
+        }
+    }
+
+    #[test]
+    fn groups_consecutive_segments_within_the_segment_and_index_limits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = Arc::new(File::create(dir.path().join("x")).unwrap());
+        let config = LogConfig {
+            segment_bytes_max: 1_000,
+            index_interval_bytes: 100,
+            index_bytes_max: 100,
+            ..LogConfig::default()
+        };
+        // Index bytes a segment adds: one 8-byte offset and 12-byte time entry per 100 bytes.
+        let segments = [
+            segment(&file, 0, 10, 300),
+            segment(&file, 10, 20, 500),
+            segment(&file, 20, 30, 300), // 1,100 bytes with the two before: a new group
+            segment(&file, 30, 40, 300),
+            segment(&file, 40, 50, 0),
+            segment(&file, 50, 60, 300), // time index: 36 + 36 + 36 bytes > 100
+            segment(&file, 60, 60 + i64::from(i32::MAX), 10), // offsets past i32 from 50
+        ];
+        let refs: Vec<&PlannedSegment> = segments.iter().collect();
+        let groups: Vec<Vec<i64>> = group_by_size(&refs, &config)
+            .iter()
+            .map(|group| group.iter().map(|segment| segment.base_offset).collect())
+            .collect();
+        assert_eq!(
+            groups,
+            vec![vec![0, 10], vec![20, 30, 40], vec![50], vec![60]]
+        );
+    }
+}
