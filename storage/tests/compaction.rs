@@ -763,7 +763,7 @@ fn at_open_cleaned_files_are_deleted_and_swap_files_completed() {
     // A pass cut before its commit: `.cleaned` files only. The log reads as before.
     let dir = tempfile::tempdir().unwrap();
     written_log(dir.path(), &config);
-    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
     let before = records(&log);
     let plan = log.plan_cleaning(log.high_watermark(), 0).unwrap().unwrap();
     let output = cleaner(1 << 16).clean(&plan, 0).unwrap();
@@ -788,7 +788,7 @@ fn at_open_cleaned_files_are_deleted_and_swap_files_completed() {
             .unwrap();
         records(&log)
     };
-    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
     let plan = log.plan_cleaning(log.high_watermark(), 0).unwrap().unwrap();
     let output = cleaner(1 << 16).clean(&plan, 0).unwrap();
     let end = *log.segment_base_offsets().last().unwrap();
