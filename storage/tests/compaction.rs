@@ -812,3 +812,23 @@ fn at_open_cleaned_files_are_deleted_and_swap_files_completed() {
     assert_ne!(expected, before);
     assert!(log.check_indexes().unwrap().is_empty());
 }
+
+#[test]
+fn a_truncation_below_the_cleaned_point_moves_the_cleaner_checkpoint_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = compacted(500);
+    written_log(dir.path(), &config);
+    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    log.clean_now(&mut cleaner(1 << 16), log.high_watermark(), 0)
+        .unwrap();
+    assert_eq!(log.cleaner_checkpoint().first_dirty_offset, 24);
+    log.truncate_to(20).unwrap();
+    let checkpoint = log.cleaner_checkpoint();
+    assert!(
+        checkpoint.first_dirty_offset <= 20 && checkpoint.gaps_below <= 20,
+        "{checkpoint:?}"
+    );
+    drop(log);
+    let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    assert_eq!(log.cleaner_checkpoint(), checkpoint);
+}

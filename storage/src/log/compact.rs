@@ -47,6 +47,23 @@ impl PartitionLog {
         self.cleaner
     }
 
+    /// After a truncation to `log_end_offset`: what the cleaner had cleaned past it is gone,
+    /// and offsets appended there again must be contiguous (Kafka's
+    /// `maybeTruncateCheckpoint`).
+    pub(crate) fn truncate_cleaner_checkpoint(&mut self, log_end_offset: i64) -> Result<()> {
+        let cleaner = CleanerCheckpoint {
+            first_dirty_offset: self.cleaner.first_dirty_offset.min(log_end_offset),
+            gaps_below: self.cleaner.gaps_below.min(log_end_offset),
+            tombstone_horizon_ms: self.cleaner.tombstone_horizon_ms,
+        };
+        if cleaner != self.cleaner {
+            self.cleaner = cleaner;
+            self.cleaner
+                .store(&self.dir, self.options.syncer.as_ref())?;
+        }
+        Ok(())
+    }
+
     /// Where the next pass starts: the checkpoint, or the log start when the checkpoint is
     /// outside the log (as Kafka resets it).
     fn first_dirty_offset(&self) -> i64 {

@@ -76,6 +76,7 @@ impl PartitionLog {
             log.state.recovery_point = log.state.recovery_point.min(log_end_offset);
             log.state.log_start_offset = log.state.log_start_offset.min(log_end_offset);
             log.store_state()?;
+            log.truncate_cleaner_checkpoint(log_end_offset)?;
             Ok(log_end_offset)
         })
     }
@@ -104,7 +105,8 @@ impl PartitionLog {
         self.ensure_writable()?;
         self.poison_on_error(|log| {
             log.reset_to(offset)?;
-            log.store_state()
+            log.store_state()?;
+            log.truncate_cleaner_checkpoint(offset)
         })
     }
 
