@@ -25,7 +25,10 @@ const EMPTY: Slot = Slot {
 /// Key hash → offset of the latest record with that key, over a prefix of the dirty range.
 #[derive(Debug)]
 pub struct OffsetMap {
+    /// Allocated by the first [`OffsetMap::clear`]: a broker whose cleaner never runs a
+    /// pass does not hold the dedupe buffer.
     slots: Vec<Slot>,
+    slots_count: usize,
     entries: usize,
     entries_max: usize,
     /// The last offset the map covers: records after it were not looked at.
@@ -40,7 +43,8 @@ impl OffsetMap {
             .unwrap_or(usize::MAX)
             .max(1);
         OffsetMap {
-            slots: vec![EMPTY; slots],
+            slots: Vec::new(),
+            slots_count: slots,
             entries: 0,
             entries_max,
             latest_offset: -1,
@@ -49,7 +53,11 @@ impl OffsetMap {
 
     /// Empties the map; it covers nothing after `latest_offset`.
     pub fn clear(&mut self, latest_offset: i64) {
-        self.slots.fill(EMPTY);
+        if self.slots.is_empty() {
+            self.slots = vec![EMPTY; self.slots_count];
+        } else {
+            self.slots.fill(EMPTY);
+        }
         self.entries = 0;
         self.latest_offset = latest_offset;
     }
@@ -64,8 +72,9 @@ impl OffsetMap {
     pub fn capacity(&self) -> usize {
         self.entries_max
     }
+    /// The buffer's size once allocated.
     pub fn memory_bytes(&self) -> u64 {
-        self.slots.len() as u64 * SLOT_BYTES
+        self.slots_count as u64 * SLOT_BYTES
     }
     pub fn latest_offset(&self) -> i64 {
         self.latest_offset
@@ -75,12 +84,15 @@ impl OffsetMap {
     }
     /// Share of the key capacity used.
     pub fn utilization(&self) -> f64 {
-        self.entries as f64 / self.slots.len() as f64
+        self.entries as f64 / self.slots_count as f64
     }
 
     /// Records `offset` as the latest for `key`. `false` when the key is new and the map is
     /// full: nothing is changed then.
     pub fn put(&mut self, key: &[u8], offset: i64) -> bool {
+        if self.slots.is_empty() {
+            self.clear(self.latest_offset);
+        }
         let hash = hash_key(key);
         let index = self.probe(hash);
         let slot = &mut self.slots[index];
@@ -98,6 +110,9 @@ impl OffsetMap {
 
     /// The latest offset recorded for `key`.
     pub fn get(&self, key: &[u8]) -> Option<i64> {
+        if self.slots.is_empty() {
+            return None;
+        }
         let slot = self.slots[self.probe(hash_key(key))];
         (slot.offset >= 0).then_some(slot.offset)
     }
@@ -136,6 +151,7 @@ mod tests {
         // 10 slots of 24 bytes: 9 keys at most.
         let mut map = OffsetMap::with_memory(240);
         assert_eq!(map.capacity(), 9);
+        assert!(map.slots.is_empty(), "allocated on first use");
         map.clear(-1);
         for key in 0..9u32 {
             assert!(map.put(&key.to_be_bytes(), i64::from(key)));
