@@ -63,6 +63,8 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
     pub group: GroupSettings,
+    /// The log cleaner (compaction of topics with `cleanup.policy=compact`).
+    pub cleaner: CleanerSettings,
     /// Replicated cluster settings (used with `consul`).
     pub cluster: ClusterSettings,
 }
@@ -289,7 +291,36 @@ impl Default for BrokerConfig {
             requests_in_flight_bytes_max: 512 * 1024 * 1024,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
+            cleaner: CleanerSettings::default(),
             cluster: ClusterSettings::default(),
+        }
+    }
+}
+
+/// Kafka's `log.cleaner.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.threads`: OS threads cleaning logs, one log each at a time.
+    pub threads: usize,
+    /// `log.cleaner.dedupe.buffer.size`: the offset maps of all threads together.
+    pub dedupe_buffer_bytes: u64,
+    /// `log.cleaner.io.max.bytes.per.second` per thread; `None`: unlimited (Kafka's default).
+    pub io_bytes_per_second_max: Option<u64>,
+    /// `log.cleaner.backoff.ms`: how long a thread waits when no log needs cleaning.
+    pub backoff_ms: u64,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        CleanerSettings {
+            enable: true,
+            threads: 1,
+            dedupe_buffer_bytes: 128 * 1024 * 1024,
+            io_bytes_per_second_max: None,
+            backoff_ms: 15_000,
         }
     }
 }

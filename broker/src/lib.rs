@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cleaner;
 pub mod cli;
 pub mod clock;
 pub mod cluster;

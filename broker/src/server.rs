@@ -758,6 +758,15 @@ pub async fn run(
         ));
     }
     crate::upkeep::spawn(&broker, &cluster, &shutdown, &mut tasks);
+    // Its own OS threads (disk-bound work off the runtime); dropped with this future on an
+    // abort, which signals them to stop.
+    let cleaner = match crate::cleaner::LogCleaner::start(&broker) {
+        Ok(cleaner) => Some(cleaner),
+        Err(error) => {
+            tracing::error!(%error, "the log cleaner threads did not start; logs are not compacted");
+            None
+        }
+    };
     // The TLS listeners share one certificate.
     if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
         tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
@@ -800,6 +809,10 @@ pub async fn run(
         Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
     )
     .await;
+    if let Some(cleaner) = cleaner {
+        // A running pass aborts at its next batch; its files are deleted.
+        let _ = tokio::task::spawn_blocking(move || cleaner.stop()).await;
+    }
     // Closing is fsyncs: off the runtime's workers.
     let closing = Arc::clone(&broker);
     if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {

@@ -49,6 +49,8 @@ const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 const ATTRIBUTE_TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
 const ATTRIBUTE_CONTROL: i16 = 0x20;
+/// KIP-534: the base timestamp holds the batch's delete horizon (set by the cleaner).
+pub(crate) const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
 
 /// Why bytes are not a valid v2 record batch.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
@@ -191,6 +193,11 @@ impl<'a> BatchView<'a> {
     pub fn is_control(&self) -> bool {
         self.attributes() & ATTRIBUTE_CONTROL != 0
     }
+    /// When the cleaner may drop this batch's tombstones (KIP-534): the base timestamp, when
+    /// the delete-horizon attribute is set.
+    pub fn delete_horizon_ms(&self) -> Option<i64> {
+        (self.attributes() & ATTRIBUTE_DELETE_HORIZON != 0).then(|| self.base_timestamp())
+    }
     pub fn last_offset_delta(&self) -> i32 {
         self.i32_at(OFFSET_LAST_OFFSET_DELTA)
     }
@@ -313,6 +320,11 @@ pub struct HeaderView<'a> {
 }
 
 impl<'a> RecordView<'a> {
+    /// The record's headers as encoded (count first), for re-encoding it unchanged.
+    pub fn headers_bytes(&self) -> &'a [u8] {
+        self.headers
+    }
+
     /// The record's headers in order, duplicates kept; `None` when they are malformed.
     /// Parsed on demand so paths that never look at headers do not pay for them.
     pub fn headers(&self) -> Option<Vec<HeaderView<'a>>> {

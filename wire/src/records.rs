@@ -271,6 +271,45 @@ fn too_large(output_bytes_max: usize) -> WireError {
     )
 }
 
+/// The codecs for the storage crate's cleaner, which decompresses, filters and recompresses
+/// batches with their own codec.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct CleanerCodecs;
+
+impl CleanerCodecs {
+    fn codec(compression: lmq_storage::batch::Compression) -> Result<Codec, String> {
+        use lmq_storage::batch::Compression;
+        match compression {
+            Compression::None => Ok(Codec::None),
+            Compression::Gzip => Ok(Codec::Gzip),
+            Compression::Snappy => Ok(Codec::Snappy),
+            Compression::Lz4 => Ok(Codec::Lz4),
+            Compression::Zstd => Ok(Codec::Zstd),
+            Compression::Unknown(id) => Err(format!("unknown compression codec {id}")),
+        }
+    }
+}
+
+impl lmq_storage::clean::RecordsCodec for CleanerCodecs {
+    fn decompress(
+        &self,
+        compression: lmq_storage::batch::Compression,
+        payload: &[u8],
+        output_bytes_max: usize,
+    ) -> Result<Vec<u8>, String> {
+        decompress(Self::codec(compression)?, payload, output_bytes_max)
+            .map_err(|error| error.to_string())
+    }
+
+    fn compress(
+        &self,
+        compression: lmq_storage::batch::Compression,
+        plain: &[u8],
+    ) -> Result<Vec<u8>, String> {
+        compress(Self::codec(compression)?, plain).map_err(|error| error.to_string())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,5 +485,43 @@ mod tests {
         }
         assert!(Codec::from_attributes(7).is_err());
         assert_eq!(Codec::from_attributes(0x14).unwrap(), Codec::Zstd);
+    }
+
+    #[test]
+    fn the_cleaner_codecs_round_trip_every_codec() {
+        use lmq_storage::batch::Compression;
+        use lmq_storage::clean::RecordsCodec;
+        let plain: Vec<u8> = (0..10_000u32)
+            .flat_map(|n| (n % 251).to_be_bytes())
+            .collect();
+        for compression in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
+            let packed = CleanerCodecs.compress(compression, &plain).unwrap();
+            assert_eq!(
+                CleanerCodecs
+                    .decompress(compression, &packed, plain.len())
+                    .unwrap(),
+                plain,
+                "{compression:?}"
+            );
+            if compression != Compression::None {
+                assert!(
+                    CleanerCodecs
+                        .decompress(compression, &packed, plain.len() - 1)
+                        .is_err(),
+                    "{compression:?} is bounded"
+                );
+            }
+        }
+        assert!(
+            CleanerCodecs
+                .compress(Compression::Unknown(6), &plain)
+                .is_err()
+        );
     }
 }

@@ -458,6 +458,8 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
         | StorageError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,
+        // Only the cleaner's threads meet it; no request does.
+        StorageError::Cleaning { .. } => ResponseError::UnknownServerError,
     };
     code.code()
 }
