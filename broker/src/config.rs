@@ -484,6 +484,18 @@ impl BrokerConfig {
                 self.requests_in_flight_bytes_max,
             ));
         }
+        if self
+            .sasl
+            .enabled_mechanisms
+            .contains(&crate::security::SaslMechanism::Plain)
+            && self.sasl.plain_users_file.is_none()
+        {
+            return Err(
+                "[sasl] enabled_mechanisms has PLAIN: set [sasl] plain_users_file (a TOML file \
+                 with name = \"password\" lines under [users])"
+                    .to_string(),
+            );
+        }
         let listeners = self.listeners()?;
         if self.cluster.consul.is_some()
             && let Some(listener) = self.inter_broker_listener(&listeners)
@@ -512,18 +524,6 @@ impl BrokerConfig {
                     listener.name, listener.protocol
                 ));
             }
-        }
-        if self
-            .sasl
-            .enabled_mechanisms
-            .contains(&crate::security::SaslMechanism::Plain)
-            && self.sasl.plain_users_file.is_none()
-        {
-            return Err(
-                "[sasl] enabled_mechanisms has PLAIN: set [sasl] plain_users_file (a TOML file \
-                 with name = \"password\" lines under [users])"
-                    .to_string(),
-            );
         }
         if let Some(listener) = &self.advertised_listener {
             let port = listener
