@@ -14,6 +14,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod record_checks;
 pub mod reopen;
 pub mod replication;
 
