@@ -539,9 +539,9 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         kafka_default: "delete",
         broker_synonym: synonym("log.cleanup.policy"),
         lmq: Lmq::Honoured(
-            "`delete` removes old segments by `retention.*`; `compact` hands the log to the \
-             log cleaner (keyless records are refused at produce); without `delete` nothing \
-             is removed by age or size",
+            "`delete` removes old segments by `retention.*`; `compact` is passed to the log \
+             cleaner in `LogConfig::cleanup_policy` (keyless records are refused at \
+             produce); without `delete` nothing is removed by age or size",
         ),
         documentation: "How old records go: \"delete\" removes whole segments past the \
                         retention limits, \"compact\" keeps the latest record of each key, \
