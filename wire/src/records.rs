@@ -105,21 +105,6 @@ pub fn plain_records<'a>(
     }
 }
 
-/// The batch with its records re-encoded under `codec` at `level` (the broker's
-/// `compression.type`); every header field but the codec bits, length and CRC is kept.
-/// Decompression is bounded by `output_bytes_max`.
-pub fn recompress_batch(
-    view: &BatchView<'_>,
-    codec: Codec,
-    level: Option<i32>,
-    output_bytes_max: usize,
-) -> Result<Vec<u8>, WireError> {
-    let plain = plain_records(view, output_bytes_max)?;
-    let encoded = compress_at(codec, level, &plain)?;
-    lmq_storage::batch::with_records(view, codec as i16, &encoded)
-        .ok_or_else(|| WireError::malformed("recompressed batch", "larger than a batch can be"))
-}
-
 /// A record as a client produces it. Headers are a list: Kafka allows a key to repeat.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct OutRecord {
@@ -475,6 +460,28 @@ mod tests {
             encode_batch(&ours, Codec::None, Some(stamp)).unwrap(),
             reference.freeze(),
             "byte for byte"
+        );
+    }
+
+    /// The broker's recompression levels (`compression.gzip.level`, `compression.zstd.level`)
+    /// reach the encoders, and every level decodes back.
+    #[test]
+    fn levels_change_the_encoding_and_still_round_trip() {
+        let plain: Vec<u8> = (0..20_000u32)
+            .flat_map(|n| (n % 251).to_be_bytes())
+            .collect();
+        for (codec, low, high) in [(Codec::Gzip, 1, 9), (Codec::Zstd, 1, 19)] {
+            let fast = compress_at(codec, Some(low), &plain).unwrap();
+            let small = compress_at(codec, Some(high), &plain).unwrap();
+            assert_ne!(fast, small, "{codec:?}");
+            for encoded in [fast, small] {
+                assert_eq!(decompress(codec, &encoded, 1 << 20).unwrap(), plain);
+            }
+        }
+        // gzip's -1 is the codec's default level.
+        assert_eq!(
+            compress_at(Codec::Gzip, Some(-1), &plain).unwrap(),
+            compress(Codec::Gzip, &plain).unwrap()
         );
     }
 
