@@ -13,6 +13,7 @@ mod handler;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod record_checks;
 pub mod reopen;
 pub mod replication;
 pub mod server;

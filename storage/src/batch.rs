@@ -252,6 +252,26 @@ pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The batch of `view` with its records section replaced by `records`, written under codec
+/// id `codec` (the low three attribute bits): every other header field is kept, the length
+/// and CRC are recomputed. `None` when the result would not fit a batch's i32 length. For
+/// the broker's recompression (`compression.type`), which changes only how records are
+/// encoded.
+pub fn with_records(view: &BatchView<'_>, codec: i16, records: &[u8]) -> Option<Vec<u8>> {
+    let total = BATCH_HEADER_BYTES.checked_add(records.len())?;
+    let length = i32::try_from(total - BATCH_LENGTH_PREFIX_BYTES).ok()?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(view.bytes().get(..BATCH_HEADER_BYTES)?);
+    out.extend_from_slice(records);
+    out[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes =
+        (view.attributes() & !ATTRIBUTE_COMPRESSION_MASK) | (codec & ATTRIBUTE_COMPRESSION_MASK);
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Some(out)
+}
+
 /// The first record of an uncompressed batch whose timestamp is at or after `target_ms`, as
 /// `(timestamp, offset)`. `None` when the records are compressed (the caller must
 /// decompress), malformed, or all older.

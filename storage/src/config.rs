@@ -41,7 +41,27 @@ impl Default for RetentionPolicy {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// `cleanup.policy`: what removes old records. Both false (Kafka's empty list) keeps every
+/// record forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// Keep the latest record per key (the cleaner).
+    pub compact: bool,
+    /// Delete whole old segments by `retention.ms` / `retention.bytes`.
+    pub delete: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        CleanupPolicy {
+            compact: false,
+            delete: true,
+        }
+    }
+}
+
+// Not `Eq`: `min_cleanable_dirty_ratio` is a float.
+#[derive(Debug, Clone, PartialEq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this.
     pub segment_bytes_max: u64,
@@ -56,6 +76,15 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     pub retention: RetentionPolicy,
     pub timestamp_type: TimestampType,
+    pub cleanup_policy: CleanupPolicy,
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`: a record is eligible for compaction at most this long.
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long a tombstone stays readable after cleaning.
+    pub delete_retention_ms: i64,
+    /// `min.cleanable.dirty.ratio`: the dirty share of a log that makes it worth cleaning.
+    pub min_cleanable_dirty_ratio: f64,
 }
 
 impl Default for LogConfig {
@@ -69,6 +98,11 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::Os,
             retention: RetentionPolicy::default(),
             timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::default(),
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: 0.5,
         }
     }
 }

@@ -23,7 +23,7 @@ mod scan;
 mod segment;
 mod state;
 
-pub use config::{FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
+pub use config::{CleanupPolicy, FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
 pub use error::{Result, StorageError};
 pub use files::{FileCache, OsSyncer, Syncer, create_dir_durably, write_atomically};
 pub use log::{

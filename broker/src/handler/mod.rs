@@ -510,6 +510,11 @@ impl TopicLookup {
             .is_some_and(|topic| topic.settings.uses_log_append_time())
     }
 
+    /// The topic's parsed configs, when it exists.
+    pub(crate) fn settings(&self) -> Option<&crate::topic_config::TopicSettings> {
+        self.topic.as_ref().map(|topic| &topic.settings)
+    }
+
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.
     pub(crate) fn partition(&self, index: i32) -> Result<&Arc<crate::partition::Partition>, i16> {
         self.topic
