@@ -30,6 +30,10 @@ while [[ $# -gt 0 ]]; do
   esac
 done
 
+# What both need, installed when missing (as compat-tests/prereqs.sh does): a JDK (Kafka 4.x
+# needs Java 17+) and Maven (scripts/kafka.sh resolves the jars with it).
+command -v javac >/dev/null || apt_install openjdk-17-jdk-headless
+command -v mvn >/dev/null || apt_install maven
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 KAFKA="$ROOT/scripts/kafka.sh"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lmq-$(basename "$0" .sh)-$KIND.XXXXXX")"

@@ -28,8 +28,7 @@ source "$ROOT/scripts/lib.sh"
 # shellcheck source=compat-tests/apps-lib.sh
 source "$HERE/apps-lib.sh"
 
-need curl "apt-get install -y curl"
-need java "apt-get install -y openjdk-17-jdk-headless"
+command -v curl >/dev/null || apt_install curl
 LINES="${CONNECT_LINES:-5000}"
 RESTART_LINES=1000
 CLASSPATH_CONNECT="$("$KAFKA" connect-classpath)"

@@ -37,8 +37,6 @@ source "$ROOT/scripts/lib.sh"
 # shellcheck source=compat-tests/apps-lib.sh
 source "$HERE/apps-lib.sh"
 
-need java "apt-get install -y openjdk-17-jdk-headless"
-need javac "apt-get install -y openjdk-17-jdk-headless"
 LINES="${STREAMS_LINES:-3000}"
 CLASSPATH_STREAMS="$("$KAFKA" streams-classpath)"
 
