@@ -379,7 +379,8 @@ impl TopicConfigDef {
                     .cloned()
                     .unwrap_or_default(),
                 (Value::List(items), _) => format!("[{}]", items.join(", ")),
-                _ => value.to_string(),
+                // Kafka's validators see the parsed value: a DOUBLE "2" shows as "2.0".
+                (parsed, _) => parsed.canonical(),
             };
             return Err(refuse(&shown, &reason));
         }
