@@ -1222,3 +1222,41 @@ async fn timestamp_bounds_refuse_a_too_old_record() {
     assert_eq!((answer.error_code, answer.base_offset), (0, 0));
     broker.stop().await;
 }
+
+/// `flush.messages=1` makes one topic's log fsync every batch (group commit) on a broker
+/// whose `[log] flush` is the OS's; removing the override gives the log the broker's policy
+/// back; `flush.ms` makes it an interval.
+#[tokio::test]
+async fn flush_configs_reach_the_topics_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(&mut client, "durable", &[("flush.messages", "1")]).await,
+        (0, None)
+    );
+    let policy = || {
+        broker.node.broker.topics.get("durable").unwrap().partitions[0]
+            .with_log(|log| Ok(log.config().flush_policy))
+            .unwrap()
+    };
+    assert_eq!(policy(), lmq_storage::FlushPolicy::EveryBatch);
+    let answer = produce_answer(&mut client, "durable", batch(&["a"], now_ms())).await;
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(
+        alter(
+            &mut client,
+            "durable",
+            &[("flush.messages", 1, None), ("flush.ms", 0, Some("5000"))]
+        )
+        .await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::IntervalMs(5000));
+    assert_eq!(
+        alter(&mut client, "durable", &[("flush.ms", 1, None)]).await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::Os);
+    broker.stop().await;
+}
