@@ -1260,3 +1260,60 @@ async fn flush_configs_reach_the_topics_logs() {
     assert_eq!(policy(), lmq_storage::FlushPolicy::Os);
     broker.stop().await;
 }
+
+/// A topic default LMQ's config file changes is described as Kafka describes a setting of
+/// server.properties: source STATIC_BROKER_CONFIG, the broker config named as its synonym
+/// (also `log.retention.ms`, which Kafka lists only when it is set); `[log] flush =
+/// "every-batch"` shows as `log.flush.interval.messages=1`.
+#[tokio::test]
+async fn broker_settings_show_as_static_broker_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.log.retention_ms = 3_600_000;
+        config.log.flush = "every-batch".to_string();
+    })
+    .await;
+    let mut client = broker.client().await;
+    create(&mut client, "defaults", 1).await;
+    let response = describe(&mut client, 4, 2, "defaults").await;
+    let synonyms = |key: &str| -> (i8, Vec<(String, String, i8)>) {
+        let entry = response.results[0]
+            .configs
+            .iter()
+            .find(|entry| entry.name.as_str() == key)
+            .unwrap();
+        (
+            entry.config_source,
+            entry
+                .synonyms
+                .iter()
+                .map(|synonym| {
+                    (
+                        synonym.name.to_string(),
+                        synonym.value.as_ref().unwrap().to_string(),
+                        synonym.source,
+                    )
+                })
+                .collect(),
+        )
+    };
+    assert_eq!(
+        synonyms("retention.ms"),
+        (4, vec![("log.retention.ms".into(), "3600000".into(), 4)])
+    );
+    assert_eq!(
+        synonyms("flush.messages"),
+        (
+            4,
+            vec![("log.flush.interval.messages".into(), "1".into(), 4)]
+        )
+    );
+    assert_eq!(
+        synonyms("segment.bytes"),
+        (
+            5,
+            vec![("log.segment.bytes".into(), "1073741824".into(), 5)]
+        )
+    );
+    broker.stop().await;
+}
