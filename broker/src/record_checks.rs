@@ -75,14 +75,17 @@ fn records_message(rule: RecordRule, errors: &[RecordError]) -> String {
 
 /// The batch as the topic stores it: `batch` itself (no copy) when every rule holds and no
 /// recompression is due, else the re-encoded batch; or why it is refused. A batch whose
-/// header does not parse is passed on unchanged for the log to refuse.
+/// header does not parse, or whose CRC does not match, is passed on unchanged for the log
+/// to refuse.
 pub fn prepare(
     settings: &TopicSettings,
     topic_partition: &str,
     batch: Vec<u8>,
     now_ms: i64,
 ) -> Result<Vec<u8>, BatchRefusal> {
-    let Ok(view) = BatchView::validated(&batch) else {
+    // The header only: the log checks the CRC of every batch it appends, so a batch no
+    // rule touches is not read twice.
+    let Ok(view) = BatchView::new(&batch) else {
         return Ok(batch);
     };
     let Ok(codec) = Codec::from_attributes(view.attributes()) else {
@@ -91,7 +94,9 @@ pub fn prepare(
     let check_keys = settings.log.cleanup_policy.compact && !view.is_control();
     let check_timestamps = timestamps_need_records(settings, &view, now_ms);
     let recompression = settings.recompression(codec);
-    if !check_keys && !check_timestamps && recompression.is_none() {
+    // A corrupt batch goes to the log as it came, to be refused there: its records are not
+    // read, and never re-encoded under a fresh CRC.
+    if (!check_keys && !check_timestamps && recompression.is_none()) || view.verify_crc().is_err() {
         return Ok(batch);
     }
     let plain = plain_records(&view, settings.decompressed_bytes_max)
@@ -369,6 +374,17 @@ mod tests {
                 "{from:?} -> {to:?}"
             );
         }
+    }
+
+    /// A batch whose CRC does not match is left for the log to refuse (CORRUPT_MESSAGE):
+    /// recompressing it would give damaged records a valid CRC.
+    #[test]
+    fn a_corrupt_batch_is_passed_on_unchanged_never_recompressed() {
+        let mut sent = batch(&[record(Some("k"), NOW_MS)], Codec::None);
+        let last = sent.len() - 1;
+        sent[last] ^= 0xff;
+        let gzip = settings(&[("compression.type", "gzip")]);
+        assert_eq!(prepare(&gzip, "t-0", sent.clone(), NOW_MS).unwrap(), sent);
     }
 
     #[test]

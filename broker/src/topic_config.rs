@@ -87,6 +87,10 @@ pub struct BrokerSynonym {
     /// `log.flush.interval.ms` have none (their value comes from an hours setting or
     /// another config), so Kafka lists them only when the broker sets them.
     pub listed_by_default: bool,
+    /// A cluster-wide setting (LMQ's `[cluster]`): Kafka 4's controller stores
+    /// `min.insync.replicas` as a cluster default at bootstrap, so it is described as a
+    /// DYNAMIC_DEFAULT_BROKER_CONFIG synonym before its DEFAULT_CONFIG one.
+    pub cluster_wide: bool,
 }
 
 /// A parsed config value (an INT within 32 bits unless parsed with [`Checks::Stored`]).
@@ -375,7 +379,8 @@ impl TopicConfigDef {
                     .cloned()
                     .unwrap_or_default(),
                 (Value::List(items), _) => format!("[{}]", items.join(", ")),
-                _ => value.to_string(),
+                // Kafka's validators see the parsed value: a DOUBLE "2" shows as "2.0".
+                (parsed, _) => parsed.canonical(),
             };
             return Err(refuse(&shown, &reason));
         }
@@ -508,6 +513,7 @@ const fn synonym(name: &'static str) -> Option<BrokerSynonym> {
     Some(BrokerSynonym {
         name,
         listed_by_default: true,
+        cluster_wide: false,
     })
 }
 
@@ -516,6 +522,7 @@ const fn synonym_when_set(name: &'static str) -> Option<BrokerSynonym> {
     Some(BrokerSynonym {
         name,
         listed_by_default: false,
+        cluster_wide: false,
     })
 }
 
@@ -915,7 +922,11 @@ pub static TOPIC_CONFIGS: &[TopicConfigDef] = &[
         kind: ConfigType::Int,
         validation: Validation::AtLeast(1),
         kafka_default: "1",
-        broker_synonym: synonym("min.insync.replicas"),
+        broker_synonym: Some(BrokerSynonym {
+            name: "min.insync.replicas",
+            listed_by_default: true,
+            cluster_wide: true,
+        }),
         lmq: Lmq::Honoured("replicas an acks=all produce needs in sync"),
         documentation: "The replicas that must be in sync for an acks=all produce to succeed.",
         default: |defaults| defaults.min_insync_replicas.to_string(),

@@ -1222,3 +1222,98 @@ async fn timestamp_bounds_refuse_a_too_old_record() {
     assert_eq!((answer.error_code, answer.base_offset), (0, 0));
     broker.stop().await;
 }
+
+/// `flush.messages=1` makes one topic's log fsync every batch (group commit) on a broker
+/// whose `[log] flush` is the OS's; removing the override gives the log the broker's policy
+/// back; `flush.ms` makes it an interval.
+#[tokio::test]
+async fn flush_configs_reach_the_topics_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(&mut client, "durable", &[("flush.messages", "1")]).await,
+        (0, None)
+    );
+    let policy = || {
+        broker.node.broker.topics.get("durable").unwrap().partitions[0]
+            .with_log(|log| Ok(log.config().flush_policy))
+            .unwrap()
+    };
+    assert_eq!(policy(), lmq_storage::FlushPolicy::EveryBatch);
+    let answer = produce_answer(&mut client, "durable", batch(&["a"], now_ms())).await;
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(
+        alter(
+            &mut client,
+            "durable",
+            &[("flush.messages", 1, None), ("flush.ms", 0, Some("5000"))]
+        )
+        .await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::IntervalMs(5000));
+    assert_eq!(
+        alter(&mut client, "durable", &[("flush.ms", 1, None)]).await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::Os);
+    broker.stop().await;
+}
+
+/// A topic default LMQ's config file changes is described as Kafka describes a setting of
+/// server.properties: source STATIC_BROKER_CONFIG, the broker config named as its synonym
+/// (also `log.retention.ms`, which Kafka lists only when it is set); `[log] flush =
+/// "every-batch"` shows as `log.flush.interval.messages=1`.
+#[tokio::test]
+async fn broker_settings_show_as_static_broker_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.log.retention_ms = 3_600_000;
+        config.log.flush = "every-batch".to_string();
+    })
+    .await;
+    let mut client = broker.client().await;
+    create(&mut client, "defaults", 1).await;
+    let response = describe(&mut client, 4, 2, "defaults").await;
+    let synonyms = |key: &str| -> (i8, Vec<(String, String, i8)>) {
+        let entry = response.results[0]
+            .configs
+            .iter()
+            .find(|entry| entry.name.as_str() == key)
+            .unwrap();
+        (
+            entry.config_source,
+            entry
+                .synonyms
+                .iter()
+                .map(|synonym| {
+                    (
+                        synonym.name.to_string(),
+                        synonym.value.as_ref().unwrap().to_string(),
+                        synonym.source,
+                    )
+                })
+                .collect(),
+        )
+    };
+    assert_eq!(
+        synonyms("retention.ms"),
+        (4, vec![("log.retention.ms".into(), "3600000".into(), 4)])
+    );
+    assert_eq!(
+        synonyms("flush.messages"),
+        (
+            4,
+            vec![("log.flush.interval.messages".into(), "1".into(), 4)]
+        )
+    );
+    assert_eq!(
+        synonyms("segment.bytes"),
+        (
+            5,
+            vec![("log.segment.bytes".into(), "1073741824".into(), 5)]
+        )
+    );
+    broker.stop().await;
+}

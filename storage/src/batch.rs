@@ -415,6 +415,37 @@ mod tests {
     use super::*;
     use crate::builder::BatchBuilder;
 
+    /// The broker's recompression: a new records section under another codec, every other
+    /// header field kept, length and CRC recomputed.
+    #[test]
+    fn with_records_replaces_the_records_and_keeps_the_header() {
+        let mut builder = BatchBuilder::new(1_000).producer(7, 2, 40);
+        builder.push(Some(b"k"), Some(b"v"), 1_005);
+        builder.push(None, Some(b"w"), 1_009);
+        let original = builder.build();
+        let view = BatchView::validated(&original).unwrap();
+        let records = b"opaque compressed bytes, longer than the original records";
+        let rebuilt = with_records(&view, 4, records).unwrap();
+        let new = BatchView::validated(&rebuilt).unwrap();
+        assert_eq!(new.compression(), Compression::Zstd);
+        assert_eq!(new.records_bytes(), records);
+        assert_eq!(batch_total_bytes(&rebuilt), Some(rebuilt.len() as u64));
+        assert_eq!(
+            (
+                new.producer_id(),
+                new.producer_epoch(),
+                new.base_sequence(),
+                new.records_count(),
+                new.last_offset_delta(),
+                new.base_timestamp(),
+                new.max_timestamp()
+            ),
+            (7, 2, 40, 2, 1, 1_000, 1_009)
+        );
+        let back = with_records(&new, 0, view.records_bytes()).unwrap();
+        assert_eq!(back, original, "and back to the original bytes");
+    }
+
     fn sample() -> Vec<u8> {
         let mut builder = BatchBuilder::new(1_000);
         builder.push(Some(b"k"), Some(b"v1"), 1_000);

@@ -15,6 +15,7 @@ pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
 /// `ConfigSource` values (DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG).
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -100,7 +101,9 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
     // As Kafka's `ConfigHelper.createTopicConfigEntry`: an override is a
     // DYNAMIC_TOPIC_CONFIG synonym; then the broker config the default comes from, as
     // STATIC_BROKER_CONFIG when LMQ's config file makes it differ from Kafka's default, else
-    // as DEFAULT_CONFIG where Kafka's broker config has a default of its own. The entry's
+    // as DEFAULT_CONFIG where Kafka's broker config has a default of its own; a cluster-wide
+    // setting as Kafka 4's controller stores it (a cluster default, DYNAMIC_DEFAULT_BROKER_CONFIG,
+    // then DEFAULT_CONFIG). The entry's
     // source is its first synonym's (DEFAULT_CONFIG without any).
     Ok(TOPIC_CONFIGS
         .iter()
@@ -120,7 +123,18 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
                 None => default.clone(),
             };
             if let Some(synonym) = definition.broker_synonym {
-                if default != definition.kafka_default {
+                if synonym.cluster_wide {
+                    synonyms.push((
+                        synonym.name.to_string(),
+                        default,
+                        SOURCE_DYNAMIC_DEFAULT_BROKER,
+                    ));
+                    synonyms.push((
+                        synonym.name.to_string(),
+                        definition.kafka_default.to_string(),
+                        SOURCE_DEFAULT,
+                    ));
+                } else if default != definition.kafka_default {
                     synonyms.push((synonym.name.to_string(), default, SOURCE_STATIC_BROKER));
                 } else if synonym.listed_by_default {
                     synonyms.push((synonym.name.to_string(), default, SOURCE_DEFAULT));

@@ -1,5 +1,6 @@
-//! Produce: append each partition's batches as received (offsets assigned in place), answer
-//! per partition. acks=0 gets no response at all, as in Kafka. In a cluster only the leader
+//! Produce: append each partition's batch as received (offsets assigned in place), answer
+//! per partition. The topic's configs may refuse the batch or have it re-encoded first
+//! (`record_checks`: keys of a compacted topic, timestamp bounds, `compression.type`). acks=0 gets no response at all, as in Kafka. In a cluster only the leader
 //! appends, and acks=all waits (up to the request's timeout) until the ISR has the batch.
 //! With `flush = "every-batch"` the answer also waits for the partition's group commit.
 //!

@@ -141,6 +141,12 @@ fn bad_values_are_refused_with_kafkas_text() {
         ),
         (
             "min.cleanable.dirty.ratio",
+            "2",
+            "Invalid value 2.0 for configuration min.cleanable.dirty.ratio: Value must be no \
+             more than 1",
+        ),
+        (
+            "min.cleanable.dirty.ratio",
             "x",
             "Invalid value x for configuration min.cleanable.dirty.ratio: Not a number of type \
              DOUBLE",
