@@ -4,11 +4,17 @@
 # Apache Kafka (scripts/kafka.sh). Passing on Kafka is what shows the checks themselves are
 # right; passing on LMQ is the point.
 #
-#   compat-tests/apps.sh BINARY [--lmq-only]      (BINARY: target/debug/lmq)
+#   compat-tests/apps.sh BINARY [--lmq-only | --differential]      (BINARY: target/debug/lmq)
 #
 # Prints each script's PASS/FAIL lines prefixed with the broker kind, then
 # `apps: N passed, M failed`; exits non-zero when any check failed on either broker. Each
 # script keeps its work dir (logs of the worker, the app and LMQ) when it failed.
+#
+# --differential runs each script behind the differential mode's recording proxy (`lmq-diff
+# record`, built here) and compares the two brokers' answers field by field (`lmq-diff
+# compare`, ignoring compat-tests/diff-ignore.txt): compat-tests/results/apps-differences.txt
+# and .json, recordings under compat-tests/results/recordings-apps/. The report is for reading
+# (these runs interleave in time differently on each broker); only the checks decide.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/.." && pwd)"
@@ -16,18 +22,34 @@ LIB_NAME=compat-tests/apps.sh
 # shellcheck source=scripts/lib.sh
 source "$ROOT/scripts/lib.sh"
 
-[[ $# -ge 1 && -x "$1" ]] || { echo "usage: $0 BINARY [--lmq-only]   (BINARY: target/debug/lmq)" >&2; exit 2; }
+usage() { echo "usage: $0 BINARY [--lmq-only | --differential]   (BINARY: target/debug/lmq)" >&2; exit 2; }
+[[ $# -ge 1 && -x "$1" ]] || usage
 BINARY="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 KINDS=(lmq kafka)
-[[ "${2:-}" != --lmq-only ]] || KINDS=(lmq)
+DIFFERENTIAL=0
+case "${2:-}" in
+"") ;;
+--lmq-only) KINDS=(lmq) ;;
+--differential) DIFFERENTIAL=1 ;;
+*) usage ;;
+esac
+RECORDINGS="$HERE/results/recordings-apps"
+LMQ_DIFF="$ROOT/target/debug/lmq-diff"
+if ((DIFFERENTIAL)); then
+  say "building the recording proxy (lmq-diff)"
+  (cd "$ROOT" && cargo build --quiet --locked -p lmq-compat-diff)
+  rm -rf "$RECORDINGS"
+fi
 export LMQ_CACHE="${LMQ_CACHE:-$HOME/.cache/lmq}"
 KAFKA="$ROOT/scripts/kafka.sh"
 WORK="$(mktemp -d "${TMPDIR:-/tmp}/lmq-apps.XXXXXX")"
 LMQ_PID=""
 KAFKA_DIR=""
+PROXY_PID=""
 
 # shellcheck disable=SC2317 # the EXIT trap calls it
 cleanup() {
+  [[ -z "$PROXY_PID" ]] || stop_pid "$PROXY_PID" 5 || true
   [[ -z "$LMQ_PID" ]] || stop_pid "$LMQ_PID" 15 || true
   [[ -z "$KAFKA_DIR" ]] || "$KAFKA" broker stop "$KAFKA_DIR" >/dev/null 2>&1 || true
   rm -rf "$WORK"
@@ -35,10 +57,23 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# checks KIND SCRIPT BOOTSTRAP: runs the script, prefixes its results with KIND, counts them.
+# checks KIND SCRIPT BOOTSTRAP: runs the script (behind a recording proxy with
+# --differential), prefixes its results with KIND, counts them.
 checks() {
   local kind="$1" script="$2" bootstrap="$3" line printed=0 rc=0
+  if ((DIFFERENTIAL)); then
+    mkdir -p "$RECORDINGS/$kind/apps"
+    "$LMQ_DIFF" record --upstream "$bootstrap" --out "$RECORDINGS/$kind/apps/${script%.sh}.jsonl" \
+      >"$WORK/proxy.out" 2>"$WORK/proxy.log" </dev/null &
+    PROXY_PID=$!
+    bootstrap="$(wait_for_line "$WORK/proxy.out" '^[0-9.]+:[0-9]+$' 10 "$PROXY_PID")" ||
+      die "the recording proxy did not start: $(cat "$WORK/proxy.log")"
+  fi
   "$HERE/$script" "$kind" --bootstrap "$bootstrap" >"$WORK/$kind-$script.out" || rc=$?
+  if [[ -n "$PROXY_PID" ]]; then
+    stop_pid "$PROXY_PID" 5 || true
+    PROXY_PID=""
+  fi
   while IFS= read -r line; do
     case "$line" in
     "PASS "*) result "$kind ${line#PASS }"; printed=1 ;;
@@ -77,5 +112,11 @@ for kind in "${KINDS[@]}"; do
   fi
 done
 
+if ((DIFFERENTIAL)); then
+  say "differences between LMQ's and Kafka's answers to Kafka Connect and Kafka Streams"
+  "$LMQ_DIFF" compare "$RECORDINGS/lmq" "$RECORDINGS/kafka" --ignore "$HERE/diff-ignore.txt" \
+    --out "$HERE/results/apps-differences.json" >"$HERE/results/apps-differences.txt"
+  tail -n 1 "$HERE/results/apps-differences.txt"
+fi
 echo "apps: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
