@@ -26,7 +26,8 @@ pub const PARTITIONS_MAX: i32 = 10_000;
 pub enum TopicError {
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
-    #[error("topic {0:?} already exists")]
+    /// Kafka's text, as a client gets it.
+    #[error("Topic '{0}' already exists.")]
     AlreadyExists(String),
     #[error("number of partitions {0} must be between 1 and {PARTITIONS_MAX}")]
     InvalidPartitions(i32),
