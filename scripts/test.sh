@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh            format, lints, unit/property/recovery tests, the fuzz seeds,
 #                              script tests, the compatibility matrix with its broker
-#                              scenarios, Consul contract tests, the cluster fault tests
+#                              scenarios, Kafka Connect and Kafka Streams on LMQ and on Kafka,
+#                              Consul contract tests, the cluster fault tests
 #                              (LMQ_CLUSTER_TESTS=1)
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
@@ -58,6 +59,9 @@ fi
 
 step "ACLs with Kafka's kafka-acls tool: LMQ with the standard authorizer and Apache Kafka with StandardAuthorizer (compat-tests/acls.sh)"
 compat-tests/acls.sh target/debug/lmq --kafka
+
+step "Kafka Connect (distributed mode, FileStreamSource/Sink) and a Kafka Streams word count, on lmq serve and on Apache Kafka (compat-tests/apps.sh)"
+compat-tests/apps.sh target/debug/lmq
 
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)

@@ -28,6 +28,8 @@ pub struct Broker {
     pub ready: AtomicBool,
     /// ACL checks; its ACLs are kept current by the cluster's watch (`cluster::acls`).
     pub authorizer: Arc<Authorizer>,
+    /// The users SASL/PLAIN accepts (`[sasl] plain_users_file`).
+    pub plain_users: crate::security::plain::PlainUsers,
 }
 
 impl Broker {
@@ -48,7 +50,13 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir, syncer.as_ref())?;
         let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
+        let plain_users = match &config.sasl.plain_users_file {
+            Some(path) => crate::security::plain::PlainUsers::load(path)
+                .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
+            None => crate::security::plain::PlainUsers::default(),
+        };
         Ok(Broker {
+            plain_users,
             config,
             topics,
             clock,

@@ -35,6 +35,8 @@ pub struct BrokerConfig {
     pub inter_broker_listener_name: Option<String>,
     /// The certificate of the SSL and SASL_SSL listeners.
     pub tls: crate::security::tls::TlsConfig,
+    /// How clients authenticate on SASL_PLAINTEXT and SASL_SSL listeners.
+    pub sasl: crate::security::SaslConfig,
     pub node_id: i32,
     /// Create a topic when a client asks Metadata for one that does not exist
     /// (`auto.create.topics.enable`).
@@ -73,6 +75,8 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
     pub group: GroupSettings,
+    /// The log cleaner (compaction of topics with `cleanup.policy=compact`).
+    pub cleaner: CleanerSettings,
     /// Replicated cluster settings (used with `consul`).
     pub cluster: ClusterSettings,
 }
@@ -287,6 +291,7 @@ impl Default for BrokerConfig {
             listener_security_protocol_map: std::collections::BTreeMap::new(),
             inter_broker_listener_name: None,
             tls: crate::security::tls::TlsConfig::default(),
+            sasl: crate::security::SaslConfig::default(),
             node_id: 0,
             auto_create_topics: true,
             default_partitions: 3,
@@ -301,7 +306,36 @@ impl Default for BrokerConfig {
             allow_everyone_if_no_acl_found: false,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
+            cleaner: CleanerSettings::default(),
             cluster: ClusterSettings::default(),
+        }
+    }
+}
+
+/// Kafka's `log.cleaner.*` settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CleanerSettings {
+    /// `log.cleaner.enable`.
+    pub enable: bool,
+    /// `log.cleaner.threads`: OS threads cleaning logs, one log each at a time.
+    pub threads: usize,
+    /// `log.cleaner.dedupe.buffer.size`: the offset maps of all threads together.
+    pub dedupe_buffer_bytes: u64,
+    /// `log.cleaner.io.max.bytes.per.second` per thread; `None`: unlimited (Kafka's default).
+    pub io_bytes_per_second_max: Option<u64>,
+    /// `log.cleaner.backoff.ms`: how long a thread waits when no log needs cleaning.
+    pub backoff_ms: u64,
+}
+
+impl Default for CleanerSettings {
+    fn default() -> Self {
+        CleanerSettings {
+            enable: true,
+            threads: 1,
+            dedupe_buffer_bytes: 128 * 1024 * 1024,
+            io_bytes_per_second_max: None,
+            backoff_ms: 15_000,
         }
     }
 }
@@ -480,6 +514,18 @@ impl BrokerConfig {
                 self.requests_in_flight_bytes_max,
             ));
         }
+        if self
+            .sasl
+            .enabled_mechanisms
+            .contains(&crate::security::SaslMechanism::Plain)
+            && self.sasl.plain_users_file.is_none()
+        {
+            return Err(
+                "[sasl] enabled_mechanisms has PLAIN: set [sasl] plain_users_file (a TOML file \
+                 with name = \"password\" lines under [users])"
+                    .to_string(),
+            );
+        }
         let listeners = self.listeners()?;
         if self.cluster.consul.is_some()
             && let Some(listener) = self.inter_broker_listener(&listeners)
@@ -492,10 +538,10 @@ impl BrokerConfig {
             ));
         }
         for listener in listeners {
-            if listener.protocol.sasl() {
+            if listener.protocol.sasl() && self.sasl.enabled_mechanisms.is_empty() {
                 return Err(format!(
-                    "listener {} is {}: LMQ has no SASL mechanism for clients yet (PLAIN, \
-                     SCRAM and OAUTHBEARER are to come); use PLAINTEXT or SSL",
+                    "listener {} is {}: enable a mechanism in [sasl] enabled_mechanisms \
+                     (SCRAM-SHA-256, SCRAM-SHA-512, PLAIN)",
                     listener.name, listener.protocol
                 ));
             }
@@ -545,12 +591,22 @@ mod tests {
     }
 
     #[test]
-    fn listener_protocols_lmq_cannot_serve_yet_are_refused_with_the_fix() {
+    fn listener_settings_that_cannot_serve_are_refused_with_the_fix() {
         let mut config = BrokerConfig {
             listeners: vec!["SASL_SSL://127.0.0.1:9093".into()],
             ..BrokerConfig::default()
         };
-        assert!(config.validate().unwrap_err().contains("no SASL mechanism"));
+        config.sasl.enabled_mechanisms.clear();
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("enabled_mechanisms")
+        );
+        config.sasl.enabled_mechanisms = vec![crate::security::SaslMechanism::Plain];
+        assert!(config.validate().unwrap_err().contains("plain_users_file"));
+        config.sasl = crate::security::SaslConfig::default();
+        assert!(config.validate().unwrap_err().contains("cert_file"));
         config.listeners = vec!["SSL://127.0.0.1:9093".into()];
         assert!(config.validate().unwrap_err().contains("cert_file"));
         config.tls.cert_file = Some("broker.pem".into());

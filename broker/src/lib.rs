@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cleaner;
 pub mod cli;
 pub mod clock;
 pub mod cluster;
@@ -14,6 +15,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod record_checks;
 pub mod reopen;
 pub mod replication;
 

@@ -47,6 +47,15 @@ enum Command {
         #[command(flatten)]
         connect: cli::Connect,
     },
+    /// SCRAM users of SASL listeners: list, set a password, delete.
+    ///
+    /// Example: lmq users set-scram alice --password-file alice.pw
+    Users {
+        #[command(subcommand)]
+        command: cli::users::UsersCommand,
+        #[command(flatten)]
+        connect: cli::Connect,
+    },
     /// Cluster-wide views.
     ///
     /// Example: lmq cluster status -o json
@@ -191,6 +200,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Serve(args) => serve(*args),
         Command::Topics { command, connect } => run_client(cli::topics::run(command, &connect)),
         Command::Groups { command, connect } => run_client(cli::groups::run(command, &connect)),
+        Command::Users { command, connect } => run_client(cli::users::run(command, &connect)),
         Command::Cluster {
             command: ClusterCommand::Status,
             connect,

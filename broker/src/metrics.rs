@@ -88,6 +88,13 @@ pub struct Metrics {
     pub connections_timed_out: Counter,
     pub retention_deleted_segments: Counter,
     pub retention_deleted_bytes: Counter,
+    pub cleaner_read_bytes: Counter,
+    pub cleaner_written_bytes: Counter,
+    pub cleaner_passes: Counter,
+    pub cleaner_errors: Counter,
+    pub cleaner_pass_duration: Histogram,
+    /// Dirty ratio of each compacted log, as the cleaner last looked.
+    pub cleaner_dirty_ratio: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
     pub group_generation: Family<GroupLabels, Gauge>,
     // Refreshed at scrape time.
     pub partitions: Gauge,
@@ -157,6 +164,12 @@ impl Metrics {
             connections_timed_out: Counter::default(),
             retention_deleted_segments: Counter::default(),
             retention_deleted_bytes: Counter::default(),
+            cleaner_read_bytes: Counter::default(),
+            cleaner_written_bytes: Counter::default(),
+            cleaner_passes: Counter::default(),
+            cleaner_errors: Counter::default(),
+            cleaner_pass_duration: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
+            cleaner_dirty_ratio: Family::default(),
             group_generation: Family::default(),
             partitions: Gauge::default(),
             leader_partitions: Gauge::default(),
@@ -272,6 +285,39 @@ impl Metrics {
             "Log bytes deleted by retention or DeleteRecords",
             Unit::Bytes,
             metrics.retention_deleted_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "cleaner_read",
+            "Bytes the log cleaner read",
+            Unit::Bytes,
+            metrics.cleaner_read_bytes.clone(),
+        );
+        registry.register_with_unit(
+            "cleaner_written",
+            "Bytes the log cleaner wrote",
+            Unit::Bytes,
+            metrics.cleaner_written_bytes.clone(),
+        );
+        registry.register(
+            "cleaner_passes",
+            "Cleaner passes committed",
+            metrics.cleaner_passes.clone(),
+        );
+        registry.register(
+            "cleaner_errors",
+            "Cleaner passes that failed (the last error is logged and in /v1/status)",
+            metrics.cleaner_errors.clone(),
+        );
+        registry.register_with_unit(
+            "cleaner_pass_duration",
+            "Time of a cleaner pass",
+            Unit::Seconds,
+            metrics.cleaner_pass_duration.clone(),
+        );
+        registry.register(
+            "cleaner_dirty_ratio",
+            "Dirty bytes / cleanable bytes of each compacted log when the cleaner last looked",
+            metrics.cleaner_dirty_ratio.clone(),
         );
         registry.register(
             "group_generation",

@@ -94,6 +94,7 @@ async fn serve(
                 let link = Link {
                     peer,
                     listener: Arc::clone(&name),
+                    sasl: spec.protocol.sasl(),
                     tls: tls.clone(),
                 };
                 broker.metrics.connections_accepted.inc();
@@ -445,6 +446,8 @@ enum FrameError {
 struct Link {
     peer: SocketAddr,
     listener: Arc<str>,
+    /// The listener needs SASL authentication (SASL_PLAINTEXT, SASL_SSL).
+    sasl: bool,
     tls: Option<Arc<TlsServer>>,
 }
 
@@ -460,7 +463,7 @@ async fn connection(
     shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
     socket.set_nodelay(true)?;
-    let session = Arc::new(Session::default());
+    let session = Arc::new(Session::new(link.sasl));
     let Some(tls) = &link.tls else {
         let (reader, writer) = socket.into_split();
         return exchange(
@@ -623,7 +626,7 @@ async fn run_request(
                 request.api_version(),
                 request.correlation_id(),
             );
-            tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+            tracing::trace!(%peer, principal = %session.principal(), ?api_key, version, correlation_id, "request");
             let context = RequestContext {
                 peer,
                 listener: Arc::clone(&link.listener),
@@ -756,6 +759,15 @@ pub async fn run(
         ));
     }
     crate::upkeep::spawn(&broker, &cluster, &shutdown, &mut tasks);
+    // Its own OS threads (disk-bound work off the runtime); dropped with this future on an
+    // abort, which signals them to stop.
+    let cleaner = match crate::cleaner::LogCleaner::start(&broker) {
+        Ok(cleaner) => Some(cleaner),
+        Err(error) => {
+            tracing::error!(%error, "the log cleaner threads did not start; logs are not compacted");
+            None
+        }
+    };
     // The TLS listeners share one certificate.
     if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
         tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
@@ -798,6 +810,10 @@ pub async fn run(
         Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
     )
     .await;
+    if let Some(cleaner) = cleaner {
+        // A running pass aborts at its next batch; its files are deleted.
+        let _ = tokio::task::spawn_blocking(move || cleaner.stop()).await;
+    }
     // Closing is fsyncs: off the runtime's workers.
     let closing = Arc::clone(&broker);
     if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {

@@ -26,11 +26,13 @@ pub const PARTITIONS_MAX: i32 = 10_000;
 pub enum TopicError {
     #[error("invalid topic name {name:?}: {reason}")]
     InvalidName { name: String, reason: &'static str },
-    #[error("topic {0:?} already exists")]
+    /// Kafka's text, as a client gets it.
+    #[error("Topic '{0}' already exists.")]
     AlreadyExists(String),
     #[error("number of partitions {0} must be between 1 and {PARTITIONS_MAX}")]
     InvalidPartitions(i32),
-    #[error("invalid config: {0}")]
+    /// Kafka's message, as a client gets it.
+    #[error("{0}")]
     InvalidConfig(String),
     #[error("topic {0:?} does not exist")]
     Unknown(String),
@@ -538,7 +540,7 @@ mod tests {
         assert_eq!(config.timestamp_type, TimestampType::LogAppendTime);
         for (key, value) in [
             ("segment.bytes", "x"),
-            ("cleanup.policy", "compact"),
+            ("cleanup.policy", "compact,none"),
             ("no.such", "1"),
         ] {
             let configs = BTreeMap::from([(key.to_string(), value.to_string())]);
@@ -612,7 +614,8 @@ mod tests {
         }
         assert!(parsed("unclean.leader.election.enable", "TRUE").is_err());
         assert!(parsed("cleanup.policy", "delete , delete").is_ok());
-        assert!(parsed("cleanup.policy", "delete,compact").is_err());
+        assert!(parsed("cleanup.policy", "delete,compact").is_ok());
+        assert!(parsed("cleanup.policy", "Delete").is_err());
     }
 
     /// Overrides an earlier LMQ stored without Kafka's ranges (it took any 64-bit number:

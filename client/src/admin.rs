@@ -2,11 +2,17 @@
 
 use std::collections::BTreeMap;
 
+use lmq_wire::protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
 use lmq_wire::protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use lmq_wire::protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
 use lmq_wire::protocol::messages::describe_configs_request::DescribeConfigsResource;
 use lmq_wire::protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
+};
+use lmq_wire::protocol::messages::{
+    AlterUserScramCredentialsRequest, DescribeUserScramCredentialsRequest,
 };
 use lmq_wire::protocol::messages::{
     CreatePartitionsRequest, CreateTopicsRequest, DeleteTopicsRequest, DescribeConfigsRequest,
@@ -33,6 +39,16 @@ pub struct ConfigEntry {
     pub is_override: bool,
     /// The broker does not let this config be changed.
     pub read_only: bool,
+}
+
+/// A user's SCRAM credentials as DescribeUserScramCredentials reports them: each
+/// mechanism (Kafka's code: 1 = SCRAM-SHA-256, 2 = SCRAM-SHA-512) with its iterations.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScramUser {
+    /// The user name.
+    pub user: String,
+    /// Each credential: (mechanism code, iterations).
+    pub mechanisms: Vec<(i8, i32)>,
 }
 
 /// A consumer group as ListGroups reports it.
@@ -230,6 +246,74 @@ impl Admin {
         for result in response.topics {
             if let Some(error) = ClientError::from_code(
                 &format!("create topic {name}"),
+                result.error_code,
+                result.error_message.map(|message| message.to_string()),
+            ) {
+                return Err(error);
+            }
+        }
+        Ok(())
+    }
+
+    /// Every user with SCRAM credentials (DescribeUserScramCredentials).
+    pub async fn describe_scram_users(&self) -> Result<Vec<ScramUser>> {
+        let mut request = DescribeUserScramCredentialsRequest::default();
+        request.users = None;
+        let connection = self.cluster.any_connection().await?;
+        let response = connection.call(request).await?;
+        if let Some(error) = ClientError::from_code(
+            "describe SCRAM users",
+            response.error_code,
+            response.error_message.map(|message| message.to_string()),
+        ) {
+            return Err(error);
+        }
+        Ok(response
+            .results
+            .into_iter()
+            .map(|result| ScramUser {
+                user: result.user.to_string(),
+                mechanisms: result
+                    .credential_infos
+                    .iter()
+                    .map(|info| (info.mechanism, info.iterations))
+                    .collect(),
+            })
+            .collect())
+    }
+
+    /// Sets `user`'s SCRAM credential for `mechanism` (Kafka's code) from a salted password
+    /// (the caller salts and hashes, as Kafka's tools do: the password never reaches the
+    /// broker), or removes it (`None`). AlterUserScramCredentials, sent to the controller.
+    pub async fn alter_scram_credential(
+        &self,
+        user: &str,
+        mechanism: i8,
+        upsert: Option<(i32, Vec<u8>, Vec<u8>)>,
+    ) -> Result<()> {
+        let mut request = AlterUserScramCredentialsRequest::default();
+        match upsert {
+            Some((iterations, salt, salted_password)) => {
+                let mut upsertion = ScramCredentialUpsertion::default();
+                upsertion.name = text(user);
+                upsertion.mechanism = mechanism;
+                upsertion.iterations = iterations;
+                upsertion.salt = salt.into();
+                upsertion.salted_password = salted_password.into();
+                request.upsertions = vec![upsertion];
+            }
+            None => {
+                let mut deletion = ScramCredentialDeletion::default();
+                deletion.name = text(user);
+                deletion.mechanism = mechanism;
+                request.deletions = vec![deletion];
+            }
+        }
+        let connection = self.cluster.controller().await?;
+        let response = connection.call(request).await?;
+        for result in response.results {
+            if let Some(error) = ClientError::from_code(
+                &format!("alter SCRAM credential of {user}"),
                 result.error_code,
                 result.error_message.map(|message| message.to_string()),
             ) {

@@ -26,6 +26,10 @@ use lmq_wire::protocol::messages::{
     ResponseKind, SaslAuthenticateRequest, SaslAuthenticateResponse, SaslHandshakeRequest,
     SaslHandshakeResponse, SyncGroupRequest, SyncGroupResponse,
 };
+use lmq_wire::protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+    DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
+};
 
 /// A request this client sends: its entry in the table and the response it gets back.
 pub trait Request: Into<RequestKind> + Send + 'static {
@@ -127,6 +131,10 @@ client_apis! {
     ListPartitionReassignments: ListPartitionReassignmentsRequest
         => ListPartitionReassignments(ListPartitionReassignmentsResponse), 0..=0;
     ListGroups: ListGroupsRequest => ListGroups(ListGroupsResponse), 0..=4;
+    DescribeUserScramCredentials: DescribeUserScramCredentialsRequest
+        => DescribeUserScramCredentials(DescribeUserScramCredentialsResponse), 0..=0;
+    AlterUserScramCredentials: AlterUserScramCredentialsRequest
+        => AlterUserScramCredentials(AlterUserScramCredentialsResponse), 0..=0;
     DescribeGroups: DescribeGroupsRequest => DescribeGroups(DescribeGroupsResponse), 0..=5;
     JoinGroup: JoinGroupRequest => JoinGroup(JoinGroupResponse), 4..=9;
     SyncGroup: SyncGroupRequest => SyncGroup(SyncGroupResponse), 0..=5;

@@ -122,7 +122,7 @@ impl BatchBuilder {
     }
 }
 
-fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+pub(crate) fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
     match bytes {
         None => put_varlong(out, -1),
         Some(bytes) => {
@@ -133,7 +133,7 @@ fn put_bytes(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
 }
 
 /// Zig-zag varint, as Kafka encodes every length and delta inside a v2 record.
-fn put_varlong(out: &mut Vec<u8>, value: i64) {
+pub(crate) fn put_varlong(out: &mut Vec<u8>, value: i64) {
     let mut zigzag = ((value << 1) ^ (value >> 63)) as u64;
     while zigzag >= 0x80 {
         out.push(zigzag.to_le_bytes()[0] | 0x80);

@@ -41,6 +41,94 @@ impl Default for RetentionPolicy {
     }
 }
 
+/// `cleanup.policy`: what removes old data from a log. Neither (Kafka's empty list) keeps
+/// every record forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// The cleaner keeps the latest record per key.
+    pub compact: bool,
+    /// Time and size retention delete whole old segments.
+    pub delete: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        Self::DELETE
+    }
+}
+
+impl CleanupPolicy {
+    /// Kafka's default.
+    pub const DELETE: Self = Self {
+        compact: false,
+        delete: true,
+    };
+    pub const COMPACT: Self = Self {
+        compact: true,
+        delete: false,
+    };
+    /// `compact,delete`: both.
+    pub const COMPACT_DELETE: Self = Self {
+        compact: true,
+        delete: true,
+    };
+
+    pub fn compacts(self) -> bool {
+        self.compact
+    }
+    pub fn deletes(self) -> bool {
+        self.delete
+    }
+}
+
+/// A ratio in [0, 1] kept in millionths, so configs stay `Eq` (Kafka's type is a double).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Ratio(u32);
+
+impl Ratio {
+    pub const MILLIONTHS: u32 = 1_000_000;
+
+    /// `None` outside [0, 1] or for NaN.
+    pub fn from_f64(value: f64) -> Option<Self> {
+        if !(0.0..=1.0).contains(&value) {
+            return None;
+        }
+        // In range by the check above: at most 1,000,000.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let millionths = (value * f64::from(Self::MILLIONTHS)).round() as u32;
+        Some(Ratio(millionths))
+    }
+    pub fn as_f64(self) -> f64 {
+        f64::from(self.0) / f64::from(Self::MILLIONTHS)
+    }
+}
+
+/// The settings of log compaction (Kafka's topic configs of the same names and defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompactionConfig {
+    /// `min.compaction.lag.ms`: a record stays uncompacted at least this long.
+    pub min_compaction_lag_ms: u64,
+    /// `max.compaction.lag.ms`: dirty data older than this makes the log cleanable whatever
+    /// its dirty ratio.
+    pub max_compaction_lag_ms: u64,
+    /// `delete.retention.ms`: how long a tombstone stays readable once its batch was cleaned.
+    pub delete_retention_ms: u64,
+    /// `min.cleanable.dirty.ratio`: dirty bytes / all bytes of the cleanable range needed to
+    /// clean.
+    pub min_cleanable_dirty_ratio: Ratio,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        CompactionConfig {
+            min_compaction_lag_ms: 0,
+            max_compaction_lag_ms: i64::MAX as u64,
+            delete_retention_ms: 24 * 60 * 60 * 1000,
+            min_cleanable_dirty_ratio: Ratio(Ratio::MILLIONTHS / 2),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LogConfig {
     /// `segment.bytes`: roll when the active segment would grow past this.
@@ -56,6 +144,9 @@ pub struct LogConfig {
     pub flush_policy: FlushPolicy,
     pub retention: RetentionPolicy,
     pub timestamp_type: TimestampType,
+    /// `cleanup.policy`.
+    pub cleanup_policy: CleanupPolicy,
+    pub compaction: CompactionConfig,
 }
 
 impl Default for LogConfig {
@@ -69,6 +160,8 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::Os,
             retention: RetentionPolicy::default(),
             timestamp_type: TimestampType::CreateTime,
+            cleanup_policy: CleanupPolicy::DELETE,
+            compaction: CompactionConfig::default(),
         }
     }
 }
@@ -108,6 +201,22 @@ impl LogConfig {
                 "batch_bytes_max {} must be between 61 and {}",
                 self.batch_bytes_max,
                 i32::MAX
+            ));
+        }
+        if self.compaction.min_compaction_lag_ms > i64::MAX as u64
+            || self.compaction.max_compaction_lag_ms > i64::MAX as u64
+            || self.compaction.delete_retention_ms > i64::MAX as u64
+        {
+            return Err("compaction lags and delete retention must fit an i64".to_string());
+        }
+        // Kafka: max.compaction.lag.ms at least 1 (and not below min.compaction.lag.ms, which
+        // it checks across the two configs).
+        if self.compaction.max_compaction_lag_ms == 0
+            || self.compaction.max_compaction_lag_ms < self.compaction.min_compaction_lag_ms
+        {
+            return Err(format!(
+                "max_compaction_lag_ms {} must be at least 1 and at least min_compaction_lag_ms {}",
+                self.compaction.max_compaction_lag_ms, self.compaction.min_compaction_lag_ms
             ));
         }
         if self.segment_ms == 0 {

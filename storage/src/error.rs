@@ -62,6 +62,8 @@ pub enum StorageError {
     },
     #[error("invalid log config: {0}")]
     InvalidConfig(String),
+    #[error("cleaning {path} failed: {reason}")]
+    Cleaning { path: PathBuf, reason: String },
     #[error("corrupt checkpoint {path}: {reason}")]
     CorruptCheckpoint { path: PathBuf, reason: String },
 }

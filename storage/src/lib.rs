@@ -12,6 +12,7 @@
 
 pub mod batch;
 pub mod builder;
+pub mod clean;
 mod config;
 mod error;
 mod files;
@@ -23,13 +24,15 @@ mod scan;
 mod segment;
 mod state;
 
-pub use config::{FlushPolicy, LogConfig, RetentionPolicy, TimestampType};
+pub use config::{
+    CleanupPolicy, CompactionConfig, FlushPolicy, LogConfig, Ratio, RetentionPolicy, TimestampType,
+};
 pub use error::{Result, StorageError};
 pub use files::{FileCache, OsSyncer, Syncer, create_dir_durably, write_atomically};
 pub use log::{
-    AppendInfo, Durability, FirstBatch, FlushOwner, FlushedTo, LogOptions, PartitionLog,
-    PendingFlush, ReadBound, ReadLimits, ReadResult, RecoveryReport, RetentionOutcome,
-    TimestampMatch, Truncation,
+    AppendInfo, CommitOutcome, Durability, FirstBatch, FlushOwner, FlushedTo, LogOptions,
+    PartitionLog, PendingFlush, ReadBound, ReadLimits, ReadResult, RecoveryReport,
+    RetentionOutcome, TimestampMatch, Truncation,
 };
 pub use scan::Damage;
 pub use segment::FileRegion;

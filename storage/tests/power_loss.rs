@@ -153,6 +153,9 @@ struct Record {
     listings: HashMap<PathBuf, BTreeMap<OsString, FileId>>,
 }
 
+/// Every record written to a compacted log: offset → (key, value).
+type CompactedModel = BTreeMap<i64, (Vec<u8>, Option<Vec<u8>>)>;
+
 /// The simulated disk: a [`Syncer`] that remembers what each fsync made durable and cuts the
 /// power (rebuild, reopen, check) at seeded points.
 #[derive(Debug)]
@@ -166,6 +169,9 @@ struct Disk {
     record: Mutex<Record>,
     oracle: Mutex<Oracle>,
     plan: Mutex<CutPlan>,
+    /// For a compacted log: every record written (all flushed before any pass), offset →
+    /// (key, value). A cut is then checked by [`check_compacted_image`].
+    compacted: Mutex<Option<CompactedModel>>,
 }
 
 #[derive(Debug)]
@@ -225,6 +231,7 @@ impl Disk {
                 cuts_max: 0,
                 operation: String::new(),
             }),
+            compacted: Mutex::new(None),
         };
         // The root exists durably, as the data directory of a broker does.
         let listing = current_listing(root).unwrap();
@@ -278,12 +285,17 @@ impl Disk {
         };
         let image = self.image(&mut rng, adversary);
         let relative = self.dir.strip_prefix(&self.root).unwrap();
-        let outcome = check_image(
-            &image.path().join(relative),
-            &self.config,
-            self.group_commit,
-            &lock(&self.oracle),
-        );
+        let compacted = lock(&self.compacted).clone();
+        let outcome = if let Some(model) = compacted {
+            check_compacted_image(&image.path().join(relative), &self.config, &model)
+        } else {
+            check_image(
+                &image.path().join(relative),
+                &self.config,
+                self.group_commit,
+                &lock(&self.oracle),
+            )
+        };
         if let Err(reason) = outcome {
             panic!(
                 "seed {} ({:?}, group commit {}), cut {cut} {place} during {operation}: {reason}\n\
@@ -886,4 +898,180 @@ fn the_checker_refuses_a_lost_acknowledged_record() {
         .cloned()
         .unwrap_or_default();
     assert!(text.contains("acknowledged records lost"), "{text}");
+}
+
+/// A compacted log after a cut: it reopens, every record it holds is one written at that
+/// offset, offsets increase, and every key's latest record is there (a latest tombstone may
+/// be gone, and then no older value of its key is left).
+fn check_compacted_image(
+    dir: &Path,
+    config: &LogConfig,
+    model: &CompactedModel,
+) -> Result<(), String> {
+    let options = LogOptions {
+        syncer: Arc::new(NoSync),
+        ..LogOptions::default()
+    };
+    let listing = describe(dir);
+    let (log, report) = PartitionLog::open(dir, config.clone(), options, 0)
+        .map_err(|error| format!("reopen failed: {error}; files {listing}"))?;
+    let context = format!("files {listing}; recovery {report:?}");
+    if report.truncation.is_some() || !report.segments_dropped.is_empty() {
+        return Err(format!("recovery cut a compacted log; {context}"));
+    }
+    let problems = log.check_indexes().map_err(|error| error.to_string())?;
+    if !problems.is_empty() {
+        return Err(format!("indexes: {problems:?}; {context}"));
+    }
+    let mut latest: BTreeMap<Vec<u8>, (i64, Option<Vec<u8>>)> = BTreeMap::new();
+    let mut offset = log.log_start_offset();
+    let mut previous = -1;
+    while offset < log.log_end_offset() {
+        let result = log
+            .read(offset, ALL)
+            .map_err(|error| format!("read at {offset}: {error}; {context}"))?;
+        let Some(region) = result.region else { break };
+        let bytes = region.read_to_vec().map_err(|error| error.to_string())?;
+        let mut rest = bytes.as_slice();
+        while !rest.is_empty() {
+            let total = batch_total_bytes(rest).ok_or("short batch")? as usize;
+            let view = BatchView::validated(&rest[..total])
+                .map_err(|error| format!("invalid batch at {offset}: {error:?}; {context}"))?;
+            let records = lmq_storage::batch::parse_records(&view, view.records_bytes())
+                .ok_or_else(|| format!("malformed records at {}; {context}", view.base_offset()))?;
+            for record in records {
+                let key = record.key.ok_or("a keyless record")?.to_vec();
+                let value = record.value.map(<[u8]>::to_vec);
+                if record.offset <= previous {
+                    return Err(format!(
+                        "offset {} after {previous}; {context}",
+                        record.offset
+                    ));
+                }
+                previous = record.offset;
+                if model.get(&record.offset) != Some(&(key.clone(), value.clone())) {
+                    return Err(format!(
+                        "offset {} holds a record never written there; {context}",
+                        record.offset
+                    ));
+                }
+                latest.insert(key, (record.offset, value));
+            }
+            offset = view.last_offset() + 1;
+            rest = &rest[total..];
+        }
+    }
+    let mut expected: BTreeMap<&Vec<u8>, (i64, &Option<Vec<u8>>)> = BTreeMap::new();
+    for (&offset, (key, value)) in model {
+        expected.insert(key, (offset, value));
+    }
+    for (key, (offset, value)) in expected {
+        match (latest.get(key), value) {
+            (Some((found, found_value)), value) if *found == offset && found_value == value => {}
+            (None, None) => {}
+            (found, _) => {
+                return Err(format!(
+                    "key {:?}: latest written at {offset}, read {found:?}; {context}",
+                    String::from_utf8_lossy(key)
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Cleaner passes cut by power losses before random fsyncs (of the cleaned files, the
+/// checkpoint, the directory between swap steps): after every cut the log reopens without
+/// recovery cutting anything, holds only records written at their offsets, and the latest
+/// record of every key.
+#[test]
+fn cleaner_passes_survive_random_power_cuts() {
+    use lmq_storage::clean::{Cleaner, CleanerConfig, NoCodecs, Pause};
+    use lmq_storage::{CleanupPolicy, CompactionConfig};
+
+    #[derive(Debug)]
+    struct Stopped;
+    impl Pause for Stopped {
+        fn now_ms(&self) -> i64 {
+            0
+        }
+        fn sleep_ms(&self, _: u64) {}
+    }
+
+    let seeds = env_u64("LMQ_POWER_LOSS_SEED").map_or_else(|| (0..12).collect(), |seed| vec![seed]);
+    let mut cuts = 0;
+    let seeds_run = seeds.len() as u64;
+    for seed in seeds {
+        let mut rng = Rng(seed ^ 0xC1EA);
+        let config = LogConfig {
+            segment_bytes_max: rng.between(400, 1_500) as u64,
+            index_interval_bytes: 128,
+            flush_policy: FlushPolicy::Os,
+            cleanup_policy: CleanupPolicy::COMPACT,
+            compaction: CompactionConfig {
+                delete_retention_ms: 100,
+                ..CompactionConfig::default()
+            },
+            ..LogConfig::default()
+        };
+        let root = scratch_dir();
+        let disk = Disk::new(root.path(), "compacted-0", config.clone(), false, seed);
+        *lock(&disk.compacted) = Some(BTreeMap::new());
+        let (mut log, _) =
+            PartitionLog::open(&disk.dir, config.clone(), disk.options(), 0).unwrap();
+        let mut now_ms = 0;
+        for round in 0..6 {
+            // Appends, all flushed: no cut here (the checker wants every record durable).
+            lock(&disk.plan).cut_percent = 0;
+            for index in 0..rng.between(5, 30) {
+                let mut builder = lmq_storage::builder::BatchBuilder::new(0);
+                let mut records = Vec::new();
+                for _ in 0..rng.between(1, 3) {
+                    let key = format!("k{}", rng.below(8)).into_bytes();
+                    let value =
+                        (!rng.chance(1, 6)).then(|| format!("{round}-{index}").into_bytes());
+                    builder.push(Some(&key), value.as_deref(), 0);
+                    records.push((key, value));
+                }
+                let mut bytes = builder.build();
+                let info = log.append(&mut bytes, 0, 0).unwrap();
+                let mut model = lock(&disk.compacted);
+                for (offset, record) in (info.base_offset..).zip(records) {
+                    model.as_mut().unwrap().insert(offset, record);
+                }
+            }
+            log.roll().unwrap();
+            log.flush(0).unwrap();
+            log.set_high_watermark(log.log_end_offset());
+            {
+                let mut plan = lock(&disk.plan);
+                plan.cut_percent = 35;
+                plan.cuts_max = u64::MAX;
+                plan.operation = format!("cleaner pass {round}");
+            }
+            now_ms += rng.between(0, 150);
+            let mut cleaner = Cleaner::new(
+                CleanerConfig {
+                    dedupe_buffer_bytes: rng.between(4, 20) as u64 * 24,
+                    ..CleanerConfig::default()
+                },
+                Arc::new(NoCodecs),
+                Arc::new(Stopped),
+            );
+            // Passes until nothing is left dirty.
+            for _ in 0..20 {
+                let (_, _, more) = log
+                    .clean_now(&mut cleaner, log.high_watermark(), now_ms)
+                    .unwrap()
+                    .unwrap();
+                if !more {
+                    break;
+                }
+            }
+            disk.cut_and_check(Adversary::Random, "after the passes");
+        }
+        cuts += lock(&disk.plan).cuts;
+    }
+    eprintln!("cleaner power loss: {cuts} cuts");
+    assert!(cuts >= 5 * seeds_run, "only {cuts} cuts");
 }

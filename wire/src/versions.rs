@@ -56,9 +56,12 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::DescribeAcls, 1, 3),
     api(ApiKey::CreateAcls, 1, 3),
     api(ApiKey::DeleteAcls, 1, 3),
-    // Only LMQ's inter-broker mechanism for now (broker/src/cluster/identity.rs).
+    // Clients' mechanisms on SASL listeners, and LMQ's inter-broker one
+    // (broker/src/cluster/identity.rs).
     api(ApiKey::SaslHandshake, 0, 1),
     api(ApiKey::SaslAuthenticate, 0, 2),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

@@ -5,6 +5,7 @@
 pub mod data;
 pub mod groups;
 pub mod topics;
+pub mod users;
 
 use clap::{Args, ValueEnum};
 use lmq::ClientConfig;

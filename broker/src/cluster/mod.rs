@@ -14,6 +14,7 @@
 
 pub mod acls;
 pub mod controller;
+pub mod credentials;
 mod fetcher;
 pub mod identity;
 pub mod metadata;

@@ -2,6 +2,7 @@
 
 mod alter_configs;
 mod alter_partition_reassignments;
+mod alter_user_scram_credentials;
 mod api_versions;
 mod config_changes;
 mod create_acls;
@@ -16,6 +17,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -46,7 +48,7 @@ use lmq_storage::batch::BatchError;
 use lmq_storage::producers::SequenceError;
 use lmq_wire::DecodedRequest;
 use lmq_wire::protocol::ResponseError;
-use lmq_wire::protocol::messages::{RequestKind, ResponseKind, TopicName};
+use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
 use lmq_wire::protocol::protocol::StrBytes;
 
 use crate::broker::Broker;
@@ -225,6 +227,11 @@ pub(crate) const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 =
 #[derive(Debug, Default)]
 pub struct Session {
     sasl: Mutex<SaslState>,
+    /// The connection came in on a SASL_PLAINTEXT or SASL_SSL listener: nothing but
+    /// ApiVersions and the SASL exchange until it authenticated.
+    sasl_listener: bool,
+    /// A SCRAM exchange between its first and last message.
+    scram: Mutex<Option<crate::security::scram::ServerExchange>>,
     /// Who the listener's TLS or a SASL exchange proved the peer to be (`User:ANONYMOUS`
     /// until then).
     principal: Mutex<Principal>,
@@ -233,26 +240,68 @@ pub struct Session {
     closing: AtomicBool,
 }
 
-/// Where a connection is in LMQ's SASL exchange (`cluster::identity`).
+/// The mechanism a SaslHandshake chose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// LMQ's inter-broker proof (`cluster::identity`).
+    Broker,
+    Client(crate::security::SaslMechanism),
+}
+
+/// Where a connection is in its SASL exchange.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 enum SaslState {
-    /// No exchange began: to a Kafka client the listener is a PLAINTEXT one.
+    /// No exchange began (on a PLAINTEXT or SSL listener, none is needed).
     #[default]
     Plain,
-    /// A SaslHandshake chose LMQ's inter-broker mechanism: only SaslAuthenticate may follow.
-    Authenticating,
+    /// A SaslHandshake chose a mechanism: only SaslAuthenticate may follow.
+    Authenticating(Method),
     /// The broker this connection authenticated as: only its Fetch requests count as a
     /// follower's.
     Broker(i32),
+    /// A client proved its principal.
+    Authenticated,
 }
 
 impl Session {
+    /// A session on a listener that needs SASL authentication (`sasl_listener`) or not.
+    pub fn new(sasl_listener: bool) -> Self {
+        Self {
+            sasl_listener,
+            ..Self::default()
+        }
+    }
+
     /// The broker id this connection proved, if any.
     pub fn replica(&self) -> Option<i32> {
         match self.sasl_state() {
             SaslState::Broker(node_id) => Some(node_id),
-            SaslState::Plain | SaslState::Authenticating => None,
+            SaslState::Plain | SaslState::Authenticating(_) | SaslState::Authenticated => None,
         }
+    }
+
+    /// Whether a request of `api` may run now: on a SASL listener, only ApiVersions and the
+    /// exchange itself before the connection authenticated (Kafka closes the connection on
+    /// anything else); during an exchange, only the exchange.
+    fn admits(&self, api: ApiKey) -> bool {
+        let exchange = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
+        match self.sasl_state() {
+            SaslState::Authenticating(_) => exchange,
+            SaslState::Plain if self.sasl_listener => exchange || api == ApiKey::ApiVersions,
+            SaslState::Plain | SaslState::Broker(_) | SaslState::Authenticated => true,
+        }
+    }
+
+    /// The SCRAM exchange in progress, taken out for its next step.
+    fn take_scram(&self) -> Option<crate::security::scram::ServerExchange> {
+        self.scram
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn keep_scram(&self, exchange: crate::security::scram::ServerExchange) {
+        *self.scram.lock().unwrap_or_else(PoisonError::into_inner) = Some(exchange);
     }
 
     /// Who the connection proved to be.
@@ -362,16 +411,10 @@ pub async fn dispatch(
     request: DecodedRequest,
 ) -> Dispatched {
     let version = request.api_version();
-    if context.session.sasl_state() == SaslState::Authenticating
-        && !matches!(
-            request.body,
-            RequestKind::SaslAuthenticate(_) | RequestKind::SaslHandshake(_)
-        )
-    {
-        // As Kafka's SASL listener: between the handshake and the end of the authentication
-        // any other request is an illegal state and closes the connection (Kafka answers it
-        // with ILLEGAL_SASL_STATE first; no client of LMQ's own mechanism sends one).
-        tracing::debug!(peer = %context.peer, api = ?request.api_key, "closing: a request during SASL authentication");
+    if !context.session.admits(request.api_key) {
+        // As Kafka's SASL listener: before and during the authentication any other request
+        // is an illegal state and closes the connection.
+        tracing::debug!(peer = %context.peer, api = ?request.api_key, "closing: a request before SASL authentication");
         context.session.close_after_answer();
         return Dispatched::Ready(None);
     }
@@ -510,11 +553,11 @@ async fn dispatch_body(
             ResponseKind::DescribeLogDirs,
         )),
         RequestKind::SaslHandshake(body) => Some(Reply::of(
-            sasl_handshake::handle(context, body),
+            sasl_handshake::handle(broker, context, body),
             ResponseKind::SaslHandshake,
         )),
         RequestKind::SaslAuthenticate(body) => Some(Reply::of(
-            sasl_authenticate::handle(cluster, context, body),
+            sasl_authenticate::handle(broker, cluster, context, body).await,
             ResponseKind::SaslAuthenticate,
         )),
         RequestKind::CreateAcls(body) => Some(Reply::of(
@@ -532,6 +575,14 @@ async fn dispatch_body(
         RequestKind::ListPartitionReassignments(body) => Some(Reply::of(
             list_partition_reassignments::handle(cluster, context, body),
             ResponseKind::ListPartitionReassignments,
+        )),
+        RequestKind::DescribeUserScramCredentials(body) => Some(Reply::of(
+            describe_user_scram_credentials::handle(cluster, context, body).await,
+            ResponseKind::DescribeUserScramCredentials,
+        )),
+        RequestKind::AlterUserScramCredentials(body) => Some(Reply::of(
+            alter_user_scram_credentials::handle(cluster, context, body).await,
+            ResponseKind::AlterUserScramCredentials,
         )),
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
@@ -569,6 +620,8 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
         | StorageError::CorruptCheckpoint { .. } => ResponseError::KafkaStorageError,
+        // Only the cleaner's threads meet it; no request does.
+        StorageError::Cleaning { .. } => ResponseError::UnknownServerError,
     };
     code.code()
 }
@@ -758,6 +811,11 @@ impl TopicLookup {
         self.topic
             .as_ref()
             .is_some_and(|topic| topic.settings.uses_log_append_time())
+    }
+
+    /// The topic's parsed configs, when it exists.
+    pub(crate) fn settings(&self) -> Option<&crate::topic_config::TopicSettings> {
+        self.topic.as_ref().map(|topic| &topic.settings)
     }
 
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.

@@ -1,53 +1,122 @@
-//! SaslAuthenticate: the token of the mechanism the handshake chose. With LMQ's inter-broker
-//! mechanism, a token carrying the cluster's replication secret makes the connection that
-//! broker's (its Fetch requests then count as a follower's).
+//! SaslAuthenticate: the tokens of the mechanism the handshake chose. LMQ's inter-broker
+//! mechanism: a token carrying the cluster's replication secret makes the connection that
+//! broker's (its Fetch requests then count as a follower's). PLAIN: one token, checked against
+//! the users file. SCRAM-SHA-256/512: the client's first message (answered with the salt and
+//! iterations of the user's credential from the coordinator), then its proof (answered with
+//! the server's signature). Success makes the connection the user's principal; a failure is
+//! answered SASL_AUTHENTICATION_FAILED and the connection closed, as Kafka does.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
 
-use super::{RequestContext, SaslState, str_bytes};
+use super::{Method, RequestContext, SaslState, str_bytes};
+use crate::broker::Broker;
 use crate::cluster::ClusterNode;
+use crate::cluster::credentials;
+use crate::security::scram::{ScramError, ServerExchange, parse_client_first};
+use crate::security::{Principal, SaslMechanism};
 
-pub fn handle(
+pub async fn handle(
+    broker: &Broker,
     cluster: &ClusterNode,
     context: &RequestContext,
     request: SaslAuthenticateRequest,
 ) -> SaslAuthenticateResponse {
     let mut response = SaslAuthenticateResponse::default();
-    match context.session.sasl_state() {
+    let session = &context.session;
+    let outcome = match session.sasl_state() {
         // As Kafka's PLAINTEXT listener (and its SASL listener once authenticated):
         // ILLEGAL_SASL_STATE, and the connection goes on.
-        SaslState::Plain => {
-            response.error_code = ResponseError::IllegalSaslState.code();
-            response.error_message = Some(str_bytes(
-                "SaslAuthenticate without a SaslHandshake on this connection",
-            ));
-        }
-        SaslState::Broker(_) => {
-            response.error_code = ResponseError::IllegalSaslState.code();
-            response.error_message = Some(str_bytes("this connection is authenticated already"));
-        }
-        SaslState::Authenticating => match cluster.verify_replica(&request.auth_bytes) {
-            Some(node_id) => {
-                context.session.set_sasl_state(SaslState::Broker(node_id));
-                context
-                    .session
-                    .set_principal(crate::security::Principal::broker(node_id));
-                tracing::debug!(peer = %context.peer, principal = %context.session.principal(), "a broker authenticated");
+        SaslState::Plain => Err((
+            ResponseError::IllegalSaslState,
+            "SaslAuthenticate without a SaslHandshake on this connection".to_string(),
+        )),
+        SaslState::Broker(_) | SaslState::Authenticated => Err((
+            ResponseError::IllegalSaslState,
+            "this connection is authenticated already".to_string(),
+        )),
+        SaslState::Authenticating(Method::Broker) => {
+            match cluster.verify_replica(&request.auth_bytes) {
+                Some(node_id) => {
+                    session.set_sasl_state(SaslState::Broker(node_id));
+                    session.set_principal(Principal::broker(node_id));
+                    Ok(Vec::new())
+                }
+                None => {
+                    tracing::warn!(peer = %context.peer, "a broker proof without this cluster's secret");
+                    Err((
+                        ResponseError::SaslAuthenticationFailed,
+                        "authentication failed: not a broker of this cluster".to_string(),
+                    ))
+                }
             }
-            None => {
-                tracing::warn!(peer = %context.peer, "a broker proof without this cluster's secret");
-                response.error_code = ResponseError::SaslAuthenticationFailed.code();
-                response.error_message = Some(str_bytes(
-                    "authentication failed: not a broker of this cluster",
-                ));
+        }
+        SaslState::Authenticating(Method::Client(SaslMechanism::Plain)) => {
+            match broker.plain_users.verify(&request.auth_bytes) {
+                Ok(user) => {
+                    authenticated(context, &user);
+                    Ok(Vec::new())
+                }
+                Err(error) => Err((ResponseError::SaslAuthenticationFailed, error.to_string())),
+            }
+        }
+        SaslState::Authenticating(Method::Client(mechanism)) => {
+            scram_step(cluster, context, mechanism, &request.auth_bytes)
+                .await
+                .map_err(|error| (ResponseError::SaslAuthenticationFailed, error.to_string()))
+        }
+    };
+    match outcome {
+        Ok(bytes) => response.auth_bytes = bytes.into(),
+        Err((error, message)) => {
+            response.error_code = error.code();
+            response.error_message = Some(str_bytes(message));
+            if error == ResponseError::SaslAuthenticationFailed {
                 // As Kafka: the failure is answered, then the connection closed, so each
                 // guess costs a new connection.
-                context.session.close_after_answer();
+                tracing::info!(peer = %context.peer, "SASL authentication failed");
+                session.close_after_answer();
             }
-        },
+        }
     }
     response
+}
+
+/// The connection is `user`'s from now on.
+fn authenticated(context: &RequestContext, user: &str) {
+    let principal = Principal::user(user);
+    tracing::debug!(peer = %context.peer, %principal, "authenticated");
+    context.session.set_sasl_state(SaslState::Authenticated);
+    context.session.set_principal(principal);
+}
+
+/// One SCRAM message: the first starts the exchange, the second ends it.
+async fn scram_step(
+    cluster: &ClusterNode,
+    context: &RequestContext,
+    mechanism: SaslMechanism,
+    message: &[u8],
+) -> Result<Vec<u8>, ScramError> {
+    let scram = mechanism.scram().ok_or(ScramError::OutOfOrder)?;
+    let started = context.session.take_scram();
+    let Some(exchange) = started else {
+        let first = parse_client_first(message)?;
+        let credential = credentials::credential(&*cluster.coordinator, &first.user, scram)
+            .await
+            .map_err(|error| {
+                tracing::warn!(%error, "reading SCRAM credentials");
+                ScramError::Credentials
+            })?
+            .ok_or(ScramError::Credentials)?;
+        let nonce = uuid::Uuid::new_v4().simple().to_string();
+        let exchange = ServerExchange::start(scram, first, credential, &nonce);
+        let challenge = exchange.challenge().to_vec();
+        context.session.keep_scram(exchange);
+        return Ok(challenge);
+    };
+    let (user, last) = exchange.finish(message)?;
+    authenticated(context, &user);
+    Ok(last)
 }
 
 impl super::ErrorCodes for lmq_wire::protocol::messages::SaslAuthenticateResponse {

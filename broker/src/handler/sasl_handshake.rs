@@ -1,31 +1,55 @@
-//! SaslHandshake: the mechanism a connection authenticates with. Only LMQ's inter-broker
-//! proof exists so far (`cluster::identity`); client mechanisms come with the security work.
-//! To a Kafka client the listener is a PLAINTEXT one, and answers as Kafka's does.
+//! SaslHandshake: the mechanism a connection authenticates with. On a SASL_PLAINTEXT or
+//! SASL_SSL listener, the broker's `[sasl] enabled_mechanisms`; on any listener, LMQ's
+//! inter-broker proof (never offered to clients). Elsewhere a client's handshake is answered
+//! as Kafka's PLAINTEXT and SSL listeners answer it.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{SaslHandshakeRequest, SaslHandshakeResponse};
 
-use super::{RequestContext, SaslState, str_bytes};
+use super::{Method, RequestContext, SaslState, str_bytes};
+use crate::broker::Broker;
 use crate::cluster::identity::MECHANISM;
 
-pub fn handle(context: &RequestContext, request: SaslHandshakeRequest) -> SaslHandshakeResponse {
+pub fn handle(
+    broker: &Broker,
+    context: &RequestContext,
+    request: SaslHandshakeRequest,
+) -> SaslHandshakeResponse {
     let mut response = SaslHandshakeResponse::default();
-    match context.session.sasl_state() {
-        SaslState::Plain if request.mechanism.as_str() == MECHANISM => {
+    let session = &context.session;
+    let enabled = &broker.config.sasl.enabled_mechanisms;
+    let asked = request.mechanism.as_str();
+    match session.sasl_state() {
+        SaslState::Plain if asked == MECHANISM => {
             response.mechanisms = vec![str_bytes(MECHANISM)];
-            context.session.set_sasl_state(SaslState::Authenticating);
+            session.set_sasl_state(SaslState::Authenticating(Method::Broker));
+        }
+        SaslState::Plain if session.sasl_listener => {
+            response.mechanisms = enabled
+                .iter()
+                .map(|mechanism| str_bytes(mechanism.name()))
+                .collect();
+            match enabled.iter().find(|mechanism| mechanism.name() == asked) {
+                Some(&mechanism) => {
+                    session.set_sasl_state(SaslState::Authenticating(Method::Client(mechanism)));
+                }
+                // Kafka answers with the mechanisms it has; the client may try another.
+                None => response.error_code = ResponseError::UnsupportedSaslMechanism.code(),
+            }
         }
         // Kafka's PLAINTEXT listener answers every handshake with ILLEGAL_SASL_STATE and no
-        // mechanism; LMQ's own is for brokers, not offered to clients. The connection goes on.
+        // mechanism. The connection goes on.
         SaslState::Plain => response.error_code = ResponseError::IllegalSaslState.code(),
         // Kafka's SASL listener takes only SaslAuthenticate after the handshake, and closes
         // the connection after answering anything else.
-        SaslState::Authenticating => {
+        SaslState::Authenticating(_) => {
             response.error_code = ResponseError::IllegalSaslState.code();
-            context.session.close_after_answer();
+            session.close_after_answer();
         }
-        // Authenticated: no re-authentication (LMQ's proof does not expire).
-        SaslState::Broker(_) => response.error_code = ResponseError::IllegalSaslState.code(),
+        // Authenticated: LMQ grants no session lifetime, so clients never re-authenticate.
+        SaslState::Broker(_) | SaslState::Authenticated => {
+            response.error_code = ResponseError::IllegalSaslState.code();
+        }
     }
     response
 }

@@ -8,6 +8,10 @@ use std::sync::{Arc, PoisonError, RwLock};
 
 use acl::{AclBinding, AclIndex, AclOperation, AuthorizerConfig, AuthorizerKind, ResourceType};
 
+use serde::{Deserialize, Serialize};
+
+pub mod plain;
+pub mod scram;
 pub mod tls;
 
 /// Kafka's principal type for users; the only one Kafka's own authenticators produce.
@@ -15,6 +19,55 @@ pub const USER_TYPE: &str = "User";
 
 /// The principal of a connection nothing authenticated (Kafka's `User:ANONYMOUS`).
 pub const ANONYMOUS: &str = "ANONYMOUS";
+
+/// A SASL mechanism a client may authenticate with (Kafka's `sasl.enabled.mechanisms`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SaslMechanism {
+    #[serde(rename = "PLAIN")]
+    Plain,
+    #[serde(rename = "SCRAM-SHA-256")]
+    ScramSha256,
+    #[serde(rename = "SCRAM-SHA-512")]
+    ScramSha512,
+}
+
+impl SaslMechanism {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Plain => "PLAIN",
+            Self::ScramSha256 => "SCRAM-SHA-256",
+            Self::ScramSha512 => "SCRAM-SHA-512",
+        }
+    }
+
+    pub fn scram(self) -> Option<scram::ScramMechanism> {
+        match self {
+            Self::Plain => None,
+            Self::ScramSha256 => Some(scram::ScramMechanism::Sha256),
+            Self::ScramSha512 => Some(scram::ScramMechanism::Sha512),
+        }
+    }
+}
+
+/// The `[sasl]` section of the broker config: how clients on SASL_PLAINTEXT and SASL_SSL
+/// listeners authenticate.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SaslConfig {
+    /// Kafka's `sasl.enabled.mechanisms`.
+    pub enabled_mechanisms: Vec<SaslMechanism>,
+    /// The users and passwords of PLAIN (TOML, `[users]` with `name = "password"`).
+    pub plain_users_file: Option<std::path::PathBuf>,
+}
+
+impl Default for SaslConfig {
+    fn default() -> Self {
+        Self {
+            enabled_mechanisms: vec![SaslMechanism::ScramSha256, SaslMechanism::ScramSha512],
+            plain_users_file: None,
+        }
+    }
+}
 
 /// The name prefix of a broker's own principal.
 pub const BROKER_PREFIX: &str = "lmq-broker-";

@@ -76,6 +76,7 @@ impl PartitionLog {
             log.state.recovery_point = log.state.recovery_point.min(log_end_offset);
             log.state.log_start_offset = log.state.log_start_offset.min(log_end_offset);
             log.store_state()?;
+            log.truncate_cleaner_checkpoint(log_end_offset)?;
             Ok(log_end_offset)
         })
     }
@@ -88,6 +89,7 @@ impl PartitionLog {
             &self.config,
             Verify::HeaderOnly,
             self.options.syncer.as_ref(),
+            self.cleaner.gaps_below,
             |_| Ok(()),
         )?;
         if let Some(damage) = damage {
@@ -103,7 +105,8 @@ impl PartitionLog {
         self.ensure_writable()?;
         self.poison_on_error(|log| {
             log.reset_to(offset)?;
-            log.store_state()
+            log.store_state()?;
+            log.truncate_cleaner_checkpoint(offset)
         })
     }
 
@@ -141,7 +144,7 @@ impl PartitionLog {
         if self.is_poisoned() {
             return self.apply_retention_poisoned(now_ms);
         }
-        let policy = self.config.retention;
+        let policy = self.retention_policy();
         let timestamps = if policy.retention_ms.is_some() {
             SegmentTimestamps::Read
         } else {
@@ -167,8 +170,20 @@ impl PartitionLog {
         })
     }
 
+    /// Time and size retention apply only when `cleanup.policy` has `delete`.
+    fn retention_policy(&self) -> crate::config::RetentionPolicy {
+        if self.config.cleanup_policy.deletes() {
+            self.config.retention
+        } else {
+            crate::config::RetentionPolicy {
+                retention_ms: None,
+                retention_bytes: None,
+            }
+        }
+    }
+
     fn apply_retention_poisoned(&mut self, now_ms: i64) -> Result<RetentionOutcome> {
-        let policy = self.config.retention;
+        let policy = self.retention_policy();
         // Segment ages from the `.log` modification times: an owner reopening the log may
         // rewrite index files in place, so a poisoned log reads none of its indexes.
         let mut infos = self.segment_infos(SegmentTimestamps::Skip)?;

@@ -4,6 +4,7 @@
 //! and return file regions, so an owner may put the log behind a read-write lock.
 
 mod append;
+mod compact;
 mod flush;
 mod maintenance;
 mod open;
@@ -15,8 +16,10 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 pub use append::{AppendInfo, Durability};
+pub use compact::CommitOutcome;
 pub use flush::{FlushedTo, PendingFlush};
 pub use maintenance::RetentionOutcome;
+pub(crate) use open::delete_segment_files;
 pub use open::{RecoveryReport, Truncation};
 pub use read::{FirstBatch, ReadBound, ReadLimits, ReadResult, TimestampMatch};
 
@@ -75,6 +78,8 @@ pub struct PartitionLog {
     /// Counts truncations, so a flush taken before one moves nothing.
     truncations: u64,
     last_flush_ms: i64,
+    /// How far the cleaner got (`cleaner.checkpoint`).
+    cleaner: crate::clean::CleanerCheckpoint,
     /// Set by the first failed write or fsync: the file contents are then unknown, so the log
     /// refuses writes until it is reopened and recovered.
     poisoned: Option<String>,

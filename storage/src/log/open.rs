@@ -6,6 +6,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{LogOptions, PartitionLog};
+use crate::clean::LoadedCheckpoint;
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
 use crate::files::{
@@ -108,8 +109,24 @@ impl PartitionLog {
                 (PartitionState::default(), false)
             }
         };
+        // A cleaner pass cut by a crash: leftovers go, a committed swap is completed.
+        crate::clean::recover_swaps(dir, options.syncer.as_ref())?;
         let mut bases = list_segments(dir)?;
         let syncer = options.syncer.as_ref();
+        let cleaner = match crate::clean::CleanerCheckpoint::load(dir)? {
+            LoadedCheckpoint::Missing => crate::clean::CleanerCheckpoint::default(),
+            LoadedCheckpoint::Found(checkpoint) => checkpoint,
+            LoadedCheckpoint::Corrupt(reason) => {
+                // Which segments were compacted is unknown: accept gaps in every one but the
+                // last, and clean from the start again.
+                tracing::warn!(log = %dir.display(), %reason, "cleaner checkpoint unreadable");
+                crate::clean::CleanerCheckpoint {
+                    gaps_below: bases.last().copied().unwrap_or(0),
+                    ..crate::clean::CleanerCheckpoint::default()
+                }
+            }
+        };
+        let gaps_below = cleaner.gaps_below;
 
         // Segments wholly below the log start: a deletion was interrupted.
         while bases.len() > 1 && bases[1] <= state.log_start_offset {
@@ -167,6 +184,7 @@ impl PartitionLog {
                         &config,
                         Verify::Crc,
                         syncer,
+                        gaps_below,
                         |header| {
                             if epochs_trusted {
                                 check_epoch(&epochs, header)
@@ -186,7 +204,8 @@ impl PartitionLog {
                     // segments would leave a hole.
                     let damage = damage.or_else(|| {
                         let next = *bases.get(index + 1)?;
-                        (segment.next_offset() < next).then(|| Damage {
+                        // A compacted segment may end before the next one starts.
+                        (segment.next_offset() < next && next > gaps_below).then(|| Damage {
                             position: segment.size_bytes(),
                             reason: format!(
                                 "segment ends at offset {}, the next one starts at {next}: \
@@ -236,6 +255,7 @@ impl PartitionLog {
             state: PartitionState { epochs, ..state },
             unflushed: Vec::new(),
             truncations: 0,
+            cleaner,
             last_flush_ms: now_ms,
             poisoned: None,
         };

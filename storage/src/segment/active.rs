@@ -142,13 +142,15 @@ impl ActiveSegment {
 
     /// Rescans an existing `.log` (creating it if missing), rebuilds both indexes from it and
     /// cuts the file at the first batch that is torn, corrupt, out of offset order or refused
-    /// by `check`. Returns the damage found, if any.
+    /// by `check`. Returns the damage found, if any. Below `gaps_below` (what the cleaner
+    /// compacted) offsets may skip ahead: compaction removed whole batches there.
     pub fn recover(
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
         verify: Verify,
         syncer: &dyn Syncer,
+        gaps_below: i64,
         mut check: impl FnMut(&BatchHeader) -> Result<(), String>,
     ) -> Result<(Self, Option<Damage>)> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
@@ -163,7 +165,7 @@ impl ActiveSegment {
         // An index that cannot grow stops the scan but is no damage: the log is not cut for it.
         let mut index_error = None;
         let (valid_bytes, damage) = scan_segment(&file, &path, file_bytes, 0, verify, |header| {
-            segment.accept_scanned(header, &mut check, &mut index_error)
+            segment.accept_scanned(header, gaps_below, &mut check, &mut index_error)
         })?;
         if let Some(error) = index_error {
             return Err(error);
@@ -277,10 +279,13 @@ impl ActiveSegment {
     fn accept_scanned(
         &mut self,
         header: &BatchHeader,
+        gaps_below: i64,
         check: &mut impl FnMut(&BatchHeader) -> Result<(), String>,
         index_error: &mut Option<StorageError>,
     ) -> Result<(), String> {
-        if header.base_offset != self.next_offset {
+        let compacted_gap =
+            header.base_offset > self.next_offset && header.last_offset < gaps_below;
+        if header.base_offset != self.next_offset && !compacted_gap {
             return Err(format!(
                 "batch base offset {} where {} was expected",
                 header.base_offset, self.next_offset

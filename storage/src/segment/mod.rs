@@ -11,7 +11,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
 
-pub(crate) use active::ActiveSegment;
+pub(crate) use active::{ActiveSegment, Indexer};
 pub(crate) use sealed::SealedSegment;
 
 use crate::error::Result;

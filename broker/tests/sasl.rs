@@ -1,0 +1,351 @@
+//! SASL listeners: nothing but ApiVersions and the exchange before authentication, SCRAM
+//! credentials managed with Alter/DescribeUserScramCredentials and checked by a SCRAM
+//! exchange (RFC 5802, computed here as a client computes it), PLAIN against the users file,
+//! and failures that close the connection.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use common::TestClient;
+use common::requests::metadata_request;
+use hmac::{Hmac, Mac};
+use lmq_broker::BrokerConfig;
+use lmq_broker::clock::SystemClock;
+use lmq_broker::node::Node;
+use lmq_broker::security::SaslMechanism;
+use lmq_broker::security::scram::ScramMechanism;
+use lmq_wire::protocol::messages::alter_user_scram_credentials_request::{
+    ScramCredentialDeletion, ScramCredentialUpsertion,
+};
+use lmq_wire::protocol::messages::describe_user_scram_credentials_request::UserName;
+use lmq_wire::protocol::messages::{
+    AlterUserScramCredentialsRequest, ApiKey, ApiVersionsRequest,
+    DescribeUserScramCredentialsRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
+use lmq_wire::protocol::protocol::StrBytes;
+use sha2::{Digest, Sha512};
+use tokio::net::{TcpListener, TcpStream};
+
+fn text(value: &str) -> StrBytes {
+    StrBytes::from_string(value.to_string())
+}
+
+struct SaslBroker {
+    node: Node,
+    plain: std::net::SocketAddr,
+    sasl: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> SaslBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let users = dir.path().join("users.toml");
+    std::fs::write(&users, "[users]\nbob = \"bob-secret\"\n").unwrap();
+    let plain_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sasl_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (plain, sasl) = (
+        plain_socket.local_addr().unwrap(),
+        sasl_socket.local_addr().unwrap(),
+    );
+    let mut config = BrokerConfig {
+        data_dir: dir.path().join("data"),
+        listeners: vec![
+            format!("PLAINTEXT://{plain}"),
+            format!("SASL_PLAINTEXT://{sasl}"),
+        ],
+        admin_listen: None,
+        ..BrokerConfig::default()
+    };
+    config.sasl.enabled_mechanisms = vec![
+        SaslMechanism::ScramSha512,
+        SaslMechanism::ScramSha256,
+        SaslMechanism::Plain,
+    ];
+    config.sasl.plain_users_file = Some(users);
+    let node = Node::start(
+        config,
+        Arc::new(SystemClock),
+        vec![plain_socket, sasl_socket],
+        None,
+    )
+    .await
+    .unwrap();
+    SaslBroker {
+        node,
+        plain,
+        sasl,
+        _dir: dir,
+    }
+}
+
+async fn client(address: std::net::SocketAddr) -> TestClient {
+    TestClient::new(TcpStream::connect(address).await.unwrap())
+}
+
+async fn handshake(client: &mut TestClient, mechanism: &str) -> (i16, Vec<String>) {
+    let mut request = SaslHandshakeRequest::default();
+    request.mechanism = text(mechanism);
+    let ResponseKind::SaslHandshake(response) = client
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (
+        response.error_code,
+        response.mechanisms.iter().map(|m| m.to_string()).collect(),
+    )
+}
+
+/// One SaslAuthenticate: (error code, server bytes).
+async fn authenticate(client: &mut TestClient, bytes: &[u8]) -> (i16, Vec<u8>) {
+    let mut request = SaslAuthenticateRequest::default();
+    request.auth_bytes = Bytes::copy_from_slice(bytes);
+    let ResponseKind::SaslAuthenticate(response) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (response.error_code, response.auth_bytes.to_vec())
+}
+
+fn hmac512(key: &[u8], data: &[u8]) -> Vec<u8> {
+    let mut mac = <Hmac<Sha512> as Mac>::new_from_slice(key).unwrap();
+    mac.update(data);
+    mac.finalize().into_bytes().to_vec()
+}
+
+/// A SCRAM-SHA-512 exchange as a client runs it: the error code of the last step.
+async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16 {
+    let (code, _) = handshake(client, "SCRAM-SHA-512").await;
+    assert_eq!(code, 0);
+    let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
+    let first_bare = format!("n={user},r={client_nonce}");
+    let (code, server_first) = authenticate(client, format!("n,,{first_bare}").as_bytes()).await;
+    if code != 0 {
+        return code;
+    }
+    let server_first = String::from_utf8(server_first).unwrap();
+    let mut nonce = "";
+    let mut salt = Vec::new();
+    let mut iterations = 0;
+    for attribute in server_first.split(',') {
+        if let Some(value) = attribute.strip_prefix("r=") {
+            nonce = value;
+        } else if let Some(value) = attribute.strip_prefix("s=") {
+            salt = BASE64.decode(value).unwrap();
+        } else if let Some(value) = attribute.strip_prefix("i=") {
+            iterations = value.parse().unwrap();
+        }
+    }
+    assert!(nonce.starts_with(client_nonce));
+    let salted = ScramMechanism::Sha512.salted_password(password.as_bytes(), &salt, iterations);
+    let client_key = hmac512(&salted, b"Client Key");
+    let stored_key = Sha512::digest(&client_key).to_vec();
+    let without_proof = format!("c=biws,r={nonce}");
+    let auth_message = format!("{first_bare},{server_first},{without_proof}");
+    let signature = hmac512(&stored_key, auth_message.as_bytes());
+    let proof: Vec<u8> = client_key
+        .iter()
+        .zip(&signature)
+        .map(|(a, b)| a ^ b)
+        .collect();
+    let final_message = format!("{without_proof},p={}", BASE64.encode(proof));
+    let (code, server_final) = authenticate(client, final_message.as_bytes()).await;
+    if code == 0 {
+        // The server proves it knows the credential too.
+        let server_key = hmac512(&salted, b"Server Key");
+        let expected = format!(
+            "v={}",
+            BASE64.encode(hmac512(&server_key, auth_message.as_bytes()))
+        );
+        assert_eq!(String::from_utf8(server_final).unwrap(), expected);
+    }
+    code
+}
+
+/// AlterUserScramCredentials setting `user`'s SCRAM-SHA-512 password, as kafka-configs.sh
+/// sends it (the client salts and hashes).
+async fn set_password(client: &mut TestClient, user: &str, password: &str, iterations: i32) -> i16 {
+    let salt = b"a-random-salt".to_vec();
+    let salted = ScramMechanism::Sha512.salted_password(
+        password.as_bytes(),
+        &salt,
+        u32::try_from(iterations).unwrap(),
+    );
+    let mut upsertion = ScramCredentialUpsertion::default();
+    upsertion.name = text(user);
+    upsertion.mechanism = 2;
+    upsertion.iterations = iterations;
+    upsertion.salt = salt.into();
+    upsertion.salted_password = salted.into();
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.upsertions = vec![upsertion];
+    alter(client, request).await
+}
+
+/// One AlterUserScramCredentials of one user: its result's error code.
+async fn alter(client: &mut TestClient, request: AlterUserScramCredentialsRequest) -> i16 {
+    let ResponseKind::AlterUserScramCredentials(response) = client
+        .call(
+            ApiKey::AlterUserScramCredentials,
+            0,
+            RequestKind::AlterUserScramCredentials(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.results.len(), 1);
+    response.results[0].error_code
+}
+
+#[tokio::test]
+async fn a_sasl_listener_serves_only_after_authentication() {
+    let broker = start().await;
+    // ApiVersions is allowed first (clients ask before the handshake).
+    let mut early = client(broker.sasl).await;
+    let ResponseKind::ApiVersions(versions) = early
+        .call(
+            ApiKey::ApiVersions,
+            3,
+            RequestKind::ApiVersions(ApiVersionsRequest::default()),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(versions.error_code, 0);
+    // Anything else before authentication closes the connection.
+    early
+        .send(ApiKey::Metadata, 12, metadata_request(&[]))
+        .await;
+    assert!(
+        early.read_frame().await.is_none(),
+        "served before authentication"
+    );
+    // The PLAINTEXT listener beside it needs none.
+    let mut open = client(broker.plain).await;
+    let ResponseKind::Metadata(_) = open.call(ApiKey::Metadata, 12, metadata_request(&[])).await
+    else {
+        panic!()
+    };
+    // An unknown mechanism: the enabled ones are named.
+    let mut unknown = client(broker.sasl).await;
+    let (code, mechanisms) = handshake(&mut unknown, "GSSAPI").await;
+    assert_eq!(code, 33, "UNSUPPORTED_SASL_MECHANISM");
+    assert_eq!(mechanisms, ["SCRAM-SHA-512", "SCRAM-SHA-256", "PLAIN"]);
+    broker.node.stop().await;
+}
+
+#[tokio::test]
+async fn scram_credentials_set_through_the_api_authenticate_and_wrong_ones_close_the_connection() {
+    let broker = start().await;
+    let mut admin = client(broker.plain).await;
+    assert_eq!(
+        set_password(&mut admin, "alice", "alice-secret", 4096).await,
+        0
+    );
+    assert_eq!(
+        set_password(&mut admin, "alice", "x", 100).await,
+        93,
+        "UNACCEPTABLE_CREDENTIAL: too few iterations"
+    );
+    // Described: mechanism and iterations, never the keys.
+    let mut describe = DescribeUserScramCredentialsRequest::default();
+    let mut alice = UserName::default();
+    alice.name = text("alice");
+    let mut nobody = UserName::default();
+    nobody.name = text("nobody");
+    describe.users = Some(vec![alice, nobody]);
+    let ResponseKind::DescribeUserScramCredentials(described) = admin
+        .call(
+            ApiKey::DescribeUserScramCredentials,
+            0,
+            RequestKind::DescribeUserScramCredentials(describe),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(described.results[0].error_code, 0);
+    assert_eq!(described.results[0].credential_infos[0].mechanism, 2);
+    assert_eq!(described.results[0].credential_infos[0].iterations, 4096);
+    assert_eq!(described.results[1].error_code, 91, "RESOURCE_NOT_FOUND");
+
+    let mut good = client(broker.sasl).await;
+    assert_eq!(scram_login(&mut good, "alice", "alice-secret").await, 0);
+    let ResponseKind::Metadata(metadata) =
+        good.call(ApiKey::Metadata, 12, metadata_request(&[])).await
+    else {
+        panic!()
+    };
+    assert_eq!(metadata.brokers[0].port, i32::from(broker.sasl.port()));
+
+    let mut wrong = client(broker.sasl).await;
+    assert_eq!(
+        scram_login(&mut wrong, "alice", "guess").await,
+        58,
+        "SASL_AUTHENTICATION_FAILED"
+    );
+    assert!(
+        wrong.is_closed().await,
+        "a failed authentication leaves the connection open"
+    );
+    let mut stranger = client(broker.sasl).await;
+    assert_eq!(scram_login(&mut stranger, "mallory", "x").await, 58);
+
+    // A deleted credential no longer authenticates.
+    let mut deletion = ScramCredentialDeletion::default();
+    deletion.name = text("alice");
+    deletion.mechanism = 2;
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.deletions = vec![deletion.clone()];
+    assert_eq!(alter(&mut admin, request).await, 0);
+    // Deleting it again: RESOURCE_NOT_FOUND, as Kafka.
+    let mut request = AlterUserScramCredentialsRequest::default();
+    request.deletions = vec![deletion];
+    assert_eq!(alter(&mut admin, request).await, 91);
+    let mut again = client(broker.sasl).await;
+    assert_eq!(scram_login(&mut again, "alice", "alice-secret").await, 58);
+    broker.node.stop().await;
+}
+
+#[tokio::test]
+async fn plain_checks_the_users_file() {
+    let broker = start().await;
+    let mut good = client(broker.sasl).await;
+    assert_eq!(handshake(&mut good, "PLAIN").await.0, 0);
+    assert_eq!(authenticate(&mut good, b"\0bob\0bob-secret").await.0, 0);
+    let ResponseKind::Metadata(_) = good.call(ApiKey::Metadata, 12, metadata_request(&[])).await
+    else {
+        panic!()
+    };
+    let mut wrong = client(broker.sasl).await;
+    assert_eq!(handshake(&mut wrong, "PLAIN").await.0, 0);
+    assert_eq!(authenticate(&mut wrong, b"\0bob\0nope").await.0, 58);
+    assert!(wrong.is_closed().await);
+    broker.node.stop().await;
+}
