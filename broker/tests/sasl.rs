@@ -51,6 +51,11 @@ struct SaslBroker {
 }
 
 async fn start() -> SaslBroker {
+    start_with(|_| {}).await
+}
+
+/// As [`start`], the config changed by `adjust` first.
+async fn start_with(adjust: impl FnOnce(&mut BrokerConfig)) -> SaslBroker {
     let dir = tempfile::tempdir().unwrap();
     let users = dir.path().join("users.toml");
     std::fs::write(&users, "[users]\nbob = \"bob-secret\"\n").unwrap();
@@ -75,6 +80,7 @@ async fn start() -> SaslBroker {
         SaslMechanism::Plain,
     ];
     config.sasl.plain_users_file = Some(users);
+    adjust(&mut config);
     let node = Node::start(
         config,
         Arc::new(SystemClock),
@@ -347,5 +353,104 @@ async fn plain_checks_the_users_file() {
     assert_eq!(handshake(&mut wrong, "PLAIN").await.0, 0);
     assert_eq!(authenticate(&mut wrong, b"\0bob\0nope").await.0, 58);
     assert!(wrong.is_closed().await);
+    broker.node.stop().await;
+}
+
+/// ACLs apply to the principal SASL proves (issue 21): bob, authenticated with PLAIN, is
+/// `User:bob`; with the standard authorizer he may write the topic an ACL names him for, and
+/// neither read it nor see other topics. ANONYMOUS on the PLAINTEXT listener is the super
+/// user that grants it.
+#[tokio::test]
+async fn acls_apply_to_the_principal_sasl_proves() {
+    use common::requests::{create_topic_request, fetch_request, produce_request};
+    use lmq_wire::protocol::messages::CreateAclsRequest;
+    use lmq_wire::protocol::messages::create_acls_request::AclCreation;
+    const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+    let broker = start_with(|config| {
+        config.authorizer = lmq_broker::security::acl::AuthorizerKind::Standard;
+        config.super_users = vec!["User:ANONYMOUS".to_string()];
+    })
+    .await;
+    let mut admin = client(broker.plain).await;
+    for topic in ["ledger", "secrets"] {
+        let ResponseKind::CreateTopics(created) = admin
+            .call(
+                ApiKey::CreateTopics,
+                7,
+                create_topic_request(topic, 1, 1, &[]),
+            )
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!(created.topics[0].error_code, 0);
+    }
+    let mut bob = client(broker.sasl).await;
+    assert_eq!(handshake(&mut bob, "PLAIN").await.0, 0);
+    assert_eq!(authenticate(&mut bob, b"\0bob\0bob-secret").await.0, 0);
+    let produce_code = |response: ResponseKind| match response {
+        ResponseKind::Produce(produced) => produced.responses[0].partition_responses[0].error_code,
+        other => panic!("{other:?}"),
+    };
+    let records = common::batch(&["entry"], 1_700_000_000_000);
+    let refused = bob
+        .call(
+            ApiKey::Produce,
+            9,
+            produce_request("ledger", 0, records.clone(), -1),
+        )
+        .await;
+    assert_eq!(produce_code(refused), TOPIC_AUTHORIZATION_FAILED);
+
+    let mut creation = AclCreation::default();
+    creation.resource_type = 2;
+    creation.resource_name = text("ledger");
+    creation.resource_pattern_type = 3;
+    creation.principal = text("User:bob");
+    creation.host = text("*");
+    creation.operation = 4; // WRITE
+    creation.permission_type = 3;
+    let mut request = CreateAclsRequest::default();
+    request.creations = vec![creation];
+    let ResponseKind::CreateAcls(created) = admin
+        .call(ApiKey::CreateAcls, 3, RequestKind::CreateAcls(request))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(created.results[0].error_code, 0);
+    let written = bob
+        .call(
+            ApiKey::Produce,
+            9,
+            produce_request("ledger", 0, records, -1),
+        )
+        .await;
+    assert_eq!(produce_code(written), 0);
+    // WRITE gives DESCRIBE, not READ; the other topic stays out of sight.
+    let ResponseKind::Fetch(fetched) = bob
+        .call(ApiKey::Fetch, 12, fetch_request("ledger", 0, 0, 0, 0))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        fetched.responses[0].partitions[0].error_code,
+        TOPIC_AUTHORIZATION_FAILED
+    );
+    let mut all_topics = lmq_wire::protocol::messages::MetadataRequest::default();
+    all_topics.topics = None;
+    let ResponseKind::Metadata(metadata) = bob
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(all_topics))
+        .await
+    else {
+        panic!()
+    };
+    let names: Vec<String> = metadata
+        .topics
+        .iter()
+        .filter_map(|topic| topic.name.as_ref().map(|name| name.0.to_string()))
+        .collect();
+    assert_eq!(names, vec!["ledger".to_string()]);
     broker.node.stop().await;
 }
