@@ -1,12 +1,11 @@
 #!/usr/bin/env bash
 # Kafka's kafka-acls tool (org.apache.kafka.tools.AclCommand) against LMQ with the standard
 # authorizer, and with --kafka the same against Apache Kafka (KRaft, StandardAuthorizer):
-# --add, --list (by topic, and with pattern type MATCH), --remove. Then, on LMQ only, the
-# denial a principal without ACLs meets with Kafka's own tools: the broker restarted without
-# super users, User:ANONYMOUS (every connection, until TLS/SASL) does not see the topic in
-# kafka-topics --list and its console consumer fails with a topic authorization error.
-# (Apache Kafka's own PLAINTEXT controller link is ANONYMOUS too, so it cannot run without
-# it as a super user: that half needs SASL principals, issue 21's other items.)
+# --add, --list (by topic, and with pattern type MATCH), --remove. Then on both, with a
+# SASL_PLAINTEXT listener (PLAIN): User:carol, without ACLs, does not see the topic in
+# kafka-topics --list; with READ on her group only, her console consumer fails with a topic
+# authorization error; with READ on the topic too she consumes it. On LMQ also the PLAINTEXT listener's
+# User:ANONYMOUS after a restart without super users.
 #
 #   compat-tests/acls.sh BINARY [--kafka]
 #
@@ -112,18 +111,66 @@ acl_checks() {
   check "$broker acls-remove" "$ok" "$out"
 }
 
-say "LMQ with the standard authorizer, User:ANONYMOUS a super user"
+# The client settings of carol over SASL_PLAINTEXT with PLAIN, for Kafka's tools.
+cat >"$WORK/carol.properties" <<'PROPS'
+security.protocol=SASL_PLAINTEXT
+sasl.mechanism=PLAIN
+sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="carol" password="carol-secret";
+PROPS
+
+# sasl_checks BROKER PLAIN_BOOTSTRAP SASL_BOOTSTRAP: carol (no ACL yet) does not see `orders`;
+# with READ on her group only, her consumer is refused the topic; with READ on the topic too
+# she consumes it. ACLs made through the PLAINTEXT listener (ANONYMOUS, a super user). Needs
+# topic `orders` with a record.
+sasl_checks() {
+  local broker="$1" plain="$2" sasl="$3" out ok
+  local as_carol=(--command-config "$WORK/carol.properties")
+  local consume=(org.apache.kafka.tools.consumer.ConsoleConsumer --bootstrap-server "$sasl"
+    --command-config "$WORK/carol.properties" --topic orders --group carol-app --from-beginning
+    --max-messages 1 --timeout-ms 15000)
+  local acls=(org.apache.kafka.tools.AclCommand --bootstrap-server "$plain")
+  out="$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "$sasl" "${as_carol[@]}" --list)" || true
+  echo "$out" >"$LOGS/$broker-carol-topics.log"
+  ok=no
+  [[ "$out" != *orders* && "$out" != *rror* ]] && ok=yes
+  check "$broker sasl-metadata-hides-undescribable-topic" "$ok" "$out"
+  tool "${acls[@]}" --add --allow-principal User:carol --operation Read --group carol-app \
+    >"$LOGS/$broker-carol-group-acl.log" || true
+  out="$(timeout 90 "$KAFKA" tool "${consume[@]}" 2>&1)" || true
+  echo "$out" >"$LOGS/$broker-carol-denied.log"
+  ok=no
+  [[ "$out" == *"Not authorized to access topics: [orders]"* ]] && ok=yes
+  check "$broker sasl-consumer-without-read-refused" "$ok" "$out"
+  tool "${acls[@]}" --add --allow-principal User:carol --consumer --topic orders --group carol-app \
+    >"$LOGS/$broker-carol-acls.log" || true
+  out="$(timeout 90 "$KAFKA" tool "${consume[@]}" 2>&1)" || true
+  echo "$out" >"$LOGS/$broker-carol-allowed.log"
+  ok=no
+  [[ "$out" == *one* && "$out" == *"Processed a total of 1 messages"* ]] && ok=yes
+  check "$broker sasl-consumer-with-read-consumes" "$ok" "$out"
+}
+
+say "LMQ with the standard authorizer, User:ANONYMOUS a super user, and a SASL_PLAINTEXT listener"
 PORT="$(free_port)"
-start_lmq "$PORT" --authorizer standard --super-users User:ANONYMOUS
+SASL_PORT="$(free_port)"
+printf '[users]\ncarol = "carol-secret"\n' >"$WORK/lmq-users.toml"
+cat >"$WORK/lmq.toml" <<TOML
+listeners = ["PLAINTEXT://127.0.0.1:$PORT", "SASL_PLAINTEXT://127.0.0.1:$SASL_PORT"]
+[sasl]
+enabled_mechanisms = ["PLAIN"]
+plain_users_file = "$WORK/lmq-users.toml"
+TOML
+start_lmq "$PORT" --config "$WORK/lmq.toml" --authorizer standard --super-users User:ANONYMOUS
 acl_checks lmq "127.0.0.1:$PORT"
 tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" --create --topic orders \
   --partitions 1 --replication-factor 1 >"$LOGS/lmq-create.log" || true
 echo one | tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "127.0.0.1:$PORT" \
   --topic orders >"$LOGS/lmq-produce.log" || true
+sasl_checks lmq "127.0.0.1:$PORT" "127.0.0.1:$SASL_PORT"
 
 say "LMQ restarted without super users: ANONYMOUS has no ACL"
 stop_lmq
-start_lmq "$PORT" --authorizer standard
+start_lmq "$PORT" --config "$WORK/lmq.toml" --authorizer standard
 out="$(tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$PORT" --list)" || true
 echo "$out" >"$LOGS/lmq-topics-denied.log"
 ok=no
@@ -141,10 +188,26 @@ if [[ "$WITH_KAFKA" == --kafka ]]; then
   say "Apache Kafka (KRaft) with StandardAuthorizer, User:ANONYMOUS a super user"
   KAFKA_DIR="$WORK/kafka"
   KPORT="$(free_port)"
-  KAFKA_EXTRA_PROPERTIES=$'authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer\nsuper.users=User:ANONYMOUS' \
-    "$KAFKA" broker start "$KAFKA_DIR" "$KPORT" >"$LOGS/kafka-start.log" 2>&1 ||
+  KSASL="$(free_port)"
+  KCONTROLLER="$(free_port)"
+  extra=(
+    "authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer"
+    "super.users=User:ANONYMOUS"
+    "listeners=PLAINTEXT://127.0.0.1:$KPORT,CONTROLLER://127.0.0.1:$KCONTROLLER,SASL_PLAINTEXT://127.0.0.1:$KSASL"
+    "advertised.listeners=PLAINTEXT://127.0.0.1:$KPORT,SASL_PLAINTEXT://127.0.0.1:$KSASL"
+    "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT"
+    "sasl.enabled.mechanisms=PLAIN"
+    "listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_carol=\"carol-secret\";"
+  )
+  KAFKA_EXTRA_PROPERTIES="$(printf '%s\n' "${extra[@]}")" \
+    "$KAFKA" broker start "$KAFKA_DIR" "$KPORT" "$KCONTROLLER" >"$LOGS/kafka-start.log" 2>&1 ||
     die "Apache Kafka does not start (logs/kafka-start.log)"
   acl_checks kafka "127.0.0.1:$KPORT"
+  tool org.apache.kafka.tools.TopicCommand --bootstrap-server "127.0.0.1:$KPORT" --create --topic orders \
+    --partitions 1 --replication-factor 1 >"$LOGS/kafka-create.log" || true
+  echo one | tool org.apache.kafka.tools.ConsoleProducer --bootstrap-server "127.0.0.1:$KPORT" \
+    --topic orders >"$LOGS/kafka-produce.log" || true
+  sasl_checks kafka "127.0.0.1:$KPORT" "127.0.0.1:$KSASL"
 fi
 
 echo "$PASSED passed, $FAILED failed"
