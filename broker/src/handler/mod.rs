@@ -80,10 +80,19 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The client's address as ACL hosts name it (an IPv4 client of a dual-stack listener
-    /// as IPv4).
+    /// The client's address as ACL hosts name it: as Java's `InetAddress.getHostAddress`
+    /// prints it, which Kafka compares ACL hosts with (IPv6 uncompressed, `0:0:0:0:0:0:0:1`),
+    /// an IPv4 client of a dual-stack listener as IPv4.
     fn host(&self) -> String {
-        self.peer.ip().to_canonical().to_string()
+        match self.peer.ip().to_canonical() {
+            std::net::IpAddr::V4(address) => address.to_string(),
+            std::net::IpAddr::V6(address) => address
+                .segments()
+                .iter()
+                .map(|segment| format!("{segment:x}"))
+                .collect::<Vec<_>>()
+                .join(":"),
+        }
     }
 
     /// Whether this connection may do `operation` on the resource: every handler's one
@@ -917,6 +926,36 @@ mod tests {
         assert!(context.check_topic(AclOperation::Read, "t").is_ok());
         assert!(context.check_cluster(AclOperation::ClusterAction).is_ok());
         assert!(context.authorize_any(AclOperation::Write, ResourceType::Topic));
+    }
+
+    /// ACL hosts are compared with the address as Kafka (Java) prints it.
+    #[test]
+    fn hosts_are_named_as_kafka_names_them() {
+        let mut context = context(AuthorizerKind::Standard);
+        let allow_from = |host: &str| crate::security::acl::AclBinding {
+            pattern: crate::security::acl::ResourcePattern {
+                resource_type: ResourceType::Topic,
+                name: "t".to_string(),
+                pattern_type: crate::security::acl::PatternType::Literal,
+            },
+            entry: crate::security::acl::AccessControlEntry {
+                principal: "User:ANONYMOUS".to_string(),
+                host: host.to_string(),
+                operation: AclOperation::Read,
+                permission: crate::security::acl::AclPermissionType::Allow,
+            },
+        };
+        context.authorizer.set_acls(
+            1,
+            vec![allow_from("0:0:0:0:0:0:0:1"), allow_from("10.1.2.3")],
+        );
+        context.peer = "[::1]:9092".parse().unwrap();
+        assert!(context.check_topic(AclOperation::Read, "t").is_ok());
+        // An IPv4 client seen through a dual-stack socket.
+        context.peer = "[::ffff:10.1.2.3]:9092".parse().unwrap();
+        assert!(context.check_topic(AclOperation::Read, "t").is_ok());
+        context.peer = "[::2]:9092".parse().unwrap();
+        assert!(context.check_topic(AclOperation::Read, "t").is_err());
     }
 
     #[test]
