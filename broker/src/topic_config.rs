@@ -63,6 +63,10 @@ pub enum Checks {
     /// width and ranges and keep the meaning they had; names, strings and what LMQ supports
     /// are checked as before.
     Stored,
+    /// As `Stored`, for the broker's own internal topics, which carry Kafka's settings for
+    /// them (`cleanup.policy=compact` on `__consumer_offsets`) whether or not LMQ applies
+    /// them yet: what LMQ supports is not checked.
+    Internal,
 }
 
 /// What a topic falls back to where it has no override.
@@ -202,7 +206,9 @@ impl TopicConfigDef {
             }
             _ => {}
         }
-        if let Support::Only { value: only, why } = self.support {
+        if let Support::Only { value: only, why } = self.support
+            && checks != Checks::Internal
+        {
             let supported = match &parsed {
                 Value::Boolean(flag) => flag.to_string() == only,
                 Value::String(text) => text == only,

@@ -52,6 +52,16 @@ pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// How a topic's stored overrides are checked: an internal topic's were set by the broker
+/// itself, with Kafka's settings for it (see [`Checks::Internal`]).
+fn stored_checks(name: &str) -> Checks {
+    if is_internal_topic(name) {
+        Checks::Internal
+    } else {
+        Checks::Stored
+    }
+}
+
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let invalid = |reason| TopicError::InvalidName {
@@ -184,7 +194,7 @@ impl TopicRegistry {
     }
 
     fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
-        let settings = TopicSettings::parse(&self.defaults, &file.configs, Checks::Stored)?;
+        let settings = TopicSettings::parse(&self.defaults, &file.configs, stored_checks(name))?;
         let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
         for index in 0..file.partitions {
             partitions.push(Arc::new(self.open_partition(
@@ -399,7 +409,7 @@ impl TopicRegistry {
             return Err(TopicError::Unknown(name.to_string()));
         };
         // Set through the metadata, whose writers checked them (Kafka's checks).
-        let settings = TopicSettings::parse(&self.defaults, &configs, Checks::Stored)?;
+        let settings = TopicSettings::parse(&self.defaults, &configs, stored_checks(name))?;
         let file = TopicFile {
             id: topic.id,
             partitions: i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX),

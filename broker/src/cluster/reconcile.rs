@@ -27,7 +27,7 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
                 // The new coordinator of this partition's groups loads them from its log.
                 Ok(true) if offsets => {
                     let index = usize::try_from(partition.index).unwrap_or(0);
-                    if let Err(error) = broker.groups.reload(index) {
+                    if let Err(error) = broker.groups.reload(index, now_ms) {
                         tracing::error!(partition = partition.index, %error, "cannot load the groups of an offsets partition");
                     }
                 }

@@ -58,7 +58,7 @@ async fn a_commit_is_visible_to_offset_fetch_only_once_the_isr_has_it() {
     let dir = tempfile::tempdir().unwrap();
     let partition = replicated_offsets_partition(dir.path());
     let coordinator =
-        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)], 0).unwrap();
 
     // Broker 2 never fetches this one: the commit times out and may yet be lost (a new
     // leader without it truncates it away), so no OffsetFetch may ever have seen it.
@@ -102,7 +102,7 @@ async fn an_isr_proposal_made_by_an_offsets_append_reaches_the_persisting_task()
     let wakeup = IsrWakeup::default();
     let partition = replicated_offsets_partition_waking(dir.path(), Arc::clone(&wakeup));
     let coordinator =
-        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)], 0).unwrap();
     let lagging_ms = ReplicationConfig::default().replica_lag_time_max_ms + 1;
     coordinator
         .commit("g", "", None, -1, &[commit(7)], lagging_ms)
@@ -126,7 +126,7 @@ async fn a_commit_in_flight_survives_the_same_partitions_handed_over_again() {
     let dir = tempfile::tempdir().unwrap();
     let partition = replicated_offsets_partition(dir.path());
     let coordinator =
-        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)]).unwrap();
+        GroupCoordinator::load(GroupConfig::default(), vec![Arc::clone(&partition)], 0).unwrap();
     let durable = coordinator
         .commit("g", "", None, -1, &[commit(44)], 1_000)
         .unwrap();

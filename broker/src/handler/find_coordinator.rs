@@ -90,19 +90,39 @@ pub async fn handle(
 
 /// Creates the replicated offsets topic on first use, once enough brokers are alive, with
 /// the group coordinator's partitions and configs (also when a client's Metadata asks for it
-/// first).
+/// first). An offsets topic an older LMQ created keeps its partition count (a group's
+/// partition is the hash of its id modulo that count, as Kafka, which never changes it
+/// either) and gets the configs it lacks (`cleanup.policy=compact`).
 pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
-    if cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC) {
+    let settings = &broker.config.group;
+    let wanted = offsets_topic_configs(settings);
+    let stored = cluster
+        .view()
+        .metadata
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|topic| topic.configs.clone());
+    if let Some(stored) = stored {
+        let mut upgraded = stored.clone();
+        for (name, value) in wanted {
+            upgraded.entry(name).or_insert(value);
+        }
+        if upgraded != stored
+            && let Err(error) = cluster
+                .set_topic_configs(broker, OFFSETS_TOPIC, &upgraded)
+                .await
+        {
+            tracing::warn!(%error, "cannot bring the offsets topic's configs up to date yet");
+        }
         return;
     }
-    let settings = &broker.config.group;
     let created = cluster
         .create_topic(
             broker,
             OFFSETS_TOPIC,
             settings.offsets_topic_partitions,
             broker.config.offsets_topic_replication_factor(),
-            &offsets_topic_configs(),
+            &wanted,
         )
         .await;
     if let Err(error) = created {
