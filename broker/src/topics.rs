@@ -52,6 +52,38 @@ pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// Threads [`on_threads`] uses at most.
+const THREADS_MAX: usize = 8;
+
+/// Fewer items than this are worked on in the calling thread (a thread costs more than
+/// the few fsync waits it would overlap; every metadata change takes every role again).
+const THREADS_ITEMS_MIN: usize = 8;
+
+/// `work` on every item, on up to [`THREADS_MAX`] scoped threads (each a contiguous run of
+/// items), the results in the items' order: for per-partition disk work whose fsync waits
+/// should overlap (creating a topic's logs, taking their roles). A panic is passed on.
+pub fn on_threads<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < THREADS_ITEMS_MIN {
+        return items.iter().map(work).collect();
+    }
+    let run = items.len().div_ceil(THREADS_MAX);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = items
+            .chunks(run)
+            .map(|run| scope.spawn(move || run.iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// How a topic's stored overrides are checked: an internal topic's were set by the broker
 /// itself, with Kafka's settings for it (see [`Checks::Internal`]).
 fn stored_checks(name: &str) -> Checks {
@@ -195,14 +227,15 @@ impl TopicRegistry {
 
     fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
         let settings = TopicSettings::parse(&self.defaults, &file.configs, stored_checks(name))?;
-        let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
-        for index in 0..file.partitions {
-            partitions.push(Arc::new(self.open_partition(
-                name,
-                index,
-                &settings.log,
-                now_ms,
-            )?));
+        // Opening (or creating) a log waits on several fsyncs: done on threads so the waits
+        // overlap (50 new offsets partitions took 1.4 s one after another).
+        let indexes: Vec<i32> = (0..file.partitions).collect();
+        let log = &settings.log;
+        let mut partitions = Vec::with_capacity(indexes.len());
+        for opened in on_threads(&indexes, |&index| {
+            self.open_partition(name, index, log, now_ms)
+        }) {
+            partitions.push(Arc::new(opened?));
         }
         Ok(Topic {
             name: name.to_string(),
@@ -440,13 +473,22 @@ impl TopicRegistry {
 
     /// Closes every partition log cleanly (shutdown).
     pub fn close(&self) {
-        for topic in self.list() {
-            for partition in &topic.partitions {
-                if let Err(error) = partition.close() {
-                    tracing::error!(topic = topic.name, partition = partition.index, %error, "close failed");
-                }
+        // Each close flushes and writes a checkpoint: on threads, so the fsyncs overlap.
+        let partitions: Vec<(Arc<Topic>, Arc<Partition>)> = self
+            .list()
+            .into_iter()
+            .flat_map(|topic| {
+                let partitions = topic.partitions.clone();
+                partitions
+                    .into_iter()
+                    .map(move |partition| (Arc::clone(&topic), partition))
+            })
+            .collect();
+        on_threads(&partitions, |(topic, partition)| {
+            if let Err(error) = partition.close() {
+                tracing::error!(topic = topic.name, partition = partition.index, %error, "close failed");
             }
-        }
+        });
     }
 }
 
