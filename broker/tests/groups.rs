@@ -688,3 +688,95 @@ async fn a_stop_answers_a_join_group_parked_in_a_rebalance() {
     };
     assert_eq!(answer.error_code, 16, "NOT_COORDINATOR: {answer:?}");
 }
+
+/// A simple commit (no member, generation -1) of `offset` for `orders`-0 by `group_id`.
+async fn commit_as(client: &mut TestClient, group_id: &str, offset: i64) -> i16 {
+    let RequestKind::OffsetCommit(mut request) = commit_request("", -1, offset) else {
+        unreachable!()
+    };
+    request.group_id = GroupId(text(group_id));
+    match client
+        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(request))
+        .await
+    {
+        ResponseKind::OffsetCommit(response) => response.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `group_id`'s committed offset of `orders`-0 (-1 for none), by OffsetFetch v8.
+async fn committed_by(client: &mut TestClient, group_id: &str) -> i64 {
+    let mut requested =
+        lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default();
+    requested.group_id = GroupId(text(group_id));
+    requested.topics = None;
+    let mut request = OffsetFetchRequest::default();
+    request.groups = vec![requested];
+    match client
+        .call(ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(request))
+        .await
+    {
+        ResponseKind::OffsetFetch(response) => response.groups[0]
+            .topics
+            .first()
+            .map_or(-1, |topic| topic.partitions[0].committed_offset),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn offsets_partitions(client: &mut TestClient) -> usize {
+    let mut metadata = MetadataRequest::default();
+    let mut topic = lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(TopicName(text("__consumer_offsets")));
+    metadata.topics = Some(vec![topic]);
+    match client
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(metadata))
+        .await
+    {
+        ResponseKind::Metadata(response) => response.topics[0].partitions.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The upgrade from the one-partition offsets topic of earlier LMQ versions (their default,
+/// `offsets_topic_partitions = 1`): the topic keeps its one partition (a group's partition
+/// is its hash modulo the topic's count, which Kafka never changes either), so every
+/// committed offset and group is where the new coordinator looks. A new data dir gets 50.
+/// scripts/offsets-migration.sh runs the same upgrade from a real older binary.
+#[tokio::test]
+async fn offsets_committed_with_one_offsets_partition_are_all_there_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestBroker::start_in(dir.path(), |config| {
+        config.group.initial_rebalance_delay_ms = 0;
+        config.group.offsets_topic_partitions = 1;
+    })
+    .await;
+    old.find_coordinator("any").await;
+    let mut client = old.client().await;
+    create_orders(&mut client).await;
+    assert_eq!(offsets_partitions(&mut client).await, 1);
+    for n in 0..20 {
+        assert_eq!(commit_as(&mut client, &format!("group-{n}"), n).await, 0);
+    }
+    let (member, generation, _) = join_alone(&mut client, "p0").await;
+    old.stop().await;
+
+    let new = start(dir.path()).await;
+    let mut client = new.client().await;
+    assert_eq!(
+        offsets_partitions(&mut client).await,
+        1,
+        "an existing offsets topic keeps its partition count"
+    );
+    for n in 0..20 {
+        assert_eq!(committed_by(&mut client, &format!("group-{n}")).await, n);
+    }
+    assert_eq!(heartbeat(&mut client, &member, generation).await, 0);
+    new.stop().await;
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = start(fresh_dir.path()).await;
+    let mut client = fresh.client().await;
+    assert_eq!(offsets_partitions(&mut client).await, 50, "Kafka's default");
+    fresh.stop().await;
+}

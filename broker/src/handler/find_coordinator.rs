@@ -3,6 +3,8 @@
 //! brokers are alive).
 //! Transaction coordinators do not exist yet.
 
+use std::collections::BTreeMap;
+
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::find_coordinator_response::Coordinator;
 use lmq_wire::protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -103,11 +105,7 @@ pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode)
         .get(OFFSETS_TOPIC)
         .map(|topic| topic.configs.clone());
     if let Some(stored) = stored {
-        let mut upgraded = stored.clone();
-        for (name, value) in wanted {
-            upgraded.entry(name).or_insert(value);
-        }
-        if upgraded != stored
+        if let Some(upgraded) = with_missing_configs(&stored, wanted)
             && let Err(error) = cluster
                 .set_topic_configs(broker, OFFSETS_TOPIC, &upgraded)
                 .await
@@ -130,6 +128,19 @@ pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode)
     }
 }
 
+/// `stored` with the configs of `wanted` it does not set, when it lacks any; the values it
+/// sets stay (they were the settings when the topic was created, as in Kafka).
+fn with_missing_configs(
+    stored: &BTreeMap<String, String>,
+    wanted: BTreeMap<String, String>,
+) -> Option<BTreeMap<String, String>> {
+    let mut upgraded = stored.clone();
+    for (name, value) in wanted {
+        upgraded.entry(name).or_insert(value);
+    }
+    (upgraded != *stored).then_some(upgraded)
+}
+
 /// The leader of the group's offsets partition.
 fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
     let view = cluster.view();
@@ -146,4 +157,29 @@ fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
     let leader = topic.partitions.get(index).map_or(-1, |state| state.leader);
     let info = view.brokers.get(&leader).ok_or(not_available)?;
     Ok((leader, info.host.clone(), i32::from(info.port)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GroupSettings;
+
+    #[test]
+    fn an_older_offsets_topic_gets_compaction_and_keeps_its_own_settings() {
+        // What LMQ before compaction created the topic with.
+        let older = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+            ("segment.bytes".to_string(), "1048576".to_string()),
+        ]);
+        let settings = GroupSettings::default();
+        let upgraded = with_missing_configs(&older, offsets_topic_configs(&settings)).unwrap();
+        assert_eq!(upgraded["cleanup.policy"], "compact");
+        assert_eq!(upgraded["segment.bytes"], "1048576", "kept as created");
+        assert_eq!(
+            with_missing_configs(&upgraded, offsets_topic_configs(&settings)),
+            None,
+            "written once"
+        );
+    }
 }
