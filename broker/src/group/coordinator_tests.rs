@@ -7,7 +7,7 @@ use lmq_storage::{LogConfig, LogOptions, PartitionLog};
 
 use bytes::Bytes;
 
-use super::state::{GroupConfig, GroupState, JoinRequest, SyncRequest};
+use super::state::{GroupConfig, GroupError, GroupState, JoinRequest, SyncRequest};
 use super::{GroupCoordinator, OffsetCommit};
 use crate::partition::{IsrWakeup, Partition};
 use crate::replication::{Assignment, ReplicationConfig};
@@ -288,4 +288,67 @@ async fn offsets_of_an_empty_group_expire_by_tombstones_and_the_group_goes_with_
     let reloaded = GroupCoordinator::load(config(), vec![partition], 40_000).unwrap();
     assert_eq!(fetched(&reloaded), None);
     assert!(reloaded.describe("g").is_none());
+}
+
+/// Between this broker becoming leader of an offsets partition and its groups being loaded
+/// from it, the groups are not known yet: a member's Heartbeat then must not be answered
+/// UNKNOWN_MEMBER_ID (the member would rejoin and rebalance the group), but
+/// COORDINATOR_LOAD_IN_PROGRESS, which clients retry (as Kafka answers while loading).
+#[tokio::test]
+async fn a_partition_led_but_not_loaded_yet_answers_load_in_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let partition = lone_offsets_partition(dir.path());
+    let first = GroupCoordinator::load(config(), vec![Arc::clone(&partition)], 0).unwrap();
+    let joined = first.join(join_request(""), 100).await;
+    assert_eq!(joined.error, None);
+    let synced = first
+        .sync(
+            SyncRequest {
+                group_id: "g".to_string(),
+                generation_id: 1,
+                member_id: joined.member_id.clone(),
+                group_instance_id: None,
+                protocol_type: None,
+                protocol_name: None,
+                assignments: Vec::new(),
+            },
+            150,
+        )
+        .await;
+    assert_eq!(synced.error, None);
+
+    // Another coordinator holds the partition as follower, then becomes its leader.
+    let second = GroupCoordinator::load(config(), Vec::new(), 0).unwrap();
+    let follower = Assignment {
+        leader_id: 2,
+        leader_epoch: 1,
+        replicas: vec![1, 2],
+        isr: vec![1, 2],
+    };
+    partition
+        .become_role(1, &follower, ReplicationConfig::default(), 200)
+        .unwrap();
+    second.adopt(vec![Arc::clone(&partition)]);
+    let leader = Assignment {
+        leader_id: 1,
+        leader_epoch: 2,
+        replicas: vec![1],
+        isr: vec![1],
+    };
+    assert!(
+        partition
+            .become_role(1, &leader, ReplicationConfig::default(), 300)
+            .unwrap()
+    );
+    assert_eq!(
+        second.heartbeat("g", &joined.member_id, None, 1, 300),
+        Err(GroupError::CoordinatorLoadInProgress),
+        "led but not loaded"
+    );
+    second.reload(0, 400).unwrap();
+    assert_eq!(
+        second.heartbeat("g", &joined.member_id, None, 1, 400),
+        Ok(()),
+        "loaded: the member resumes"
+    );
 }

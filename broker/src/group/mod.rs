@@ -255,6 +255,10 @@ pub struct GroupCoordinator {
     inner: Arc<Mutex<Inner>>,
     /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
     offsets_partitions: RwLock<Vec<Arc<Partition>>>,
+    /// The leader epoch at which each offsets partition's groups were last loaded: a
+    /// partition led at another epoch is not loaded yet (COORDINATOR_LOAD_IN_PROGRESS, not
+    /// UNKNOWN_MEMBER_ID, which would make its members rejoin). Lock order: `inner` first.
+    loaded_epochs: Mutex<HashMap<usize, i32>>,
 }
 
 impl GroupCoordinator {
@@ -282,9 +286,15 @@ impl GroupCoordinator {
         let groups = loaded.group_ids().len();
         restore(&mut inner, loaded, now_ms);
         tracing::info!(records, groups, "loaded committed offsets and groups");
+        let loaded_epochs = offsets_partitions
+            .iter()
+            .enumerate()
+            .map(|(index, partition)| (index, partition.leader_epoch()))
+            .collect();
         Ok(GroupCoordinator {
             inner: Arc::new(Mutex::new(inner)),
             offsets_partitions: RwLock::new(offsets_partitions),
+            loaded_epochs: Mutex::new(loaded_epochs),
         })
     }
 
@@ -296,9 +306,14 @@ impl GroupCoordinator {
             .offsets_partitions
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = self
+            .loaded_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if partitions.len() != current.len() {
             // Groups map to other partitions now: what was held went with the old ones.
             inner.pending.clear();
+            loaded.clear();
         } else {
             // Every metadata change hands the same partitions over again: only a partition
             // that was really replaced loses the changes held for its batches.
@@ -312,6 +327,7 @@ impl GroupCoordinator {
             inner
                 .pending
                 .retain(|(held, _), _| !replaced.contains(held));
+            loaded.retain(|index, _| !replaced.contains(index));
         }
         *current = partitions;
     }
@@ -328,10 +344,23 @@ impl GroupCoordinator {
         Some((index, Arc::clone(&partitions[index])))
     }
 
-    /// Whether this broker coordinates the group: it leads the group's offsets partition.
+    /// Whether this broker coordinates the group: it leads the group's offsets partition and
+    /// has loaded its groups at the current leader epoch.
     pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
         match self.offsets_partition(group_id) {
-            Some((_, partition)) if partition.is_leader() => Ok(()),
+            Some((index, partition)) if partition.is_leader() => {
+                let loaded = self
+                    .loaded_epochs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&index)
+                    .copied();
+                if loaded == Some(partition.leader_epoch()) {
+                    Ok(())
+                } else {
+                    Err(GroupError::CoordinatorLoadInProgress)
+                }
+            }
             Some(_) => Err(GroupError::NotCoordinator),
             // A cluster broker before the offsets topic exists.
             None => Err(GroupError::CoordinatorNotAvailable),
@@ -351,6 +380,8 @@ impl GroupCoordinator {
             return Ok(());
         };
         let count = partitions.len();
+        // The epoch this load is for (read first: a later leadership loads again).
+        let epoch = partition.leader_epoch();
         let mut loaded = Replayed::default();
         let replayed = replay(partition, &mut loaded)?;
         let mut inner = self.lock();
@@ -367,6 +398,10 @@ impl GroupCoordinator {
         inner.offsets.retain_groups(|group| !mine(group));
         inner.pending.retain(|(held, _), _| *held != index);
         restore(&mut inner, loaded, now_ms);
+        self.loaded_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index, epoch);
         tracing::info!(
             partition = index,
             records = replayed,

@@ -112,6 +112,8 @@ pub enum GroupError {
     CoordinatorNotAvailable,
     /// Another broker coordinates the group (its offsets partition is led elsewhere).
     NotCoordinator,
+    /// This broker leads the group's offsets partition but has not loaded its groups yet.
+    CoordinatorLoadInProgress,
     /// Too many groups, or member metadata over its limit.
     LimitExceeded,
     /// The group's metadata record (the leader's assignments) is over its size limit.
