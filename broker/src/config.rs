@@ -20,6 +20,18 @@ pub struct BrokerConfig {
     pub admin_listen: Option<SocketAddr>,
     /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
     pub advertised_listener: Option<String>,
+    /// Kafka's `listeners`: `NAME://HOST:PORT` items; when set they replace `listen`
+    /// (`listeners.rs`).
+    pub listeners: Vec<String>,
+    /// Kafka's `advertised.listeners`, by listener name.
+    pub advertised_listeners: Vec<String>,
+    /// Kafka's `listener.security.protocol.map` (names that are protocols map to themselves).
+    pub listener_security_protocol_map: std::collections::BTreeMap<String, String>,
+    /// Kafka's `inter.broker.listener.name`: the listener other brokers use (default: the
+    /// first).
+    pub inter_broker_listener_name: Option<String>,
+    /// The certificate of the SSL and SASL_SSL listeners.
+    pub tls: crate::security::tls::TlsConfig,
     pub node_id: i32,
     /// Create a topic when a client asks Metadata for one that does not exist
     /// (`auto.create.topics.enable`).
@@ -272,6 +284,11 @@ impl Default for BrokerConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
             advertised_listener: None,
+            listeners: Vec::new(),
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: std::collections::BTreeMap::new(),
+            inter_broker_listener_name: None,
+            tls: crate::security::tls::TlsConfig::default(),
             node_id: 0,
             auto_create_topics: true,
             default_partitions: 3,
@@ -351,6 +368,38 @@ impl BrokerConfig {
         toml::from_str(&text).map_err(|error| format!("config file {}: {error}", path.display()))
     }
 
+    /// The Kafka listeners (`listeners.rs`), checked.
+    pub fn listeners(&self) -> Result<Vec<crate::listeners::Listener>, String> {
+        crate::listeners::resolve(&crate::listeners::Settings {
+            listen: self.listen,
+            advertised: self.advertised(),
+            listeners: &self.listeners,
+            advertised_listeners: &self.advertised_listeners,
+            protocol_map: &self.listener_security_protocol_map,
+            inter_broker_listener_name: self.inter_broker_listener_name.as_deref(),
+        })
+    }
+
+    /// Of `listeners`, the one other brokers replicate over.
+    pub fn inter_broker_listener<'a>(
+        &self,
+        listeners: &'a [crate::listeners::Listener],
+    ) -> Option<&'a crate::listeners::Listener> {
+        crate::listeners::inter_broker(self.inter_broker_listener_name.as_deref(), listeners)
+    }
+
+    /// Listener `index` bound to `address` (a port 0 the kernel chose becomes the real one,
+    /// in what is advertised too).
+    pub fn record_bound(&mut self, index: usize, address: SocketAddr) {
+        if self.listeners.is_empty() {
+            self.listen = address;
+        } else if let Some(text) = self.listeners.get_mut(index)
+            && let Some(bound) = crate::listeners::rebound(text, address)
+        {
+            *text = bound;
+        }
+    }
+
     pub fn advertised(&self) -> (String, i32) {
         let listener = self
             .advertised_listener
@@ -415,6 +464,35 @@ impl BrokerConfig {
                 self.requests_in_flight_bytes_max,
             ));
         }
+        let listeners = self.listeners()?;
+        if self.cluster.consul.is_some()
+            && let Some(listener) = self.inter_broker_listener(&listeners)
+            && listener.protocol != crate::listeners::SecurityProtocol::Plaintext
+        {
+            return Err(format!(
+                "the inter-broker listener {} is {}: brokers replicate over PLAINTEXT until \
+                 their client speaks TLS; name a PLAINTEXT listener in inter_broker_listener_name",
+                listener.name, listener.protocol
+            ));
+        }
+        for listener in listeners {
+            if listener.protocol.sasl() {
+                return Err(format!(
+                    "listener {} is {}: LMQ has no SASL mechanism for clients yet (PLAIN, \
+                     SCRAM and OAUTHBEARER are to come); use PLAINTEXT or SSL",
+                    listener.name, listener.protocol
+                ));
+            }
+            if listener.protocol.tls()
+                && (self.tls.cert_file.is_none() || self.tls.key_file.is_none())
+            {
+                return Err(format!(
+                    "listener {} is {}: set [tls] cert_file and key_file (PEM) or --tls-cert-file \
+                     and --tls-key-file",
+                    listener.name, listener.protocol
+                ));
+            }
+        }
         if let Some(listener) = &self.advertised_listener {
             let port = listener
                 .rsplit_once(':')
@@ -432,6 +510,51 @@ impl BrokerConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// docs/CONFIG.md's example is a valid config file, and what it shows are the defaults.
+    #[test]
+    fn the_documented_config_file_parses_to_the_defaults() {
+        let doc = include_str!("../../docs/CONFIG.md");
+        let start = doc.find("```toml\n").map(|at| at + "```toml\n".len());
+        let block =
+            start.and_then(|start| doc[start..].find("```").map(|end| &doc[start..start + end]));
+        let Some(block) = block else {
+            panic!("docs/CONFIG.md has no toml block");
+        };
+        let parsed: BrokerConfig = match toml::from_str(block) {
+            Ok(parsed) => parsed,
+            Err(error) => panic!("docs/CONFIG.md's example does not parse: {error}"),
+        };
+        assert_eq!(parsed, BrokerConfig::default());
+    }
+
+    #[test]
+    fn listener_protocols_lmq_cannot_serve_yet_are_refused_with_the_fix() {
+        let mut config = BrokerConfig {
+            listeners: vec!["SASL_SSL://127.0.0.1:9093".into()],
+            ..BrokerConfig::default()
+        };
+        assert!(config.validate().unwrap_err().contains("no SASL mechanism"));
+        config.listeners = vec!["SSL://127.0.0.1:9093".into()];
+        assert!(config.validate().unwrap_err().contains("cert_file"));
+        config.tls.cert_file = Some("broker.pem".into());
+        config.tls.key_file = Some("broker.key".into());
+        config.validate().unwrap();
+        // Brokers replicate over the inter-broker listener with the native client.
+        config.cluster.consul = Some("http://127.0.0.1:8500".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("inter-broker listener SSL")
+        );
+        config.listeners.push("INTERNAL://127.0.0.1:9094".into());
+        config
+            .listener_security_protocol_map
+            .insert("INTERNAL".into(), "PLAINTEXT".into());
+        config.inter_broker_listener_name = Some("INTERNAL".into());
+        config.validate().unwrap();
+    }
 
     #[test]
     fn a_config_file_overrides_defaults_and_refuses_typos() {

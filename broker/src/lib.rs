@@ -10,11 +10,14 @@ pub mod cluster;
 pub mod config;
 pub mod group;
 mod handler;
+pub mod listeners;
 pub mod metrics;
 pub mod node;
 pub mod partition;
 pub mod reopen;
 pub mod replication;
+
+pub mod security;
 pub mod server;
 #[cfg(test)]
 mod test_support;

@@ -28,7 +28,7 @@ enum Command {
     /// Run a broker. With no flags: one node on ./lmq-data, Kafka clients on 127.0.0.1:9092.
     ///
     /// Example: lmq serve --data-dir /var/lib/lmq --listen 0.0.0.0:9092 --advertised-listener kafka.example:9092
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// List, describe, create, delete and alter topics (works against any Kafka-compatible broker).
     ///
     /// Example: lmq topics create orders --partitions 6
@@ -98,6 +98,31 @@ struct ServeArgs {
     /// HOST:PORT clients are told to connect to [default: the listen address]
     #[arg(long)]
     advertised_listener: Option<String>,
+    /// Kafka's listeners, replacing --listen: NAME://HOST:PORT,... (e.g.
+    /// PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9093)
+    #[arg(long, value_delimiter = ',')]
+    listeners: Vec<String>,
+    /// Kafka's advertised.listeners: NAME://HOST:PORT,... [default: each listener's address]
+    #[arg(long, value_delimiter = ',')]
+    advertised_listeners: Vec<String>,
+    /// Kafka's listener.security.protocol.map: NAME:PROTOCOL,... (PLAINTEXT, SSL)
+    #[arg(long, value_delimiter = ',')]
+    listener_security_protocol_map: Vec<String>,
+    /// The listener other brokers use [default: the first]
+    #[arg(long)]
+    inter_broker_listener_name: Option<String>,
+    /// PEM certificate chain of the SSL listeners
+    #[arg(long)]
+    tls_cert_file: Option<PathBuf>,
+    /// PEM private key of --tls-cert-file
+    #[arg(long)]
+    tls_key_file: Option<PathBuf>,
+    /// PEM CA certificates that sign client certificates (mutual TLS)
+    #[arg(long)]
+    tls_ca_file: Option<PathBuf>,
+    /// Client certificates: none, requested or required (Kafka's ssl.client.auth)
+    #[arg(long)]
+    tls_client_auth: Option<String>,
     /// This broker's node id [default: 0]
     #[arg(long)]
     node_id: Option<i32>,
@@ -152,7 +177,7 @@ fn main() -> std::process::ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(args),
+        Command::Serve(args) => serve(*args),
         Command::Topics { command, connect } => run_client(cli::topics::run(command, &connect)),
         Command::Groups { command, connect } => run_client(cli::groups::run(command, &connect)),
         Command::Cluster {
@@ -192,6 +217,43 @@ fn serve_config(args: ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
     if let Some(advertised) = args.advertised_listener {
         config.advertised_listener = Some(advertised);
+    }
+    if !args.listeners.is_empty() {
+        config.listeners = args.listeners;
+    }
+    if !args.advertised_listeners.is_empty() {
+        config.advertised_listeners = args.advertised_listeners;
+    }
+    for entry in args.listener_security_protocol_map {
+        let (name, protocol) = entry.split_once(':').with_context(|| {
+            format!("--listener-security-protocol-map item {entry:?} is not NAME:PROTOCOL")
+        })?;
+        config
+            .listener_security_protocol_map
+            .insert(name.to_string(), protocol.to_string());
+    }
+    if let Some(name) = args.inter_broker_listener_name {
+        config.inter_broker_listener_name = Some(name);
+    }
+    let tls_files = [
+        (args.tls_cert_file, &mut config.tls.cert_file),
+        (args.tls_key_file, &mut config.tls.key_file),
+        (args.tls_ca_file, &mut config.tls.ca_file),
+    ];
+    for (file, setting) in tls_files {
+        if file.is_some() {
+            *setting = file;
+        }
+    }
+    if let Some(auth) = args.tls_client_auth {
+        config.tls.client_auth = match auth.as_str() {
+            "none" => lmq_broker::security::tls::ClientAuth::None,
+            "requested" => lmq_broker::security::tls::ClientAuth::Requested,
+            "required" => lmq_broker::security::tls::ClientAuth::Required,
+            other => {
+                anyhow::bail!("--tls-client-auth {other:?} is not none, requested or required")
+            }
+        };
     }
     if let Some(admin_listen) = args.admin_listen {
         config.admin_listen = match admin_listen.as_str() {
@@ -234,14 +296,24 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
         .build()
         .context("starting the async runtime")?;
     runtime.block_on(async move {
-        let listen = config.listen;
         let data_dir = config.data_dir.clone();
         let node_id = config.node_id;
-        let listener = TcpListener::bind(listen)
-            .await
-            .with_context(|| format!("cannot listen on {listen} (is another broker running there? use --listen HOST:PORT)"))?;
-        // With port 0 the kernel picks one: clients must be told the real address.
-        config.listen = listener.local_addr().context("reading the bound address")?;
+        let mut sockets = Vec::new();
+        let listeners = config.listeners().map_err(anyhow::Error::msg)?;
+        for (index, listener) in listeners.iter().enumerate() {
+            let bind = listener.bind;
+            let socket = TcpListener::bind(bind).await.with_context(|| {
+                format!(
+                    "cannot listen on {bind} for listener {} (is another broker running there? \
+                     use --listen HOST:PORT or --listeners NAME://HOST:PORT)",
+                    listener.name
+                )
+            })?;
+            // With port 0 the kernel picks one: clients must be told the real address.
+            let bound = socket.local_addr().context("reading the bound address")?;
+            config.record_bound(index, bound);
+            sockets.push(socket);
+        }
         let admin = match config.admin_listen {
             Some(address) => Some(TcpListener::bind(address).await.with_context(|| {
                 format!("cannot listen on {address} for the admin endpoints (use --admin-listen HOST:PORT or off)")
@@ -250,7 +322,7 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
         };
         let admin_address = admin.as_ref().and_then(|admin| admin.local_addr().ok());
         let consul = config.cluster.consul.clone();
-        let node = Node::start(config, Arc::new(SystemClock), listener, admin)
+        let node = Node::start(config, Arc::new(SystemClock), sockets, admin)
             .await
             .map_err(|error| {
                 let coord_error = error.coordinator_error();
@@ -291,8 +363,15 @@ fn serve_with(mut config: BrokerConfig) -> Result<()> {
                 };
                 anyhow::Error::new(error).context(format!("cannot start: {hint}"))
             })?;
+        // What was bound, ports the kernel chose included (scripts read `listen=`).
+        let listeners = node.broker.config.listeners().unwrap_or_default();
         tracing::info!(
-            listen = %node.broker.config.listen,
+            listen = %listeners.first().map(|listener| listener.bind.to_string()).unwrap_or_default(),
+            listeners = %listeners
+                .iter()
+                .map(|listener| format!("{}://{}", listener.name, listener.bind))
+                .collect::<Vec<_>>()
+                .join(","),
             node_id,
             data_dir = %data_dir.display(),
             admin = ?admin_address,
@@ -339,7 +418,7 @@ mod tests {
     fn serve_args(flags: &[&str]) -> ServeArgs {
         let line = ["lmq", "serve"].iter().chain(flags);
         match Cli::try_parse_from(line).unwrap().command {
-            Command::Serve(args) => args,
+            Command::Serve(args) => *args,
             other => panic!("not serve: {other:?}"),
         }
     }

@@ -36,6 +36,10 @@ pub enum NodeError {
     Open(#[from] TopicError),
     #[error("cannot join the cluster")]
     Join(#[from] StoreError),
+    #[error("listeners: {0}")]
+    Listeners(String),
+    #[error("TLS listener")]
+    Tls(#[from] crate::security::tls::TlsError),
 }
 
 impl NodeError {
@@ -71,13 +75,15 @@ impl Node {
     /// Locks the data dir, opens the coordinator, then the data dir, and joins the cluster
     /// before serving, so the first answers already describe the cluster. The lock comes
     /// first: a second broker on the data dir (embedded or with Consul) stops there, before it
-    /// registers or could recover (and truncate) logs the first one is writing.
+    /// registers or could recover (and truncate) logs the first one is writing. `sockets`
+    /// are bound for the config's listeners, in their order (`listeners::resolve`).
     pub async fn start(
         config: BrokerConfig,
         clock: Arc<dyn Clock>,
-        listener: TcpListener,
+        sockets: Vec<TcpListener>,
         admin: Option<TcpListener>,
     ) -> Result<Node, NodeError> {
+        let listeners = bind_listeners(&config, sockets)?;
         let data_dir_lock = lock_data_dir(&config.data_dir)?;
         let coordinator = crate::cluster::open_coordinator(&config)
             .await
@@ -95,7 +101,7 @@ impl Node {
         let server = tokio::spawn(crate::server::run(
             Arc::clone(&broker),
             Arc::clone(&cluster),
-            listener,
+            listeners,
             admin,
             shutdown,
         ));
@@ -139,6 +145,49 @@ impl Node {
         }
         release(self.broker, self.coordinator).await;
     }
+}
+
+/// Pairs each socket with its listener, and builds the TLS of the SSL listeners (one
+/// certificate for all).
+pub fn bind_listeners(
+    config: &BrokerConfig,
+    sockets: Vec<TcpListener>,
+) -> Result<Vec<crate::server::Bound>, NodeError> {
+    let listeners = config.listeners().map_err(NodeError::Listeners)?;
+    if listeners.len() != sockets.len() {
+        return Err(NodeError::Listeners(format!(
+            "{} listeners configured, {} sockets bound",
+            listeners.len(),
+            sockets.len()
+        )));
+    }
+    for listener in &listeners {
+        if listener.protocol == crate::listeners::SecurityProtocol::Plaintext
+            && !listener.bind.ip().is_loopback()
+        {
+            tracing::warn!(
+                listener = listener.name,
+                bind = %listener.bind,
+                "PLAINTEXT listener on a non-loopback address: anyone who reaches it can read, \
+                 write and delete every topic (no authentication, no ACLs); bind 127.0.0.1 or \
+                 use an SSL listener"
+            );
+        }
+    }
+    let tls = if listeners.iter().any(|listener| listener.protocol.tls()) {
+        Some(Arc::new(crate::security::tls::TlsServer::new(&config.tls)?))
+    } else {
+        None
+    };
+    Ok(listeners
+        .into_iter()
+        .zip(sockets)
+        .map(|(listener, socket)| crate::server::Bound {
+            tls: tls.clone().filter(|_| listener.protocol.tls()),
+            socket,
+            listener,
+        })
+        .collect())
 }
 
 /// Locks `dir` (creating it) for this node; refused while another process, or another node

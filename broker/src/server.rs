@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::{BufMut, BytesMut};
 use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
 use lmq_wire::{WireError, decode_request, encode_response, frame_length};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -22,21 +22,48 @@ use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::config::BrokerConfig;
 use crate::handler::{
-    Dispatched, Reply, RequestContext, Session, dispatch, error_codes, unsupported_version_response,
+    Dispatched, Reply, RequestContext, Session, dispatch, unsupported_version_response,
 };
-use crate::zero_copy::{Part, ResponseWriter, splice};
+use crate::listeners::Listener;
+use crate::security::tls::TlsServer;
+use crate::zero_copy::{Part, RegionWrite, ResponseWriter, splice};
+
+/// A bound Kafka listener: its socket, what it is (name, protocol), and for SSL its TLS.
+#[derive(Debug)]
+pub struct Bound {
+    pub socket: TcpListener,
+    pub listener: Listener,
+    pub tls: Option<Arc<TlsServer>>,
+}
 
 /// Serves Kafka clients on `listener` until `shutdown` turns true, then waits for every
 /// connection to finish the request it is running.
-pub async fn serve(
-    listener: TcpListener,
+/// The limits every listener of the broker shares: connection slots, per-address caps and
+/// the request byte budget.
+struct Shared {
+    connections: Arc<Semaphore>,
+    per_ip: Arc<ConnectionsPerIp>,
+    budget: Arc<RequestBudget>,
+}
+
+async fn serve(
+    bound: Bound,
+    shared: Arc<Shared>,
     broker: Arc<Broker>,
     cluster: Arc<ClusterNode>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let connections = Arc::new(Semaphore::new(broker.config.connections_max));
-    let per_ip = Arc::new(ConnectionsPerIp::new(broker.config.connections_per_ip_max));
-    let budget = RequestBudget::new(broker.config.requests_in_flight_bytes_max);
+    let Bound {
+        socket: listener,
+        listener: spec,
+        tls,
+    } = bound;
+    let name: Arc<str> = Arc::from(spec.name.as_str());
+    let (connections, per_ip, budget) = (
+        Arc::clone(&shared.connections),
+        Arc::clone(&shared.per_ip),
+        Arc::clone(&shared.budget),
+    );
     let mut tasks = JoinSet::new();
     loop {
         let permit = tokio::select! {
@@ -64,10 +91,15 @@ pub async fn serve(
                 let cluster = Arc::clone(&cluster);
                 let budget = Arc::clone(&budget);
                 let shutdown = shutdown.clone();
+                let link = Link {
+                    peer,
+                    listener: Arc::clone(&name),
+                    tls: tls.clone(),
+                };
                 broker.metrics.connections_accepted.inc();
                 broker.metrics.connections_active.inc();
                 tasks.spawn(async move {
-                    let served = connection(socket, peer, &broker, &cluster, budget, shutdown);
+                    let served = connection(socket, link, &broker, &cluster, budget, shutdown);
                     match served.await {
                         Ok(()) => {}
                         Err(FrameError::Idle) => {
@@ -81,6 +113,14 @@ pub async fn serve(
                         Err(FrameError::FrameDeadline) => {
                             tracing::debug!(%peer, "closing: frame_receive_ms_max passed");
                             broker.metrics.connections_timed_out.inc();
+                        }
+                        Err(FrameError::Tls(error)) => {
+                            // A client that is not ours or not trusted: the handshake says
+                            // why to the client; the broker only counts it.
+                            tracing::debug!(%peer, %error, "closing: TLS handshake failed");
+                            broker
+                                .metrics
+                                .count_error("tls", "SSL_AUTHENTICATION_FAILED");
                         }
                         Err(error) => tracing::debug!(%peer, %error, "connection closed"),
                     }
@@ -254,8 +294,8 @@ impl Drop for BudgetGrant {
 /// refused), and only then its body is read, into a buffer that grows as bytes arrive.
 /// Cancel-safe (what was read stays), so a connection can wait for the next request and a
 /// pending answer at once.
-struct FrameReader {
-    socket: OwnedReadHalf,
+struct FrameReader<R> {
+    socket: R,
     prefix: [u8; 4],
     prefix_bytes: usize,
     /// The body length of the frame being received, once its prefix is complete.
@@ -277,8 +317,8 @@ struct Frame {
     budget: Option<BudgetGrant>,
 }
 
-impl FrameReader {
-    fn new(socket: OwnedReadHalf, budget: Arc<RequestBudget>, config: &BrokerConfig) -> Self {
+impl<R: AsyncRead + Unpin> FrameReader<R> {
+    fn new(socket: R, budget: Arc<RequestBudget>, config: &BrokerConfig) -> Self {
         FrameReader {
             socket,
             prefix: [0; 4],
@@ -309,14 +349,21 @@ impl FrameReader {
             let Some(length) = self.length else {
                 // The prefix: at most 4 bytes per connection, outside the budget (as Kafka's
                 // size buffer), so an idle or waiting connection holds none of it.
-                match within(deadline, self.socket.readable()).await {
+                // `read` is cancel-safe: nothing is lost when the deadline or another
+                // branch of the connection's select wins.
+                let read = match within(
+                    deadline,
+                    self.socket.read(&mut self.prefix[self.prefix_bytes..]),
+                )
+                .await
+                {
                     None => return Err(expired),
-                    Some(ready) => ready?,
-                }
-                match self.socket.try_read(&mut self.prefix[self.prefix_bytes..]) {
-                    Ok(0) if self.prefix_bytes == 0 => return Ok(None),
-                    Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                    Ok(read) => {
+                    Some(read) => read?,
+                };
+                match read {
+                    0 if self.prefix_bytes == 0 => return Ok(None),
+                    0 => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
+                    read => {
                         self.prefix_bytes += read;
                         self.frame_started.get_or_insert_with(Instant::now);
                         if self.prefix_bytes == self.prefix.len() {
@@ -326,8 +373,6 @@ impl FrameReader {
                             self.length = Some(frame_length(self.prefix, frame_bytes_max)?);
                         }
                     }
-                    Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                    Err(error) => return Err(error.into()),
                 }
                 continue;
             };
@@ -341,18 +386,20 @@ impl FrameReader {
             if self.body.len() >= length {
                 return Ok(Some(self.take_frame()));
             }
-            match within(deadline, self.socket.readable()).await {
-                None => return Err(expired),
-                Some(ready) => ready?,
-            }
             // Grow by at most what is already buffered (or one chunk), never past the frame.
             let want = (length - self.body.len()).min(self.body.len().max(READ_CHUNK_BYTES));
             self.body.reserve(want);
-            match self.socket.try_read_buf(&mut (&mut self.body).limit(want)) {
-                Ok(0) => return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into())),
-                Ok(_) => {}
-                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
-                Err(error) => return Err(error.into()),
+            let read = match within(
+                deadline,
+                self.socket.read_buf(&mut (&mut self.body).limit(want)),
+            )
+            .await
+            {
+                None => return Err(expired),
+                Some(read) => read?,
+            };
+            if read == 0 {
+                return Err(FrameError::Io(std::io::ErrorKind::UnexpectedEof.into()));
             }
         }
     }
@@ -390,6 +437,15 @@ enum FrameError {
     FrameDeadline,
     #[error("answers not taken by the client for connections_idle_ms_max")]
     Stalled,
+    #[error("TLS handshake: {0}")]
+    Tls(String),
+}
+
+/// Where a connection came from: its peer, the listener it reached and that listener's TLS.
+struct Link {
+    peer: SocketAddr,
+    listener: Arc<str>,
+    tls: Option<Arc<TlsServer>>,
 }
 
 /// Runs requests one at a time in arrival order and sends their answers in the same order.
@@ -397,21 +453,64 @@ enum FrameError {
 /// requests (so pipelined produces share one fsync): answers queue behind it.
 async fn connection(
     socket: TcpStream,
-    peer: SocketAddr,
+    link: Link,
+    broker: &Broker,
+    cluster: &Arc<ClusterNode>,
+    budget: Arc<RequestBudget>,
+    shutdown: watch::Receiver<bool>,
+) -> Result<(), FrameError> {
+    socket.set_nodelay(true)?;
+    let session = Arc::new(Session::default());
+    let Some(tls) = &link.tls else {
+        let (reader, writer) = socket.into_split();
+        return exchange(
+            reader, writer, &link, session, broker, cluster, budget, shutdown,
+        )
+        .await;
+    };
+    // The handshake is bounded like a frame: a client that stalls in it is closed.
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let handshake = Duration::from_millis(broker.config.frame_receive_ms_max);
+    let stream = match time::timeout(handshake, acceptor.accept(socket)).await {
+        Ok(Ok(stream)) => stream,
+        Ok(Err(error)) => return Err(FrameError::Tls(error.to_string())),
+        Err(_) => {
+            return Err(FrameError::Tls(
+                "not finished within frame_receive_ms_max".into(),
+            ));
+        }
+    };
+    let principal = tls
+        .principal(stream.get_ref().1.peer_certificates())
+        .map_err(|error| FrameError::Tls(error.to_string()))?;
+    tracing::debug!(peer = %link.peer, %principal, "TLS connection");
+    session.set_principal(principal);
+    let (reader, writer) = tokio::io::split(stream);
+    exchange(
+        reader, writer, &link, session, broker, cluster, budget, shutdown,
+    )
+    .await
+}
+
+/// The requests and answers of one connection, over plain TCP or TLS.
+#[allow(clippy::too_many_arguments)]
+async fn exchange<R: AsyncRead + Unpin, W: RegionWrite>(
+    reader: R,
+    writer: W,
+    link: &Link,
+    session: Arc<Session>,
     broker: &Broker,
     cluster: &Arc<ClusterNode>,
     budget: Arc<RequestBudget>,
     mut shutdown: watch::Receiver<bool>,
 ) -> Result<(), FrameError> {
-    socket.set_nodelay(true)?;
-    let (reader, writer) = socket.into_split();
+    let peer = link.peer;
     let mut frames = FrameReader::new(reader, budget, &broker.config);
     let idle = Duration::from_millis(broker.config.connections_idle_ms_max);
     let mut writer = ResponseWriter::new(writer);
     let mut queued: VecDeque<Outgoing> = VecDeque::new();
     // The last request read or answer sent: the idle clock runs from there.
     let mut active = Instant::now();
-    let session = Arc::new(Session::default());
     loop {
         // Answers at the head that are ready go out, in order.
         let mut wrote = false;
@@ -464,7 +563,7 @@ async fn connection(
         };
         active = Instant::now();
         let Frame { body, budget } = frame;
-        let outgoing = run_request(body, peer, &session, broker, cluster).await;
+        let outgoing = run_request(body, link, &session, broker, cluster).await;
         // The frame's bytes count until its request has run (the handlers copy what they
         // keep).
         drop(budget);
@@ -510,12 +609,13 @@ async fn taken<T>(
 /// cannot be parsed, as Kafka does).
 async fn run_request(
     frame: BytesMut,
-    peer: SocketAddr,
+    link: &Link,
     session: &Arc<Session>,
     broker: &Broker,
     cluster: &Arc<ClusterNode>,
 ) -> Option<Outgoing> {
     let started = Instant::now();
+    let peer = link.peer;
     let (api_key, api_version, correlation_id, answer) = match decode_request(frame.freeze()) {
         Ok(request) => {
             let (api_key, version, correlation_id) = (
@@ -526,6 +626,7 @@ async fn run_request(
             tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
             let context = RequestContext {
                 peer,
+                listener: Arc::clone(&link.listener),
                 client_id: request
                     .header
                     .client_id
@@ -551,10 +652,10 @@ async fn run_request(
             ApiKey::ApiVersions,
             0,
             correlation_id,
-            Dispatched::Ready(Some(Reply {
-                body: ResponseKind::ApiVersions(unsupported_version_response()),
-                splices: Vec::new(),
-            })),
+            Dispatched::Ready(Some(Reply::of(
+                unsupported_version_response(),
+                ResponseKind::ApiVersions,
+            ))),
         ),
         Err(error) => {
             tracing::warn!(%peer, %error, "closing connection");
@@ -572,8 +673,8 @@ async fn run_request(
 }
 
 /// Waits for one answer and writes it into the buffer (acks=0 produces have none).
-async fn write_answer(
-    writer: &mut ResponseWriter<OwnedWriteHalf>,
+async fn write_answer<W: RegionWrite>(
+    writer: &mut ResponseWriter<W>,
     peer: SocketAddr,
     broker: &Broker,
     outgoing: Outgoing,
@@ -593,23 +694,21 @@ async fn write_answer(
             .observe_request(&api_name, outgoing.started.into_std(), &[]);
         return Ok(());
     };
-    broker.metrics.observe_request(
-        &api_name,
-        outgoing.started.into_std(),
-        &error_codes(&reply.body),
-    );
+    broker
+        .metrics
+        .observe_request(&api_name, outgoing.started.into_std(), reply.errors());
     let encoded = encode_response(
-        &reply.body,
+        reply.body(),
         outgoing.api_key,
         outgoing.api_version,
         outgoing.correlation_id,
     )
     .map_err(|error| error.to_string())
     .and_then(|bytes| {
-        if reply.splices.is_empty() {
+        if reply.splices().is_empty() {
             return Ok(vec![Part::Bytes(bytes.freeze())]);
         }
-        splice(bytes, outgoing.api_version, &reply.splices).map_err(|error| error.to_string())
+        splice(bytes, outgoing.api_version, reply.splices()).map_err(|error| error.to_string())
     });
     match encoded {
         Ok(parts) => writer.write_parts(parts).await,
@@ -642,7 +741,7 @@ fn close_on_error(broker: &Broker, error: &WireError) {
 pub async fn run(
     broker: Arc<Broker>,
     cluster: Arc<ClusterNode>,
-    listener: TcpListener,
+    listeners: Vec<Bound>,
     admin: Option<TcpListener>,
     shutdown: watch::Receiver<bool>,
 ) {
@@ -656,6 +755,10 @@ pub async fn run(
         ));
     }
     crate::upkeep::spawn(&broker, &cluster, &shutdown, &mut tasks);
+    // The TLS listeners share one certificate.
+    if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
+        tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
+    }
     broker
         .ready
         .store(true, std::sync::atomic::Ordering::Release);
@@ -671,10 +774,21 @@ pub async fn run(
             }
         }
     };
-    tokio::join!(
-        serve(listener, Arc::clone(&broker), cluster, shutdown),
-        unload_groups
-    );
+    let shared = Arc::new(Shared {
+        connections: Arc::new(Semaphore::new(broker.config.connections_max)),
+        per_ip: Arc::new(ConnectionsPerIp::new(broker.config.connections_per_ip_max)),
+        budget: RequestBudget::new(broker.config.requests_in_flight_bytes_max),
+    });
+    let serving = futures_util::future::join_all(listeners.into_iter().map(|bound| {
+        serve(
+            bound,
+            Arc::clone(&shared),
+            Arc::clone(&broker),
+            Arc::clone(&cluster),
+            shutdown.clone(),
+        )
+    }));
+    tokio::join!(serving, unload_groups);
     broker
         .ready
         .store(false, std::sync::atomic::Ordering::Release);
@@ -683,7 +797,11 @@ pub async fn run(
         Duration::from_millis(crate::upkeep::STOP_TASKS_MS_MAX),
     )
     .await;
-    broker.close();
+    // Closing is fsyncs: off the runtime's workers.
+    let closing = Arc::clone(&broker);
+    if let Err(error) = tokio::task::spawn_blocking(move || closing.close()).await {
+        tracing::error!(%error, "closing the logs failed");
+    }
 }
 
 #[cfg(test)]
@@ -692,6 +810,7 @@ mod tests {
 
     use super::*;
     use tokio::io::AsyncWriteExt;
+    use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
     /// A connected pair: the broker's read half and the client's stream.
     async fn pair() -> (OwnedReadHalf, TcpStream, OwnedWriteHalf) {
@@ -704,7 +823,7 @@ mod tests {
         (read, client, write)
     }
 
-    fn reader(socket: OwnedReadHalf, budget: &Arc<RequestBudget>) -> FrameReader {
+    fn reader(socket: OwnedReadHalf, budget: &Arc<RequestBudget>) -> FrameReader<OwnedReadHalf> {
         let config = BrokerConfig {
             frame_receive_ms_max: 60_000,
             ..BrokerConfig::default()
@@ -783,7 +902,7 @@ mod tests {
 
     /// Starts reading frames from `socket` in the background, as a connection does; the
     /// task ends with the reader's first outcome.
-    fn read_in_background(mut frames: FrameReader) -> tokio::task::JoinHandle<bool> {
+    fn read_in_background(mut frames: FrameReader<OwnedReadHalf>) -> tokio::task::JoinHandle<bool> {
         tokio::spawn(async move { frames.next(None).await.is_ok() })
     }
 

@@ -6,6 +6,9 @@
 //! the records); then each marker and its length prefix are cut out and replaced by the
 //! region's length prefix and the region itself. Nothing else in a Fetch response covers
 //! the records with a size, so only the frame length changes.
+//!
+//! On a TLS connection the bytes must pass through the cipher: a region is read (on the
+//! blocking pool, in bounded chunks) and written like any bytes.
 
 use std::hash::{BuildHasher, Hasher};
 use std::io::{self, IoSlice};
@@ -15,10 +18,13 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use lmq_storage::FileRegion;
+use std::future::Future;
 use thiserror::Error;
+
 use tokio::io::Interest;
-use tokio::io::{AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::net::TcpStream;
+use tokio::net::tcp::OwnedWriteHalf;
 
 const MARKER_BYTES: usize = 16;
 
@@ -128,10 +134,43 @@ pub struct ResponseWriter<W> {
     gathered_bytes: usize,
 }
 
-impl<W> ResponseWriter<W>
-where
-    W: AsyncWrite + AsRef<TcpStream> + Unpin,
-{
+/// A connection's write side: bytes, and the file regions of Fetch answers.
+pub trait RegionWrite: AsyncWrite + Unpin + Send {
+    fn send_region(&mut self, region: &FileRegion) -> impl Future<Output = io::Result<()>> + Send;
+}
+
+impl RegionWrite for OwnedWriteHalf {
+    async fn send_region(&mut self, region: &FileRegion) -> io::Result<()> {
+        send_region(self.as_ref(), region).await
+    }
+}
+
+/// Bytes of a region read into memory at a time for a TLS connection.
+const REGION_CHUNK_BYTES: u64 = 1024 * 1024;
+
+impl<T: AsyncWrite + Send> RegionWrite for WriteHalf<T> {
+    async fn send_region(&mut self, region: &FileRegion) -> io::Result<()> {
+        let mut position = region.position;
+        let end = region.position + region.length;
+        while position < end {
+            let chunk = FileRegion {
+                file: std::sync::Arc::clone(&region.file),
+                position,
+                length: REGION_CHUNK_BYTES.min(end - position),
+            };
+            let length = chunk.length;
+            // A file read, off the runtime's workers.
+            let bytes = tokio::task::spawn_blocking(move || chunk.read_to_vec())
+                .await
+                .map_err(io::Error::other)??;
+            self.write_all(&bytes).await?;
+            position += length;
+        }
+        Ok(())
+    }
+}
+
+impl<W: RegionWrite> ResponseWriter<W> {
     pub fn new(socket: W) -> Self {
         ResponseWriter {
             socket,
@@ -159,7 +198,7 @@ where
                 }
                 Part::File(region) => {
                     self.flush().await?;
-                    send_region(self.socket.as_ref(), &region).await?;
+                    self.socket.send_region(&region).await?;
                 }
             }
         }

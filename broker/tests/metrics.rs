@@ -14,9 +14,13 @@ use common::{TestBroker, batch};
 use lmq_wire::protocol::messages::offset_commit_request::{
     OffsetCommitRequestPartition, OffsetCommitRequestTopic,
 };
+use lmq_wire::protocol::messages::offset_for_leader_epoch_request::{
+    OffsetForLeaderPartition, OffsetForLeaderTopic,
+};
 use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use lmq_wire::protocol::messages::{
-    ApiKey, GroupId, MetadataRequest, OffsetCommitRequest, ProduceRequest, RequestKind, TopicName,
+    ApiKey, GroupId, MetadataRequest, OffsetCommitRequest, OffsetForLeaderEpochRequest,
+    ProduceRequest, RequestKind, TopicName,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 use tokio::io::AsyncWriteExt;
@@ -83,6 +87,24 @@ async fn health_ready_status_and_metrics_follow_the_traffic() {
     client
         .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(commit))
         .await;
+    // An API whose answer once carried no error codes to the metrics (a central match over
+    // the response types answered nothing for it).
+    let mut asked = OffsetForLeaderPartition::default();
+    asked.partition = 0;
+    asked.leader_epoch = 0;
+    let mut unknown = OffsetForLeaderTopic::default();
+    unknown.topic = TopicName(text("no-such-topic"));
+    unknown.partitions = vec![asked];
+    let mut epochs = OffsetForLeaderEpochRequest::default();
+    epochs.replica_id = lmq_wire::protocol::messages::BrokerId(-1);
+    epochs.topics = vec![unknown];
+    client
+        .call(
+            ApiKey::OffsetForLeaderEpoch,
+            4,
+            RequestKind::OffsetForLeaderEpoch(epochs),
+        )
+        .await;
     // A request that closes its connection.
     let mut bad = broker.client().await;
     bad.stream
@@ -109,6 +131,13 @@ async fn health_ready_status_and_metrics_follow_the_traffic() {
         sample(
             &metrics,
             "lmq_request_errors_total{api=\"frame\",error=\"INVALID_FRAME\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "lmq_request_errors_total{api=\"OffsetForLeaderEpoch\",error=\"UNKNOWN_TOPIC_OR_PARTITION\"}"
         ),
         1.0
     );

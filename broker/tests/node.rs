@@ -291,7 +291,7 @@ async fn a_second_broker_on_the_same_data_dir_is_refused_before_it_opens_logs() 
         ..lmq_broker::BrokerConfig::default()
     };
     let clock = std::sync::Arc::new(lmq_broker::clock::SystemClock);
-    let second = lmq_broker::node::Node::start(config, clock, listener, None).await;
+    let second = lmq_broker::node::Node::start(config, clock, vec![listener], None).await;
     assert!(
         matches!(second, Err(lmq_broker::node::NodeError::DataDirInUse(_))),
         "{second:?}"

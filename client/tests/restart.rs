@@ -39,7 +39,7 @@ async fn start(dir: &std::path::Path, address: std::net::SocketAddr) -> Node {
         listen: address,
         ..BrokerConfig::default()
     };
-    Node::start(config, Arc::new(SystemClock), listener.unwrap(), None)
+    Node::start(config, Arc::new(SystemClock), vec![listener.unwrap()], None)
         .await
         .unwrap()
 }

@@ -25,6 +25,6 @@ pub use coordinator::{
 pub use embedded::{EmbeddedCoordinator, EmbeddedStore};
 pub use error::{CoordError, CoordResult, LossReason};
 pub use types::{
-    BrokerInfo, BrokerRegistration, FencingToken, HealthCheck, HoldKind, KvEntry, LeaderInfo,
-    NAME_BYTES_MAX, VALUE_BYTES_MAX, Version, validate_name, validate_prefix,
+    BrokerInfo, BrokerRegistration, Endpoint, FencingToken, HealthCheck, HoldKind, KvEntry,
+    LeaderInfo, NAME_BYTES_MAX, VALUE_BYTES_MAX, Version, validate_name, validate_prefix,
 };

@@ -94,7 +94,8 @@ pub enum HealthCheck {
     },
 }
 
-/// What a broker announces about itself.
+/// What a broker announces about itself. `host`/`port` is where other brokers reach it;
+/// `listeners` the advertised address of each of its Kafka listeners.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BrokerRegistration {
     pub broker_id: u32,
@@ -102,6 +103,7 @@ pub struct BrokerRegistration {
     pub port: u16,
     pub rack: Option<String>,
     pub health: HealthCheck,
+    pub listeners: Vec<Endpoint>,
 }
 
 /// A healthy broker as other clients see it.
@@ -111,6 +113,48 @@ pub struct BrokerInfo {
     pub host: String,
     pub port: u16,
     pub rack: Option<String>,
+    pub listeners: Vec<Endpoint>,
+}
+
+/// One advertised listener of a broker (Kafka's `Endpoint`).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Endpoint {
+    /// The listener's name, upper case.
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+impl Endpoint {
+    /// `NAME://HOST:PORT`, as Kafka writes listeners.
+    pub fn to_text(&self) -> String {
+        format!("{}://{}:{}", self.name, self.host, self.port)
+    }
+
+    /// The inverse of [`Endpoint::to_text`].
+    pub fn parse(text: &str) -> Option<Self> {
+        let (name, address) = text.split_once("://")?;
+        let (host, port) = address.rsplit_once(':')?;
+        Some(Self {
+            name: name.to_string(),
+            host: host.to_string(),
+            port: port.parse().ok()?,
+        })
+    }
+}
+
+impl BrokerInfo {
+    /// The broker's address on the listener `name`: a broker that announced no listeners
+    /// has its one address on every name.
+    pub fn endpoint(&self, name: &str) -> Option<(&str, u16)> {
+        if self.listeners.is_empty() {
+            return Some((&self.host, self.port));
+        }
+        self.listeners
+            .iter()
+            .find(|endpoint| endpoint.name.eq_ignore_ascii_case(name))
+            .map(|endpoint| (endpoint.host.as_str(), endpoint.port))
+    }
 }
 
 impl BrokerRegistration {
@@ -120,6 +164,7 @@ impl BrokerRegistration {
             host: self.host.clone(),
             port: self.port,
             rack: self.rack.clone(),
+            listeners: self.listeners.clone(),
         }
     }
 

@@ -351,6 +351,7 @@ fn child_process_entry() {
             ["register", broker_id, ttl_ms] => {
                 let broker_id: u32 = broker_id.parse().unwrap();
                 let registration = BrokerRegistration {
+                    listeners: Vec::new(),
                     broker_id,
                     host: "127.0.0.1".into(),
                     port: 9000 + u16::try_from(broker_id).unwrap(),
@@ -410,6 +411,7 @@ mod secured {
 
 fn registration(broker_id: u32) -> BrokerRegistration {
     BrokerRegistration {
+        listeners: Vec::new(),
         broker_id,
         host: "127.0.0.1".into(),
         port: 9000,

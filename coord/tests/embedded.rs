@@ -70,6 +70,7 @@ impl Harness for Embedded {
             }
             HolderAction::Register { broker_id, ttl } => {
                 let registration = BrokerRegistration {
+                    listeners: Vec::new(),
                     broker_id,
                     host: "127.0.0.1".into(),
                     port: 9000 + u16::try_from(broker_id).unwrap(),

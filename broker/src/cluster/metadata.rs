@@ -158,18 +158,15 @@ impl ClusterMetadata {
         changed
     }
 
-    /// A leader's ISR change, accepted only from the partition's current leader in its
-    /// current epoch (a deposed leader's late request is refused), and adding only live
-    /// brokers (Kafka's INELIGIBLE_REPLICA).
-    pub fn alter_isr(
+    /// The partition `leader` leads in `leader_epoch`: a deposed leader's (or a stale epoch's)
+    /// request is refused.
+    fn led_partition(
         &mut self,
         topic: &str,
         partition: i32,
         leader: i32,
         leader_epoch: i32,
-        isr: &BTreeSet<i32>,
-        live: &BTreeSet<i32>,
-    ) -> Result<bool, MetadataError> {
+    ) -> Result<&mut PartitionState, MetadataError> {
         let state = self
             .topics
             .get_mut(topic)
@@ -183,6 +180,22 @@ impl ClusterMetadata {
                 epoch: state.leader_epoch,
             });
         }
+        Ok(state)
+    }
+
+    /// A leader's ISR change, accepted only from the partition's current leader in its
+    /// current epoch (a deposed leader's late request is refused), and adding only live
+    /// brokers (Kafka's INELIGIBLE_REPLICA).
+    pub fn alter_isr(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+        isr: &BTreeSet<i32>,
+        live: &BTreeSet<i32>,
+    ) -> Result<bool, MetadataError> {
+        let state = self.led_partition(topic, partition, leader, leader_epoch)?;
         if !isr.contains(&leader) || isr.iter().any(|id| !state.replicas.contains(id)) {
             return Err(MetadataError::InvalidIsr);
         }
@@ -212,19 +225,7 @@ impl ClusterMetadata {
         leader_epoch: i32,
         live: &BTreeSet<i32>,
     ) -> Result<bool, MetadataError> {
-        let state = self
-            .topics
-            .get_mut(topic)
-            .and_then(|state| state.partitions.get_mut(usize::try_from(partition).ok()?))
-            .ok_or_else(|| MetadataError::UnknownTopic(topic.to_string()))?;
-        if state.leader != leader || state.leader_epoch != leader_epoch {
-            return Err(MetadataError::StaleLeader {
-                topic: topic.to_string(),
-                partition,
-                leader: state.leader,
-                epoch: state.leader_epoch,
-            });
-        }
+        let state = self.led_partition(topic, partition, leader, leader_epoch)?;
         let Some(next) = state
             .replicas
             .iter()

@@ -532,12 +532,28 @@ pub async fn join(
     background: &mut JoinSet<()>,
 ) -> Result<Arc<ClusterNode>, StoreError> {
     let node_id = broker.config.node_id;
-    let (host, port) = broker.config.advertised();
+    // `validate` checked the listeners; a config that was not validated registers none.
+    let listeners = broker.config.listeners().unwrap_or_default();
+    let (host, port) = match broker.config.inter_broker_listener(&listeners) {
+        Some(listener) => (listener.advertised_host.clone(), listener.advertised_port),
+        None => {
+            let (host, port) = broker.config.advertised();
+            (host, u16::try_from(port).unwrap_or(9092))
+        }
+    };
     let broker_ttl = Duration::from_millis(broker.config.cluster.broker_ttl_ms);
     let registration = BrokerRegistration {
+        listeners: listeners
+            .iter()
+            .map(|listener| lmq_coord::Endpoint {
+                name: listener.name.clone(),
+                host: listener.advertised_host.clone(),
+                port: listener.advertised_port,
+            })
+            .collect(),
         broker_id: u32::try_from(node_id).unwrap_or(0),
         host,
-        port: u16::try_from(port).unwrap_or(9092),
+        port,
         rack: broker.config.cluster.rack.clone(),
         health: HealthCheck::Ttl { ttl: broker_ttl },
     };

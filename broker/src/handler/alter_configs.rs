@@ -6,7 +6,6 @@ use lmq_wire::protocol::messages::alter_configs_response::AlterConfigsResourceRe
 use lmq_wire::protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 
 use super::config_changes::{self, Change, Mode, Operation, Resource};
-use super::{NONE, str_bytes};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 
@@ -45,17 +44,14 @@ pub async fn handle(
         let mut result = AlterConfigsResourceResponse::default();
         result.resource_type = resource.resource_type;
         result.resource_name = resource.resource_name.clone();
-        match outcome {
-            Ok(()) => {
-                result.error_code = NONE;
-                result.error_message = None;
-            }
-            Err((code, message)) => {
-                result.error_code = code;
-                result.error_message = Some(str_bytes(message));
-            }
-        }
+        (result.error_code, result.error_message) = config_changes::answer(outcome);
         response.responses.push(result);
     }
     response
+}
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::AlterConfigsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.responses.iter().map(|item| item.error_code));
+    }
 }

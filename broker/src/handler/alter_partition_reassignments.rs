@@ -82,3 +82,14 @@ pub async fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::AlterPartitionReassignmentsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(
+            self.responses
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

@@ -32,3 +32,9 @@ pub fn unsupported_version_response() -> ApiVersionsResponse {
     response.api_keys = api_keys();
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::ApiVersionsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

@@ -75,6 +75,16 @@ pub(super) struct Resource<'a> {
     pub changes: Vec<Change<'a>>,
 }
 
+/// A resource's error code and message as both alter responses carry them.
+pub(super) fn answer(
+    outcome: Result<(), Refusal>,
+) -> (i16, Option<lmq_wire::protocol::protocol::StrBytes>) {
+    match outcome {
+        Ok(()) => (super::NONE, None),
+        Err((code, message)) => (code, Some(super::str_bytes(message))),
+    }
+}
+
 /// The outcome of each resource, in request order.
 pub(super) async fn alter(
     broker: &Broker,

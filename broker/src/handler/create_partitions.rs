@@ -55,3 +55,9 @@ pub async fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::CreatePartitionsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.results.iter().map(|item| item.error_code));
+    }
+}

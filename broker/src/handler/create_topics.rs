@@ -158,3 +158,9 @@ fn check(broker: &Broker, cluster: &ClusterNode, new: &NewTopic, validate_only: 
     }
     Ok((partitions, factor))
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::CreateTopicsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.topics.iter().map(|item| item.error_code));
+    }
+}

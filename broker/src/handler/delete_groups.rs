@@ -24,3 +24,9 @@ pub async fn handle(broker: &Broker, request: DeleteGroupsRequest) -> DeleteGrou
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DeleteGroupsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.results.iter().map(|item| item.error_code));
+    }
+}

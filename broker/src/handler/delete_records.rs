@@ -43,3 +43,13 @@ pub fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DeleteRecordsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(
+            self.topics
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

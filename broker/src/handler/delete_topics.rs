@@ -103,3 +103,9 @@ pub async fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DeleteTopicsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.responses.iter().map(|item| item.error_code));
+    }
+}

@@ -198,3 +198,9 @@ fn describe(entry: Entry, include_synonyms: bool, version: i16) -> DescribeConfi
     }
     described
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DescribeConfigsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.results.iter().map(|item| item.error_code));
+    }
+}

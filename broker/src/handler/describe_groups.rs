@@ -59,3 +59,9 @@ pub fn handle(broker: &Broker, request: DescribeGroupsRequest) -> DescribeGroups
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DescribeGroupsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.groups.iter().map(|item| item.error_code));
+    }
+}

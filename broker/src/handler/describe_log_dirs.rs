@@ -71,3 +71,10 @@ pub fn handle(broker: &Broker, request: DescribeLogDirsRequest) -> DescribeLogDi
     response.results = vec![result];
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::DescribeLogDirsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(self.results.iter().map(|item| item.error_code));
+    }
+}

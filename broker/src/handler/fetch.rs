@@ -425,3 +425,14 @@ impl PendingPartition<'_> {
         }
     }
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::FetchResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(
+            self.responses
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

@@ -19,9 +19,11 @@ const KEY_TYPE_GROUP: i8 = 0;
 /// Where a key's coordinator is: error code and message, or node id, host and port.
 type Answer = Result<(i32, String, i32), (i16, &'static str)>;
 
+/// `listener`: the name of the listener the request came in on.
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    listener: &str,
     request: FindCoordinatorRequest,
     version: i16,
 ) -> FindCoordinatorResponse {
@@ -37,7 +39,7 @@ pub async fn handle(
         } else if key.is_empty() {
             Err((ResponseError::InvalidRequest.code(), "empty group id"))
         } else {
-            group_leader(cluster, key)
+            group_leader(cluster, listener, key)
         }
     };
     let mut response = FindCoordinatorResponse::default();
@@ -142,7 +144,7 @@ fn with_missing_configs(
 }
 
 /// The leader of the group's offsets partition.
-fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
+fn group_leader(cluster: &ClusterNode, listener: &str, group_id: &str) -> Answer {
     let view = cluster.view();
     let not_available = (
         ResponseError::CoordinatorNotAvailable.code(),
@@ -156,7 +158,15 @@ fn group_leader(cluster: &ClusterNode, group_id: &str) -> Answer {
     let index = partition_for(group_id, topic.partitions.len());
     let leader = topic.partitions.get(index).map_or(-1, |state| state.leader);
     let info = view.brokers.get(&leader).ok_or(not_available)?;
-    Ok((leader, info.host.clone(), i32::from(info.port)))
+    let (host, port) = info.endpoint(listener).ok_or(not_available)?;
+    Ok((leader, host.to_string(), i32::from(port)))
+}
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::FindCoordinatorResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(self.coordinators.iter().map(|item| item.error_code));
+    }
 }
 
 #[cfg(test)]

@@ -17,3 +17,9 @@ pub fn handle(broker: &Broker, request: HeartbeatRequest) -> HeartbeatResponse {
     response.error_code = outcome.err().map_or(0, group_error_code);
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::HeartbeatResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

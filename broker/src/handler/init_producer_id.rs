@@ -46,3 +46,9 @@ pub async fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::InitProducerIdResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

@@ -63,3 +63,9 @@ pub async fn handle(
         .collect();
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::JoinGroupResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

@@ -49,3 +49,10 @@ pub fn handle(broker: &Broker, request: LeaveGroupRequest, version: i16) -> Leav
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::LeaveGroupResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(self.members.iter().map(|item| item.error_code));
+    }
+}

@@ -35,3 +35,9 @@ pub fn handle(broker: &Broker, request: ListGroupsRequest, version: i16) -> List
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::ListGroupsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

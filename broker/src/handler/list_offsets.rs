@@ -89,3 +89,13 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), lmq_stora
         }
     }
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::ListOffsetsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(
+            self.topics
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

@@ -67,3 +67,9 @@ pub fn handle(
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::ListPartitionReassignmentsResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

@@ -48,9 +48,11 @@ fn missing_topic(name: &str, code: i16) -> MetadataResponseTopic {
     topic
 }
 
+/// `listener`: the name of the listener the request came in on.
 pub async fn handle(
     broker: &Broker,
     cluster: &ClusterNode,
+    listener: &str,
     request: MetadataRequest,
     version: i16,
 ) -> MetadataResponse {
@@ -131,16 +133,19 @@ pub async fn handle(
     }
     let view = cluster.view();
     response.topics = topics;
+    // Each broker's address on the listener the request came in on (Kafka omits brokers
+    // without that listener).
     response.brokers = view
         .brokers
         .iter()
-        .map(|(&id, info)| {
+        .filter_map(|(&id, info)| {
+            let (host, port) = info.endpoint(listener)?;
             let mut described = MetadataResponseBroker::default();
             described.node_id = BrokerId(id);
-            described.host = str_bytes(info.host.clone());
-            described.port = i32::from(info.port);
+            described.host = str_bytes(host.to_string());
+            described.port = i32::from(port);
             described.rack = info.rack.clone().map(str_bytes);
-            described
+            Some(described)
         })
         .collect();
     if version >= 1 {
@@ -186,4 +191,10 @@ fn describe_replicated(
         })
         .collect();
     response
+}
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::MetadataResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.topics.iter().map(|item| item.error_code));
+    }
 }

@@ -13,7 +13,6 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
-mod errors;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -54,16 +53,19 @@ use crate::cluster::store::StoreError;
 use crate::group::CommitError;
 use crate::group::state::GroupError;
 use crate::partition::ReplicaError;
+use crate::security::Principal;
 use crate::topics::TopicError;
 use crate::zero_copy::Splice;
 
 pub use api_versions::unsupported_version_response;
-pub use errors::error_codes;
 
 /// Who sent a request.
 #[derive(Debug, Clone)]
 pub struct RequestContext {
     pub peer: std::net::SocketAddr,
+    /// The name of the listener the request came in on (Metadata answers with the brokers'
+    /// addresses on it).
+    pub listener: Arc<str>,
     pub client_id: String,
     /// What the connection proved so far.
     pub session: Arc<Session>,
@@ -73,6 +75,9 @@ pub struct RequestContext {
 #[derive(Debug, Default)]
 pub struct Session {
     sasl: Mutex<SaslState>,
+    /// Who the listener's TLS or a SASL exchange proved the peer to be (`User:ANONYMOUS`
+    /// until then).
+    principal: Mutex<Principal>,
     /// The connection closes once the answer of the current request is sent (as Kafka does
     /// after a failed authentication).
     closing: AtomicBool,
@@ -100,6 +105,22 @@ impl Session {
         }
     }
 
+    /// Who the connection proved to be.
+    pub fn principal(&self) -> Principal {
+        self.principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records what an authentication proved.
+    pub fn set_principal(&self, principal: Principal) {
+        *self
+            .principal
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = principal;
+    }
+
     /// Whether the connection must close after the answer of the request just run.
     pub fn closing(&self) -> bool {
         self.closing.load(Ordering::Acquire)
@@ -118,11 +139,59 @@ impl Session {
     }
 }
 
-/// A response and the file regions that go into it (Fetch records, sent with `sendfile`).
+/// A response and the file regions that go into it (Fetch records, sent with `sendfile`),
+/// with the error codes it carries for the request error metrics. Built only by
+/// [`Reply::of`], so every answer says its codes: a new API's handler does not compile until
+/// its response implements [`ErrorCodes`].
 #[derive(Debug)]
 pub struct Reply {
-    pub body: ResponseKind,
-    pub splices: Vec<Splice>,
+    body: ResponseKind,
+    splices: Vec<Splice>,
+    errors: Vec<i16>,
+}
+
+/// Where a response type keeps its error codes; implemented beside the handler that builds
+/// it (one Kafka API per file).
+pub trait ErrorCodes {
+    /// Pushes every error code the answer carries, top level and per item (zeros included;
+    /// [`Reply::of`] keeps the others).
+    fn error_codes(&self, codes: &mut Vec<i16>);
+}
+
+impl Reply {
+    /// The answer `response`, wrapped into the response enum by `kind`.
+    pub fn of<R: ErrorCodes>(response: R, kind: impl FnOnce(R) -> ResponseKind) -> Self {
+        Self::with_splices(response, kind, Vec::new())
+    }
+
+    /// As [`Reply::of`], with file regions spliced into the encoded answer.
+    pub fn with_splices<R: ErrorCodes>(
+        response: R,
+        kind: impl FnOnce(R) -> ResponseKind,
+        splices: Vec<Splice>,
+    ) -> Self {
+        let mut errors = Vec::new();
+        response.error_codes(&mut errors);
+        errors.retain(|&code| code != 0);
+        Self {
+            body: kind(response),
+            splices,
+            errors,
+        }
+    }
+
+    pub fn body(&self) -> &ResponseKind {
+        &self.body
+    }
+
+    pub fn splices(&self) -> &[Splice] {
+        &self.splices
+    }
+
+    /// The non-zero error codes of the answer.
+    pub fn errors(&self) -> &[i16] {
+        &self.errors
+    }
 }
 
 /// A request's answer: ready, or (Produce) appended and waiting for its fsync or the ISR.
@@ -158,29 +227,23 @@ pub async fn dispatch(
     }
     if let RequestKind::Fetch(body) = request.body {
         let (response, splices) = fetch::handle(broker, context, body, version).await;
-        return Dispatched::Ready(Some(Reply {
-            body: ResponseKind::Fetch(response),
+        return Dispatched::Ready(Some(Reply::with_splices(
+            response,
+            ResponseKind::Fetch,
             splices,
-        }));
+        )));
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
         let appended = produce::append(broker, cluster, body, version, producer_ids);
         return Dispatched::Later(Box::pin(async move {
-            appended.finish().await.map(|response| Reply {
-                body: ResponseKind::Produce(response),
-                splices: Vec::new(),
-            })
+            appended
+                .finish()
+                .await
+                .map(|response| Reply::of(response, ResponseKind::Produce))
         }));
     }
-    Dispatched::Ready(
-        dispatch_body(broker, cluster, context, request)
-            .await
-            .map(|body| Reply {
-                body,
-                splices: Vec::new(),
-            }),
-    )
+    Dispatched::Ready(dispatch_body(broker, cluster, context, request).await)
 }
 
 /// Every request but Fetch and Produce: the response holds all its bytes.
@@ -189,100 +252,125 @@ async fn dispatch_body(
     cluster: &ClusterNode,
     context: &RequestContext,
     request: DecodedRequest,
-) -> Option<ResponseKind> {
+) -> Option<Reply> {
     let version = request.api_version();
     match request.body {
-        RequestKind::ApiVersions(body) => Some(ResponseKind::ApiVersions(api_versions::handle(
-            &body, version,
-        ))),
-        RequestKind::Metadata(body) => Some(ResponseKind::Metadata(
-            metadata::handle(broker, cluster, body, version).await,
+        RequestKind::ApiVersions(body) => Some(Reply::of(
+            api_versions::handle(&body, version),
+            ResponseKind::ApiVersions,
         )),
-        RequestKind::ListOffsets(body) => Some(ResponseKind::ListOffsets(list_offsets::handle(
-            broker, body, version,
-        ))),
-        RequestKind::InitProducerId(body) => Some(ResponseKind::InitProducerId(
+        RequestKind::Metadata(body) => Some(Reply::of(
+            metadata::handle(broker, cluster, &context.listener, body, version).await,
+            ResponseKind::Metadata,
+        )),
+        RequestKind::ListOffsets(body) => Some(Reply::of(
+            list_offsets::handle(broker, body, version),
+            ResponseKind::ListOffsets,
+        )),
+        RequestKind::InitProducerId(body) => Some(Reply::of(
             init_producer_id::handle(cluster, body).await,
+            ResponseKind::InitProducerId,
         )),
-        RequestKind::DeleteTopics(body) => Some(ResponseKind::DeleteTopics(
+        RequestKind::DeleteTopics(body) => Some(Reply::of(
             delete_topics::handle(broker, cluster, body, version).await,
+            ResponseKind::DeleteTopics,
         )),
-        RequestKind::CreatePartitions(body) => Some(ResponseKind::CreatePartitions(
+        RequestKind::CreatePartitions(body) => Some(Reply::of(
             create_partitions::handle(broker, cluster, body).await,
+            ResponseKind::CreatePartitions,
         )),
-        RequestKind::DescribeConfigs(body) => Some(ResponseKind::DescribeConfigs(
+        RequestKind::DescribeConfigs(body) => Some(Reply::of(
             describe_configs::handle(broker, body, version),
+            ResponseKind::DescribeConfigs,
         )),
-        RequestKind::AlterConfigs(body) => Some(ResponseKind::AlterConfigs(
+        RequestKind::AlterConfigs(body) => Some(Reply::of(
             alter_configs::handle(broker, cluster, body).await,
+            ResponseKind::AlterConfigs,
         )),
-        RequestKind::IncrementalAlterConfigs(body) => Some(ResponseKind::IncrementalAlterConfigs(
+        RequestKind::IncrementalAlterConfigs(body) => Some(Reply::of(
             incremental_alter_configs::handle(broker, cluster, body).await,
+            ResponseKind::IncrementalAlterConfigs,
         )),
-        RequestKind::DeleteRecords(body) => Some(ResponseKind::DeleteRecords(
+        RequestKind::DeleteRecords(body) => Some(Reply::of(
             delete_records::handle(broker, cluster, body),
+            ResponseKind::DeleteRecords,
         )),
-        RequestKind::DescribeCluster(body) => Some(ResponseKind::DescribeCluster(
-            describe_cluster::handle(cluster, body),
+        RequestKind::DescribeCluster(body) => Some(Reply::of(
+            describe_cluster::handle(cluster, &context.listener, body),
+            ResponseKind::DescribeCluster,
         )),
-        RequestKind::FindCoordinator(body) => Some(ResponseKind::FindCoordinator(
-            find_coordinator::handle(broker, cluster, body, version).await,
+        RequestKind::FindCoordinator(body) => Some(Reply::of(
+            find_coordinator::handle(broker, cluster, &context.listener, body, version).await,
+            ResponseKind::FindCoordinator,
         )),
-        RequestKind::JoinGroup(body) => Some(ResponseKind::JoinGroup(
+        RequestKind::JoinGroup(body) => Some(Reply::of(
             join_group::handle(broker, context, body, version).await,
+            ResponseKind::JoinGroup,
         )),
-        RequestKind::SyncGroup(body) => Some(ResponseKind::SyncGroup(
+        RequestKind::SyncGroup(body) => Some(Reply::of(
             sync_group::handle(broker, body, version).await,
+            ResponseKind::SyncGroup,
         )),
-        RequestKind::Heartbeat(body) => {
-            Some(ResponseKind::Heartbeat(heartbeat::handle(broker, body)))
-        }
-        RequestKind::LeaveGroup(body) => Some(ResponseKind::LeaveGroup(leave_group::handle(
-            broker, body, version,
-        ))),
-        RequestKind::OffsetCommit(body) => Some(ResponseKind::OffsetCommit(
+        RequestKind::Heartbeat(body) => Some(Reply::of(
+            heartbeat::handle(broker, body),
+            ResponseKind::Heartbeat,
+        )),
+        RequestKind::LeaveGroup(body) => Some(Reply::of(
+            leave_group::handle(broker, body, version),
+            ResponseKind::LeaveGroup,
+        )),
+        RequestKind::OffsetCommit(body) => Some(Reply::of(
             offset_commit::handle(broker, body).await,
+            ResponseKind::OffsetCommit,
         )),
-        RequestKind::OffsetFetch(body) => Some(ResponseKind::OffsetFetch(offset_fetch::handle(
-            broker, body, version,
-        ))),
-        RequestKind::OffsetDelete(body) => Some(ResponseKind::OffsetDelete(
+        RequestKind::OffsetFetch(body) => Some(Reply::of(
+            offset_fetch::handle(broker, body, version),
+            ResponseKind::OffsetFetch,
+        )),
+        RequestKind::OffsetDelete(body) => Some(Reply::of(
             offset_delete::handle(broker, body).await,
+            ResponseKind::OffsetDelete,
         )),
-        RequestKind::ListGroups(body) => Some(ResponseKind::ListGroups(list_groups::handle(
-            broker, body, version,
-        ))),
-        RequestKind::DescribeGroups(body) => Some(ResponseKind::DescribeGroups(
+        RequestKind::ListGroups(body) => Some(Reply::of(
+            list_groups::handle(broker, body, version),
+            ResponseKind::ListGroups,
+        )),
+        RequestKind::DescribeGroups(body) => Some(Reply::of(
             describe_groups::handle(broker, body),
+            ResponseKind::DescribeGroups,
         )),
-        RequestKind::DeleteGroups(body) => Some(ResponseKind::DeleteGroups(
+        RequestKind::DeleteGroups(body) => Some(Reply::of(
             delete_groups::handle(broker, body).await,
+            ResponseKind::DeleteGroups,
         )),
-        RequestKind::CreateTopics(body) => Some(ResponseKind::CreateTopics(
+        RequestKind::CreateTopics(body) => Some(Reply::of(
             create_topics::handle(broker, cluster, body, version).await,
+            ResponseKind::CreateTopics,
         )),
-        RequestKind::AlterPartitionReassignments(body) => {
-            Some(ResponseKind::AlterPartitionReassignments(
-                alter_partition_reassignments::handle(broker, cluster, body, version).await,
-            ))
-        }
-        RequestKind::OffsetForLeaderEpoch(body) => Some(ResponseKind::OffsetForLeaderEpoch(
+        RequestKind::AlterPartitionReassignments(body) => Some(Reply::of(
+            alter_partition_reassignments::handle(broker, cluster, body, version).await,
+            ResponseKind::AlterPartitionReassignments,
+        )),
+        RequestKind::OffsetForLeaderEpoch(body) => Some(Reply::of(
             offset_for_leader_epoch::handle(broker, body),
+            ResponseKind::OffsetForLeaderEpoch,
         )),
-        RequestKind::DescribeLogDirs(body) => Some(ResponseKind::DescribeLogDirs(
+        RequestKind::DescribeLogDirs(body) => Some(Reply::of(
             describe_log_dirs::handle(broker, body),
+            ResponseKind::DescribeLogDirs,
         )),
-        RequestKind::SaslHandshake(body) => Some(ResponseKind::SaslHandshake(
+        RequestKind::SaslHandshake(body) => Some(Reply::of(
             sasl_handshake::handle(context, body),
+            ResponseKind::SaslHandshake,
         )),
-        RequestKind::SaslAuthenticate(body) => Some(ResponseKind::SaslAuthenticate(
+        RequestKind::SaslAuthenticate(body) => Some(Reply::of(
             sasl_authenticate::handle(cluster, context, body),
+            ResponseKind::SaslAuthenticate,
         )),
-        RequestKind::ListPartitionReassignments(body) => {
-            Some(ResponseKind::ListPartitionReassignments(
-                list_partition_reassignments::handle(cluster, body),
-            ))
-        }
+        RequestKind::ListPartitionReassignments(body) => Some(Reply::of(
+            list_partition_reassignments::handle(cluster, body),
+            ResponseKind::ListPartitionReassignments,
+        )),
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
             // a handler here is a bug, answered by closing the connection.

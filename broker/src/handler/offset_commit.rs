@@ -78,3 +78,13 @@ pub async fn handle(broker: &Broker, request: OffsetCommitRequest) -> OffsetComm
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::OffsetCommitResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(
+            self.topics
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

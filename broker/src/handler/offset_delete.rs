@@ -58,3 +58,14 @@ pub async fn handle(broker: &Broker, request: OffsetDeleteRequest) -> OffsetDele
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::OffsetDeleteResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(
+            self.topics
+                .iter()
+                .flat_map(|item| item.partitions.iter().map(|inner| inner.error_code)),
+        );
+    }
+}

@@ -138,3 +138,10 @@ fn fill(
         }
     }
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::OffsetFetchResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+        codes.extend(self.groups.iter().map(|item| item.error_code));
+    }
+}

@@ -437,6 +437,16 @@ impl Appender<'_> {
     }
 }
 
+impl super::ErrorCodes for lmq_wire::protocol::messages::ProduceResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.extend(self.responses.iter().flat_map(|item| {
+            item.partition_responses
+                .iter()
+                .map(|inner| inner.error_code)
+        }));
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;

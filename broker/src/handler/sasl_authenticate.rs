@@ -30,7 +30,10 @@ pub fn handle(
         SaslState::Authenticating => match cluster.verify_replica(&request.auth_bytes) {
             Some(node_id) => {
                 context.session.set_sasl_state(SaslState::Broker(node_id));
-                tracing::debug!(peer = %context.peer, node_id, "a broker authenticated");
+                context
+                    .session
+                    .set_principal(crate::security::Principal::broker(node_id));
+                tracing::debug!(peer = %context.peer, principal = %context.session.principal(), "a broker authenticated");
             }
             None => {
                 tracing::warn!(peer = %context.peer, "a broker proof without this cluster's secret");
@@ -45,4 +48,10 @@ pub fn handle(
         },
     }
     response
+}
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::SaslAuthenticateResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
 }

@@ -29,3 +29,9 @@ pub fn handle(context: &RequestContext, request: SaslHandshakeRequest) -> SaslHa
     }
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::SaslHandshakeResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

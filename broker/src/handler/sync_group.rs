@@ -30,3 +30,9 @@ pub async fn handle(broker: &Broker, request: SyncGroupRequest, version: i16) ->
     response.assignment = synced.assignment;
     response
 }
+
+impl super::ErrorCodes for lmq_wire::protocol::messages::SyncGroupResponse {
+    fn error_codes(&self, codes: &mut Vec<i16>) {
+        codes.push(self.error_code);
+    }
+}

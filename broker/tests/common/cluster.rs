@@ -76,10 +76,12 @@ impl TestCluster {
             )
             .await
             .unwrap();
+            let listeners =
+                lmq_broker::node::bind_listeners(&broker.config, vec![listener]).unwrap();
             let server = tokio::spawn(lmq_broker::server::run(
                 Arc::clone(&broker),
                 Arc::clone(&cluster),
-                listener,
+                listeners,
                 None,
                 shutdown.clone(),
             ));

@@ -45,7 +45,7 @@ impl TestBroker {
             ..BrokerConfig::default()
         };
         adjust(&mut config);
-        let node = Node::start(config, Arc::new(SystemClock), listener, Some(admin))
+        let node = Node::start(config, Arc::new(SystemClock), vec![listener], Some(admin))
             .await
             .unwrap();
         TestBroker {
@@ -106,14 +106,15 @@ impl TestBroker {
     }
 }
 
-pub struct TestClient {
-    pub stream: TcpStream,
+/// A minimal Kafka client over a TCP stream, or over any other (TLS in `tls.rs`).
+pub struct TestClient<S = TcpStream> {
+    pub stream: S,
     next_correlation: i32,
 }
 
-impl TestClient {
+impl<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin> TestClient<S> {
     /// A client over a stream connected elsewhere (e.g. from another local address).
-    pub fn new(stream: TcpStream) -> Self {
+    pub fn new(stream: S) -> Self {
         TestClient {
             stream,
             next_correlation: 1,

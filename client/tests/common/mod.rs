@@ -65,7 +65,7 @@ pub async fn lmq() -> Target {
         ..BrokerConfig::default()
     };
     config.group.initial_rebalance_delay_ms = 0;
-    let node = Node::start(config, Arc::new(SystemClock), listener, None)
+    let node = Node::start(config, Arc::new(SystemClock), vec![listener], None)
         .await
         .unwrap();
     Target::Lmq {

@@ -10,7 +10,10 @@ use super::http::{Http, blocking_timeout, consul_error, go_duration};
 use super::{Inner, lock_map};
 use crate::coordinator::AbortOnDrop;
 use crate::error::{CoordError, CoordResult};
-use crate::types::{BrokerInfo, BrokerRegistration, HealthCheck};
+use crate::types::{BrokerInfo, BrokerRegistration, Endpoint, HealthCheck};
+
+/// The tag prefix of each advertised listener of a broker's service instance.
+const LISTENER_TAG: &str = "listener=";
 
 /// A broker registered through this client.
 pub(super) struct Registered {
@@ -36,6 +39,10 @@ impl Inner {
         let mut tags = vec![format!("broker_id={}", registration.broker_id)];
         if let Some(rack) = &registration.rack {
             tags.push(format!("rack={rack}"));
+        }
+        // rs-consul reads no service meta back: the listeners travel as tags.
+        for endpoint in &registration.listeners {
+            tags.push(format!("{LISTENER_TAG}{}", endpoint.to_text()));
         }
         let check = match &registration.health {
             HealthCheck::Ttl { ttl } => serde_json::json!({
@@ -210,11 +217,18 @@ async fn healthy_brokers(
             } else {
                 node.service.address.clone()
             };
+            let listeners = node
+                .service
+                .tags
+                .iter()
+                .filter_map(|tag| tag.strip_prefix(LISTENER_TAG).and_then(Endpoint::parse))
+                .collect();
             Some(BrokerInfo {
                 broker_id,
                 host,
                 port: node.service.port,
                 rack: tag("rack="),
+                listeners,
             })
         })
         .collect();

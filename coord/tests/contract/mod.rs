@@ -12,8 +12,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use lmq_coord::{
-    BrokerInfo, BrokerRegistration, CoordError, Coordinator, FencingToken, HealthCheck, HoldState,
-    LossReason, Version,
+    BrokerInfo, BrokerRegistration, CoordError, Coordinator, Endpoint, FencingToken, HealthCheck,
+    HoldState, LossReason, Version,
 };
 
 /// What a holder does before it can be killed.
@@ -71,10 +71,25 @@ async fn next_matching<T: Clone + std::fmt::Debug>(
 }
 
 fn broker(broker_id: u32, health: HealthCheck) -> BrokerRegistration {
+    let port = 9000 + u16::try_from(broker_id).unwrap();
+    // Every listener comes back as registered (the contract test compares the whole info).
+    let listeners = vec![
+        Endpoint {
+            name: "PLAINTEXT".into(),
+            host: "127.0.0.1".into(),
+            port,
+        },
+        Endpoint {
+            name: "SSL".into(),
+            host: "kafka.example".into(),
+            port: port + 1000,
+        },
+    ];
     BrokerRegistration {
+        listeners,
         broker_id,
         host: "127.0.0.1".into(),
-        port: 9000 + u16::try_from(broker_id).unwrap(),
+        port,
         rack: Some(format!("rack-{}", broker_id % 2)),
         health,
     }

@@ -1,0 +1,301 @@
+//! TLS listeners: Kafka requests over TLS beside a PLAINTEXT listener, Metadata answering
+//! with the addresses of the listener asked, mutual TLS, and certificate reload.
+
+// Test code: a failed unwrap is a failed test.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::disallowed_methods
+)]
+
+mod common;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::requests::{fetch_request, metadata_request, produce_request};
+use common::{TestClient, batch};
+use lmq_broker::BrokerConfig;
+use lmq_broker::clock::SystemClock;
+use lmq_broker::node::Node;
+use lmq_broker::security::tls::ClientAuth;
+use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+
+/// A CA and certificates it signs, written as PEM files.
+struct Pki {
+    issuer: Issuer<'static, KeyPair>,
+    ca_der: CertificateDer<'static>,
+    ca_pem: String,
+}
+
+impl Pki {
+    fn new() -> Self {
+        let mut params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "LMQ test CA");
+        let key = KeyPair::generate().unwrap();
+        let ca = params.self_signed(&key).unwrap();
+        Pki {
+            ca_der: ca.der().clone(),
+            ca_pem: ca.pem(),
+            issuer: Issuer::new(params, key),
+        }
+    }
+
+    fn write_ca(&self, path: &Path) {
+        std::fs::write(path, &self.ca_pem).unwrap();
+    }
+
+    /// A leaf certificate for 127.0.0.1 with subject CN=`name`: (cert PEM, key PEM, DER, key).
+    fn leaf(
+        &self,
+        name: &str,
+    ) -> (
+        String,
+        String,
+        CertificateDer<'static>,
+        PrivateKeyDer<'static>,
+    ) {
+        let mut params =
+            CertificateParams::new(vec!["127.0.0.1".to_string(), "localhost".to_string()]).unwrap();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "LMQ");
+        params.distinguished_name.push(DnType::CommonName, name);
+        let key = KeyPair::generate().unwrap();
+        let certificate = params.signed_by(&key, &self.issuer).unwrap();
+        let key_der = PrivateKeyDer::try_from(key.serialize_der()).unwrap();
+        (
+            certificate.pem(),
+            key.serialize_pem(),
+            certificate.der().clone(),
+            key_der,
+        )
+    }
+}
+
+struct TlsBroker {
+    node: Node,
+    plain: std::net::SocketAddr,
+    ssl: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+    files: std::path::PathBuf,
+}
+
+/// A broker with PLAINTEXT and SSL listeners, its certificate signed by `pki`.
+async fn start(pki: &Pki, adjust: impl FnOnce(&mut BrokerConfig)) -> TlsBroker {
+    let dir = tempfile::tempdir().unwrap();
+    let files = dir.path().join("tls");
+    std::fs::create_dir_all(&files).unwrap();
+    let (cert, key, _, _) = pki.leaf("broker");
+    std::fs::write(files.join("broker.pem"), cert).unwrap();
+    std::fs::write(files.join("broker.key"), key).unwrap();
+    pki.write_ca(&files.join("ca.pem"));
+    let plain_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let ssl_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (plain, ssl) = (
+        plain_socket.local_addr().unwrap(),
+        ssl_socket.local_addr().unwrap(),
+    );
+    let mut config = BrokerConfig {
+        data_dir: dir.path().join("data"),
+        listeners: vec![format!("PLAINTEXT://{plain}"), format!("SSL://{ssl}")],
+        admin_listen: None,
+        ..BrokerConfig::default()
+    };
+    config.tls.cert_file = Some(files.join("broker.pem"));
+    config.tls.key_file = Some(files.join("broker.key"));
+    adjust(&mut config);
+    config.validate().unwrap();
+    let node = Node::start(
+        config,
+        Arc::new(SystemClock),
+        vec![plain_socket, ssl_socket],
+        None,
+    )
+    .await
+    .unwrap();
+    TlsBroker {
+        node,
+        plain,
+        ssl,
+        _dir: dir,
+        files,
+    }
+}
+
+/// A TLS connection trusting `pki`'s CA, with a client certificate when given.
+async fn connect(
+    pki: &Pki,
+    address: std::net::SocketAddr,
+    identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+) -> std::io::Result<TlsStream<TcpStream>> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(pki.ca_der.clone()).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots);
+    let config = match identity {
+        Some((certificate, key)) => builder
+            .with_client_auth_cert(vec![certificate], key)
+            .unwrap(),
+        None => builder.with_no_client_auth(),
+    };
+    let connector = TlsConnector::from(Arc::new(config));
+    let socket = TcpStream::connect(address).await?;
+    connector
+        .connect(ServerName::try_from("127.0.0.1").unwrap(), socket)
+        .await
+}
+
+#[tokio::test]
+async fn an_ssl_listener_serves_produce_and_fetch_and_metadata_names_its_own_addresses() {
+    let pki = Pki::new();
+    let broker = start(&pki, |_| {}).await;
+    let mut client = TestClient::new(connect(&pki, broker.ssl, None).await.unwrap());
+    let ResponseKind::Metadata(metadata) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&["secure"]))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(metadata.brokers.len(), 1);
+    assert_eq!(metadata.brokers[0].port, i32::from(broker.ssl.port()));
+    // The PLAINTEXT listener answers with its own address.
+    let mut plain = TestClient::new(TcpStream::connect(broker.plain).await.unwrap());
+    let ResponseKind::Metadata(metadata) = plain
+        .call(ApiKey::Metadata, 12, metadata_request(&["secure"]))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(metadata.brokers[0].port, i32::from(broker.plain.port()));
+
+    // Records larger than one read chunk go through the cipher intact (a Fetch's file
+    // regions are copied, not sent with sendfile).
+    let big = "x".repeat(300_000);
+    let values: Vec<&str> = vec![big.as_str(), "second", big.as_str()];
+    let sent = batch(&values, 1_700_000_000_000);
+    let ResponseKind::Produce(produced) = client
+        .call(
+            ApiKey::Produce,
+            9,
+            produce_request("secure", 0, sent.clone(), -1),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(produced.responses[0].partition_responses[0].error_code, 0);
+    let ResponseKind::Fetch(fetched) = client
+        .call(ApiKey::Fetch, 12, fetch_request("secure", 0, 0, 1_000, 1))
+        .await
+    else {
+        panic!()
+    };
+    let partition = &fetched.responses[0].partitions[0];
+    assert_eq!(partition.error_code, 0);
+    // As stored: the same batch but for the partition leader epoch the leader sets (bytes
+    // 12..16, outside the CRC).
+    let records = partition.records.as_ref().unwrap();
+    assert_eq!(records.len(), sent.len());
+    assert!(
+        records[..12] == sent[..12] && records[16..] == sent[16..],
+        "the fetched batch differs from the produced one"
+    );
+    broker.node.stop().await;
+}
+
+#[tokio::test]
+async fn required_client_auth_refuses_a_client_without_a_trusted_certificate() {
+    let pki = Pki::new();
+    let broker = start(&pki, |config| {
+        config.tls.client_auth = ClientAuth::Required;
+        config.tls.ca_file = Some(
+            config
+                .tls
+                .cert_file
+                .clone()
+                .unwrap()
+                .with_file_name("ca.pem"),
+        );
+    })
+    .await;
+    // Without a certificate: the handshake (or, in TLS 1.3, the first exchange) fails.
+    let refused = match connect(&pki, broker.ssl, None).await {
+        Err(_) => true,
+        Ok(stream) => {
+            let mut client = TestClient::new(stream);
+            client
+                .send(ApiKey::Metadata, 12, metadata_request(&[]))
+                .await;
+            client.read_frame().await.is_none()
+        }
+    };
+    assert!(refused, "a client without a certificate was served");
+    // A certificate from another CA: refused too.
+    let stranger = Pki::new();
+    let (_, _, der, key) = stranger.leaf("mallory");
+    let refused = match connect(&pki, broker.ssl, Some((der, key))).await {
+        Err(_) => true,
+        Ok(stream) => {
+            let mut client = TestClient::new(stream);
+            client
+                .send(ApiKey::Metadata, 12, metadata_request(&[]))
+                .await;
+            client.read_frame().await.is_none()
+        }
+    };
+    assert!(refused, "a certificate of another CA was accepted");
+    // The CA's own client certificate is served.
+    let (_, _, der, key) = pki.leaf("alice");
+    let mut client = TestClient::new(connect(&pki, broker.ssl, Some((der, key))).await.unwrap());
+    let ResponseKind::Metadata(metadata) = client
+        .call(ApiKey::Metadata, 12, metadata_request(&[]))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(metadata.brokers.len(), 1);
+    broker.node.stop().await;
+}
+
+#[tokio::test]
+async fn a_renewed_certificate_is_used_by_new_connections_without_a_restart() {
+    let pki = Pki::new();
+    let broker = start(&pki, |config| config.tls.reload_check_ms = 100).await;
+    let first = connect(&pki, broker.ssl, None).await.unwrap();
+    let served =
+        |stream: &TlsStream<TcpStream>| stream.get_ref().1.peer_certificates().unwrap()[0].clone();
+    let before = served(&first);
+    let (cert, key, renewed, _) = pki.leaf("broker");
+    // The key first, then the certificate: a reload between the two writes fails and keeps
+    // the old pair, the next one takes the new pair.
+    std::fs::write(broker.files.join("broker.key"), key).unwrap();
+    std::fs::write(broker.files.join("broker.pem"), cert).unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let stream = connect(&pki, broker.ssl, None).await.unwrap();
+        if served(&stream) == renewed {
+            break;
+        }
+        assert_eq!(served(&stream), before);
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the renewed certificate was not used within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    broker.node.stop().await;
+}
