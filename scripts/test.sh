@@ -63,6 +63,9 @@ compat-tests/acls.sh target/debug/lmq --kafka
 step "Kafka Connect (distributed mode, FileStreamSource/Sink) and a Kafka Streams word count, on lmq serve and on Apache Kafka (compat-tests/apps.sh)"
 compat-tests/apps.sh target/debug/lmq
 
+step "log compaction through kcat: 1,000,000 records over 10,000 keys with tombstones; one record per live key, tombstones gone, the log within 2x of the live data (compat-tests/compaction.sh)"
+compat-tests/compaction.sh target/debug/lmq
+
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
 kafka_port="$(free_port)"

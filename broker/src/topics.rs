@@ -54,6 +54,38 @@ pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)
 }
 
+/// Threads [`on_threads`] uses at most.
+const THREADS_MAX: usize = 8;
+
+/// Fewer items than this are worked on in the calling thread (a thread costs more than
+/// the few fsync waits it would overlap; every metadata change takes every role again).
+const THREADS_ITEMS_MIN: usize = 8;
+
+/// `work` on every item, on up to [`THREADS_MAX`] scoped threads (each a contiguous run of
+/// items), the results in the items' order: for per-partition disk work whose fsync waits
+/// should overlap (creating a topic's logs, taking their roles). A panic is passed on.
+pub fn on_threads<T: Sync, R: Send>(items: &[T], work: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    if items.len() < THREADS_ITEMS_MIN {
+        return items.iter().map(work).collect();
+    }
+    let run = items.len().div_ceil(THREADS_MAX);
+    let work = &work;
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = items
+            .chunks(run)
+            .map(|run| scope.spawn(move || run.iter().map(work).collect::<Vec<R>>()))
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| {
+                thread
+                    .join()
+                    .unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+            })
+            .collect()
+    })
+}
+
 /// Kafka's rule: 1 to 249 characters of `[a-zA-Z0-9._-]`, and not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), TopicError> {
     let invalid = |reason| TopicError::InvalidName {
@@ -187,14 +219,15 @@ impl TopicRegistry {
 
     fn open_topic(&self, name: &str, file: &TopicFile, now_ms: i64) -> Result<Topic, TopicError> {
         let settings = TopicSettings::parse(&self.defaults, &file.configs, Checks::Stored)?;
-        let mut partitions = Vec::with_capacity(usize::try_from(file.partitions).unwrap_or(0));
-        for index in 0..file.partitions {
-            partitions.push(Arc::new(self.open_partition(
-                name,
-                index,
-                &settings.log,
-                now_ms,
-            )?));
+        // Opening (or creating) a log waits on several fsyncs: done on threads so the waits
+        // overlap (50 new offsets partitions took 1.4 s one after another).
+        let indexes: Vec<i32> = (0..file.partitions).collect();
+        let log = &settings.log;
+        let mut partitions = Vec::with_capacity(indexes.len());
+        for opened in on_threads(&indexes, |&index| {
+            self.open_partition(name, index, log, now_ms)
+        }) {
+            partitions.push(Arc::new(opened?));
         }
         Ok(Topic {
             name: name.to_string(),

@@ -780,6 +780,7 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         GroupError::LimitExceeded => ResponseError::PolicyViolation,
         // Kafka answers an oversized group metadata record so (its append fails with
         // RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE, mapped to UNKNOWN_SERVER_ERROR).
