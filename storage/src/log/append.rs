@@ -434,6 +434,11 @@ impl PartitionLog {
             &self.config,
             self.options.syncer.as_ref(),
         )?;
+        if self.sealed.is_empty() {
+            // A log holding no batch restarts here; recovery would move its start here too.
+            self.state.log_start_offset = self.state.log_start_offset.max(base_offset);
+            self.state.high_watermark = self.state.high_watermark.max(base_offset);
+        }
         self.state.recovery_point = base_offset;
         self.store_state()
     }
