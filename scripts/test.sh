@@ -4,7 +4,8 @@
 #
 #   scripts/test.sh            format, lints, unit/property/recovery tests, the fuzz seeds,
 #                              script tests, the compatibility matrix with its broker
-#                              scenarios, Consul contract tests, the cluster fault tests
+#                              scenarios, Kafka Connect and Kafka Streams on LMQ and on Kafka,
+#                              Consul contract tests, the cluster fault tests
 #                              (LMQ_CLUSTER_TESTS=1)
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq) for anything downloaded or built;
@@ -55,6 +56,12 @@ else
   compat-tests/matrix.sh target/debug/lmq --differential --families lmq-native,kcat \
     --scenarios metadata,produce-acks-1,consume-beginning,group-rebalance,admin-configs
 fi
+
+step "Kafka Connect (distributed mode, FileStreamSource/Sink) and a Kafka Streams word count, on lmq serve and on Apache Kafka (compat-tests/apps.sh)"
+compat-tests/apps.sh target/debug/lmq
+
+step "log compaction through kcat: 1,000,000 records over 10,000 keys with tombstones; one record per live key, tombstones gone, the log within 2x of the live data (compat-tests/compaction.sh)"
+compat-tests/compaction.sh target/debug/lmq
 
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)

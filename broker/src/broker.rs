@@ -120,18 +120,19 @@ impl Broker {
     }
 }
 
-/// `segment.bytes` of the offsets topic (Kafka's `offsets.topic.segment.bytes`).
-const OFFSETS_SEGMENT_BYTES: u64 = 100 * 1024 * 1024;
-
-/// The configs of the offsets topic: its records are never deleted by time (without
-/// compaction they are the only copy).
-pub fn offsets_topic_configs() -> BTreeMap<String, String> {
+/// The configs `__consumer_offsets` is created with (and an older one is brought to): as
+/// Kafka's, compacted (the latest record per key is what a replay needs) with
+/// `offsets.topic.segment.bytes` segments; never deleted by time or size (with compaction
+/// alone Kafka applies no retention either, and until the cleaner runs the log is the only
+/// copy of every commit).
+pub fn offsets_topic_configs(settings: &crate::config::GroupSettings) -> BTreeMap<String, String> {
     BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
         ("retention.ms".to_string(), "-1".to_string()),
         ("retention.bytes".to_string(), "-1".to_string()),
         (
             "segment.bytes".to_string(),
-            OFFSETS_SEGMENT_BYTES.to_string(),
+            settings.offsets_topic_segment_bytes.to_string(),
         ),
     ])
 }
@@ -140,7 +141,8 @@ pub fn offsets_topic_configs() -> BTreeMap<String, String> {
 /// offsets topic on first use (`handler::find_coordinator`) and the coordinator adopts each
 /// partition this broker leads (`cluster::reconcile`).
 fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, TopicError> {
-    GroupCoordinator::load(config.group.coordinator_config(), Vec::new()).map_err(TopicError::from)
+    GroupCoordinator::load(config.group.coordinator_config(), Vec::new(), 0)
+        .map_err(TopicError::from)
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.

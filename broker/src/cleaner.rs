@@ -302,7 +302,7 @@ mod tests {
         partition
             .with_log(|log| {
                 let mut config = log.config().clone();
-                config.cleanup_policy = CleanupPolicy::Compact;
+                config.cleanup_policy = CleanupPolicy::COMPACT;
                 log.set_config(config)?;
                 for round in 0..50 {
                     let mut builder = BatchBuilder::new(0);

@@ -213,8 +213,18 @@ pub struct GroupSettings {
     /// subscription and assignment): a leader's SyncGroup over it gets UNKNOWN_SERVER_ERROR,
     /// as in Kafka, whose bound is the offsets topic's `max.message.bytes`.
     pub group_metadata_bytes_max: usize,
-    /// Partitions of `__consumer_offsets`, fixed when it is first created.
+    /// Partitions of `__consumer_offsets` (`offsets.topic.num.partitions`), fixed when it
+    /// is first created: an existing topic keeps its count (a group's partition is the hash
+    /// of its id modulo that count).
     pub offsets_topic_partitions: i32,
+    /// `segment.bytes` of `__consumer_offsets` (`offsets.topic.segment.bytes`), set when it
+    /// is created.
+    pub offsets_topic_segment_bytes: u64,
+    /// `offsets.retention.minutes`: the committed offsets of a group are deleted this long
+    /// after it became Empty (a group without a protocol: after each offset's commit).
+    pub offsets_retention_minutes: i64,
+    /// `offsets.retention.check.interval.ms`: how often expired offsets are looked for.
+    pub offsets_retention_check_interval_ms: u64,
     /// Replicas of `__consumer_offsets` in a Consul cluster; until that many brokers are
     /// alive, FindCoordinator answers COORDINATOR_NOT_AVAILABLE (as Kafka does). An embedded
     /// node, the only broker there can be, uses 1.
@@ -232,7 +242,10 @@ impl Default for GroupSettings {
             groups_max: defaults.groups_max,
             member_metadata_bytes_max: defaults.member_metadata_bytes_max,
             group_metadata_bytes_max: defaults.group_metadata_bytes_max,
-            offsets_topic_partitions: 1,
+            offsets_topic_partitions: 50,
+            offsets_topic_segment_bytes: 100 * 1024 * 1024,
+            offsets_retention_minutes: 7 * 24 * 60,
+            offsets_retention_check_interval_ms: 600_000,
             offsets_topic_replication_factor: 3,
         }
     }
@@ -248,6 +261,7 @@ impl GroupSettings {
             groups_max: self.groups_max,
             member_metadata_bytes_max: self.member_metadata_bytes_max,
             group_metadata_bytes_max: self.group_metadata_bytes_max,
+            offsets_retention_ms: self.offsets_retention_minutes.saturating_mul(60_000),
         }
     }
 }

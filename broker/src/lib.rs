@@ -15,6 +15,7 @@ pub mod listeners;
 pub mod metrics;
 pub mod node;
 pub mod partition;
+pub mod record_checks;
 pub mod reopen;
 pub mod replication;
 

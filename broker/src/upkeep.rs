@@ -1,6 +1,6 @@
 //! The broker's own periodic work, as tasks in the [`JoinSet`] of whoever serves the broker
 //! (`server::run`): group timers, flushes, reopening poisoned logs, retention and
-//! checkpoints. Disk work runs on the blocking pool, never on a runtime worker; each task
+//! checkpoints, offset expiry. Disk work runs on the blocking pool, never on a runtime worker; each task
 //! ends on the shutdown signal, and [`join_within`] bounds how long a stop waits for them.
 
 use std::sync::Arc;
@@ -56,6 +56,41 @@ pub fn spawn(
             }
         },
     ));
+    let expiry = Arc::clone(broker);
+    let check_ms = broker
+        .config
+        .group
+        .offsets_retention_check_interval_ms
+        .max(1);
+    tasks.spawn(every(check_ms, check_ms, shutdown.clone(), move || {
+        expire_offsets(Arc::clone(&expiry))
+    }));
+}
+
+/// One offset expiry pass: the tombstones are appended on the blocking pool, then waited
+/// for (each shows in OffsetFetch once durable).
+async fn expire_offsets(broker: Arc<Broker>) {
+    let expiring = Arc::clone(&broker);
+    let written = match tokio::task::spawn_blocking(move || {
+        expiring.groups.expire_offsets(expiring.now_ms())
+    })
+    .await
+    {
+        Ok(written) => written,
+        Err(error) => {
+            tracing::error!(%error, "the offset expiry pass failed");
+            return;
+        }
+    };
+    for durable in written {
+        if let Err(error) = broker
+            .groups
+            .wait_durable(durable, crate::group::OFFSETS_COMMIT_TIMEOUT)
+            .await
+        {
+            tracing::warn!(%error, "expired offsets' tombstones did not become durable");
+        }
+    }
 }
 
 /// Runs `pass` every `period_ms`, the first after `delay_ms`, until `shutdown`; a pass that

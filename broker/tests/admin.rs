@@ -14,7 +14,8 @@
 
 mod common;
 
-use common::{TestBroker, TestClient, batch};
+use common::requests::{create_topic_request, fetch, produce_request};
+use common::{TestBroker, TestClient, batch, now_ms};
 use lmq_wire::protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use lmq_wire::protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
@@ -197,7 +198,7 @@ async fn topic_configs_are_described_altered_and_kept_across_restarts() {
         alter(
             &mut client,
             "configured",
-            &[("cleanup.policy", 0, Some("compact"))]
+            &[("cleanup.policy", 0, Some("compact,none"))]
         )
         .await,
         40
@@ -930,4 +931,399 @@ async fn delete_records_runs_on_the_leader_and_followers_take_its_log_start() {
         "the follower took the leader's log start"
     );
     cluster.stop().await;
+}
+
+/// `(error code, message)` of creating `topic` with `configs`.
+async fn create_with(
+    client: &mut TestClient,
+    topic: &str,
+    configs: &[(&str, &str)],
+) -> (i16, Option<String>) {
+    let ResponseKind::CreateTopics(response) = client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request(topic, 1, 1, configs),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let result = &response.topics[0];
+    (
+        result.error_code,
+        result.error_message.as_ref().map(ToString::to_string),
+    )
+}
+
+/// The answer of one produce of `records` to partition 0 of `topic` (v9).
+async fn produce_answer(
+    client: &mut TestClient,
+    topic: &str,
+    records: bytes::Bytes,
+) -> lmq_wire::protocol::messages::produce_response::PartitionProduceResponse {
+    let ResponseKind::Produce(mut response) = client
+        .call(ApiKey::Produce, 9, produce_request(topic, 0, records, -1))
+        .await
+    else {
+        panic!()
+    };
+    response.responses.remove(0).partition_responses.remove(0)
+}
+
+/// Kafka Streams and Connect create compacted topics: `cleanup.policy=compact` is accepted
+/// and described back as a topic config, with its broker synonym; unknown names get Kafka's
+/// text; a DOUBLE config is typed 6 and documentation comes when asked.
+#[tokio::test]
+async fn a_compacted_topic_is_created_and_described_as_kafka_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(
+            &mut client,
+            "changelog",
+            &[
+                ("cleanup.policy", "compact"),
+                ("min.cleanable.dirty.ratio", "0.1"),
+                ("segment.ms", "100000"),
+            ]
+        )
+        .await,
+        (0, None)
+    );
+    let (code, message) = create_with(&mut client, "typo", &[("retention.msec", "1")]).await;
+    assert_eq!(
+        (code, message.as_deref()),
+        (40, Some("Unknown topic config name: retention.msec"))
+    );
+    let (code, message) =
+        create_with(&mut client, "tiered", &[("remote.storage.enable", "true")]).await;
+    assert_eq!(code, 40, "{message:?}");
+
+    let mut described = DescribeConfigsResource::default();
+    described.resource_type = 2;
+    described.resource_name = text("changelog");
+    described.configuration_keys = None;
+    let mut request = DescribeConfigsRequest::default();
+    request.resources = vec![described];
+    request.include_synonyms = true;
+    request.include_documentation = true;
+    let ResponseKind::DescribeConfigs(response) = client
+        .call(
+            ApiKey::DescribeConfigs,
+            4,
+            RequestKind::DescribeConfigs(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    let entry = |key: &str| {
+        response.results[0]
+            .configs
+            .iter()
+            .find(|entry| entry.name.as_str() == key)
+            .unwrap()
+    };
+    let synonyms = |key: &str| -> Vec<(String, String, i8)> {
+        entry(key)
+            .synonyms
+            .iter()
+            .map(|synonym| {
+                (
+                    synonym.name.to_string(),
+                    synonym.value.as_ref().unwrap().to_string(),
+                    synonym.source,
+                )
+            })
+            .collect()
+    };
+    let policy = entry("cleanup.policy");
+    assert_eq!(
+        (
+            policy.value.as_ref().unwrap().as_str(),
+            policy.config_source,
+            policy.config_type,
+            policy.is_sensitive,
+            policy.read_only
+        ),
+        ("compact", 1, 7, false, false)
+    );
+    assert!(policy.documentation.is_some());
+    assert_eq!(
+        synonyms("cleanup.policy"),
+        [
+            ("cleanup.policy".into(), "compact".into(), 1),
+            ("log.cleanup.policy".into(), "delete".into(), 5)
+        ]
+    );
+    let ratio = entry("min.cleanable.dirty.ratio");
+    assert_eq!(
+        (
+            ratio.value.as_ref().unwrap().as_str(),
+            ratio.config_source,
+            ratio.config_type
+        ),
+        ("0.1", 1, 6)
+    );
+    // Kafka lists no synonym for `segment.ms` unless the broker sets `log.roll.ms`.
+    assert_eq!(
+        synonyms("segment.ms"),
+        [("segment.ms".into(), "100000".into(), 1)]
+    );
+    assert_eq!(synonyms("retention.ms"), []);
+    assert_eq!(entry("retention.ms").config_source, 5);
+    assert_eq!(
+        synonyms("compression.type"),
+        [("compression.type".into(), "producer".into(), 5)]
+    );
+    assert_eq!(
+        response.results[0].configs.len(),
+        37,
+        "every Kafka 4.4 topic config"
+    );
+
+    assert_eq!(
+        alter(
+            &mut client,
+            "changelog",
+            &[("message.downconversion.enable", 0, Some("true"))]
+        )
+        .await,
+        40
+    );
+    assert_eq!(
+        alter(
+            &mut client,
+            "changelog",
+            &[("cleanup.policy", 2, Some("delete"))]
+        )
+        .await,
+        0
+    );
+    let response = describe(&mut client, 4, 2, "changelog").await;
+    assert_eq!(
+        config_value(&response, "cleanup.policy"),
+        ("compact,delete".to_string(), 1)
+    );
+    let topic = broker.node.broker.topics.get("changelog").unwrap();
+    assert_eq!(
+        topic.settings.log.cleanup_policy,
+        lmq_storage::CleanupPolicy {
+            compact: true,
+            delete: true
+        }
+    );
+    assert!(
+        (topic
+            .settings
+            .log
+            .compaction
+            .min_cleanable_dirty_ratio
+            .as_f64()
+            - 0.1)
+            .abs()
+            < f64::EPSILON
+    );
+    broker.stop().await;
+}
+
+/// Kafka 4 refuses a keyless record in a compacted topic with INVALID_RECORD and the
+/// record's index and reason; nothing is appended.
+#[tokio::test]
+async fn a_compacted_topic_refuses_a_record_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(&mut client, "table", &[("cleanup.policy", "compact")]).await,
+        (0, None)
+    );
+    let mut builder = lmq_storage::builder::BatchBuilder::new(now_ms());
+    builder.push(Some(b"k"), Some(b"with key"), now_ms());
+    builder.push(None, Some(b"without"), now_ms());
+    let answer = produce_answer(&mut client, "table", builder.build().into()).await;
+    assert_eq!(answer.error_code, 87, "{answer:?}");
+    assert_eq!(answer.base_offset, -1);
+    assert_eq!(answer.record_errors.len(), 1);
+    assert_eq!(answer.record_errors[0].batch_index, 1);
+    assert_eq!(
+        answer.record_errors[0]
+            .batch_index_error_message
+            .as_ref()
+            .unwrap()
+            .as_str(),
+        "Compacted topic cannot accept message without key in topic partition table-0"
+    );
+    let answer = produce_answer(&mut client, "table", batch(&["a", "b"], now_ms())).await;
+    assert_eq!(
+        (answer.error_code, answer.base_offset),
+        (0, 0),
+        "keyed records go in"
+    );
+    broker.stop().await;
+}
+
+/// `compression.type=gzip`: an uncompressed batch is stored gzip-compressed (the fetched
+/// batch says gzip and reads back the same records); `producer` keeps it as sent.
+#[tokio::test]
+async fn a_gzip_topic_recompresses_an_uncompressed_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    for (topic, compression, codec) in [("zipped", "gzip", 1), ("as-sent", "producer", 0)] {
+        assert_eq!(
+            create_with(&mut client, topic, &[("compression.type", compression)]).await,
+            (0, None)
+        );
+        let answer = produce_answer(&mut client, topic, batch(&["a", "b", "c"], now_ms())).await;
+        assert_eq!(answer.error_code, 0, "{answer:?}");
+        let fetched = fetch(&mut client, 12, topic, 0, 0).await;
+        let records = fetched.responses[0].partitions[0].records.clone().unwrap();
+        let view = lmq_storage::batch::BatchView::validated(&records).unwrap();
+        assert_eq!(view.attributes() & 0x07, codec, "{topic}");
+        let values: Vec<_> = lmq_wire::records::decode_batches(records, 1 << 20)
+            .unwrap()
+            .into_iter()
+            .map(|record| record.value.unwrap())
+            .collect();
+        assert_eq!(values, ["a", "b", "c"], "{topic}");
+    }
+    broker.stop().await;
+}
+
+/// `message.timestamp.before.max.ms` refuses a record older than the bound with
+/// INVALID_TIMESTAMP; a current one goes in.
+#[tokio::test]
+async fn timestamp_bounds_refuse_a_too_old_record() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(
+            &mut client,
+            "recent",
+            &[("message.timestamp.before.max.ms", "60000")]
+        )
+        .await,
+        (0, None)
+    );
+    let hour_ago = now_ms() - 3_600_000;
+    let answer = produce_answer(&mut client, "recent", batch(&["old"], hour_ago)).await;
+    assert_eq!(answer.error_code, 32, "{answer:?}");
+    assert_eq!(
+        answer
+            .error_message
+            .as_ref()
+            .map(|message| message.as_str()),
+        Some("One or more records have been rejected due to invalid timestamp")
+    );
+    assert!(
+        answer.record_errors[0]
+            .batch_index_error_message
+            .as_ref()
+            .unwrap()
+            .starts_with(&format!(
+                "Timestamp {hour_ago} of message with offset 0 is out of range"
+            ))
+    );
+    let answer = produce_answer(&mut client, "recent", batch(&["new"], now_ms())).await;
+    assert_eq!((answer.error_code, answer.base_offset), (0, 0));
+    broker.stop().await;
+}
+
+/// `flush.messages=1` makes one topic's log fsync every batch (group commit) on a broker
+/// whose `[log] flush` is the OS's; removing the override gives the log the broker's policy
+/// back; `flush.ms` makes it an interval.
+#[tokio::test]
+async fn flush_configs_reach_the_topics_logs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(
+        create_with(&mut client, "durable", &[("flush.messages", "1")]).await,
+        (0, None)
+    );
+    let policy = || {
+        broker.node.broker.topics.get("durable").unwrap().partitions[0]
+            .with_log(|log| Ok(log.config().flush_policy))
+            .unwrap()
+    };
+    assert_eq!(policy(), lmq_storage::FlushPolicy::EveryBatch);
+    let answer = produce_answer(&mut client, "durable", batch(&["a"], now_ms())).await;
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(
+        alter(
+            &mut client,
+            "durable",
+            &[("flush.messages", 1, None), ("flush.ms", 0, Some("5000"))]
+        )
+        .await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::IntervalMs(5000));
+    assert_eq!(
+        alter(&mut client, "durable", &[("flush.ms", 1, None)]).await,
+        0
+    );
+    assert_eq!(policy(), lmq_storage::FlushPolicy::Os);
+    broker.stop().await;
+}
+
+/// A topic default LMQ's config file changes is described as Kafka describes a setting of
+/// server.properties: source STATIC_BROKER_CONFIG, the broker config named as its synonym
+/// (also `log.retention.ms`, which Kafka lists only when it is set); `[log] flush =
+/// "every-batch"` shows as `log.flush.interval.messages=1`.
+#[tokio::test]
+async fn broker_settings_show_as_static_broker_configs() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = TestBroker::start_in(dir.path(), |config| {
+        config.log.retention_ms = 3_600_000;
+        config.log.flush = "every-batch".to_string();
+    })
+    .await;
+    let mut client = broker.client().await;
+    create(&mut client, "defaults", 1).await;
+    let response = describe(&mut client, 4, 2, "defaults").await;
+    let synonyms = |key: &str| -> (i8, Vec<(String, String, i8)>) {
+        let entry = response.results[0]
+            .configs
+            .iter()
+            .find(|entry| entry.name.as_str() == key)
+            .unwrap();
+        (
+            entry.config_source,
+            entry
+                .synonyms
+                .iter()
+                .map(|synonym| {
+                    (
+                        synonym.name.to_string(),
+                        synonym.value.as_ref().unwrap().to_string(),
+                        synonym.source,
+                    )
+                })
+                .collect(),
+        )
+    };
+    assert_eq!(
+        synonyms("retention.ms"),
+        (4, vec![("log.retention.ms".into(), "3600000".into(), 4)])
+    );
+    assert_eq!(
+        synonyms("flush.messages"),
+        (
+            4,
+            vec![("log.flush.interval.messages".into(), "1".into(), 4)]
+        )
+    );
+    assert_eq!(
+        synonyms("segment.bytes"),
+        (
+            5,
+            vec![("log.segment.bytes".into(), "1073741824".into(), 5)]
+        )
+    );
+    broker.stop().await;
 }

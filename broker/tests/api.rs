@@ -621,6 +621,12 @@ async fn topic_errors_carry_kafka_codes() {
         panic!()
     };
     assert_eq!(response.topics[0].error_code, 36, "TOPIC_ALREADY_EXISTS");
+    // Kafka's text (ReplicationControlManager), which Kafka Connect logs at every worker start
+    // on its existing internal topics.
+    assert_eq!(
+        response.topics[0].error_message.as_deref(),
+        Some("Topic 'twice' already exists.")
+    );
     broker.stop().await;
 }
 

@@ -189,9 +189,8 @@ fn the_checker_finds_losses_duplicates_and_reordering() {
     assert_eq!((report.duplicates, report.reordered), (1, 1));
 }
 
-/// The partition's leader as the cluster metadata in Consul has it (a broker that was just
-/// paused may still answer Metadata from an older view).
-fn leader_of(cluster: &Cluster, topic: &str, partition: i32) -> i32 {
+/// The cluster metadata document in Consul.
+fn cluster_metadata(cluster: &Cluster) -> serde_json::Value {
     use std::io::{Read, Write};
     let address = if cluster.script.contains("netns") {
         format!("{}:8500", cluster.script(&["ip", "c1"]))
@@ -214,7 +213,20 @@ fn leader_of(cluster: &Cluster, topic: &str, partition: i32) -> i32 {
     let mut answer = String::new();
     stream.read_to_string(&mut answer).unwrap();
     let body = answer.split_once("\r\n\r\n").map_or("", |(_, body)| body);
-    let metadata: serde_json::Value = serde_json::from_str(body).unwrap();
+    serde_json::from_str(body).unwrap()
+}
+
+/// Partitions of `__consumer_offsets` in the cluster metadata.
+fn offsets_partitions(cluster: &Cluster) -> usize {
+    cluster_metadata(cluster)["topics"]["__consumer_offsets"]["partitions"]
+        .as_array()
+        .map_or(0, Vec::len)
+}
+
+/// The partition's leader as the cluster metadata in Consul has it (a broker that was just
+/// paused may still answer Metadata from an older view).
+fn leader_of(cluster: &Cluster, topic: &str, partition: i32) -> i32 {
+    let metadata = cluster_metadata(cluster);
     metadata["topics"][topic]["partitions"][usize::try_from(partition).unwrap()]["leader"]
         .as_i64()
         .and_then(|leader| i32::try_from(leader).ok())
@@ -552,6 +564,14 @@ async fn acknowledged_records_survive_a_leader_cut_off_from_followers_or_from_co
     verify(&client, "cut", 3, &acked).await;
 }
 
+/// The broker coordinating `group`: the leader of its `__consumer_offsets` partition (Kafka's
+/// hash of the group id modulo the topic's partition count).
+fn group_coordinator(cluster: &Cluster, group: &str) -> i32 {
+    let partitions = offsets_partitions(cluster);
+    let index = lmq_broker::group::offsets::partition_for(group, partitions);
+    leader_of(cluster, "__consumer_offsets", i32::try_from(index).unwrap())
+}
+
 /// A group's committed offsets, replicated in `__consumer_offsets`, are still there after
 /// the broker coordinating the group is killed (another replica takes the group over).
 async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin: &Admin) {
@@ -573,7 +593,7 @@ async fn committed_offsets_survive_coordinator_failover(cluster: &Cluster, admin
             "groups listed through {address}: {groups:?}"
         );
     }
-    let coordinator = leader_of(cluster, "__consumer_offsets", 0);
+    let coordinator = group_coordinator(cluster, "faults-group");
     cluster.script(&["kill", &coordinator.to_string()]);
     let mut after: Vec<(i32, i64)> = admin
         .group_lag("faults-group")
@@ -781,4 +801,175 @@ async fn a_forged_replica_fetch_does_not_acknowledge_acks_all_writes() {
             "an acks=all write was acknowledged while both followers were paused"
         );
     }
+}
+
+/// The address of the broker coordinating `group`, asked of `through` (FindCoordinator v4),
+/// retried while the group has no coordinator (its offsets partition is being taken over).
+async fn find_coordinator(through: &lmq::connection::Connection, group: &str) -> (i32, String) {
+    use lmq_wire::protocol::messages::FindCoordinatorRequest;
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut find = FindCoordinatorRequest::default();
+        find.key_type = 0;
+        find.coordinator_keys = vec![lmq_wire::protocol::protocol::StrBytes::from_string(
+            group.to_string(),
+        )];
+        if let Ok(found) = through.call(find).await
+            && let Some(coordinator) = found.coordinators.first()
+            && coordinator.error_code == 0
+        {
+            return (
+                coordinator.node_id.0,
+                format!("{}:{}", coordinator.host.as_str(), coordinator.port),
+            );
+        }
+        assert!(Instant::now() < deadline, "no coordinator for {group}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// Issue 19: the group's metadata record, replicated in `__consumer_offsets`, lets the next
+/// leader of the group's offsets partition load the group Stable with its members: when the
+/// coordinator is killed, the member keeps its id and generation (its Heartbeat to the new
+/// coordinator answers NONE, no rebalance caused by the move) and the committed offsets stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_coordinator_failover_keeps_the_group_s_generation_and_offsets() {
+    if !cluster_tests_enabled("a_coordinator_failover_keeps_the_group_s_generation_and_offsets") {
+        return;
+    }
+    use lmq::connection::Connection;
+    use lmq_wire::protocol::messages::join_group_request::JoinGroupRequestProtocol;
+    use lmq_wire::protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use lmq_wire::protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+    use lmq_wire::protocol::messages::{
+        GroupId, HeartbeatRequest, JoinGroupRequest, OffsetCommitRequest, OffsetFetchRequest,
+        SyncGroupRequest, TopicName,
+    };
+    use lmq_wire::protocol::protocol::StrBytes;
+    let text = |value: &str| StrBytes::from_string(value.to_string());
+    let group = "failover-group";
+
+    let cluster = Cluster::up();
+    let admin = Admin::connect(cluster.client()).await.unwrap();
+    admin
+        .create_topic("failover", 1, 3, &BTreeMap::new())
+        .await
+        .unwrap();
+    let any = Connection::connect(
+        cluster.bootstrap.split(',').next().unwrap(),
+        "failover-test",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let (coordinator, address) = find_coordinator(&any, group).await;
+    assert_eq!(coordinator, group_coordinator(&cluster, group));
+    let member = Connection::connect(&address, "failover-test", Duration::from_secs(20))
+        .await
+        .unwrap();
+    let join = |member_id: &str| {
+        let mut protocol = JoinGroupRequestProtocol::default();
+        protocol.name = text("range");
+        protocol.metadata = Bytes::from_static(b"subscription");
+        let mut request = JoinGroupRequest::default();
+        request.group_id = GroupId(text(group));
+        // Longer than the failover: the session must not be what ends the membership.
+        request.session_timeout_ms = 60_000;
+        request.rebalance_timeout_ms = 60_000;
+        request.member_id = text(member_id);
+        request.protocol_type = text("consumer");
+        request.protocols = vec![protocol];
+        request
+    };
+    let first = member.call(join("")).await.unwrap();
+    assert_eq!(first.error_code, 79, "MEMBER_ID_REQUIRED");
+    let member_id = first.member_id.to_string();
+    let joined = member.call(join(&member_id)).await.unwrap();
+    assert_eq!(joined.error_code, 0);
+    let generation = joined.generation_id;
+    let mut sync = SyncGroupRequest::default();
+    sync.group_id = GroupId(text(group));
+    sync.generation_id = generation;
+    sync.member_id = text(&member_id);
+    sync.protocol_type = Some(text("consumer"));
+    sync.protocol_name = Some(text("range"));
+    let mut assignment = SyncGroupRequestAssignment::default();
+    assignment.member_id = text(&member_id);
+    assignment.assignment = Bytes::from_static(b"failover-0");
+    sync.assignments = vec![assignment];
+    assert_eq!(member.call(sync).await.unwrap().error_code, 0);
+    let mut partition = OffsetCommitRequestPartition::default();
+    partition.partition_index = 0;
+    partition.committed_offset = 42;
+    let mut topic = OffsetCommitRequestTopic::default();
+    topic.name = TopicName(text("failover"));
+    topic.partitions = vec![partition];
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(text(group));
+    commit.generation_id_or_member_epoch = generation;
+    commit.member_id = text(&member_id);
+    commit.topics = vec![topic];
+    let committed = member.call(commit).await.unwrap();
+    assert_eq!(committed.topics[0].partitions[0].error_code, 0);
+
+    cluster.script(&["kill", &coordinator.to_string()]);
+    let survivor = (1..=3).find(|id| *id != coordinator).unwrap();
+    let through = Connection::connect(
+        &format!("127.0.0.{}:9092", 10 + survivor),
+        "failover-test",
+        Duration::from_secs(20),
+    )
+    .await
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let (next, address) = loop {
+        let found = find_coordinator(&through, group).await;
+        if found.0 != coordinator {
+            break found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the group's coordinator never moved"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let member = Connection::connect(&address, "failover-test", Duration::from_secs(20))
+        .await
+        .unwrap();
+    // The new coordinator may still be taking the partition over: NOT_COORDINATOR (16) and
+    // COORDINATOR_NOT_AVAILABLE (15) are retried, anything else is the answer.
+    let answered = loop {
+        let mut heartbeat = HeartbeatRequest::default();
+        heartbeat.group_id = GroupId(text(group));
+        heartbeat.generation_id = generation;
+        heartbeat.member_id = text(&member_id);
+        let code = member.call(heartbeat).await.unwrap().error_code;
+        if !matches!(code, 14..=16) || Instant::now() > deadline {
+            break code;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(
+        answered, 0,
+        "the member's Heartbeat with generation {generation} after coordinator {coordinator} \
+         died (new coordinator {next}): NONE, not REBALANCE_IN_PROGRESS (27) or \
+         UNKNOWN_MEMBER_ID (25)"
+    );
+    // The client speaks OffsetFetch up to v7: one group, its topics listed.
+    let mut fetch = OffsetFetchRequest::default();
+    fetch.group_id = GroupId(text(group));
+    let mut topic =
+        lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestTopic::default();
+    topic.name = TopicName(text("failover"));
+    topic.partition_indexes = vec![0];
+    fetch.topics = Some(vec![topic]);
+    let fetched = member.call(fetch).await.unwrap();
+    let offset = fetched.topics[0].partitions[0].committed_offset;
+    assert_eq!(offset, 42, "the committed offset after the failover");
+    eprintln!(
+        "coordinator {coordinator} killed: group {group} kept generation {generation} on {next}"
+    );
+    cluster.script(&["start", &coordinator.to_string()]);
 }

@@ -151,6 +151,19 @@ async fn committed(client: &mut TestClient, version: i16) -> i64 {
     }
 }
 
+/// Creates the topic `orders` the commits name (Kafka refuses commits to unknown topics).
+async fn create_orders(client: &mut TestClient) {
+    let mut create = lmq_wire::protocol::messages::CreateTopicsRequest::default();
+    let mut topic = lmq_wire::protocol::messages::create_topics_request::CreatableTopic::default();
+    topic.name = TopicName(text("orders"));
+    topic.num_partitions = 1;
+    topic.replication_factor = 1;
+    create.topics = vec![topic];
+    client
+        .call(ApiKey::CreateTopics, 7, RequestKind::CreateTopics(create))
+        .await;
+}
+
 async fn start(dir: &std::path::Path) -> TestBroker {
     let broker =
         TestBroker::start_in(dir, |config| config.group.initial_rebalance_delay_ms = 0).await;
@@ -475,6 +488,62 @@ async fn join_alone(client: &mut TestClient, assignment: &str) -> (String, i32, 
     (id, joined.generation_id, synced.error_code)
 }
 
+async fn leave(client: &mut TestClient, member_id: &str) -> i16 {
+    let mut leave = LeaveGroupRequest::default();
+    leave.group_id = group();
+    let mut identity = MemberIdentity::default();
+    identity.member_id = text(member_id);
+    leave.members = vec![identity];
+    match client
+        .call(ApiKey::LeaveGroup, 4, RequestKind::LeaveGroup(leave))
+        .await
+    {
+        ResponseKind::LeaveGroup(left) => left.members[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The group's metadata record brings the group back whole: after a restart the member
+/// resumes with heartbeats of its generation (Kafka: the coordinator loads the group Stable
+/// from `__consumer_offsets`), its commits go on, and its offsets are there.
+#[tokio::test]
+async fn a_member_resumes_with_heartbeats_after_a_restart_and_its_offsets_stay() {
+    let dir = tempfile::tempdir().unwrap();
+    for graceful in [true, false] {
+        let broker = start(dir.path()).await;
+        let mut client = broker.client().await;
+        create_orders(&mut client).await;
+        let (id, generation, synced) = join_alone(&mut client, "p0").await;
+        assert_eq!(synced, 0);
+        assert_eq!(commit(&mut client, &id, generation, 42).await, 0);
+        if graceful {
+            broker.stop().await;
+        } else {
+            broker.crash().await;
+        }
+
+        let broker = start(dir.path()).await;
+        let mut client = broker.client().await;
+        assert_eq!(
+            heartbeat(&mut client, &id, generation).await,
+            0,
+            "NONE: the member and its generation are known after a restart (graceful: {graceful})"
+        );
+        assert_eq!(commit(&mut client, &id, generation, 43).await, 0);
+        assert_eq!(committed(&mut client, 8).await, 43);
+        // A retried SyncGroup gets the stored assignment.
+        let ResponseKind::SyncGroup(synced) = client
+            .call(ApiKey::SyncGroup, 5, sync_request(&id, generation, &[]))
+            .await
+        else {
+            panic!()
+        };
+        assert_eq!((synced.error_code, &synced.assignment[..]), (0, &b"p0"[..]));
+        assert_eq!(leave(&mut client, &id).await, 0);
+        broker.stop().await;
+    }
+}
+
 #[tokio::test]
 async fn member_ids_and_generations_are_not_reused_after_a_restart() {
     let dir = tempfile::tempdir().unwrap();
@@ -488,11 +557,13 @@ async fn member_ids_and_generations_are_not_reused_after_a_restart() {
     );
     broker.stop().await;
 
-    // Membership is not persisted: a new member joins the restarted coordinator alone.
+    // The member resumes after the restart, then leaves; a new member joins alone.
     let broker = start(dir.path()).await;
+    let mut old = broker.client().await;
+    assert_eq!(heartbeat(&mut old, &old_id, old_generation).await, 0);
+    assert_eq!(leave(&mut old, &old_id).await, 0);
     let mut new = broker.client().await;
     let (new_id, new_generation, _) = join_alone(&mut new, "p0").await;
-    let mut old = broker.client().await;
     assert_eq!(
         heartbeat(&mut old, &old_id, old_generation).await,
         25,
@@ -616,4 +687,96 @@ async fn a_stop_answers_a_join_group_parked_in_a_rebalance() {
         panic!("{response:?}")
     };
     assert_eq!(answer.error_code, 16, "NOT_COORDINATOR: {answer:?}");
+}
+
+/// A simple commit (no member, generation -1) of `offset` for `orders`-0 by `group_id`.
+async fn commit_as(client: &mut TestClient, group_id: &str, offset: i64) -> i16 {
+    let RequestKind::OffsetCommit(mut request) = commit_request("", -1, offset) else {
+        unreachable!()
+    };
+    request.group_id = GroupId(text(group_id));
+    match client
+        .call(ApiKey::OffsetCommit, 8, RequestKind::OffsetCommit(request))
+        .await
+    {
+        ResponseKind::OffsetCommit(response) => response.topics[0].partitions[0].error_code,
+        other => panic!("{other:?}"),
+    }
+}
+
+/// `group_id`'s committed offset of `orders`-0 (-1 for none), by OffsetFetch v8.
+async fn committed_by(client: &mut TestClient, group_id: &str) -> i64 {
+    let mut requested =
+        lmq_wire::protocol::messages::offset_fetch_request::OffsetFetchRequestGroup::default();
+    requested.group_id = GroupId(text(group_id));
+    requested.topics = None;
+    let mut request = OffsetFetchRequest::default();
+    request.groups = vec![requested];
+    match client
+        .call(ApiKey::OffsetFetch, 8, RequestKind::OffsetFetch(request))
+        .await
+    {
+        ResponseKind::OffsetFetch(response) => response.groups[0]
+            .topics
+            .first()
+            .map_or(-1, |topic| topic.partitions[0].committed_offset),
+        other => panic!("{other:?}"),
+    }
+}
+
+async fn offsets_partitions(client: &mut TestClient) -> usize {
+    let mut metadata = MetadataRequest::default();
+    let mut topic = lmq_wire::protocol::messages::metadata_request::MetadataRequestTopic::default();
+    topic.name = Some(TopicName(text("__consumer_offsets")));
+    metadata.topics = Some(vec![topic]);
+    match client
+        .call(ApiKey::Metadata, 12, RequestKind::Metadata(metadata))
+        .await
+    {
+        ResponseKind::Metadata(response) => response.topics[0].partitions.len(),
+        other => panic!("{other:?}"),
+    }
+}
+
+/// The upgrade from the one-partition offsets topic of earlier LMQ versions (their default,
+/// `offsets_topic_partitions = 1`): the topic keeps its one partition (a group's partition
+/// is its hash modulo the topic's count, which Kafka never changes either), so every
+/// committed offset and group is where the new coordinator looks. A new data dir gets 50.
+/// scripts/offsets-migration.sh runs the same upgrade from a real older binary.
+#[tokio::test]
+async fn offsets_committed_with_one_offsets_partition_are_all_there_after_the_upgrade() {
+    let dir = tempfile::tempdir().unwrap();
+    let old = TestBroker::start_in(dir.path(), |config| {
+        config.group.initial_rebalance_delay_ms = 0;
+        config.group.offsets_topic_partitions = 1;
+    })
+    .await;
+    old.find_coordinator("any").await;
+    let mut client = old.client().await;
+    create_orders(&mut client).await;
+    assert_eq!(offsets_partitions(&mut client).await, 1);
+    for n in 0..20 {
+        assert_eq!(commit_as(&mut client, &format!("group-{n}"), n).await, 0);
+    }
+    let (member, generation, _) = join_alone(&mut client, "p0").await;
+    old.stop().await;
+
+    let new = start(dir.path()).await;
+    let mut client = new.client().await;
+    assert_eq!(
+        offsets_partitions(&mut client).await,
+        1,
+        "an existing offsets topic keeps its partition count"
+    );
+    for n in 0..20 {
+        assert_eq!(committed_by(&mut client, &format!("group-{n}")).await, n);
+    }
+    assert_eq!(heartbeat(&mut client, &member, generation).await, 0);
+    new.stop().await;
+
+    let fresh_dir = tempfile::tempdir().unwrap();
+    let fresh = start(fresh_dir.path()).await;
+    let mut client = fresh.client().await;
+    assert_eq!(offsets_partitions(&mut client).await, 50, "Kafka's default");
+    fresh.stop().await;
 }

@@ -183,7 +183,7 @@ async fn a_list_config_append_of_200_000_items_is_answered_and_keys_come_once() 
         )
         .await,
         40,
-        "INVALID_CONFIG: only delete is supported"
+        "INVALID_CONFIG: the items are not compact or delete"
     );
     // As Kafka: a key named twice in one resource is INVALID_REQUEST.
     assert_eq!(

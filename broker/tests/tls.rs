@@ -217,6 +217,23 @@ async fn an_ssl_listener_serves_produce_and_fetch_and_metadata_names_its_own_add
     broker.node.stop().await;
 }
 
+/// Whether a connection with `identity` is refused: in the handshake, or (TLS 1.3, where the
+/// server checks the client's certificate after the client finished) at the first request.
+async fn refused(
+    pki: &Pki,
+    address: std::net::SocketAddr,
+    identity: Option<(CertificateDer<'static>, PrivateKeyDer<'static>)>,
+) -> bool {
+    let Ok(stream) = connect(pki, address, identity).await else {
+        return true;
+    };
+    let mut client = TestClient::new(stream);
+    client
+        .send(ApiKey::Metadata, 12, metadata_request(&[]))
+        .await;
+    client.read_frame().await.is_none()
+}
+
 #[tokio::test]
 async fn required_client_auth_refuses_a_client_without_a_trusted_certificate() {
     let pki = Pki::new();
@@ -233,31 +250,17 @@ async fn required_client_auth_refuses_a_client_without_a_trusted_certificate() {
     })
     .await;
     // Without a certificate: the handshake (or, in TLS 1.3, the first exchange) fails.
-    let refused = match connect(&pki, broker.ssl, None).await {
-        Err(_) => true,
-        Ok(stream) => {
-            let mut client = TestClient::new(stream);
-            client
-                .send(ApiKey::Metadata, 12, metadata_request(&[]))
-                .await;
-            client.read_frame().await.is_none()
-        }
-    };
-    assert!(refused, "a client without a certificate was served");
+    assert!(
+        refused(&pki, broker.ssl, None).await,
+        "a client without a certificate was served"
+    );
     // A certificate from another CA: refused too.
     let stranger = Pki::new();
     let (_, _, der, key) = stranger.leaf("mallory");
-    let refused = match connect(&pki, broker.ssl, Some((der, key))).await {
-        Err(_) => true,
-        Ok(stream) => {
-            let mut client = TestClient::new(stream);
-            client
-                .send(ApiKey::Metadata, 12, metadata_request(&[]))
-                .await;
-            client.read_frame().await.is_none()
-        }
-    };
-    assert!(refused, "a certificate of another CA was accepted");
+    assert!(
+        refused(&pki, broker.ssl, Some((der, key))).await,
+        "a certificate of another CA was accepted"
+    );
     // The CA's own client certificate is served.
     let (_, _, der, key) = pki.leaf("alice");
     let mut client = TestClient::new(connect(&pki, broker.ssl, Some((der, key))).await.unwrap());

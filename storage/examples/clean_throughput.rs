@@ -49,7 +49,7 @@ fn main() {
     let config = LogConfig {
         segment_bytes_max: 64 * 1024 * 1024,
         flush_policy: FlushPolicy::Os,
-        cleanup_policy: CleanupPolicy::Compact,
+        cleanup_policy: CleanupPolicy::COMPACT,
         ..LogConfig::default()
     };
     let (mut log, _) = PartitionLog::open(dir.path(), config, LogOptions::default(), 0).unwrap();

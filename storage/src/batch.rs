@@ -259,6 +259,26 @@ pub fn set_log_append_time(bytes: &mut [u8], timestamp_ms: i64) {
     bytes[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
 }
 
+/// The batch of `view` with its records section replaced by `records`, written under codec
+/// id `codec` (the low three attribute bits): every other header field is kept, the length
+/// and CRC are recomputed. `None` when the result would not fit a batch's i32 length. For
+/// the broker's recompression (`compression.type`), which changes only how records are
+/// encoded.
+pub fn with_records(view: &BatchView<'_>, codec: i16, records: &[u8]) -> Option<Vec<u8>> {
+    let total = BATCH_HEADER_BYTES.checked_add(records.len())?;
+    let length = i32::try_from(total - BATCH_LENGTH_PREFIX_BYTES).ok()?;
+    let mut out = Vec::with_capacity(total);
+    out.extend_from_slice(view.bytes().get(..BATCH_HEADER_BYTES)?);
+    out.extend_from_slice(records);
+    out[OFFSET_LENGTH..OFFSET_LENGTH + 4].copy_from_slice(&length.to_be_bytes());
+    let attributes =
+        (view.attributes() & !ATTRIBUTE_COMPRESSION_MASK) | (codec & ATTRIBUTE_COMPRESSION_MASK);
+    out[OFFSET_ATTRIBUTES..OFFSET_ATTRIBUTES + 2].copy_from_slice(&attributes.to_be_bytes());
+    let crc = crc32c::crc32c(&out[OFFSET_ATTRIBUTES..]);
+    out[OFFSET_CRC..OFFSET_CRC + 4].copy_from_slice(&crc.to_be_bytes());
+    Some(out)
+}
+
 /// The first record of an uncompressed batch whose timestamp is at or after `target_ms`, as
 /// `(timestamp, offset)`. `None` when the records are compressed (the caller must
 /// decompress), malformed, or all older.
@@ -406,6 +426,37 @@ fn read_i32(bytes: &[u8], at: usize) -> Option<i32> {
 mod tests {
     use super::*;
     use crate::builder::BatchBuilder;
+
+    /// The broker's recompression: a new records section under another codec, every other
+    /// header field kept, length and CRC recomputed.
+    #[test]
+    fn with_records_replaces_the_records_and_keeps_the_header() {
+        let mut builder = BatchBuilder::new(1_000).producer(7, 2, 40);
+        builder.push(Some(b"k"), Some(b"v"), 1_005);
+        builder.push(None, Some(b"w"), 1_009);
+        let original = builder.build();
+        let view = BatchView::validated(&original).unwrap();
+        let records = b"opaque compressed bytes, longer than the original records";
+        let rebuilt = with_records(&view, 4, records).unwrap();
+        let new = BatchView::validated(&rebuilt).unwrap();
+        assert_eq!(new.compression(), Compression::Zstd);
+        assert_eq!(new.records_bytes(), records);
+        assert_eq!(batch_total_bytes(&rebuilt), Some(rebuilt.len() as u64));
+        assert_eq!(
+            (
+                new.producer_id(),
+                new.producer_epoch(),
+                new.base_sequence(),
+                new.records_count(),
+                new.last_offset_delta(),
+                new.base_timestamp(),
+                new.max_timestamp()
+            ),
+            (7, 2, 40, 2, 1, 1_000, 1_009)
+        );
+        let back = with_records(&new, 0, view.records_bytes()).unwrap();
+        assert_eq!(back, original, "and back to the original bytes");
+    }
 
     fn sample() -> Vec<u8> {
         let mut builder = BatchBuilder::new(1_000);

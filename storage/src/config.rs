@@ -41,24 +41,43 @@ impl Default for RetentionPolicy {
     }
 }
 
-/// `cleanup.policy`: what removes old data from a log.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum CleanupPolicy {
-    /// Time and size retention delete whole old segments (Kafka's default).
-    #[default]
-    Delete,
-    /// The cleaner keeps the latest record per key; retention deletes nothing by time or size.
-    Compact,
-    /// `compact,delete`: both.
-    CompactDelete,
+/// `cleanup.policy`: what removes old data from a log. Neither (Kafka's empty list) keeps
+/// every record forever.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CleanupPolicy {
+    /// The cleaner keeps the latest record per key.
+    pub compact: bool,
+    /// Time and size retention delete whole old segments.
+    pub delete: bool,
+}
+
+impl Default for CleanupPolicy {
+    fn default() -> Self {
+        Self::DELETE
+    }
 }
 
 impl CleanupPolicy {
+    /// Kafka's default.
+    pub const DELETE: Self = Self {
+        compact: false,
+        delete: true,
+    };
+    pub const COMPACT: Self = Self {
+        compact: true,
+        delete: false,
+    };
+    /// `compact,delete`: both.
+    pub const COMPACT_DELETE: Self = Self {
+        compact: true,
+        delete: true,
+    };
+
     pub fn compacts(self) -> bool {
-        matches!(self, CleanupPolicy::Compact | CleanupPolicy::CompactDelete)
+        self.compact
     }
     pub fn deletes(self) -> bool {
-        matches!(self, CleanupPolicy::Delete | CleanupPolicy::CompactDelete)
+        self.delete
     }
 }
 
@@ -141,7 +160,7 @@ impl Default for LogConfig {
             flush_policy: FlushPolicy::Os,
             retention: RetentionPolicy::default(),
             timestamp_type: TimestampType::CreateTime,
-            cleanup_policy: CleanupPolicy::Delete,
+            cleanup_policy: CleanupPolicy::DELETE,
             compaction: CompactionConfig::default(),
         }
     }

@@ -98,7 +98,7 @@ fn compacted(segment_bytes_max: u64) -> LogConfig {
     LogConfig {
         segment_bytes_max,
         index_interval_bytes: 256,
-        cleanup_policy: CleanupPolicy::Compact,
+        cleanup_policy: CleanupPolicy::COMPACT,
         compaction: CompactionConfig {
             delete_retention_ms: 1_000,
             ..CompactionConfig::default()

@@ -1075,7 +1075,7 @@ fn cleaner_passes_survive_random_power_cuts() {
             segment_bytes_max: rng.between(400, 1_500) as u64,
             index_interval_bytes: 128,
             flush_policy: FlushPolicy::Os,
-            cleanup_policy: CleanupPolicy::Compact,
+            cleanup_policy: CleanupPolicy::COMPACT,
             compaction: CompactionConfig {
                 delete_retention_ms: 100,
                 ..CompactionConfig::default()

@@ -62,7 +62,8 @@ pub enum MetadataError {
     ReplicationFactorTooLarge { requested: i16, live: usize },
     #[error("replication factor {0} must be at least 1 (or -1 for the default)")]
     InvalidReplicationFactor(i16),
-    #[error("topic {0:?} already exists")]
+    /// Kafka's text, as a client gets it.
+    #[error("Topic '{0}' already exists.")]
     TopicExists(String),
     #[error("topic {0:?} does not exist")]
     UnknownTopic(String),

@@ -22,12 +22,18 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
         if offsets {
             broker.groups.adopt(local.partitions.clone());
         }
-        for (partition, wanted) in local.partitions.iter().zip(&state.partitions) {
-            match partition.become_role(node.node_id, &assignment_of(wanted), config, now_ms) {
+        // Taking a role may persist a leader epoch (fsyncs): on threads, so the 50 offsets
+        // partitions' waits overlap.
+        let pairs: Vec<_> = local.partitions.iter().zip(&state.partitions).collect();
+        let roles = crate::topics::on_threads(&pairs, |(partition, wanted)| {
+            partition.become_role(node.node_id, &assignment_of(wanted), config, now_ms)
+        });
+        for ((partition, _), role) in pairs.iter().zip(roles) {
+            match role {
                 // The new coordinator of this partition's groups loads them from its log.
                 Ok(true) if offsets => {
                     let index = usize::try_from(partition.index).unwrap_or(0);
-                    if let Err(error) = broker.groups.reload(index) {
+                    if let Err(error) = broker.groups.reload(index, now_ms) {
                         tracing::error!(partition = partition.index, %error, "cannot load the groups of an offsets partition");
                     }
                 }

@@ -7,10 +7,13 @@
 //! has it. A commit shows in OffsetFetch only from then on (before, the log may still lose
 //! it). Each group's metadata record is stored there too, and a JoinGroup or SyncGroup
 //! answer that tells a generation or assignment waits until that record is durable: a
-//! restarted or new coordinator replays the generation and never hands it out again.
+//! restarted or new coordinator replays the group (a Stable one with its members, who
+//! resume with heartbeats) and never hands a generation out again. Offsets of Empty groups
+//! expire after `offsets.retention.minutes` ([`expiry`]), deleted by tombstones.
 
 #[cfg(test)]
 mod coordinator_tests;
+pub mod expiry;
 pub mod offsets;
 pub mod state;
 #[cfg(test)]
@@ -252,13 +255,19 @@ pub struct GroupCoordinator {
     inner: Arc<Mutex<Inner>>,
     /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
     offsets_partitions: RwLock<Vec<Arc<Partition>>>,
+    /// The leader epoch at which each offsets partition's groups were last loaded: a
+    /// partition led at another epoch is not loaded yet (COORDINATOR_LOAD_IN_PROGRESS, not
+    /// UNKNOWN_MEMBER_ID, which would make its members rejoin). Lock order: `inner` first.
+    loaded_epochs: Mutex<HashMap<usize, i32>>,
 }
 
 impl GroupCoordinator {
-    /// Rebuilds committed offsets by replaying the offsets topic's partitions.
+    /// Rebuilds committed offsets and groups by replaying the offsets topic's partitions;
+    /// restored members' sessions run from `now_ms`.
     pub fn load(
         config: GroupConfig,
         offsets_partitions: Vec<Arc<Partition>>,
+        now_ms: i64,
     ) -> Result<Self, StorageError> {
         let mut inner = Inner {
             groups: Groups::new(config, Box::new(state::RandomIds)),
@@ -274,16 +283,18 @@ impl GroupCoordinator {
         for partition in &offsets_partitions {
             records += replay(partition, &mut loaded)?;
         }
-        let groups = loaded.groups();
-        restore(&mut inner, loaded);
-        tracing::info!(
-            records,
-            groups = groups.len(),
-            "loaded committed offsets and group generations"
-        );
+        let groups = loaded.group_ids().len();
+        restore(&mut inner, loaded, now_ms);
+        tracing::info!(records, groups, "loaded committed offsets and groups");
+        let loaded_epochs = offsets_partitions
+            .iter()
+            .enumerate()
+            .map(|(index, partition)| (index, partition.leader_epoch()))
+            .collect();
         Ok(GroupCoordinator {
             inner: Arc::new(Mutex::new(inner)),
             offsets_partitions: RwLock::new(offsets_partitions),
+            loaded_epochs: Mutex::new(loaded_epochs),
         })
     }
 
@@ -295,9 +306,14 @@ impl GroupCoordinator {
             .offsets_partitions
             .write()
             .unwrap_or_else(PoisonError::into_inner);
+        let mut loaded = self
+            .loaded_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         if partitions.len() != current.len() {
             // Groups map to other partitions now: what was held went with the old ones.
             inner.pending.clear();
+            loaded.clear();
         } else {
             // Every metadata change hands the same partitions over again: only a partition
             // that was really replaced loses the changes held for its batches.
@@ -311,6 +327,7 @@ impl GroupCoordinator {
             inner
                 .pending
                 .retain(|(held, _), _| !replaced.contains(held));
+            loaded.retain(|index, _| !replaced.contains(index));
         }
         *current = partitions;
     }
@@ -327,10 +344,23 @@ impl GroupCoordinator {
         Some((index, Arc::clone(&partitions[index])))
     }
 
-    /// Whether this broker coordinates the group: it leads the group's offsets partition.
+    /// Whether this broker coordinates the group: it leads the group's offsets partition and
+    /// has loaded its groups at the current leader epoch.
     pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
         match self.offsets_partition(group_id) {
-            Some((_, partition)) if partition.is_leader() => Ok(()),
+            Some((index, partition)) if partition.is_leader() => {
+                let loaded = self
+                    .loaded_epochs
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .get(&index)
+                    .copied();
+                if loaded == Some(partition.leader_epoch()) {
+                    Ok(())
+                } else {
+                    Err(GroupError::CoordinatorLoadInProgress)
+                }
+            }
             Some(_) => Err(GroupError::NotCoordinator),
             // A cluster broker before the offsets topic exists.
             None => Err(GroupError::CoordinatorNotAvailable),
@@ -338,8 +368,9 @@ impl GroupCoordinator {
     }
 
     /// Reloads the groups of offsets partition `index` from its log (this broker just became
-    /// its leader: the log, replicated from the previous leader, is the truth).
-    pub fn reload(&self, index: usize) -> Result<(), StorageError> {
+    /// its leader: the log, replicated from the previous leader, is the truth); restored
+    /// members' sessions run from `now_ms`.
+    pub fn reload(&self, index: usize, now_ms: i64) -> Result<(), StorageError> {
         let partitions = self
             .offsets_partitions
             .read()
@@ -349,6 +380,8 @@ impl GroupCoordinator {
             return Ok(());
         };
         let count = partitions.len();
+        // The epoch this load is for (read first: a later leadership loads again).
+        let epoch = partition.leader_epoch();
         let mut loaded = Replayed::default();
         let replayed = replay(partition, &mut loaded)?;
         let mut inner = self.lock();
@@ -364,7 +397,11 @@ impl GroupCoordinator {
         }
         inner.offsets.retain_groups(|group| !mine(group));
         inner.pending.retain(|(held, _), _| *held != index);
-        restore(&mut inner, loaded);
+        restore(&mut inner, loaded, now_ms);
+        self.loaded_epochs
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(index, epoch);
         tracing::info!(
             partition = index,
             records = replayed,
@@ -724,6 +761,85 @@ impl GroupCoordinator {
         Ok(durable)
     }
 
+    /// Offset expiry (`offsets.retention.check.interval.ms`): writes tombstones for the
+    /// offsets of the groups coordinated here that are past `offsets.retention.minutes`
+    /// ([`expiry`]), and deletes an Empty group left without offsets (with a tombstone for
+    /// its metadata record). OffsetFetch stops showing an offset once its tombstone is
+    /// durable ([`Self::wait_durable`] on each returned change).
+    pub fn expire_offsets(&self, now_ms: i64) -> Vec<Durable> {
+        let mut inner = self.lock();
+        let retention_ms = inner.groups.config().offsets_retention_ms;
+        // A commit on its way to the log is newer than anything expiry decides on.
+        let in_flight: std::collections::HashSet<OffsetKey> = inner
+            .pending
+            .values()
+            .flatten()
+            .map(|(key, _)| key.clone())
+            .collect();
+        let group_ids: Vec<String> = inner
+            .groups
+            .list()
+            .map(|group| group.group_id.clone())
+            .filter(|group_id| self.check_owner(group_id).is_ok())
+            .collect();
+        let mut written = Vec::new();
+        for group_id in group_ids {
+            let group = inner.groups.get(&group_id);
+            let committed: Vec<(&OffsetKey, &CommittedOffset)> =
+                inner.offsets.of_group(&group_id).collect();
+            let settled = committed
+                .iter()
+                .filter(|(key, _)| !in_flight.contains(*key))
+                .copied();
+            let expired = expiry::expired_offsets(group, settled, now_ms, retention_ms);
+            let remove_group = expired.len() == committed.len()
+                && !in_flight.iter().any(|key| key.group_id == group_id)
+                && group.is_some_and(expiry::group_is_removable);
+            if expired.is_empty() && !remove_group {
+                continue;
+            }
+            let mut tombstones: Vec<(Bytes, Option<Bytes>)> = expired
+                .iter()
+                .map(|key| (offsets::encode_key(key), None))
+                .collect();
+            if remove_group {
+                tombstones.push((offsets::encode_group_key(&group_id), None));
+            }
+            // Keys go with their tombstones, batch by batch.
+            let mut keys = expired.into_iter();
+            let mut rest = &tombstones[..];
+            while !rest.is_empty() {
+                let mut bytes = 0usize;
+                let count = rest
+                    .iter()
+                    .take_while(|(key, _)| {
+                        bytes += key.len() + 16;
+                        bytes <= EXPIRY_BATCH_BYTES_MAX
+                    })
+                    .count()
+                    .max(1);
+                let (batch, after) = rest.split_at(count);
+                rest = after;
+                match self.persist(&group_id, batch, now_ms) {
+                    Ok(durable) => {
+                        let changes = keys.by_ref().take(count).map(|key| (key, None)).collect();
+                        inner.hold(durable.position, changes);
+                        written.push(durable);
+                    }
+                    Err(error) => {
+                        tracing::warn!(group = %group_id, %error, "cannot expire offsets now");
+                        break;
+                    }
+                }
+            }
+            if remove_group && rest.is_empty() {
+                inner.groups.forget(&group_id);
+                tracing::info!(group = %group_id, "deleted an empty group whose offsets expired");
+            }
+        }
+        written
+    }
+
     /// A snapshot of one group for DescribeGroups; `None` when it does not exist.
     pub fn describe(&self, group_id: &str) -> Option<state::Group> {
         self.lock().groups.get(group_id).cloned()
@@ -758,16 +874,22 @@ fn fail_store(inner: &mut Inner, group: (String, i32), answers: Vec<Answer>, err
     inner.failed_stores.push(group);
 }
 
-/// Takes replayed offsets and generations (groups known only by either are Empty).
-fn restore(inner: &mut Inner, loaded: Replayed) {
-    for group_id in loaded.groups() {
-        let generation_id = loaded.generations.get(&group_id).copied().unwrap_or(0);
-        if let Err(error) = inner.groups.restore(&group_id, generation_id) {
+/// Takes replayed offsets and groups (a group known only by its offsets is Empty).
+fn restore(inner: &mut Inner, loaded: Replayed, now_ms: i64) {
+    for group_id in loaded.group_ids() {
+        if let Err(error) = inner
+            .groups
+            .restore(&group_id, loaded.groups.get(&group_id), now_ms)
+        {
             tracing::warn!(group = %group_id, ?error, "group not restored");
         }
     }
     inner.offsets.merge(loaded.offsets);
 }
+
+/// Bytes of tombstones one expiry batch carries at most (the offsets topic's batches stay
+/// well below its `max.message.bytes`).
+const EXPIRY_BATCH_BYTES_MAX: usize = 256 * 1024;
 
 /// Bytes of the offsets topic one replay read takes.
 const REPLAY_READ_BYTES_MAX: u64 = 4 * 1024 * 1024;

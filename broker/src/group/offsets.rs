@@ -1,13 +1,14 @@
 //! Committed offsets: the in-memory table and the records that persist it in the internal
 //! `__consumer_offsets` topic, in Kafka's own layout (key v1, value v3), so the table can be
 //! rebuilt by replaying the topic after a restart; and the groups' metadata records (key v2,
-//! value v3), whose generation a replay restores.
+//! value v3 as Kafka writes them; v0 to v4 read), from which a replay restores each group:
+//! its generation, protocol, leader and members.
 
 use std::collections::BTreeMap;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::state::GroupRecord;
+use super::state::{GroupRecord, RecordedMember};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 /// Kafka's `offset.metadata.max.bytes`.
@@ -102,24 +103,26 @@ impl OffsetTable {
 }
 
 /// What replaying `__consumer_offsets` rebuilds: the committed offsets, and the last stored
-/// generation of each group with a metadata record.
+/// metadata record of each group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replayed {
     pub offsets: OffsetTable,
-    pub generations: BTreeMap<String, i32>,
+    pub groups: BTreeMap<String, GroupRecord>,
 }
 
 impl Replayed {
     /// Applies one record, in log order; unknown record kinds are skipped.
     pub fn apply(&mut self, key: &[u8], value: Option<&[u8]>) {
         if let Some(group_id) = decode_group_key(key) {
-            match value.map(decode_group_generation) {
-                Some(Some(generation)) => {
-                    self.generations.insert(group_id, generation);
+            match value.map(|value| decode_group_value(&group_id, value)) {
+                Some(Some(record)) => {
+                    self.groups.insert(group_id, record);
                 }
-                Some(None) => {}
+                Some(None) => {
+                    tracing::warn!(group = %group_id, "skipped an unreadable group metadata record");
+                }
                 None => {
-                    self.generations.remove(&group_id);
+                    self.groups.remove(&group_id);
                 }
             }
         } else {
@@ -128,9 +131,9 @@ impl Replayed {
     }
 
     /// Every group either kind of record names.
-    pub fn groups(&self) -> Vec<String> {
+    pub fn group_ids(&self) -> Vec<String> {
         let mut groups = self.offsets.groups();
-        groups.extend(self.generations.keys().cloned());
+        groups.extend(self.groups.keys().cloned());
         groups.sort();
         groups.dedup();
         groups
@@ -222,14 +225,159 @@ pub fn decode_group_key(mut bytes: &[u8]) -> Option<String> {
     get_string(&mut bytes)
 }
 
-/// The generation of a group metadata value (any version: the generation follows the
-/// protocol type in all of them).
-pub fn decode_group_generation(mut bytes: &[u8]) -> Option<i32> {
-    if bytes.remaining() < 2 || !(0..=4).contains(&bytes.get_i16()) {
+/// Reads a group metadata value of any version Kafka has written (0 to 4; 4 is the first
+/// flexible one: compact strings and arrays, tagged fields). Total: `None` for anything
+/// malformed, and nothing is allocated beyond the bytes present.
+pub fn decode_group_value(group_id: &str, bytes: &[u8]) -> Option<GroupRecord> {
+    let mut reader = Reader {
+        bytes,
+        flexible: false,
+    };
+    let version = reader.i16()?;
+    if !(0..=4).contains(&version) {
         return None;
     }
-    get_string(&mut bytes)?;
-    (bytes.remaining() >= 4).then(|| bytes.get_i32())
+    reader.flexible = version >= 4;
+    let protocol_type = reader.string()?;
+    let generation_id = reader.i32()?;
+    let protocol_name = reader.nullable_string()?;
+    let leader = reader.nullable_string()?;
+    let state_timestamp_ms = if version >= 2 { reader.i64()? } else { -1 };
+    let count = reader.array_length()?;
+    let mut members = Vec::new();
+    for _ in 0..count {
+        let member_id = reader.string()?;
+        let group_instance_id = if version >= 3 {
+            reader.nullable_string()?
+        } else {
+            None
+        };
+        let client_id = reader.string()?;
+        let client_host = reader.string()?;
+        let rebalance_timeout_ms = if version >= 1 { reader.i32()? } else { -1 };
+        let session_timeout_ms = reader.i32()?;
+        let subscription = reader.bytes()?;
+        let assignment = reader.bytes()?;
+        reader.tagged_fields()?;
+        members.push(RecordedMember {
+            member_id,
+            group_instance_id,
+            client_id,
+            client_host,
+            // v0 had one timeout for both.
+            rebalance_timeout_ms: if rebalance_timeout_ms < 0 {
+                session_timeout_ms
+            } else {
+                rebalance_timeout_ms
+            },
+            session_timeout_ms,
+            subscription,
+            assignment,
+        });
+    }
+    reader.tagged_fields()?;
+    Some(GroupRecord {
+        group_id: group_id.to_string(),
+        protocol_type,
+        generation_id,
+        protocol_name,
+        leader,
+        state_timestamp_ms,
+        members,
+    })
+}
+
+/// A cursor over a record value in Kafka's message encoding (`flexible`: compact lengths as
+/// unsigned varints plus one, tagged fields).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    flexible: bool,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, count: usize) -> Option<&[u8]> {
+        let taken = self.bytes.get(..count)?;
+        self.bytes = &self.bytes[count..];
+        Some(taken)
+    }
+
+    fn i16(&mut self) -> Option<i16> {
+        (self.bytes.remaining() >= 2).then(|| self.bytes.get_i16())
+    }
+
+    fn i32(&mut self) -> Option<i32> {
+        (self.bytes.remaining() >= 4).then(|| self.bytes.get_i32())
+    }
+
+    fn i64(&mut self) -> Option<i64> {
+        (self.bytes.remaining() >= 8).then(|| self.bytes.get_i64())
+    }
+
+    fn unsigned_varint(&mut self) -> Option<u64> {
+        let mut value = 0u64;
+        for shift in (0..35).step_by(7) {
+            let byte = *self.take(1)?.first()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// A length; `None` inside for null (-1, or 0 when compact).
+    fn length(&mut self, wide: bool) -> Option<Option<usize>> {
+        if self.flexible {
+            let plus_one = self.unsigned_varint()?;
+            return Some(usize::try_from(plus_one.checked_sub(1)?).ok());
+        }
+        let length = if wide {
+            i64::from(self.i32()?)
+        } else {
+            i64::from(self.i16()?)
+        };
+        if length < -1 {
+            return None;
+        }
+        Some(usize::try_from(length).ok())
+    }
+
+    fn nullable_string(&mut self) -> Option<Option<String>> {
+        match self.length(false)? {
+            None => Some(None),
+            Some(length) => {
+                let text = self.take(length)?;
+                Some(Some(String::from_utf8(text.to_vec()).ok()?))
+            }
+        }
+    }
+
+    fn string(&mut self) -> Option<String> {
+        self.nullable_string()?
+    }
+
+    fn bytes(&mut self) -> Option<Bytes> {
+        let length = self.length(true)?.unwrap_or(0);
+        Some(Bytes::copy_from_slice(self.take(length)?))
+    }
+
+    fn array_length(&mut self) -> Option<usize> {
+        Some(self.length(true)?.unwrap_or(0))
+    }
+
+    /// Skips a flexible struct's tagged fields (none before v4).
+    fn tagged_fields(&mut self) -> Option<()> {
+        if !self.flexible {
+            return Some(());
+        }
+        let count = self.unsigned_varint()?;
+        for _ in 0..count {
+            self.unsigned_varint()?;
+            let size = usize::try_from(self.unsigned_varint()?).ok()?;
+            self.take(size)?;
+        }
+        Some(())
+    }
 }
 
 pub fn decode_key(mut bytes: &[u8]) -> Option<OffsetKey> {
@@ -309,18 +457,17 @@ mod tests {
         assert_eq!(decode_value(&encode_value(&value)[..10]), None);
     }
 
-    #[test]
-    fn group_records_round_trip_their_generation_and_tombstones_delete() {
-        let record = GroupRecord {
+    fn recorded_group() -> GroupRecord {
+        GroupRecord {
             group_id: "g".to_string(),
             protocol_type: "consumer".to_string(),
             generation_id: 7,
             protocol_name: Some("range".to_string()),
-            leader: None,
+            leader: Some("m-1".to_string()),
             state_timestamp_ms: 1_000,
-            members: vec![crate::group::state::RecordedMember {
+            members: vec![RecordedMember {
                 member_id: "m-1".to_string(),
-                group_instance_id: None,
+                group_instance_id: Some("instance".to_string()),
                 client_id: "c".to_string(),
                 client_host: "/127.0.0.1".to_string(),
                 rebalance_timeout_ms: 1,
@@ -328,16 +475,84 @@ mod tests {
                 subscription: Bytes::from_static(b"sub"),
                 assignment: Bytes::from_static(b"assigned"),
             }],
-        };
+        }
+    }
+
+    #[test]
+    fn group_records_round_trip_whole_and_tombstones_delete() {
+        let record = recorded_group();
         let value = encode_group_value(&record);
         assert_eq!(value.len(), record.value_bytes());
         let mut replayed = Replayed::default();
         replayed.apply(&encode_group_key("g"), Some(&value));
-        assert_eq!(replayed.generations.get("g"), Some(&7));
-        assert_eq!(replayed.groups(), ["g"]);
+        assert_eq!(replayed.groups.get("g"), Some(&record));
+        assert_eq!(replayed.group_ids(), ["g"]);
         replayed.apply(&encode_group_key("g"), None);
         assert_eq!(replayed, Replayed::default());
-        assert_eq!(decode_group_generation(&value[..12]), None);
+        // Every cut of the value is refused, never read as something else.
+        for cut in 0..value.len() {
+            assert_eq!(decode_group_value("g", &value[..cut]), None, "cut at {cut}");
+        }
+    }
+
+    /// Version 4 (flexible: compact strings, arrays and bytes, tagged fields), as Kafka's
+    /// generated `GroupMetadataValue` writes it, and version 0 (no rebalance timeout, state
+    /// timestamp or instance id).
+    #[test]
+    fn group_records_of_older_and_flexible_versions_are_read() {
+        let mut v4 = BytesMut::new();
+        v4.put_i16(4);
+        let compact = |out: &mut BytesMut, bytes: &[u8]| {
+            out.put_u8(u8::try_from(bytes.len() + 1).unwrap());
+            out.put_slice(bytes);
+        };
+        compact(&mut v4, b"consumer");
+        v4.put_i32(7);
+        compact(&mut v4, b"range");
+        compact(&mut v4, b"m-1");
+        v4.put_i64(1_000);
+        v4.put_u8(2); // one member
+        compact(&mut v4, b"m-1");
+        compact(&mut v4, b"instance");
+        compact(&mut v4, b"c");
+        compact(&mut v4, b"/127.0.0.1");
+        v4.put_i32(1);
+        v4.put_i32(2);
+        compact(&mut v4, b"sub");
+        compact(&mut v4, b"assigned");
+        v4.put_u8(1); // one tagged field in the member: tag 5, 2 bytes
+        v4.put_slice(&[5, 2, 0xab, 0xcd]);
+        v4.put_u8(0); // no tagged fields at the top
+        assert_eq!(decode_group_value("g", &v4), Some(recorded_group()));
+
+        let mut v0 = BytesMut::new();
+        v0.put_i16(0);
+        put_string(&mut v0, "consumer");
+        v0.put_i32(3);
+        put_nullable_string(&mut v0, None);
+        put_nullable_string(&mut v0, None);
+        v0.put_i32(1);
+        put_string(&mut v0, "m-1");
+        put_string(&mut v0, "c");
+        put_string(&mut v0, "/h");
+        v0.put_i32(10_000);
+        put_bytes(&mut v0, b"s");
+        put_bytes(&mut v0, b"a");
+        let read = decode_group_value("g", &v0).unwrap();
+        assert_eq!((read.generation_id, read.state_timestamp_ms), (3, -1));
+        assert_eq!(read.members[0].rebalance_timeout_ms, 10_000);
+        assert_eq!(read.members[0].group_instance_id, None);
+        // An unknown version and an absurd member count are refused, not allocated.
+        assert_eq!(decode_group_value("g", &[0, 5, 0, 0]), None);
+        let mut huge = BytesMut::new();
+        huge.put_i16(3);
+        put_string(&mut huge, "consumer");
+        huge.put_i32(1);
+        huge.put_i16(-1);
+        huge.put_i16(-1);
+        huge.put_i64(0);
+        huge.put_i32(i32::MAX);
+        assert_eq!(decode_group_value("g", &huge), None);
     }
 
     #[test]

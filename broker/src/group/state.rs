@@ -62,13 +62,72 @@ impl Groups {
         Ok(())
     }
 
-    /// A group as `__consumer_offsets` last stored it: Empty (membership is not persisted)
-    /// with at least the generation it had, so the next join phase hands out a higher one.
-    pub fn restore(&mut self, group_id: &str, generation_id: i32) -> Result<(), GroupError> {
+    pub fn config(&self) -> &GroupConfig {
+        &self.config
+    }
+
+    /// A group as `__consumer_offsets` last stored it (`record`; `None` for a group known
+    /// only by its committed offsets), loaded at `now_ms` (as Kafka loads one): a record with
+    /// members (the leader's assignments) is a Stable group whose members resume with
+    /// heartbeats, their sessions running from `now_ms`; one without is Empty. A record of a
+    /// join phase that ended without its SyncGroup is Empty too (its members rejoin), with
+    /// at least that generation, so the next join phase hands out a higher one.
+    pub fn restore(
+        &mut self,
+        group_id: &str,
+        record: Option<&GroupRecord>,
+        now_ms: i64,
+    ) -> Result<(), GroupError> {
         self.ensure(group_id)?;
-        if let Some(group) = self.groups.get_mut(group_id) {
-            group.generation_id = group.generation_id.max(generation_id);
+        let (Some(group), Some(record)) = (self.groups.get_mut(group_id), record) else {
+            return Ok(());
+        };
+        group.generation_id = group.generation_id.max(record.generation_id);
+        group.protocol_type =
+            (!record.protocol_type.is_empty()).then(|| record.protocol_type.clone());
+        let stored_at = (record.state_timestamp_ms >= 0).then_some(record.state_timestamp_ms);
+        if record.members.is_empty() {
+            group.state = GroupState::Empty;
+            group.protocol_name = None;
+            group.leader = None;
+            group.members.clear();
+            // A join phase's record is not the moment the group emptied: that is now.
+            group.state_timestamp_ms = if record.leader.is_none() {
+                stored_at
+            } else {
+                Some(now_ms)
+            };
+            return Ok(());
         }
+        let protocol = record.protocol_name.clone().unwrap_or_default();
+        group.members = record
+            .members
+            .iter()
+            .map(|recorded| {
+                let member = Member {
+                    member_id: recorded.member_id.clone(),
+                    group_instance_id: recorded.group_instance_id.clone(),
+                    client_id: recorded.client_id.clone(),
+                    client_host: recorded.client_host.clone(),
+                    session_timeout_ms: recorded.session_timeout_ms,
+                    rebalance_timeout_ms: recorded.rebalance_timeout_ms,
+                    protocols: vec![(protocol.clone(), recorded.subscription.clone())],
+                    assignment: recorded.assignment.clone(),
+                    last_heartbeat_ms: now_ms,
+                    awaiting_join: None,
+                    awaiting_sync: None,
+                };
+                (member.member_id.clone(), member)
+            })
+            .collect();
+        group.protocol_name = record.protocol_name.clone();
+        group.leader = record
+            .leader
+            .clone()
+            .filter(|leader| group.members.contains_key(leader))
+            .or_else(|| group.members.keys().next().cloned());
+        group.state = GroupState::Stable;
+        group.state_timestamp_ms = stored_at.or(Some(now_ms));
         Ok(())
     }
 
@@ -260,7 +319,17 @@ impl Groups {
         }
         group.members.insert(member_id.clone(), replaced);
         if group.state == GroupState::Stable && unchanged {
-            outputs.push(Output::Join(token, current_generation(group, &member_id)));
+            // The new id is stored before the member learns it (as Kafka): a coordinator
+            // loading the group after a move knows it.
+            let assignments: BTreeMap<String, Bytes> = group
+                .members
+                .values()
+                .map(|member| (member.member_id.clone(), member.assignment.clone()))
+                .collect();
+            outputs.push(Output::Store {
+                record: group_record(group, Some(&assignments)),
+                then: vec![Output::Join(token, current_generation(group, &member_id))],
+            });
             return outputs;
         }
         outputs.extend(self.rejoin_known(
@@ -408,7 +477,11 @@ impl Groups {
                 }
                 let assignments: BTreeMap<String, Bytes> =
                     request.assignments.into_iter().collect();
-                let record = group_record(group, now_ms, Some(&assignments));
+                // Stamped with the moment the group becomes Stable (if it does).
+                let record = GroupRecord {
+                    state_timestamp_ms: now_ms,
+                    ..group_record(group, Some(&assignments))
+                };
                 if record.value_bytes() > self.config.group_metadata_bytes_max {
                     // Kafka: the record cannot be stored, every member waiting for its
                     // assignment gets the error and the group rebalances.
@@ -446,7 +519,7 @@ impl Groups {
                         ));
                     }
                 }
-                group.state = GroupState::Stable;
+                group.enter(GroupState::Stable, now_ms);
                 vec![Output::Store {
                     record,
                     then: outputs,
@@ -646,11 +719,7 @@ fn check_member(
 /// The group's metadata record: with every member's subscription and assignment when
 /// `assignments` is given (the leader's SyncGroup), else just the generation, protocol and
 /// leader (the end of a join phase: small, so it never fails on size).
-fn group_record(
-    group: &Group,
-    now_ms: i64,
-    assignments: Option<&BTreeMap<String, Bytes>>,
-) -> GroupRecord {
+fn group_record(group: &Group, assignments: Option<&BTreeMap<String, Bytes>>) -> GroupRecord {
     let protocol = group.protocol_name.clone().unwrap_or_default();
     let members = assignments.map_or_else(Vec::new, |assignments| {
         group
@@ -677,7 +746,7 @@ fn group_record(
         generation_id: group.generation_id,
         protocol_name: group.protocol_name.clone(),
         leader: group.leader.clone(),
-        state_timestamp_ms: now_ms,
+        state_timestamp_ms: group.state_timestamp_ms.unwrap_or(-1),
         members,
     }
 }
@@ -748,7 +817,7 @@ fn prepare_rebalance(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> V
         now_ms
     };
     group.join_deadline_ms = now_ms + rebalance_timeout_ms;
-    group.state = GroupState::PreparingRebalance;
+    group.enter(GroupState::PreparingRebalance, now_ms);
     outputs
 }
 
@@ -771,11 +840,11 @@ fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
         .retain(|_, member| member.awaiting_join.is_some());
     group.generation_id += 1;
     if group.members.is_empty() {
-        group.state = GroupState::Empty;
+        group.enter(GroupState::Empty, now_ms);
         group.protocol_name = None;
         group.leader = None;
         return vec![Output::Store {
-            record: group_record(group, now_ms, None),
+            record: group_record(group, None),
             then: Vec::new(),
         }];
     }
@@ -787,7 +856,7 @@ fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
     {
         group.leader = group.members.keys().next().cloned();
     }
-    group.state = GroupState::CompletingRebalance;
+    group.enter(GroupState::CompletingRebalance, now_ms);
     let mut outputs = Vec::new();
     let member_ids: Vec<String> = group.members.keys().cloned().collect();
     for member_id in member_ids {
@@ -801,19 +870,19 @@ fn maybe_complete_join(group: &mut Group, now_ms: i64) -> Vec<Output> {
     }
     // Nobody learns the new generation before it is durable.
     vec![Output::Store {
-        record: group_record(group, now_ms, None),
+        record: group_record(group, None),
         then: outputs,
     }]
 }
 
 fn after_members_left(group: &mut Group, now_ms: i64, initial_delay_ms: i64) -> Vec<Output> {
     if group.members.is_empty() && group.state != GroupState::PreparingRebalance {
-        group.state = GroupState::Empty;
+        group.enter(GroupState::Empty, now_ms);
         group.generation_id += 1;
         group.protocol_name = None;
         group.leader = None;
         return vec![Output::Store {
-            record: group_record(group, now_ms, None),
+            record: group_record(group, None),
             then: Vec::new(),
         }];
     }

@@ -2,6 +2,8 @@
 
 use bytes::Bytes;
 
+use super::expiry;
+use super::offsets::{CommittedOffset, OffsetKey};
 use super::state::{
     GroupConfig, GroupError, GroupRecord, GroupState, Groups, JoinRequest, JoinResponse, Output,
     SeededIds, SyncRequest, SyncResponse,
@@ -445,15 +447,229 @@ fn a_new_generation_is_stored_before_anyone_learns_it() {
     );
 }
 
+/// A record without members, as the end of a join phase or an emptied group stores it.
+fn record_without_members(generation_id: i32, leader: Option<&str>, at_ms: i64) -> GroupRecord {
+    GroupRecord {
+        group_id: "g".to_string(),
+        protocol_type: "consumer".to_string(),
+        generation_id,
+        protocol_name: leader.map(|_| "range".to_string()),
+        leader: leader.map(str::to_string),
+        state_timestamp_ms: at_ms,
+        members: Vec::new(),
+    }
+}
+
 #[test]
 fn a_restored_group_continues_above_its_stored_generation() {
     let mut groups = groups();
-    groups.restore("g", 41).unwrap();
+    groups
+        .restore("g", Some(&record_without_members(41, None, 0)), 0)
+        .unwrap();
     assert_eq!(groups.get("g").unwrap().state, GroupState::Empty);
     let (_, outputs) = new_member(&mut groups, 1, 0);
     assert_eq!(join_answer(&outputs, 2).unwrap().generation_id, 42);
-    groups.restore("g", 7).unwrap();
+    groups
+        .restore("g", Some(&record_without_members(7, None, 0)), 0)
+        .unwrap();
     assert_eq!(groups.get("g").unwrap().generation_id, 42, "never lowered");
+}
+
+/// Two members joined and synced; the group as its last record stores it.
+fn stable_group_record() -> (Groups, String, String, GroupRecord) {
+    let mut groups = groups();
+    let (first, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &first, 1, Vec::new(), 0);
+    let (second, _) = new_member(&mut groups, 10, 10);
+    groups.join(12, join_request(&first, None, "m"), 10);
+    let assignments = vec![
+        (first.clone(), Bytes::from_static(b"p0")),
+        (second.clone(), Bytes::from_static(b"p1")),
+    ];
+    let leader = groups.get("g").unwrap().leader.clone().unwrap();
+    let follower = if leader == first { &second } else { &first };
+    sync(&mut groups, 20, follower, 2, Vec::new(), 20);
+    let outputs = sync(&mut groups, 21, &leader, 2, assignments, 20);
+    let record = stored(&outputs).pop().expect("the assignments are stored");
+    assert_eq!(record.members.len(), 2);
+    (groups, first, second, record)
+}
+
+#[test]
+fn a_group_restored_from_its_record_is_stable_and_its_members_resume_with_heartbeats() {
+    let (before, first, second, record) = stable_group_record();
+    let original = before.get("g").unwrap();
+    let load_ms = 1_000_000;
+    let mut groups = groups();
+    groups.restore("g", Some(&record), load_ms).unwrap();
+    let group = groups.get("g").unwrap();
+    assert_eq!(group.state, GroupState::Stable);
+    assert_eq!(
+        (
+            group.generation_id,
+            group.protocol_type.as_deref(),
+            group.protocol_name.as_deref(),
+            &group.leader
+        ),
+        (2, Some("consumer"), Some("range"), &original.leader)
+    );
+    assert_eq!(
+        group.members.keys().collect::<Vec<_>>(),
+        original.members.keys().collect::<Vec<_>>()
+    );
+    // Same generation: heartbeats and commits go on, no rebalance.
+    assert_eq!(groups.heartbeat("g", &first, None, 2, load_ms + 1), Ok(()));
+    assert_eq!(groups.validate_commit("g", &second, None, 2), Ok(()));
+    // A SyncGroup retried across the move gets the stored assignment.
+    let outputs = sync(&mut groups, 30, &second, 2, Vec::new(), load_ms + 2);
+    assert_eq!(
+        sync_answer(&outputs, 30).unwrap().assignment,
+        Bytes::from_static(b"p1")
+    );
+    // Sessions run from the load, not from the record: both are alive a session later than
+    // the record; the one that stops heartbeating expires a session after its last one.
+    let session = i64::from(SESSION_MS);
+    assert!(groups.tick(load_ms + session).is_empty());
+    assert_eq!(
+        groups.heartbeat("g", &first, None, 2, load_ms + session),
+        Ok(())
+    );
+    groups.tick(load_ms + session + 1);
+    let group = groups.get("g").unwrap();
+    assert_eq!(group.members.len(), 1, "the silent member expired");
+    assert!(group.members.contains_key(&first));
+    assert_eq!(group.state, GroupState::PreparingRebalance);
+}
+
+#[test]
+fn a_join_phase_record_restores_an_empty_group_whose_members_rejoin() {
+    let mut groups = groups();
+    groups
+        .restore("g", Some(&record_without_members(5, Some("m-1"), 10)), 500)
+        .unwrap();
+    let group = groups.get("g").unwrap();
+    assert_eq!(
+        (group.state, group.generation_id, group.state_timestamp_ms),
+        (GroupState::Empty, 5, Some(500)),
+        "empty since the load"
+    );
+    assert_eq!(
+        groups.heartbeat("g", "m-1", None, 5, 600),
+        Err(GroupError::UnknownMemberId)
+    );
+    let (_, outputs) = new_member(&mut groups, 1, 700);
+    assert_eq!(join_answer(&outputs, 2).unwrap().generation_id, 6);
+}
+
+#[test]
+fn a_static_member_s_new_id_is_stored_before_it_learns_it() {
+    let mut groups = groups();
+    let outputs = groups.join(1, join_request("", Some("instance-a"), "m"), 0);
+    let first = join_answer(&outputs, 1).unwrap();
+    let assignments = vec![(first.member_id.clone(), Bytes::from_static(b"mine"))];
+    sync(&mut groups, 2, &first.member_id, 1, assignments, 0);
+    let outputs = groups.join(3, join_request("", Some("instance-a"), "m"), 100);
+    let records = stored(&outputs);
+    assert_eq!(records.len(), 1, "{outputs:?}");
+    let rejoined = join_answer(&outputs, 3).unwrap();
+    assert!(
+        outputs
+            .iter()
+            .all(|output| matches!(output, Output::Store { .. })),
+        "the answer waits for the record"
+    );
+    assert_eq!(records[0].members[0].member_id, rejoined.member_id);
+    assert_eq!(
+        records[0].members[0].assignment,
+        Bytes::from_static(b"mine")
+    );
+    // A coordinator loading that record knows the new id.
+    let mut moved = self::groups();
+    moved.restore("g", Some(&records[0]), 1_000).unwrap();
+    assert_eq!(
+        moved.heartbeat("g", &rejoined.member_id, Some("instance-a"), 1, 1_001),
+        Ok(())
+    );
+}
+
+fn committed_at(topic: &str, commit_ms: i64) -> (OffsetKey, CommittedOffset) {
+    (
+        OffsetKey {
+            group_id: "g".to_string(),
+            topic: topic.to_string(),
+            partition: 0,
+        },
+        CommittedOffset {
+            offset: 1,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: commit_ms,
+        },
+    )
+}
+
+fn expired(
+    groups: &Groups,
+    offsets: &[(OffsetKey, CommittedOffset)],
+    now_ms: i64,
+    retention_ms: i64,
+) -> Vec<String> {
+    expiry::expired_offsets(
+        groups.get("g"),
+        offsets.iter().map(|(key, value)| (key, value)),
+        now_ms,
+        retention_ms,
+    )
+    .into_iter()
+    .map(|key| key.topic)
+    .collect()
+}
+
+#[test]
+fn an_empty_group_s_offsets_expire_a_retention_after_it_emptied_not_after_the_commit() {
+    let retention = 10_000;
+    let mut groups = groups();
+    let (member, _) = new_member(&mut groups, 1, 0);
+    sync(&mut groups, 3, &member, 1, Vec::new(), 0);
+    let offsets = [committed_at("a", 0), committed_at("b", 500)];
+    // A group with members keeps its offsets however old they are.
+    groups.heartbeat("g", &member, None, 1, 9_000).unwrap();
+    assert!(expired(&groups, &offsets, 9_000, retention).is_empty());
+    groups.leave("g", &[(member, None)], 9_000).unwrap();
+    let group = groups.get("g").unwrap();
+    assert_eq!(
+        (group.state, group.state_timestamp_ms),
+        (GroupState::Empty, Some(9_000))
+    );
+    assert!(expiry::group_is_removable(group));
+    // The commits are past the retention, the emptiness is not.
+    assert!(expired(&groups, &offsets, 18_999, retention).is_empty());
+    assert_eq!(expired(&groups, &offsets, 19_000, retention), ["a", "b"]);
+}
+
+#[test]
+fn a_group_without_a_protocol_expires_each_offset_a_retention_after_its_commit() {
+    let retention = 10_000;
+    let mut groups = groups();
+    groups.ensure("g").unwrap();
+    let offsets = [committed_at("a", 0), committed_at("b", 5_000)];
+    assert!(expired(&groups, &offsets, 9_999, retention).is_empty());
+    assert_eq!(expired(&groups, &offsets, 10_000, retention), ["a"]);
+    assert_eq!(expired(&groups, &offsets, 15_000, retention), ["a", "b"]);
+    // The same without any group state (offsets only, never restored).
+    let none = Groups::new(GroupConfig::default(), Box::new(SeededIds::new(1)));
+    assert_eq!(expired(&none, &offsets, 10_000, retention), ["a"]);
+}
+
+#[test]
+fn an_emptied_group_restored_from_its_record_keeps_the_moment_it_emptied() {
+    let mut groups = groups();
+    groups
+        .restore("g", Some(&record_without_members(3, None, 4_000)), 50_000)
+        .unwrap();
+    let offsets = [committed_at("a", 0)];
+    assert!(expired(&groups, &offsets, 13_999, 10_000).is_empty());
+    assert_eq!(expired(&groups, &offsets, 14_000, 10_000), ["a"]);
 }
 
 #[test]

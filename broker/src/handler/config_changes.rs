@@ -261,9 +261,15 @@ fn apply_changes(
                 }
                 configs.insert(key, items.join(","));
             }
-            (Operation::Append | Operation::Subtract, Some(_)) => {
+            (operation @ (Operation::Append | Operation::Subtract), Some(_)) => {
+                // Kafka's controller (`ConfigurationControlManager`), for an unknown name too.
+                let operation = if operation == Operation::Append {
+                    "APPEND"
+                } else {
+                    "SUBTRACT"
+                };
                 return Err(TopicError::InvalidConfig(format!(
-                    "{key} is not a list: APPEND and SUBTRACT do not apply"
+                    "Can't {operation} to key {key} because its type is not LIST."
                 )));
             }
             (operation, _) => {

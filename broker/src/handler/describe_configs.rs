@@ -9,12 +9,13 @@ use lmq_wire::protocol::messages::{DescribeConfigsRequest, DescribeConfigsRespon
 
 use super::{NONE, UNKNOWN_TOPIC_OR_PARTITION, str_bytes};
 use crate::broker::Broker;
-use crate::topic_config::{ConfigType, TOPIC_CONFIGS, TopicDefaults};
+use crate::topic_config::{Checks, ConfigType, TOPIC_CONFIGS, TopicDefaults};
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-/// `ConfigSource` values.
+/// `ConfigSource` values (DYNAMIC_TOPIC_CONFIG, STATIC_BROKER_CONFIG, DEFAULT_CONFIG).
 const SOURCE_TOPIC: i8 = 1;
+const SOURCE_DYNAMIC_DEFAULT_BROKER: i8 = 3;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
 
@@ -26,6 +27,7 @@ struct Entry {
     read_only: bool,
     /// Where the value could come from, most specific first: `(name, value, source)`.
     synonyms: Vec<(String, String, i8)>,
+    documentation: Option<&'static str>,
 }
 
 pub fn handle(
@@ -55,7 +57,14 @@ pub fn handle(
                     .filter(|entry| {
                         wanted.is_none_or(|keys| keys.iter().any(|key| key.as_str() == entry.name))
                     })
-                    .map(|entry| describe(entry, request.include_synonyms, version))
+                    .map(|entry| {
+                        describe(
+                            entry,
+                            request.include_synonyms,
+                            request.include_documentation,
+                            version,
+                        )
+                    })
                     .collect();
             }
             Err((code, message)) => {
@@ -89,22 +98,51 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
         log: broker.topics.defaults(),
         min_insync_replicas: broker.config.cluster.min_insync_replicas,
     };
+    // As Kafka's `ConfigHelper.createTopicConfigEntry`: an override is a
+    // DYNAMIC_TOPIC_CONFIG synonym; then the broker config the default comes from, as
+    // STATIC_BROKER_CONFIG when LMQ's config file makes it differ from Kafka's default, else
+    // as DEFAULT_CONFIG where Kafka's broker config has a default of its own; a cluster-wide
+    // setting as Kafka 4's controller stores it (a cluster default, DYNAMIC_DEFAULT_BROKER_CONFIG,
+    // then DEFAULT_CONFIG). The entry's
+    // source is its first synonym's (DEFAULT_CONFIG without any).
     Ok(TOPIC_CONFIGS
         .iter()
         .map(|definition| {
             let name = definition.name;
             let default = definition.default_value(&defaults);
             let mut synonyms = Vec::new();
-            let (value, source) = match topic.configs.get(name) {
-                Some(value) => {
+            let value = match topic.configs.get(name) {
+                Some(given) => {
+                    // Shown as Kafka writes the parsed value back ("1" of a DOUBLE: "1.0").
+                    let value = definition
+                        .parse(given, Checks::Stored)
+                        .map_or_else(|_| given.clone(), |parsed| parsed.canonical());
                     synonyms.push((name.to_string(), value.clone(), SOURCE_TOPIC));
-                    (value.clone(), SOURCE_TOPIC)
+                    value
                 }
-                None => (default.clone(), SOURCE_DEFAULT),
+                None => default.clone(),
             };
-            if let Some(broker_name) = definition.broker_synonym {
-                synonyms.push((broker_name.to_string(), default, SOURCE_DEFAULT));
+            if let Some(synonym) = definition.broker_synonym {
+                if synonym.cluster_wide {
+                    synonyms.push((
+                        synonym.name.to_string(),
+                        default,
+                        SOURCE_DYNAMIC_DEFAULT_BROKER,
+                    ));
+                    synonyms.push((
+                        synonym.name.to_string(),
+                        definition.kafka_default.to_string(),
+                        SOURCE_DEFAULT,
+                    ));
+                } else if default != definition.kafka_default {
+                    synonyms.push((synonym.name.to_string(), default, SOURCE_STATIC_BROKER));
+                } else if synonym.listed_by_default {
+                    synonyms.push((synonym.name.to_string(), default, SOURCE_DEFAULT));
+                }
             }
+            let source = synonyms
+                .first()
+                .map_or(SOURCE_DEFAULT, |(_, _, source)| *source);
             Entry {
                 name: name.to_string(),
                 value,
@@ -112,6 +150,7 @@ fn topic_entries(broker: &Broker, name: &str) -> Result<Vec<Entry>, (i16, &'stat
                 kind: definition.kind,
                 read_only: false,
                 synonyms,
+                documentation: Some(definition.documentation),
             }
         })
         .collect())
@@ -126,6 +165,7 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
         source: SOURCE_STATIC_BROKER,
         kind,
         read_only: true,
+        documentation: None,
     };
     vec![
         entry("node.id", config.node_id.to_string(), ConfigType::Int),
@@ -172,14 +212,24 @@ fn broker_entries(broker: &Broker) -> Vec<Entry> {
     ]
 }
 
-fn describe(entry: Entry, include_synonyms: bool, version: i16) -> DescribeConfigsResourceResult {
+fn describe(
+    entry: Entry,
+    include_synonyms: bool,
+    include_documentation: bool,
+    version: i16,
+) -> DescribeConfigsResourceResult {
     let mut described = DescribeConfigsResourceResult::default();
     described.name = str_bytes(entry.name.clone());
     described.value = Some(str_bytes(entry.value.clone()));
     described.read_only = entry.read_only;
     described.config_source = entry.source;
-    // Kafka sends documentation only when asked for it; LMQ has none to send.
-    described.documentation = None;
+    // No topic config is a password: none is sensitive (Kafka: PASSWORD types only).
+    described.is_sensitive = false;
+    // Kafka sends documentation only when asked for it (v3+).
+    described.documentation = entry
+        .documentation
+        .filter(|_| include_documentation && version >= 3)
+        .map(str_bytes);
     if include_synonyms {
         described.synonyms = entry
             .synonyms

@@ -3,6 +3,8 @@
 //! brokers are alive).
 //! Transaction coordinators do not exist yet.
 
+use std::collections::BTreeMap;
+
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::find_coordinator_response::Coordinator;
 use lmq_wire::protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -92,24 +94,53 @@ pub async fn handle(
 
 /// Creates the replicated offsets topic on first use, once enough brokers are alive, with
 /// the group coordinator's partitions and configs (also when a client's Metadata asks for it
-/// first).
+/// first). An offsets topic an older LMQ created keeps its partition count (a group's
+/// partition is the hash of its id modulo that count, as Kafka, which never changes it
+/// either) and gets the configs it lacks (`cleanup.policy=compact`).
 pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
-    if cluster.view().metadata.topics.contains_key(OFFSETS_TOPIC) {
+    let settings = &broker.config.group;
+    let wanted = offsets_topic_configs(settings);
+    let stored = cluster
+        .view()
+        .metadata
+        .topics
+        .get(OFFSETS_TOPIC)
+        .map(|topic| topic.configs.clone());
+    if let Some(stored) = stored {
+        if let Some(upgraded) = with_missing_configs(&stored, wanted)
+            && let Err(error) = cluster
+                .set_topic_configs(broker, OFFSETS_TOPIC, &upgraded)
+                .await
+        {
+            tracing::warn!(%error, "cannot bring the offsets topic's configs up to date yet");
+        }
         return;
     }
-    let settings = &broker.config.group;
     let created = cluster
         .create_topic(
             broker,
             OFFSETS_TOPIC,
             settings.offsets_topic_partitions,
             broker.config.offsets_topic_replication_factor(),
-            &offsets_topic_configs(),
+            &wanted,
         )
         .await;
     if let Err(error) = created {
         tracing::warn!(%error, "cannot create the offsets topic yet");
     }
+}
+
+/// `stored` with the configs of `wanted` it does not set, when it lacks any; the values it
+/// sets stay (they were the settings when the topic was created, as in Kafka).
+fn with_missing_configs(
+    stored: &BTreeMap<String, String>,
+    wanted: BTreeMap<String, String>,
+) -> Option<BTreeMap<String, String>> {
+    let mut upgraded = stored.clone();
+    for (name, value) in wanted {
+        upgraded.entry(name).or_insert(value);
+    }
+    (upgraded != *stored).then_some(upgraded)
 }
 
 /// The leader of the group's offsets partition.
@@ -135,5 +166,30 @@ impl super::ErrorCodes for lmq_wire::protocol::messages::FindCoordinatorResponse
     fn error_codes(&self, codes: &mut Vec<i16>) {
         codes.push(self.error_code);
         codes.extend(self.coordinators.iter().map(|item| item.error_code));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GroupSettings;
+
+    #[test]
+    fn an_older_offsets_topic_gets_compaction_and_keeps_its_own_settings() {
+        // What LMQ before compaction created the topic with.
+        let older = BTreeMap::from([
+            ("retention.ms".to_string(), "-1".to_string()),
+            ("retention.bytes".to_string(), "-1".to_string()),
+            ("segment.bytes".to_string(), "1048576".to_string()),
+        ]);
+        let settings = GroupSettings::default();
+        let upgraded = with_missing_configs(&older, offsets_topic_configs(&settings)).unwrap();
+        assert_eq!(upgraded["cleanup.policy"], "compact");
+        assert_eq!(upgraded["segment.bytes"], "1048576", "kept as created");
+        assert_eq!(
+            with_missing_configs(&upgraded, offsets_topic_configs(&settings)),
+            None,
+            "written once"
+        );
     }
 }

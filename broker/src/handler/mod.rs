@@ -609,6 +609,7 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         GroupError::NonEmptyGroup => ResponseError::NonEmptyGroup,
         GroupError::CoordinatorNotAvailable => ResponseError::CoordinatorNotAvailable,
         GroupError::NotCoordinator => ResponseError::NotCoordinator,
+        GroupError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
         GroupError::LimitExceeded => ResponseError::PolicyViolation,
         // Kafka answers an oversized group metadata record so (its append fails with
         // RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE, mapped to UNKNOWN_SERVER_ERROR).
@@ -649,6 +650,11 @@ impl TopicLookup {
         self.topic
             .as_ref()
             .is_some_and(|topic| topic.settings.uses_log_append_time())
+    }
+
+    /// The topic's parsed configs, when it exists.
+    pub(crate) fn settings(&self) -> Option<&crate::topic_config::TopicSettings> {
+        self.topic.as_ref().map(|topic| &topic.settings)
     }
 
     /// The partition, or UNKNOWN_TOPIC_OR_PARTITION.

@@ -1,5 +1,6 @@
-//! Produce: append each partition's batches as received (offsets assigned in place), answer
-//! per partition. acks=0 gets no response at all, as in Kafka. In a cluster only the leader
+//! Produce: append each partition's batch as received (offsets assigned in place), answer
+//! per partition. The topic's configs may refuse the batch or have it re-encoded first
+//! (`record_checks`: keys of a compacted topic, timestamp bounds, `compression.type`). acks=0 gets no response at all, as in Kafka. In a cluster only the leader
 //! appends, and acks=all waits (up to the request's timeout) until the ISR has the batch.
 //! With `flush = "every-batch"` the answer also waits for the partition's group commit.
 //!
@@ -11,7 +12,7 @@ use std::sync::Arc;
 use futures_util::future::join_all;
 use lmq_wire::Acks;
 use lmq_wire::protocol::messages::produce_response::{
-    PartitionProduceResponse, TopicProduceResponse,
+    BatchIndexAndErrorMessage, PartitionProduceResponse, TopicProduceResponse,
 };
 use lmq_wire::protocol::messages::{ProduceRequest, ProduceResponse, TopicName};
 use prometheus_client::metrics::counter::Counter;
@@ -28,7 +29,9 @@ use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::metrics::{ApiErrorLabels, TopicLabels};
 use crate::partition::{AppendLost, AppendMark, Partition, ReplicaError};
+use crate::record_checks::{self, BatchRefusal, RecordRule};
 use crate::replication::AckError;
+use crate::topic_config::TopicSettings;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -89,6 +92,32 @@ impl PartitionAnswer {
             self.answer.error_message = message.map(str_bytes);
         }
         self.appended = None;
+    }
+
+    /// Answers a batch the topic's configs refuse: INVALID_TIMESTAMP or INVALID_RECORD, with
+    /// the refused records' indexes and reasons (v8+), as Kafka's `RecordValidationException`.
+    fn refuse_records(&mut self, refusal: &BatchRefusal, version: i16) {
+        let code = match refusal {
+            BatchRefusal::Records {
+                rule: RecordRule::Timestamp,
+                ..
+            } => ResponseError::InvalidTimestamp,
+            BatchRefusal::Records { .. } | BatchRefusal::Unreadable(_) => {
+                ResponseError::InvalidRecord
+            }
+        };
+        self.refuse(code.code(), Some(refusal.to_string()), version);
+        if let (BatchRefusal::Records { errors, .. }, 8..) = (refusal, version) {
+            self.answer.record_errors = errors
+                .iter()
+                .map(|error| {
+                    let mut record_error = BatchIndexAndErrorMessage::default();
+                    record_error.batch_index = error.batch_index;
+                    record_error.batch_index_error_message = Some(str_bytes(error.message.clone()));
+                    record_error
+                })
+                .collect();
+        }
     }
 
     /// Waits for what the append's success depends on: its fsync, then (acks=all) the ISR
@@ -326,14 +355,15 @@ pub fn append(
                         }
                     };
                     // The log rewrites base offsets in place, so it needs its own copy.
-                    let mut records = partition_data
+                    let records = partition_data
                         .records
                         .map(|records| records.to_vec())
                         .unwrap_or_default();
                     appender.append(
                         &topic_data.name.0,
+                        topic.settings(),
                         partition,
-                        &mut records,
+                        records,
                         acks,
                         &mut answer,
                     );
@@ -368,12 +398,15 @@ struct Appender<'a> {
 }
 
 impl Appender<'_> {
-    /// Checks one partition's batch and appends it as leader, filling its answer.
+    /// Checks one partition's batch against the topic's configs (`record_checks`: keys of a
+    /// compacted topic, timestamp bounds, `compression.type`) and appends it as leader,
+    /// filling its answer.
     fn append(
         &self,
         topic: &str,
+        settings: Option<&TopicSettings>,
         partition: &Arc<Partition>,
-        records: &mut [u8],
+        records: Vec<u8>,
         acks: Acks,
         answer: &mut PartitionAnswer,
     ) {
@@ -381,7 +414,7 @@ impl Appender<'_> {
         // Kafka: "Produce requests with version 3+ are only allowed to contain exactly one
         // record batch" per partition.
         let one_batch =
-            batch_total_bytes(records).is_some_and(|total| total == records.len() as u64);
+            batch_total_bytes(&records).is_some_and(|total| total == records.len() as u64);
         if !one_batch {
             answer.refuse(
                 ResponseError::InvalidRecord.code(),
@@ -390,13 +423,26 @@ impl Appender<'_> {
             );
             return;
         }
-        if let Some((code, message)) = self.producer_ids.refusal(records) {
+        if let Some((code, message)) = self.producer_ids.refusal(&records) {
             answer.refuse(code, Some(message), version);
             return;
         }
+        let mut records = match settings {
+            Some(settings) => {
+                let topic_partition = format!("{topic}-{}", partition.index);
+                match record_checks::prepare(settings, &topic_partition, records, self.now_ms) {
+                    Ok(records) => records,
+                    Err(refusal) => {
+                        answer.refuse_records(&refusal, version);
+                        return;
+                    }
+                }
+            }
+            None => records,
+        };
         let metrics = &self.broker.metrics;
         let started = crate::metrics::stopwatch();
-        let appended = partition.append_as_leader(records, acks, self.now_ms);
+        let appended = partition.append_as_leader(&mut records, acks, self.now_ms);
         metrics
             .produce_append_duration
             .observe(started.elapsed().as_secs_f64());

@@ -91,7 +91,7 @@ mod tests {
 
     fn view(clean_bytes: u64, cleanable_bytes: u64) -> CleaningView {
         CleaningView {
-            policy: CleanupPolicy::Compact,
+            policy: CleanupPolicy::COMPACT,
             compaction: CompactionConfig::default(),
             clean_bytes,
             cleanable_bytes,
@@ -118,7 +118,7 @@ mod tests {
             view(900, 100), // 0.1: below it
             view(100, 300), // 0.75
             CleaningView {
-                policy: CleanupPolicy::Delete,
+                policy: CleanupPolicy::DELETE,
                 ..view(0, 100)
             },
             lagging,

@@ -75,6 +75,9 @@ pub struct GroupConfig {
     /// would make it larger is refused. Kafka's bound is the offsets topic's
     /// `max.message.bytes` (1 MiB); this default leaves room for the key and batch header.
     pub group_metadata_bytes_max: usize,
+    /// `offsets.retention.minutes` in milliseconds: how long an Empty group's offsets (a
+    /// group without a protocol: each offset after its commit) are kept (KIP-211).
+    pub offsets_retention_ms: i64,
 }
 
 impl Default for GroupConfig {
@@ -87,6 +90,7 @@ impl Default for GroupConfig {
             groups_max: 100_000,
             member_metadata_bytes_max: 1024 * 1024,
             group_metadata_bytes_max: 1_000_000,
+            offsets_retention_ms: 7 * 24 * 60 * 60 * 1000,
         }
     }
 }
@@ -108,6 +112,8 @@ pub enum GroupError {
     CoordinatorNotAvailable,
     /// Another broker coordinates the group (its offsets partition is led elsewhere).
     NotCoordinator,
+    /// This broker leads the group's offsets partition but has not loaded its groups yet.
+    CoordinatorLoadInProgress,
     /// Too many groups, or member metadata over its limit.
     LimitExceeded,
     /// The group's metadata record (the leader's assignments) is over its size limit.
@@ -230,10 +236,11 @@ pub enum Output {
 }
 
 /// A group as Kafka's GroupMetadata record (key v2, value v3) stores it in
-/// `__consumer_offsets`: written when a join phase ends (before any member learns the new
-/// generation, so a restarted or new coordinator never hands a generation out twice) and
-/// with the leader's assignments. Only the generation and protocol type are read back:
-/// membership is not restored, members rejoin.
+/// `__consumer_offsets`: written when a join phase ends (without members: before any member
+/// learns the new generation, so a restarted or new coordinator never hands a generation
+/// out twice), with the leader's assignments (every member: the Stable group a replay
+/// restores, members resuming with heartbeats), when a static member's id is replaced, and
+/// when the group empties. `state_timestamp_ms` is -1 when unknown.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GroupRecord {
     pub group_id: String,
@@ -323,6 +330,10 @@ pub struct Group {
     pub protocol_name: Option<String>,
     pub leader: Option<String>,
     pub members: BTreeMap<String, Member>,
+    /// When the group entered its current state (Kafka's `currentStateTimestamp`): an Empty
+    /// group's offsets expire `offsets.retention.minutes` after it. `None` for a group
+    /// that never changed state (one with only simple commits).
+    pub state_timestamp_ms: Option<i64>,
     /// Member ids handed out with MEMBER_ID_REQUIRED, valid until their session times out.
     pub(super) pending: BTreeMap<String, i64>,
     /// When the join phase ends at the latest.
@@ -341,6 +352,7 @@ impl Group {
             protocol_name: None,
             leader: None,
             members: BTreeMap::new(),
+            state_timestamp_ms: None,
             pending: BTreeMap::new(),
             join_deadline_ms: 0,
             initial_delay_until_ms: 0,
@@ -349,6 +361,12 @@ impl Group {
 
     pub fn is_empty(&self) -> bool {
         self.members.is_empty()
+    }
+
+    /// Moves to `state` at `now_ms`.
+    pub(super) fn enter(&mut self, state: GroupState, now_ms: i64) {
+        self.state = state;
+        self.state_timestamp_ms = Some(now_ms);
     }
 
     pub(super) fn member_for_instance(&self, instance_id: &str) -> Option<&Member> {
