@@ -174,3 +174,36 @@ fn a_read_over_gapped_batches_counts_their_records() {
     );
     assert_eq!(result.records, 3 * sent.len() as u64);
 }
+
+/// An unreadable cleaner checkpoint after a crash: recovery cannot tell where a follower
+/// appended gaps, so it accepts gaps inside every segment rather than cutting the log at
+/// the first one.
+#[test]
+fn an_unreadable_cleaner_checkpoint_cuts_no_replicated_gap() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = LogConfig {
+        segment_bytes_max: 8 * 1024,
+        index_interval_bytes: 256,
+        flush_policy: FlushPolicy::Os,
+        ..LogConfig::default()
+    };
+    let mut log = open(dir.path(), &config, Arc::new(FlakySyncer::default()));
+    let (sent, fetches) = leader_batches(100, 2);
+    for fetch in &fetches {
+        log.append_replicated(fetch, 0).unwrap();
+    }
+    drop(log);
+    let path = lmq_storage::clean::CleanerCheckpoint::path(dir.path());
+    std::fs::write(&path, "version 2\ngarbage\n").unwrap();
+    let (mut log, report) =
+        PartitionLog::open(dir.path(), config.clone(), LogOptions::default(), 0).unwrap();
+    assert_eq!(report.truncation, None, "{report:?}");
+    assert_eq!(as_stored(&log), sent);
+    // Gapped appends go on, and the marker is written whole again.
+    let more = leader_batches(110, 2);
+    log.append_replicated(&more.1[10], 0).unwrap();
+    drop(log);
+    let (log, report) = PartitionLog::open(dir.path(), config, LogOptions::default(), 0).unwrap();
+    assert_eq!(report.truncation, None, "{report:?}");
+    assert_eq!(as_stored(&log), more.0);
+}
