@@ -304,7 +304,7 @@ fn truncation_removes_whole_batches_from_the_offset_on() {
 }
 
 #[test]
-fn replicated_appends_keep_offsets_and_a_gap_starts_a_segment() {
+fn replicated_appends_keep_offsets_and_a_gap_stays_in_the_segment() {
     let leader_dir = tempfile::tempdir().unwrap();
     let follower_dir = tempfile::tempdir().unwrap();
     let (mut leader, _) = open(leader_dir.path(), &LogConfig::default());
@@ -325,11 +325,42 @@ fn replicated_appends_keep_offsets_and_a_gap_starts_a_segment() {
     let mut later = stored[1].1.clone();
     lmq_storage::batch::set_base_offset(&mut later, 10);
     follower.append_replicated(&later, 0).unwrap();
-    assert_eq!(follower.segment_base_offsets(), [0, 10]);
+    assert_eq!(follower.segment_base_offsets(), [0]);
     assert_eq!(follower.log_end_offset(), 12);
     assert_eq!(follower.leader_epochs().entries(), &[(4, 0)]);
+    assert_eq!(follower.cleaner_checkpoint().replicated_gaps_below, 12);
     drop(follower);
     let (follower, report) = open(follower_dir.path(), &LogConfig::default());
+    assert_eq!(report.truncation, None);
+    assert_eq!(follower.log_end_offset(), 12);
+    // Reading from inside the gap returns the batch after it.
+    let bases: Vec<i64> = read_all(&follower).iter().map(|(base, _)| *base).collect();
+    assert_eq!(bases, [0, 10]);
+    let from_gap = follower.read(5, ALL).unwrap();
+    assert_eq!(
+        common::split(&from_gap.region.unwrap().read_to_vec().unwrap())[0].0,
+        10
+    );
+}
+
+/// A gap right after a roll (the active segment empty) names the new segment by the batch's
+/// offset, after flushing what comes before and checkpointing past it.
+#[test]
+fn a_gap_after_a_roll_names_the_segment_by_its_first_offset() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut follower, _) = open(dir.path(), &LogConfig::default());
+    let mut first = batch(2, 5, 1, 0);
+    lmq_storage::batch::set_partition_leader_epoch(&mut first, 0);
+    follower.append_replicated(&first, 0).unwrap();
+    follower.roll().unwrap();
+    let mut later = batch(2, 5, 2, 0);
+    lmq_storage::batch::set_base_offset(&mut later, 10);
+    lmq_storage::batch::set_partition_leader_epoch(&mut later, 0);
+    follower.append_replicated(&later, 0).unwrap();
+    assert_eq!(follower.segment_base_offsets(), [0, 10]);
+    assert_eq!(follower.recovery_point(), 10);
+    drop(follower);
+    let (follower, report) = open(dir.path(), &LogConfig::default());
     assert_eq!(report.truncation, None);
     assert_eq!(follower.log_end_offset(), 12);
 }

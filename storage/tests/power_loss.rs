@@ -11,7 +11,8 @@
 //! flush, an fsynced roll), read back as a run of batches the test wrote, in order.
 //!
 //! Cuts happen before any fsync (inside an append, a roll, a checkpoint, a truncation...) and
-//! between operations, over random runs of appends, replicated appends with gaps, rolls,
+//! between operations, over random runs of appends, replicated appends with gaps (a
+//! follower's run: fetch responses of several batches, most after a gap), rolls,
 //! retention, truncation, DeleteRecords, checkpoints, flushes and group commit's
 //! `PendingFlush` taken, synced and completed around other operations.
 //!
@@ -545,8 +546,8 @@ fn check_log(log: &mut PartitionLog, oracle: &Oracle) -> Result<(), String> {
         }
     }
     let read_end = batches.last().map_or(start, |&(_, last, _)| last + 1);
-    // A replicated batch after a gap starts a segment at its offset: the log may end with
-    // that segment empty.
+    // The log may end with an empty segment after a gap: one a replicated batch after a gap
+    // started at its offset (the active one was empty), or a truncation emptied.
     if read_end != end && log.segment_base_offsets().last() != Some(&end) {
         return Err(format!(
             "the batches end at {read_end}, the log end is {end} (segments {:?})",
@@ -595,9 +596,19 @@ enum InFlight {
     Synced(lmq_storage::Result<FlushedTo>),
 }
 
+/// Which operations a run makes most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// Produce appends mostly, a replicated batch (maybe after a gap) now and then.
+    Leader,
+    /// A follower of a compacted log: replicated calls of several batches, most after an
+    /// offset gap, which go into the active segment.
+    Follower,
+}
+
 /// One seed's run: a random configuration and random operations, with cuts before fsyncs and
 /// between operations. Returns the number of cuts.
-fn run_seed(seed: u64, cuts_max: u64) -> u64 {
+fn run_seed(seed: u64, cuts_max: u64, role: Role) -> u64 {
     let mut rng = Rng(seed);
     let flush_policy = match rng.below(3) {
         0 => FlushPolicy::EveryBatch,
@@ -630,9 +641,14 @@ fn run_seed(seed: u64, cuts_max: u64) -> u64 {
     let mut value_seed = seed.wrapping_mul(1_000_003);
     for _ in 0..OPERATIONS_PER_SEED {
         now_ms += rng.between(0, 20);
-        let choice = rng.below(100);
+        let choice = match role {
+            Role::Leader => rng.below(100),
+            // Replicated appends instead of produce appends.
+            Role::Follower => (rng.below(100) + 40) % 100,
+        };
         let end = log.log_end_offset();
         let operation = match choice {
+            0..=39 if role == Role::Follower => "replicated append",
             0..=39 => "append",
             40..=47 => "replicated append",
             48..=53 => "roll",
@@ -648,33 +664,49 @@ fn run_seed(seed: u64, cuts_max: u64) -> u64 {
         lock(&disk.plan).operation = format!("{operation} (log end {end})");
         match operation {
             "append" | "replicated append" => {
-                value_seed += 1;
-                let records = rng.between(1, 3) as usize;
-                let value_bytes = rng.between(10, 220) as usize;
-                let sent = batch(records, value_bytes, value_seed, now_ms);
-                let gap = if operation == "replicated append" && rng.chance(1, 2) {
-                    rng.between(1, 3)
-                } else {
-                    0
+                // A follower's fetch response holds several batches.
+                let batches = match (operation, role) {
+                    ("replicated append", Role::Follower) => rng.between(1, 6),
+                    _ => 1,
                 };
-                let base = end + gap;
-                // Known before the call: a cut inside it may keep the batch.
-                let mut oracle = lock(&disk.oracle);
-                oracle
-                    .current()
-                    .insert(base, (base + records as i64 - 1, sent.clone()));
-                if gap > 0 && log.log_start_offset() == end {
-                    // An empty log restarts at the batch: its log start may follow.
-                    oracle.log_start_bound = oracle.log_start_bound.max(base);
+                let mut bytes = Vec::new();
+                let mut next = end;
+                for index in 0..batches {
+                    value_seed += 1;
+                    let records = rng.between(1, 3) as usize;
+                    let value_bytes = rng.between(10, 220) as usize;
+                    let sent = batch(records, value_bytes, value_seed, now_ms);
+                    let gap = match (operation, role) {
+                        ("replicated append", Role::Follower) if rng.chance(3, 4) => {
+                            rng.between(1, 4)
+                        }
+                        ("replicated append", Role::Leader) if rng.chance(1, 2) => {
+                            rng.between(1, 3)
+                        }
+                        _ => 0,
+                    };
+                    let base = next + gap;
+                    next = base + records as i64;
+                    // Known before the call: a cut inside it may keep the batch.
+                    let mut oracle = lock(&disk.oracle);
+                    oracle
+                        .current()
+                        .insert(base, (base + records as i64 - 1, sent.clone()));
+                    if index == 0 && gap > 0 && log.segment_count() == 1 && log.size_bytes() == 0 {
+                        // A log holding no batch restarts at the batch: its log start may
+                        // follow (its start may lag its end after a truncation).
+                        oracle.log_start_bound = oracle.log_start_bound.max(base);
+                    }
+                    drop(oracle);
+                    let mut stored = sent;
+                    lmq_storage::batch::set_base_offset(&mut stored, base);
+                    lmq_storage::batch::set_partition_leader_epoch(&mut stored, 0);
+                    bytes.extend_from_slice(&stored);
                 }
-                drop(oracle);
-                let mut bytes = sent.clone();
                 if operation == "append" {
                     let info = log.append(&mut bytes, 0, now_ms).unwrap();
-                    assert_eq!(info.base_offset, base);
+                    assert_eq!(info.base_offset, end);
                 } else {
-                    lmq_storage::batch::set_base_offset(&mut bytes, base);
-                    lmq_storage::batch::set_partition_leader_epoch(&mut bytes, 0);
                     log.append_replicated(&bytes, now_ms).unwrap();
                 }
                 log.set_high_watermark(log.log_end_offset());
@@ -716,13 +748,20 @@ fn run_seed(seed: u64, cuts_max: u64) -> u64 {
                     );
                     let kept: BTreeMap<_, _> =
                         current.range(..cut).map(|(k, v)| (*k, v.clone())).collect();
+                    // The log ends after its last kept batch, or at the base of a segment
+                    // emptied by the cut (a gap before the cut batch may stay in the log).
+                    let kept_end = kept.values().next_back().map_or(cut, |(last, _)| last + 1);
                     oracle.versions.push(kept);
-                    oracle.acknowledged = oracle.acknowledged.min(cut);
+                    oracle.acknowledged = oracle.acknowledged.min(kept_end);
                     oracle.log_start_bound = oracle.log_start_bound.max(cut);
                 }
                 let new_end = log.truncate_to(target).unwrap();
                 let mut oracle = lock(&disk.oracle);
-                assert!(oracle.acknowledged <= new_end, "truncated to {new_end}");
+                assert!(
+                    oracle.acknowledged <= new_end,
+                    "truncated to {new_end} (target {target}, acknowledged {})",
+                    oracle.acknowledged
+                );
                 let current = oracle.current();
                 current.retain(|&base, _| base < new_end);
             }
@@ -796,7 +835,7 @@ fn acknowledged_records_survive_random_power_cuts() {
     let mut cuts = 0;
     let mut seeds_run = 0;
     for seed in seeds {
-        cuts += run_seed(seed, CUTS_PER_SEED_MAX);
+        cuts += run_seed(seed, CUTS_PER_SEED_MAX, Role::Leader);
         seeds_run += 1;
         if cuts_wanted > 0 && cuts >= cuts_wanted {
             break;
@@ -806,6 +845,35 @@ fn acknowledged_records_survive_random_power_cuts() {
         "power loss: {seeds_run} seeds, {cuts} cuts, {:?}",
         started.elapsed()
     );
+    assert!(cuts >= cuts_wanted, "only {cuts} cuts");
+}
+
+/// A follower of a compacted log: fetch responses of several batches, most after an offset
+/// gap, appended into the active segment (not a segment per gap), cut by power losses before
+/// random fsyncs (the gap marker's among them) and between operations, over every flush
+/// policy, with and without group commit. After each cut the log keeps every acknowledged
+/// batch, holds a run of written batches (recovery never cut at a real gap, nor kept a torn
+/// tail or a hole after a lost one) and appends on from its end. The seeds are the leader
+/// run's (`LMQ_POWER_LOSS_SEED`, `LMQ_POWER_LOSS_SEEDS`), 500 cuts by default.
+#[test]
+fn a_follower_of_a_compacted_log_survives_random_power_cuts() {
+    let (seeds, cuts_wanted): (Vec<u64>, u64) = if let Some(seed) = env_u64("LMQ_POWER_LOSS_SEED") {
+        (vec![seed], 0)
+    } else if let Some(count) = env_u64("LMQ_POWER_LOSS_SEEDS") {
+        ((0..count).collect(), 0)
+    } else {
+        ((0..1_000).collect(), CUTS_DEFAULT / 2)
+    };
+    let mut cuts = 0;
+    let mut seeds_run = 0;
+    for seed in seeds {
+        cuts += run_seed(seed, CUTS_PER_SEED_MAX, Role::Follower);
+        seeds_run += 1;
+        if cuts_wanted > 0 && cuts >= cuts_wanted {
+            break;
+        }
+    }
+    eprintln!("follower power loss: {seeds_run} seeds, {cuts} cuts");
     assert!(cuts >= cuts_wanted, "only {cuts} cuts");
 }
 

@@ -1,11 +1,18 @@
 //! `cleaner.checkpoint`: how far a log is cleaned (Kafka's `cleaner-offset-checkpoint`, one
 //! per log here), written by rename with a CRC.
 //!
-//! Two offsets, because they must move at different times:
+//! Three offsets, because they must move at different times:
 //! - `first_dirty_offset`: where the next pass starts mapping keys; moved after a pass.
 //! - `gaps_below`: below it segments may have offsets that no batch holds (whole batches
-//!   removed); recovery accepts such gaps there and nowhere else. Moved before a pass swaps
-//!   its segments in, so it always covers every gap on disk.
+//!   removed), and a segment may end before the next one begins; recovery accepts such gaps
+//!   there and nowhere else. Moved before a pass swaps its segments in, so it always covers
+//!   every gap on disk.
+//! - `replicated_gaps_below`: below it offsets may skip ahead between the batches *inside* a
+//!   segment, and a batch may hold fewer records than offsets: a follower copied a leader's
+//!   compacted batches. Moved (durably) by `append_replicated` past the batches of a call
+//!   before any of them is written, so it covers every such gap whose bytes could be on disk.
+//!   Segment boundaries stay contiguous above `gaps_below`: a segment that ends early is still
+//!   a lost tail there.
 
 use std::fs;
 use std::io;
@@ -20,6 +27,7 @@ pub const CLEANER_CHECKPOINT_FILE: &str = "cleaner.checkpoint";
 pub struct CleanerCheckpoint {
     pub first_dirty_offset: i64,
     pub gaps_below: i64,
+    pub replicated_gaps_below: i64,
     /// The earliest delete horizon of a cleaned batch still holding tombstones: a pass after
     /// it removes them even without new dirty data. `i64::MAX`: none.
     pub tombstone_horizon_ms: i64,
@@ -30,6 +38,7 @@ impl Default for CleanerCheckpoint {
         CleanerCheckpoint {
             first_dirty_offset: 0,
             gaps_below: 0,
+            replicated_gaps_below: 0,
             tombstone_horizon_ms: i64::MAX,
         }
     }
@@ -45,6 +54,13 @@ pub enum Loaded {
 }
 
 impl CleanerCheckpoint {
+    /// Below this, offsets may skip ahead between batches inside a segment and batches may
+    /// hold fewer records than offsets (compacted, here or on the leader); above it, every
+    /// offset is one record and batches are contiguous.
+    pub fn offsets_without_records_below(&self) -> i64 {
+        self.gaps_below.max(self.replicated_gaps_below)
+    }
+
     pub fn path(dir: &Path) -> PathBuf {
         dir.join(CLEANER_CHECKPOINT_FILE)
     }
@@ -67,8 +83,12 @@ impl CleanerCheckpoint {
 
     pub fn store(&self, dir: &Path, syncer: &dyn Syncer) -> Result<()> {
         let body = format!(
-            "version 1\nfirst_dirty_offset {}\ngaps_below {}\ntombstone_horizon_ms {}\n",
-            self.first_dirty_offset, self.gaps_below, self.tombstone_horizon_ms
+            "version 2\nfirst_dirty_offset {}\ngaps_below {}\nreplicated_gaps_below {}\n\
+             tombstone_horizon_ms {}\n",
+            self.first_dirty_offset,
+            self.gaps_below,
+            self.replicated_gaps_below,
+            self.tombstone_horizon_ms
         );
         let text = format!("{body}crc {}\n", crc32c::crc32c(body.as_bytes()));
         write_atomically(&Self::path(dir), text.as_bytes(), syncer)
@@ -90,23 +110,31 @@ fn parse(text: &str) -> Result<CleanerCheckpoint, String> {
     }
     let mut checkpoint = CleanerCheckpoint::default();
     let mut fields = 0;
+    // Version 1 (before followers appended gaps into a segment) has no replicated gaps.
+    let mut fields_expected = 5;
     for line in body.lines() {
         let (name, value) = line.split_once(' ').ok_or("malformed line")?;
         let value: i64 = value
             .parse()
             .map_err(|_| format!("bad value in {line:?}"))?;
         match name {
-            "version" if value == 1 => {}
+            "version" if value == 1 => fields_expected = 4,
+            "version" if value == 2 => {}
             "version" => return Err(format!("unknown version {value}")),
             "first_dirty_offset" => checkpoint.first_dirty_offset = value,
             "gaps_below" => checkpoint.gaps_below = value,
+            "replicated_gaps_below" if fields_expected == 5 => {
+                checkpoint.replicated_gaps_below = value
+            }
             "tombstone_horizon_ms" => checkpoint.tombstone_horizon_ms = value,
             other => return Err(format!("unknown field {other}")),
         }
         fields += 1;
     }
-    if fields != 4 {
-        return Err(format!("{fields} fields where 4 are expected"));
+    if fields != fields_expected {
+        return Err(format!(
+            "{fields} fields where {fields_expected} are expected"
+        ));
     }
     Ok(checkpoint)
 }
@@ -126,6 +154,7 @@ mod tests {
         let checkpoint = CleanerCheckpoint {
             first_dirty_offset: 42,
             gaps_below: 40,
+            replicated_gaps_below: 41,
             tombstone_horizon_ms: 7,
         };
         checkpoint.store(dir.path(), &OsSyncer).unwrap();
@@ -140,5 +169,22 @@ mod tests {
             CleanerCheckpoint::load(dir.path()).unwrap(),
             Loaded::Corrupt(_)
         ));
+    }
+
+    #[test]
+    fn reads_version_1_without_replicated_gaps() {
+        let dir = tempfile::tempdir().unwrap();
+        let body = "version 1\nfirst_dirty_offset 42\ngaps_below 40\ntombstone_horizon_ms 7\n";
+        let text = format!("{body}crc {}\n", crc32c::crc32c(body.as_bytes()));
+        fs::write(CleanerCheckpoint::path(dir.path()), text).unwrap();
+        assert_eq!(
+            CleanerCheckpoint::load(dir.path()).unwrap(),
+            Loaded::Found(CleanerCheckpoint {
+                first_dirty_offset: 42,
+                gaps_below: 40,
+                replicated_gaps_below: 0,
+                tombstone_horizon_ms: 7,
+            })
+        );
     }
 }

@@ -233,13 +233,17 @@ impl PartitionLog {
     }
 
     /// Appends batches copied from the leader, keeping their offsets and epochs (a follower's
-    /// append). Offsets must go up from the log end; a gap starts a new segment so offsets
-    /// stay contiguous inside every segment, which recovery relies on.
+    /// append). Offsets must go up from the log end. A batch after a gap (the leader's
+    /// cleaner removed the offsets between) goes into the active segment like any other; the
+    /// cleaner checkpoint's `replicated_gaps_below` is moved past the call's batches first,
+    /// durably, so recovery takes such a gap for what it is, never for a lost tail.
     pub fn append_replicated(&mut self, batches: &[u8], now_ms: i64) -> Result<AppendInfo> {
         self.ensure_writable()?;
         let ranges = split_batches(batches, i32::MAX as u64, Source::Replica)?;
         let mut expected = self.log_end_offset();
         let mut latest_epoch = self.state.epochs.latest_epoch();
+        // An offset gap before a batch, or a batch with fewer records than offsets.
+        let mut compacted = false;
         for range in &ranges {
             let view = BatchView::new(&batches[range.clone()]).map_err(|reason| {
                 StorageError::InvalidBatch {
@@ -266,9 +270,14 @@ impl PartitionLog {
                 });
             }
             latest_epoch = Some(epoch);
+            compacted |= view.base_offset() > expected
+                || view.records_count() != view.last_offset_delta() + 1;
             expected = view.last_offset() + 1;
         }
         self.poison_on_error(|log| {
+            if compacted {
+                log.cover_replicated_gaps(expected)?;
+            }
             let mut info = log.start_info(now_ms);
             for range in ranges {
                 let batch = &batches[range];
@@ -280,7 +289,9 @@ impl PartitionLog {
                         })?;
                     (view.base_offset(), view.partition_leader_epoch())
                 };
-                if base_offset != log.log_end_offset() {
+                if base_offset != log.log_end_offset() && log.active.is_empty() {
+                    // Name the new segment by its first offset, as when a log starts at a
+                    // leader's log start.
                     log.start_segment_at(base_offset)?;
                 }
                 log.assign_epoch(epoch, base_offset)?;
@@ -298,6 +309,19 @@ impl PartitionLog {
             }
             log.finish_append(now_ms, info)
         })
+    }
+
+    /// Makes recovery accept offset gaps inside segments below `end_offset` (the end of a
+    /// replicated call's batches), durably before any of those batches is written: their
+    /// pages may reach the disk at any time after the write, and recovery without the marker
+    /// would cut the log at the first gap (and every batch after it). One checkpoint write
+    /// per call, whatever the number of gaps in it.
+    fn cover_replicated_gaps(&mut self, end_offset: i64) -> Result<()> {
+        if self.cleaner.replicated_gaps_below >= end_offset {
+            return Ok(());
+        }
+        self.cleaner.replicated_gaps_below = end_offset;
+        self.cleaner.store(&self.dir, self.options.syncer.as_ref())
     }
 
     fn start_info(&self, now_ms: i64) -> AppendInfo {
@@ -395,22 +419,25 @@ impl PartitionLog {
         self.replace_active(next_offset)
     }
 
-    /// A replicated batch after a gap: the new segment is named by that batch's offset.
-    /// Everything before the gap is flushed first and the checkpoint's recovery point set
-    /// past it: recovery takes a segment that ends before the next one's base as a lost tail
-    /// (power loss under the `os` policy), so it must never scan across a real gap.
+    /// A replicated batch after a gap while the active segment is empty: that segment is
+    /// replaced by one named by the batch's offset. Everything before the gap is flushed
+    /// first and the checkpoint's recovery point set past it: recovery takes a segment that
+    /// ends before the next one's base as a lost tail (power loss under the `os` policy), so
+    /// it must never scan across this gap between segments.
     fn start_segment_at(&mut self, base_offset: i64) -> Result<()> {
+        debug_assert!(self.active.is_empty());
         self.flush_all()?;
-        if self.active.is_empty() {
-            super::open::delete_segment_files(&self.dir, self.active.base_offset)?;
-            self.active = ActiveSegment::create(
-                &self.dir,
-                base_offset,
-                &self.config,
-                self.options.syncer.as_ref(),
-            )?;
-        } else {
-            self.replace_active(base_offset)?;
+        super::open::delete_segment_files(&self.dir, self.active.base_offset)?;
+        self.active = ActiveSegment::create(
+            &self.dir,
+            base_offset,
+            &self.config,
+            self.options.syncer.as_ref(),
+        )?;
+        if self.sealed.is_empty() {
+            // A log holding no batch restarts here; recovery would move its start here too.
+            self.state.log_start_offset = self.state.log_start_offset.max(base_offset);
+            self.state.high_watermark = self.state.high_watermark.max(base_offset);
         }
         self.state.recovery_point = base_offset;
         self.store_state()

@@ -54,6 +54,7 @@ impl PartitionLog {
         let cleaner = CleanerCheckpoint {
             first_dirty_offset: self.cleaner.first_dirty_offset.min(log_end_offset),
             gaps_below: self.cleaner.gaps_below.min(log_end_offset),
+            replicated_gaps_below: self.cleaner.replicated_gaps_below.min(log_end_offset),
             tombstone_horizon_ms: self.cleaner.tombstone_horizon_ms,
         };
         if cleaner != self.cleaner {

@@ -89,7 +89,7 @@ impl PartitionLog {
             &self.config,
             Verify::HeaderOnly,
             self.options.syncer.as_ref(),
-            self.cleaner.gaps_below,
+            self.cleaner.offsets_without_records_below(),
             |_| Ok(()),
         )?;
         if let Some(damage) = damage {

@@ -117,16 +117,22 @@ impl PartitionLog {
             LoadedCheckpoint::Missing => crate::clean::CleanerCheckpoint::default(),
             LoadedCheckpoint::Found(checkpoint) => checkpoint,
             LoadedCheckpoint::Corrupt(reason) => {
-                // Which segments were compacted is unknown: accept gaps in every one but the
-                // last, and clean from the start again.
+                // Which segments were compacted is unknown: accept gaps between segments in
+                // every one but the last, gaps inside segments anywhere (a follower may have
+                // appended a compacted leader's batches into any), and clean from the start
+                // again.
                 tracing::warn!(log = %dir.display(), %reason, "cleaner checkpoint unreadable");
                 crate::clean::CleanerCheckpoint {
                     gaps_below: bases.last().copied().unwrap_or(0),
+                    replicated_gaps_below: i64::MAX,
                     ..crate::clean::CleanerCheckpoint::default()
                 }
             }
         };
+        // Between segments (a segment ending before the next begins) gaps are accepted only
+        // where the cleaner made them; inside a segment also where a follower appended them.
         let gaps_below = cleaner.gaps_below;
+        let gaps_inside_below = cleaner.offsets_without_records_below();
 
         // Segments wholly below the log start: a deletion was interrupted.
         while bases.len() > 1 && bases[1] <= state.log_start_offset {
@@ -161,9 +167,14 @@ impl PartitionLog {
 
         let last = bases.len() - 1;
         let clean_active = if first_unflushed == last && epochs_trusted {
-            ActiveSegment::open_clean(dir, bases[last], &config, state.recovery_point, |header| {
-                check_epoch(&epochs, header)
-            })?
+            ActiveSegment::open_clean(
+                dir,
+                bases[last],
+                &config,
+                state.recovery_point,
+                gaps_inside_below,
+                |header| check_epoch(&epochs, header),
+            )?
         } else {
             None
         };
@@ -184,7 +195,7 @@ impl PartitionLog {
                         &config,
                         Verify::Crc,
                         syncer,
-                        gaps_below,
+                        gaps_inside_below,
                         |header| {
                             if epochs_trusted {
                                 check_epoch(&epochs, header)
@@ -197,9 +208,11 @@ impl PartitionLog {
                     let overlaps_next = bases
                         .get(index + 1)
                         .is_some_and(|&next| segment.next_offset() > next);
-                    // Past the recovery point a segment ends where the next begins: a gap
-                    // (replicated) is always flushed and checkpointed before its segment
-                    // starts. Ending early means its tail was lost while a later segment's
+                    // Past the recovery point a segment ends where the next begins: a
+                    // follower appends a batch after a gap into the active segment, and a
+                    // roll names the next segment by the log end (a segment started at a
+                    // gap's end replaced an empty active one after a flush and a checkpoint
+                    // past it). Ending early means its tail was lost while a later segment's
                     // pages reached the disk (power loss, `os` policy): keeping the later
                     // segments would leave a hole.
                     let damage = damage.or_else(|| {
@@ -260,6 +273,10 @@ impl PartitionLog {
             poisoned: None,
         };
         log.finish_recovery(&mut report, now_ms)?;
+        // Nothing past the log end needs it (a tail lost in a power cut, or the unreadable
+        // checkpoint's "anywhere"); the file keeps the old value until the next store.
+        log.cleaner.replicated_gaps_below =
+            log.cleaner.replicated_gaps_below.min(log.log_end_offset());
         Ok((log, report))
     }
 

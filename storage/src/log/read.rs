@@ -37,8 +37,8 @@ pub struct ReadResult {
     /// `None` when there is nothing to return yet (at the bound, or the first batch does not
     /// fit and [`FirstBatch::WithinMaxBytes`] was asked).
     pub region: Option<FileRegion>,
-    /// Records in `region`, counted from its batch headers (and the offsets of the batches
-    /// the index skipped).
+    /// Records in `region`: counted from its batch headers, and from the offsets of the
+    /// batches the index skipped where every offset is a record (above the compacted range).
     pub records: u64,
     pub log_start_offset: i64,
     pub log_end_offset: i64,
@@ -81,6 +81,7 @@ impl PartitionLog {
             },
             max_bytes: limits.max_bytes,
             first_batch_whole: limits.first_batch == FirstBatch::Whole,
+            offsets_are_records_from: self.cleaner.offsets_without_records_below(),
         };
         let mut found = None;
         if offset < window.end_offset {

@@ -79,6 +79,13 @@ impl Indexer {
     }
 }
 
+/// Whether `header` may come next in a segment whose batches so far end at `next_offset`:
+/// contiguous, or after a gap wholly below `gaps_below` (compacted here or on the leader).
+fn follows(header: &BatchHeader, next_offset: i64, gaps_below: i64) -> bool {
+    header.base_offset == next_offset
+        || (header.base_offset > next_offset && header.last_offset < gaps_below)
+}
+
 /// The one segment that takes appends. Its indexes are writable maps sized up front.
 #[derive(Debug)]
 pub(crate) struct ActiveSegment {
@@ -143,7 +150,8 @@ impl ActiveSegment {
     /// Rescans an existing `.log` (creating it if missing), rebuilds both indexes from it and
     /// cuts the file at the first batch that is torn, corrupt, out of offset order or refused
     /// by `check`. Returns the damage found, if any. Below `gaps_below` (what the cleaner
-    /// compacted) offsets may skip ahead: compaction removed whole batches there.
+    /// compacted, or a follower copied compacted) offsets may skip ahead: compaction removed
+    /// whole batches there.
     pub fn recover(
         dir: &Path,
         base_offset: i64,
@@ -183,12 +191,14 @@ impl ActiveSegment {
 
     /// The fast path after a clean shutdown: trust the trimmed indexes, CRC-check only the
     /// batches after the last index entry, and require that the checkpoint's recovery point
-    /// is exactly this segment's end. `None` means: run [`ActiveSegment::recover`].
+    /// is exactly this segment's end. Offsets may skip ahead below `gaps_below`, as in
+    /// [`ActiveSegment::recover`]. `None` means: run [`ActiveSegment::recover`].
     pub fn open_clean(
         dir: &Path,
         base_offset: i64,
         config: &LogConfig,
         recovery_point: i64,
+        gaps_below: i64,
         mut check: impl FnMut(&BatchHeader) -> Result<(), String>,
     ) -> Result<Option<Self>> {
         let log_path = segment_path(dir, base_offset, LOG_SUFFIX);
@@ -252,7 +262,7 @@ impl ActiveSegment {
             tail_position,
             Verify::Crc,
             |header| {
-                if header.base_offset != segment.next_offset {
+                if !follows(header, segment.next_offset, gaps_below) {
                     return Err("offset out of order".to_string());
                 }
                 check(header)?;
@@ -283,9 +293,7 @@ impl ActiveSegment {
         check: &mut impl FnMut(&BatchHeader) -> Result<(), String>,
         index_error: &mut Option<StorageError>,
     ) -> Result<(), String> {
-        let compacted_gap =
-            header.base_offset > self.next_offset && header.last_offset < gaps_below;
-        if header.base_offset != self.next_offset && !compacted_gap {
+        if !follows(header, self.next_offset, gaps_below) {
             return Err(format!(
                 "batch base offset {} where {} was expected",
                 header.base_offset, self.next_offset

@@ -47,6 +47,9 @@ pub(crate) struct ReadWindow {
     /// Return the first batch whole even when it alone exceeds `max_bytes` (KIP-74), so a
     /// consumer can always make progress.
     pub first_batch_whole: bool,
+    /// At and above this offset every offset holds one record and batches are contiguous;
+    /// below it compaction (here or on a leader) may have left offsets without records.
+    pub offsets_are_records_from: i64,
 }
 
 /// Walks batch headers from `position` to the first batch whose last offset reaches
@@ -70,8 +73,9 @@ pub(crate) fn find_batch(
 /// From the batch `first`, extends the region over following batches within `window`; with
 /// the number of records in it. The offset index jumps over the whole batches that surely fit
 /// (one entry per `index.interval.bytes`); only the last few batch headers are read. Records
-/// are counted from the headers read plus the offsets jumped over (the same while batches
-/// carry no offset gaps, which LMQ's logs do not). `None` when not even the first batch fits.
+/// are counted from the headers read plus the offsets jumped over, so the jump is taken only
+/// from `window.offsets_are_records_from` on (below it the headers are read one by one: a
+/// compacted region has offsets without records). `None` when not even the first batch fits.
 pub(crate) fn region_from(
     view: &SegmentView<'_>,
     first: BatchHeader,
@@ -85,23 +89,34 @@ pub(crate) fn region_from(
     }
     let mut end = first.end_position();
     let mut records = u64::from(first.records_count);
-    // Every batch before the indexed one starting within the byte limit (and at or below the
-    // offset bound) fits: they end where it starts.
+    let mut last_offset = first.last_offset;
     let limit = first.position.saturating_add(window.max_bytes);
-    if let Some((position, base_offset)) = view.indexed_batch_before(limit, window.end_offset)
-        && position > end
-        && position < view.size_bytes
-    {
-        records += u64::try_from(base_offset - first.last_offset - 1).unwrap_or(0);
-        end = position;
-    }
-    while let Some(next) = read_header_at(view.file, view.path, end, view.size_bytes)? {
+    let mut jumped = false;
+    loop {
+        // Every batch before the indexed one starting within the byte limit (and at or below
+        // the offset bound) fits: they end where it starts. Their records are the offsets in
+        // between once no offset there can be without a record.
+        if !jumped && last_offset + 1 >= window.offsets_are_records_from {
+            jumped = true;
+            if let Some((position, base_offset)) =
+                view.indexed_batch_before(limit, window.end_offset)
+                && position > end
+                && position < view.size_bytes
+            {
+                records += u64::try_from(base_offset - last_offset - 1).unwrap_or(0);
+                end = position;
+            }
+        }
+        let Some(next) = read_header_at(view.file, view.path, end, view.size_bytes)? else {
+            break;
+        };
         if next.last_offset >= window.end_offset
             || next.end_position() - first.position > window.max_bytes
         {
             break;
         }
         end = next.end_position();
+        last_offset = next.last_offset;
         records += u64::from(next.records_count);
     }
     let region = FileRegion {
