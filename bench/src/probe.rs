@@ -55,6 +55,7 @@ pub fn client_config(bootstrap: &str) -> ClientConfig {
         client_id: "lmq-perf".to_string(),
         request_timeout: Duration::from_secs(30),
         allow_auto_create_topics: false,
+        ..ClientConfig::default()
     }
 }
 

@@ -454,3 +454,55 @@ async fn acls_apply_to_the_principal_sasl_proves() {
     assert_eq!(names, vec!["ledger".to_string()]);
     broker.node.stop().await;
 }
+
+/// The native client (and so every `lmq` verb) authenticates with SCRAM and PLAIN; a wrong
+/// password is an authentication error, not a retry.
+#[tokio::test]
+async fn the_native_client_authenticates_with_scram_and_plain() {
+    let broker = start().await;
+    let mut admin = client(broker.plain).await;
+    assert_eq!(
+        set_password(&mut admin, "carol", "carol-secret", 4096).await,
+        0
+    );
+    let config = |mechanism: &str, user: &str, password: &str| lmq::ClientConfig {
+        brokers: vec![broker.sasl.to_string()],
+        request_timeout: std::time::Duration::from_secs(5),
+        security: lmq::Security {
+            tls: None,
+            sasl: Some(lmq::SaslSettings {
+                mechanism: lmq::SaslMechanism::from_name(mechanism).unwrap(),
+                username: user.to_string(),
+                password: password.to_string(),
+            }),
+        },
+        ..lmq::ClientConfig::default()
+    };
+    let admin = lmq::Admin::connect(config("SCRAM-SHA-512", "carol", "carol-secret"))
+        .await
+        .unwrap();
+    admin
+        .create_topic("secured", 1, -1, &std::collections::BTreeMap::new())
+        .await
+        .unwrap();
+    let plain = lmq::Admin::connect(config("PLAIN", "bob", "bob-secret"))
+        .await
+        .unwrap();
+    assert!(
+        plain
+            .list_topics(false)
+            .await
+            .unwrap()
+            .iter()
+            .any(|topic| topic.name == "secured")
+    );
+    let refused = lmq::Admin::connect(config("SCRAM-SHA-512", "carol", "wrong")).await;
+    assert!(
+        matches!(
+            refused,
+            Err(lmq::ClientError::Authentication { .. }) | Err(lmq::ClientError::NoBrokers { .. })
+        ),
+        "{refused:?}"
+    );
+    broker.node.stop().await;
+}

@@ -379,3 +379,51 @@ async fn acls_apply_to_the_principal_of_a_client_certificate() {
     assert_eq!(fetch_error(allowed), 0);
     broker.node.stop().await;
 }
+
+/// The native client (and so every `lmq` verb) speaks TLS, with a client certificate for a
+/// listener that requires one; a broker certificate from another CA is refused.
+#[tokio::test]
+async fn the_native_client_connects_over_mutual_tls() {
+    let pki = Pki::new();
+    let broker = start(&pki, |config| {
+        config.tls.client_auth = ClientAuth::Required;
+        config.tls.ca_file = Some(
+            config
+                .tls
+                .cert_file
+                .clone()
+                .unwrap()
+                .with_file_name("ca.pem"),
+        );
+    })
+    .await;
+    let (cert, key, _, _) = pki.leaf("alice");
+    std::fs::write(broker.files.join("alice.pem"), cert).unwrap();
+    std::fs::write(broker.files.join("alice.key"), key).unwrap();
+    let config = |ca: &str| lmq::ClientConfig {
+        brokers: vec![broker.ssl.to_string()],
+        request_timeout: Duration::from_secs(5),
+        security: lmq::Security {
+            tls: Some(lmq::TlsSettings {
+                ca_file: Some(broker.files.join(ca)),
+                cert_file: Some(broker.files.join("alice.pem")),
+                key_file: Some(broker.files.join("alice.key")),
+            }),
+            sasl: None,
+        },
+        ..lmq::ClientConfig::default()
+    };
+    let producer = lmq::Producer::connect(lmq::ProducerConfig {
+        client: config("ca.pem"),
+        ..lmq::ProducerConfig::default()
+    })
+    .await
+    .unwrap();
+    let delivery = producer.send("over-tls", "hello").await.unwrap();
+    assert_eq!(delivery.offset, 0);
+    // A CA that did not sign the broker's certificate: the client refuses the broker.
+    Pki::new().write_ca(&broker.files.join("other-ca.pem"));
+    let refused = lmq::Admin::connect(config("other-ca.pem")).await;
+    assert!(refused.is_err(), "a broker of another CA was trusted");
+    broker.node.stop().await;
+}

@@ -26,6 +26,8 @@ pub struct ClientConfig {
     /// Ask brokers to create topics this client uses but that do not exist (Kafka's
     /// `allow.auto.create.topics`; the broker must allow it too).
     pub allow_auto_create_topics: bool,
+    /// TLS and SASL for secured listeners (default: PLAINTEXT).
+    pub security: crate::security::Security,
 }
 
 impl Default for ClientConfig {
@@ -35,6 +37,7 @@ impl Default for ClientConfig {
             client_id: "lmq-rust".to_string(),
             request_timeout: Duration::from_secs(30),
             allow_auto_create_topics: true,
+            security: crate::security::Security::default(),
         }
     }
 }
@@ -124,8 +127,13 @@ impl Cluster {
             return Ok(Arc::clone(connection));
         }
         let connection = Arc::new(
-            Connection::connect(address, &self.config.client_id, self.config.request_timeout)
-                .await?,
+            Connection::connect_secure(
+                address,
+                &self.config.client_id,
+                self.config.request_timeout,
+                &self.config.security,
+            )
+            .await?,
         );
         state
             .connections

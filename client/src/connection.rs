@@ -8,14 +8,21 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use lmq_wire::protocol::messages::{ApiKey, ApiVersionsRequest, RequestKind, ResponseKind};
+use lmq_wire::protocol::messages::{
+    ApiKey, ApiVersionsRequest, RequestKind, ResponseKind, SaslAuthenticateRequest,
+    SaslHandshakeRequest,
+};
+use lmq_wire::protocol::protocol::StrBytes;
+
+use crate::scram::ScramClient;
 
 use crate::api::{Api, Negotiated, Request};
 use lmq_wire::{decode_response, encode_request, frame_length};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{Mutex, oneshot};
+
+use crate::security::{SaslMechanism, Security};
 
 use crate::error::{ClientError, Result};
 
@@ -25,14 +32,25 @@ const RESPONSE_BYTES_MAX: usize = 256 * 1024 * 1024;
 type Pending =
     Arc<std::sync::Mutex<HashMap<i32, (ApiKey, i16, oneshot::Sender<Result<ResponseKind>>)>>>;
 
-/// A TCP connection to one broker, shared by concurrent requests. A background task reads
+/// The write half of a connection: plain TCP or TLS.
+struct Writer(Box<dyn AsyncWrite + Send + Unpin>);
+
+impl std::fmt::Debug for Writer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Writer")
+    }
+}
+/// The read half.
+type Reader = Box<dyn AsyncRead + Send + Unpin>;
+
+/// A TCP (or TLS) connection to one broker, shared by concurrent requests. A background task reads
 /// responses; once the connection closes every waiting request fails with
 /// [`ClientError::Connection`] and [`Connection::is_closed`] turns true.
 #[derive(Debug)]
 pub struct Connection {
     address: String,
     client_id: String,
-    writer: Mutex<OwnedWriteHalf>,
+    writer: Mutex<Writer>,
     pending: Pending,
     /// Set by the reader task when the connection ends.
     closed: Arc<AtomicBool>,
@@ -51,12 +69,24 @@ impl Connection {
         client_id: &str,
         request_timeout: Duration,
     ) -> Result<Self> {
+        Self::connect_secure(address, client_id, request_timeout, &Security::default()).await
+    }
+
+    /// As [`Connection::connect`], over TLS and authenticated with SASL as `security` says
+    /// (the TLS handshake first, then ApiVersions, then the SASL exchange).
+    pub async fn connect_secure(
+        address: &str,
+        client_id: &str,
+        request_timeout: Duration,
+        security: &Security,
+    ) -> Result<Self> {
+        let timed_out = || ClientError::Timeout {
+            address: address.to_string(),
+            timeout_ms: u64::try_from(request_timeout.as_millis()).unwrap_or(u64::MAX),
+        };
         let stream = tokio::time::timeout(request_timeout, TcpStream::connect(address))
             .await
-            .map_err(|_| ClientError::Timeout {
-                address: address.to_string(),
-                timeout_ms: u64::try_from(request_timeout.as_millis()).unwrap_or(u64::MAX),
-            })?
+            .map_err(|_| timed_out())?
             .map_err(|error| ClientError::Connect {
                 address: address.to_string(),
                 error,
@@ -67,7 +97,30 @@ impl Connection {
                 address: address.to_string(),
                 error,
             })?;
-        let (reader, writer) = stream.into_split();
+        let (reader, writer): (Reader, Writer) = match &security.tls {
+            None => {
+                let (reader, writer) = stream.into_split();
+                (Box::new(reader), Writer(Box::new(writer)))
+            }
+            Some(tls) => {
+                let connector = tokio_rustls::TlsConnector::from(tls.client_config()?);
+                let host = address
+                    .rsplit_once(':')
+                    .map_or(address, |(host, _)| host)
+                    .trim_start_matches('[')
+                    .trim_end_matches(']');
+                let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                    .map_err(|error| ClientError::Tls(format!("{host}: {error}")))?;
+                let stream = tokio::time::timeout(request_timeout, connector.connect(name, stream))
+                    .await
+                    .map_err(|_| timed_out())?
+                    .map_err(|error| {
+                        ClientError::Tls(format!("handshake with {address}: {error}"))
+                    })?;
+                let (reader, writer) = tokio::io::split(stream);
+                (Box::new(reader), Writer(Box::new(writer)))
+            }
+        };
         let pending: Pending = Arc::default();
         let closed = Arc::new(AtomicBool::new(false));
         tokio::spawn(read_responses(
@@ -107,7 +160,65 @@ impl Connection {
                 .iter()
                 .map(|key| (key.api_key, key.min_version, key.max_version)),
         );
+        if let Some(sasl) = &security.sasl {
+            connection.authenticate(sasl).await?;
+        }
         Ok(connection)
+    }
+
+    /// The SASL exchange (SaslHandshake, then SaslAuthenticate until the mechanism is done).
+    async fn authenticate(&self, sasl: &crate::security::SaslSettings) -> Result<()> {
+        let failed = |reason: String| ClientError::Authentication {
+            address: self.address.clone(),
+            reason,
+        };
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_string(sasl.mechanism.name().to_string());
+        let answer = self.call(handshake).await?;
+        if answer.error_code != 0 {
+            let offered: Vec<String> = answer.mechanisms.iter().map(ToString::to_string).collect();
+            return Err(failed(format!(
+                "{} (the broker offers {})",
+                lmq_wire::error_name(answer.error_code),
+                offered.join(", ")
+            )));
+        }
+        match sasl.mechanism {
+            SaslMechanism::Plain => {
+                let token = format!("\0{}\0{}", sasl.username, sasl.password);
+                self.sasl_step(token.into_bytes()).await?;
+            }
+            SaslMechanism::Scram(mechanism) => {
+                let nonce = uuid::Uuid::new_v4().simple().to_string();
+                let mut scram = ScramClient::new(mechanism, &sasl.username, &sasl.password, &nonce);
+                let server_first = self.sasl_step(scram.first()).await?;
+                let last = scram
+                    .respond(&server_first)
+                    .map_err(|error| failed(error.to_string()))?;
+                let server_final = self.sasl_step(last).await?;
+                scram
+                    .verify(&server_final)
+                    .map_err(|error| failed(error.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One SaslAuthenticate: the broker's bytes, or its refusal.
+    async fn sasl_step(&self, bytes: Vec<u8>) -> Result<Vec<u8>> {
+        let mut request = SaslAuthenticateRequest::default();
+        request.auth_bytes = bytes.into();
+        let answer = self.call(request).await?;
+        if answer.error_code != 0 {
+            return Err(ClientError::Authentication {
+                address: self.address.clone(),
+                reason: answer.error_message.map_or_else(
+                    || lmq_wire::error_name(answer.error_code).to_string(),
+                    |m| m.to_string(),
+                ),
+            });
+        }
+        Ok(answer.auth_bytes.to_vec())
     }
 
     /// The broker's `host:port` this connection was opened to.
@@ -156,6 +267,7 @@ impl Connection {
         )?;
         let mut writer = self.writer.lock().await;
         writer
+            .0
             .write_all(&frame)
             .await
             .map_err(|error| ClientError::Connection {
@@ -180,7 +292,7 @@ impl Connection {
             .insert(correlation_id, (api_key, version, sender));
         let written = {
             let mut writer = self.writer.lock().await;
-            writer.write_all(&frame).await
+            writer.0.write_all(&frame).await
         };
         if let Err(error) = written {
             self.forget(correlation_id);
@@ -242,7 +354,7 @@ fn client_api_versions_request() -> ApiVersionsRequest {
 }
 
 async fn read_responses(
-    mut reader: OwnedReadHalf,
+    mut reader: Reader,
     pending: Pending,
     closed: Arc<AtomicBool>,
     address: String,

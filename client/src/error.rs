@@ -3,6 +3,19 @@ use thiserror::Error;
 /// What can go wrong talking to a Kafka-compatible cluster.
 #[derive(Debug, Error)]
 pub enum ClientError {
+    /// The TLS settings could not be used, or the TLS handshake failed (an untrusted broker
+    /// certificate, a client certificate the broker refused).
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// SASL authentication failed: the broker refused the credentials, or answered the
+    /// exchange wrongly.
+    #[error("SASL authentication with {address} failed: {reason}")]
+    Authentication {
+        /// The broker's `host:port`.
+        address: String,
+        /// Why, as the broker or the exchange said.
+        reason: String,
+    },
     /// Opening the TCP connection to a broker failed. Retriable.
     #[error("connecting to {address}: {error}")]
     Connect {
@@ -82,6 +95,11 @@ pub enum ClientError {
 impl Clone for ClientError {
     fn clone(&self) -> Self {
         match self {
+            ClientError::Tls(reason) => ClientError::Tls(reason.clone()),
+            ClientError::Authentication { address, reason } => ClientError::Authentication {
+                address: address.clone(),
+                reason: reason.clone(),
+            },
             ClientError::Connect { address, error } => ClientError::Connect {
                 address: address.clone(),
                 error: std::io::Error::new(error.kind(), error.to_string()),

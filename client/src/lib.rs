@@ -24,6 +24,8 @@ mod offsets;
 pub mod producer;
 mod reassign;
 mod retry;
+pub mod scram;
+pub mod security;
 
 pub use admin::{Admin, OffsetSpec};
 pub use cluster::ClientConfig;
@@ -32,3 +34,4 @@ pub use error::{ClientError, Result, error_name};
 pub use group::{GroupConfig, GroupConsumer, HandlerError, StopHandle};
 pub use producer::{Acks, Codec, Delivery, Producer, ProducerConfig, Record};
 pub use reassign::Reassignment;
+pub use security::{SaslMechanism, SaslSettings, Security, TlsSettings};

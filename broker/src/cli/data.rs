@@ -43,7 +43,7 @@ pub struct ConsumeArgs {
 
 pub async fn produce(args: ProduceArgs, connect: &Connect) -> Result<()> {
     let producer = Producer::connect(ProducerConfig {
-        client: connect.client(),
+        client: connect.client()?,
         ..ProducerConfig::default()
     })
     .await?;
@@ -80,7 +80,7 @@ const CONSUME_FETCH_WAIT_MS_MAX: u64 = 500;
 
 pub async fn consume(args: ConsumeArgs, connect: &Connect) -> Result<()> {
     let mut consumer = Consumer::connect(ConsumerConfig {
-        client: connect.client(),
+        client: connect.client()?,
         max_wait: Duration::from_millis(args.idle_ms.min(CONSUME_FETCH_WAIT_MS_MAX)),
         ..ConsumerConfig::default()
     })
@@ -122,7 +122,7 @@ pub async fn consume(args: ConsumeArgs, connect: &Connect) -> Result<()> {
 }
 
 pub async fn cluster_status(connect: &Connect) -> Result<()> {
-    let admin = Admin::connect(connect.client()).await?;
+    let admin = Admin::connect(connect.client()?).await?;
     let topics = admin.list_topics(true).await?;
     let partitions: usize = topics.iter().map(|topic| topic.partitions.len()).sum();
     let leaderless: usize = topics

@@ -31,7 +31,7 @@ pub enum GroupsCommand {
 }
 
 pub async fn run(command: GroupsCommand, connect: &Connect) -> Result<()> {
-    let admin = Admin::connect(connect.client()).await?;
+    let admin = Admin::connect(connect.client()?).await?;
     match command {
         GroupsCommand::List => {
             let groups = admin.list_groups().await?;

@@ -56,7 +56,7 @@ pub enum TopicsCommand {
 }
 
 pub async fn run(command: TopicsCommand, connect: &Connect) -> Result<()> {
-    let admin = Admin::connect(connect.client()).await?;
+    let admin = Admin::connect(connect.client()?).await?;
     match command {
         TopicsCommand::List { internal } => {
             let topics = admin.list_topics(internal).await?;

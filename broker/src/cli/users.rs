@@ -47,7 +47,7 @@ fn mechanism(name: &str) -> Result<ScramMechanism> {
 }
 
 pub async fn run(command: UsersCommand, connect: &Connect) -> Result<()> {
-    let admin = Admin::connect(connect.client()).await?;
+    let admin = Admin::connect(connect.client()?).await?;
     match command {
         UsersCommand::List => {
             let users = admin.describe_scram_users().await?;

@@ -21,7 +21,8 @@ const CAS_ATTEMPTS: usize = 16;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserCredentials {
     pub user: String,
-    pub credentials: BTreeMap<ScramMechanism, ScramCredential>,
+    /// By mechanism name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+    pub credentials: BTreeMap<String, ScramCredential>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,7 +62,9 @@ pub async fn credential(
     let Some(entry) = coordinator.get(&key(user)).await? else {
         return Ok(None);
     };
-    Ok(decode(user, &entry.value)?.credentials.remove(&mechanism))
+    Ok(decode(user, &entry.value)?
+        .credentials
+        .remove(mechanism.name()))
 }
 
 /// Every user with a credential, by name.
@@ -113,10 +116,10 @@ pub async fn change(
             Some(credential) => {
                 credentials
                     .credentials
-                    .insert(mechanism, credential.clone());
+                    .insert(mechanism.name().to_string(), credential.clone());
             }
             None => {
-                if credentials.credentials.remove(&mechanism).is_none() {
+                if credentials.credentials.remove(mechanism.name()).is_none() {
                     return Err(CredentialError::NotFound {
                         user: user.to_string(),
                         mechanism: mechanism.name(),

@@ -15,6 +15,7 @@ use lmq_wire::protocol::messages::{
 use super::str_bytes;
 use crate::cluster::ClusterNode;
 use crate::cluster::credentials::{self, UserCredentials};
+use crate::security::scram::ScramMechanism;
 
 pub async fn handle(
     cluster: &ClusterNode,
@@ -81,11 +82,11 @@ fn described(user: &UserCredentials) -> DescribeUserScramCredentialsResult {
     result.credential_infos = user
         .credentials
         .iter()
-        .map(|(mechanism, credential)| {
+        .filter_map(|(mechanism, credential)| {
             let mut info = CredentialInfo::default();
-            info.mechanism = mechanism.code();
+            info.mechanism = ScramMechanism::from_name(mechanism)?.code();
             info.iterations = credential.iterations;
-            info
+            Some(info)
         })
         .collect();
     result

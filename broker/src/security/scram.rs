@@ -5,9 +5,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as BASE64;
-use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha512};
 use subtle::ConstantTimeEq;
 
 /// Kafka's bounds on SCRAM iterations (`ScramMechanism.minIterations`, and the largest
@@ -15,84 +13,9 @@ use subtle::ConstantTimeEq;
 pub const ITERATIONS_MIN: i32 = 4096;
 pub const ITERATIONS_MAX: i32 = 16384;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-pub enum ScramMechanism {
-    #[serde(rename = "SCRAM-SHA-256")]
-    Sha256,
-    #[serde(rename = "SCRAM-SHA-512")]
-    Sha512,
-}
-
-impl ScramMechanism {
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Sha256 => "SCRAM-SHA-256",
-            Self::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "SCRAM-SHA-256" => Some(Self::Sha256),
-            "SCRAM-SHA-512" => Some(Self::Sha512),
-            _ => None,
-        }
-    }
-
-    /// The number Kafka's Describe/AlterUserScramCredentials use (`ScramMechanism.type`).
-    pub fn code(self) -> i8 {
-        match self {
-            Self::Sha256 => 1,
-            Self::Sha512 => 2,
-        }
-    }
-
-    pub fn from_code(code: i8) -> Option<Self> {
-        match code {
-            1 => Some(Self::Sha256),
-            2 => Some(Self::Sha512),
-            _ => None,
-        }
-    }
-
-    fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        match self {
-            Self::Sha256 => mac::<Hmac<Sha256>>(key, data),
-            Self::Sha512 => mac::<Hmac<Sha512>>(key, data),
-        }
-    }
-
-    fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            Self::Sha256 => Sha256::digest(data).to_vec(),
-            Self::Sha512 => Sha512::digest(data).to_vec(),
-        }
-    }
-
-    /// `Hi(password, salt, iterations)`: PBKDF2 with this mechanism's HMAC.
-    pub fn salted_password(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        match self {
-            Self::Sha256 => {
-                let mut out = [0u8; 32];
-                pbkdf2::pbkdf2_hmac::<Sha256>(password, salt, iterations, &mut out);
-                out.to_vec()
-            }
-            Self::Sha512 => {
-                let mut out = [0u8; 64];
-                pbkdf2::pbkdf2_hmac::<Sha512>(password, salt, iterations, &mut out);
-                out.to_vec()
-            }
-        }
-    }
-}
-
-fn mac<M: Mac + hmac::digest::KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-    // HMAC takes a key of any length.
-    let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-        .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
-    mac.update(data);
-    mac.finalize().into_bytes().to_vec()
-}
+/// The mechanisms and their primitives are the client crate's (one implementation for both
+/// sides of the exchange).
+pub use lmq::scram::ScramMechanism;
 
 /// What the broker keeps of a user's password for one mechanism (Kafka's
 /// `ScramCredential`).
