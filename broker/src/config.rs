@@ -543,13 +543,31 @@ impl BrokerConfig {
         let listeners = self.listeners()?;
         if self.cluster.consul.is_some()
             && let Some(listener) = self.inter_broker_listener(&listeners)
-            && listener.protocol != crate::listeners::SecurityProtocol::Plaintext
+            && !matches!(
+                listener.protocol,
+                crate::listeners::SecurityProtocol::Plaintext
+                    | crate::listeners::SecurityProtocol::Ssl
+            )
         {
             return Err(format!(
-                "the inter-broker listener {} is {}: brokers replicate over PLAINTEXT until \
-                 their client speaks TLS; name a PLAINTEXT listener in inter_broker_listener_name",
+                "the inter-broker listener {} is {}: brokers replicate over PLAINTEXT or SSL \
+                 (with SSL each broker's [tls] certificate is its client certificate and \
+                 [tls] ca_file the CA it trusts); name such a listener in \
+                 inter_broker_listener_name",
                 listener.name, listener.protocol
             ));
+        }
+        if self.cluster.consul.is_some()
+            && self
+                .inter_broker_listener(&listeners)
+                .is_some_and(|listener| listener.protocol.tls())
+            && self.tls.ca_file.is_none()
+        {
+            return Err(
+                "an SSL inter-broker listener needs [tls] ca_file: the CA that signed the \
+                 other brokers' certificates"
+                    .to_string(),
+            );
         }
         for listener in listeners {
             if listener.protocol.sasl() && self.sasl.enabled_mechanisms.is_empty() {
@@ -628,11 +646,15 @@ mod tests {
         config.validate().unwrap();
         // Brokers replicate over the inter-broker listener with the native client.
         config.cluster.consul = Some("http://127.0.0.1:8500".into());
+        assert!(config.validate().unwrap_err().contains("ca_file"));
+        config.tls.ca_file = Some("ca.pem".into());
+        config.validate().unwrap();
+        config.listeners = vec!["SASL_SSL://127.0.0.1:9093".into()];
         assert!(
             config
                 .validate()
                 .unwrap_err()
-                .contains("inter-broker listener SSL")
+                .contains("inter-broker listener SASL_SSL")
         );
         config.listeners.push("INTERNAL://127.0.0.1:9094".into());
         config

@@ -427,3 +427,82 @@ async fn the_native_client_connects_over_mutual_tls() {
     assert!(refused.is_err(), "a broker of another CA was trusted");
     broker.node.stop().await;
 }
+
+/// Brokers replicate over an SSL inter-broker listener that requires client certificates:
+/// each follower's fetcher presents its broker certificate, so acks=all produces complete
+/// (both replicas have the records) with no PLAINTEXT port anywhere.
+#[tokio::test]
+async fn brokers_replicate_over_mutual_tls() {
+    let pki = Pki::new();
+    let files = tempfile::tempdir().unwrap();
+    let (cert, key, _, _) = pki.leaf("broker");
+    std::fs::write(files.path().join("broker.pem"), cert).unwrap();
+    std::fs::write(files.path().join("broker.key"), key).unwrap();
+    pki.write_ca(&files.path().join("ca.pem"));
+    let dir = files.path().to_path_buf();
+    let cluster = common::cluster::TestCluster::start_with(2, move |_, mut config| {
+        config.listeners = vec![format!("SSL://{}", config.listen)];
+        config.tls.cert_file = Some(dir.join("broker.pem"));
+        config.tls.key_file = Some(dir.join("broker.key"));
+        config.tls.ca_file = Some(dir.join("ca.pem"));
+        config.tls.client_auth = ClientAuth::Required;
+        config
+    })
+    .await;
+    cluster.wait_for_brokers().await;
+    let (cert, key, _, _) = pki.leaf("producer");
+    std::fs::write(files.path().join("producer.pem"), cert).unwrap();
+    std::fs::write(files.path().join("producer.key"), key).unwrap();
+    let producer = lmq::Producer::connect(lmq::ProducerConfig {
+        client: tls_client(&cluster, 0, files.path()),
+        acks: lmq::Acks::All,
+        ..lmq::ProducerConfig::default()
+    })
+    .await
+    .unwrap();
+    let admin = lmq::Admin::connect(tls_client(&cluster, 1, files.path()))
+        .await
+        .unwrap();
+    admin
+        .create_topic("replicated-tls", 1, 2, &std::collections::BTreeMap::new())
+        .await
+        .unwrap();
+    for value in ["a", "b", "c"] {
+        producer.send("replicated-tls", value).await.unwrap();
+    }
+    let (_, follower) = cluster.leader_and_follower("replicated-tls", 0).await;
+    let offsets = cluster.brokers[follower]
+        .broker
+        .topics
+        .get("replicated-tls")
+        .unwrap()
+        .partitions[0]
+        .offsets()
+        .unwrap();
+    assert_eq!(
+        offsets.log_end_offset, 3,
+        "the follower has every acknowledged record"
+    );
+    cluster.stop().await;
+}
+
+/// A native client of broker `index` with the producer's certificate.
+fn tls_client(
+    cluster: &common::cluster::TestCluster,
+    index: usize,
+    files: &std::path::Path,
+) -> lmq::ClientConfig {
+    lmq::ClientConfig {
+        brokers: vec![cluster.brokers[index].addr.to_string()],
+        request_timeout: Duration::from_secs(10),
+        security: lmq::Security {
+            tls: Some(lmq::TlsSettings {
+                ca_file: Some(files.join("ca.pem")),
+                cert_file: Some(files.join("producer.pem")),
+                key_file: Some(files.join("producer.key")),
+            }),
+            sasl: None,
+        },
+        ..lmq::ClientConfig::default()
+    }
+}

@@ -144,7 +144,7 @@ async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
             .as_ref()
             .is_none_or(|connection| connection.address() != address)
         {
-            match connect_as_broker(&node, &address).await {
+            match connect_as_broker(&broker, &node, &address).await {
                 Ok(connected) => connection = Some(connected),
                 Err(error) => {
                     tracing::debug!(leader, %error, "cannot reach the leader");
@@ -169,11 +169,19 @@ async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
     }
 }
 
-/// Opens a connection to a leader and proves on it that this is a broker of the cluster
-/// (`identity`), so the leader counts its fetches as a follower's.
-async fn connect_as_broker(node: &ClusterNode, address: &str) -> Result<Connection, ClientError> {
+/// Opens a connection to a leader over the inter-broker listener (TLS when that listener is
+/// SSL: the broker's own certificate as the client certificate, the `[tls]` CA to trust the
+/// leader's) and proves on it that this is a broker of the cluster (`identity`), so the
+/// leader counts its fetches as a follower's.
+async fn connect_as_broker(
+    broker: &Broker,
+    node: &ClusterNode,
+    address: &str,
+) -> Result<Connection, ClientError> {
     let client_id = format!("lmq-replica-{}", node.node_id);
-    let connection = Connection::connect(address, &client_id, CONNECT_TIMEOUT).await?;
+    let security = inter_broker_security(&broker.config);
+    let connection =
+        Connection::connect_secure(address, &client_id, CONNECT_TIMEOUT, &security).await?;
     let mut handshake = SaslHandshakeRequest::default();
     handshake.mechanism = StrBytes::from_static_str(identity::MECHANISM);
     let answer = connection.call(handshake).await?;
@@ -188,6 +196,23 @@ async fn connect_as_broker(node: &ClusterNode, address: &str) -> Result<Connecti
         return Err(error);
     }
     Ok(connection)
+}
+
+/// How this broker reaches the others: over TLS when its inter-broker listener is an SSL one
+/// (every broker of a cluster names the same listener).
+fn inter_broker_security(config: &crate::config::BrokerConfig) -> lmq::Security {
+    let listeners = config.listeners().unwrap_or_default();
+    let tls = config
+        .inter_broker_listener(&listeners)
+        .is_some_and(|listener| listener.protocol.tls());
+    lmq::Security {
+        tls: tls.then(|| lmq::TlsSettings {
+            ca_file: config.tls.ca_file.clone(),
+            cert_file: config.tls.cert_file.clone(),
+            key_file: config.tls.key_file.clone(),
+        }),
+        sasl: None,
+    }
 }
 
 /// One fetch round; `Ok(false)` when every partition was refused (wait before retrying).
