@@ -66,6 +66,9 @@ compat-tests/apps.sh target/debug/lmq
 step "log compaction through kcat: 1,000,000 records over 10,000 keys with tombstones; one record per live key, tombstones gone, the log within 2x of the live data (compat-tests/compaction.sh)"
 compat-tests/compaction.sh target/debug/lmq
 
+step "secured listeners with kcat and the lmq CLI: SSL with and without a client certificate, SASL_SSL SCRAM-SHA-512 and PLAIN, SASL_PLAINTEXT SCRAM-SHA-256, and the refusals (compat-tests/secure-clients.sh)"
+compat-tests/secure-clients.sh target/debug/lmq
+
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
 kafka_port="$(free_port)"
