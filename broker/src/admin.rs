@@ -1,15 +1,19 @@
 //! The admin HTTP listener: Prometheus `/metrics`, `/health` (the process is up), `/ready`
-//! (logs recovered and the Kafka listener serving) and a JSON `/v1/status`.
+//! (logs recovered and the Kafka listener serving) and a JSON `/v1/status`. With
+//! `admin_token_file`, `/metrics` and `/v1/status` answer only requests carrying
+//! `Authorization: Bearer <token>` (the probes stay open).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -24,13 +28,79 @@ struct Served {
     cluster: Arc<ClusterNode>,
 }
 
-pub fn router(broker: Arc<Broker>, cluster: Arc<ClusterNode>) -> Router {
-    Router::new()
+/// The bearer token the protected endpoints need: none configured, the token, or a file
+/// that could not be read (then they refuse every request: fail closed).
+#[derive(Clone)]
+enum Token {
+    Open,
+    Required(Arc<String>),
+    Unreadable,
+}
+
+/// `token`: what `admin_token_file` holds (`None`: no token required).
+fn router(broker: Arc<Broker>, cluster: Arc<ClusterNode>, token: Token) -> Router {
+    let state = Served { broker, cluster };
+    let protected = Router::new()
         .route("/metrics", get(metrics))
+        .route("/v1/status", get(status_handler))
+        .route_layer(middleware::from_fn_with_state(token, require_token))
+        .with_state(state.clone());
+    Router::new()
         .route("/health", get(health))
         .route("/ready", get(ready))
-        .route("/v1/status", get(status_handler))
-        .with_state(Served { broker, cluster })
+        .with_state(state)
+        .merge(protected)
+}
+
+/// Lets a request through when the token matches (compared in constant time).
+async fn require_token(State(token): State<Token>, request: Request, next: Next) -> Response {
+    let expected = match &token {
+        Token::Open => return next.run(request).await,
+        Token::Required(expected) => expected,
+        Token::Unreadable => {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "admin_token_file cannot be read; see the broker log",
+            )
+                .into_response();
+        }
+    };
+    let offered = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    if bool::from(offered.as_bytes().ct_eq(expected.as_bytes())) {
+        next.run(request).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "a bearer token is required (Authorization: Bearer <admin_token_file's token>)",
+        )
+            .into_response()
+    }
+}
+
+/// The token of `admin_token_file`, its first line.
+async fn load_token(broker: &Broker) -> Token {
+    let Some(path) = &broker.config.admin_token_file else {
+        return Token::Open;
+    };
+    match tokio::fs::read_to_string(path).await {
+        Ok(text) => match text.lines().next().map(str::trim) {
+            Some(token) if !token.is_empty() => Token::Required(Arc::new(token.to_string())),
+            _ => {
+                tracing::error!(path = %path.display(), "admin_token_file is empty: the protected admin endpoints refuse every request");
+                Token::Unreadable
+            }
+        },
+        Err(error) => {
+            tracing::error!(path = %path.display(), %error, "cannot read admin_token_file: the protected admin endpoints refuse every request");
+            Token::Unreadable
+        }
+    }
 }
 
 /// Serves the admin endpoints until `shutdown` turns true.
@@ -41,7 +111,8 @@ pub async fn serve(
     mut shutdown: watch::Receiver<bool>,
 ) {
     let address = listener.local_addr().ok();
-    let served = axum::serve(listener, router(broker, cluster))
+    let token = load_token(&broker).await;
+    let served = axum::serve(listener, router(broker, cluster, token))
         .with_graceful_shutdown(async move {
             let _ = shutdown.wait_for(|stop| *stop).await;
         })

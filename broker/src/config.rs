@@ -21,6 +21,9 @@ pub struct BrokerConfig {
     /// Address of the admin HTTP listener (`/metrics`, `/health`, `/ready`, `/v1/status`);
     /// `None` turns it off.
     pub admin_listen: Option<SocketAddr>,
+    /// A file whose first line is the bearer token `/metrics` and `/v1/status` require
+    /// (`/health` and `/ready` stay open for probes); `None`: no token.
+    pub admin_token_file: Option<PathBuf>,
     /// `host:port` clients are told to connect to (Metadata); defaults to `listen`.
     pub advertised_listener: Option<String>,
     /// Kafka's `listeners`: `NAME://HOST:PORT` items; when set they replace `listen`
@@ -299,6 +302,7 @@ impl Default for BrokerConfig {
             data_dir: PathBuf::from("./lmq-data"),
             listen: SocketAddr::from(([127, 0, 0, 1], 9092)),
             admin_listen: Some(SocketAddr::from(([127, 0, 0, 1], 9644))),
+            admin_token_file: None,
             advertised_listener: None,
             listeners: Vec::new(),
             advertised_listeners: Vec::new(),

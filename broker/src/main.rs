@@ -107,6 +107,9 @@ struct ServeArgs {
     /// HOST:PORT clients are told to connect to [default: the listen address]
     #[arg(long)]
     advertised_listener: Option<String>,
+    /// File whose first line is the bearer token /metrics and /v1/status require
+    #[arg(long)]
+    admin_token_file: Option<PathBuf>,
     /// Kafka's listeners, replacing --listen: NAME://HOST:PORT,... (e.g.
     /// PLAINTEXT://127.0.0.1:9092,SSL://0.0.0.0:9093)
     #[arg(long, value_delimiter = ',')]
@@ -238,6 +241,9 @@ fn serve_config(args: ServeArgs, env: &dyn Fn(&str) -> Option<String>) -> Result
     }
     if let Some(advertised) = args.advertised_listener {
         config.advertised_listener = Some(advertised);
+    }
+    if let Some(file) = args.admin_token_file {
+        config.admin_token_file = Some(file);
     }
     if !args.listeners.is_empty() {
         config.listeners = args.listeners;

@@ -229,3 +229,29 @@ async fn leaders_and_status_report_the_cluster_view() {
     assert_eq!(reported, 4);
     cluster.stop().await;
 }
+
+/// With `admin_token_file`, /metrics and /v1/status need the bearer token; the probes do not.
+#[tokio::test]
+async fn a_configured_admin_token_guards_metrics_and_status() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, "s3cret-token\n").unwrap();
+    let broker = TestBroker::start_in(&dir.path().join("data"), |config| {
+        config.admin_token_file = Some(token_file.clone());
+    })
+    .await;
+    for path in ["/metrics", "/v1/status"] {
+        assert_eq!(broker.http_get(path).await.0, 401, "{path} without a token");
+        let wrong = broker
+            .http_get_with(path, "Authorization: Bearer guess\r\n")
+            .await;
+        assert_eq!(wrong.0, 401, "{path} with a wrong token");
+        let right = broker
+            .http_get_with(path, "Authorization: Bearer s3cret-token\r\n")
+            .await;
+        assert_eq!(right.0, 200, "{path} with the token");
+    }
+    assert_eq!(broker.http_get("/health").await.0, 200);
+    assert_eq!(broker.http_get("/ready").await.0, 200);
+    broker.stop().await;
+}

@@ -58,8 +58,14 @@ impl TestBroker {
 
     /// GET `path` from the admin listener: status code and body.
     pub async fn http_get(&self, path: &str) -> (u16, String) {
+        self.http_get_with(path, "").await
+    }
+
+    /// GET `path` with extra header lines (each ending in CRLF).
+    pub async fn http_get_with(&self, path: &str, headers: &str) -> (u16, String) {
         let mut stream = TcpStream::connect(self.admin_addr).await.unwrap();
-        let request = format!("GET {path} HTTP/1.1\r\nHost: lmq\r\nConnection: close\r\n\r\n");
+        let request =
+            format!("GET {path} HTTP/1.1\r\nHost: lmq\r\n{headers}Connection: close\r\n\r\n");
         stream.write_all(request.as_bytes()).await.unwrap();
         let mut response = String::new();
         stream.read_to_string(&mut response).await.unwrap();
