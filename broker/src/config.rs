@@ -57,6 +57,10 @@ pub struct BrokerConfig {
     /// A connection with no request in progress and no answer owed is closed after this
     /// long (`connections.max.idle.ms`).
     pub connections_idle_ms_max: u64,
+    /// Kafka's `connections.max.reauth.ms`: a SASL client's session lasts this long, then it
+    /// must re-authenticate on the connection (KIP-368) or the connection closes at its next
+    /// request; 0 (default, as Kafka): sessions last as long as the connection.
+    pub connections_max_reauth_ms: u64,
     /// A frame whose first byte arrived must be complete within this long, or the
     /// connection is closed (a client that sends part of a frame and stalls).
     pub frame_receive_ms_max: u64,
@@ -316,6 +320,7 @@ impl Default for BrokerConfig {
             frame_bytes_max: lmq_wire::FRAME_BYTES_MAX_DEFAULT,
             connections_max: 10_000,
             connections_per_ip_max: 1_000,
+            connections_max_reauth_ms: 0,
             connections_idle_ms_max: 600_000,
             frame_receive_ms_max: 30_000,
             requests_in_flight_bytes_max: 512 * 1024 * 1024,

@@ -506,3 +506,75 @@ async fn the_native_client_authenticates_with_scram_and_plain() {
     );
     broker.node.stop().await;
 }
+
+/// KIP-368: with `connections_max_reauth_ms`, the session's lifetime is in the answer; past it
+/// only a re-authentication is served (anything else closes the connection); a
+/// re-authentication as the same user extends it, one as another user is refused.
+#[tokio::test]
+async fn sessions_expire_unless_the_client_reauthenticates_as_the_same_user() {
+    let broker = start_with(|config| config.connections_max_reauth_ms = 1_000).await;
+    let mut admin = client(broker.plain).await;
+    assert_eq!(
+        set_password(&mut admin, "dave", "dave-secret", 4096).await,
+        0
+    );
+    assert_eq!(
+        set_password(&mut admin, "erin", "erin-secret", 4096).await,
+        0
+    );
+
+    // Expires: the next request closes the connection.
+    let mut lapsing = client(broker.sasl).await;
+    assert_eq!(
+        plain_login(&mut lapsing, "bob", "bob-secret").await,
+        (0, 1_000)
+    );
+    assert!(metadata_served(&mut lapsing).await);
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert!(
+        !metadata_served(&mut lapsing).await,
+        "served after the session expired"
+    );
+
+    // Re-authenticated in time: served past the first lifetime.
+    let mut renewing = client(broker.sasl).await;
+    assert_eq!(scram_login(&mut renewing, "dave", "dave-secret").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(scram_login(&mut renewing, "dave", "dave-secret").await, 0);
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert!(
+        metadata_served(&mut renewing).await,
+        "a re-authenticated session expired"
+    );
+
+    // Another principal on the same connection: refused, and the connection closes.
+    assert_eq!(scram_login(&mut renewing, "erin", "erin-secret").await, 58);
+    assert!(renewing.is_closed().await);
+    broker.node.stop().await;
+}
+
+/// A PLAIN login: the error code and the session lifetime the broker granted.
+async fn plain_login(client: &mut TestClient, user: &str, password: &str) -> (i16, i64) {
+    assert_eq!(handshake(client, "PLAIN").await.0, 0);
+    let mut request = SaslAuthenticateRequest::default();
+    request.auth_bytes = Bytes::from(format!("\0{user}\0{password}"));
+    let ResponseKind::SaslAuthenticate(response) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (response.error_code, response.session_lifetime_ms)
+}
+
+/// Whether a Metadata request is answered (false: the connection closed).
+async fn metadata_served(client: &mut TestClient) -> bool {
+    client
+        .send(ApiKey::Metadata, 12, metadata_request(&[]))
+        .await;
+    client.read_frame().await.is_some()
+}

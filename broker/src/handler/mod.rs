@@ -241,6 +241,11 @@ pub struct Session {
     sasl_listener: bool,
     /// A SCRAM exchange between its first and last message.
     scram: Mutex<Option<crate::security::scram::ServerExchange>>,
+    /// When the authenticated session ends (KIP-368, `connections_max_reauth_ms`): after it
+    /// only a re-authentication is served.
+    session_expires: Mutex<Option<tokio::time::Instant>>,
+    /// The principal a re-authentication in progress must prove again.
+    reauthenticating: Mutex<Option<Principal>>,
     /// Who the listener's TLS or a SASL exchange proved the peer to be (`User:ANONYMOUS`
     /// until then).
     principal: Mutex<Principal>,
@@ -297,8 +302,42 @@ impl Session {
         match self.sasl_state() {
             SaslState::Authenticating(_) => exchange,
             SaslState::Plain if self.sasl_listener => exchange || api == ApiKey::ApiVersions,
+            // KIP-368: a session past its lifetime serves nothing but a re-authentication
+            // (Kafka closes the connection on anything else).
+            SaslState::Authenticated if self.expired() => api == ApiKey::SaslHandshake,
             SaslState::Plain | SaslState::Broker(_) | SaslState::Authenticated => true,
         }
+    }
+
+    fn expired(&self) -> bool {
+        self.session_expires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .is_some_and(|expires| tokio::time::Instant::now() >= expires)
+    }
+
+    /// The session lasts `lifetime` from now (none: for the connection's life).
+    fn set_session_lifetime(&self, lifetime: Option<std::time::Duration>) {
+        *self
+            .session_expires
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) =
+            lifetime.map(|lifetime| tokio::time::Instant::now() + lifetime);
+    }
+
+    /// Starts (`Some`: the principal to prove again) or ends a re-authentication.
+    fn set_reauthenticating(&self, principal: Option<Principal>) {
+        *self
+            .reauthenticating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = principal;
+    }
+
+    fn reauthenticating(&self) -> Option<Principal> {
+        self.reauthenticating
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
     /// The SCRAM exchange in progress, taken out for its next step.

@@ -51,19 +51,23 @@ pub async fn handle(
                 }
             }
         }
-        SaslState::Authenticating(Method::Client(SaslMechanism::Plain)) => {
-            match broker.plain_users.verify(&request.auth_bytes) {
-                Ok(user) => {
-                    authenticated(context, &user);
-                    Ok(Vec::new())
+        SaslState::Authenticating(Method::Client(SaslMechanism::Plain)) => broker
+            .plain_users
+            .verify(&request.auth_bytes)
+            .map_err(|error| error.to_string())
+            .and_then(|user| authenticated(broker, context, &user, &mut response))
+            .map(|()| Vec::new())
+            .map_err(|message| (ResponseError::SaslAuthenticationFailed, message)),
+        SaslState::Authenticating(Method::Client(mechanism)) => {
+            match scram_step(cluster, context, mechanism, &request.auth_bytes).await {
+                Ok(ScramStep::Challenge(bytes)) => Ok(bytes),
+                Ok(ScramStep::Done { user, last }) => {
+                    authenticated(broker, context, &user, &mut response)
+                        .map(|()| last)
+                        .map_err(|message| (ResponseError::SaslAuthenticationFailed, message))
                 }
                 Err(error) => Err((ResponseError::SaslAuthenticationFailed, error.to_string())),
             }
-        }
-        SaslState::Authenticating(Method::Client(mechanism)) => {
-            scram_step(cluster, context, mechanism, &request.auth_bytes)
-                .await
-                .map_err(|error| (ResponseError::SaslAuthenticationFailed, error.to_string()))
         }
     };
     match outcome {
@@ -82,12 +86,42 @@ pub async fn handle(
     response
 }
 
-/// The connection is `user`'s from now on.
-fn authenticated(context: &RequestContext, user: &str) {
+/// The connection is `user`'s from now on, for `connections_max_reauth_ms` when set (the
+/// answer says so: KIP-368's `session_lifetime_ms`). A re-authentication must prove the
+/// principal the connection had.
+fn authenticated(
+    broker: &Broker,
+    context: &RequestContext,
+    user: &str,
+    response: &mut SaslAuthenticateResponse,
+) -> Result<(), String> {
     let principal = Principal::user(user);
+    let session = &context.session;
+    if let Some(before) = session.reauthenticating()
+        && before != principal
+    {
+        return Err(format!(
+            "Cannot change principals during re-authentication from {before}: {principal}"
+        ));
+    }
     tracing::debug!(peer = %context.peer, %principal, "authenticated");
-    context.session.set_sasl_state(SaslState::Authenticated);
-    context.session.set_principal(principal);
+    session.set_reauthenticating(None);
+    session.set_sasl_state(SaslState::Authenticated);
+    session.set_principal(principal);
+    let lifetime_ms = broker.config.connections_max_reauth_ms;
+    session.set_session_lifetime(
+        (lifetime_ms > 0).then(|| std::time::Duration::from_millis(lifetime_ms)),
+    );
+    response.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
+    Ok(())
+}
+
+/// Where a SCRAM exchange stands after a message.
+enum ScramStep {
+    /// The server-first message.
+    Challenge(Vec<u8>),
+    /// The client proved `user`; `last` is the server-final message.
+    Done { user: String, last: Vec<u8> },
 }
 
 /// One SCRAM message: the first starts the exchange, the second ends it.
@@ -96,7 +130,7 @@ async fn scram_step(
     context: &RequestContext,
     mechanism: SaslMechanism,
     message: &[u8],
-) -> Result<Vec<u8>, ScramError> {
+) -> Result<ScramStep, ScramError> {
     let scram = mechanism.scram().ok_or(ScramError::OutOfOrder)?;
     let started = context.session.take_scram();
     let Some(exchange) = started else {
@@ -112,11 +146,10 @@ async fn scram_step(
         let exchange = ServerExchange::start(scram, first, credential, &nonce);
         let challenge = exchange.challenge().to_vec();
         context.session.keep_scram(exchange);
-        return Ok(challenge);
+        return Ok(ScramStep::Challenge(challenge));
     };
     let (user, last) = exchange.finish(message)?;
-    authenticated(context, &user);
-    Ok(last)
+    Ok(ScramStep::Done { user, last })
 }
 
 impl super::ErrorCodes for lmq_wire::protocol::messages::SaslAuthenticateResponse {

@@ -1,6 +1,7 @@
 //! SaslHandshake: the mechanism a connection authenticates with. On a SASL_PLAINTEXT or
-//! SASL_SSL listener, the broker's `[sasl] enabled_mechanisms`; on any listener, LMQ's
-//! inter-broker proof (never offered to clients). Elsewhere a client's handshake is answered
+//! SASL_SSL listener, the broker's `[sasl] enabled_mechanisms` (again on an authenticated
+//! connection when sessions have a lifetime: KIP-368's re-authentication); on any listener,
+//! LMQ's inter-broker proof (never offered to clients). Elsewhere a client's handshake is answered
 //! as Kafka's PLAINTEXT and SSL listeners answer it.
 
 use lmq_wire::protocol::ResponseError;
@@ -46,7 +47,21 @@ pub fn handle(
             response.error_code = ResponseError::IllegalSaslState.code();
             session.close_after_answer();
         }
-        // Authenticated: LMQ grants no session lifetime, so clients never re-authenticate.
+        // KIP-368: an authenticated client re-authenticates with a new exchange on the same
+        // connection (it must prove the same principal again), when sessions have a lifetime.
+        SaslState::Authenticated if broker.config.connections_max_reauth_ms > 0 => {
+            response.mechanisms = enabled
+                .iter()
+                .map(|mechanism| str_bytes(mechanism.name()))
+                .collect();
+            match enabled.iter().find(|mechanism| mechanism.name() == asked) {
+                Some(&mechanism) => {
+                    session.set_reauthenticating(Some(session.principal()));
+                    session.set_sasl_state(SaslState::Authenticating(Method::Client(mechanism)));
+                }
+                None => response.error_code = ResponseError::UnsupportedSaslMechanism.code(),
+            }
+        }
         SaslState::Broker(_) | SaslState::Authenticated => {
             response.error_code = ResponseError::IllegalSaslState.code();
         }
