@@ -30,6 +30,8 @@ pub struct Broker {
     pub authorizer: Arc<Authorizer>,
     /// The users SASL/PLAIN accepts (`[sasl] plain_users_file`).
     pub plain_users: crate::security::plain::PlainUsers,
+    /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
+    pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
 }
 
 impl Broker {
@@ -55,8 +57,22 @@ impl Broker {
                 .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
             None => crate::security::plain::PlainUsers::default(),
         };
+        let sasl = &config.sasl;
+        let oauth_rules = match &sasl.oauthbearer_jwks_file {
+            Some(path) => Some(
+                crate::security::oauthbearer::TokenRules::load(
+                    path,
+                    sasl.oauthbearer_expected_issuer.clone(),
+                    sasl.oauthbearer_expected_audience.clone(),
+                    sasl.oauthbearer_sub_claim_name.clone(),
+                )
+                .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
+            ),
+            None => None,
+        };
         Ok(Broker {
             plain_users,
+            oauth_rules,
             config,
             topics,
             clock,

@@ -540,6 +540,18 @@ impl BrokerConfig {
         if self
             .sasl
             .enabled_mechanisms
+            .contains(&crate::security::SaslMechanism::OauthBearer)
+            && self.sasl.oauthbearer_jwks_file.is_none()
+        {
+            return Err(
+                "[sasl] enabled_mechanisms has OAUTHBEARER: set [sasl] oauthbearer_jwks_file \
+                 (the JSON Web Key Set of the keys that sign the tokens)"
+                    .to_string(),
+            );
+        }
+        if self
+            .sasl
+            .enabled_mechanisms
             .contains(&crate::security::SaslMechanism::Plain)
             && self.sasl.plain_users_file.is_none()
         {

@@ -578,3 +578,123 @@ async fn metadata_served(client: &mut TestClient) -> bool {
         .await;
     client.read_frame().await.is_some()
 }
+
+/// An ES256 signing key and its JWKS (kid "k1").
+fn signing_key() -> (jsonwebtoken::EncodingKey, String) {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let key = rcgen::KeyPair::generate().unwrap();
+    let point = key.public_key_raw();
+    assert_eq!(point.len(), 65, "an uncompressed P-256 point");
+    let jwks = serde_json::json!({"keys": [{
+        "kty": "EC", "crv": "P-256", "kid": "k1", "alg": "ES256", "use": "sig",
+        "x": URL_SAFE_NO_PAD.encode(&point[1..33]),
+        "y": URL_SAFE_NO_PAD.encode(&point[33..65]),
+    }]});
+    let encoding = jsonwebtoken::EncodingKey::from_ec_der(&key.serialize_der());
+    (encoding, jwks.to_string())
+}
+
+fn token(key: &jsonwebtoken::EncodingKey, claims: serde_json::Value) -> String {
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::ES256);
+    header.kid = Some("k1".to_string());
+    jsonwebtoken::encode(&header, &claims, key).unwrap()
+}
+
+async fn oauth_login(client: &mut TestClient, token: &str) -> (i16, i64) {
+    assert_eq!(handshake(client, "OAUTHBEARER").await.0, 0);
+    let mut request = SaslAuthenticateRequest::default();
+    request.auth_bytes = Bytes::from(format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}"));
+    let ResponseKind::SaslAuthenticate(response) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (response.error_code, response.session_lifetime_ms)
+}
+
+/// OAUTHBEARER: a token signed by a key of the JWKS, for the expected issuer and audience and
+/// not expired, authenticates its subject; the session ends with the token (with
+/// re-authentication on); a wrong signature, issuer, audience or an expired token is refused.
+#[tokio::test]
+async fn oauthbearer_tokens_are_checked_against_the_jwks() {
+    let (key, jwks) = signing_key();
+    let jwks_dir = tempfile::tempdir().unwrap();
+    let jwks_file = jwks_dir.path().join("jwks.json");
+    std::fs::write(&jwks_file, jwks).unwrap();
+    let broker = start_with(|config| {
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(SaslMechanism::OauthBearer);
+        config.sasl.oauthbearer_jwks_file = Some(jwks_file.clone());
+        config.sasl.oauthbearer_expected_issuer = Some("https://issuer.example".into());
+        config.sasl.oauthbearer_expected_audience = vec!["kafka".into()];
+        config.connections_max_reauth_ms = 3_600_000;
+    })
+    .await;
+    let now_s = common::now_ms() / 1000;
+    let claims = |sub: &str, iss: &str, aud: &str, exp: i64| serde_json::json!({"sub": sub, "iss": iss, "aud": aud, "exp": exp, "iat": now_s});
+    let good = token(
+        &key,
+        claims("frank", "https://issuer.example", "kafka", now_s + 120),
+    );
+    let mut client_ok = client(broker.sasl).await;
+    let (code, lifetime) = oauth_login(&mut client_ok, &good).await;
+    assert_eq!(code, 0);
+    assert!(
+        (100_000..=120_000).contains(&lifetime),
+        "the session ends with the token: {lifetime}"
+    );
+    assert!(metadata_served(&mut client_ok).await);
+
+    let (other_key, _) = signing_key();
+    let refused = [
+        (
+            "another key",
+            token(
+                &other_key,
+                claims("frank", "https://issuer.example", "kafka", now_s + 120),
+            ),
+        ),
+        (
+            "another issuer",
+            token(
+                &key,
+                claims("frank", "https://evil.example", "kafka", now_s + 120),
+            ),
+        ),
+        (
+            "another audience",
+            token(
+                &key,
+                claims("frank", "https://issuer.example", "web", now_s + 120),
+            ),
+        ),
+        (
+            "expired",
+            token(
+                &key,
+                claims("frank", "https://issuer.example", "kafka", now_s - 600),
+            ),
+        ),
+        ("not a token", "abc".to_string()),
+    ];
+    for (what, token) in refused {
+        let mut refused_client = client(broker.sasl).await;
+        assert_eq!(
+            oauth_login(&mut refused_client, &token).await.0,
+            58,
+            "{what}"
+        );
+        assert!(
+            refused_client.is_closed().await,
+            "{what}: the connection stays open"
+        );
+    }
+    broker.node.stop().await;
+}

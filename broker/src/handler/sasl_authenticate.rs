@@ -55,14 +55,37 @@ pub async fn handle(
             .plain_users
             .verify(&request.auth_bytes)
             .map_err(|error| error.to_string())
-            .and_then(|user| authenticated(broker, context, &user, &mut response))
+            .and_then(|user| authenticated(broker, context, &user, None, &mut response))
             .map(|()| Vec::new())
             .map_err(|message| (ResponseError::SaslAuthenticationFailed, message)),
+        SaslState::Authenticating(Method::Client(SaslMechanism::OauthBearer)) => {
+            let now_ms = broker.clock.now_ms();
+            broker
+                .oauth_rules
+                .as_ref()
+                .ok_or_else(|| "OAUTHBEARER has no key set configured".to_string())
+                .and_then(|rules| {
+                    rules
+                        .verify(&request.auth_bytes, now_ms)
+                        .map_err(|error| error.to_string())
+                })
+                .and_then(|token| {
+                    authenticated(
+                        broker,
+                        context,
+                        &token.principal,
+                        Some(token.expires_ms.saturating_sub(now_ms)),
+                        &mut response,
+                    )
+                })
+                .map(|()| Vec::new())
+                .map_err(|message| (ResponseError::SaslAuthenticationFailed, message))
+        }
         SaslState::Authenticating(Method::Client(mechanism)) => {
             match scram_step(cluster, context, mechanism, &request.auth_bytes).await {
                 Ok(ScramStep::Challenge(bytes)) => Ok(bytes),
                 Ok(ScramStep::Done { user, last }) => {
-                    authenticated(broker, context, &user, &mut response)
+                    authenticated(broker, context, &user, None, &mut response)
                         .map(|()| last)
                         .map_err(|message| (ResponseError::SaslAuthenticationFailed, message))
                 }
@@ -87,12 +110,14 @@ pub async fn handle(
 }
 
 /// The connection is `user`'s from now on, for `connections_max_reauth_ms` when set (the
-/// answer says so: KIP-368's `session_lifetime_ms`). A re-authentication must prove the
-/// principal the connection had.
+/// answer says so: KIP-368's `session_lifetime_ms`), and then no longer than the credential
+/// holds (`credential_ms`: an OAUTHBEARER token's remaining life), as Kafka. A
+/// re-authentication must prove the principal the connection had.
 fn authenticated(
     broker: &Broker,
     context: &RequestContext,
     user: &str,
+    credential_ms: Option<i64>,
     response: &mut SaslAuthenticateResponse,
 ) -> Result<(), String> {
     let principal = Principal::user(user);
@@ -108,11 +133,15 @@ fn authenticated(
     session.set_reauthenticating(None);
     session.set_sasl_state(SaslState::Authenticated);
     session.set_principal(principal);
-    let lifetime_ms = broker.config.connections_max_reauth_ms;
+    let reauth_ms = i64::try_from(broker.config.connections_max_reauth_ms).unwrap_or(i64::MAX);
+    let lifetime_ms = match credential_ms {
+        Some(credential_ms) if reauth_ms > 0 => reauth_ms.min(credential_ms.max(0)),
+        _ => reauth_ms,
+    };
     session.set_session_lifetime(
-        (lifetime_ms > 0).then(|| std::time::Duration::from_millis(lifetime_ms)),
+        (lifetime_ms > 0).then(|| std::time::Duration::from_millis(lifetime_ms.unsigned_abs())),
     );
-    response.session_lifetime_ms = i64::try_from(lifetime_ms).unwrap_or(i64::MAX);
+    response.session_lifetime_ms = lifetime_ms;
     Ok(())
 }
 

@@ -10,6 +10,7 @@ use acl::{AclBinding, AclIndex, AclOperation, AuthorizerConfig, AuthorizerKind, 
 
 use serde::{Deserialize, Serialize};
 
+pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
 pub mod tls;
@@ -29,6 +30,9 @@ pub enum SaslMechanism {
     ScramSha256,
     #[serde(rename = "SCRAM-SHA-512")]
     ScramSha512,
+    /// A JWT bearer token checked against `[sasl] oauthbearer_jwks_file`.
+    #[serde(rename = "OAUTHBEARER")]
+    OauthBearer,
 }
 
 impl SaslMechanism {
@@ -37,12 +41,13 @@ impl SaslMechanism {
             Self::Plain => "PLAIN",
             Self::ScramSha256 => "SCRAM-SHA-256",
             Self::ScramSha512 => "SCRAM-SHA-512",
+            Self::OauthBearer => "OAUTHBEARER",
         }
     }
 
     pub fn scram(self) -> Option<scram::ScramMechanism> {
         match self {
-            Self::Plain => None,
+            Self::Plain | Self::OauthBearer => None,
             Self::ScramSha256 => Some(scram::ScramMechanism::Sha256),
             Self::ScramSha512 => Some(scram::ScramMechanism::Sha512),
         }
@@ -58,6 +63,16 @@ pub struct SaslConfig {
     pub enabled_mechanisms: Vec<SaslMechanism>,
     /// The users and passwords of PLAIN (TOML, `[users]` with `name = "password"`).
     pub plain_users_file: Option<std::path::PathBuf>,
+    /// The JWKS (JSON Web Key Set) whose keys sign OAUTHBEARER tokens (Kafka's
+    /// `sasl.oauthbearer.jwks.endpoint.url`, as a file).
+    pub oauthbearer_jwks_file: Option<std::path::PathBuf>,
+    /// The `iss` a token must carry (`sasl.oauthbearer.expected.issuer`); unset: any.
+    pub oauthbearer_expected_issuer: Option<String>,
+    /// One of these must be in a token's `aud` (`sasl.oauthbearer.expected.audience`);
+    /// empty: any.
+    pub oauthbearer_expected_audience: Vec<String>,
+    /// The claim naming the principal (`sasl.oauthbearer.sub.claim.name`).
+    pub oauthbearer_sub_claim_name: String,
 }
 
 impl Default for SaslConfig {
@@ -65,6 +80,10 @@ impl Default for SaslConfig {
         Self {
             enabled_mechanisms: vec![SaslMechanism::ScramSha256, SaslMechanism::ScramSha512],
             plain_users_file: None,
+            oauthbearer_jwks_file: None,
+            oauthbearer_expected_issuer: None,
+            oauthbearer_expected_audience: Vec::new(),
+            oauthbearer_sub_claim_name: "sub".to_string(),
         }
     }
 }
