@@ -34,8 +34,9 @@ check() { # NAME CONDITION-TEXT: PASS when the last command succeeded
   fi
 }
 cleanup() {
+  local rc=$?
   if [[ -n "${PID:-}" ]]; then stop_pid "$PID" 20 || true; fi
-  if ((FAILED == 0)); then rm -rf "$WORK"; else echo "compaction: work dir kept: $WORK" >&2; fi
+  if ((FAILED == 0 && rc == 0)); then rm -rf "$WORK"; else echo "compaction: work dir kept: $WORK" >&2; fi
 }
 trap cleanup EXIT
 
@@ -120,11 +121,15 @@ EOF
 say "waiting (up to 120 s) for the cleaner: one record per live key, tombstones gone"
 outcome=""
 for _ in $(seq 1 60); do
-  read_log >"$WORK/log"
+  # A kcat error is a failed check below (its message in the reason), not an exit here.
+  read_log >"$WORK/log" || true
   outcome="$(verdict "$WORK/log")"
   [[ "$outcome" == ok ]] && break
   sleep 2
 done
+if [[ "$outcome" != ok && -s "$WORK/kcat-consume.log" ]]; then
+  outcome="$outcome; kcat: $(tail -1 "$WORK/kcat-consume.log")"
+fi
 check one-record-per-live-key-and-no-tombstones "$outcome"
 lines=$(wc -l <"$WORK/log")
 if [[ "$lines" -gt 0 ]]; then check log-read ok; else check log-read "nothing read"; fi

@@ -25,7 +25,8 @@ use lmq_storage::batch::{BatchView, Compression, parse_records};
 use lmq_storage::builder::BatchBuilder;
 use lmq_storage::clean::{Cleaner, CleanerConfig, NoCodecs, Pause, RecordsCodec};
 use lmq_storage::{
-    CleanupPolicy, CommitOutcome, CompactionConfig, LogConfig, LogOptions, PartitionLog, Syncer,
+    CleanupPolicy, CommitOutcome, CompactionConfig, FirstBatch, LogConfig, LogOptions,
+    PartitionLog, ReadBound, ReadLimits, Syncer,
 };
 use proptest::prelude::*;
 
@@ -831,4 +832,53 @@ fn a_truncation_below_the_cleaned_point_moves_the_cleaner_checkpoint_back() {
     drop(log);
     let log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
     assert_eq!(log.cleaner_checkpoint(), checkpoint);
+}
+
+/// Segments compaction left with nothing but empty batch headers are passed over by a
+/// consumer's read (bounded by the high watermark): librdkafka takes an answer without
+/// records for a fetch size too small, doubles it each time and finally reports the message
+/// too large (found by compat-tests/compaction.sh). A follower's read (to the log end) still
+/// gets every batch, empty ones included.
+#[test]
+fn a_consumer_read_passes_over_batches_compaction_emptied() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = compacted(1_024);
+    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    for round in 0..40 {
+        for index in 0..5 {
+            append(
+                &mut log,
+                build(
+                    &[(key(index), value(format!("v{round}-{index}")))],
+                    0,
+                    false,
+                    None,
+                ),
+            );
+        }
+    }
+    log.roll().unwrap();
+    log.clean_now(&mut cleaner(1 << 20), log.high_watermark(), 10)
+        .unwrap();
+    let limits = |bound| ReadLimits {
+        max_bytes: 64,
+        bound,
+        first_batch: FirstBatch::Whole,
+    };
+    let follower = log.read(0, limits(ReadBound::LogEnd)).unwrap();
+    let bytes = follower.region.unwrap().read_to_vec().unwrap();
+    let batches = split(&bytes);
+    let first = BatchView::validated(&batches[0].1).unwrap();
+    assert_eq!(
+        (first.records_count(), follower.records),
+        (0, 0),
+        "the follower reads the first group's empty batch"
+    );
+    let consumer = log.read(0, limits(ReadBound::HighWatermark)).unwrap();
+    assert!(consumer.records > 0, "the consumer's read holds records");
+    let bytes = consumer.region.unwrap().read_to_vec().unwrap();
+    let batches = split(&bytes);
+    let first = BatchView::validated(&batches[0].1).unwrap();
+    assert!(first.records_count() > 0);
+    assert!(first.base_offset() > 0);
 }

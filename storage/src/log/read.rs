@@ -84,16 +84,32 @@ impl PartitionLog {
             offsets_are_records_from: self.cleaner.offsets_without_records_below(),
         };
         let mut found = None;
-        if offset < window.end_offset {
+        let mut target = offset;
+        // A consumer's read (bounded by the high watermark) passes over batches compaction
+        // left without records: librdkafka takes an answer without records for a fetch size
+        // too small and doubles it, until it reports the message too large. A follower's
+        // read (to the log end) gets every batch, as it must copy the log. Bounded by the
+        // segments there are.
+        for _ in 0..=self.sealed.len() {
+            if target >= window.end_offset {
+                break;
+            }
             found = self
-                .first_found(offset, |view, target| match view.find(target)? {
+                .first_found(target, |view, target| match view.find(target)? {
                     None => Ok(Found::NotHere),
                     Some(first) => region_from(&view, first, window).map(Found::Here),
                 })?
                 .flatten();
+            match &found {
+                Some(region) if region.records == 0 && limits.bound == ReadBound::HighWatermark => {
+                    target = region.last_offset + 1;
+                    found = None;
+                }
+                _ => break,
+            }
         }
         let (region, records) =
-            found.map_or((None, 0), |(region, records)| (Some(region), records));
+            found.map_or((None, 0), |found| (Some(found.region), found.records));
         Ok(ReadResult {
             region,
             records,

@@ -80,7 +80,7 @@ pub(crate) fn region_from(
     view: &SegmentView<'_>,
     first: BatchHeader,
     window: ReadWindow,
-) -> Result<Option<(FileRegion, u64)>> {
+) -> Result<Option<Region>> {
     if first.last_offset >= window.end_offset {
         return Ok(None);
     }
@@ -105,6 +105,7 @@ pub(crate) fn region_from(
             {
                 records += u64::try_from(base_offset - last_offset - 1).unwrap_or(0);
                 end = position;
+                last_offset = base_offset - 1;
             }
         }
         let Some(next) = read_header_at(view.file, view.path, end, view.size_bytes)? else {
@@ -124,7 +125,19 @@ pub(crate) fn region_from(
         position: first.position,
         length: end - first.position,
     };
-    Ok(Some((region, records)))
+    Ok(Some(Region {
+        region,
+        records,
+        last_offset,
+    }))
+}
+
+/// What [`region_from`] found: the bytes, the records in them and the last offset they cover.
+#[derive(Debug)]
+pub(crate) struct Region {
+    pub region: FileRegion,
+    pub records: u64,
+    pub last_offset: i64,
 }
 
 /// A segment's file and indexes, borrowed for one lookup; active and sealed segments both
