@@ -556,19 +556,7 @@ async fn sessions_expire_unless_the_client_reauthenticates_as_the_same_user() {
 /// A PLAIN login: the error code and the session lifetime the broker granted.
 async fn plain_login(client: &mut TestClient, user: &str, password: &str) -> (i16, i64) {
     assert_eq!(handshake(client, "PLAIN").await.0, 0);
-    let mut request = SaslAuthenticateRequest::default();
-    request.auth_bytes = Bytes::from(format!("\0{user}\0{password}"));
-    let ResponseKind::SaslAuthenticate(response) = client
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            RequestKind::SaslAuthenticate(request),
-        )
-        .await
-    else {
-        panic!()
-    };
-    (response.error_code, response.session_lifetime_ms)
+    login_token(client, format!("\0{user}\0{password}")).await
 }
 
 /// Whether a Metadata request is answered (false: the connection closed).
@@ -602,19 +590,7 @@ fn token(key: &jsonwebtoken::EncodingKey, claims: serde_json::Value) -> String {
 
 async fn oauth_login(client: &mut TestClient, token: &str) -> (i16, i64) {
     assert_eq!(handshake(client, "OAUTHBEARER").await.0, 0);
-    let mut request = SaslAuthenticateRequest::default();
-    request.auth_bytes = Bytes::from(format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}"));
-    let ResponseKind::SaslAuthenticate(response) = client
-        .call(
-            ApiKey::SaslAuthenticate,
-            2,
-            RequestKind::SaslAuthenticate(request),
-        )
-        .await
-    else {
-        panic!()
-    };
-    (response.error_code, response.session_lifetime_ms)
+    login_token(client, format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}")).await
 }
 
 /// OAUTHBEARER: a token signed by a key of the JWKS, for the expected issuer and audience and
@@ -697,4 +673,21 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
         );
     }
     broker.node.stop().await;
+}
+
+/// One SaslAuthenticate that ends an exchange: the error code and the session lifetime.
+async fn login_token(client: &mut TestClient, token: String) -> (i16, i64) {
+    let mut request = SaslAuthenticateRequest::default();
+    request.auth_bytes = Bytes::from(token);
+    let ResponseKind::SaslAuthenticate(response) = client
+        .call(
+            ApiKey::SaslAuthenticate,
+            2,
+            RequestKind::SaslAuthenticate(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    (response.error_code, response.session_lifetime_ms)
 }

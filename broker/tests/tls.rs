@@ -133,6 +133,16 @@ async fn start(pki: &Pki, adjust: impl FnOnce(&mut BrokerConfig)) -> TlsBroker {
     }
 }
 
+/// `ssl.client.auth=required`, trusting the test CA beside the broker's certificate.
+fn require_client_certificates(config: &mut BrokerConfig) {
+    config.tls.client_auth = ClientAuth::Required;
+    config.tls.ca_file = config
+        .tls
+        .cert_file
+        .as_ref()
+        .map(|cert| cert.with_file_name("ca.pem"));
+}
+
 /// A TLS connection trusting `pki`'s CA, with a client certificate when given.
 async fn connect(
     pki: &Pki,
@@ -238,15 +248,7 @@ async fn refused(
 async fn required_client_auth_refuses_a_client_without_a_trusted_certificate() {
     let pki = Pki::new();
     let broker = start(&pki, |config| {
-        config.tls.client_auth = ClientAuth::Required;
-        config.tls.ca_file = Some(
-            config
-                .tls
-                .cert_file
-                .clone()
-                .unwrap()
-                .with_file_name("ca.pem"),
-        );
+        require_client_certificates(config);
     })
     .await;
     // Without a certificate: the handshake (or, in TLS 1.3, the first exchange) fails.
@@ -315,15 +317,7 @@ async fn acls_apply_to_the_principal_of_a_client_certificate() {
     const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     let pki = Pki::new();
     let broker = start(&pki, |config| {
-        config.tls.client_auth = ClientAuth::Required;
-        config.tls.ca_file = Some(
-            config
-                .tls
-                .cert_file
-                .clone()
-                .unwrap()
-                .with_file_name("ca.pem"),
-        );
+        require_client_certificates(config);
         config.authorizer = lmq_broker::security::acl::AuthorizerKind::Standard;
         config.super_users = vec!["User:ANONYMOUS".to_string()];
     })
@@ -386,15 +380,7 @@ async fn acls_apply_to_the_principal_of_a_client_certificate() {
 async fn the_native_client_connects_over_mutual_tls() {
     let pki = Pki::new();
     let broker = start(&pki, |config| {
-        config.tls.client_auth = ClientAuth::Required;
-        config.tls.ca_file = Some(
-            config
-                .tls
-                .cert_file
-                .clone()
-                .unwrap()
-                .with_file_name("ca.pem"),
-        );
+        require_client_certificates(config);
     })
     .await;
     let (cert, key, _, _) = pki.leaf("alice");
