@@ -882,3 +882,45 @@ fn a_consumer_read_passes_over_batches_compaction_emptied() {
     assert!(first.records_count() > 0);
     assert!(first.base_offset() > 0);
 }
+
+/// When nothing but emptied batches remains up to the high watermark (every key deleted and
+/// its tombstone gone), the consumer's read answers the last of them, so its position still
+/// reaches the high watermark (Java's `readToEnd` waits for that).
+#[test]
+fn a_consumer_read_of_an_emptied_tail_still_reaches_the_high_watermark() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = compacted(1_024);
+    let mut log = open(dir.path(), &config, Arc::new(lmq_storage::OsSyncer));
+    for round in 0..10 {
+        append(
+            &mut log,
+            build(&[(key(1), value(format!("v{round}")))], 0, false, None),
+        );
+    }
+    append(&mut log, build(&[(key(1), None)], 0, false, None));
+    log.roll().unwrap();
+    let mut cleaner = cleaner(1 << 16);
+    log.clean_now(&mut cleaner, log.high_watermark(), 100)
+        .unwrap();
+    log.clean_now(&mut cleaner, log.high_watermark(), 1_100)
+        .unwrap();
+    assert!(records(&log).is_empty(), "every record is gone");
+    let read = log
+        .read(
+            0,
+            ReadLimits {
+                max_bytes: 1 << 20,
+                bound: ReadBound::HighWatermark,
+                first_batch: FirstBatch::Whole,
+            },
+        )
+        .unwrap();
+    let bytes = read
+        .region
+        .expect("the last emptied batch")
+        .read_to_vec()
+        .unwrap();
+    let batches = split(&bytes);
+    let last = BatchView::validated(&batches[batches.len() - 1].1).unwrap();
+    assert_eq!(last.last_offset() + 1, log.high_watermark());
+}

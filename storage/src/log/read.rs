@@ -87,9 +87,12 @@ impl PartitionLog {
         let mut target = offset;
         // A consumer's read (bounded by the high watermark) passes over batches compaction
         // left without records: librdkafka takes an answer without records for a fetch size
-        // too small and doubles it, until it reports the message too large. A follower's
-        // read (to the log end) gets every batch, as it must copy the log. Bounded by the
-        // segments there are.
+        // too small and doubles it, until it reports the message too large. When nothing
+        // with records follows up to the bound, the last of them is answered after all, so
+        // the consumer's position still reaches the bound (Java's readToEnd waits for it). A
+        // follower's read (to the log end) gets every batch, as it must copy the log.
+        // Bounded by the segments there are.
+        let mut passed_over = None;
         for _ in 0..=self.sealed.len() {
             if target >= window.end_offset {
                 break;
@@ -103,11 +106,12 @@ impl PartitionLog {
             match &found {
                 Some(region) if region.records == 0 && limits.bound == ReadBound::HighWatermark => {
                     target = region.last_offset + 1;
-                    found = None;
+                    passed_over = found.take();
                 }
                 _ => break,
             }
         }
+        let found = found.or(passed_over);
         let (region, records) =
             found.map_or((None, 0), |found| (Some(found.region), found.records));
         Ok(ReadResult {
