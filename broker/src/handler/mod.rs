@@ -243,7 +243,8 @@ pub struct Session {
     scram: Mutex<Option<crate::security::scram::ServerExchange>>,
     /// When the authenticated session ends (KIP-368, `connections_max_reauth_ms`): after it
     /// only a re-authentication is served.
-    session_expires: Mutex<Option<tokio::time::Instant>>,
+    /// On the broker's clock, in milliseconds.
+    session_expires_ms: Mutex<Option<i64>>,
     /// The principal a re-authentication in progress must prove again.
     reauthenticating: Mutex<Option<Principal>>,
     /// Who the listener's TLS or a SASL exchange proved the peer to be (`User:ANONYMOUS`
@@ -297,32 +298,31 @@ impl Session {
     /// Whether a request of `api` may run now: on a SASL listener, only ApiVersions and the
     /// exchange itself before the connection authenticated (Kafka closes the connection on
     /// anything else); during an exchange, only the exchange.
-    fn admits(&self, api: ApiKey) -> bool {
+    fn admits(&self, api: ApiKey, now_ms: i64) -> bool {
         let exchange = matches!(api, ApiKey::SaslHandshake | ApiKey::SaslAuthenticate);
         match self.sasl_state() {
             SaslState::Authenticating(_) => exchange,
             SaslState::Plain if self.sasl_listener => exchange || api == ApiKey::ApiVersions,
             // KIP-368: a session past its lifetime serves nothing but a re-authentication
             // (Kafka closes the connection on anything else).
-            SaslState::Authenticated if self.expired() => api == ApiKey::SaslHandshake,
+            SaslState::Authenticated if self.expired(now_ms) => api == ApiKey::SaslHandshake,
             SaslState::Plain | SaslState::Broker(_) | SaslState::Authenticated => true,
         }
     }
 
-    fn expired(&self) -> bool {
-        self.session_expires
+    fn expired(&self, now_ms: i64) -> bool {
+        self.session_expires_ms
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .is_some_and(|expires| tokio::time::Instant::now() >= expires)
+            .is_some_and(|expires_ms| now_ms >= expires_ms)
     }
 
-    /// The session lasts `lifetime` from now (none: for the connection's life).
-    fn set_session_lifetime(&self, lifetime: Option<std::time::Duration>) {
+    /// The session ends at `expires_ms` on the broker's clock (none: with the connection).
+    fn set_session_end(&self, expires_ms: Option<i64>) {
         *self
-            .session_expires
+            .session_expires_ms
             .lock()
-            .unwrap_or_else(PoisonError::into_inner) =
-            lifetime.map(|lifetime| tokio::time::Instant::now() + lifetime);
+            .unwrap_or_else(PoisonError::into_inner) = expires_ms;
     }
 
     /// Starts (`Some`: the principal to prove again) or ends a re-authentication.
@@ -459,7 +459,10 @@ pub async fn dispatch(
     request: DecodedRequest,
 ) -> Dispatched {
     let version = request.api_version();
-    if !context.session.admits(request.api_key) {
+    if !context
+        .session
+        .admits(request.api_key, broker.clock.now_ms())
+    {
         // As Kafka's SASL listener: before and during the authentication any other request
         // is an illegal state and closes the connection.
         tracing::debug!(peer = %context.peer, api = ?request.api_key, "closing: a request before SASL authentication");

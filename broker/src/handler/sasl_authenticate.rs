@@ -138,8 +138,8 @@ fn authenticated(
         Some(credential_ms) if reauth_ms > 0 => reauth_ms.min(credential_ms.max(0)),
         _ => reauth_ms,
     };
-    session.set_session_lifetime(
-        (lifetime_ms > 0).then(|| std::time::Duration::from_millis(lifetime_ms.unsigned_abs())),
+    session.set_session_end(
+        (lifetime_ms > 0).then(|| broker.clock.now_ms().saturating_add(lifetime_ms)),
     );
     response.session_lifetime_ms = lifetime_ms;
     Ok(())
