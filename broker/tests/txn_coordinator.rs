@@ -45,7 +45,11 @@ async fn a_transactional_id_s_coordinator_is_the_leader_of_its_transaction_state
     let response = broker
         .client()
         .await
-        .call(ApiKey::Metadata, 12, metadata_request(&["__transaction_state"]))
+        .call(
+            ApiKey::Metadata,
+            12,
+            metadata_request(&["__transaction_state"]),
+        )
         .await;
     let ResponseKind::Metadata(metadata) = response else {
         panic!("{response:?}")
