@@ -52,6 +52,8 @@ pub enum MarkerOutcome {
     /// Kafka drops such markers).
     Written {
         transactional_id: String,
+        producer_id: i64,
+        producer_epoch: i16,
         topic: String,
         partition: i32,
     },
@@ -169,6 +171,8 @@ async fn send_round(
                     None => {
                         report(MarkerOutcome::Written {
                             transactional_id: job.transactional_id.clone(),
+                            producer_id: job.producer_id,
+                            producer_epoch: job.producer_epoch,
                             topic: topic.clone(),
                             partition: *partition,
                         });
@@ -254,6 +258,8 @@ fn settle(
         None => {
             report(MarkerOutcome::Written {
                 transactional_id: job.transactional_id.clone(),
+                producer_id: job.producer_id,
+                producer_epoch: job.producer_epoch,
                 topic: topic.to_string(),
                 partition,
             });
@@ -263,6 +269,8 @@ fn settle(
         Some(ResponseError::UnknownTopicOrPartition) => {
             report(MarkerOutcome::Written {
                 transactional_id: job.transactional_id.clone(),
+                producer_id: job.producer_id,
+                producer_epoch: job.producer_epoch,
                 topic: topic.to_string(),
                 partition,
             });
