@@ -162,6 +162,28 @@ pub fn offsets_topic_configs(settings: &crate::config::GroupSettings) -> BTreeMa
     ])
 }
 
+/// The configs `__transaction_state` is created with, as Kafka's `TransactionLog`: compacted
+/// (the latest state per transactional id is what a replay needs), its own min ISR and
+/// segment size, never an unclean leader, uncompressed (the records are small).
+pub fn transaction_state_topic_configs(config: &BrokerConfig) -> BTreeMap<String, String> {
+    let (_, min_isr) = config.transaction_state_replication();
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("compression.type".to_string(), "uncompressed".to_string()),
+        ("min.insync.replicas".to_string(), min_isr.to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+        (
+            "segment.bytes".to_string(),
+            config.transactions.state_log_segment_bytes.to_string(),
+        ),
+        (
+            "unclean.leader.election.enable".to_string(),
+            "false".to_string(),
+        ),
+    ])
+}
+
 /// The group coordinator starts without partitions: the cluster metadata creates the
 /// offsets topic on first use (`handler::find_coordinator`) and the coordinator adopts each
 /// partition this broker leads (`cluster::reconcile`).

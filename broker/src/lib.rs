@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod coordinator_log;
 pub mod group;
 mod handler;
 pub mod listeners;

@@ -11,6 +11,11 @@
 use std::ops::RangeInclusive;
 
 use lmq_wire::protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse,
+};
+use lmq_wire::protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
     ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
@@ -116,6 +121,13 @@ client_apis! {
     FindCoordinator: FindCoordinatorRequest => FindCoordinator(FindCoordinatorResponse), 0..=4;
     Produce: ProduceRequest => Produce(ProduceResponse), 3..=11;
     InitProducerId: InitProducerIdRequest => InitProducerId(InitProducerIdResponse), 0..=4;
+    /// Transactions as before KIP-890 part 2 (the client adds each partition; an EndTxn does
+    /// not bump the epoch): what every Kafka 4.x broker still serves.
+    AddPartitionsToTxn: AddPartitionsToTxnRequest
+        => AddPartitionsToTxn(AddPartitionsToTxnResponse), 0..=3;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxn(AddOffsetsToTxnResponse), 0..=4;
+    TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommit(TxnOffsetCommitResponse), 0..=4;
+    EndTxn: EndTxnRequest => EndTxn(EndTxnResponse), 0..=4;
     Fetch: FetchRequest => Fetch(FetchResponse), 4..=12;
     ReplicaFetch: ReplicaFetch => Fetch(FetchResponse), 12..=12;
     ListOffsets: ListOffsetsRequest => ListOffsets(ListOffsetsResponse), 1..=8;

@@ -22,6 +22,8 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
+    /// Attribute bit 4: the batch belongs to its producer's ongoing transaction.
+    transactional: bool,
 }
 
 impl BatchBuilder {
@@ -34,6 +36,7 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
+            transactional: false,
         }
     }
 
@@ -42,6 +45,12 @@ impl BatchBuilder {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
+        self
+    }
+
+    /// Marks the batch as part of its producer's transaction (attribute bit 4).
+    pub fn transactional(mut self) -> Self {
+        self.transactional = true;
         self
     }
 
@@ -97,7 +106,12 @@ impl BatchBuilder {
         Ok(self.assemble(codec & 0x07, &compressed))
     }
 
-    fn assemble(&self, attributes: i16, records: &[u8]) -> Vec<u8> {
+    fn assemble(&self, codec: i16, records: &[u8]) -> Vec<u8> {
+        let attributes = if self.transactional {
+            codec | crate::batch::ATTRIBUTE_TRANSACTIONAL
+        } else {
+            codec
+        };
         let total = BATCH_HEADER_BYTES + records.len();
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&0i64.to_be_bytes()); // base offset: the log assigns it

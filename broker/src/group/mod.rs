@@ -20,18 +20,15 @@ pub mod state;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use lmq_storage::batch::{BatchView, parse_records};
-use lmq_storage::builder::BatchBuilder;
-use lmq_storage::{FirstBatch, ReadBound, ReadLimits, StorageError};
-use lmq_wire::Acks;
+use lmq_storage::StorageError;
 use tokio::sync::oneshot;
 
-use crate::partition::{Partition, ReplicaError};
-use crate::replication::AckError;
-use offsets::{CommittedOffset, OffsetKey, OffsetTable, Replayed, partition_for};
+use crate::coordinator_log::{CoordinatorLog, Durable, LogError, Ownership, partition_for};
+use crate::partition::Partition;
+use offsets::{CommittedOffset, OFFSETS_TOPIC, OffsetKey, OffsetTable, Replayed};
 use state::{
     GroupConfig, GroupError, GroupRecord, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
     SyncResponse, Token,
@@ -184,58 +181,12 @@ pub enum CommitError {
     NotCoordinator,
 }
 
-impl From<ReplicaError> for CommitError {
-    fn from(error: ReplicaError) -> Self {
+impl From<LogError> for CommitError {
+    fn from(error: LogError) -> Self {
         match error {
-            ReplicaError::Storage(error) => CommitError::Storage(error),
-            ReplicaError::NotLeader
-            | ReplicaError::NotEnoughReplicas
-            | ReplicaError::FencedLeaderEpoch(_)
-            | ReplicaError::UnknownLeaderEpoch(_) => CommitError::NotCoordinator,
+            LogError::Storage(error) => CommitError::Storage(error),
+            LogError::NotCoordinator => CommitError::NotCoordinator,
         }
-    }
-}
-
-/// A change written to the offsets log, to wait on before answering: its fsync (with
-/// `flush = "every-batch"`), then (in a cluster) the moment the ISR has it.
-#[derive(Debug, Default)]
-pub struct Durable {
-    flush: Option<(Arc<Partition>, i64)>,
-    committed: Option<oneshot::Receiver<Result<(), AckError>>>,
-    /// The offsets partition and last offset of the batch written.
-    position: Option<(usize, i64)>,
-}
-
-impl Durable {
-    /// The outcome when it is known without waiting.
-    fn settled(&mut self) -> Option<Result<(), CommitError>> {
-        if self.flush.is_some() {
-            return None;
-        }
-        let Some(committed) = self.committed.as_mut() else {
-            return Some(Ok(()));
-        };
-        match committed.try_recv() {
-            Ok(Ok(())) => Some(Ok(())),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                Some(Err(CommitError::NotCoordinator))
-            }
-        }
-    }
-}
-
-/// Waits until a persisted group change is on disk and replicated (or `timeout` passes).
-async fn wait_durable(durable: Durable, timeout: std::time::Duration) -> Result<(), CommitError> {
-    if let Some((partition, end_offset)) = durable.flush {
-        partition.flush_to(end_offset).await?;
-    }
-    let Some(committed) = durable.committed else {
-        return Ok(());
-    };
-    match tokio::time::timeout(timeout, committed).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        _ => Err(CommitError::NotCoordinator),
     }
 }
 
@@ -253,12 +204,9 @@ pub struct OffsetCommit {
 pub struct GroupCoordinator {
     /// Shared with the tasks that answer once a group record is durable.
     inner: Arc<Mutex<Inner>>,
-    /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
-    offsets_partitions: RwLock<Vec<Arc<Partition>>>,
-    /// The leader epoch at which each offsets partition's groups were last loaded: a
-    /// partition led at another epoch is not loaded yet (COORDINATOR_LOAD_IN_PROGRESS, not
-    /// UNKNOWN_MEMBER_ID, which would make its members rejoin). Lock order: `inner` first.
-    loaded_epochs: Mutex<HashMap<usize, i32>>,
+    /// The offsets topic's partitions and which of them are loaded. Lock order: `inner`
+    /// first.
+    log: CoordinatorLog,
 }
 
 impl GroupCoordinator {
@@ -278,23 +226,18 @@ impl GroupCoordinator {
             stopping: false,
             next_token: 0,
         };
+        let log = CoordinatorLog::new(OFFSETS_TOPIC, offsets_partitions.clone());
         let mut loaded = Replayed::default();
         let mut records = 0usize;
         for partition in &offsets_partitions {
-            records += replay(partition, &mut loaded)?;
+            records += replay(&log, partition, &mut loaded)?;
         }
         let groups = loaded.group_ids().len();
         restore(&mut inner, loaded, now_ms);
         tracing::info!(records, groups, "loaded committed offsets and groups");
-        let loaded_epochs = offsets_partitions
-            .iter()
-            .enumerate()
-            .map(|(index, partition)| (index, partition.leader_epoch()))
-            .collect();
         Ok(GroupCoordinator {
             inner: Arc::new(Mutex::new(inner)),
-            offsets_partitions: RwLock::new(offsets_partitions),
-            loaded_epochs: Mutex::new(loaded_epochs),
+            log,
         })
     }
 
@@ -302,68 +245,22 @@ impl GroupCoordinator {
     pub fn adopt(&self, partitions: Vec<Arc<Partition>>) {
         // Lock order as in `commit`: the groups, then the partitions.
         let mut inner = self.lock();
-        let mut current = self
-            .offsets_partitions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut loaded = self
-            .loaded_epochs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if partitions.len() != current.len() {
-            // Groups map to other partitions now: what was held went with the old ones.
-            inner.pending.clear();
-            loaded.clear();
-        } else {
-            // Every metadata change hands the same partitions over again: only a partition
-            // that was really replaced loses the changes held for its batches.
-            let replaced: Vec<usize> = current
-                .iter()
-                .zip(&partitions)
-                .enumerate()
-                .filter(|(_, (old, new))| !Arc::ptr_eq(old, new))
-                .map(|(index, _)| index)
-                .collect();
-            inner
-                .pending
-                .retain(|(held, _), _| !replaced.contains(held));
-            loaded.retain(|index, _| !replaced.contains(index));
-        }
-        *current = partitions;
-    }
-
-    fn offsets_partition(&self, group_id: &str) -> Option<(usize, Arc<Partition>)> {
-        let partitions = self
-            .offsets_partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if partitions.is_empty() {
-            return None;
-        }
-        let index = partition_for(group_id, partitions.len());
-        Some((index, Arc::clone(&partitions[index])))
+        // Changes held for a replaced partition's batches went with it.
+        let replaced = self.log.adopt(partitions);
+        inner
+            .pending
+            .retain(|(held, _), _| !replaced.contains(*held));
     }
 
     /// Whether this broker coordinates the group: it leads the group's offsets partition and
     /// has loaded its groups at the current leader epoch.
     pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
-        match self.offsets_partition(group_id) {
-            Some((index, partition)) if partition.is_leader() => {
-                let loaded = self
-                    .loaded_epochs
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&index)
-                    .copied();
-                if loaded == Some(partition.leader_epoch()) {
-                    Ok(())
-                } else {
-                    Err(GroupError::CoordinatorLoadInProgress)
-                }
-            }
-            Some(_) => Err(GroupError::NotCoordinator),
+        match self.log.ownership(group_id) {
+            Ownership::Owned => Ok(()),
+            Ownership::Loading => Err(GroupError::CoordinatorLoadInProgress),
+            Ownership::Elsewhere => Err(GroupError::NotCoordinator),
             // A cluster broker before the offsets topic exists.
-            None => Err(GroupError::CoordinatorNotAvailable),
+            Ownership::NoTopic => Err(GroupError::CoordinatorNotAvailable),
         }
     }
 
@@ -371,19 +268,14 @@ impl GroupCoordinator {
     /// its leader: the log, replicated from the previous leader, is the truth); restored
     /// members' sessions run from `now_ms`.
     pub fn reload(&self, index: usize, now_ms: i64) -> Result<(), StorageError> {
-        let partitions = self
-            .offsets_partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(partition) = partitions.get(index) else {
+        let Some(partition) = self.log.partition(index) else {
             return Ok(());
         };
-        let count = partitions.len();
+        let count = self.log.partition_count();
         // The epoch this load is for (read first: a later leadership loads again).
         let epoch = partition.leader_epoch();
         let mut loaded = Replayed::default();
-        let replayed = replay(partition, &mut loaded)?;
+        let replayed = replay(&self.log, &partition, &mut loaded)?;
         let mut inner = self.lock();
         let mine = |group: &str| partition_for(group, count) == index;
         let stale: Vec<String> = inner
@@ -398,10 +290,7 @@ impl GroupCoordinator {
         inner.offsets.retain_groups(|group| !mine(group));
         inner.pending.retain(|(held, _), _| *held != index);
         restore(&mut inner, loaded, now_ms);
-        self.loaded_epochs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(index, epoch);
+        self.log.mark_loaded(index, epoch);
         tracing::info!(
             partition = index,
             records = replayed,
@@ -449,14 +338,18 @@ impl GroupCoordinator {
         };
         match durable.settled() {
             Some(Ok(())) => answers.into_iter().for_each(Answer::send),
-            Some(Err(error)) => fail_store(inner, group, answers, &error),
+            Some(Err(error)) => fail_store(inner, group, answers, &error.into()),
             None => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return fail_store(inner, group, answers, &CommitError::NotCoordinator);
                 };
                 let shared = Arc::clone(&self.inner);
                 runtime.spawn(async move {
-                    match wait_durable(durable, OFFSETS_COMMIT_TIMEOUT).await {
+                    match durable
+                        .wait(OFFSETS_COMMIT_TIMEOUT)
+                        .await
+                        .map_err(CommitError::from)
+                    {
                         Ok(()) => answers.into_iter().for_each(Answer::send),
                         Err(error) => fail_store(&mut lock(&shared), group, answers, &error),
                     }
@@ -623,26 +516,11 @@ impl GroupCoordinator {
         records: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
     ) -> Result<Durable, CommitError> {
-        if records.is_empty() {
-            return Ok(Durable::default());
-        }
-        let (index, partition) = self
-            .offsets_partition(group_id)
+        let (index, _) = self
+            .log
+            .partition_of(group_id)
             .ok_or(CommitError::NotCoordinator)?;
-        let mut builder = BatchBuilder::new(now_ms);
-        for (key, value) in records {
-            builder.push(Some(key), value.as_deref(), now_ms);
-        }
-        let appended = partition.append_as_leader(&mut builder.build(), Acks::All, now_ms)?;
-        let info = appended.info;
-        Ok(Durable {
-            flush: info
-                .durability
-                .is_flush_pending()
-                .then(|| (Arc::clone(&partition), info.last_offset + 1)),
-            committed: appended.committed,
-            position: Some((index, info.last_offset)),
-        })
+        Ok(self.log.append(index, records, now_ms)?)
     }
 
     /// Waits until a persisted offsets change is on disk and replicated (or `timeout`
@@ -653,7 +531,7 @@ impl GroupCoordinator {
         timeout: std::time::Duration,
     ) -> Result<(), CommitError> {
         let position = durable.position;
-        let result = wait_durable(durable, timeout).await;
+        let result = durable.wait(timeout).await.map_err(CommitError::from);
         if let Some((index, last_offset)) = position {
             let mut inner = self.lock();
             match result {
@@ -891,48 +769,16 @@ fn restore(inner: &mut Inner, loaded: Replayed, now_ms: i64) {
 /// well below its `max.message.bytes`).
 const EXPIRY_BATCH_BYTES_MAX: usize = 256 * 1024;
 
-/// Bytes of the offsets topic one replay read takes.
-const REPLAY_READ_BYTES_MAX: u64 = 4 * 1024 * 1024;
-
 /// Applies every record of an offsets partition's log (to its end: a new leader's log is the
 /// truth) to `table`; returns how many records it read.
-fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageError> {
-    let mut replayed = 0usize;
-    let offsets = partition.offsets()?;
-    let mut offset = offsets.log_start_offset;
-    while offset < offsets.log_end_offset {
-        let limits = ReadLimits {
-            max_bytes: REPLAY_READ_BYTES_MAX,
-            bound: ReadBound::LogEnd,
-            first_batch: FirstBatch::Whole,
-        };
-        let Some(region) = partition.read(offset, limits)?.region else {
-            break;
-        };
-        let bytes = region.read_to_vec().map_err(|error| StorageError::Io {
-            operation: "read",
-            path: "__consumer_offsets".into(),
-            source: error,
-        })?;
-        let mut rest = &bytes[..];
-        while let Some(total) = lmq_storage::batch::batch_total_bytes(rest)
-            .and_then(|total| usize::try_from(total).ok())
-        {
-            let Some(batch) = rest.get(..total) else {
-                break;
-            };
-            rest = &rest[total..];
-            let Ok(view) = BatchView::new(batch) else {
-                break;
-            };
-            offset = view.last_offset() + 1;
-            for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
-                if let Some(key) = record.key {
-                    table.apply(key, record.value);
-                    replayed += 1;
-                }
-            }
+fn replay(
+    log: &CoordinatorLog,
+    partition: &Partition,
+    table: &mut Replayed,
+) -> Result<usize, StorageError> {
+    log.replay(partition, |_, record| {
+        if let Some(key) = record.key {
+            table.apply(key, record.value);
         }
-    }
-    Ok(replayed)
+    })
 }

@@ -414,20 +414,7 @@ pub fn decode_value(mut bytes: &[u8]) -> Option<CommittedOffset> {
     })
 }
 
-/// The offsets topic partition that holds a group's records (Kafka's rule: hash of the
-/// group id modulo the partition count; Java's `String.hashCode` so the layout matches).
-pub fn partition_for(group_id: &str, partitions: usize) -> usize {
-    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    // Kafka's Utils.abs maps i32::MIN to 0.
-    let positive = if hash == i32::MIN {
-        0
-    } else {
-        hash.unsigned_abs()
-    };
-    usize::try_from(positive).unwrap_or(0) % partitions.max(1)
-}
+pub use crate::coordinator_log::partition_for;
 
 #[cfg(test)]
 mod tests {
@@ -586,12 +573,5 @@ mod tests {
         assert_eq!(of_g, [("", -5), ("a", 2), ("b", 0)]);
         assert_eq!(table.of_group("e").count(), 0);
         assert_eq!(table.of_group("h").count(), 1);
-    }
-
-    #[test]
-    fn groups_map_to_partitions_like_kafka() {
-        // Java: "test-group".hashCode() == 627841412, % 50 == 12.
-        assert_eq!(partition_for("test-group", 50), 12);
-        assert_eq!(partition_for("anything", 1), 0);
     }
 }

@@ -773,7 +773,7 @@ pub(crate) fn refuse_internal_topic(name: &str, operation: &str) -> Result<(), (
 /// Waits until a persisted offsets change is durable (it shows in OffsetFetch from then on).
 pub(crate) async fn commit_outcome(
     broker: &Broker,
-    outcome: Result<crate::group::Durable, CommitError>,
+    outcome: Result<crate::coordinator_log::Durable, CommitError>,
 ) -> Result<(), CommitError> {
     broker
         .groups
