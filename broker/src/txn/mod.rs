@@ -8,6 +8,7 @@
 //! or answers, and sends the commit or abort markers of a prepared transaction to the
 //! leaders of its partitions until every one is written.
 
+pub mod coordinator;
 pub mod log;
 pub mod state;
 #[cfg(test)]
@@ -15,8 +16,7 @@ mod tests;
 
 use std::fmt;
 
-/// Kafka's `Topic.TRANSACTION_STATE_TOPIC_NAME`.
-pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
+pub use crate::topics::TRANSACTION_STATE_TOPIC;
 
 /// Kafka's `RecordBatch.NO_PRODUCER_ID` and `NO_PRODUCER_EPOCH`.
 pub const NO_PRODUCER_ID: i64 = -1;
@@ -202,6 +202,4 @@ impl TransactionVersion {
 
 /// The `__transaction_state` partition of a transactional id: Kafka's
 /// `Utils.abs(transactionalId.hashCode) % partitions` (Java's String hash over UTF-16).
-pub fn partition_for(transactional_id: &str, partitions: usize) -> usize {
-    crate::group::offsets::partition_for(transactional_id, partitions)
-}
+pub use crate::coordinator_log::partition_for;

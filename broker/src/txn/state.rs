@@ -76,6 +76,14 @@ impl Transactions {
         self.ids.is_empty()
     }
 
+    /// The state partitions this machine serves or loads, with their coordinator epochs.
+    pub fn partitions(&self) -> Vec<(usize, i32)> {
+        self.owned
+            .iter()
+            .map(|(partition, ownership)| (*partition, ownership.coordinator_epoch))
+            .collect()
+    }
+
     pub fn state_partition(&self, transactional_id: &str) -> usize {
         partition_for(transactional_id, self.config.state_partitions)
     }
@@ -836,12 +844,22 @@ impl Transactions {
             .collect()
     }
 
-    /// Periodic work (the driver calls it every few seconds; Kafka aborts timed-out
-    /// transactions every 10 s and expires ids hourly): transactions running past their
-    /// timeout are aborted with their producer fenced (`abortTimedOutTransactions`), ids
-    /// idle past `transactional.id.expiration.ms` outside a transaction are deleted by a
-    /// tombstone, and Complete* records that failed to store are stored again.
+    /// Kafka's `abortTimedOutTransactions` (every
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s): transactions
+    /// running past their timeout are aborted with their producer fenced; Complete*
+    /// records that failed to store are stored again.
     pub fn tick(&mut self, now_ms: i64) -> Vec<Output> {
+        self.periodic(now_ms, false)
+    }
+
+    /// Kafka's `removeExpiredTransactionalIds` (every
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms`, 1 h): ids idle past
+    /// `transactional.id.expiration.ms` outside a transaction are deleted by a tombstone.
+    pub fn expire_ids(&mut self, now_ms: i64) -> Vec<Output> {
+        self.periodic(now_ms, true)
+    }
+
+    fn periodic(&mut self, now_ms: i64, expire: bool) -> Vec<Output> {
         let expiration_ms = self.config.transactional_id_expiration_ms;
         let due: Vec<String> = self
             .ids
@@ -855,8 +873,9 @@ impl Transactions {
                 let expired = metadata.state.may_expire()
                     && metadata.last_update_ms <= now_ms.saturating_sub(expiration_ms);
                 match metadata.pending {
-                    None => timed_out || expired,
-                    Some(Pending::CompleteUnstored { .. }) => true,
+                    None if expire => expired,
+                    None => timed_out,
+                    Some(Pending::CompleteUnstored { .. }) => !expire,
                     Some(_) => false,
                 }
             })
