@@ -1189,3 +1189,34 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn states_and_versions_map_as_kafka_names_them() {
+    for state in TxnState::ALL {
+        assert_eq!(TxnState::from_id(state.id()), Some(state));
+        assert_eq!(TxnState::from_name(state.name()), Some(state));
+    }
+    assert_eq!(TxnState::from_id(8), None);
+    assert_eq!(TxnState::PrepareEpochFence.id(), 7);
+    assert!(TxnState::PrepareAbort.may_follow(TxnState::CompleteCommit));
+    assert!(!TxnState::PrepareCommit.may_follow(TxnState::Empty));
+    // EndTxn v5 and AddPartitionsToTxn v4 are the first version-2 requests.
+    assert_eq!(TransactionVersion::for_end_txn(4), TransactionVersion::V0);
+    assert_eq!(TransactionVersion::for_end_txn(5), TransactionVersion::V2);
+    assert_eq!(
+        TransactionVersion::for_add_partitions(3),
+        TransactionVersion::V0
+    );
+    assert_eq!(
+        TransactionVersion::for_add_partitions(4),
+        TransactionVersion::V2
+    );
+    assert_eq!(TransactionVersion::V0.log_value_version(), 0);
+    assert_eq!(TransactionVersion::V1.log_value_version(), 1);
+    assert_eq!(
+        TransactionVersion::from_feature_level(7),
+        TransactionVersion::V2
+    );
+    // Java: "copier-1".hashCode() is -520220682; Utils.abs % 50 == 32.
+    assert_eq!(super::partition_for("copier-1", 50), 32);
+}
