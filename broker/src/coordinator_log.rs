@@ -202,11 +202,39 @@ impl CoordinatorLog {
         records: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
     ) -> Result<Durable, LogError> {
+        self.append_batch(index, records, None, now_ms)
+    }
+
+    /// [`CoordinatorLog::append`] as part of a producer's transaction (`producer`: its id
+    /// and epoch): a transactional batch without sequence numbers, as Kafka's coordinators
+    /// write transactional offset commits; the transaction's marker settles it.
+    pub fn append_transactional(
+        &self,
+        index: usize,
+        records: &[(Bytes, Option<Bytes>)],
+        producer: (i64, i16),
+        now_ms: i64,
+    ) -> Result<Durable, LogError> {
+        self.append_batch(index, records, Some(producer), now_ms)
+    }
+
+    fn append_batch(
+        &self,
+        index: usize,
+        records: &[(Bytes, Option<Bytes>)],
+        producer: Option<(i64, i16)>,
+        now_ms: i64,
+    ) -> Result<Durable, LogError> {
         if records.is_empty() {
             return Ok(Durable::default());
         }
         let partition = self.partition(index).ok_or(LogError::NotCoordinator)?;
         let mut builder = BatchBuilder::new(now_ms);
+        if let Some((producer_id, producer_epoch)) = producer {
+            builder = builder
+                .producer(producer_id, producer_epoch, -1)
+                .transactional();
+        }
         for (key, value) in records {
             builder.push(Some(key), value.as_deref(), now_ms);
         }

@@ -13,7 +13,7 @@ use std::ops::RangeInclusive;
 use lmq_wire::protocol::messages::{
     AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
     AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest,
-    TxnOffsetCommitResponse,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
 };
 use lmq_wire::protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
@@ -128,6 +128,8 @@ client_apis! {
     AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxn(AddOffsetsToTxnResponse), 0..=4;
     TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommit(TxnOffsetCommitResponse), 0..=4;
     EndTxn: EndTxnRequest => EndTxn(EndTxnResponse), 0..=4;
+    /// A transaction coordinator's markers to partition leaders (`broker/src/cluster/markers.rs`).
+    WriteTxnMarkers: WriteTxnMarkersRequest => WriteTxnMarkers(WriteTxnMarkersResponse), 1..=1;
     Fetch: FetchRequest => Fetch(FetchResponse), 4..=12;
     ReplicaFetch: ReplicaFetch => Fetch(FetchResponse), 12..=12;
     ListOffsets: ListOffsetsRequest => ListOffsets(ListOffsetsResponse), 1..=8;

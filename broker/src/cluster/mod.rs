@@ -17,6 +17,7 @@ pub mod controller;
 pub mod credentials;
 mod fetcher;
 pub mod identity;
+pub mod markers;
 pub mod metadata;
 mod producer_ids;
 pub mod reassign;

@@ -54,6 +54,9 @@ struct Inner {
     /// their batch). Applied to `offsets` in log order once durable, so OffsetFetch never
     /// shows a commit the log may still lose; dropped when they fail.
     pending: BTreeMap<(usize, i64), Vec<OffsetChange>>,
+    /// Transactional offset commits by producer id, not shown to OffsetFetch until the
+    /// producer's COMMIT marker reaches their offsets partition (dropped on ABORT).
+    transactional: BTreeMap<i64, offsets::TransactionalOffsets>,
     /// Group records that did not become durable: (group, generation), for the next tick.
     failed_stores: Vec<(String, i32)>,
     waiters: HashMap<Token, Waiter>,
@@ -221,6 +224,7 @@ impl GroupCoordinator {
             groups: Groups::new(config, Box::new(state::RandomIds)),
             offsets: OffsetTable::default(),
             pending: BTreeMap::new(),
+            transactional: BTreeMap::new(),
             failed_stores: Vec::new(),
             waiters: HashMap::new(),
             stopping: false,
@@ -289,6 +293,9 @@ impl GroupCoordinator {
         }
         inner.offsets.retain_groups(|group| !mine(group));
         inner.pending.retain(|(held, _), _| *held != index);
+        for offsets in inner.transactional.values_mut() {
+            offsets.retain(|key, _| !mine(&key.group_id));
+        }
         restore(&mut inner, loaded, now_ms);
         self.log.mark_loaded(index, epoch);
         tracing::info!(
@@ -469,32 +476,8 @@ impl GroupCoordinator {
             .groups
             .validate_commit(group_id, member_id, instance_id, generation_id)
             .map_err(CommitError::Group)?;
-        if let Some(too_large) = commits
-            .iter()
-            .filter_map(|commit| commit.metadata.as_ref())
-            .find(|metadata| metadata.len() > offsets::OFFSET_METADATA_BYTES_MAX)
-        {
-            return Err(CommitError::MetadataTooLarge(too_large.len()));
-        }
+        let entries = offset_entries(group_id, commits, now_ms)?;
         inner.groups.ensure(group_id).map_err(CommitError::Group)?;
-        let entries: Vec<(OffsetKey, CommittedOffset)> = commits
-            .iter()
-            .map(|commit| {
-                (
-                    OffsetKey {
-                        group_id: group_id.to_string(),
-                        topic: commit.topic.clone(),
-                        partition: commit.partition,
-                    },
-                    CommittedOffset {
-                        offset: commit.offset,
-                        leader_epoch: commit.leader_epoch,
-                        metadata: commit.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now_ms,
-                    },
-                )
-            })
-            .collect();
         let records: Vec<(Bytes, Option<Bytes>)> = entries
             .iter()
             .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
@@ -506,6 +489,93 @@ impl GroupCoordinator {
             .collect();
         inner.hold(durable.position, changes);
         Ok(durable)
+    }
+
+    /// TxnOffsetCommit: validates like a commit and appends the offsets as part of producer
+    /// `producer_id`'s transaction; they show in OffsetFetch only once the transaction's
+    /// COMMIT marker reaches the group's offsets partition
+    /// ([`GroupCoordinator::complete_transaction`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        commits: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<Durable, CommitError> {
+        self.check_owner(group_id).map_err(CommitError::Group)?;
+        let mut inner = self.lock();
+        inner
+            .groups
+            .validate_commit(group_id, member_id, instance_id, generation_id)
+            .map_err(CommitError::Group)?;
+        let entries = offset_entries(group_id, commits, now_ms)?;
+        inner.groups.ensure(group_id).map_err(CommitError::Group)?;
+        let records: Vec<(Bytes, Option<Bytes>)> = entries
+            .iter()
+            .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
+            .collect();
+        let (index, _) = self
+            .log
+            .partition_of(group_id)
+            .ok_or(CommitError::NotCoordinator)?;
+        let durable = self.log.append_transactional(
+            index,
+            &records,
+            (producer_id, producer_epoch),
+            now_ms,
+        )?;
+        inner
+            .transactional
+            .entry(producer_id)
+            .or_default()
+            .extend(entries);
+        Ok(durable)
+    }
+
+    /// A transaction marker of producer `producer_id` is durable in offsets partition
+    /// `index`: the producer's transactional offsets of that partition's groups count
+    /// (`commit`) or are dropped.
+    pub fn complete_transaction(&self, index: usize, producer_id: i64, commit: bool) {
+        let count = self.log.partition_count();
+        let mut inner = self.lock();
+        let Some(offsets) = inner.transactional.get_mut(&producer_id) else {
+            return;
+        };
+        let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(offsets)
+            .into_iter()
+            .partition(|(key, _)| partition_for(&key.group_id, count) == index);
+        offsets.extend(kept);
+        if offsets.is_empty() {
+            inner.transactional.remove(&producer_id);
+        }
+        if commit {
+            inner.apply(
+                ended
+                    .into_iter()
+                    .map(|(key, value)| (key, Some(value)))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Whether a transaction holds an offset commit of the group's `topic`-`partition` that
+    /// its marker has not settled (OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT then, as Kafka).
+    pub fn has_pending_transaction(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let key = OffsetKey {
+            group_id: group_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+        };
+        self.lock()
+            .transactional
+            .values()
+            .any(|offsets| offsets.contains_key(&key))
     }
 
     /// Appends group records to the group's offsets partition as its leader. In a cluster
@@ -763,6 +833,48 @@ fn restore(inner: &mut Inner, loaded: Replayed, now_ms: i64) {
         }
     }
     inner.offsets.merge(loaded.offsets);
+    for (producer_id, offsets) in loaded.transactional {
+        inner
+            .transactional
+            .entry(producer_id)
+            .or_default()
+            .extend(offsets);
+    }
+    inner.transactional.retain(|_, offsets| !offsets.is_empty());
+}
+
+/// The table entries of `commits` for `group_id`, refused whole when one's metadata is over
+/// Kafka's `offset.metadata.max.bytes`.
+fn offset_entries(
+    group_id: &str,
+    commits: &[OffsetCommit],
+    now_ms: i64,
+) -> Result<Vec<(OffsetKey, CommittedOffset)>, CommitError> {
+    if let Some(too_large) = commits
+        .iter()
+        .filter_map(|commit| commit.metadata.as_ref())
+        .find(|metadata| metadata.len() > offsets::OFFSET_METADATA_BYTES_MAX)
+    {
+        return Err(CommitError::MetadataTooLarge(too_large.len()));
+    }
+    Ok(commits
+        .iter()
+        .map(|commit| {
+            (
+                OffsetKey {
+                    group_id: group_id.to_string(),
+                    topic: commit.topic.clone(),
+                    partition: commit.partition,
+                },
+                CommittedOffset {
+                    offset: commit.offset,
+                    leader_epoch: commit.leader_epoch,
+                    metadata: commit.metadata.clone().unwrap_or_default(),
+                    commit_timestamp_ms: now_ms,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Bytes of tombstones one expiry batch carries at most (the offsets topic's batches stay
@@ -776,8 +888,15 @@ fn replay(
     partition: &Partition,
     table: &mut Replayed,
 ) -> Result<usize, StorageError> {
-    log.replay(partition, |_, record| {
-        if let Some(key) = record.key {
+    log.replay(partition, |batch, record| {
+        let Some(key) = record.key else { return };
+        if batch.is_control() {
+            if let Some(commit) = offsets::control_commit(key) {
+                table.end_transaction(batch.producer_id(), commit);
+            }
+        } else if batch.is_transactional() {
+            table.apply_transactional(batch.producer_id(), key, record.value);
+        } else {
             table.apply(key, record.value);
         }
     })
