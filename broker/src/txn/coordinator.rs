@@ -3,18 +3,19 @@
 //! request's answer sent once the record it waits for is durable (fsync by the flush
 //! policy, then the ISR), and the machine told of every outcome.
 //!
-//! Markers are not sent here: [`TxnCoordinator::take_markers`] hands the marker requests
-//! to whoever sends WriteTxnMarkers to the partition leaders (woken by
-//! [`TxnCoordinator::markers_ready`]); it reports each written one with
-//! [`TxnCoordinator::marker_written`], and after a restart of its own can ask for every
-//! unfinished one with [`TxnCoordinator::pending_markers`].
+//! Markers are not sent here: each marker request goes to the [`MarkerSink`] given at
+//! construction (the broker's marker channel, which writes WriteTxnMarkers to the
+//! partition leaders); written ones come back through [`TxnCoordinator::marker_written`].
+//! [`TxnCoordinator::pending_markers`] lists every unfinished request. A marker refused for
+//! good (the coordinator or the producer fenced) needs no call: the transaction stays
+//! prepared here until the partition's next owner loads it and sends its markers again.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use lmq_storage::StorageError;
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::oneshot;
 
 use super::log::Replayed;
 use super::state::{
@@ -27,9 +28,10 @@ use crate::config::TransactionSettings;
 use crate::coordinator_log::{CoordinatorLog, LogError, Ownership};
 use crate::partition::Partition;
 
-/// Marker requests held for the sender; beyond this the oldest are dropped (the sender
-/// finds them again with [`TxnCoordinator::pending_markers`]).
-const MARKERS_QUEUED_MAX: usize = 10_000;
+/// Where marker requests go (the broker's marker channel). Called under the coordinator's
+/// lock: it must only queue. At most one request per transactional id is outstanding (the
+/// id's next transition waits for its markers), so its queue is bounded by the ids.
+pub type MarkerSink = Box<dyn Fn(Markers) + Send + Sync>;
 
 /// How long a tombstone may wait for the ISR (a transition waits its transaction timeout,
 /// as Kafka's append does).
@@ -51,14 +53,22 @@ struct Inner {
     txns: Transactions,
     waiters: BTreeMap<Token, oneshot::Sender<Reply>>,
     next_token: Token,
-    markers: Vec<Markers>,
 }
 
-#[derive(Debug)]
 struct Shared {
     inner: Mutex<Inner>,
     log: CoordinatorLog,
-    markers_ready: Notify,
+    markers: MarkerSink,
+}
+
+impl std::fmt::Debug for Shared {
+    fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        formatter
+            .debug_struct("Shared")
+            .field("inner", &self.inner)
+            .field("log", &self.log)
+            .finish_non_exhaustive()
+    }
 }
 
 #[derive(Debug)]
@@ -79,17 +89,16 @@ impl ProducerIdSource for Spare {
 impl TxnCoordinator {
     /// A coordinator of no partition yet: [`TxnCoordinator::adopt`] and
     /// [`TxnCoordinator::reload`] bring them.
-    pub fn new(config: TxnConfig) -> Self {
+    pub fn new(config: TxnConfig, markers: MarkerSink) -> Self {
         TxnCoordinator {
             shared: Arc::new(Shared {
                 inner: Mutex::new(Inner {
                     txns: Transactions::new(config),
                     waiters: BTreeMap::new(),
                     next_token: 0,
-                    markers: Vec::new(),
                 }),
                 log: CoordinatorLog::new(super::TRANSACTION_STATE_TOPIC, Vec::new()),
-                markers_ready: Notify::new(),
+                markers,
             }),
         }
     }
@@ -320,16 +329,6 @@ impl TxnCoordinator {
         self.shared.deliver(&mut inner, outputs, now_ms);
     }
 
-    /// Woken when marker requests were queued.
-    pub fn markers_ready(&self) -> &Notify {
-        &self.shared.markers_ready
-    }
-
-    /// The marker requests queued since the last call.
-    pub fn take_markers(&self) -> Vec<Markers> {
-        std::mem::take(&mut self.shared.lock().markers)
-    }
-
     /// Every unfinished marker request (for a sender that lost its queue).
     pub fn pending_markers(&self) -> Vec<Markers> {
         self.shared.lock().txns.pending_markers()
@@ -383,13 +382,7 @@ impl Shared {
                     }
                 }
                 Output::Store(store) => self.store(inner, store, now_ms),
-                Output::SendMarkers(markers) => {
-                    if inner.markers.len() >= MARKERS_QUEUED_MAX {
-                        inner.markers.remove(0);
-                    }
-                    inner.markers.push(markers);
-                    self.markers_ready.notify_one();
-                }
+                Output::SendMarkers(markers) => (self.markers)(markers),
             }
         }
     }
@@ -503,21 +496,38 @@ mod tests {
         partition
     }
 
-    fn coordinator(partition: &Arc<Partition>) -> TxnCoordinator {
-        let coordinator = TxnCoordinator::new(TxnConfig {
-            state_partitions: 1,
-            ..TxnConfig::default()
-        });
+    type Sent = Arc<std::sync::Mutex<Vec<Markers>>>;
+
+    /// A coordinator whose marker requests land in the returned list.
+    fn unloaded() -> (TxnCoordinator, Sent) {
+        let sent: Sent = Arc::default();
+        let sink = Arc::clone(&sent);
+        let coordinator = TxnCoordinator::new(
+            TxnConfig {
+                state_partitions: 1,
+                ..TxnConfig::default()
+            },
+            Box::new(move |markers| sink.lock().unwrap().push(markers)),
+        );
+        (coordinator, sent)
+    }
+
+    fn coordinator(partition: &Arc<Partition>) -> (TxnCoordinator, Sent) {
+        let (coordinator, sent) = unloaded();
         coordinator.adopt(vec![Arc::clone(partition)]);
         coordinator.reload(0, 0).unwrap();
-        coordinator
+        (coordinator, sent)
+    }
+
+    fn take(sent: &Sent) -> Vec<Markers> {
+        std::mem::take(&mut *sent.lock().unwrap())
     }
 
     #[tokio::test]
     async fn a_commit_is_stored_and_a_new_coordinator_resends_its_markers() {
         let dir = tempfile::tempdir().unwrap();
         let partition = led_partition(dir.path(), 0);
-        let first = coordinator(&partition);
+        let (first, first_sent) = coordinator(&partition);
         let allocated = async || Ok(4000);
         let producer = first
             .init_producer_id(
@@ -569,7 +579,7 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(ended.producer_epoch, 1, "version 2 bumps the epoch");
-        let markers = first.take_markers();
+        let markers = take(&first_sent);
         assert_eq!(markers.len(), 1);
         assert_eq!(markers[0].partitions, partitions);
 
@@ -585,8 +595,8 @@ mod tests {
         partition
             .become_role(1, &again, ReplicationConfig::default(), 10)
             .unwrap();
-        let second = coordinator(&partition);
-        let resent = second.take_markers();
+        let (second, second_sent) = coordinator(&partition);
+        let resent = take(&second_sent);
         assert_eq!(resent.len(), 1);
         assert_eq!(resent[0].coordinator_epoch, 1);
         assert_eq!(resent[0].result, TxnResult::Commit);
@@ -609,17 +619,14 @@ mod tests {
             Ok(TxnState::CompleteCommit)
         );
         // A third load finds the completed transaction.
-        let third = TxnCoordinator::new(TxnConfig {
-            state_partitions: 1,
-            ..TxnConfig::default()
-        });
+        let (third, third_sent) = unloaded();
         third.adopt(vec![Arc::clone(&partition)]);
         assert_eq!(
             third.describe("t"),
             Err(TxnError::CoordinatorLoadInProgress)
         );
         third.reload(0, 30).unwrap();
-        assert!(third.take_markers().is_empty());
+        assert!(take(&third_sent).is_empty());
         assert_eq!(
             third.describe("t").map(|d| (d.state, d.producer_epoch)),
             Ok((TxnState::CompleteCommit, 1))
