@@ -316,7 +316,9 @@ impl TxnCoordinator {
     pub fn abort_timed_out(&self, now_ms: i64) {
         self.drop_lost_partitions();
         let mut inner = self.shared.lock();
-        let outputs = inner.txns.tick(now_ms);
+        // No id at hand: a version-2 producer fenced at an exhausted epoch keeps its id
+        // until its next InitProducerId (see `Transactions::tick`).
+        let outputs = inner.txns.tick(now_ms, &mut Spare(None));
         self.shared.deliver(&mut inner, outputs, now_ms);
     }
 

@@ -400,7 +400,15 @@ impl Transactions {
                 )]
             }
             TxnState::Ongoing => {
-                let transit = self.fence_transit(metadata, now_ms);
+                let next_producer_id = if self.fence_rotates(metadata) {
+                    match producer_ids.next_producer_id() {
+                        Ok(id) => id,
+                        Err(error) => return reply(error),
+                    }
+                } else {
+                    NO_PRODUCER_ID
+                };
+                let transit = self.fence_transit(metadata, next_producer_id, now_ms);
                 vec![self.store(
                     metadata,
                     coordinator_epoch,
@@ -414,23 +422,31 @@ impl Transactions {
         }
     }
 
+    /// Whether fencing this id's producer needs a new producer id: with version 2 an
+    /// exhausted epoch hands over to a new id when the abort completes (KAFKA-20090).
+    fn fence_rotates(&self, metadata: &TxnMetadata) -> bool {
+        self.config.transaction_version.supports_epoch_bump()
+            && epoch_exhausted(metadata.producer_epoch)
+    }
+
     /// The abort of an ongoing transaction whose producer is fenced (a new producer with
     /// the same id, or a timeout): Kafka's `prepareFenceProducerEpoch` followed by the
-    /// coordinator's own EndTxn(abort) with the cluster's transaction version. The fenced
-    /// epoch is never told to a client; with version 2 the abort bumps it once more.
-    fn fence_transit(&self, metadata: &TxnMetadata, now_ms: i64) -> Transit {
-        let fenced = bump(metadata.producer_epoch);
-        let (epoch, last, version) = if self.config.transaction_version.supports_epoch_bump() {
-            (bump(fenced), fenced, TransactionVersion::V2)
+    /// coordinator's own EndTxn(abort) with the cluster's transaction version. The epoch is
+    /// bumped once (with version 2 too since KAFKA-19367) and never told to a client; the
+    /// last epoch is cleared, so no KIP-360 retry of the fenced producer matches it.
+    /// `next_producer_id` (version 2, exhausted epoch) takes over when the abort completes.
+    fn fence_transit(&self, metadata: &TxnMetadata, next_producer_id: i64, now_ms: i64) -> Transit {
+        let version = if self.config.transaction_version.supports_epoch_bump() {
+            TransactionVersion::V2
         } else {
-            (fenced, NO_PRODUCER_EPOCH, TransactionVersion::V0)
+            TransactionVersion::V0
         };
         Transit {
             value: TxnLogValue {
                 producer_id: metadata.producer_id,
                 previous_producer_id: metadata.producer_id,
-                next_producer_id: NO_PRODUCER_ID,
-                producer_epoch: epoch,
+                next_producer_id,
+                producer_epoch: bump(metadata.producer_epoch),
                 timeout_ms: metadata.timeout_ms,
                 state: TxnState::PrepareAbort,
                 partitions: metadata.partitions.clone(),
@@ -438,7 +454,7 @@ impl Transactions {
                 start_ms: metadata.start_ms,
                 client_transaction_version: version.feature_level(),
             },
-            last_producer_epoch: last,
+            last_producer_epoch: NO_PRODUCER_EPOCH,
         }
     }
 
@@ -475,18 +491,22 @@ impl Transactions {
         now_ms: i64,
     ) -> Vec<Output> {
         let reply = |result| vec![Output::Reply(token, Reply::AddPartitions(result))];
+        // Pending first (KAFKA-18660): after a version-2 EndTxn that overflowed, the
+        // producer starts its next transaction with the new id while Complete* is still
+        // being written; it must be told to retry, not that its id is unknown.
+        if metadata.pending.is_some() {
+            return reply(Err(TxnError::ConcurrentTransactions));
+        }
         if metadata.producer_id != request.producer_id {
             return reply(Err(TxnError::InvalidProducerIdMapping));
         }
         if metadata.producer_epoch != request.producer_epoch {
             return reply(Err(TxnError::ProducerFenced));
         }
-        if metadata.pending.is_some()
-            || matches!(
-                metadata.state,
-                TxnState::PrepareCommit | TxnState::PrepareAbort
-            )
-        {
+        if matches!(
+            metadata.state,
+            TxnState::PrepareCommit | TxnState::PrepareAbort
+        ) {
             return reply(Err(TxnError::ConcurrentTransactions));
         }
         if metadata.state == TxnState::Ongoing && request.partitions.is_subset(&metadata.partitions)
@@ -848,18 +868,27 @@ impl Transactions {
     /// `transaction.abort.timed.out.transaction.cleanup.interval.ms`, 10 s): transactions
     /// running past their timeout are aborted with their producer fenced; Complete*
     /// records that failed to store are stored again.
-    pub fn tick(&mut self, now_ms: i64) -> Vec<Output> {
-        self.periodic(now_ms, false)
+    ///
+    /// `producer_ids` is asked only to fence a version-2 producer at an exhausted epoch;
+    /// without one that abort completes at `i16::MAX` on the same id (Kafka before
+    /// KAFKA-20090), and the next InitProducerId rotates the id.
+    pub fn tick(&mut self, now_ms: i64, producer_ids: &mut dyn ProducerIdSource) -> Vec<Output> {
+        self.periodic(now_ms, false, producer_ids)
     }
 
     /// Kafka's `removeExpiredTransactionalIds` (every
     /// `transaction.remove.expired.transaction.cleanup.interval.ms`, 1 h): ids idle past
     /// `transactional.id.expiration.ms` outside a transaction are deleted by a tombstone.
     pub fn expire_ids(&mut self, now_ms: i64) -> Vec<Output> {
-        self.periodic(now_ms, true)
+        self.periodic(now_ms, true, &mut NoProducerIds)
     }
 
-    fn periodic(&mut self, now_ms: i64, expire: bool) -> Vec<Output> {
+    fn periodic(
+        &mut self,
+        now_ms: i64,
+        expire: bool,
+        producer_ids: &mut dyn ProducerIdSource,
+    ) -> Vec<Output> {
         let expiration_ms = self.config.transactional_id_expiration_ms;
         let due: Vec<String> = self
             .ids
@@ -900,7 +929,12 @@ impl Transactions {
                 ));
             } else if metadata.state == TxnState::Ongoing {
                 tracing::info!(transactional_id, "aborting a transaction past its timeout");
-                let transit = self.fence_transit(&metadata, now_ms);
+                let next_producer_id = if self.fence_rotates(&metadata) {
+                    producer_ids.next_producer_id().unwrap_or(NO_PRODUCER_ID)
+                } else {
+                    NO_PRODUCER_ID
+                };
+                let transit = self.fence_transit(&metadata, next_producer_id, now_ms);
                 outputs.push(self.store(
                     &mut metadata,
                     coordinator_epoch,
@@ -991,6 +1025,16 @@ impl Transactions {
             transactions,
             unknown_state_filters,
         })
+    }
+}
+
+/// A source without ids (passes that never need one).
+#[derive(Debug)]
+struct NoProducerIds;
+
+impl ProducerIdSource for NoProducerIds {
+    fn next_producer_id(&mut self) -> Result<i64, TxnError> {
+        Err(TxnError::ProducerIdsUnavailable)
     }
 }
 

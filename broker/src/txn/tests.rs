@@ -164,7 +164,7 @@ impl Driver {
     }
 
     fn tick(&mut self) {
-        let outputs = self.txns.tick(self.now_ms);
+        let outputs = self.txns.tick(self.now_ms, &mut self.ids);
         self.take(outputs);
     }
 
@@ -562,7 +562,8 @@ fn an_overflowing_version_2_commit_hands_over_to_a_new_producer_id() {
 
 #[test]
 fn a_new_producer_fences_the_zombies_ongoing_transaction() {
-    for (version, fenced_epoch) in [(TransactionVersion::V2, 2), (TransactionVersion::V0, 1)] {
+    // One bump for the fence, with version 2 too (KAFKA-19367).
+    for (version, fenced_epoch) in [(TransactionVersion::V2, 1), (TransactionVersion::V0, 1)] {
         let mut driver = Driver::new(config(version));
         let zombie = driver.initialised("t");
         driver.add("t", zombie, &[tp("a", 0)], TransactionVersion::V0);
@@ -578,11 +579,12 @@ fn a_new_producer_fences_the_zombies_ongoing_transaction() {
         );
         assert_eq!(driver.markers[0].result, TxnResult::Abort);
         assert_eq!(driver.markers[0].producer_epoch, fenced_epoch);
-        // The zombie is fenced everywhere.
+        // The zombie is fenced: its EndTxn at once, its AddPartitions once the abort is
+        // complete (before, a transition is pending: retry, as Kafka since KAFKA-18660).
         let add = driver.add("t", zombie, &[tp("b", 0)], TransactionVersion::V0);
         assert_eq!(
             driver.reply(add),
-            Reply::AddPartitions(Err(TxnError::ProducerFenced))
+            Reply::AddPartitions(Err(TxnError::ConcurrentTransactions))
         );
         let end = driver.end("t", zombie, TxnResult::Commit, TransactionVersion::V0);
         assert_eq!(
@@ -590,6 +592,11 @@ fn a_new_producer_fences_the_zombies_ongoing_transaction() {
             Reply::EndTxn(Err(TxnError::ProducerFenced))
         );
         driver.settle();
+        let add = driver.add("t", zombie, &[tp("b", 0)], TransactionVersion::V0);
+        assert_eq!(
+            driver.reply(add),
+            Reply::AddPartitions(Err(TxnError::ProducerFenced))
+        );
         assert_eq!(driver.state("t"), TxnState::CompleteAbort);
         // The new producer's retry gets the next epoch.
         let fresh = driver.initialised("t");
@@ -599,6 +606,72 @@ fn a_new_producer_fences_the_zombies_ongoing_transaction() {
             .verify_partitions("t", zombie, &[tp("a", 0)].into_iter().collect());
         assert_eq!(check, Err(TxnError::ProducerFenced));
     }
+}
+
+#[test]
+fn fencing_at_an_exhausted_epoch_hands_over_to_a_new_producer_id_with_version_2() {
+    let exhausted = super::state::EPOCH_EXHAUSTED;
+    let (mut driver, _) = driver_with(
+        TransactionVersion::V2,
+        record(TxnState::Ongoing, 77, exhausted, &[tp("a", 0)]),
+    );
+    let init = driver.init("t", None);
+    let prepare = driver.complete_store(Ok(())).value.expect("a value");
+    assert_eq!(prepare.state, TxnState::PrepareAbort);
+    assert_eq!(
+        (prepare.producer_epoch, prepare.next_producer_id),
+        (i16::MAX, 1000)
+    );
+    assert_eq!(
+        driver.reply(init),
+        Reply::InitProducerId(Err(TxnError::ConcurrentTransactions))
+    );
+    assert_eq!(
+        (
+            driver.markers[0].producer_id,
+            driver.markers[0].producer_epoch
+        ),
+        (77, i16::MAX)
+    );
+    driver.settle();
+    assert_eq!(driver.producer("t"), pe(1000, 0));
+    assert_eq!(driver.initialised("t"), pe(1000, 1));
+    // Version 0 keeps the id: the abort ends at i16::MAX, the next InitProducerId rotates.
+    let (mut driver, _) = driver_with(
+        TransactionVersion::V0,
+        record(TxnState::Ongoing, 77, exhausted, &[tp("a", 0)]),
+    );
+    driver.init("t", None);
+    driver.settle();
+    assert_eq!(driver.producer("t"), pe(77, i16::MAX));
+    driver.replies.clear();
+    assert_eq!(driver.initialised("t"), pe(1000, 0));
+}
+
+#[test]
+fn after_an_overflow_the_new_id_is_told_to_retry_while_the_old_transaction_completes() {
+    let exhausted = super::state::EPOCH_EXHAUSTED;
+    let (mut driver, _) = driver_with(
+        TransactionVersion::V2,
+        record(TxnState::Ongoing, 77, exhausted, &[tp("a", 0)]),
+    );
+    let v2 = TransactionVersion::V2;
+    let end = driver.end("t", pe(77, exhausted), TxnResult::Commit, v2);
+    driver.complete_store(Ok(()));
+    let Reply::EndTxn(Ok(next)) = driver.reply(end) else {
+        panic!("EndTxn failed")
+    };
+    // Markers still being written: the next transaction's first partition waits (not
+    // INVALID_PRODUCER_ID_MAPPING, which would fence the producer: KAFKA-18660).
+    let add = driver.add("t", next, &[tp("b", 0)], v2);
+    assert_eq!(
+        driver.reply(add),
+        Reply::AddPartitions(Err(TxnError::ConcurrentTransactions))
+    );
+    driver.settle();
+    let add = driver.add("t", next, &[tp("b", 0)], v2);
+    driver.settle();
+    assert_eq!(driver.reply(add), Reply::AddPartitions(Ok(())));
 }
 
 #[test]
