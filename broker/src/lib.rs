@@ -26,6 +26,7 @@ pub mod server;
 mod test_support;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
 pub mod upkeep;
 mod zero_copy;
 
