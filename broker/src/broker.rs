@@ -23,6 +23,11 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     pub cluster_id: String,
     pub groups: GroupCoordinator,
+    /// The transaction coordinator of the `__transaction_state` partitions this broker
+    /// leads; its markers go out through `markers`.
+    pub transactions: crate::txn::coordinator::TxnCoordinator,
+    /// The marker channel the cluster's sending task drains (`cluster::markers`).
+    pub markers: Arc<crate::cluster::markers::MarkerChannel>,
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
@@ -52,6 +57,8 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir, syncer.as_ref())?;
         let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
+        let markers = Arc::new(crate::cluster::markers::MarkerChannel::default());
+        let transactions = open_transaction_coordinator(&config, Arc::clone(&markers));
         let plain_users = match &config.sasl.plain_users_file {
             Some(path) => crate::security::plain::PlainUsers::load(path)
                 .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
@@ -78,6 +85,8 @@ impl Broker {
             clock,
             cluster_id,
             groups,
+            transactions,
+            markers,
             metrics,
             ready: AtomicBool::new(false),
             authorizer,
@@ -86,6 +95,30 @@ impl Broker {
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// What the marker channel heard from a partition leader, told to the transaction
+    /// coordinator. A marker refused for good changes nothing: the transaction stays
+    /// prepared until its state partition's next owner loads it and sends its markers again.
+    pub fn marker_outcome(&self, outcome: crate::cluster::markers::MarkerOutcome) {
+        if let crate::cluster::markers::MarkerOutcome::Written {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            topic,
+            partition,
+        } = outcome
+        {
+            self.transactions.marker_written(
+                &transactional_id,
+                crate::txn::state::ProducerIdAndEpoch {
+                    producer_id,
+                    producer_epoch,
+                },
+                &crate::txn::TopicPartition::new(&topic, partition),
+                self.now_ms(),
+            );
+        }
     }
 
     /// The background flushes due (every second): rolled segments, interval flushes, and an
@@ -190,6 +223,23 @@ pub fn transaction_state_topic_configs(config: &BrokerConfig) -> BTreeMap<String
 fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, TopicError> {
     GroupCoordinator::load(config.group.coordinator_config(), Vec::new(), 0)
         .map_err(TopicError::from)
+}
+
+/// The transaction coordinator starts without partitions, like the group coordinator: the
+/// first FindCoordinator for a transactional id creates `__transaction_state` and each
+/// partition this broker leads is loaded (`cluster::reconcile`). Transaction version 1
+/// (flexible state records, no epoch bump per transaction): LMQ does not advertise the
+/// `transaction.version` feature, so clients run the protocol before KIP-890 part 2.
+fn open_transaction_coordinator(
+    config: &BrokerConfig,
+    markers: Arc<crate::cluster::markers::MarkerChannel>,
+) -> crate::txn::coordinator::TxnCoordinator {
+    use crate::txn::coordinator::{TxnCoordinator, txn_config};
+    let settings = txn_config(&config.transactions, crate::txn::TransactionVersion::V1);
+    TxnCoordinator::new(
+        settings,
+        Box::new(move |request| markers.send(crate::cluster::markers::MarkerJob::from(request))),
+    )
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.

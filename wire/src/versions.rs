@@ -62,6 +62,15 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::SaslAuthenticate, 0, 2),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
+    // Transactions as before KIP-890 part 2 (LMQ does not advertise `transaction.version`
+    // 2): EndTxn and TxnOffsetCommit stop below their version-2 forms; AddPartitionsToTxn
+    // v4-5 is the brokers' batched and verifying form.
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 2),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

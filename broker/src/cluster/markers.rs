@@ -45,6 +45,23 @@ pub struct MarkerJob {
     pub partitions: Vec<(String, i32)>,
 }
 
+impl From<crate::txn::state::Markers> for MarkerJob {
+    fn from(markers: crate::txn::state::Markers) -> Self {
+        MarkerJob {
+            transactional_id: markers.transactional_id,
+            producer_id: markers.producer_id,
+            producer_epoch: markers.producer_epoch,
+            coordinator_epoch: markers.coordinator_epoch,
+            commit: markers.result == crate::txn::state::TxnResult::Commit,
+            partitions: markers
+                .partitions
+                .into_iter()
+                .map(|partition| (partition.topic, partition.partition))
+                .collect(),
+        }
+    }
+}
+
 /// What became of one partition's marker.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum MarkerOutcome {

@@ -627,6 +627,14 @@ pub async fn join(
     background.spawn(fetcher::manage(
         Arc::clone(&broker),
         Arc::clone(&node),
+        shutdown.clone(),
+    ));
+    let reporting = Arc::clone(&broker);
+    background.spawn(markers::run(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        Arc::clone(&broker.markers),
+        move |outcome| reporting.marker_outcome(outcome),
         shutdown,
     ));
     Ok(node)

@@ -1,5 +1,7 @@
 //! One file per Kafka API. This is the only place Kafka error codes are chosen.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -17,7 +19,9 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_transactions;
 mod describe_user_scram_credentials;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -28,6 +32,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -37,6 +42,7 @@ mod produce;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
+mod txn_offset_commit;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -61,6 +67,7 @@ use crate::partition::ReplicaError;
 use crate::security::acl::{AclOperation, CLUSTER_NAME, ResourceType};
 use crate::security::{Authorizer, Principal};
 use crate::topics::TopicError;
+use crate::txn::state::TxnError;
 use crate::zero_copy::Splice;
 
 pub use api_versions::unsupported_version_response;
@@ -512,7 +519,7 @@ async fn dispatch_body(
             ResponseKind::ListOffsets,
         )),
         RequestKind::InitProducerId(body) => Some(Reply::of(
-            init_producer_id::handle(cluster, context, body).await,
+            init_producer_id::handle(broker, cluster, context, body, version).await,
             ResponseKind::InitProducerId,
         )),
         RequestKind::DeleteTopics(body) => Some(Reply::of(
@@ -634,6 +641,30 @@ async fn dispatch_body(
         RequestKind::AlterUserScramCredentials(body) => Some(Reply::of(
             alter_user_scram_credentials::handle(cluster, context, body).await,
             ResponseKind::AlterUserScramCredentials,
+        )),
+        RequestKind::AddPartitionsToTxn(body) => Some(Reply::of(
+            add_partitions_to_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::AddPartitionsToTxn,
+        )),
+        RequestKind::AddOffsetsToTxn(body) => Some(Reply::of(
+            add_offsets_to_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::AddOffsetsToTxn,
+        )),
+        RequestKind::EndTxn(body) => Some(Reply::of(
+            end_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::EndTxn,
+        )),
+        RequestKind::TxnOffsetCommit(body) => Some(Reply::of(
+            txn_offset_commit::handle(broker, context, body).await,
+            ResponseKind::TxnOffsetCommit,
+        )),
+        RequestKind::DescribeTransactions(body) => Some(Reply::of(
+            describe_transactions::handle(broker, context, body),
+            ResponseKind::DescribeTransactions,
+        )),
+        RequestKind::ListTransactions(body) => Some(Reply::of(
+            list_transactions::handle(broker, context, body),
+            ResponseKind::ListTransactions,
         )),
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
@@ -827,6 +858,33 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         // Kafka answers an oversized group metadata record so (its append fails with
         // RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE, mapped to UNKNOWN_SERVER_ERROR).
         GroupError::GroupMetadataTooLarge => ResponseError::UnknownServerError,
+    };
+    code.code()
+}
+
+/// A transaction coordinator refusal as Kafka's code. `fenced_code` is false for the
+/// request versions that predate PRODUCER_FENCED (Kafka's `KafkaApis` answers
+/// INVALID_PRODUCER_EPOCH to them).
+pub(crate) fn txn_error_code(error: TxnError, fenced_code: bool) -> i16 {
+    let code = match error {
+        TxnError::InvalidRequest => ResponseError::InvalidRequest,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::CoordinatorNotAvailable | TxnError::ProducerIdsUnavailable => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::ProducerFenced if fenced_code => ResponseError::ProducerFenced,
+        TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::TransactionAbortable => ResponseError::TransactionAbortable,
+        TxnError::LimitExceeded => ResponseError::PolicyViolation,
+        TxnError::RecordTooLarge | TxnError::UnknownServerError => {
+            ResponseError::UnknownServerError
+        }
     };
     code.code()
 }
