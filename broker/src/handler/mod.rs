@@ -45,7 +45,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
-use lmq_storage::producers::SequenceError;
+use lmq_storage::producers::{MarkerError, SequenceError};
 use lmq_wire::DecodedRequest;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -667,6 +667,13 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
             SequenceError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+            SequenceError::TransactionOngoing { .. } => ResponseError::InvalidTxnState,
+            // Kafka's ProduceRequest validation: clients never write control records.
+            SequenceError::ControlBatch => ResponseError::InvalidRecord,
+        },
+        StorageError::Marker { reason } => match reason {
+            MarkerError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            MarkerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         },
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }

@@ -41,7 +41,9 @@ pub use throttle::{Pause, Throttle};
 use crate::batch::{BatchView, Compression, batch_total_bytes, parse_records};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
-use crate::files::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, segment_path};
+use crate::files::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, segment_path,
+};
 use crate::index::{OFFSET_ENTRY_BYTES, OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
 use crate::scan::BatchHeader;
 use crate::segment::Indexer;
@@ -203,7 +205,12 @@ pub(crate) fn cleaned_path(dir: &Path, base_offset: i64, suffix: &str, state: &s
 }
 
 pub(crate) fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<()> {
-    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [
+        LOG_SUFFIX,
+        OFFSET_INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+    ] {
         crate::files::remove_if_exists(&cleaned_path(dir, base_offset, suffix, CLEANED_SUFFIX))?;
     }
     Ok(())
@@ -709,7 +716,7 @@ pub(crate) fn complete_swap(
     }
     crate::files::sync_dir(dir, syncer)?;
     // A lost index rename only costs a rebuild from the `.log`.
-    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
         let from = cleaned_path(dir, base, suffix, SWAP_SUFFIX);
         if from.exists() {
             let to = segment_path(dir, base, suffix);

@@ -28,7 +28,9 @@ use crate::clean::{
     SWAP_SUFFIX, cleaned_path, complete_swap,
 };
 use crate::error::{Result, StorageError};
-use crate::files::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, sync_dir};
+use crate::files::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, sync_dir,
+};
 use crate::segment::SealedSegment;
 
 /// What [`PartitionLog::commit_cleaning`] did.
@@ -236,8 +238,21 @@ impl PartitionLog {
         let dir = self.dir.clone();
         let syncer = self.options.syncer.clone();
         let base = group.base_offset;
+        // The cleaner keeps every marker at its offset, so the group's aborted transactions
+        // are the replaced segments' entries.
+        let group_next = group.replaced.last().map_or(base, |&(_, next, _)| next);
+        crate::txn_index::write_file(
+            &cleaned_path(&dir, base, TXN_INDEX_SUFFIX, CLEANED_SUFFIX),
+            self.txn_index.in_range(base, group_next),
+            syncer.as_ref(),
+        )?;
         sync_dir(&dir, syncer.as_ref())?;
-        for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+        for suffix in [
+            OFFSET_INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+            LOG_SUFFIX,
+        ] {
             let from = cleaned_path(&dir, base, suffix, CLEANED_SUFFIX);
             let to = cleaned_path(&dir, base, suffix, SWAP_SUFFIX);
             fs::rename(&from, &to).map_err(|error| StorageError::io("rename", &to, error))?;
