@@ -25,6 +25,7 @@ pub mod server;
 mod test_support;
 pub mod topic_config;
 pub mod topics;
+pub mod txn_hooks;
 pub mod upkeep;
 mod zero_copy;
 

@@ -159,6 +159,12 @@ pub struct ProducerStates {
     /// (first offset, producer id) of every ongoing transaction: the earliest bounds the
     /// last stable offset. Derived from `producers`.
     ongoing: BTreeSet<(i64, i64)>,
+    /// (first offset, marker offset) of ended transactions whose marker may still be at or
+    /// above the high watermark (Kafka's `unreplicatedTxns`): until the marker is committed
+    /// the transaction still holds the last stable offset back, or a leader change could
+    /// lose a marker a read_committed reader already acted on. In memory only (after a
+    /// restart the markers past the producer snapshot are replayed into it).
+    unreplicated: BTreeSet<(i64, i64)>,
 }
 
 /// Where `entry` stands in [`ProducerStates::by_recency`].
@@ -181,9 +187,29 @@ impl ProducerStates {
         self.producers.iter()
     }
 
-    /// The first offset of the earliest ongoing transaction: nothing from it on is stable.
-    pub fn first_unstable_offset(&self) -> Option<i64> {
+    /// The first offset of the earliest ongoing transaction.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
         self.ongoing.first().map(|&(first_offset, _)| first_offset)
+    }
+
+    /// The first offset not yet stable under `high_watermark`: of the earliest ongoing
+    /// transaction, or of an ended one whose marker the high watermark has not passed.
+    pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        let unreplicated = self
+            .unreplicated
+            .iter()
+            .find(|&&(_, marker_offset)| marker_offset >= high_watermark)
+            .map(|&(first_offset, _)| first_offset);
+        match (self.first_ongoing_offset(), unreplicated) {
+            (Some(ongoing), Some(ended)) => Some(ongoing.min(ended)),
+            (ongoing, ended) => ongoing.or(ended),
+        }
+    }
+
+    /// The high watermark moved: ended transactions whose marker is below it are stable.
+    pub fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|&(_, marker_offset)| marker_offset >= high_watermark);
     }
 
     /// Ongoing transactions as (first offset, producer id), earliest first.
@@ -307,6 +333,7 @@ impl ProducerStates {
         let ended = entry.current_txn_first_offset.take();
         if let Some(first_offset) = ended {
             self.ongoing.remove(&(first_offset, marker.producer_id));
+            self.unreplicated.insert((first_offset, offset));
             entry.ended_transactions.push((first_offset, offset));
             if entry.ended_transactions.len() > BATCHES_REMEMBERED {
                 entry.ended_transactions.remove(0);
@@ -328,7 +355,7 @@ impl ProducerStates {
             first_offset,
             last_offset: offset,
             kind: marker.kind,
-            last_stable_offset: self.first_unstable_offset().unwrap_or(offset + 1),
+            last_stable_offset: self.first_ongoing_offset().unwrap_or(offset + 1),
         })
     }
 
@@ -449,6 +476,8 @@ impl ProducerStates {
                 || entry.current_txn_first_offset.is_some()
                 || entry.last_marker_offset >= 0
         });
+        self.unreplicated
+            .retain(|&(_, marker_offset)| marker_offset < offset);
         self.reindex();
     }
 
@@ -456,6 +485,7 @@ impl ProducerStates {
         self.producers.clear();
         self.by_recency.clear();
         self.ongoing.clear();
+        self.unreplicated.clear();
     }
 
     /// A line-based rendering for the snapshot file.

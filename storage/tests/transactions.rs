@@ -65,7 +65,7 @@ fn the_last_stable_offset_waits_for_the_earliest_ongoing_transaction() {
     log.append(&mut txn_batch(7, 0, 0, 3), 0, 0).unwrap(); // 2..=4
     log.append(&mut txn_batch(8, 0, 0, 1), 0, 0).unwrap(); // 5
     log.append(&mut txn_batch(7, 0, 3, 1), 0, 0).unwrap(); // 6
-    assert_eq!(log.first_unstable_offset(), Some(2));
+    assert_eq!(log.first_ongoing_offset(), Some(2));
     assert_eq!(log.last_stable_offset(7), 2);
     assert_eq!(
         log.last_stable_offset(1),
@@ -74,6 +74,11 @@ fn the_last_stable_offset_waits_for_the_earliest_ongoing_transaction() {
     );
     let commit = write_marker(&mut log, marker(7, 0, 0, MarkerKind::Commit));
     assert_eq!(commit, 7);
+    assert_eq!(
+        log.last_stable_offset(7),
+        2,
+        "a transaction whose marker the high watermark has not passed is not stable yet"
+    );
     assert_eq!(
         log.last_stable_offset(8),
         5,
@@ -285,16 +290,16 @@ fn truncation_cuts_markers_and_reopens_their_transactions() {
     log.append(&mut txn_batch(1, 0, 2, 1), 0, 0).unwrap(); // 3
     let commit = write_marker(&mut log, marker(1, 0, 0, MarkerKind::Commit)); // 4
     assert_eq!((abort, commit), (2, 4));
-    assert_eq!(log.first_unstable_offset(), None);
+    assert_eq!(log.first_ongoing_offset(), None);
     log.truncate_to(4).unwrap();
-    assert_eq!(log.first_unstable_offset(), Some(3), "its marker was cut");
+    assert_eq!(log.first_ongoing_offset(), Some(3), "its marker was cut");
     assert_eq!(aborted(&log).len(), 1);
     log.truncate_to(2).unwrap();
-    assert_eq!(log.first_unstable_offset(), Some(0));
+    assert_eq!(log.first_ongoing_offset(), Some(0));
     assert!(aborted(&log).is_empty(), "the abort went with its marker");
     drop(log);
     let (log, _) = open(dir.path(), &small_segments());
-    assert_eq!(log.first_unstable_offset(), Some(0));
+    assert_eq!(log.first_ongoing_offset(), Some(0));
     assert!(aborted(&log).is_empty());
 }
 

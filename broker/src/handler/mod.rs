@@ -17,6 +17,7 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_producers;
 mod describe_user_scram_credentials;
 mod fetch;
 mod find_coordinator;
@@ -37,6 +38,7 @@ mod produce;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -479,7 +481,16 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let appended = produce::append(broker, cluster, context, body, version, producer_ids);
+        let transactions = produce::verify_transactions(broker, &body).await;
+        let appended = produce::append(
+            broker,
+            cluster,
+            context,
+            body,
+            version,
+            producer_ids,
+            transactions,
+        );
         return Dispatched::Later(Box::pin(async move {
             appended
                 .finish()
@@ -510,6 +521,14 @@ async fn dispatch_body(
         RequestKind::ListOffsets(body) => Some(Reply::of(
             list_offsets::handle(broker, context, body, version),
             ResponseKind::ListOffsets,
+        )),
+        RequestKind::WriteTxnMarkers(body) => Some(Reply::of(
+            write_txn_markers::handle(broker, cluster, context, body).await,
+            ResponseKind::WriteTxnMarkers,
+        )),
+        RequestKind::DescribeProducers(body) => Some(Reply::of(
+            describe_producers::handle(broker, context, body),
+            ResponseKind::DescribeProducers,
         )),
         RequestKind::InitProducerId(body) => Some(Reply::of(
             init_producer_id::handle(cluster, context, body).await,

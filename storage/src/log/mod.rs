@@ -145,6 +145,9 @@ impl PartitionLog {
         self.state.high_watermark = offset
             .min(self.log_end_offset())
             .max(self.state.log_start_offset);
+        self.state
+            .producers
+            .on_high_watermark(self.state.high_watermark);
         self.state.high_watermark
     }
 
@@ -236,15 +239,18 @@ impl PartitionLog {
     }
 
     /// The first offset of the earliest ongoing transaction, if any.
-    pub fn first_unstable_offset(&self) -> Option<i64> {
-        self.state.producers.first_unstable_offset()
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.state.producers.first_ongoing_offset()
     }
 
     /// The last stable offset (Kafka's LSO) under `high_watermark`: the first offset of the
-    /// earliest ongoing transaction when it is lower, else the high watermark. read_committed
-    /// readers see nothing at or past it.
+    /// earliest transaction that is ongoing or whose marker is not below the high watermark
+    /// yet, when that is lower, else the high watermark. read_committed readers see nothing
+    /// at or past it.
     pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
-        self.first_unstable_offset()
+        self.state
+            .producers
+            .first_unstable_offset(high_watermark)
             .map_or(high_watermark, |first| first.min(high_watermark))
     }
 
