@@ -924,3 +924,80 @@ fn a_consumer_read_of_an_emptied_tail_still_reaches_the_high_watermark() {
     let last = BatchView::validated(&batches[batches.len() - 1].1).unwrap();
     assert_eq!(last.last_offset() + 1, log.high_watermark());
 }
+
+/// Transactions in a compacted log: the cleaner stops at the bound it is given (the last
+/// stable offset: an undecided transaction is never cleaned), keeps every marker at its
+/// offset, and the cleaned segments' `.txnindex` files hold the same aborted transactions,
+/// which a reopen trusts.
+#[test]
+fn cleaning_keeps_the_aborted_transactions_index() {
+    use lmq_storage::control::{MarkerKind, TxnMarker};
+    use lmq_storage::producers::MarkerEpochRule;
+    let dir = tempfile::tempdir().unwrap();
+    let config = compacted(1024);
+    let (mut log, _) = common::open(dir.path(), &config);
+    for round in 0..30 {
+        let mut builder = BatchBuilder::new(0).producer(1, 0, round).transactional();
+        builder.push(Some(b"key"), Some(format!("v{round}").as_bytes()), 0);
+        log.append(&mut builder.build(), 0, 0).unwrap();
+        let kind = if round % 4 == 0 {
+            MarkerKind::Abort
+        } else {
+            MarkerKind::Commit
+        };
+        let marker = TxnMarker {
+            producer_id: 1,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            kind,
+            timestamp_ms: 0,
+        };
+        log.append_marker(&marker, MarkerEpochRule::SameOrNewer, 0, 0)
+            .unwrap();
+    }
+    // An undecided transaction of another producer holds the last stable offset.
+    let mut open = BatchBuilder::new(0).producer(2, 0, 0).transactional();
+    open.push(Some(b"other"), Some(b"x"), 0);
+    let open_at = log.append(&mut open.build(), 0, 0).unwrap().base_offset;
+    log.roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    let lso = log.last_stable_offset(log.high_watermark());
+    assert_eq!(lso, open_at);
+    let aborted = log.aborted_transactions(0, lso);
+    assert_eq!(aborted.len(), 8);
+    let segments_before = log.segment_count();
+    // Larger segments from now on, so the cleaner merges the small ones into groups.
+    log.set_config(compacted(64 * 1024)).unwrap();
+    let (outcome, _, _) = log
+        .clean_now(&mut cleaner(1 << 20), lso, 10)
+        .unwrap()
+        .unwrap();
+    let CommitOutcome::Committed { first_dirty_offset } = outcome else {
+        panic!("{outcome:?}")
+    };
+    assert!(first_dirty_offset <= lso, "cleaned past the last stable offset");
+    assert!(log.segment_count() < segments_before, "nothing was merged");
+    assert_eq!(log.aborted_transactions(0, lso), aborted);
+    let markers = common::read_all(&log)
+        .iter()
+        .filter(|(_, batch)| BatchView::new(batch).unwrap().is_control())
+        .count();
+    assert_eq!(markers, 30, "every marker is kept");
+    let txn_indexes = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|extension| extension == "txnindex")
+        })
+        .count();
+    assert_eq!(txn_indexes, log.segment_count());
+    log.close().unwrap();
+    let (log, report) = common::open(dir.path(), &compacted(64 * 1024));
+    assert!(!report.transaction_index_rebuilt);
+    assert_eq!(log.aborted_transactions(0, lso), aborted);
+    assert_eq!(log.last_stable_offset(log.high_watermark()), lso);
+}
