@@ -975,7 +975,10 @@ fn cleaning_keeps_the_aborted_transactions_index() {
     let CommitOutcome::Committed { first_dirty_offset } = outcome else {
         panic!("{outcome:?}")
     };
-    assert!(first_dirty_offset <= lso, "cleaned past the last stable offset");
+    assert!(
+        first_dirty_offset <= lso,
+        "cleaned past the last stable offset"
+    );
     assert!(log.segment_count() < segments_before, "nothing was merged");
     assert_eq!(log.aborted_transactions(0, lso), aborted);
     let markers = common::read_all(&log)

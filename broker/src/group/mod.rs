@@ -926,6 +926,10 @@ fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageE
                 break;
             };
             offset = view.last_offset() + 1;
+            // A transaction marker (WriteTxnMarkers) is no offset or group record.
+            if view.is_control() {
+                continue;
+            }
             for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
                 if let Some(key) = record.key {
                     table.apply(key, record.value);

@@ -2,7 +2,9 @@
 //! until `min_bytes` are available or `max_wait_ms` passes. Sessionless: every answer has
 //! session id 0, which tells clients to keep sending full requests (KIP-227).
 //!
-//! In a cluster, consumers read from the leader only and up to the high watermark; a
+//! In a cluster, consumers read from the leader only and up to the high watermark (with
+//! isolation level 1, read_committed, up to the last stable offset, and the answer lists the
+//! aborted transactions in what it returns, Kafka's `collectAbortedTransactions`); a
 //! follower's fetch (replica id set) reads up to the log end, reports the follower's
 //! position to the replication state machine, and is told where its history diverges
 //! (`diverging_epoch`, KIP-320's check by last fetched epoch). A replica id counts only on a
