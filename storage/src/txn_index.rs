@@ -252,6 +252,15 @@ impl TxnIndex {
         self.unsynced.clear();
     }
 
+    /// A cleaned segment replaced the segments of `[from, to)`: its entries are `entries`.
+    pub(crate) fn replace_range(&mut self, from: i64, to: i64, entries: &[AbortedTxn]) {
+        let start = self
+            .entries
+            .partition_point(|entry| entry.last_offset < from);
+        let end = self.entries.partition_point(|entry| entry.last_offset < to);
+        self.entries.splice(start..end, entries.iter().copied());
+    }
+
     /// Entries whose marker lies in `[from, to)`.
     pub(crate) fn in_range(&self, from: i64, to: i64) -> &[AbortedTxn] {
         let start = self

@@ -175,6 +175,16 @@ impl PartitionLog {
                     .map(|batch| (producer_id, batch.last_offset))
             })
             .collect();
+        // Every aborted transaction the planned segments may hold batches or markers of.
+        let aborted = self
+            .txn_index
+            .in_range(
+                segments
+                    .first()
+                    .map_or(i64::MAX, |segment| segment.base_offset),
+                i64::MAX,
+            )
+            .to_vec();
         Ok(Some(CleanPlan {
             dir: self.dir.clone(),
             config: self.config.clone(),
@@ -184,6 +194,7 @@ impl PartitionLog {
             first_uncleanable_offset: first_uncleanable.max(self.first_dirty_offset()),
             truncations: self.truncations,
             last_batch_of_producer,
+            aborted,
             checkpoint: self.cleaner,
             dirty_ratio: view.dirty_ratio(),
         }))
@@ -238,14 +249,7 @@ impl PartitionLog {
         let dir = self.dir.clone();
         let syncer = self.options.syncer.clone();
         let base = group.base_offset;
-        // The cleaner keeps every marker at its offset, so the group's aborted transactions
-        // are the replaced segments' entries.
         let group_next = group.replaced.last().map_or(base, |&(_, next, _)| next);
-        crate::txn_index::write_file(
-            &cleaned_path(&dir, base, TXN_INDEX_SUFFIX, CLEANED_SUFFIX),
-            self.txn_index.in_range(base, group_next),
-            syncer.as_ref(),
-        )?;
         sync_dir(&dir, syncer.as_ref())?;
         for suffix in [
             OFFSET_INDEX_SUFFIX,
@@ -279,6 +283,9 @@ impl PartitionLog {
         sync_dir(&dir, syncer.as_ref())?;
         self.sealed
             .insert(first, SealedSegment::open_lazy(&dir, base, next_offset)?);
+        // The cleaner dropped aborted transactions' batches (and markers left without any).
+        self.txn_index
+            .replace_range(base, group_next, &group.aborted);
         Ok(())
     }
 
