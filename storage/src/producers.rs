@@ -103,6 +103,19 @@ pub enum SequenceError {
     TransactionOngoing { producer_id: i64 },
     /// A control batch from a producer: only the coordinator writes markers.
     ControlBatch,
+    /// A transactional batch that would start a transaction after a marker the transaction
+    /// coordinator's verification did not see (KIP-890's verification guard): the
+    /// transaction it verified has ended since (INVALID_TXN_STATE).
+    StaleVerification { producer_id: i64 },
+}
+
+/// What the owner saw of a producer when the transaction coordinator verified (or the
+/// partition showed) its transaction here: the offset of its last marker (-1: none). A
+/// transactional batch of that producer starts a transaction only while this still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationGuard {
+    pub producer_id: i64,
+    pub last_marker_offset: i64,
 }
 
 /// How a marker's producer epoch is checked (Kafka's transaction versions).
@@ -215,6 +228,17 @@ impl ProducerStates {
     /// Ongoing transactions as (first offset, producer id), earliest first.
     pub fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
         self.ongoing.iter().copied()
+    }
+
+    /// The guard of `producer_id` as its state stands now.
+    pub fn verification_guard(&self, producer_id: i64) -> VerificationGuard {
+        VerificationGuard {
+            producer_id,
+            last_marker_offset: self
+                .producers
+                .get(&producer_id)
+                .map_or(-1, |entry| entry.last_marker_offset),
+        }
     }
 
     /// Whether `producer_id` has a transaction ongoing on this partition.

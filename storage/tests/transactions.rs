@@ -477,3 +477,47 @@ proptest! {
         }
     }
 }
+
+/// KIP-890's verification guard: a transactional batch starts a transaction only while the
+/// producer's state is as it was when the coordinator verified it (no marker since).
+#[test]
+fn a_marker_after_the_verification_fails_the_append_that_would_start_a_transaction() {
+    use lmq_storage::producers::VerificationGuard;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = open(dir.path(), &LogConfig::default());
+    let guard = log.producers().verification_guard(1);
+    assert_eq!(
+        guard,
+        VerificationGuard {
+            producer_id: 1,
+            last_marker_offset: -1
+        }
+    );
+    log.append_guarded(&mut txn_batch(1, 0, 0, 1), 0, 0, Some(&[guard]))
+        .unwrap();
+    // Ongoing: the guard is not needed for the next batch of the same transaction.
+    log.append_guarded(&mut txn_batch(1, 0, 1, 1), 0, 0, Some(&[]))
+        .unwrap();
+    // The coordinator verified the next transaction, then a marker (a timed-out abort, say)
+    // ended the current one before the append.
+    let stale = log.producers().verification_guard(1);
+    write_marker(&mut log, marker(1, 0, 0, MarkerKind::Abort));
+    assert!(matches!(
+        log.append_guarded(&mut txn_batch(1, 0, 2, 1), 0, 0, Some(&[stale])),
+        Err(StorageError::Sequence {
+            reason: SequenceError::StaleVerification { producer_id: 1 },
+            ..
+        })
+    ));
+    assert!(matches!(
+        log.append_guarded(&mut txn_batch(1, 0, 2, 1), 0, 0, Some(&[])),
+        Err(StorageError::Sequence {
+            reason: SequenceError::StaleVerification { .. },
+            ..
+        })
+    ));
+    let fresh = log.producers().verification_guard(1);
+    log.append_guarded(&mut txn_batch(1, 0, 2, 1), 0, 0, Some(&[fresh]))
+        .unwrap();
+    assert_eq!(log.first_ongoing_offset(), Some(3));
+}

@@ -686,7 +686,9 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
             SequenceError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
-            SequenceError::TransactionOngoing { .. } => ResponseError::InvalidTxnState,
+            SequenceError::TransactionOngoing { .. } | SequenceError::StaleVerification { .. } => {
+                ResponseError::InvalidTxnState
+            }
             // Kafka's ProduceRequest validation: clients never write control records.
             SequenceError::ControlBatch => ResponseError::InvalidRecord,
         },

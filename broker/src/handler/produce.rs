@@ -44,6 +44,7 @@ use crate::replication::AckError;
 use crate::security::acl::{AclOperation, ResourceType};
 use crate::topic_config::TopicSettings;
 use crate::txn_hooks::Verification;
+use lmq_storage::producers::VerificationGuard;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -330,9 +331,14 @@ pub async fn producer_ids_end(cluster: &ClusterNode, request: &ProduceRequest) -
 
 /// The transactional batches of one produce that the transaction coordinator refused to
 /// let start a transaction on their partition (KIP-890): (topic, partition) → code, reason.
+/// With each transactional batch's guard: what the partition showed of its producer when
+/// the coordinator was asked (or the transaction was seen ongoing), checked again under the
+/// partition's lock at the append, so a marker written meanwhile fails the append instead
+/// of letting it start a transaction nobody verified (Kafka's verification guard).
 #[derive(Debug, Clone, Default)]
 pub struct TxnVerdicts {
     refused: HashMap<(String, i32), (i16, String)>,
+    guards: HashMap<(String, i32), VerificationGuard>,
 }
 
 /// The transactional batch of a partition's records: (producer id, epoch).
@@ -362,12 +368,25 @@ pub async fn verify_transactions(broker: &Broker, request: &ProduceRequest) -> T
             else {
                 continue;
             };
-            let Ok(partition) = topic.partition(partition_data.index) else {
+            let Some(partition) = topic
+                .partition(partition_data.index)
+                .ok()
+                .filter(|partition| partition.is_leader())
+            else {
                 continue;
             };
-            let ongoing = partition
-                .with_log(|log| Ok(log.producers().has_ongoing_transaction(producer_id)))
-                .unwrap_or(false);
+            let Ok((ongoing, guard)) = partition.with_log(|log| {
+                let producers = log.producers();
+                Ok((
+                    producers.has_ongoing_transaction(producer_id),
+                    producers.verification_guard(producer_id),
+                ))
+            }) else {
+                continue;
+            };
+            verdicts
+                .guards
+                .insert((topic_data.name.0.to_string(), partition_data.index), guard);
             if !ongoing {
                 asks.entry((producer_id, epoch))
                     .or_default()
@@ -577,7 +596,18 @@ impl Appender<'_> {
         };
         let metrics = &self.broker.metrics;
         let started = crate::metrics::stopwatch();
-        let appended = partition.append_as_leader(&mut records, acks, self.now_ms);
+        // A transactional batch may start a transaction only as verified (KIP-890).
+        let guard = self
+            .transactions
+            .guards
+            .get(&(topic.to_string(), partition.index))
+            .copied();
+        let appended = if transactional_producer(&records).is_some() {
+            let guards: Vec<VerificationGuard> = guard.into_iter().collect();
+            partition.append_as_leader_guarded(&mut records, acks, self.now_ms, Some(&guards))
+        } else {
+            partition.append_as_leader(&mut records, acks, self.now_ms)
+        };
         metrics
             .produce_append_duration
             .observe(started.elapsed().as_secs_f64());

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use lmq_storage::control::TxnMarker;
-use lmq_storage::producers::{CompletedTxn, MarkerEpochRule};
+use lmq_storage::producers::{CompletedTxn, MarkerEpochRule, VerificationGuard};
 use lmq_storage::{
     AppendInfo, FlushPolicy, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits,
     ReadResult, RetentionOutcome, StorageError, TimestampMatch,
@@ -493,8 +493,20 @@ impl Partition {
         acks: Acks,
         now_ms: i64,
     ) -> Result<LeaderAppend, ReplicaError> {
+        self.append_as_leader_guarded(records, acks, now_ms, None)
+    }
+
+    /// [`Self::append_as_leader`] of a produce whose transactional batches were verified
+    /// with the transaction coordinator (`PartitionLog::append_guarded`).
+    pub fn append_as_leader_guarded(
+        &self,
+        records: &mut [u8],
+        acks: Acks,
+        now_ms: i64,
+        guards: Option<&[VerificationGuard]>,
+    ) -> Result<LeaderAppend, ReplicaError> {
         self.leader_append(acks, now_ms, |log, epoch| {
-            Ok((log.append(records, epoch, now_ms)?, ()))
+            Ok((log.append_guarded(records, epoch, now_ms, guards)?, ()))
         })
         .map(|(append, ())| append)
     }

@@ -12,6 +12,7 @@ use crate::control::{ControlContent, MarkerKind, TxnMarker, decode_control};
 use crate::error::{Result, StorageError};
 use crate::producers::{
     BatchMetadata, CompletedTxn, MarkerEpochRule, ProducerBatch, ProducerStates, SequenceCheck,
+    SequenceError, VerificationGuard,
 };
 use crate::scan::BatchHeader;
 use crate::segment::ActiveSegment;
@@ -140,6 +141,20 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.append_guarded(batches, leader_epoch, now_ms, None)
+    }
+
+    /// [`Self::append`] of a client's produce whose transactional batches were verified
+    /// with the transaction coordinator (KIP-890): with `guards`, a transactional batch that
+    /// starts its producer's transaction is refused (`StaleVerification`) unless its
+    /// producer's guard is given and still holds (no marker since).
+    pub fn append_guarded(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        guards: Option<&[VerificationGuard]>,
+    ) -> Result<AppendInfo> {
         self.ensure_writable()?;
         if leader_epoch < 0 {
             return Err(StorageError::InvalidLeaderEpoch {
@@ -156,6 +171,9 @@ impl PartitionLog {
         }
         let ranges = split_batches(batches, self.config.batch_bytes_max, Source::Producer)?;
         let verdicts = self.check_producers(batches, &ranges)?;
+        if let Some(guards) = guards {
+            self.check_guards(&verdicts, guards)?;
+        }
         let timestamp_type = self.config.timestamp_type;
         self.poison_on_error(|log| {
             log.assign_epoch(leader_epoch, log.log_end_offset())?;
@@ -194,6 +212,30 @@ impl PartitionLog {
             }
             log.finish_append(now_ms, info)
         })
+    }
+
+    /// KIP-890's verification guard: each transactional batch that would start its
+    /// producer's transaction needs that producer's guard, unchanged since it was taken.
+    fn check_guards(&self, verdicts: &[Verdict], guards: &[VerificationGuard]) -> Result<()> {
+        for (batch_index, verdict) in verdicts.iter().enumerate() {
+            let Verdict::Append(producer) = verdict else {
+                continue;
+            };
+            let states = &self.state.producers;
+            if !producer.is_transactional || states.has_ongoing_transaction(producer.producer_id) {
+                continue;
+            }
+            let now = states.verification_guard(producer.producer_id);
+            if !guards.contains(&now) {
+                return Err(StorageError::Sequence {
+                    batch_index,
+                    reason: SequenceError::StaleVerification {
+                        producer_id: producer.producer_id,
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Idempotence verdicts for every batch of a call, before anything is written: a refused
