@@ -165,12 +165,23 @@ async fn write_marker(
     kind: MarkerKind,
     coordinator_epoch: i32,
 ) -> i16 {
+    write_marker_to(client, TOPIC, producer_id, 0, kind, coordinator_epoch).await
+}
+
+async fn write_marker_to(
+    client: &mut TestClient,
+    topic_name: &str,
+    producer_id: i64,
+    producer_epoch: i16,
+    kind: MarkerKind,
+    coordinator_epoch: i32,
+) -> i16 {
     let mut topic = WritableTxnMarkerTopic::default();
-    topic.name = name(TOPIC);
+    topic.name = name(topic_name);
     topic.partition_indexes = vec![0];
     let mut marker = WritableTxnMarker::default();
     marker.producer_id = ProducerId(producer_id);
-    marker.producer_epoch = 0;
+    marker.producer_epoch = producer_epoch;
     marker.transaction_result = kind == MarkerKind::Commit;
     marker.coordinator_epoch = coordinator_epoch;
     marker.topics = vec![topic];
@@ -419,21 +430,75 @@ async fn read_committed_sees_committed_transactions_only_after_their_marker() {
     assert_eq!(aborts, Some(vec![]), "a read past the abort lists nothing");
     assert_eq!(latest(&mut client, 1).await, 6);
 
+    // A marker with a bumped producer epoch (KIP-890 part 2) becomes the producer's epoch;
+    // an older one is fenced. No such topic: UNKNOWN_TOPIC_OR_PARTITION.
+    assert_eq!(
+        write_marker_to(
+            &mut coordinator,
+            TOPIC,
+            committing,
+            1,
+            MarkerKind::Commit,
+            5
+        )
+        .await,
+        0
+    );
+    assert_eq!(
+        write_marker_to(
+            &mut coordinator,
+            TOPIC,
+            committing,
+            0,
+            MarkerKind::Commit,
+            5
+        )
+        .await,
+        INVALID_PRODUCER_EPOCH
+    );
+    assert_eq!(
+        write_marker_to(
+            &mut coordinator,
+            "none",
+            committing,
+            1,
+            MarkerKind::Commit,
+            5
+        )
+        .await,
+        3
+    );
+
     // A restart keeps the last stable offset and the aborted index; a transaction left
     // open stays open.
     let third = producer_id(&mut client).await;
     assert_eq!(
         produce_txn(&mut client, txn_batch(third, 0, &["open"])).await,
-        (0, 6)
+        (0, 7)
     );
     drop((client, coordinator));
     broker.stop().await;
     let broker = TestBroker::start_in(dir.path(), |_| {}).await;
     let mut client = broker.client().await;
-    assert_eq!(latest(&mut client, 1).await, 6);
-    assert_eq!(latest(&mut client, 0).await, 7);
+    assert_eq!(latest(&mut client, 1).await, 7);
+    assert_eq!(latest(&mut client, 0).await, 8);
     let (values, aborts) = records_and_aborts(&fetch_isolated(&mut client, 0, 1).await);
     assert_eq!(values, ["plain", "c1", "c2", "a1"]);
     assert_eq!(aborts, Some(vec![(aborting, 3)]));
+
+    // An abort, then a crash (no log closed): recovery replays the marker.
+    let mut coordinator = broker_client(&broker).await;
+    assert_eq!(
+        write_marker(&mut coordinator, third, MarkerKind::Abort, 5).await,
+        0
+    );
+    drop((client, coordinator));
+    broker.crash().await;
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    let mut client = broker.client().await;
+    assert_eq!(latest(&mut client, 1).await, 9);
+    let (values, aborts) = records_and_aborts(&fetch_isolated(&mut client, 0, 1).await);
+    assert_eq!(values, ["plain", "c1", "c2", "a1", "open"]);
+    assert_eq!(aborts, Some(vec![(aborting, 3), (third, 7)]));
     broker.stop().await;
 }
