@@ -37,6 +37,13 @@ pub struct Broker {
     pub plain_users: crate::security::plain::PlainUsers,
     /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
     pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
+    /// The transaction coordinator's check of transactional produces (KIP-890), installed
+    /// once it runs. Without it a transactional produce starting a transaction on a
+    /// partition is refused as retriable: never accepted unverified.
+    pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
+    /// The group coordinator's ear for markers on `__consumer_offsets`, installed once
+    /// transactional offset commits are served.
+    pub txn_marker_listener: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnMarkerListener>>,
 }
 
 impl Broker {
@@ -90,6 +97,8 @@ impl Broker {
             metrics,
             ready: AtomicBool::new(false),
             authorizer,
+            txn_verifier: std::sync::OnceLock::new(),
+            txn_marker_listener: std::sync::OnceLock::new(),
         })
     }
 
