@@ -37,13 +37,9 @@ pub struct Broker {
     pub plain_users: crate::security::plain::PlainUsers,
     /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
     pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
-    /// The transaction coordinator's check of transactional produces (KIP-890), installed
-    /// once it runs. Without it a transactional produce starting a transaction on a
-    /// partition is refused as retriable: never accepted unverified.
+    /// A replacement for the transaction coordinator's check of transactional produces
+    /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
     pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
-    /// The group coordinator's ear for markers on `__consumer_offsets`, installed once
-    /// transactional offset commits are served.
-    pub txn_marker_listener: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnMarkerListener>>,
 }
 
 impl Broker {
@@ -98,7 +94,6 @@ impl Broker {
             ready: AtomicBool::new(false),
             authorizer,
             txn_verifier: std::sync::OnceLock::new(),
-            txn_marker_listener: std::sync::OnceLock::new(),
         })
     }
 

@@ -1,13 +1,10 @@
-//! The partition side's seams to the coordinators of transactions (KIP-890 verification)
-//! and of groups (transactional offset commits). The partitions, Produce and
-//! WriteTxnMarkers call them; the coordinators implement them and are installed on the
-//! [`crate::broker::Broker`] once they run (`Broker::txn_verifier`,
-//! `Broker::txn_marker_listener`).
+//! The partition side's seam to the transaction coordinator (KIP-890 verification):
+//! Produce asks it through `cluster::txn_verify`, or through `Broker::txn_verifier` when a
+//! test installs another.
 
 use std::future::Future;
 use std::pin::Pin;
 
-use lmq_storage::control::MarkerKind;
 
 /// One producer's transactional produce to partitions where it has no transaction ongoing:
 /// the coordinator must confirm each was added to its ongoing transaction (KIP-890 part 1,
@@ -43,12 +40,4 @@ pub type Verifying<'a> = Pin<Box<dyn Future<Output = Vec<Verification>> + Send +
 /// Asks the transaction coordinator whether partitions are in a producer's transaction.
 pub trait TxnVerifier: Send + Sync + std::fmt::Debug {
     fn verify<'a>(&'a self, request: &'a VerifyRequest) -> Verifying<'a>;
-}
-
-/// Told of every transaction marker written to a `__consumer_offsets` partition once the ISR
-/// has it (WriteTxnMarkers' acks=all), so the group coordinator makes the producer's
-/// pending transactional offset commits visible (COMMIT) or drops them (ABORT), as Kafka's
-/// `GroupMetadata.completePendingTxnOffsetCommit`.
-pub trait TxnMarkerListener: Send + Sync + std::fmt::Debug {
-    fn transaction_completed(&self, offsets_partition: i32, producer_id: i64, kind: MarkerKind);
 }

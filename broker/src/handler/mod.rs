@@ -488,7 +488,7 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let transactions = produce::verify_transactions(broker, &body).await;
+        let transactions = produce::verify_transactions(broker, cluster, &body).await;
         let appended = produce::append(
             broker,
             cluster,

@@ -352,7 +352,11 @@ fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
 /// partition where a transactional batch would start the producer's transaction (none is
 /// ongoing there): Kafka's verification before the append. Partitions this broker does not
 /// lead are left to the append's own refusal.
-pub async fn verify_transactions(broker: &Broker, request: &ProduceRequest) -> TxnVerdicts {
+pub async fn verify_transactions(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    request: &ProduceRequest,
+) -> TxnVerdicts {
     let mut verdicts = TxnVerdicts::default();
     let Some(transactional_id) = request.transactional_id.as_ref() else {
         return verdicts;
@@ -403,7 +407,7 @@ pub async fn verify_transactions(broker: &Broker, request: &ProduceRequest) -> T
         };
         let answers = match broker.txn_verifier.get() {
             Some(verifier) => verifier.verify(&ask).await,
-            None => Vec::new(),
+            None => crate::cluster::txn_verify::verify(broker, cluster, &ask).await,
         };
         for (index, key) in ask.partitions.into_iter().enumerate() {
             let verification = answers

@@ -7,7 +7,7 @@
 //! NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH (an older producer epoch),
 //! TRANSACTION_COORDINATOR_FENCED (an older coordinator epoch), NOT_ENOUGH_REPLICAS,
 //! REQUEST_TIMED_OUT, KAFKA_STORAGE_ERROR. A marker on `__consumer_offsets` is then told to
-//! the group coordinator (`Broker::txn_marker_listener`), which makes the producer's
+//! the group coordinator (`GroupCoordinator::complete_transaction`), which makes the producer's
 //! transactional offset commits visible or drops them.
 //!
 //! v1 carries no transaction version, so the producer epoch is checked as Kafka checks
@@ -118,9 +118,11 @@ pub async fn handle(
         });
         let code = match outcome {
             Ok(_) if topic == OFFSETS_TOPIC => {
-                if let Some(listener) = broker.txn_marker_listener.get() {
-                    listener.transaction_completed(index, marker.producer_id, marker.kind);
-                }
+                broker.groups.complete_transaction(
+                    usize::try_from(index).unwrap_or(0),
+                    marker.producer_id,
+                    marker.kind == MarkerKind::Commit,
+                );
                 NONE
             }
             Ok(_) => NONE,
