@@ -82,7 +82,9 @@ pub async fn handle(
                     match append(cluster, &lookup, index, &txn_marker, now_ms) {
                         Ok(appended) => {
                             pending.push((
-                                (response.markers.len(), topic_result_index(&result), index),
+                                // Where the answer goes: this marker's, this topic's
+                                // (both pushed after their loops).
+                                (response.markers.len(), result.topics.len(), index),
                                 appended,
                                 topic.name.0.to_string(),
                                 txn_marker,
@@ -143,11 +145,6 @@ pub async fn handle(
         }
     }
     response
-}
-
-/// The index the topic being filled will have in `result.topics`.
-fn topic_result_index(result: &WritableTxnMarkerResult) -> usize {
-    result.topics.len()
 }
 
 /// A marker appended, waiting for what its success depends on.
