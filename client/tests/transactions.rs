@@ -247,3 +247,101 @@ async fn a_new_producer_with_the_same_transactional_id_fences_the_old_one() {
         target.finish().await;
     }
 }
+
+/// Kafka's `kafka-transactions.sh` (TransactionsCommand from scripts/kafka.sh's jars)
+/// against `target`: its stdout, or the failure with stderr. Awaited, not blocked on: the
+/// in-process LMQ broker serves on this test's runtime meanwhile.
+async fn transactions_tool(target: &Target, args: &[&str]) -> String {
+    let repo = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let output = tokio::process::Command::new(repo.join("scripts/kafka.sh"))
+        .args([
+            "tool",
+            "org.apache.kafka.tools.TransactionsCommand",
+            "--bootstrap-server",
+            target.address(),
+        ])
+        .args(args)
+        .output()
+        .await
+        .expect("running scripts/kafka.sh tool (it needs Maven and Java)");
+    assert!(
+        output.status.success(),
+        "{}: kafka-transactions.sh {args:?} failed: {}",
+        target.name(),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8(output.stdout).unwrap()
+}
+
+#[tokio::test]
+async fn kafka_transactions_tool_lists_describes_and_aborts_a_hanging_transaction() {
+    for target in targets().await {
+        let topic = unique("txn-tool");
+        let id = unique("tool");
+        let admin = Admin::connect(target.client()).await.unwrap();
+        admin
+            .create_topic(&topic, 1, 1, &BTreeMap::new())
+            .await
+            .unwrap();
+        // A transaction left open: its records hold read_committed consumers back.
+        let producer = transactional(&target, &id).await;
+        producer.begin().unwrap();
+        send_all(&producer, &topic, &["open-1", "open-2"]).await;
+        producer.flush().await;
+
+        let listed = transactions_tool(&target, &["list"]).await;
+        let line = listed
+            .lines()
+            .find(|line| line.contains(&id))
+            .unwrap_or_else(|| panic!("{}: {id} not listed:\n{listed}", target.name()));
+        assert!(line.contains("Ongoing"), "{}: {line}", target.name());
+        let described = transactions_tool(&target, &["describe", "--transactional-id", &id]).await;
+        assert!(
+            described.contains("Ongoing") && described.contains(&format!("{topic}-0")),
+            "{}: {described}",
+            target.name()
+        );
+        let producers = transactions_tool(
+            &target,
+            &["describe-producers", "--topic", &topic, "--partition", "0"],
+        )
+        .await;
+        assert!(
+            producers.lines().count() >= 2,
+            "{}: no producer described:\n{producers}",
+            target.name()
+        );
+        // An administrator aborts it on the partition (WriteTxnMarkers from the tool).
+        transactions_tool(
+            &target,
+            &[
+                "abort",
+                "--topic",
+                &topic,
+                "--partition",
+                "0",
+                "--start-offset",
+                "0",
+            ],
+        )
+        .await;
+        assert!(
+            values(&target, &topic, true, 0).await.is_empty(),
+            "{}: the aborted records are not read_committed",
+            target.name()
+        );
+        // The consumer is no longer held back: later committed records are read.
+        let other = transactional(&target, &unique("after")).await;
+        other.begin().unwrap();
+        send_all(&other, &topic, &["after"]).await;
+        other.commit().await.unwrap();
+        assert_eq!(
+            values(&target, &topic, true, 1).await,
+            ["after"],
+            "{}",
+            target.name()
+        );
+        drop(producer);
+        target.finish().await;
+    }
+}
