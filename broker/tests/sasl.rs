@@ -122,6 +122,15 @@ async fn handshake(client: &mut TestClient, mechanism: &str) -> (i16, Vec<String
 
 /// One SaslAuthenticate: (error code, server bytes).
 async fn authenticate(client: &mut TestClient, bytes: &[u8]) -> (i16, Vec<u8>) {
+    let (code, bytes, _) = authenticate_answer(client, bytes).await;
+    (code, bytes)
+}
+
+/// One SaslAuthenticate: (error code, server bytes, error message).
+async fn authenticate_answer(
+    client: &mut TestClient,
+    bytes: &[u8],
+) -> (i16, Vec<u8>, Option<String>) {
     let mut request = SaslAuthenticateRequest::default();
     request.auth_bytes = Bytes::copy_from_slice(bytes);
     let ResponseKind::SaslAuthenticate(response) = client
@@ -134,7 +143,11 @@ async fn authenticate(client: &mut TestClient, bytes: &[u8]) -> (i16, Vec<u8>) {
     else {
         panic!()
     };
-    (response.error_code, response.auth_bytes.to_vec())
+    (
+        response.error_code,
+        response.auth_bytes.to_vec(),
+        response.error_message.map(|message| message.to_string()),
+    )
 }
 
 fn hmac512(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -145,13 +158,23 @@ fn hmac512(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A SCRAM-SHA-512 exchange as a client runs it: the error code of the last step.
 async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16 {
+    scram_exchange(client, user, password).await.0
+}
+
+/// A SCRAM-SHA-512 exchange: the error code and message of the last step.
+async fn scram_exchange(
+    client: &mut TestClient,
+    user: &str,
+    password: &str,
+) -> (i16, Option<String>) {
     let (code, _) = handshake(client, "SCRAM-SHA-512").await;
     assert_eq!(code, 0);
     let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
     let first_bare = format!("n={user},r={client_nonce}");
-    let (code, server_first) = authenticate(client, format!("n,,{first_bare}").as_bytes()).await;
+    let (code, server_first, message) =
+        authenticate_answer(client, format!("n,,{first_bare}").as_bytes()).await;
     if code != 0 {
-        return code;
+        return (code, message);
     }
     let server_first = String::from_utf8(server_first).unwrap();
     let mut nonce = "";
@@ -179,7 +202,7 @@ async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16
         .map(|(a, b)| a ^ b)
         .collect();
     let final_message = format!("{without_proof},p={}", BASE64.encode(proof));
-    let (code, server_final) = authenticate(client, final_message.as_bytes()).await;
+    let (code, server_final, message) = authenticate_answer(client, final_message.as_bytes()).await;
     if code == 0 {
         // The server proves it knows the credential too.
         let server_key = hmac512(&salted, b"Server Key");
@@ -189,7 +212,7 @@ async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16
         );
         assert_eq!(String::from_utf8(server_final).unwrap(), expected);
     }
-    code
+    (code, message)
 }
 
 /// AlterUserScramCredentials setting `user`'s SCRAM-SHA-512 password, as kafka-configs.sh
@@ -311,9 +334,15 @@ async fn scram_credentials_set_through_the_api_authenticate_and_wrong_ones_close
     assert_eq!(metadata.brokers[0].port, i32::from(broker.sasl.port()));
 
     let mut wrong = client(broker.sasl).await;
+    // Kafka's words, which say nothing of why (a user without credentials reads the same).
+    let refusal = Some(
+        "Authentication failed during authentication due to invalid credentials with SASL \
+         mechanism SCRAM-SHA-512"
+            .to_string(),
+    );
     assert_eq!(
-        scram_login(&mut wrong, "alice", "guess").await,
-        58,
+        scram_exchange(&mut wrong, "alice", "guess").await,
+        (58, refusal.clone()),
         "SASL_AUTHENTICATION_FAILED"
     );
     assert!(
@@ -321,7 +350,10 @@ async fn scram_credentials_set_through_the_api_authenticate_and_wrong_ones_close
         "a failed authentication leaves the connection open"
     );
     let mut stranger = client(broker.sasl).await;
-    assert_eq!(scram_login(&mut stranger, "mallory", "x").await, 58);
+    assert_eq!(
+        scram_exchange(&mut stranger, "mallory", "x").await,
+        (58, refusal)
+    );
 
     // A deleted credential no longer authenticates.
     let mut deletion = ScramCredentialDeletion::default();
@@ -595,7 +627,9 @@ async fn oauth_login(client: &mut TestClient, token: &str) -> (i16, i64) {
 
 /// OAUTHBEARER: a token signed by a key of the JWKS, for the expected issuer and audience and
 /// not expired, authenticates its subject; the session ends with the token (with
-/// re-authentication on); a wrong signature, issuer, audience or an expired token is refused.
+/// re-authentication on); a wrong signature, issuer, audience or an expired token is refused
+/// as Kafka refuses it (RFC 7628 3.2.2): the answer is the error `{"status":"invalid_token"}`,
+/// the client acknowledges it with %x01, and the exchange fails with that message.
 #[tokio::test]
 async fn oauthbearer_tokens_are_checked_against_the_jwks() {
     let (key, jwks) = signing_key();
@@ -660,11 +694,21 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
         ),
         ("not a token", "abc".to_string()),
     ];
+    let invalid = r#"{"status":"invalid_token"}"#;
     for (what, token) in refused {
         let mut refused_client = client(broker.sasl).await;
+        assert_eq!(handshake(&mut refused_client, "OAUTHBEARER").await.0, 0);
+        let initial = format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}");
+        let (code, challenge, _) =
+            authenticate_answer(&mut refused_client, initial.as_bytes()).await;
         assert_eq!(
-            oauth_login(&mut refused_client, &token).await.0,
-            58,
+            (code, challenge.as_slice()),
+            (0, invalid.as_bytes()),
+            "{what}"
+        );
+        assert_eq!(
+            authenticate_answer(&mut refused_client, b"\x01").await,
+            (58, Vec::new(), Some(invalid.to_string())),
             "{what}"
         );
         assert!(
@@ -672,6 +716,22 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
             "{what}: the connection stays open"
         );
     }
+    // A message that is no client initial response fails at once, as Kafka's SaslException.
+    let mut malformed = client(broker.sasl).await;
+    assert_eq!(handshake(&mut malformed, "OAUTHBEARER").await.0, 0);
+    assert_eq!(
+        authenticate_answer(&mut malformed, b"n,,\x01auth=Basic abc\x01\x01").await,
+        (
+            58,
+            Vec::new(),
+            Some(
+                "Authentication failed during authentication due to invalid credentials with \
+                 SASL mechanism OAUTHBEARER"
+                    .to_string()
+            )
+        )
+    );
+    assert!(malformed.is_closed().await);
     broker.node.stop().await;
 }
 
