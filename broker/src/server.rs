@@ -777,6 +777,15 @@ pub async fn run(
     if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
         tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
     }
+    let sasl = &broker.config.sasl;
+    if let (Some(rules), Some(url)) = (&broker.oauth_rules, &sasl.oauthbearer_jwks_url) {
+        tasks.spawn(crate::security::jwks::keep_fetched(
+            Arc::clone(rules),
+            url.clone(),
+            sasl.oauthbearer_jwks_refresh_ms,
+            shutdown.clone(),
+        ));
+    }
     broker
         .ready
         .store(true, std::sync::atomic::Ordering::Release);

@@ -735,6 +735,94 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
     broker.node.stop().await;
 }
 
+/// A loopback HTTP server answering every GET with the JWKS `document` holds at the time.
+async fn serve_jwks(document: Arc<std::sync::Mutex<String>>) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut socket, _)) = listener.accept().await else {
+                return;
+            };
+            let body = document.lock().unwrap().clone();
+            tokio::spawn(async move {
+                // The request head (a GET has no body); then the answer, and close.
+                let mut head = Vec::new();
+                let mut buffer = [0u8; 1024];
+                while !head.ends_with(b"\r\n\r\n") {
+                    match socket.read(&mut buffer).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(answer.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+/// Whether an OAUTHBEARER login with `token` succeeds on a new connection.
+async fn oauth_accepted(address: std::net::SocketAddr, token: &str) -> bool {
+    let mut client = client(address).await;
+    if oauth_login(&mut client, token).await.0 != 0 {
+        return false;
+    }
+    // A refused token is answered with the error as a challenge, not with a failure yet.
+    metadata_served(&mut client).await
+}
+
+/// Polls (every 50 ms, 10 s at most) until a login with `token` is accepted or refused as
+/// `accepted` says.
+async fn until_oauth(address: std::net::SocketAddr, token: &str, accepted: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while oauth_accepted(address, token).await != accepted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a login was still {} after 10 s",
+            if accepted { "refused" } else { "accepted" }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// OAUTHBEARER keys from a URL (Kafka's `sasl.oauthbearer.jwks.endpoint.url`), served here by
+/// a loopback HTTP server: fetched at start, then again every `oauthbearer_jwks_refresh_ms`,
+/// so a rotated key set applies without a restart: the new key's tokens authenticate, the old
+/// key's no longer do.
+#[tokio::test]
+async fn oauthbearer_keys_come_from_a_jwks_url_and_follow_its_rotation() {
+    let (old_key, old_jwks) = signing_key();
+    let (new_key, new_jwks) = signing_key();
+    let document = Arc::new(std::sync::Mutex::new(old_jwks));
+    let url = serve_jwks(Arc::clone(&document)).await;
+    let broker = start_with(|config| {
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(SaslMechanism::OauthBearer);
+        config.sasl.oauthbearer_jwks_url = Some(url);
+        config.sasl.oauthbearer_jwks_refresh_ms = 200;
+    })
+    .await;
+    let now_s = common::now_ms() / 1000;
+    let claims = serde_json::json!({"sub": "frank", "exp": now_s + 120, "iat": now_s});
+    let old_token = token(&old_key, claims.clone());
+    let new_token = token(&new_key, claims);
+    until_oauth(broker.sasl, &old_token, true).await;
+    assert!(!oauth_accepted(broker.sasl, &new_token).await);
+
+    *document.lock().unwrap() = new_jwks;
+    until_oauth(broker.sasl, &new_token, true).await;
+    assert!(!oauth_accepted(broker.sasl, &old_token).await);
+    broker.node.stop().await;
+}
+
 /// One SaslAuthenticate that ends an exchange: the error code and the session lifetime.
 async fn login_token(client: &mut TestClient, token: String) -> (i16, i64) {
     let mut request = SaslAuthenticateRequest::default();
