@@ -20,6 +20,9 @@
 #
 #   compat-tests/secure-matrix.sh BINARY
 #
+# Last, LMQ restarted on the same data with its OAUTHBEARER keys from a JWKS URL (a loopback
+# http.server) instead of the file: the Java client's token and expired token again.
+#
 # Prints 'PASS name' / 'FAIL name: reason' per check and, last, 'secure-matrix: N passed, M
 # failed'; exits non-zero if anything failed. LMQ_COMPAT_KEEP=1 keeps the work directory.
 set -euo pipefail
@@ -43,9 +46,11 @@ PASSED=0
 FAILED=0
 LMQ_PID=""
 KAFKA_DIR=""
+JWKS_PID=""
 cleanup() {
   local rc=$?
   [[ -z "$LMQ_PID" ]] || stop_pid "$LMQ_PID" 15 || true
+  [[ -z "$JWKS_PID" ]] || stop_pid "$JWKS_PID" 5 || true
   [[ -z "$KAFKA_DIR" ]] || "$KAFKA" broker stop "$KAFKA_DIR" >/dev/null 2>&1 || true
   if ((FAILED > 0 || rc != 0)) || [[ -n "${LMQ_COMPAT_KEEP:-}" ]]; then
     echo "$LIB_NAME: work directory kept: $WORK" >&2
@@ -128,7 +133,10 @@ EOF
 bash "$WORK/setup-run.sh" >"$LOGS/setup.log" 2>&1 || { tail -n 20 "$LOGS/setup.log" >&2; die "the documented set-up failed (logs/setup.log)"; }
 
 say "lmq serve as documented (the secure-serve block), then the secure-admin blocks"
-(cd "$SECURE" && exec bash -euo pipefail "$WORK/secure-serve.sh") >"$LOGS/lmq.log" 2>&1 </dev/null &
+# One command, exec'd in place of the subshell, so LMQ_PID is the broker itself.
+serve_command="$(grep -v '^\s*$' "$WORK/secure-serve.sh")"
+[[ "$(wc -l <<<"$serve_command")" -eq 1 ]] || die "the secure-serve block must be one command"
+(cd "$SECURE" && eval "exec $serve_command") >"$LOGS/lmq.log" 2>&1 </dev/null &
 LMQ_PID=$!
 wait_for_line "$LOGS/lmq.log" 'lmq ready' 60 "$LMQ_PID" >/dev/null || die "lmq did not start (logs/lmq.log)"
 (cd "$SECURE" && bash -euo pipefail "$WORK/secure-admin.sh") >"$LOGS/lmq-admin.log" 2>&1 ||
@@ -336,6 +344,37 @@ run_both franz-go-sasl-plaintext-plain plain_ok
 run_both franz-go-plain-wrong-password plain_wrong
 expect_ok franz-go-sasl-plaintext-plain
 expect_refused franz-go-plain-wrong-password SASL_AUTHENTICATION_FAILED
+
+say "LMQ restarted with its key set from a JWKS URL ([sasl] oauthbearer_jwks_url, a loopback http.server) instead of the file: the Java client's OAUTHBEARER again"
+stop_pid "$LMQ_PID" 15 || true
+wait "$LMQ_PID" 2>/dev/null || true
+LMQ_PID=""
+JWKS_PORT="$(free_port)"
+(cd "$SECURE" && exec python3 -m http.server "$JWKS_PORT" --bind 127.0.0.1) >"$LOGS/jwks-http.log" 2>&1 </dev/null &
+JWKS_PID=$!
+wait_for_port "$JWKS_PORT" 15 "$JWKS_PID" || die "the JWKS http.server did not start (logs/jwks-http.log)"
+sed "s#^oauthbearer_jwks_file = .*#oauthbearer_jwks_url = \"http://127.0.0.1:$JWKS_PORT/jwks.json\"#" \
+  "$SECURE/lmq.toml" >"$SECURE/lmq-jwks-url.toml"
+grep -q oauthbearer_jwks_url "$SECURE/lmq-jwks-url.toml" || die "lmq.toml has no oauthbearer_jwks_file line to replace"
+lmq serve --config "$SECURE/lmq-jwks-url.toml" --data-dir "$SECURE/data" --admin-listen off >"$LOGS/lmq-jwks-url.log" 2>&1 </dev/null &
+LMQ_PID=$!
+wait_for_line "$LOGS/lmq-jwks-url.log" 'lmq ready' 60 "$LMQ_PID" >/dev/null || die "lmq did not start with the JWKS URL (logs/lmq-jwks-url.log)"
+for name in java-sasl-ssl-oauthbearer java-oauthbearer-expired-token; do
+  properties=carol.properties
+  [[ "$name" == *expired* ]] && properties=carol-expired.properties
+  java_client "$SECURE" "$properties" >"$LOGS/lmq-jwks-url-$name.log" 2>&1 || true
+  line="$(client_line "$LOGS/lmq-jwks-url-$name.log")"
+  echo "  lmq (JWKS URL) $name: ${line:-(nothing)}"
+  expected="OK"
+  [[ "$name" == *expired* ]] && expected="${OUTCOME["kafka $name"]}"
+  if [[ "$line" == "$expected"* ]]; then
+    result "lmq-jwks-url $name"
+  else
+    result "lmq-jwks-url $name" "expected '$expected', got: ${line:-no outcome line}"
+  fi
+done
+stop_pid "$JWKS_PID" 5 || true
+JWKS_PID=""
 
 echo "secure-matrix: $PASSED passed, $FAILED failed"
 ((FAILED == 0))
