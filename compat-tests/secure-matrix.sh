@@ -281,10 +281,13 @@ expect_refused() {
 say "confluent-kafka over SASL_SSL with SCRAM-SHA-512 (dave.properties)"
 scram_ok() { python_client "$2" dave.properties; }
 scram_wrong() { python_client "$2" dave.properties sasl.password=not-daves; }
+scram_untrusted_broker() { python_client "$2" dave.properties "ssl.ca.location=$2/stranger-ca.pem"; }
 run_both confluent-kafka-sasl-ssl-scram-sha-512 scram_ok
 run_both confluent-kafka-scram-wrong-password scram_wrong
+run_both confluent-kafka-untrusted-broker-certificate scram_untrusted_broker
 expect_ok confluent-kafka-sasl-ssl-scram-sha-512
 expect_refused confluent-kafka-scram-wrong-password _AUTHENTICATION
+expect_refused confluent-kafka-untrusted-broker-certificate _SSL
 
 say "kcat (Debian's librdkafka) over SASL_SSL with SCRAM-SHA-512 (dave.properties as kcat -F reads it)"
 # kcat_client DIR [-X K=V...]: produce one record as dave and read partition 0 back; a

@@ -47,8 +47,10 @@ func run(bootstrap, user, password, topic string) (string, error) {
 		kgo.SeedBrokers(bootstrap), auth,
 		kgo.RequiredAcks(kgo.AllISRAcks()),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()),
-		kgo.RecordDeliveryTimeout(30*time.Second),
-		kgo.RetryTimeout(20*time.Second),
+		// A refused login is retried until these run out (franz-go then reports the
+		// broker's error): short, as a healthy broker answers at once.
+		kgo.RecordDeliveryTimeout(10*time.Second),
+		kgo.RetryTimeout(10*time.Second),
 	)
 	if err != nil {
 		return "", err
