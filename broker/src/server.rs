@@ -781,8 +781,11 @@ pub async fn run(
     if let (Some(rules), Some(url)) = (&broker.oauth_rules, &sasl.oauthbearer_jwks_url) {
         tasks.spawn(crate::security::jwks::keep_fetched(
             Arc::clone(rules),
-            url.clone(),
-            sasl.oauthbearer_jwks_refresh_ms,
+            crate::security::jwks::JwksSource {
+                url: url.clone(),
+                ca_file: sasl.oauthbearer_jwks_ca_file.clone(),
+                refresh_ms: sasl.oauthbearer_jwks_refresh_ms,
+            },
             shutdown.clone(),
         ));
     }

@@ -735,36 +735,85 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
     broker.node.stop().await;
 }
 
-/// A loopback HTTP server answering every GET with the JWKS `document` holds at the time.
-async fn serve_jwks(document: Arc<std::sync::Mutex<String>>) -> String {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+/// A loopback HTTP server answering every GET with the JWKS `document` holds at the time;
+/// over TLS with `tls` (then the URL is https).
+async fn serve_jwks(
+    document: Arc<std::sync::Mutex<String>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/jwks.json", listener.local_addr().unwrap());
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/jwks.json", listener.local_addr().unwrap());
     tokio::spawn(async move {
         loop {
-            let Ok((mut socket, _)) = listener.accept().await else {
+            let Ok((socket, _)) = listener.accept().await else {
                 return;
             };
             let body = document.lock().unwrap().clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
-                // The request head (a GET has no body); then the answer, and close.
-                let mut head = Vec::new();
-                let mut buffer = [0u8; 1024];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match socket.read(&mut buffer).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(read) => head.extend_from_slice(&buffer[..read]),
+                match tls {
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        if let Ok(stream) = acceptor.accept(socket).await {
+                            answer_get(stream, &body).await;
+                        }
                     }
+                    None => answer_get(socket, &body).await,
                 }
-                let answer = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-                    body.len()
-                );
-                let _ = socket.write_all(answer.as_bytes()).await;
             });
         }
     });
     url
+}
+
+/// Reads a request head (a GET has no body), answers `body` as JSON and closes.
+async fn answer_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    body: &str,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A CA's certificate (PEM) and a server configuration for 127.0.0.1 it signed.
+fn https_identity() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "identity provider CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let certificate = params.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    (ca.pem(), Arc::new(config))
 }
 
 /// Whether an OAUTHBEARER login with `token` succeeds on a new connection.
@@ -800,7 +849,7 @@ async fn oauthbearer_keys_come_from_a_jwks_url_and_follow_its_rotation() {
     let (old_key, old_jwks) = signing_key();
     let (new_key, new_jwks) = signing_key();
     let document = Arc::new(std::sync::Mutex::new(old_jwks));
-    let url = serve_jwks(Arc::clone(&document)).await;
+    let url = serve_jwks(Arc::clone(&document), None).await;
     let broker = start_with(|config| {
         config
             .sasl
@@ -821,6 +870,40 @@ async fn oauthbearer_keys_come_from_a_jwks_url_and_follow_its_rotation() {
     until_oauth(broker.sasl, &new_token, true).await;
     assert!(!oauth_accepted(broker.sasl, &old_token).await);
     broker.node.stop().await;
+}
+
+/// An https JWKS URL of an identity provider with a private CA: with
+/// `oauthbearer_jwks_ca_file` its keys are fetched and tokens authenticate; trusting only the
+/// public web roots, the fetch fails and every token is refused.
+#[tokio::test]
+async fn an_https_jwks_url_is_trusted_through_its_ca_file() {
+    let (key, jwks) = signing_key();
+    let (ca_pem, server) = https_identity();
+    let url = serve_jwks(Arc::new(std::sync::Mutex::new(jwks)), Some(server)).await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let now_s = common::now_ms() / 1000;
+    let token = token(
+        &key,
+        serde_json::json!({"sub": "frank", "exp": now_s + 120, "iat": now_s}),
+    );
+    let oauth = |config: &mut BrokerConfig, ca: Option<std::path::PathBuf>| {
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(SaslMechanism::OauthBearer);
+        config.sasl.oauthbearer_jwks_url = Some(url.clone());
+        config.sasl.oauthbearer_jwks_ca_file = ca;
+    };
+    let trusting = start_with(|config| oauth(config, Some(ca_file.clone()))).await;
+    until_oauth(trusting.sasl, &token, true).await;
+    trusting.node.stop().await;
+
+    let web_roots_only = start_with(|config| oauth(config, None)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!oauth_accepted(web_roots_only.sasl, &token).await);
+    web_roots_only.node.stop().await;
 }
 
 /// One SaslAuthenticate that ends an exchange: the error code and the session lifetime.

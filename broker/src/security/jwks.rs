@@ -2,8 +2,10 @@
 //! at start and then every `oauthbearer_jwks_refresh_ms`, so an identity provider's rotated
 //! keys apply without a restart. A failed fetch, or a document that is no key set, keeps the
 //! keys in force and is retried with Kafka's backoff (100 ms doubling to 10 s); until the
-//! first fetch succeeds every token is refused.
+//! first fetch succeeds every token is refused. An `https://` URL's certificate must chain to
+//! `oauthbearer_jwks_ca_file`, else to the public web roots.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,19 +27,33 @@ type Client = hyper_util::client::legacy::Client<
     Empty<Bytes>,
 >;
 
-/// Keeps `rules`' keys those of `url` until `shutdown`.
+/// Where the key set comes from (`[sasl] oauthbearer_jwks_*`).
+#[derive(Debug, Clone)]
+pub struct JwksSource {
+    pub url: String,
+    pub ca_file: Option<PathBuf>,
+    pub refresh_ms: u64,
+}
+
+/// Keeps `rules`' keys those of the source's URL until `shutdown`.
 pub async fn keep_fetched(
     rules: Arc<TokenRules>,
-    url: String,
-    refresh_ms: u64,
+    source: JwksSource,
     mut shutdown: tokio::sync::watch::Receiver<bool>,
 ) {
-    let client = client();
+    let JwksSource {
+        url,
+        ca_file,
+        refresh_ms,
+    } = source;
     let mut failures: u32 = 0;
     loop {
-        let fetched = fetch(&client, &url)
-            .await
-            .and_then(|text| parse_keys(&text));
+        // The client is built for each fetch: a CA file that is broken now may be repaired.
+        let fetched = match client(ca_file.as_deref()) {
+            Ok(client) => fetch(&client, &url).await,
+            Err(error) => Err(error),
+        }
+        .and_then(|text| parse_keys(&text));
         let wait_ms = match fetched {
             Ok(keys) => {
                 tracing::debug!(%url, keys = keys.keys.len(), "OAUTHBEARER key set fetched");
@@ -64,17 +80,41 @@ fn retry_ms(failures: u32) -> u64 {
     (RETRY_MS_MIN << doublings).min(RETRY_MS_MAX)
 }
 
-/// https (the public web roots) or http; one connection per fetch (an hourly fetch has
-/// nothing to pool).
-fn client() -> Client {
+/// https (trusting `ca_file`, else the public web roots) or http; one connection per fetch
+/// (an hourly fetch has nothing to pool).
+fn client(ca_file: Option<&std::path::Path>) -> Result<Client, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certificates = CertificateDer::pem_file_iter(path)
+                .and_then(|certificates| certificates.collect::<Result<Vec<_>, _>>())
+                .map_err(|error| format!("reading {}: {error}", path.display()))?;
+            let (added, _unusable) = roots.add_parsable_certificates(certificates);
+            if added == 0 {
+                return Err(format!("no usable CA certificate in {}", path.display()));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    // The provider is named: rustls panics when the process has none or several installed.
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|error| format!("TLS versions: {error}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     let connector = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_webpki_roots()
+        .with_tls_config(tls)
         .https_or_http()
         .enable_http1()
         .build();
-    hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
-        .pool_max_idle_per_host(0)
-        .build(connector)
+    Ok(
+        hyper_util::client::legacy::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .pool_max_idle_per_host(0)
+            .build(connector),
+    )
 }
 
 /// The body of a GET of `url` that answered 200, within the time and size bounds.

@@ -74,6 +74,9 @@ pub struct SaslConfig {
     /// Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the URL's key set is
     /// fetched again (an identity provider's new key is used from then on).
     pub oauthbearer_jwks_refresh_ms: u64,
+    /// PEM CA certificates an `https://` JWKS URL's certificate must chain to (an identity
+    /// provider with a private CA); unset: the public web roots.
+    pub oauthbearer_jwks_ca_file: Option<std::path::PathBuf>,
     /// The `iss` a token must carry (`sasl.oauthbearer.expected.issuer`); unset: any.
     pub oauthbearer_expected_issuer: Option<String>,
     /// One of these must be in a token's `aud` (`sasl.oauthbearer.expected.audience`);
@@ -91,6 +94,7 @@ impl Default for SaslConfig {
             oauthbearer_jwks_file: None,
             oauthbearer_jwks_url: None,
             oauthbearer_jwks_refresh_ms: oauthbearer::JWKS_REFRESH_MS,
+            oauthbearer_jwks_ca_file: None,
             oauthbearer_expected_issuer: None,
             oauthbearer_expected_audience: Vec::new(),
             oauthbearer_sub_claim_name: "sub".to_string(),
