@@ -305,6 +305,7 @@ async fn consume_partition(
         client: client_config(&bootstrap),
         max_wait: Duration::from_millis(100),
         partition_max_bytes: 1 << 20,
+        ..ConsumerConfig::default()
     })
     .await?;
     consumer

@@ -23,6 +23,11 @@ pub struct Broker {
     pub clock: Arc<dyn Clock>,
     pub cluster_id: String,
     pub groups: GroupCoordinator,
+    /// The transaction coordinator of the `__transaction_state` partitions this broker
+    /// leads; its markers go out through `markers`.
+    pub transactions: crate::txn::coordinator::TxnCoordinator,
+    /// The marker channel the cluster's sending task drains (`cluster::markers`).
+    pub markers: Arc<crate::cluster::markers::MarkerChannel>,
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
@@ -33,6 +38,9 @@ pub struct Broker {
     /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled; with a
     /// JWKS URL its keys are kept current by `security::jwks::keep_fetched`.
     pub oauth_rules: Option<Arc<crate::security::oauthbearer::TokenRules>>,
+    /// A replacement for the transaction coordinator's check of transactional produces
+    /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
+    pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
 }
 
 impl Broker {
@@ -53,6 +61,8 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir, syncer.as_ref())?;
         let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
+        let markers = Arc::new(crate::cluster::markers::MarkerChannel::default());
+        let transactions = open_transaction_coordinator(&config, Arc::clone(&markers));
         let plain_users = match &config.sasl.plain_users_file {
             Some(path) => crate::security::plain::PlainUsers::load(path)
                 .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
@@ -83,14 +93,41 @@ impl Broker {
             clock,
             cluster_id,
             groups,
+            transactions,
+            markers,
             metrics,
             ready: AtomicBool::new(false),
             authorizer,
+            txn_verifier: std::sync::OnceLock::new(),
         })
     }
 
     pub fn now_ms(&self) -> i64 {
         self.clock.now_ms()
+    }
+
+    /// What the marker channel heard from a partition leader, told to the transaction
+    /// coordinator. A marker refused for good changes nothing: the transaction stays
+    /// prepared until its state partition's next owner loads it and sends its markers again.
+    pub fn marker_outcome(&self, outcome: crate::cluster::markers::MarkerOutcome) {
+        if let crate::cluster::markers::MarkerOutcome::Written {
+            transactional_id,
+            producer_id,
+            producer_epoch,
+            topic,
+            partition,
+        } = outcome
+        {
+            self.transactions.marker_written(
+                &transactional_id,
+                crate::txn::state::ProducerIdAndEpoch {
+                    producer_id,
+                    producer_epoch,
+                },
+                &crate::txn::TopicPartition::new(&topic, partition),
+                self.now_ms(),
+            );
+        }
     }
 
     /// The background flushes due (every second): rolled segments, interval flushes, and an
@@ -167,12 +204,51 @@ pub fn offsets_topic_configs(settings: &crate::config::GroupSettings) -> BTreeMa
     ])
 }
 
+/// The configs `__transaction_state` is created with, as Kafka's `TransactionLog`: compacted
+/// (the latest state per transactional id is what a replay needs), its own min ISR and
+/// segment size, never an unclean leader, uncompressed (the records are small).
+pub fn transaction_state_topic_configs(config: &BrokerConfig) -> BTreeMap<String, String> {
+    let (_, min_isr) = config.transaction_state_replication();
+    BTreeMap::from([
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("compression.type".to_string(), "uncompressed".to_string()),
+        ("min.insync.replicas".to_string(), min_isr.to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+        ("retention.bytes".to_string(), "-1".to_string()),
+        (
+            "segment.bytes".to_string(),
+            config.transactions.state_log_segment_bytes.to_string(),
+        ),
+        (
+            "unclean.leader.election.enable".to_string(),
+            "false".to_string(),
+        ),
+    ])
+}
+
 /// The group coordinator starts without partitions: the cluster metadata creates the
 /// offsets topic on first use (`handler::find_coordinator`) and the coordinator adopts each
 /// partition this broker leads (`cluster::reconcile`).
 fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, TopicError> {
     GroupCoordinator::load(config.group.coordinator_config(), Vec::new(), 0)
         .map_err(TopicError::from)
+}
+
+/// The transaction coordinator starts without partitions, like the group coordinator: the
+/// first FindCoordinator for a transactional id creates `__transaction_state` and each
+/// partition this broker leads is loaded (`cluster::reconcile`). Transaction version 1
+/// (flexible state records, no epoch bump per transaction): LMQ does not advertise the
+/// `transaction.version` feature, so clients run the protocol before KIP-890 part 2.
+fn open_transaction_coordinator(
+    config: &BrokerConfig,
+    markers: Arc<crate::cluster::markers::MarkerChannel>,
+) -> crate::txn::coordinator::TxnCoordinator {
+    use crate::txn::coordinator::{TxnCoordinator, txn_config};
+    let settings = txn_config(&config.transactions, crate::txn::TransactionVersion::V1);
+    TxnCoordinator::new(
+        settings,
+        Box::new(move |request| markers.send(crate::cluster::markers::MarkerJob::from(request))),
+    )
 }
 
 /// The cluster id, made once and kept in the data directory so it survives restarts.

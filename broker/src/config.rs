@@ -82,6 +82,8 @@ pub struct BrokerConfig {
     pub log: LogDefaults,
     /// Consumer group coordinator settings.
     pub group: GroupSettings,
+    /// Transaction coordinator settings (Kafka's `transaction.*` broker configs).
+    pub transactions: TransactionSettings,
     /// The log cleaner (compaction of topics with `cleanup.policy=compact`).
     pub cleaner: CleanerSettings,
     /// Replicated cluster settings (used with `consul`).
@@ -285,6 +287,79 @@ impl GroupSettings {
     }
 }
 
+/// The transaction coordinator and its `__transaction_state` topic, Kafka's names.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TransactionSettings {
+    /// Partitions of `__transaction_state` (`transaction.state.log.num.partitions`), fixed
+    /// when it is first created: a transactional id's partition is the hash of the id modulo
+    /// that count.
+    pub state_log_num_partitions: i32,
+    /// Its replicas in a Consul cluster (`transaction.state.log.replication.factor`); until
+    /// that many brokers are alive FindCoordinator answers COORDINATOR_NOT_AVAILABLE. An
+    /// embedded node uses 1.
+    pub state_log_replication_factor: i16,
+    /// Its `min.insync.replicas` (`transaction.state.log.min.isr`), at most its replicas.
+    pub state_log_min_isr: i32,
+    /// Its `segment.bytes` (`transaction.state.log.segment.bytes`), at creation.
+    pub state_log_segment_bytes: u64,
+    /// The longest `transaction.timeout.ms` a producer may ask for
+    /// (`transaction.max.timeout.ms`; more is refused with INVALID_TRANSACTION_TIMEOUT).
+    pub max_timeout_ms: i64,
+    /// A transactional id with no transaction for this long is forgotten
+    /// (`transactional.id.expiration.ms`).
+    pub transactional_id_expiration_ms: i64,
+    /// How often transactions past their timeout are looked for and aborted
+    /// (`transaction.abort.timed.out.transaction.cleanup.interval.ms`).
+    pub abort_timed_out_transaction_cleanup_interval_ms: u64,
+    /// How often expired transactional ids are looked for
+    /// (`transaction.remove.expired.transaction.cleanup.interval.ms`).
+    pub remove_expired_transaction_cleanup_interval_ms: u64,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        TransactionSettings {
+            state_log_num_partitions: 50,
+            state_log_replication_factor: 3,
+            state_log_min_isr: 2,
+            state_log_segment_bytes: 100 * 1024 * 1024,
+            max_timeout_ms: 900_000,
+            transactional_id_expiration_ms: 7 * 24 * 60 * 60 * 1000,
+            abort_timed_out_transaction_cleanup_interval_ms: 10_000,
+            remove_expired_transaction_cleanup_interval_ms: 3_600_000,
+        }
+    }
+}
+
+impl TransactionSettings {
+    fn validate(&self) -> Result<(), String> {
+        if self.state_log_num_partitions < 1
+            || self.state_log_replication_factor < 1
+            || self.state_log_min_isr < 1
+        {
+            return Err(
+                "[transactions] state_log_num_partitions, state_log_replication_factor \
+                        and state_log_min_isr must be at least 1"
+                    .to_string(),
+            );
+        }
+        if self.max_timeout_ms < 1 || self.transactional_id_expiration_ms < 1 {
+            return Err(
+                "[transactions] max_timeout_ms and transactional_id_expiration_ms \
+                        must be at least 1"
+                    .to_string(),
+            );
+        }
+        if self.abort_timed_out_transaction_cleanup_interval_ms == 0
+            || self.remove_expired_transaction_cleanup_interval_ms == 0
+        {
+            return Err("[transactions] the cleanup intervals must be at least 1".to_string());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LogDefaults {
@@ -329,6 +404,7 @@ impl Default for BrokerConfig {
             allow_everyone_if_no_acl_found: false,
             log: LogDefaults::default(),
             group: GroupSettings::default(),
+            transactions: TransactionSettings::default(),
             cleaner: CleanerSettings::default(),
             cluster: ClusterSettings::default(),
         }
@@ -420,6 +496,19 @@ impl BrokerConfig {
         }
     }
 
+    /// `__transaction_state`'s replication factor and min ISR: the configured ones with
+    /// Consul (the min ISR at most the replicas, as a topic's), 1 and 1 for the embedded node.
+    pub fn transaction_state_replication(&self) -> (i16, i32) {
+        match self.cluster.consul {
+            Some(_) => {
+                let replicas = self.transactions.state_log_replication_factor;
+                let min_isr = self.transactions.state_log_min_isr.min(i32::from(replicas));
+                (replicas, min_isr)
+            }
+            None => (1, 1),
+        }
+    }
+
     pub fn from_toml_file(path: &Path) -> Result<Self, String> {
         let text = std::fs::read_to_string(path)
             .map_err(|error| format!("cannot read config file {}: {error}", path.display()))?;
@@ -486,6 +575,7 @@ impl BrokerConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.log.log_config()?;
         self.authorizer_config()?;
+        self.transactions.validate()?;
         if self.default_partitions < 1 {
             return Err("default_partitions must be at least 1".to_string());
         }

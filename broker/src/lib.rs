@@ -9,6 +9,7 @@ pub mod cli;
 pub mod clock;
 pub mod cluster;
 pub mod config;
+pub mod coordinator_log;
 pub mod group;
 mod handler;
 pub mod listeners;
@@ -25,6 +26,8 @@ pub mod server;
 mod test_support;
 pub mod topic_config;
 pub mod topics;
+pub mod txn;
+pub mod txn_hooks;
 pub mod upkeep;
 mod zero_copy;
 

@@ -46,9 +46,15 @@ pub enum TopicError {
 
 /// Topics that belong to the broker itself (Kafka's `Topic.isInternal`): their coordinator
 /// creates them with its own settings and alone writes them; clients may not create, delete,
-/// trim, grow or reconfigure them. `__transaction_state` and a share-group state topic join
-/// this list when their coordinators exist.
-pub const INTERNAL_TOPICS: &[&str] = &[crate::group::offsets::OFFSETS_TOPIC];
+/// trim, grow or reconfigure them. A share-group state topic joins this list when its
+/// coordinator exists.
+pub const INTERNAL_TOPICS: &[&str] = &[
+    crate::group::offsets::OFFSETS_TOPIC,
+    TRANSACTION_STATE_TOPIC,
+];
+
+/// The transaction coordinator's state (Kafka's `__transaction_state`).
+pub const TRANSACTION_STATE_TOPIC: &str = "__transaction_state";
 
 pub fn is_internal_topic(name: &str) -> bool {
     INTERNAL_TOPICS.contains(&name)

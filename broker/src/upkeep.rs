@@ -65,6 +65,19 @@ pub fn spawn(
     tasks.spawn(every(check_ms, check_ms, shutdown.clone(), move || {
         expire_offsets(Arc::clone(&expiry))
     }));
+    let settings = &broker.config.transactions;
+    let aborting = Arc::clone(broker);
+    let abort_ms = settings.abort_timed_out_transaction_cleanup_interval_ms;
+    tasks.spawn(every(abort_ms, abort_ms, shutdown.clone(), move || {
+        let broker = Arc::clone(&aborting);
+        async move { broker.transactions.abort_timed_out(broker.now_ms()) }
+    }));
+    let expiring = Arc::clone(broker);
+    let expire_ms = settings.remove_expired_transaction_cleanup_interval_ms;
+    tasks.spawn(every(expire_ms, expire_ms, shutdown.clone(), move || {
+        let broker = Arc::clone(&expiring);
+        async move { broker.transactions.expire_ids(broker.now_ms()) }
+    }));
 }
 
 /// One offset expiry pass: the tombstones are appended on the blocking pool, then waited

@@ -11,6 +11,11 @@
 use std::ops::RangeInclusive;
 
 use lmq_wire::protocol::messages::{
+    AddOffsetsToTxnRequest, AddOffsetsToTxnResponse, AddPartitionsToTxnRequest,
+    AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, TxnOffsetCommitRequest,
+    TxnOffsetCommitResponse, WriteTxnMarkersRequest, WriteTxnMarkersResponse,
+};
+use lmq_wire::protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse, ApiKey,
     ApiVersionsRequest, ApiVersionsResponse, CreatePartitionsRequest, CreatePartitionsResponse,
     CreateTopicsRequest, CreateTopicsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
@@ -50,6 +55,19 @@ pub struct ReplicaFetch(pub FetchRequest);
 impl From<ReplicaFetch> for RequestKind {
     fn from(fetch: ReplicaFetch) -> RequestKind {
         RequestKind::Fetch(fetch.0)
+    }
+}
+
+/// AddPartitionsToTxn in the form brokers send each other (v4+: batched transactions,
+/// `verify_only`): a partition leader asks a transaction coordinator whether a producer
+/// added partitions to its transaction (KIP-890, `broker/src/cluster/txn_verify.rs`).
+/// Producers send [`AddPartitionsToTxnRequest`] (v0-3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerAddPartitionsToTxn(pub AddPartitionsToTxnRequest);
+
+impl From<BrokerAddPartitionsToTxn> for RequestKind {
+    fn from(request: BrokerAddPartitionsToTxn) -> RequestKind {
+        RequestKind::AddPartitionsToTxn(request.0)
     }
 }
 
@@ -116,6 +134,17 @@ client_apis! {
     FindCoordinator: FindCoordinatorRequest => FindCoordinator(FindCoordinatorResponse), 0..=4;
     Produce: ProduceRequest => Produce(ProduceResponse), 3..=11;
     InitProducerId: InitProducerIdRequest => InitProducerId(InitProducerIdResponse), 0..=4;
+    /// Transactions as before KIP-890 part 2 (the client adds each partition; an EndTxn does
+    /// not bump the epoch): what every Kafka 4.x broker still serves.
+    AddPartitionsToTxn: AddPartitionsToTxnRequest
+        => AddPartitionsToTxn(AddPartitionsToTxnResponse), 0..=3;
+    BrokerAddPartitionsToTxn: BrokerAddPartitionsToTxn
+        => AddPartitionsToTxn(AddPartitionsToTxnResponse), 4..=5;
+    AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxn(AddOffsetsToTxnResponse), 0..=4;
+    TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommit(TxnOffsetCommitResponse), 0..=4;
+    EndTxn: EndTxnRequest => EndTxn(EndTxnResponse), 0..=4;
+    /// A transaction coordinator's markers to partition leaders (`broker/src/cluster/markers.rs`).
+    WriteTxnMarkers: WriteTxnMarkersRequest => WriteTxnMarkers(WriteTxnMarkersResponse), 1..=1;
     Fetch: FetchRequest => Fetch(FetchResponse), 4..=12;
     ReplicaFetch: ReplicaFetch => Fetch(FetchResponse), 12..=12;
     ListOffsets: ListOffsetsRequest => ListOffsets(ListOffsetsResponse), 1..=8;

@@ -76,6 +76,10 @@ struct State {
     controller: i32,
 }
 
+/// FindCoordinator's key types.
+const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
+
 /// The client's view of a cluster: its brokers, the controller, topic metadata (cached
 /// until invalidated) and one shared connection per broker address.
 #[derive(Debug)]
@@ -298,17 +302,28 @@ impl Cluster {
     /// answers (COORDINATOR_NOT_AVAILABLE, COORDINATOR_LOAD_IN_PROGRESS, ...) until the
     /// request timeout, as Kafka's clients do.
     pub async fn group_coordinator(&self, group: &str) -> Result<Arc<Connection>> {
+        self.coordinator(group, KEY_TYPE_GROUP).await
+    }
+
+    /// The connection to a transactional id's coordinator, retried as
+    /// [`Cluster::group_coordinator`].
+    pub async fn transaction_coordinator(&self, transactional_id: &str) -> Result<Arc<Connection>> {
+        self.coordinator(transactional_id, KEY_TYPE_TRANSACTION)
+            .await
+    }
+
+    async fn coordinator(&self, key: &str, key_type: i8) -> Result<Arc<Connection>> {
         crate::retry::retrying("FindCoordinator", self.config.request_timeout, || {
-            self.find_coordinator_once(group)
+            self.find_coordinator_once(key, key_type)
         })
         .await
     }
 
-    async fn find_coordinator_once(&self, group: &str) -> Result<Arc<Connection>> {
+    async fn find_coordinator_once(&self, group: &str, key_type: i8) -> Result<Arc<Connection>> {
         let connection = self.any_connection().await?;
         let version = connection.version::<FindCoordinatorRequest>()?;
         let mut request = FindCoordinatorRequest::default();
-        request.key_type = 0;
+        request.key_type = key_type;
         // v4 batched the keys and dropped the single one.
         if version >= 4 {
             request.coordinator_keys = vec![StrBytes::from_string(group.to_string())];

@@ -26,6 +26,10 @@ pub struct ConsumerConfig {
     /// Most bytes a fetch asks for from a partition (default 1 MiB); also the fetch's
     /// overall limit.
     pub partition_max_bytes: i32,
+    /// Kafka's `isolation.level=read_committed`: read only up to the last stable offset
+    /// and leave out the records of aborted transactions. Default `false`
+    /// (`read_uncommitted`, Kafka's default).
+    pub read_committed: bool,
 }
 
 impl Default for ConsumerConfig {
@@ -34,6 +38,7 @@ impl Default for ConsumerConfig {
             client: ClientConfig::default(),
             max_wait: Duration::from_millis(500),
             partition_max_bytes: 1024 * 1024,
+            read_committed: false,
         }
     }
 }
@@ -142,9 +147,9 @@ impl Consumer {
                     assignment.position,
                 )
             };
-            let fetched = self.fetch(&topic, partition, position).await?;
-            if let Some(last) = fetched.last() {
-                moved.push((index, last.offset + 1));
+            let (fetched, next) = self.fetch(&topic, partition, position).await?;
+            if next > position {
+                moved.push((index, next));
             }
             records.extend(fetched);
         }
@@ -161,7 +166,7 @@ impl Consumer {
         topic: &str,
         partition: i32,
         position: i64,
-    ) -> Result<Vec<ConsumedRecord>> {
+    ) -> Result<(Vec<ConsumedRecord>, i64)> {
         let connection = self.cluster.leader(topic, partition).await?;
         let mut fetch_partition = FetchPartition::default();
         fetch_partition.partition = partition;
@@ -175,12 +180,14 @@ impl Consumer {
         request.max_wait_ms = i32::try_from(self.config.max_wait.as_millis()).unwrap_or(i32::MAX);
         request.min_bytes = 1;
         request.max_bytes = self.config.partition_max_bytes.max(1);
+        request.isolation_level = i8::from(self.config.read_committed);
         request.topics = vec![fetch_topic];
         let response = connection.call(request).await?;
         if let Some(error) = ClientError::from_code("fetch", response.error_code, None) {
             return Err(error);
         }
         let mut out = Vec::new();
+        let mut next = position;
         for answered in response
             .responses
             .iter()
@@ -194,10 +201,19 @@ impl Consumer {
                 return Err(error);
             }
             if let Some(bytes) = &answered.records {
-                out.extend(decode_records(topic, partition, bytes.clone(), position)?);
+                let aborted: Vec<(i64, i64)> = answered
+                    .aborted_transactions
+                    .iter()
+                    .flatten()
+                    .map(|aborted| (aborted.producer_id.0, aborted.first_offset))
+                    .collect();
+                let (records, after) =
+                    decode_committed(topic, partition, bytes.clone(), position, &aborted)?;
+                out.extend(records);
+                next = next.max(after);
             }
         }
-        Ok(out)
+        Ok((out, next))
     }
 }
 
@@ -209,10 +225,59 @@ pub fn decode_records(
     bytes: Bytes,
     from: i64,
 ) -> Result<Vec<ConsumedRecord>> {
-    Ok(decode_batches(bytes, DECOMPRESSED_BYTES_MAX)?
-        .into_iter()
-        .filter(|record| record.offset >= from && !record.control)
-        .map(|record| ConsumedRecord {
+    Ok(decode_committed(topic, partition, bytes, from, &[])?.0)
+}
+
+/// The control record type of an ABORT marker (its key: version, then type; 1 is COMMIT).
+const CONTROL_TYPE_ABORT: i16 = 0;
+
+/// Like [`decode_records`], leaving out transaction markers and the records of the
+/// `aborted` transactions (producer id, first offset: a fetch's `aborted_transactions`), as
+/// Kafka's consumer does: a transactional record of a producer whose aborted transaction
+/// started at or before it is skipped until that producer's ABORT marker. Also returns the
+/// offset after the last whole record read, markers and skipped records included, so the
+/// position moves past them.
+pub fn decode_committed(
+    topic: &str,
+    partition: i32,
+    bytes: Bytes,
+    from: i64,
+    aborted: &[(i64, i64)],
+) -> Result<(Vec<ConsumedRecord>, i64)> {
+    let mut pending: Vec<(i64, i64)> = aborted.to_vec();
+    // By first offset, latest first, so the next to start is popped from the end.
+    pending.sort_unstable_by_key(|&(_, first)| std::cmp::Reverse(first));
+    let mut aborting: std::collections::HashSet<i64> = std::collections::HashSet::new();
+    let mut out = Vec::new();
+    let mut next = from;
+    for record in decode_batches(bytes, DECOMPRESSED_BYTES_MAX)? {
+        while pending
+            .last()
+            .is_some_and(|(_, first)| *first <= record.offset)
+        {
+            if let Some((producer_id, _)) = pending.pop() {
+                aborting.insert(producer_id);
+            }
+        }
+        if record.offset < from {
+            continue;
+        }
+        next = next.max(record.offset + 1);
+        if record.control {
+            let abort = record
+                .key
+                .as_ref()
+                .and_then(|key| key.get(2..4))
+                .is_some_and(|kind| i16::from_be_bytes([kind[0], kind[1]]) == CONTROL_TYPE_ABORT);
+            if abort {
+                aborting.remove(&record.producer_id);
+            }
+            continue;
+        }
+        if record.transactional && aborting.contains(&record.producer_id) {
+            continue;
+        }
+        out.push(ConsumedRecord {
             topic: topic.to_string(),
             partition,
             offset: record.offset,
@@ -220,6 +285,63 @@ pub fn decode_records(
             key: record.key,
             value: record.value,
             headers: record.headers,
-        })
-        .collect())
+        });
+    }
+    Ok((out, next))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use lmq_wire::records::{Codec, OutRecord, ProducerStamp, encode_batch};
+
+    /// A batch of `values` by `producer_id` at `base_offset`.
+    fn batch(base_offset: i64, producer_id: i64, transactional: bool, values: &[&str]) -> Vec<u8> {
+        let records: Vec<OutRecord> = values
+            .iter()
+            .map(|value| OutRecord {
+                value: Some(Bytes::from(value.to_string())),
+                ..OutRecord::default()
+            })
+            .collect();
+        let stamp = ProducerStamp {
+            producer_id,
+            producer_epoch: 0,
+            base_sequence: 0,
+            transactional,
+        };
+        let mut bytes = encode_batch(&records, Codec::None, Some(stamp))
+            .unwrap()
+            .to_vec();
+        // The base offset lies outside the CRC: the log sets it on append.
+        bytes[..8].copy_from_slice(&base_offset.to_be_bytes());
+        bytes
+    }
+
+    #[test]
+    fn read_committed_leaves_out_the_records_of_aborted_transactions() {
+        let fetched: Vec<u8> = [
+            batch(0, 1, true, &["aborted-1", "aborted-2"]),
+            batch(2, 2, true, &["committed"]),
+            batch(3, 1, false, &["plain"]),
+            batch(4, 3, true, &["aborted-later"]),
+        ]
+        .concat();
+        // Producer 1's transaction from offset 0 and producer 3's from 4 were aborted; a
+        // producer 1 record that is not transactional is not part of it.
+        let aborted = [(3, 4), (1, 0)];
+        let (records, next) =
+            decode_committed("t", 0, Bytes::from(fetched.clone()), 0, &aborted).unwrap();
+        let values: Vec<_> = records
+            .iter()
+            .map(|record| record.value.clone().unwrap())
+            .collect();
+        assert_eq!(values, ["committed", "plain"]);
+        assert_eq!(next, 5, "the position moves past the skipped records");
+        // Without aborted transactions (read_uncommitted) everything is read, from `from`.
+        let (all, _) = decode_committed("t", 0, Bytes::from(fetched), 1, &[]).unwrap();
+        assert_eq!(all.first().map(|record| record.offset), Some(1));
+        assert_eq!(all.len(), 4);
+    }
 }

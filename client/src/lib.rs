@@ -26,6 +26,7 @@ mod reassign;
 mod retry;
 pub mod scram;
 pub mod security;
+pub mod transaction;
 
 pub use admin::{Admin, OffsetSpec};
 pub use cluster::ClientConfig;

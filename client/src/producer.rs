@@ -17,7 +17,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use lmq_wire::protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use lmq_wire::protocol::messages::{
-    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName,
+    InitProducerIdRequest, ProduceRequest, ProduceResponse, TopicName, TransactionalId,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 pub use lmq_wire::records::Codec;
@@ -59,6 +59,13 @@ pub struct ProducerConfig {
     /// but a retried one can land after later ones, as with Kafka. An idempotent producer
     /// keeps one in flight, so a retry never reorders.
     pub max_in_flight: usize,
+    /// Kafka's `transactional.id`: records are sent in transactions ([`Producer::begin`],
+    /// [`Producer::commit`], [`Producer::abort`]), and connecting fences every older producer
+    /// with the same id. Needs idempotence and `Acks::All`. Default `None`.
+    pub transactional_id: Option<String>,
+    /// Kafka's `transaction.timeout.ms`: the coordinator aborts a transaction open longer
+    /// (default 60 s).
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -74,6 +81,8 @@ impl Default for ProducerConfig {
             batch_bytes: 16 * 1024,
             buffer_bytes: 32 * 1024 * 1024,
             max_in_flight: 5,
+            transactional_id: None,
+            transaction_timeout: Duration::from_secs(60),
         }
     }
 }
@@ -103,11 +112,7 @@ pub struct Delivery {
     pub offset: i64,
 }
 
-#[derive(Debug, Clone, Copy)]
-struct Identity {
-    producer_id: i64,
-    producer_epoch: i16,
-}
+use crate::transaction::{Identity, Transactions};
 
 type Waiter = oneshot::Sender<Result<Delivery>>;
 
@@ -133,6 +138,8 @@ struct Inner {
     cluster: Cluster,
     config: ProducerConfig,
     identity: Option<Identity>,
+    /// With a `transactional_id`: the transaction's state and coordinator.
+    transactions: Option<Transactions>,
     queues: Mutex<HashMap<(String, i32), PartitionQueue>>,
     memory: Arc<Semaphore>,
     wake: Notify,
@@ -155,10 +162,25 @@ impl Producer {
     /// starts the background sender, so it must be called within a Tokio runtime.
     pub async fn connect(config: ProducerConfig) -> Result<Self> {
         let cluster = Cluster::connect(config.client.clone()).await?;
-        let identity = if config.idempotent && config.acks == Acks::All {
-            Some(init_producer_id(&cluster).await?)
-        } else {
-            None
+        let transactions = match &config.transactional_id {
+            Some(_) if !config.idempotent || config.acks != Acks::All => {
+                return Err(ClientError::InvalidArgument(
+                    "a transactional producer needs idempotence and Acks::All".to_string(),
+                ));
+            }
+            Some(id) => Some(Transactions::new(
+                id.clone(),
+                config.transaction_timeout,
+                config.client.request_timeout,
+            )),
+            None => None,
+        };
+        let identity = match &transactions {
+            Some(transactions) => Some(transactions.init(&cluster).await?),
+            None if config.idempotent && config.acks == Acks::All => {
+                Some(init_producer_id(&cluster).await?)
+            }
+            None => None,
         };
         let inner = Arc::new(Inner {
             cluster,
@@ -167,6 +189,7 @@ impl Producer {
             )),
             config,
             identity,
+            transactions,
             queues: Mutex::new(HashMap::new()),
             wake: Notify::new(),
             idle: Notify::new(),
@@ -221,15 +244,6 @@ impl Producer {
             .acquire_many_owned(permits)
             .await
             .map_err(|_| ClientError::UnexpectedResponse("producer closed".to_string()))?;
-        let (waiter, receiver) = oneshot::channel();
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let wire_record = OutRecord {
-            key: record.key.clone(),
-            value: record.value.clone(),
-            headers: record.headers.clone(),
-            timestamp_ms: timestamp,
-        };
-        let mut queues = inner.queues.lock().await;
         let partition = match (record.partition, &record.key) {
             (Some(partition), _) => partition,
             (None, Some(key)) => partition_for_key(key, partitions),
@@ -239,6 +253,22 @@ impl Producer {
                 i32::try_from(inner.sticky.load(Ordering::Relaxed) % modulus).unwrap_or(0)
             }
         };
+        // A transaction's partition is registered with its coordinator before any of its
+        // batches can be sent.
+        if let (Some(transactions), Some(identity)) = (&inner.transactions, inner.identity) {
+            transactions
+                .add_partition(&inner.cluster, identity, topic, partition)
+                .await?;
+        }
+        let (waiter, receiver) = oneshot::channel();
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let wire_record = OutRecord {
+            key: record.key.clone(),
+            value: record.value.clone(),
+            headers: record.headers.clone(),
+            timestamp_ms: timestamp,
+        };
+        let mut queues = inner.queues.lock().await;
         let queue = queues.entry((topic.to_string(), partition)).or_default();
         let full = queue.open.as_ref().is_some_and(|open| {
             open.bytes + size > inner.config.batch_bytes && !open.records.is_empty()
@@ -270,6 +300,57 @@ impl Producer {
         drop(queues);
         inner.wake.notify_one();
         Ok(receiver)
+    }
+
+    fn transactions(&self) -> Result<(&Transactions, Identity)> {
+        match (&self.inner.transactions, self.inner.identity) {
+            (Some(transactions), Some(identity)) => Ok((transactions, identity)),
+            _ => Err(ClientError::InvalidArgument(
+                "not a transactional producer: set ProducerConfig::transactional_id".to_string(),
+            )),
+        }
+    }
+
+    /// Starts a transaction: the records sent until [`Producer::commit`] or
+    /// [`Producer::abort`] become visible to `read_committed` consumers together, or never.
+    pub fn begin(&self) -> Result<()> {
+        self.transactions()?.0.begin()
+    }
+
+    /// Adds consumed offsets of `group` to the transaction (Kafka's
+    /// `sendOffsetsToTransaction`): they are committed if and only if it commits. `offsets`
+    /// are (topic, partition, next offset to read); `member` the consumer's (generation, member
+    /// id, group instance id) when it is in the group, so a consumer that lost its partitions
+    /// cannot commit for them.
+    pub async fn send_offsets(
+        &self,
+        group: &str,
+        offsets: &[(String, i32, i64)],
+        member: Option<(i32, String, Option<String>)>,
+    ) -> Result<()> {
+        let (transactions, identity) = self.transactions()?;
+        transactions
+            .send_offsets(&self.inner.cluster, identity, group, offsets, member)
+            .await
+    }
+
+    /// Sends every record of the transaction, then commits it. When a record failed, nothing
+    /// is committed: the error comes back and the transaction must be aborted.
+    pub async fn commit(&self) -> Result<()> {
+        let (transactions, identity) = self.transactions()?;
+        self.flush().await;
+        if let Some(error) = transactions.failure() {
+            return Err(error);
+        }
+        transactions.end(&self.inner.cluster, identity, true).await
+    }
+
+    /// Waits for the records already sent, then aborts the transaction: none of its records
+    /// or offsets become visible to `read_committed` consumers.
+    pub async fn abort(&self) -> Result<()> {
+        let (transactions, identity) = self.transactions()?;
+        self.flush().await;
+        transactions.end(&self.inner.cluster, identity, false).await
     }
 
     /// Sends everything queued now and waits until every queued record is acknowledged.
@@ -385,6 +466,7 @@ async fn ship(inner: &Arc<Inner>, topic: String, partition: i32, batch: Batch, s
         producer_id: identity.producer_id,
         producer_epoch: identity.producer_epoch,
         base_sequence: sequence,
+        transactional: inner.transactions.is_some(),
     });
     // The first attempt is written here, in the sender's order; its answer is awaited below.
     let attempt = match encode_batch(&batch.records, inner.config.codec, stamp) {
@@ -439,6 +521,9 @@ async fn settle(
             }
         }
         Err(error) => {
+            if let Some(transactions) = &inner.transactions {
+                transactions.record_failure(&error);
+            }
             // Each record gets the batch's own error: its Kafka code tells a caller whether
             // sending again may help.
             for waiter in batch.waiters {
@@ -492,7 +577,10 @@ async fn start_produce(
     topic_data.name = TopicName(StrBytes::from_string(topic.to_string()));
     topic_data.partition_data = vec![data];
     let mut request = ProduceRequest::default();
-    request.transactional_id = None;
+    request.transactional_id = inner
+        .transactions
+        .as_ref()
+        .map(|transactions| TransactionalId(StrBytes::from_string(transactions.id().to_string())));
     request.acks = inner.config.acks.code();
     request.timeout_ms = 30_000;
     request.topic_data = vec![topic_data];

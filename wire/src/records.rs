@@ -120,6 +120,8 @@ pub struct ProducerStamp {
     pub producer_id: i64,
     pub producer_epoch: i16,
     pub base_sequence: i32,
+    /// The batch belongs to the producer's ongoing transaction.
+    pub transactional: bool,
 }
 
 /// Encodes `records` as one v2 batch (base offset 0, the broker assigns offsets) compressed
@@ -133,6 +135,9 @@ pub fn encode_batch(
     let mut builder = BatchBuilder::new(base_timestamp);
     if let Some(stamp) = producer {
         builder = builder.producer(stamp.producer_id, stamp.producer_epoch, stamp.base_sequence);
+        if stamp.transactional {
+            builder = builder.transactional();
+        }
     }
     for record in records {
         let headers: Vec<RecordHeader<'_>> = record
@@ -166,6 +171,11 @@ pub struct InRecord {
     pub headers: Vec<(String, Option<Bytes>)>,
     /// A transaction marker, never application data.
     pub control: bool,
+    /// The producer of its batch (-1 for a producer without an id).
+    pub producer_id: i64,
+    /// Its batch belongs to a transaction (aborted ones are left out by read_committed
+    /// consumers).
+    pub transactional: bool,
 }
 
 /// Decodes every whole batch in `bytes` (a fetch may end with a partial batch, which is
@@ -210,6 +220,8 @@ pub fn decode_batches(
                     })
                     .collect(),
                 control: view.is_control(),
+                producer_id: view.producer_id(),
+                transactional: view.is_transactional(),
             });
         }
     }
@@ -393,6 +405,7 @@ mod tests {
             producer_id: 9,
             producer_epoch: 2,
             base_sequence: 30,
+            transactional: true,
         };
         for codec in [
             Codec::None,
@@ -404,6 +417,7 @@ mod tests {
             let batch = encode_batch(&records, codec, Some(stamp)).unwrap();
             let view = BatchView::validated(&batch).unwrap();
             assert_eq!(Codec::from_attributes(view.attributes()).unwrap(), codec);
+            assert!(view.is_transactional() && !view.is_control());
             assert_eq!(
                 (
                     view.producer_id(),
@@ -460,7 +474,7 @@ mod tests {
         );
         let records: Vec<Record> = (0..3)
             .map(|offset| Record {
-                transactional: false,
+                transactional: true,
                 control: false,
                 delete_horizon: false,
                 partition_leader_epoch: -1,
@@ -494,6 +508,7 @@ mod tests {
             producer_id: 5,
             producer_epoch: 0,
             base_sequence: 7,
+            transactional: true,
         };
         assert_eq!(
             encode_batch(&ours, Codec::None, Some(stamp)).unwrap(),

@@ -62,6 +62,19 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::SaslAuthenticate, 0, 2),
     api(ApiKey::DescribeUserScramCredentials, 0, 0),
     api(ApiKey::AlterUserScramCredentials, 0, 0),
+    // Transactions as before KIP-890 part 2 (LMQ does not advertise `transaction.version`
+    // 2): EndTxn and TxnOffsetCommit stop below their version-2 forms; AddPartitionsToTxn
+    // v4-5 is the brokers' batched and verifying form.
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 4),
+    api(ApiKey::TxnOffsetCommit, 0, 4),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 2),
+    // Transactions, the partition side: markers from the transaction coordinator (Kafka 4
+    // serves v1+; KIP-896 removed v0) and the producer state of led partitions.
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

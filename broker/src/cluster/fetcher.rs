@@ -173,7 +173,7 @@ async fn fetch_from(broker: Arc<Broker>, node: Arc<ClusterNode>, leader: i32) {
 /// SSL: the broker's own certificate as the client certificate, the `[tls]` CA to trust the
 /// leader's) and proves on it that this is a broker of the cluster (`identity`), so the
 /// leader counts its fetches as a follower's.
-async fn connect_as_broker(
+pub(crate) async fn connect_as_broker(
     broker: &Broker,
     node: &ClusterNode,
     address: &str,

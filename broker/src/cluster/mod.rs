@@ -17,12 +17,14 @@ pub mod controller;
 pub mod credentials;
 mod fetcher;
 pub mod identity;
+pub mod markers;
 pub mod metadata;
 mod producer_ids;
 pub mod reassign;
 mod reconcile;
 pub mod store;
 mod tasks;
+pub mod txn_verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -100,6 +102,8 @@ pub struct ClusterNode {
     lease_config: LeaseConfig,
     /// Producer ids: this broker's block, and what the cluster handed out.
     producer_ids: producer_ids::ProducerIds,
+    /// Connections to transaction coordinators on other brokers (`txn_verify`).
+    verify_connections: txn_verify::VerifyConnections,
 }
 
 /// How often `tasks::keep_contact` passes this broker's TTL check and reads the health list.
@@ -582,6 +586,7 @@ pub async fn join(
         lease: std::sync::Mutex::new(Lease::new(lease_config, registered_at)),
         lease_config,
         producer_ids: producer_ids::ProducerIds::default(),
+        verify_connections: txn_verify::VerifyConnections::default(),
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));
@@ -626,6 +631,14 @@ pub async fn join(
     background.spawn(fetcher::manage(
         Arc::clone(&broker),
         Arc::clone(&node),
+        shutdown.clone(),
+    ));
+    let reporting = Arc::clone(&broker);
+    background.spawn(markers::run(
+        Arc::clone(&broker),
+        Arc::clone(&node),
+        Arc::clone(&broker.markers),
+        move |outcome| reporting.marker_outcome(outcome),
         shutdown,
     ));
     Ok(node)

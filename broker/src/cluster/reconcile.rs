@@ -8,6 +8,7 @@ use std::sync::Arc;
 use super::{ClusterNode, assignment_of};
 use crate::broker::Broker;
 use crate::group::offsets::OFFSETS_TOPIC;
+use crate::topics::TRANSACTION_STATE_TOPIC;
 use crate::topics::Topic;
 
 pub fn apply(broker: &Broker, node: &ClusterNode) {
@@ -19,8 +20,12 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
         };
         let config = ClusterNode::replication_config(broker, &state.configs);
         let offsets = name == OFFSETS_TOPIC;
+        let transaction_state = name == TRANSACTION_STATE_TOPIC;
         if offsets {
             broker.groups.adopt(local.partitions.clone());
+        }
+        if transaction_state {
+            broker.transactions.adopt(local.partitions.clone());
         }
         // Taking a role may persist a leader epoch (fsyncs): on threads, so the 50 offsets
         // partitions' waits overlap.
@@ -28,6 +33,10 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
         let roles = crate::topics::on_threads(&pairs, |(partition, wanted)| {
             partition.become_role(node.node_id, &assignment_of(wanted), config, now_ms)
         });
+        if transaction_state {
+            // Ids of partitions led elsewhere now answer NOT_COORDINATOR.
+            broker.transactions.drop_lost_partitions();
+        }
         for ((partition, _), role) in pairs.iter().zip(roles) {
             match role {
                 // The new coordinator of this partition's groups loads them from its log.
@@ -35,6 +44,13 @@ pub fn apply(broker: &Broker, node: &ClusterNode) {
                     let index = usize::try_from(partition.index).unwrap_or(0);
                     if let Err(error) = broker.groups.reload(index, now_ms) {
                         tracing::error!(partition = partition.index, %error, "cannot load the groups of an offsets partition");
+                    }
+                }
+                // The new coordinator of this partition's transactional ids loads them.
+                Ok(true) if transaction_state => {
+                    let index = usize::try_from(partition.index).unwrap_or(0);
+                    if let Err(error) = broker.transactions.reload(index, now_ms) {
+                        tracing::error!(partition = partition.index, %error, "cannot load a transaction state partition");
                     }
                 }
                 Ok(_) => {}

@@ -20,18 +20,15 @@ pub mod state;
 mod tests;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use bytes::Bytes;
-use lmq_storage::batch::{BatchView, parse_records};
-use lmq_storage::builder::BatchBuilder;
-use lmq_storage::{FirstBatch, ReadBound, ReadLimits, StorageError};
-use lmq_wire::Acks;
+use lmq_storage::StorageError;
 use tokio::sync::oneshot;
 
-use crate::partition::{Partition, ReplicaError};
-use crate::replication::AckError;
-use offsets::{CommittedOffset, OffsetKey, OffsetTable, Replayed, partition_for};
+use crate::coordinator_log::{CoordinatorLog, Durable, LogError, Ownership, partition_for};
+use crate::partition::Partition;
+use offsets::{CommittedOffset, OFFSETS_TOPIC, OffsetKey, OffsetTable, Replayed};
 use state::{
     GroupConfig, GroupError, GroupRecord, Groups, JoinRequest, JoinResponse, Output, SyncRequest,
     SyncResponse, Token,
@@ -57,6 +54,9 @@ struct Inner {
     /// their batch). Applied to `offsets` in log order once durable, so OffsetFetch never
     /// shows a commit the log may still lose; dropped when they fail.
     pending: BTreeMap<(usize, i64), Vec<OffsetChange>>,
+    /// Transactional offset commits by producer id, not shown to OffsetFetch until the
+    /// producer's COMMIT marker reaches their offsets partition (dropped on ABORT).
+    transactional: BTreeMap<i64, offsets::TransactionalOffsets>,
     /// Group records that did not become durable: (group, generation), for the next tick.
     failed_stores: Vec<(String, i32)>,
     waiters: HashMap<Token, Waiter>,
@@ -184,58 +184,12 @@ pub enum CommitError {
     NotCoordinator,
 }
 
-impl From<ReplicaError> for CommitError {
-    fn from(error: ReplicaError) -> Self {
+impl From<LogError> for CommitError {
+    fn from(error: LogError) -> Self {
         match error {
-            ReplicaError::Storage(error) => CommitError::Storage(error),
-            ReplicaError::NotLeader
-            | ReplicaError::NotEnoughReplicas
-            | ReplicaError::FencedLeaderEpoch(_)
-            | ReplicaError::UnknownLeaderEpoch(_) => CommitError::NotCoordinator,
+            LogError::Storage(error) => CommitError::Storage(error),
+            LogError::NotCoordinator => CommitError::NotCoordinator,
         }
-    }
-}
-
-/// A change written to the offsets log, to wait on before answering: its fsync (with
-/// `flush = "every-batch"`), then (in a cluster) the moment the ISR has it.
-#[derive(Debug, Default)]
-pub struct Durable {
-    flush: Option<(Arc<Partition>, i64)>,
-    committed: Option<oneshot::Receiver<Result<(), AckError>>>,
-    /// The offsets partition and last offset of the batch written.
-    position: Option<(usize, i64)>,
-}
-
-impl Durable {
-    /// The outcome when it is known without waiting.
-    fn settled(&mut self) -> Option<Result<(), CommitError>> {
-        if self.flush.is_some() {
-            return None;
-        }
-        let Some(committed) = self.committed.as_mut() else {
-            return Some(Ok(()));
-        };
-        match committed.try_recv() {
-            Ok(Ok(())) => Some(Ok(())),
-            Err(oneshot::error::TryRecvError::Empty) => None,
-            Ok(Err(_)) | Err(oneshot::error::TryRecvError::Closed) => {
-                Some(Err(CommitError::NotCoordinator))
-            }
-        }
-    }
-}
-
-/// Waits until a persisted group change is on disk and replicated (or `timeout` passes).
-async fn wait_durable(durable: Durable, timeout: std::time::Duration) -> Result<(), CommitError> {
-    if let Some((partition, end_offset)) = durable.flush {
-        partition.flush_to(end_offset).await?;
-    }
-    let Some(committed) = durable.committed else {
-        return Ok(());
-    };
-    match tokio::time::timeout(timeout, committed).await {
-        Ok(Ok(Ok(()))) => Ok(()),
-        _ => Err(CommitError::NotCoordinator),
     }
 }
 
@@ -253,12 +207,9 @@ pub struct OffsetCommit {
 pub struct GroupCoordinator {
     /// Shared with the tasks that answer once a group record is durable.
     inner: Arc<Mutex<Inner>>,
-    /// The offsets topic's partitions (replaced when a cluster (re)creates the topic).
-    offsets_partitions: RwLock<Vec<Arc<Partition>>>,
-    /// The leader epoch at which each offsets partition's groups were last loaded: a
-    /// partition led at another epoch is not loaded yet (COORDINATOR_LOAD_IN_PROGRESS, not
-    /// UNKNOWN_MEMBER_ID, which would make its members rejoin). Lock order: `inner` first.
-    loaded_epochs: Mutex<HashMap<usize, i32>>,
+    /// The offsets topic's partitions and which of them are loaded. Lock order: `inner`
+    /// first.
+    log: CoordinatorLog,
 }
 
 impl GroupCoordinator {
@@ -273,28 +224,24 @@ impl GroupCoordinator {
             groups: Groups::new(config, Box::new(state::RandomIds)),
             offsets: OffsetTable::default(),
             pending: BTreeMap::new(),
+            transactional: BTreeMap::new(),
             failed_stores: Vec::new(),
             waiters: HashMap::new(),
             stopping: false,
             next_token: 0,
         };
+        let log = CoordinatorLog::new(OFFSETS_TOPIC, offsets_partitions.clone());
         let mut loaded = Replayed::default();
         let mut records = 0usize;
         for partition in &offsets_partitions {
-            records += replay(partition, &mut loaded)?;
+            records += replay(&log, partition, &mut loaded)?;
         }
         let groups = loaded.group_ids().len();
         restore(&mut inner, loaded, now_ms);
         tracing::info!(records, groups, "loaded committed offsets and groups");
-        let loaded_epochs = offsets_partitions
-            .iter()
-            .enumerate()
-            .map(|(index, partition)| (index, partition.leader_epoch()))
-            .collect();
         Ok(GroupCoordinator {
             inner: Arc::new(Mutex::new(inner)),
-            offsets_partitions: RwLock::new(offsets_partitions),
-            loaded_epochs: Mutex::new(loaded_epochs),
+            log,
         })
     }
 
@@ -302,68 +249,22 @@ impl GroupCoordinator {
     pub fn adopt(&self, partitions: Vec<Arc<Partition>>) {
         // Lock order as in `commit`: the groups, then the partitions.
         let mut inner = self.lock();
-        let mut current = self
-            .offsets_partitions
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        let mut loaded = self
-            .loaded_epochs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        if partitions.len() != current.len() {
-            // Groups map to other partitions now: what was held went with the old ones.
-            inner.pending.clear();
-            loaded.clear();
-        } else {
-            // Every metadata change hands the same partitions over again: only a partition
-            // that was really replaced loses the changes held for its batches.
-            let replaced: Vec<usize> = current
-                .iter()
-                .zip(&partitions)
-                .enumerate()
-                .filter(|(_, (old, new))| !Arc::ptr_eq(old, new))
-                .map(|(index, _)| index)
-                .collect();
-            inner
-                .pending
-                .retain(|(held, _), _| !replaced.contains(held));
-            loaded.retain(|index, _| !replaced.contains(index));
-        }
-        *current = partitions;
-    }
-
-    fn offsets_partition(&self, group_id: &str) -> Option<(usize, Arc<Partition>)> {
-        let partitions = self
-            .offsets_partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner);
-        if partitions.is_empty() {
-            return None;
-        }
-        let index = partition_for(group_id, partitions.len());
-        Some((index, Arc::clone(&partitions[index])))
+        // Changes held for a replaced partition's batches went with it.
+        let replaced = self.log.adopt(partitions);
+        inner
+            .pending
+            .retain(|(held, _), _| !replaced.contains(*held));
     }
 
     /// Whether this broker coordinates the group: it leads the group's offsets partition and
     /// has loaded its groups at the current leader epoch.
     pub fn check_owner(&self, group_id: &str) -> Result<(), GroupError> {
-        match self.offsets_partition(group_id) {
-            Some((index, partition)) if partition.is_leader() => {
-                let loaded = self
-                    .loaded_epochs
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .get(&index)
-                    .copied();
-                if loaded == Some(partition.leader_epoch()) {
-                    Ok(())
-                } else {
-                    Err(GroupError::CoordinatorLoadInProgress)
-                }
-            }
-            Some(_) => Err(GroupError::NotCoordinator),
+        match self.log.ownership(group_id) {
+            Ownership::Owned => Ok(()),
+            Ownership::Loading => Err(GroupError::CoordinatorLoadInProgress),
+            Ownership::Elsewhere => Err(GroupError::NotCoordinator),
             // A cluster broker before the offsets topic exists.
-            None => Err(GroupError::CoordinatorNotAvailable),
+            Ownership::NoTopic => Err(GroupError::CoordinatorNotAvailable),
         }
     }
 
@@ -371,19 +272,14 @@ impl GroupCoordinator {
     /// its leader: the log, replicated from the previous leader, is the truth); restored
     /// members' sessions run from `now_ms`.
     pub fn reload(&self, index: usize, now_ms: i64) -> Result<(), StorageError> {
-        let partitions = self
-            .offsets_partitions
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone();
-        let Some(partition) = partitions.get(index) else {
+        let Some(partition) = self.log.partition(index) else {
             return Ok(());
         };
-        let count = partitions.len();
+        let count = self.log.partition_count();
         // The epoch this load is for (read first: a later leadership loads again).
         let epoch = partition.leader_epoch();
         let mut loaded = Replayed::default();
-        let replayed = replay(partition, &mut loaded)?;
+        let replayed = replay(&self.log, &partition, &mut loaded)?;
         let mut inner = self.lock();
         let mine = |group: &str| partition_for(group, count) == index;
         let stale: Vec<String> = inner
@@ -397,11 +293,11 @@ impl GroupCoordinator {
         }
         inner.offsets.retain_groups(|group| !mine(group));
         inner.pending.retain(|(held, _), _| *held != index);
+        for offsets in inner.transactional.values_mut() {
+            offsets.retain(|key, _| !mine(&key.group_id));
+        }
         restore(&mut inner, loaded, now_ms);
-        self.loaded_epochs
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(index, epoch);
+        self.log.mark_loaded(index, epoch);
         tracing::info!(
             partition = index,
             records = replayed,
@@ -449,14 +345,18 @@ impl GroupCoordinator {
         };
         match durable.settled() {
             Some(Ok(())) => answers.into_iter().for_each(Answer::send),
-            Some(Err(error)) => fail_store(inner, group, answers, &error),
+            Some(Err(error)) => fail_store(inner, group, answers, &error.into()),
             None => {
                 let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                     return fail_store(inner, group, answers, &CommitError::NotCoordinator);
                 };
                 let shared = Arc::clone(&self.inner);
                 runtime.spawn(async move {
-                    match wait_durable(durable, OFFSETS_COMMIT_TIMEOUT).await {
+                    match durable
+                        .wait(OFFSETS_COMMIT_TIMEOUT)
+                        .await
+                        .map_err(CommitError::from)
+                    {
                         Ok(()) => answers.into_iter().for_each(Answer::send),
                         Err(error) => fail_store(&mut lock(&shared), group, answers, &error),
                     }
@@ -576,32 +476,8 @@ impl GroupCoordinator {
             .groups
             .validate_commit(group_id, member_id, instance_id, generation_id)
             .map_err(CommitError::Group)?;
-        if let Some(too_large) = commits
-            .iter()
-            .filter_map(|commit| commit.metadata.as_ref())
-            .find(|metadata| metadata.len() > offsets::OFFSET_METADATA_BYTES_MAX)
-        {
-            return Err(CommitError::MetadataTooLarge(too_large.len()));
-        }
+        let entries = offset_entries(group_id, commits, now_ms)?;
         inner.groups.ensure(group_id).map_err(CommitError::Group)?;
-        let entries: Vec<(OffsetKey, CommittedOffset)> = commits
-            .iter()
-            .map(|commit| {
-                (
-                    OffsetKey {
-                        group_id: group_id.to_string(),
-                        topic: commit.topic.clone(),
-                        partition: commit.partition,
-                    },
-                    CommittedOffset {
-                        offset: commit.offset,
-                        leader_epoch: commit.leader_epoch,
-                        metadata: commit.metadata.clone().unwrap_or_default(),
-                        commit_timestamp_ms: now_ms,
-                    },
-                )
-            })
-            .collect();
         let records: Vec<(Bytes, Option<Bytes>)> = entries
             .iter()
             .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
@@ -615,6 +491,93 @@ impl GroupCoordinator {
         Ok(durable)
     }
 
+    /// TxnOffsetCommit: validates like a commit and appends the offsets as part of producer
+    /// `producer_id`'s transaction; they show in OffsetFetch only once the transaction's
+    /// COMMIT marker reaches the group's offsets partition
+    /// ([`GroupCoordinator::complete_transaction`]).
+    #[allow(clippy::too_many_arguments)]
+    pub fn txn_commit(
+        &self,
+        group_id: &str,
+        producer_id: i64,
+        producer_epoch: i16,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation_id: i32,
+        commits: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<Durable, CommitError> {
+        self.check_owner(group_id).map_err(CommitError::Group)?;
+        let mut inner = self.lock();
+        inner
+            .groups
+            .validate_commit(group_id, member_id, instance_id, generation_id)
+            .map_err(CommitError::Group)?;
+        let entries = offset_entries(group_id, commits, now_ms)?;
+        inner.groups.ensure(group_id).map_err(CommitError::Group)?;
+        let records: Vec<(Bytes, Option<Bytes>)> = entries
+            .iter()
+            .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
+            .collect();
+        let (index, _) = self
+            .log
+            .partition_of(group_id)
+            .ok_or(CommitError::NotCoordinator)?;
+        let durable = self.log.append_transactional(
+            index,
+            &records,
+            (producer_id, producer_epoch),
+            now_ms,
+        )?;
+        inner
+            .transactional
+            .entry(producer_id)
+            .or_default()
+            .extend(entries);
+        Ok(durable)
+    }
+
+    /// A transaction marker of producer `producer_id` is durable in offsets partition
+    /// `index`: the producer's transactional offsets of that partition's groups count
+    /// (`commit`) or are dropped.
+    pub fn complete_transaction(&self, index: usize, producer_id: i64, commit: bool) {
+        let count = self.log.partition_count();
+        let mut inner = self.lock();
+        let Some(offsets) = inner.transactional.get_mut(&producer_id) else {
+            return;
+        };
+        let (ended, kept): (Vec<_>, Vec<_>) = std::mem::take(offsets)
+            .into_iter()
+            .partition(|(key, _)| partition_for(&key.group_id, count) == index);
+        offsets.extend(kept);
+        if offsets.is_empty() {
+            inner.transactional.remove(&producer_id);
+        }
+        if commit {
+            inner.apply(
+                ended
+                    .into_iter()
+                    .map(|(key, value)| (key, Some(value)))
+                    .collect(),
+            );
+        }
+    }
+
+    /// Whether a transaction holds an offset commit of the group's `topic`-`partition` that
+    /// its marker has not settled (OffsetFetch with `require_stable` answers
+    /// UNSTABLE_OFFSET_COMMIT then, as Kafka).
+    pub fn has_pending_transaction(&self, group_id: &str, topic: &str, partition: i32) -> bool {
+        let key = OffsetKey {
+            group_id: group_id.to_string(),
+            topic: topic.to_string(),
+            partition,
+        };
+        self.lock()
+            .transactional
+            .values()
+            .any(|offsets| offsets.contains_key(&key))
+    }
+
     /// Appends group records to the group's offsets partition as its leader. In a cluster
     /// the table changes at once but the client hears back only when the ISR has them.
     fn persist(
@@ -623,26 +586,11 @@ impl GroupCoordinator {
         records: &[(Bytes, Option<Bytes>)],
         now_ms: i64,
     ) -> Result<Durable, CommitError> {
-        if records.is_empty() {
-            return Ok(Durable::default());
-        }
-        let (index, partition) = self
-            .offsets_partition(group_id)
+        let (index, _) = self
+            .log
+            .partition_of(group_id)
             .ok_or(CommitError::NotCoordinator)?;
-        let mut builder = BatchBuilder::new(now_ms);
-        for (key, value) in records {
-            builder.push(Some(key), value.as_deref(), now_ms);
-        }
-        let appended = partition.append_as_leader(&mut builder.build(), Acks::All, now_ms)?;
-        let info = appended.info;
-        Ok(Durable {
-            flush: info
-                .durability
-                .is_flush_pending()
-                .then(|| (Arc::clone(&partition), info.last_offset + 1)),
-            committed: appended.committed,
-            position: Some((index, info.last_offset)),
-        })
+        Ok(self.log.append(index, records, now_ms)?)
     }
 
     /// Waits until a persisted offsets change is on disk and replicated (or `timeout`
@@ -653,7 +601,7 @@ impl GroupCoordinator {
         timeout: std::time::Duration,
     ) -> Result<(), CommitError> {
         let position = durable.position;
-        let result = wait_durable(durable, timeout).await;
+        let result = durable.wait(timeout).await.map_err(CommitError::from);
         if let Some((index, last_offset)) = position {
             let mut inner = self.lock();
             match result {
@@ -885,54 +833,71 @@ fn restore(inner: &mut Inner, loaded: Replayed, now_ms: i64) {
         }
     }
     inner.offsets.merge(loaded.offsets);
+    for (producer_id, offsets) in loaded.transactional {
+        inner
+            .transactional
+            .entry(producer_id)
+            .or_default()
+            .extend(offsets);
+    }
+    inner.transactional.retain(|_, offsets| !offsets.is_empty());
+}
+
+/// The table entries of `commits` for `group_id`, refused whole when one's metadata is over
+/// Kafka's `offset.metadata.max.bytes`.
+fn offset_entries(
+    group_id: &str,
+    commits: &[OffsetCommit],
+    now_ms: i64,
+) -> Result<Vec<(OffsetKey, CommittedOffset)>, CommitError> {
+    if let Some(too_large) = commits
+        .iter()
+        .filter_map(|commit| commit.metadata.as_ref())
+        .find(|metadata| metadata.len() > offsets::OFFSET_METADATA_BYTES_MAX)
+    {
+        return Err(CommitError::MetadataTooLarge(too_large.len()));
+    }
+    Ok(commits
+        .iter()
+        .map(|commit| {
+            (
+                OffsetKey {
+                    group_id: group_id.to_string(),
+                    topic: commit.topic.clone(),
+                    partition: commit.partition,
+                },
+                CommittedOffset {
+                    offset: commit.offset,
+                    leader_epoch: commit.leader_epoch,
+                    metadata: commit.metadata.clone().unwrap_or_default(),
+                    commit_timestamp_ms: now_ms,
+                },
+            )
+        })
+        .collect())
 }
 
 /// Bytes of tombstones one expiry batch carries at most (the offsets topic's batches stay
 /// well below its `max.message.bytes`).
 const EXPIRY_BATCH_BYTES_MAX: usize = 256 * 1024;
 
-/// Bytes of the offsets topic one replay read takes.
-const REPLAY_READ_BYTES_MAX: u64 = 4 * 1024 * 1024;
-
 /// Applies every record of an offsets partition's log (to its end: a new leader's log is the
 /// truth) to `table`; returns how many records it read.
-fn replay(partition: &Partition, table: &mut Replayed) -> Result<usize, StorageError> {
-    let mut replayed = 0usize;
-    let offsets = partition.offsets()?;
-    let mut offset = offsets.log_start_offset;
-    while offset < offsets.log_end_offset {
-        let limits = ReadLimits {
-            max_bytes: REPLAY_READ_BYTES_MAX,
-            bound: ReadBound::LogEnd,
-            first_batch: FirstBatch::Whole,
-        };
-        let Some(region) = partition.read(offset, limits)?.region else {
-            break;
-        };
-        let bytes = region.read_to_vec().map_err(|error| StorageError::Io {
-            operation: "read",
-            path: "__consumer_offsets".into(),
-            source: error,
-        })?;
-        let mut rest = &bytes[..];
-        while let Some(total) = lmq_storage::batch::batch_total_bytes(rest)
-            .and_then(|total| usize::try_from(total).ok())
-        {
-            let Some(batch) = rest.get(..total) else {
-                break;
-            };
-            rest = &rest[total..];
-            let Ok(view) = BatchView::new(batch) else {
-                break;
-            };
-            offset = view.last_offset() + 1;
-            for record in parse_records(&view, view.records_bytes()).unwrap_or_default() {
-                if let Some(key) = record.key {
-                    table.apply(key, record.value);
-                    replayed += 1;
-                }
+fn replay(
+    log: &CoordinatorLog,
+    partition: &Partition,
+    table: &mut Replayed,
+) -> Result<usize, StorageError> {
+    log.replay(partition, |batch, record| {
+        let Some(key) = record.key else { return };
+        if batch.is_control() {
+            if let Some(commit) = offsets::control_commit(key) {
+                table.end_transaction(batch.producer_id(), commit);
             }
+        } else if batch.is_transactional() {
+            table.apply_transactional(batch.producer_id(), key, record.value);
+        } else {
+            table.apply(key, record.value);
         }
-    }
-    Ok(replayed)
+    })
 }

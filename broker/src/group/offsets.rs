@@ -102,12 +102,28 @@ impl OffsetTable {
     }
 }
 
-/// What replaying `__consumer_offsets` rebuilds: the committed offsets, and the last stored
-/// metadata record of each group.
+/// What replaying `__consumer_offsets` rebuilds: the committed offsets, the last stored
+/// metadata record of each group, and the transactional offset commits whose transaction
+/// has no marker yet (by producer id; they count once its COMMIT marker comes).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Replayed {
     pub offsets: OffsetTable,
     pub groups: BTreeMap<String, GroupRecord>,
+    pub transactional: BTreeMap<i64, TransactionalOffsets>,
+}
+
+/// Offset commits of one producer's ongoing transaction (Kafka's
+/// `pendingTransactionalOffsetCommits`): the latest per partition.
+pub type TransactionalOffsets = BTreeMap<OffsetKey, CommittedOffset>;
+
+/// The transaction marker a control record's key names: `Some(true)` COMMIT, `Some(false)`
+/// ABORT (key: version i16, type i16: 0 abort, 1 commit).
+pub fn control_commit(key: &[u8]) -> Option<bool> {
+    match key.get(2..4) {
+        Some([0, 0]) => Some(false),
+        Some([0, 1]) => Some(true),
+        _ => None,
+    }
 }
 
 impl Replayed {
@@ -127,6 +143,28 @@ impl Replayed {
             }
         } else {
             self.offsets.apply(key, value);
+        }
+    }
+
+    /// Applies an offset commit of producer `producer_id`'s transaction: held until its
+    /// marker.
+    pub fn apply_transactional(&mut self, producer_id: i64, key: &[u8], value: Option<&[u8]>) {
+        if let (Some(key), Some(Some(value))) = (decode_key(key), value.map(decode_value)) {
+            self.transactional
+                .entry(producer_id)
+                .or_default()
+                .insert(key, value);
+        }
+    }
+
+    /// Producer `producer_id`'s transaction ended: its offsets count (commit) or go.
+    pub fn end_transaction(&mut self, producer_id: i64, commit: bool) {
+        if let Some(offsets) = self.transactional.remove(&producer_id)
+            && commit
+        {
+            for (key, value) in offsets {
+                self.offsets.put(key, value);
+            }
         }
     }
 
@@ -414,20 +452,7 @@ pub fn decode_value(mut bytes: &[u8]) -> Option<CommittedOffset> {
     })
 }
 
-/// The offsets topic partition that holds a group's records (Kafka's rule: hash of the
-/// group id modulo the partition count; Java's `String.hashCode` so the layout matches).
-pub fn partition_for(group_id: &str, partitions: usize) -> usize {
-    let hash = group_id.encode_utf16().fold(0i32, |hash, unit| {
-        hash.wrapping_mul(31).wrapping_add(i32::from(unit))
-    });
-    // Kafka's Utils.abs maps i32::MIN to 0.
-    let positive = if hash == i32::MIN {
-        0
-    } else {
-        hash.unsigned_abs()
-    };
-    usize::try_from(positive).unwrap_or(0) % partitions.max(1)
-}
+pub use crate::coordinator_log::partition_for;
 
 #[cfg(test)]
 mod tests {
@@ -589,9 +614,32 @@ mod tests {
     }
 
     #[test]
-    fn groups_map_to_partitions_like_kafka() {
-        // Java: "test-group".hashCode() == 627841412, % 50 == 12.
-        assert_eq!(partition_for("test-group", 50), 12);
-        assert_eq!(partition_for("anything", 1), 0);
+    fn transactional_commits_count_only_after_their_commit_marker() {
+        let key = |partition: i32| OffsetKey {
+            group_id: "g".to_string(),
+            topic: "t".to_string(),
+            partition,
+        };
+        let value = |offset: i64| CommittedOffset {
+            offset,
+            leader_epoch: -1,
+            metadata: String::new(),
+            commit_timestamp_ms: 1,
+        };
+        let mut replayed = Replayed::default();
+        replayed.apply_transactional(7, &encode_key(&key(0)), Some(&encode_value(&value(5))));
+        replayed.apply_transactional(8, &encode_key(&key(1)), Some(&encode_value(&value(9))));
+        replayed.apply(&encode_key(&key(2)), Some(&encode_value(&value(3))));
+        assert_eq!(replayed.offsets.get(&key(0)), None, "not before the marker");
+        replayed.end_transaction(7, true);
+        replayed.end_transaction(8, false);
+        assert_eq!(replayed.offsets.get(&key(0)).map(|v| v.offset), Some(5));
+        assert_eq!(replayed.offsets.get(&key(1)), None, "aborted");
+        assert_eq!(replayed.offsets.get(&key(2)).map(|v| v.offset), Some(3));
+        assert!(replayed.transactional.is_empty());
+        // Control record keys: version 0, type 0 abort, 1 commit.
+        assert_eq!(control_commit(&[0, 0, 0, 1]), Some(true));
+        assert_eq!(control_commit(&[0, 0, 0, 0]), Some(false));
+        assert_eq!(control_commit(&[0, 0]), None);
     }
 }

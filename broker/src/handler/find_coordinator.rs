@@ -1,7 +1,7 @@
 //! FindCoordinator (v0-3 one key, v4+ batched keys). A group's coordinator is the leader of
-//! its `__consumer_offsets` partition (the topic is created on first use, once enough
-//! brokers are alive).
-//! Transaction coordinators do not exist yet.
+//! its `__consumer_offsets` partition, a transactional id's the leader of its
+//! `__transaction_state` partition (Kafka's hash rule, `coordinator_log::partition_for`).
+//! Each topic is created on first use, once enough brokers are alive.
 
 use std::collections::BTreeMap;
 
@@ -10,15 +10,44 @@ use lmq_wire::protocol::messages::find_coordinator_response::Coordinator;
 use lmq_wire::protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 
 use super::{NONE, str_bytes};
-use crate::broker::{Broker, offsets_topic_configs};
+use crate::broker::{Broker, offsets_topic_configs, transaction_state_topic_configs};
 use crate::cluster::ClusterNode;
-use crate::group::offsets::{OFFSETS_TOPIC, partition_for};
-use crate::security::acl::AclOperation;
+use crate::coordinator_log::partition_for;
+use crate::group::offsets::OFFSETS_TOPIC;
+use crate::security::acl::{AclOperation, ResourceType};
+use crate::topics::TRANSACTION_STATE_TOPIC;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where a key's coordinator is: error code and message, or node id, host and port.
 type Answer = Result<(i32, String, i32), (i16, &'static str)>;
+
+/// A coordinator's internal topic as it is created.
+struct CoordinatorTopic {
+    name: &'static str,
+    partitions: i32,
+    replication_factor: i16,
+    configs: BTreeMap<String, String>,
+}
+
+fn offsets_topic(broker: &Broker) -> CoordinatorTopic {
+    CoordinatorTopic {
+        name: OFFSETS_TOPIC,
+        partitions: broker.config.group.offsets_topic_partitions,
+        replication_factor: broker.config.offsets_topic_replication_factor(),
+        configs: offsets_topic_configs(&broker.config.group),
+    }
+}
+
+fn transaction_state_topic(broker: &Broker) -> CoordinatorTopic {
+    CoordinatorTopic {
+        name: TRANSACTION_STATE_TOPIC,
+        partitions: broker.config.transactions.state_log_num_partitions,
+        replication_factor: broker.config.transaction_state_replication().0,
+        configs: transaction_state_topic_configs(&broker.config),
+    }
+}
 
 /// Brokers are answered with their addresses on the listener the request came in on
 /// (`context.listener`).
@@ -30,26 +59,51 @@ pub async fn handle(
     version: i16,
 ) -> FindCoordinatorResponse {
     let listener: &str = &context.listener;
-    // As Kafka: the offsets topic is created for a group the client may describe only.
+    // As Kafka: each topic is created for a key the client may describe only.
     let mut keys = std::iter::once(&request.key).chain(&request.coordinator_keys);
-    if request.key_type == KEY_TYPE_GROUP
-        && keys.any(|key| context.authorize_group(AclOperation::Describe, key))
+    let topic = match request.key_type {
+        KEY_TYPE_GROUP => Some(offsets_topic(broker)),
+        KEY_TYPE_TRANSACTION => Some(transaction_state_topic(broker)),
+        _ => None,
+    };
+    let describable = |key: &str| match request.key_type {
+        KEY_TYPE_GROUP => context.authorize_group(AclOperation::Describe, key),
+        _ => context.authorize(AclOperation::Describe, ResourceType::TransactionalId, key),
+    };
+    if let Some(topic) = &topic
+        && keys.any(|key| describable(key))
     {
-        ensure_offsets_topic(broker, cluster).await;
+        ensure_topic(broker, cluster, topic).await;
     }
     let answer = |key: &str| -> Answer {
-        if request.key_type != KEY_TYPE_GROUP {
-            Err((
-                ResponseError::CoordinatorNotAvailable.code(),
-                "transactions are not supported yet",
-            ))
-        } else if key.is_empty() {
-            Err((ResponseError::InvalidRequest.code(), "empty group id"))
-        } else if let Err(code) = context.check_group(AclOperation::Describe, key) {
-            Err((code, "Group authorization failed."))
+        let Some(topic) = &topic else {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                "Unknown coordinator type in FindCoordinator request",
+            ));
+        };
+        if request.key_type == KEY_TYPE_GROUP {
+            if key.is_empty() {
+                return Err((ResponseError::InvalidRequest.code(), "empty group id"));
+            }
+            if let Err(code) = context.check_group(AclOperation::Describe, key) {
+                return Err((code, "Group authorization failed."));
+            }
         } else {
-            group_leader(cluster, listener, key)
+            if key.is_empty() {
+                return Err((
+                    ResponseError::InvalidRequest.code(),
+                    "empty transactional id",
+                ));
+            }
+            if !describable(key) {
+                return Err((
+                    super::TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "Transactional Id authorization failed.",
+                ));
+            }
         }
+        coordinator_of(cluster, listener, topic.name, key)
     };
     let mut response = FindCoordinatorResponse::default();
     if version < 4 {
@@ -101,42 +155,45 @@ pub async fn handle(
     response
 }
 
-/// Creates the replicated offsets topic on first use, once enough brokers are alive, with
-/// the group coordinator's partitions and configs (also when a client's Metadata asks for it
-/// first). An offsets topic an older LMQ created keeps its partition count (a group's
-/// partition is the hash of its id modulo that count, as Kafka, which never changes it
-/// either) and gets the configs it lacks (`cleanup.policy=compact`).
-pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
-    let settings = &broker.config.group;
-    let wanted = offsets_topic_configs(settings);
+/// Creates a coordinator's replicated topic on first use, once enough brokers are alive,
+/// with the coordinator's partitions and configs. A topic an older LMQ created keeps its
+/// partition count (a key's partition is the hash of the key modulo that count, as Kafka,
+/// which never changes it either) and gets the configs it lacks (for the offsets topic,
+/// `cleanup.policy=compact`).
+async fn ensure_topic(broker: &Broker, cluster: &ClusterNode, topic: &CoordinatorTopic) {
     let stored = cluster
         .view()
         .metadata
         .topics
-        .get(OFFSETS_TOPIC)
-        .map(|topic| topic.configs.clone());
+        .get(topic.name)
+        .map(|state| state.configs.clone());
     if let Some(stored) = stored {
-        if let Some(upgraded) = with_missing_configs(&stored, wanted)
+        if let Some(upgraded) = with_missing_configs(&stored, topic.configs.clone())
             && let Err(error) = cluster
-                .set_topic_configs(broker, OFFSETS_TOPIC, &upgraded)
+                .set_topic_configs(broker, topic.name, &upgraded)
                 .await
         {
-            tracing::warn!(%error, "cannot bring the offsets topic's configs up to date yet");
+            tracing::warn!(topic = topic.name, %error, "cannot bring a coordinator topic's configs up to date yet");
         }
         return;
     }
     let created = cluster
         .create_topic(
             broker,
-            OFFSETS_TOPIC,
-            settings.offsets_topic_partitions,
-            broker.config.offsets_topic_replication_factor(),
-            &wanted,
+            topic.name,
+            topic.partitions,
+            topic.replication_factor,
+            &topic.configs,
         )
         .await;
     if let Err(error) = created {
-        tracing::warn!(%error, "cannot create the offsets topic yet");
+        tracing::warn!(topic = topic.name, %error, "cannot create a coordinator topic yet");
     }
+}
+
+/// Creates the offsets topic (also when a client's Metadata asks for it first).
+pub(super) async fn ensure_offsets_topic(broker: &Broker, cluster: &ClusterNode) {
+    ensure_topic(broker, cluster, &offsets_topic(broker)).await;
 }
 
 /// `stored` with the configs of `wanted` it does not set, when it lacks any; the values it
@@ -152,20 +209,16 @@ fn with_missing_configs(
     (upgraded != *stored).then_some(upgraded)
 }
 
-/// The leader of the group's offsets partition.
-fn group_leader(cluster: &ClusterNode, listener: &str, group_id: &str) -> Answer {
+/// The leader of the key's partition of the coordinator topic `topic`.
+fn coordinator_of(cluster: &ClusterNode, listener: &str, topic: &str, key: &str) -> Answer {
     let view = cluster.view();
     let not_available = (
         ResponseError::CoordinatorNotAvailable.code(),
-        "the offsets topic has no leader yet",
+        "the coordinator's topic has no leader yet",
     );
-    let topic = view
-        .metadata
-        .topics
-        .get(OFFSETS_TOPIC)
-        .ok_or(not_available)?;
-    let index = partition_for(group_id, topic.partitions.len());
-    let leader = topic.partitions.get(index).map_or(-1, |state| state.leader);
+    let state = view.metadata.topics.get(topic).ok_or(not_available)?;
+    let index = partition_for(key, state.partitions.len());
+    let leader = state.partitions.get(index).map_or(-1, |state| state.leader);
     let info = view.brokers.get(&leader).ok_or(not_available)?;
     let (host, port) = info.endpoint(listener).ok_or(not_available)?;
     Ok((leader, host.to_string(), i32::from(port)))

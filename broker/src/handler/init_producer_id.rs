@@ -1,19 +1,24 @@
-//! InitProducerId: a producer id and epoch for idempotent producers. With a known id and
-//! epoch (v3+, KIP-360) the epoch is bumped so the producer can reset its sequences.
-//! Transactions are not built yet: a transactional id is refused. Ids come from blocks every
-//! broker reserves in the coordinator, so they are unique cluster-wide; a bump of an id no
-//! broker handed out gets a new id.
+//! InitProducerId: a producer id and epoch. Without a transactional id (an idempotent
+//! producer) any broker answers, from the id blocks every broker reserves in the
+//! coordinator, so ids are unique cluster-wide; with a known id and epoch (v3+, KIP-360) the
+//! epoch is bumped so the producer can reset its sequences, and a bump of an id no broker
+//! handed out gets a new id. With a transactional id the transaction coordinator answers
+//! (`txn::coordinator`): a new epoch for the id, which fences every older producer of it.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 
+use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::security::acl::{AclOperation, ResourceType};
+use crate::txn::state::{self, ProducerIdAndEpoch, TxnError};
 
 pub async fn handle(
+    broker: &Broker,
     cluster: &ClusterNode,
     context: &super::RequestContext,
     request: InitProducerIdRequest,
+    version: i16,
 ) -> InitProducerIdResponse {
     let mut response = InitProducerIdResponse::default();
     response.producer_id = ProducerId(-1);
@@ -31,12 +36,43 @@ pub async fn handle(
         response.error_code = code;
         return response;
     }
-    if request.transactional_id.is_some() {
-        tracing::warn!(transactional_id = ?request.transactional_id, "transactions are not supported yet");
-        response.error_code = ResponseError::InvalidRequest.code();
+    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
+    if let Some(id) = &request.transactional_id {
+        // Kafka: both or neither of the expected id and epoch.
+        let expected = match (producer_id, epoch) {
+            (-1, -1) => None,
+            (producer_id, producer_epoch) if producer_id >= 0 && producer_epoch >= 0 => {
+                Some(ProducerIdAndEpoch {
+                    producer_id,
+                    producer_epoch,
+                })
+            }
+            _ => {
+                response.error_code = ResponseError::InvalidRequest.code();
+                return response;
+            }
+        };
+        let initialized = broker
+            .transactions
+            .init_producer_id(
+                state::InitProducerIdRequest {
+                    transactional_id: id.to_string(),
+                    timeout_ms: request.transaction_timeout_ms,
+                    expected,
+                },
+                broker.now_ms(),
+                async || allocate(cluster).await,
+            )
+            .await;
+        match initialized {
+            Ok(given) => {
+                response.producer_id = ProducerId(given.producer_id);
+                response.producer_epoch = given.producer_epoch;
+            }
+            Err(error) => response.error_code = super::txn_error_code(error, version >= 4),
+        }
         return response;
     }
-    let (producer_id, epoch) = (request.producer_id.0, request.producer_epoch);
     // Only an id the cluster handed out is bumped; a made-up one gets a new id, as Kafka
     // answers every InitProducerId without a transactional id.
     let handed_out = producer_id >= 0
@@ -60,6 +96,14 @@ pub async fn handle(
         }
     }
     response
+}
+
+/// A cluster-unique producer id for the transaction coordinator.
+pub(super) async fn allocate(cluster: &ClusterNode) -> Result<i64, TxnError> {
+    cluster.allocate_producer_id().await.map_err(|error| {
+        tracing::error!(%error, "allocating a producer id failed");
+        TxnError::ProducerIdsUnavailable
+    })
 }
 
 impl super::ErrorCodes for lmq_wire::protocol::messages::InitProducerIdResponse {

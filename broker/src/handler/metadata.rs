@@ -215,7 +215,7 @@ fn describe_replicated(
     response.error_code = NONE;
     response.name = Some(topic_name(name));
     response.topic_id = state.id;
-    response.is_internal = name == OFFSETS_TOPIC;
+    response.is_internal = is_internal_topic(name);
     let ids = |ids: &[i32]| ids.iter().map(|&id| BrokerId(id)).collect::<Vec<_>>();
     response.partitions = state
         .partitions

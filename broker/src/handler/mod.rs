@@ -1,5 +1,7 @@
 //! One file per Kafka API. This is the only place Kafka error codes are chosen.
 
+mod add_offsets_to_txn;
+mod add_partitions_to_txn;
 mod alter_configs;
 mod alter_partition_reassignments;
 mod alter_user_scram_credentials;
@@ -17,7 +19,10 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
+mod describe_transactions;
+mod describe_producers;
 mod describe_user_scram_credentials;
+mod end_txn;
 mod fetch;
 mod find_coordinator;
 mod heartbeat;
@@ -28,6 +33,7 @@ mod leave_group;
 mod list_groups;
 mod list_offsets;
 mod list_partition_reassignments;
+mod list_transactions;
 mod metadata;
 mod offset_commit;
 mod offset_delete;
@@ -37,6 +43,8 @@ mod produce;
 mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
+mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -45,7 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
-use lmq_storage::producers::SequenceError;
+use lmq_storage::producers::{MarkerError, SequenceError};
 use lmq_wire::DecodedRequest;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -61,6 +69,7 @@ use crate::partition::ReplicaError;
 use crate::security::acl::{AclOperation, CLUSTER_NAME, ResourceType};
 use crate::security::{Authorizer, Principal};
 use crate::topics::TopicError;
+use crate::txn::state::TxnError;
 use crate::zero_copy::Splice;
 
 pub use api_versions::unsupported_version_response;
@@ -497,7 +506,16 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let appended = produce::append(broker, cluster, context, body, version, producer_ids);
+        let transactions = produce::verify_transactions(broker, cluster, &body).await;
+        let appended = produce::append(
+            broker,
+            cluster,
+            context,
+            body,
+            version,
+            producer_ids,
+            transactions,
+        );
         return Dispatched::Later(Box::pin(async move {
             appended
                 .finish()
@@ -529,8 +547,16 @@ async fn dispatch_body(
             list_offsets::handle(broker, context, body, version),
             ResponseKind::ListOffsets,
         )),
+        RequestKind::WriteTxnMarkers(body) => Some(Reply::of(
+            write_txn_markers::handle(broker, cluster, context, body).await,
+            ResponseKind::WriteTxnMarkers,
+        )),
+        RequestKind::DescribeProducers(body) => Some(Reply::of(
+            describe_producers::handle(broker, context, body),
+            ResponseKind::DescribeProducers,
+        )),
         RequestKind::InitProducerId(body) => Some(Reply::of(
-            init_producer_id::handle(cluster, context, body).await,
+            init_producer_id::handle(broker, cluster, context, body, version).await,
             ResponseKind::InitProducerId,
         )),
         RequestKind::DeleteTopics(body) => Some(Reply::of(
@@ -653,6 +679,30 @@ async fn dispatch_body(
             alter_user_scram_credentials::handle(cluster, context, body).await,
             ResponseKind::AlterUserScramCredentials,
         )),
+        RequestKind::AddPartitionsToTxn(body) => Some(Reply::of(
+            add_partitions_to_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::AddPartitionsToTxn,
+        )),
+        RequestKind::AddOffsetsToTxn(body) => Some(Reply::of(
+            add_offsets_to_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::AddOffsetsToTxn,
+        )),
+        RequestKind::EndTxn(body) => Some(Reply::of(
+            end_txn::handle(broker, cluster, context, body, version).await,
+            ResponseKind::EndTxn,
+        )),
+        RequestKind::TxnOffsetCommit(body) => Some(Reply::of(
+            txn_offset_commit::handle(broker, context, body).await,
+            ResponseKind::TxnOffsetCommit,
+        )),
+        RequestKind::DescribeTransactions(body) => Some(Reply::of(
+            describe_transactions::handle(broker, context, body),
+            ResponseKind::DescribeTransactions,
+        )),
+        RequestKind::ListTransactions(body) => Some(Reply::of(
+            list_transactions::handle(broker, context, body),
+            ResponseKind::ListTransactions,
+        )),
         other => {
             // The wire crate only decodes what SUPPORTED_APIS lists; a new entry there without
             // a handler here is a bug, answered by closing the connection.
@@ -685,6 +735,15 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
             SequenceError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+            SequenceError::TransactionOngoing { .. } | SequenceError::StaleVerification { .. } => {
+                ResponseError::InvalidTxnState
+            }
+            // Kafka's ProduceRequest validation: clients never write control records.
+            SequenceError::ControlBatch => ResponseError::InvalidRecord,
+        },
+        StorageError::Marker { reason } => match reason {
+            MarkerError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            MarkerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         },
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }
@@ -791,7 +850,7 @@ pub(crate) fn refuse_internal_topic(name: &str, operation: &str) -> Result<(), (
 /// Waits until a persisted offsets change is durable (it shows in OffsetFetch from then on).
 pub(crate) async fn commit_outcome(
     broker: &Broker,
-    outcome: Result<crate::group::Durable, CommitError>,
+    outcome: Result<crate::coordinator_log::Durable, CommitError>,
 ) -> Result<(), CommitError> {
     broker
         .groups
@@ -845,6 +904,33 @@ pub(crate) fn group_error_code(error: GroupError) -> i16 {
         // Kafka answers an oversized group metadata record so (its append fails with
         // RECORD_LIST_TOO_LARGE / MESSAGE_TOO_LARGE, mapped to UNKNOWN_SERVER_ERROR).
         GroupError::GroupMetadataTooLarge => ResponseError::UnknownServerError,
+    };
+    code.code()
+}
+
+/// A transaction coordinator refusal as Kafka's code. `fenced_code` is false for the
+/// request versions that predate PRODUCER_FENCED (Kafka's `KafkaApis` answers
+/// INVALID_PRODUCER_EPOCH to them).
+pub(crate) fn txn_error_code(error: TxnError, fenced_code: bool) -> i16 {
+    let code = match error {
+        TxnError::InvalidRequest => ResponseError::InvalidRequest,
+        TxnError::InvalidTransactionTimeout => ResponseError::InvalidTransactionTimeout,
+        TxnError::NotCoordinator => ResponseError::NotCoordinator,
+        TxnError::CoordinatorLoadInProgress => ResponseError::CoordinatorLoadInProgress,
+        TxnError::CoordinatorNotAvailable | TxnError::ProducerIdsUnavailable => {
+            ResponseError::CoordinatorNotAvailable
+        }
+        TxnError::ConcurrentTransactions => ResponseError::ConcurrentTransactions,
+        TxnError::ProducerFenced if fenced_code => ResponseError::ProducerFenced,
+        TxnError::ProducerFenced => ResponseError::InvalidProducerEpoch,
+        TxnError::InvalidProducerIdMapping => ResponseError::InvalidProducerIdMapping,
+        TxnError::InvalidTxnState => ResponseError::InvalidTxnState,
+        TxnError::TransactionalIdNotFound => ResponseError::TransactionalIdNotFound,
+        TxnError::TransactionAbortable => ResponseError::TransactionAbortable,
+        TxnError::LimitExceeded => ResponseError::PolicyViolation,
+        TxnError::RecordTooLarge | TxnError::UnknownServerError => {
+            ResponseError::UnknownServerError
+        }
     };
     code.code()
 }
