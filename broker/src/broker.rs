@@ -32,6 +32,8 @@ pub struct Broker {
     pub plain_users: crate::security::plain::PlainUsers,
     /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
     pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
+    /// What the log cleaner threads did (`cleaner.rs`), for the admin endpoint.
+    pub cleaner: crate::cleaner::CleanerStatus,
 }
 
 impl Broker {
@@ -81,6 +83,7 @@ impl Broker {
             metrics,
             ready: AtomicBool::new(false),
             authorizer,
+            cleaner: crate::cleaner::CleanerStatus::default(),
         })
     }
 
