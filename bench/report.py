@@ -319,6 +319,8 @@ def cleaner_section(rows):
             note.append(f"[cleaner] io_bytes_per_second_max = {r['io_max']:,}")
         if r["cleaner"] == "on":
             note.append(f"{r.get('passes')} cleaner passes, {(r.get('cleaner_read_bytes') or 0) / 1e6:,.0f} MB read by them during the run")
+            if isinstance(r.get("log_locked_ms_max"), (int, float)):
+                note.append(f"the longest plan or commit held the compacted log's lock {r['log_locked_ms_max']} ms")
         lines.append(f"| produce p50/p99/p99.9 ms, cleaner {r['cleaner']}, round {r['round']}: {r['partitions']} partitions at "
                      f"{r['target_rate']:,} rec/s while {r['writer_rate']:,} rec/s go to a compacted topic | "
                      + ("/".join(fmt(h[q] / 1e3, 2) for q in ("p50", "p99", "p999")) if h and h["count"] else "n/a")

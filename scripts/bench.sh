@@ -501,9 +501,11 @@ cleaner_latency_run() { # ROUND MODE
     writer_rate="$CLEANER_WRITER_RATE" keys="$CLEANER_KEYS" io_max="${BENCH_CLEANER_IO_MAX:-null}" \
     passes="$(python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1])))' "$passes0" "$passes1")" \
     cleaner_read_bytes="$(python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1])))' "$read0" "$read1")" \
-    client_util="$CLIENT_UTIL" broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out"
+    client_util="$CLIENT_UTIL" broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out" \
+    log_locked_ms_max="$(grep -o 'log_locked_ms=[0-9]*' "$dir/lmq.log" | cut -d= -f2 | sort -n | tail -n 1)"
   stop_lmq
   rm -rf "$dir/data"
+  cp "$dir/lmq.log" "$RUN/out/$tag-broker.log"
 }
 
 measure_cleaner() {

@@ -76,6 +76,9 @@ pub struct PassRecord {
     pub throttled_ms: u64,
     /// The log's dirty ratio when the pass was planned.
     pub dirty_ratio_before: f64,
+    /// How long the plan and the commit held the partition's log lock (appends and reads
+    /// of that partition wait meanwhile); the cleaning in between does not hold it.
+    pub log_locked_ms: u64,
     /// Why it failed.
     pub error: Option<String>,
 }
@@ -155,6 +158,7 @@ impl CleanerStatus {
                 records_removed: 0,
                 throttled_ms: 0,
                 dirty_ratio_before: log.dirty_ratio,
+                log_locked_ms: 0,
                 error: Some(error.message.clone()),
             });
             log.last_error = Some(error.clone());
@@ -169,7 +173,8 @@ impl CleanerStatus {
 }
 
 impl PassRecord {
-    fn of(stats: &CleanStats, result: PassResult, finished_at_ms: i64, duration_ms: u64) -> Self {
+    fn of(pass: &Pass, result: PassResult, finished_at_ms: i64, duration_ms: u64) -> Self {
+        let stats = &pass.stats;
         PassRecord {
             finished_at_ms,
             duration_ms,
@@ -180,6 +185,7 @@ impl PassRecord {
             records_removed: stats.records_removed,
             throttled_ms: stats.throttled_ms,
             dirty_ratio_before: stats.dirty_ratio_before,
+            log_locked_ms: pass.log_locked_ms,
             error: None,
         }
     }
@@ -389,8 +395,8 @@ fn clean_log(
     for _ in 0..PASSES_PER_TURN_MAX {
         let started = crate::metrics::stopwatch();
         let elapsed_ms = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        let (outcome, stats, more) = match pass(cleaner, shared, &claimed.partition, now_ms) {
-            Ok(Some(pass)) => pass,
+        let done = match pass(cleaner, shared, &claimed.partition, now_ms) {
+            Ok(Some(done)) => done,
             Ok(None) => return worked,
             // A pass the stop aborted did not fail.
             Err(_) if shared.stop.load(Ordering::Acquire) => return worked,
@@ -412,6 +418,7 @@ fn clean_log(
                 return false;
             }
         };
+        let stats = &done.stats;
         worked |= stats.records_read > 0;
         broker.metrics.cleaner_read_bytes.inc_by(stats.bytes_read);
         broker
@@ -422,17 +429,32 @@ fn clean_log(
             .metrics
             .cleaner_pass_duration
             .observe(started.elapsed().as_secs_f64());
-        let result = match outcome {
+        let result = match done.outcome {
             CommitOutcome::Committed { .. } => {
                 broker.metrics.cleaner_passes.inc();
                 PassResult::Committed
             }
             CommitOutcome::Discarded => PassResult::Discarded,
         };
+        // Kafka's cleaner logs a summary of every pass too.
+        tracing::info!(
+            topic = claimed.topic,
+            partition = claimed.partition.index,
+            ?result,
+            read_bytes = stats.bytes_read,
+            written_bytes = stats.bytes_written,
+            records_read = stats.records_read,
+            records_removed = stats.records_removed,
+            duration_ms = elapsed_ms(),
+            throttled_ms = stats.throttled_ms,
+            log_locked_ms = done.log_locked_ms,
+            "cleaner pass"
+        );
         broker.cleaner.passed(
             claimed.key(),
-            PassRecord::of(&stats, result, broker.now_ms(), elapsed_ms()),
+            PassRecord::of(&done, result, broker.now_ms(), elapsed_ms()),
         );
+        let more = done.more_dirty;
         if result == PassResult::Discarded || !more {
             return worked;
         }
@@ -440,32 +462,55 @@ fn clean_log(
     worked
 }
 
+/// What [`pass`] did.
+struct Pass {
+    outcome: CommitOutcome,
+    stats: CleanStats,
+    /// Dirty data is left for another pass (the offset map was full).
+    more_dirty: bool,
+    /// Time spent holding the log lock (plan and commit).
+    log_locked_ms: u64,
+}
+
 /// One pass: plan under the log lock, clean without it, commit under it. `None` when the
-/// log cannot be cleaned now (poisoned); else how the commit went, what the pass did and
-/// whether dirty data is left for another pass.
+/// log cannot be cleaned now (poisoned).
 fn pass(
     cleaner: &mut Cleaner,
     shared: &Shared,
     partition: &Partition,
     now_ms: i64,
-) -> Result<Option<(CommitOutcome, CleanStats, bool)>, StorageError> {
-    let Some(plan) = partition.with_log(|log| log.plan_cleaning(log.high_watermark(), now_ms))?
+) -> Result<Option<Pass>, StorageError> {
+    let mut locked = Duration::ZERO;
+    let Some(plan) = partition.with_log(|log| {
+        let held = crate::metrics::stopwatch();
+        let plan = log.plan_cleaning(log.high_watermark(), now_ms);
+        locked += held.elapsed();
+        plan
+    })?
     else {
         return Ok(None);
     };
     // The heavy part, without the log lock.
     let output = cleaner.clean(&plan, now_ms)?;
     let stats = output.stats;
-    let more = output.more_dirty;
+    let more_dirty = output.more_dirty;
     let stop = &shared.stop;
-    let outcome = partition.with_log(move |log| {
-        if stop.load(Ordering::Acquire) {
-            output.discard()?;
-            return Ok(CommitOutcome::Discarded);
-        }
-        log.commit_cleaning(output)
+    let outcome = partition.with_log(|log| {
+        let held = crate::metrics::stopwatch();
+        let outcome = if stop.load(Ordering::Acquire) {
+            output.discard().map(|()| CommitOutcome::Discarded)
+        } else {
+            log.commit_cleaning(output)
+        };
+        locked += held.elapsed();
+        outcome
     })?;
-    Ok(Some((outcome, stats, more)))
+    Ok(Some(Pass {
+        outcome,
+        stats,
+        more_dirty,
+        log_locked_ms: u64::try_from(locked.as_millis()).unwrap_or(u64::MAX),
+    }))
 }
 
 #[cfg(test)]

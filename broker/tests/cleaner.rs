@@ -156,6 +156,7 @@ async fn a_compacted_topics_cleaner_state_shows_in_the_admin_endpoint_and_in_des
     // One live record per key is left of each cleaned range: far less than was read.
     assert!(read >= 1024 * 1024 && written * 4 < read, "{state}");
     assert!(pass["finished_at_ms"].as_i64().unwrap() > common::now_ms() - 60_000);
+    assert!(pass["log_locked_ms"].as_u64().unwrap() <= pass["duration_ms"].as_u64().unwrap());
     assert!((0.0..=1.0).contains(&state["dirty_ratio"].as_f64().unwrap()));
     // The cleaned-up-to point is on a segment boundary below the active segment.
     let first_dirty = state["first_dirty_offset"].as_i64().unwrap();
