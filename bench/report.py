@@ -335,7 +335,7 @@ def cleaner_section(rows):
 def preamble(meta, end, c, measures):
     verified = [m for m in measures if m.get("verified")]
     bound = [m for m in measures if m.get("client_bound")]
-    return [
+    lines = [
         f"Run of {meta['started']} ({meta['mode']}), command `{meta['command']}`, LMQ {meta['lmq_commit']}, Apache Kafka {meta['kafka_version']}.",
         f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), kernel {meta['kernel']}; broker on core {meta['broker_cpus']}, client on core {meta['client_cpus']}; "
         f"load average before {meta['load_before']}, after {end.get('load_after', '?')}.",
@@ -354,6 +354,8 @@ def preamble(meta, end, c, measures):
         f"{len(bound)} flagged client-bound (client used >= 90% of its core: the figure is the client's ceiling, not the broker's).",
         "",
     ]
+    # A --cleaner-only run has no comparison: its workload is in the cleaner section.
+    return lines if measures else lines[:3] + [""]
 
 
 def build(run, record_size):

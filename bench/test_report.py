@@ -231,6 +231,7 @@ class CleanerTest(unittest.TestCase):
 
     def test_a_cleaner_only_run_has_no_comparison_table(self):
         self.assertNotIn("| measure | dur. |", self.md)
+        self.assertNotIn("Workload:", self.md)
         self.assertEqual(self.final, "produce n/a consume n/a p99 n/a rss n/a start n/a")
 
 
