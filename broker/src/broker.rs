@@ -41,6 +41,8 @@ pub struct Broker {
     /// A replacement for the transaction coordinator's check of transactional produces
     /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
     pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
+    /// What the log cleaner threads did (`cleaner.rs`), for the admin endpoint.
+    pub cleaner: crate::cleaner::CleanerStatus,
 }
 
 impl Broker {
@@ -99,6 +101,7 @@ impl Broker {
             ready: AtomicBool::new(false),
             authorizer,
             txn_verifier: std::sync::OnceLock::new(),
+            cleaner: crate::cleaner::CleanerStatus::default(),
         })
     }
 
