@@ -19,7 +19,10 @@ import sys
 
 # Measures in table order, and tools within a measure.
 ORDER = {"produce": 0, "consume": 1, "latency": 2}
-TOOLS = {"ProducerPerformance": 0, "ConsumerPerformance": 0, "rdkafka-perf": 1, "lmq-perf": 2}
+TOOLS = {"ProducerPerformance": 0, "ConsumerPerformance": 0, "rdkafka-perf": 1, "lmq-perf": 2,
+         # lmq-perf's transactional producer (100 records a transaction) and its
+         # read_committed consumer.
+         "lmq-perf-txn": 3, "lmq-perf-rc": 3}
 # A run whose client used this share of its core or more measured the client, not the broker.
 CLIENT_BOUND_UTIL = 0.9
 # A latency run that produced less than this share of its target rate fell short of it.
@@ -53,7 +56,7 @@ def parse(m, text, record_size):
     if m["status"] != 0:
         res["detail"] = f"exit {m['status']}"
         return res
-    if m["tool"] == "lmq-perf":
+    if m["tool"].startswith("lmq-perf"):
         out = last_json_line(text)
         if out is None:
             res["detail"] = "no result printed"

@@ -241,6 +241,8 @@ RUNS=(
   "cp consume ConsumerPerformance consume"
   "lmqperf-consume consume lmq-perf consume"
   "lmqperf-r latency lmq-perf latency"
+  "lmqperf-txn produce lmq-perf-txn transactions"
+  "lmqperf-txn-consume consume lmq-perf-rc transactions"
 )
 
 # lmq-perf at saturation (produce + consume in one process); on Kafka its rate sets the
@@ -280,6 +282,20 @@ plan_cp() {
 plan_lmqperf_consume() {
   CMD=("$PERF" consume --bootstrap "$ADDR" --topic "pp-$base")
   FIELDS=(pass="$pass" expected="$n")
+}
+# Transactions (issue 20): lmq-perf's transactional producer at saturation, acks=all, a commit
+# every 100 records (one transaction in flight: its throughput is what commits cost), its
+# consumers read_committed; then the topic read once more read_committed.
+plan_lmqperf_txn() {
+  CMD=("$PERF" run --bootstrap "$ADDR" --topic "lt-$base" --partitions "$p"
+    "${TOPIC_CONFIG[@]}" --record-size "$RECORD" --batch-bytes "$BATCH" --linger-ms "$l"
+    --acks all --transaction-records 100 --rate 0 --duration-s "$SECONDS_PER"
+    --warmup-s "$WARMUP_S")
+  NOTE=" (100 records per transaction)" FIELDS=(linger_ms="$l" codec=none)
+}
+plan_lmqperf_txn_consume() {
+  CMD=("$PERF" consume --bootstrap "$ADDR" --topic "lt-$base" --read-committed)
+  REMOVE="lt-$base" FIELDS=(linger_ms="$l" codec=none)
 }
 # Latency: lmq-perf open loop at a fixed share of Kafka's maximum.
 plan_lmqperf_r() {
@@ -342,6 +358,9 @@ measure_config() { # DUR P L CODEC
     for pass in 1 2; do run_stage consume; done
   fi
   ((DRY_RUN)) || delete_topic "pp-$base"
+  if [[ "$l" == "${LINGERS[0]}" && "$codec" == none && "$dur" == a ]]; then
+    run_stage transactions
+  fi
   if [[ "$LATENCY_DURS" == *" $dur "* && "$codec" == none ]]; then
     for pct in "${LOADS[@]}"; do
       rate=$((kmax * pct / 100))
