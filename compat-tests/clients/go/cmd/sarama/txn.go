@@ -108,7 +108,15 @@ func transactions(ctx context.Context, env *check.Env) error {
 	if err := first.CommitTxn(); err != nil {
 		return check.Failf("CommitTxn 3: %w", err)
 	}
-	if err := checkCommitted(env, group, input, int64(len(inputs))); err != nil {
+	// The offsets count once the commit marker reached the group's partition, which EndTxn
+	// does not wait for: OffsetFetch is retried for a while.
+	if err := check.Eventually(ctx, 10*time.Second, "the group's committed offset 3", func() (bool, string, error) {
+		err := checkCommitted(env, group, input, int64(len(inputs)))
+		if err != nil {
+			return false, err.Error(), nil
+		}
+		return true, "", nil
+	}); err != nil {
 		return err
 	}
 
