@@ -9,14 +9,14 @@ const INVALID_PRODUCER_EPOCH: i16 = 47;
 const PRODUCER_FENCED: i16 = 90;
 
 async fn txn_producer(ctx: &Ctx, transactional_id: &str) -> Check<Producer> {
-    Ok(Producer::connect(ProducerConfig {
+    Producer::connect(ProducerConfig {
         client: ctx.client("txn-producer"),
         transactional_id: Some(transactional_id.to_string()),
         transaction_timeout: Duration::from_secs(30),
         ..ProducerConfig::default()
     })
     .await
-    .map_err(|error| Stop::Fail(format!("connecting a transactional producer: {error}")))?)
+    .map_err(|error| Stop::Fail(format!("connecting a transactional producer: {error}")))
 }
 
 fn step<T>(what: &str, outcome: Result<T, ClientError>) -> Check<T> {
