@@ -37,6 +37,9 @@ pub struct Broker {
     pub plain_users: crate::security::plain::PlainUsers,
     /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
     pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
+    /// A replacement for the transaction coordinator's check of transactional produces
+    /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
+    pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
 }
 
 impl Broker {
@@ -90,6 +93,7 @@ impl Broker {
             metrics,
             ready: AtomicBool::new(false),
             authorizer,
+            txn_verifier: std::sync::OnceLock::new(),
         })
     }
 

@@ -145,7 +145,8 @@ fn clean_one(broker: &Broker, cleaner: &mut Cleaner, shared: &Shared) -> bool {
                 if !log.config().cleanup_policy.compacts() {
                     return Ok(None);
                 }
-                log.cleaning_view(log.high_watermark(), now_ms).map(Some)
+                log.cleaning_view(log.last_stable_offset(log.high_watermark()), now_ms)
+                    .map(Some)
             });
             match view {
                 Ok(Some(view)) => {
@@ -209,7 +210,11 @@ fn clean_log(
     for _ in 0..PASSES_PER_TURN_MAX {
         let started = crate::metrics::stopwatch();
         let Some(plan) =
-            partition.with_log(|log| log.plan_cleaning(log.high_watermark(), now_ms))?
+            // Never above the last stable offset: an undecided transaction's records and
+            // its marker are cleaned together, once it ended.
+            partition.with_log(|log| {
+                log.plan_cleaning(log.last_stable_offset(log.high_watermark()), now_ms)
+            })?
         else {
             return Ok(worked);
         };

@@ -27,6 +27,7 @@ mod test_support;
 pub mod topic_config;
 pub mod topics;
 pub mod txn;
+pub mod txn_hooks;
 pub mod upkeep;
 mod zero_copy;
 

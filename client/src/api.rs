@@ -58,6 +58,19 @@ impl From<ReplicaFetch> for RequestKind {
     }
 }
 
+/// AddPartitionsToTxn in the form brokers send each other (v4+: batched transactions,
+/// `verify_only`): a partition leader asks a transaction coordinator whether a producer
+/// added partitions to its transaction (KIP-890, `broker/src/cluster/txn_verify.rs`).
+/// Producers send [`AddPartitionsToTxnRequest`] (v0-3).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct BrokerAddPartitionsToTxn(pub AddPartitionsToTxnRequest);
+
+impl From<BrokerAddPartitionsToTxn> for RequestKind {
+    fn from(request: BrokerAddPartitionsToTxn) -> RequestKind {
+        RequestKind::AddPartitionsToTxn(request.0)
+    }
+}
+
 /// Declares [`Api`] and the [`Request`] impls from one table: entry, request type, API key
 /// (also the `RequestKind`/`ResponseKind` variant), response type, versions.
 macro_rules! client_apis {
@@ -125,6 +138,8 @@ client_apis! {
     /// not bump the epoch): what every Kafka 4.x broker still serves.
     AddPartitionsToTxn: AddPartitionsToTxnRequest
         => AddPartitionsToTxn(AddPartitionsToTxnResponse), 0..=3;
+    BrokerAddPartitionsToTxn: BrokerAddPartitionsToTxn
+        => AddPartitionsToTxn(AddPartitionsToTxnResponse), 4..=5;
     AddOffsetsToTxn: AddOffsetsToTxnRequest => AddOffsetsToTxn(AddOffsetsToTxnResponse), 0..=4;
     TxnOffsetCommit: TxnOffsetCommitRequest => TxnOffsetCommit(TxnOffsetCommitResponse), 0..=4;
     EndTxn: EndTxnRequest => EndTxn(EndTxnResponse), 0..=4;

@@ -48,7 +48,10 @@ const OFFSET_RECORDS_COUNT: usize = 57;
 const ATTRIBUTE_COMPRESSION_MASK: i16 = 0x07;
 const ATTRIBUTE_TIMESTAMP_TYPE_LOG_APPEND: i16 = 0x08;
 pub(crate) const ATTRIBUTE_TRANSACTIONAL: i16 = 0x10;
-const ATTRIBUTE_CONTROL: i16 = 0x20;
+pub(crate) const ATTRIBUTE_CONTROL: i16 = 0x20;
+/// A control batch larger than this is not a transaction marker (one record of 10 bytes):
+/// reads of one are bounded by it.
+pub(crate) const CONTROL_BATCH_BYTES_MAX: usize = 4096;
 /// KIP-534: the base timestamp holds the batch's delete horizon (set by the cleaner).
 pub(crate) const ATTRIBUTE_DELETE_HORIZON: i16 = 0x40;
 

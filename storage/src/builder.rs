@@ -22,8 +22,8 @@ pub struct BatchBuilder {
     producer_id: i64,
     producer_epoch: i16,
     base_sequence: i32,
-    /// Attribute bit 4: the batch belongs to its producer's ongoing transaction.
-    transactional: bool,
+    /// Attribute bits beyond the codec: transactional (0x10), control (0x20).
+    flags: i16,
 }
 
 impl BatchBuilder {
@@ -36,8 +36,31 @@ impl BatchBuilder {
             producer_id: -1,
             producer_epoch: -1,
             base_sequence: -1,
-            transactional: false,
+            flags: 0,
         }
+    }
+
+    /// Marks the batch as part of a transaction (attribute 0x10); needs [`Self::producer`].
+    pub fn transactional(mut self) -> Self {
+        self.flags |= crate::batch::ATTRIBUTE_TRANSACTIONAL;
+        self
+    }
+
+    /// A control batch holding one transaction marker (Kafka's `EndTransactionMarker`): key
+    /// version 0 and type (0 abort, 1 commit), value version 0 and the coordinator epoch.
+    /// Markers carry no sequence.
+    pub fn marker(
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        kind: crate::control::MarkerKind,
+        timestamp_ms: i64,
+    ) -> Vec<u8> {
+        let mut builder = BatchBuilder::new(timestamp_ms).producer(producer_id, producer_epoch, -1);
+        builder.flags = crate::batch::ATTRIBUTE_TRANSACTIONAL | crate::batch::ATTRIBUTE_CONTROL;
+        let (key, value) = crate::control::encode_marker(kind, coordinator_epoch);
+        builder.push(Some(&key), Some(&value), timestamp_ms);
+        builder.build()
     }
 
     /// Marks the batch as sent by an idempotent producer.
@@ -45,12 +68,6 @@ impl BatchBuilder {
         self.producer_id = producer_id;
         self.producer_epoch = producer_epoch;
         self.base_sequence = base_sequence;
-        self
-    }
-
-    /// Marks the batch as part of its producer's transaction (attribute bit 4).
-    pub fn transactional(mut self) -> Self {
-        self.transactional = true;
         self
     }
 
@@ -89,7 +106,7 @@ impl BatchBuilder {
 
     /// The encoded batch. A batch needs at least one record to be valid.
     pub fn build(&self) -> Vec<u8> {
-        self.assemble(0, &self.records)
+        self.assemble(self.flags, &self.records)
     }
 
     /// The batch with its records compressed by `compress` under Kafka codec id `codec`
@@ -103,15 +120,10 @@ impl BatchBuilder {
             return Ok(self.build());
         }
         let compressed = compress(&self.records)?;
-        Ok(self.assemble(codec & 0x07, &compressed))
+        Ok(self.assemble(self.flags | (codec & 0x07), &compressed))
     }
 
-    fn assemble(&self, codec: i16, records: &[u8]) -> Vec<u8> {
-        let attributes = if self.transactional {
-            codec | crate::batch::ATTRIBUTE_TRANSACTIONAL
-        } else {
-            codec
-        };
+    fn assemble(&self, attributes: i16, records: &[u8]) -> Vec<u8> {
         let total = BATCH_HEADER_BYTES + records.len();
         let mut out = Vec::with_capacity(total);
         out.extend_from_slice(&0i64.to_be_bytes()); // base offset: the log assigns it

@@ -60,6 +60,10 @@ pub enum StorageError {
         batch_index: usize,
         reason: crate::producers::SequenceError,
     },
+    #[error("transaction marker refused: {reason:?}")]
+    Marker {
+        reason: crate::producers::MarkerError,
+    },
     #[error("invalid log config: {0}")]
     InvalidConfig(String),
     #[error("cleaning {path} failed: {reason}")]

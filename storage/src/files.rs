@@ -14,6 +14,7 @@ use crate::error::{Result, StorageError};
 pub(crate) const LOG_SUFFIX: &str = "log";
 pub(crate) const OFFSET_INDEX_SUFFIX: &str = "index";
 pub(crate) const TIME_INDEX_SUFFIX: &str = "timeindex";
+pub(crate) const TXN_INDEX_SUFFIX: &str = "txnindex";
 const TEMPORARY_SUFFIX: &str = "tmp";
 
 /// `00000000000000000042.log` for base offset 42, as Kafka names segment files.

@@ -14,6 +14,7 @@ pub mod batch;
 pub mod builder;
 pub mod clean;
 mod config;
+pub mod control;
 mod error;
 mod files;
 mod index;
@@ -23,6 +24,7 @@ pub mod retention;
 mod scan;
 mod segment;
 mod state;
+pub mod txn_index;
 
 pub use config::{
     CleanupPolicy, CompactionConfig, FlushPolicy, LogConfig, Ratio, RetentionPolicy, TimestampType,

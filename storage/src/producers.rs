@@ -1,8 +1,12 @@
-//! Idempotent producer state of one partition: per producer id, its epoch and its last few
-//! batches, so a retried batch is recognised (and answered with its original offsets) and a
-//! gap in sequence numbers is refused. Pure logic; the log feeds it appends and replays.
+//! Producer state of one partition: per producer id, its epoch and its last few batches, so
+//! a retried batch is recognised (and answered with its original offsets) and a gap in
+//! sequence numbers is refused; and its transaction (Kafka's `ProducerStateManager`): the
+//! first offset of the one ongoing, ended by a marker, which the last stable offset waits
+//! for. Pure logic; the log feeds it appends and replays.
 
 use std::collections::{BTreeMap, BTreeSet};
+
+use crate::control::{MarkerKind, TxnMarker};
 
 /// Batches remembered per producer for duplicate detection: Kafka's
 /// `max.in.flight.requests.per.connection` limit for idempotence is 5.
@@ -22,6 +26,8 @@ pub struct ProducerBatch {
     pub base_sequence: i32,
     pub last_offset_delta: i32,
     pub max_timestamp_ms: i64,
+    /// Part of a transaction (attribute 0x10): starts one when none is ongoing.
+    pub is_transactional: bool,
 }
 
 impl ProducerBatch {
@@ -41,13 +47,46 @@ pub struct BatchMetadata {
     pub timestamp_ms: i64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProducerEntry {
     pub epoch: i16,
     /// Oldest first, at most [`BATCHES_REMEMBERED`].
     pub batches: Vec<BatchMetadata>,
     /// Broker time of the last append, for expiry.
     pub last_append_ms: i64,
+    /// The coordinator epoch of the last marker (-1 before any): an older one is fenced.
+    pub coordinator_epoch: i32,
+    /// The first offset of the producer's ongoing transaction.
+    pub current_txn_first_offset: Option<i64>,
+    /// Offset of the last marker written for it (-1 before any).
+    pub last_marker_offset: i64,
+    /// Timestamp of the last batch or marker (-1 before any), as DescribeProducers shows it.
+    pub last_timestamp_ms: i64,
+    /// The last few ended transactions `(first offset, marker offset)`, oldest first, at most
+    /// [`BATCHES_REMEMBERED`]: a truncation that cuts a marker reopens its transaction.
+    pub ended_transactions: Vec<(i64, i64)>,
+}
+
+impl Default for ProducerEntry {
+    fn default() -> Self {
+        ProducerEntry {
+            epoch: 0,
+            batches: Vec::new(),
+            last_append_ms: 0,
+            coordinator_epoch: -1,
+            current_txn_first_offset: None,
+            last_marker_offset: -1,
+            last_timestamp_ms: -1,
+            ended_transactions: Vec::new(),
+        }
+    }
+}
+
+impl ProducerEntry {
+    /// Sequence of the last remembered batch, -1 when none.
+    pub fn last_sequence(&self) -> i32 {
+        self.batches.last().map_or(-1, |batch| batch.last_sequence)
+    }
 }
 
 /// Why a producer batch is refused; the broker maps each to its Kafka error.
@@ -59,6 +98,59 @@ pub enum SequenceError {
     OutOfOrder { expected: i32, received: i32 },
     /// No state for this producer and not its first batch (UNKNOWN_PRODUCER_ID).
     UnknownProducer { producer_id: i64 },
+    /// A non-transactional batch while the producer's transaction is ongoing
+    /// (INVALID_TXN_STATE).
+    TransactionOngoing { producer_id: i64 },
+    /// A control batch from a producer: only the coordinator writes markers.
+    ControlBatch,
+    /// A transactional batch that would start a transaction after a marker the transaction
+    /// coordinator's verification did not see (KIP-890's verification guard): the
+    /// transaction it verified has ended since (INVALID_TXN_STATE).
+    StaleVerification { producer_id: i64 },
+}
+
+/// What the owner saw of a producer when the transaction coordinator verified (or the
+/// partition showed) its transaction here: the offset of its last marker (-1: none). A
+/// transactional batch of that producer starts a transaction only while this still holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerificationGuard {
+    pub producer_id: i64,
+    pub last_marker_offset: i64,
+}
+
+/// How a marker's producer epoch is checked (Kafka's transaction versions).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerEpochRule {
+    /// Transaction versions 0 and 1: the marker carries the transaction's epoch or a newer
+    /// one (`epoch >= current`).
+    SameOrNewer,
+    /// Transaction version 2 (KIP-890 part 2): EndTxn bumped the epoch, so a marker's epoch
+    /// is above the current one; an equal epoch is accepted only as the retry of a marker
+    /// already written (no transaction ongoing).
+    Bumped,
+}
+
+/// Why a marker is refused; the broker maps each to its Kafka error.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarkerError {
+    /// An older producer epoch (INVALID_PRODUCER_EPOCH).
+    FencedEpoch { current: i16, received: i16 },
+    /// An older coordinator epoch: a zombie coordinator (TRANSACTION_COORDINATOR_FENCED).
+    CoordinatorFenced { current: i32, received: i32 },
+}
+
+/// A transaction a marker ended (only one that had records on this partition).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CompletedTxn {
+    pub producer_id: i64,
+    pub first_offset: i64,
+    /// The marker's offset.
+    pub last_offset: i64,
+    pub kind: MarkerKind,
+    /// The last stable offset once it ended: the first offset of the earliest other ongoing
+    /// transaction, else the offset after the marker (Kafka's `AbortedTxn.lastStableOffset`,
+    /// which lets a reader of the aborted index stop early).
+    pub last_stable_offset: i64,
 }
 
 /// The verdict on one batch.
@@ -77,12 +169,21 @@ pub struct ProducerStates {
     /// appending producer first, for the cap ([`PRODUCERS_MAX`]). Derived from `producers`
     /// (log order, so a replay or a parsed snapshot orders them as the appends did).
     by_recency: BTreeSet<(i64, i64)>,
+    /// (first offset, producer id) of every ongoing transaction: the earliest bounds the
+    /// last stable offset. Derived from `producers`.
+    ongoing: BTreeSet<(i64, i64)>,
+    /// (first offset, marker offset) of ended transactions whose marker may still be at or
+    /// above the high watermark (Kafka's `unreplicatedTxns`): until the marker is committed
+    /// the transaction still holds the last stable offset back, or a leader change could
+    /// lose a marker a read_committed reader already acted on. In memory only (after a
+    /// restart the markers past the producer snapshot are replayed into it).
+    unreplicated: BTreeSet<(i64, i64)>,
 }
 
 /// Where `entry` stands in [`ProducerStates::by_recency`].
 fn recency(producer_id: i64, entry: &ProducerEntry) -> (i64, i64) {
     let last_offset = entry.batches.last().map_or(-1, |batch| batch.last_offset);
-    (last_offset, producer_id)
+    (last_offset.max(entry.last_marker_offset), producer_id)
 }
 
 impl ProducerStates {
@@ -97,6 +198,54 @@ impl ProducerStates {
     }
     pub fn entries(&self) -> impl Iterator<Item = (&i64, &ProducerEntry)> {
         self.producers.iter()
+    }
+
+    /// The first offset of the earliest ongoing transaction.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.ongoing.first().map(|&(first_offset, _)| first_offset)
+    }
+
+    /// The first offset not yet stable under `high_watermark`: of the earliest ongoing
+    /// transaction, or of an ended one whose marker the high watermark has not passed.
+    pub fn first_unstable_offset(&self, high_watermark: i64) -> Option<i64> {
+        let unreplicated = self
+            .unreplicated
+            .iter()
+            .find(|&&(_, marker_offset)| marker_offset >= high_watermark)
+            .map(|&(first_offset, _)| first_offset);
+        match (self.first_ongoing_offset(), unreplicated) {
+            (Some(ongoing), Some(ended)) => Some(ongoing.min(ended)),
+            (ongoing, ended) => ongoing.or(ended),
+        }
+    }
+
+    /// The high watermark moved: ended transactions whose marker is below it are stable.
+    pub fn on_high_watermark(&mut self, high_watermark: i64) {
+        self.unreplicated
+            .retain(|&(_, marker_offset)| marker_offset >= high_watermark);
+    }
+
+    /// Ongoing transactions as (first offset, producer id), earliest first.
+    pub fn ongoing_transactions(&self) -> impl Iterator<Item = (i64, i64)> + '_ {
+        self.ongoing.iter().copied()
+    }
+
+    /// The guard of `producer_id` as its state stands now.
+    pub fn verification_guard(&self, producer_id: i64) -> VerificationGuard {
+        VerificationGuard {
+            producer_id,
+            last_marker_offset: self
+                .producers
+                .get(&producer_id)
+                .map_or(-1, |entry| entry.last_marker_offset),
+        }
+    }
+
+    /// Whether `producer_id` has a transaction ongoing on this partition.
+    pub fn has_ongoing_transaction(&self, producer_id: i64) -> bool {
+        self.producers
+            .get(&producer_id)
+            .is_some_and(|entry| entry.current_txn_first_offset.is_some())
     }
 
     /// Checks `batch` against the producer's state without changing it.
@@ -119,6 +268,7 @@ impl ProducerStates {
         if batch.producer_epoch > entry.epoch {
             // A bumped epoch restarts the sequence.
             return if batch.base_sequence == 0 {
+                Self::check_transaction(batch, entry)?;
                 Ok(SequenceCheck::Accept)
             } else {
                 Err(SequenceError::OutOfOrder {
@@ -143,7 +293,94 @@ impl ProducerStates {
                 received: batch.base_sequence,
             });
         }
+        Self::check_transaction(batch, entry)?;
         Ok(SequenceCheck::Accept)
+    }
+
+    /// A producer inside a transaction writes only transactional batches until its marker.
+    fn check_transaction(
+        batch: &ProducerBatch,
+        entry: &ProducerEntry,
+    ) -> Result<(), SequenceError> {
+        if entry.current_txn_first_offset.is_some() && !batch.is_transactional {
+            return Err(SequenceError::TransactionOngoing {
+                producer_id: batch.producer_id,
+            });
+        }
+        Ok(())
+    }
+
+    /// Checks a marker against the producer's state without changing it (Kafka's
+    /// `appendEndTxnMarker` checks: producer epoch, then coordinator epoch).
+    pub fn check_marker(
+        &self,
+        marker: &TxnMarker,
+        rule: MarkerEpochRule,
+    ) -> Result<(), MarkerError> {
+        let Some(entry) = self.producers.get(&marker.producer_id) else {
+            return Ok(());
+        };
+        let fenced = match rule {
+            MarkerEpochRule::SameOrNewer => marker.producer_epoch < entry.epoch,
+            MarkerEpochRule::Bumped => {
+                marker.producer_epoch < entry.epoch
+                    || (marker.producer_epoch == entry.epoch
+                        && entry.current_txn_first_offset.is_some())
+            }
+        };
+        if fenced {
+            return Err(MarkerError::FencedEpoch {
+                current: entry.epoch,
+                received: marker.producer_epoch,
+            });
+        }
+        if entry.coordinator_epoch > marker.coordinator_epoch {
+            return Err(MarkerError::CoordinatorFenced {
+                current: entry.coordinator_epoch,
+                received: marker.coordinator_epoch,
+            });
+        }
+        Ok(())
+    }
+
+    /// Records a marker written (or replayed) at `offset`: the producer's transaction ends,
+    /// its epoch becomes the marker's (a bumped epoch restarts its sequences). Returns the
+    /// transaction it ended, when it had records here.
+    pub fn record_marker(
+        &mut self,
+        marker: &TxnMarker,
+        offset: i64,
+        now_ms: i64,
+    ) -> Option<CompletedTxn> {
+        let entry = self.producers.entry(marker.producer_id).or_default();
+        self.by_recency.remove(&recency(marker.producer_id, entry));
+        let ended = entry.current_txn_first_offset.take();
+        if let Some(first_offset) = ended {
+            self.ongoing.remove(&(first_offset, marker.producer_id));
+            self.unreplicated.insert((first_offset, offset));
+            entry.ended_transactions.push((first_offset, offset));
+            if entry.ended_transactions.len() > BATCHES_REMEMBERED {
+                entry.ended_transactions.remove(0);
+            }
+        }
+        if marker.producer_epoch != entry.epoch {
+            entry.epoch = marker.producer_epoch;
+            entry.batches.clear();
+        }
+        entry.coordinator_epoch = entry.coordinator_epoch.max(marker.coordinator_epoch);
+        entry.last_marker_offset = offset;
+        entry.last_timestamp_ms = marker.timestamp_ms;
+        entry.last_append_ms = entry.last_append_ms.max(now_ms);
+        self.by_recency.insert(recency(marker.producer_id, entry));
+        self.evict_over_cap();
+        let first_offset = ended?;
+        Some(CompletedTxn {
+            producer_id: marker.producer_id,
+            first_offset,
+            last_offset: offset,
+            kind: marker.kind,
+            last_stable_offset: self.first_ongoing_offset().unwrap_or(offset + 1),
+        })
     }
 
     /// Records an appended (or replayed) batch at its offsets. A new producer past
@@ -165,31 +402,64 @@ impl ProducerStates {
         if entry.batches.len() > BATCHES_REMEMBERED {
             entry.batches.remove(0);
         }
+        if batch.is_transactional && entry.current_txn_first_offset.is_none() {
+            entry.current_txn_first_offset = Some(base_offset);
+            self.ongoing.insert((base_offset, batch.producer_id));
+        }
+        entry.last_timestamp_ms = batch.max_timestamp_ms;
         entry.last_append_ms = entry.last_append_ms.max(now_ms);
         self.by_recency.insert(recency(batch.producer_id, entry));
-        while self.producers.len() > PRODUCERS_MAX {
-            let Some((_, oldest)) = self.by_recency.pop_first() else {
-                break;
-            };
-            self.producers.remove(&oldest);
+        self.evict_over_cap();
+    }
+
+    /// Past [`PRODUCERS_MAX`], forgets the producers whose last append is oldest, never one
+    /// with an ongoing transaction (forgetting it would make its records stable before its
+    /// marker): those are bounded by the coordinator's transaction timeout instead.
+    fn evict_over_cap(&mut self) {
+        if self.producers.len() <= PRODUCERS_MAX {
+            return;
+        }
+        let excess = self.producers.len() - PRODUCERS_MAX;
+        let evicted: Vec<(i64, i64)> = self
+            .by_recency
+            .iter()
+            .filter(|(_, producer_id)| !self.has_ongoing_transaction(*producer_id))
+            .take(excess)
+            .copied()
+            .collect();
+        for key in evicted {
+            self.by_recency.remove(&key);
+            self.producers.remove(&key.1);
         }
     }
 
-    /// Rebuilds [`ProducerStates::by_recency`] after producers were dropped in bulk.
+    /// Rebuilds the derived sets after producers were changed in bulk.
     fn reindex(&mut self) {
         self.by_recency = self
             .producers
             .iter()
             .map(|(&producer_id, entry)| recency(producer_id, entry))
             .collect();
+        self.ongoing = self
+            .producers
+            .iter()
+            .filter_map(|(&producer_id, entry)| {
+                entry
+                    .current_txn_first_offset
+                    .map(|first_offset| (first_offset, producer_id))
+            })
+            .collect();
     }
 
     /// Forgets producers idle for longer than `expiration_ms` (`producer.id.expiration.ms`),
     /// so the table stays bounded. Returns how many were removed.
+    /// A producer with an ongoing transaction is kept (as Kafka's `isProducerExpired`).
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers
-            .retain(|_, entry| now_ms.saturating_sub(entry.last_append_ms) <= expiration_ms);
+        self.producers.retain(|_, entry| {
+            entry.current_txn_first_offset.is_some()
+                || now_ms.saturating_sub(entry.last_append_ms) <= expiration_ms
+        });
         let removed = before - self.producers.len();
         if removed > 0 {
             self.reindex();
@@ -197,19 +467,49 @@ impl ProducerStates {
         removed
     }
 
-    /// Drops batches at or after `offset` (the log was truncated there); producers left with
-    /// no batch are forgotten.
+    /// Drops batches and markers at or after `offset` (the log was truncated there): a
+    /// transaction that started there is gone, one whose marker was cut is ongoing again.
+    /// Producers left with nothing are forgotten.
     pub fn truncate_from(&mut self, offset: i64) {
         for entry in self.producers.values_mut() {
             entry.batches.retain(|batch| batch.last_offset < offset);
+            if entry
+                .current_txn_first_offset
+                .is_some_and(|first_offset| first_offset >= offset)
+            {
+                entry.current_txn_first_offset = None;
+            }
+            while let Some(&(first_offset, marker_offset)) = entry.ended_transactions.last() {
+                if marker_offset < offset {
+                    break;
+                }
+                entry.ended_transactions.pop();
+                if first_offset < offset {
+                    entry.current_txn_first_offset = Some(first_offset);
+                }
+            }
+            if entry.last_marker_offset >= offset {
+                entry.last_marker_offset = entry
+                    .ended_transactions
+                    .last()
+                    .map_or(-1, |&(_, marker_offset)| marker_offset);
+            }
         }
-        self.producers.retain(|_, entry| !entry.batches.is_empty());
+        self.producers.retain(|_, entry| {
+            !entry.batches.is_empty()
+                || entry.current_txn_first_offset.is_some()
+                || entry.last_marker_offset >= 0
+        });
+        self.unreplicated
+            .retain(|&(_, marker_offset)| marker_offset < offset);
         self.reindex();
     }
 
     pub fn clear(&mut self) {
         self.producers.clear();
         self.by_recency.clear();
+        self.ongoing.clear();
+        self.unreplicated.clear();
     }
 
     /// A line-based rendering for the snapshot file.
@@ -219,6 +519,18 @@ impl ProducerStates {
                 "producer {producer_id} {} {}\n",
                 entry.epoch, entry.last_append_ms
             ));
+            out.push_str(&format!(
+                "txn {producer_id} {} {} {} {}\n",
+                entry.coordinator_epoch,
+                entry.current_txn_first_offset.unwrap_or(-1),
+                entry.last_marker_offset,
+                entry.last_timestamp_ms
+            ));
+            for (first_offset, marker_offset) in &entry.ended_transactions {
+                out.push_str(&format!(
+                    "ended {producer_id} {first_offset} {marker_offset}\n"
+                ));
+            }
             for batch in &entry.batches {
                 out.push_str(&format!(
                     "batch {producer_id} {} {} {} {} {}\n",
@@ -272,6 +584,37 @@ impl ProducerStates {
                 self.by_recency.insert(recency(producer_id, entry));
                 Ok(true)
             }
+            Some(&"txn") => {
+                let producer_id = number(1)?;
+                let coordinator_epoch = narrow(number(2)?)?;
+                let first_offset = number(3)?;
+                let last_marker_offset = number(4)?;
+                let last_timestamp_ms = number(5)?;
+                let entry = self
+                    .producers
+                    .get_mut(&producer_id)
+                    .ok_or_else(|| format!("txn before its producer {line:?}"))?;
+                self.by_recency.remove(&recency(producer_id, entry));
+                entry.coordinator_epoch = coordinator_epoch;
+                entry.current_txn_first_offset = (first_offset >= 0).then_some(first_offset);
+                entry.last_marker_offset = last_marker_offset;
+                entry.last_timestamp_ms = last_timestamp_ms;
+                self.by_recency.insert(recency(producer_id, entry));
+                if first_offset >= 0 {
+                    self.ongoing.insert((first_offset, producer_id));
+                }
+                Ok(true)
+            }
+            Some(&"ended") => {
+                let producer_id = number(1)?;
+                let ended = (number(2)?, number(3)?);
+                let entry = self
+                    .producers
+                    .get_mut(&producer_id)
+                    .ok_or_else(|| format!("ended before its producer {line:?}"))?;
+                entry.ended_transactions.push(ended);
+                Ok(true)
+            }
             _ => Ok(false),
         }
     }
@@ -301,6 +644,7 @@ mod tests {
             base_sequence,
             last_offset_delta: records - 1,
             max_timestamp_ms: 0,
+            is_transactional: false,
         }
     }
 
@@ -377,6 +721,7 @@ mod tests {
             base_sequence: i32::MAX - 1,
             last_offset_delta: 1,
             max_timestamp_ms: 0,
+            is_transactional: false,
         };
         assert_eq!(near_end.last_sequence(), i32::MAX);
         states.producers.insert(1, ProducerEntry::default());

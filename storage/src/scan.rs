@@ -23,6 +23,7 @@ pub(crate) struct BatchHeader {
     pub producer_epoch: i16,
     pub base_sequence: i32,
     pub records_count: u32,
+    pub attributes: i16,
 }
 
 impl BatchHeader {
@@ -38,18 +39,25 @@ impl BatchHeader {
             producer_epoch: view.producer_epoch(),
             base_sequence: view.base_sequence(),
             records_count: u32::try_from(view.records_count()).unwrap_or(0),
+            attributes: view.attributes(),
         }
     }
 
-    /// The idempotence fields, for batches written by an idempotent producer.
+    pub fn is_control(&self) -> bool {
+        self.attributes & crate::batch::ATTRIBUTE_CONTROL != 0
+    }
+
+    /// The idempotence fields, for data batches written by an idempotent producer (control
+    /// batches are markers: [`crate::control::decode_control`]).
     pub fn producer_batch(&self) -> Option<ProducerBatch> {
-        (self.producer_id >= 0).then(|| ProducerBatch {
+        (self.producer_id >= 0 && !self.is_control()).then(|| ProducerBatch {
             producer_id: self.producer_id,
             producer_epoch: self.producer_epoch,
             base_sequence: self.base_sequence,
             last_offset_delta: i32::try_from(self.last_offset - self.base_offset)
                 .unwrap_or(i32::MAX),
             max_timestamp_ms: self.max_timestamp_ms,
+            is_transactional: self.attributes & crate::batch::ATTRIBUTE_TRANSACTIONAL != 0,
         })
     }
 

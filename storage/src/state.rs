@@ -220,6 +220,7 @@ mod tests {
                 base_sequence: 0,
                 last_offset_delta: 2,
                 max_timestamp_ms: 5,
+                is_transactional: true,
             },
             30,
             6,

@@ -924,3 +924,155 @@ fn a_consumer_read_of_an_emptied_tail_still_reaches_the_high_watermark() {
     let last = BatchView::validated(&batches[batches.len() - 1].1).unwrap();
     assert_eq!(last.last_offset() + 1, log.high_watermark());
 }
+
+/// Transactions in a compacted log, as Kafka's cleaner treats them: the cleaner stops at the
+/// bound it is given (the last stable offset: an undecided transaction is never cleaned), an
+/// aborted transaction's records go (and are never a key's latest), a marker stays while
+/// batches of its transaction do and goes a delete horizon after they are all gone, and the
+/// cleaned segments' `.txnindex` files hold the aborted transactions still in the log, which
+/// a reopen trusts and a rebuild from the log agrees with.
+#[test]
+fn cleaning_drops_aborted_transactions_and_then_their_markers() {
+    use lmq_storage::control::{MarkerKind, TxnMarker};
+    use lmq_storage::producers::MarkerEpochRule;
+    let dir = tempfile::tempdir().unwrap();
+    let (mut log, _) = common::open(dir.path(), &compacted(1024));
+    let aborts = |round: i32| round % 4 == 1;
+    for round in 0..30 {
+        let mut builder = BatchBuilder::new(0).producer(1, 0, round).transactional();
+        builder.push(Some(b"key"), Some(format!("v{round}").as_bytes()), 0);
+        log.append(&mut builder.build(), 0, 0).unwrap();
+        let marker = TxnMarker {
+            producer_id: 1,
+            producer_epoch: 0,
+            coordinator_epoch: 0,
+            kind: if aborts(round) {
+                MarkerKind::Abort
+            } else {
+                MarkerKind::Commit
+            },
+            timestamp_ms: 0,
+        };
+        log.append_marker(&marker, MarkerEpochRule::SameOrNewer, 0, 0)
+            .unwrap();
+    }
+    // An undecided transaction of another producer holds the last stable offset.
+    let mut open = BatchBuilder::new(0).producer(2, 0, 0).transactional();
+    open.push(Some(b"key"), Some(b"undecided"), 0);
+    let open_at = log.append(&mut open.build(), 0, 0).unwrap().base_offset;
+    log.roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    let lso = log.last_stable_offset(log.high_watermark());
+    assert_eq!(lso, open_at);
+    assert_eq!(log.aborted_transactions(0, lso).len(), 8);
+    // Larger segments from now on, so the cleaner merges the small ones into groups.
+    log.set_config(compacted(64 * 1024)).unwrap();
+    let segments_before = log.segment_count();
+    let pass = |log: &mut lmq_storage::PartitionLog, now_ms: i64| {
+        let lso = log.last_stable_offset(log.high_watermark());
+        let (outcome, _, _) = log
+            .clean_now(&mut cleaner(1 << 20), lso, now_ms)
+            .unwrap()
+            .unwrap();
+        let CommitOutcome::Committed { first_dirty_offset } = outcome else {
+            panic!("{outcome:?}")
+        };
+        assert!(
+            first_dirty_offset <= lso,
+            "cleaned past the last stable offset"
+        );
+    };
+    // (values of data records, markers with their record) in the log
+    let contents = |log: &lmq_storage::PartitionLog| {
+        let mut values = Vec::new();
+        let mut markers = 0;
+        for (_, batch) in common::read_all(log) {
+            let view = BatchView::new(&batch).unwrap();
+            if view.is_control() {
+                markers += usize::from(view.records_count() > 0);
+                continue;
+            }
+            for record in parse_records(&view, view.records_bytes()).unwrap() {
+                values.push(String::from_utf8(record.value.unwrap().to_vec()).unwrap());
+            }
+        }
+        (values, markers)
+    };
+
+    pass(&mut log, 10);
+    assert!(log.segment_count() < segments_before, "nothing was merged");
+    assert_eq!(
+        contents(&log),
+        (vec!["v28".to_string(), "undecided".to_string()], 30),
+        "the latest committed value, not the aborted v29; every marker still has batches"
+    );
+    assert_eq!(log.aborted_transactions(0, lso).len(), 8);
+
+    // The next pass finds the transactions emptied: their markers get a horizon, and the
+    // aborted ones leave the index (but v29's, whose emptied batch is its producer's last).
+    // Producer 2's transaction ends first, so the bound moves past the new data.
+    let commit = TxnMarker {
+        producer_id: 2,
+        producer_epoch: 0,
+        coordinator_epoch: 0,
+        kind: MarkerKind::Commit,
+        timestamp_ms: 0,
+    };
+    log.append_marker(&commit, MarkerEpochRule::SameOrNewer, 0, 0)
+        .unwrap();
+    let mut plain = BatchBuilder::new(0);
+    plain.push(Some(b"other"), Some(b"x"), 0);
+    log.append(&mut plain.build(), 0, 0).unwrap();
+    log.roll().unwrap();
+    log.set_high_watermark(log.log_end_offset());
+    pass(&mut log, 20);
+    assert_eq!(contents(&log).1, 31, "markers wait for their horizon");
+    let aborted = log.aborted_transactions(0, i64::MAX);
+    assert_eq!(
+        aborted
+            .iter()
+            .map(|txn| txn.first_offset)
+            .collect::<Vec<_>>(),
+        [58],
+        "only round 29's abort still has a batch"
+    );
+    pass(&mut log, 20 + 1_000);
+    assert_eq!(
+        contents(&log).1,
+        3,
+        "round 28's commit and round 29's abort stay, and producer 2's (its data stays)"
+    );
+    assert_eq!(log.aborted_transactions(0, i64::MAX), aborted);
+
+    let txn_indexes = fs::read_dir(dir.path())
+        .unwrap()
+        .filter(|entry| {
+            entry
+                .as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|extension| extension == "txnindex")
+        })
+        .count();
+    assert_eq!(txn_indexes, log.segment_count());
+    log.close().unwrap();
+    let (log, report) = common::open(dir.path(), &compacted(64 * 1024));
+    assert!(!report.transaction_index_rebuilt);
+    assert_eq!(log.aborted_transactions(0, i64::MAX), aborted);
+    assert_eq!(
+        log.last_stable_offset(log.high_watermark()),
+        log.high_watermark()
+    );
+    let first_segment = log.segment_base_offsets()[0];
+    log.close().unwrap();
+    // A rebuild from the cleaned log agrees: no transaction left hanging.
+    fs::remove_file(dir.path().join(format!("{first_segment:020}.txnindex"))).unwrap();
+    let (log, report) = common::open(dir.path(), &compacted(64 * 1024));
+    assert!(report.transaction_index_rebuilt);
+    assert_eq!(log.aborted_transactions(0, i64::MAX), aborted);
+    assert_eq!(
+        log.last_stable_offset(log.high_watermark()),
+        log.high_watermark()
+    );
+}

@@ -71,6 +71,10 @@ pub const SUPPORTED_APIS: &[SupportedApi] = &[
     api(ApiKey::TxnOffsetCommit, 0, 4),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 2),
+    // Transactions, the partition side: markers from the transaction coordinator (Kafka 4
+    // serves v1+; KIP-896 removed v0) and the producer state of led partitions.
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 /// The advertised range of `api_key`, or `None` when LMQ does not serve it.

@@ -24,6 +24,7 @@ pub mod reassign;
 mod reconcile;
 pub mod store;
 mod tasks;
+pub mod txn_verify;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -101,6 +102,8 @@ pub struct ClusterNode {
     lease_config: LeaseConfig,
     /// Producer ids: this broker's block, and what the cluster handed out.
     producer_ids: producer_ids::ProducerIds,
+    /// Connections to transaction coordinators on other brokers (`txn_verify`).
+    verify_connections: txn_verify::VerifyConnections,
 }
 
 /// How often `tasks::keep_contact` passes this broker's TTL check and reads the health list.
@@ -583,6 +586,7 @@ pub async fn join(
         lease: std::sync::Mutex::new(Lease::new(lease_config, registered_at)),
         lease_config,
         producer_ids: producer_ids::ProducerIds::default(),
+        verify_connections: txn_verify::VerifyConnections::default(),
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));

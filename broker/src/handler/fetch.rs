@@ -2,7 +2,9 @@
 //! until `min_bytes` are available or `max_wait_ms` passes. Sessionless: every answer has
 //! session id 0, which tells clients to keep sending full requests (KIP-227).
 //!
-//! In a cluster, consumers read from the leader only and up to the high watermark; a
+//! In a cluster, consumers read from the leader only and up to the high watermark (with
+//! isolation level 1, read_committed, up to the last stable offset, and the answer lists the
+//! aborted transactions in what it returns, Kafka's `collectAbortedTransactions`); a
 //! follower's fetch (replica id set) reads up to the log end, reports the follower's
 //! position to the replication state machine, and is told where its history diverges
 //! (`diverging_epoch`, KIP-320's check by last fetched epoch). A replica id counts only on a
@@ -23,8 +25,10 @@ use bytes::Bytes;
 use futures_util::future::select_all;
 use lmq_storage::{FirstBatch, ReadBound, ReadLimits};
 use lmq_wire::protocol::messages::fetch_request::FetchPartition;
-use lmq_wire::protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use lmq_wire::protocol::messages::{FetchRequest, FetchResponse, TopicName};
+use lmq_wire::protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use lmq_wire::protocol::messages::{FetchRequest, FetchResponse, ProducerId, TopicName};
 
 use super::{
     NONE, RequestContext, TopicLookup, UNKNOWN_TOPIC_OR_PARTITION, replica_error_code,
@@ -94,6 +98,21 @@ struct Fetcher<'r> {
     follower: Option<i32>,
     version: i16,
     max_bytes: u64,
+}
+
+impl Fetcher<'_> {
+    /// What this fetcher reads up to, and so which progress wakes it: followers the log
+    /// end, read_committed consumers (isolation level 1) the last stable offset, others the
+    /// high watermark.
+    fn bound(&self) -> ReadBound {
+        if self.follower.is_some() {
+            ReadBound::LogEnd
+        } else if self.request.isolation_level == 1 {
+            ReadBound::LastStableOffset
+        } else {
+            ReadBound::HighWatermark
+        }
+    }
 }
 
 /// A fetch in the making: one pending answer per requested partition, in the request's
@@ -178,15 +197,15 @@ fn count_out(broker: &Broker, sent: &[(String, u64, u64)]) {
 /// read bound (and a divergence to report instead of records).
 fn admit(
     broker: &Broker,
-    follower: Option<i32>,
+    fetcher: Fetcher<'_>,
     partition: &Partition,
     fetch: &FetchPartition,
 ) -> Result<(ReadBound, Option<(i32, i64)>), i16> {
-    let Some(replica_id) = follower else {
+    let Some(replica_id) = fetcher.follower else {
         partition
             .check_leader(fetch.current_leader_epoch)
             .map_err(|error| replica_error_code(&error))?;
-        return Ok((ReadBound::HighWatermark, None));
+        return Ok((fetcher.bound(), None));
     };
     // A high watermark this moves wakes the consumers parked on the partition.
     let check = partition
@@ -252,19 +271,10 @@ impl<'r> PendingFetch<'r> {
         }
     }
 
-    /// What this fetcher reads up to, and so which progress wakes it.
-    fn bound(&self) -> ReadBound {
-        if self.fetcher.follower.is_some() {
-            ReadBound::LogEnd
-        } else {
-            ReadBound::HighWatermark
-        }
-    }
-
     /// One pass: every partition answered anew, in request order (the first records read go
     /// whole, KIP-74). Returns the record bytes read.
     fn read_all(&mut self, broker: &Broker) -> u64 {
-        let bound = self.bound();
+        let bound = self.fetcher.bound();
         let mut total = 0u64;
         // Partitions of one topic are next to each other: one registry lookup per topic.
         let mut topic: Option<(&TopicName, TopicLookup)> = None;
@@ -376,12 +386,13 @@ impl PendingPartition<'_> {
             data.error_code = self.refused.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION);
             return 0;
         };
-        let bound = match admit(broker, fetch.follower, partition, fetch_partition) {
+        let bound = match admit(broker, fetch, partition, fetch_partition) {
             Ok((_, Some((epoch, end_offset)))) => {
                 data.diverging_epoch.epoch = epoch;
                 data.diverging_epoch.end_offset = end_offset;
                 if let Ok(offsets) = partition.offsets() {
                     data.high_watermark = offsets.high_watermark;
+                    data.last_stable_offset = offsets.last_stable_offset;
                     data.log_start_offset = offsets.log_start_offset;
                 }
                 data.records = Some(Bytes::new());
@@ -409,13 +420,22 @@ impl PendingPartition<'_> {
             Ok(read) => {
                 data.error_code = NONE;
                 data.high_watermark = read.high_watermark;
-                data.last_stable_offset = read.high_watermark;
+                data.last_stable_offset = read.last_stable_offset;
                 if fetch.version >= 5 {
                     data.log_start_offset = read.log_start_offset;
                 }
-                // A list (empty: no transactions yet) only for read_committed readers; Kafka
-                // answers null to read_uncommitted ones.
-                data.aborted_transactions = (fetch.request.isolation_level == 1).then(Vec::new);
+                // A list only for read_committed readers (the aborted transactions in what
+                // was read); Kafka answers null to read_uncommitted ones.
+                data.aborted_transactions = read.aborted_transactions.map(|aborted| {
+                    aborted
+                        .iter()
+                        .map(|txn| {
+                            AbortedTransaction::default()
+                                .with_producer_id(ProducerId(txn.producer_id))
+                                .with_first_offset(txn.first_offset)
+                        })
+                        .collect()
+                });
                 match read.region {
                     Some(region) => {
                         let length = region.length;
@@ -440,7 +460,7 @@ impl PendingPartition<'_> {
                     .filter(|_| fetch.follower.is_some())
                 {
                     data.high_watermark = offsets.high_watermark;
-                    data.last_stable_offset = offsets.high_watermark;
+                    data.last_stable_offset = offsets.last_stable_offset;
                     if fetch.version >= 5 {
                         data.log_start_offset = offsets.log_start_offset;
                     }

@@ -1,4 +1,7 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3) and by timestamp. As Kafka,
+//! what a consumer may fetch bounds the answers: the high watermark, or with isolation
+//! level 1 (read_committed) the last stable offset; LATEST is that bound, and a timestamp
+//! lookup finding an offset at or past it answers none.
 
 use lmq_storage::batch::{BatchView, first_offset_in_records};
 use lmq_wire::protocol::messages::list_offsets_response::{
@@ -25,6 +28,11 @@ pub fn handle(
     version: i16,
 ) -> ListOffsetsResponse {
     let mut response = ListOffsetsResponse::default();
+    let isolation = if request.isolation_level == 1 {
+        Isolation::ReadCommitted
+    } else {
+        Isolation::ReadUncommitted
+    };
     for topic_request in request.topics {
         let topic = TopicLookup::new(broker, &topic_request.name.0);
         let allowed = context.check_topic(AclOperation::Describe, &topic_request.name.0);
@@ -44,7 +52,7 @@ pub fn handle(
             });
             match found {
                 Err(code) => answer.error_code = code,
-                Ok(partition) => match lookup(partition, partition_request.timestamp)
+                Ok(partition) => match lookup(partition, partition_request.timestamp, isolation)
                     .map_err(|error| storage_error_code(&error))
                 {
                     Ok((timestamp, offset)) => {
@@ -65,14 +73,35 @@ pub fn handle(
     response
 }
 
+/// The request's isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    ReadUncommitted,
+    ReadCommitted,
+}
+
 /// `(timestamp, offset)` as Kafka answers it; `(-1, -1)` when no record qualifies.
-fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), lmq_storage::StorageError> {
+fn lookup(
+    partition: &Partition,
+    timestamp: i64,
+    isolation: Isolation,
+) -> Result<(i64, i64), lmq_storage::StorageError> {
     let offsets = partition.offsets()?;
+    let fetchable_end = match isolation {
+        Isolation::ReadUncommitted => offsets.high_watermark,
+        Isolation::ReadCommitted => offsets.last_stable_offset,
+    };
+    let fetchable = |(timestamp, offset): (i64, i64)| {
+        if offset < fetchable_end {
+            (timestamp, offset)
+        } else {
+            (-1, -1)
+        }
+    };
     match timestamp {
-        // With no transactions yet, the last stable offset is the high watermark.
-        LATEST => Ok((-1, offsets.high_watermark)),
+        LATEST => Ok((-1, fetchable_end)),
         EARLIEST => Ok((-1, offsets.log_start_offset)),
-        MAX_TIMESTAMP => Ok(partition.max_timestamp()?.unwrap_or((-1, -1))),
+        MAX_TIMESTAMP => Ok(fetchable(partition.max_timestamp()?.unwrap_or((-1, -1)))),
         target => {
             let Some(found) = partition.find_by_timestamp(target)? else {
                 return Ok((-1, -1));
@@ -94,7 +123,9 @@ fn lookup(partition: &Partition, timestamp: i64) -> Result<(i64, i64), lmq_stora
                     decompress(codec, view.records_bytes(), DECOMPRESSED_BYTES_MAX).ok()?;
                 first_offset_in_records(&view, &records, target)
             });
-            Ok(exact.unwrap_or((found.max_timestamp_ms, found.base_offset)))
+            Ok(fetchable(
+                exact.unwrap_or((found.max_timestamp_ms, found.base_offset)),
+            ))
         }
     }
 }

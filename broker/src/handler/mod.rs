@@ -20,6 +20,7 @@ mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
 mod describe_transactions;
+mod describe_producers;
 mod describe_user_scram_credentials;
 mod end_txn;
 mod fetch;
@@ -43,6 +44,7 @@ mod sasl_authenticate;
 mod sasl_handshake;
 mod sync_group;
 mod txn_offset_commit;
+mod write_txn_markers;
 
 use std::future::Future;
 use std::pin::Pin;
@@ -51,7 +53,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use lmq_storage::StorageError;
 use lmq_storage::batch::BatchError;
-use lmq_storage::producers::SequenceError;
+use lmq_storage::producers::{MarkerError, SequenceError};
 use lmq_wire::DecodedRequest;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind, TopicName};
@@ -486,7 +488,16 @@ pub async fn dispatch(
     }
     if let RequestKind::Produce(body) = request.body {
         let producer_ids = produce::producer_ids_end(cluster, &body).await;
-        let appended = produce::append(broker, cluster, context, body, version, producer_ids);
+        let transactions = produce::verify_transactions(broker, cluster, &body).await;
+        let appended = produce::append(
+            broker,
+            cluster,
+            context,
+            body,
+            version,
+            producer_ids,
+            transactions,
+        );
         return Dispatched::Later(Box::pin(async move {
             appended
                 .finish()
@@ -517,6 +528,14 @@ async fn dispatch_body(
         RequestKind::ListOffsets(body) => Some(Reply::of(
             list_offsets::handle(broker, context, body, version),
             ResponseKind::ListOffsets,
+        )),
+        RequestKind::WriteTxnMarkers(body) => Some(Reply::of(
+            write_txn_markers::handle(broker, cluster, context, body).await,
+            ResponseKind::WriteTxnMarkers,
+        )),
+        RequestKind::DescribeProducers(body) => Some(Reply::of(
+            describe_producers::handle(broker, context, body),
+            ResponseKind::DescribeProducers,
         )),
         RequestKind::InitProducerId(body) => Some(Reply::of(
             init_producer_id::handle(broker, cluster, context, body, version).await,
@@ -698,6 +717,15 @@ pub(crate) fn storage_error_code(error: &StorageError) -> i16 {
             SequenceError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
             SequenceError::OutOfOrder { .. } => ResponseError::OutOfOrderSequenceNumber,
             SequenceError::UnknownProducer { .. } => ResponseError::UnknownProducerId,
+            SequenceError::TransactionOngoing { .. } | SequenceError::StaleVerification { .. } => {
+                ResponseError::InvalidTxnState
+            }
+            // Kafka's ProduceRequest validation: clients never write control records.
+            SequenceError::ControlBatch => ResponseError::InvalidRecord,
+        },
+        StorageError::Marker { reason } => match reason {
+            MarkerError::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch,
+            MarkerError::CoordinatorFenced { .. } => ResponseError::TransactionCoordinatorFenced,
         },
         StorageError::Io { .. }
         | StorageError::Poisoned { .. }

@@ -6,7 +6,16 @@
 //!
 //! Each partition's answer is its own [`PartitionAnswer`]: built at the append, settled
 //! (fsync, ISR, leadership) on its own, and put into the response at the end.
+//!
+//! Transactions: a transactional batch needs the request's transactional id (else every
+//! partition is answered TRANSACTIONAL_ID_AUTHORIZATION_FAILED, as Kafka), and where it
+//! would start the producer's transaction on a partition (none ongoing there) the
+//! transaction coordinator must confirm the partition was added to it first (KIP-890 part 1,
+//! [`verify_transactions`] through `Broker::txn_verifier`; without a coordinator installed the
+//! batch is refused as retriable). Control batches from clients are refused by the log
+//! (INVALID_RECORD).
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use futures_util::future::join_all;
@@ -34,6 +43,8 @@ use crate::record_checks::{self, BatchRefusal, RecordRule};
 use crate::replication::AckError;
 use crate::security::acl::{AclOperation, ResourceType};
 use crate::topic_config::TopicSettings;
+use crate::txn_hooks::Verification;
+use lmq_storage::producers::VerificationGuard;
 
 /// A produce request whose batches are appended, waiting for their fsync (group commit) and,
 /// with acks=all, for the ISR. The connection may read and append its next requests
@@ -318,6 +329,116 @@ pub async fn producer_ids_end(cluster: &ClusterNode, request: &ProduceRequest) -
     }
 }
 
+/// The transactional batches of one produce that the transaction coordinator refused to
+/// let start a transaction on their partition (KIP-890): (topic, partition) → code, reason.
+/// With each transactional batch's guard: what the partition showed of its producer when
+/// the coordinator was asked (or the transaction was seen ongoing), checked again under the
+/// partition's lock at the append, so a marker written meanwhile fails the append instead
+/// of letting it start a transaction nobody verified (Kafka's verification guard).
+#[derive(Debug, Clone, Default)]
+pub struct TxnVerdicts {
+    refused: HashMap<(String, i32), (i16, String)>,
+    guards: HashMap<(String, i32), VerificationGuard>,
+}
+
+/// The transactional batch of a partition's records: (producer id, epoch).
+fn transactional_producer(records: &[u8]) -> Option<(i64, i16)> {
+    let view = BatchView::new(records).ok()?;
+    (view.is_transactional() && !view.is_control() && view.producer_id() >= 0)
+        .then(|| (view.producer_id(), view.producer_epoch()))
+}
+
+/// Asks the transaction coordinator, once per producer of the request, about every
+/// partition where a transactional batch would start the producer's transaction (none is
+/// ongoing there): Kafka's verification before the append. Partitions this broker does not
+/// lead are left to the append's own refusal.
+pub async fn verify_transactions(
+    broker: &Broker,
+    cluster: &ClusterNode,
+    request: &ProduceRequest,
+) -> TxnVerdicts {
+    let mut verdicts = TxnVerdicts::default();
+    let Some(transactional_id) = request.transactional_id.as_ref() else {
+        return verdicts;
+    };
+    let mut asks: HashMap<(i64, i16), Vec<(String, i32)>> = HashMap::new();
+    for topic_data in &request.topic_data {
+        let topic = TopicLookup::new(broker, &topic_data.name.0);
+        for partition_data in &topic_data.partition_data {
+            let Some((producer_id, epoch)) = partition_data
+                .records
+                .as_deref()
+                .and_then(transactional_producer)
+            else {
+                continue;
+            };
+            let Some(partition) = topic
+                .partition(partition_data.index)
+                .ok()
+                .filter(|partition| partition.is_leader())
+            else {
+                continue;
+            };
+            let Ok((ongoing, guard)) = partition.with_log(|log| {
+                let producers = log.producers();
+                Ok((
+                    producers.has_ongoing_transaction(producer_id),
+                    producers.verification_guard(producer_id),
+                ))
+            }) else {
+                continue;
+            };
+            verdicts
+                .guards
+                .insert((topic_data.name.0.to_string(), partition_data.index), guard);
+            if !ongoing {
+                asks.entry((producer_id, epoch))
+                    .or_default()
+                    .push((topic_data.name.0.to_string(), partition_data.index));
+            }
+        }
+    }
+    for ((producer_id, producer_epoch), partitions) in asks {
+        let ask = crate::txn_hooks::VerifyRequest {
+            transactional_id: transactional_id.to_string(),
+            producer_id,
+            producer_epoch,
+            partitions,
+        };
+        let answers = match broker.txn_verifier.get() {
+            Some(verifier) => verifier.verify(&ask).await,
+            None => crate::cluster::txn_verify::verify(broker, cluster, &ask).await,
+        };
+        for (index, key) in ask.partitions.into_iter().enumerate() {
+            let verification = answers
+                .get(index)
+                .copied()
+                .unwrap_or(Verification::Unavailable);
+            let refusal = match verification {
+                Verification::Added => continue,
+                Verification::NotAdded => (
+                    ResponseError::InvalidTxnState.code(),
+                    "the partition was not added to the transaction".to_string(),
+                ),
+                Verification::Fenced => (
+                    ResponseError::InvalidProducerEpoch.code(),
+                    "the producer's epoch is fenced by the transaction coordinator".to_string(),
+                ),
+                // Kafka answers the coordinator's retriable errors NOT_ENOUGH_REPLICAS, which
+                // every producer retries without a metadata refresh.
+                Verification::Unavailable => (
+                    ResponseError::NotEnoughReplicas.code(),
+                    "unable to verify the partition was added to the transaction: \
+                     the transaction coordinator is not available"
+                        .to_string(),
+                ),
+            };
+            verdicts.refused.insert(key, refusal);
+        }
+    }
+    verdicts
+}
+
 /// Appends each partition's batch; [`Appended::finish`] answers.
 pub fn append(
     broker: &Broker,
@@ -326,18 +447,27 @@ pub fn append(
     request: ProduceRequest,
     version: i16,
     producer_ids: ProducerIdsEnd,
+    transactions: TxnVerdicts,
 ) -> Appended {
     let acks = Acks::from_code(request.acks);
-    // As Kafka: a transactional producer needs WRITE on its transactional id (else every
-    // partition is refused), then WRITE on each topic.
-    let transaction_refused = request
-        .transactional_id
-        .as_ref()
-        .filter(|id| !context.authorize(AclOperation::Write, ResourceType::TransactionalId, id))
-        .map(|_| TRANSACTIONAL_ID_AUTHORIZATION_FAILED);
+    // As Kafka: transactional records need a transactional id, and a transactional producer
+    // needs WRITE on it (else every partition is refused), then WRITE on each topic.
+    let has_transactional = request
+        .topic_data
+        .iter()
+        .flat_map(|topic| topic.partition_data.iter())
+        .filter_map(|partition| partition.records.as_deref())
+        .any(|records| transactional_producer(records).is_some());
+    let transaction_refused = match request.transactional_id.as_ref() {
+        None if has_transactional => Some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+        None => None,
+        Some(id) => (!context.authorize(AclOperation::Write, ResourceType::TransactionalId, id))
+            .then_some(TRANSACTIONAL_ID_AUTHORIZATION_FAILED),
+    };
     let appender = Appender {
         broker,
         producer_ids,
+        transactions,
         now_ms: broker.now_ms(),
         version,
     };
@@ -412,6 +542,7 @@ pub fn append(
 struct Appender<'a> {
     broker: &'a Broker,
     producer_ids: ProducerIdsEnd,
+    transactions: TxnVerdicts,
     now_ms: i64,
     version: i16,
 }
@@ -446,6 +577,14 @@ impl Appender<'_> {
             answer.refuse(code, Some(message), version);
             return;
         }
+        if let Some((code, message)) = self
+            .transactions
+            .refused
+            .get(&(topic.to_string(), partition.index))
+        {
+            answer.refuse(*code, Some(message.clone()), version);
+            return;
+        }
         let mut records = match settings {
             Some(settings) => {
                 let topic_partition = format!("{topic}-{}", partition.index);
@@ -461,7 +600,18 @@ impl Appender<'_> {
         };
         let metrics = &self.broker.metrics;
         let started = crate::metrics::stopwatch();
-        let appended = partition.append_as_leader(&mut records, acks, self.now_ms);
+        // A transactional batch may start a transaction only as verified (KIP-890).
+        let guard = self
+            .transactions
+            .guards
+            .get(&(topic.to_string(), partition.index))
+            .copied();
+        let appended = if transactional_producer(&records).is_some() {
+            let guards: Vec<VerificationGuard> = guard.into_iter().collect();
+            partition.append_as_leader_guarded(&mut records, acks, self.now_ms, Some(&guards))
+        } else {
+            partition.append_as_leader(&mut records, acks, self.now_ms)
+        };
         metrics
             .produce_append_duration
             .observe(started.elapsed().as_secs_f64());
@@ -567,6 +717,7 @@ mod tests {
             request("t", acks),
             9,
             ANY_PRODUCER_ID,
+            TxnVerdicts::default(),
         );
         assert_eq!(
             appended.topics[0].partitions[0].answer.error_code, NONE,
@@ -672,6 +823,7 @@ mod tests {
                 request("t", acks),
                 9,
                 ANY_PRODUCER_ID,
+                TxnVerdicts::default(),
             )
             .finish()
             .await
@@ -695,6 +847,7 @@ mod tests {
             request("t", -1),
             9,
             ANY_PRODUCER_ID,
+            TxnVerdicts::default(),
         );
         let pending = appended.topics[0].partitions[0].appended.as_ref().unwrap();
         assert!(pending.committed.is_some(), "waits for the ISR");

@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
+use lmq_storage::control::TxnMarker;
+use lmq_storage::producers::{CompletedTxn, MarkerEpochRule, VerificationGuard};
 use lmq_storage::{
     AppendInfo, FlushPolicy, LogConfig, LogOptions, PartitionLog, ReadBound, ReadLimits,
     ReadResult, RetentionOutcome, StorageError, TimestampMatch,
@@ -255,6 +257,7 @@ pub struct FollowerPosition {
 pub struct Offsets {
     pub log_start_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_end_offset: i64,
 }
 
@@ -289,7 +292,9 @@ impl Partition {
     /// watermark, followers: the log end). The subscription starts as seen.
     pub fn watch(&self, bound: ReadBound) -> FetchWatch {
         let sender = match bound {
-            ReadBound::HighWatermark => &self.progress.high_watermark,
+            // The last stable offset moves only with the high watermark: a marker's
+            // transaction stays unstable until the high watermark passes the marker.
+            ReadBound::HighWatermark | ReadBound::LastStableOffset => &self.progress.high_watermark,
             ReadBound::LogEnd => &self.progress.log_end,
         };
         FetchWatch {
@@ -488,6 +493,48 @@ impl Partition {
         acks: Acks,
         now_ms: i64,
     ) -> Result<LeaderAppend, ReplicaError> {
+        self.append_as_leader_guarded(records, acks, now_ms, None)
+    }
+
+    /// [`Self::append_as_leader`] of a produce whose transactional batches were verified
+    /// with the transaction coordinator (`PartitionLog::append_guarded`).
+    pub fn append_as_leader_guarded(
+        &self,
+        records: &mut [u8],
+        acks: Acks,
+        now_ms: i64,
+        guards: Option<&[VerificationGuard]>,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        self.leader_append(acks, now_ms, |log, epoch| {
+            Ok((log.append_guarded(records, epoch, now_ms, guards)?, ()))
+        })
+        .map(|(append, ())| append)
+    }
+
+    /// Writes a transaction marker as leader (WriteTxnMarkers), waited for like a produce
+    /// with `acks`: ends the producer's transaction here. Returns the transaction it ended
+    /// (none when the producer had no records here since its last marker).
+    pub fn append_marker_as_leader(
+        &self,
+        marker: &TxnMarker,
+        rule: MarkerEpochRule,
+        acks: Acks,
+        now_ms: i64,
+    ) -> Result<(LeaderAppend, Option<CompletedTxn>), ReplicaError> {
+        self.leader_append(acks, now_ms, |log, epoch| {
+            let (info, completed) = log.append_marker(marker, rule, epoch, now_ms)?;
+            Ok((info, completed))
+        })
+    }
+
+    /// A leader's append through `write` (under the log lock, at the leader epoch), then the
+    /// replication state's position and the acks=all waiter.
+    fn leader_append<T>(
+        &self,
+        acks: Acks,
+        now_ms: i64,
+        write: impl FnOnce(&mut PartitionLog, i32) -> Result<(AppendInfo, T), StorageError>,
+    ) -> Result<(LeaderAppend, T), ReplicaError> {
         let acks_all = acks == Acks::All;
         let mut replica = self.replica();
         let Replica {
@@ -503,13 +550,10 @@ impl Partition {
             return Err(ReplicaError::NotEnoughReplicas);
         }
         let epoch = state.leader_epoch();
-        let (info, truncations, generation) = self.with_log_generation(|log, generation| {
-            Ok((
-                log.append(records, epoch, now_ms)?,
-                log.truncations(),
-                generation,
-            ))
-        })?;
+        let ((info, extra), truncations, generation) =
+            self.with_log_generation(|log, generation| {
+                Ok((write(log, epoch)?, log.truncations(), generation))
+            })?;
         self.progress.log_end_moved();
         let (token, committed) = if acks_all {
             let (sender, receiver) = oneshot::channel();
@@ -529,15 +573,18 @@ impl Partition {
         };
         let actions = state.appended_unflushed(position, log_end, token, now_ms);
         self.apply(waiters, actions);
-        Ok(LeaderAppend {
-            info,
-            mark: AppendMark {
-                leader_epoch: epoch,
-                generation,
-                truncations,
+        Ok((
+            LeaderAppend {
+                info,
+                mark: AppendMark {
+                    leader_epoch: epoch,
+                    generation,
+                    truncations,
+                },
+                committed,
             },
-            committed,
-        })
+            extra,
+        ))
     }
 
     /// Whether an append made under `mark` may still be acknowledged: this node still leads
@@ -929,6 +976,7 @@ impl Partition {
             Ok(Offsets {
                 log_start_offset: log.log_start_offset(),
                 high_watermark: log.high_watermark(),
+                last_stable_offset: log.last_stable_offset(log.high_watermark()),
                 log_end_offset: log.log_end_offset(),
             })
         })

@@ -24,6 +24,7 @@ mod choose;
 mod offset_map;
 mod rewrite;
 mod throttle;
+mod transactions;
 
 use std::fmt;
 use std::fs::{self, File};
@@ -41,11 +42,14 @@ pub use throttle::{Pause, Throttle};
 use crate::batch::{BatchView, Compression, batch_total_bytes, parse_records};
 use crate::config::LogConfig;
 use crate::error::{Result, StorageError};
-use crate::files::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, segment_path};
+use crate::files::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, Syncer, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, segment_path,
+};
 use crate::index::{OFFSET_ENTRY_BYTES, OffsetIndex, TIME_ENTRY_BYTES, TimeIndex};
 use crate::scan::BatchHeader;
 use crate::segment::Indexer;
 use rewrite::{Outcome, Rules, filter_batch, records_of};
+use transactions::{TxnTracker, TxnVerdict};
 
 /// Suffix of a cleaned segment's files before they are swapped in.
 pub const CLEANED_SUFFIX: &str = "cleaned";
@@ -142,11 +146,23 @@ pub struct CleanPlan {
     pub(crate) truncations: u64,
     /// Producer id → last offset of its last batch: that batch is kept even when empty.
     pub(crate) last_batch_of_producer: std::collections::HashMap<i64, i64>,
+    /// The log's aborted transactions that overlap the planned segments: their batches are
+    /// discarded, never mapped.
+    pub(crate) aborted: Vec<crate::txn_index::AbortedTxn>,
     pub(crate) checkpoint: CleanerCheckpoint,
     pub(crate) dirty_ratio: f64,
 }
 
 impl CleanPlan {
+    /// The aborted transactions a walk from `offset` meets (those ending at or after it).
+    fn aborted_from(&self, offset: i64) -> Vec<crate::txn_index::AbortedTxn> {
+        self.aborted
+            .iter()
+            .filter(|txn| txn.last_offset >= offset)
+            .copied()
+            .collect()
+    }
+
     pub fn first_dirty_offset(&self) -> i64 {
         self.first_dirty_offset
     }
@@ -166,6 +182,8 @@ pub(crate) struct CleanedGroup {
     pub replaced: Vec<(i64, i64, u64)>,
     pub size_bytes: u64,
     pub modified_ms: i64,
+    /// The cleaned segment's aborted transactions (its `.txnindex`).
+    pub aborted: Vec<crate::txn_index::AbortedTxn>,
 }
 
 /// A pass's result, to commit under the owner's lock.
@@ -203,7 +221,12 @@ pub(crate) fn cleaned_path(dir: &Path, base_offset: i64, suffix: &str, state: &s
 }
 
 pub(crate) fn remove_cleaned_files(dir: &Path, base_offset: i64) -> Result<()> {
-    for suffix in [LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [
+        LOG_SUFFIX,
+        OFFSET_INDEX_SUFFIX,
+        TIME_INDEX_SUFFIX,
+        TXN_INDEX_SUFFIX,
+    ] {
         crate::files::remove_if_exists(&cleaned_path(dir, base_offset, suffix, CLEANED_SUFFIX))?;
     }
     Ok(())
@@ -287,8 +310,12 @@ impl Cleaner {
                 .iter()
                 .filter(|segment| segment.base_offset < end_offset.max(plan.first_dirty_offset + 1))
                 .collect();
+            // One walk over the groups in offset order, from the log's first segment: a
+            // marker's transaction may have batches in an earlier group.
+            let first_base = to_clean.first().map_or(0, |segment| segment.base_offset);
+            let mut transactions = TxnTracker::new(&plan.aborted_from(first_base));
             for group in group_by_size(&to_clean, &plan.config) {
-                match self.clean_group(plan, &group, now_ms, &mut output) {
+                match self.clean_group(plan, &group, now_ms, &mut transactions, &mut output) {
                     Ok(cleaned) => output.groups.push(cleaned),
                     Err(error) => {
                         let _ = remove_cleaned_files(&plan.dir, group[0].base_offset);
@@ -319,6 +346,8 @@ impl Cleaner {
         let start = plan.first_dirty_offset;
         let upper = plan.first_uncleanable_offset;
         self.map.clear(start - 1);
+        // An aborted transaction's records are never a key's latest: they are discarded.
+        let mut transactions = TxnTracker::new(&plan.aborted_from(start));
         for segment in &plan.segments {
             if segment.next_offset <= start || segment.base_offset >= upper {
                 continue;
@@ -337,7 +366,8 @@ impl Cleaner {
                 if view.last_offset() < start {
                     continue;
                 }
-                if !view.is_control() {
+                let aborted = transactions.on_batch(&view) == TxnVerdict::Aborted;
+                if !view.is_control() && !aborted {
                     let plain = records_of(
                         &view,
                         self.codec.as_ref(),
@@ -384,6 +414,7 @@ impl Cleaner {
         plan: &CleanPlan,
         group: &[&PlannedSegment],
         now_ms: i64,
+        transactions: &mut TxnTracker,
         output: &mut CleanOutput,
     ) -> Result<CleanedGroup> {
         let base_offset = group[0].base_offset;
@@ -428,9 +459,16 @@ impl Cleaner {
                     codec: self.codec.as_ref(),
                     decompressed_bytes_max: self.config.decompressed_bytes_max,
                 };
+                let txn = match transactions.on_batch(&view) {
+                    // Nothing at or past the bound (the last stable offset) is judged by
+                    // its transaction: the walk only learns from it.
+                    _ if view.last_offset() >= plan.first_uncleanable_offset => TxnVerdict::Judge,
+                    verdict => verdict,
+                };
                 let (outcome, counts) = filter_batch(
                     &view,
                     last_in_group || last_of_producer || last_of_round,
+                    txn,
                     &rules,
                 )
                 .map_err(|reason| cleaning_error(segment, reason))?;
@@ -478,6 +516,10 @@ impl Cleaner {
                 .sync_data(&index)
                 .map_err(|error| StorageError::io("fsync", path, error))?;
         }
+        // The group's aborted transactions whose marker stays with batches of theirs.
+        let aborted = transactions.take_kept();
+        let txn_path = cleaned_path(dir, base_offset, TXN_INDEX_SUFFIX, CLEANED_SUFFIX);
+        crate::txn_index::write_file(&txn_path, &aborted, plan.syncer.as_ref())?;
         let modified_ms = group.last().map_or(0, |segment| segment.modified_ms);
         // Keep the replaced segments' age for retention's mtime fallback, as Kafka does.
         if let Ok(since) = u64::try_from(modified_ms) {
@@ -492,6 +534,7 @@ impl Cleaner {
                 .collect(),
             size_bytes: position,
             modified_ms,
+            aborted,
         })
     }
 }
@@ -709,7 +752,7 @@ pub(crate) fn complete_swap(
     }
     crate::files::sync_dir(dir, syncer)?;
     // A lost index rename only costs a rebuild from the `.log`.
-    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX] {
+    for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX] {
         let from = cleaned_path(dir, base, suffix, SWAP_SUFFIX);
         if from.exists() {
             let to = segment_path(dir, base, suffix);

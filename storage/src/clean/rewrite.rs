@@ -3,6 +3,7 @@
 
 use super::OffsetMap;
 use super::RecordsCodec;
+use super::transactions::TxnVerdict;
 use crate::batch::{
     ATTRIBUTE_DELETE_HORIZON, BATCH_HEADER_BYTES, BatchView, Compression, MAGIC_V2, RecordView,
     parse_records,
@@ -52,24 +53,69 @@ pub(crate) fn records_of(
 }
 
 /// Judges one batch. `retain_empty`: keep the batch's header even when no record stays
-/// (the last batch of an active producer, of the round, or of a segment group).
+/// (the last batch of an active producer, of the round, or of a segment group). `txn`: what
+/// the pass's transactions say of it ([`TxnVerdict`]).
 pub(crate) fn filter_batch(
     view: &BatchView<'_>,
     retain_empty: bool,
+    txn: TxnVerdict,
     rules: &Rules<'_>,
 ) -> Result<(Outcome, Counts), String> {
     let count = u64::try_from(view.records_count()).unwrap_or(0);
+    let emptied = |counts: Counts| {
+        let outcome = if retain_empty {
+            Outcome::Rewritten(empty_header(view))
+        } else {
+            Outcome::Drop
+        };
+        (outcome, counts)
+    };
+    if txn == TxnVerdict::Aborted {
+        // Kafka's cleaner: an aborted transaction's records go whatever their keys.
+        return Ok(emptied(Counts {
+            records_read: count,
+            ..Counts::default()
+        }));
+    }
     if view.is_control() {
-        // No transactions yet: markers are kept (Kafka drops one only once its transaction
-        // has no records left and the marker's horizon passed).
-        return Ok((
-            Outcome::Keep,
-            Counts {
+        let kept = Counts {
+            records_read: count,
+            records_kept: count,
+            tombstone_horizon_ms: None,
+        };
+        if txn != TxnVerdict::MarkerOfEmptyTransaction || count == 0 {
+            return Ok((Outcome::Keep, kept));
+        }
+        // A marker whose transaction left no batch: it goes a delete horizon after the
+        // first pass that found it so (KIP-534, as a tombstone), so a reader that saw the
+        // transaction's records also sees its end.
+        return Ok(match view.delete_horizon_ms() {
+            Some(horizon_ms) if rules.now_ms >= horizon_ms => emptied(Counts {
                 records_read: count,
-                records_kept: count,
-                tombstone_horizon_ms: None,
-            },
-        ));
+                ..Counts::default()
+            }),
+            Some(horizon_ms) => (
+                Outcome::Keep,
+                Counts {
+                    tombstone_horizon_ms: Some(horizon_ms),
+                    ..kept
+                },
+            ),
+            None => {
+                let horizon_ms = rules.now_ms.saturating_add(rules.delete_retention_ms);
+                let plain = records_of(view, rules.codec, rules.decompressed_bytes_max)?;
+                let records = parse_records(view, &plain)
+                    .ok_or_else(|| format!("malformed marker at offset {}", view.base_offset()))?;
+                let all: Vec<&RecordView<'_>> = records.iter().collect();
+                (
+                    Outcome::Rewritten(rebuild(view, &all, Some(horizon_ms), rules.codec)?),
+                    Counts {
+                        tombstone_horizon_ms: Some(horizon_ms),
+                        ..kept
+                    },
+                )
+            }
+        });
     }
     let plain = records_of(view, rules.codec, rules.decompressed_bytes_max)?;
     let records = parse_records(view, &plain).ok_or_else(|| {

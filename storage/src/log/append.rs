@@ -8,10 +8,15 @@ use crate::batch::{
     BatchView, batch_total_bytes, set_base_offset, set_log_append_time, set_partition_leader_epoch,
 };
 use crate::config::{FlushPolicy, TimestampType};
+use crate::control::{ControlContent, MarkerKind, TxnMarker, decode_control};
 use crate::error::{Result, StorageError};
-use crate::producers::{BatchMetadata, ProducerBatch, ProducerStates, SequenceCheck};
+use crate::producers::{
+    BatchMetadata, CompletedTxn, MarkerEpochRule, ProducerBatch, ProducerStates, SequenceCheck,
+    SequenceError, VerificationGuard,
+};
 use crate::scan::BatchHeader;
 use crate::segment::ActiveSegment;
+use crate::txn_index::AbortedTxn;
 
 /// What an append assigned.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -100,6 +105,13 @@ fn split_batches(bytes: &[u8], batch_bytes_max: u64, source: Source) -> Result<V
             });
         }
         let view = BatchView::validated(&rest[..total]).map_err(invalid)?;
+        if source == Source::Producer && view.is_control() {
+            // Markers come from the transaction coordinator ([`PartitionLog::append_marker`]).
+            return Err(StorageError::Sequence {
+                batch_index,
+                reason: crate::producers::SequenceError::ControlBatch,
+            });
+        }
         if source == Source::Producer
             && (view.records_count() < 1 || view.records_count() != view.last_offset_delta() + 1)
         {
@@ -129,6 +141,20 @@ impl PartitionLog {
         leader_epoch: i32,
         now_ms: i64,
     ) -> Result<AppendInfo> {
+        self.append_guarded(batches, leader_epoch, now_ms, None)
+    }
+
+    /// [`Self::append`] of a client's produce whose transactional batches were verified
+    /// with the transaction coordinator (KIP-890): with `guards`, a transactional batch that
+    /// starts its producer's transaction is refused (`StaleVerification`) unless its
+    /// producer's guard is given and still holds (no marker since).
+    pub fn append_guarded(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        guards: Option<&[VerificationGuard]>,
+    ) -> Result<AppendInfo> {
         self.ensure_writable()?;
         if leader_epoch < 0 {
             return Err(StorageError::InvalidLeaderEpoch {
@@ -145,6 +171,9 @@ impl PartitionLog {
         }
         let ranges = split_batches(batches, self.config.batch_bytes_max, Source::Producer)?;
         let verdicts = self.check_producers(batches, &ranges)?;
+        if let Some(guards) = guards {
+            self.check_guards(&verdicts, guards)?;
+        }
         let timestamp_type = self.config.timestamp_type;
         self.poison_on_error(|log| {
             log.assign_epoch(leader_epoch, log.log_end_offset())?;
@@ -183,6 +212,30 @@ impl PartitionLog {
             }
             log.finish_append(now_ms, info)
         })
+    }
+
+    /// KIP-890's verification guard: each transactional batch that would start its
+    /// producer's transaction needs that producer's guard, unchanged since it was taken.
+    fn check_guards(&self, verdicts: &[Verdict], guards: &[VerificationGuard]) -> Result<()> {
+        for (batch_index, verdict) in verdicts.iter().enumerate() {
+            let Verdict::Append(producer) = verdict else {
+                continue;
+            };
+            let states = &self.state.producers;
+            if !producer.is_transactional || states.has_ongoing_transaction(producer.producer_id) {
+                continue;
+            }
+            let now = states.verification_guard(producer.producer_id);
+            if !guards.contains(&now) {
+                return Err(StorageError::Sequence {
+                    batch_index,
+                    reason: SequenceError::StaleVerification {
+                        producer_id: producer.producer_id,
+                    },
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Idempotence verdicts for every batch of a call, before anything is written: a refused
@@ -303,12 +356,100 @@ impl PartitionLog {
                         reason,
                     })?,
                 );
-                if let Some(producer) = header.producer_batch() {
+                if header.is_control() {
+                    // The leader checked it; a follower takes what its leader wrote.
+                    let content = BatchView::new(batch)
+                        .map_err(|error| error.to_string())
+                        .and_then(|view| decode_control(&view));
+                    match content {
+                        Ok(ControlContent::Marker(marker)) => {
+                            log.record_marker(&marker, base_offset, now_ms)?;
+                        }
+                        Ok(ControlContent::Other) => {}
+                        Err(reason) => {
+                            tracing::warn!(log = %log.dir.display(), offset = base_offset, %reason,
+                                "replicated control batch unreadable; it ends no transaction");
+                        }
+                    }
+                } else if let Some(producer) = header.producer_batch() {
                     log.state.producers.record(&producer, base_offset, now_ms);
                 }
             }
             log.finish_append(now_ms, info)
         })
+    }
+
+    /// Appends a transaction marker as leader at `leader_epoch` (WriteTxnMarkers): a control
+    /// batch ending the producer's transaction here. Refused when the producer epoch or the
+    /// coordinator epoch is older than the producer's state knows (`rule` says how the
+    /// producer epoch is compared). An ABORT of a transaction with records here goes into
+    /// the aborted-transactions index. Returns the append and the transaction it ended.
+    pub fn append_marker(
+        &mut self,
+        marker: &TxnMarker,
+        rule: MarkerEpochRule,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<(AppendInfo, Option<CompletedTxn>)> {
+        self.ensure_writable()?;
+        if leader_epoch < 0 {
+            return Err(StorageError::InvalidLeaderEpoch {
+                epoch: leader_epoch,
+            });
+        }
+        if let Some(latest_epoch) = self.state.epochs.latest_epoch()
+            && leader_epoch < latest_epoch
+        {
+            return Err(StorageError::StaleLeaderEpoch {
+                epoch: leader_epoch,
+                latest_epoch,
+            });
+        }
+        self.state
+            .producers
+            .check_marker(marker, rule)
+            .map_err(|reason| StorageError::Marker { reason })?;
+        let mut batch = crate::builder::BatchBuilder::marker(
+            marker.producer_id,
+            marker.producer_epoch,
+            marker.coordinator_epoch,
+            marker.kind,
+            marker.timestamp_ms,
+        );
+        self.poison_on_error(|log| {
+            log.assign_epoch(leader_epoch, log.log_end_offset())?;
+            let mut info = log.start_info(now_ms);
+            let base_offset = log.log_end_offset();
+            set_base_offset(&mut batch, base_offset);
+            set_partition_leader_epoch(&mut batch, leader_epoch);
+            if log.config.timestamp_type == TimestampType::LogAppendTime {
+                set_log_append_time(&mut batch, now_ms);
+            }
+            log.append_one(&batch, now_ms, &mut info)?;
+            let completed = log.record_marker(marker, base_offset, now_ms)?;
+            Ok((log.finish_append(now_ms, info)?, completed))
+        })
+    }
+
+    /// Updates producer state for a marker written at `offset` (in the active segment) and
+    /// indexes an aborted transaction.
+    fn record_marker(
+        &mut self,
+        marker: &TxnMarker,
+        offset: i64,
+        now_ms: i64,
+    ) -> Result<Option<CompletedTxn>> {
+        let completed = self.state.producers.record_marker(marker, offset, now_ms);
+        if let Some(completed) = &completed
+            && completed.kind == MarkerKind::Abort
+        {
+            self.txn_index.append(
+                &self.dir,
+                self.active.base_offset,
+                AbortedTxn::from_completed(completed),
+            )?;
+        }
+        Ok(completed)
     }
 
     /// Makes recovery accept offset gaps inside segments below `end_offset` (the end of a

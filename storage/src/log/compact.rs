@@ -28,7 +28,9 @@ use crate::clean::{
     SWAP_SUFFIX, cleaned_path, complete_swap,
 };
 use crate::error::{Result, StorageError};
-use crate::files::{LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, sync_dir};
+use crate::files::{
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, sync_dir,
+};
 use crate::segment::SealedSegment;
 
 /// What [`PartitionLog::commit_cleaning`] did.
@@ -173,6 +175,16 @@ impl PartitionLog {
                     .map(|batch| (producer_id, batch.last_offset))
             })
             .collect();
+        // Every aborted transaction the planned segments may hold batches or markers of.
+        let aborted = self
+            .txn_index
+            .in_range(
+                segments
+                    .first()
+                    .map_or(i64::MAX, |segment| segment.base_offset),
+                i64::MAX,
+            )
+            .to_vec();
         Ok(Some(CleanPlan {
             dir: self.dir.clone(),
             config: self.config.clone(),
@@ -182,6 +194,7 @@ impl PartitionLog {
             first_uncleanable_offset: first_uncleanable.max(self.first_dirty_offset()),
             truncations: self.truncations,
             last_batch_of_producer,
+            aborted,
             checkpoint: self.cleaner,
             dirty_ratio: view.dirty_ratio(),
         }))
@@ -236,8 +249,14 @@ impl PartitionLog {
         let dir = self.dir.clone();
         let syncer = self.options.syncer.clone();
         let base = group.base_offset;
+        let group_next = group.replaced.last().map_or(base, |&(_, next, _)| next);
         sync_dir(&dir, syncer.as_ref())?;
-        for suffix in [OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, LOG_SUFFIX] {
+        for suffix in [
+            OFFSET_INDEX_SUFFIX,
+            TIME_INDEX_SUFFIX,
+            TXN_INDEX_SUFFIX,
+            LOG_SUFFIX,
+        ] {
             let from = cleaned_path(&dir, base, suffix, CLEANED_SUFFIX);
             let to = cleaned_path(&dir, base, suffix, SWAP_SUFFIX);
             fs::rename(&from, &to).map_err(|error| StorageError::io("rename", &to, error))?;
@@ -264,6 +283,9 @@ impl PartitionLog {
         sync_dir(&dir, syncer.as_ref())?;
         self.sealed
             .insert(first, SealedSegment::open_lazy(&dir, base, next_offset)?);
+        // The cleaner dropped aborted transactions' batches (and markers left without any).
+        self.txn_index
+            .replace_range(base, group_next, &group.aborted);
         Ok(())
     }
 

@@ -72,6 +72,8 @@ impl PartitionLog {
             let log_end_offset = log.log_end_offset();
             log.state.epochs.truncate_from(log_end_offset);
             log.state.producers.truncate_from(log_end_offset);
+            log.txn_index
+                .truncate_from(&log.dir, log_end_offset, log.active.base_offset)?;
             log.state.high_watermark = log.state.high_watermark.min(log_end_offset);
             log.state.recovery_point = log.state.recovery_point.min(log_end_offset);
             log.state.log_start_offset = log.state.log_start_offset.min(log_end_offset);
@@ -256,6 +258,7 @@ impl PartitionLog {
             outcome.deleted_segments.push(segment.base_offset);
             outcome.deleted_bytes += segment.size_bytes();
         }
+        self.txn_index.remove_below(next_base);
         outcome.log_start_offset = self.state.log_start_offset;
         tracing::info!(log = %self.dir.display(), segments = ?outcome.deleted_segments,
             bytes = outcome.deleted_bytes, log_start_offset = outcome.log_start_offset, "deleted old segments");

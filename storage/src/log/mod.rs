@@ -83,6 +83,8 @@ pub struct PartitionLog {
     /// Set by the first failed write or fsync: the file contents are then unknown, so the log
     /// refuses writes until it is reopened and recovered.
     poisoned: Option<String>,
+    /// Aborted transactions (the segments' `.txnindex` files).
+    txn_index: crate::txn_index::TxnIndex,
 }
 
 /// Whether [`PartitionLog::segment_infos`] reads sealed segments' newest timestamps.
@@ -143,6 +145,9 @@ impl PartitionLog {
         self.state.high_watermark = offset
             .min(self.log_end_offset())
             .max(self.state.log_start_offset);
+        self.state
+            .producers
+            .on_high_watermark(self.state.high_watermark);
         self.state.high_watermark
     }
 
@@ -219,15 +224,45 @@ impl PartitionLog {
         outcome
     }
 
-    /// Writes the checkpoint; the producer table in it is as of the log end.
+    /// Writes the checkpoint; the producer table in it is as of the log end, so the aborted
+    /// transactions up to there are made durable first (the next open trusts them).
     fn store_state(&mut self) -> Result<()> {
+        self.txn_index
+            .sync(&self.dir, self.options.syncer.as_ref())?;
         self.state.producer_snapshot_offset = self.log_end_offset();
         self.state.store(&self.dir, self.options.syncer.as_ref())
     }
 
-    /// Idempotent producer state (for the broker's answers and tests).
+    /// Producer state: idempotence and transactions (for the broker's answers and tests).
     pub fn producers(&self) -> &crate::producers::ProducerStates {
         &self.state.producers
+    }
+
+    /// The first offset of the earliest ongoing transaction, if any.
+    pub fn first_ongoing_offset(&self) -> Option<i64> {
+        self.state.producers.first_ongoing_offset()
+    }
+
+    /// The last stable offset (Kafka's LSO) under `high_watermark`: the first offset of the
+    /// earliest transaction that is ongoing or whose marker is not below the high watermark
+    /// yet, when that is lower, else the high watermark. read_committed readers see nothing
+    /// at or past it.
+    pub fn last_stable_offset(&self, high_watermark: i64) -> i64 {
+        self.state
+            .producers
+            .first_unstable_offset(high_watermark)
+            .map_or(high_watermark, |first| first.min(high_watermark))
+    }
+
+    /// Aborted transactions overlapping `[fetch_offset, upper_bound)` (Kafka's
+    /// `collectAbortedTransactions`): a read_committed reader drops each one's producer's
+    /// records from its first offset until that producer's ABORT marker.
+    pub fn aborted_transactions(
+        &self,
+        fetch_offset: i64,
+        upper_bound: i64,
+    ) -> Vec<crate::txn_index::AbortedTxn> {
+        self.txn_index.collect(fetch_offset, upper_bound)
     }
 
     /// Forgets producers idle for longer than `expiration_ms` (`producer.id.expiration.ms`).
@@ -306,9 +341,11 @@ impl PartitionLog {
             active,
             mut state,
             unflushed,
+            mut txn_index,
             ..
         } = self;
         sync_all(&unflushed, options.syncer.as_ref())?;
+        txn_index.sync(&dir, options.syncer.as_ref())?;
         state.recovery_point = active.next_offset();
         state.producer_snapshot_offset = active.next_offset();
         active.seal(options.syncer.as_ref())?;

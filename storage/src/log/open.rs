@@ -6,16 +6,20 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use super::{LogOptions, PartitionLog};
+use crate::batch::BatchView;
 use crate::clean::LoadedCheckpoint;
 use crate::config::LogConfig;
+use crate::control::{ControlContent, MarkerKind, decode_control};
 use crate::error::{Result, StorageError};
 use crate::files::{
-    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, create_dir_durably, is_temporary,
-    parse_segment_name, remove_if_exists, segment_path, sync_dir,
+    LOG_SUFFIX, OFFSET_INDEX_SUFFIX, TIME_INDEX_SUFFIX, TXN_INDEX_SUFFIX, create_dir_durably,
+    is_temporary, parse_segment_name, remove_if_exists, segment_path, sync_dir,
 };
 use crate::scan::{BatchHeader, Damage, Verify};
-use crate::segment::{ActiveSegment, SealedSegment};
+use crate::segment::{ActiveSegment, SealedSegment, SegmentView};
 use crate::state::{LeaderEpochCache, PartitionState};
+use crate::txn_index::{AbortedTxn, Loaded, TxnIndex};
+use std::os::unix::fs::FileExt;
 
 /// Where recovery cut the log.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -41,8 +45,12 @@ pub struct RecoveryReport {
     pub segments_below_log_start_deleted: Vec<i64>,
     /// The checkpoint was unreadable and was rebuilt from the log.
     pub checkpoint_rebuilt: bool,
-    /// Idempotent producer batches replayed from the log past the producer snapshot.
+    /// Producer batches and transaction markers replayed from the log past the producer
+    /// snapshot.
     pub producer_batches_replayed: usize,
+    /// A segment's `.txnindex` was missing or damaged: the aborted-transactions index and
+    /// the producer state were rebuilt from the whole log.
+    pub transaction_index_rebuilt: bool,
     pub log_end_offset: i64,
 }
 
@@ -271,6 +279,7 @@ impl PartitionLog {
             cleaner,
             last_flush_ms: now_ms,
             poisoned: None,
+            txn_index: crate::txn_index::TxnIndex::default(),
         };
         log.finish_recovery(&mut report, now_ms)?;
         // Nothing past the log end needs it (a tail lost in a power cut, or the unreadable
@@ -301,7 +310,9 @@ impl PartitionLog {
             .high_watermark
             .clamp(self.state.log_start_offset, self.log_end_offset());
         report.log_end_offset = self.log_end_offset();
-        report.producer_batches_replayed = self.replay_producers(now_ms)?;
+        report.producer_batches_replayed = self.replay_producers(report, now_ms)?;
+        self.txn_index
+            .sync(&self.dir, self.options.syncer.as_ref())?;
         if !report.clean {
             self.active.flush(self.options.syncer.as_ref())?;
             self.state.recovery_point = self.log_end_offset();
@@ -311,37 +322,75 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Brings the producer table from its snapshot offset up to the log end by replaying the
-    /// batches in between (after a crash); drops what the log no longer has.
-    fn replay_producers(&mut self, now_ms: i64) -> Result<usize> {
+    /// Brings the producer table (and the aborted-transactions index) from the snapshot
+    /// offset up to the log end by replaying the batches and markers in between (after a
+    /// crash); drops what the log no longer has. A lost or damaged `.txnindex` replays the
+    /// whole log instead.
+    fn replay_producers(&mut self, report: &mut RecoveryReport, now_ms: i64) -> Result<usize> {
         let log_end_offset = self.log_end_offset();
         let snapshot_offset = self.state.producer_snapshot_offset;
         if snapshot_offset > log_end_offset {
             self.state.producers.truncate_from(log_end_offset);
         }
-        let from = snapshot_offset.max(self.state.log_start_offset);
+        let mut segments: Vec<(i64, i64)> = self
+            .sealed
+            .iter()
+            .map(|segment| (segment.base_offset, segment.next_offset()))
+            .collect();
+        segments.push((self.active.base_offset, i64::MAX));
+        let (index, loaded) =
+            TxnIndex::load(&self.dir, &segments, snapshot_offset.min(log_end_offset))?;
+        let from = match loaded {
+            Loaded::Trusted => {
+                self.txn_index = index;
+                snapshot_offset.max(self.state.log_start_offset)
+            }
+            Loaded::Rebuild => {
+                report.transaction_index_rebuilt = true;
+                self.state.producers.clear();
+                let bases: Vec<i64> = segments.iter().map(|&(base, _)| base).collect();
+                self.txn_index.reset_files(&self.dir, &bases)?;
+                self.state.log_start_offset
+            }
+        };
         let mut replayed = 0;
         if from < log_end_offset {
-            let mut headers = Vec::new();
+            // (segment base, header, its marker when a control batch)
+            let mut batches: Vec<(i64, BatchHeader, Option<ControlContent>)> = Vec::new();
             for segment in &self.sealed {
                 if segment.next_offset() <= from {
                     continue;
                 }
                 let target = from.max(segment.base_offset);
-                headers.extend(segment.with_view(
+                batches.extend(segment.with_view(
                     &self.options.file_cache,
                     self.config.index_interval_bytes,
                     target,
-                    |view| view.headers_from(target),
+                    |view| replay_batches(view, target),
                 )?);
             }
-            headers.extend(
-                self.active
-                    .view()
-                    .headers_from(from.max(self.active.base_offset))?,
-            );
-            for header in headers.iter().filter(|header| header.base_offset >= from) {
-                if let Some(producer) = header.producer_batch() {
+            let target = from.max(self.active.base_offset);
+            batches.extend(replay_batches(self.active.view(), target)?);
+            for (segment_base, header, control) in batches
+                .iter()
+                .filter(|(_, header, _)| header.base_offset >= from)
+            {
+                if let Some(ControlContent::Marker(marker)) = control {
+                    let completed =
+                        self.state
+                            .producers
+                            .record_marker(marker, header.base_offset, now_ms);
+                    if let Some(completed) = completed
+                        && completed.kind == MarkerKind::Abort
+                    {
+                        self.txn_index.append(
+                            &self.dir,
+                            *segment_base,
+                            AbortedTxn::from_completed(&completed),
+                        )?;
+                    }
+                    replayed += 1;
+                } else if let Some(producer) = header.producer_batch() {
                     self.state
                         .producers
                         .record(&producer, header.base_offset, now_ms);
@@ -371,8 +420,40 @@ impl PartitionLog {
         self.state.high_watermark = offset;
         self.state.epochs.clear();
         self.state.producers.clear();
+        self.txn_index.clear();
         Ok(())
     }
+}
+
+/// The headers of a segment's batches from the one holding `offset`, with the marker of each
+/// control batch (read whole: markers are small). A control batch whose record cannot be
+/// read ends no transaction (logged): its CRC held, so it is what was written.
+fn replay_batches(
+    view: SegmentView<'_>,
+    offset: i64,
+) -> Result<Vec<(i64, BatchHeader, Option<ControlContent>)>> {
+    let mut out = Vec::new();
+    for header in view.headers_from(offset)? {
+        let control = if header.is_control() {
+            let length = usize::try_from(header.total_bytes).unwrap_or(usize::MAX);
+            let mut bytes = vec![0u8; length.min(crate::batch::CONTROL_BATCH_BYTES_MAX)];
+            view.file
+                .read_exact_at(&mut bytes, header.position)
+                .map_err(|error| StorageError::io("read", view.path, error))?;
+            let content = BatchView::new(&bytes)
+                .map_err(|error| error.to_string())
+                .and_then(|batch| decode_control(&batch));
+            Some(content.unwrap_or_else(|reason| {
+                tracing::warn!(segment = view.base_offset, offset = header.base_offset, %reason,
+                    "unreadable control batch; it ends no transaction");
+                ControlContent::Other
+            }))
+        } else {
+            None
+        };
+        out.push((view.base_offset, header, control));
+    }
+    Ok(out)
 }
 
 /// With a trusted epoch cache, each batch must carry the epoch the cache names for its
@@ -435,7 +516,7 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
         }
         match parse_segment_name(name) {
             Some((base, LOG_SUFFIX)) => bases.push(base),
-            Some((base, OFFSET_INDEX_SUFFIX | TIME_INDEX_SUFFIX)) => {
+            Some((base, OFFSET_INDEX_SUFFIX | TIME_INDEX_SUFFIX | TXN_INDEX_SUFFIX)) => {
                 orphans.push((base, entry.path()))
             }
             _ => {}
@@ -453,5 +534,6 @@ fn list_segments(dir: &Path) -> Result<Vec<i64>> {
 pub(crate) fn delete_segment_files(dir: &Path, base_offset: i64) -> Result<()> {
     remove_if_exists(&segment_path(dir, base_offset, LOG_SUFFIX))?;
     remove_if_exists(&segment_path(dir, base_offset, OFFSET_INDEX_SUFFIX))?;
-    remove_if_exists(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))
+    remove_if_exists(&segment_path(dir, base_offset, TIME_INDEX_SUFFIX))?;
+    remove_if_exists(&segment_path(dir, base_offset, TXN_INDEX_SUFFIX))
 }

@@ -10,6 +10,8 @@ use crate::segment::{FileRegion, ReadWindow, SegmentView, region_from};
 pub enum ReadBound {
     /// Consumers: committed records only.
     HighWatermark,
+    /// read_committed consumers: below the last stable offset only.
+    LastStableOffset,
     /// Followers replicating: everything appended.
     LogEnd,
 }
@@ -43,6 +45,12 @@ pub struct ReadResult {
     pub log_start_offset: i64,
     pub log_end_offset: i64,
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
+    /// For a [`ReadBound::LastStableOffset`] read: the aborted transactions overlapping the
+    /// offsets from the requested one to the end of `region` (Kafka's
+    /// `collectAbortedTransactions`), whose records a read_committed reader drops. Empty
+    /// when nothing was read; `None` for other bounds.
+    pub aborted_transactions: Option<Vec<crate::txn_index::AbortedTxn>>,
 }
 
 /// The batch a timestamp lookup found. Offsets inside it are the caller's to pick: the exact
@@ -77,6 +85,7 @@ impl PartitionLog {
         let window = ReadWindow {
             end_offset: match limits.bound {
                 ReadBound::HighWatermark => self.state.high_watermark,
+                ReadBound::LastStableOffset => self.last_stable_offset(self.state.high_watermark),
                 ReadBound::LogEnd => log_end_offset,
             },
             max_bytes: limits.max_bytes,
@@ -104,7 +113,7 @@ impl PartitionLog {
                 })?
                 .flatten();
             match &found {
-                Some(region) if region.records == 0 && limits.bound == ReadBound::HighWatermark => {
+                Some(region) if region.records == 0 && limits.bound != ReadBound::LogEnd => {
                     target = region.last_offset + 1;
                     passed_over = found.take();
                 }
@@ -112,6 +121,11 @@ impl PartitionLog {
             }
         }
         let found = found.or(passed_over);
+        let aborted_transactions = (limits.bound == ReadBound::LastStableOffset).then(|| {
+            found.as_ref().map_or_else(Vec::new, |found| {
+                self.aborted_transactions(offset, found.last_offset + 1)
+            })
+        });
         let (region, records) =
             found.map_or((None, 0), |found| (Some(found.region), found.records));
         Ok(ReadResult {
@@ -120,6 +134,8 @@ impl PartitionLog {
             log_start_offset: self.state.log_start_offset,
             log_end_offset,
             high_watermark: self.state.high_watermark,
+            last_stable_offset: self.last_stable_offset(self.state.high_watermark),
+            aborted_transactions,
         })
     }
 

@@ -115,6 +115,7 @@ impl ActiveSegment {
         let file = open_read_write(&log_path, true)?;
         file.set_len(0)
             .map_err(|error| StorageError::io("truncate", &log_path, error))?;
+        crate::txn_index::create_file(dir, base_offset)?;
         sync_dir(dir, syncer)?;
         Self::with_fresh_indexes(dir, base_offset, config, log_path, file)
     }

@@ -233,6 +233,11 @@ impl SealedSegment {
         let dir = self.log_path.parent().unwrap_or(Path::new("."));
         remove_if_exists(&self.log_path)?;
         remove_if_exists(&segment_path(dir, self.base_offset, OFFSET_INDEX_SUFFIX))?;
-        remove_if_exists(&segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX))
+        remove_if_exists(&segment_path(dir, self.base_offset, TIME_INDEX_SUFFIX))?;
+        remove_if_exists(&segment_path(
+            dir,
+            self.base_offset,
+            crate::files::TXN_INDEX_SUFFIX,
+        ))
     }
 }
