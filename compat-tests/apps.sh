@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Kafka Connect and Kafka Streams on LMQ and on Apache Kafka: compat-tests/connect.sh and
-# compat-tests/streams.sh against one fresh `lmq serve`, then against one fresh single-node
+# compat-tests/streams.sh (at-least-once, then exactly_once_v2) against one fresh `lmq
+# serve`, then against one fresh single-node
 # Apache Kafka (scripts/kafka.sh). Passing on Kafka is what shows the checks themselves are
 # right; passing on LMQ is the point.
 #
@@ -102,6 +103,8 @@ for kind in "${KINDS[@]}"; do
   fi
   checks "$kind" connect.sh "127.0.0.1:$port"
   checks "$kind" streams.sh "127.0.0.1:$port"
+  # The same word count with exactly_once_v2: transactions, read_committed (issue 20).
+  STREAMS_GUARANTEE=exactly_once_v2 checks "$kind" streams.sh "127.0.0.1:$port"
   if [[ "$kind" == lmq ]]; then
     alive "$LMQ_PID" || result "lmq broker-alive" "lmq died: $(tail -n 5 "$WORK/lmq.log" | tr '\n' ' ')"
     stop_pid "$LMQ_PID" 15 || result "lmq broker-stopped" "lmq ignored SIGTERM for 15 s"

@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
-# A Kafka Streams 4.x word count (at-least-once) gives exact counts.
+# A Kafka Streams 4.x word count (at-least-once, or exactly_once_v2 with
+# STREAMS_GUARANTEE=exactly_once_v2: its checks are then named streams-eos-*, and the output
+# is read read_committed) gives exact counts.
 #
 #   compat-tests/streams.sh lmq|kafka [--binary PATH] [--bootstrap HOST:PORT]
 #

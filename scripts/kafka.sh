@@ -26,8 +26,9 @@
 #
 # Environment: LMQ_CACHE (default ~/.cache/lmq); KAFKA_LOG_LEVEL for tools (default WARN);
 # KAFKA_EXTRA_CLASSPATH put before the jars by 'tool' (your own compiled classes);
-# KAFKA_HEAP for the broker (default -Xmx1g); KAFKA_EXTRA_PROPERTIES, lines appended to the
-# broker's server.properties.
+# KAFKA_HEAP for the broker (default -Xmx1g); KAFKA_JVM_OPTS, more JVM options of the broker
+# (e.g. -Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=...); KAFKA_EXTRA_PROPERTIES, lines
+# appended to the broker's server.properties.
 set -euo pipefail
 
 KAFKA_VERSION=4.4.0
@@ -218,7 +219,7 @@ EOF
   mkdir -p "$dir/logs"
   : >"$dir/logs/server.log"
   # shellcheck disable=SC2086
-  nohup java ${KAFKA_HEAP:--Xmx1g} -XX:+UseG1GC -Djava.awt.headless=true \
+  nohup java ${KAFKA_HEAP:--Xmx1g} ${KAFKA_JVM_OPTS:-} -XX:+UseG1GC -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$KHOME/config/broker-log4j2.properties" \
     -Dkafka.logs.dir="$dir/logs" \
     -cp "$LIB/*" kafka.Kafka "$props" >"$dir/logs/stdout.log" 2>&1 </dev/null &

@@ -69,6 +69,9 @@ compat-tests/compaction.sh target/debug/lmq
 step "secured listeners with kcat and the lmq CLI: SSL with and without a client certificate, SASL_SSL SCRAM-SHA-512 and PLAIN, SASL_PLAINTEXT SCRAM-SHA-256, and the refusals (compat-tests/secure-clients.sh)"
 compat-tests/secure-clients.sh target/debug/lmq
 
+step "docs/OPERATIONS.md's secured set-up run as written, then kcat and confluent-kafka (SASL_SSL SCRAM-SHA-512), Kafka's Java client (SSL client certificate, SASL_SSL OAUTHBEARER) and franz-go (SASL_PLAINTEXT PLAIN) with their refusals, on LMQ and on Apache Kafka with the same certificates and users (compat-tests/secure-matrix.sh)"
+compat-tests/secure-matrix.sh target/debug/lmq
+
 step "native client tests against Apache Kafka 4.x too (the same test bodies)"
 kafka_dir=$(mktemp -d)
 kafka_port="$(free_port)"

@@ -35,8 +35,9 @@ pub struct Broker {
     pub authorizer: Arc<Authorizer>,
     /// The users SASL/PLAIN accepts (`[sasl] plain_users_file`).
     pub plain_users: crate::security::plain::PlainUsers,
-    /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled.
-    pub oauth_rules: Option<crate::security::oauthbearer::TokenRules>,
+    /// How OAUTHBEARER tokens are checked (`[sasl] oauthbearer_*`), when enabled; with a
+    /// JWKS URL its keys are kept current by `security::jwks::keep_fetched`.
+    pub oauth_rules: Option<Arc<crate::security::oauthbearer::TokenRules>>,
     /// A replacement for the transaction coordinator's check of transactional produces
     /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
     pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
@@ -68,17 +69,21 @@ impl Broker {
             None => crate::security::plain::PlainUsers::default(),
         };
         let sasl = &config.sasl;
-        let oauth_rules = match &sasl.oauthbearer_jwks_file {
-            Some(path) => Some(
-                crate::security::oauthbearer::TokenRules::load(
-                    path,
-                    sasl.oauthbearer_expected_issuer.clone(),
-                    sasl.oauthbearer_expected_audience.clone(),
-                    sasl.oauthbearer_sub_claim_name.clone(),
-                )
-                .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
-            ),
-            None => None,
+        let token_checks = || crate::security::oauthbearer::TokenChecks {
+            issuer: sasl.oauthbearer_expected_issuer.clone(),
+            audience: sasl.oauthbearer_expected_audience.clone(),
+            subject_claim: sasl.oauthbearer_sub_claim_name.clone(),
+        };
+        let oauth_rules = match (&sasl.oauthbearer_jwks_file, &sasl.oauthbearer_jwks_url) {
+            (Some(path), _) => Some(Arc::new(
+                crate::security::oauthbearer::TokenRules::load(path, token_checks())
+                    .map_err(|error| TopicError::InvalidConfig(error.to_string()))?,
+            )),
+            // The keys come with the first fetch (`security::jwks::keep_fetched`).
+            (None, Some(_)) => Some(Arc::new(
+                crate::security::oauthbearer::TokenRules::without_keys(token_checks()),
+            )),
+            (None, None) => None,
         };
         Ok(Broker {
             plain_users,

@@ -632,12 +632,30 @@ impl BrokerConfig {
             .enabled_mechanisms
             .contains(&crate::security::SaslMechanism::OauthBearer)
             && self.sasl.oauthbearer_jwks_file.is_none()
+            && self.sasl.oauthbearer_jwks_url.is_none()
         {
             return Err(
                 "[sasl] enabled_mechanisms has OAUTHBEARER: set [sasl] oauthbearer_jwks_file \
-                 (the JSON Web Key Set of the keys that sign the tokens)"
+                 or oauthbearer_jwks_url (the JSON Web Key Set of the keys that sign the tokens)"
                     .to_string(),
             );
+        }
+        if self.sasl.oauthbearer_jwks_file.is_some() && self.sasl.oauthbearer_jwks_url.is_some() {
+            return Err(
+                "[sasl] oauthbearer_jwks_file and oauthbearer_jwks_url are both set: keep one"
+                    .to_string(),
+            );
+        }
+        if let Some(url) = &self.sasl.oauthbearer_jwks_url
+            && !(url.starts_with("https://") || url.starts_with("http://"))
+        {
+            return Err(format!(
+                "[sasl] oauthbearer_jwks_url {url:?} is not an https:// or http:// URL (a local \
+                 file goes in oauthbearer_jwks_file)"
+            ));
+        }
+        if self.sasl.oauthbearer_jwks_refresh_ms == 0 {
+            return Err("[sasl] oauthbearer_jwks_refresh_ms must be above 0".to_string());
         }
         if self
             .sasl
@@ -731,6 +749,36 @@ mod tests {
             Err(error) => panic!("docs/CONFIG.md's example does not parse: {error}"),
         };
         assert_eq!(parsed, BrokerConfig::default());
+    }
+
+    #[test]
+    fn oauthbearer_needs_one_key_set_source_and_a_fetchable_url() {
+        let mut config = BrokerConfig::default();
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(crate::security::SaslMechanism::OauthBearer);
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("oauthbearer_jwks_url")
+        );
+        config.sasl.oauthbearer_jwks_url = Some("https://idp.example/jwks.json".into());
+        config.validate().unwrap();
+        config.sasl.oauthbearer_jwks_file = Some("jwks.json".into());
+        assert!(config.validate().unwrap_err().contains("both set"));
+        config.sasl.oauthbearer_jwks_file = None;
+        config.sasl.oauthbearer_jwks_url = Some("file:///etc/lmq/jwks.json".into());
+        assert!(
+            config
+                .validate()
+                .unwrap_err()
+                .contains("oauthbearer_jwks_file")
+        );
+        config.sasl.oauthbearer_jwks_url = Some("http://127.0.0.1:8080/jwks.json".into());
+        config.sasl.oauthbearer_jwks_refresh_ms = 0;
+        assert!(config.validate().unwrap_err().contains("above 0"));
     }
 
     #[test]

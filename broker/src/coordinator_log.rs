@@ -238,7 +238,7 @@ impl CoordinatorLog {
         for (key, value) in records {
             builder.push(Some(key), value.as_deref(), now_ms);
         }
-        let appended = partition.append_as_leader(&mut builder.build(), Acks::All, now_ms)?;
+        let appended = partition.append_as_coordinator(&mut builder.build(), Acks::All, now_ms)?;
         let info = appended.info;
         Ok(Durable {
             flush: info

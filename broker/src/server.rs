@@ -25,7 +25,7 @@ use crate::handler::{
     Dispatched, Reply, RequestContext, Session, dispatch, unsupported_version_response,
 };
 use crate::listeners::Listener;
-use crate::security::tls::TlsServer;
+use crate::security::tls::{TlsListener, TlsServer};
 use crate::zero_copy::{Part, RegionWrite, ResponseWriter, splice};
 
 /// A bound Kafka listener: its socket, what it is (name, protocol), and for SSL its TLS.
@@ -472,7 +472,12 @@ async fn connection(
         .await;
     };
     // The handshake is bounded like a frame: a client that stalls in it is closed.
-    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config());
+    let kind = if link.sasl {
+        TlsListener::SaslSsl
+    } else {
+        TlsListener::Ssl
+    };
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.server_config(kind));
     let handshake = Duration::from_millis(broker.config.frame_receive_ms_max);
     let stream = match time::timeout(handshake, acceptor.accept(socket)).await {
         Ok(Ok(stream)) => stream,
@@ -771,6 +776,18 @@ pub async fn run(
     // The TLS listeners share one certificate.
     if let Some(tls) = listeners.iter().find_map(|bound| bound.tls.clone()) {
         tasks.spawn(crate::security::tls::keep_reloaded(tls, shutdown.clone()));
+    }
+    let sasl = &broker.config.sasl;
+    if let (Some(rules), Some(url)) = (&broker.oauth_rules, &sasl.oauthbearer_jwks_url) {
+        tasks.spawn(crate::security::jwks::keep_fetched(
+            Arc::clone(rules),
+            crate::security::jwks::JwksSource {
+                url: url.clone(),
+                ca_file: sasl.oauthbearer_jwks_ca_file.clone(),
+                refresh_ms: sasl.oauthbearer_jwks_refresh_ms,
+            },
+            shutdown.clone(),
+        ));
     }
     broker
         .ready

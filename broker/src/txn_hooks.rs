@@ -5,7 +5,6 @@
 use std::future::Future;
 use std::pin::Pin;
 
-
 /// One producer's transactional produce to partitions where it has no transaction ongoing:
 /// the coordinator must confirm each was added to its ongoing transaction (KIP-890 part 1,
 /// Kafka's `AddPartitionsToTxn` with `verify_only`).

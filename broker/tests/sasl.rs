@@ -122,6 +122,15 @@ async fn handshake(client: &mut TestClient, mechanism: &str) -> (i16, Vec<String
 
 /// One SaslAuthenticate: (error code, server bytes).
 async fn authenticate(client: &mut TestClient, bytes: &[u8]) -> (i16, Vec<u8>) {
+    let (code, bytes, _) = authenticate_answer(client, bytes).await;
+    (code, bytes)
+}
+
+/// One SaslAuthenticate: (error code, server bytes, error message).
+async fn authenticate_answer(
+    client: &mut TestClient,
+    bytes: &[u8],
+) -> (i16, Vec<u8>, Option<String>) {
     let mut request = SaslAuthenticateRequest::default();
     request.auth_bytes = Bytes::copy_from_slice(bytes);
     let ResponseKind::SaslAuthenticate(response) = client
@@ -134,7 +143,11 @@ async fn authenticate(client: &mut TestClient, bytes: &[u8]) -> (i16, Vec<u8>) {
     else {
         panic!()
     };
-    (response.error_code, response.auth_bytes.to_vec())
+    (
+        response.error_code,
+        response.auth_bytes.to_vec(),
+        response.error_message.map(|message| message.to_string()),
+    )
 }
 
 fn hmac512(key: &[u8], data: &[u8]) -> Vec<u8> {
@@ -145,13 +158,23 @@ fn hmac512(key: &[u8], data: &[u8]) -> Vec<u8> {
 
 /// A SCRAM-SHA-512 exchange as a client runs it: the error code of the last step.
 async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16 {
+    scram_exchange(client, user, password).await.0
+}
+
+/// A SCRAM-SHA-512 exchange: the error code and message of the last step.
+async fn scram_exchange(
+    client: &mut TestClient,
+    user: &str,
+    password: &str,
+) -> (i16, Option<String>) {
     let (code, _) = handshake(client, "SCRAM-SHA-512").await;
     assert_eq!(code, 0);
     let client_nonce = "fyko+d2lbbFgONRv9qkxdawL";
     let first_bare = format!("n={user},r={client_nonce}");
-    let (code, server_first) = authenticate(client, format!("n,,{first_bare}").as_bytes()).await;
+    let (code, server_first, message) =
+        authenticate_answer(client, format!("n,,{first_bare}").as_bytes()).await;
     if code != 0 {
-        return code;
+        return (code, message);
     }
     let server_first = String::from_utf8(server_first).unwrap();
     let mut nonce = "";
@@ -179,7 +202,7 @@ async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16
         .map(|(a, b)| a ^ b)
         .collect();
     let final_message = format!("{without_proof},p={}", BASE64.encode(proof));
-    let (code, server_final) = authenticate(client, final_message.as_bytes()).await;
+    let (code, server_final, message) = authenticate_answer(client, final_message.as_bytes()).await;
     if code == 0 {
         // The server proves it knows the credential too.
         let server_key = hmac512(&salted, b"Server Key");
@@ -189,7 +212,7 @@ async fn scram_login(client: &mut TestClient, user: &str, password: &str) -> i16
         );
         assert_eq!(String::from_utf8(server_final).unwrap(), expected);
     }
-    code
+    (code, message)
 }
 
 /// AlterUserScramCredentials setting `user`'s SCRAM-SHA-512 password, as kafka-configs.sh
@@ -311,9 +334,15 @@ async fn scram_credentials_set_through_the_api_authenticate_and_wrong_ones_close
     assert_eq!(metadata.brokers[0].port, i32::from(broker.sasl.port()));
 
     let mut wrong = client(broker.sasl).await;
+    // Kafka's words, which say nothing of why (a user without credentials reads the same).
+    let refusal = Some(
+        "Authentication failed during authentication due to invalid credentials with SASL \
+         mechanism SCRAM-SHA-512"
+            .to_string(),
+    );
     assert_eq!(
-        scram_login(&mut wrong, "alice", "guess").await,
-        58,
+        scram_exchange(&mut wrong, "alice", "guess").await,
+        (58, refusal.clone()),
         "SASL_AUTHENTICATION_FAILED"
     );
     assert!(
@@ -321,7 +350,10 @@ async fn scram_credentials_set_through_the_api_authenticate_and_wrong_ones_close
         "a failed authentication leaves the connection open"
     );
     let mut stranger = client(broker.sasl).await;
-    assert_eq!(scram_login(&mut stranger, "mallory", "x").await, 58);
+    assert_eq!(
+        scram_exchange(&mut stranger, "mallory", "x").await,
+        (58, refusal)
+    );
 
     // A deleted credential no longer authenticates.
     let mut deletion = ScramCredentialDeletion::default();
@@ -595,7 +627,9 @@ async fn oauth_login(client: &mut TestClient, token: &str) -> (i16, i64) {
 
 /// OAUTHBEARER: a token signed by a key of the JWKS, for the expected issuer and audience and
 /// not expired, authenticates its subject; the session ends with the token (with
-/// re-authentication on); a wrong signature, issuer, audience or an expired token is refused.
+/// re-authentication on); a wrong signature, issuer, audience or an expired token is refused
+/// as Kafka refuses it (RFC 7628 3.2.2): the answer is the error `{"status":"invalid_token"}`,
+/// the client acknowledges it with %x01, and the exchange fails with that message.
 #[tokio::test]
 async fn oauthbearer_tokens_are_checked_against_the_jwks() {
     let (key, jwks) = signing_key();
@@ -660,11 +694,21 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
         ),
         ("not a token", "abc".to_string()),
     ];
+    let invalid = r#"{"status":"invalid_token"}"#;
     for (what, token) in refused {
         let mut refused_client = client(broker.sasl).await;
+        assert_eq!(handshake(&mut refused_client, "OAUTHBEARER").await.0, 0);
+        let initial = format!("n,,\u{1}auth=Bearer {token}\u{1}\u{1}");
+        let (code, challenge, _) =
+            authenticate_answer(&mut refused_client, initial.as_bytes()).await;
         assert_eq!(
-            oauth_login(&mut refused_client, &token).await.0,
-            58,
+            (code, challenge.as_slice()),
+            (0, invalid.as_bytes()),
+            "{what}"
+        );
+        assert_eq!(
+            authenticate_answer(&mut refused_client, b"\x01").await,
+            (58, Vec::new(), Some(invalid.to_string())),
             "{what}"
         );
         assert!(
@@ -672,7 +716,194 @@ async fn oauthbearer_tokens_are_checked_against_the_jwks() {
             "{what}: the connection stays open"
         );
     }
+    // A message that is no client initial response fails at once, as Kafka's SaslException.
+    let mut malformed = client(broker.sasl).await;
+    assert_eq!(handshake(&mut malformed, "OAUTHBEARER").await.0, 0);
+    assert_eq!(
+        authenticate_answer(&mut malformed, b"n,,\x01auth=Basic abc\x01\x01").await,
+        (
+            58,
+            Vec::new(),
+            Some(
+                "Authentication failed during authentication due to invalid credentials with \
+                 SASL mechanism OAUTHBEARER"
+                    .to_string()
+            )
+        )
+    );
+    assert!(malformed.is_closed().await);
     broker.node.stop().await;
+}
+
+/// A loopback HTTP server answering every GET with the JWKS `document` holds at the time;
+/// over TLS with `tls` (then the URL is https).
+async fn serve_jwks(
+    document: Arc<std::sync::Mutex<String>>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) -> String {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let url = format!("{scheme}://{}/jwks.json", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        loop {
+            let Ok((socket, _)) = listener.accept().await else {
+                return;
+            };
+            let body = document.lock().unwrap().clone();
+            let tls = tls.clone();
+            tokio::spawn(async move {
+                match tls {
+                    Some(config) => {
+                        let acceptor = tokio_rustls::TlsAcceptor::from(config);
+                        if let Ok(stream) = acceptor.accept(socket).await {
+                            answer_get(stream, &body).await;
+                        }
+                    }
+                    None => answer_get(socket, &body).await,
+                }
+            });
+        }
+    });
+    url
+}
+
+/// Reads a request head (a GET has no body), answers `body` as JSON and closes.
+async fn answer_get<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut stream: S,
+    body: &str,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut head = Vec::new();
+    let mut buffer = [0u8; 1024];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(read) => head.extend_from_slice(&buffer[..read]),
+        }
+    }
+    let answer = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let _ = stream.write_all(answer.as_bytes()).await;
+    let _ = stream.shutdown().await;
+}
+
+/// A CA's certificate (PEM) and a server configuration for 127.0.0.1 it signed.
+fn https_identity() -> (String, Arc<rustls::ServerConfig>) {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "identity provider CA");
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+    let params = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let certificate = params.signed_by(&key, &issuer).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![certificate.der().clone()],
+            rustls::pki_types::PrivateKeyDer::try_from(key.serialize_der()).unwrap(),
+        )
+        .unwrap();
+    (ca.pem(), Arc::new(config))
+}
+
+/// Whether an OAUTHBEARER login with `token` succeeds on a new connection.
+async fn oauth_accepted(address: std::net::SocketAddr, token: &str) -> bool {
+    let mut client = client(address).await;
+    if oauth_login(&mut client, token).await.0 != 0 {
+        return false;
+    }
+    // A refused token is answered with the error as a challenge, not with a failure yet.
+    metadata_served(&mut client).await
+}
+
+/// Polls (every 50 ms, 10 s at most) until a login with `token` is accepted or refused as
+/// `accepted` says.
+async fn until_oauth(address: std::net::SocketAddr, token: &str, accepted: bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while oauth_accepted(address, token).await != accepted {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a login was still {} after 10 s",
+            if accepted { "refused" } else { "accepted" }
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// OAUTHBEARER keys from a URL (Kafka's `sasl.oauthbearer.jwks.endpoint.url`), served here by
+/// a loopback HTTP server: fetched at start, then again every `oauthbearer_jwks_refresh_ms`,
+/// so a rotated key set applies without a restart: the new key's tokens authenticate, the old
+/// key's no longer do.
+#[tokio::test]
+async fn oauthbearer_keys_come_from_a_jwks_url_and_follow_its_rotation() {
+    let (old_key, old_jwks) = signing_key();
+    let (new_key, new_jwks) = signing_key();
+    let document = Arc::new(std::sync::Mutex::new(old_jwks));
+    let url = serve_jwks(Arc::clone(&document), None).await;
+    let broker = start_with(|config| {
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(SaslMechanism::OauthBearer);
+        config.sasl.oauthbearer_jwks_url = Some(url);
+        config.sasl.oauthbearer_jwks_refresh_ms = 200;
+    })
+    .await;
+    let now_s = common::now_ms() / 1000;
+    let claims = serde_json::json!({"sub": "frank", "exp": now_s + 120, "iat": now_s});
+    let old_token = token(&old_key, claims.clone());
+    let new_token = token(&new_key, claims);
+    until_oauth(broker.sasl, &old_token, true).await;
+    assert!(!oauth_accepted(broker.sasl, &new_token).await);
+
+    *document.lock().unwrap() = new_jwks;
+    until_oauth(broker.sasl, &new_token, true).await;
+    assert!(!oauth_accepted(broker.sasl, &old_token).await);
+    broker.node.stop().await;
+}
+
+/// An https JWKS URL of an identity provider with a private CA: with
+/// `oauthbearer_jwks_ca_file` its keys are fetched and tokens authenticate; trusting only the
+/// public web roots, the fetch fails and every token is refused.
+#[tokio::test]
+async fn an_https_jwks_url_is_trusted_through_its_ca_file() {
+    let (key, jwks) = signing_key();
+    let (ca_pem, server) = https_identity();
+    let url = serve_jwks(Arc::new(std::sync::Mutex::new(jwks)), Some(server)).await;
+    let ca_dir = tempfile::tempdir().unwrap();
+    let ca_file = ca_dir.path().join("idp-ca.pem");
+    std::fs::write(&ca_file, ca_pem).unwrap();
+    let now_s = common::now_ms() / 1000;
+    let token = token(
+        &key,
+        serde_json::json!({"sub": "frank", "exp": now_s + 120, "iat": now_s}),
+    );
+    let oauth = |config: &mut BrokerConfig, ca: Option<std::path::PathBuf>| {
+        config
+            .sasl
+            .enabled_mechanisms
+            .push(SaslMechanism::OauthBearer);
+        config.sasl.oauthbearer_jwks_url = Some(url.clone());
+        config.sasl.oauthbearer_jwks_ca_file = ca;
+    };
+    let trusting = start_with(|config| oauth(config, Some(ca_file.clone()))).await;
+    until_oauth(trusting.sasl, &token, true).await;
+    trusting.node.stop().await;
+
+    let web_roots_only = start_with(|config| oauth(config, None)).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(!oauth_accepted(web_roots_only.sasl, &token).await);
+    web_roots_only.node.stop().await;
 }
 
 /// One SaslAuthenticate that ends an exchange: the error code and the session lifetime.

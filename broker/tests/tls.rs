@@ -21,7 +21,8 @@ use lmq_broker::BrokerConfig;
 use lmq_broker::clock::SystemClock;
 use lmq_broker::node::Node;
 use lmq_broker::security::tls::ClientAuth;
-use lmq_wire::protocol::messages::{ApiKey, ResponseKind};
+use lmq_wire::protocol::messages::{ApiKey, RequestKind, ResponseKind, SaslHandshakeRequest};
+use lmq_wire::protocol::protocol::StrBytes;
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::net::{TcpListener, TcpStream};
@@ -93,6 +94,15 @@ struct TlsBroker {
 
 /// A broker with PLAINTEXT and SSL listeners, its certificate signed by `pki`.
 async fn start(pki: &Pki, adjust: impl FnOnce(&mut BrokerConfig)) -> TlsBroker {
+    start_with(pki, Vec::new(), adjust).await
+}
+
+/// As `start`, with more listeners' sockets (in the order `adjust` adds their listeners).
+async fn start_with(
+    pki: &Pki,
+    more_sockets: Vec<TcpListener>,
+    adjust: impl FnOnce(&mut BrokerConfig),
+) -> TlsBroker {
     let dir = tempfile::tempdir().unwrap();
     let files = dir.path().join("tls");
     std::fs::create_dir_all(&files).unwrap();
@@ -116,14 +126,11 @@ async fn start(pki: &Pki, adjust: impl FnOnce(&mut BrokerConfig)) -> TlsBroker {
     config.tls.key_file = Some(files.join("broker.key"));
     adjust(&mut config);
     config.validate().unwrap();
-    let node = Node::start(
-        config,
-        Arc::new(SystemClock),
-        vec![plain_socket, ssl_socket],
-        None,
-    )
-    .await
-    .unwrap();
+    let mut sockets = vec![plain_socket, ssl_socket];
+    sockets.extend(more_sockets);
+    let node = Node::start(config, Arc::new(SystemClock), sockets, None)
+        .await
+        .unwrap();
     TlsBroker {
         node,
         plain,
@@ -276,6 +283,41 @@ async fn required_client_auth_refuses_a_client_without_a_trusted_certificate() {
     broker.node.stop().await;
 }
 
+/// Kafka applies `ssl.client.auth` to SSL listeners only (KIP-684: a SASL_SSL listener asks
+/// for a certificate only when the setting is prefixed with its name): there the client proves
+/// itself with SASL. With `client_auth = "required"`, a client without a certificate is
+/// refused by the SSL listener and served by the SASL_SSL one, which then asks for SASL.
+#[tokio::test]
+async fn required_client_auth_applies_to_ssl_listeners_not_to_sasl_ssl_ones() {
+    let pki = Pki::new();
+    let sasl_socket = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sasl_ssl = sasl_socket.local_addr().unwrap();
+    let broker = start_with(&pki, vec![sasl_socket], |config| {
+        require_client_certificates(config);
+        config.listeners.push(format!("SASL_SSL://{sasl_ssl}"));
+    })
+    .await;
+    assert!(
+        refused(&pki, broker.ssl, None).await,
+        "the SSL listener served a client without a certificate"
+    );
+    let mut client = TestClient::new(connect(&pki, sasl_ssl, None).await.unwrap());
+    let mut request = SaslHandshakeRequest::default();
+    request.mechanism = StrBytes::from_static_str("SCRAM-SHA-512");
+    let ResponseKind::SaslHandshake(response) = client
+        .call(
+            ApiKey::SaslHandshake,
+            1,
+            RequestKind::SaslHandshake(request),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(response.error_code, 0, "{response:?}");
+    broker.node.stop().await;
+}
+
 #[tokio::test]
 async fn a_renewed_certificate_is_used_by_new_connections_without_a_restart() {
     let pki = Pki::new();
@@ -311,9 +353,8 @@ async fn a_renewed_certificate_is_used_by_new_connections_without_a_restart() {
 /// the PLAINTEXT listener is the super user that grants it.
 #[tokio::test]
 async fn acls_apply_to_the_principal_of_a_client_certificate() {
+    use lmq_wire::protocol::messages::CreateAclsRequest;
     use lmq_wire::protocol::messages::create_acls_request::AclCreation;
-    use lmq_wire::protocol::messages::{CreateAclsRequest, RequestKind};
-    use lmq_wire::protocol::protocol::StrBytes;
     const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
     let pki = Pki::new();
     let broker = start(&pki, |config| {

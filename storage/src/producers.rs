@@ -89,6 +89,15 @@ impl ProducerEntry {
     }
 }
 
+/// Who writes a batch (Kafka's `AppendOrigin`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AppendOrigin {
+    /// A client's produce: sequences are checked.
+    Client,
+    /// A coordinator of this broker writing its own records.
+    Coordinator,
+}
+
 /// Why a producer batch is refused; the broker maps each to its Kafka error.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceError {
@@ -246,6 +255,31 @@ impl ProducerStates {
         self.producers
             .get(&producer_id)
             .is_some_and(|entry| entry.current_txn_first_offset.is_some())
+    }
+
+    /// [`Self::check`] for a batch written by `origin`: a coordinator's own transactional
+    /// batches (offset commits of a transaction, written without sequence numbers, Kafka's
+    /// `AppendOrigin.COORDINATOR`) are checked for fencing only.
+    pub fn check_from(
+        &self,
+        batch: &ProducerBatch,
+        origin: AppendOrigin,
+    ) -> Result<SequenceCheck, SequenceError> {
+        if origin == AppendOrigin::Client {
+            return self.check(batch);
+        }
+        if let Some(entry) = self.producers.get(&batch.producer_id) {
+            if batch.producer_epoch < entry.epoch {
+                return Err(SequenceError::FencedEpoch {
+                    current: entry.epoch,
+                    received: batch.producer_epoch,
+                });
+            }
+            if batch.producer_epoch == entry.epoch {
+                Self::check_transaction(batch, entry)?;
+            }
+        }
+        Ok(SequenceCheck::Accept)
     }
 
     /// Checks `batch` against the producer's state without changing it.
@@ -788,5 +822,33 @@ mod tests {
             assert!(parsed.parse_line(line).unwrap());
         }
         assert_eq!(parsed, states);
+    }
+
+    #[test]
+    fn a_coordinator_s_own_batches_are_checked_for_fencing_not_sequences() {
+        let mut states = ProducerStates::default();
+        let mut offsets = batch(7, 2, -1, 1);
+        offsets.is_transactional = true;
+        // No sequence: a client's batch so is refused, the coordinator's accepted.
+        assert!(states.check(&offsets).is_err());
+        assert_eq!(
+            states.check_from(&offsets, AppendOrigin::Coordinator),
+            Ok(SequenceCheck::Accept)
+        );
+        states.record(&offsets, 0, 0);
+        assert_eq!(
+            states.check_from(&offsets, AppendOrigin::Coordinator),
+            Ok(SequenceCheck::Accept),
+            "another commit of the same transaction"
+        );
+        let mut zombie = batch(7, 1, -1, 1);
+        zombie.is_transactional = true;
+        assert_eq!(
+            states.check_from(&zombie, AppendOrigin::Coordinator),
+            Err(SequenceError::FencedEpoch {
+                current: 2,
+                received: 1
+            })
+        );
     }
 }

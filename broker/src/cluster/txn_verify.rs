@@ -33,7 +33,11 @@ pub struct VerifyConnections {
 }
 
 /// Each partition's verification, in the request's order.
-pub async fn verify(broker: &Broker, node: &ClusterNode, request: &VerifyRequest) -> Vec<Verification> {
+pub async fn verify(
+    broker: &Broker,
+    node: &ClusterNode,
+    request: &VerifyRequest,
+) -> Vec<Verification> {
     let all = |verification| vec![verification; request.partitions.len()];
     let Some(coordinator) = coordinator_of(node, &request.transactional_id) else {
         return all(Verification::Unavailable);
@@ -45,7 +49,11 @@ pub async fn verify(broker: &Broker, node: &ClusterNode, request: &VerifyRequest
         Ok(answers) => answers,
         Err(error) => {
             tracing::debug!(coordinator, %error, "verifying a transaction with its coordinator failed");
-            node.verify_connections.connections.lock().await.remove(&coordinator);
+            node.verify_connections
+                .connections
+                .lock()
+                .await
+                .remove(&coordinator);
             all(Verification::Unavailable)
         }
     }
@@ -80,13 +88,13 @@ fn verify_here(broker: &Broker, request: &VerifyRequest) -> Vec<Verification> {
         Ok(verdicts) => request
             .partitions
             .iter()
-            .map(|(topic, partition)| {
-                match verdicts.get(&TopicPartition::new(topic, *partition)) {
+            .map(
+                |(topic, partition)| match verdicts.get(&TopicPartition::new(topic, *partition)) {
                     Some(Ok(())) => Verification::Added,
                     Some(Err(error)) => from_error(*error),
                     None => Verification::NotAdded,
-                }
-            })
+                },
+            )
             .collect(),
         Err(error) => vec![from_error(error); request.partitions.len()],
     }
@@ -147,7 +155,10 @@ async fn verify_remote(
     ask.transactions = vec![transaction];
     let response = connection.call(BrokerAddPartitionsToTxn(ask)).await?;
     if response.error_code != 0 {
-        return Ok(vec![from_code(response.error_code); request.partitions.len()]);
+        return Ok(vec![
+            from_code(response.error_code);
+            request.partitions.len()
+        ]);
     }
     let answered: HashMap<(String, i32), i16> = response
         .results_by_transaction

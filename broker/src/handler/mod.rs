@@ -19,8 +19,8 @@ mod describe_cluster;
 mod describe_configs;
 mod describe_groups;
 mod describe_log_dirs;
-mod describe_transactions;
 mod describe_producers;
+mod describe_transactions;
 mod describe_user_scram_credentials;
 mod end_txn;
 mod fetch;
@@ -250,6 +250,9 @@ pub struct Session {
     sasl_listener: bool,
     /// A SCRAM exchange between its first and last message.
     scram: Mutex<Option<crate::security::scram::ServerExchange>>,
+    /// The OAUTHBEARER error the client was sent (RFC 7628 3.2.2), until its %x01 ends the
+    /// exchange with it.
+    oauth_error: Mutex<Option<String>>,
     /// When the authenticated session ends (KIP-368, `connections_max_reauth_ms`): after it
     /// only a re-authentication is served.
     /// On the broker's clock, in milliseconds.
@@ -359,6 +362,21 @@ impl Session {
 
     fn keep_scram(&self, exchange: crate::security::scram::ServerExchange) {
         *self.scram.lock().unwrap_or_else(PoisonError::into_inner) = Some(exchange);
+    }
+
+    /// The OAUTHBEARER error sent to the client, taken out by its next message.
+    fn take_oauth_error(&self) -> Option<String> {
+        self.oauth_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+    }
+
+    fn keep_oauth_error(&self, error: String) {
+        *self
+            .oauth_error
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(error);
     }
 
     /// Who the connection proved to be.

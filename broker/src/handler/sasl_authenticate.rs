@@ -3,8 +3,11 @@
 //! broker's (its Fetch requests then count as a follower's). PLAIN: one token, checked against
 //! the users file. SCRAM-SHA-256/512: the client's first message (answered with the salt and
 //! iterations of the user's credential from the coordinator), then its proof (answered with
-//! the server's signature). Success makes the connection the user's principal; a failure is
-//! answered SASL_AUTHENTICATION_FAILED and the connection closed, as Kafka does.
+//! the server's signature). OAUTHBEARER: the client's bearer token, checked against the JWKS;
+//! a token that does not verify is answered with RFC 7628's error, which the client
+//! acknowledges before the exchange fails. Success makes the connection the user's principal;
+//! a failure is answered SASL_AUTHENTICATION_FAILED (with Kafka's messages) and the connection
+//! closed, as Kafka does.
 
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::{SaslAuthenticateRequest, SaslAuthenticateResponse};
@@ -13,6 +16,7 @@ use super::{Method, RequestContext, SaslState, str_bytes};
 use crate::broker::Broker;
 use crate::cluster::ClusterNode;
 use crate::cluster::credentials;
+use crate::security::oauthbearer::OauthError;
 use crate::security::scram::{ScramError, ServerExchange, parse_client_first};
 use crate::security::{Principal, SaslMechanism};
 
@@ -59,26 +63,7 @@ pub async fn handle(
             .map(|()| Vec::new())
             .map_err(|message| (ResponseError::SaslAuthenticationFailed, message)),
         SaslState::Authenticating(Method::Client(SaslMechanism::OauthBearer)) => {
-            let now_ms = broker.clock.now_ms();
-            broker
-                .oauth_rules
-                .as_ref()
-                .ok_or_else(|| "OAUTHBEARER has no key set configured".to_string())
-                .and_then(|rules| {
-                    rules
-                        .verify(&request.auth_bytes, now_ms)
-                        .map_err(|error| error.to_string())
-                })
-                .and_then(|token| {
-                    authenticated(
-                        broker,
-                        context,
-                        &token.principal,
-                        Some(token.expires_ms.saturating_sub(now_ms)),
-                        &mut response,
-                    )
-                })
-                .map(|()| Vec::new())
+            oauth_step(broker, context, &request.auth_bytes, &mut response)
                 .map_err(|message| (ResponseError::SaslAuthenticationFailed, message))
         }
         SaslState::Authenticating(Method::Client(mechanism)) => {
@@ -89,7 +74,14 @@ pub async fn handle(
                         .map(|()| last)
                         .map_err(|message| (ResponseError::SaslAuthenticationFailed, message))
                 }
-                Err(error) => Err((ResponseError::SaslAuthenticationFailed, error.to_string())),
+                Err(error) => {
+                    // As Kafka: the client learns nothing of why (whether the user exists).
+                    tracing::debug!(peer = %context.peer, %error, "SCRAM refused");
+                    Err((
+                        ResponseError::SaslAuthenticationFailed,
+                        invalid_credentials(context, mechanism),
+                    ))
+                }
             }
         }
     };
@@ -143,6 +135,62 @@ fn authenticated(
     );
     response.session_lifetime_ms = lifetime_ms;
     Ok(())
+}
+
+/// Kafka's answer to a mechanism's refusal that must not say why (its `SaslException`s).
+fn invalid_credentials(context: &RequestContext, mechanism: SaslMechanism) -> String {
+    let during = if context.session.reauthenticating().is_some() {
+        "re-authentication"
+    } else {
+        "authentication"
+    };
+    format!(
+        "Authentication failed during {during} due to invalid credentials with SASL mechanism {}",
+        mechanism.name()
+    )
+}
+
+/// The error an OAUTHBEARER token that does not verify is answered with (RFC 7628 3.2.2;
+/// Kafka's validator reports every such token as `invalid_token`).
+const INVALID_TOKEN: &str = r#"{"status":"invalid_token"}"#;
+
+/// One OAUTHBEARER message, as Kafka's `OAuthBearerSaslServer`: a client initial response
+/// whose token verifies authenticates its subject; one whose token does not is answered with
+/// the error as a challenge, and the client's %x01 after it fails the exchange with that
+/// error as the message (anything else after it is a new initial response). A message that
+/// is no initial response fails at once.
+fn oauth_step(
+    broker: &Broker,
+    context: &RequestContext,
+    message: &[u8],
+    response: &mut SaslAuthenticateResponse,
+) -> Result<Vec<u8>, String> {
+    if let Some(error) = context.session.take_oauth_error()
+        && message == [0x01]
+    {
+        return Err(error);
+    }
+    let Some(rules) = broker.oauth_rules.as_ref() else {
+        tracing::warn!("OAUTHBEARER is enabled without a key set");
+        return Err(invalid_credentials(context, SaslMechanism::OauthBearer));
+    };
+    let now_ms = broker.clock.now_ms();
+    match rules.verify(message, now_ms) {
+        Ok(token) => authenticated(
+            broker,
+            context,
+            &token.principal,
+            Some(token.expires_ms.saturating_sub(now_ms)),
+            response,
+        )
+        .map(|()| Vec::new()),
+        Err(OauthError::Malformed) => Err(invalid_credentials(context, SaslMechanism::OauthBearer)),
+        Err(error) => {
+            tracing::info!(peer = %context.peer, %error, "OAUTHBEARER token refused");
+            context.session.keep_oauth_error(INVALID_TOKEN.to_string());
+            Ok(INVALID_TOKEN.as_bytes().to_vec())
+        }
+    }
 }
 
 /// Where a SCRAM exchange stands after a message.

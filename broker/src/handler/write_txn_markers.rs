@@ -1,7 +1,8 @@
 //! WriteTxnMarkers (v1): the transaction coordinator ends a producer's transaction on each
 //! partition it touched by writing a COMMIT or ABORT marker (a control batch) to the
-//! partition's leader, as Kafka's `handleWriteTxnMarkersRequest`: only a broker sends it
-//! (a connection proven as a broker, or CLUSTER_ACTION on the cluster when ACLs are on), each
+//! partition's leader, as Kafka's `handleWriteTxnMarkersRequest`: a broker sends it (a
+//! connection proven as a broker), or an administrator with CLUSTER_ACTION on the cluster
+//! (anyone without an authorizer, as Kafka: `kafka-transactions.sh abort`), each
 //! marker is appended with acks=all semantics (answered once the ISR has it, or the
 //! request's time is up) and each partition is answered on its own: UNKNOWN_TOPIC_OR_PARTITION,
 //! NOT_LEADER_OR_FOLLOWER, INVALID_PRODUCER_EPOCH (an older producer epoch),
@@ -48,10 +49,11 @@ pub async fn handle(
     context: &RequestContext,
     request: WriteTxnMarkersRequest,
 ) -> WriteTxnMarkersResponse {
-    // Only brokers write markers: a proven broker connection, or CLUSTER_ACTION granted by
-    // the ACLs (without an authorizer, only the former: a client never writes markers).
+    // As Kafka: CLUSTER_ACTION on the cluster, which a proven broker connection has, and
+    // everyone without an authorizer (`kafka-transactions.sh abort` of a hanging
+    // transaction writes its marker so).
     let allowed = context.session.replica().is_some()
-        || (context.authorizer.enabled() && context.authorize_cluster(AclOperation::ClusterAction));
+        || context.authorize_cluster(AclOperation::ClusterAction);
     let deadline = tokio::time::Instant::now() + Duration::from_millis(MARKER_TIMEOUT_MS);
     let now_ms = broker.now_ms();
     let mut pending = Vec::new();

@@ -511,6 +511,21 @@ impl Partition {
         .map(|(append, ())| append)
     }
 
+    /// [`Self::append_as_leader`] of this broker's coordinators' own records
+    /// (`PartitionLog::append_from_coordinator`: transactional offset commits carry no
+    /// sequence numbers).
+    pub fn append_as_coordinator(
+        &self,
+        records: &mut [u8],
+        acks: Acks,
+        now_ms: i64,
+    ) -> Result<LeaderAppend, ReplicaError> {
+        self.leader_append(acks, now_ms, |log, epoch| {
+            Ok((log.append_from_coordinator(records, epoch, now_ms)?, ()))
+        })
+        .map(|(append, ())| append)
+    }
+
     /// Writes a transaction marker as leader (WriteTxnMarkers), waited for like a produce
     /// with `acks`: ends the producer's transaction here. Returns the transaction it ended
     /// (none when the producer had no records here since its last marker).

@@ -10,6 +10,7 @@ use acl::{AclBinding, AclIndex, AclOperation, AuthorizerConfig, AuthorizerKind, 
 
 use serde::{Deserialize, Serialize};
 
+pub mod jwks;
 pub mod oauthbearer;
 pub mod plain;
 pub mod scram;
@@ -66,6 +67,16 @@ pub struct SaslConfig {
     /// The JWKS (JSON Web Key Set) whose keys sign OAUTHBEARER tokens (Kafka's
     /// `sasl.oauthbearer.jwks.endpoint.url`, as a file).
     pub oauthbearer_jwks_file: Option<std::path::PathBuf>,
+    /// Or where the JWKS is fetched from (Kafka's `sasl.oauthbearer.jwks.endpoint.url`): an
+    /// `https://` URL (a certificate the public web roots trust) or `http://`, fetched at
+    /// start and every `oauthbearer_jwks_refresh_ms`.
+    pub oauthbearer_jwks_url: Option<String>,
+    /// Kafka's `sasl.oauthbearer.jwks.endpoint.refresh.ms`: how often the URL's key set is
+    /// fetched again (an identity provider's new key is used from then on).
+    pub oauthbearer_jwks_refresh_ms: u64,
+    /// PEM CA certificates an `https://` JWKS URL's certificate must chain to (an identity
+    /// provider with a private CA); unset: the public web roots.
+    pub oauthbearer_jwks_ca_file: Option<std::path::PathBuf>,
     /// The `iss` a token must carry (`sasl.oauthbearer.expected.issuer`); unset: any.
     pub oauthbearer_expected_issuer: Option<String>,
     /// One of these must be in a token's `aud` (`sasl.oauthbearer.expected.audience`);
@@ -81,6 +92,9 @@ impl Default for SaslConfig {
             enabled_mechanisms: vec![SaslMechanism::ScramSha256, SaslMechanism::ScramSha512],
             plain_users_file: None,
             oauthbearer_jwks_file: None,
+            oauthbearer_jwks_url: None,
+            oauthbearer_jwks_refresh_ms: oauthbearer::JWKS_REFRESH_MS,
+            oauthbearer_jwks_ca_file: None,
             oauthbearer_expected_issuer: None,
             oauthbearer_expected_audience: Vec::new(),
             oauthbearer_sub_claim_name: "sub".to_string(),

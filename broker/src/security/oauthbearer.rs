@@ -3,10 +3,12 @@
 //! a JWKS file (by the token's `kid`, with the key's algorithm: never `none`), its issuer and
 //! audience when configured, and its expiry and not-before on the broker's clock; the
 //! principal is the subject claim (`sub` unless configured otherwise). Pure apart from
-//! loading the key file.
+//! loading the key file; a key set from a URL is fetched by `jwks.rs` and handed over with
+//! `set_keys`.
 
 use std::collections::HashSet;
 use std::path::Path;
+use std::sync::{PoisonError, RwLock};
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{DecodingKey, Validation};
@@ -27,13 +29,24 @@ pub enum OauthError {
     Expired,
 }
 
-/// How tokens are checked (`[sasl] oauthbearer_*`).
+/// The default of `[sasl] oauthbearer_jwks_refresh_ms` (Kafka's
+/// `sasl.oauthbearer.jwks.endpoint.refresh.ms`: one hour).
+pub const JWKS_REFRESH_MS: u64 = 3_600_000;
+
+/// What a token must say besides its signature (`[sasl] oauthbearer_expected_*`,
+/// `oauthbearer_sub_claim_name`).
 #[derive(Debug, Clone)]
+pub struct TokenChecks {
+    pub issuer: Option<String>,
+    pub audience: Vec<String>,
+    pub subject_claim: String,
+}
+
+/// How tokens are checked (`[sasl] oauthbearer_*`): the keys in force and the checks.
+#[derive(Debug)]
 pub struct TokenRules {
-    keys: JwkSet,
-    issuer: Option<String>,
-    audience: Vec<String>,
-    subject_claim: String,
+    keys: RwLock<JwkSet>,
+    checks: TokenChecks,
 }
 
 /// A checked token: who it names and until when it holds.
@@ -43,30 +56,42 @@ pub struct Token {
     pub expires_ms: i64,
 }
 
+/// A JWKS document's keys; one without any is refused (it could verify nothing).
+pub fn parse_keys(text: &str) -> Result<JwkSet, String> {
+    let keys: JwkSet = serde_json::from_str(text).map_err(|error| error.to_string())?;
+    if keys.keys.is_empty() {
+        return Err("no key in it".to_string());
+    }
+    Ok(keys)
+}
+
 impl TokenRules {
     /// Reads the JWKS file. Blocking (a small file, at start).
-    pub fn load(
-        jwks_file: &Path,
-        issuer: Option<String>,
-        audience: Vec<String>,
-        subject_claim: String,
-    ) -> Result<Self, OauthError> {
+    pub fn load(jwks_file: &Path, checks: TokenChecks) -> Result<Self, OauthError> {
         let failed = |reason: String| OauthError::Keys {
             path: jwks_file.display().to_string(),
             reason,
         };
         let text = std::fs::read_to_string(jwks_file).map_err(|error| failed(error.to_string()))?;
-        let keys: JwkSet =
-            serde_json::from_str(&text).map_err(|error| failed(error.to_string()))?;
-        if keys.keys.is_empty() {
-            return Err(failed("no key in it".to_string()));
-        }
+        let keys = parse_keys(&text).map_err(failed)?;
         Ok(Self {
-            keys,
-            issuer,
-            audience,
-            subject_claim,
+            keys: RwLock::new(keys),
+            checks,
         })
+    }
+
+    /// Rules whose keys come later (`set_keys`, from a JWKS URL); until then every token is
+    /// refused.
+    pub fn without_keys(checks: TokenChecks) -> Self {
+        Self {
+            keys: RwLock::new(JwkSet { keys: Vec::new() }),
+            checks,
+        }
+    }
+
+    /// The key set tokens are checked against from now on.
+    pub fn set_keys(&self, keys: JwkSet) {
+        *self.keys.write().unwrap_or_else(PoisonError::into_inner) = keys;
     }
 
     /// The token of a client's initial response (`n,,\x01auth=Bearer <token>\x01...\x01`),
@@ -75,15 +100,17 @@ impl TokenRules {
         let token = bearer_token(message)?;
         let header = jsonwebtoken::decode_header(token)
             .map_err(|error| OauthError::Invalid(error.to_string()))?;
-        let key = match &header.kid {
-            Some(kid) => self.keys.find(kid),
-            // Without a key id, only a single-key set can tell which key signed.
-            None if self.keys.keys.len() == 1 => self.keys.keys.first(),
-            None => None,
-        }
-        .ok_or_else(|| OauthError::Invalid("no key in the JWKS for the token's kid".into()))?;
-        let decoding =
-            DecodingKey::from_jwk(key).map_err(|error| OauthError::Invalid(error.to_string()))?;
+        let decoding = {
+            let keys = self.keys.read().unwrap_or_else(PoisonError::into_inner);
+            let key = match &header.kid {
+                Some(kid) => keys.find(kid),
+                // Without a key id, only a single-key set can tell which key signed.
+                None if keys.keys.len() == 1 => keys.keys.first(),
+                None => None,
+            }
+            .ok_or_else(|| OauthError::Invalid("no key in the JWKS for the token's kid".into()))?;
+            DecodingKey::from_jwk(key).map_err(|error| OauthError::Invalid(error.to_string()))?
+        };
         // The token's algorithm must be the key's family; jsonwebtoken refuses `none`.
         let mut validation = Validation::new(header.alg);
         // Time is checked below on the broker's clock.
@@ -105,32 +132,36 @@ impl TokenRules {
         {
             return Err(OauthError::Invalid("not valid yet (nbf)".into()));
         }
-        if let Some(issuer) = &self.issuer
+        if let Some(issuer) = &self.checks.issuer
             && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
         {
             return Err(OauthError::Invalid(format!("issuer is not {issuer}")));
         }
-        if !self.audience.is_empty() {
+        if !self.checks.audience.is_empty() {
             let audiences: Vec<&str> = match claims.get("aud") {
                 Some(Value::String(one)) => vec![one.as_str()],
                 Some(Value::Array(many)) => many.iter().filter_map(Value::as_str).collect(),
                 _ => Vec::new(),
             };
-            if !audiences
-                .iter()
-                .any(|audience| self.audience.iter().any(|expected| expected == audience))
-            {
+            if !audiences.iter().any(|audience| {
+                self.checks
+                    .audience
+                    .iter()
+                    .any(|expected| expected == audience)
+            }) {
                 return Err(OauthError::Invalid(format!(
                     "audience is none of {}",
-                    self.audience.join(", ")
+                    self.checks.audience.join(", ")
                 )));
             }
         }
         let principal = claims
-            .get(&self.subject_claim)
+            .get(&self.checks.subject_claim)
             .and_then(Value::as_str)
             .filter(|subject| !subject.is_empty())
-            .ok_or_else(|| OauthError::Invalid(format!("no {} claim", self.subject_claim)))?;
+            .ok_or_else(|| {
+                OauthError::Invalid(format!("no {} claim", self.checks.subject_claim))
+            })?;
         Ok(Token {
             principal: principal.to_string(),
             expires_ms,

@@ -28,6 +28,16 @@ pub enum ClientAuth {
     Required,
 }
 
+/// The kind of TLS listener a handshake is for. Kafka applies `ssl.client.auth` to SSL
+/// listeners only: a SASL_SSL listener's clients prove who they are with SASL, and it asks
+/// for no certificate (KIP-684: Kafka asks there only when `ssl.client.auth` is prefixed with
+/// the listener's name, which LMQ's one `[tls]` section has no form for).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsListener {
+    Ssl,
+    SaslSsl,
+}
+
 /// The `[tls]` section of the broker config: one certificate for every TLS listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -295,7 +305,10 @@ pub struct TlsServer {
 
 #[derive(Debug, Clone)]
 struct Loaded {
+    /// SSL listeners: with the `client_auth` policy.
     server: Arc<rustls::ServerConfig>,
+    /// SASL_SSL listeners: no client certificate asked for.
+    sasl_server: Arc<rustls::ServerConfig>,
     /// Modification times of the files it was built from.
     stamps: Vec<Option<SystemTime>>,
 }
@@ -311,15 +324,13 @@ impl TlsServer {
         })
     }
 
-    /// The configuration new connections use.
-    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
-        Arc::clone(
-            &self
-                .current
-                .read()
-                .unwrap_or_else(PoisonError::into_inner)
-                .server,
-        )
+    /// The configuration new connections of a `listener` use.
+    pub fn server_config(&self, listener: TlsListener) -> Arc<rustls::ServerConfig> {
+        let current = self.current.read().unwrap_or_else(PoisonError::into_inner);
+        Arc::clone(match listener {
+            TlsListener::Ssl => &current.server,
+            TlsListener::SaslSsl => &current.sasl_server,
+        })
     }
 
     /// Rebuilds the configuration when a file changed since the last load. A broken
@@ -408,6 +419,12 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsError> {
     let builder = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
         .with_safe_default_protocol_versions()
         .map_err(|error| TlsError::Rustls(error.to_string()))?;
+    let sasl_server = rustls::ServerConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|error| TlsError::Rustls(error.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(chain.clone(), key.clone_key())
+        .map_err(|error| TlsError::Rustls(error.to_string()))?;
     let builder = match (config.client_auth, config.ca_file.as_deref()) {
         (ClientAuth::None, _) => builder.with_no_client_auth(),
         (ClientAuth::Requested, None) => return Err(TlsError::NoClientCa("requested")),
@@ -436,6 +453,7 @@ fn load(config: &TlsConfig) -> Result<Loaded, TlsError> {
         .map_err(|error| TlsError::Rustls(error.to_string()))?;
     Ok(Loaded {
         server: Arc::new(server),
+        sasl_server: Arc::new(sasl_server),
         stamps,
     })
 }

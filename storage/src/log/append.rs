@@ -11,8 +11,8 @@ use crate::config::{FlushPolicy, TimestampType};
 use crate::control::{ControlContent, MarkerKind, TxnMarker, decode_control};
 use crate::error::{Result, StorageError};
 use crate::producers::{
-    BatchMetadata, CompletedTxn, MarkerEpochRule, ProducerBatch, ProducerStates, SequenceCheck,
-    SequenceError, VerificationGuard,
+    AppendOrigin, BatchMetadata, CompletedTxn, MarkerEpochRule, ProducerBatch, ProducerStates,
+    SequenceCheck, SequenceError, VerificationGuard,
 };
 use crate::scan::BatchHeader;
 use crate::segment::ActiveSegment;
@@ -155,6 +155,35 @@ impl PartitionLog {
         now_ms: i64,
         guards: Option<&[VerificationGuard]>,
     ) -> Result<AppendInfo> {
+        self.append_from(batches, leader_epoch, now_ms, guards, AppendOrigin::Client)
+    }
+
+    /// [`Self::append`] of a coordinator's own batches (`AppendOrigin::Coordinator`): a
+    /// transactional one is checked for fencing, not for sequence numbers, which it has none
+    /// of.
+    pub fn append_from_coordinator(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> Result<AppendInfo> {
+        self.append_from(
+            batches,
+            leader_epoch,
+            now_ms,
+            None,
+            AppendOrigin::Coordinator,
+        )
+    }
+
+    fn append_from(
+        &mut self,
+        batches: &mut [u8],
+        leader_epoch: i32,
+        now_ms: i64,
+        guards: Option<&[VerificationGuard]>,
+        origin: AppendOrigin,
+    ) -> Result<AppendInfo> {
         self.ensure_writable()?;
         if leader_epoch < 0 {
             return Err(StorageError::InvalidLeaderEpoch {
@@ -170,7 +199,7 @@ impl PartitionLog {
             });
         }
         let ranges = split_batches(batches, self.config.batch_bytes_max, Source::Producer)?;
-        let verdicts = self.check_producers(batches, &ranges)?;
+        let verdicts = self.check_producers(batches, &ranges, origin)?;
         if let Some(guards) = guards {
             self.check_guards(&verdicts, guards)?;
         }
@@ -240,7 +269,12 @@ impl PartitionLog {
 
     /// Idempotence verdicts for every batch of a call, before anything is written: a refused
     /// batch fails the whole call.
-    fn check_producers(&self, batches: &[u8], ranges: &[Range<usize>]) -> Result<Vec<Verdict>> {
+    fn check_producers(
+        &self,
+        batches: &[u8],
+        ranges: &[Range<usize>],
+        origin: AppendOrigin,
+    ) -> Result<Vec<Verdict>> {
         // Several batches of one producer in one call see each other's sequences.
         let mut scratch: Option<ProducerStates> = None;
         let mut next_offset = self.log_end_offset();
@@ -262,7 +296,7 @@ impl PartitionLog {
                 Some(states) => states,
                 None => &self.state.producers,
             };
-            let verdict = match states.check(&producer) {
+            let verdict = match states.check_from(&producer, origin) {
                 Ok(SequenceCheck::Accept) => Verdict::Append(producer),
                 Ok(SequenceCheck::Duplicate(original)) => Verdict::Duplicate(original),
                 Err(reason) => {
