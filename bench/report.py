@@ -4,9 +4,10 @@
 usage: bench/report.py RUN_DIR DEST RECORD_SIZE
 
 Reads RUN_DIR/measurements.jsonl (one JSON object per line, written by bench.sh's `record`:
-kind meta, ceilings, produce, consume, latency, startup, fill, end), each measurement's tool
-output (its `out` file) and RUN_DIR/rss-{kafka,lmq}.txt; writes DEST.md (the ratio table in
-markdown) and DEST.json, prints the markdown and, last, the line
+kind meta, ceilings, produce, consume, latency, startup, fill, cleaner_throughput,
+cleaner_latency, end), each measurement's tool output (its `out` file) and
+RUN_DIR/rss-{kafka,lmq}.txt; writes DEST.md (the ratio table in markdown, then LMQ's log
+cleaner rows when the run has them) and DEST.json, prints the markdown and, last, the line
     produce x.xx consume x.xx p99 x.xx rss x.xx start x.xx      (LMQ ÷ Kafka)
 docs/PERFORMANCE.md quotes this output: keep its format. Tests: bench/test_report.py.
 """
@@ -270,10 +271,71 @@ def add_startups(table, starts, fills):
     return start_ratio
 
 
+def cleaner_section(rows):
+    """LMQ's log cleaner (no Kafka counterpart): markdown lines and their JSON, or ([], None).
+
+    cleaner_throughput rows: the clean_throughput example's JSON line (one pass over a
+    compacted log). cleaner_latency rows: lmq-perf produce runs on a broker with the cleaner
+    off or on while another topic is compacted; the ratio is the geometric mean of produce
+    p99 with the cleaner ÷ the same without it."""
+    throughput = [r for r in rows if r["kind"] == "cleaner_throughput"]
+    runs = [r for r in rows if r["kind"] == "cleaner_latency"]
+    if not throughput and not runs:
+        return [], None
+    lines = ["LMQ's log cleaner (no Kafka counterpart):", "",
+             "| measure | LMQ | notes |", "| --- | --- | --- |"]
+    doc = {"throughput": None, "runs": [], "p99_ratio": None}
+    for r in throughput:
+        out = last_json_line(read(r["out"])) if r["status"] == 0 else None
+        if out is None:
+            lines.append(f"| cleaner throughput | n/a | run failed (exit {r['status']}) |")
+            continue
+        doc["throughput"] = out
+        lines.append(f"| cleaner throughput, one pass over a {out['log_bytes'] / 1e6:,.0f} MB compacted log "
+                     f"({out['keys']:,} keys, 1 KiB values), MB/s of log | {fmt(out['mb_per_s'])} | "
+                     f"{out['bytes_read'] / 1e6:,.0f} MB read, {out['bytes_written'] / 1e6:,.1f} MB written, "
+                     f"{out['seconds']:.2f} s{'; more passes needed' if out['more_passes'] else ''} |")
+        lines.append(f"| cleaner peak RSS MB (the process: the pass and its offset map) | "
+                     f"{fmt(out['peak_rss_mb_after'])} | {fmt(out['peak_rss_mb_before'])} MB before the pass; "
+                     f"offset map {fmt(out['offset_map_mb'])} MB ([cleaner] dedupe_buffer_bytes) |")
+    p99 = {"off": [], "on": []}
+    for r in runs:
+        out = last_json_line(read(r["out"])) if r["status"] == 0 else None
+        h = out.get("produce_latency_us") if out else None
+        run = {"cleaner": r["cleaner"], "round": r["round"], "passes": r.get("passes"),
+               "cleaner_read_bytes": r.get("cleaner_read_bytes"),
+               "produce_p99_ms": h["p99"] / 1e3 if h and h["count"] else None,
+               "verified": bool(out and out.get("verified")),
+               "records_per_s": out.get("produce_records_per_s") if out else None}
+        doc["runs"].append(run)
+        if run["produce_p99_ms"] is not None:
+            p99[r["cleaner"]].append(run["produce_p99_ms"])
+        note = [] if run["verified"] else ["COUNTS DIFFER" if out else f"run failed (exit {r['status']})"]
+        if out and run["records_per_s"] < RATE_KEPT_SHARE * r["target_rate"]:
+            note.append(f"fell short of the rate ({run['records_per_s']:,.0f}/s)")
+        if r.get("writer_status", 0) != 0:
+            note.append(f"the compacted topic's writer failed (exit {r['writer_status']})")
+        if r["cleaner"] == "on" and r.get("io_max"):
+            note.append(f"[cleaner] io_bytes_per_second_max = {r['io_max']:,}")
+        if r["cleaner"] == "on":
+            note.append(f"{r.get('passes')} cleaner passes, {(r.get('cleaner_read_bytes') or 0) / 1e6:,.0f} MB read by them during the run")
+            if isinstance(r.get("log_locked_ms_max"), (int, float)):
+                note.append(f"the longest plan or commit held the compacted log's lock {r['log_locked_ms_max']} ms")
+        lines.append(f"| produce p50/p99/p99.9 ms, cleaner {r['cleaner']}, round {r['round']}: {r['partitions']} partitions at "
+                     f"{r['target_rate']:,} rec/s while {r['writer_rate']:,} rec/s go to a compacted topic | "
+                     + ("/".join(fmt(h[q] / 1e3, 2) for q in ("p50", "p99", "p999")) if h and h["count"] else "n/a")
+                     + f" | {'; '.join(note)} |")
+    doc["p99_ratio"] = ratio(geomean(p99["on"]), geomean(p99["off"]))
+    if runs:
+        lines.append(f"| produce p99 with the cleaner ÷ without it (geometric means of the rounds; target <= 1.2) | "
+                     f"{fmt(doc['p99_ratio'], 2)} | |")
+    return lines + [""], doc
+
+
 def preamble(meta, end, c, measures):
     verified = [m for m in measures if m.get("verified")]
     bound = [m for m in measures if m.get("client_bound")]
-    return [
+    lines = [
         f"Run of {meta['started']} ({meta['mode']}), command `{meta['command']}`, LMQ {meta['lmq_commit']}, Apache Kafka {meta['kafka_version']}.",
         f"Machine: {meta['cpus']} cores ({meta['cpu_model']}), kernel {meta['kernel']}; broker on core {meta['broker_cpus']}, client on core {meta['client_cpus']}; "
         f"load average before {meta['load_before']}, after {end.get('load_after', '?')}.",
@@ -292,6 +354,8 @@ def preamble(meta, end, c, measures):
         f"{len(bound)} flagged client-bound (client used >= 90% of its core: the figure is the client's ceiling, not the broker's).",
         "",
     ]
+    # A --cleaner-only run has no comparison: its workload is in the cleaner section.
+    return lines if measures else lines[:3] + [""]
 
 
 def build(run, record_size):
@@ -311,22 +375,28 @@ def build(run, record_size):
             m["rate_kept"] = m["records_per_s"] >= RATE_KEPT_SHARE * m["target_rate"]
 
     table = Table()
-    add_runs(table, best_pairs(measures))
-    rk, rl = peak_rss(read(f"{run}/rss-kafka.txt")), peak_rss(read(f"{run}/rss-lmq.txt"))
-    rss_ratio = add_rss(table, rk, rl)
-    add_cpu(table, measures)
     starts = [r for r in rows if r["kind"] == "startup"]
-    fills = {r["broker"]: r for r in rows if r["kind"] == "fill"}
-    start_ratio = add_startups(table, starts, fills)
+    rss_ratio = start_ratio = None
+    if measures:  # none in a --cleaner-only run
+        add_runs(table, best_pairs(measures))
+        rk, rl = peak_rss(read(f"{run}/rss-kafka.txt")), peak_rss(read(f"{run}/rss-lmq.txt"))
+        rss_ratio = add_rss(table, rk, rl)
+        add_cpu(table, measures)
+        fills = {r["broker"]: r for r in rows if r["kind"] == "fill"}
+        start_ratio = add_startups(table, starts, fills)
+    else:
+        table.lines = []
+    cleaner_lines, cleaner = cleaner_section(rows)
 
     summary = {"produce": geomean(table.headline["produce"]),
                "consume": geomean(table.headline["consume"]),
                "p99": geomean(table.headline["p99"]), "rss": rss_ratio, "start": start_ratio}
     final = " ".join(f"{k} {('n/a' if v is None else f'{v:.2f}')}" for k, v in summary.items())
-    md = "\n".join(preamble(meta, end, ceilings, measures) + table.lines + ["", f"`{final}`", ""])
+    md = "\n".join(preamble(meta, end, ceilings, measures) + table.lines + [""] + cleaner_lines
+                    + [f"`{final}`", ""])
     document = {"meta": meta, "end": end, "ceilings": ceilings, "startup": starts,
-                "rows": table.flat, "measurements": measures, "summary": summary,
-                "final_line": final}
+                "rows": table.flat, "measurements": measures, "cleaner": cleaner,
+                "summary": summary, "final_line": final}
     return md, document, final
 
 

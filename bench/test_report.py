@@ -173,6 +173,68 @@ class ReportTest(unittest.TestCase):
         self.assertAlmostEqual(row["kafka"], 180000 * RECORD_SIZE / 1e6)
 
 
+class CleanerTest(unittest.TestCase):
+    """The log cleaner rows, alone (a --cleaner-only run) and after the comparison."""
+
+    def setUp(self):
+        self.tmp = tempfile.TemporaryDirectory()
+        self.run = Run(os.path.join(self.tmp.name, "run"))
+        self.run.rows.append({"kind": "meta", "mode": "quick", "started": "2026-12-08T02:00:00Z",
+                              "command": "scripts/bench.sh --quick --cleaner-only",
+                              "kafka_version": "none", "cpus": 2, "broker_cpus": 0,
+                              "client_cpus": 1, "seconds": 10, "record_size": 1024,
+                              "load_before": "0.10 0.20 0.30", "kernel": "6.1.0",
+                              "cpu_model": "Test CPU", "lmq_commit": "abc1234"})
+        self.run.rows.append({"kind": "ceilings", "loopback_mb_per_s": 4000.0,
+                              "loopback_tool": "iperf3", "disk_fdatasync_mb_per_s": 900.0,
+                              "disk_buffered_mb_per_s": 1500.0, "disk_dsync_16k_mb_per_s": 80.0})
+        self.run.measure("lmq-cleaner-throughput", "human line\n" + json.dumps({
+            "log_bytes": 104_900_000, "records": 100_000, "keys": 10000, "seconds": 0.4,
+            "bytes_read": 210_000_000, "bytes_written": 10_500_000, "records_kept": 10000,
+            "mb_per_s": 262.3, "more_passes": False, "peak_rss_mb_before": 2.5,
+            "peak_rss_mb_after": 131.0, "offset_map_mb": 134.2}), kind="cleaner_throughput",
+            megabytes=100)
+        for round_ in (1, 2):
+            for mode, p99 in (("off", 4000 * round_), ("on", 5000 * round_)):
+                out = lmq_perf_out(10000, 10.2)
+                out["produce_latency_us"] = {"count": 80000, "p50": 900, "p99": p99, "p999": 9000}
+                self.run.measure(f"lmq-cleaner-{mode}-{round_}", json.dumps(out),
+                                 kind="cleaner_latency", cleaner=mode, round=round_,
+                                 writer_status=0, partitions=8, target_rate=10000,
+                                 writer_rate=10000, keys=10000,
+                                 passes=7 if mode == "on" else 0,
+                                 cleaner_read_bytes=300_000_000 if mode == "on" else 0)
+        self.run.rows.append({"kind": "end", "finished": "2026-12-08T02:02:00Z",
+                              "load_after": "1.00 0.80 0.50"})
+        self.run.write()
+        self.md, self.document, self.final = report.build(self.run.dir, RECORD_SIZE)
+
+    def tearDown(self):
+        self.tmp.cleanup()
+
+    def test_the_p99_ratio_is_of_the_geometric_means_of_the_rounds(self):
+        self.assertAlmostEqual(self.document["cleaner"]["p99_ratio"], 1.25)
+        self.assertIn("| produce p99 with the cleaner ÷ without it (geometric means of the rounds; "
+                      "target <= 1.2) | 1.25 | |", self.md)
+
+    def test_throughput_and_memory_come_from_the_examples_json_line(self):
+        self.assertIn("| cleaner throughput, one pass over a 105 MB compacted log (10,000 keys, "
+                      "1 KiB values), MB/s of log | 262.3 | 210 MB read, 10.5 MB written, 0.40 s |",
+                      self.md)
+        self.assertIn("| cleaner peak RSS MB (the process: the pass and its offset map) | 131.0 |",
+                      self.md)
+
+    def test_the_passes_during_each_run_with_the_cleaner_are_noted(self):
+        self.assertIn("| produce p50/p99/p99.9 ms, cleaner on, round 2: 8 partitions at 10,000 rec/s "
+                      "while 10,000 rec/s go to a compacted topic | 0.90/10.00/9.00 | 7 cleaner passes, "
+                      "300 MB read by them during the run |", self.md)
+
+    def test_a_cleaner_only_run_has_no_comparison_table(self):
+        self.assertNotIn("| measure | dur. |", self.md)
+        self.assertNotIn("Workload:", self.md)
+        self.assertEqual(self.final, "produce n/a consume n/a p99 n/a rss n/a start n/a")
+
+
 class ParseTest(unittest.TestCase):
     def test_a_failed_run_reports_its_exit_status(self):
         m = {"status": 3, "tool": "lmq-perf", "kind": "produce"}

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # LMQ against Apache Kafka on this machine, as LMQ ÷ Kafka ratios measured in one run.
 #
-#   scripts/bench.sh [--quick] [--dry-run]
+#   scripts/bench.sh [--quick] [--dry-run] [--cleaner-only]
 #
 # Starts Apache Kafka (scripts/kafka.sh: single-node KRaft, its default -Xmx1g heap), then LMQ,
 # one after the other, with data dirs on the same filesystem ($LMQ_BENCH_DIR, default
@@ -26,6 +26,16 @@
 # 5 ms, latency and consume under (a) and (b), one zstd run, ~15 s per measurement (198 runs,
 # about 40 minutes).
 #
+# Then LMQ's log cleaner alone (no Kafka counterpart): the throughput and peak RSS of one pass
+# over a compacted log (storage/examples/clean_throughput.rs, 200 MB; 100 MB with --quick),
+# and produce latency with the cleaner on against off: a broker with `[cleaner] enable` true or
+# false (backoff_ms 1000 either way) takes a keyed writer (10,000 rec/s over 10,000 keys, 1 KiB)
+# into a compacted topic (16 MiB segments, min.cleanable.dirty.ratio 0.01) for the whole run
+# while lmq-perf measures produce to another topic (8 partitions, 10,000 rec/s); off and on
+# alternate for three rounds, and the row is p99(on) ÷ p99(off) (issue 19's target: <= 1.2).
+# --cleaner-only runs only these (no Apache Kafka, no comparison runs; about 3 minutes; report
+# in bench/results/cleaner-<mode>.{md,json}).
+#
 # --dry-run prints every run the mode would make (tag, tool, command; broker addresses and
 # Kafka-derived counts as placeholders) and exits without building or starting anything.
 #
@@ -39,7 +49,8 @@
 # A/B against another commit's build), LMQ_BENCH_DIR (work dir; its run/ subdir is removed at
 # start and its data at
 # exit), BENCH_SECONDS (override the per-measurement seconds, an integer), BENCH_STARTUP_GIB
-# (GiB of log for the second start-up), BENCH_BROKER_CPUS / BENCH_CLIENT_CPUS (taskset lists;
+# (GiB of log for the second start-up), BENCH_CLEANER_IO_MAX (bytes per second: the cleaner-on
+# broker's [cleaner] io_bytes_per_second_max; unset: unlimited, Kafka's default), BENCH_BROKER_CPUS / BENCH_CLIENT_CPUS (taskset lists;
 # default 0 and 1 on a machine with 2+ cores).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -53,22 +64,30 @@ log() { echo "[bench $(date +%T)] $*" >&2; }
 
 MODE=full
 DRY_RUN=0
+CLEANER_ONLY=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
   --quick) MODE=quick; shift ;;
   --dry-run) DRY_RUN=1; shift ;;
+  --cleaner-only) CLEANER_ONLY=1; shift ;;
   -h | --help) print_header; exit 0 ;;
-  *) echo "usage: scripts/bench.sh [--quick] [--dry-run] [--help]" >&2; exit 2 ;;
+  *) echo "usage: scripts/bench.sh [--quick] [--dry-run] [--cleaner-only] [--help]" >&2; exit 2 ;;
   esac
 done
 
 if [[ "$MODE" == quick ]]; then
   PARTS=(1 8) LINGERS=(5) LATENCY_DURS=" a " CONSUME_DURS=" a " SECONDS_PER=10 WARMUP_S=2 ZSTD=0
-  WARMUP_LOAD_S=5 STARTUP_GIB=1
+  WARMUP_LOAD_S=5 STARTUP_GIB=1 CLEANER_MB=100
 else
   PARTS=(1 8 64) LINGERS=(0 5) LATENCY_DURS=" a b " CONSUME_DURS=" a b " SECONDS_PER=15 WARMUP_S=3
-  ZSTD=1 WARMUP_LOAD_S=15 STARTUP_GIB=5
+  ZSTD=1 WARMUP_LOAD_S=15 STARTUP_GIB=5 CLEANER_MB=200
 fi
+# The cleaner rows (see the header): the compacted topic's writer, the measured load, rounds.
+# 16 MiB segments: the writer rolls one every 1.6 s and each roll gives the cleaner a pass
+# (1 MiB segments, ten rolls a second, put each roll's directory fsync on the produce path ten
+# times a second: both modes' p99 was then the rolls', hundreds of ms on the shared machine).
+CLEANER_WRITER_RATE=10000 CLEANER_KEYS=10000 CLEANER_RATE=10000 CLEANER_PARTS=8
+CLEANER_SEGMENT_BYTES=16777216 CLEANER_ROUNDS=3 CLEANER_LEAD_S=5
 STARTUP_GIB="${BENCH_STARTUP_GIB:-$STARTUP_GIB}"
 if [[ -n "${BENCH_SECONDS:-}" ]]; then
   # Shorter runs keep a fifth of their time as latency warm-up.
@@ -80,9 +99,10 @@ RECORD=1024
 BATCH=16384
 
 if ((!DRY_RUN)); then
-  for tool in python3 java taskset timeout; do
+  for tool in python3 taskset timeout; do
     need "$tool" "install it and retry"
   done
+  ((CLEANER_ONLY)) || need java "install it and retry"
 fi
 
 NCPU="$(nproc)"
@@ -129,8 +149,9 @@ cleanup() {
   stop_sampler
   stop_lmq
   stop_kafka
-  # The logs stay in $RUN; the record data (gigabytes) goes.
-  rm -rf "$RUN"/kafka/data "$RUN"/lmq-*/data "$RUN/dd.bin" 2>/dev/null || true
+  # The logs stay in $RUN; the record data (gigabytes) goes, with the leftovers of a
+  # clean_throughput run cut short (its tempdir).
+  rm -rf "$RUN"/kafka/data "$RUN"/lmq-*/data "$RUN/dd.bin" "$RUN"/.tmp* 2>/dev/null || true
   exit "$status"
 }
 trap cleanup EXIT
@@ -404,29 +425,127 @@ fill_log() {
   record kind=fill broker="$BROKER" expected="$n" stored="$stored"
 }
 
+# ---- LMQ's log cleaner ---------------------------------------------------------------------
+CLEAN_THROUGHPUT="$ROOT/target/release/examples/clean_throughput"
+
+# One pass over a compacted log of CLEANER_MB MB (the storage example, on the broker core, its
+# log under $RUN: the brokers' filesystem).
+measure_cleaner_throughput() {
+  local tag=lmq-cleaner-throughput status=0
+  if ((DRY_RUN)); then
+    printf '%s [cleaner_throughput clean_throughput] TMPDIR=RUN %s %s\n' "$tag" "$CLEAN_THROUGHPUT" "$CLEANER_MB"
+    return
+  fi
+  log "$tag: one cleaner pass over $CLEANER_MB MB of compacted log"
+  TMPDIR="$RUN" timeout 600 taskset -c "$BROKER_CPUS" "$CLEAN_THROUGHPUT" "$CLEANER_MB" \
+    >"$RUN/out/$tag.out" 2>"$RUN/out/$tag.err" || status=$?
+  ((status == 0)) || log "$tag failed ($status): $(tail -n 3 "$RUN/out/$tag.err" | tr '\n' ' ')"
+  record kind=cleaner_throughput megabytes="$CLEANER_MB" status="$status" out="$RUN/out/$tag.out"
+}
+
+admin_metric() { # ADMIN NAME: the value of an unlabelled sample of the broker's /metrics
+  python3 -c '
+import sys, urllib.request
+text = urllib.request.urlopen(f"http://{sys.argv[1]}/metrics", timeout=10).read().decode()
+print(next((line.split()[-1] for line in text.splitlines() if line.startswith(sys.argv[2] + " ")), "0"))' "$1" "$2"
+}
+
+# One round of one mode (on|off): an LMQ with the cleaner on or off, the compacted topic's
+# writer for the whole run (CLEANER_LEAD_S before the measured load on, so dirty segments
+# wait), the measured produce load, the cleaner's passes and reads during it.
+cleaner_latency_run() { # ROUND MODE
+  local round="$1" mode="$2" dir="$RUN/lmq-cleaner" enable=false admin writer status=0 writer_status=0
+  local tag="lmq-cleaner-$2-$1" passes0 passes1 read0 read1
+  [[ "$mode" == on ]] && enable=true
+  local writer_cmd=("$PERF" run --bootstrap "\$ADDR" --topic compacted --partitions 1
+    --config cleanup.policy=compact --config segment.bytes="$CLEANER_SEGMENT_BYTES"
+    --config min.cleanable.dirty.ratio=0.01 --keys "$CLEANER_KEYS" --record-size "$RECORD"
+    --rate "$CLEANER_WRITER_RATE" --duration-s $((CLEANER_LEAD_S + SECONDS_PER + 5)) --warmup-s 0
+    --no-consume)
+  local measure_cmd=("$PERF" run --bootstrap "\$ADDR" --topic measured --partitions "$CLEANER_PARTS"
+    --record-size "$RECORD" --batch-bytes "$BATCH" --linger-ms 5 --rate "$CLEANER_RATE"
+    --duration-s "$SECONDS_PER" --warmup-s "$WARMUP_S")
+  if ((DRY_RUN)); then
+    printf '%s [cleaner_latency, [cleaner] enable = %s] writer: %s; measured: %s\n' "$tag" "$enable" \
+      "${writer_cmd[*]}" "${measure_cmd[*]}"
+    return
+  fi
+  rm -rf "$dir"
+  mkdir -p "$dir"
+  ADDR="127.0.0.1:$(free_port)"
+  admin="127.0.0.1:$(free_port)"
+  writer_cmd=("${writer_cmd[@]/\$ADDR/$ADDR}") measure_cmd=("${measure_cmd[@]/\$ADDR/$ADDR}")
+  printf '[group]\ninitial_rebalance_delay_ms = 0\n\n[cleaner]\nenable = %s\nbackoff_ms = 1000\n' \
+    "$enable" >"$dir/lmq.toml"
+  [[ "$mode" != on || -z "${BENCH_CLEANER_IO_MAX:-}" ]] ||
+    echo "io_bytes_per_second_max = $BENCH_CLEANER_IO_MAX" >>"$dir/lmq.toml"
+  log "$tag: LMQ with [cleaner] enable = $enable on $ADDR (admin $admin)"
+  taskset -c "$CLIENT_CPUS" "$PERF" startup --bootstrap "$ADDR" --timeout-s 60 --log "$dir/lmq.log" \
+    -- taskset -c "$BROKER_CPUS" "$LMQ" serve --config "$dir/lmq.toml" --data-dir "$dir/data" \
+    --listen "$ADDR" --admin-listen "$admin" >"$RUN/out/$tag-startup.json"
+  LMQ_PID="$(json_get "$RUN/out/$tag-startup.json" pid)"
+  BPID="$LMQ_PID"
+  timeout $((CLEANER_LEAD_S + SECONDS_PER + 180)) taskset -c "$CLIENT_CPUS" "${writer_cmd[@]}" \
+    >"$RUN/out/$tag-writer.out" 2>"$RUN/out/$tag-writer.err" &
+  writer=$!
+  sleep "$CLEANER_LEAD_S"
+  passes0="$(admin_metric "$admin" lmq_cleaner_passes_total)"
+  read0="$(admin_metric "$admin" lmq_cleaner_read_bytes_total)"
+  client "$tag" $((SECONDS_PER * 4 + 120)) "${measure_cmd[@]}" || status=$?
+  passes1="$(admin_metric "$admin" lmq_cleaner_passes_total)"
+  read1="$(admin_metric "$admin" lmq_cleaner_read_bytes_total)"
+  wait "$writer" || writer_status=$?
+  ((writer_status == 0)) || log "$tag: the compacted topic's writer failed ($writer_status)"
+  record kind=cleaner_latency cleaner="$mode" round="$round" status="$status" \
+    writer_status="$writer_status" partitions="$CLEANER_PARTS" target_rate="$CLEANER_RATE" \
+    writer_rate="$CLEANER_WRITER_RATE" keys="$CLEANER_KEYS" io_max="${BENCH_CLEANER_IO_MAX:-null}" \
+    passes="$(python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1])))' "$passes0" "$passes1")" \
+    cleaner_read_bytes="$(python3 -c 'import sys; print(int(float(sys.argv[2]) - float(sys.argv[1])))' "$read0" "$read1")" \
+    client_util="$CLIENT_UTIL" broker_cpu_s="$BROKER_CPU_S" out="$RUN/out/$tag.out" \
+    log_locked_ms_max="$(grep -o 'log_locked_ms=[0-9]*' "$dir/lmq.log" | cut -d= -f2 | sort -n | tail -n 1)"
+  stop_lmq
+  rm -rf "$dir/data"
+  cp "$dir/lmq.log" "$RUN/out/$tag-broker.log"
+}
+
+measure_cleaner() {
+  local round
+  measure_cleaner_throughput
+  for round in $(seq 1 "$CLEANER_ROUNDS"); do
+    cleaner_latency_run "$round" off
+    cleaner_latency_run "$round" on
+  done
+}
+
 # ---- the run ---------------------------------------------------------------------------
 if ((DRY_RUN)); then
   # Placeholders for what a real run learns on the way.
   ADDR=BROKER_ADDRESS RDPERF=rdkafka-perf JAVA_TOOL=(java)
-  for BROKER in kafka lmq; do
-    for dur in a b; do measure_durability "$dur"; done
-  done
+  if ((!CLEANER_ONLY)); then
+    for BROKER in kafka lmq; do
+      for dur in a b; do measure_durability "$dur"; done
+    done
+  fi
+  measure_cleaner
   exit 0
 fi
-log "building target/release/lmq and lmq-perf, and rdkafka-perf (bench/rdkafka-perf.c)"
+log "building target/release/lmq, lmq-perf and the clean_throughput example, and rdkafka-perf (bench/rdkafka-perf.c)"
 cargo build --release -q -p lmq-broker -p lmq-bench
-[[ -f /usr/include/librdkafka/rdkafka.h ]] || apt_install librdkafka-dev
-RDPERF="$LMQ_CACHE/bench/rdkafka-perf-$(sha256sum bench/rdkafka-perf.c | cut -c1-12)"
-if [[ ! -x "$RDPERF" ]]; then
-  mkdir -p "$LMQ_CACHE/bench"
-  gcc -O2 -Wall -Wextra -o "$RDPERF.tmp" bench/rdkafka-perf.c -lrdkafka || die "compiling bench/rdkafka-perf.c failed"
-  mv "$RDPERF.tmp" "$RDPERF"
+cargo build --release -q -p lmq-storage --example clean_throughput
+if ((!CLEANER_ONLY)); then
+  [[ -f /usr/include/librdkafka/rdkafka.h ]] || apt_install librdkafka-dev
+  RDPERF="$LMQ_CACHE/bench/rdkafka-perf-$(sha256sum bench/rdkafka-perf.c | cut -c1-12)"
+  if [[ ! -x "$RDPERF" ]]; then
+    mkdir -p "$LMQ_CACHE/bench"
+    gcc -O2 -Wall -Wextra -o "$RDPERF.tmp" bench/rdkafka-perf.c -lrdkafka || die "compiling bench/rdkafka-perf.c failed"
+    mv "$RDPERF.tmp" "$RDPERF"
+  fi
+  scripts/kafka.sh install
+  KLIB="$(scripts/kafka.sh libdir)"
+  JAVA_TOOL=(java -Xmx1g -XX:+UseG1GC
+    -Dlog4j2.configurationFile="$(dirname "$KLIB")/config/tools-log4j2.properties"
+    -Dkafka.tools.log.level=WARN -cp "$KLIB/*")
 fi
-scripts/kafka.sh install
-KLIB="$(scripts/kafka.sh libdir)"
-JAVA_TOOL=(java -Xmx1g -XX:+UseG1GC
-  -Dlog4j2.configurationFile="$(dirname "$KLIB")/config/tools-log4j2.properties"
-  -Dkafka.tools.log.level=WARN -cp "$KLIB/*")
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing: apt-get install -y time"
 
 rm -rf "$RUN"
@@ -443,8 +562,11 @@ with open(sys.argv[1], "w") as out:
 STARTED_AT="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 COMMAND=scripts/bench.sh
 [[ "$MODE" == quick ]] && COMMAND="scripts/bench.sh --quick"
+((CLEANER_ONLY)) && COMMAND+=" --cleaner-only"
+KAFKA_VERSION=none
+((CLEANER_ONLY)) || KAFKA_VERSION="$(scripts/kafka.sh version)"
 record kind=meta mode="$MODE" started="$STARTED_AT" command="$COMMAND" \
-  kafka_version="$(scripts/kafka.sh version)" cpus="$NCPU" broker_cpus="$BROKER_CPUS" \
+  kafka_version="$KAFKA_VERSION" cpus="$NCPU" broker_cpus="$BROKER_CPUS" \
   client_cpus="$CLIENT_CPUS" seconds="$SECONDS_PER" record_size="$RECORD" \
   load_before="$(cut -d' ' -f1-3 /proc/loadavg)" kernel="$(uname -r)" \
   cpu_model="$(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)" \
@@ -498,6 +620,7 @@ record kind=ceilings loopback_mb_per_s="$loopback" loopback_tool="$loopback_tool
   disk_fdatasync_mb_per_s="$disk_sync" disk_buffered_mb_per_s="$disk_buffered" \
   disk_dsync_16k_mb_per_s="$disk_dsync"
 
+if ((!CLEANER_ONLY)); then
 # Apache Kafka: one process for both durabilities ((b) is a topic config).
 BROKER=kafka
 KDIR="$RUN/kafka"
@@ -540,9 +663,17 @@ for dur in a b; do
   stop_lmq
   rm -rf "$dir/data"
 done
+fi
+
+# LMQ's log cleaner (its own brokers).
+BROKER=lmq
+measure_cleaner
 
 top -bn1 | head -n 15 >"$RUN/top-after.txt" || true
 record kind=end finished="$(date -u +%Y-%m-%dT%H:%M:%SZ)" load_after="$(cut -d' ' -f1-3 /proc/loadavg)"
 
 # ---- the report ----------------------------------------------------------------------------
-python3 bench/report.py "$RUN" "$RESULTS/$MODE" "$RECORD"
+# A --cleaner-only run keeps the comparison's results of its mode.
+REPORT="$RESULTS/$MODE"
+((CLEANER_ONLY)) && REPORT="$RESULTS/cleaner-$MODE"
+python3 bench/report.py "$RUN" "$REPORT" "$RECORD"

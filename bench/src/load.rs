@@ -80,6 +80,10 @@ pub struct RunArgs {
     /// Produce only: no consumer, no end-to-end latency.
     #[arg(long)]
     pub no_consume: bool,
+    /// Records carry keys `key-0` .. `key-(N-1)` in turn (what a compacted topic needs);
+    /// 0: no keys.
+    #[arg(long, default_value_t = 0)]
+    pub keys: u64,
 }
 
 #[derive(Debug, clap::Args)]
@@ -187,17 +191,27 @@ struct Schedule {
     rate: u64,
 }
 
+/// What each record is like.
+#[derive(Debug, Clone, Copy)]
+struct Shape {
+    /// Bytes of its value.
+    record_size: usize,
+    /// Distinct keys taken in turn; 0: keyless.
+    keys: u64,
+}
+
 /// Produces on the calling (blocking) thread: record `i` is due at `from + i / rate`, sent
 /// then (or at once when late) and timed from then, however late it went out.
 fn generate(
     runtime: &tokio::runtime::Handle,
     producer: &Producer,
     topic: &str,
-    record_size: usize,
+    shape: Shape,
     schedule: Schedule,
     base: Instant,
     acks: &mpsc::Sender<Pending>,
 ) -> Result<Generated> {
+    let record_size = shape.record_size;
     let pool = random_pool(POOL_BYTES.max(record_size * 2));
     let body = record_size - 8;
     let span = pool.len() - body;
@@ -225,6 +239,7 @@ fn generate(
         value.put_slice(&pool[offset..offset + body]);
         offset = (offset + 4099) % span;
         let record = Record {
+            key: (shape.keys > 0).then(|| format!("key-{}", sent % shape.keys).into()),
             value: Some(value.freeze()),
             ..Record::default()
         };
@@ -471,17 +486,12 @@ pub async fn run(args: RunArgs) -> Result<String> {
     let generator = {
         let producer = Arc::clone(&producer);
         let topic = topic.clone();
-        let record_size = args.record_size;
+        let shape = Shape {
+            record_size: args.record_size,
+            keys: args.keys,
+        };
         tokio::task::spawn_blocking(move || {
-            generate(
-                &runtime,
-                &producer,
-                &topic,
-                record_size,
-                schedule,
-                base,
-                &acks_tx,
-            )
+            generate(&runtime, &producer, &topic, shape, schedule, base, &acks_tx)
         })
     };
     let generated = generator.await??;

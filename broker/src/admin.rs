@@ -1,13 +1,14 @@
 //! The admin HTTP listener: Prometheus `/metrics`, `/health` (the process is up), `/ready`
-//! (logs recovered and the Kafka listener serving) and a JSON `/v1/status`. With
-//! `admin_token_file`, `/metrics` and `/v1/status` answer only requests carrying
+//! (logs recovered and the Kafka listener serving), a JSON `/v1/status` and one topic of it,
+//! `/v1/topics/{topic}` (what `lmq topics describe` reads for the cleaner state). With
+//! `admin_token_file`, `/metrics` and `/v1/*` answer only requests carrying
 //! `Authorization: Bearer <token>` (the probes stay open).
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use axum::Router;
-use axum::extract::{Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -43,6 +44,7 @@ fn router(broker: Arc<Broker>, cluster: Arc<ClusterNode>, token: Token) -> Route
     let protected = Router::new()
         .route("/metrics", get(metrics))
         .route("/v1/status", get(status_handler))
+        .route("/v1/topics/{topic}", get(topic_handler))
         .route_layer(middleware::from_fn_with_state(token, require_token))
         .with_state(state.clone());
     Router::new()
@@ -167,57 +169,37 @@ async fn status_handler(State(served): State<Served>) -> Response {
     axum::Json(status(&served.broker, &served.cluster)).into_response()
 }
 
+async fn topic_handler(State(served): State<Served>, Path(name): Path<String>) -> Response {
+    let Some(topic) = served.broker.topics.get(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            format!("no topic {name} on this broker\n"),
+        )
+            .into_response();
+    };
+    let mut status = topic_status(&served.broker, &served.cluster.view(), &topic);
+    status["node_id"] = json!(served.broker.config.node_id);
+    axum::Json(status).into_response()
+}
+
 /// `/v1/status`: this broker, the cluster as it sees it (controller, live brokers, each
-/// partition's leader, replicas and ISR from the cluster metadata) and its local logs.
+/// partition's leader, replicas and ISR from the cluster metadata), its local logs with
+/// their cleaner state, and the cleaner's last error.
 pub fn status(broker: &Broker, cluster: &ClusterNode) -> serde_json::Value {
     let node_id = broker.config.node_id;
     let view = cluster.view();
-    let placement = |topic: &str, index: i32| {
-        view.metadata
-            .topics
-            .get(topic)
-            .and_then(|topic| topic.partitions.get(usize::try_from(index).ok()?))
-            .cloned()
-    };
     let topics: Vec<serde_json::Value> = broker
         .topics
         .list()
         .iter()
-        .map(|topic| {
-            let partitions: Vec<serde_json::Value> = topic
-                .partitions
-                .iter()
-                .map(|partition| {
-                    let offsets = partition.offsets().ok();
-                    let stats = partition.log_stats().ok();
-                    let placement = placement(&topic.name, partition.index);
-                    json!({
-                        "partition": partition.index,
-                        "leader": placement.as_ref().map(|placement| placement.leader),
-                        "leader_epoch": placement.as_ref().map(|placement| placement.leader_epoch),
-                        "replicas": placement.as_ref().map(|placement| placement.replicas.clone()),
-                        "isr": placement.as_ref().map(|placement| placement.isr.clone()),
-                        "log_start_offset": offsets.map(|offsets| offsets.log_start_offset),
-                        "high_watermark": offsets.map(|offsets| offsets.high_watermark),
-                        "log_end_offset": offsets.map(|offsets| offsets.log_end_offset),
-                        "size_bytes": stats.map(|stats| stats.0),
-                        "segments": stats.map(|stats| stats.1),
-                    })
-                })
-                .collect();
-            json!({
-                "name": topic.name,
-                "id": topic.id.to_string(),
-                "configs": topic.configs,
-                "partitions": partitions,
-            })
-        })
+        .map(|topic| topic_status(broker, &view, topic))
         .collect();
     let brokers: Vec<serde_json::Value> = view
         .brokers
         .iter()
         .map(|(id, info)| json!({ "node_id": id, "address": format!("{}:{}", info.host, info.port) }))
         .collect();
+    let cleaner = &broker.config.cleaner;
     json!({
         "node_id": node_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -230,6 +212,91 @@ pub fn status(broker: &Broker, cluster: &ClusterNode) -> serde_json::Value {
         "groups": broker.groups.list().into_iter().map(|(group, protocol_type, state)| json!({
             "group": group, "protocol_type": protocol_type, "state": state,
         })).collect::<Vec<_>>(),
+        "cleaner": {
+            "enabled": cleaner.enable,
+            "threads": if cleaner.enable { cleaner.threads } else { 0 },
+            "passes": broker.metrics.cleaner_passes.get(),
+            "failed_passes": broker.metrics.cleaner_errors.get(),
+            "last_error": broker.cleaner.last_error(),
+        },
+    })
+}
+
+/// One topic of `/v1/status`: its configs and its local partitions.
+fn topic_status(
+    broker: &Broker,
+    view: &crate::cluster::ClusterView,
+    topic: &crate::topics::Topic,
+) -> serde_json::Value {
+    let partitions: Vec<serde_json::Value> = topic
+        .partitions
+        .iter()
+        .map(|partition| {
+            let offsets = partition.offsets().ok();
+            let stats = partition.log_stats().ok();
+            let placement = view
+                .metadata
+                .topics
+                .get(&topic.name)
+                .and_then(|placed| {
+                    placed
+                        .partitions
+                        .get(usize::try_from(partition.index).ok()?)
+                })
+                .cloned();
+            json!({
+                "partition": partition.index,
+                "leader": placement.as_ref().map(|placement| placement.leader),
+                "leader_epoch": placement.as_ref().map(|placement| placement.leader_epoch),
+                "replicas": placement.as_ref().map(|placement| placement.replicas.clone()),
+                "isr": placement.as_ref().map(|placement| placement.isr.clone()),
+                "log_start_offset": offsets.map(|offsets| offsets.log_start_offset),
+                "high_watermark": offsets.map(|offsets| offsets.high_watermark),
+                "log_end_offset": offsets.map(|offsets| offsets.log_end_offset),
+                "size_bytes": stats.map(|stats| stats.0),
+                "segments": stats.map(|stats| stats.1),
+                "cleaner": cleaner_status(broker, topic, partition),
+            })
+        })
+        .collect();
+    json!({
+        "name": topic.name,
+        "id": topic.id.to_string(),
+        "configs": topic.configs,
+        "partitions": partitions,
+    })
+}
+
+/// The cleaner state of a compacted log (`null` for others): its policy and cleaned-up-to
+/// point read from the log now, the rest as the cleaner threads last left it.
+fn cleaner_status(
+    broker: &Broker,
+    topic: &crate::topics::Topic,
+    partition: &crate::partition::Partition,
+) -> serde_json::Value {
+    let Ok(Some((policy, first_dirty_offset))) = partition.with_log(|log| {
+        let policy = log.config().cleanup_policy;
+        Ok(policy
+            .compacts()
+            .then(|| (policy, log.first_dirty_offset())))
+    }) else {
+        return serde_json::Value::Null;
+    };
+    let policy = if policy.deletes() {
+        "compact,delete"
+    } else {
+        "compact"
+    };
+    let state = broker.cleaner.log(topic.id, partition.index);
+    json!({
+        "cleanup_policy": policy,
+        "first_dirty_offset": first_dirty_offset,
+        "dirty_ratio": state.as_ref().map(|state| state.dirty_ratio),
+        "dirty_ratio_at_ms": state.as_ref().map(|state| state.looked_at_ms),
+        "passes": state.as_ref().map_or(0, |state| state.passes),
+        "failed_passes": state.as_ref().map_or(0, |state| state.failed_passes),
+        "last_pass": state.as_ref().and_then(|state| state.last_pass.clone()),
+        "last_error": state.and_then(|state| state.last_error),
     })
 }
 

@@ -27,7 +27,7 @@ pub struct Broker {
     /// leads; its markers go out through `markers`.
     pub transactions: crate::txn::coordinator::TxnCoordinator,
     /// The marker channel the cluster's sending task drains (`cluster::markers`).
-    pub markers: Arc<crate::cluster::markers::MarkerChannel>,
+    pub markers: Arc<crate::txn::markers::MarkerChannel>,
     pub metrics: Metrics,
     /// Set once the listener serves: logs are recovered and requests are answered.
     pub ready: AtomicBool,
@@ -41,6 +41,8 @@ pub struct Broker {
     /// A replacement for the transaction coordinator's check of transactional produces
     /// (KIP-890; `cluster::txn_verify` when unset), for tests of the partition side alone.
     pub txn_verifier: std::sync::OnceLock<Arc<dyn crate::txn_hooks::TxnVerifier>>,
+    /// What the log cleaner threads did (`cleaner.rs`), for the admin endpoint.
+    pub cleaner: crate::cleaner::CleanerStatus,
 }
 
 impl Broker {
@@ -61,7 +63,7 @@ impl Broker {
         let cluster_id = load_or_create_cluster_id(&config.data_dir, syncer.as_ref())?;
         let topics = TopicRegistry::load(&config.data_dir, log_defaults, syncer, clock.now_ms())?;
         let groups = open_group_coordinator(&config)?;
-        let markers = Arc::new(crate::cluster::markers::MarkerChannel::default());
+        let markers = Arc::new(crate::txn::markers::MarkerChannel::default());
         let transactions = open_transaction_coordinator(&config, Arc::clone(&markers));
         let plain_users = match &config.sasl.plain_users_file {
             Some(path) => crate::security::plain::PlainUsers::load(path)
@@ -99,6 +101,7 @@ impl Broker {
             ready: AtomicBool::new(false),
             authorizer,
             txn_verifier: std::sync::OnceLock::new(),
+            cleaner: crate::cleaner::CleanerStatus::default(),
         })
     }
 
@@ -109,8 +112,8 @@ impl Broker {
     /// What the marker channel heard from a partition leader, told to the transaction
     /// coordinator. A marker refused for good changes nothing: the transaction stays
     /// prepared until its state partition's next owner loads it and sends its markers again.
-    pub fn marker_outcome(&self, outcome: crate::cluster::markers::MarkerOutcome) {
-        if let crate::cluster::markers::MarkerOutcome::Written {
+    pub fn marker_outcome(&self, outcome: crate::txn::markers::MarkerOutcome) {
+        if let crate::txn::markers::MarkerOutcome::Written {
             transactional_id,
             producer_id,
             producer_epoch,
@@ -241,13 +244,13 @@ fn open_group_coordinator(config: &BrokerConfig) -> Result<GroupCoordinator, Top
 /// `transaction.version` feature, so clients run the protocol before KIP-890 part 2.
 fn open_transaction_coordinator(
     config: &BrokerConfig,
-    markers: Arc<crate::cluster::markers::MarkerChannel>,
+    markers: Arc<crate::txn::markers::MarkerChannel>,
 ) -> crate::txn::coordinator::TxnCoordinator {
     use crate::txn::coordinator::{TxnCoordinator, txn_config};
     let settings = txn_config(&config.transactions, crate::txn::TransactionVersion::V1);
     TxnCoordinator::new(
         settings,
-        Box::new(move |request| markers.send(crate::cluster::markers::MarkerJob::from(request))),
+        Box::new(move |request| markers.send(crate::txn::markers::MarkerJob::from(request))),
     )
 }
 

@@ -92,6 +92,8 @@ pub struct Metrics {
     pub cleaner_written_bytes: Counter,
     pub cleaner_passes: Counter,
     pub cleaner_errors: Counter,
+    /// Unix seconds of the last failed cleaner pass; 0 before any.
+    pub cleaner_last_error_time: Gauge,
     pub cleaner_pass_duration: Histogram,
     /// Dirty ratio of each compacted log, as the cleaner last looked.
     pub cleaner_dirty_ratio: Family<PartitionLabels, Gauge<f64, AtomicU64>>,
@@ -168,6 +170,7 @@ impl Metrics {
             cleaner_written_bytes: Counter::default(),
             cleaner_passes: Counter::default(),
             cleaner_errors: Counter::default(),
+            cleaner_last_error_time: Gauge::default(),
             cleaner_pass_duration: Histogram::new(exponential_buckets(0.001, 2.0, 20)),
             cleaner_dirty_ratio: Family::default(),
             group_generation: Family::default(),
@@ -307,6 +310,12 @@ impl Metrics {
             "cleaner_errors",
             "Cleaner passes that failed (the last error is logged and in /v1/status)",
             metrics.cleaner_errors.clone(),
+        );
+        registry.register_with_unit(
+            "cleaner_last_error_timestamp",
+            "Unix time of the last failed cleaner pass (0: none since the start)",
+            Unit::Seconds,
+            metrics.cleaner_last_error_time.clone(),
         );
         registry.register_with_unit(
             "cleaner_pass_duration",

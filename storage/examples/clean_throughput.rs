@@ -1,5 +1,6 @@
 //! Cleaner throughput: writes ~200 MB of 1 KiB values over 10,000 keys into a compacted log
-//! (64 MiB segments), cleans it in one pass and prints MB/s and the peak RSS.
+//! (64 MiB segments), cleans it in one pass and prints MB/s and the peak RSS, then the same
+//! figures as one JSON line (what `scripts/bench.sh` records). The log goes under `$TMPDIR`.
 //! `cargo run --release -p lmq-storage --example clean_throughput [MB]`
 
 #![allow(clippy::disallowed_methods, reason = "a benchmark measures real time")]
@@ -91,6 +92,16 @@ fn main() {
     );
     println!(
         "peak RSS {:.1} MB before the pass, {:.1} MB after (offset map {:.1} MB)",
+        rss_before as f64 / 1024.0,
+        peak_rss_kib() as f64 / 1024.0,
+        cleaner.map().memory_bytes() as f64 / 1e6
+    );
+    println!(
+        "{{\"log_bytes\": {size}, \"records\": {record}, \"keys\": 10000, \"seconds\": {seconds:.3}, \"bytes_read\": {}, \"bytes_written\": {}, \"records_kept\": {}, \"mb_per_s\": {:.1}, \"more_passes\": {more}, \"peak_rss_mb_before\": {:.1}, \"peak_rss_mb_after\": {:.1}, \"offset_map_mb\": {:.1}}}",
+        stats.bytes_read,
+        stats.bytes_written,
+        stats.records_kept,
+        size as f64 / 1e6 / seconds,
         rss_before as f64 / 1024.0,
         peak_rss_kib() as f64 / 1024.0,
         cleaner.map().memory_bytes() as f64 / 1e6

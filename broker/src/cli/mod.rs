@@ -2,6 +2,7 @@
 //! work against LMQ and Apache Kafka alike. Human tables by default, `--output json` for
 //! scripts.
 
+pub mod admin_http;
 pub mod data;
 pub mod groups;
 pub mod topics;

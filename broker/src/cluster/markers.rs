@@ -3,14 +3,11 @@
 //! of the transaction with WriteTxnMarkers, over the inter-broker listener as a broker (this
 //! broker too, through its own listener: one path for every leader), and retries a
 //! partition until its leader wrote the marker. What it hears back goes to the coordinator
-//! through [`MarkerOutcome`]s; it never decides anything about a transaction itself.
-//!
-//! Bounded by the coordinator: it hands over at most one job per transactional id at a time
-//! (an id's next transition waits for its markers), so the queue holds at most as many jobs
-//! as the coordinator holds ids.
+//! through [`MarkerOutcome`]s; it never decides anything about a transaction itself. Its
+//! queue is `txn::markers::MarkerChannel`.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use lmq::connection::Connection;
@@ -20,116 +17,17 @@ use lmq_wire::protocol::messages::write_txn_markers_request::{
 };
 use lmq_wire::protocol::messages::{ProducerId, TopicName, WriteTxnMarkersRequest};
 use lmq_wire::protocol::protocol::StrBytes;
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::ClusterNode;
 use crate::broker::Broker;
+pub use crate::txn::markers::{MarkerChannel, MarkerJob, MarkerOutcome};
 
 /// Wait before a partition whose marker failed is tried again (Kafka's markers are retried
 /// after `retry.backoff.ms`, 100 ms).
 const RETRY_PAUSE: Duration = Duration::from_millis(100);
 /// Partitions one WriteTxnMarkers request carries at most.
 const PARTITIONS_PER_REQUEST_MAX: usize = 1_000;
-
-/// One transaction's markers to write.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MarkerJob {
-    pub transactional_id: String,
-    pub producer_id: i64,
-    pub producer_epoch: i16,
-    /// The coordinator's epoch (its `__transaction_state` partition's leader epoch): a
-    /// leader refuses markers of an older coordinator (TRANSACTION_COORDINATOR_FENCED).
-    pub coordinator_epoch: i32,
-    pub commit: bool,
-    /// Partitions whose marker is not written yet.
-    pub partitions: Vec<(String, i32)>,
-}
-
-impl From<crate::txn::state::Markers> for MarkerJob {
-    fn from(markers: crate::txn::state::Markers) -> Self {
-        MarkerJob {
-            transactional_id: markers.transactional_id,
-            producer_id: markers.producer_id,
-            producer_epoch: markers.producer_epoch,
-            coordinator_epoch: markers.coordinator_epoch,
-            commit: markers.result == crate::txn::state::TxnResult::Commit,
-            partitions: markers
-                .partitions
-                .into_iter()
-                .map(|partition| (partition.topic, partition.partition))
-                .collect(),
-        }
-    }
-}
-
-/// What became of one partition's marker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum MarkerOutcome {
-    /// Written by the partition's leader, or the topic is gone (nothing left to mark, as
-    /// Kafka drops such markers).
-    Written {
-        transactional_id: String,
-        producer_id: i64,
-        producer_epoch: i16,
-        topic: String,
-        partition: i32,
-    },
-    /// The leader refused it for good: this coordinator is fenced by a newer one
-    /// (TRANSACTION_COORDINATOR_FENCED) or the producer moved past the marker's epoch
-    /// (INVALID_PRODUCER_EPOCH). The coordinator stops completing the transaction; its new
-    /// owner (after a reload) writes the markers again.
-    Refused {
-        transactional_id: String,
-        topic: String,
-        partition: i32,
-        error_code: i16,
-    },
-}
-
-/// Hands marker jobs to the sending task.
-#[derive(Debug, Default)]
-pub struct MarkerChannel {
-    queue: Mutex<VecDeque<MarkerJob>>,
-    wake: Notify,
-}
-
-impl MarkerChannel {
-    /// Queues `job`; its outcomes come back through the sender's callback.
-    pub fn send(&self, job: MarkerJob) {
-        if job.partitions.is_empty() {
-            return;
-        }
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push_back(job);
-        self.wake.notify_one();
-    }
-
-    /// Drops the queued jobs `stale` picks (their `__transaction_state` partition moved or
-    /// was reloaded: the new owner sends them again).
-    pub fn forget(&self, stale: impl Fn(&MarkerJob) -> bool) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|job| !stale(job));
-    }
-
-    fn take_all(&self) -> Vec<MarkerJob> {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .drain(..)
-            .collect()
-    }
-
-    fn put_back(&self, jobs: Vec<MarkerJob>) {
-        let mut queue = self.queue.lock().unwrap_or_else(PoisonError::into_inner);
-        for job in jobs.into_iter().rev() {
-            queue.push_front(job);
-        }
-    }
-}
 
 /// The sending task: writes the queued jobs until the broker stops; `report` gets every
 /// partition's outcome.
@@ -142,7 +40,7 @@ pub async fn run(
 ) {
     let mut connections: HashMap<i32, Connection> = HashMap::new();
     loop {
-        let wake = channel.wake.notified();
+        let wake = channel.notified();
         tokio::pin!(wake);
         wake.as_mut().enable();
         let jobs = channel.take_all();

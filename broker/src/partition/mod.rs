@@ -4,7 +4,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::{Mutex, MutexGuard, PoisonError, TryLockError};
 
 use lmq_storage::control::TxnMarker;
 use lmq_storage::producers::{CompletedTxn, MarkerEpochRule, VerificationGuard};
@@ -333,8 +333,26 @@ impl Partition {
         })
     }
 
+    /// The log, waited for off the async workers when another thread holds it: a cleaner
+    /// commit holds it across its fsyncs (tens to hundreds of ms on a busy disk), and a
+    /// worker blocked on it would stall every connection it serves (with the broker on one
+    /// core there is one worker), not only this partition's.
     fn lock(&self) -> MutexGuard<'_, LogSlot> {
-        self.log.lock().unwrap_or_else(PoisonError::into_inner)
+        match self.log.try_lock() {
+            Ok(guard) => return guard,
+            Err(TryLockError::Poisoned(poisoned)) => return poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => {}
+        }
+        let wait = || self.log.lock().unwrap_or_else(PoisonError::into_inner);
+        match tokio::runtime::Handle::try_current() {
+            // The worker hands its other tasks to another thread while this one waits.
+            Ok(runtime)
+                if runtime.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread =>
+            {
+                tokio::task::block_in_place(wait)
+            }
+            _ => wait(),
+        }
     }
 
     /// Runs `operation` on the open log.

@@ -264,3 +264,47 @@ mod watch {
         );
     }
 }
+
+/// A log held by another thread (a cleaner commit runs its fsyncs under the lock) must not
+/// stop the async worker: with one worker, a task waiting for the log leaves the worker's
+/// other tasks running.
+#[test]
+fn a_task_waiting_for_a_log_held_elsewhere_leaves_the_worker_serving() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, _) =
+        PartitionLog::open(dir.path(), LogConfig::default(), LogOptions::default(), 0).unwrap();
+    let partition = Arc::new(Partition::new(0, log, IsrWakeup::default()));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .build()
+        .unwrap();
+    let (held_tx, held_rx) = std::sync::mpsc::channel();
+    let (release_tx, release_rx) = std::sync::mpsc::channel::<()>();
+    let holder = {
+        let partition = Arc::clone(&partition);
+        std::thread::spawn(move || {
+            partition
+                .with_log(|_| {
+                    held_tx.send(()).unwrap();
+                    release_rx.recv().unwrap();
+                    Ok(())
+                })
+                .unwrap();
+        })
+    };
+    held_rx.recv().unwrap();
+    let waiter = {
+        let partition = Arc::clone(&partition);
+        runtime.spawn(async move { partition.with_log(|log| Ok(log.log_end_offset())) })
+    };
+    let (ran_tx, ran_rx) = std::sync::mpsc::channel();
+    runtime.spawn(async move { ran_tx.send(()).unwrap() });
+    let ran = ran_rx.recv_timeout(std::time::Duration::from_secs(5));
+    release_tx.send(()).unwrap();
+    assert!(
+        ran.is_ok(),
+        "a task waiting for the log stalled the runtime's only worker"
+    );
+    assert_eq!(runtime.block_on(waiter).unwrap().unwrap(), 0);
+    holder.join().unwrap();
+}

@@ -10,6 +10,7 @@
 
 pub mod coordinator;
 pub mod log;
+pub mod markers;
 pub mod state;
 #[cfg(test)]
 mod tests;

@@ -67,9 +67,9 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Where the next pass starts: the checkpoint, or the log start when the checkpoint is
-    /// outside the log (as Kafka resets it).
-    fn first_dirty_offset(&self) -> i64 {
+    /// Where the next pass starts (everything below it is cleaned): the checkpoint, or the
+    /// log start when the checkpoint is outside the log (as Kafka resets it).
+    pub fn first_dirty_offset(&self) -> i64 {
         let checkpoint = self.cleaner.first_dirty_offset;
         if checkpoint < self.state.log_start_offset || checkpoint > self.log_end_offset() {
             self.state.log_start_offset
