@@ -1,6 +1,6 @@
 //! The transaction coordinator over a socket: where a transactional id's coordinator is,
 //! and its APIs (InitProducerId with a transactional id, AddPartitionsToTxn, EndTxn,
-//! DescribeTransactions, ListTransactions).
+//! DescribeTransactions, ListTransactions), and transactional offsets as OffsetFetch shows them.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -11,9 +11,10 @@ use common::requests::{create_topic_request, metadata_request, name, temp};
 use common::{TestBroker, TestClient};
 use lmq_wire::protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use lmq_wire::protocol::messages::{
-    AddPartitionsToTxnRequest, ApiKey, DescribeTransactionsRequest, EndTxnRequest,
-    FindCoordinatorRequest, FindCoordinatorResponse, InitProducerIdRequest, InitProducerIdResponse,
-    ListTransactionsRequest, ProducerId, RequestKind, ResponseKind, TransactionalId,
+    AddOffsetsToTxnRequest, AddPartitionsToTxnRequest, ApiKey, DescribeTransactionsRequest,
+    EndTxnRequest, FindCoordinatorRequest, FindCoordinatorResponse, GroupId, InitProducerIdRequest,
+    InitProducerIdResponse, ListTransactionsRequest, OffsetFetchRequest, ProducerId, RequestKind,
+    ResponseKind, TransactionalId, TxnOffsetCommitRequest,
 };
 use lmq_wire::protocol::protocol::StrBytes;
 
@@ -230,6 +231,170 @@ async fn a_transactional_id_gets_an_epoch_per_producer_and_keeps_its_transaction
         describe(&mut client, "unknown-id").await.0,
         105,
         "TRANSACTIONAL_ID_NOT_FOUND"
+    );
+    broker.stop().await;
+}
+
+/// OffsetFetch of `group`'s `input`-0: (partition error, committed offset), with
+/// `require_stable` as given; `version` 7 (one group) or 8 (the group list form).
+async fn fetch_committed(
+    client: &mut TestClient,
+    version: i16,
+    group: &str,
+    require_stable: bool,
+) -> (i16, i64) {
+    use lmq_wire::protocol::messages::offset_fetch_request::{
+        OffsetFetchRequestGroup, OffsetFetchRequestTopic, OffsetFetchRequestTopics,
+    };
+    let mut request = OffsetFetchRequest::default();
+    request.require_stable = require_stable;
+    if version >= 8 {
+        let mut topic = OffsetFetchRequestTopics::default();
+        topic.name = name("input");
+        topic.partition_indexes = vec![0];
+        let mut requested = OffsetFetchRequestGroup::default();
+        requested.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        requested.topics = Some(vec![topic]);
+        request.groups = vec![requested];
+    } else {
+        let mut topic = OffsetFetchRequestTopic::default();
+        topic.name = name("input");
+        topic.partition_indexes = vec![0];
+        request.group_id = GroupId(StrBytes::from_string(group.to_string()));
+        request.topics = Some(vec![topic]);
+    }
+    match client
+        .call(
+            ApiKey::OffsetFetch,
+            version,
+            RequestKind::OffsetFetch(request),
+        )
+        .await
+    {
+        ResponseKind::OffsetFetch(response) if version >= 8 => {
+            let partition = &response.groups[0].topics[0].partitions[0];
+            (partition.error_code, partition.committed_offset)
+        }
+        ResponseKind::OffsetFetch(response) => {
+            let partition = &response.topics[0].partitions[0];
+            (partition.error_code, partition.committed_offset)
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn offsets_a_transaction_commits_are_unstable_to_require_stable_until_its_marker() {
+    use lmq_wire::protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let dir = temp();
+    let broker = TestBroker::start_in(dir.path(), |_| {}).await;
+    assert_eq!(find(&broker, 1, "etl").await.coordinators[0].error_code, 0);
+    assert_eq!(
+        find(&broker, 0, "readers").await.coordinators[0].error_code,
+        0
+    );
+    let mut client = broker.client().await;
+    client
+        .call(
+            ApiKey::CreateTopics,
+            7,
+            create_topic_request("input", 1, 1, &[]),
+        )
+        .await;
+    let producer = init(&mut client, "etl").await;
+    assert_eq!(producer.error_code, 0, "{producer:?}");
+    let mut add = AddOffsetsToTxnRequest::default();
+    add.transactional_id = id("etl");
+    add.producer_id = producer.producer_id;
+    add.producer_epoch = producer.producer_epoch;
+    add.group_id = GroupId(StrBytes::from_static_str("readers"));
+    let ResponseKind::AddOffsetsToTxn(added) = client
+        .call(
+            ApiKey::AddOffsetsToTxn,
+            3,
+            RequestKind::AddOffsetsToTxn(add),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(added.error_code, 0, "{added:?}");
+    let mut partition = TxnOffsetCommitRequestPartition::default();
+    partition.partition_index = 0;
+    partition.committed_offset = 3;
+    partition.committed_leader_epoch = -1;
+    let mut topic = TxnOffsetCommitRequestTopic::default();
+    topic.name = name("input");
+    topic.partitions = vec![partition];
+    let mut commit = TxnOffsetCommitRequest::default();
+    commit.transactional_id = id("etl");
+    commit.group_id = GroupId(StrBytes::from_static_str("readers"));
+    commit.producer_id = producer.producer_id;
+    commit.producer_epoch = producer.producer_epoch;
+    commit.generation_id = -1;
+    commit.topics = vec![topic];
+    let ResponseKind::TxnOffsetCommit(committed) = client
+        .call(
+            ApiKey::TxnOffsetCommit,
+            3,
+            RequestKind::TxnOffsetCommit(commit),
+        )
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(
+        committed.topics[0].partitions[0].error_code, 0,
+        "{committed:?}"
+    );
+
+    // Before the transaction ends: UNSTABLE_OFFSET_COMMIT (88) to a client that requires
+    // stable offsets, in both forms of the request; the last stable offset (none) otherwise.
+    for version in [7, 8] {
+        assert_eq!(
+            fetch_committed(&mut client, version, "readers", true).await,
+            (88, -1),
+            "v{version}"
+        );
+        assert_eq!(
+            fetch_committed(&mut client, version, "readers", false).await,
+            (0, -1),
+            "v{version}"
+        );
+    }
+
+    let mut end = EndTxnRequest::default();
+    end.transactional_id = id("etl");
+    end.producer_id = producer.producer_id;
+    end.producer_epoch = producer.producer_epoch;
+    end.committed = true;
+    let ResponseKind::EndTxn(ended) = client
+        .call(ApiKey::EndTxn, 4, RequestKind::EndTxn(end))
+        .await
+    else {
+        panic!()
+    };
+    assert_eq!(ended.error_code, 0, "{ended:?}");
+    // The marker reaches the group's offsets partition after EndTxn answers: 10 s at most.
+    let mut stable = (88, -1);
+    for _ in 0..200 {
+        stable = fetch_committed(&mut client, 7, "readers", true).await;
+        if stable == (0, 3) {
+            break;
+        }
+        assert_eq!(stable, (88, -1), "unstable until the marker, then 3");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        stable,
+        (0, 3),
+        "the committed offset once the marker is written"
+    );
+    assert_eq!(
+        fetch_committed(&mut client, 8, "readers", true).await,
+        (0, 3)
     );
     broker.stop().await;
 }

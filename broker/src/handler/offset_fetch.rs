@@ -1,8 +1,11 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); -1 where nothing
-//! was committed.
+//! was committed. With `require_stable` (v7+, KIP-447) a partition whose offset a
+//! transaction committed without its marker having settled yet is answered
+//! UNSTABLE_OFFSET_COMMIT, so the client retries rather than resume from an older offset.
 
 use std::collections::HashMap;
 
+use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
@@ -13,6 +16,8 @@ use super::{check_coordinator, str_bytes, topic_name};
 use crate::broker::Broker;
 use crate::group::offsets::CommittedOffset;
 use crate::security::acl::AclOperation;
+
+const UNSTABLE_OFFSET_COMMIT: i16 = ResponseError::UnstableOffsetCommit.code();
 
 type Fetched = Vec<(String, i32, Option<CommittedOffset>)>;
 type PartitionOffsets = Vec<(i32, Option<CommittedOffset>)>;
@@ -68,21 +73,29 @@ pub fn handle(
                 response.groups.push(answered);
                 continue;
             }
-            for (topic, partitions) in by_topic(fetch(broker, &group.group_id.0, topics)) {
+            let group_id = group.group_id.0.to_string();
+            for (topic, partitions) in by_topic(fetch(broker, &group_id, topics)) {
                 let refused = context.check_topic(AclOperation::Describe, &topic).err();
                 if refused.is_some() && all_topics {
                     continue;
                 }
                 let mut answered_topic = OffsetFetchResponseTopics::default();
-                answered_topic.name = topic_name(topic);
                 answered_topic.partitions = partitions
                     .into_iter()
                     .map(|(partition, committed)| {
+                        let error = partition_error(
+                            broker,
+                            &group_id,
+                            &topic,
+                            partition,
+                            refused,
+                            request.require_stable,
+                        );
                         let mut result = OffsetFetchResponsePartitions::default();
                         result.partition_index = partition;
-                        result.error_code = refused.unwrap_or(0);
+                        result.error_code = error.unwrap_or(0);
                         fill(
-                            committed.filter(|_| refused.is_none()),
+                            committed.filter(|_| error.is_none()),
                             &mut result.committed_offset,
                             &mut result.committed_leader_epoch,
                             &mut result.metadata,
@@ -90,6 +103,7 @@ pub fn handle(
                         result
                     })
                     .collect();
+                answered_topic.name = topic_name(topic);
                 answered.topics.push(answered_topic);
             }
             response.groups.push(answered);
@@ -112,23 +126,31 @@ pub fn handle(
             .map(|topic| (topic.name.0.to_string(), topic.partition_indexes))
             .collect()
     });
-    for (topic, partitions) in by_topic(fetch(broker, &request.group_id.0, topics)) {
+    let group_id = request.group_id.0.to_string();
+    for (topic, partitions) in by_topic(fetch(broker, &group_id, topics)) {
         // As Kafka: topics it may not DESCRIBE are left out of "all", refused when named.
         let refused = context.check_topic(AclOperation::Describe, &topic).err();
         if refused.is_some() && all_topics {
             continue;
         }
         let mut answered = OffsetFetchResponseTopic::default();
-        answered.name = topic_name(topic);
         answered.partitions = partitions
             .into_iter()
             .map(|(partition, committed)| {
+                let error = partition_error(
+                    broker,
+                    &group_id,
+                    &topic,
+                    partition,
+                    refused,
+                    version >= 7 && request.require_stable,
+                );
                 let mut result = OffsetFetchResponsePartition::default();
                 result.partition_index = partition;
-                result.error_code = refused.unwrap_or(0);
+                result.error_code = error.unwrap_or(0);
                 let mut epoch = -1;
                 fill(
-                    committed.filter(|_| refused.is_none()),
+                    committed.filter(|_| error.is_none()),
                     &mut result.committed_offset,
                     &mut epoch,
                     &mut result.metadata,
@@ -139,9 +161,30 @@ pub fn handle(
                 result
             })
             .collect();
+        answered.name = topic_name(topic);
         response.topics.push(answered);
     }
     response
+}
+
+/// A partition's error: the topic's refusal, else UNSTABLE_OFFSET_COMMIT when the client
+/// requires stable offsets and a transaction holds one not yet settled (its offset is then
+/// not shown, as Kafka).
+fn partition_error(
+    broker: &Broker,
+    group_id: &str,
+    topic: &str,
+    partition: i32,
+    refused: Option<i16>,
+    require_stable: bool,
+) -> Option<i16> {
+    refused.or_else(|| {
+        (require_stable
+            && broker
+                .groups
+                .has_pending_transaction(group_id, topic, partition))
+        .then_some(UNSTABLE_OFFSET_COMMIT)
+    })
 }
 
 fn fill(

@@ -2,7 +2,7 @@
 //! prints one `PASS s`, `FAIL s: reason` or `N/A s: reason` line per scenario on stdout,
 //! diagnostics on stderr. Every scenario is bounded (85 s here, 90 s by the contract) and
 //! works on its own topics and groups, `compat-lmq-native-<scenario>-<unique suffix>`.
-//! Every scenario applies: the client has offsets-for-times and DeleteRecords.
+//! Every scenario applies: the client has offsets-for-times, DeleteRecords and transactions.
 //!
 //! `cargo run -p lmq-client --example compat_matrix -- 127.0.0.1:9092 [SCENARIO...]`
 
@@ -18,6 +18,7 @@ mod errors;
 mod groups;
 mod produce;
 mod support;
+mod transactions;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::future::Future;
@@ -38,6 +39,7 @@ use lmq::{
 use produce::*;
 use support::*;
 use tokio::task::JoinHandle;
+use transactions::*;
 
 const SCENARIOS: &[&str] = &[
     "metadata",
@@ -64,6 +66,7 @@ const SCENARIOS: &[&str] = &[
     "error-invalid-topic",
     "error-too-large",
     "error-out-of-range",
+    "transactions",
 ];
 
 async fn scenario(ctx: &Ctx) -> Check {
@@ -92,6 +95,7 @@ async fn scenario(ctx: &Ctx) -> Check {
         "error-invalid-topic" => error_invalid_topic(ctx).await,
         "error-too-large" => error_too_large(ctx).await,
         "error-out-of-range" => error_out_of_range(ctx).await,
+        "transactions" => transactions(ctx).await,
         _ => fail("unknown scenario"),
     }
 }

@@ -623,6 +623,122 @@ def scenario_error_out_of_range(ctx):
     raise Failure(f"no error from offset 1000 with auto.offset.reset=error; read {got[:5]}")
 
 
+
+# ---------------------------------------------------------------------------- transactions
+
+
+TXN_TIMEOUT_MS = 30000
+
+
+def txn_producer(ctx, transactional_id):
+    return new_producer(ctx, {"transactional.id": transactional_id, "acks": "all",
+                              "transaction.timeout.ms": TXN_TIMEOUT_MS})
+
+
+def txn_call(ctx, what, call, *args):
+    """One transactional API call; the client's error becomes a Failure naming the step."""
+    try:
+        return call(*args)
+    except KafkaException as exc:
+        raise Failure(f"{what} failed: {kafka_error(exc)}") from None
+
+
+def txn_send(ctx, producer, topic, values):
+    errors = []
+
+    def report(err, _msg):
+        if err is not None:
+            errors.append(err)
+
+    for value in values:
+        produce_one(ctx, producer, topic, {"key": value, "value": value, "partition": 0,
+                                            "on_delivery": report})
+    left = producer.flush(ctx.timeout(30))
+    if errors or left:
+        raise Failure(f"transactional sends of {values[0]!r}..: {errors[:1]} failed, {left} undelivered")
+
+
+def fenced(error):
+    return error is not None and error.code() in (KafkaError._FENCED, KafkaError.PRODUCER_FENCED,
+                                                  KafkaError.INVALID_PRODUCER_EPOCH)
+
+
+def scenario_transactions(ctx):
+    admin = new_admin(ctx)
+    output = create_topic(ctx, admin, 1, tag="out")
+    source = create_topic(ctx, admin, 1, tag="in")
+    group = ctx.name("group")
+    inputs = [f"in-{i}".encode() for i in range(3)]
+    produce(ctx, source, [Sent(v, v) for v in inputs], {"acks": "all"}, partition=0)
+    t1 = [f"t1-{i}".encode() for i in range(10)]
+    t2 = [f"t2-{i}".encode() for i in range(5)]
+    t3 = [f"t3-{i}".encode() for i in range(3)]
+    transactional_id = ctx.name()
+
+    first = txn_producer(ctx, transactional_id)
+    txn_call(ctx, "init_transactions", first.init_transactions, ctx.timeout(30))
+    txn_call(ctx, "begin_transaction 1", first.begin_transaction)
+    txn_send(ctx, first, output, t1)
+    txn_call(ctx, "commit_transaction 1", first.commit_transaction, ctx.timeout(30))
+    txn_call(ctx, "begin_transaction 2", first.begin_transaction)
+    txn_send(ctx, first, output, t2)
+    txn_call(ctx, "abort_transaction 2", first.abort_transaction, ctx.timeout(30))
+
+    # Transaction 3: consume the input as a group member, produce, commit the offsets with it.
+    with Closing(group_consumer(ctx, group)) as member:
+        member.subscribe([source])
+        read = []
+        end = time.monotonic() + ctx.timeout(30)
+        while len(read) < len(inputs) and time.monotonic() < end:
+            msg = member.poll(0.2)
+            if msg is not None and msg.error() is None:
+                read.append(msg.value())
+            elif msg is not None and msg.error().code() != KafkaError._PARTITION_EOF:
+                raise ConsumerError(msg.error())
+        if read != inputs:
+            raise Failure(f"the group member read {read} from the input topic, expected {inputs}")
+        txn_call(ctx, "begin_transaction 3", first.begin_transaction)
+        txn_send(ctx, first, output, t3)
+        txn_call(ctx, "send_offsets_to_transaction", first.send_offsets_to_transaction,
+                 [TopicPartition(source, 0, len(inputs))], member.consumer_group_metadata(),
+                 ctx.timeout(30))
+        txn_call(ctx, "commit_transaction 3", first.commit_transaction, ctx.timeout(30))
+        committed = txn_call(ctx, "committed", member.committed, [TopicPartition(source, 0)],
+                             ctx.timeout(10))
+        if committed[0].offset != len(inputs):
+            raise Failure(f"group {group} committed offset of the input is {committed[0].offset}, expected 3")
+
+    # A second producer with the same transactional.id fences the first.
+    second = txn_producer(ctx, transactional_id)
+    txn_call(ctx, "init_transactions (second producer)", second.init_transactions, ctx.timeout(30))
+    second.flush(1)
+    del second
+    error = None
+    try:
+        first.begin_transaction()
+        first.produce(output, key=b"fenced", value=b"fenced", partition=0)
+        first.commit_transaction(ctx.timeout(30))
+    except KafkaException as exc:
+        error = kafka_error(exc)
+    if error is None:
+        raise Failure("the fenced producer committed a transaction after a second producer "
+                      "with its transactional.id initialised")
+    if not fenced(error):
+        raise Failure(f"the fenced producer's commit failed with {error}, expected a fenced error")
+    ctx.log(f"first producer fenced: {error}")
+
+    committed_view = [g.value for g in read_partitions(
+        ctx, output, [0], len(t1) + len(t3), extra={"isolation.level": "read_committed"})]
+    if committed_view != t1 + t3:
+        raise Failure(f"read_committed read {len(committed_view)} records {committed_view[:20]}, "
+                      f"expected t1-0..t1-9, t3-0..t3-2")
+    everything = [g.value for g in read_partitions(
+        ctx, output, [0], len(t1) + len(t2) + len(t3), extra={"isolation.level": "read_uncommitted"})]
+    if everything != t1 + t2 + t3:
+        raise Failure(f"read_uncommitted read {len(everything)} records {everything[:20]}, "
+                      f"expected t1-0..t1-9, t2-0..t2-4, t3-0..t3-2")
+
+
 SCENARIOS = {
     "metadata": scenario_metadata,
     "produce-acks-0": produce_acks(0),
@@ -648,6 +764,7 @@ SCENARIOS = {
     "error-invalid-topic": scenario_error_invalid_topic,
     "error-too-large": scenario_error_too_large,
     "error-out-of-range": scenario_error_out_of_range,
+    "transactions": scenario_transactions,
 }
 
 if __name__ == "__main__":

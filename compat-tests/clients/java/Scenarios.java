@@ -47,7 +47,9 @@ import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
 import org.apache.kafka.common.config.ConfigResource;
+import org.apache.kafka.common.errors.InvalidProducerEpochException;
 import org.apache.kafka.common.errors.InvalidTopicException;
+import org.apache.kafka.common.errors.ProducerFencedException;
 import org.apache.kafka.common.errors.RecordTooLargeException;
 import org.apache.kafka.common.errors.UnknownTopicOrPartitionException;
 import org.apache.kafka.common.header.Header;
@@ -106,6 +108,7 @@ public final class Scenarios {
     SCENARIOS.put("error-invalid-topic", Scenarios::errorInvalidTopic);
     SCENARIOS.put("error-too-large", Scenarios::errorTooLarge);
     SCENARIOS.put("error-out-of-range", Scenarios::errorOutOfRange);
+    SCENARIOS.put("transactions", Scenarios::transactions);
   }
 
   public static void main(String[] args) {
@@ -839,5 +842,113 @@ public final class Scenarios {
       }
       throw new Failure("no OffsetOutOfRangeException within 20 s of polling at offset 1000 (read " + got.size() + " records, position " + consumer.position(tp) + ")");
     }
+  }
+  /** Sends values (key = value) to partition 0 inside the open transaction and waits for the acknowledgements. */
+  static void sendValues(KafkaProducer<byte[], byte[]> producer, String topic, List<String> values) throws Exception {
+    List<Rec> records = new ArrayList<>();
+    for (String v : values) records.add(Rec.at(0, v, v));
+    send(producer, topic, records);
+  }
+
+  static List<String> values(String prefix, int count) {
+    List<String> values = new ArrayList<>();
+    for (int i = 0; i < count; i++) values.add(prefix + "-" + i);
+    return values;
+  }
+
+  /** Reads partition 0 of `topic` from the beginning with the given isolation level: the values, in order. */
+  static List<String> readValues(Ctx ctx, String topic, String isolation, int expected) {
+    try (KafkaConsumer<byte[], byte[]> consumer = ctx.consumer(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation)) {
+      TopicPartition tp = new TopicPartition(topic, 0);
+      consumer.assign(List.of(tp));
+      consumer.seekToBeginning(List.of(tp));
+      List<String> got = new ArrayList<>();
+      long deadline = System.currentTimeMillis() + READ_DEADLINE.toMillis();
+      while (got.size() < expected && System.currentTimeMillis() < deadline) {
+        consumer.poll(Duration.ofMillis(200)).forEach(r -> got.add(new String(r.value(), StandardCharsets.UTF_8)));
+      }
+      // Anything beyond what was expected (aborted or fenced records) shows up in this last poll.
+      consumer.poll(Duration.ofMillis(1000)).forEach(r -> got.add(new String(r.value(), StandardCharsets.UTF_8)));
+      return got;
+    }
+  }
+
+  static boolean fenced(Throwable e) {
+    for (Throwable t = e; t != null; t = t.getCause()) {
+      if (t instanceof ProducerFencedException || t instanceof InvalidProducerEpochException) return true;
+    }
+    return false;
+  }
+
+  static void transactions(Ctx ctx) throws Exception {
+    String output = ctx.topic(1);
+    String input = ctx.topic(1);
+    String group = ctx.name();
+    String transactionalId = ctx.name();
+    TopicPartition inputTp = new TopicPartition(input, 0);
+    List<String> inputs = values("in", 3);
+    List<String> t1 = values("t1", 10);
+    List<String> t2 = values("t2", 5);
+    List<String> t3 = values("t3", 3);
+    try (KafkaProducer<byte[], byte[]> plain = ctx.producer()) {
+      sendValues(plain, input, inputs);
+    }
+    String[] txnConfig = {ProducerConfig.TRANSACTIONAL_ID_CONFIG, transactionalId, ProducerConfig.ENABLE_IDEMPOTENCE_CONFIG, "true",
+        ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, "30000"};
+    KafkaProducer<byte[], byte[]> first = ctx.producer(txnConfig);
+    try {
+      first.initTransactions();
+      first.beginTransaction();
+      sendValues(first, output, t1);
+      first.commitTransaction();
+      first.beginTransaction();
+      sendValues(first, output, t2);
+      first.abortTransaction();
+
+      // Transaction 3: a group member reads the input; its offsets are committed with the output.
+      try (KafkaConsumer<byte[], byte[]> member = ctx.consumer(ConsumerConfig.GROUP_ID_CONFIG, group, ConsumerConfig.ISOLATION_LEVEL_CONFIG, "read_committed")) {
+        member.subscribe(List.of(input));
+        List<ConsumerRecord<byte[], byte[]>> got = poll(member, inputs.size());
+        List<String> read = new ArrayList<>();
+        got.forEach(r -> read.add(new String(r.value(), StandardCharsets.UTF_8)));
+        check(read.equals(inputs), () -> "the group member read " + read + " from the input topic, expected " + inputs);
+        first.beginTransaction();
+        sendValues(first, output, t3);
+        first.sendOffsetsToTransaction(Map.of(inputTp, new OffsetAndMetadata(inputs.size())), member.groupMetadata());
+        first.commitTransaction();
+        OffsetAndMetadata committed = member.committed(Set.of(inputTp), Duration.ofSeconds(15)).get(inputTp);
+        check(committed != null && committed.offset() == inputs.size(),
+            () -> "group " + group + " committed offset of the input is " + (committed == null ? "none" : committed.offset()) + ", expected 3");
+      }
+
+      // A second producer with the same transactional.id fences the first.
+      try (KafkaProducer<byte[], byte[]> second = ctx.producer(txnConfig)) {
+        second.initTransactions();
+      }
+      Exception error = null;
+      try {
+        first.beginTransaction();
+        first.send(new ProducerRecord<>(output, 0, utf8("fenced"), utf8("fenced"))).get(30, TimeUnit.SECONDS);
+        first.commitTransaction();
+      } catch (Exception e) {
+        error = e;
+      }
+      Exception fencedError = error;
+      check(fencedError != null, () -> "the fenced producer committed a transaction after a second producer with its transactional.id initialised");
+      check(fenced(fencedError), () -> "the fenced producer failed with " + describe(fencedError) + ", expected ProducerFencedException");
+      System.err.println("[java] transactions: first producer fenced: " + describe(fencedError));
+    } finally {
+      first.close(Duration.ofSeconds(5));
+    }
+
+    List<String> committedView = readValues(ctx, output, "read_committed", t1.size() + t3.size());
+    List<String> wantCommitted = new ArrayList<>(t1);
+    wantCommitted.addAll(t3);
+    check(committedView.equals(wantCommitted), () -> "read_committed read " + committedView + ", expected " + wantCommitted);
+    List<String> everything = readValues(ctx, output, "read_uncommitted", t1.size() + t2.size() + t3.size());
+    List<String> wantAll = new ArrayList<>(t1);
+    wantAll.addAll(t2);
+    wantAll.addAll(t3);
+    check(everything.equals(wantAll), () -> "read_uncommitted read " + everything + ", expected " + wantAll);
   }
 }

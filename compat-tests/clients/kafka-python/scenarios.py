@@ -577,6 +577,123 @@ def scenario_sasl_plaintext(ctx):
     ctx.log("SaslHandshake and SaslAuthenticate: ILLEGAL_SASL_STATE, no mechanism; connection usable")
 
 
+
+# ---------------------------------------------------------------------------- transactions
+
+
+def txn_producer(ctx, transactional_id):
+    return new_producer(ctx, transactional_id=transactional_id, enable_idempotence=True, acks="all",
+                        transaction_timeout_ms=30000)
+
+
+def txn_send(ctx, producer, topic, values):
+    futures = [producer.send(topic, key=v, value=v, partition=0) for v in values]
+    producer.flush(timeout=ctx.timeout(30))
+    for value, future in zip(values, futures):
+        try:
+            future.get(timeout=ctx.timeout(5))
+        except Errors.KafkaError as error:
+            raise Failure(f"transactional send of {value!r} failed: {type(error).__name__}: {error}") from None
+
+
+def txn_step(what, call, *args):
+    try:
+        return call(*args)
+    except Errors.KafkaError as error:
+        raise Failure(f"{what} failed: {type(error).__name__}: {error}") from None
+
+
+def is_fenced(error):
+    """ProducerFencedError or InvalidProducerEpochError, also when kafka-python wraps it."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, (Errors.ProducerFencedError, Errors.InvalidProducerEpochError)):
+            return True
+        error = error.__cause__ or error.__context__
+    return False
+
+
+def scenario_transactions(ctx):
+    with admin_client(ctx) as admin:
+        output = create_topic(ctx, admin, 1, tag="out")
+        source = create_topic(ctx, admin, 1, tag="in")
+    group = ctx.name("group")
+    inputs = [f"in-{i}".encode() for i in range(3)]
+    produce(ctx, source, [Sent(v, v) for v in inputs], partition=0, acks="all")
+    t1 = [f"t1-{i}".encode() for i in range(10)]
+    t2 = [f"t2-{i}".encode() for i in range(5)]
+    t3 = [f"t3-{i}".encode() for i in range(3)]
+    transactional_id = ctx.name()
+
+    first = txn_producer(ctx, transactional_id)
+    try:
+        txn_step("init_transactions", first.init_transactions)
+        txn_step("begin_transaction 1", first.begin_transaction)
+        txn_send(ctx, first, output, t1)
+        txn_step("commit_transaction 1", first.commit_transaction)
+        txn_step("begin_transaction 2", first.begin_transaction)
+        txn_send(ctx, first, output, t2)
+        txn_step("abort_transaction 2", first.abort_transaction)
+
+        # Transaction 3: a group member reads the input; its offsets go with the transaction.
+        tp = TopicPartition(source, 0)
+        with group_consumer(ctx, group) as member:
+            member.subscribe([source])
+            read = []
+            end = time.monotonic() + ctx.timeout(30)
+            while len(read) < len(inputs) and time.monotonic() < end:
+                for batch in member.poll(timeout_ms=POLL_MS).values():
+                    read += [r.value for r in batch]
+            if read != inputs:
+                raise Failure(f"the group member read {read} from the input topic, expected {inputs}")
+            txn_step("begin_transaction 3", first.begin_transaction)
+            txn_send(ctx, first, output, t3)
+            txn_step("send_offsets_to_transaction", first.send_offsets_to_transaction,
+                     {tp: OffsetAndMetadata(len(inputs), "", -1)}, member.group_metadata())
+            txn_step("commit_transaction 3", first.commit_transaction)
+            # The offsets count once the commit marker reached the group's partition, which
+            # EndTxn does not wait for: OffsetFetch is retried for a while.
+            ctx.wait_until(10, lambda: member.committed(tp) == len(inputs))
+            committed = member.committed(tp)
+            if committed != len(inputs):
+                raise Failure(f"group {group} committed offset of the input is {committed}, expected 3")
+
+        # A second producer with the same transactional.id fences the first.
+        second = txn_producer(ctx, transactional_id)
+        try:
+            txn_step("init_transactions (second producer)", second.init_transactions)
+        finally:
+            second.close(timeout=5)
+        error = None
+        try:
+            first.begin_transaction()
+            first.send(output, key=b"fenced", value=b"fenced", partition=0).get(timeout=ctx.timeout(30))
+            first.commit_transaction()
+        except Exception as exc:  # the fenced error, whatever kafka-python wraps it in
+            error = exc
+        if error is None:
+            raise Failure("the fenced producer committed a transaction after a second producer "
+                          "with its transactional.id initialised")
+        if not is_fenced(error):
+            raise Failure(f"the fenced producer failed with {type(error).__name__}: {error}, "
+                          "expected ProducerFencedError or InvalidProducerEpochError")
+        ctx.log(f"first producer fenced: {type(error).__name__}: {error}")
+    finally:
+        first.close(timeout=5)
+
+    committed_view = [g.value for g in read_partitions(
+        ctx, output, [0], len(t1) + len(t3), isolation_level="read_committed")]
+    if committed_view != t1 + t3:
+        raise Failure(f"read_committed read {len(committed_view)} records {committed_view[:20]}, "
+                      "expected t1-0..t1-9, t3-0..t3-2")
+    everything = [g.value for g in read_partitions(
+        ctx, output, [0], len(t1) + len(t2) + len(t3), isolation_level="read_uncommitted")]
+    if everything != t1 + t2 + t3:
+        raise Failure(f"read_uncommitted read {len(everything)} records {everything[:20]}, "
+                      "expected t1-0..t1-9, t2-0..t2-4, t3-0..t3-2")
+
+
 SCENARIOS = {
     "metadata": scenario_metadata,
     "produce-acks-0": produce_acks(0),
@@ -602,6 +719,7 @@ SCENARIOS = {
     "error-invalid-topic": scenario_error_invalid_topic,
     "error-too-large": scenario_error_too_large,
     "error-out-of-range": scenario_error_out_of_range,
+    "transactions": scenario_transactions,
     "sasl-plaintext": scenario_sasl_plaintext,
 }
 

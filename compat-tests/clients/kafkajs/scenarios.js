@@ -180,8 +180,8 @@ async function produceAcked(producer, topic, messages, { acks = -1, compression 
 // Consumes `topic` with a new group consumer (kafkajs has no manual assignment: a group of
 // one is assigned every partition) until `enough(records)` holds, then `settleMs` more to
 // catch duplicates or extra records. `seeks` positions partitions explicitly.
-async function consume(ctx, topic, { enough, fromBeginning = true, seeks = [], settleMs = 1000, onRunning } = {}) {
-  const consumer = ctx.consumer()
+async function consume(ctx, topic, { enough, fromBeginning = true, seeks = [], settleMs = 1000, onRunning, options } = {}) {
+  const consumer = ctx.consumer(options)
   const records = []
   await consumer.connect()
   await consumer.subscribe({ topic, fromBeginning })
@@ -746,6 +746,90 @@ scenarios['error-out-of-range'] = async ctx => {
   })
   check(reported(), `no OFFSET_OUT_OF_RANGE was reported for partition 0 at offset 1000 within 30 s (read ${records.length} records)`)
   check(records.length === 0, `read ${records.length} records after seeking past the end (first offset ${records[0] && records[0].offset})`)
+}
+
+// transactions: kafkajs's transactional producer (producer.transaction(): send, sendOffsets,
+// commit, abort). kafkajs has no manual assignment and its sendOffsets takes only the group
+// id (TxnOffsetCommit without member or generation), so the input is read by a consumer of
+// a group of its own and the offsets go to group G, which nobody joins. kafkajs 2.2.4 does not
+// know error code 90 (PRODUCER_FENCED, Kafka 2.7+): it reports it as 'Unknown error code 90'.
+const FENCED_TYPES = ['PRODUCER_FENCED', 'INVALID_PRODUCER_EPOCH']
+const isFenced = e =>
+  errorTypes(e).some(type => FENCED_TYPES.includes(type)) || /Unknown error code 90\b/.test(describeError(e))
+
+scenarios.transactions = async ctx => {
+  const admin = await ctx.admin()
+  const output = ctx.name('-out')
+  const input = ctx.name('-in')
+  const groupId = ctx.name('-txn-group')
+  const transactionalId = ctx.name('-txn')
+  await createTopic(admin, output, 1)
+  await createTopic(admin, input, 1)
+  const values = (prefix, count) =>
+    Array.from({ length: count }, (_, i) => ({ partition: 0, key: Buffer.from(`${prefix}-${i}`), value: Buffer.from(`${prefix}-${i}`) }))
+  const inputs = values('in', 3)
+  const t1 = values('t1', 10)
+  const t2 = values('t2', 5)
+  const t3 = values('t3', 3)
+  const plain = await ctx.producer()
+  await produceAcked(plain, input, inputs, { acks: -1 })
+
+  const txnOptions = { transactionalId, idempotent: true, maxInFlightRequests: 1, transactionTimeout: 30000 }
+  const first = await ctx.producer(txnOptions)
+  let txn = await first.transaction()
+  await txn.send({ topic: output, messages: t1, acks: -1 })
+  await txn.commit()
+  txn = await first.transaction()
+  await txn.send({ topic: output, messages: t2, acks: -1 })
+  await txn.abort()
+
+  // Transaction 3: read the input, send its transform and the input's offsets for the group.
+  const read = await consume(ctx, input, { enough: atLeast(inputs.length), settleMs: 300 })
+  const readValues = read.map(r => r.value.toString())
+  check(show(readValues) === show(inputs.map(m => m.value.toString())), `the input consumer read ${show(readValues)}, expected in-0..in-2`)
+  txn = await first.transaction()
+  await txn.send({ topic: output, messages: t3, acks: -1 })
+  await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic: input, partitions: [{ partition: 0, offset: String(inputs.length) }] }] })
+  await txn.commit()
+  // The offsets count once the commit marker reached the group's partition, which EndTxn
+  // does not wait for: OffsetFetch is retried for a while.
+  let offset
+  const deadline = Date.now() + 10000
+  do {
+    const [committed] = await admin.fetchOffsets({ groupId, topics: [input] })
+    offset = committed && committed.partitions.find(p => p.partition === 0)
+    if (offset && offset.offset === String(inputs.length)) break
+    await sleep(200)
+  } while (Date.now() < deadline)
+  check(offset && offset.offset === String(inputs.length), `group ${groupId} committed offset of the input is ${show(offset)}, expected 3`)
+
+  // A second producer with the same transactional id fences the first: its first
+  // transaction() initialises it (InitProducerId); that transaction is empty and aborted.
+  const second = await ctx.producer(txnOptions)
+  await (await second.transaction()).abort()
+  await second.disconnect()
+  let fenced
+  try {
+    txn = await first.transaction()
+    await txn.send({ topic: output, messages: [{ partition: 0, key: Buffer.from('fenced'), value: Buffer.from('fenced') }], acks: -1 })
+    await txn.commit()
+  } catch (e) {
+    fenced = e
+  }
+  check(fenced, 'the fenced producer committed a transaction after a second producer with its transactional id initialised')
+  check(isFenced(fenced), `the fenced producer failed with ${describeError(fenced)}, expected PRODUCER_FENCED or INVALID_PRODUCER_EPOCH`)
+  process.stderr.write(`[kafkajs] transactions: first producer fenced: ${describeError(fenced)}\n`)
+
+  const views = [
+    ['read_committed', { readUncommitted: false }, [...t1, ...t3]],
+    ['read_uncommitted', { readUncommitted: true }, [...t1, ...t2, ...t3]],
+  ]
+  for (const [name, options, want] of views) {
+    const got = await consume(ctx, output, { enough: atLeast(want.length), options })
+    const gotValues = got.map(r => r.value.toString())
+    const wantValues = want.map(m => m.value.toString())
+    check(show(gotValues) === show(wantValues), `${name} read ${gotValues.length} records ${show(gotValues)}, expected ${show(wantValues)}`)
+  }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -669,6 +669,9 @@ class Scenario:
             "admin-topics": "kcat has no admin API (no create/grow/delete of topics)",
             "admin-configs": "kcat has no admin API (no describe/alter configs)",
             "delete-records": "kcat has no DeleteRecords",
+            "transactions": "kcat's transactions (-X transactional.id: one transaction per run, "
+            "committed at the end of the input, aborted on SIGINT) have no "
+            "send-offsets-to-transaction, so the consume-transform-produce step cannot be made",
         }
         if name in not_applicable:
             raise NotApplicable(not_applicable[name])
@@ -688,7 +691,7 @@ SCENARIOS = [
     "large-message", "consume-beginning", "consume-offset", "consume-timestamp", "consume-end",
     "idempotent", "group-rebalance", "commit-resume", "admin-topics", "admin-configs",
     "delete-records", "error-unknown-topic", "error-invalid-topic", "error-too-large",
-    "error-out-of-range",
+    "error-out-of-range", "transactions",
 ]
 
 

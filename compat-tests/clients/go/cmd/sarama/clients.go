@@ -212,9 +212,14 @@ type reader struct {
 // openReader starts consuming topic's partitions at the given offsets (or OffsetOldest /
 // OffsetNewest); ConsumePartition resolves them before it returns.
 func openReader(env *check.Env, topic string, starts map[int32]int64) (*reader, error) {
-	client, err := newClient(env)
+	return openReaderWith(env, config(env), topic, starts)
+}
+
+// openReaderWith is openReader with a configuration of the caller's (an isolation level).
+func openReaderWith(env *check.Env, c *sarama.Config, topic string, starts map[int32]int64) (*reader, error) {
+	client, err := sarama.NewClient(brokers(env), c)
 	if err != nil {
-		return nil, err
+		return nil, check.Failf("NewClient: %w", err)
 	}
 	consumer, err := sarama.NewConsumerFromClient(client)
 	if err != nil {

@@ -39,6 +39,7 @@ func main() {
 		"error-invalid-topic": errorInvalidTopic,
 		"error-too-large":     errorTooLarge,
 		"error-out-of-range":  errorOutOfRange,
+		"transactions":        transactions,
 	})
 }
 

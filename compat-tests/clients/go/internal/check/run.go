@@ -42,6 +42,7 @@ var Scenarios = []string{
 	"error-invalid-topic",
 	"error-too-large",
 	"error-out-of-range",
+	"transactions",
 }
 
 // ScenarioTimeout bounds every scenario (the contract's 90 s).
