@@ -327,6 +327,13 @@ async fn collect_acks(
     Ok(acked)
 }
 
+/// How the consumers read: with end-to-end latencies (`timed`), and at which isolation.
+#[derive(Debug, Clone, Copy)]
+struct Reading {
+    timed: bool,
+    read_committed: bool,
+}
+
 /// Reads one partition from offset 0 until `end` (or until told to stop), recording each
 /// record's end-to-end latency when `timed` (records due after the warm-up only).
 async fn consume_partition(
@@ -334,11 +341,14 @@ async fn consume_partition(
     topic: String,
     partition: i32,
     end: Option<i64>,
-    timed: bool,
-    read_committed: bool,
+    how: Reading,
     progress: Arc<Progress>,
     start: Arc<Barrier>,
 ) -> Result<Histogram<u64>> {
+    let Reading {
+        timed,
+        read_committed,
+    } = how;
     let mut consumer = Consumer::connect(ConsumerConfig {
         client: client_config(&bootstrap),
         max_wait: Duration::from_millis(100),
@@ -418,8 +428,10 @@ async fn start_consumers(
             topic.to_string(),
             partition,
             end,
-            timed,
-            read_committed,
+            Reading {
+                timed,
+                read_committed,
+            },
             Arc::clone(progress),
             Arc::clone(&start),
         ));
@@ -500,7 +512,17 @@ pub async fn run(args: RunArgs) -> Result<String> {
     let consumers = if args.no_consume {
         None
     } else {
-        Some(start_consumers(&bootstrap, &topic, &partitions, true, transactional, &progress).await)
+        Some(
+            start_consumers(
+                &bootstrap,
+                &topic,
+                &partitions,
+                true,
+                transactional,
+                &progress,
+            )
+            .await,
+        )
     };
     // Producing starts now: everything is timed against `base`, warm-up records are not.
     let from_ns = nanos(base.elapsed());
