@@ -354,7 +354,6 @@ async fn consume_partition(
         max_wait: Duration::from_millis(100),
         partition_max_bytes: 1 << 20,
         read_committed,
-        ..ConsumerConfig::default()
     })
     .await?;
     consumer
