@@ -470,41 +470,33 @@ impl GroupCoordinator {
         commits: &[OffsetCommit],
         now_ms: i64,
     ) -> Result<Durable, CommitError> {
-        self.check_owner(group_id).map_err(CommitError::Group)?;
-        let mut inner = self.lock();
-        inner
-            .groups
-            .validate_commit(group_id, member_id, instance_id, generation_id)
-            .map_err(CommitError::Group)?;
-        let entries = offset_entries(group_id, commits, now_ms)?;
-        inner.groups.ensure(group_id).map_err(CommitError::Group)?;
-        let records: Vec<(Bytes, Option<Bytes>)> = entries
-            .iter()
-            .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
-            .collect();
-        let durable = self.persist(group_id, &records, now_ms)?;
-        let changes = entries
-            .into_iter()
-            .map(|(key, value)| (key, Some(value)))
-            .collect();
-        inner.hold(durable.position, changes);
-        Ok(durable)
+        let member = (member_id, instance_id, generation_id);
+        self.commit_as(group_id, member, commits, None, now_ms)
     }
 
     /// TxnOffsetCommit: validates like a commit and appends the offsets as part of producer
-    /// `producer_id`'s transaction; they show in OffsetFetch only once the transaction's
-    /// COMMIT marker reaches the group's offsets partition
+    /// `producer`'s transaction (id, epoch); they show in OffsetFetch only once the
+    /// transaction's COMMIT marker reaches the group's offsets partition
     /// ([`GroupCoordinator::complete_transaction`]).
-    #[allow(clippy::too_many_arguments)]
     pub fn txn_commit(
         &self,
         group_id: &str,
-        producer_id: i64,
-        producer_epoch: i16,
-        member_id: &str,
-        instance_id: Option<&str>,
-        generation_id: i32,
+        producer: (i64, i16),
+        member: (&str, Option<&str>, i32),
         commits: &[OffsetCommit],
+        now_ms: i64,
+    ) -> Result<Durable, CommitError> {
+        self.commit_as(group_id, member, commits, Some(producer), now_ms)
+    }
+
+    /// A commit by `member` (member id, group instance id, generation), plain or as part of
+    /// `transaction`'s producer (id, epoch).
+    fn commit_as(
+        &self,
+        group_id: &str,
+        (member_id, instance_id, generation_id): (&str, Option<&str>, i32),
+        commits: &[OffsetCommit],
+        transaction: Option<(i64, i16)>,
         now_ms: i64,
     ) -> Result<Durable, CommitError> {
         self.check_owner(group_id).map_err(CommitError::Group)?;
@@ -519,19 +511,25 @@ impl GroupCoordinator {
             .iter()
             .map(|(key, value)| (offsets::encode_key(key), Some(offsets::encode_value(value))))
             .collect();
+        let Some(producer) = transaction else {
+            let durable = self.persist(group_id, &records, now_ms)?;
+            let changes = entries
+                .into_iter()
+                .map(|(key, value)| (key, Some(value)))
+                .collect();
+            inner.hold(durable.position, changes);
+            return Ok(durable);
+        };
         let (index, _) = self
             .log
             .partition_of(group_id)
             .ok_or(CommitError::NotCoordinator)?;
-        let durable = self.log.append_transactional(
-            index,
-            &records,
-            (producer_id, producer_epoch),
-            now_ms,
-        )?;
+        let durable = self
+            .log
+            .append_transactional(index, &records, producer, now_ms)?;
         inner
             .transactional
-            .entry(producer_id)
+            .entry(producer.0)
             .or_default()
             .extend(entries);
         Ok(durable)

@@ -858,6 +858,69 @@ pub(crate) async fn commit_outcome(
         .await
 }
 
+/// One partition of an OffsetCommit or TxnOffsetCommit request.
+pub(crate) trait CommitRequestPartition {
+    fn commit(&self, topic: &str) -> crate::group::OffsetCommit;
+}
+
+impl CommitRequestPartition
+    for lmq_wire::protocol::messages::offset_commit_request::OffsetCommitRequestPartition
+{
+    fn commit(&self, topic: &str) -> crate::group::OffsetCommit {
+        crate::group::OffsetCommit {
+            topic: topic.to_string(),
+            partition: self.partition_index,
+            offset: self.committed_offset,
+            leader_epoch: self.committed_leader_epoch,
+            metadata: self.committed_metadata.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+impl CommitRequestPartition
+    for lmq_wire::protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestPartition
+{
+    fn commit(&self, topic: &str) -> crate::group::OffsetCommit {
+        crate::group::OffsetCommit {
+            topic: topic.to_string(),
+            partition: self.partition_index,
+            offset: self.committed_offset,
+            leader_epoch: self.committed_leader_epoch,
+            metadata: self.committed_metadata.as_ref().map(ToString::to_string),
+        }
+    }
+}
+
+/// The commits of a commit request's `topics` (name, partitions) and, per requested
+/// partition in request order, its refusal: TOPIC_AUTHORIZATION_FAILED without READ on its
+/// topic (as Kafka), UNKNOWN_TOPIC_OR_PARTITION when it does not exist; `None` commits with
+/// the rest.
+pub(crate) fn requested_commits<'a, P: CommitRequestPartition + 'a>(
+    broker: &Broker,
+    context: &RequestContext,
+    topics: impl Iterator<Item = (&'a str, &'a [P])>,
+) -> (Vec<crate::group::OffsetCommit>, Vec<Option<i16>>) {
+    let mut commits = Vec::new();
+    let mut refusals = Vec::new();
+    for (topic, partitions) in topics {
+        let refused = context.check_topic(AclOperation::Read, topic).err();
+        let known = broker.topics.get(topic).filter(|_| refused.is_none());
+        for partition in partitions {
+            let commit = partition.commit(topic);
+            let exists = known.as_ref().is_some_and(|known| {
+                usize::try_from(commit.partition).is_ok_and(|index| index < known.partitions.len())
+            });
+            if exists {
+                commits.push(commit);
+                refusals.push(None);
+            } else {
+                refusals.push(Some(refused.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION)));
+            }
+        }
+    }
+    (commits, refusals)
+}
+
 /// The Kafka error code for a group change that failed.
 pub(crate) fn commit_error_code(error: &CommitError) -> i16 {
     match error {

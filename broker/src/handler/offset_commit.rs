@@ -6,9 +6,9 @@ use lmq_wire::protocol::messages::offset_commit_response::{
 };
 use lmq_wire::protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::{UNKNOWN_TOPIC_OR_PARTITION, check_coordinator, commit_error_code, commit_outcome};
+use super::{check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
-use crate::group::{CommitError, OffsetCommit};
+use crate::group::CommitError;
 use crate::security::acl::AclOperation;
 
 pub async fn handle(
@@ -16,40 +16,17 @@ pub async fn handle(
     context: &super::RequestContext,
     request: OffsetCommitRequest,
 ) -> OffsetCommitResponse {
-    // Partitions of unknown topics are refused one by one; the rest commit together.
-    // `exists` follows the request's order, so the answer needs no search per partition.
-    let mut commits = Vec::new();
-    let mut exists_in_order = Vec::new();
-    // As Kafka: READ on each topic (its partitions TOPIC_AUTHORIZATION_FAILED), READ on
-    // the group (every partition GROUP_AUTHORIZATION_FAILED).
-    let mut refused_in_order = Vec::new();
-    for topic in &request.topics {
-        let refused = context.check_topic(AclOperation::Read, &topic.name.0).err();
-        let known = broker
+    // Partitions of unknown topics are refused one by one; the rest commit together. As
+    // Kafka: READ on each topic (its partitions TOPIC_AUTHORIZATION_FAILED), READ on the
+    // group (every partition GROUP_AUTHORIZATION_FAILED).
+    let (commits, refusals) = super::requested_commits(
+        broker,
+        context,
+        request
             .topics
-            .get(&topic.name.0)
-            .filter(|_| refused.is_none());
-        for partition in &topic.partitions {
-            let exists = known.as_ref().is_some_and(|known| {
-                usize::try_from(partition.partition_index)
-                    .is_ok_and(|index| index < known.partitions.len())
-            });
-            exists_in_order.push(exists);
-            refused_in_order.push(refused);
-            if exists {
-                commits.push(OffsetCommit {
-                    topic: topic.name.0.to_string(),
-                    partition: partition.partition_index,
-                    offset: partition.committed_offset,
-                    leader_epoch: partition.committed_leader_epoch,
-                    metadata: partition
-                        .committed_metadata
-                        .as_ref()
-                        .map(ToString::to_string),
-                });
-            }
-        }
-    }
+            .iter()
+            .map(|topic| (topic.name.0.as_str(), topic.partitions.as_slice())),
+    );
     let group = &request.group_id.0;
     let error_code = match context
         .check_group(AclOperation::Read, group)
@@ -77,20 +54,14 @@ pub async fn handle(
         }
     };
     let mut response = OffsetCommitResponse::default();
-    let mut exists = exists_in_order.into_iter();
-    let mut refused = refused_in_order.into_iter();
+    let mut refusals = refusals.into_iter();
     for topic in request.topics {
         let mut answered = OffsetCommitResponseTopic::default();
         answered.name = topic.name.clone();
         for partition in topic.partitions {
             let mut result = OffsetCommitResponsePartition::default();
             result.partition_index = partition.partition_index;
-            let refusal = refused.next().flatten();
-            result.error_code = if exists.next().unwrap_or(false) {
-                error_code
-            } else {
-                refusal.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION)
-            };
+            result.error_code = refusals.next().flatten().unwrap_or(error_code);
             answered.partitions.push(result);
         }
         response.topics.push(answered);

@@ -8,9 +8,9 @@ use lmq_wire::protocol::messages::txn_offset_commit_response::{
 };
 use lmq_wire::protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 
-use super::{UNKNOWN_TOPIC_OR_PARTITION, check_coordinator, commit_error_code, commit_outcome};
+use super::{check_coordinator, commit_error_code, commit_outcome};
 use crate::broker::Broker;
-use crate::group::{CommitError, OffsetCommit};
+use crate::group::CommitError;
 use crate::security::acl::{AclOperation, ResourceType};
 
 pub async fn handle(
@@ -20,38 +20,14 @@ pub async fn handle(
 ) -> TxnOffsetCommitResponse {
     // As OffsetCommit: partitions of unknown or unreadable topics are refused one by one,
     // the rest commit together.
-    let mut commits = Vec::new();
-    let mut refusals = Vec::new();
-    for topic in &request.topics {
-        let refused = context.check_topic(AclOperation::Read, &topic.name.0).err();
-        let known = broker
+    let (commits, refusals) = super::requested_commits(
+        broker,
+        context,
+        request
             .topics
-            .get(&topic.name.0)
-            .filter(|_| refused.is_none());
-        for partition in &topic.partitions {
-            let exists = known.as_ref().is_some_and(|known| {
-                usize::try_from(partition.partition_index)
-                    .is_ok_and(|index| index < known.partitions.len())
-            });
-            refusals.push(if exists {
-                None
-            } else {
-                Some(refused.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION))
-            });
-            if exists {
-                commits.push(OffsetCommit {
-                    topic: topic.name.0.to_string(),
-                    partition: partition.partition_index,
-                    offset: partition.committed_offset,
-                    leader_epoch: partition.committed_leader_epoch,
-                    metadata: partition
-                        .committed_metadata
-                        .as_ref()
-                        .map(ToString::to_string),
-                });
-            }
-        }
-    }
+            .iter()
+            .map(|topic| (topic.name.0.as_str(), topic.partitions.as_slice())),
+    );
     let group = &request.group_id.0;
     let transactional_id = &request.transactional_id.0;
     let error_code = if !context.authorize(
@@ -69,11 +45,12 @@ pub async fn handle(
             Ok(()) => {
                 let outcome = broker.groups.txn_commit(
                     group,
-                    request.producer_id.0,
-                    request.producer_epoch,
-                    &request.member_id,
-                    request.group_instance_id.as_deref(),
-                    request.generation_id,
+                    (request.producer_id.0, request.producer_epoch),
+                    (
+                        &request.member_id,
+                        request.group_instance_id.as_deref(),
+                        request.generation_id,
+                    ),
                     &commits,
                     broker.now_ms(),
                 );
