@@ -5,9 +5,9 @@
 # to an output topic, one copier per input partition (transactional id copier-P, one consumer
 # group, read_committed input, offsets sent with each transaction, random aborts on as in
 # Kafka's test). On LMQ it runs in a 3-broker cluster (scripts/cluster.sh) while, round after
-# round, the transaction coordinator of a copier, the leader of an output partition, the
-# leader of an input partition and the group coordinator are killed with SIGKILL and
-# restarted, and a copier is killed too (Kafka's test "bounces" brokers and copiers; a copier
+# round, a copier is killed with SIGKILL, then the transaction coordinator of that copier, the
+# leader of an output partition, the leader of an input partition and the group coordinator
+# are killed with SIGKILL and restarted (Kafka's test "bounces" brokers and copiers; a copier
 # that dies is restarted and its successor fences it, as there). On Apache Kafka it runs on a
 # single broker without faults. Then, both ways: a read_committed reader of the output sees
 # every input record exactly once and, per partition, in input order; so did a read_committed
@@ -270,6 +270,12 @@ for round in $(seq 1 "$ROUNDS"); do
   target=$((RECORDS * round / (ROUNDS + 2)))
   wait_for 120 sh -c "[ \$(wc -l <'$WORK/live.txt') -ge $target ]" || true
   say "fault round $round of $ROUNDS ($(wc -l <"$WORK/live.txt") records copied)"
+  # A copier first: its successor fences it and recovers its transaction while the
+  # coordinator is killed next.
+  if [[ ! -f "$WORK/copier-$p.done" && -f "$WORK/copier-$p.pid" ]]; then
+    echo "$(date -u +%T) kill -9 copier-$p" >>"$FAULTS_LOG"
+    kill -9 "$(cat "$WORK/copier-$p.pid")" 2>/dev/null && COPIER_KILLS=$((COPIER_KILLS + 1))
+  fi
   bounce "transaction coordinator of copier-$p" "$(coordinator __transaction_state "copier-$p")"
   copiers_done && break
   bounce "leader of $OUTPUT-$p" "$(leader "$OUTPUT" "$p")"
@@ -277,10 +283,6 @@ for round in $(seq 1 "$ROUNDS"); do
   bounce "leader of $INPUT-$(((p + 1) % PARTITIONS))" "$(leader "$INPUT" $(((p + 1) % PARTITIONS)))"
   copiers_done && break
   bounce "coordinator of group $GROUP" "$(coordinator __consumer_offsets "$GROUP")"
-  if [[ ! -f "$WORK/copier-$p.done" && -f "$WORK/copier-$p.pid" ]]; then
-    echo "$(date -u +%T) kill -9 copier-$p" >>"$FAULTS_LOG"
-    kill -9 "$(cat "$WORK/copier-$p.pid")" 2>/dev/null && COPIER_KILLS=$((COPIER_KILLS + 1))
-  fi
 done
 FAULT_END=$SECONDS
 
