@@ -110,3 +110,7 @@ LMQ_CLUSTER_TESTS=1 LMQ_FAULT_ROUNDS="${LMQ_FAULT_ROUNDS:-2}" \
 
 step "real Kafka clients through a leader kill on the cluster (confluent-kafka, Java, kcat)"
 compat-tests/cluster.sh target/debug/lmq
+
+step "transactions under faults: Kafka's TransactionalMessageCopier copies 10,000 records exactly once on a 3-broker LMQ cluster while transaction coordinators, partition leaders, the group coordinator and a copier are killed; the same without faults on Apache Kafka (compat-tests/txn-copier.sh; LMQ_TXN_COPIER_RECORDS=100000 LMQ_TXN_COPIER_ROUNDS=5 for the long run)"
+compat-tests/txn-copier.sh lmq --binary target/debug/lmq
+compat-tests/txn-copier.sh kafka
