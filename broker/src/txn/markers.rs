@@ -86,15 +86,6 @@ impl MarkerChannel {
         self.wake.notify_one();
     }
 
-    /// Drops the queued jobs `stale` picks (their `__transaction_state` partition moved or
-    /// was reloaded: the new owner sends them again).
-    pub fn forget(&self, stale: impl Fn(&MarkerJob) -> bool) {
-        self.queue
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .retain(|job| !stale(job));
-    }
-
     /// Woken when a job is queued.
     pub fn notified(&self) -> tokio::sync::futures::Notified<'_> {
         self.wake.notified()
