@@ -47,8 +47,9 @@ pub(crate) struct Identity {
 struct State {
     /// Between `begin` and the end of `commit`/`abort`.
     in_transaction: bool,
-    /// A newer instance took the transactional id: nothing more works.
-    fenced: bool,
+    /// A newer instance took the transactional id (the broker's error saying so): nothing
+    /// more works.
+    fenced: Option<ClientError>,
     /// Partitions the coordinator has for the ongoing transaction.
     partitions: HashSet<(String, i32)>,
     /// Groups whose offsets the ongoing transaction carries.
@@ -116,7 +117,7 @@ impl Transactions {
                 _ => None,
             };
             if matches!(code, Some(PRODUCER_FENCED | INVALID_PRODUCER_EPOCH)) {
-                self.state().fenced = true;
+                self.state().fenced = Some(error.clone());
                 return Err(error);
             }
             let moved = matches!(
@@ -177,15 +178,13 @@ impl Transactions {
         Ok(identity)
     }
 
+    /// Fails with the broker's fencing error once a newer producer took the id: this
+    /// producer can only be closed.
     fn usable(&self, state: &State) -> Result<()> {
-        if state.fenced {
-            return Err(ClientError::InvalidArgument(format!(
-                "transactional id {} was taken by a newer producer (fenced): this producer \
-                 can only be closed",
-                self.id
-            )));
+        match &state.fenced {
+            Some(error) => Err(error.clone()),
+            None => Ok(()),
         }
-        Ok(())
     }
 
     /// Starts a transaction (local: the coordinator learns of it with the first partition).
@@ -341,6 +340,13 @@ impl Transactions {
     /// Remembers that a record of the ongoing transaction failed: it can only be aborted.
     pub(crate) fn record_failure(&self, error: &ClientError) {
         let mut state = self.state();
+        if let ClientError::Kafka {
+            code: PRODUCER_FENCED | INVALID_PRODUCER_EPOCH,
+            ..
+        } = error
+        {
+            state.fenced = Some(error.clone());
+        }
         if state.in_transaction && state.failed.is_none() {
             state.failed = Some(error.clone());
         }
