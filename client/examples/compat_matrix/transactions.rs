@@ -148,8 +148,8 @@ pub(crate) async fn transactions(ctx: &Ctx) -> Check {
                 partition: Some(0),
                 ..Record::default()
             };
-            // The record fails with the coordinator's answer to AddPartitionsToTxn; commit
-            // then only says the producer is fenced.
+            // The record fails with the coordinator's answer to AddPartitionsToTxn; a commit
+            // after it fails with that error too.
             match first.send_record(&output, fenced).await {
                 Err(error) => Some(error),
                 Ok(_) => first.commit().await.err(),
