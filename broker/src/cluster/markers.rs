@@ -6,11 +6,10 @@
 //! through [`MarkerOutcome`]s; it never decides anything about a transaction itself. Its
 //! queue is `txn::markers::MarkerChannel`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use lmq::connection::Connection;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::write_txn_markers_request::{
     WritableTxnMarker, WritableTxnMarkerTopic,
@@ -38,7 +37,6 @@ pub async fn run(
     report: impl Fn(MarkerOutcome) + Send + Sync + 'static,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut connections: HashMap<i32, Connection> = HashMap::new();
     loop {
         let wake = channel.notified();
         tokio::pin!(wake);
@@ -48,7 +46,7 @@ pub async fn run(
         let left = if idle {
             Vec::new()
         } else {
-            send_round(&broker, &node, &mut connections, jobs, &report).await
+            send_round(&broker, &node, jobs, &report).await
         };
         let retry = !left.is_empty();
         channel.put_back(left);
@@ -65,7 +63,6 @@ pub async fn run(
 async fn send_round(
     broker: &Broker,
     node: &ClusterNode,
-    connections: &mut HashMap<i32, Connection>,
     mut jobs: Vec<MarkerJob>,
     report: &impl Fn(MarkerOutcome),
 ) -> Vec<MarkerJob> {
@@ -110,8 +107,12 @@ async fn send_round(
         if leader < 0 {
             continue; // no leader yet: the next round
         }
-        let Some(connection) = connection_to(broker, node, connections, leader).await else {
-            continue;
+        let connection = match node.peers.get(broker, node, leader).await {
+            Ok(connection) => connection,
+            Err(error) => {
+                tracing::debug!(leader, %error, "cannot reach a partition leader for markers");
+                continue;
+            }
         };
         let mut batch: Vec<(usize, Vec<(String, i32)>)> = Vec::new();
         let mut count = 0usize;
@@ -151,7 +152,7 @@ async fn send_round(
                 }
                 Err(error) => {
                     tracing::debug!(leader, %error, "writing transaction markers failed; retrying");
-                    connections.remove(&leader);
+                    node.peers.broken(leader).await;
                     break;
                 }
             }
@@ -257,36 +258,4 @@ fn request_for(
         })
         .collect();
     request
-}
-
-/// The cached connection to broker `leader`, opened (as a broker) when missing.
-async fn connection_to<'a>(
-    broker: &Broker,
-    node: &ClusterNode,
-    connections: &'a mut HashMap<i32, Connection>,
-    leader: i32,
-) -> Option<&'a Connection> {
-    let address = node
-        .view()
-        .brokers
-        .get(&leader)
-        .map(|info| format!("{}:{}", info.host, info.port))?;
-    let stale = connections
-        .get(&leader)
-        .is_some_and(|connection| connection.address() != address || connection.is_closed());
-    if stale {
-        connections.remove(&leader);
-    }
-    if let std::collections::hash_map::Entry::Vacant(slot) = connections.entry(leader) {
-        match super::fetcher::connect_as_broker(broker, node, &address).await {
-            Ok(connection) => {
-                slot.insert(connection);
-            }
-            Err(error) => {
-                tracing::debug!(leader, %error, "cannot reach a partition leader for markers");
-                return None;
-            }
-        }
-    }
-    connections.get(&leader)
 }

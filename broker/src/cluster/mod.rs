@@ -19,6 +19,7 @@ mod fetcher;
 pub mod identity;
 pub mod markers;
 pub mod metadata;
+mod peers;
 mod producer_ids;
 pub mod reassign;
 mod reconcile;
@@ -102,8 +103,8 @@ pub struct ClusterNode {
     lease_config: LeaseConfig,
     /// Producer ids: this broker's block, and what the cluster handed out.
     producer_ids: producer_ids::ProducerIds,
-    /// Connections to transaction coordinators on other brokers (`txn_verify`).
-    verify_connections: txn_verify::VerifyConnections,
+    /// Connections to the other brokers for markers and verification (`peers`).
+    peers: peers::PeerConnections,
 }
 
 /// How often `tasks::keep_contact` passes this broker's TTL check and reads the health list.
@@ -586,7 +587,7 @@ pub async fn join(
         lease: std::sync::Mutex::new(Lease::new(lease_config, registered_at)),
         lease_config,
         producer_ids: producer_ids::ProducerIds::default(),
-        verify_connections: txn_verify::VerifyConnections::default(),
+        peers: peers::PeerConnections::default(),
     });
     let brokers = coordinator.brokers().await?;
     node.update_view(|view| view.brokers = tasks::by_id(brokers));

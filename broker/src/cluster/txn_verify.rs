@@ -5,10 +5,8 @@
 //! through AddPartitionsToTxn v4 over the inter-broker listener, as a broker.
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
 
 use lmq::api::BrokerAddPartitionsToTxn;
-use lmq::connection::Connection;
 use lmq_wire::protocol::ResponseError;
 use lmq_wire::protocol::messages::add_partitions_to_txn_request::{
     AddPartitionsToTxnTopic, AddPartitionsToTxnTransaction,
@@ -25,12 +23,6 @@ use crate::topics::TRANSACTION_STATE_TOPIC;
 use crate::txn::TopicPartition;
 use crate::txn::state::{ProducerIdAndEpoch, TxnError};
 use crate::txn_hooks::{Verification, VerifyRequest};
-
-/// Connections to other brokers for verification, one per broker (requests pipeline on it).
-#[derive(Debug, Default)]
-pub struct VerifyConnections {
-    connections: tokio::sync::Mutex<HashMap<i32, Arc<Connection>>>,
-}
 
 /// Each partition's verification, in the request's order.
 pub async fn verify(
@@ -49,11 +41,7 @@ pub async fn verify(
         Ok(answers) => answers,
         Err(error) => {
             tracing::debug!(coordinator, %error, "verifying a transaction with its coordinator failed");
-            node.verify_connections
-                .connections
-                .lock()
-                .await
-                .remove(&coordinator);
+            node.peers.broken(coordinator).await;
             all(Verification::Unavailable)
         }
     }
@@ -131,7 +119,7 @@ async fn verify_remote(
     coordinator: i32,
     request: &VerifyRequest,
 ) -> Result<Vec<Verification>, lmq::ClientError> {
-    let connection = connection_to(broker, node, coordinator).await?;
+    let connection = node.peers.get(broker, node, coordinator).await?;
     let mut topics: Vec<AddPartitionsToTxnTopic> = Vec::new();
     for (topic, partition) in &request.partitions {
         match topics.iter_mut().find(|item| item.name.0.as_str() == topic) {
@@ -182,29 +170,4 @@ async fn verify_remote(
                 .map_or(Verification::Unavailable, |code| from_code(*code))
         })
         .collect())
-}
-
-async fn connection_to(
-    broker: &Broker,
-    node: &ClusterNode,
-    coordinator: i32,
-) -> Result<Arc<Connection>, lmq::ClientError> {
-    let address = node
-        .view()
-        .brokers
-        .get(&coordinator)
-        .map(|info| format!("{}:{}", info.host, info.port))
-        .ok_or_else(|| lmq::ClientError::NoBrokers {
-            brokers: Vec::new(),
-        })?;
-    let mut connections = node.verify_connections.connections.lock().await;
-    if let Some(connection) = connections.get(&coordinator)
-        && !connection.is_closed()
-        && connection.address() == address
-    {
-        return Ok(Arc::clone(connection));
-    }
-    let connection = Arc::new(super::fetcher::connect_as_broker(broker, node, &address).await?);
-    connections.insert(coordinator, Arc::clone(&connection));
-    Ok(connection)
 }
